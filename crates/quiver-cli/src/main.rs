@@ -1,0 +1,265 @@
+//! `quiver`: list, inspect and run estimator plugins.
+//!
+//! ```text
+//! quiver list [--json]
+//! quiver info METHOD [--json]
+//! quiver run METHOD --input ROLE=PATH ... [--set KEY=VALUE ...] [--device auto|cpu|cuda] [--json] [--output PATH]
+//! quiver doctor
+//! ```
+//! The CLI is generic: it reads each method's manifest, never per-method code.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use quiver_host::{manifest_json, DeviceRequest, Host, HostError, RunContext};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "quiver", version, about = "Statistical estimators with guarantees, as plugins")]
+struct Cli {
+    /// Plugin folder (default: $QUIVER_PLUGIN_PATH, else `plugins/` next to the binary or `target/plugins`).
+    #[arg(long, global = true)]
+    plugins: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the methods of every loaded plugin.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a method's parameters, tables, guarantee and devices.
+    Info {
+        /// Method name.
+        method: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a method on CSV inputs.
+    Run {
+        /// Method name.
+        method: String,
+        /// An input table, ROLE=PATH (CSV with a header row).
+        #[arg(long = "input", value_name = "ROLE=PATH")]
+        inputs: Vec<String>,
+        /// A parameter, KEY=VALUE.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Device.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceArg,
+        /// Worker threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: u32,
+        /// Print the full JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON result to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Check the installation: plugin folders, every plugin found (loaded or why not), GPU status.
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let host = Host::discover(cli.plugins.as_deref());
+    match run(&cli.command, &host) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn warn_failures(host: &Host) {
+    for f in host.failures() {
+        eprintln!("warning: {f}");
+    }
+}
+
+fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
+    match command {
+        Command::List { json } => {
+            warn_failures(host);
+            if *json {
+                let all: Vec<Value> = host.plugins().iter().map(|p| manifest_json(&p.manifest)).collect();
+                println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+            } else if host.plugins().is_empty() {
+                println!("no plugins found (searched: {})", display_paths(host.searched()));
+            } else {
+                let width = host.plugins().iter().map(|p| p.name().len()).max().unwrap_or(0);
+                for p in host.plugins() {
+                    let devices: Vec<&str> = p.manifest.devices.iter().map(|d| d.name()).collect();
+                    println!(
+                        "{:width$}  {:20}  [{}]  {}",
+                        p.name(),
+                        p.manifest.family.name(),
+                        devices.join(","),
+                        p.manifest.summary
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { method, json } => {
+            let p = host.get(method)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&manifest_json(&p.manifest)).expect("json"));
+            } else {
+                print_info(p);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { method, inputs, sets, device, threads, json, output } => {
+            let plugin = host.get(method)?;
+            let params = quiver_host::params_from_pairs(&plugin.manifest, sets)?;
+            let inputs = inputs
+                .iter()
+                .map(|s| {
+                    s.split_once('=')
+                        .map(|(r, p)| (r.trim().to_string(), PathBuf::from(p.trim())))
+                        .ok_or_else(|| HostError::Parameter(format!("--input '{s}' is not ROLE=PATH")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
+            for t in &tables {
+                if !t.ignored.is_empty() {
+                    eprintln!("note: table '{}': ignored non-numeric column(s) {}", t.role, t.ignored.join(", "));
+                }
+            }
+            let device = match device {
+                DeviceArg::Auto => DeviceRequest::Auto,
+                DeviceArg::Cpu => DeviceRequest::Cpu,
+                DeviceArg::Cuda => DeviceRequest::Cuda,
+            };
+            let result = host.run(method, &params, &tables, RunContext { device, threads: *threads })?;
+            if let Some(notice) = result.get("notice").and_then(Value::as_str) {
+                eprintln!("{notice}");
+            }
+            let text = serde_json::to_string_pretty(&result).expect("json");
+            if let Some(path) = output {
+                std::fs::write(path, &text).map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
+            }
+            if *json {
+                println!("{text}");
+            } else {
+                print_result(&result);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => Ok(doctor(host)),
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "no plugin folder exists; run `cargo xtask build`".into();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn print_info(p: &quiver_host::Plugin) {
+    let m = &p.manifest;
+    println!("{} {} ({})", m.name, m.version, m.family.name());
+    println!("  {}", m.summary);
+    println!("guarantee: {}", m.guarantee);
+    println!("reference: {}", m.reference);
+    let devices: Vec<&str> = m.devices.iter().map(|d| d.name()).collect();
+    println!("devices:   {}", devices.join(", "));
+    println!("file:      {} (SDK {})", p.path.display(), p.sdk_version);
+    println!("parameters:");
+    for prm in m.params.iter() {
+        let choices = if prm.choices.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", prm.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("|"))
+        };
+        println!("  {:12} {:7} default {:10} {}{}", prm.name, format!("{:?}", prm.kind).to_lowercase(), prm.default_json, prm.doc, choices);
+    }
+    println!("tables:");
+    for t in m.tables.iter() {
+        println!("  {}{}: {}", t.role, if t.required { "" } else { " (optional)" }, t.doc);
+        for c in t.columns.iter() {
+            let name = if c.prefix { format!("{}*", c.name) } else { c.name.to_string() };
+            println!("    {:10} {:4} {:9} {}", name, c.kind.name(), if c.required { "required" } else { "optional" }, c.doc);
+        }
+    }
+}
+
+/// Human-readable rendering of any result: scalars as a two-column table, arrays by length and
+/// their first entries.
+fn print_result(v: &Value) {
+    let Some(obj) = v.as_object() else {
+        println!("{v}");
+        return;
+    };
+    let width = obj.keys().map(String::len).max().unwrap_or(0);
+    for (k, val) in obj {
+        let shown = match val {
+            Value::Array(a) => {
+                let head: Vec<String> = a.iter().take(8).map(short).collect();
+                format!("[{} values] {}{}", a.len(), head.join(", "), if a.len() > 8 { ", ..." } else { "" })
+            }
+            Value::Object(o) => o.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(" "),
+            Value::Null => continue,
+            Value::String(_) if k == "notice" => continue,
+            other => short(other),
+        };
+        println!("{k:width$}  {shown}");
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() => format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            _ => n.to_string(),
+        },
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn doctor(host: &Host) -> ExitCode {
+    println!("quiver {} (ABI {})", env!("CARGO_PKG_VERSION"), quiver_host::ABI_VERSION);
+    println!("plugin folders: {}", display_paths(host.searched()));
+    for p in host.plugins() {
+        println!("  ok    {:24} {} (SDK {})", p.name(), p.path.display(), p.sdk_version);
+    }
+    for f in host.failures() {
+        println!("  FAIL  {f}");
+    }
+    // Each plugin probes CUDA for itself; the doctor reports whether the libraries are there.
+    let gpu = gpu_status();
+    println!("gpu: {gpu}");
+    if host.failures().is_empty() && !host.plugins().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn gpu_status() -> String {
+    let (driver, nvrtc) = quiver_host::cuda_libraries();
+    match (driver, nvrtc) {
+        (true, true) => "NVIDIA driver and NVRTC found: `--device auto` uses CUDA where a method has a CUDA path".into(),
+        (true, false) => "NVIDIA driver found but no NVRTC (libnvrtc): kernels cannot compile; CPU only".into(),
+        (false, true) => "NVRTC found (kernels compile to PTX) but no NVIDIA driver: CPU only".into(),
+        (false, false) => "no NVIDIA driver: CPU only (`--device auto` falls back to the CPU)".into(),
+    }
+}

@@ -1,0 +1,232 @@
+//! GPU support for Quiver plugins: a CUDA probe that never panics, device choice, an NVRTC
+//! compile cache (PTX compiled once per process per kernel source), and cuBLAS handles.
+//!
+//! cudarc panics when libcuda or libnvrtc is missing, so every entry point here first checks that
+//! the libraries can be loaded (`is_culib_present`) and runs cudarc calls under `catch_unwind`.
+//! Each plugin is its own cdylib with its own statics, so each keeps its own cache.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use cudarc;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+use thiserror::Error;
+
+/// Errors of the GPU layer.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum GpuError {
+    /// No usable CUDA driver / GPU.
+    #[error("CUDA is not available: {0}")]
+    Unavailable(String),
+    /// NVRTC is missing or failed to compile a kernel.
+    #[error("NVRTC could not compile kernel '{name}': {log}")]
+    Compile {
+        /// Kernel source name.
+        name: String,
+        /// Compiler log or load error.
+        log: String,
+    },
+    /// A driver call failed.
+    #[error("CUDA driver error: {0}")]
+    Driver(String),
+}
+
+pub use quiver_abi::{Device, DeviceRequest};
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuStatus {
+    /// libcuda could be loaded.
+    pub driver_library: bool,
+    /// libnvrtc could be loaded.
+    pub nvrtc_library: bool,
+    /// Name and compute capability of device 0, when a context could be created.
+    pub device: Option<(String, (i32, i32))>,
+    /// Why CUDA is not usable, when it is not.
+    pub reason: Option<String>,
+}
+
+impl GpuStatus {
+    /// Whether kernels can run.
+    pub fn usable(&self) -> bool {
+        self.device.is_some() && self.nvrtc_library
+    }
+}
+
+/// Whether libnvrtc can be loaded (enough to compile kernels to PTX without a GPU).
+pub fn nvrtc_present() -> bool {
+    catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// Whether libcuda can be loaded.
+pub fn driver_present() -> bool {
+    catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// Probe for CUDA without panicking. Cached per process.
+pub fn probe() -> &'static GpuStatus {
+    static STATUS: OnceLock<GpuStatus> = OnceLock::new();
+    STATUS.get_or_init(|| {
+        let driver_library = driver_present();
+        let nvrtc_library = nvrtc_present();
+        let mut status = GpuStatus { driver_library, nvrtc_library, device: None, reason: None };
+        if !driver_library {
+            status.reason = Some("libcuda (the NVIDIA driver library) was not found".into());
+            return status;
+        }
+        match context() {
+            Ok(ctx) => {
+                let name = ctx.name().unwrap_or_else(|_| "unknown".into());
+                let cc = ctx.compute_capability().unwrap_or((0, 0));
+                status.device = Some((name, cc));
+                if !nvrtc_library {
+                    status.reason = Some("libnvrtc (CUDA's runtime compiler) was not found".into());
+                }
+            }
+            Err(e) => status.reason = Some(e.to_string()),
+        }
+        status
+    })
+}
+
+/// Resolve a request to a device for a method whose manifest lists `has_cuda_path`.
+/// Returns the device and, when `Auto` fell back to the CPU, a one-line notice.
+pub fn resolve(request: DeviceRequest, has_cuda_path: bool) -> Result<(Device, Option<String>), GpuError> {
+    match request {
+        DeviceRequest::Cpu => Ok((Device::Cpu, None)),
+        DeviceRequest::Cuda => {
+            if !has_cuda_path {
+                return Err(GpuError::Unavailable("this method has no CUDA path".into()));
+            }
+            let s = probe();
+            if s.usable() {
+                Ok((Device::Cuda, None))
+            } else {
+                Err(GpuError::Unavailable(s.reason.clone().unwrap_or_else(|| "unknown reason".into())))
+            }
+        }
+        DeviceRequest::Auto => {
+            if !has_cuda_path {
+                return Ok((Device::Cpu, None));
+            }
+            let s = probe();
+            if s.usable() {
+                Ok((Device::Cuda, None))
+            } else {
+                let why = s.reason.clone().unwrap_or_else(|| "unknown reason".into());
+                Ok((Device::Cpu, Some(format!("notice: CUDA not usable ({why}); running on the CPU"))))
+            }
+        }
+    }
+}
+
+fn context() -> Result<Arc<CudaContext>, GpuError> {
+    static CTX: OnceLock<Result<Arc<CudaContext>, GpuError>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        if !driver_present() {
+            return Err(GpuError::Unavailable("libcuda was not found".into()));
+        }
+        match catch_unwind(|| CudaContext::new(0)) {
+            Ok(Ok(ctx)) => Ok(ctx),
+            Ok(Err(e)) => Err(GpuError::Unavailable(format!("{e:?}"))),
+            Err(_) => Err(GpuError::Unavailable("the CUDA driver panicked on initialisation".into())),
+        }
+    })
+    .clone()
+}
+
+/// The process's CUDA context on device 0 and its default stream.
+pub fn stream() -> Result<Arc<CudaStream>, GpuError> {
+    Ok(context()?.default_stream())
+}
+
+/// Compile CUDA C `src` to PTX with NVRTC for `arch` (e.g. `"compute_90"`), with no GPU needed.
+pub fn compile_ptx(name: &str, src: &str, arch: Option<&'static str>) -> Result<Ptx, GpuError> {
+    if !nvrtc_present() {
+        return Err(GpuError::Compile { name: name.into(), log: "libnvrtc was not found".into() });
+    }
+    // fmad=false: no fused multiply-adds, so kernels round exactly like the CPU path and CUDA
+    // results can be compared to CPU results bit for bit.
+    let opts = CompileOptions {
+        arch,
+        fmad: Some(false),
+        name: Some(format!("{name}.cu")),
+        ..Default::default()
+    };
+    match catch_unwind(AssertUnwindSafe(|| cudarc::nvrtc::compile_ptx_with_opts(src, opts))) {
+        Ok(Ok(ptx)) => Ok(ptx),
+        Ok(Err(e)) => Err(GpuError::Compile { name: name.into(), log: format!("{e:?}") }),
+        Err(_) => Err(GpuError::Compile { name: name.into(), log: "NVRTC panicked".into() }),
+    }
+}
+
+/// Load `src` (compiled once per process and cached by `name`) and return kernel `function`.
+pub fn kernel(name: &'static str, src: &'static str, function: &str) -> Result<CudaFunction, GpuError> {
+    static MODULES: OnceLock<Mutex<HashMap<&'static str, Arc<CudaModule>>>> = OnceLock::new();
+    let ctx = context()?;
+    let mut cache = MODULES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let module = match cache.get(name) {
+        Some(m) => m.clone(),
+        None => {
+            let ptx = compile_ptx(name, src, None)?;
+            let m = ctx.load_module(ptx).map_err(|e| GpuError::Driver(format!("{e:?}")))?;
+            cache.insert(name, m.clone());
+            m
+        }
+    };
+    module.load_function(function).map_err(|e| GpuError::Driver(format!("{e:?}")))
+}
+
+/// A cuBLAS handle on the process's default stream (for the GEMM-heavy families).
+pub fn cublas() -> Result<Arc<cudarc::cublas::CudaBlas>, GpuError> {
+    static BLAS: OnceLock<Result<Arc<cudarc::cublas::CudaBlas>, GpuError>> = OnceLock::new();
+    BLAS.get_or_init(|| {
+        let s = stream()?;
+        catch_unwind(AssertUnwindSafe(|| cudarc::cublas::CudaBlas::new(s)))
+            .map_err(|_| GpuError::Unavailable("cuBLAS panicked on initialisation".into()))?
+            .map(Arc::new)
+            .map_err(|e| GpuError::Unavailable(format!("cuBLAS: {e:?}")))
+    })
+    .clone()
+}
+
+/// Map a driver error into [`GpuError::Driver`].
+pub fn driver_err<E: std::fmt::Debug>(e: E) -> GpuError {
+    GpuError::Driver(format!("{e:?}"))
+}
+
+/// One thread per element launch configuration for `n` elements (256 threads a block).
+pub fn launch_config(n: usize) -> cudarc::driver::LaunchConfig {
+    let blocks = n.div_ceil(256).max(1) as u32;
+    cudarc::driver::LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_never_panics_and_cpu_always_resolves() {
+        let s = probe();
+        assert_eq!(s.usable(), s.device.is_some() && s.nvrtc_library);
+        assert_eq!(resolve(DeviceRequest::Cpu, true).unwrap().0, Device::Cpu);
+        let (dev, notice) = resolve(DeviceRequest::Auto, true).unwrap();
+        if !s.usable() {
+            assert_eq!(dev, Device::Cpu);
+            assert!(notice.unwrap().contains("running on the CPU"));
+            assert!(resolve(DeviceRequest::Cuda, true).is_err());
+        }
+        assert!(resolve(DeviceRequest::Cuda, false).is_err());
+    }
+
+    #[test]
+    fn bad_kernel_is_an_error_not_a_panic() {
+        match compile_ptx("broken", "extern \"C\" __global__ void k() { this is not C }", Some("compute_90")) {
+            Err(GpuError::Compile { log, .. }) => assert!(!log.is_empty()),
+            Ok(_) => panic!("a broken kernel compiled"),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+}

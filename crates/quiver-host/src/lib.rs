@@ -1,0 +1,587 @@
+//! The Quiver host: finds plugin files, loads them through the stable ABI, keeps a process-wide
+//! registry, validates inputs against each method's manifest, and hands out typed handles per
+//! estimator family ([`Selector`], [`BatchPredictor`], [`Aggregator`], [`Shrinker`], [`Critic`]).
+//!
+//! Loading a file: (1) `libloading` opens it and reads the C-ABI identity symbol
+//! ([`quiver_abi::IDENTITY_SYMBOL`]): a library without it is not a Quiver plugin, and one built
+//! against another ABI version is refused with both versions in one line; (2) abi_stable checks
+//! type layouts and loads the root module (`lib_header_from_path(..).init_root_module()`, never
+//! `load_from_file`); (3) the manifest is read and the method name checked for duplicates.
+//! A file that fails is recorded in [`Host::failures`]; the others still load. Libraries are never
+//! unloaded.
+
+pub mod error;
+pub mod table;
+
+pub use error::{HostError, InputError, LoadError};
+pub use quiver_abi::{
+    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest,
+    ParamKind, RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
+};
+pub use table::{read_csv, Table, Values};
+
+use quiver_abi::{loader, PluginIdentity, PluginModRef, TableView};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Environment variable with plugin folders (separated like `PATH`).
+pub const PLUGIN_PATH_ENV: &str = "QUIVER_PLUGIN_PATH";
+
+/// A loaded plugin.
+#[derive(Clone)]
+pub struct Plugin {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The SDK version it was built with.
+    pub sdk_version: String,
+    module: PluginModRef,
+}
+
+impl Plugin {
+    /// Method name.
+    pub fn name(&self) -> &str {
+        self.manifest.name.as_str()
+    }
+}
+
+/// The registry of loaded plugins, and the files that failed.
+#[derive(Default, Clone)]
+pub struct Host {
+    plugins: Vec<Plugin>,
+    failures: Vec<LoadError>,
+    searched: Vec<PathBuf>,
+}
+
+/// Whether the CUDA driver library and NVRTC can be loaded: `(driver, nvrtc)`.
+pub fn cuda_libraries() -> (bool, bool) {
+    let found = |names: &[&str]| {
+        names.iter().any(|n| {
+            // SAFETY: opening the CUDA driver / NVRTC only to test presence; dropped at once.
+            unsafe { libloading::Library::new(n) }.is_ok()
+        })
+    };
+    (
+        found(&["libcuda.so.1", "libcuda.so", "nvcuda.dll"]),
+        found(&["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "nvrtc64_130_0.dll", "nvrtc64_120_0.dll"]),
+    )
+}
+
+/// The file-name extension of shared libraries on this platform.
+pub fn library_extension() -> &'static str {
+    std::env::consts::DLL_EXTENSION
+}
+
+/// The folders searched for plugins: `explicit` if given; else the folders in
+/// `QUIVER_PLUGIN_PATH` if set; else the first of `plugins/` next to the running binary,
+/// `../plugins` from it (so `target/release/quiver` finds `target/plugins`), and
+/// `target/plugins` under the current directory, that exists.
+pub fn plugin_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    if let Some(paths) = std::env::var_os(PLUGIN_PATH_ENV) {
+        let dirs: Vec<PathBuf> = std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect();
+        if !dirs.is_empty() {
+            return dirs;
+        }
+    }
+    let mut candidates = Vec::new();
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        candidates.push(exe_dir.join("plugins"));
+        if let Some(up) = exe_dir.parent() {
+            candidates.push(up.join("plugins"));
+            if let Some(up2) = up.parent() {
+                candidates.push(up2.join("plugins"));
+            }
+        }
+    }
+    candidates.push(PathBuf::from("target/plugins"));
+    candidates.into_iter().find(|d| d.is_dir()).into_iter().collect()
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn read_identity(path: &Path) -> Result<PluginIdentity, LoadError> {
+    // SAFETY: loading a library runs its initialisers; plugin folders are trusted code, as with
+    // any plugin system. The library is kept loaded for the life of the process.
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| LoadError::NotALibrary { path: path.into(), reason: e.to_string() })?;
+    let identity = {
+        // SAFETY: the symbol, when present, is the SDK's `extern "C" fn() -> PluginIdentity`.
+        let sym: Result<libloading::Symbol<extern "C" fn() -> PluginIdentity>, _> =
+            unsafe { lib.get(quiver_abi::IDENTITY_SYMBOL.as_bytes()) };
+        match sym {
+            Ok(f) => f(),
+            Err(_) => {
+                return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL })
+            }
+        }
+    };
+    std::mem::forget(lib);
+    if identity.magic != quiver_abi::IDENTITY_MAGIC {
+        return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL });
+    }
+    Ok(identity)
+}
+
+fn sdk_version(identity: &PluginIdentity) -> String {
+    if identity.sdk_version.is_null() {
+        return "unknown".into();
+    }
+    // SAFETY: the SDK points this at a NUL-terminated 'static string in the plugin's image,
+    // which stays loaded.
+    unsafe { std::ffi::CStr::from_ptr(identity.sdk_version) }.to_string_lossy().into_owned()
+}
+
+impl Host {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Host::default()
+    }
+
+    /// Load every plugin in [`plugin_dirs`]`(explicit)`.
+    pub fn discover(explicit: Option<&Path>) -> Self {
+        let mut host = Host::new();
+        for dir in plugin_dirs(explicit) {
+            host.load_dir(&dir);
+        }
+        host
+    }
+
+    /// Load every shared library in `dir` (sorted by file name). Failures are recorded.
+    pub fn load_dir(&mut self, dir: &Path) {
+        self.searched.push(dir.to_path_buf());
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == library_extension()))
+            .collect();
+        files.sort();
+        for f in files {
+            let _ = self.load_file(&f);
+        }
+    }
+
+    /// Load one plugin file. On failure the error is returned and also recorded.
+    pub fn load_file(&mut self, path: &Path) -> Result<&Plugin, LoadError> {
+        match self.try_load(path) {
+            Ok(p) => {
+                self.plugins.push(p);
+                Ok(self.plugins.last().expect("just pushed"))
+            }
+            Err(e) => {
+                self.failures.push(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn try_load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let identity = read_identity(path)?;
+        if !ABI_VERSION.compatible_with(&identity.abi) {
+            return Err(LoadError::AbiVersion {
+                path: path.into(),
+                expected: ABI_VERSION.to_string(),
+                found: identity.abi.to_string(),
+                sdk: sdk_version(&identity),
+            });
+        }
+        let module = loader::load_root_module(path).map_err(|e| match e {
+            loader::LoadFailure::Incompatible(msg) => LoadError::Incompatible {
+                path: path.into(),
+                expected: ABI_VERSION.to_string(),
+                tail: tail_lines(&msg, 12),
+            },
+            loader::LoadFailure::Other(msg) => LoadError::RootModule { path: path.into(), reason: tail_lines(&msg, 12) },
+        })?;
+        let manifest = (module.manifest())();
+        if manifest.name.is_empty() {
+            return Err(LoadError::BadManifest { path: path.into(), reason: "empty method name".into() });
+        }
+        if let Some(first) = self.plugins.iter().find(|p| p.name() == manifest.name.as_str()) {
+            return Err(LoadError::Duplicate {
+                path: path.into(),
+                method: manifest.name.to_string(),
+                first: first.path.clone(),
+            });
+        }
+        Ok(Plugin { path: path.into(), manifest, sdk_version: sdk_version(&identity), module })
+    }
+
+    /// Loaded plugins, in load order.
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    /// Files that failed to load.
+    pub fn failures(&self) -> &[LoadError] {
+        &self.failures
+    }
+
+    /// Folders that were searched.
+    pub fn searched(&self) -> &[PathBuf] {
+        &self.searched
+    }
+
+    /// The plugin providing `method`.
+    pub fn get(&self, method: &str) -> Result<&Plugin, HostError> {
+        self.plugins.iter().find(|p| p.name() == method).ok_or_else(|| HostError::UnknownMethod {
+            name: method.into(),
+            known: if self.plugins.is_empty() {
+                "none: build them with `cargo xtask build` or point --plugins / QUIVER_PLUGIN_PATH at them".into()
+            } else {
+                self.plugins.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            },
+        })
+    }
+
+    /// Construct an estimator of `method` with `params` (a JSON object; unknown names and
+    /// wrong types are refused before the plugin is called).
+    pub fn create(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Estimator, HostError> {
+        let plugin = self.get(method)?;
+        check_params(&plugin.manifest, params)?;
+        let text = Value::Object(params.clone()).to_string();
+        let create = plugin.module.create();
+        let inner = create(text.as_str().into(), ctx).into_result().map_err(|e| plugin_error(method, e))?;
+        Ok(Estimator { method: method.into(), manifest: plugin.manifest.clone(), inner })
+    }
+
+    /// A conformal-selector handle.
+    pub fn selector(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Selector, HostError> {
+        match self.create(method, params, ctx)?.into_family(Family::ConformalSelector)? {
+            (quiver_abi::Estimator::ConformalSelector(inner), est) => Ok(Selector { inner, est }),
+            _ => unreachable!("family checked"),
+        }
+    }
+
+    /// A batch-predictor handle.
+    pub fn batch_predictor(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<BatchPredictor, HostError> {
+        match self.create(method, params, ctx)?.into_family(Family::BatchPredictive)? {
+            (quiver_abi::Estimator::BatchPredictive(inner), est) => Ok(BatchPredictor { inner, est }),
+            _ => unreachable!("family checked"),
+        }
+    }
+
+    /// A quantile-aggregator handle.
+    pub fn aggregator(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Aggregator, HostError> {
+        match self.create(method, params, ctx)?.into_family(Family::QuantileAggregator)? {
+            (quiver_abi::Estimator::QuantileAggregator(inner), est) => Ok(Aggregator { inner, est }),
+            _ => unreachable!("family checked"),
+        }
+    }
+
+    /// A shrinkage handle.
+    pub fn shrinker(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Shrinker, HostError> {
+        match self.create(method, params, ctx)?.into_family(Family::Shrinkage)? {
+            (quiver_abi::Estimator::Shrinkage(inner), est) => Ok(Shrinker { inner, est }),
+            _ => unreachable!("family checked"),
+        }
+    }
+
+    /// A critic handle.
+    pub fn critic(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Critic, HostError> {
+        match self.create(method, params, ctx)?.into_family(Family::Critic)? {
+            (quiver_abi::Estimator::Critic(inner), est) => Ok(Critic { inner, est }),
+            _ => unreachable!("family checked"),
+        }
+    }
+
+    /// Run a method's whole lifecycle on `tables` (each lifecycle step sees every table) and
+    /// return its JSON result: what the CLI and demo do, generic over families.
+    pub fn run(&self, method: &str, params: &Map<String, Value>, tables: &[Table], ctx: RunContext) -> Result<Value, HostError> {
+        let est = self.create(method, params, ctx)?;
+        let json = match est.inner {
+            quiver_abi::Estimator::ConformalSelector(inner) => {
+                let mut h = Selector { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+                h.calibrate(tables)?;
+                h.select(tables)?.json
+            }
+            quiver_abi::Estimator::BatchPredictive(inner) => {
+                let mut h = BatchPredictor { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+                h.calibrate(tables)?;
+                h.bound(tables)?.json
+            }
+            quiver_abi::Estimator::QuantileAggregator(inner) => {
+                let mut h = Aggregator { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+                h.fit(tables)?;
+                h.calibrate(tables)?;
+                h.predict(tables)?.json
+            }
+            quiver_abi::Estimator::Shrinkage(inner) => {
+                let h = Shrinker { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+                h.estimate(tables)?.json
+            }
+            quiver_abi::Estimator::Critic(inner) => {
+                let mut h = Critic { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+                h.fit(tables)?;
+                h.values(tables)?.json
+            }
+        };
+        serde_json::from_str(json.as_str())
+            .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })
+    }
+}
+
+fn plugin_error(method: &str, e: quiver_abi::PluginError) -> HostError {
+    HostError::Plugin { method: method.into(), kind: e.kind, message: e.message.into() }
+}
+
+/// Check parameter names and types against the manifest (the plugin checks again, and checks
+/// ranges).
+pub fn check_params(manifest: &Manifest, params: &Map<String, Value>) -> Result<(), HostError> {
+    for key in params.keys() {
+        if !manifest.params.iter().any(|p| p.name.as_str() == key) {
+            return Err(HostError::Parameter(format!(
+                "{}: unknown parameter '{key}' (known: {})",
+                manifest.name,
+                manifest.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Turn `KEY=VALUE` strings into a JSON parameter object, typed by the manifest:
+/// floats (`inf`/`-inf` allowed), integers, booleans, choices, text.
+pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<String, Value>, HostError> {
+    let mut out = Map::new();
+    for pair in pairs {
+        let (key, raw) = pair
+            .split_once('=')
+            .ok_or_else(|| HostError::Parameter(format!("'{pair}' is not KEY=VALUE")))?;
+        let (key, raw) = (key.trim(), raw.trim());
+        let spec = manifest.params.iter().find(|p| p.name.as_str() == key).ok_or_else(|| {
+            HostError::Parameter(format!(
+                "{}: unknown parameter '{key}' (known: {})",
+                manifest.name,
+                manifest.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let bad = |want: &str| HostError::Parameter(format!("{}: parameter '{key}' = '{raw}' must be {want}", manifest.name));
+        let value = match spec.kind {
+            ParamKind::Float => match raw.to_ascii_lowercase().as_str() {
+                "inf" | "+inf" | "infinity" => json!("inf"),
+                "-inf" | "-infinity" => json!("-inf"),
+                _ => {
+                    let x: f64 = raw.parse().map_err(|_| bad("a number"))?;
+                    if !x.is_finite() {
+                        return Err(bad("a number"));
+                    }
+                    json!(x)
+                }
+            },
+            ParamKind::Int => json!(raw.parse::<i64>().map_err(|_| bad("an integer"))?),
+            ParamKind::Bool => json!(raw.parse::<bool>().map_err(|_| bad("true or false"))?),
+            ParamKind::Choice => {
+                if !spec.choices.iter().any(|c| c.as_str() == raw) {
+                    let choices: Vec<&str> = spec.choices.iter().map(|c| c.as_str()).collect();
+                    return Err(bad(&format!("one of {}", choices.join(" | "))));
+                }
+                json!(raw)
+            }
+            ParamKind::Text => json!(raw),
+        };
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Read `ROLE=PATH` inputs as CSV, typed and validated by the method's manifest. Tables the
+/// method does not read, and required tables that are missing, are errors.
+pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
+    let mut tables = Vec::new();
+    for (role, path) in inputs {
+        let spec = manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
+            method: manifest.name.to_string(),
+            table: role.clone(),
+            known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
+        })?;
+        let table = read_csv(path, role, Some(spec))?;
+        tables.push(table);
+    }
+    validate_tables(manifest, &mut tables)?;
+    Ok(tables)
+}
+
+/// Check tables against the manifest (required tables present, columns, types, finiteness) and
+/// coerce column types (integers where floats are wanted, 0/1 where flags are wanted).
+pub fn validate_tables(manifest: &Manifest, tables: &mut [Table]) -> Result<(), HostError> {
+    for spec in manifest.tables.iter() {
+        match tables.iter_mut().find(|t| t.role == spec.role.as_str()) {
+            Some(t) => {
+                t.coerce(spec);
+                t.validate(spec)?;
+            }
+            None if spec.required => {
+                return Err(InputError::MissingTable { method: manifest.name.to_string(), table: spec.role.to_string() }.into())
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// The manifest as JSON (for `quiver info --json` and `quiver list --json`).
+pub fn manifest_json(m: &Manifest) -> Value {
+    json!({
+        "name": m.name.as_str(),
+        "family": m.family.name(),
+        "version": m.version.as_str(),
+        "summary": m.summary.as_str(),
+        "guarantee": m.guarantee.as_str(),
+        "reference": m.reference.as_str(),
+        "devices": m.devices.iter().map(|d| d.name()).collect::<Vec<_>>(),
+        "parameters": m.params.iter().map(|p| json!({
+            "name": p.name.as_str(),
+            "type": format!("{:?}", p.kind).to_lowercase(),
+            "default": serde_json::from_str::<Value>(p.default_json.as_str()).unwrap_or(Value::Null),
+            "choices": p.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "doc": p.doc.as_str(),
+        })).collect::<Vec<_>>(),
+        "tables": m.tables.iter().map(|t| json!({
+            "role": t.role.as_str(),
+            "required": t.required,
+            "doc": t.doc.as_str(),
+            "columns": t.columns.iter().map(|c| json!({
+                "name": if c.prefix { format!("{}*", c.name) } else { c.name.to_string() },
+                "type": c.kind.name(),
+                "required": c.required,
+                "doc": c.doc.as_str(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A constructed estimator, before it is narrowed to its family's handle.
+pub struct Estimator {
+    method: String,
+    manifest: Manifest,
+    inner: quiver_abi::Estimator,
+}
+
+impl Estimator {
+    /// Its family.
+    pub fn family(&self) -> Family {
+        self.inner.family()
+    }
+    fn into_family(self, wanted: Family) -> Result<(quiver_abi::Estimator, EstimatorInfo), HostError> {
+        if self.inner.family() != wanted {
+            return Err(HostError::WrongFamily {
+                name: self.method,
+                wanted: wanted.name(),
+                found: self.inner.family().name(),
+            });
+        }
+        let info = EstimatorInfo::of(&self.method, &self.manifest);
+        Ok((self.inner, info))
+    }
+}
+
+/// What every handle knows about its method.
+#[derive(Clone)]
+struct EstimatorInfo {
+    method: String,
+    manifest: Manifest,
+}
+
+impl EstimatorInfo {
+    fn of(method: &str, manifest: &Manifest) -> Self {
+        EstimatorInfo { method: method.into(), manifest: manifest.clone() }
+    }
+
+    /// Validate `tables` (the ones this method reads, that are present) and call `f` with their
+    /// ABI views.
+    fn call<T>(
+        &self,
+        tables: &[Table],
+        f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
+    ) -> Result<T, HostError> {
+        for t in tables {
+            if let Some(spec) = self.manifest.tables.iter().find(|s| s.role.as_str() == t.role) {
+                t.validate(spec)?;
+            }
+        }
+        let columns: Vec<Vec<quiver_abi::ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
+        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
+        f(quiver_abi::tables(&views)).into_result().map_err(|e| plugin_error(&self.method, e))
+    }
+}
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $boxed:ty, { $( $(#[$mdoc:meta])* fn $method:ident(& $($mut_:ident)?) -> $ret:ty; )* }) => {
+        $(#[$doc])*
+        pub struct $name {
+            inner: $boxed,
+            est: EstimatorInfo,
+        }
+
+        impl $name {
+            /// The method name.
+            pub fn method(&self) -> &str {
+                &self.est.method
+            }
+            $(
+                $(#[$mdoc])*
+                pub fn $method(& $($mut_)? self, tables: &[Table]) -> Result<$ret, HostError> {
+                    let inner = & $($mut_)? self.inner;
+                    self.est.call(tables, |t| inner.$method(t))
+                }
+            )*
+        }
+    };
+}
+
+handle!(
+    /// A conformal selector: `calibrate` then `select` (many times).
+    Selector, quiver_abi::SelectorBox, {
+        /// Ingest the `calibration` table.
+        fn calibrate(&mut) -> ();
+        /// Select units of the `test` table.
+        fn select(&) -> SelectionResult;
+    }
+);
+
+handle!(
+    /// A batch predictor: `calibrate` then `bound`.
+    BatchPredictor, quiver_abi::BatchBox, {
+        /// Ingest the calibration scores.
+        fn calibrate(&mut) -> ();
+        /// The set or bound for a batch.
+        fn bound(&) -> BatchResult;
+    }
+);
+
+handle!(
+    /// A quantile aggregator: `fit`, `calibrate`, `predict`.
+    Aggregator, quiver_abi::AggregatorBox, {
+        /// Fit weights.
+        fn fit(&mut) -> ();
+        /// Conformal calibration.
+        fn calibrate(&mut) -> ();
+        /// Predict quantiles.
+        fn predict(&) -> AggregationResult;
+    }
+);
+
+handle!(
+    /// A shrinkage estimator: `estimate`.
+    Shrinker, quiver_abi::ShrinkageBox, {
+        /// Tune and estimate.
+        fn estimate(&) -> ShrinkageResult;
+    }
+);
+
+handle!(
+    /// A critic: `fit` then `values`.
+    Critic, quiver_abi::CriticBox, {
+        /// Fit on transitions.
+        fn fit(&mut) -> ();
+        /// Query values.
+        fn values(&) -> CriticResult;
+    }
+);

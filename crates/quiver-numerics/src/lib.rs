@@ -1,0 +1,76 @@
+//! Shared CPU numerics for Quiver plugins, so no plugin writes them again: the Benjamini–Hochberg
+//! step-up procedure in O(m), rank counts against sorted data, exact binomial tails, the
+//! Bidirectional Preference Entropy score, and a scoped thread pool.
+
+pub mod binomial;
+pub mod fdr;
+pub mod ranks;
+
+use thiserror::Error;
+
+/// Errors of the shared numerics.
+#[derive(Debug, Error, PartialEq)]
+pub enum NumericsError {
+    /// A level or probability outside its range.
+    #[error("{name} = {value} must be in {range}")]
+    OutOfRange {
+        /// Parameter name.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// The allowed range, as text.
+        range: &'static str,
+    },
+    /// The thread pool could not be built.
+    #[error("could not build a thread pool: {0}")]
+    ThreadPool(String),
+}
+
+/// Run `f` on a rayon pool of `threads` workers (0 = rayon's default: one per core).
+/// Each plugin is its own cdylib with its own rayon statics; the host passes the count it wants.
+pub fn with_threads<T: Send>(threads: u32, f: impl FnOnce() -> T + Send) -> Result<T, NumericsError> {
+    if threads == 0 {
+        return Ok(f());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .build()
+        .map_err(|e| NumericsError::ThreadPool(e.to_string()))?;
+    Ok(pool.install(f))
+}
+
+/// Bidirectional Preference Entropy (an uncertainty score for pairwise LLM judgments):
+/// with p̄ = (p_fwd + p_rev)/2 the probability that answer A wins averaged over both presentation
+/// orders, s = −p̄ ln p̄ − (1 − p̄) ln(1 − p̄) (natural log; 0 ln 0 = 0). Lower is more confident.
+pub fn bpe_score(p_fwd: f64, p_rev: f64) -> Result<f64, NumericsError> {
+    for (name, v) in [("p_fwd", p_fwd), ("p_rev", p_rev)] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(NumericsError::OutOfRange { name, value: v, range: "[0, 1]" });
+        }
+    }
+    let p = 0.5 * (p_fwd + p_rev);
+    let h = |x: f64| if x > 0.0 { -x * x.ln() } else { 0.0 };
+    Ok(h(p) + h(1.0 - p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpe_values() {
+        assert_eq!(bpe_score(1.0, 1.0).unwrap(), 0.0);
+        assert_eq!(bpe_score(0.0, 0.0).unwrap(), 0.0);
+        assert!((bpe_score(0.5, 0.5).unwrap() - std::f64::consts::LN_2).abs() < 1e-15);
+        // order disagreement (0.9 vs 0.1) is maximal uncertainty
+        assert!((bpe_score(0.9, 0.1).unwrap() - std::f64::consts::LN_2).abs() < 1e-15);
+        assert!(bpe_score(1.2, 0.5).is_err());
+        assert!(bpe_score(0.5, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn pool_runs() {
+        assert_eq!(with_threads(2, || rayon::current_num_threads()).unwrap(), 2);
+        assert_eq!(with_threads(0, || 7).unwrap(), 7);
+    }
+}

@@ -1,0 +1,99 @@
+//! Counting sorted calibration values below / at query values.
+
+use rayon::prelude::*;
+
+/// Sort a copy of `x` ascending (total order; inputs are finite).
+pub fn sorted(x: &[f64]) -> Vec<f64> {
+    let mut s = x.to_vec();
+    s.par_sort_unstable_by(f64::total_cmp);
+    s
+}
+
+/// (#{i : sorted[i] < v}, #{i : sorted[i] <= v}) by binary search.
+#[inline]
+pub fn count_one(sorted: &[f64], v: f64) -> (u64, u64) {
+    let lt = sorted.partition_point(|&s| s < v);
+    let le = lt + sorted[lt..].partition_point(|&s| s <= v);
+    (lt as u64, le as u64)
+}
+
+/// For each query v: (#{i : sorted[i] < v}, #{i : sorted[i] <= v}).
+///
+/// Few queries: a binary search each, parallel. Many queries: sort the queries, then walk them and
+/// the calibration values together in parallel chunks (each chunk finds its start by one binary
+/// search), which reads memory sequentially: O(m log m + n) and cache friendly.
+pub fn counts_below(sorted: &[f64], queries: &[f64]) -> Vec<(u64, u64)> {
+    const CHUNK: usize = 1 << 14;
+    if queries.len() < 4 * CHUNK {
+        return queries.par_iter().map(|&v| count_one(sorted, v)).collect();
+    }
+    let mut order: Vec<(f64, u32)> = queries.par_iter().enumerate().map(|(j, &v)| (v, j as u32)).collect();
+    order.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let walked: Vec<(u64, u64)> = order
+        .par_chunks(CHUNK)
+        .flat_map_iter(|chunk| {
+            let (lt, le) = count_one(sorted, chunk[0].0);
+            let (mut lt, mut le) = (lt as usize, le as usize);
+            chunk.iter().map(move |&(v, _)| {
+                while lt < sorted.len() && sorted[lt] < v {
+                    lt += 1;
+                }
+                if le < lt {
+                    le = lt;
+                }
+                while le < sorted.len() && sorted[le] <= v {
+                    le += 1;
+                }
+                (lt as u64, le as u64)
+            })
+        })
+        .collect();
+    let mut out = vec![(0u64, 0u64); queries.len()];
+    for (&(_, j), c) in order.iter().zip(walked) {
+        out[j as usize] = c;
+    }
+    out
+}
+
+/// Exclusive prefix sums of `w` in f64, length `w.len() + 1`, summed left to right (the CUDA
+/// path reuses this exact array, so both devices see identical sums).
+pub fn prefix_sums(w: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(w.len() + 1);
+    let mut acc = 0.0;
+    out.push(0.0);
+    for &x in w {
+        acc += x;
+        out.push(acc);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_match_brute_force() {
+        let cal = [3.0, 1.0, 2.0, 2.0, 5.0, 2.0];
+        let s = sorted(&cal);
+        let q = [0.0, 1.0, 2.0, 2.5, 5.0, 9.0];
+        let got = counts_below(&s, &q);
+        for (v, (lt, le)) in q.iter().zip(got) {
+            assert_eq!(lt, cal.iter().filter(|&&c| c < *v).count() as u64);
+            assert_eq!(le, cal.iter().filter(|&&c| c <= *v).count() as u64);
+        }
+        assert_eq!(prefix_sums(&[1.0, 2.0]), vec![0.0, 1.0, 3.0]);
+    }
+
+    #[test]
+    fn merge_path_matches_binary_search() {
+        // enough queries to take the sort-and-walk path, with many ties
+        let cal: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 1000) as f64 / 10.0).collect();
+        let s = sorted(&cal);
+        let q: Vec<f64> = (0..100_000u64).map(|i| ((i * 104729) % 1200) as f64 / 10.0 - 5.0).collect();
+        let fast = counts_below(&s, &q);
+        for (j, &v) in q.iter().enumerate() {
+            assert_eq!(fast[j], count_one(&s, v));
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The Quiver plugin SDK: what a plugin author writes against.
+//!
+//! A plugin is one crate (`crate-type = ["cdylib", "rlib"]`) that implements [`Plugin`] and calls
+//! [`export_plugin!`] once. The SDK then
+//! * exports the abi_stable root module and the C-ABI identity symbol the host checks first;
+//! * validates parameters against the manifest (unknown names, types, choices) and fills defaults;
+//! * wraps every entry point in `catch_unwind`, so a panic becomes an [`ErrorKind::Panic`] error
+//!   instead of aborting the host;
+//! * turns ABI table views into `ndarray` views without copying ([`Table::f64`]).
+//!
+//! The estimator itself implements one of the family traits ([`SelectorImpl`], [`BatchImpl`],
+//! [`AggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in plain Rust, and
+//! [`Plugin::create`] boxes it with the matching `Estimator::from_*` constructor.
+//!
+//! Note: abi_stable's export macro names the `abi_stable` crate directly, so a plugin crate lists
+//! `abi_stable` in its `Cargo.toml` (it never needs to `use` it).
+
+mod manifest;
+mod params;
+mod tables;
+
+pub use manifest::{column, param, ManifestBuilder, TableBuilder};
+pub use ndarray;
+pub use params::Params;
+pub use quiver_abi as abi;
+pub use quiver_abi::abi_stable;
+pub use serde_json;
+pub use tables::{Table, Tables};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RStr},
+};
+use quiver_abi::{
+    AggregationResult, BatchResult, CriticResult, ErrorKind, Estimator, Manifest, PluginError,
+    PluginIdentity, PluginResult, RunContext, SelectionResult, ShrinkageResult,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Version of this SDK, reported in the identity symbol.
+pub const SDK_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// Result type of plugin code.
+pub type Result<T, E = PluginError> = std::result::Result<T, E>;
+
+/// A Quiver plugin: one method.
+pub trait Plugin: 'static {
+    /// The method's manifest (name, family, parameters, tables, guarantee, devices).
+    fn manifest() -> Manifest;
+    /// Build an estimator from validated parameters (defaults already filled in).
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator>;
+}
+
+/// A conformal selector in plain Rust: `calibrate` then `select`.
+pub trait SelectorImpl: Send + Sync + 'static {
+    /// Ingest the calibration data.
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<()>;
+    /// Select test units.
+    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult>;
+}
+
+/// A batch predictor in plain Rust: `calibrate` then `bound`.
+pub trait BatchImpl: Send + Sync + 'static {
+    /// Ingest the calibration scores.
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<()>;
+    /// Compute the set or bound.
+    fn bound(&self, tables: &Tables<'_>) -> Result<BatchResult>;
+}
+
+/// A quantile aggregator in plain Rust: `fit`, `calibrate`, `predict`.
+pub trait AggregatorImpl: Send + Sync + 'static {
+    /// Fit aggregation weights.
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<()>;
+    /// Conformal calibration.
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<()>;
+    /// Predict test quantiles.
+    fn predict(&self, tables: &Tables<'_>) -> Result<AggregationResult>;
+}
+
+/// A shrinkage estimator in plain Rust: `estimate`.
+pub trait ShrinkageImpl: Send + Sync + 'static {
+    /// Tune and estimate.
+    fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult>;
+}
+
+/// A critic in plain Rust: `fit` then `values`.
+pub trait CriticImpl: Send + Sync + 'static {
+    /// Fit on transitions.
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<()>;
+    /// Query values.
+    fn values(&self, tables: &Tables<'_>) -> Result<CriticResult>;
+}
+
+/// Run `f`, turning a panic into an [`ErrorKind::Panic`] error. Every boundary entry point of the
+/// SDK goes through here.
+pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(e),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            RResult::RErr(PluginError::new(
+                ErrorKind::Panic,
+                format!("plugin panicked in {what}: {msg}"),
+            ))
+        }
+    }
+}
+
+struct Adapter<T>(T);
+
+macro_rules! adapter_methods {
+    ($( $trait_:ident :: $method:ident ( $($mut_:tt)? ) -> $ret:ty ; )*) => {$(
+        fn $method(& $($mut_)? self, tables: quiver_abi::Tables<'_>) -> PluginResult<$ret> {
+            let inner = & $($mut_)? self.0;
+            guard(stringify!($method), move || $trait_::$method(inner, &Tables::new(tables)))
+        }
+    )*};
+}
+
+impl<T: SelectorImpl> quiver_abi::ConformalSelector for Adapter<T> {
+    adapter_methods! {
+        SelectorImpl::calibrate(mut) -> ();
+        SelectorImpl::select() -> SelectionResult;
+    }
+}
+
+impl<T: BatchImpl> quiver_abi::BatchPredictor for Adapter<T> {
+    adapter_methods! {
+        BatchImpl::calibrate(mut) -> ();
+        BatchImpl::bound() -> BatchResult;
+    }
+}
+
+impl<T: AggregatorImpl> quiver_abi::QuantileAggregator for Adapter<T> {
+    adapter_methods! {
+        AggregatorImpl::fit(mut) -> ();
+        AggregatorImpl::calibrate(mut) -> ();
+        AggregatorImpl::predict() -> AggregationResult;
+    }
+}
+
+impl<T: ShrinkageImpl> quiver_abi::Shrinkage for Adapter<T> {
+    adapter_methods! {
+        ShrinkageImpl::estimate() -> ShrinkageResult;
+    }
+}
+
+impl<T: CriticImpl> quiver_abi::Critic for Adapter<T> {
+    adapter_methods! {
+        CriticImpl::fit(mut) -> ();
+        CriticImpl::values() -> CriticResult;
+    }
+}
+
+/// Box a selector as an [`Estimator`].
+pub fn selector(value: impl SelectorImpl) -> Estimator {
+    Estimator::ConformalSelector(quiver_abi::ConformalSelector_TO::from_value(
+        Adapter(value),
+        TD_Opaque,
+    ))
+}
+
+/// Box a batch predictor as an [`Estimator`].
+pub fn batch_predictor(value: impl BatchImpl) -> Estimator {
+    Estimator::BatchPredictive(quiver_abi::BatchPredictor_TO::from_value(Adapter(value), TD_Opaque))
+}
+
+/// Box a quantile aggregator as an [`Estimator`].
+pub fn aggregator(value: impl AggregatorImpl) -> Estimator {
+    Estimator::QuantileAggregator(quiver_abi::QuantileAggregator_TO::from_value(
+        Adapter(value),
+        TD_Opaque,
+    ))
+}
+
+/// Box a shrinkage estimator as an [`Estimator`].
+pub fn shrinkage(value: impl ShrinkageImpl) -> Estimator {
+    Estimator::Shrinkage(quiver_abi::Shrinkage_TO::from_value(Adapter(value), TD_Opaque))
+}
+
+/// Box a critic as an [`Estimator`].
+pub fn critic(value: impl CriticImpl) -> Estimator {
+    Estimator::Critic(quiver_abi::Critic_TO::from_value(Adapter(value), TD_Opaque))
+}
+
+/// The identity value returned by the C-ABI identity symbol.
+pub fn identity() -> PluginIdentity {
+    PluginIdentity {
+        magic: quiver_abi::IDENTITY_MAGIC,
+        abi: quiver_abi::ABI_VERSION,
+        sdk_version: SDK_VERSION.as_ptr().cast(),
+    }
+}
+
+/// The `manifest` entry point for plugin `P` (panics caught: a panicking manifest yields a
+/// manifest with an empty name, which the host reports as a broken plugin).
+pub extern "C" fn manifest_entry<P: Plugin>() -> Manifest {
+    match catch_unwind(P::manifest) {
+        Ok(m) => m,
+        Err(_) => ManifestBuilder::new("", quiver_abi::Family::ConformalSelector).build(),
+    }
+}
+
+/// The `create` entry point for plugin `P`: validates parameters against the manifest, fills
+/// defaults, and calls [`Plugin::create`], all under [`guard`].
+pub extern "C" fn create_entry<P: Plugin>(
+    params_json: RStr<'_>,
+    ctx: RunContext,
+) -> PluginResult<Estimator> {
+    guard("create", || {
+        let manifest = P::manifest();
+        let params = Params::from_json(&manifest, params_json.as_str())?;
+        let estimator = P::create(params, ctx)?;
+        if estimator.family() != manifest.family {
+            return Err(PluginError::new(
+                ErrorKind::Internal,
+                format!(
+                    "plugin '{}' declares family {} but created a {}",
+                    manifest.name,
+                    manifest.family.name(),
+                    estimator.family().name()
+                ),
+            ));
+        }
+        Ok(estimator)
+    })
+}
+
+/// Create an estimator of plugin `P` directly (no dynamic loading): what the rlib-level tests and
+/// benches use. Goes through exactly the same validation and panic guard as the exported entry.
+pub fn create_local<P: Plugin>(params_json: &str, ctx: RunContext) -> Result<Estimator> {
+    create_entry::<P>(RStr::from_str(params_json), ctx).into_result()
+}
+
+/// Export `$plugin` (a type implementing [`Plugin`]) as a Quiver plugin: the abi_stable root
+/// module and the C-ABI identity symbol. Use once per plugin crate.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        /// The plugin's abi_stable root module.
+        #[$crate::abi_stable::export_root_module]
+        pub fn quiver_root_module() -> $crate::abi::PluginModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            $crate::abi::PluginMod {
+                manifest: $crate::manifest_entry::<$plugin>,
+                create: $crate::create_entry::<$plugin>,
+            }
+            .leak_into_prefix()
+        }
+
+        /// The C-ABI identity the host reads before abi_stable's checks.
+        #[no_mangle]
+        pub extern "C" fn quiver_plugin_identity() -> $crate::abi::PluginIdentity {
+            $crate::identity()
+        }
+    };
+}
+
+/// A float as JSON, with non-finite values as the strings `"inf"`, `"-inf"`, `"nan"`
+/// (the convention of `estimators.md`).
+pub fn json_f64(x: f64) -> serde_json::Value {
+    if x.is_finite() {
+        serde_json::json!(x)
+    } else if x.is_nan() {
+        serde_json::json!("nan")
+    } else if x > 0.0 {
+        serde_json::json!("inf")
+    } else {
+        serde_json::json!("-inf")
+    }
+}
+
+/// An error for a lifecycle step called out of order.
+pub fn state_error(message: impl Into<String>) -> PluginError {
+    PluginError::new(ErrorKind::State, message)
+}

@@ -1,0 +1,374 @@
+//! `conformal-selection`: select the test units whose unobserved outcome exceeds a threshold,
+//! with the false discovery rate controlled at level q — Benjamini–Hochberg on conformal p-values
+//! (Jin & Candès, "Selection by prediction with conformal p-values", JMLR 2023).
+//!
+//! * Calibration scores (nondecreasing in y): `res` V = y − μ; `clip` V = M·1{y > c} + c·1{y ≤ c} − μ.
+//! * Test scores V̂_j = c_j − μ_j.
+//! * p_j = (#{V_i < V̂_j} + U_j (1 + #{V_i = V̂_j})) / (n + 1); weighted (covariate shift):
+//!   p_j = (Σ w_i 1{V_i < V̂_j} + (w_j + Σ w_i 1{V_i = V̂_j}) U_j) / (w_j + Σ w_i).
+//! * BH at level q on the p-values (O(m), see `quiver_numerics::fdr`).
+//!
+//! Cost O((n + m) log(n + m)): sorted calibration scores, sorted test scores walked against them.
+//! The official Python code drops one selected unit (`range(max(idx))`); this does not.
+
+use quiver_sdk::abi::{
+    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest,
+    PluginError, RunContext, SelectionResult,
+};
+use quiver_sdk::{column, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables};
+use rand::{Rng, SeedableRng};
+
+/// CUDA source of the p-value kernel.
+pub const PVALUE_KERNEL: &str = include_str!("kernels/pvalues.cu");
+
+/// The calibration score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Score {
+    /// V = M·1{y > c} + c·1{y ≤ c} − μ (the "clip" score; Jin & Candès' recommended choice).
+    Clip,
+    /// V = y − μ.
+    Res,
+}
+
+/// How the U_j in the p-value are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TieBreak {
+    /// U_j ~ Uniform(0, 1), seeded (or the test table's `u` column).
+    Random,
+    /// U_j = 1 (conservative p-values).
+    Conservative,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// FDR level q ∈ (0, 1).
+    pub q: f64,
+    /// Default threshold c when a table has no `c` column.
+    pub c: f64,
+    /// Score.
+    pub score: Score,
+    /// The constant M of the clip score.
+    pub clip_m: f64,
+    /// Tie-breaking.
+    pub tie_break: TieBreak,
+    /// Seed for the U_j.
+    pub seed: u64,
+}
+
+impl Config {
+    /// Read and check parameters.
+    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let q = p.level("q")?;
+        let c = p.f64("c")?;
+        let clip_m = p.f64("clip_m")?;
+        if !c.is_finite() {
+            return Err(PluginError::param(format!("parameter 'c' = {c} must be finite")));
+        }
+        if !(clip_m.is_finite() && clip_m > 0.0) {
+            return Err(PluginError::param(format!(
+                "parameter 'clip_m' = {clip_m} must be finite and > 0"
+            )));
+        }
+        let score = if p.str("score")? == "res" { Score::Res } else { Score::Clip };
+        let tie_break = if p.str("tie_break")? == "conservative" { TieBreak::Conservative } else { TieBreak::Random };
+        let seed = p.i64("seed")?;
+        if seed < 0 {
+            return Err(PluginError::param(format!("parameter 'seed' = {seed} must be >= 0")));
+        }
+        Ok(Config { q, c, score, clip_m, tie_break, seed: seed as u64 })
+    }
+}
+
+/// Calibration scores V_i.
+pub fn calibration_scores(y: &[f64], mu: &[f64], c: &dyn Fn(usize) -> f64, score: Score, clip_m: f64) -> Vec<f64> {
+    (0..y.len())
+        .map(|i| match score {
+            Score::Res => y[i] - mu[i],
+            Score::Clip => {
+                let ci = c(i);
+                (if y[i] > ci { clip_m } else { ci }) - mu[i]
+            }
+        })
+        .collect()
+}
+
+/// Calibration ready for queries: sorted scores and, when weighted, the exclusive prefix sums of
+/// the weights in the same order.
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    /// Scores ascending.
+    pub sorted: Vec<f64>,
+    /// Prefix sums of weights in sorted order (n + 1 entries), when weighted.
+    pub weight_prefix: Option<Vec<f64>>,
+}
+
+impl Calibrated {
+    /// Sort scores (and weights with them).
+    pub fn new(scores: Vec<f64>, weights: Option<&[f64]>) -> Calibrated {
+        match weights {
+            None => Calibrated { sorted: quiver_numerics::ranks::sorted(&scores), weight_prefix: None },
+            Some(w) => {
+                let mut pairs: Vec<(f64, f64)> = scores.into_iter().zip(w.iter().copied()).collect();
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let ws: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+                Calibrated {
+                    sorted: pairs.into_iter().map(|p| p.0).collect(),
+                    weight_prefix: Some(quiver_numerics::ranks::prefix_sums(&ws)),
+                }
+            }
+        }
+    }
+
+    /// Conformal p-values on the CPU (the exact expressions of the CUDA kernel).
+    pub fn p_values_cpu(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Vec<f64> {
+        let counts = quiver_numerics::ranks::counts_below(&self.sorted, test_scores);
+        let n = self.sorted.len() as f64;
+        match (&self.weight_prefix, test_w) {
+            (Some(wp), Some(tw)) => {
+                let total = wp[self.sorted.len()];
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &(lt, le))| {
+                        let (lt, le) = (lt as usize, le as usize);
+                        (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u[j]) / (tw[j] + total)
+                    })
+                    .collect()
+            }
+            _ => counts
+                .iter()
+                .enumerate()
+                .map(|(j, &(lt, le))| (lt as f64 + u[j] * (1.0 + (le - lt) as f64)) / (n + 1.0))
+                .collect(),
+        }
+    }
+
+    /// Conformal p-values on the GPU (kernel `conformal_pvalues`).
+    pub fn p_values_cuda(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Result<Vec<f64>, quiver_gpu::GpuError> {
+        use quiver_gpu::cudarc::driver::PushKernelArg;
+        use quiver_gpu::driver_err;
+        let f = quiver_gpu::kernel("conformal_pvalues", PVALUE_KERNEL, "conformal_pvalues")?;
+        let stream = quiver_gpu::stream()?;
+        let n = self.sorted.len() as i64;
+        let m = test_scores.len() as i64;
+        let d_cal = stream.clone_htod(&self.sorted).map_err(driver_err)?;
+        let d_test = stream.clone_htod(test_scores).map_err(driver_err)?;
+        let d_u = stream.clone_htod(u).map_err(driver_err)?;
+        let mut d_out = stream.alloc_zeros::<f64>(test_scores.len().max(1)).map_err(driver_err)?;
+        // unweighted runs pass 1-element placeholders plus a null flag through `weighted`
+        let weighted = self.weight_prefix.is_some() && test_w.is_some();
+        let d_wp = stream.clone_htod(self.weight_prefix.as_deref().unwrap_or(&[0.0])).map_err(driver_err)?;
+        let d_tw = stream.clone_htod(test_w.unwrap_or(&[0.0])).map_err(driver_err)?;
+        let null: u64 = 0;
+        let mut launch = stream.launch_builder(&f);
+        launch.arg(&d_cal).arg(&n);
+        if weighted {
+            launch.arg(&d_wp);
+        } else {
+            launch.arg(&null);
+        }
+        launch.arg(&d_test);
+        if weighted {
+            launch.arg(&d_tw);
+        } else {
+            launch.arg(&null);
+        }
+        launch.arg(&d_u).arg(&m).arg(&mut d_out);
+        // SAFETY: argument types and order match the kernel signature; buffers hold n, n+1 and m
+        // elements as the kernel reads them.
+        unsafe { launch.launch(quiver_gpu::launch_config(test_scores.len())) }.map_err(driver_err)?;
+        let mut out = stream.clone_dtoh(&d_out).map_err(driver_err)?;
+        out.truncate(test_scores.len());
+        Ok(out)
+    }
+}
+
+/// The uniforms U_j: 1 for conservative tie-breaking, else ChaCha8 draws from `seed` in test order.
+pub fn tie_break_uniforms(m: usize, tie_break: TieBreak, seed: u64) -> Vec<f64> {
+    match tie_break {
+        TieBreak::Conservative => vec![1.0; m],
+        TieBreak::Random => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            (0..m).map(|_| rng.random::<f64>()).collect()
+        }
+    }
+}
+
+/// The selector object: `calibrate` sorts scores, `select` computes p-values and BH.
+pub struct ConformalSelection {
+    config: Config,
+    device: Device,
+    notice: Option<String>,
+    threads: u32,
+    params_json: quiver_sdk::serde_json::Value,
+    calibration: Option<(Calibrated, usize)>,
+}
+
+fn column_or_param(t: &quiver_sdk::Table<'_>, name: &str, default: f64) -> Result<Vec<f64>, PluginError> {
+    Ok(match t.f64_opt(name)? {
+        Some(v) => v.to_vec(),
+        None => vec![default; t.nrows()],
+    })
+}
+
+fn check_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
+    if let Some(i) = w.iter().position(|&x| x < 0.0) {
+        return Err(PluginError::input(format!(
+            "table '{}', column 'w', row {}: weight {} is negative",
+            t.role(),
+            i + 1,
+            w[i]
+        )));
+    }
+    Ok(())
+}
+
+impl ConformalSelection {
+    fn compute(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
+        let (cal, n) = self
+            .calibration
+            .as_ref()
+            .ok_or_else(|| quiver_sdk::state_error("conformal-selection: select() called before calibrate()"))?;
+        let test = tables.get("test")?;
+        test.non_empty()?;
+        let mu = test.f64("mu")?;
+        let c = column_or_param(&test, "c", self.config.c)?;
+        let scores: Vec<f64> = mu.iter().zip(&c).map(|(m, c)| c - m).collect();
+        let w = test.f64_opt("w")?.map(|w| w.to_vec());
+        if let Some(w) = &w {
+            check_weights(&test, w)?;
+        }
+        match (cal.weight_prefix.is_some(), w.is_some()) {
+            (true, false) => return Err(PluginError::input("table 'test' has no column 'w', but the calibration table is weighted: give both or neither")),
+            (false, true) => return Err(PluginError::input("table 'test' has a column 'w', but the calibration table has none: give both or neither")),
+            _ => {}
+        }
+        let m = test.nrows();
+        let u = match test.f64_opt("u")? {
+            Some(u) => {
+                if let Some(i) = u.iter().position(|x| !(0.0..=1.0).contains(x)) {
+                    return Err(PluginError::input(format!(
+                        "table 'test', column 'u', row {}: {} is not in [0, 1]",
+                        i + 1,
+                        u[i]
+                    )));
+                }
+                u.to_vec()
+            }
+            None => tie_break_uniforms(m, self.config.tie_break, self.config.seed),
+        };
+        let p = match self.device {
+            Device::Cpu => quiver_numerics::with_threads(self.threads, || cal.p_values_cpu(&scores, w.as_deref(), &u))
+                .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?,
+            Device::Cuda => cal
+                .p_values_cuda(&scores, w.as_deref(), &u)
+                .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
+        };
+        let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
+        let threshold = self.config.q * k_star as f64 / m as f64;
+        let json = json!({
+            "method": "conformal-selection",
+            "version": env!("CARGO_PKG_VERSION"),
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.params_json,
+            "n_calibration": n,
+            "m_test": m,
+            "k_star": k_star,
+            "n_selected": selected.len(),
+            "threshold": threshold,
+            "selected": selected,
+            "p_values": p,
+        });
+        Ok(SelectionResult {
+            device: self.device,
+            unit_values: RVec::from(p),
+            selected: RVec::from(selected),
+            threshold,
+            json: json.to_string().into(),
+        })
+    }
+}
+
+impl SelectorImpl for ConformalSelection {
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let cal = tables.get("calibration")?;
+        cal.non_empty()?;
+        let y = cal.f64("y")?;
+        let mu = cal.f64("mu")?;
+        let c = column_or_param(&cal, "c", self.config.c)?;
+        let y = y.as_slice().expect("contiguous column");
+        let mu = mu.as_slice().expect("contiguous column");
+        let scores = calibration_scores(y, mu, &|i| c[i], self.config.score, self.config.clip_m);
+        let w = cal.f64_opt("w")?;
+        if let Some(w) = &w {
+            check_weights(&cal, w.as_slice().expect("contiguous column"))?;
+        }
+        let calibrated = quiver_numerics::with_threads(self.threads, || {
+            Calibrated::new(scores, w.as_ref().map(|w| w.as_slice().expect("contiguous column")))
+        })
+        .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
+        self.calibration = Some((calibrated, y.len()));
+        Ok(())
+    }
+
+    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
+        self.compute(tables)
+    }
+}
+
+/// The plugin.
+pub struct ConformalSelectionPlugin;
+
+impl Plugin for ConformalSelectionPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("conformal-selection", Family::ConformalSelector)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Select test units whose outcome exceeds c with FDR <= q: BH on conformal p-values")
+            .guarantee(
+                "FDR <= q (expected fraction of selected units with y <= c), finite-sample, when calibration \
+                 and test units are exchangeable (unweighted) or under covariate shift with the true \
+                 likelihood ratio as w (weighted; with random tie-breaking).",
+            )
+            .reference("Jin & Candes, Selection by prediction with conformal p-values, JMLR 24 (2023)")
+            .cuda()
+            .param(param::float("q", Some(0.1), "FDR level, in (0, 1)"))
+            .param(param::float("c", Some(0.0), "threshold: select units with y > c (when no 'c' column)"))
+            .param(param::choice("score", &["clip", "res"], "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)"))
+            .param(param::float("clip_m", Some(1e6), "the constant M of the clip score (> 0)"))
+            .param(param::choice("tie_break", &["random", "conservative"], "U_j: seeded uniforms (or the test 'u' column) or 1"))
+            .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms"))
+            .table(
+                TableBuilder::new("calibration", "labelled units")
+                    .column(column::f64("y", "observed outcome"))
+                    .column(column::f64("mu", "model prediction"))
+                    .column(column::f64_opt("c", "per-unit threshold (else parameter c)"))
+                    .column(column::f64_opt("w", "covariate-shift weight (>= 0)")),
+            )
+            .table(
+                TableBuilder::new("test", "units to select from")
+                    .column(column::f64("mu", "model prediction"))
+                    .column(column::f64_opt("c", "per-unit threshold (else parameter c)"))
+                    .column(column::f64_opt("w", "covariate-shift weight (>= 0)"))
+                    .column(column::f64_opt("u", "tie-breaking uniform in [0, 1]")),
+            )
+            .build()
+    }
+
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+        let config = Config::from_params(&params)?;
+        let (device, notice) = quiver_gpu::resolve(ctx.device, true)
+            .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        Ok(quiver_sdk::selector(ConformalSelection {
+            config,
+            device,
+            notice,
+            threads: ctx.threads,
+            params_json: params.to_json(),
+            calibration: None,
+        }))
+    }
+}
+
+quiver_sdk::export_plugin!(ConformalSelectionPlugin);
