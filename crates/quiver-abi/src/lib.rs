@@ -760,6 +760,12 @@ mod tests {
     }
 
     #[test]
+    fn root_symbol_is_the_one_xtask_checks() {
+        // xtask checks built plugins for this symbol without depending on abi_stable
+        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
+    }
+
+    #[test]
     fn family_names_round_trip() {
         for f in Family::ALL {
             assert_eq!(Family::parse(f.name()), Some(f));

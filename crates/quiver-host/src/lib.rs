@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod table;
+pub mod testing;
 
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{

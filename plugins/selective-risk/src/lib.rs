@@ -1,1 +1,312 @@
+//! `selective-risk`: accept only the judgments you can trust. Calibrate a threshold λ̂ on an
+//! uncertainty score s (lower = more confident); judgments with s ≤ λ̂ are accepted, the rest are
+//! deferred (to a human, a bigger model, ...).
+//!
+//! Two rules, with different guarantees (stated exactly in the manifest and `docs/conformal-selectors.md`):
+//! * `scope` (the SCOPE paper's rule): λ̂ = sup{λ ∈ {−∞} ∪ {s_i} : Σ_i 1{s_i ≤ λ}(E_i − α) ≤ −1},
+//!   i.e. errors_acc(λ) + 1 ≤ α·n_acc(λ). Controls the *marginal* error rate among accepted
+//!   judgments, averaged over calibration draws (E[errors accepted] ≲ α·E[accepted], checked by
+//!   Monte Carlo); not the error rate of a given calibrated λ̂.
+//! * `ltt` (Learn then Test, Angelopoulos et al. 2021): G candidate thresholds at calibration
+//!   quantiles; exact binomial p-values p_λ = P(Bin(n_acc(λ), α) ≤ errors_acc(λ)) of
+//!   H_λ: "selective risk at λ > α", Bonferroni at δ/G; λ̂ = the largest rejected candidate.
+//!   Guarantee: P(selective risk of λ̂ > α) ≤ δ over calibration draws.
+//!
+//! The threshold search (accepted and error counts for every candidate) runs on the CPU or as the
+//! CUDA kernel `threshold_counts`; the decision is exact integer arithmetic plus one binomial tail.
 
+use quiver_numerics::binomial::binomial_cdf;
+use quiver_sdk::abi::{
+    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
+    SelectionResult,
+};
+use quiver_sdk::{column, json_f64, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables};
+
+/// CUDA source of the threshold-count kernel.
+pub const THRESHOLD_KERNEL: &str = include_str!("kernels/threshold_counts.cu");
+
+/// Guarantee of the `scope` rule, as stated to users.
+pub const SCOPE_GUARANTEE: &str = "scope: marginal error rate among accepted judgments <= alpha, averaged over calibration \
+     draws (E[errors accepted] <= alpha E[accepted], exchangeable data; verified by Monte Carlo, no finite-sample proof). \
+     It does NOT bound the error rate of one calibrated threshold: that exceeds alpha about half the time.";
+/// Guarantee of the `ltt` rule.
+pub const LTT_GUARANTEE: &str = "ltt: P(selective risk of lambda_hat > alpha) <= delta over calibration draws \
+     (i.i.d. data; exact binomial tests, Bonferroni over the grid).";
+
+/// The threshold rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// SCOPE's sum rule.
+    Scope,
+    /// Learn then Test with Bonferroni over a grid.
+    Ltt,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Target error rate among accepted judgments.
+    pub alpha: f64,
+    /// Rule.
+    pub rule: Rule,
+    /// LTT failure probability.
+    pub delta: f64,
+    /// LTT grid size G.
+    pub grid: usize,
+}
+
+impl Config {
+    /// Read and check parameters.
+    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let alpha = p.level("alpha")?;
+        let delta = p.level("delta")?;
+        let grid = p.i64("grid")?;
+        if grid < 1 {
+            return Err(PluginError::param(format!("parameter 'grid' = {grid} must be >= 1")));
+        }
+        let rule = if p.str("rule")? == "ltt" { Rule::Ltt } else { Rule::Scope };
+        Ok(Config { alpha, rule, delta, grid: grid as usize })
+    }
+}
+
+/// Calibration judgments sorted by score, with prefix error counts.
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    /// Scores ascending.
+    pub sorted: Vec<f64>,
+    /// error_prefix[i] = errors among the i most confident judgments (n + 1 entries).
+    pub error_prefix: Vec<i64>,
+}
+
+impl Calibrated {
+    /// Sort judgments by score.
+    pub fn new(scores: &[f64], errors: &[bool]) -> Calibrated {
+        let mut idx: Vec<usize> = (0..scores.len()).collect();
+        idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let mut error_prefix = Vec::with_capacity(scores.len() + 1);
+        error_prefix.push(0);
+        let mut acc = 0i64;
+        for &i in &idx {
+            acc += errors[i] as i64;
+            error_prefix.push(acc);
+        }
+        Calibrated { sorted: idx.iter().map(|&i| scores[i]).collect(), error_prefix }
+    }
+
+    /// (accepted, errors among accepted) at each threshold, on the CPU.
+    pub fn counts_cpu(&self, lambdas: &[f64]) -> Vec<(i64, i64)> {
+        lambdas
+            .iter()
+            .map(|&lam| {
+                let k = self.sorted.partition_point(|&s| s <= lam);
+                (k as i64, self.error_prefix[k])
+            })
+            .collect()
+    }
+
+    /// (accepted, errors among accepted) at each threshold, by the CUDA kernel.
+    pub fn counts_cuda(&self, lambdas: &[f64]) -> Result<Vec<(i64, i64)>, quiver_gpu::GpuError> {
+        use quiver_gpu::cudarc::driver::PushKernelArg;
+        use quiver_gpu::driver_err;
+        let f = quiver_gpu::kernel("threshold_counts", THRESHOLD_KERNEL, "threshold_counts")?;
+        let stream = quiver_gpu::stream()?;
+        let n = self.sorted.len() as i64;
+        let g = lambdas.len() as i64;
+        let d_sorted = stream.clone_htod(&self.sorted).map_err(driver_err)?;
+        let d_prefix = stream.clone_htod(&self.error_prefix).map_err(driver_err)?;
+        let d_lam = stream.clone_htod(lambdas).map_err(driver_err)?;
+        let mut d_acc = stream.alloc_zeros::<i64>(lambdas.len().max(1)).map_err(driver_err)?;
+        let mut d_err = stream.alloc_zeros::<i64>(lambdas.len().max(1)).map_err(driver_err)?;
+        let mut launch = stream.launch_builder(&f);
+        launch.arg(&d_sorted).arg(&n).arg(&d_prefix).arg(&d_lam).arg(&g).arg(&mut d_acc).arg(&mut d_err);
+        // SAFETY: argument types and order match the kernel; buffers hold n, n+1, g, g, g elements.
+        unsafe { launch.launch(quiver_gpu::launch_config(lambdas.len())) }.map_err(driver_err)?;
+        let acc = stream.clone_dtoh(&d_acc).map_err(driver_err)?;
+        let err = stream.clone_dtoh(&d_err).map_err(driver_err)?;
+        Ok(acc.into_iter().zip(err).take(lambdas.len()).collect())
+    }
+
+    /// The candidate thresholds of a rule: every distinct score (`scope`), or the calibration
+    /// quantiles S_(⌈g n / G⌉), g = 1..G, deduplicated (`ltt`).
+    pub fn candidates(&self, rule: Rule, grid: usize) -> Vec<f64> {
+        let n = self.sorted.len();
+        let mut c: Vec<f64> = match rule {
+            Rule::Scope => self.sorted.clone(),
+            Rule::Ltt => (1..=grid).map(|g| self.sorted[(g * n).div_ceil(grid).max(1) - 1]).collect(),
+        };
+        c.dedup();
+        c
+    }
+}
+
+/// The calibrated decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// λ̂ (−∞: accept nothing).
+    pub lambda_hat: f64,
+    /// Calibration judgments accepted at λ̂.
+    pub cal_accepted: i64,
+    /// Errors among them.
+    pub cal_errors: i64,
+    /// Candidates tested.
+    pub candidates: usize,
+    /// LTT: the binomial p-value at λ̂.
+    pub p_value: Option<f64>,
+}
+
+/// Apply a rule to per-candidate counts (candidates ascending).
+pub fn decide(config: &Config, lambdas: &[f64], counts: &[(i64, i64)]) -> Decision {
+    let mut best = Decision {
+        lambda_hat: f64::NEG_INFINITY,
+        cal_accepted: 0,
+        cal_errors: 0,
+        candidates: lambdas.len(),
+        p_value: None,
+    };
+    for (&lam, &(acc, err)) in lambdas.iter().zip(counts).rev() {
+        let (ok, p) = match config.rule {
+            // Σ 1{s ≤ λ}(E − α) ≤ −1  ⟺  errors + 1 ≤ α · accepted
+            Rule::Scope => ((err as f64) + 1.0 <= config.alpha * (acc as f64), None),
+            Rule::Ltt => {
+                let p = if acc == 0 { 1.0 } else { binomial_cdf(err as u64, acc as u64, config.alpha) };
+                (p <= config.delta / lambdas.len() as f64, Some(p))
+            }
+        };
+        if ok {
+            best = Decision { lambda_hat: lam, cal_accepted: acc, cal_errors: err, candidates: lambdas.len(), p_value: p };
+            break;
+        }
+    }
+    best
+}
+
+/// Read uncertainty scores from `score`, or compute the Bidirectional Preference Entropy from
+/// `p_fwd` and `p_rev`.
+pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
+    if let Some(s) = t.f64_opt("score")? {
+        return Ok(s.to_vec());
+    }
+    match (t.f64_opt("p_fwd")?, t.f64_opt("p_rev")?) {
+        (Some(f), Some(r)) => f
+            .iter()
+            .zip(r.iter())
+            .enumerate()
+            .map(|(i, (&a, &b))| {
+                quiver_numerics::bpe_score(a, b).map_err(|e| {
+                    PluginError::input(format!("table '{}', row {}: {e}", t.role(), i + 1))
+                })
+            })
+            .collect(),
+        _ => Err(PluginError::input(format!(
+            "table '{}' needs a 'score' column, or 'p_fwd' and 'p_rev' columns for the BPE score (columns: {})",
+            t.role(),
+            t.column_names().join(", ")
+        ))),
+    }
+}
+
+/// The selector object.
+pub struct SelectiveRisk {
+    config: Config,
+    device: Device,
+    notice: Option<String>,
+    params_json: quiver_sdk::serde_json::Value,
+    decision: Option<(Decision, usize)>,
+}
+
+impl SelectorImpl for SelectiveRisk {
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let cal = tables.get("calibration")?;
+        cal.non_empty()?;
+        let scores = read_scores(&cal)?;
+        let errors = cal.flags("error")?;
+        let calibrated = Calibrated::new(&scores, &errors);
+        let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
+        let counts = match self.device {
+            Device::Cpu => calibrated.counts_cpu(&lambdas),
+            Device::Cuda => calibrated
+                .counts_cuda(&lambdas)
+                .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
+        };
+        self.decision = Some((decide(&self.config, &lambdas, &counts), scores.len()));
+        Ok(())
+    }
+
+    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
+        let (d, n) = self
+            .decision
+            .as_ref()
+            .ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
+        let test = tables.get("test")?;
+        test.non_empty()?;
+        let scores = read_scores(&test)?;
+        let accepted: Vec<u64> =
+            scores.iter().enumerate().filter(|(_, &s)| s <= d.lambda_hat).map(|(j, _)| j as u64).collect();
+        let json = json!({
+            "method": "selective-risk",
+            "version": env!("CARGO_PKG_VERSION"),
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.params_json,
+            "guarantee": match self.config.rule { Rule::Scope => SCOPE_GUARANTEE, Rule::Ltt => LTT_GUARANTEE },
+            "n_calibration": n,
+            "m_test": scores.len(),
+            "lambda_hat": json_f64(d.lambda_hat),
+            "cal_accepted": d.cal_accepted,
+            "cal_errors_accepted": d.cal_errors,
+            "cal_error_rate_accepted": if d.cal_accepted > 0 { json!(d.cal_errors as f64 / d.cal_accepted as f64) } else { json!(null) },
+            "candidates_tested": d.candidates,
+            "p_value_at_lambda_hat": d.p_value,
+            "n_accepted": accepted.len(),
+            "accepted": accepted,
+        });
+        Ok(SelectionResult {
+            device: self.device,
+            unit_values: RVec::from(scores),
+            selected: RVec::from(accepted),
+            threshold: d.lambda_hat,
+            json: json.to_string().into(),
+        })
+    }
+}
+
+/// The plugin.
+pub struct SelectiveRiskPlugin;
+
+impl Plugin for SelectiveRiskPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("selective-risk", Family::ConformalSelector)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Accept judgments with uncertainty score <= lambda_hat so the error rate among accepted is <= alpha")
+            .guarantee(&format!("{SCOPE_GUARANTEE} {LTT_GUARANTEE}"))
+            .reference("SCOPE selective evaluation rule; Angelopoulos et al., Learn then Test (2021); BPE score for pairwise judges")
+            .cuda()
+            .param(param::float("alpha", Some(0.1), "target error rate among accepted judgments, in (0, 1)"))
+            .param(param::choice("rule", &["scope", "ltt"], "threshold rule (see guarantee)"))
+            .param(param::float("delta", Some(0.1), "ltt: probability that the guarantee fails, in (0, 1)"))
+            .param(param::int("grid", Some(50), "ltt: number of candidate thresholds (calibration quantiles)"))
+            .table(
+                TableBuilder::new("calibration", "judgments with known correctness")
+                    .column(column::f64_opt("score", "uncertainty score, lower = more confident"))
+                    .column(column::f64_opt("p_fwd", "P(A wins | A shown first), for the BPE score"))
+                    .column(column::f64_opt("p_rev", "P(A wins | A shown second), for the BPE score"))
+                    .column(column::boolean("error", "1 if the judgment was wrong, else 0")),
+            )
+            .table(
+                TableBuilder::new("test", "judgments to accept or defer")
+                    .column(column::f64_opt("score", "uncertainty score"))
+                    .column(column::f64_opt("p_fwd", "for the BPE score"))
+                    .column(column::f64_opt("p_rev", "for the BPE score")),
+            )
+            .build()
+    }
+
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+        let config = Config::from_params(&params)?;
+        let (device, notice) =
+            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        Ok(quiver_sdk::selector(SelectiveRisk { config, device, notice, params_json: params.to_json(), decision: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(SelectiveRiskPlugin);

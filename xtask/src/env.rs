@@ -1,0 +1,117 @@
+//! The environment the build, tests and benches need, set up by the project itself:
+//! a C linker (`cc`) for Rust, `cargo-nextest` where available, and a Python virtual environment
+//! under `target/pyenv` holding NVRTC (from PyPI, for the PTX tests) and NumPy (for the baselines).
+//! What is missing is installed when possible (Debian's apt-get as root, pip into the venv);
+//! otherwise the error gives the exact command to run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn found(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Install Debian packages with apt-get when running as root, else explain how.
+fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
+    let line = format!("apt-get install -y {}", packages.join(" "));
+    if !(is_root() && found("apt-get", "--version")) {
+        return Err(format!("{why}: install with `sudo {line}`"));
+    }
+    println!("xtask: {why}; running `{line}`");
+    let update = Command::new("apt-get").args(["update", "-qq"]).status();
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    match (update, install) {
+        (Ok(_), Ok(s)) if s.success() => Ok(()),
+        _ => Err(format!("{why}: `{line}` failed; run it by hand")),
+    }
+}
+
+/// The Rust toolchain needs a C linker; Debian's rustup installs none.
+pub fn check_toolchain() -> Result<(), String> {
+    if found("cc", "--version") {
+        return Ok(());
+    }
+    apt_install(&["gcc", "libc6-dev"], "no C linker (`cc`) found")
+}
+
+/// Whether `cargo nextest` is installed.
+pub fn has_nextest() -> bool {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The project's Python virtual environment.
+pub struct PyEnv {
+    dir: PathBuf,
+}
+
+impl PyEnv {
+    /// Its interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.dir.join("bin").join("python")
+    }
+    /// The folder holding libnvrtc, when the NVRTC wheel is installed.
+    pub fn nvrtc_lib(&self) -> Option<PathBuf> {
+        let lib = self.dir.join("lib");
+        std::fs::read_dir(&lib).ok()?.filter_map(|e| e.ok()).find_map(|e| {
+            let p = e.path().join("site-packages/nvidia/cuda_nvrtc/lib");
+            p.is_dir().then_some(p)
+        })
+    }
+}
+
+/// Create (once) `target/pyenv` and pip-install `packages` into it (once each).
+pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
+    let dir = crate::root().join("target").join("pyenv");
+    let env = PyEnv { dir: dir.clone() };
+    if !env.python().is_file() {
+        if !found("python3", "--version") {
+            apt_install(&["python3", "python3-venv"], "python3 not found")?;
+        }
+        let ok = |d: &Path| {
+            Command::new("python3").args(["-m", "venv"]).arg(d).status().is_ok_and(|s| s.success())
+                && d.join("bin/python").is_file()
+        };
+        if !ok(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            apt_install(&["python3-venv"], "python3 cannot create a virtual environment")?;
+            if !ok(&dir) {
+                return Err("`python3 -m venv target/pyenv` failed".into());
+            }
+        }
+    }
+    for pkg in packages {
+        let marker = dir.join(format!(".installed-{pkg}"));
+        if marker.is_file() {
+            continue;
+        }
+        println!("xtask: installing {pkg} into target/pyenv");
+        let status = Command::new(env.python()).args(["-m", "pip", "install", "-q", "--disable-pip-version-check", pkg]).status();
+        if !status.is_ok_and(|s| s.success()) {
+            return Err(format!("`pip install {pkg}` failed (no network to PyPI?)"));
+        }
+        std::fs::write(&marker, "").map_err(|e| e.to_string())?;
+    }
+    Ok(env)
+}
+
+/// `dir` prepended to the PATH-like variable `var`.
+pub fn prepend_path(var: &str, dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(old) = std::env::var_os(var) {
+        paths.extend(std::env::split_paths(&old));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
