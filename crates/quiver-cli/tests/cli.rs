@@ -1,0 +1,217 @@
+//! The `quiver` binary end to end: listing, inspecting and running the built plugins on CSV files,
+//! clear errors for bad input, and plugins built outside the workspace (a real one, one that
+//! panics, one built against another ABI version).
+
+use quiver_host::testing;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn quiver(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(args)
+        .arg("--plugins")
+        .arg(testing::plugin_dir())
+        .env_remove("QUIVER_PLUGIN_PATH")
+        .output()
+        .expect("quiver runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn csv(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().write_all(body.as_bytes()).unwrap();
+    p.display().to_string()
+}
+
+fn selection_files(dir: &Path) -> (String, String) {
+    let mut cal = String::from("y,mu\n");
+    for i in 0..60 {
+        let x = (i as f64 * 0.37).sin() * 2.0;
+        cal.push_str(&format!("{},{}\n", x + (i as f64 * 1.7).cos(), x));
+    }
+    let mut test = String::from("id,mu\n");
+    for j in 0..20 {
+        test.push_str(&format!("unit{j},{}\n", j as f64 * 0.3 - 2.0));
+    }
+    (csv(dir, "cal.csv", &cal), csv(dir, "test.csv", &test))
+}
+
+#[test]
+fn list_info_and_doctor() {
+    let o = quiver(&["list"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("conformal-selection") && out.contains("selective-risk"), "{out}");
+    let o = quiver(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.as_array().unwrap().len() >= 2);
+    let o = quiver(&["info", "selective-risk", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["family"], "conformal-selector");
+    assert_eq!(v["parameters"][0]["name"], "alpha");
+    let o = quiver(&["info", "conformal-selection"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("guarantee: FDR <= q"), "{out}");
+    let o = quiver(&["doctor"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("ok    conformal-selection") && out.contains("gpu:"), "{out}");
+}
+
+#[test]
+fn run_on_csv_human_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cal, test) = selection_files(dir.path());
+    let out_file = dir.path().join("result.json");
+    let o = quiver(&[
+        "run", "conformal-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}"),
+        "--set", "q=0.2", "--device", "cpu", "--json", "--output", out_file.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("ignored non-numeric column(s) id"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "conformal-selection");
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["parameters"]["q"], 0.2);
+    assert_eq!(v["p_values"].as_array().unwrap().len(), 20);
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap().trim(), out.trim());
+    let o = quiver(&["run", "conformal-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("k_star") && out.contains("[20 values]"), "{out}");
+}
+
+#[test]
+fn bad_input_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cal, test) = selection_files(dir.path());
+    let nan = csv(dir.path(), "nan.csv", "y,mu\n1,0\n2,nan\n");
+    let text_cell = csv(dir.path(), "text.csv", "y,mu\n1,0\n2,abc\n");
+    let cal_arg = format!("calibration={cal}");
+    let test_arg = format!("test={test}");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["run".into(), "nope".into()], "unknown method 'nope'"),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), format!("calibration={nan}"), "--input".into(), test_arg.clone()],
+            "table 'calibration', column 'mu', row 2 (line 3): value NaN is not finite",
+        ),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), format!("calibration={text_cell}"), "--input".into(), test_arg.clone()],
+            "table 'calibration', column 'mu', row 2 (line 3): 'abc' is not a number",
+        ),
+        (vec!["run".into(), "conformal-selection".into(), "--input".into(), test_arg.clone()], "needs a 'calibration' table"),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), format!("fit={cal}")],
+            "reads no 'fit' table",
+        ),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), "test=/does/not/exist.csv".into()],
+            "table 'test' (/does/not/exist.csv)",
+        ),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "q=lots".into()],
+            "parameter 'q' = 'lots' must be a number",
+        ),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "q=2".into()],
+            "parameter 'q' = 2 must be in (0, 1)",
+        ),
+        (
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "gamma=1".into()],
+            "unknown parameter 'gamma'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = quiver(&args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: wanted '{needle}', got: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Build a fixture crate from tests/fixtures outside the workspace: copied to a temporary folder
+/// (with this workspace's Cargo.lock and its path dependencies pointed here) and built into the
+/// shared target folder. Returns the built cdylib.
+fn build_fixture(name: &str, lib_stem: &str, features: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let src = root.join("tests/fixtures").join(name);
+    let work = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    let toml = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
+    let toml = toml.replace("path = \"../../../", &format!("path = \"{}/", root.display()));
+    std::fs::write(work.join("Cargo.toml"), toml).unwrap();
+    std::fs::copy(src.join("src/lib.rs"), work.join("src/lib.rs")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"]).arg(work.join("Cargo.toml")).arg("--target-dir").arg(&target);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building fixture {name} failed");
+    let file = format!("{}{lib_stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    // each build gets its own copy: the next build of the same crate overwrites the file
+    let out = work.join(&file);
+    std::fs::copy(target.join("release").join(&file), &out).unwrap();
+    out
+}
+
+fn run_with(plugin_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(args)
+        .arg("--plugins")
+        .arg(plugin_dir)
+        .output()
+        .unwrap()
+}
+
+/// One test for all fixture builds (they share cargo's build lock).
+#[test]
+fn plugins_built_outside_the_workspace() {
+    let data = tempfile::tempdir().unwrap();
+    let (cal, test) = selection_files(data.path());
+    let ext = std::env::consts::DLL_EXTENSION;
+
+    // 1. a real plugin written against the SDK alone, loaded through the CLI
+    let external = build_fixture("external-plugin", "bonferroni_selection", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&external, dir.path().join(format!("libbonferroni_selection.{ext}"))).unwrap();
+    let o = run_with(dir.path(), &["run", "bonferroni-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}"), "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "bonferroni-selection");
+    assert_eq!(v["p_values"].as_array().unwrap().len(), 20);
+
+    // 2. a plugin that panics inside `select`: a clear error, exit code 2, no abort
+    let faulty = build_fixture("faulty-plugin", "faulty_plugin", &[]);
+    std::fs::copy(&faulty, dir.path().join(format!("libfaulty.{ext}"))).unwrap();
+    let o = run_with(dir.path(), &["run", "faulty", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("error: faulty: plugin panicked in select:") && err.contains("index out of bounds"), "{err}");
+    // the other plugin in the folder still works in the same listing
+    let o = run_with(dir.path(), &["list"]);
+    assert!(text(&o).0.contains("bonferroni-selection") && text(&o).0.contains("faulty"));
+
+    // 3. a plugin built against another ABI version: refused with both versions, others load
+    let wrong = build_fixture("faulty-plugin", "faulty_plugin", &["wrong-abi"]);
+    std::fs::remove_file(dir.path().join(format!("libfaulty.{ext}"))).unwrap();
+    std::fs::copy(&wrong, dir.path().join(format!("libwrong_abi.{ext}"))).unwrap();
+    let o = run_with(dir.path(), &["doctor"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("ok    bonferroni-selection"), "{out}");
+    assert!(
+        out.contains("libwrong_abi") && out.contains("built against Quiver ABI 0.999 (SDK 0.999.0), this host speaks ABI 0.1"),
+        "{out}"
+    );
+}
