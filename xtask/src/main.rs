@@ -192,7 +192,8 @@ fn demo() -> Result {
     let text = String::from_utf8_lossy(&listing.stdout);
     let methods: Vec<String> = text
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("\"name\": \""))
+        // top-level manifest fields sit 4 spaces deep in the pretty JSON; parameters deeper
+        .filter_map(|l| l.strip_prefix("    \"name\": \""))
         .map(|s| s.trim_end_matches(['"', ',']).to_string())
         .collect();
     for method in methods {
