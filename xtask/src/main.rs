@@ -126,7 +126,19 @@ fn build() -> Result<PathBuf> {
     let dest = plugins_dir();
     std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
     let release = target_dir().join("release");
-    for (name, stem) in workspace_plugins()? {
+    let plugins = workspace_plugins()?;
+    // the folder holds exactly the workspace's plugins: remove stale libraries (renamed or
+    // deleted plugins, fixtures) that would otherwise be loaded too
+    let wanted: Vec<String> = plugins.iter().map(|(_, stem)| dylib_name(stem)).collect();
+    for entry in std::fs::read_dir(&dest).map_err(|e| e.to_string())?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION) && !wanted.contains(&name) {
+            println!("xtask: removing stale {}", path.display());
+            std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+        }
+    }
+    for (name, stem) in plugins {
         let file = dylib_name(&stem);
         let src = release.join(&file);
         if !src.is_file() {

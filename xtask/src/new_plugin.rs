@@ -126,8 +126,16 @@ impl quiver_sdk::SelectorImpl for {{Type}} {
         let t = self.threshold.ok_or_else(|| quiver_sdk::state_error("select() before calibrate()"))?;
         let s = tables.get("test")?.f64("score")?;
         let selected: Vec<u64> = (0..s.len()).filter(|&j| s[j] <= t).map(|j| j as u64).collect();
-        let json = json!({"method": "{{name}}", "device": "cpu", "threshold": quiver_sdk::json_f64(t), "selected": selected});
-        Ok(SelectionResult { device: Device::Cpu, unit_values: RVec::from(s.to_vec()), selected: RVec::from(selected), threshold: t, json: json.to_string().into() })
+        let json = json!({"method": "{{name}}", "device": "cpu", "threshold": quiver_sdk::json_f64(t)});
+        Ok(SelectionResult {
+            device: Device::Cpu,
+            unit_values: RVec::from(s.to_vec()),
+            unit_values_name: "scores".into(),
+            selected: RVec::from(selected),
+            selected_name: "selected".into(),
+            threshold: t,
+            json: json.to_string().into(),
+        })
     }
 }
 

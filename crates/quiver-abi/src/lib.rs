@@ -469,6 +469,10 @@ impl Default for RunContext {
 // ---------------------------------------------------------------------------------------------
 
 /// Result of a conformal selector: who is selected / accepted.
+///
+/// The per-unit arrays travel typed, not as JSON text (rendering a million p-values as text costs
+/// more than computing them): `json` holds the summary, and the host adds `unit_values` and
+/// `selected` to it under `unit_values_name` and `selected_name`.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug)]
 pub struct SelectionResult {
@@ -476,11 +480,15 @@ pub struct SelectionResult {
     pub device: Device,
     /// Per-test-unit statistic (conformal p-values, or the uncertainty score).
     pub unit_values: RVec<f64>,
+    /// JSON name of `unit_values` (`p_values`, `scores`).
+    pub unit_values_name: RString,
     /// Selected / accepted test indices, 0-based, ascending.
     pub selected: RVec<u64>,
+    /// JSON name of `selected` (`selected`, `accepted`).
+    pub selected_name: RString,
     /// The data-dependent threshold (BH cut-off on p-values, or λ̂).
     pub threshold: f64,
-    /// The complete JSON result of `estimators.md`.
+    /// The JSON summary of `estimators.md`, without the two arrays above.
     pub json: RString,
 }
 

@@ -268,3 +268,59 @@ fn generated_skeletons_of_every_family_build_and_run() {
         assert!(out.contains(expect), "{family}: wanted {expect} in {out}");
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A plugin compiled against an interface whose layout differs (a field added to a result
+/// struct) while claiming the same ABI version: abi_stable's layout check refuses it, and the host
+/// reports the file, the version and the tail of abi_stable's explanation.
+#[test]
+fn plugin_built_against_a_changed_interface_is_refused() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let work = tempfile::tempdir().unwrap();
+    for c in ["quiver-abi", "quiver-sdk"] {
+        copy_dir(&root.join("crates").join(c), &work.path().join("crates").join(c));
+    }
+    copy_dir(&root.join("tests/fixtures/faulty-plugin"), &work.path().join("faulty"));
+    let abi = work.path().join("crates/quiver-abi/src/lib.rs");
+    let src = std::fs::read_to_string(&abi).unwrap();
+    let changed = src.replacen("    pub threshold: f64,\n", "    pub threshold: f64,\n    /// added\n    pub extra: f64,\n", 1);
+    assert_ne!(src, changed, "the ABI source changed shape; update this test");
+    std::fs::write(&abi, changed).unwrap();
+    let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let start = toml.find("members = [").unwrap();
+    let end = start + toml[start..].find(']').unwrap() + 1;
+    let toml = format!("{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"faulty\"]{}", &toml[..start], &toml[end..]);
+    std::fs::write(work.path().join("Cargo.toml"), toml.replace("exclude = [\"tests/fixtures\"]\n", "")).unwrap();
+    let faulty = work.path().join("faulty/Cargo.toml");
+    let ft = std::fs::read_to_string(&faulty).unwrap().replace("../../../crates/", "../crates/").replace("\n[workspace]\n", "\n");
+    std::fs::write(&faulty, ft).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), work.path().join("Cargo.lock")).unwrap();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(work.path())
+        .args(["build", "--release", "--quiet", "-p", "faulty-plugin", "--target-dir"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let plugins = tempfile::tempdir().unwrap();
+    let file = format!("{}faulty_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    std::fs::copy(target.join("release").join(&file), plugins.path().join(&file)).unwrap();
+    let o = run_with(plugins.path(), &["doctor"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("its interface does not match this host's (ABI 0.1); abi_stable reports:"), "{out}");
+    assert!(out.contains("field_name:"), "{out}");
+    assert!(out.lines().count() < 40, "the report must be short: {out}");
+}

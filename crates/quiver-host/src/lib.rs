@@ -300,7 +300,7 @@ impl Host {
             quiver_abi::Estimator::ConformalSelector(inner) => {
                 let mut h = Selector { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
                 h.calibrate(tables)?;
-                h.select(tables)?.json
+                return selection_json(method, &h.select(tables)?);
             }
             quiver_abi::Estimator::BatchPredictive(inner) => {
                 let mut h = BatchPredictor { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
@@ -326,6 +326,18 @@ impl Host {
         serde_json::from_str(json.as_str())
             .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })
     }
+}
+
+/// The complete JSON of a selection: the plugin's summary plus the typed per-unit arrays.
+pub fn selection_json(method: &str, r: &SelectionResult) -> Result<Value, HostError> {
+    let mut v: Value = serde_json::from_str(r.json.as_str())
+        .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| HostError::BadResult { method: method.into(), reason: "not a JSON object".into() })?;
+    obj.insert(r.selected_name.to_string(), json!(r.selected.as_slice()));
+    obj.insert(r.unit_values_name.to_string(), json!(r.unit_values.as_slice()));
+    Ok(v)
 }
 
 fn plugin_error(method: &str, e: quiver_abi::PluginError) -> HostError {

@@ -278,13 +278,13 @@ impl ConformalSelection {
             "k_star": k_star,
             "n_selected": selected.len(),
             "threshold": threshold,
-            "selected": selected,
-            "p_values": p,
         });
         Ok(SelectionResult {
             device: self.device,
             unit_values: RVec::from(p),
+            unit_values_name: "p_values".into(),
             selected: RVec::from(selected),
+            selected_name: "selected".into(),
             threshold,
             json: json.to_string().into(),
         })

@@ -259,12 +259,13 @@ impl SelectorImpl for SelectiveRisk {
             "candidates_tested": d.candidates,
             "p_value_at_lambda_hat": d.p_value,
             "n_accepted": accepted.len(),
-            "accepted": accepted,
         });
         Ok(SelectionResult {
             device: self.device,
             unit_values: RVec::from(scores),
+            unit_values_name: "scores".into(),
             selected: RVec::from(accepted),
+            selected_name: "accepted".into(),
             threshold: d.lambda_hat,
             json: json.to_string().into(),
         })

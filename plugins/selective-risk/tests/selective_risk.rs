@@ -18,7 +18,7 @@ fn run(host: &quiver_host::Host, params: &[(&str, serde_json::Value)], scores: &
     sel.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec()).with_bool("error", errors.to_vec())])
         .unwrap();
     let r = sel.select(&[Table::new("test").with_f64("score", scores.to_vec())]).unwrap();
-    (r.threshold, serde_json::from_str(r.json.as_str()).unwrap())
+    (r.threshold, quiver_host::selection_json(METHOD, &r).unwrap())
 }
 
 /// Scores on a coarse grid (ties), error probability rising with the score.
