@@ -1,1 +1,315 @@
-fn main() {}
+//! The benchmark harness behind `cargo xtask bench`.
+//!
+//! Each case generates its data once (seeded), runs Quiver through the real plugin boundary (the
+//! built cdylib loaded by the host) and the NumPy/SciPy baseline (`benches/baselines/*.py`, the same
+//! formulas vectorised) on the same data in the same run, checks that both computed the same
+//! answer, and records the median times. Writes `report.json` (host, device, git revision, per
+//! case: sizes, Quiver's median, the baseline's, the ratio) and `report.svg` (speed-ups).
+//!
+//! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N]` (xtask passes the first two).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver_host::{testing, DeviceRequest, Host, RunContext, Table};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+struct Args {
+    python: PathBuf,
+    out: PathBuf,
+    quick: bool,
+    repeats: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { python: "python3".into(), out: "target/bench".into(), quick: false, repeats: 7 };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--python" => a.python = it.next().ok_or("--python needs a path")?.into(),
+            "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
+            "--quick" => a.quick = true,
+            "--repeats" => a.repeats = it.next().and_then(|r| r.parse().ok()).ok_or("--repeats needs a number")?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn write_f64(dir: &Path, name: &str, v: &[f64]) {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(dir.join(format!("{name}.f64")), bytes).expect("write bench data");
+}
+
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// One benchmark case: a name, its sizes, Quiver's timed closure and the baseline's spec.
+struct Case {
+    name: String,
+    sizes: Value,
+    baseline: Value,
+    quiver: Box<dyn FnMut() -> Result<Value, String>>,
+}
+
+fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, device: DeviceRequest) -> Case {
+    let mut r = ChaCha8Rng::seed_from_u64(1 + weighted as u64);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let x: Vec<f64> = (0..n).map(|_| normal.sample(&mut r)).collect();
+    let y: Vec<f64> = x.iter().map(|xi| xi + normal.sample(&mut r)).collect();
+    let mu_t: Vec<f64> = (0..m).map(|_| normal.sample(&mut r)).collect();
+    let u: Vec<f64> = (0..m).map(|_| r.random()).collect();
+    let w: Vec<f64> = (0..n).map(|_| r.random_range(0.5..2.0)).collect();
+    let w_t: Vec<f64> = (0..m).map(|_| r.random_range(0.5..2.0)).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, v) in [("y", &y), ("mu", &x), ("mu_test", &mu_t), ("u", &u), ("w", &w), ("w_test", &w_t)] {
+        write_f64(dir, name, v);
+    }
+    let mut cal = Table::new("calibration").with_f64("y", y).with_f64("mu", x);
+    let mut test = Table::new("test").with_f64("mu", mu_t).with_f64("u", u);
+    if weighted {
+        cal = cal.with_f64("w", w);
+        test = test.with_f64("w", w_t);
+    }
+    let params = testing::params(&[("q", json!(0.1)), ("c", json!(0.0))]);
+    let mut sel = host.selector("conformal-selection", &params, RunContext { device, threads: 0 }).expect("plugin");
+    let name = format!(
+        "conformal-selection{} {}",
+        if weighted { " weighted" } else { "" },
+        if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }
+    );
+    Case {
+        name,
+        sizes: json!({"n": n, "m": m}),
+        baseline: json!({"case": "conformal-selection", "q": 0.1, "c": 0.0, "clip_m": 1e6, "weighted": weighted}),
+        quiver: Box::new(move || {
+            sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
+            let sum: u64 = r.selected.iter().sum();
+            let k: usize = r.selected.len();
+            Ok(json!({"k_star": k, "n_selected": k, "selected_sum": sum}))
+        }),
+    }
+}
+
+fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let s: Vec<f64> = (0..n).map(|_| r.random()).collect();
+    let e: Vec<f64> = s.iter().map(|&x| (r.random::<f64>() < 0.5 * x) as u8 as f64).collect();
+    let s_t: Vec<f64> = (0..n).map(|_| r.random()).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    write_f64(dir, "score", &s);
+    write_f64(dir, "error", &e);
+    write_f64(dir, "score_test", &s_t);
+    let cal = Table::new("calibration").with_f64("score", s).with_bool("error", e.iter().map(|&x| x == 1.0).collect());
+    let test = Table::new("test").with_f64("score", s_t);
+    let params = testing::params(&[("alpha", json!(0.1)), ("rule", json!(rule)), ("delta", json!(0.1)), ("grid", json!(50))]);
+    let mut sel = host
+        .selector("selective-risk", &params, RunContext { device: DeviceRequest::Cpu, threads: 0 })
+        .expect("plugin");
+    Case {
+        name: format!("selective-risk {rule} cpu"),
+        sizes: json!({"n": n, "m": n}),
+        baseline: json!({"case": "selective-risk", "alpha": 0.1, "rule": rule, "delta": 0.1, "grid": 50}),
+        quiver: Box::new(move || {
+            sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
+            Ok(json!({"lambda_hat": r.threshold, "n_accepted": r.selected.len()}))
+        }),
+    }
+}
+
+fn run_baseline(python: &Path, spec: &Value) -> Result<Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/selector_baselines.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(spec.to_string())
+        .env_remove("OPENBLAS_CORETYPE")
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+fn host_info() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let dirty = Command::new("git").args(["status", "--porcelain"]).output().is_ok_and(|o| !o.stdout.is_empty());
+    json!({
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu_model": cpu,
+        "git_revision": if dirty { format!("{rev}-dirty") } else { rev },
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    })
+}
+
+fn plot(path: &Path, rows: &[(String, f64)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 120 + 60 * rows.len() as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let max = rows.iter().map(|r| r.1).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Quiver speed-up over the NumPy/SciPy baseline (median, same data)", ("sans-serif", 20))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0.0..max, (0..rows.len()).into_segmented())
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("baseline time / Quiver time")
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let color = if r.1 >= 1.0 { RGBColor(46, 125, 50) } else { RGBColor(198, 40, 40) };
+            Rectangle::new([(0.0, SegmentValue::Exact(i)), (r.1, SegmentValue::Exact(i + 1))], color.mix(0.8).filled())
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(rows.len()))],
+            BLACK.stroke_width(2),
+        )))
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("quiver-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<(), String> {
+    let args = parse_args()?;
+    let host = testing::host();
+    let data = args.out.join("data");
+    let (n_sel, n_risk) = if args.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
+    let mut cases = vec![
+        selection_case(&host, &data.join("cs"), n_sel, n_sel, false, DeviceRequest::Cpu),
+        selection_case(&host, &data.join("csw"), n_sel, n_sel, true, DeviceRequest::Cpu),
+        selective_case(&host, &data.join("sr"), n_risk, "scope"),
+        selective_case(&host, &data.join("sr"), n_risk, "ltt"),
+    ];
+    let gpu_usable = host
+        .selector("conformal-selection", &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 })
+        .is_ok();
+    if gpu_usable {
+        let n = if args.quick { 1_000_000 } else { 10_000_000 };
+        cases.push(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda));
+    }
+    let bar = ProgressBar::new((cases.len() * 2) as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
+    let mut report_cases = Vec::new();
+    let mut numpy_version = Value::Null;
+    for case in cases.iter_mut() {
+        bar.set_message(format!("{} (quiver)", case.name));
+        let mut times = Vec::new();
+        let mut result = Value::Null;
+        (case.quiver)()?; // warm-up: first-touch allocations, kernel compilation
+        for _ in 0..args.repeats {
+            let t = Instant::now();
+            result = (case.quiver)()?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        bar.inc(1);
+        bar.set_message(format!("{} (numpy)", case.name));
+        let data_dir = match case.baseline["case"].as_str() {
+            Some("selective-risk") => data.join("sr"),
+            _ if case.name.contains("cuda") => data.join("csg"),
+            _ if case.name.contains("weighted") => data.join("csw"),
+            _ => data.join("cs"),
+        };
+        let mut spec = case.baseline.clone();
+        spec["data"] = json!(data_dir.display().to_string());
+        spec["repeats"] = json!(args.repeats);
+        let base = run_baseline(&args.python, &spec)?;
+        numpy_version = base["numpy"].clone();
+        bar.inc(1);
+        let base_times: Vec<f64> = base["times"].as_array().ok_or("baseline times")?.iter().filter_map(Value::as_f64).collect();
+        let agree = result == base["result"];
+        let (q, b) = (median(times.clone()), median(base_times.clone()));
+        let mut row = json!({
+            "case": case.name,
+            "sizes": case.sizes,
+            "quiver_median_s": q,
+            "quiver_times_s": times,
+            "baseline": "NumPy/SciPy (benches/baselines/selector_baselines.py)",
+            "baseline_median_s": b,
+            "baseline_times_s": base_times,
+            "ratio_baseline_over_quiver": b / q,
+            "results_agree": agree,
+            "quiver_result": result,
+            "baseline_result": base["result"],
+        });
+        if case.name.contains("cuda") {
+            let n = case.sizes["n"].as_f64().unwrap_or(0.0);
+            // bytes the p-value step must move at least: sorted calibration, test scores, u, p
+            row["effective_gb_per_s"] = json!(8.0 * (n + 3.0 * n) / q / 1e9);
+        }
+        if !agree {
+            bar.abandon();
+            return Err(format!("{}: Quiver and the baseline disagree: {result} vs {}", case.name, base["result"]));
+        }
+        report_cases.push(row);
+    }
+    bar.finish_and_clear();
+    let report = json!({
+        "host": host_info(),
+        "device": if gpu_usable { "cpu + cuda" } else { "cpu (no usable GPU)" },
+        "numpy": numpy_version,
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "threads": "all cores (Quiver); NumPy single-threaded for these operations",
+        "cases": report_cases,
+    });
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let json_path = args.out.join("report.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report).expect("json")).map_err(|e| e.to_string())?;
+    let rows: Vec<(String, f64)> = report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| (format!("{} (n={})", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]), c["ratio_baseline_over_quiver"].as_f64().unwrap_or(0.0)))
+        .collect();
+    let svg = args.out.join("report.svg");
+    plot(&svg, &rows)?;
+    println!("{:44} {:>12} {:>12} {:>8}", "case", "quiver (s)", "numpy (s)", "ratio");
+    for c in report["cases"].as_array().expect("cases") {
+        println!(
+            "{:44} {:>12.4} {:>12.4} {:>7.2}x",
+            format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+            c["quiver_median_s"].as_f64().unwrap_or(0.0),
+            c["baseline_median_s"].as_f64().unwrap_or(0.0),
+            c["ratio_baseline_over_quiver"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("report: {} and {}", json_path.display(), svg.display());
+    Ok(())
+}

@@ -182,7 +182,7 @@ fn test(args: &[String]) -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    let py = env::python_env(&["numpy"]).map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
+    let py = env::python_env(&["numpy", "scipy"]).map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
     build()?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "quiver-bench", "--"]);

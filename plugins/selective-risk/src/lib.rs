@@ -15,6 +15,7 @@
 //! CUDA kernel `threshold_counts`; the decision is exact integer arithmetic plus one binomial tail.
 
 use quiver_numerics::binomial::binomial_cdf;
+use rayon::slice::ParallelSliceMut;
 use quiver_sdk::abi::{
     abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
     SelectionResult,
@@ -80,28 +81,26 @@ pub struct Calibrated {
 }
 
 impl Calibrated {
-    /// Sort judgments by score.
+    /// Sort judgments by score (stable: ties keep their input order).
     pub fn new(scores: &[f64], errors: &[bool]) -> Calibrated {
-        let mut idx: Vec<usize> = (0..scores.len()).collect();
-        idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        let mut error_prefix = Vec::with_capacity(scores.len() + 1);
+        let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(errors.iter().copied()).collect();
+        pairs.par_sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut error_prefix = Vec::with_capacity(pairs.len() + 1);
         error_prefix.push(0);
         let mut acc = 0i64;
-        for &i in &idx {
-            acc += errors[i] as i64;
+        for &(_, e) in &pairs {
+            acc += e as i64;
             error_prefix.push(acc);
         }
-        Calibrated { sorted: idx.iter().map(|&i| scores[i]).collect(), error_prefix }
+        Calibrated { sorted: pairs.into_iter().map(|p| p.0).collect(), error_prefix }
     }
 
-    /// (accepted, errors among accepted) at each threshold, on the CPU.
+    /// (accepted, errors among accepted) at each threshold, on the CPU: accepted = #{s_i ≤ λ}
+    /// (the at-or-below count of `quiver_numerics::ranks::counts_below`).
     pub fn counts_cpu(&self, lambdas: &[f64]) -> Vec<(i64, i64)> {
-        lambdas
-            .iter()
-            .map(|&lam| {
-                let k = self.sorted.partition_point(|&s| s <= lam);
-                (k as i64, self.error_prefix[k])
-            })
+        quiver_numerics::ranks::counts_below(&self.sorted, lambdas)
+            .into_iter()
+            .map(|(_, le)| (le as i64, self.error_prefix[le as usize]))
             .collect()
     }
 
