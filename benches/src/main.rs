@@ -109,7 +109,8 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     write_f64(dir, "score_test", &s_t);
     let cal = Table::new("calibration").with_f64("score", s).with_bool("error", e.iter().map(|&x| x == 1.0).collect());
     let test = Table::new("test").with_f64("score", s_t);
-    let params = testing::params(&[("alpha", json!(0.1)), ("rule", json!(rule)), ("delta", json!(0.1)), ("grid", json!(50))]);
+    let params =
+        testing::params(&[("alpha", json!(0.1)), ("rule", json!(rule)), ("delta", json!(0.1)), ("grid", json!(50))]);
     let mut sel = host
         .selector("selective-risk", &params, RunContext { device: DeviceRequest::Cpu, threads: 0 })
         .expect("plugin");
@@ -142,7 +143,11 @@ fn run_baseline(python: &Path, spec: &Value) -> Result<Value, String> {
 fn host_info() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let rev = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -252,7 +257,8 @@ fn real_main() -> Result<(), String> {
         let base = run_baseline(&args.python, &spec)?;
         numpy_version = base["numpy"].clone();
         bar.inc(1);
-        let base_times: Vec<f64> = base["times"].as_array().ok_or("baseline times")?.iter().filter_map(Value::as_f64).collect();
+        let base_times: Vec<f64> =
+            base["times"].as_array().ok_or("baseline times")?.iter().filter_map(Value::as_f64).collect();
         let agree = result == base["result"];
         let (q, b) = (median(times.clone()), median(base_times.clone()));
         let mut row = json!({
@@ -296,7 +302,12 @@ fn real_main() -> Result<(), String> {
         .as_array()
         .expect("cases")
         .iter()
-        .map(|c| (format!("{} (n={})", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]), c["ratio_baseline_over_quiver"].as_f64().unwrap_or(0.0)))
+        .map(|c| {
+            (
+                format!("{} (n={})", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+                c["ratio_baseline_over_quiver"].as_f64().unwrap_or(0.0),
+            )
+        })
         .collect();
     let svg = args.out.join("report.svg");
     plot(&svg, &rows)?;

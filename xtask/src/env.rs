@@ -98,7 +98,9 @@ pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
             continue;
         }
         println!("xtask: installing {pkg} into target/pyenv");
-        let status = Command::new(env.python()).args(["-m", "pip", "install", "-q", "--disable-pip-version-check", pkg]).status();
+        let status = Command::new(env.python())
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", pkg])
+            .status();
         if !status.is_ok_and(|s| s.success()) {
             return Err(format!("`pip install {pkg}` failed (no network to PyPI?)"));
         }

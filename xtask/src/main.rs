@@ -1,14 +1,14 @@
 //! Project automation (the cargo-xtask convention; run as `cargo xtask <command>`):
 //!
 //! * `build`      — every plugin in release, copied to `target/plugins/`, each checked for the
-//!                  identity and root-module symbols, then loaded once by `quiver doctor`.
+//!   identity and root-module symbols, then loaded once by `quiver doctor`.
 //! * `test`       — set up the test environment (NVRTC from PyPI for the PTX tests), build, then the
-//!                  whole test suite through the real plugin boundary (`cargo nextest`, or
-//!                  `cargo test` where nextest is missing).
+//!   whole test suite through the real plugin boundary (`cargo nextest`, or
+//!   `cargo test` where nextest is missing).
 //! * `demo`       — build, then run every installed method on its built-in example and print what
-//!                  it found, checked against the held-back truth.
+//!   it found, checked against the held-back truth.
 //! * `bench`      — build, then run the benchmark harness (Quiver and the NumPy baselines side by
-//!                  side) and write `target/bench/report.json` and `target/bench/report.svg`.
+//!   side) and write `target/bench/report.json` and `target/bench/report.svg`.
 //! * `new-plugin NAME --family F` — a compiling, tested plugin skeleton under `plugins/NAME`.
 //!
 //! Plain `std::process::Command`, few dependencies, so it compiles fast.
@@ -113,7 +113,10 @@ fn check_symbols(path: &Path) -> Result {
         // SAFETY: only the address is looked up, nothing is called.
         let found: std::result::Result<libloading::Symbol<*const u8>, _> = unsafe { lib.get(sym.as_bytes()) };
         if found.is_err() {
-            return Err(format!("{}: missing symbol `{sym}`; does the crate call quiver_sdk::export_plugin!?", path.display()));
+            return Err(format!(
+                "{}: missing symbol `{sym}`; does the crate call quiver_sdk::export_plugin!?",
+                path.display()
+            ));
         }
     }
     Ok(())
@@ -182,7 +185,8 @@ fn test(args: &[String]) -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    let py = env::python_env(&["numpy", "scipy"]).map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
+    let py = env::python_env(&["numpy", "scipy"])
+        .map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
     build()?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "quiver-bench", "--"]);
@@ -290,10 +294,16 @@ fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let col = header.iter().position(|h| h.trim() == name).ok_or_else(|| format!("{}: no column {name}", path.display()))?;
+    let col =
+        header.iter().position(|h| h.trim() == name).ok_or_else(|| format!("{}: no column {name}", path.display()))?;
     lines
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').nth(col).and_then(|v| v.trim().parse().ok()).ok_or_else(|| format!("{}: bad row {l}", path.display())))
+        .map(|l| {
+            l.split(',')
+                .nth(col)
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| format!("{}: bad row {l}", path.display()))
+        })
         .collect()
 }
 

@@ -75,7 +75,9 @@ pub fn render(name: &str, family: &str, standalone_root: Option<&Path>) -> Resul
         "critic" => CRITIC,
         other => return Err(format!("unknown family '{other}': one of {}", FAMILIES.join(", "))),
     };
-    let fill = |t: &str| t.replace("{{name}}", name).replace("{{Type}}", &camel(name)).replace("{{crate}}", &name.replace('-', "_"));
+    let fill = |t: &str| {
+        t.replace("{{name}}", name).replace("{{Type}}", &camel(name)).replace("{{crate}}", &name.replace('-', "_"))
+    };
     let cargo = match standalone_root {
         None => format!(
             "[package]\nname = \"{name}\"\nversion.workspace = true\nedition.workspace = true\nlicense.workspace = true\nrust-version.workspace = true\ndescription = \"TODO: one line on what {name} estimates.\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nquiver-sdk.workspace = true\n# named by abi_stable's export macro; never `use`d\nabi_stable.workspace = true\n\n[dev-dependencies]\nquiver-host.workspace = true\n"
@@ -85,7 +87,8 @@ pub fn render(name: &str, family: &str, standalone_root: Option<&Path>) -> Resul
             root.display()
         ),
     };
-    let mut files = vec![("Cargo.toml".to_string(), cargo), ("src/lib.rs".to_string(), fill(&format!("{HEADER}{body}")))];
+    let mut files =
+        vec![("Cargo.toml".to_string(), cargo), ("src/lib.rs".to_string(), fill(&format!("{HEADER}{body}")))];
     if standalone_root.is_none() {
         files.push((format!("tests/{}.rs", name.replace('-', "_")), fill(&test_for(family))));
     }
@@ -410,7 +413,9 @@ mod tests {
             assert!(files[1].1.contains("quiver_sdk::export_plugin!(MyMethodPlugin);"));
             assert!(files[2].1.contains("host.") && !files[2].1.contains("{{"));
             let standalone = render("my-method", f, Some(Path::new("/q"))).unwrap();
-            assert!(standalone[0].1.contains("path = \"/q/crates/quiver-sdk\"") && standalone[0].1.contains("[workspace]"));
+            assert!(
+                standalone[0].1.contains("path = \"/q/crates/quiver-sdk\"") && standalone[0].1.contains("[workspace]")
+            );
         }
         assert!(render("x", "regression", None).is_err());
     }

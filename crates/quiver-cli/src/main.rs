@@ -153,7 +153,8 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             }
             let text = serde_json::to_string_pretty(&result).expect("json");
             if let Some(path) = output {
-                std::fs::write(path, &text).map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
+                std::fs::write(path, &text)
+                    .map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
             }
             if *json {
                 println!("{text}");
@@ -189,14 +190,27 @@ fn print_info(p: &quiver_host::Plugin) {
         } else {
             format!(" [{}]", prm.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("|"))
         };
-        println!("  {:12} {:7} default {:10} {}{}", prm.name, format!("{:?}", prm.kind).to_lowercase(), prm.default_json, prm.doc, choices);
+        println!(
+            "  {:12} {:7} default {:10} {}{}",
+            prm.name,
+            format!("{:?}", prm.kind).to_lowercase(),
+            prm.default_json,
+            prm.doc,
+            choices
+        );
     }
     println!("tables:");
     for t in m.tables.iter() {
         println!("  {}{}: {}", t.role, if t.required { "" } else { " (optional)" }, t.doc);
         for c in t.columns.iter() {
             let name = if c.prefix { format!("{}*", c.name) } else { c.name.to_string() };
-            println!("    {:10} {:4} {:9} {}", name, c.kind.name(), if c.required { "required" } else { "optional" }, c.doc);
+            println!(
+                "    {:10} {:4} {:9} {}",
+                name,
+                c.kind.name(),
+                if c.required { "required" } else { "optional" },
+                c.doc
+            );
         }
     }
 }
@@ -257,7 +271,9 @@ fn doctor(host: &Host) -> ExitCode {
 fn gpu_status() -> String {
     let (driver, nvrtc) = quiver_host::cuda_libraries();
     match (driver, nvrtc) {
-        (true, true) => "NVIDIA driver and NVRTC found: `--device auto` uses CUDA where a method has a CUDA path".into(),
+        (true, true) => {
+            "NVIDIA driver and NVRTC found: `--device auto` uses CUDA where a method has a CUDA path".into()
+        }
         (true, false) => "NVIDIA driver found but no NVRTC (libnvrtc): kernels cannot compile; CPU only".into(),
         (false, true) => "NVRTC found (kernels compile to PTX) but no NVIDIA driver: CPU only".into(),
         (false, false) => "no NVIDIA driver: CPU only (`--device auto` falls back to the CPU)".into(),

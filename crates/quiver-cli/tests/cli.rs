@@ -68,8 +68,19 @@ fn run_on_csv_human_and_json() {
     let (cal, test) = selection_files(dir.path());
     let out_file = dir.path().join("result.json");
     let o = quiver(&[
-        "run", "conformal-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}"),
-        "--set", "q=0.2", "--device", "cpu", "--json", "--output", out_file.to_str().unwrap(),
+        "run",
+        "conformal-selection",
+        "--input",
+        &format!("calibration={cal}"),
+        "--input",
+        &format!("test={test}"),
+        "--set",
+        "q=0.2",
+        "--device",
+        "cpu",
+        "--json",
+        "--output",
+        out_file.to_str().unwrap(),
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -80,7 +91,14 @@ fn run_on_csv_human_and_json() {
     assert_eq!(v["parameters"]["q"], 0.2);
     assert_eq!(v["p_values"].as_array().unwrap().len(), 20);
     assert_eq!(std::fs::read_to_string(&out_file).unwrap().trim(), out.trim());
-    let o = quiver(&["run", "conformal-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")]);
+    let o = quiver(&[
+        "run",
+        "conformal-selection",
+        "--input",
+        &format!("calibration={cal}"),
+        "--input",
+        &format!("test={test}"),
+    ]);
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert!(out.contains("k_star") && out.contains("[20 values]"), "{out}");
@@ -97,32 +115,90 @@ fn bad_input_on_the_command_line() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["run".into(), "nope".into()], "unknown method 'nope'"),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), format!("calibration={nan}"), "--input".into(), test_arg.clone()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                format!("calibration={nan}"),
+                "--input".into(),
+                test_arg.clone(),
+            ],
             "table 'calibration', column 'mu', row 2 (line 3): value NaN is not finite",
         ),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), format!("calibration={text_cell}"), "--input".into(), test_arg.clone()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                format!("calibration={text_cell}"),
+                "--input".into(),
+                test_arg.clone(),
+            ],
             "table 'calibration', column 'mu', row 2 (line 3): 'abc' is not a number",
         ),
-        (vec!["run".into(), "conformal-selection".into(), "--input".into(), test_arg.clone()], "needs a 'calibration' table"),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), format!("fit={cal}")],
+            vec!["run".into(), "conformal-selection".into(), "--input".into(), test_arg.clone()],
+            "needs a 'calibration' table",
+        ),
+        (
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                cal_arg.clone(),
+                "--input".into(),
+                format!("fit={cal}"),
+            ],
             "reads no 'fit' table",
         ),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), "test=/does/not/exist.csv".into()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                cal_arg.clone(),
+                "--input".into(),
+                "test=/does/not/exist.csv".into(),
+            ],
             "table 'test' (/does/not/exist.csv)",
         ),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "q=lots".into()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                cal_arg.clone(),
+                "--input".into(),
+                test_arg.clone(),
+                "--set".into(),
+                "q=lots".into(),
+            ],
             "parameter 'q' = 'lots' must be a number",
         ),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "q=2".into()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                cal_arg.clone(),
+                "--input".into(),
+                test_arg.clone(),
+                "--set".into(),
+                "q=2".into(),
+            ],
             "parameter 'q' = 2 must be in (0, 1)",
         ),
         (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), cal_arg.clone(), "--input".into(), test_arg.clone(), "--set".into(), "gamma=1".into()],
+            vec![
+                "run".into(),
+                "conformal-selection".into(),
+                "--input".into(),
+                cal_arg.clone(),
+                "--input".into(),
+                test_arg.clone(),
+                "--set".into(),
+                "gamma=1".into(),
+            ],
             "unknown parameter 'gamma'",
         ),
     ];
@@ -151,7 +227,10 @@ fn build_fixture(name: &str, lib_stem: &str, features: &[&str]) -> PathBuf {
     std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--quiet", "--manifest-path"]).arg(work.join("Cargo.toml")).arg("--target-dir").arg(&target);
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(work.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
@@ -165,12 +244,7 @@ fn build_fixture(name: &str, lib_stem: &str, features: &[&str]) -> PathBuf {
 }
 
 fn run_with(plugin_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(args)
-        .arg("--plugins")
-        .arg(plugin_dir)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_quiver")).args(args).arg("--plugins").arg(plugin_dir).output().unwrap()
 }
 
 /// One test for all fixture builds (they share cargo's build lock).
@@ -184,7 +258,18 @@ fn plugins_built_outside_the_workspace() {
     let external = build_fixture("external-plugin", "bonferroni_selection", &[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&external, dir.path().join(format!("libbonferroni_selection.{ext}"))).unwrap();
-    let o = run_with(dir.path(), &["run", "bonferroni-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}"), "--json"]);
+    let o = run_with(
+        dir.path(),
+        &[
+            "run",
+            "bonferroni-selection",
+            "--input",
+            &format!("calibration={cal}"),
+            "--input",
+            &format!("test={test}"),
+            "--json",
+        ],
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -194,7 +279,10 @@ fn plugins_built_outside_the_workspace() {
     // 2. a plugin that panics inside `select`: a clear error, exit code 2, no abort
     let faulty = build_fixture("faulty-plugin", "faulty_plugin", &[]);
     std::fs::copy(&faulty, dir.path().join(format!("libfaulty.{ext}"))).unwrap();
-    let o = run_with(dir.path(), &["run", "faulty", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")]);
+    let o = run_with(
+        dir.path(),
+        &["run", "faulty", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")],
+    );
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("error: faulty: plugin panicked in select:") && err.contains("index out of bounds"), "{err}");
@@ -211,7 +299,8 @@ fn plugins_built_outside_the_workspace() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("ok    bonferroni-selection"), "{out}");
     assert!(
-        out.contains("libwrong_abi") && out.contains("built against Quiver ABI 0.999 (SDK 0.999.0), this host speaks ABI 0.1"),
+        out.contains("libwrong_abi")
+            && out.contains("built against Quiver ABI 0.999 (SDK 0.999.0), this host speaks ABI 0.1"),
         "{out}"
     );
 }
@@ -227,12 +316,37 @@ fn generated_skeletons_of_every_family_build_and_run() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let data = work.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let cases: [(&str, &str, Vec<(&str, String)>, &str); 5] = [
-        ("conformal-selector", "gen-selector", vec![("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into()), ("test", "score\n1\n18\n19.5\n".into())], "\"selected\": [\n    0,\n    1\n  ]"),
-        ("batch-pi", "gen-batch", vec![("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into())], "\"bound\": 18.0"),
-        ("quantile-aggregator", "gen-aggregator", vec![("test", "q_a_0.1,q_a_0.9\n3,1\n".into())], "\"test_quantiles\": [\n    1.0,\n    3.0\n  ]"),
+    // (family, plugin name, input tables, what the JSON must contain)
+    type GenCase<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: [GenCase; 5] = [
+        (
+            "conformal-selector",
+            "gen-selector",
+            vec![
+                ("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into()),
+                ("test", "score\n1\n18\n19.5\n".into()),
+            ],
+            "\"selected\": [\n    0,\n    1\n  ]",
+        ),
+        (
+            "batch-pi",
+            "gen-batch",
+            vec![("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into())],
+            "\"bound\": 18.0",
+        ),
+        (
+            "quantile-aggregator",
+            "gen-aggregator",
+            vec![("test", "q_a_0.1,q_a_0.9\n3,1\n".into())],
+            "\"test_quantiles\": [\n    1.0,\n    3.0\n  ]",
+        ),
         ("shrinkage", "gen-shrinkage", vec![("data", "x\n-3\n-1\n0\n1\n3\n".into())], "\"shrinkage_factor\": 0.9"),
-        ("critic", "gen-critic", vec![("transitions", "s,r\n0,1\n1,2\n1,4\n".into())], "\"v\": [\n    1.0,\n    3.0\n  ]"),
+        (
+            "critic",
+            "gen-critic",
+            vec![("transitions", "s,r\n0,1\n1,2\n1,4\n".into())],
+            "\"v\": [\n    1.0,\n    3.0\n  ]",
+        ),
     ];
     for (family, name, inputs, expect) in cases {
         let dir = work.path().join(name);
@@ -252,7 +366,8 @@ fn generated_skeletons_of_every_family_build_and_run() {
             .status()
             .unwrap();
         assert!(st.success(), "building the {family} skeleton");
-        let file = format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
+        let file =
+            format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
         std::fs::copy(target.join("release").join(&file), plugins.path().join(&file)).unwrap();
         let mut args = vec!["run".to_string(), name.to_string(), "--json".to_string()];
         for (role, body) in &inputs {
@@ -295,16 +410,24 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     copy_dir(&root.join("tests/fixtures/faulty-plugin"), &work.path().join("faulty"));
     let abi = work.path().join("crates/quiver-abi/src/lib.rs");
     let src = std::fs::read_to_string(&abi).unwrap();
-    let changed = src.replacen("    pub threshold: f64,\n", "    pub threshold: f64,\n    /// added\n    pub extra: f64,\n", 1);
+    let changed =
+        src.replacen("    pub threshold: f64,\n", "    pub threshold: f64,\n    /// added\n    pub extra: f64,\n", 1);
     assert_ne!(src, changed, "the ABI source changed shape; update this test");
     std::fs::write(&abi, changed).unwrap();
     let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let start = toml.find("members = [").unwrap();
     let end = start + toml[start..].find(']').unwrap() + 1;
-    let toml = format!("{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"faulty\"]{}", &toml[..start], &toml[end..]);
+    let toml = format!(
+        "{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"faulty\"]{}",
+        &toml[..start],
+        &toml[end..]
+    );
     std::fs::write(work.path().join("Cargo.toml"), toml.replace("exclude = [\"tests/fixtures\"]\n", "")).unwrap();
     let faulty = work.path().join("faulty/Cargo.toml");
-    let ft = std::fs::read_to_string(&faulty).unwrap().replace("../../../crates/", "../crates/").replace("\n[workspace]\n", "\n");
+    let ft = std::fs::read_to_string(&faulty)
+        .unwrap()
+        .replace("../../../crates/", "../crates/")
+        .replace("\n[workspace]\n", "\n");
     std::fs::write(&faulty, ft).unwrap();
     std::fs::copy(root.join("Cargo.lock"), work.path().join("Cargo.lock")).unwrap();
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

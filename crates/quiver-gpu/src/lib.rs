@@ -149,12 +149,7 @@ pub fn compile_ptx(name: &str, src: &str, arch: Option<&'static str>) -> Result<
     }
     // fmad=false: no fused multiply-adds, so kernels round exactly like the CPU path and CUDA
     // results can be compared to CPU results bit for bit.
-    let opts = CompileOptions {
-        arch,
-        fmad: Some(false),
-        name: Some(format!("{name}.cu")),
-        ..Default::default()
-    };
+    let opts = CompileOptions { arch, fmad: Some(false), name: Some(format!("{name}.cu")), ..Default::default() };
     match catch_unwind(AssertUnwindSafe(|| cudarc::nvrtc::compile_ptx_with_opts(src, opts))) {
         Ok(Ok(ptx)) => Ok(ptx),
         Ok(Err(e)) => Err(GpuError::Compile { name: name.into(), log: format!("{e:?}") }),

@@ -16,8 +16,8 @@ pub mod testing;
 
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{
-    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest,
-    ParamKind, RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
+    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
+    RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
 };
 pub use table::{read_csv, Table, Values};
 
@@ -118,9 +118,7 @@ fn read_identity(path: &Path) -> Result<PluginIdentity, LoadError> {
             unsafe { lib.get(quiver_abi::IDENTITY_SYMBOL.as_bytes()) };
         match sym {
             Ok(f) => f(),
-            Err(_) => {
-                return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL })
-            }
+            Err(_) => return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL }),
         }
     };
     std::mem::forget(lib);
@@ -198,7 +196,9 @@ impl Host {
                 expected: ABI_VERSION.to_string(),
                 tail: tail_lines(&msg, 12),
             },
-            loader::LoadFailure::Other(msg) => LoadError::RootModule { path: path.into(), reason: tail_lines(&msg, 12) },
+            loader::LoadFailure::Other(msg) => {
+                LoadError::RootModule { path: path.into(), reason: tail_lines(&msg, 12) }
+            }
         })?;
         let manifest = (module.manifest())();
         if manifest.name.is_empty() {
@@ -261,7 +261,12 @@ impl Host {
     }
 
     /// A batch-predictor handle.
-    pub fn batch_predictor(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<BatchPredictor, HostError> {
+    pub fn batch_predictor(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        ctx: RunContext,
+    ) -> Result<BatchPredictor, HostError> {
         match self.create(method, params, ctx)?.into_family(Family::BatchPredictive)? {
             (quiver_abi::Estimator::BatchPredictive(inner), est) => Ok(BatchPredictor { inner, est }),
             _ => unreachable!("family checked"),
@@ -269,7 +274,12 @@ impl Host {
     }
 
     /// A quantile-aggregator handle.
-    pub fn aggregator(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Aggregator, HostError> {
+    pub fn aggregator(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        ctx: RunContext,
+    ) -> Result<Aggregator, HostError> {
         match self.create(method, params, ctx)?.into_family(Family::QuantileAggregator)? {
             (quiver_abi::Estimator::QuantileAggregator(inner), est) => Ok(Aggregator { inner, est }),
             _ => unreachable!("family checked"),
@@ -294,7 +304,13 @@ impl Host {
 
     /// Run a method's whole lifecycle on `tables` (each lifecycle step sees every table) and
     /// return its JSON result: what the CLI and demo do, generic over families.
-    pub fn run(&self, method: &str, params: &Map<String, Value>, tables: &[Table], ctx: RunContext) -> Result<Value, HostError> {
+    pub fn run(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        tables: &[Table],
+        ctx: RunContext,
+    ) -> Result<Value, HostError> {
         let est = self.create(method, params, ctx)?;
         let json = match est.inner {
             quiver_abi::Estimator::ConformalSelector(inner) => {
@@ -364,9 +380,8 @@ pub fn check_params(manifest: &Manifest, params: &Map<String, Value>) -> Result<
 pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<String, Value>, HostError> {
     let mut out = Map::new();
     for pair in pairs {
-        let (key, raw) = pair
-            .split_once('=')
-            .ok_or_else(|| HostError::Parameter(format!("'{pair}' is not KEY=VALUE")))?;
+        let (key, raw) =
+            pair.split_once('=').ok_or_else(|| HostError::Parameter(format!("'{pair}' is not KEY=VALUE")))?;
         let (key, raw) = (key.trim(), raw.trim());
         let spec = manifest.params.iter().find(|p| p.name.as_str() == key).ok_or_else(|| {
             HostError::Parameter(format!(
@@ -375,7 +390,8 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
                 manifest.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let bad = |want: &str| HostError::Parameter(format!("{}: parameter '{key}' = '{raw}' must be {want}", manifest.name));
+        let bad =
+            |want: &str| HostError::Parameter(format!("{}: parameter '{key}' = '{raw}' must be {want}", manifest.name));
         let value = match spec.kind {
             ParamKind::Float => match raw.to_ascii_lowercase().as_str() {
                 "inf" | "+inf" | "infinity" => json!("inf"),
@@ -409,11 +425,12 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
     let mut tables = Vec::new();
     for (role, path) in inputs {
-        let spec = manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
-            method: manifest.name.to_string(),
-            table: role.clone(),
-            known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
-        })?;
+        let spec =
+            manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
+                method: manifest.name.to_string(),
+                table: role.clone(),
+                known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
+            })?;
         let table = read_csv(path, role, Some(spec))?;
         tables.push(table);
     }
@@ -431,7 +448,11 @@ pub fn validate_tables(manifest: &Manifest, tables: &mut [Table]) -> Result<(), 
                 t.validate(spec)?;
             }
             None if spec.required => {
-                return Err(InputError::MissingTable { method: manifest.name.to_string(), table: spec.role.to_string() }.into())
+                return Err(InputError::MissingTable {
+                    method: manifest.name.to_string(),
+                    table: spec.role.to_string(),
+                }
+                .into())
             }
             None => {}
         }

@@ -105,8 +105,7 @@ impl Table {
             }
         }
         for col in spec.columns.iter() {
-            let matches: Vec<&(String, Values)> =
-                self.columns.iter().filter(|(n, _)| column_matches(col, n)).collect();
+            let matches: Vec<&(String, Values)> = self.columns.iter().filter(|(n, _)| column_matches(col, n)).collect();
             if matches.is_empty() && col.required {
                 return Err(InputError::MissingColumn {
                     table: self.role.clone(),
@@ -182,11 +181,10 @@ fn column_matches(spec: &ColumnSpec, name: &str) -> bool {
 /// [`Table::ignored`] otherwise. Errors name the table, column, row and line.
 pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Table, InputError> {
     let file_err = |reason: String| InputError::File { table: role.into(), path: path.into(), reason };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| file_err(e.to_string()))?;
-    let headers: Vec<String> = reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(String::from).collect();
+    let mut reader =
+        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| file_err(e.to_string()))?;
+    let headers: Vec<String> =
+        reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(String::from).collect();
     if let Some(dup) = headers.iter().enumerate().find(|(i, h)| headers[..*i].contains(h)) {
         return Err(file_err(format!("column '{}' appears twice in the header", dup.1)));
     }

@@ -60,7 +60,9 @@ fn bad_files_are_reported_and_the_rest_still_load() {
         }
         other => panic!("expected a duplicate, got {other}"),
     }
-    assert!(matches!(&failures[1], LoadError::NotALibrary { path, .. } if path.ends_with(format!("libd_corrupt.{ext}"))));
+    assert!(
+        matches!(&failures[1], LoadError::NotALibrary { path, .. } if path.ends_with(format!("libd_corrupt.{ext}")))
+    );
     assert!(failures[1].to_string().contains("libd_corrupt"), "{}", failures[1]);
     if libm.is_some() {
         assert!(matches!(&failures[2], LoadError::NotAPlugin { .. }));

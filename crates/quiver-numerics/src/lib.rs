@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn pool_runs() {
-        assert_eq!(with_threads(2, || rayon::current_num_threads()).unwrap(), 2);
+        assert_eq!(with_threads(2, rayon::current_num_threads).unwrap(), 2);
         assert_eq!(with_threads(0, || 7).unwrap(), 7);
     }
 }

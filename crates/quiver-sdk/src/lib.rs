@@ -32,8 +32,8 @@ use abi_stable::{
     std_types::{RResult, RStr},
 };
 use quiver_abi::{
-    AggregationResult, BatchResult, CriticResult, ErrorKind, Estimator, Manifest, PluginError,
-    PluginIdentity, PluginResult, RunContext, SelectionResult, ShrinkageResult,
+    AggregationResult, BatchResult, CriticResult, ErrorKind, Estimator, Manifest, PluginError, PluginIdentity,
+    PluginResult, RunContext, SelectionResult, ShrinkageResult,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -103,10 +103,7 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_string());
-            RResult::RErr(PluginError::new(
-                ErrorKind::Panic,
-                format!("plugin panicked in {what}: {msg}"),
-            ))
+            RResult::RErr(PluginError::new(ErrorKind::Panic, format!("plugin panicked in {what}: {msg}")))
         }
     }
 }
@@ -159,10 +156,7 @@ impl<T: CriticImpl> quiver_abi::Critic for Adapter<T> {
 
 /// Box a selector as an [`Estimator`].
 pub fn selector(value: impl SelectorImpl) -> Estimator {
-    Estimator::ConformalSelector(quiver_abi::ConformalSelector_TO::from_value(
-        Adapter(value),
-        TD_Opaque,
-    ))
+    Estimator::ConformalSelector(quiver_abi::ConformalSelector_TO::from_value(Adapter(value), TD_Opaque))
 }
 
 /// Box a batch predictor as an [`Estimator`].
@@ -172,10 +166,7 @@ pub fn batch_predictor(value: impl BatchImpl) -> Estimator {
 
 /// Box a quantile aggregator as an [`Estimator`].
 pub fn aggregator(value: impl AggregatorImpl) -> Estimator {
-    Estimator::QuantileAggregator(quiver_abi::QuantileAggregator_TO::from_value(
-        Adapter(value),
-        TD_Opaque,
-    ))
+    Estimator::QuantileAggregator(quiver_abi::QuantileAggregator_TO::from_value(Adapter(value), TD_Opaque))
 }
 
 /// Box a shrinkage estimator as an [`Estimator`].
@@ -208,10 +199,7 @@ pub extern "C" fn manifest_entry<P: Plugin>() -> Manifest {
 
 /// The `create` entry point for plugin `P`: validates parameters against the manifest, fills
 /// defaults, and calls [`Plugin::create`], all under [`guard`].
-pub extern "C" fn create_entry<P: Plugin>(
-    params_json: RStr<'_>,
-    ctx: RunContext,
-) -> PluginResult<Estimator> {
+pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext) -> PluginResult<Estimator> {
     guard("create", || {
         let manifest = P::manifest();
         let params = Params::from_json(&manifest, params_json.as_str())?;

@@ -77,9 +77,7 @@ pub struct TableBuilder {
 impl TableBuilder {
     /// A required table with role `role`.
     pub fn new(role: &str, doc: &str) -> Self {
-        TableBuilder {
-            spec: TableSpec { role: role.into(), required: true, doc: doc.into(), columns: RVec::new() },
-        }
+        TableBuilder { spec: TableSpec { role: role.into(), required: true, doc: doc.into(), columns: RVec::new() } }
     }
     /// Mark the table optional.
     pub fn optional(mut self) -> Self {

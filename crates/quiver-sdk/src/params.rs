@@ -36,10 +36,7 @@ impl Params {
         let known: Vec<&str> = manifest.params.iter().map(|p| p.name.as_str()).collect();
         for key in given.keys() {
             if !known.contains(&key.as_str()) {
-                return Err(PluginError::param(format!(
-                    "unknown parameter '{key}' (known: {})",
-                    known.join(", ")
-                )));
+                return Err(PluginError::param(format!("unknown parameter '{key}' (known: {})", known.join(", "))));
             }
         }
         let mut values = Map::new();
@@ -47,9 +44,8 @@ impl Params {
             let name = p.name.as_str();
             let v = match given.get(name) {
                 Some(v) => v.clone(),
-                None => serde_json::from_str(p.default_json.as_str()).map_err(|e| {
-                    PluginError::param(format!("bad default for '{name}' in manifest: {e}"))
-                })?,
+                None => serde_json::from_str(p.default_json.as_str())
+                    .map_err(|e| PluginError::param(format!("bad default for '{name}' in manifest: {e}")))?,
             };
             let choices: Vec<&str> = p.choices.iter().map(|c| c.as_str()).collect();
             if !v.is_null() && !kind_ok(p.kind, &v, &choices) {
@@ -60,9 +56,7 @@ impl Params {
                     ParamKind::Choice => format!("one of {}", choices.join(" | ")),
                     ParamKind::Text => "text".to_string(),
                 };
-                return Err(PluginError::param(format!(
-                    "parameter '{name}' = {v} must be {want}"
-                )));
+                return Err(PluginError::param(format!("parameter '{name}' = {v} must be {want}")));
             }
             values.insert(name.to_string(), v);
         }
@@ -75,9 +69,7 @@ impl Params {
     }
 
     fn raw(&self, name: &str) -> Result<&Value, PluginError> {
-        self.values
-            .get(name)
-            .ok_or_else(|| PluginError::param(format!("no parameter '{name}' in the manifest")))
+        self.values.get(name).ok_or_else(|| PluginError::param(format!("no parameter '{name}' in the manifest")))
     }
 
     /// A float parameter, `None` when unset.
@@ -93,8 +85,7 @@ impl Params {
 
     /// A float parameter that must be set.
     pub fn f64(&self, name: &str) -> Result<f64, PluginError> {
-        self.f64_opt(name)?
-            .ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
+        self.f64_opt(name)?.ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
     }
 
     /// A float parameter that must lie in the open interval (0, 1).
@@ -114,8 +105,7 @@ impl Params {
 
     /// An integer parameter that must be set.
     pub fn i64(&self, name: &str) -> Result<i64, PluginError> {
-        self.i64_opt(name)?
-            .ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
+        self.i64_opt(name)?.ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
     }
 
     /// A boolean parameter.
@@ -125,9 +115,7 @@ impl Params {
 
     /// A choice or text parameter.
     pub fn str(&self, name: &str) -> Result<&str, PluginError> {
-        self.raw(name)?
-            .as_str()
-            .ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
+        self.raw(name)?.as_str().ok_or_else(|| PluginError::param(format!("parameter '{name}' must be set")))
     }
 
     /// All values, for echoing the parameters used into a result's JSON.

@@ -12,10 +12,12 @@
 //! The official Python code drops one selected unit (`range(max(idx))`); this does not.
 
 use quiver_sdk::abi::{
-    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest,
-    PluginError, RunContext, SelectionResult,
+    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
+    SelectionResult,
 };
-use quiver_sdk::{column, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables};
+use quiver_sdk::{
+    column, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables,
+};
 use rand::{Rng, SeedableRng};
 
 /// CUDA source of the p-value kernel.
@@ -66,9 +68,7 @@ impl Config {
             return Err(PluginError::param(format!("parameter 'c' = {c} must be finite")));
         }
         if !(clip_m.is_finite() && clip_m > 0.0) {
-            return Err(PluginError::param(format!(
-                "parameter 'clip_m' = {clip_m} must be finite and > 0"
-            )));
+            return Err(PluginError::param(format!("parameter 'clip_m' = {clip_m} must be finite and > 0")));
         }
         let score = if p.str("score")? == "res" { Score::Res } else { Score::Clip };
         let tie_break = if p.str("tie_break")? == "conservative" { TieBreak::Conservative } else { TieBreak::Random };
@@ -145,7 +145,12 @@ impl Calibrated {
     }
 
     /// Conformal p-values on the GPU (kernel `conformal_pvalues`).
-    pub fn p_values_cuda(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Result<Vec<f64>, quiver_gpu::GpuError> {
+    pub fn p_values_cuda(
+        &self,
+        test_scores: &[f64],
+        test_w: Option<&[f64]>,
+        u: &[f64],
+    ) -> Result<Vec<f64>, quiver_gpu::GpuError> {
         use quiver_gpu::cudarc::driver::PushKernelArg;
         use quiver_gpu::driver_err;
         let f = quiver_gpu::kernel("conformal_pvalues", PVALUE_KERNEL, "conformal_pvalues")?;
@@ -240,8 +245,16 @@ impl ConformalSelection {
             check_weights(&test, w)?;
         }
         match (cal.weight_prefix.is_some(), w.is_some()) {
-            (true, false) => return Err(PluginError::input("table 'test' has no column 'w', but the calibration table is weighted: give both or neither")),
-            (false, true) => return Err(PluginError::input("table 'test' has a column 'w', but the calibration table has none: give both or neither")),
+            (true, false) => {
+                return Err(PluginError::input(
+                    "table 'test' has no column 'w', but the calibration table is weighted: give both or neither",
+                ))
+            }
+            (false, true) => {
+                return Err(PluginError::input(
+                    "table 'test' has a column 'w', but the calibration table has none: give both or neither",
+                ))
+            }
             _ => {}
         }
         let m = test.nrows();
@@ -335,9 +348,17 @@ impl Plugin for ConformalSelectionPlugin {
             .cuda()
             .param(param::float("q", Some(0.1), "FDR level, in (0, 1)"))
             .param(param::float("c", Some(0.0), "threshold: select units with y > c (when no 'c' column)"))
-            .param(param::choice("score", &["clip", "res"], "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)"))
+            .param(param::choice(
+                "score",
+                &["clip", "res"],
+                "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)",
+            ))
             .param(param::float("clip_m", Some(1e6), "the constant M of the clip score (> 0)"))
-            .param(param::choice("tie_break", &["random", "conservative"], "U_j: seeded uniforms (or the test 'u' column) or 1"))
+            .param(param::choice(
+                "tie_break",
+                &["random", "conservative"],
+                "U_j: seeded uniforms (or the test 'u' column) or 1",
+            ))
             .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms"))
             .table(
                 TableBuilder::new("calibration", "labelled units")
@@ -358,8 +379,8 @@ impl Plugin for ConformalSelectionPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::resolve(ctx.device, true)
-            .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        let (device, notice) =
+            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
         Ok(quiver_sdk::selector(ConformalSelection {
             config,
             device,

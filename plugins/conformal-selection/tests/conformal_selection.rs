@@ -15,7 +15,13 @@ fn cpu() -> RunContext {
 }
 
 /// p_j by the formula, one pair (i, j) at a time.
-fn direct_p_values(cal_v: &[f64], cal_w: Option<&[f64]>, test_v: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Vec<f64> {
+fn direct_p_values(
+    cal_v: &[f64],
+    cal_w: Option<&[f64]>,
+    test_v: &[f64],
+    test_w: Option<&[f64]>,
+    u: &[f64],
+) -> Vec<f64> {
     let n = cal_v.len();
     (0..test_v.len())
         .map(|j| {
@@ -89,7 +95,8 @@ fn p_values_and_selection_equal_the_direct_formula() {
                         let c_param = 0.5;
                         let c_cal: Vec<f64> = if per_unit_c { k.c_cal.clone() } else { vec![c_param; n] };
                         let c_test: Vec<f64> = if per_unit_c { k.c_test.clone() } else { vec![c_param; m] };
-                        let mut cal = Table::new("calibration").with_f64("y", k.y.clone()).with_f64("mu", k.mu_cal.clone());
+                        let mut cal =
+                            Table::new("calibration").with_f64("y", k.y.clone()).with_f64("mu", k.mu_cal.clone());
                         let mut test = Table::new("test").with_f64("mu", k.mu_test.clone());
                         if per_unit_c {
                             cal = cal.with_f64("c", c_cal.clone());
@@ -126,7 +133,9 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             "conservative" => vec![1.0; m],
                             "column" => k.u.clone(),
                             // the documented stream: ChaCha8 seeded with `seed`, in test order
-                            _ => conformal_selection::tie_break_uniforms(m, conformal_selection::TieBreak::Random, seed),
+                            _ => {
+                                conformal_selection::tie_break_uniforms(m, conformal_selection::TieBreak::Random, seed)
+                            }
                         };
                         let want = direct_p_values(
                             &cal_v,
@@ -135,7 +144,11 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             weighted.then_some(&k.w_test[..]),
                             &u,
                         );
-                        assert_eq!(got.unit_values.as_slice(), &want[..], "seed {seed} {score} w={weighted} c={per_unit_c} {tie}");
+                        assert_eq!(
+                            got.unit_values.as_slice(),
+                            &want[..],
+                            "seed {seed} {score} w={weighted} c={per_unit_c} {tie}"
+                        );
                         assert_eq!(got.selected.as_slice(), &textbook_bh(&want, q)[..]);
                         let json: serde_json::Value = serde_json::from_str(got.json.as_str()).unwrap();
                         assert_eq!(json["k_star"], json!(got.selected.len()));
@@ -193,7 +206,10 @@ fn fdr_is_controlled_monte_carlo() {
         let mean = fdp.iter().sum::<f64>() / trials as f64;
         let var = fdp.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (trials - 1) as f64;
         let se = (var / trials as f64).sqrt();
-        println!("q = {q}: FDR estimate {mean:.4} ± {se:.4}, mean selections {:.1}", selected_total as f64 / trials as f64);
+        println!(
+            "q = {q}: FDR estimate {mean:.4} ± {se:.4}, mean selections {:.1}",
+            selected_total as f64 / trials as f64
+        );
         assert!(mean <= q + 3.0 * se, "q = {q}: FDR {mean} > q + 3 se ({se})");
         // not vacuous: the procedure selects, and spends a fair part of its error budget
         assert!(selected_total as f64 / trials as f64 > 5.0);
@@ -227,7 +243,9 @@ fn bad_input_gives_clear_errors() {
     assert!(e.to_string().contains("'calibration' is empty"), "{e}");
 
     // lengths that disagree
-    let e = sel.calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![1.0])]).unwrap_err();
+    let e = sel
+        .calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![1.0])])
+        .unwrap_err();
     assert!(e.to_string().contains("column 'mu' has 1 values, expected 2"), "{e}");
 
     // missing table
@@ -245,9 +263,7 @@ fn bad_input_gives_clear_errors() {
     assert!(e.to_string().contains("give both or neither"), "{e}");
     let e = sel.select(&[Table::new("test").with_f64("mu", vec![1.0]).with_f64("u", vec![1.5])]).unwrap_err();
     assert!(e.to_string().contains("column 'u', row 1"), "{e}");
-    let e = sel
-        .calibrate(&[ok_cal().with_f64("w", vec![1.0, -1.0, 1.0])])
-        .unwrap_err();
+    let e = sel.calibrate(&[ok_cal().with_f64("w", vec![1.0, -1.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'w', row 2: weight -1 is negative"), "{e}");
 
     // parameters: out of range, wrong type, unknown name, unknown choice
@@ -279,11 +295,15 @@ fn cuda_request_without_a_gpu_is_a_clear_error_and_auto_falls_back() {
         println!("a GPU is present: the device tests run in the CUDA suite instead");
         return;
     }
-    let e = host.selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 }).err().unwrap();
+    let e = host
+        .selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 })
+        .err()
+        .unwrap();
     assert_eq!(e.plugin_kind(), Some(ErrorKind::Device));
     assert!(e.to_string().contains("CUDA is not available"), "{e}");
     let k = case(5, 30, 10);
-    let mut sel = host.selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Auto, threads: 0 }).unwrap();
+    let mut sel =
+        host.selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Auto, threads: 0 }).unwrap();
     sel.calibrate(&[Table::new("calibration").with_f64("y", k.y).with_f64("mu", k.mu_cal)]).unwrap();
     let r = sel.select(&[Table::new("test").with_f64("mu", k.mu_test)]).unwrap();
     assert_eq!(r.device, quiver_host::Device::Cpu);
@@ -300,7 +320,8 @@ fn cuda_equals_cpu_when_a_gpu_is_present() {
     }
     for weighted in [false, true] {
         let k = case(7, 5000, 3000);
-        let scores = conformal_selection::calibration_scores(&k.y, &k.mu_cal, &|_| 0.0, conformal_selection::Score::Clip, 1e6);
+        let scores =
+            conformal_selection::calibration_scores(&k.y, &k.mu_cal, &|_| 0.0, conformal_selection::Score::Clip, 1e6);
         let cal = conformal_selection::Calibrated::new(scores, weighted.then_some(&k.w_cal[..]));
         let tw = weighted.then_some(&k.w_test[..]);
         let cpu = cal.p_values_cpu(&k.mu_test, tw, &k.u);
@@ -311,7 +332,11 @@ fn cuda_equals_cpu_when_a_gpu_is_present() {
 
 #[test]
 fn kernel_compiles_to_ptx() {
-    match quiver_gpu::check_kernel_compiles("conformal_pvalues", conformal_selection::PVALUE_KERNEL, "conformal_pvalues") {
+    match quiver_gpu::check_kernel_compiles(
+        "conformal_pvalues",
+        conformal_selection::PVALUE_KERNEL,
+        "conformal_pvalues",
+    ) {
         Ok(quiver_gpu::PtxCheck::Compiled { bytes }) => println!("PTX: {bytes} bytes"),
         Ok(quiver_gpu::PtxCheck::Skipped(why)) => println!("skipped: {why}"),
         Err(e) => panic!("{e}"),

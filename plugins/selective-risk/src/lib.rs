@@ -15,18 +15,21 @@
 //! CUDA kernel `threshold_counts`; the decision is exact integer arithmetic plus one binomial tail.
 
 use quiver_numerics::binomial::binomial_cdf;
-use rayon::slice::ParallelSliceMut;
 use quiver_sdk::abi::{
     abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
     SelectionResult,
 };
-use quiver_sdk::{column, json_f64, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables};
+use quiver_sdk::{
+    column, json_f64, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables,
+};
+use rayon::slice::ParallelSliceMut;
 
 /// CUDA source of the threshold-count kernel.
 pub const THRESHOLD_KERNEL: &str = include_str!("kernels/threshold_counts.cu");
 
 /// Guarantee of the `scope` rule, as stated to users.
-pub const SCOPE_GUARANTEE: &str = "scope: expected selective risk E[R(lambda_hat)] <= alpha, where R is the error rate \
+pub const SCOPE_GUARANTEE: &str =
+    "scope: expected selective risk E[R(lambda_hat)] <= alpha, where R is the error rate \
      among judgments accepted at lambda_hat and the expectation is over calibration draws (exchangeable data; \
      verified by Monte Carlo, no finite-sample proof). It does not bound R(lambda_hat) for one calibration set \
      (that exceeds alpha about half the time), nor exactly the pooled rate E[errors accepted]/E[accepted] \
@@ -173,7 +176,8 @@ pub fn decide(config: &Config, lambdas: &[f64], counts: &[(i64, i64)]) -> Decisi
             }
         };
         if ok {
-            best = Decision { lambda_hat: lam, cal_accepted: acc, cal_errors: err, candidates: lambdas.len(), p_value: p };
+            best =
+                Decision { lambda_hat: lam, cal_accepted: acc, cal_errors: err, candidates: lambdas.len(), p_value: p };
             break;
         }
     }
@@ -192,9 +196,8 @@ pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
             .zip(r.iter())
             .enumerate()
             .map(|(i, (&a, &b))| {
-                quiver_numerics::bpe_score(a, b).map_err(|e| {
-                    PluginError::input(format!("table '{}', row {}: {e}", t.role(), i + 1))
-                })
+                quiver_numerics::bpe_score(a, b)
+                    .map_err(|e| PluginError::input(format!("table '{}', row {}: {e}", t.role(), i + 1)))
             })
             .collect(),
         _ => Err(PluginError::input(format!(
@@ -224,19 +227,17 @@ impl SelectorImpl for SelectiveRisk {
         let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
         let counts = match self.device {
             Device::Cpu => calibrated.counts_cpu(&lambdas),
-            Device::Cuda => calibrated
-                .counts_cuda(&lambdas)
-                .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
+            Device::Cuda => {
+                calibrated.counts_cuda(&lambdas).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?
+            }
         };
         self.decision = Some((decide(&self.config, &lambdas, &counts), scores.len()));
         Ok(())
     }
 
     fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
-        let (d, n) = self
-            .decision
-            .as_ref()
-            .ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
+        let (d, n) =
+            self.decision.as_ref().ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
         let test = tables.get("test")?;
         test.non_empty()?;
         let scores = read_scores(&test)?;
@@ -306,7 +307,13 @@ impl Plugin for SelectiveRiskPlugin {
         let config = Config::from_params(&params)?;
         let (device, notice) =
             quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
-        Ok(quiver_sdk::selector(SelectiveRisk { config, device, notice, params_json: params.to_json(), decision: None }))
+        Ok(quiver_sdk::selector(SelectiveRisk {
+            config,
+            device,
+            notice,
+            params_json: params.to_json(),
+            decision: None,
+        }))
     }
 }
 

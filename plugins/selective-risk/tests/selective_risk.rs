@@ -13,7 +13,12 @@ fn cpu() -> RunContext {
     RunContext { device: DeviceRequest::Cpu, threads: 1 }
 }
 
-fn run(host: &quiver_host::Host, params: &[(&str, serde_json::Value)], scores: &[f64], errors: &[bool]) -> (f64, serde_json::Value) {
+fn run(
+    host: &quiver_host::Host,
+    params: &[(&str, serde_json::Value)],
+    scores: &[f64],
+    errors: &[bool],
+) -> (f64, serde_json::Value) {
     let mut sel = host.selector(METHOD, &testing::params(params), cpu()).unwrap();
     sel.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec()).with_bool("error", errors.to_vec())])
         .unwrap();
@@ -102,7 +107,8 @@ fn ltt_threshold_equals_brute_force() {
     for seed in 0..40 {
         let (s, e) = data(100 + seed, 50 + 10 * seed as usize);
         for (alpha, delta, grid) in [(0.1, 0.1, 20), (0.2, 0.05, 50), (0.3, 0.2, 7)] {
-            let params = [("alpha", json!(alpha)), ("rule", json!("ltt")), ("delta", json!(delta)), ("grid", json!(grid))];
+            let params =
+                [("alpha", json!(alpha)), ("rule", json!("ltt")), ("delta", json!(delta)), ("grid", json!(grid))];
             let (lam, _) = run(&host, &params, &s, &e);
             assert_eq!(lam, brute_ltt(&s, &e, alpha, delta, grid), "seed {seed} {alpha} {delta} {grid}");
             nontrivial += lam.is_finite() as usize;
@@ -127,7 +133,12 @@ fn ltt_risk_guarantee_monte_carlo() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut failures = 0;
     let mut lam_sum = 0.0;
-    let params = testing::params(&[("alpha", json!(alpha)), ("rule", json!("ltt")), ("delta", json!(delta)), ("grid", json!(50))]);
+    let params = testing::params(&[
+        ("alpha", json!(alpha)),
+        ("rule", json!("ltt")),
+        ("delta", json!(delta)),
+        ("grid", json!(50)),
+    ]);
     let mut sel = host.selector(METHOD, &params, cpu()).unwrap();
     for _ in 0..trials {
         let (s, e) = draw(&mut rng, n);
@@ -139,7 +150,10 @@ fn ltt_risk_guarantee_monte_carlo() {
     }
     let rate = failures as f64 / trials as f64;
     let se = (delta * (1.0 - delta) / trials as f64).sqrt();
-    println!("ltt: P(R(lambda_hat) > alpha) = {rate:.4} (delta {delta}, se {se:.4}); mean lambda_hat {:.3} (oracle 0.4)", lam_sum / trials as f64);
+    println!(
+        "ltt: P(R(lambda_hat) > alpha) = {rate:.4} (delta {delta}, se {se:.4}); mean lambda_hat {:.3} (oracle 0.4)",
+        lam_sum / trials as f64
+    );
     assert!(rate <= delta + 3.0 * se, "failure rate {rate}");
     assert!(lam_sum / trials as f64 > 0.25, "LTT is vacuous here");
 }
@@ -190,7 +204,10 @@ fn bpe_score_columns_match_precomputed_scores() {
     let e: Vec<bool> = s.iter().map(|&x| rng.random::<f64>() < x / 2.0).collect();
     let (lam_scores, _) = run(&host, &[("alpha", json!(0.2))], &s, &e);
     let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(0.2))]), cpu()).unwrap();
-    sel.calibrate(&[Table::new("calibration").with_f64("p_fwd", pf.clone()).with_f64("p_rev", pr.clone()).with_bool("error", e)])
+    sel.calibrate(&[Table::new("calibration")
+        .with_f64("p_fwd", pf.clone())
+        .with_f64("p_rev", pr.clone())
+        .with_bool("error", e)])
         .unwrap();
     let r = sel.select(&[Table::new("test").with_f64("p_fwd", pf).with_f64("p_rev", pr)]).unwrap();
     assert_eq!(r.threshold, lam_scores);
@@ -214,7 +231,9 @@ fn bad_input_gives_clear_errors() {
             .with_i64("error", vec![0, 1])])
         .unwrap_err();
     assert!(e.to_string().contains("row 2: p_fwd = 1.5 must be in [0, 1]"), "{e}");
-    let e = sel.calibrate(&[Table::new("calibration").with_f64("score", vec![f64::NAN]).with_i64("error", vec![0])]).unwrap_err();
+    let e = sel
+        .calibrate(&[Table::new("calibration").with_f64("score", vec![f64::NAN]).with_i64("error", vec![0])])
+        .unwrap_err();
     assert!(e.to_string().contains("column 'score', row 1"), "{e}");
     for (params, needle) in [
         (testing::params(&[("alpha", json!(1.0))]), "'alpha' = 1 must be in (0, 1)"),
