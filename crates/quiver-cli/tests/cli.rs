@@ -214,11 +214,11 @@ fn bad_input_on_the_command_line() {
 
 /// Build a fixture crate from tests/fixtures outside the workspace: copied to a temporary folder
 /// (with this workspace's Cargo.lock and its path dependencies pointed here) and built into the
-/// shared target folder. Returns the built cdylib.
-fn build_fixture(name: &str, lib_stem: &str, features: &[&str]) -> PathBuf {
+/// shared target folder. Returns the built cdylib, copied into `work`.
+fn build_fixture(work: &Path, name: &str, lib_stem: &str, features: &[&str]) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
     let src = root.join("tests/fixtures").join(name);
-    let work = tempfile::tempdir().unwrap().keep();
+    let work = work.join(format!("{name}{}", features.join("-")));
     std::fs::create_dir_all(work.join("src")).unwrap();
     let toml = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
     let toml = toml.replace("path = \"../../../", &format!("path = \"{}/", root.display()));
@@ -255,7 +255,8 @@ fn plugins_built_outside_the_workspace() {
     let ext = std::env::consts::DLL_EXTENSION;
 
     // 1. a real plugin written against the SDK alone, loaded through the CLI
-    let external = build_fixture("external-plugin", "bonferroni_selection", &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let external = build_fixture(scratch.path(), "external-plugin", "bonferroni_selection", &[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&external, dir.path().join(format!("libbonferroni_selection.{ext}"))).unwrap();
     let o = run_with(
@@ -277,7 +278,7 @@ fn plugins_built_outside_the_workspace() {
     assert_eq!(v["p_values"].as_array().unwrap().len(), 20);
 
     // 2. a plugin that panics inside `select`: a clear error, exit code 2, no abort
-    let faulty = build_fixture("faulty-plugin", "faulty_plugin", &[]);
+    let faulty = build_fixture(scratch.path(), "faulty-plugin", "faulty_plugin", &[]);
     std::fs::copy(&faulty, dir.path().join(format!("libfaulty.{ext}"))).unwrap();
     let o = run_with(
         dir.path(),
@@ -291,7 +292,7 @@ fn plugins_built_outside_the_workspace() {
     assert!(text(&o).0.contains("bonferroni-selection") && text(&o).0.contains("faulty"));
 
     // 3. a plugin built against another ABI version: refused with both versions, others load
-    let wrong = build_fixture("faulty-plugin", "faulty_plugin", &["wrong-abi"]);
+    let wrong = build_fixture(scratch.path(), "faulty-plugin", "faulty_plugin", &["wrong-abi"]);
     std::fs::remove_file(dir.path().join(format!("libfaulty.{ext}"))).unwrap();
     std::fs::copy(&wrong, dir.path().join(format!("libwrong_abi.{ext}"))).unwrap();
     let o = run_with(dir.path(), &["doctor"]);
