@@ -112,95 +112,33 @@ fn bad_input_on_the_command_line() {
     let text_cell = csv(dir.path(), "text.csv", "y,mu\n1,0\n2,abc\n");
     let cal_arg = format!("calibration={cal}");
     let test_arg = format!("test={test}");
+    // `quiver run conformal-selection` with these inputs and extra arguments
+    let run = |inputs: &[&str], extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["run".to_string(), "conformal-selection".to_string()];
+        for i in inputs {
+            v.push("--input".into());
+            v.push(i.to_string());
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let both = [cal_arg.as_str(), test_arg.as_str()];
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["run".into(), "nope".into()], "unknown method 'nope'"),
         (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                format!("calibration={nan}"),
-                "--input".into(),
-                test_arg.clone(),
-            ],
+            run(&[&format!("calibration={nan}"), &test_arg], &[]),
             "table 'calibration', column 'mu', row 2 (line 3): value NaN is not finite",
         ),
         (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                format!("calibration={text_cell}"),
-                "--input".into(),
-                test_arg.clone(),
-            ],
+            run(&[&format!("calibration={text_cell}"), &test_arg], &[]),
             "table 'calibration', column 'mu', row 2 (line 3): 'abc' is not a number",
         ),
-        (
-            vec!["run".into(), "conformal-selection".into(), "--input".into(), test_arg.clone()],
-            "needs a 'calibration' table",
-        ),
-        (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                cal_arg.clone(),
-                "--input".into(),
-                format!("fit={cal}"),
-            ],
-            "reads no 'fit' table",
-        ),
-        (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                cal_arg.clone(),
-                "--input".into(),
-                "test=/does/not/exist.csv".into(),
-            ],
-            "table 'test' (/does/not/exist.csv)",
-        ),
-        (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                cal_arg.clone(),
-                "--input".into(),
-                test_arg.clone(),
-                "--set".into(),
-                "q=lots".into(),
-            ],
-            "parameter 'q' = 'lots' must be a number",
-        ),
-        (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                cal_arg.clone(),
-                "--input".into(),
-                test_arg.clone(),
-                "--set".into(),
-                "q=2".into(),
-            ],
-            "parameter 'q' = 2 must be in (0, 1)",
-        ),
-        (
-            vec![
-                "run".into(),
-                "conformal-selection".into(),
-                "--input".into(),
-                cal_arg.clone(),
-                "--input".into(),
-                test_arg.clone(),
-                "--set".into(),
-                "gamma=1".into(),
-            ],
-            "unknown parameter 'gamma'",
-        ),
+        (run(&[&test_arg], &[]), "needs a 'calibration' table"),
+        (run(&[&cal_arg, &format!("fit={cal}")], &[]), "reads no 'fit' table"),
+        (run(&[&cal_arg, "test=/does/not/exist.csv"], &[]), "table 'test' (/does/not/exist.csv)"),
+        (run(&both, &["--set", "q=lots"]), "parameter 'q' = 'lots' must be a number"),
+        (run(&both, &["--set", "q=2"]), "parameter 'q' = 2 must be in (0, 1)"),
+        (run(&both, &["--set", "gamma=1"]), "unknown parameter 'gamma'"),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

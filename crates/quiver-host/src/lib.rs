@@ -254,10 +254,7 @@ impl Host {
 
     /// A conformal-selector handle.
     pub fn selector(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Selector, HostError> {
-        match self.create(method, params, ctx)?.into_family(Family::ConformalSelector)? {
-            (quiver_abi::Estimator::ConformalSelector(inner), est) => Ok(Selector { inner, est }),
-            _ => unreachable!("family checked"),
-        }
+        Selector::new(self.create(method, params, ctx)?)
     }
 
     /// A batch-predictor handle.
@@ -267,10 +264,7 @@ impl Host {
         params: &Map<String, Value>,
         ctx: RunContext,
     ) -> Result<BatchPredictor, HostError> {
-        match self.create(method, params, ctx)?.into_family(Family::BatchPredictive)? {
-            (quiver_abi::Estimator::BatchPredictive(inner), est) => Ok(BatchPredictor { inner, est }),
-            _ => unreachable!("family checked"),
-        }
+        BatchPredictor::new(self.create(method, params, ctx)?)
     }
 
     /// A quantile-aggregator handle.
@@ -280,26 +274,17 @@ impl Host {
         params: &Map<String, Value>,
         ctx: RunContext,
     ) -> Result<Aggregator, HostError> {
-        match self.create(method, params, ctx)?.into_family(Family::QuantileAggregator)? {
-            (quiver_abi::Estimator::QuantileAggregator(inner), est) => Ok(Aggregator { inner, est }),
-            _ => unreachable!("family checked"),
-        }
+        Aggregator::new(self.create(method, params, ctx)?)
     }
 
     /// A shrinkage handle.
     pub fn shrinker(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Shrinker, HostError> {
-        match self.create(method, params, ctx)?.into_family(Family::Shrinkage)? {
-            (quiver_abi::Estimator::Shrinkage(inner), est) => Ok(Shrinker { inner, est }),
-            _ => unreachable!("family checked"),
-        }
+        Shrinker::new(self.create(method, params, ctx)?)
     }
 
     /// A critic handle.
     pub fn critic(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Critic, HostError> {
-        match self.create(method, params, ctx)?.into_family(Family::Critic)? {
-            (quiver_abi::Estimator::Critic(inner), est) => Ok(Critic { inner, est }),
-            _ => unreachable!("family checked"),
-        }
+        Critic::new(self.create(method, params, ctx)?)
     }
 
     /// Run a method's whole lifecycle on `tables` (each lifecycle step sees every table) and
@@ -312,29 +297,26 @@ impl Host {
         ctx: RunContext,
     ) -> Result<Value, HostError> {
         let est = self.create(method, params, ctx)?;
-        let json = match est.inner {
-            quiver_abi::Estimator::ConformalSelector(inner) => {
-                let mut h = Selector { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+        let json = match est.family() {
+            Family::ConformalSelector => {
+                let mut h = Selector::new(est)?;
                 h.calibrate(tables)?;
                 return selection_json(method, &h.select(tables)?);
             }
-            quiver_abi::Estimator::BatchPredictive(inner) => {
-                let mut h = BatchPredictor { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+            Family::BatchPredictive => {
+                let mut h = BatchPredictor::new(est)?;
                 h.calibrate(tables)?;
                 h.bound(tables)?.json
             }
-            quiver_abi::Estimator::QuantileAggregator(inner) => {
-                let mut h = Aggregator { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+            Family::QuantileAggregator => {
+                let mut h = Aggregator::new(est)?;
                 h.fit(tables)?;
                 h.calibrate(tables)?;
                 h.predict(tables)?.json
             }
-            quiver_abi::Estimator::Shrinkage(inner) => {
-                let h = Shrinker { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
-                h.estimate(tables)?.json
-            }
-            quiver_abi::Estimator::Critic(inner) => {
-                let mut h = Critic { inner, est: EstimatorInfo::of(&est.method, &est.manifest) };
+            Family::Shrinkage => Shrinker::new(est)?.estimate(tables)?.json,
+            Family::Critic => {
+                let mut h = Critic::new(est)?;
                 h.fit(tables)?;
                 h.values(tables)?.json
             }
@@ -503,17 +485,6 @@ impl Estimator {
     pub fn family(&self) -> Family {
         self.inner.family()
     }
-    fn into_family(self, wanted: Family) -> Result<(quiver_abi::Estimator, EstimatorInfo), HostError> {
-        if self.inner.family() != wanted {
-            return Err(HostError::WrongFamily {
-                name: self.method,
-                wanted: wanted.name(),
-                found: self.inner.family().name(),
-            });
-        }
-        let info = EstimatorInfo::of(&self.method, &self.manifest);
-        Ok((self.inner, info))
-    }
 }
 
 /// What every handle knows about its method.
@@ -547,7 +518,7 @@ impl EstimatorInfo {
 }
 
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $boxed:ty, { $( $(#[$mdoc:meta])* fn $method:ident(& $($mut_:ident)?) -> $ret:ty; )* }) => {
+    ($(#[$doc:meta])* $name:ident, $boxed:ty, $variant:ident, { $( $(#[$mdoc:meta])* fn $method:ident(& $($mut_:ident)?) -> $ret:ty; )* }) => {
         $(#[$doc])*
         pub struct $name {
             inner: $boxed,
@@ -555,6 +526,19 @@ macro_rules! handle {
         }
 
         impl $name {
+            /// Narrow a constructed estimator to this family's handle.
+            pub fn new(e: Estimator) -> Result<Self, HostError> {
+                let est = EstimatorInfo::of(&e.method, &e.manifest);
+                match e.inner {
+                    quiver_abi::Estimator::$variant(inner) => Ok($name { inner, est }),
+                    other => Err(HostError::WrongFamily {
+                        name: e.method,
+                        wanted: Family::$variant.name(),
+                        found: other.family().name(),
+                    }),
+                }
+            }
+
             /// The method name.
             pub fn method(&self) -> &str {
                 &self.est.method
@@ -572,7 +556,7 @@ macro_rules! handle {
 
 handle!(
     /// A conformal selector: `calibrate` then `select` (many times).
-    Selector, quiver_abi::SelectorBox, {
+    Selector, quiver_abi::SelectorBox, ConformalSelector, {
         /// Ingest the `calibration` table.
         fn calibrate(&mut) -> ();
         /// Select units of the `test` table.
@@ -582,7 +566,7 @@ handle!(
 
 handle!(
     /// A batch predictor: `calibrate` then `bound`.
-    BatchPredictor, quiver_abi::BatchBox, {
+    BatchPredictor, quiver_abi::BatchBox, BatchPredictive, {
         /// Ingest the calibration scores.
         fn calibrate(&mut) -> ();
         /// The set or bound for a batch.
@@ -592,7 +576,7 @@ handle!(
 
 handle!(
     /// A quantile aggregator: `fit`, `calibrate`, `predict`.
-    Aggregator, quiver_abi::AggregatorBox, {
+    Aggregator, quiver_abi::AggregatorBox, QuantileAggregator, {
         /// Fit weights.
         fn fit(&mut) -> ();
         /// Conformal calibration.
@@ -604,7 +588,7 @@ handle!(
 
 handle!(
     /// A shrinkage estimator: `estimate`.
-    Shrinker, quiver_abi::ShrinkageBox, {
+    Shrinker, quiver_abi::ShrinkageBox, Shrinkage, {
         /// Tune and estimate.
         fn estimate(&) -> ShrinkageResult;
     }
@@ -612,7 +596,7 @@ handle!(
 
 handle!(
     /// A critic: `fit` then `values`.
-    Critic, quiver_abi::CriticBox, {
+    Critic, quiver_abi::CriticBox, Critic, {
         /// Fit on transitions.
         fn fit(&mut) -> ();
         /// Query values.
