@@ -3,6 +3,7 @@
 //! Bidirectional Preference Entropy score, and a scoped thread pool.
 
 pub mod binomial;
+pub mod exact;
 pub mod fdr;
 pub mod ranks;
 

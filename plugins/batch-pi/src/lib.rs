@@ -1,0 +1,421 @@
+//! `batch-pi`: prediction sets for a function of a whole batch of m unseen outcomes
+//! (Lee, Tchetgen Tchetgen & Dobriban, "Batch predictive inference", 2024).
+//!
+//! Under exchangeability of n calibration scores S_i and m test scores T_j, the sorted test
+//! ranks R_j = 1 + #{i : S_i < T_j} are uniform over the C(n+m, m) multisets of {1, …, n+1}. A
+//! set A of rank multisets with P(R ∈ A) ≥ 1 − α becomes the bound sup_{r ∈ A} f(S_(r_1), …,
+//! S_(r_m)) for any f nondecreasing in each argument (S_(n+1) = `upper_bound`, S_(0) =
+//! `lower_bound`). Modes:
+//! * `order-stat`: the ζ-th smallest test score is ≤ S_(k), k the smallest with
+//!   P(R_(ζ) ≤ k) ≥ 1 − α (m = 1: split conformal, k = ⌈(n+1)(1−α)⌉).
+//! * `two-sided`: S_(k₋) ≤ T_(ζ) ≤ S_(k₊) with probability ≥ 1 − α (α/2 in each tail).
+//! * `pac`: at least ζ = ⌈(1−δ)m⌉ of the m test scores are ≤ S_(k), with probability ≥ 1 − α.
+//! * `mean` (and `max`, `clipped-mean`): A = {rank sum ≤ Q}, Q the exact (1−α)-quantile of the
+//!   rank sum (m + Mann–Whitney U); the bound is the max-sum dynamic program over A.
+//! * `selection`: null scores V = μ·1{y ≤ c}; select test units with μ_j > S_(k), k for
+//!   ζ = m − η: P(more than η false selections) ≤ α.
+//!
+//! Every "CDF ≥ 1 − α" is decided in exact arithmetic (`quiver_numerics::exact`). The official R
+//! code estimates Q by Monte Carlo with i.i.d. ranks — the wrong law (variance m·n(n+2)/12 instead
+//! of n·m(n+m+1)/12), anti-conservative — this plugin uses the exact law.
+
+pub mod dp;
+
+use dp::Compose;
+use quiver_numerics::exact::{order_stat_rank, rank_sum_quantile, Level};
+use quiver_sdk::abi::{
+    abi_stable::std_types::RVec, BatchResult, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
+};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{column, json_f64, param, BatchImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
+
+/// The request mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Upper bound on the ζ-th smallest test score.
+    OrderStat,
+    /// Two-sided interval for the ζ-th smallest test score.
+    TwoSided,
+    /// Bound that holds for at least ⌈(1−δ)m⌉ test scores simultaneously.
+    Pac,
+    /// Bound on a compositional statistic (mean, max, clipped mean) of the batch.
+    Mean,
+    /// Select test units with at most η false selections.
+    Selection,
+}
+
+/// The compositional statistic of `mean` mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Statistic {
+    /// (1/m) Σ T_j.
+    Mean,
+    /// max_j T_j.
+    Max,
+    /// (1/m) Σ min(T_j, τ).
+    ClippedMean(f64),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Mode.
+    pub mode: Mode,
+    /// Miscoverage level α, exact.
+    pub alpha: Level,
+    /// α as given.
+    pub alpha_f64: f64,
+    /// Batch size (None: the test table's rows).
+    pub m: Option<u64>,
+    /// Order statistic (None: m).
+    pub zeta: Option<u64>,
+    /// PAC fraction δ, exact.
+    pub delta: Level,
+    /// Selection: tolerated false selections.
+    pub eta: u64,
+    /// Selection threshold on y.
+    pub c: f64,
+    /// S_(0).
+    pub lower_bound: f64,
+    /// S_(n+1).
+    pub upper_bound: f64,
+    /// `mean` mode statistic.
+    pub statistic: Statistic,
+}
+
+fn level_param(p: &Params, name: &str) -> Result<(Level, f64), PluginError> {
+    let x = p.level(name)?;
+    Ok((Level::from_f64(x).map_err(|e| PluginError::param(e.to_string()))?, x))
+}
+
+impl Config {
+    /// Read and check parameters.
+    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let (alpha, alpha_f64) = level_param(p, "alpha")?;
+        let (delta, _) = level_param(p, "delta")?;
+        let mode = match p.str("mode")? {
+            "order-stat" => Mode::OrderStat,
+            "two-sided" => Mode::TwoSided,
+            "pac" => Mode::Pac,
+            "mean" => Mode::Mean,
+            _ => Mode::Selection,
+        };
+        let positive = |name: &str| -> Result<Option<u64>, PluginError> {
+            match p.i64_opt(name)? {
+                Some(v) if v < 1 => Err(PluginError::param(format!("parameter '{name}' = {v} must be >= 1"))),
+                v => Ok(v.map(|v| v as u64)),
+            }
+        };
+        let m = positive("m")?;
+        let zeta = positive("zeta")?;
+        let eta = p.i64("eta")?;
+        if eta < 0 {
+            return Err(PluginError::param(format!("parameter 'eta' = {eta} must be >= 0")));
+        }
+        let lower_bound = p.f64("lower_bound")?;
+        let upper_bound = p.f64("upper_bound")?;
+        if lower_bound.is_nan() || upper_bound.is_nan() || lower_bound >= upper_bound {
+            return Err(PluginError::param(format!(
+                "parameters 'lower_bound' = {lower_bound} and 'upper_bound' = {upper_bound} must satisfy lower < upper"
+            )));
+        }
+        let statistic = match p.str("statistic")? {
+            "mean" => Statistic::Mean,
+            "max" => Statistic::Max,
+            _ => {
+                let tau = p.f64_opt("clip")?.ok_or_else(|| {
+                    PluginError::param(
+                        "statistic 'clipped-mean' needs the parameter 'clip' (the level tau of min(T, tau))",
+                    )
+                })?;
+                if !tau.is_finite() {
+                    return Err(PluginError::param(format!("parameter 'clip' = {tau} must be finite")));
+                }
+                Statistic::ClippedMean(tau)
+            }
+        };
+        let c = p.f64("c")?;
+        if !c.is_finite() {
+            return Err(PluginError::param(format!("parameter 'c' = {c} must be finite")));
+        }
+        Ok(Config { mode, alpha, alpha_f64, m, zeta, delta, eta: eta as u64, c, lower_bound, upper_bound, statistic })
+    }
+}
+
+/// The exact rank computations of each mode, independent of the scores (for tests and benches).
+pub mod ranks {
+    use super::*;
+
+    /// order-stat: smallest k with P(R_(ζ) ≤ k) ≥ 1 − α.
+    pub fn order_stat(n: u64, m: u64, zeta: u64, alpha: &Level) -> u64 {
+        order_stat_rank(n, m, zeta, &alpha.complement())
+    }
+
+    /// two-sided: (k₋, k₊) with S_(k₋) ≤ T_(ζ) ≤ S_(k₊) w.p. ≥ 1 − α: k₊ the smallest k with
+    /// CDF ≥ 1 − α/2, k₋ = (smallest k with CDF ≥ α/2) − 1, the largest with CDF < α/2.
+    pub fn two_sided(n: u64, m: u64, zeta: u64, alpha: &Level) -> (u64, u64) {
+        let half = alpha.half();
+        (order_stat_rank(n, m, zeta, &half) - 1, order_stat_rank(n, m, zeta, &half.complement()))
+    }
+
+    /// pac: ζ = ⌈(1 − δ)m⌉ (at least 1), and its order-statistic rank.
+    pub fn pac(n: u64, m: u64, delta: &Level, alpha: &Level) -> (u64, u64) {
+        let keep = delta.complement().ceil_of(&m.into());
+        let zeta: u64 = keep.try_into().unwrap_or(m).clamp(1, m);
+        (zeta, order_stat(n, m, zeta, alpha))
+    }
+
+    /// mean: Q, the exact (1 − α)-quantile of the rank sum Σ_j R_j.
+    pub fn mean(n: u64, m: u64, alpha: &Level) -> u64 {
+        rank_sum_quantile(n, m, &alpha.complement())
+    }
+}
+
+/// The statistic of a batch whose ranks are all n + 1 (every score at `upper_bound`).
+fn op_top(vals: &[f64], m: u64, op: Compose) -> f64 {
+    let top = *vals.last().expect("n + 1 values");
+    match op {
+        Compose::Max => top,
+        Compose::Sum => (0..m).fold(0.0, |a, _| a + top),
+    }
+}
+
+/// The estimator: `calibrate` sorts the calibration scores, `bound` answers a request.
+pub struct BatchPi {
+    config: Config,
+    device: Device,
+    notice: Option<String>,
+    params_json: Value,
+    sorted: Option<Vec<f64>>,
+}
+
+/// S_(r) for r in 0..=n+1.
+fn order(sorted: &[f64], r: u64, config: &Config) -> f64 {
+    match r {
+        0 => config.lower_bound,
+        r if r as usize > sorted.len() => config.upper_bound,
+        r => sorted[r as usize - 1],
+    }
+}
+
+/// Largest DP work (m·Q·(n+1) max-plus steps) accepted before refusing with a clear message.
+pub const MAX_DP_WORK: f64 = 2e12;
+
+impl BatchPi {
+    fn batch_size(&self, tables: &Tables<'_>) -> Result<u64, PluginError> {
+        match (self.config.m, tables.opt("test")) {
+            (Some(m), _) => Ok(m),
+            (None, Some(t)) if t.nrows() > 0 => Ok(t.nrows() as u64),
+            _ => {
+                Err(PluginError::param("parameter 'm' (the batch size) must be set, or a non-empty 'test' table given"))
+            }
+        }
+    }
+
+    fn zeta(&self, m: u64) -> Result<u64, PluginError> {
+        let zeta = self.config.zeta.unwrap_or(m);
+        if zeta > m {
+            return Err(PluginError::param(format!("parameter 'zeta' = {zeta} must be in 1..=m (m = {m})")));
+        }
+        Ok(zeta)
+    }
+
+    fn compute(&self, tables: &Tables<'_>) -> Result<(BatchResult, Value), PluginError> {
+        let sorted =
+            self.sorted.as_ref().ok_or_else(|| quiver_sdk::state_error("bound() called before calibrate()"))?;
+        let cfg = &self.config;
+        let n = sorted.len() as u64;
+        let inf = f64::INFINITY;
+        let mut out = json!({});
+        let (lower, upper, selected) = match cfg.mode {
+            Mode::OrderStat => {
+                let m = self.batch_size(tables)?;
+                let zeta = self.zeta(m)?;
+                let k = ranks::order_stat(n, m, zeta, &cfg.alpha);
+                let b = order(sorted, k, cfg);
+                out = json!({"m": m, "zeta": zeta, "k": k, "bound": json_f64(b)});
+                (-inf, b, Vec::new())
+            }
+            Mode::TwoSided => {
+                let m = self.batch_size(tables)?;
+                let zeta = self.zeta(m)?;
+                let (kl, ku) = ranks::two_sided(n, m, zeta, &cfg.alpha);
+                let (lo, hi) = (order(sorted, kl, cfg), order(sorted, ku, cfg));
+                out = json!({"m": m, "zeta": zeta, "k_lower": kl, "k_upper": ku, "lower": json_f64(lo), "upper": json_f64(hi)});
+                (lo, hi, Vec::new())
+            }
+            Mode::Pac => {
+                let m = self.batch_size(tables)?;
+                let (zeta, k) = ranks::pac(n, m, &cfg.delta, &cfg.alpha);
+                let b = order(sorted, k, cfg);
+                out = json!({"m": m, "zeta": zeta, "k": k, "bound": json_f64(b)});
+                (-inf, b, Vec::new())
+            }
+            Mode::Mean => {
+                let m = self.batch_size(tables)?;
+                if m >= 2 && !cfg.upper_bound.is_finite() {
+                    return Err(PluginError::param(
+                        "mode 'mean' needs a finite 'upper_bound' (the largest score possible): with m >= 2 the \
+                         exact set of rank multisets includes one with a test rank above every calibration score, \
+                         so with an unbounded score the bound is +inf",
+                    ));
+                }
+                let q = ranks::mean(n, m, &cfg.alpha);
+                let work = m as f64 * q as f64 * (n + 1) as f64;
+                if work > MAX_DP_WORK {
+                    return Err(PluginError::new(
+                        ErrorKind::Unsupported,
+                        format!("mode 'mean' with n = {n}, m = {m}: the exact DP needs {work:.2e} steps (limit {MAX_DP_WORK:.0e})"),
+                    ));
+                }
+                let mut vals: Vec<f64> = sorted.clone();
+                vals.push(cfg.upper_bound);
+                let (op, scale) = match cfg.statistic {
+                    Statistic::Mean => (Compose::Sum, m as f64),
+                    Statistic::Max => (Compose::Max, 1.0),
+                    Statistic::ClippedMean(tau) => {
+                        vals.iter_mut().for_each(|v| *v = v.min(tau));
+                        (Compose::Sum, m as f64)
+                    }
+                };
+                let best = match self.device {
+                    Device::Cpu => dp::max_compose_cpu(&vals, m as usize, q as usize, op),
+                    Device::Cuda => dp::max_compose_cuda(&vals, m as usize, q as usize, op)
+                        .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
+                };
+                let b = best / scale;
+                let stat = match cfg.statistic {
+                    Statistic::Mean => "mean".to_string(),
+                    Statistic::Max => "max".to_string(),
+                    Statistic::ClippedMean(t) => format!("clipped-mean(clip={t})"),
+                };
+                out = json!({"m": m, "Q": q, "statistic": stat, "bound": json_f64(b)});
+                if best == op_top(&vals, m, op) {
+                    out["note"] = json!(
+                        "the bound is the statistic of a batch entirely at upper_bound's rank: the rank-sum set \
+                         contains it. For the maximum, mode 'order-stat' with zeta = m is the sharp bound."
+                    );
+                }
+                (-inf, b, Vec::new())
+            }
+            Mode::Selection => {
+                let test = tables.get("test")?;
+                test.non_empty()?;
+                let mu = test.f64("mu")?;
+                let m = mu.len() as u64;
+                if cfg.eta >= m {
+                    return Err(PluginError::param(format!("parameter 'eta' = {} must be < m = {m}", cfg.eta)));
+                }
+                let zeta = m - cfg.eta;
+                let k = ranks::order_stat(n, m, zeta, &cfg.alpha);
+                let t = order(sorted, k, cfg);
+                let selected: Vec<u64> = (0..mu.len()).filter(|&j| mu[j] > t).map(|j| j as u64).collect();
+                out = json!({"m": m, "eta": cfg.eta, "zeta": zeta, "k": k, "threshold": json_f64(t), "n_selected": selected.len()});
+                (-inf, t, selected)
+            }
+        };
+        let mut full = json!({
+            "method": "batch-pi",
+            "version": env!("CARGO_PKG_VERSION"),
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.params_json,
+            "mode": self.params_json["mode"],
+            "n_calibration": n,
+        });
+        for (k, v) in out.as_object().expect("object") {
+            full[k] = v.clone();
+        }
+        if cfg.mode == Mode::Selection {
+            full["selected"] = json!(selected);
+        }
+        Ok((
+            BatchResult {
+                device: self.device,
+                lower,
+                upper,
+                selected: RVec::from(selected),
+                json: full.to_string().into(),
+            },
+            full,
+        ))
+    }
+}
+
+impl BatchImpl for BatchPi {
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let cal = tables.get("calibration")?;
+        cal.non_empty()?;
+        let cfg = &self.config;
+        let scores: Vec<f64> = if cfg.mode == Mode::Selection {
+            let (mu, y) = (cal.f64("mu")?, cal.f64("y")?);
+            mu.iter().zip(y.iter()).map(|(&m, &y)| if y <= cfg.c { m } else { 0.0 }).collect()
+        } else {
+            cal.f64("score")?.to_vec()
+        };
+        if cfg.mode != Mode::Selection {
+            if let Some(i) = scores.iter().position(|&s| s > cfg.upper_bound || s < cfg.lower_bound) {
+                return Err(PluginError::input(format!(
+                    "table 'calibration', column 'score', row {}: {} is outside [lower_bound, upper_bound] = [{}, {}]",
+                    i + 1,
+                    scores[i],
+                    cfg.lower_bound,
+                    cfg.upper_bound
+                )));
+            }
+        }
+        self.sorted = Some(quiver_numerics::ranks::sorted(&scores));
+        Ok(())
+    }
+
+    fn bound(&self, tables: &Tables<'_>) -> Result<BatchResult, PluginError> {
+        Ok(self.compute(tables)?.0)
+    }
+}
+
+/// The plugin.
+pub struct BatchPiPlugin;
+
+impl Plugin for BatchPiPlugin {
+    fn manifest() -> Manifest {
+        let test_mu = column::f64_opt("mu", "selection mode: model prediction of each test unit");
+        ManifestBuilder::new("batch-pi", Family::BatchPredictive)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Prediction sets for a whole batch: order statistics, PAC, mean/max bounds, selection with <= eta errors")
+            .guarantee(
+                "Exchangeable calibration and test scores: order-stat P(T_(zeta) <= bound) >= 1 - alpha; two-sided \
+                 P(lower <= T_(zeta) <= upper) >= 1 - alpha; pac P(at least ceil((1-delta)m) test scores <= bound) >= 1 - alpha; \
+                 mean P(statistic of the batch <= bound) >= 1 - alpha for mean, max and clipped mean; selection \
+                 P(more than eta selected units with y <= c) <= alpha. Finite-sample, exact rank laws.",
+            )
+            .reference("Lee, Tchetgen Tchetgen & Dobriban, Batch predictive inference (2024)")
+            .cuda()
+            .param(param::choice("mode", &["order-stat", "two-sided", "pac", "mean", "selection"], "what to bound"))
+            .param(param::float("alpha", Some(0.1), "miscoverage level, in (0, 1)"))
+            .param(param::int("m", None, "batch size (default: rows of the 'test' table)"))
+            .param(param::int("zeta", None, "order-stat / two-sided: which order statistic, 1..=m (default m)"))
+            .param(param::float("delta", Some(0.1), "pac: fraction of the batch allowed above the bound, in (0, 1)"))
+            .param(param::int("eta", Some(0), "selection: false selections tolerated"))
+            .param(param::float("c", Some(0.0), "selection: a unit is null when y <= c"))
+            .param(param::float("lower_bound", Some(f64::NEG_INFINITY), "smallest possible score, S_(0)"))
+            .param(param::float("upper_bound", Some(f64::INFINITY), "largest possible score, S_(n+1) (finite for mean)"))
+            .param(param::choice("statistic", &["mean", "max", "clipped-mean"], "mean mode: the batch statistic"))
+            .param(param::float("clip", None, "clipped-mean: tau in mean of min(T, tau)"))
+            .table(
+                TableBuilder::new("calibration", "calibration scores (selection: mu and y)")
+                    .column(column::f64_opt("score", "nonconformity score"))
+                    .column(column::f64_opt("mu", "selection mode: model prediction"))
+                    .column(column::f64_opt("y", "selection mode: observed outcome")),
+            )
+            .table(TableBuilder::new("test", "the batch (its rows give m; selection mode reads mu)").optional().column(test_mu))
+            .build()
+    }
+
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+        let config = Config::from_params(&params)?;
+        let (device, notice) =
+            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        Ok(quiver_sdk::batch_predictor(BatchPi { config, device, notice, params_json: params.to_json(), sorted: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(BatchPiPlugin);
