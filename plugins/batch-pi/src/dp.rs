@@ -102,50 +102,45 @@ fn cell(prev: &[f64], w: &[f64], n: usize, i: usize, j: usize, op: Compose) -> f
     reduce(&prev[lo..j], &w[n + 1 + lo - j..=n], op)
 }
 
-/// Row i on its window [lo, hi]; `full` = v_i, the value from j = i(n+1) on.
-#[inline(always)]
-fn row_body(
-    prev: &[f64],
-    w: &[f64],
+/// One row of the DP: row i on its window [lo, hi], reading the previous row.
+#[derive(Clone, Copy)]
+struct RowTask<'a> {
+    prev: &'a [f64],
+    w: &'a [f64],
     n: usize,
     i: usize,
-    (lo, hi): (usize, usize),
+    lo: usize,
+    hi: usize,
+    /// v_i, the value from j = i(n+1) on.
     full: f64,
-    cur: &mut [f64],
     op: Compose,
-) {
+}
+
+#[inline(always)]
+fn row_body(t: RowTask<'_>, cur: &mut [f64]) {
     const CHUNK: usize = 256;
-    let saturated = i * (n + 1);
-    cur[lo..=hi].par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+    let saturated = t.i * (t.n + 1);
+    cur[t.lo..=t.hi].par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
         for (o, slot) in out.iter_mut().enumerate() {
-            let j = lo + c * CHUNK + o;
-            *slot = if j >= saturated { full } else { cell(prev, w, n, i, j, op) };
+            let j = t.lo + c * CHUNK + o;
+            *slot = if j >= saturated { t.full } else { cell(t.prev, t.w, t.n, t.i, j, t.op) };
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn row_avx2(
-    prev: &[f64],
-    w: &[f64],
-    n: usize,
-    i: usize,
-    win: (usize, usize),
-    full: f64,
-    cur: &mut [f64],
-    op: Compose,
-) {
-    row_body(prev, w, n, i, win, full, cur, op)
+unsafe fn row_avx2(t: RowTask<'_>, cur: &mut [f64]) {
+    row_body(t, cur)
 }
 
-fn row(prev: &[f64], w: &[f64], n: usize, i: usize, win: (usize, usize), full: f64, cur: &mut [f64], op: Compose) {
+fn row(t: RowTask<'_>, cur: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { row_avx2(prev, w, n, i, win, full, cur, op) };
+        return unsafe { row_avx2(t, cur) };
     }
-    row_body(prev, w, n, i, win, full, cur, op)
+    row_body(t, cur)
 }
 
 /// `vals[r − 1] = S_(r)` for r = 1..=n+1 (the n sorted calibration scores, then the upper bound):
@@ -178,7 +173,8 @@ pub fn max_compose_cpu(vals: &[f64], m: usize, q: usize, op: Compose) -> f64 {
     let mut prev = vec![op.identity(); q + 1];
     let mut cur = vec![f64::NEG_INFINITY; q + 1];
     for i in 1..=m {
-        row(&prev, &w, n, i, window(i, m, n, q), sat[i - 1], &mut cur, op);
+        let (lo, hi) = window(i, m, n, q);
+        row(RowTask { prev: &prev, w: &w, n, i, lo, hi, full: sat[i - 1], op }, &mut cur);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[q]
