@@ -252,9 +252,11 @@ fn bad_input_gives_clear_errors() {
         if let Err(e) = h.calibrate(&[cal()]) {
             return e;
         }
-        h.bound(&tables).err().expect("must fail")
+        h.bound(&tables).expect_err("must fail")
     };
-    let cases: Vec<(Vec<(&str, Value)>, Vec<Table>, &str)> = vec![
+    // (parameters, tables given to bound(), expected message)
+    type Case<'a> = (Vec<(&'a str, Value)>, Vec<Table>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("m", json!(0))], vec![], "'m' = 0 must be >= 1"),
         (vec![], vec![], "parameter 'm' (the batch size) must be set"),
         (vec![("m", json!(3)), ("zeta", json!(4))], vec![], "'zeta' = 4 must be in 1..=m (m = 3)"),
