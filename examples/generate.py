@@ -5,6 +5,10 @@ conformal-selection: virtual screening. A model predicts the binding affinity (p
 2000 assayed compounds calibrate it, 1000 new candidates are screened for pIC50 > 7 with at most
 10% false discoveries among those sent to the lab. truth.csv holds the held-back assay results.
 
+batch-pi: the screening model's absolute errors on 2000 assayed compounds calibrate a bound on the
+mean absolute error over the next batch of 100 compounds (pIC50 lives in [2, 12], so an error is at
+most 10). truth.csv holds the batch's realised errors.
+
 selective-risk: an LLM judge compares answer pairs, asked twice with the order swapped (p_fwd,
 p_rev = its probability that A wins). 3000 judgments with human labels calibrate which verdicts to
 trust; 2000 new verdicts are accepted or deferred so that accepted ones are wrong at most 10% of
@@ -43,6 +47,20 @@ def screening():
           [(f"N{j:05d}", f"{y:.3f}", "1" if y > 7.0 else "0") for j, (y, _) in enumerate(test)])
 
 
+def batch_errors():
+    rng = random.Random(777)
+    def compound():
+        latent = rng.gauss(6.0, 1.0)
+        y = min(12.0, max(2.0, latent + rng.gauss(0.0, 0.4)))
+        mu = latent + rng.gauss(0.0, 0.3)
+        return min(10.0, abs(y - mu))
+    cal = [compound() for _ in range(2000)]
+    test = [compound() for _ in range(100)]
+    d = os.path.join(HERE, "batch-pi")
+    write(os.path.join(d, "calibration.csv"), ["score"], [(f"{e:.4f}",) for e in cal])
+    write(os.path.join(d, "truth.csv"), ["truth"], [(f"{e:.4f}",) for e in test])
+
+
 def judge():
     rng = random.Random(4242)
     sig = lambda x: 1.0 / (1.0 + math.exp(-x))
@@ -65,3 +83,4 @@ def judge():
 if __name__ == "__main__":
     screening()
     judge()
+    batch_errors()

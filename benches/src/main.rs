@@ -50,11 +50,15 @@ fn median(mut t: Vec<f64>) -> f64 {
     t[t.len() / 2]
 }
 
-/// One benchmark case: a name, its sizes, Quiver's timed closure and the baseline's spec.
+/// One benchmark case: a name, its sizes, Quiver's timed closure, the baseline's script and spec,
+/// the folder of its data, and (for slow baselines) fewer repetitions.
 struct Case {
     name: String,
     sizes: Value,
+    script: &'static str,
     baseline: Value,
+    data: PathBuf,
+    repeats: Option<usize>,
     quiver: Box<dyn FnMut() -> Result<Value, String>>,
 }
 
@@ -87,7 +91,10 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
     Case {
         name,
         sizes: json!({"n": n, "m": m}),
+        script: "selector_baselines.py",
         baseline: json!({"case": "conformal-selection", "q": 0.1, "c": 0.0, "clip_m": 1e6, "weighted": weighted}),
+        data: dir.to_path_buf(),
+        repeats: None,
         quiver: Box::new(move || {
             sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
             let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
@@ -117,7 +124,10 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     Case {
         name: format!("selective-risk {rule} cpu"),
         sizes: json!({"n": n, "m": n}),
+        script: "selector_baselines.py",
         baseline: json!({"case": "selective-risk", "alpha": 0.1, "rule": rule, "delta": 0.1, "grid": 50}),
+        data: dir.to_path_buf(),
+        repeats: None,
         quiver: Box::new(move || {
             sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
             let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
@@ -126,8 +136,42 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     }
 }
 
-fn run_baseline(python: &Path, spec: &Value) -> Result<Value, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/selector_baselines.py");
+/// batch-pi: `mean` at the paper's drug–target scale, or the order-statistic / PAC ranks.
+fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: DeviceRequest) -> Case {
+    let mut r = ChaCha8Rng::seed_from_u64(4);
+    let s: Vec<f64> = (0..n).map(|_| r.random::<f64>()).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    write_f64(dir, "score", &s);
+    let cal = Table::new("calibration").with_f64("score", s);
+    let mut params = vec![("mode", json!(mode)), ("alpha", json!(0.1)), ("m", json!(m)), ("upper_bound", json!(1.0))];
+    if mode == "order-stat" {
+        params.push(("zeta", json!(m / 2)));
+    }
+    let mut h =
+        host.batch_predictor("batch-pi", &testing::params(&params), RunContext { device, threads: 0 }).expect("plugin");
+    let mode_owned = mode.to_string();
+    Case {
+        name: format!("batch-pi {mode} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
+        sizes: json!({"n": n, "m": m}),
+        script: "batch_baselines.py",
+        baseline: json!({"mode": mode, "n": n, "m": m, "alpha": 0.1, "zeta": m / 2, "delta": 0.1, "upper_bound": 1.0}),
+        data: dir.to_path_buf(),
+        repeats: (mode == "mean").then_some(3),
+        quiver: Box::new(move || {
+            h.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = h.bound(&[]).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
+            Ok(match mode_owned.as_str() {
+                "mean" => json!({"Q": v["Q"], "bound": v["bound"]}),
+                "pac" => json!({"zeta": v["zeta"], "k": v["k"]}),
+                _ => json!({"k": v["k"]}),
+            })
+        }),
+    }
+}
+
+fn run_baseline(python: &Path, script: &str, spec: &Value) -> Result<Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines").join(script);
     let out = Command::new(python)
         .arg(&script)
         .arg(spec.to_string())
@@ -222,12 +266,17 @@ fn real_main() -> Result<(), String> {
         selective_case(&host, &data.join("sr"), n_risk, "scope"),
         selective_case(&host, &data.join("sr"), n_risk, "ltt"),
     ];
+    let (bn, bm, rn, rm) = if args.quick { (500, 50, 10_000, 1_000) } else { (2000, 100, 100_000, 10_000) };
+    cases.push(batch_case(&host, &data.join("bm"), "mean", bn, bm, DeviceRequest::Cpu));
+    cases.push(batch_case(&host, &data.join("bo"), "order-stat", rn, rm, DeviceRequest::Cpu));
+    cases.push(batch_case(&host, &data.join("bp"), "pac", rn, rm, DeviceRequest::Cpu));
     let gpu_usable = host
         .selector("conformal-selection", &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 })
         .is_ok();
     if gpu_usable {
         let n = if args.quick { 1_000_000 } else { 10_000_000 };
         cases.push(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda));
+        cases.push(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
     }
     let bar = ProgressBar::new((cases.len() * 2) as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
@@ -237,24 +286,19 @@ fn real_main() -> Result<(), String> {
         bar.set_message(format!("{} (quiver)", case.name));
         let mut times = Vec::new();
         let mut result = Value::Null;
+        let repeats = case.repeats.unwrap_or(args.repeats).min(args.repeats);
         (case.quiver)()?; // warm-up: first-touch allocations, kernel compilation
-        for _ in 0..args.repeats {
+        for _ in 0..repeats {
             let t = Instant::now();
             result = (case.quiver)()?;
             times.push(t.elapsed().as_secs_f64());
         }
         bar.inc(1);
         bar.set_message(format!("{} (numpy)", case.name));
-        let data_dir = match case.baseline["case"].as_str() {
-            Some("selective-risk") => data.join("sr"),
-            _ if case.name.contains("cuda") => data.join("csg"),
-            _ if case.name.contains("weighted") => data.join("csw"),
-            _ => data.join("cs"),
-        };
         let mut spec = case.baseline.clone();
-        spec["data"] = json!(data_dir.display().to_string());
-        spec["repeats"] = json!(args.repeats);
-        let base = run_baseline(&args.python, &spec)?;
+        spec["data"] = json!(case.data.display().to_string());
+        spec["repeats"] = json!(repeats);
+        let base = run_baseline(&args.python, case.script, &spec)?;
         numpy_version = base["numpy"].clone();
         bar.inc(1);
         let base_times: Vec<f64> =
@@ -266,7 +310,7 @@ fn real_main() -> Result<(), String> {
             "sizes": case.sizes,
             "quiver_median_s": q,
             "quiver_times_s": times,
-            "baseline": "NumPy/SciPy (benches/baselines/selector_baselines.py)",
+            "baseline": format!("NumPy/SciPy (benches/baselines/{})", case.script),
             "baseline_median_s": b,
             "baseline_times_s": base_times,
             "ratio_baseline_over_quiver": b / q,
@@ -274,7 +318,7 @@ fn real_main() -> Result<(), String> {
             "quiver_result": result,
             "baseline_result": base["result"],
         });
-        if case.name.contains("cuda") {
+        if case.name == "conformal-selection cuda" {
             let n = case.sizes["n"].as_f64().unwrap_or(0.0);
             // bytes the p-value step must move at least: sorted calibration, test scores, u, p
             row["effective_gb_per_s"] = json!(8.0 * (n + 3.0 * n) / q / 1e9);

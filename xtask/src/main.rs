@@ -224,70 +224,99 @@ fn demo() -> Result {
     Ok(())
 }
 
-/// Run one example. `demo.txt` holds `story:` lines, `input: ROLE=FILE`, `set: KEY=VALUE` and
-/// `check: KIND FILE` lines (`fdp-power truth.csv` or `accepted-error truth.csv`).
+/// Run one example. `demo.txt` holds blocks separated by `---` lines; each block has `story:`
+/// lines, `input: ROLE=FILE`, `set: KEY=VALUE` and `check: KIND FILE` lines (`fdp-power`,
+/// `accepted-error`, `batch-mean` or `batch-pac`, with the truth file). Inputs carry over to
+/// later blocks; each block is one `quiver run`.
 fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
     let text = std::fs::read_to_string(script).map_err(|e| e.to_string())?;
     println!("== {method} ==");
-    let mut cmd = Command::new(quiver);
-    cmd.args(["run", method, "--plugins"]).arg(plugins_dir());
-    let mut checks = Vec::new();
-    for line in text.lines() {
-        if let Some(s) = line.strip_prefix("story:") {
-            println!("{}", s.trim());
-        } else if let Some(s) = line.strip_prefix("input:") {
-            let (role, file) = s.trim().split_once('=').ok_or("bad input line")?;
-            cmd.arg("--input").arg(format!("{role}={}", dir.join(file).display()));
-        } else if let Some(s) = line.strip_prefix("set:") {
-            cmd.args(["--set", s.trim()]);
-        } else if let Some(s) = line.strip_prefix("check:") {
-            checks.push(s.trim().to_string());
-        }
-    }
-    println!("\n$ quiver run {method} ...");
-    let human = cmd.output().map_err(|e| e.to_string())?;
-    if !human.status.success() {
-        return Err(format!("{method}: {}", String::from_utf8_lossy(&human.stderr)));
-    }
-    print!("{}", String::from_utf8_lossy(&human.stdout));
-    let json_out = cmd.arg("--json").output().map_err(|e| e.to_string())?;
-    let json = String::from_utf8_lossy(&json_out.stdout).to_string();
-    for check in checks {
-        let (kind, file) = check.split_once(' ').ok_or("bad check line")?;
-        let truth = read_column(&dir.join(file), "truth")?;
-        let selected = json_index_list(&json, if kind == "fdp-power" { "selected" } else { "accepted" });
-        match kind {
-            "fdp-power" => {
-                let false_sel = selected.iter().filter(|&&j| truth[j] == 0.0).count();
-                let nonnull = truth.iter().filter(|&&t| t == 1.0).count();
-                let true_sel = selected.len() - false_sel;
-                println!(
-                    "\ntruth check: {} selected, {} of them false -> false discovery proportion {:.3}; found {} of {} real hits (power {:.3})",
-                    selected.len(),
-                    false_sel,
-                    false_sel as f64 / selected.len().max(1) as f64,
-                    true_sel,
-                    nonnull,
-                    true_sel as f64 / nonnull.max(1) as f64
-                );
+    let mut inputs = Vec::new();
+    for block in text.split("\n---\n") {
+        let mut cmd = Command::new(quiver);
+        cmd.args(["run", method, "--plugins"]).arg(plugins_dir());
+        let mut sets = Vec::new();
+        let mut checks = Vec::new();
+        for line in block.lines() {
+            if let Some(s) = line.strip_prefix("story:") {
+                println!("{}", s.trim());
+            } else if let Some(s) = line.strip_prefix("input:") {
+                let (role, file) = s.trim().split_once('=').ok_or("bad input line")?;
+                inputs.push(format!("{role}={}", dir.join(file).display()));
+            } else if let Some(s) = line.strip_prefix("set:") {
+                sets.push(s.trim().to_string());
+            } else if let Some(s) = line.strip_prefix("check:") {
+                checks.push(s.trim().to_string());
             }
-            "accepted-error" => {
-                let errors = selected.iter().filter(|&&j| truth[j] == 1.0).count();
-                let all_err = truth.iter().filter(|&&t| t == 1.0).count();
-                println!(
-                    "\ntruth check: accepted {} of {} judgments; {} of the accepted were wrong (error rate {:.3}); error rate without deferral {:.3}",
-                    selected.len(),
-                    truth.len(),
-                    errors,
-                    errors as f64 / selected.len().max(1) as f64,
-                    all_err as f64 / truth.len().max(1) as f64
-                );
-            }
-            other => return Err(format!("unknown check '{other}'")),
         }
+        for i in &inputs {
+            cmd.args(["--input", i]);
+        }
+        for s in &sets {
+            cmd.args(["--set", s]);
+        }
+        println!("\n$ quiver run {method} {}", sets.iter().map(|s| format!("--set {s}")).collect::<Vec<_>>().join(" "));
+        let human = cmd.output().map_err(|e| e.to_string())?;
+        if !human.status.success() {
+            return Err(format!("{method}: {}", String::from_utf8_lossy(&human.stderr)));
+        }
+        print!("{}", String::from_utf8_lossy(&human.stdout));
+        let json_out = cmd.arg("--json").output().map_err(|e| e.to_string())?;
+        let json = String::from_utf8_lossy(&json_out.stdout).to_string();
+        for check in checks {
+            let (kind, file) = check.split_once(' ').ok_or("bad check line")?;
+            println!("\ntruth check: {}", truth_check(kind, &read_column(&dir.join(file), "truth")?, &json)?);
+        }
+        println!();
     }
-    println!();
     Ok(())
+}
+
+/// Compare a result with the held-back truth; one line for the reader.
+fn truth_check(kind: &str, truth: &[f64], json: &str) -> Result<String> {
+    let count = |f: &dyn Fn(f64) -> bool| truth.iter().filter(|&&t| f(t)).count();
+    Ok(match kind {
+        "fdp-power" => {
+            let selected = json_index_list(json, "selected");
+            let false_sel = selected.iter().filter(|&&j| truth[j] == 0.0).count();
+            let hits = count(&|t| t == 1.0);
+            let true_sel = selected.len() - false_sel;
+            format!(
+                "{} selected, {false_sel} of them false -> false discovery proportion {:.3} (FDR <= q bounds its average over repetitions); found {true_sel} of {hits} real hits (power {:.3})",
+                selected.len(),
+                false_sel as f64 / selected.len().max(1) as f64,
+                true_sel as f64 / hits.max(1) as f64
+            )
+        }
+        "accepted-error" => {
+            let accepted = json_index_list(json, "accepted");
+            let errors = accepted.iter().filter(|&&j| truth[j] == 1.0).count();
+            format!(
+                "accepted {} of {} judgments; {errors} of the accepted were wrong (error rate {:.3}); error rate without deferral {:.3}",
+                accepted.len(),
+                truth.len(),
+                errors as f64 / accepted.len().max(1) as f64,
+                count(&|t| t == 1.0) as f64 / truth.len().max(1) as f64
+            )
+        }
+        "batch-mean" => {
+            let bound = json_number(json, "bound").ok_or("no bound in the result")?;
+            let mean = truth.iter().sum::<f64>() / truth.len().max(1) as f64;
+            let verdict = if mean <= bound { "covered" } else { "not covered (probability at most alpha)" };
+            format!("the batch's realised mean is {mean:.4}, the bound {bound:.4}: {verdict}")
+        }
+        "batch-pac" => {
+            let bound = json_number(json, "bound").ok_or("no bound in the result")?;
+            let zeta = json_number(json, "zeta").ok_or("no zeta in the result")? as usize;
+            let below = count(&|t| t <= bound);
+            let verdict = if below >= zeta { "covered" } else { "not covered (probability at most alpha)" };
+            format!(
+                "{below} of the batch's {} realised scores are <= {bound:.4} (needed: {zeta}): {verdict}",
+                truth.len()
+            )
+        }
+        other => return Err(format!("unknown check '{other}'")),
+    })
 }
 
 fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {
@@ -307,9 +336,17 @@ fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// The integers of the JSON array `"key": [...]` (our own pretty-printed output).
+/// The number under the top-level `"key": ` (our own pretty-printed output: top-level keys are
+/// indented by two spaces, nested ones deeper).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let pat = format!("\n  \"{key}\": ");
+    let rest = &json[json.find(&pat)? + pat.len()..];
+    rest.split([',', '\n']).next()?.trim().parse().ok()
+}
+
+/// The integers of the top-level JSON array `"key": [...]` (our own pretty-printed output).
 fn json_index_list(json: &str, key: &str) -> Vec<usize> {
-    let pat = format!("\"{key}\": [");
+    let pat = format!("\n  \"{key}\": [");
     let Some(start) = json.find(&pat) else { return Vec::new() };
     let rest = &json[start + pat.len()..];
     let end = rest.find(']').unwrap_or(0);
