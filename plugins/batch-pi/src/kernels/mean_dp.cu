@@ -17,7 +17,7 @@ extern "C" __global__ void mean_dp_row(
     if (j >= i * (n + 1)) { cur[j] = full; return; }
     long long t0 = j - (n + 1);
     if (t0 < i - 1) t0 = i - 1;
-    double best = -INFINITY;
+    double best = __longlong_as_double(0xfff0000000000000ULL);  // -inf (NVRTC has no math.h)
     for (long long t = t0; t < j; ++t) {
         double a = prev[t];
         double b = w[n + 1 - j + t];
