@@ -5,6 +5,7 @@
 pub mod binomial;
 pub mod exact;
 pub mod fdr;
+pub mod isotonic;
 pub mod ranks;
 
 use thiserror::Error;
@@ -40,6 +41,38 @@ pub fn with_threads<T: Send>(threads: u32, f: impl FnOnce() -> T + Send) -> Resu
     Ok(pool.install(f))
 }
 
+/// The standard normal CDF Φ(x) = erfc(−x/√2)/2.
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// The standard normal quantile Φ⁻¹(p), by Newton steps on [`normal_cdf`] from a rational
+/// start (Acklam); accurate to ~1e-15 for p ∈ (1e-300, 1 − 1e-16).
+pub fn normal_quantile(p: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    // Acklam's rational approximation as the starting point
+    let q = p.min(1.0 - p);
+    let t = (-2.0 * q.ln()).sqrt();
+    let mut x = t
+        - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t);
+    if p < 0.5 {
+        x = -x;
+    }
+    for _ in 0..4 {
+        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        if pdf == 0.0 {
+            break;
+        }
+        x -= (normal_cdf(x) - p) / pdf;
+    }
+    x
+}
+
 /// Bidirectional Preference Entropy (an uncertainty score for pairwise LLM judgments):
 /// with p̄ = (p_fwd + p_rev)/2 the probability that answer A wins averaged over both presentation
 /// orders, s = −p̄ ln p̄ − (1 − p̄) ln(1 − p̄) (natural log; 0 ln 0 = 0). Lower is more confident.
@@ -67,6 +100,15 @@ mod tests {
         assert!((bpe_score(0.9, 0.1).unwrap() - std::f64::consts::LN_2).abs() < 1e-15);
         assert!(bpe_score(1.2, 0.5).is_err());
         assert!(bpe_score(0.5, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn normal_cdf_and_quantile() {
+        assert_eq!(normal_cdf(0.0), 0.5);
+        assert!((normal_cdf(1.959963984540054) - 0.975).abs() < 1e-15);
+        for p in [1e-10, 0.001, 0.025, 0.3, 0.5, 0.9, 0.975, 0.999999] {
+            assert!((normal_cdf(normal_quantile(p)) - p).abs() < 1e-14 * p.max(1e-3), "{p}");
+        }
     }
 
     #[test]
