@@ -285,7 +285,7 @@ impl quiver_sdk::ShrinkageImpl for {{Type}} {
         let ss: f64 = x.iter().map(|v| (v - mean).powi(2)).sum();
         let factor = (1.0 - (p - 3.0) * self.sigma2 / ss).max(0.0);
         let est: Vec<f64> = x.iter().map(|v| mean + factor * (v - mean)).collect();
-        let json = json!({"method": "{{name}}", "device": "cpu", "shrinkage_factor": factor, "estimates": est});
+        let json = json!({"method": "{{name}}", "device": "cpu", "shrinkage_factor": factor});
         Ok(ShrinkageResult { device: Device::Cpu, lambda_hat: factor, risk_estimate: f64::NAN, estimates: RVec::from(est), intervals: ROption::RNone, json: json.to_string().into() })
     }
 }

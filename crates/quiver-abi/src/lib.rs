@@ -532,9 +532,9 @@ pub struct ShrinkageResult {
     pub risk_estimate: f64,
     /// Shrunken estimates, one per unit.
     pub estimates: RVec<f64>,
-    /// Interval ends, when intervals were asked for.
+    /// Interval ends, when intervals were asked for: the p lower ends, then the p upper ends.
     pub intervals: ROption<RVec<f64>>,
-    /// The complete JSON result.
+    /// The JSON summary; the host adds `estimates`, `lower` and `upper` from the typed fields.
     pub json: RString,
 }
 

@@ -314,7 +314,7 @@ impl Host {
                 h.calibrate(tables)?;
                 h.predict(tables)?.json
             }
-            Family::Shrinkage => Shrinker::new(est)?.estimate(tables)?.json,
+            Family::Shrinkage => return shrinkage_json(method, &Shrinker::new(est)?.estimate(tables)?),
             Family::Critic => {
                 let mut h = Critic::new(est)?;
                 h.fit(tables)?;
@@ -335,6 +335,23 @@ pub fn selection_json(method: &str, r: &SelectionResult) -> Result<Value, HostEr
         .ok_or_else(|| HostError::BadResult { method: method.into(), reason: "not a JSON object".into() })?;
     obj.insert(r.selected_name.to_string(), json!(r.selected.as_slice()));
     obj.insert(r.unit_values_name.to_string(), json!(r.unit_values.as_slice()));
+    Ok(v)
+}
+
+/// The complete JSON of a shrinkage result: the plugin's summary plus `estimates`, and `lower` /
+/// `upper` when intervals were computed (the typed arrays travel outside the JSON text).
+pub fn shrinkage_json(method: &str, r: &ShrinkageResult) -> Result<Value, HostError> {
+    let mut v: Value = serde_json::from_str(r.json.as_str())
+        .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| HostError::BadResult { method: method.into(), reason: "not a JSON object".into() })?;
+    obj.insert("estimates".into(), json!(r.estimates.as_slice()));
+    if let Some(iv) = r.intervals.as_ref().into_option() {
+        let p = r.estimates.len();
+        obj.insert("lower".into(), json!(&iv.as_slice()[..p]));
+        obj.insert("upper".into(), json!(&iv.as_slice()[p..]));
+    }
     Ok(v)
 }
 

@@ -1,0 +1,317 @@
+//! `sure-binomial`: compound estimation of many binomial proportions (click-through rates, pass
+//! rates, batting averages), after Chen & Lei (2025), with robust empirical-Bayes confidence
+//! intervals (Armstrong, Kolesár & Plagborg-Møller, Econometrica 2022).
+//!
+//! One sample: Y_i ~ Bin(n_i, p_i), p̂_i = Y_i/n_i, shrunk toward a target m_i (the `m` column —
+//! any model's prediction — or the pooled mean ΣY/Σn): δ_i = (Y_i + λm_i)/(n_i + λ) =
+//! (1 − b_i)p̂_i + b_i m_i with b_i = λ/(n_i + λ). With V̂_i = p̂_i(1 − p̂_i)/(n_i − 1), an unbiased
+//! estimate of Var(p̂_i) (n_i ≥ 2),
+//!
+//!   URE(λ) = (1/N) Σ_i [ b_i²(p̂_i − m_i)² + (1 − 2b_i)V̂_i ]
+//!
+//! is unbiased for the risk (1/N)Σ E(δ_i − p_i)² whenever m_i does not depend on unit i's own
+//! data (a given or cross-fitted prediction); with the pooled mean it is nearly so (the pooled
+//! mean uses unit i with weight n_i/Σn). λ̂ = the certified global minimiser over [0, ∞].
+//!
+//! Two samples (p1 − p2 per unit): θ̂_i = p̂1_i − p̂2_i, V̂_i = Σ_g p̂_g(1 − p̂_g)/(n_g − 1),
+//! b_i = λ/(λ + h_i) with h_i = (1/n1_i + 1/n2_i)^{-1}.
+//!
+//! Robust EBCI (`ci = robust-ebci`): with σ_i² the sampling variance of the raw estimate (V̂_i,
+//! or m_i(1 − m_i)/n_i when V̂_i = 0), μ₂ = mean[(θ̂ − m)² − σ²] (floored at
+//! 2·mean(σ⁴)/(N·mean(σ²)), a standard error of that estimate), κ = mean[(θ̂ − m)⁴ − 6σ²(θ̂ − m)²
+//! + 3σ⁴]/μ₂² (at least 1; or κ = ∞ with `kurtosis = none`), and w_i = μ₂/(μ₂ + σ_i²): the interval
+//! is m_i + w_i(θ̂_i − m_i) ± cva_α(σ_i²/μ₂, κ)·w_i·σ_i. Average coverage over units ≥ 1 − α.
+
+use quiver_sdk::abi::{
+    abi_stable::std_types::{ROption, RVec},
+    Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext, ShrinkageResult,
+};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{column, json_f64, param, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables};
+use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Two-sample (difference of proportions) instead of one-sample.
+    pub two_sample: bool,
+    /// Compute robust EBCIs.
+    pub intervals: bool,
+    /// Interval level α.
+    pub alpha: f64,
+    /// κ estimated (true) or ∞ (false).
+    pub kurtosis: bool,
+    /// A fixed λ instead of the tuned one.
+    pub lambda: Option<f64>,
+    /// Points of the URE curve to report.
+    pub curve: usize,
+}
+
+impl Config {
+    /// Read and check parameters.
+    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let lambda = p.f64_opt("lambda")?;
+        if let Some(l) = lambda {
+            if !(l >= 0.0) {
+                return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
+            }
+        }
+        let curve = p.i64("curve")?;
+        if !(0..=10_000).contains(&curve) {
+            return Err(PluginError::param(format!("parameter 'curve' = {curve} must be in 0..=10000")));
+        }
+        Ok(Config {
+            two_sample: p.str("sample")? == "two",
+            intervals: p.str("ci")? == "robust-ebci",
+            alpha: p.level("alpha")?,
+            kurtosis: p.str("kurtosis")? == "estimate",
+            lambda,
+            curve: curve as usize,
+        })
+    }
+}
+
+/// The prepared data: raw estimates, targets, variance estimates, λ scales.
+#[derive(Debug, Clone)]
+pub struct Units {
+    /// Raw estimates θ̂_i (p̂_i, or p̂1_i − p̂2_i).
+    pub raw: Vec<f64>,
+    /// Targets m_i.
+    pub target: Vec<f64>,
+    /// Unbiased variance estimates V̂_i.
+    pub var: Vec<f64>,
+    /// λ scale h_i (n_i, or (1/n1 + 1/n2)^{-1}).
+    pub h: Vec<f64>,
+    /// Model variance used by the intervals when V̂_i = 0.
+    pub model_var: Vec<f64>,
+}
+
+fn counts(t: &quiver_sdk::Table<'_>, yname: &str, nname: &str) -> Result<(Vec<f64>, Vec<f64>), PluginError> {
+    let (y, n) = (t.f64(yname)?, t.f64(nname)?);
+    for i in 0..y.len() {
+        let row = i + 1;
+        if n[i].fract() != 0.0 || y[i].fract() != 0.0 {
+            return Err(PluginError::input(format!(
+                "table 'data', row {row}: '{yname}' = {} and '{nname}' = {} must be whole numbers",
+                y[i], n[i]
+            )));
+        }
+        if n[i] < 2.0 {
+            return Err(PluginError::input(format!(
+                "table 'data', column '{nname}', row {row}: n = {} < 2; the unbiased variance estimate needs n >= 2 (drop or pool such units)",
+                n[i]
+            )));
+        }
+        if y[i] < 0.0 || y[i] > n[i] {
+            return Err(PluginError::input(format!(
+                "table 'data', column '{yname}', row {row}: y = {} must be in 0..=n (n = {})",
+                y[i], n[i]
+            )));
+        }
+    }
+    Ok((y.to_vec(), n.to_vec()))
+}
+
+impl Units {
+    /// Read and check the `data` table.
+    pub fn read(t: &quiver_sdk::Table<'_>, two_sample: bool) -> Result<Units, PluginError> {
+        let vhat = |p: f64, n: f64| p * (1.0 - p) / (n - 1.0);
+        let m_col = t.f64_opt("m")?;
+        let (raw, var, h, pooled, model_n) = if two_sample {
+            let (y1, n1) = counts(t, "y1", "n1")?;
+            let (y2, n2) = counts(t, "y2", "n2")?;
+            let p1: Vec<f64> = y1.iter().zip(&n1).map(|(y, n)| y / n).collect();
+            let p2: Vec<f64> = y2.iter().zip(&n2).map(|(y, n)| y / n).collect();
+            let pooled =
+                y1.iter().sum::<f64>() / n1.iter().sum::<f64>() - y2.iter().sum::<f64>() / n2.iter().sum::<f64>();
+            (
+                p1.iter().zip(&p2).map(|(a, b)| a - b).collect::<Vec<_>>(),
+                (0..p1.len()).map(|i| vhat(p1[i], n1[i]) + vhat(p2[i], n2[i])).collect::<Vec<_>>(),
+                (0..p1.len()).map(|i| 1.0 / (1.0 / n1[i] + 1.0 / n2[i])).collect::<Vec<_>>(),
+                pooled,
+                None,
+            )
+        } else {
+            let (y, n) = counts(t, "y", "n")?;
+            let p: Vec<f64> = y.iter().zip(&n).map(|(y, n)| y / n).collect();
+            let pooled = y.iter().sum::<f64>() / n.iter().sum::<f64>();
+            let var = p.iter().zip(&n).map(|(&p, &n)| vhat(p, n)).collect();
+            (p, var, n.clone(), pooled, Some(n))
+        };
+        if raw.len() < 2 {
+            return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
+        }
+        let target = match m_col {
+            Some(m) => m.to_vec(),
+            None => vec![pooled; raw.len()],
+        };
+        let model_var = (0..raw.len())
+            .map(|i| match &model_n {
+                Some(n) => (target[i].clamp(0.0, 1.0) * (1.0 - target[i].clamp(0.0, 1.0)) / n[i]).max(1e-12),
+                None => (0.25 / h[i]).max(1e-12),
+            })
+            .collect();
+        Ok(Units { raw, target, var, h, model_var })
+    }
+
+    /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ).
+    pub fn risk(&self) -> QuadraticRisk {
+        QuadraticRisk {
+            d: self.raw.iter().zip(&self.target).map(|(r, m)| (r - m).powi(2)).collect(),
+            e: self.var.clone(),
+            h: self.h.clone(),
+            c: self.var.iter().sum(),
+            weight: Weight::Increasing,
+        }
+    }
+}
+
+/// Robust EBCIs: (centre, half-width) per unit, plus (μ₂, κ).
+pub fn robust_ebci(
+    u: &Units,
+    alpha: f64,
+    kurtosis: bool,
+) -> Result<(Vec<f64>, Vec<f64>, f64, Option<f64>), PluginError> {
+    let nf = u.raw.len() as f64;
+    let s2: Vec<f64> = u.var.iter().zip(&u.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect();
+    let dev: Vec<f64> = u.raw.iter().zip(&u.target).map(|(r, m)| r - m).collect();
+    let mean = |f: &dyn Fn(usize) -> f64| (0..dev.len()).map(f).sum::<f64>() / nf;
+    let mean_s2 = mean(&|i| s2[i]);
+    let floor = 2.0 * mean(&|i| s2[i] * s2[i]) / (nf * mean_s2);
+    let mu2 = mean(&|i| dev[i] * dev[i] - s2[i]).max(floor);
+    let kappa = if kurtosis {
+        let mu4 = mean(&|i| dev[i].powi(4) - 6.0 * s2[i] * dev[i] * dev[i] + 3.0 * s2[i] * s2[i]);
+        Some((mu4 / (mu2 * mu2)).max(1.0))
+    } else {
+        None
+    };
+    let m2: Vec<f64> = s2.iter().map(|s| s / mu2).collect();
+    let cva = quiver_shrinkage::ebci::cva_many(&m2, kappa, alpha)
+        .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
+    let w: Vec<f64> = s2.iter().map(|s| mu2 / (mu2 + s)).collect();
+    let centre = (0..dev.len()).map(|i| u.target[i] + w[i] * dev[i]).collect();
+    let half = (0..dev.len()).map(|i| cva[i] * w[i] * s2[i].sqrt()).collect();
+    Ok((centre, half, mu2, kappa))
+}
+
+/// The estimator object.
+pub struct SureBinomial {
+    config: Config,
+    device: Device,
+    notice: Option<String>,
+    params_json: Value,
+}
+
+fn device_err(e: quiver_gpu::GpuError) -> PluginError {
+    PluginError::new(ErrorKind::Device, e.to_string())
+}
+
+impl ShrinkageImpl for SureBinomial {
+    fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult, PluginError> {
+        let data = tables.get("data")?;
+        data.non_empty()?;
+        let cfg = &self.config;
+        let u = Units::read(&data, cfg.two_sample)?;
+        let risk = u.risk();
+        let sweep = if self.device == Device::Cuda { Sweep::Cuda } else { Sweep::Cpu };
+        let mut json = json!({
+            "method": "sure-binomial",
+            "version": env!("CARGO_PKG_VERSION"),
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.params_json,
+            "units": u.raw.len(),
+            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
+        });
+        let (lambda, ure) = match cfg.lambda {
+            Some(l) => (l, risk.at(l)),
+            None => {
+                let m = risk.minimize(sweep).map_err(device_err)?;
+                json["ure_lower_bound"] = json!(m.lower_bound);
+                json["certified"] = json!(true);
+                json["sweeps"] = json!(m.sweeps);
+                (m.lambda, m.risk)
+            }
+        };
+        if cfg.curve > 0 {
+            let s = risk.scale();
+            let ls: Vec<f64> = (0..=cfg.curve)
+                .map(|i| i as f64 / cfg.curve as f64)
+                .map(|t| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) })
+                .collect();
+            let vs = risk.curve(&ls, sweep).map_err(device_err)?;
+            json["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
+        }
+        json["lambda_hat"] = json_f64(lambda);
+        json["ure"] = json!(ure);
+        let b = risk.weights(lambda);
+        let estimates: Vec<f64> = (0..u.raw.len()).map(|i| (1.0 - b[i]) * u.raw[i] + b[i] * u.target[i]).collect();
+        let intervals = if cfg.intervals {
+            let (centre, half, mu2, kappa) = robust_ebci(&u, cfg.alpha, cfg.kurtosis)?;
+            json["ebci"] = json!({
+                "alpha": cfg.alpha,
+                "mu2": mu2,
+                "kappa": kappa.map_or(json!("inf"), |k| json!(k)),
+                "centre": "m + w (raw - m), w = mu2 / (mu2 + sigma^2)",
+                "guarantee": "average coverage over units >= 1 - alpha",
+            });
+            let mut iv: Vec<f64> = centre.iter().zip(&half).map(|(c, h)| c - h).collect();
+            iv.extend(centre.iter().zip(&half).map(|(c, h)| c + h));
+            ROption::RSome(RVec::from(iv))
+        } else {
+            ROption::RNone
+        };
+        Ok(ShrinkageResult {
+            device: self.device,
+            lambda_hat: lambda,
+            risk_estimate: ure,
+            estimates: RVec::from(estimates),
+            intervals,
+            json: json.to_string().into(),
+        })
+    }
+}
+
+/// The plugin.
+pub struct SureBinomialPlugin;
+
+impl Plugin for SureBinomialPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("sure-binomial", Family::Shrinkage)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Shrink many binomial proportions toward a target, tuned by an unbiased risk estimate; robust EB intervals")
+            .guarantee(
+                "URE is exactly unbiased for the mean squared error at every fixed lambda when the target m does not \
+                 use the unit's own data (given or cross-fitted m); lambda_hat is its certified global minimiser. \
+                 robust-ebci: average coverage over units >= 1 - alpha for any distribution of effects with the \
+                 estimated second and fourth moments (normal approximation of each unit's estimate).",
+            )
+            .reference("Chen & Lei (2025) on shrinkage for binomial data; Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
+            .cuda()
+            .param(param::choice("sample", &["one", "two"], "one: proportions y/n; two: differences y1/n1 - y2/n2"))
+            .param(param::choice("ci", &["none", "robust-ebci"], "intervals"))
+            .param(param::float("alpha", Some(0.05), "interval level: average non-coverage, in (0, 1)"))
+            .param(param::choice("kurtosis", &["estimate", "none"], "robust-ebci: use the estimated fourth moment, or only the second"))
+            .param(param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)"))
+            .param(param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting"))
+            .table(
+                TableBuilder::new("data", "one row per unit")
+                    .column(column::f64_opt("y", "one sample: successes"))
+                    .column(column::f64_opt("n", "one sample: trials (>= 2)"))
+                    .column(column::f64_opt("y1", "two samples: successes in group 1"))
+                    .column(column::f64_opt("n1", "two samples: trials in group 1 (>= 2)"))
+                    .column(column::f64_opt("y2", "two samples: successes in group 2"))
+                    .column(column::f64_opt("n2", "two samples: trials in group 2 (>= 2)"))
+                    .column(column::f64_opt("m", "shrinkage target per unit (default: the pooled mean)")),
+            )
+            .build()
+    }
+
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+        let config = Config::from_params(&params)?;
+        let (device, notice) = quiver_gpu::resolve(ctx.device, true).map_err(device_err)?;
+        Ok(quiver_sdk::shrinkage(SureBinomial { config, device, notice, params_json: params.to_json() }))
+    }
+}
+
+quiver_sdk::export_plugin!(SureBinomialPlugin);

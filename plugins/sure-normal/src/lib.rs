@@ -1,0 +1,391 @@
+//! `sure-normal`: compound estimation of many normal means x_i ~ N(θ_i, A_i) with known,
+//! possibly unequal variances, tuned by Stein's unbiased risk estimate (SURE).
+//!
+//! * `james-stein`: positive-part James–Stein for equal variances A: toward `location`,
+//!   θ̂ = μ + (1 − (p−2)A/Σ(x−μ)²)₊(x − μ); toward the grand mean, x̄ + (1 − (p−3)A/Σ(x−x̄)²)₊(x − x̄).
+//! * XKB parametric (Xie, Kou & Brown, JASA 2012): θ̂_i = λ/(λ+A_i)·x_i + A_i/(λ+A_i)·μ, λ̂ the
+//!   global minimiser of SURE over λ ∈ [0, ∞]. With b_i = A_i/(A_i+λ):
+//!   `xkb-location` (μ given): SURE = (1/p)Σ [b_i²(x_i − μ)² + A_i − 2A_i b_i];
+//!   `xkb-grand-mean` (μ = x̄): SURE = (1/p)Σ [b_i²(x_i − x̄)² + A_i − 2(1 − 1/p)A_i b_i];
+//!   `xkb-estimated` (μ̂(λ) = Σ b_i² x_i / Σ b_i²): SURE = (1/p)Σ [b_i²(x_i − μ̂)² + A_i
+//!   − 2A_i b_i(1 − b_i²/Σ_j b_j²)].
+//! * `xkb-monotone` (XKB's semiparametric SURE-M): any factors b_i ∈ [0, 1] nondecreasing in A_i,
+//!   minimising SURE: a weighted isotonic regression (PAVA) of e_i/d_i with weights d_i, clipped.
+//!
+//! The first two XKB forms are sums of convex quadratics in the b_i, minimised by the certified
+//! branch-and-bound of `quiver_shrinkage::risk` (CPU or CUDA sweeps); `xkb-estimated` couples the
+//! units through μ̂(λ) and is minimised on a 257-point grid in t = λ/(λ+s) with golden-section
+//! refinement (reported as not certified).
+
+use quiver_sdk::abi::{
+    abi_stable::std_types::{ROption, RVec},
+    Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext, ShrinkageResult,
+};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{column, json_f64, param, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables};
+use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+
+/// The estimator family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Positive-part James–Stein (equal variances).
+    JamesStein,
+    /// XKB toward a given location.
+    XkbLocation,
+    /// XKB toward the grand mean.
+    XkbGrandMean,
+    /// XKB with the location estimated jointly.
+    XkbEstimated,
+    /// XKB's semiparametric monotone shrinkage.
+    XkbMonotone,
+}
+
+/// Where the shrinkage goes (James–Stein and the monotone method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The parameter `location`.
+    Location,
+    /// The grand mean x̄.
+    GrandMean,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Method.
+    pub method: Method,
+    /// Target for james-stein / xkb-monotone.
+    pub target: Target,
+    /// The location μ.
+    pub location: f64,
+    /// A fixed λ instead of the SURE-tuned one.
+    pub lambda: Option<f64>,
+    /// Number of points of the SURE curve to report (0: none).
+    pub curve: usize,
+}
+
+impl Config {
+    /// Read and check parameters.
+    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let method = match p.str("method")? {
+            "james-stein" => Method::JamesStein,
+            "xkb-location" => Method::XkbLocation,
+            "xkb-grand-mean" => Method::XkbGrandMean,
+            "xkb-estimated" => Method::XkbEstimated,
+            _ => Method::XkbMonotone,
+        };
+        let target = if p.str("target")? == "grand-mean" { Target::GrandMean } else { Target::Location };
+        let location = p.f64("location")?;
+        if !location.is_finite() {
+            return Err(PluginError::param(format!("parameter 'location' = {location} must be finite")));
+        }
+        let lambda = p.f64_opt("lambda")?;
+        if let Some(l) = lambda {
+            if !(l >= 0.0) {
+                return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
+            }
+        }
+        let curve = p.i64("curve")?;
+        if !(0..=10_000).contains(&curve) {
+            return Err(PluginError::param(format!("parameter 'curve' = {curve} must be in 0..=10000")));
+        }
+        Ok(Config { method, target, location, lambda, curve: curve as usize })
+    }
+}
+
+/// The per-unit quadratic risk of the XKB forms toward a fixed μ (grand mean: `shrink_e` = 1 − 1/p).
+pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRisk {
+    let p = x.len() as f64;
+    let factor = if grand_mean { 1.0 - 1.0 / p } else { 1.0 };
+    QuadraticRisk {
+        d: x.iter().map(|xi| (xi - mu).powi(2)).collect(),
+        e: a.iter().map(|ai| factor * ai).collect(),
+        h: a.to_vec(),
+        c: a.iter().sum(),
+        weight: Weight::Decreasing,
+    }
+}
+
+/// SURE of `xkb-estimated` at λ, with μ̂(λ).
+pub fn sure_estimated(x: &[f64], a: &[f64], lambda: f64) -> (f64, f64) {
+    let b: Vec<f64> = a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
+    let s2: f64 = b.iter().map(|v| v * v).sum();
+    let mu = if s2 > 0.0 { b.iter().zip(x).map(|(bi, xi)| bi * bi * xi).sum::<f64>() / s2 } else { 0.0 };
+    let p = x.len() as f64;
+    let total: f64 = (0..x.len())
+        .map(|i| {
+            let bi = b[i];
+            let lev = if s2 > 0.0 { bi * bi / s2 } else { 0.0 };
+            bi * bi * (x[i] - mu).powi(2) + a[i] - 2.0 * a[i] * bi * (1.0 - lev)
+        })
+        .sum();
+    (total / p, mu)
+}
+
+/// λ = s·t/(1 − t).
+fn lam(s: f64, t: f64) -> f64 {
+    if t >= 1.0 {
+        f64::INFINITY
+    } else {
+        s * t / (1.0 - t)
+    }
+}
+
+/// Grid-and-golden-section minimisation of `xkb-estimated`'s SURE (not certified).
+fn minimize_estimated(x: &[f64], a: &[f64], s: f64) -> (f64, f64) {
+    let f = |t: f64| sure_estimated(x, a, lam(s, t)).0;
+    let g = 256;
+    let (mut bt, mut bv) = (0.0, f64::INFINITY);
+    for i in 0..=g {
+        let t = i as f64 / g as f64;
+        let v = f(t);
+        if v < bv {
+            (bt, bv) = (t, v);
+        }
+    }
+    let (mut lo, mut hi) = ((bt - 1.0 / g as f64).max(0.0), (bt + 1.0 / g as f64).min(1.0));
+    let r = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (hi - r * (hi - lo), lo + r * (hi - lo));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..60 {
+        if fc < fd {
+            (hi, d, fd) = (d, c, fc);
+            c = hi - r * (hi - lo);
+            fc = f(c);
+        } else {
+            (lo, c, fc) = (c, d, fd);
+            d = lo + r * (hi - lo);
+            fd = f(d);
+        }
+    }
+    for (t, v) in [(c, fc), (d, fd)] {
+        if v < bv {
+            (bt, bv) = (t, v);
+        }
+    }
+    (lam(s, bt), bv)
+}
+
+/// The estimator object.
+pub struct SureNormal {
+    config: Config,
+    device: Device,
+    notice: Option<String>,
+    params_json: Value,
+}
+
+fn sweep_device(d: Device) -> Sweep {
+    if d == Device::Cuda {
+        Sweep::Cuda
+    } else {
+        Sweep::Cpu
+    }
+}
+
+fn device_err(e: quiver_gpu::GpuError) -> PluginError {
+    PluginError::new(ErrorKind::Device, e.to_string())
+}
+
+impl SureNormal {
+    fn run(&self, x: &[f64], a: &[f64]) -> Result<(Vec<f64>, Value, f64, f64), PluginError> {
+        let cfg = &self.config;
+        let p = x.len();
+        let pf = p as f64;
+        let xbar = x.iter().sum::<f64>() / pf;
+        let mut out = json!({});
+        let shrink = |b: &[f64], mu: f64| -> Vec<f64> { x.iter().zip(b).map(|(xi, bi)| xi - bi * (xi - mu)).collect() };
+        let (estimates, lambda_hat, sure) = match cfg.method {
+            Method::JamesStein => {
+                if let Some(i) = a.iter().position(|&ai| ai != a[0]) {
+                    return Err(PluginError::input(format!(
+                        "table 'data', column 'a', row {}: james-stein needs equal variances (row 1 has {}, this row {}); use an xkb-* method",
+                        i + 1,
+                        a[0],
+                        a[i]
+                    )));
+                }
+                let (mu, dof) = match cfg.target {
+                    Target::Location => (cfg.location, pf - 2.0),
+                    Target::GrandMean => (xbar, pf - 3.0),
+                };
+                let need = if cfg.target == Target::Location { 3 } else { 4 };
+                if p < need {
+                    return Err(PluginError::input(format!(
+                        "table 'data': james-stein toward this target needs at least {need} rows, got {p}"
+                    )));
+                }
+                let ss: f64 = x.iter().map(|xi| (xi - mu).powi(2)).sum();
+                let b = if ss > 0.0 { (dof * a[0] / ss).min(1.0) } else { 1.0 };
+                let lambda = if b > 0.0 { a[0] * (1.0 - b) / b } else { f64::INFINITY };
+                let risk = xkb_risk(x, a, mu, cfg.target == Target::GrandMean);
+                out["location"] = json!(mu);
+                out["shrinkage_factor"] = json!(b);
+                (shrink(&vec![b; p], mu), lambda, risk.at(lambda))
+            }
+            Method::XkbLocation | Method::XkbGrandMean => {
+                let grand = cfg.method == Method::XkbGrandMean;
+                let mu = if grand { xbar } else { cfg.location };
+                let risk = xkb_risk(x, a, mu, grand);
+                let (lambda, sure) = match cfg.lambda {
+                    Some(l) => (l, risk.at(l)),
+                    None => {
+                        let m = risk.minimize(sweep_device(self.device)).map_err(device_err)?;
+                        out["sure_lower_bound"] = json!(m.lower_bound);
+                        out["certified"] = json!(true);
+                        out["sweeps"] = json!(m.sweeps);
+                        (m.lambda, m.risk)
+                    }
+                };
+                if cfg.curve > 0 {
+                    let s = risk.scale();
+                    let ls: Vec<f64> = (0..=cfg.curve).map(|i| lam(s, i as f64 / cfg.curve as f64)).collect();
+                    let vs = risk.curve(&ls, sweep_device(self.device)).map_err(device_err)?;
+                    out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
+                }
+                out["location"] = json!(mu);
+                (shrink(&risk.weights(lambda), mu), lambda, sure)
+            }
+            Method::XkbEstimated => {
+                let s = {
+                    let mut h = a.to_vec();
+                    let mid = h.len() / 2;
+                    *h.select_nth_unstable_by(mid, f64::total_cmp).1
+                };
+                let (lambda, sure) = match cfg.lambda {
+                    Some(l) => (l, sure_estimated(x, a, l).0),
+                    None => minimize_estimated(x, a, s),
+                };
+                let mu = sure_estimated(x, a, lambda).1;
+                if cfg.curve > 0 {
+                    let pts: Vec<Value> = (0..=cfg.curve)
+                        .map(|i| {
+                            let l = lam(s, i as f64 / cfg.curve as f64);
+                            json!([json_f64(l), sure_estimated(x, a, l).0])
+                        })
+                        .collect();
+                    out["curve"] = json!(pts);
+                }
+                out["location"] = json!(mu);
+                out["certified"] = json!(false);
+                let b: Vec<f64> =
+                    a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
+                (shrink(&b, mu), lambda, sure)
+            }
+            Method::XkbMonotone => {
+                let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
+                let risk = xkb_risk(x, a, mu, cfg.target == Target::GrandMean);
+                let b = monotone_factors(&risk);
+                let sure = (b.iter().zip(&risk.d).zip(&risk.e).map(|((b, d), e)| b * b * d - 2.0 * b * e).sum::<f64>()
+                    + risk.c)
+                    / pf;
+                out["location"] = json!(mu);
+                out["shrinkage_factors"] = json!(b);
+                (shrink(&b, mu), f64::NAN, sure)
+            }
+        };
+        out["lambda_hat"] = json_f64(lambda_hat);
+        out["sure"] = json!(sure);
+        Ok((estimates, out, lambda_hat, sure))
+    }
+}
+
+/// XKB's SURE-M factors: minimise Σ (b_i² d_i − 2 b_i e_i) over b nondecreasing in A_i (= h_i),
+/// i.e. weighted isotonic regression of e_i/d_i with weights d_i, then clip to [0, 1]. Units with
+/// d_i = 0 get a vanishing weight (their term is minimised by the largest b).
+pub fn monotone_factors(risk: &QuadraticRisk) -> Vec<f64> {
+    let p = risk.len();
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&i, &j| risk.h[i].total_cmp(&risk.h[j]));
+    let mean_d = risk.d.iter().sum::<f64>() / p as f64;
+    let floor = (mean_d * 1e-12).max(f64::MIN_POSITIVE);
+    let w: Vec<f64> = order.iter().map(|&i| risk.d[i].max(floor)).collect();
+    let y: Vec<f64> = order.iter().zip(&w).map(|(&i, &wi)| risk.e[i] / wi).collect();
+    let fitted = quiver_numerics::isotonic::pava(&y, &w);
+    let mut b = vec![0.0; p];
+    for (k, &i) in order.iter().enumerate() {
+        b[i] = fitted[k].clamp(0.0, 1.0);
+    }
+    b
+}
+
+impl ShrinkageImpl for SureNormal {
+    fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult, PluginError> {
+        let data = tables.get("data")?;
+        data.non_empty()?;
+        let x = data.f64("x")?;
+        let a = data.f64("a")?;
+        if data.nrows() < 2 {
+            return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
+        }
+        if let Some(i) = a.iter().position(|&v| v <= 0.0) {
+            return Err(PluginError::input(format!(
+                "table 'data', column 'a', row {}: variance {} must be > 0",
+                i + 1,
+                a[i]
+            )));
+        }
+        let (x, a) = (x.to_vec(), a.to_vec());
+        let (estimates, summary, lambda_hat, sure) = self.run(&x, &a)?;
+        let mut json = json!({
+            "method": "sure-normal",
+            "version": env!("CARGO_PKG_VERSION"),
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.params_json,
+            "p": x.len(),
+        });
+        for (k, v) in summary.as_object().expect("object") {
+            json[k] = v.clone();
+        }
+        Ok(ShrinkageResult {
+            device: self.device,
+            lambda_hat,
+            risk_estimate: sure,
+            estimates: RVec::from(estimates),
+            intervals: ROption::RNone,
+            json: json.to_string().into(),
+        })
+    }
+}
+
+/// The plugin.
+pub struct SureNormalPlugin;
+
+impl Plugin for SureNormalPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("sure-normal", Family::Shrinkage)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Shrink many normal means x_i ~ N(theta_i, a_i): James-Stein and XKB, tuned by SURE")
+            .guarantee(
+                "SURE is an unbiased estimate of the mean squared error (1/p) sum E(theta_hat_i - theta_i)^2 at every \
+                 fixed lambda; lambda_hat is its certified global minimiser (xkb-location, xkb-grand-mean) and XKB \
+                 show the tuned estimator's risk is asymptotically optimal in its class. James-Stein dominates x in \
+                 risk for p >= 3 (p >= 4 toward the grand mean).",
+            )
+            .reference("James & Stein (1961); Xie, Kou & Brown, SURE estimates for a heteroscedastic hierarchical model, JASA (2012)")
+            .cuda()
+            .param(param::choice(
+                "method",
+                &["xkb-grand-mean", "xkb-location", "xkb-estimated", "xkb-monotone", "james-stein"],
+                "estimator",
+            ))
+            .param(param::choice("target", &["location", "grand-mean"], "james-stein / xkb-monotone: shrink toward"))
+            .param(param::float("location", Some(0.0), "the location mu for xkb-location and target=location"))
+            .param(param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = full shrinkage, inf = none)"))
+            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting"))
+            .table(
+                TableBuilder::new("data", "one row per unit")
+                    .column(column::f64("x", "observation"))
+                    .column(column::f64("a", "its known variance A_i (> 0)")),
+            )
+            .build()
+    }
+
+    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+        let config = Config::from_params(&params)?;
+        let (device, notice) = quiver_gpu::resolve(ctx.device, true).map_err(device_err)?;
+        Ok(quiver_sdk::shrinkage(SureNormal { config, device, notice, params_json: params.to_json() }))
+    }
+}
+
+quiver_sdk::export_plugin!(SureNormalPlugin);

@@ -1,0 +1,162 @@
+//! sure-normal through the real plugin boundary: James–Stein's closed form, XKB's λ → 0 and
+//! λ → ∞ limits, λ̂ against a fine grid, SURE's unbiasedness by Monte Carlo, the monotone
+//! method's constraints, and bad input.
+
+use quiver_host::{testing, DeviceRequest, RunContext, Table};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::{json, Value};
+
+const METHOD: &str = "sure-normal";
+
+fn cpu() -> RunContext {
+    RunContext { device: DeviceRequest::Cpu, threads: 1 }
+}
+
+fn run(host: &quiver_host::Host, params: &[(&str, Value)], x: &[f64], a: &[f64]) -> (Vec<f64>, Value) {
+    let h = host.shrinker(METHOD, &testing::params(params), cpu()).unwrap();
+    let r = h.estimate(&[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
+    (r.estimates.to_vec(), serde_json::from_str(r.json.as_str()).unwrap())
+}
+
+fn data(seed: u64, p: usize, hetero: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let a: Vec<f64> = (0..p).map(|_| if hetero { 0.1 + 3.0 * r.random::<f64>().powi(2) } else { 1.0 }).collect();
+    let theta: Vec<f64> = (0..p).map(|i| 1.0 + 0.8 * (i as f64 * 0.7).sin() + 0.5 * a[i]).collect();
+    let x = theta.iter().zip(&a).map(|(t, ai)| t + ai.sqrt() * Normal::new(0.0, 1.0).unwrap().sample(&mut r)).collect();
+    (x, a, theta)
+}
+
+#[test]
+fn james_stein_closed_form() {
+    let host = testing::host();
+    let (x, a, _) = data(1, 30, false);
+    let p = x.len() as f64;
+    // toward 0
+    let ss: f64 = x.iter().map(|v| v * v).sum();
+    let f = (1.0 - (p - 2.0) / ss).max(0.0);
+    let (est, v) = run(&host, &[("method", json!("james-stein"))], &x, &a);
+    for (e, xi) in est.iter().zip(&x) {
+        assert!((e - f * xi).abs() < 1e-12);
+    }
+    assert!((v["shrinkage_factor"].as_f64().unwrap() - (p - 2.0) / ss).abs() < 1e-12);
+    // toward the grand mean
+    let xbar = x.iter().sum::<f64>() / p;
+    let ss: f64 = x.iter().map(|v| (v - xbar).powi(2)).sum();
+    let f = (1.0 - (p - 3.0) / ss).max(0.0);
+    let (est, _) = run(&host, &[("method", json!("james-stein")), ("target", json!("grand-mean"))], &x, &a);
+    for (e, xi) in est.iter().zip(&x) {
+        assert!((e - (xbar + f * (xi - xbar))).abs() < 1e-12);
+    }
+    // positive part: data close to the target shrink all the way
+    let near = vec![0.01, -0.02, 0.015, 0.0, -0.01];
+    let (est, _) = run(&host, &[("method", json!("james-stein"))], &near, &[1.0; 5]);
+    assert!(est.iter().all(|&e| e == 0.0));
+}
+
+#[test]
+fn xkb_limits_in_lambda() {
+    let host = testing::host();
+    let (x, a, _) = data(2, 25, true);
+    let xbar = x.iter().sum::<f64>() / x.len() as f64;
+    for (method, mu) in [("xkb-location", 0.7), ("xkb-grand-mean", xbar)] {
+        let base = [("method", json!(method)), ("location", json!(0.7))];
+        let (est, _) = run(&host, &[base[0].clone(), base[1].clone(), ("lambda", json!(0.0))], &x, &a);
+        assert!(est.iter().all(|e| (e - mu).abs() < 1e-12), "{method} at 0");
+        let (est, _) = run(&host, &[base[0].clone(), base[1].clone(), ("lambda", json!("inf"))], &x, &a);
+        assert_eq!(est, x, "{method} at inf");
+        // SURE at the limits: (1/p)Σ[(x−μ)² − (2(1−1/p) − 1)·A]... checked through the formula
+        let (_, v) = run(&host, &[base[0].clone(), base[1].clone(), ("lambda", json!("inf"))], &x, &a);
+        let mean_a = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((v["sure"].as_f64().unwrap() - mean_a).abs() < 1e-12, "SURE(inf) = mean A");
+    }
+}
+
+#[test]
+fn lambda_hat_is_the_global_minimum_on_a_fine_grid() {
+    let host = testing::host();
+    for seed in 0..6 {
+        let (x, a, _) = data(10 + seed, 40 + 10 * seed as usize, true);
+        for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
+            let (_, v) = run(&host, &[("method", json!(method)), ("curve", json!(4000))], &x, &a);
+            let sure = v["sure"].as_f64().unwrap();
+            let grid_min =
+                v["curve"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+            assert!(
+                sure <= grid_min + 1e-9 * grid_min.abs().max(1.0),
+                "{method} seed {seed}: {sure} > grid {grid_min}"
+            );
+            if method != "xkb-estimated" {
+                assert_eq!(v["certified"], json!(true));
+                assert!(v["sure_lower_bound"].as_f64().unwrap() <= grid_min + 1e-12);
+            }
+        }
+    }
+}
+
+/// E[SURE(λ)] = the risk (1/p)Σ E(θ̂_i − θ_i)², at fixed λ, within 3 Monte Carlo standard errors.
+#[test]
+fn sure_is_unbiased_monte_carlo() {
+    let host = testing::host();
+    let (_, a, theta) = data(3, 8, true);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
+        let h = host
+            .shrinker(METHOD, &testing::params(&[("method", json!(method)), ("lambda", json!(0.8))]), cpu())
+            .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let reps = 20_000;
+        let mut diff = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let x: Vec<f64> = theta.iter().zip(&a).map(|(t, ai)| t + ai.sqrt() * normal.sample(&mut rng)).collect();
+            let r = h.estimate(&[Table::new("data").with_f64("x", x).with_f64("a", a.clone())]).unwrap();
+            let loss = r.estimates.iter().zip(&theta).map(|(e, t)| (e - t).powi(2)).sum::<f64>() / theta.len() as f64;
+            diff.push(r.risk_estimate - loss);
+        }
+        let m = diff.iter().sum::<f64>() / reps as f64;
+        let se = (diff.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (reps as f64 - 1.0) / reps as f64).sqrt();
+        println!("{method}: E[SURE − loss] = {m:.5} ± {se:.5}");
+        assert!(m.abs() <= 3.0 * se, "{method}: SURE biased by {m} (se {se})");
+    }
+}
+
+#[test]
+fn monotone_factors_are_monotone_in_a_and_beat_every_parametric_lambda() {
+    let host = testing::host();
+    for seed in 0..5 {
+        let (x, a, _) = data(20 + seed, 60, true);
+        for target in ["location", "grand-mean"] {
+            let (_, v) = run(&host, &[("method", json!("xkb-monotone")), ("target", json!(target))], &x, &a);
+            let b: Vec<f64> = v["shrinkage_factors"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+            assert!(b.iter().all(|&b| (0.0..=1.0).contains(&b)));
+            let mut idx: Vec<usize> = (0..a.len()).collect();
+            idx.sort_by(|&i, &j| a[i].total_cmp(&a[j]));
+            assert!(idx.windows(2).all(|w| b[w[0]] <= b[w[1]] + 1e-12), "not monotone in A");
+            // the parametric family b = A/(A+λ) is monotone in A, so SURE-M is at most its minimum
+            let param = if target == "location" { "xkb-location" } else { "xkb-grand-mean" };
+            let (_, pv) = run(&host, &[("method", json!(param))], &x, &a);
+            assert!(v["sure"].as_f64().unwrap() <= pv["sure"].as_f64().unwrap() + 1e-12);
+        }
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let host = testing::host();
+    let h = host.shrinker(METHOD, &testing::params(&[]), cpu()).unwrap();
+    let t = |x: Vec<f64>, a: Vec<f64>| Table::new("data").with_f64("x", x).with_f64("a", a);
+    let e = h.estimate(&[t(vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 1.0])]).unwrap_err();
+    assert!(e.to_string().contains("column 'a', row 2: variance 0 must be > 0"), "{e}");
+    let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1.0])]).unwrap_err();
+    assert!(e.to_string().contains("row 2: variance -1"), "{e}");
+    let e = h.estimate(&[t(vec![1.0, f64::NAN], vec![1.0, 1.0])]).unwrap_err();
+    assert!(e.to_string().contains("column 'x', row 2 (line 3): value NaN is not finite"), "{e}");
+    let e = h.estimate(&[t(vec![1.0], vec![1.0])]).unwrap_err();
+    assert!(e.to_string().contains("single unit"), "{e}");
+    let js = host.shrinker(METHOD, &testing::params(&[("method", json!("james-stein"))]), cpu()).unwrap();
+    let e = js.estimate(&[t(vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 2.0, 1.0])]).unwrap_err();
+    assert!(e.to_string().contains("row 3: james-stein needs equal variances"), "{e}");
+    let e = host.shrinker(METHOD, &testing::params(&[("lambda", json!(-1.0))]), cpu()).err().unwrap();
+    assert!(e.to_string().contains("'lambda' = -1 must be >= 0"), "{e}");
+}
