@@ -18,9 +18,10 @@
 //!
 //! Robust EBCI (`ci = robust-ebci`): with σ_i² the sampling variance of the raw estimate (V̂_i,
 //! or m_i(1 − m_i)/n_i when V̂_i = 0), μ₂ = mean[(θ̂ − m)² − σ²] (floored at
-//! 2·mean(σ⁴)/(N·mean(σ²)), a standard error of that estimate), κ = mean[(θ̂ − m)⁴ − 6σ²(θ̂ − m)²
-//! + 3σ⁴]/μ₂² (at least 1; or κ = ∞ with `kurtosis = none`), and w_i = μ₂/(μ₂ + σ_i²): the interval
-//! is m_i + w_i(θ̂_i − m_i) ± cva_α(σ_i²/μ₂, κ)·w_i·σ_i. Average coverage over units ≥ 1 − α.
+//! 2·mean(σ⁴)/(N·mean(σ²)), a standard error of that estimate), κ = mean[(θ̂ − m)⁴ −
+//! 6σ²(θ̂ − m)² + 3σ⁴]/μ₂² (at least 1; or κ = ∞ with `kurtosis = none`), and
+//! w_i = μ₂/(μ₂ + σ_i²): the interval is m_i + w_i(θ̂_i − m_i) ± cva_α(σ_i²/μ₂, κ)·w_i·σ_i.
+//! Average coverage over units ≥ 1 − α.
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
@@ -52,7 +53,7 @@ impl Config {
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
         let lambda = p.f64_opt("lambda")?;
         if let Some(l) = lambda {
-            if !(l >= 0.0) {
+            if l.is_nan() || l < 0.0 {
                 return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
             }
         }
@@ -154,6 +155,12 @@ impl Units {
         Ok(Units { raw, target, var, h, model_var })
     }
 
+    /// Sampling variances of the raw estimates for the intervals: the unbiased V̂_i, or the
+    /// target's binomial variance where V̂_i = 0 (a proportion of exactly 0 or 1).
+    pub fn sampling_variance(&self) -> Vec<f64> {
+        self.var.iter().zip(&self.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect()
+    }
+
     /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ).
     pub fn risk(&self) -> QuadraticRisk {
         QuadraticRisk {
@@ -166,14 +173,23 @@ impl Units {
     }
 }
 
-/// Robust EBCIs: (centre, half-width) per unit, plus (μ₂, κ).
-pub fn robust_ebci(
-    u: &Units,
-    alpha: f64,
-    kurtosis: bool,
-) -> Result<(Vec<f64>, Vec<f64>, f64, Option<f64>), PluginError> {
+/// Robust EBCIs per unit, with the moments they used.
+#[derive(Debug, Clone)]
+pub struct Ebci {
+    /// Interval centres m_i + w_i(θ̂_i − m_i).
+    pub centre: Vec<f64>,
+    /// Half-widths cva_i·w_i·σ_i.
+    pub half: Vec<f64>,
+    /// μ₂, the variance of the effects around the targets.
+    pub mu2: f64,
+    /// κ (None: ∞).
+    pub kappa: Option<f64>,
+}
+
+/// Robust EBCIs for every unit. `s2` holds each raw estimate's
+/// sampling variance ([`Units::sampling_variance`]).
+pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<Ebci, PluginError> {
     let nf = u.raw.len() as f64;
-    let s2: Vec<f64> = u.var.iter().zip(&u.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect();
     let dev: Vec<f64> = u.raw.iter().zip(&u.target).map(|(r, m)| r - m).collect();
     let mean = |f: &dyn Fn(usize) -> f64| (0..dev.len()).map(f).sum::<f64>() / nf;
     let mean_s2 = mean(&|i| s2[i]);
@@ -191,7 +207,7 @@ pub fn robust_ebci(
     let w: Vec<f64> = s2.iter().map(|s| mu2 / (mu2 + s)).collect();
     let centre = (0..dev.len()).map(|i| u.target[i] + w[i] * dev[i]).collect();
     let half = (0..dev.len()).map(|i| cva[i] * w[i] * s2[i].sqrt()).collect();
-    Ok((centre, half, mu2, kappa))
+    Ok(Ebci { centre, half, mu2, kappa })
 }
 
 /// The estimator object.
@@ -247,7 +263,8 @@ impl ShrinkageImpl for SureBinomial {
         let b = risk.weights(lambda);
         let estimates: Vec<f64> = (0..u.raw.len()).map(|i| (1.0 - b[i]) * u.raw[i] + b[i] * u.target[i]).collect();
         let intervals = if cfg.intervals {
-            let (centre, half, mu2, kappa) = robust_ebci(&u, cfg.alpha, cfg.kurtosis)?;
+            let sigma2 = u.sampling_variance();
+            let Ebci { centre, half, mu2, kappa } = robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?;
             json["ebci"] = json!({
                 "alpha": cfg.alpha,
                 "mu2": mu2,

@@ -81,7 +81,7 @@ impl Config {
         }
         let lambda = p.f64_opt("lambda")?;
         if let Some(l) = lambda {
-            if !(l >= 0.0) {
+            if l.is_nan() || l < 0.0 {
                 return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
             }
         }

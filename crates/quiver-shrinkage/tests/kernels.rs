@@ -1,0 +1,35 @@
+//! The SURE sweep kernel: compiles to PTX (NVRTC from PyPI in `cargo xtask test`), and equals
+//! the CPU sweep to rounding where a GPU is present.
+
+use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+
+#[test]
+fn sweep_kernel_compiles_to_ptx() {
+    match quiver_gpu::check_kernel_compiles("sure_batch", quiver_shrinkage::risk::SURE_KERNEL, "sure_batch") {
+        Ok(quiver_gpu::PtxCheck::Compiled { bytes }) => println!("PTX: {bytes} bytes"),
+        Ok(quiver_gpu::PtxCheck::Skipped(why)) => println!("skipped: {why}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn cuda_sweep_equals_cpu_when_a_gpu_is_present() {
+    if !quiver_gpu::probe().usable() {
+        println!("skipped: no usable GPU ({:?})", quiver_gpu::probe().reason);
+        return;
+    }
+    let p = 200_000;
+    let h: Vec<f64> = (0..p).map(|i| 0.1 + (i % 97) as f64 * 0.05).collect();
+    let d: Vec<f64> = (0..p).map(|i| ((i * 31) % 101) as f64 * 0.01).collect();
+    for weight in [Weight::Decreasing, Weight::Increasing] {
+        let risk = QuadraticRisk { e: h.clone(), d: d.clone(), h: h.clone(), c: 1.0, weight };
+        let lambdas: Vec<f64> = (0..40).map(|i| 0.01 * 1.3f64.powi(i)).chain([f64::INFINITY]).collect();
+        let (cp, cc) = risk.sweep_cpu(&lambdas);
+        let (gp, gc) = risk.sweep_cuda(&lambdas).unwrap();
+        for (a, b) in cp.iter().chain(&cc).zip(gp.iter().chain(&gc)) {
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
+        }
+        let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::Cuda).unwrap());
+        assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
+    }
+}
