@@ -265,7 +265,11 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
         let json = String::from_utf8_lossy(&json_out.stdout).to_string();
         for check in checks {
             let (kind, file) = check.split_once(' ').ok_or("bad check line")?;
-            println!("\ntruth check: {}", truth_check(kind, &read_column(&dir.join(file), "truth")?, &json)?);
+            let raw = read_column(&dir.join(file), "raw").ok();
+            println!(
+                "\ntruth check: {}",
+                truth_check(kind, &read_column(&dir.join(file), "truth")?, raw.as_deref(), &json)?
+            );
         }
         println!();
     }
@@ -273,7 +277,7 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
 }
 
 /// Compare a result with the held-back truth; one line for the reader.
-fn truth_check(kind: &str, truth: &[f64], json: &str) -> Result<String> {
+fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Result<String> {
     let count = |f: &dyn Fn(f64) -> bool| truth.iter().filter(|&&t| f(t)).count();
     Ok(match kind {
         "fdp-power" => {
@@ -315,8 +319,30 @@ fn truth_check(kind: &str, truth: &[f64], json: &str) -> Result<String> {
                 truth.len()
             )
         }
+        "shrinkage-mse" => {
+            let est = json_float_list(json, "estimates");
+            if est.len() != truth.len() {
+                return Err(format!("{} estimates for {} truths", est.len(), truth.len()));
+            }
+            let raw = raw.ok_or("the truth file needs a 'raw' column for shrinkage-mse")?;
+            let mse = |v: &[f64]| v.iter().zip(truth).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / truth.len() as f64;
+            let (m_raw, m_est) = (mse(raw), mse(&est));
+            format!(
+                "mean squared error against the held-back truth: raw {m_raw:.6}, shrunk {m_est:.6} ({:.1}x smaller)",
+                m_raw / m_est
+            )
+        }
         other => return Err(format!("unknown check '{other}'")),
     })
+}
+
+/// The numbers of the top-level JSON array `"key": [...]` (our own pretty-printed output).
+fn json_float_list(json: &str, key: &str) -> Vec<f64> {
+    let pat = format!("\n  \"{key}\": [");
+    let Some(start) = json.find(&pat) else { return Vec::new() };
+    let rest = &json[start + pat.len()..];
+    let end = rest.find(']').unwrap_or(0);
+    rest[..end].split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {

@@ -244,7 +244,7 @@ impl ShrinkageImpl for SureBinomial {
             None => {
                 let m = risk.minimize(sweep).map_err(device_err)?;
                 json["ure_lower_bound"] = json!(m.lower_bound);
-                json["certified"] = json!(true);
+                json["certified_gap"] = json!(m.risk - m.lower_bound);
                 json["sweeps"] = json!(m.sweeps);
                 (m.lambda, m.risk)
             }

@@ -231,7 +231,7 @@ impl SureNormal {
                     None => {
                         let m = risk.minimize(sweep_device(self.device)).map_err(device_err)?;
                         out["sure_lower_bound"] = json!(m.lower_bound);
-                        out["certified"] = json!(true);
+                        out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
                         (m.lambda, m.risk)
                     }
@@ -266,7 +266,7 @@ impl SureNormal {
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                out["certified"] = json!(false);
+                out["certified_gap"] = json!(null);
                 let b: Vec<f64> =
                     a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
                 (shrink(&b, mu), lambda, sure)
