@@ -335,10 +335,12 @@ impl QuadraticRisk {
     ///
     /// One sweep evaluates R at 16 points t_k = k/15 and bounds R from below on each of the 15
     /// cells (the per-unit bound of the module documentation), so min_k(cell bound) ≤ min R: that
-    /// is the certificate, reported as `lower_bound`. Every cell whose bound is below the best
-    /// value found is then searched by safeguarded Newton steps on R(t) (R, R′, R″ in one pass
-    /// each; bisection on the sign of R′ when a step leaves the bracket), and the best local
-    /// minimum is returned. Six to ten passes over the data in all.
+    /// is the certificate, reported as `lower_bound`. The run of candidate cells (bound below the
+    /// best value) around the best grid point, and the other run with the lowest bound, are then
+    /// searched by safeguarded Newton steps on R(t) (R, R′, R″ in one pass each; bisection on the
+    /// sign of R′ when a step leaves the bracket), and the best local minimum is returned. The
+    /// distance between it and `lower_bound` is what is certified; other candidate cells only
+    /// widen that gap.
     pub fn minimize(&self, device: Sweep) -> Result<Minimum, quiver_gpu::GpuError> {
         let s = self.scale();
         let lam = |t: f64| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) };
@@ -364,13 +366,29 @@ impl QuadraticRisk {
                 }
             }
         }
+        // search the bracket holding the best grid point first, then the one with the lowest
+        // bound; further candidate cells only widen the reported certified gap
+        let best_k = (best_t * G as f64).round() as usize;
+        brackets.sort_by_key(|&(ka, kb)| if (ka..=kb).contains(&best_k) { 0 } else { 1 });
+        if brackets.len() > 2 {
+            let rest = brackets.split_off(1);
+            let lowest = rest
+                .into_iter()
+                .min_by(|x, y| {
+                    let lx = lbs[x.0..x.1].iter().copied().fold(f64::INFINITY, f64::min);
+                    let ly = lbs[y.0..y.1].iter().copied().fold(f64::INFINITY, f64::min);
+                    lx.total_cmp(&ly)
+                })
+                .expect("non-empty");
+            brackets.push(lowest);
+        }
         for (ka, kb) in brackets {
-            let (mut a, mut b) = (ts[ka], ts[kb]);
-            // start from the better end's neighbourhood: the grid minimum inside, else the middle
-            let mut t = (ka..=kb).min_by(|&i, &j| vals[i].total_cmp(&vals[j])).map(|i| ts[i]).unwrap_or(0.5 * (a + b));
-            t = t.clamp(a, b.min(1.0 - 1e-12));
+            // the grid point with the lowest value in the run, and its two neighbouring cells
+            let j = (ka..=kb).min_by(|&i, &j| vals[i].total_cmp(&vals[j])).unwrap_or(ka);
+            let (mut a, mut b) = (ts[j.saturating_sub(1).max(ka)], ts[(j + 1).min(kb)]);
+            let mut t = ts[j].clamp(a, b.min(1.0 - 1e-12));
             for _ in 0..60 {
-                if b - a < 1e-12 {
+                if b - a < 1e-10 {
                     break;
                 }
                 let tt = t.clamp(a, b.min(1.0 - 1e-15));
