@@ -335,12 +335,10 @@ impl QuadraticRisk {
     ///
     /// One sweep evaluates R at 16 points t_k = k/15 and bounds R from below on each of the 15
     /// cells (the per-unit bound of the module documentation), so min_k(cell bound) ≤ min R: that
-    /// is the certificate, reported as `lower_bound`. The run of candidate cells (bound below the
-    /// best value) around the best grid point, and the other run with the lowest bound, are then
-    /// searched by safeguarded Newton steps on R(t) (R, R′, R″ in one pass each; bisection on the
-    /// sign of R′ when a step leaves the bracket), and the best local minimum is returned. The
-    /// distance between it and `lower_bound` is what is certified; other candidate cells only
-    /// widen that gap.
+    /// is the certificate, reported as `lower_bound`. The neighbourhood of the best grid point is
+    /// then searched by safeguarded Newton steps on R(t) (R, R′, R″ in one pass each; bisection
+    /// on the sign of R′ when a step leaves the bracket). The distance between the value returned
+    /// and `lower_bound` is what is certified; other cells whose bound is below it widen that gap.
     pub fn minimize(&self, device: Sweep) -> Result<Minimum, quiver_gpu::GpuError> {
         let s = self.scale();
         let lam = |t: f64| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) };
@@ -366,21 +364,12 @@ impl QuadraticRisk {
                 }
             }
         }
-        // search the bracket holding the best grid point first, then the one with the lowest
-        // bound; further candidate cells only widen the reported certified gap
+        // search the run holding the best grid point; other candidate cells only widen the
+        // reported certified gap
         let best_k = (best_t * G as f64).round() as usize;
-        brackets.sort_by_key(|&(ka, kb)| if (ka..=kb).contains(&best_k) { 0 } else { 1 });
-        if brackets.len() > 2 {
-            let rest = brackets.split_off(1);
-            let lowest = rest
-                .into_iter()
-                .min_by(|x, y| {
-                    let lx = lbs[x.0..x.1].iter().copied().fold(f64::INFINITY, f64::min);
-                    let ly = lbs[y.0..y.1].iter().copied().fold(f64::INFINITY, f64::min);
-                    lx.total_cmp(&ly)
-                })
-                .expect("non-empty");
-            brackets.push(lowest);
+        brackets.retain(|&(ka, kb)| (ka..=kb).contains(&best_k));
+        if brackets.is_empty() {
+            brackets.push((best_k.saturating_sub(1), (best_k + 1).min(G)));
         }
         for (ka, kb) in brackets {
             // the grid point with the lowest value in the run, and its two neighbouring cells
@@ -417,7 +406,7 @@ impl QuadraticRisk {
                 }
                 let newton = tt - r1 / r2;
                 t = if r2 > 0.0 && newton > a && newton < b { newton } else { 0.5 * (a + b) };
-                if (t - tt).abs() < 1e-14 {
+                if (t - tt).abs() < 1e-14 || r1.abs() * (b - a) <= 1e-15 * r.abs() {
                     break;
                 }
             }

@@ -171,6 +171,17 @@ impl Units {
             weight: Weight::Increasing,
         }
     }
+
+    /// [`Units::risk`] without copying: V̂ and h move into the risk (read them back from it).
+    pub fn take_risk(&mut self) -> QuadraticRisk {
+        QuadraticRisk {
+            d: self.raw.iter().zip(&self.target).map(|(r, m)| (r - m).powi(2)).collect(),
+            c: self.var.iter().sum(),
+            e: std::mem::take(&mut self.var),
+            h: std::mem::take(&mut self.h),
+            weight: Weight::Increasing,
+        }
+    }
 }
 
 /// Robust EBCIs per unit, with the moments they used.
@@ -227,8 +238,8 @@ impl ShrinkageImpl for SureBinomial {
         let data = tables.get("data")?;
         data.non_empty()?;
         let cfg = &self.config;
-        let u = Units::read(&data, cfg.two_sample)?;
-        let risk = u.risk();
+        let mut u = Units::read(&data, cfg.two_sample)?;
+        let risk = u.take_risk();
         let sweep = if self.device == Device::Cuda { Sweep::Cuda } else { Sweep::Cpu };
         let mut json = json!({
             "method": "sure-binomial",
@@ -260,9 +271,15 @@ impl ShrinkageImpl for SureBinomial {
         }
         json["lambda_hat"] = json_f64(lambda);
         json["ure"] = json!(ure);
-        let b = risk.weights(lambda);
-        let estimates: Vec<f64> = (0..u.raw.len()).map(|i| (1.0 - b[i]) * u.raw[i] + b[i] * u.target[i]).collect();
+        let estimates: Vec<f64> = (0..u.raw.len())
+            .map(|i| {
+                let b = quiver_shrinkage::risk::weight(risk.h[i], lambda, Weight::Increasing);
+                (1.0 - b) * u.raw[i] + b * u.target[i]
+            })
+            .collect();
         let intervals = if cfg.intervals {
+            // V̂ moved into the risk: put it back for the intervals
+            u.var = risk.e.clone();
             let sigma2 = u.sampling_variance();
             let Ebci { centre, half, mu2, kappa } = robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?;
             json["ebci"] = json!({

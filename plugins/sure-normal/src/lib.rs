@@ -243,7 +243,13 @@ impl SureNormal {
                     out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
                 }
                 out["location"] = json!(mu);
-                (shrink(&risk.weights(lambda), mu), lambda, sure)
+                drop(risk);
+                let est = x
+                    .iter()
+                    .zip(a)
+                    .map(|(&xi, &ai)| xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu))
+                    .collect();
+                (est, lambda, sure)
             }
             Method::XkbEstimated => {
                 let s = {
@@ -324,8 +330,8 @@ impl ShrinkageImpl for SureNormal {
                 a[i]
             )));
         }
-        let (x, a) = (x.to_vec(), a.to_vec());
-        let (estimates, summary, lambda_hat, sure) = self.run(&x, &a)?;
+        let (x, a) = (x.as_slice().expect("contiguous column"), a.as_slice().expect("contiguous column"));
+        let (estimates, summary, lambda_hat, sure) = self.run(x, a)?;
         let mut json = json!({
             "method": "sure-normal",
             "version": env!("CARGO_PKG_VERSION"),
