@@ -386,3 +386,62 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     assert!(out.contains("field_name:"), "{out}");
     assert!(out.lines().count() < 40, "the report must be short: {out}");
 }
+
+/// A little-endian f64 `.npy` file in C order.
+fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f64]) {
+    let shape = if cols == 1 { format!("({rows},)") } else { format!("({rows}, {cols})") };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn npy_matrices_with_named_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cal_csv, test_csv) = selection_files(dir.path());
+    // the same data as the CSV files, as matrices
+    let read = |p: &str| -> Vec<Vec<f64>> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').filter_map(|v| v.parse().ok()).collect())
+            .collect()
+    };
+    let cal: Vec<f64> = read(&cal_csv).into_iter().flatten().collect();
+    let test: Vec<f64> = read(&test_csv).into_iter().flatten().collect();
+    let (cal_npy, test_npy) = (dir.path().join("cal.npy"), dir.path().join("test.npy"));
+    write_npy(&cal_npy, cal.len() / 2, 2, &cal);
+    write_npy(&test_npy, test.len(), 1, &test);
+    let from_csv = quiver(&[
+        "run",
+        "conformal-selection",
+        "--input",
+        &format!("calibration={cal_csv}"),
+        "--input",
+        &format!("test={test_csv}"),
+        "--json",
+    ]);
+    let from_npy = quiver(&[
+        "run",
+        "conformal-selection",
+        "--input",
+        &format!("calibration={}:y,mu", cal_npy.display()),
+        "--input",
+        &format!("test={}:mu", test_npy.display()),
+        "--json",
+    ]);
+    assert!(from_npy.status.success(), "{}", text(&from_npy).1);
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&from_csv.stdout).unwrap(), serde_json::from_slice(&from_npy.stdout).unwrap());
+    assert_eq!(a["p_values"], b["p_values"]);
+    let o = quiver(&["run", "conformal-selection", "--input", &format!("calibration={}", cal_npy.display())]);
+    assert!(text(&o).1.contains("name the columns of a .npy matrix"), "{}", text(&o).1);
+}

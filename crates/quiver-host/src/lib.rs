@@ -11,6 +11,7 @@
 //! unloaded.
 
 pub mod error;
+pub mod npy;
 pub mod table;
 pub mod testing;
 
@@ -419,7 +420,8 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
     Ok(out)
 }
 
-/// Read `ROLE=PATH` inputs as CSV, typed and validated by the method's manifest. Tables the
+/// Read `ROLE=PATH` inputs (CSV, or `.npy` with column names), typed and validated by the
+/// method's manifest. Tables the
 /// method does not read, and required tables that are missing, are errors.
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
     let mut tables = Vec::new();
@@ -430,11 +432,29 @@ pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<
                 table: role.clone(),
                 known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
             })?;
-        let table = read_csv(path, role, Some(spec))?;
+        let table = read_table(path, role, spec)?;
         tables.push(table);
     }
     validate_tables(manifest, &mut tables)?;
     Ok(tables)
+}
+
+/// Read one input: a CSV file, or `PATH.npy:name1,name2,...` for a plain NumPy matrix whose
+/// columns get those names.
+pub fn read_table(path: &Path, role: &str, spec: &quiver_abi::TableSpec) -> Result<Table, InputError> {
+    let text = path.to_string_lossy();
+    if let Some((file, names)) = text.rsplit_once(':').filter(|(f, _)| f.ends_with(".npy")) {
+        let names: Vec<String> = names.split(',').map(|s| s.trim().to_string()).collect();
+        return npy::read_npy(Path::new(file), role, &names);
+    }
+    if text.ends_with(".npy") {
+        return Err(InputError::File {
+            table: role.into(),
+            path: path.into(),
+            reason: "name the columns of a .npy matrix: ROLE=PATH.npy:name1,name2,...".into(),
+        });
+    }
+    read_csv(path, role, Some(spec))
 }
 
 /// Check tables against the manifest (required tables present, columns, types, finiteness) and
