@@ -122,6 +122,11 @@ pub fn resolve(request: DeviceRequest, has_cuda_path: bool) -> Result<(Device, O
     }
 }
 
+/// [`resolve`] for a plugin with a CUDA path, as a plugin error ([`quiver_abi::ErrorKind::Device`]).
+pub fn pick(request: DeviceRequest) -> Result<(Device, Option<String>), quiver_abi::PluginError> {
+    resolve(request, true).map_err(|e| quiver_abi::PluginError::new(quiver_abi::ErrorKind::Device, e.to_string()))
+}
+
 fn context() -> Result<Arc<CudaContext>, GpuError> {
     static CTX: OnceLock<Result<Arc<CudaContext>, GpuError>> = OnceLock::new();
     CTX.get_or_init(|| {

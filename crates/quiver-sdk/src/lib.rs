@@ -263,6 +263,29 @@ pub fn json_f64(x: f64) -> serde_json::Value {
     }
 }
 
+/// A result's JSON: the fields every method reports first (`method`, `version`, `device`,
+/// `notice` — the CPU-fallback notice, if any — and `parameters`, as used), then `extra`'s.
+pub fn result_json(
+    method: &str,
+    version: &str,
+    device: quiver_abi::Device,
+    notice: &Option<String>,
+    params: &serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "method": method,
+        "version": version,
+        "device": device.name(),
+        "notice": notice,
+        "parameters": params,
+    });
+    if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    out
+}
+
 /// An error for a lifecycle step called out of order.
 pub fn state_error(message: impl Into<String>) -> PluginError {
     PluginError::new(ErrorKind::State, message)

@@ -313,15 +313,17 @@ impl BatchPi {
                 (-inf, t, selected)
             }
         };
-        let mut full = json!({
-            "method": "batch-pi",
-            "version": env!("CARGO_PKG_VERSION"),
-            "device": self.device.name(),
-            "notice": self.notice,
-            "parameters": self.params_json,
-            "mode": self.params_json["mode"],
-            "n_calibration": n,
-        });
+        let mut full = quiver_sdk::result_json(
+            "batch-pi",
+            env!("CARGO_PKG_VERSION"),
+            self.device,
+            &self.notice,
+            &self.params_json,
+            json!({
+                "mode": self.params_json["mode"],
+                "n_calibration": n,
+            }),
+        );
         for (k, v) in out.as_object().expect("object") {
             full[k] = v.clone();
         }
@@ -412,8 +414,7 @@ impl Plugin for BatchPiPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) =
-            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        let (device, notice) = quiver_gpu::pick(ctx.device)?;
         Ok(quiver_sdk::batch_predictor(BatchPi { config, device, notice, params_json: params.to_json(), sorted: None }))
     }
 }

@@ -280,18 +280,20 @@ impl ConformalSelection {
         };
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
         let threshold = self.config.q * k_star as f64 / m as f64;
-        let json = json!({
-            "method": "conformal-selection",
-            "version": env!("CARGO_PKG_VERSION"),
-            "device": self.device.name(),
-            "notice": self.notice,
-            "parameters": self.params_json,
-            "n_calibration": n,
-            "m_test": m,
-            "k_star": k_star,
-            "n_selected": selected.len(),
-            "threshold": threshold,
-        });
+        let json = quiver_sdk::result_json(
+            "conformal-selection",
+            env!("CARGO_PKG_VERSION"),
+            self.device,
+            &self.notice,
+            &self.params_json,
+            json!({
+                "n_calibration": n,
+                "m_test": m,
+                "k_star": k_star,
+                "n_selected": selected.len(),
+                "threshold": threshold,
+            }),
+        );
         Ok(SelectionResult {
             device: self.device,
             unit_values: RVec::from(p),
@@ -379,8 +381,7 @@ impl Plugin for ConformalSelectionPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) =
-            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        let (device, notice) = quiver_gpu::pick(ctx.device)?;
         Ok(quiver_sdk::selector(ConformalSelection {
             config,
             device,

@@ -243,23 +243,25 @@ impl SelectorImpl for SelectiveRisk {
         let scores = read_scores(&test)?;
         let accepted: Vec<u64> =
             scores.iter().enumerate().filter(|(_, &s)| s <= d.lambda_hat).map(|(j, _)| j as u64).collect();
-        let json = json!({
-            "method": "selective-risk",
-            "version": env!("CARGO_PKG_VERSION"),
-            "device": self.device.name(),
-            "notice": self.notice,
-            "parameters": self.params_json,
-            "guarantee": match self.config.rule { Rule::Scope => SCOPE_GUARANTEE, Rule::Ltt => LTT_GUARANTEE },
-            "n_calibration": n,
-            "m_test": scores.len(),
-            "lambda_hat": json_f64(d.lambda_hat),
-            "cal_accepted": d.cal_accepted,
-            "cal_errors_accepted": d.cal_errors,
-            "cal_error_rate_accepted": if d.cal_accepted > 0 { json!(d.cal_errors as f64 / d.cal_accepted as f64) } else { json!(null) },
-            "candidates_tested": d.candidates,
-            "p_value_at_lambda_hat": d.p_value,
-            "n_accepted": accepted.len(),
-        });
+        let json = quiver_sdk::result_json(
+            "selective-risk",
+            env!("CARGO_PKG_VERSION"),
+            self.device,
+            &self.notice,
+            &self.params_json,
+            json!({
+                "guarantee": match self.config.rule { Rule::Scope => SCOPE_GUARANTEE, Rule::Ltt => LTT_GUARANTEE },
+                "n_calibration": n,
+                "m_test": scores.len(),
+                "lambda_hat": json_f64(d.lambda_hat),
+                "cal_accepted": d.cal_accepted,
+                "cal_errors_accepted": d.cal_errors,
+                "cal_error_rate_accepted": if d.cal_accepted > 0 { json!(d.cal_errors as f64 / d.cal_accepted as f64) } else { json!(null) },
+                "candidates_tested": d.candidates,
+                "p_value_at_lambda_hat": d.p_value,
+                "n_accepted": accepted.len(),
+            }),
+        );
         Ok(SelectionResult {
             device: self.device,
             unit_values: RVec::from(scores),
@@ -305,8 +307,7 @@ impl Plugin for SelectiveRiskPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) =
-            quiver_gpu::resolve(ctx.device, true).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?;
+        let (device, notice) = quiver_gpu::pick(ctx.device)?;
         Ok(quiver_sdk::selector(SelectiveRisk {
             config,
             device,

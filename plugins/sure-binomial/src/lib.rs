@@ -241,15 +241,17 @@ impl ShrinkageImpl for SureBinomial {
         let mut u = Units::read(&data, cfg.two_sample)?;
         let risk = u.take_risk();
         let sweep = if self.device == Device::Cuda { Sweep::Cuda } else { Sweep::Cpu };
-        let mut json = json!({
-            "method": "sure-binomial",
-            "version": env!("CARGO_PKG_VERSION"),
-            "device": self.device.name(),
-            "notice": self.notice,
-            "parameters": self.params_json,
-            "units": u.raw.len(),
-            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
-        });
+        let mut json = quiver_sdk::result_json(
+            "sure-binomial",
+            env!("CARGO_PKG_VERSION"),
+            self.device,
+            &self.notice,
+            &self.params_json,
+            json!({
+                "units": u.raw.len(),
+                "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
+            }),
+        );
         let (lambda, ure) = match cfg.lambda {
             Some(l) => (l, risk.at(l)),
             None => {
@@ -343,7 +345,7 @@ impl Plugin for SureBinomialPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::resolve(ctx.device, true).map_err(device_err)?;
+        let (device, notice) = quiver_gpu::pick(ctx.device)?;
         Ok(quiver_sdk::shrinkage(SureBinomial { config, device, notice, params_json: params.to_json() }))
     }
 }

@@ -332,14 +332,16 @@ impl ShrinkageImpl for SureNormal {
         }
         let (x, a) = (x.as_slice().expect("contiguous column"), a.as_slice().expect("contiguous column"));
         let (estimates, summary, lambda_hat, sure) = self.run(x, a)?;
-        let mut json = json!({
-            "method": "sure-normal",
-            "version": env!("CARGO_PKG_VERSION"),
-            "device": self.device.name(),
-            "notice": self.notice,
-            "parameters": self.params_json,
-            "p": x.len(),
-        });
+        let mut json = quiver_sdk::result_json(
+            "sure-normal",
+            env!("CARGO_PKG_VERSION"),
+            self.device,
+            &self.notice,
+            &self.params_json,
+            json!({
+                "p": x.len(),
+            }),
+        );
         for (k, v) in summary.as_object().expect("object") {
             json[k] = v.clone();
         }
@@ -389,7 +391,7 @@ impl Plugin for SureNormalPlugin {
 
     fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::resolve(ctx.device, true).map_err(device_err)?;
+        let (device, notice) = quiver_gpu::pick(ctx.device)?;
         Ok(quiver_sdk::shrinkage(SureNormal { config, device, notice, params_json: params.to_json() }))
     }
 }
