@@ -200,7 +200,11 @@ pub fn kernel(name: &'static str, src: &'static str, function: &str) -> Result<C
     let module = match cache.get(name) {
         Some(m) => m.clone(),
         None => {
-            let ptx = compile_ptx(name, src, None)?;
+            // compile for this device's architecture (NVRTC's default is older than sm_60, which
+            // lacks e.g. atomicAdd on doubles); the string lives for the process, once per kernel
+            let (major, minor) = ctx.compute_capability().map_err(driver_err)?;
+            let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+            let ptx = compile_ptx(name, src, Some(arch))?;
             let m = ctx.load_module(ptx).map_err(|e| GpuError::Driver(format!("{e:?}")))?;
             cache.insert(name, m.clone());
             m
