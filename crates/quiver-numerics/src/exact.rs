@@ -184,6 +184,26 @@ pub fn order_stat_cdf_reaches(n: u64, m: u64, zeta: u64, k: u64, level: &Level) 
     }
 }
 
+/// Every rank multiset of size m from {1, …, n+1}, as nondecreasing vectors: the C(n+m, m)
+/// equally likely outcomes of the sorted test ranks. The brute-force oracle of the tests (small
+/// n and m only).
+pub fn rank_multisets(n: u64, m: usize) -> Vec<Vec<u64>> {
+    fn rec(start: u64, n1: u64, left: usize, cur: &mut Vec<u64>, out: &mut Vec<Vec<u64>>) {
+        if left == 0 {
+            out.push(cur.clone());
+            return;
+        }
+        for r in start..=n1 {
+            cur.push(r);
+            rec(r, n1, left - 1, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    rec(1, n + 1, m, &mut Vec::new(), &mut out);
+    out
+}
+
 /// Number of rank multisets by rank sum: entry s counts multisets with Σ_j R_j = m + s, for
 /// s = 0..=n·m (the coefficients of the Gaussian binomial [n+m choose m]_q). For tests and small
 /// cases; [`rank_sum_quantile`] computes the quantile without materialising big integers.
@@ -302,22 +322,8 @@ impl WideCounts {
 mod tests {
     use super::*;
 
-    /// Every multiset of size m from {1..n+1}, as non-decreasing vectors.
     fn multisets(n: u64, m: usize) -> Vec<Vec<u64>> {
-        fn rec(start: u64, n1: u64, left: usize, cur: &mut Vec<u64>, out: &mut Vec<Vec<u64>>) {
-            if left == 0 {
-                out.push(cur.clone());
-                return;
-            }
-            for r in start..=n1 {
-                cur.push(r);
-                rec(r, n1, left - 1, cur, out);
-                cur.pop();
-            }
-        }
-        let mut out = Vec::new();
-        rec(1, n + 1, m, &mut Vec::new(), &mut out);
-        out
+        rank_multisets(n, m)
     }
 
     #[test]

@@ -20,20 +20,10 @@ fn run(host: &quiver_host::Host, params: &[(&str, Value)], scores: &[f64]) -> Va
 }
 
 fn multisets(n: usize, m: usize) -> Vec<Vec<usize>> {
-    fn rec(start: usize, n1: usize, left: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        if left == 0 {
-            out.push(cur.clone());
-            return;
-        }
-        for r in start..=n1 {
-            cur.push(r);
-            rec(r, n1, left - 1, cur, out);
-            cur.pop();
-        }
-    }
-    let mut out = Vec::new();
-    rec(1, n + 1, m, &mut Vec::new(), &mut out);
-    out
+    quiver_numerics::exact::rank_multisets(n as u64, m)
+        .into_iter()
+        .map(|r| r.into_iter().map(|k| k as usize).collect())
+        .collect()
 }
 
 /// Smallest k with #{multisets : r_(ζ) ≤ k} ≥ level·total, level = num/den (exact integers).
