@@ -264,21 +264,23 @@ fn host_info() -> Value {
 
 fn plot(path: &Path, rows: &[(String, f64)]) -> Result<(), String> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 120 + 60 * rows.len() as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (960, 120 + 48 * rows.len() as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let max = rows.iter().map(|r| r.1).fold(1.0, f64::max) * 1.15;
+    let max = rows.iter().map(|r| r.1).fold(2.0, f64::max) * 2.0;
+    let min = rows.iter().map(|r| r.1).fold(0.5, f64::min) * 0.8;
     let mut chart = ChartBuilder::on(&root)
         .caption("Quiver speed-up over the NumPy/SciPy baseline (median, same data)", ("sans-serif", 20))
         .margin(20)
         .x_label_area_size(40)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0.0..max, (0..rows.len()).into_segmented())
+        .y_label_area_size(330)
+        .build_cartesian_2d((min..max).log_scale(), (0..rows.len()).into_segmented())
         .map_err(|e| e.to_string())?;
     let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .x_desc("baseline time / Quiver time")
+        .x_desc("baseline time / Quiver time (log scale; the line marks 1x)")
+        .x_label_formatter(&|v| format!("{v}x"))
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -288,7 +290,17 @@ fn plot(path: &Path, rows: &[(String, f64)]) -> Result<(), String> {
     chart
         .draw_series(rows.iter().enumerate().map(|(i, r)| {
             let color = if r.1 >= 1.0 { RGBColor(46, 125, 50) } else { RGBColor(198, 40, 40) };
-            Rectangle::new([(0.0, SegmentValue::Exact(i)), (r.1, SegmentValue::Exact(i + 1))], color.mix(0.8).filled())
+            let mut bar = Rectangle::new(
+                [(min, SegmentValue::Exact(i)), (r.1, SegmentValue::Exact(i + 1))],
+                color.mix(0.8).filled(),
+            );
+            bar.set_margin(6, 6, 0, 0);
+            bar
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            Text::new(format!("{:.1}x", r.1), (r.1 * 1.05, SegmentValue::CenterOf(i)), ("sans-serif", 14))
         }))
         .map_err(|e| e.to_string())?;
     chart
