@@ -286,7 +286,49 @@ pub fn result_json(
     out
 }
 
+/// A strided ABI matrix as an `ndarray` view over the same memory (no copy), after checking
+/// that every index the shape and strides reach lies inside the storage.
+pub fn matrix_view<'a, T>(m: &quiver_abi::MatrixView<'a, T>) -> Result<ndarray::ArrayView2<'a, T>> {
+    use ndarray::ShapeBuilder;
+    if !m.in_bounds() {
+        return Err(PluginError::input(format!(
+            "matrix view {}x{} with strides ({}, {}) and offset {} reaches outside its {} values",
+            m.rows,
+            m.cols,
+            m.row_stride,
+            m.col_stride,
+            m.offset,
+            m.data.len()
+        )));
+    }
+    let data: &'a [T] = m.data.as_slice();
+    let tail = &data[m.offset.min(data.len())..];
+    ndarray::ArrayView2::from_shape((m.rows, m.cols).strides((m.row_stride, m.col_stride)), tail)
+        .map_err(|e| PluginError::input(format!("matrix view: {e}")))
+}
+
 /// An error for a lifecycle step called out of order.
 pub fn state_error(message: impl Into<String>) -> PluginError {
     PluginError::new(ErrorKind::State, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_views_are_zero_copy_and_checked() {
+        let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let m = quiver_abi::MatrixView::row_major(&data, 2, 3).unwrap();
+        let v = matrix_view(&m).unwrap();
+        assert_eq!(v[[1, 2]], 6.0);
+        assert!(std::ptr::eq(v.as_ptr(), data.as_ptr()));
+        // the transpose, by strides
+        let t = quiver_abi::MatrixView { rows: 3, cols: 2, row_stride: 1, col_stride: 3, ..m };
+        let tv = matrix_view(&t).unwrap();
+        assert_eq!(tv[[2, 1]], 6.0);
+        assert_eq!(tv[[2, 0]], 3.0);
+        let bad = quiver_abi::MatrixView { rows: 3, ..m };
+        assert!(matrix_view(&bad).unwrap_err().message.contains("reaches outside"));
+    }
 }
