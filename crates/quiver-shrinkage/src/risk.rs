@@ -412,7 +412,16 @@ impl QuadraticRisk {
             }
             // the bracket's end points were evaluated by the grid sweep
         }
-        Ok(Minimum { lambda: lam(best_t), risk: best, lower_bound, sweeps, evaluations })
+        // every cell whose bound lies above the best value cannot hold the global minimiser: the
+        // hull of the others (and of λ̂) is a proven bracket
+        let (mut lo, mut hi) = (best_t, best_t);
+        for (k, &lb) in lbs.iter().enumerate() {
+            if lb <= best {
+                lo = lo.min(ts[k]);
+                hi = hi.max(ts[k + 1]);
+            }
+        }
+        Ok(Minimum { lambda: lam(best_t), risk: best, lower_bound, bracket: (lam(lo), lam(hi)), sweeps, evaluations })
     }
 }
 
@@ -425,6 +434,9 @@ pub struct Minimum {
     pub risk: f64,
     /// A certified lower bound on min_λ R(λ): the global minimum lies in [lower_bound, risk].
     pub lower_bound: f64,
+    /// A proven bracket [λ_lo, λ_hi] of the global minimiser: every grid cell outside it has a
+    /// lower bound above R(λ̂).
+    pub bracket: (f64, f64),
     /// Sweeps over the units.
     pub sweeps: usize,
     /// λ values evaluated.
@@ -471,6 +483,18 @@ mod tests {
             assert!(m.lower_bound <= lowest + 1e-12, "seed {seed}: bound {} above grid min {lowest}", m.lower_bound);
             assert!(m.risk <= lowest + 1e-9 * lowest.abs().max(1.0), "seed {seed}: {} vs grid {lowest}", m.risk);
             assert!((m.risk - risk.at(m.lambda)).abs() <= 1e-12 * m.risk.abs().max(1.0));
+            // the fine grid's minimiser lies in the proven bracket
+            let mut arg = (f64::INFINITY, 0.0);
+            for chunk in grid.chunks(64) {
+                let (v, _) = risk.sweep_cpu(chunk);
+                for (l, x) in chunk.iter().zip(v) {
+                    if x < arg.0 {
+                        arg = (x, *l);
+                    }
+                }
+            }
+            assert!(m.bracket.0 <= arg.1 && arg.1 <= m.bracket.1, "seed {seed}: {:?} misses {}", m.bracket, arg.1);
+            assert!(m.bracket.0 <= m.lambda && m.lambda <= m.bracket.1);
         }
     }
 }

@@ -259,6 +259,7 @@ impl ShrinkageImpl for SureBinomial {
                 json["ure_lower_bound"] = json!(m.lower_bound);
                 json["certified_gap"] = json!(m.risk - m.lower_bound);
                 json["sweeps"] = json!(m.sweeps);
+                json["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
                 (m.lambda, m.risk)
             }
         };

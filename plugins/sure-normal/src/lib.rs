@@ -233,6 +233,7 @@ impl SureNormal {
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
+                        out["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
                         (m.lambda, m.risk)
                     }
                 };

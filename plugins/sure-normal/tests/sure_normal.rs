@@ -92,6 +92,12 @@ fn lambda_hat_is_the_global_minimum_on_a_fine_grid() {
                 let gap = v["certified_gap"].as_f64().unwrap();
                 assert!(gap >= 0.0 && gap <= 0.5 * sure.abs(), "gap {gap}");
                 assert!(v["sure_lower_bound"].as_f64().unwrap() <= grid_min + 1e-12);
+                // the grid's minimiser lies in the proven bracket
+                let num = |x: &Value| x.as_f64().unwrap_or(f64::INFINITY);
+                let arg =
+                    v["curve"].as_array().unwrap().iter().min_by(|a, b| num(&a[1]).total_cmp(&num(&b[1]))).unwrap();
+                let (lo, hi) = (num(&v["lambda_bracket"][0]), num(&v["lambda_bracket"][1]));
+                assert!(lo <= num(&arg[0]) && num(&arg[0]) <= hi, "{method} seed {seed}: {arg} outside [{lo}, {hi}]");
             }
         }
     }
