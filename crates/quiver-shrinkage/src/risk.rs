@@ -207,11 +207,6 @@ impl QuadraticRisk {
         self.d.is_empty()
     }
 
-    /// b_i(λ) for every unit.
-    pub fn weights(&self, lambda: f64) -> Vec<f64> {
-        self.h.iter().map(|&h| weight(h, lambda, self.weight)).collect()
-    }
-
     /// R(λ) at one λ.
     pub fn at(&self, lambda: f64) -> f64 {
         self.sweep_cpu(&[lambda]).0[0]

@@ -155,24 +155,14 @@ impl Units {
         Ok(Units { raw, target, var, h, model_var })
     }
 
-    /// Sampling variances of the raw estimates for the intervals: the unbiased V̂_i, or the
-    /// target's binomial variance where V̂_i = 0 (a proportion of exactly 0 or 1).
-    pub fn sampling_variance(&self) -> Vec<f64> {
-        self.var.iter().zip(&self.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect()
+    /// Sampling variances of the raw estimates for the intervals: the unbiased V̂_i (`var`), or
+    /// the target's binomial variance where V̂_i = 0 (a proportion of exactly 0 or 1).
+    pub fn sampling_variance(&self, var: &[f64]) -> Vec<f64> {
+        var.iter().zip(&self.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect()
     }
 
-    /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ).
-    pub fn risk(&self) -> QuadraticRisk {
-        QuadraticRisk {
-            d: self.raw.iter().zip(&self.target).map(|(r, m)| (r - m).powi(2)).collect(),
-            e: self.var.clone(),
-            h: self.h.clone(),
-            c: self.var.iter().sum(),
-            weight: Weight::Increasing,
-        }
-    }
-
-    /// [`Units::risk`] without copying: V̂ and h move into the risk (read them back from it).
+    /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ). V̂ and h
+    /// move into the risk, without copies: read them from it afterwards (`risk.e`, `risk.h`).
     pub fn take_risk(&mut self) -> QuadraticRisk {
         QuadraticRisk {
             d: self.raw.iter().zip(&self.target).map(|(r, m)| (r - m).powi(2)).collect(),
@@ -281,9 +271,7 @@ impl ShrinkageImpl for SureBinomial {
             })
             .collect();
         let intervals = if cfg.intervals {
-            // V̂ moved into the risk: put it back for the intervals
-            u.var = risk.e.clone();
-            let sigma2 = u.sampling_variance();
+            let sigma2 = u.sampling_variance(&risk.e);
             let Ebci { centre, half, mu2, kappa } = robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?;
             json["ebci"] = json!({
                 "alpha": cfg.alpha,
