@@ -5,11 +5,11 @@ Reads raw little-endian f64 files written by the harness; prints one JSON line."
 import json
 import math
 import sys
-import time
 from fractions import Fraction
 
 import numpy as np
 from scipy.stats import hypergeom
+from timing import time_runs
 
 
 def cdf_exact(n, m, zeta, k):
@@ -109,11 +109,7 @@ def main():
         Q = rank_sum_quantile(n, m, 1 - alpha)
         return {"Q": Q, "bound": mean_dp(vals, m, Q) / m}
 
-    times, result = [], None
-    for _ in range(spec["repeats"]):
-        t0 = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - t0)
+    times, result = time_runs(run, spec["repeats"])
     print(json.dumps({"times": times, "result": result, "numpy": np.__version__}))
 
 

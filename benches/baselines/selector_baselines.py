@@ -4,9 +4,9 @@ written the way a user would vectorise them. Reads raw little-endian f64 files w
 harness, times `repeats` runs, prints one JSON line: times and the results to compare."""
 import json
 import sys
-import time
 
 import numpy as np
+from timing import time_runs
 
 
 def load(d, name):
@@ -82,12 +82,7 @@ def main():
         run = selective_risk(spec["data"], spec["alpha"], spec["rule"], spec["delta"], spec["grid"])
     else:
         raise SystemExit(f"unknown case {case}")
-    times = []
-    result = None
-    for _ in range(spec["repeats"]):
-        t0 = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - t0)
+    times, result = time_runs(run, spec["repeats"])
     print(json.dumps({"times": times, "result": result, "numpy": np.__version__}))
 
 

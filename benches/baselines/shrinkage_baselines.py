@@ -5,10 +5,10 @@ estimators, lambda tuned by scipy.optimize.minimize_scalar (bounded Brent) on th
 Reads raw little-endian f64 files written by the harness; prints one JSON line."""
 import json
 import sys
-import time
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from timing import time_runs
 
 
 def load(d, name):
@@ -55,11 +55,7 @@ def main():
             est = (1.0 - b) * p + b * m
             return {"risk": risk}, nfev, est
 
-    times, result, nfev = [], None, 0
-    for _ in range(spec["repeats"]):
-        t0 = time.perf_counter()
-        result, nfev, _ = run()
-        times.append(time.perf_counter() - t0)
+    times, (result, nfev, _) = time_runs(run, spec["repeats"])
     result["evaluations"] = nfev
     print(json.dumps({"times": times, "result": result, "numpy": np.__version__}))
 
