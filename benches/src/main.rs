@@ -9,7 +9,8 @@
 //! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N]` (xtask passes the first two).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_host::{testing, DeviceRequest, Host, RunContext, Table};
+use quiver_host::{DeviceRequest, Host, RunContext, Table};
+use quiver_testing as testing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -206,7 +207,7 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
         quiver: Box::new(move || {
             let r = h.estimate(std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
             let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
-            Ok(json!({"risk": r.risk_estimate, "sweeps": v["sweeps"]}))
+            Ok(json!({"risk": r.risk_estimate.into_option(), "sweeps": v["sweeps"]}))
         }),
     }
 }

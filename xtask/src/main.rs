@@ -3,19 +3,22 @@
 //! * `build`      — every plugin in release, copied to `target/plugins/`, each checked for the
 //!   identity and root-module symbols, then loaded once by `quiver doctor`.
 //! * `test`       — set up the test environment (NVRTC from PyPI for the PTX tests), build, then the
-//!   whole test suite through the real plugin boundary (`cargo nextest`, or
-//!   `cargo test` where nextest is missing).
+//!   whole test suite through the real plugin boundary (`cargo nextest`, or `cargo test` where
+//!   nextest is missing); where a GPU driver is found, a second pass runs the CUDA halves of the
+//!   device tests, which are otherwise reported as skipped.
 //! * `demo`       — build, then run every installed method on its built-in example and print what
 //!   it found, checked against the held-back truth.
 //! * `bench`      — build, then run the benchmark harness (Quiver and the NumPy baselines side by
 //!   side) and write `target/bench/report.json` and `target/bench/report.svg`.
-//! * `new-plugin NAME --family F` — a compiling, tested plugin skeleton under `plugins/NAME`.
+//! * `new-plugin NAME --family F` — a plugin skeleton that passes fmt, clippy and its own tests.
 //!
-//! Plain `std::process::Command`, few dependencies, so it compiles fast.
+//! Plain `std::process::Command`, `cargo metadata` for the workspace's shape, few dependencies.
 
 mod env;
 mod new_plugin;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -27,20 +30,57 @@ const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Quiver's project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+/// Whether to run the CUDA halves of the device tests.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Gpu {
+    /// Where an NVIDIA driver library is found.
+    Auto,
+    /// Always (they fail, naming the reason, where no GPU is usable).
+    Yes,
+    /// Never (they are reported as skipped).
+    No,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the workspace in release and install the plugins into target/plugins.
+    Build,
+    /// The whole test suite through the plugin boundary.
+    Test {
+        /// Run the CUDA halves of the device tests.
+        #[arg(long, value_enum, default_value = "auto")]
+        gpu: Gpu,
+        /// Passed on to `cargo nextest run` (or `cargo test`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every installed method on its built-in example.
+    Demo,
+    /// Benchmarks against the NumPy/SciPy baselines -> target/bench/report.json and report.svg.
+    Bench {
+        /// Passed on to the benchmark harness (`--quick`, `--repeats N`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A plugin skeleton: rustfmt- and clippy-clean, with a test and a built-in example.
+    NewPlugin(new_plugin::Args),
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("build") => build().map(|_| ()),
-        Some("test") => test(&args[1..]),
-        Some("demo") => demo(),
-        Some("bench") => bench(&args[1..]),
-        Some("new-plugin") => new_plugin::run(&root(), &args[1..]),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <command>\n\n  build                       build plugins into target/plugins\n  test [ARGS]                 the whole test suite through the plugin boundary (ARGS go to nextest)\n  demo                        run every installed method on its built-in example\n  bench [--quick]             benchmarks against the NumPy baselines -> target/bench/report.json\n  new-plugin NAME --family F  a plugin skeleton (F: critic, quantile-aggregator, conformal-selector, shrinkage, batch-pi)"
-            );
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Build => build().map(|_| ()),
+        Task::Test { gpu, args } => test(gpu, &args),
+        Task::Demo => demo(),
+        Task::Bench { args } => bench(&args),
+        Task::NewPlugin(args) => new_plugin::run(&root(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,9 +91,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root.
+/// The workspace root: the parent of xtask's own folder, as `cargo run` tells it at run time
+/// (`CARGO_MANIFEST_DIR`), else as it was at build time. (Several checkouts may share one target
+/// folder, and with it one xtask binary.)
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest_dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
@@ -80,24 +124,41 @@ pub fn run(cmd: &mut Command) -> Result {
     }
 }
 
-/// The plugin crates of the workspace: (package name, library file stem).
-fn workspace_plugins() -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let dir = root().join("plugins");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("Cargo.toml").is_file())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let toml = std::fs::read_to_string(p.join("Cargo.toml")).map_err(|e| e.to_string())?;
-        let name = toml
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("name = ").map(|s| s.trim_matches('"').to_string()))
-            .ok_or_else(|| format!("{}: no package name", p.display()))?;
-        out.push((name.clone(), name.replace('-', "_")));
+/// `cargo metadata` of the workspace (no dependencies).
+fn metadata() -> Result<Value> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))
+}
+
+/// The plugin crates of the workspace, (package name, library file stem): the members under
+/// `plugins/` whose library target builds a cdylib.
+fn workspace_plugins() -> Result<Vec<(String, String)>> {
+    let meta = metadata()?;
+    let plugins_dir = root().join("plugins");
+    let mut out = Vec::new();
+    for pkg in meta["packages"].as_array().ok_or("cargo metadata: no packages")? {
+        let manifest = PathBuf::from(pkg["manifest_path"].as_str().unwrap_or_default());
+        if !manifest.starts_with(&plugins_dir) {
+            continue;
+        }
+        let name = pkg["name"].as_str().unwrap_or_default().to_string();
+        let lib = pkg["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["crate_types"].as_array().is_some_and(|c| c.iter().any(|c| c == "cdylib")));
+        match lib {
+            Some(t) => out.push((name, t["name"].as_str().unwrap_or_default().replace('-', "_"))),
+            None => return Err(format!("plugin {name}: its library must have crate-type [\"cdylib\", \"rlib\"]")),
+        }
+    }
+    out.sort();
     Ok(out)
 }
 
@@ -159,29 +220,62 @@ fn build() -> Result<PathBuf> {
     Ok(quiver)
 }
 
-fn test(args: &[String]) -> Result {
+/// Whether an NVIDIA driver library can be loaded here.
+fn gpu_driver_present() -> bool {
+    // SAFETY: opening the CUDA driver library only to test its presence; dropped at once.
+    unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
+}
+
+fn test(gpu: Gpu, args: &[String]) -> Result {
     let nvrtc = env::python_env(&["nvidia-cuda-nvrtc-cu12"]);
     build()?;
-    let mut cmd = cargo();
-    if env::has_nextest() {
-        cmd.args(["nextest", "run", "--release", "--workspace", "--no-fail-fast"]);
-    } else {
-        println!("xtask: cargo-nextest not found; using cargo test (install it with `cargo install cargo-nextest`)");
-        cmd.args(["test", "--release", "--workspace", "--no-fail-fast"]);
-    }
-    cmd.args(args);
-    cmd.env("QUIVER_PLUGIN_PATH", plugins_dir());
-    match &nvrtc {
-        Ok(py) => {
+    let nextest = env::has_nextest();
+    let suite = |extra: &[&str]| {
+        let mut cmd = cargo();
+        if nextest {
+            cmd.args(["nextest", "run", "--release", "--workspace", "--no-fail-fast"]);
+            cmd.args(extra);
+        } else {
+            cmd.args(["test", "--release", "--workspace", "--no-fail-fast"]);
+            if !extra.is_empty() {
+                cmd.args(["--", "--ignored", "::cuda"]);
+            }
+        }
+        cmd.args(args);
+        cmd.env("QUIVER_PLUGIN_PATH", plugins_dir());
+        if let Ok(py) = &nvrtc {
             if let Some(lib) = py.nvrtc_lib() {
                 cmd.env("LD_LIBRARY_PATH", env::prepend_path("LD_LIBRARY_PATH", &lib));
                 cmd.env("QUIVER_REQUIRE_NVRTC", "1");
-                println!("xtask: NVRTC from PyPI at {}: CUDA kernels are compiled to PTX in the tests", lib.display());
             }
         }
+        cmd
+    };
+    if !nextest {
+        println!("xtask: cargo-nextest not found; using cargo test (install it with `cargo install cargo-nextest`)");
+    }
+    match &nvrtc {
+        Ok(py) => match py.nvrtc_lib() {
+            Some(lib) => {
+                println!("xtask: NVRTC from PyPI at {}: CUDA kernels are compiled to PTX in the tests", lib.display())
+            }
+            None => println!("xtask: NVRTC wheel without its library; the PTX tests will be skipped"),
+        },
         Err(why) => println!("xtask: NVRTC unavailable ({why}); the PTX tests will be skipped with this reason"),
     }
-    run(&mut cmd)
+    run(&mut suite(&[]))?;
+    let cuda = match gpu {
+        Gpu::Yes => true,
+        Gpu::No => false,
+        Gpu::Auto => gpu_driver_present(),
+    };
+    if cuda {
+        println!("xtask: an NVIDIA driver is present: running the CUDA halves of the device tests");
+        run(&mut suite(&["--run-ignored", "only", "-E", "test(/::cuda$/)"]))
+    } else {
+        println!("xtask: no NVIDIA driver: the CUDA halves of the device tests were reported as skipped");
+        Ok(())
+    }
 }
 
 fn bench(args: &[String]) -> Result {
@@ -205,12 +299,13 @@ fn demo() -> Result {
         .arg(plugins_dir())
         .output()
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&listing.stdout);
-    let methods: Vec<String> = text
-        .lines()
-        // top-level manifest fields sit 4 spaces deep in the pretty JSON; parameters deeper
-        .filter_map(|l| l.strip_prefix("    \"name\": \""))
-        .map(|s| s.trim_end_matches(['"', ',']).to_string())
+    let listing: Value =
+        serde_json::from_slice(&listing.stdout).map_err(|e| format!("`quiver list --json` is not JSON: {e}"))?;
+    let methods: Vec<String> = listing
+        .as_array()
+        .ok_or("`quiver list --json` is not a list")?
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(String::from))
         .collect();
     for method in methods {
         let dir = root().join("examples").join(&method);
@@ -262,7 +357,8 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
         }
         print!("{}", String::from_utf8_lossy(&human.stdout));
         let json_out = cmd.arg("--json").output().map_err(|e| e.to_string())?;
-        let json = String::from_utf8_lossy(&json_out.stdout).to_string();
+        let json: Value = serde_json::from_slice(&json_out.stdout)
+            .map_err(|e| format!("{method}: `quiver run --json` printed no JSON: {e}"))?;
         for check in checks {
             let (kind, file) = check.split_once(' ').ok_or("bad check line")?;
             let raw = read_column(&dir.join(file), "raw").ok();
@@ -277,11 +373,11 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
 }
 
 /// Compare a result with the held-back truth; one line for the reader.
-fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Result<String> {
+fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value) -> Result<String> {
     let count = |f: &dyn Fn(f64) -> bool| truth.iter().filter(|&&t| f(t)).count();
     Ok(match kind {
         "fdp-power" => {
-            let selected = json_index_list(json, "selected");
+            let selected = index_list(&json["selected"]);
             let false_sel = selected.iter().filter(|&&j| truth[j] == 0.0).count();
             let hits = count(&|t| t == 1.0);
             let true_sel = selected.len() - false_sel;
@@ -293,7 +389,7 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Re
             )
         }
         "accepted-error" => {
-            let accepted = json_index_list(json, "accepted");
+            let accepted = index_list(&json["accepted"]);
             let errors = accepted.iter().filter(|&&j| truth[j] == 1.0).count();
             format!(
                 "accepted {} of {} judgments; {errors} of the accepted were wrong (error rate {:.3}); error rate without deferral {:.3}",
@@ -304,14 +400,14 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Re
             )
         }
         "batch-mean" => {
-            let bound = json_number(json, "bound").ok_or("no bound in the result")?;
+            let bound = json["bound"].as_f64().ok_or("no bound in the result")?;
             let mean = truth.iter().sum::<f64>() / truth.len().max(1) as f64;
             let verdict = if mean <= bound { "covered" } else { "not covered (probability at most alpha)" };
             format!("the batch's realised mean is {mean:.4}, the bound {bound:.4}: {verdict}")
         }
         "batch-pac" => {
-            let bound = json_number(json, "bound").ok_or("no bound in the result")?;
-            let zeta = json_number(json, "zeta").ok_or("no zeta in the result")? as usize;
+            let bound = json["bound"].as_f64().ok_or("no bound in the result")?;
+            let zeta = json["zeta"].as_f64().ok_or("no zeta in the result")? as usize;
             let below = count(&|t| t <= bound);
             let verdict = if below >= zeta { "covered" } else { "not covered (probability at most alpha)" };
             format!(
@@ -320,7 +416,7 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Re
             )
         }
         "shrinkage-mse" => {
-            let est = json_float_list(json, "estimates");
+            let est: Vec<f64> = json["estimates"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
             if est.len() != truth.len() {
                 return Err(format!("{} estimates for {} truths", est.len(), truth.len()));
             }
@@ -334,15 +430,6 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &str) -> Re
         }
         other => return Err(format!("unknown check '{other}'")),
     })
-}
-
-/// The numbers of the top-level JSON array `"key": [...]` (our own pretty-printed output).
-fn json_float_list(json: &str, key: &str) -> Vec<f64> {
-    let pat = format!("\n  \"{key}\": [");
-    let Some(start) = json.find(&pat) else { return Vec::new() };
-    let rest = &json[start + pat.len()..];
-    let end = rest.find(']').unwrap_or(0);
-    rest[..end].split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {
@@ -362,19 +449,7 @@ fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// The number under the top-level `"key": ` (our own pretty-printed output: top-level keys are
-/// indented by two spaces, nested ones deeper).
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let pat = format!("\n  \"{key}\": ");
-    let rest = &json[json.find(&pat)? + pat.len()..];
-    rest.split([',', '\n']).next()?.trim().parse().ok()
-}
-
-/// The integers of the top-level JSON array `"key": [...]` (our own pretty-printed output).
-fn json_index_list(json: &str, key: &str) -> Vec<usize> {
-    let pat = format!("\n  \"{key}\": [");
-    let Some(start) = json.find(&pat) else { return Vec::new() };
-    let rest = &json[start + pat.len()..];
-    let end = rest.find(']').unwrap_or(0);
-    rest[..end].split(',').filter_map(|s| s.trim().parse().ok()).collect()
+/// The indices of a JSON array of integers (empty when absent).
+fn index_list(v: &Value) -> Vec<usize> {
+    v.as_array().into_iter().flatten().filter_map(|x| x.as_u64().map(|x| x as usize)).collect()
 }

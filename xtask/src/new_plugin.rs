@@ -1,403 +1,231 @@
-//! `cargo xtask new-plugin NAME --family F [--dir PATH]`: a compiling, tested plugin skeleton.
+//! `cargo xtask new-plugin NAME --family F [--dir PATH]`: a plugin skeleton that passes
+//! `cargo fmt --check`, `cargo clippy -D warnings` and its own tests as generated.
 //!
-//! Inside the workspace (the default, `plugins/NAME`), the crate is added to the workspace members
-//! and gets a test that loads the built cdylib through the host. With `--dir` outside the
-//! workspace, it is a standalone crate (its own `[workspace]`, path dependencies on this checkout).
-//! Each family's skeleton holds a small but real estimator, so it runs as generated.
+//! Each family's skeleton (`xtask/templates/FAMILY/`) is a small but real estimator: the crate
+//! (`src/lib.rs`, using the SDK's checked parameters, run context and result JSON), a test that
+//! loads the built cdylib through the host and runs the conformance suite on it, and a built-in
+//! example (`demo.txt` and its data) that the demo and the conformance suite run.
+//!
+//! * Inside the workspace (the default): `plugins/NAME`, added to the workspace members, the
+//!   example in `examples/NAME/`.
+//! * With `--dir PATH`: a standalone crate with its own `[workspace]`, path dependencies on this
+//!   checkout written relative to PATH, this workspace's `Cargo.lock` and `rustfmt.toml`, and the
+//!   example in `PATH/example/`.
+//!
+//! The templates are valid Rust: `MyMethod`, `my-method` and `my_method` stand for the type, the
+//! method and the crate names.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-/// The families and the trait a plugin of each implements.
-const FAMILIES: [&str; 5] = ["critic", "quantile-aggregator", "conformal-selector", "shrinkage", "batch-pi"];
+/// The families, with their template files: (family, lib.rs, test.rs, demo.txt, data files).
+type Template = (&'static str, &'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
 
-pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
-    let mut name = None;
-    let mut family = None;
-    let mut dir = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--family" => family = it.next().cloned(),
-            "--dir" => dir = it.next().map(PathBuf::from),
-            s if !s.starts_with('-') && name.is_none() => name = Some(s.to_string()),
-            s => return Err(format!("unexpected argument '{s}'")),
-        }
+macro_rules! template {
+    ($family:literal, [$($data:literal),*]) => {
+        (
+            $family,
+            include_str!(concat!("../templates/", $family, "/lib.rs")),
+            include_str!(concat!("../templates/", $family, "/test.rs")),
+            include_str!(concat!("../templates/", $family, "/demo.txt")),
+            &[$(($data, include_str!(concat!("../templates/", $family, "/", $data)))),*],
+        )
+    };
+}
+
+const TEMPLATES: [Template; 5] = [
+    template!("critic", ["transitions.csv"]),
+    template!("quantile-aggregator", ["test.csv"]),
+    template!("conformal-selector", ["calibration.csv", "test.csv"]),
+    template!("shrinkage", ["data.csv"]),
+    template!("batch-pi", ["calibration.csv"]),
+];
+
+/// The family names `--family` takes.
+pub fn families() -> Vec<&'static str> {
+    TEMPLATES.iter().map(|t| t.0).collect()
+}
+
+/// `new-plugin`'s arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The method name, kebab-case (`my-method`): also the crate's name.
+    name: String,
+    /// The estimator family: critic, quantile-aggregator, conformal-selector, shrinkage, batch-pi.
+    #[arg(long)]
+    family: String,
+    /// Generate a standalone crate in this folder instead of `plugins/NAME`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Generate the skeleton `args` describes.
+pub fn run(root: &Path, args: &Args) -> Result<(), String> {
+    let name = args.name.as_str();
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !valid {
+        return Err(format!("plugin name '{name}' must be kebab-case: a-z first, then a-z, 0-9 and single dashes"));
     }
-    let name = name.ok_or("usage: cargo xtask new-plugin NAME --family F [--dir PATH]")?;
-    let family = family.ok_or_else(|| format!("--family is required: one of {}", FAMILIES.join(", ")))?;
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || name.starts_with('-') {
-        return Err(format!("plugin name '{name}' must be kebab-case (a-z, 0-9, -)"));
-    }
-    let in_workspace = dir.is_none();
-    let dir = dir.unwrap_or_else(|| root.join("plugins").join(&name));
+    let in_workspace = args.dir.is_none();
+    let dir = match &args.dir {
+        Some(d) => absolute(d)?,
+        None => root.join("plugins").join(name),
+    };
     if dir.exists() {
         return Err(format!("{} already exists", dir.display()));
     }
-    let files = render(&name, &family, if in_workspace { None } else { Some(root) })?;
+    let example_dir = if in_workspace { root.join("examples").join(name) } else { dir.join("example") };
+    if example_dir.exists() {
+        return Err(format!("{} already exists", example_dir.display()));
+    }
+    let files = render(name, &args.family, if in_workspace { None } else { Some(root) }, &dir)?;
     for (rel, text) in files {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| e.to_string())?;
+        let path = if let Some(file) = rel.strip_prefix("example/") { example_dir.join(file) } else { dir.join(rel) };
+        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    format_sources(root, &dir);
     if in_workspace {
         add_member(root, &format!("plugins/{name}"))?;
-    }
-    println!("created {} ({family} plugin '{name}')", dir.display());
-    if in_workspace {
+        println!("created plugins/{name} and examples/{name} ({} plugin '{name}')", args.family);
         println!("next: edit plugins/{name}/src/lib.rs, then `cargo xtask test`");
+    } else {
+        // the workspace's lockfile, pruned to this crate's graph (same versions as the workspace)
+        let lock = crate::cargo()
+            .args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .output();
+        if !lock.is_ok_and(|o| o.status.success()) {
+            println!("note: `cargo metadata` did not run; Cargo.lock will be updated by the first build");
+        }
+        println!("created {} ({} plugin '{name}', standalone)", dir.display(), args.family);
+        println!("next: `cargo test --manifest-path {}/Cargo.toml`", dir.display());
     }
     Ok(())
 }
 
+/// Run rustfmt (with the workspace's settings) over the generated sources: the templates are
+/// formatted for `MyMethod`, and a longer name can move a line past the width.
+fn format_sources(root: &Path, dir: &Path) {
+    let files: Vec<PathBuf> = ["src", "tests"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(dir.join(d)).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "--config-path"])
+        .arg(root.join("rustfmt.toml"))
+        .args(&files)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("note: rustfmt did not run; format the new sources with `cargo fmt`");
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    let p = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(p) };
+    // resolve `..` and `.` lexically (the folder does not exist yet)
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// `to` relative to the folder `from` (both absolute), with `/` separators.
+pub fn relative(from: &Path, to: &Path) -> String {
+    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); f.len() - common];
+    parts.extend(t[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Add `member` to the workspace's members, after the last `plugins/` entry (or at the end).
 fn add_member(root: &Path, member: &str) -> Result<(), String> {
     let path = root.join("Cargo.toml");
     let toml = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    let anchor = "    \"benches\",";
-    if !toml.contains(anchor) {
-        return Err(format!("add \"{member}\" to the workspace members in Cargo.toml by hand"));
-    }
-    let toml = toml.replacen(anchor, &format!("    \"{member}\",\n{anchor}"), 1);
+    let start = toml.find("members = [").ok_or("Cargo.toml has no `members = [` list")?;
+    let end = start + toml[start..].find(']').ok_or("Cargo.toml: unterminated members list")?;
+    let list = &toml[start..end];
+    let entry = format!("    \"{member}\",\n");
+    let at = match list.rfind("\"plugins/") {
+        Some(i) => start + i + list[i..].find('\n').map_or(list.len() - i, |n| n + 1),
+        None => end,
+    };
+    let toml = format!("{}{entry}{}", &toml[..at], &toml[at..]);
     std::fs::write(&path, toml).map_err(|e| e.to_string())
 }
 
 fn camel(name: &str) -> String {
-    name.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
+    name.split('-').filter(|w| !w.is_empty()).map(|w| w[..1].to_uppercase() + &w[1..]).collect()
 }
 
-/// The files of a skeleton: (relative path, contents). `standalone_root` gives path dependencies
-/// on that checkout and an own `[workspace]`; `None` gives a workspace member.
-pub fn render(name: &str, family: &str, standalone_root: Option<&Path>) -> Result<Vec<(String, String)>, String> {
-    let body = match family {
-        "conformal-selector" => SELECTOR,
-        "batch-pi" => BATCH,
-        "quantile-aggregator" => AGGREGATOR,
-        "shrinkage" => SHRINKAGE,
-        "critic" => CRITIC,
-        other => return Err(format!("unknown family '{other}': one of {}", FAMILIES.join(", "))),
-    };
-    let fill = |t: &str| {
-        t.replace("{{name}}", name).replace("{{Type}}", &camel(name)).replace("{{crate}}", &name.replace('-', "_"))
-    };
+/// The files of a skeleton, (path, contents); paths under `example/` are the built-in example.
+/// `standalone_root` gives a standalone crate in `dir` depending on that checkout; `None` a
+/// workspace member.
+pub fn render(
+    name: &str,
+    family: &str,
+    standalone_root: Option<&Path>,
+    dir: &Path,
+) -> Result<Vec<(String, String)>, String> {
+    let (_, lib, test, demo, data) = TEMPLATES
+        .iter()
+        .find(|t| t.0 == family)
+        .ok_or_else(|| format!("unknown family '{family}': one of {}", families().join(", ")))?;
+    let crate_name = name.replace('-', "_");
+    let fill =
+        |t: &str| t.replace("MyMethod", &camel(name)).replace("my-method", name).replace("my_method", &crate_name);
+    let example_dir = if standalone_root.is_some() { "example".to_string() } else { format!("../../examples/{name}") };
     let cargo = match standalone_root {
         None => format!(
-            "[package]\nname = \"{name}\"\nversion.workspace = true\nedition.workspace = true\nlicense.workspace = true\nrust-version.workspace = true\ndescription = \"TODO: one line on what {name} estimates.\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nquiver-sdk.workspace = true\n# named by abi_stable's export macro; never `use`d\nabi_stable.workspace = true\n\n[dev-dependencies]\nquiver-host.workspace = true\n"
+            "[package]\nname = \"{name}\"\nversion.workspace = true\nedition.workspace = true\nlicense.workspace = true\n\
+             rust-version.workspace = true\ndescription = \"TODO: one line on what {name} estimates.\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+             [dependencies]\nquiver-sdk.workspace = true\n# named by abi_stable's export macro; never `use`d\n\
+             abi_stable.workspace = true\n\n[dev-dependencies]\nquiver-testing.workspace = true\n\n\
+             [lints]\nworkspace = true\n"
         ),
-        Some(root) => format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nquiver-sdk = {{ path = \"{}/crates/quiver-sdk\" }}\n# named by abi_stable's export macro; never `use`d\nabi_stable = \"0.11.3\"\n\n[workspace]\n",
-            root.display()
-        ),
+        Some(root) => {
+            let rel = relative(dir, root);
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\
+                 description = \"TODO: one line on what {name} estimates.\"\n\n\
+                 [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+                 [dependencies]\nquiver-sdk = {{ path = \"{rel}/crates/quiver-sdk\" }}\n\
+                 # named by abi_stable's export macro; never `use`d\nabi_stable = \"0.11.3\"\n\n\
+                 [dev-dependencies]\nquiver-testing = {{ path = \"{rel}/crates/quiver-testing\" }}\n\n\
+                 # its own workspace: built and tested on its own, against the Quiver checkout above\n[workspace]\n"
+            )
+        }
     };
-    let mut files =
-        vec![("Cargo.toml".to_string(), cargo), ("src/lib.rs".to_string(), fill(&format!("{HEADER}{body}")))];
-    if standalone_root.is_none() {
-        files.push((format!("tests/{}.rs", name.replace('-', "_")), fill(&test_for(family))));
+    let mut files = vec![
+        ("Cargo.toml".to_string(), cargo),
+        ("src/lib.rs".to_string(), fill(lib)),
+        (format!("tests/{crate_name}.rs"), fill(test).replace("EXAMPLE_DIR", &example_dir)),
+        ("example/demo.txt".to_string(), demo.to_string()),
+    ];
+    files.extend(data.iter().map(|(file, text)| (format!("example/{file}"), text.to_string())));
+    if let Some(root) = standalone_root {
+        for shared in ["Cargo.lock", "rustfmt.toml"] {
+            let text = std::fs::read_to_string(root.join(shared)).map_err(|e| format!("{shared}: {e}"))?;
+            files.push((shared.to_string(), text));
+        }
     }
     Ok(files)
-}
-
-const HEADER: &str = r#"//! `{{name}}`: TODO — what it estimates, the formula, the paper, the guarantee.
-//!
-//! Generated by `cargo xtask new-plugin`; see docs/writing-a-plugin.md.
-
-use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::*;
-use quiver_sdk::{column, serde_json::json, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
-
-"#;
-
-const SELECTOR: &str = r#"use quiver_sdk::param;
-
-/// Split-conformal screening: accept test units whose score is at most the
-/// ⌈(n+1)(1−α)⌉-th smallest calibration score.
-struct {{Type}} {
-    alpha: f64,
-    threshold: Option<f64>,
-}
-
-impl quiver_sdk::SelectorImpl for {{Type}} {
-    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let cal = tables.get("calibration")?;
-        cal.non_empty()?;
-        let mut s = cal.f64("score")?.to_vec();
-        s.sort_by(f64::total_cmp);
-        let k = ((s.len() as f64 + 1.0) * (1.0 - self.alpha)).ceil() as usize;
-        self.threshold = Some(if k <= s.len() { s[k - 1] } else { f64::INFINITY });
-        Ok(())
-    }
-
-    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
-        let t = self.threshold.ok_or_else(|| quiver_sdk::state_error("select() before calibrate()"))?;
-        let s = tables.get("test")?.f64("score")?;
-        let selected: Vec<u64> = (0..s.len()).filter(|&j| s[j] <= t).map(|j| j as u64).collect();
-        let json = json!({"method": "{{name}}", "device": "cpu", "threshold": quiver_sdk::json_f64(t)});
-        Ok(SelectionResult {
-            device: Device::Cpu,
-            unit_values: RVec::from(s.to_vec()),
-            unit_values_name: "scores".into(),
-            selected: RVec::from(selected),
-            selected_name: "selected".into(),
-            threshold: t,
-            json: json.to_string().into(),
-        })
-    }
-}
-
-/// The plugin.
-pub struct {{Type}}Plugin;
-
-impl Plugin for {{Type}}Plugin {
-    fn manifest() -> Manifest {
-        ManifestBuilder::new("{{name}}", Family::ConformalSelector)
-            .version(env!("CARGO_PKG_VERSION"))
-            .summary("TODO: one line")
-            .guarantee("TODO: the guarantee, stated exactly")
-            .param(param::float("alpha", Some(0.1), "level, in (0, 1)"))
-            .table(TableBuilder::new("calibration", "labelled units").column(column::f64("score", "nonconformity score")))
-            .table(TableBuilder::new("test", "units to screen").column(column::f64("score", "nonconformity score")))
-            .build()
-    }
-
-    fn create(params: Params, _ctx: RunContext) -> Result<Estimator, PluginError> {
-        Ok(quiver_sdk::selector({{Type}} { alpha: params.level("alpha")?, threshold: None }))
-    }
-}
-
-quiver_sdk::export_plugin!({{Type}}Plugin);
-"#;
-
-const BATCH: &str = r#"use quiver_sdk::param;
-
-/// Split-conformal bound for one future score: S_(⌈(n+1)(1−α)⌉), +∞ past n.
-struct {{Type}} {
-    alpha: f64,
-    sorted: Option<Vec<f64>>,
-}
-
-impl quiver_sdk::BatchImpl for {{Type}} {
-    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let cal = tables.get("calibration")?;
-        cal.non_empty()?;
-        let mut s = cal.f64("score")?.to_vec();
-        s.sort_by(f64::total_cmp);
-        self.sorted = Some(s);
-        Ok(())
-    }
-
-    fn bound(&self, _tables: &Tables<'_>) -> Result<BatchResult, PluginError> {
-        let s = self.sorted.as_ref().ok_or_else(|| quiver_sdk::state_error("bound() before calibrate()"))?;
-        let k = ((s.len() as f64 + 1.0) * (1.0 - self.alpha)).ceil() as usize;
-        let upper = if k <= s.len() { s[k - 1] } else { f64::INFINITY };
-        let json = json!({"method": "{{name}}", "device": "cpu", "k": k, "bound": quiver_sdk::json_f64(upper)});
-        Ok(BatchResult { device: Device::Cpu, lower: f64::NEG_INFINITY, upper, selected: RVec::new(), json: json.to_string().into() })
-    }
-}
-
-/// The plugin.
-pub struct {{Type}}Plugin;
-
-impl Plugin for {{Type}}Plugin {
-    fn manifest() -> Manifest {
-        ManifestBuilder::new("{{name}}", Family::BatchPredictive)
-            .version(env!("CARGO_PKG_VERSION"))
-            .summary("TODO: one line")
-            .guarantee("TODO: the guarantee, stated exactly")
-            .param(param::float("alpha", Some(0.1), "level, in (0, 1)"))
-            .table(TableBuilder::new("calibration", "calibration scores").column(column::f64("score", "score")))
-            .build()
-    }
-
-    fn create(params: Params, _ctx: RunContext) -> Result<Estimator, PluginError> {
-        Ok(quiver_sdk::batch_predictor({{Type}} { alpha: params.level("alpha")?, sorted: None }))
-    }
-}
-
-quiver_sdk::export_plugin!({{Type}}Plugin);
-"#;
-
-const AGGREGATOR: &str = r#"/// Equal-weight aggregation of every `q_` column, sorted per row (non-crossing).
-struct {{Type}};
-
-impl quiver_sdk::AggregatorImpl for {{Type}} {
-    fn fit(&mut self, _tables: &Tables<'_>) -> Result<(), PluginError> {
-        Ok(())
-    }
-
-    fn calibrate(&mut self, _tables: &Tables<'_>) -> Result<(), PluginError> {
-        Ok(())
-    }
-
-    fn predict(&self, tables: &Tables<'_>) -> Result<AggregationResult, PluginError> {
-        let t = tables.get("test")?;
-        let names: Vec<&str> = t.column_names().into_iter().filter(|c| c.starts_with("q_")).collect();
-        let cols = names.iter().map(|c| t.f64(c)).collect::<Result<Vec<_>, _>>()?;
-        let rows = t.nrows();
-        let mut data = Vec::with_capacity(rows * cols.len());
-        for i in 0..rows {
-            let mut row: Vec<f64> = cols.iter().map(|c| c[i]).collect();
-            row.sort_by(f64::total_cmp);
-            data.extend(row);
-        }
-        let json = json!({"method": "{{name}}", "device": "cpu", "columns": names, "test_quantiles": data});
-        Ok(AggregationResult { device: Device::Cpu, quantiles: OwnedMatrix { data: RVec::from(data), rows, cols: cols.len() }, json: json.to_string().into() })
-    }
-}
-
-/// The plugin.
-pub struct {{Type}}Plugin;
-
-impl Plugin for {{Type}}Plugin {
-    fn manifest() -> Manifest {
-        let mut q = column::f64("q_", "quantile predictions, one column per model and level");
-        q.prefix = true;
-        ManifestBuilder::new("{{name}}", Family::QuantileAggregator)
-            .version(env!("CARGO_PKG_VERSION"))
-            .summary("TODO: one line")
-            .guarantee("TODO: the guarantee, stated exactly")
-            .table(TableBuilder::new("test", "quantile predictions").column(q))
-            .build()
-    }
-
-    fn create(_params: Params, _ctx: RunContext) -> Result<Estimator, PluginError> {
-        Ok(quiver_sdk::aggregator({{Type}}))
-    }
-}
-
-quiver_sdk::export_plugin!({{Type}}Plugin);
-"#;
-
-const SHRINKAGE: &str = r#"use quiver_sdk::abi::abi_stable::std_types::ROption;
-use quiver_sdk::param;
-
-/// Positive-part James–Stein toward the grand mean for x_i ~ N(θ_i, σ²):
-/// θ̂_i = x̄ + (1 − (p − 3)σ² / Σ(x_i − x̄)²)₊ (x_i − x̄).
-struct {{Type}} {
-    sigma2: f64,
-}
-
-impl quiver_sdk::ShrinkageImpl for {{Type}} {
-    fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult, PluginError> {
-        let x = tables.get("data")?.f64("x")?;
-        let p = x.len() as f64;
-        if p < 4.0 {
-            return Err(PluginError::input("table 'data' needs at least 4 rows"));
-        }
-        let mean = x.sum() / p;
-        let ss: f64 = x.iter().map(|v| (v - mean).powi(2)).sum();
-        let factor = (1.0 - (p - 3.0) * self.sigma2 / ss).max(0.0);
-        let est: Vec<f64> = x.iter().map(|v| mean + factor * (v - mean)).collect();
-        let json = json!({"method": "{{name}}", "device": "cpu", "shrinkage_factor": factor});
-        Ok(ShrinkageResult { device: Device::Cpu, lambda_hat: factor, risk_estimate: f64::NAN, estimates: RVec::from(est), intervals: ROption::RNone, json: json.to_string().into() })
-    }
-}
-
-/// The plugin.
-pub struct {{Type}}Plugin;
-
-impl Plugin for {{Type}}Plugin {
-    fn manifest() -> Manifest {
-        ManifestBuilder::new("{{name}}", Family::Shrinkage)
-            .version(env!("CARGO_PKG_VERSION"))
-            .summary("TODO: one line")
-            .guarantee("TODO: the guarantee, stated exactly")
-            .param(param::float("sigma2", Some(1.0), "known noise variance (> 0)"))
-            .table(TableBuilder::new("data", "one row per unit").column(column::f64("x", "observation")))
-            .build()
-    }
-
-    fn create(params: Params, _ctx: RunContext) -> Result<Estimator, PluginError> {
-        let sigma2 = params.f64("sigma2")?;
-        if !(sigma2 > 0.0) {
-            return Err(PluginError::param(format!("parameter 'sigma2' = {sigma2} must be > 0")));
-        }
-        Ok(quiver_sdk::shrinkage({{Type}} { sigma2 }))
-    }
-}
-
-quiver_sdk::export_plugin!({{Type}}Plugin);
-"#;
-
-const CRITIC: &str = r#"/// Mean immediate reward per discrete state (the γ = 0 value), as a starting point.
-struct {{Type}} {
-    values: Vec<f64>,
-}
-
-impl quiver_sdk::CriticImpl for {{Type}} {
-    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let t = tables.get("transitions")?;
-        t.non_empty()?;
-        let (s, r) = (t.i64("s")?, t.f64("r")?);
-        let states = s.iter().copied().max().unwrap_or(0).max(0) as usize + 1;
-        let (mut sum, mut count) = (vec![0.0; states], vec![0.0; states]);
-        for (i, &si) in s.iter().enumerate() {
-            if si < 0 {
-                return Err(PluginError::input(format!("table 'transitions', column 's', row {}: negative state id", i + 1)));
-            }
-            sum[si as usize] += r[i];
-            count[si as usize] += 1.0;
-        }
-        self.values = sum.iter().zip(&count).map(|(a, c)| if *c > 0.0 { a / c } else { 0.0 }).collect();
-        Ok(())
-    }
-
-    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
-        let json = json!({"method": "{{name}}", "device": "cpu", "v": self.values});
-        Ok(CriticResult { device: Device::Cpu, values: RVec::from(self.values.clone()), json: json.to_string().into() })
-    }
-}
-
-/// The plugin.
-pub struct {{Type}}Plugin;
-
-impl Plugin for {{Type}}Plugin {
-    fn manifest() -> Manifest {
-        ManifestBuilder::new("{{name}}", Family::Critic)
-            .version(env!("CARGO_PKG_VERSION"))
-            .summary("TODO: one line")
-            .guarantee("TODO: the guarantee, stated exactly")
-            .table(TableBuilder::new("transitions", "offline data").column(column::i64("s", "state id")).column(column::f64("r", "reward")))
-            .build()
-    }
-
-    fn create(_params: Params, _ctx: RunContext) -> Result<Estimator, PluginError> {
-        Ok(quiver_sdk::critic({{Type}} { values: Vec::new() }))
-    }
-}
-
-quiver_sdk::export_plugin!({{Type}}Plugin);
-"#;
-
-/// A test for the skeleton, through the built cdylib.
-fn test_for(family: &str) -> String {
-    let (call, tables, check) = match family {
-        "conformal-selector" => (
-            "let mut h = host.selector(\"{{name}}\", &testing::params(&[]), ctx).unwrap();\n    h.calibrate(&[cal.clone()]).unwrap();\n    let r = h.select(&[test]).unwrap();",
-            "let cal = Table::new(\"calibration\").with_f64(\"score\", (1..=19).map(f64::from).collect());\n    let test = Table::new(\"test\").with_f64(\"score\", vec![1.0, 18.0, 19.5]);",
-            "assert_eq!(r.selected.as_slice(), &[0, 1]);",
-        ),
-        "batch-pi" => (
-            "let mut h = host.batch_predictor(\"{{name}}\", &testing::params(&[]), ctx).unwrap();\n    h.calibrate(&[cal.clone()]).unwrap();\n    let r = h.bound(&[]).unwrap();",
-            "let cal = Table::new(\"calibration\").with_f64(\"score\", (1..=19).map(f64::from).collect());",
-            "assert_eq!(r.upper, 18.0);",
-        ),
-        "quantile-aggregator" => (
-            "let mut h = host.aggregator(\"{{name}}\", &testing::params(&[]), ctx).unwrap();\n    h.fit(&[]).unwrap();\n    h.calibrate(&[]).unwrap();\n    let r = h.predict(&[test]).unwrap();",
-            "let test = Table::new(\"test\").with_f64(\"q_a_0.9\", vec![1.0]).with_f64(\"q_a_0.1\", vec![3.0]);",
-            "assert_eq!(r.quantiles.data.as_slice(), &[1.0, 3.0]);",
-        ),
-        "shrinkage" => (
-            "let h = host.shrinker(\"{{name}}\", &testing::params(&[]), ctx).unwrap();\n    let r = h.estimate(&[data]).unwrap();",
-            "let data = Table::new(\"data\").with_f64(\"x\", vec![-3.0, -1.0, 0.0, 1.0, 3.0]);",
-            "assert!((r.lambda_hat - 0.9).abs() < 1e-12);",
-        ),
-        _ => (
-            "let mut h = host.critic(\"{{name}}\", &testing::params(&[]), ctx).unwrap();\n    h.fit(&[data]).unwrap();\n    let r = h.values(&[]).unwrap();",
-            "let data = Table::new(\"transitions\").with_i64(\"s\", vec![0, 1, 1]).with_f64(\"r\", vec![1.0, 2.0, 4.0]);",
-            "assert_eq!(r.values.as_slice(), &[1.0, 3.0]);",
-        ),
-    };
-    format!(
-        "//! `{{{{name}}}}` through the real plugin boundary (the built cdylib, loaded by the host).\n\nuse quiver_host::{{testing, DeviceRequest, RunContext, Table}};\n\n#[test]\nfn runs_through_the_host() {{\n    let host = testing::host();\n    let ctx = RunContext {{ device: DeviceRequest::Cpu, threads: 1 }};\n    {tables}\n    {call}\n    {check}\n}}\n"
-    )
 }
 
 #[cfg(test)]
@@ -405,18 +233,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_family_renders() {
-        for f in FAMILIES {
-            let files = render("my-method", f, None).unwrap();
-            assert_eq!(files.len(), 3);
-            assert!(files[1].1.contains("pub struct MyMethodPlugin;"));
-            assert!(files[1].1.contains("quiver_sdk::export_plugin!(MyMethodPlugin);"));
-            assert!(files[2].1.contains("host.") && !files[2].1.contains("{{"));
-            let standalone = render("my-method", f, Some(Path::new("/q"))).unwrap();
+    fn every_family_renders_without_placeholders() {
+        let root = crate::root();
+        for f in families() {
+            let files = render("my-method-2", f, None, &root.join("plugins/my-method-2")).unwrap();
+            let lib = &files[1].1;
+            assert!(lib.contains("pub struct MyMethod2Plugin;"), "{f}");
+            assert!(lib.contains("quiver_sdk::export_plugin!(MyMethod2Plugin);"), "{f}");
+            assert!(lib.contains("ManifestBuilder::new(\"my-method-2\""), "{f}");
+            let test = &files[2];
+            assert_eq!(test.0, "tests/my_method_2.rs");
             assert!(
-                standalone[0].1.contains("path = \"/q/crates/quiver-sdk\"") && standalone[0].1.contains("[workspace]")
+                test.1.contains("own_plugin(\"my_method_2\")") && test.1.contains("\"../../examples/my-method-2\"")
+            );
+            assert!(files[0].1.contains("quiver-sdk.workspace = true"));
+            assert!(files.iter().any(|(p, _)| p == "example/demo.txt"));
+            let dir = root.join("../elsewhere/my-method-2");
+            let standalone = render("my-method-2", f, Some(&root), &absolute(&dir).unwrap()).unwrap();
+            let cargo = &standalone[0].1;
+            let base = root.file_name().unwrap().to_string_lossy();
+            assert!(cargo.contains(&format!("path = \"../../{base}/crates/quiver-sdk\"")), "{cargo}");
+            assert!(
+                standalone.iter().any(|(p, _)| p == "Cargo.lock")
+                    && standalone.iter().any(|(p, _)| p == "rustfmt.toml")
             );
         }
-        assert!(render("x", "regression", None).is_err());
+        assert!(render("x", "regression", None, Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative(Path::new("/a/b/c"), Path::new("/a/d")), "../../d");
+        assert_eq!(relative(Path::new("/a"), Path::new("/a/b")), "b");
+        assert_eq!(relative(Path::new("/a"), Path::new("/a")), ".");
+    }
+
+    #[test]
+    fn members_are_added_after_the_plugins() {
+        let dir = std::env::temp_dir().join(format!("xtask-members-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = "[workspace]\nmembers = [\n    \"crates/a\",\n    \"plugins/x\",\n    \"benches\",\n]\n";
+        std::fs::write(dir.join("Cargo.toml"), toml).unwrap();
+        add_member(&dir, "plugins/y").unwrap();
+        let got = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert_eq!(got, "[workspace]\nmembers = [\n    \"crates/a\",\n    \"plugins/x\",\n    \"plugins/y\",\n    \"benches\",\n]\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

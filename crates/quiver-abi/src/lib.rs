@@ -32,7 +32,7 @@ use abi_stable::{
 
 /// Version of the Quiver plugin ABI. The host refuses a plugin whose major or minor differs
 /// (while the major is 0, the minor is the breaking number, as in Cargo's semver rules).
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 1 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 2 };
 
 /// Name of the C-ABI symbol (an `extern "C" fn() -> PluginIdentity`) every plugin exports.
 pub const IDENTITY_SYMBOL: &str = "quiver_plugin_identity";
@@ -208,7 +208,7 @@ impl ColumnData<'_> {
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct ColumnView<'a> {
-    /// Column name (the contract names of `estimators.md`).
+    /// Column name, as the method's manifest declares it.
     pub name: RStr<'a>,
     /// Values.
     pub data: ColumnData<'a>,
@@ -376,6 +376,34 @@ pub enum ParamKind {
     Text,
 }
 
+/// One end of the range a numeric parameter may take.
+///
+/// A float parameter with the default ends `(-inf, inf)` (both open) takes every finite number;
+/// `inf` itself is allowed only where an end is `inf` and closed (`[0, inf]`).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq)]
+pub struct Bound {
+    /// The end point (may be ±∞).
+    pub value: f64,
+    /// Whether the end point itself is allowed.
+    pub inclusive: bool,
+}
+
+impl Bound {
+    /// No lower limit: every finite value is above it.
+    pub const NONE_BELOW: Bound = Bound { value: f64::NEG_INFINITY, inclusive: false };
+    /// No upper limit: every finite value is below it.
+    pub const NONE_ABOVE: Bound = Bound { value: f64::INFINITY, inclusive: false };
+    /// Whether `x` lies on the allowed side of this bound taken as a lower end.
+    pub fn admits_from_below(&self, x: f64) -> bool {
+        x > self.value || (self.inclusive && x == self.value)
+    }
+    /// Whether `x` lies on the allowed side of this bound taken as an upper end.
+    pub fn admits_from_above(&self, x: f64) -> bool {
+        x < self.value || (self.inclusive && x == self.value)
+    }
+}
+
 /// One parameter of a method.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug)]
@@ -384,12 +412,58 @@ pub struct ParamSpec {
     pub name: RString,
     /// Type.
     pub kind: ParamKind,
-    /// Default as JSON text (`0.1`, `"clip"`, `null` for "not set").
+    /// Default as JSON text (`0.1`, `"clip"`, `null` for "not set": the parameter is optional).
     pub default_json: RString,
     /// Allowed values, for [`ParamKind::Choice`].
     pub choices: RVec<RString>,
-    /// One-line documentation, with the valid range.
+    /// Lower end of the allowed range ([`ParamKind::Float`] and [`ParamKind::Int`]).
+    pub lower: Bound,
+    /// Upper end of the allowed range ([`ParamKind::Float`] and [`ParamKind::Int`]).
+    pub upper: Bound,
+    /// One-line documentation.
     pub doc: RString,
+}
+
+impl ParamSpec {
+    /// Whether `x` lies in `[lower, upper]` (ends open or closed as declared). NaN never does.
+    pub fn in_range(&self, x: f64) -> bool {
+        self.lower.admits_from_below(x) && self.upper.admits_from_above(x)
+    }
+    /// What a value of this parameter must be, for messages and `quiver info`:
+    /// `a number in (0, 1)`, `a finite number`, `an integer in [0, 10000]`, `one of clip | res`.
+    pub fn requirement(&self) -> String {
+        let unbounded = self.lower == Bound::NONE_BELOW && self.upper == Bound::NONE_ABOVE;
+        match self.kind {
+            ParamKind::Float if unbounded => "a finite number".into(),
+            ParamKind::Float => format!("a number in {}", self.range_text()),
+            ParamKind::Int if unbounded => "an integer".into(),
+            ParamKind::Int => format!("an integer in {}", self.range_text()),
+            ParamKind::Bool => "true or false".into(),
+            ParamKind::Choice => {
+                format!("one of {}", self.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" | "))
+            }
+            ParamKind::Text => "text".into(),
+        }
+    }
+    /// The allowed range in interval notation, e.g. `(0, 1)`, `[0, inf]`, `[1, 10000]`.
+    pub fn range_text(&self) -> String {
+        let num = |x: f64| {
+            if x == f64::INFINITY {
+                "inf".to_string()
+            } else if x == f64::NEG_INFINITY {
+                "-inf".to_string()
+            } else {
+                format!("{x}")
+            }
+        };
+        format!(
+            "{}{}, {}{}",
+            if self.lower.inclusive { '[' } else { '(' },
+            num(self.lower.value),
+            num(self.upper.value),
+            if self.upper.inclusive { ']' } else { ')' }
+        )
+    }
 }
 
 /// One column a method reads from a table.
@@ -488,7 +562,7 @@ pub struct SelectionResult {
     pub selected_name: RString,
     /// The data-dependent threshold (BH cut-off on p-values, or λ̂).
     pub threshold: f64,
-    /// The JSON summary of `estimators.md`, without the two arrays above.
+    /// The JSON summary (common fields and the method's scalars), without the two arrays above.
     pub json: RString,
 }
 
@@ -526,10 +600,11 @@ pub struct AggregationResult {
 pub struct ShrinkageResult {
     /// Device the computation ran on.
     pub device: Device,
-    /// The tuned shrinkage parameter λ̂.
-    pub lambda_hat: f64,
-    /// The unbiased risk estimate at λ̂.
-    pub risk_estimate: f64,
+    /// The tuned shrinkage parameter λ̂, for methods with one scalar λ (not, e.g., monotone
+    /// shrinkage with one factor per unit).
+    pub lambda_hat: ROption<f64>,
+    /// The unbiased risk estimate of the returned estimates, for methods that have one.
+    pub risk_estimate: ROption<f64>,
     /// Shrunken estimates, one per unit.
     pub estimates: RVec<f64>,
     /// Interval ends, when intervals were asked for: the p lower ends, then the p upper ends.
@@ -722,11 +797,12 @@ impl Estimator {
 // ---------------------------------------------------------------------------------------------
 
 /// The root module every plugin exports. A prefix type: new fields go after `create`, which is
-/// the `last_prefix_field`, and a host reading an older plugin sees them as absent.
+/// the `last_prefix_field`; their accessors return `Option`, and a host reading an older plugin
+/// that lacks them gets `None` (`missing_field(option)`).
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
-#[sabi(missing_field(panic))]
+#[sabi(missing_field(option))]
 pub struct PluginMod {
     /// The method's manifest. Never fails; panics are caught by the SDK and give an empty name.
     pub manifest: extern "C" fn() -> Manifest,

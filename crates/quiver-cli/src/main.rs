@@ -184,20 +184,12 @@ fn print_info(p: &quiver_host::Plugin) {
     println!("devices:   {}", devices.join(", "));
     println!("file:      {} (SDK {})", p.path.display(), p.sdk_version);
     println!("parameters:");
+    let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for prm in m.params.iter() {
-        let choices = if prm.choices.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", prm.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("|"))
-        };
-        println!(
-            "  {:12} {:7} default {:10} {}{}",
-            prm.name,
-            format!("{:?}", prm.kind).to_lowercase(),
-            prm.default_json,
-            prm.doc,
-            choices
-        );
+        let default =
+            if prm.default_json.as_str() == "null" { "unset".to_string() } else { prm.default_json.to_string() };
+        println!("  {:width$}  {} (default {default})", prm.name, prm.doc);
+        println!("  {:width$}    {}", "", prm.requirement());
     }
     println!("tables:");
     for t in m.tables.iter() {

@@ -2,7 +2,7 @@
 //! clear errors for bad input, and plugins built outside the workspace (a real one, one that
 //! panics, one built against another ABI version).
 
-use quiver_host::testing;
+use quiver_testing as testing;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -136,8 +136,10 @@ fn bad_input_on_the_command_line() {
         (run(&[&test_arg], &[]), "needs a 'calibration' table"),
         (run(&[&cal_arg, &format!("fit={cal}")], &[]), "reads no 'fit' table"),
         (run(&[&cal_arg, "test=/does/not/exist.csv"], &[]), "table 'test' (/does/not/exist.csv)"),
-        (run(&both, &["--set", "q=lots"]), "parameter 'q' = 'lots' must be a number"),
-        (run(&both, &["--set", "q=2"]), "parameter 'q' = 2 must be in (0, 1)"),
+        (run(&both, &["--set", "q=lots"]), "parameter 'q' = \"lots\" must be a number in (0, 1)"),
+        (run(&both, &["--set", "q=2"]), "parameter 'q' = 2 must be a number in (0, 1)"),
+        (run(&both, &["--set", "q=0.1", "--set", "q=0.2"]), "parameter 'q' is set twice"),
+        (run(&both, &["--device", "cuda"]), "CUDA"),
         (run(&both, &["--set", "gamma=1"]), "unknown parameter 'gamma'"),
     ];
     for (args, needle) in cases {
@@ -214,6 +216,16 @@ fn plugins_built_outside_the_workspace() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["method"], "bonferroni-selection");
     assert_eq!(v["p_values"].as_array().unwrap().len(), 20);
+    // the device contract: a CPU-only method refuses cuda before it runs, and auto uses the CPU
+    let args =
+        ["run", "bonferroni-selection", "--input", &format!("calibration={cal}"), "--input", &format!("test={test}")];
+    let o = run_with(dir.path(), &[&args[..], &["--device", "cuda"]].concat());
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("method 'bonferroni-selection' has no CUDA path (its devices: cpu)"), "{err}");
+    let o = run_with(dir.path(), &[&args[..], &["--device", "auto", "--json"]].concat());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["device"].as_str(), v["notice"].is_null()), (Some("cpu"), true));
 
     // 2. a plugin that panics inside `select`: a clear error, exit code 2, no abort
     let faulty = build_fixture(scratch.path(), "faulty-plugin", "faulty_plugin", &[]);
@@ -239,88 +251,129 @@ fn plugins_built_outside_the_workspace() {
     assert!(out.contains("ok    bonferroni-selection"), "{out}");
     assert!(
         out.contains("libwrong_abi")
-            && out.contains("built against Quiver ABI 0.999 (SDK 0.999.0), this host speaks ABI 0.1"),
+            && out.contains(&format!(
+                "built against Quiver ABI 0.999 (SDK 0.999.0), this host speaks ABI {}",
+                quiver_host::ABI_VERSION
+            )),
         "{out}"
     );
 }
 
-/// `cargo xtask new-plugin` for every family, generated outside the workspace, built, loaded by
-/// the CLI and run: each family's adapter crosses the real boundary.
+const FAMILIES: [&str; 5] = ["critic", "quantile-aggregator", "conformal-selector", "shrinkage", "batch-pi"];
+
+fn cargo_in(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(o.status.success(), "`cargo {}` in {} failed:\n{}", args.join(" "), dir.display(), text(&o).1);
+    o
+}
+
+/// `cargo xtask new-plugin` for every family, standalone (outside the workspace): each crate as
+/// generated passes `cargo fmt --check`, `cargo clippy -D warnings` and its own tests (which load
+/// its cdylib through the host and run the conformance suite on it), and the `quiver` CLI runs its
+/// built-in example.
 #[test]
-fn generated_skeletons_of_every_family_build_and_run() {
+fn standalone_skeletons_pass_fmt_clippy_and_their_tests() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
     let work = tempfile::tempdir().unwrap();
     let plugins = tempfile::tempdir().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let data = work.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    // (family, plugin name, input tables, what the JSON must contain)
-    type GenCase<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
-    let cases: [GenCase; 5] = [
-        (
-            "conformal-selector",
-            "gen-selector",
-            vec![
-                ("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into()),
-                ("test", "score\n1\n18\n19.5\n".into()),
+    for family in FAMILIES {
+        let name = format!("gen-{family}");
+        let dir = work.path().join(&name);
+        cargo_in(
+            &root,
+            &target,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "xtask",
+                "--",
+                "new-plugin",
+                &name,
+                "--family",
+                family,
+                "--dir",
+                dir.to_str().unwrap(),
             ],
-            "\"selected\": [\n    0,\n    1\n  ]",
-        ),
-        (
-            "batch-pi",
-            "gen-batch",
-            vec![("calibration", "score\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n".into())],
-            "\"bound\": 18.0",
-        ),
-        (
-            "quantile-aggregator",
-            "gen-aggregator",
-            vec![("test", "q_a_0.1,q_a_0.9\n3,1\n".into())],
-            "\"test_quantiles\": [\n    1.0,\n    3.0\n  ]",
-        ),
-        ("shrinkage", "gen-shrinkage", vec![("data", "x\n-3\n-1\n0\n1\n3\n".into())], "\"shrinkage_factor\": 0.9"),
-        (
-            "critic",
-            "gen-critic",
-            vec![("transitions", "s,r\n0,1\n1,2\n1,4\n".into())],
-            "\"v\": [\n    1.0,\n    3.0\n  ]",
-        ),
-    ];
-    for (family, name, inputs, expect) in cases {
-        let dir = work.path().join(name);
-        let st = Command::new(&cargo)
-            .current_dir(&root)
-            .args(["run", "--quiet", "-p", "xtask", "--", "new-plugin", name, "--family", family, "--dir"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "new-plugin {family}");
-        std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-        let st = Command::new(&cargo)
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(dir.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the {family} skeleton");
+        );
+        let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(toml.contains("path = \"../") && !toml.contains("path = \"/"), "{family}: relative paths: {toml}");
+        assert!(dir.join("Cargo.lock").is_file(), "{family}: a lockfile");
+        cargo_in(&dir, &target, &["fmt", "--check"]);
+        cargo_in(
+            &dir,
+            &target,
+            &["clippy", "--release", "--all-targets", "--locked", "--quiet", "--", "-D", "warnings"],
+        );
+        let o = cargo_in(&dir, &target, &["test", "--release", "--locked"]);
+        let out = text(&o).0;
+        assert!(out.contains("test conforms ... ok"), "{family}: {out}");
         let file =
             format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
-        std::fs::copy(target.join("release").join(&file), plugins.path().join(&file)).unwrap();
-        let mut args = vec!["run".to_string(), name.to_string(), "--json".to_string()];
-        for (role, body) in &inputs {
-            let p = data.join(format!("{name}-{role}.csv"));
-            std::fs::write(&p, body).unwrap();
-            args.push("--input".into());
-            args.push(format!("{role}={}", p.display()));
+        std::fs::copy(target.join("release/deps").join(&file), plugins.path().join(&file)).unwrap();
+        let mut args = vec!["run".to_string(), name.clone(), "--json".to_string()];
+        for line in std::fs::read_to_string(dir.join("example/demo.txt")).unwrap().lines() {
+            if let Some((role, file)) = line.strip_prefix("input: ").and_then(|l| l.split_once('=')) {
+                args.extend(["--input".to_string(), format!("{role}={}", dir.join("example").join(file).display())]);
+            }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = run_with(plugins.path(), &args);
         let (out, err) = text(&o);
         assert!(o.status.success(), "{family}: {err}");
-        assert!(out.contains(expect), "{family}: wanted {expect} in {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["method"], name.as_str());
     }
+}
+
+/// `cargo xtask new-plugin` for every family inside a temporary copy of this workspace: the new
+/// members keep `cargo fmt --all --check` and clippy clean, and their tests pass. (Named `ws-*`:
+/// the standalone test builds `gen-*` into the same target folder at the same time.)
+#[test]
+fn workspace_skeletons_pass_fmt_clippy_and_their_tests() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let copy = tempfile::tempdir().unwrap();
+    for item in
+        ["Cargo.toml", "Cargo.lock", "rustfmt.toml", ".cargo", "crates", "plugins", "xtask", "benches", "examples"]
+    {
+        let from = root.join(item);
+        if from.is_dir() {
+            copy_dir(&from, &copy.path().join(item));
+        } else {
+            std::fs::copy(&from, copy.path().join(item)).unwrap();
+        }
+    }
+    let mut packages = Vec::new();
+    for family in FAMILIES {
+        let name = format!("ws-{family}");
+        cargo_in(
+            copy.path(),
+            &target,
+            &["run", "--quiet", "-p", "xtask", "--", "new-plugin", &name, "--family", family],
+        );
+        assert!(copy.path().join("examples").join(&name).join("demo.txt").is_file());
+        packages.extend(["-p".to_string(), name]);
+    }
+    let toml = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert!(toml.contains("\"plugins/ws-critic\","), "{toml}");
+    let p: Vec<&str> = packages.iter().map(String::as_str).collect();
+    cargo_in(copy.path(), &target, &["fmt", "--all", "--check"]);
+    cargo_in(
+        copy.path(),
+        &target,
+        &[&["clippy", "--release", "--all-targets", "--quiet"][..], &p, &["--", "-D", "warnings"]].concat(),
+    );
+    let o = cargo_in(copy.path(), &target, &[&["test", "--release"][..], &p].concat());
+    assert_eq!(text(&o).0.matches("test conforms ... ok").count(), 5, "{}", text(&o).0);
+    assert!(!root.join("plugins/ws-critic").exists(), "xtask wrote into the real checkout, not the copy");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -343,7 +396,7 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
     let work = tempfile::tempdir().unwrap();
-    for c in ["quiver-abi", "quiver-sdk"] {
+    for c in ["quiver-abi", "quiver-sdk", "quiver-gpu"] {
         copy_dir(&root.join("crates").join(c), &work.path().join("crates").join(c));
     }
     copy_dir(&root.join("tests/fixtures/faulty-plugin"), &work.path().join("faulty"));
@@ -357,7 +410,7 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let start = toml.find("members = [").unwrap();
     let end = start + toml[start..].find(']').unwrap() + 1;
     let toml = format!(
-        "{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"faulty\"]{}",
+        "{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"crates/quiver-gpu\", \"faulty\"]{}",
         &toml[..start],
         &toml[end..]
     );
@@ -382,7 +435,13 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let o = run_with(plugins.path(), &["doctor"]);
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("its interface does not match this host's (ABI 0.1); abi_stable reports:"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "its interface does not match this host's (ABI {}); abi_stable reports:",
+            quiver_host::ABI_VERSION
+        )),
+        "{out}"
+    );
     assert!(out.contains("field_name:"), "{out}");
     assert!(out.lines().count() < 40, "the report must be short: {out}");
 }

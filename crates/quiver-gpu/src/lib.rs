@@ -57,11 +57,13 @@ impl GpuStatus {
 
 /// Whether libnvrtc can be loaded (enough to compile kernels to PTX without a GPU).
 pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to open the NVRTC library (dlopen); panics are caught.
     catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
 }
 
 /// Whether libcuda can be loaded.
 pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the driver library (dlopen); panics are caught.
     catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false)
 }
 
@@ -122,9 +124,12 @@ pub fn resolve(request: DeviceRequest, has_cuda_path: bool) -> Result<(Device, O
     }
 }
 
-/// [`resolve`] for a plugin with a CUDA path, as a plugin error ([`quiver_abi::ErrorKind::Device`]).
-pub fn pick(request: DeviceRequest) -> Result<(Device, Option<String>), quiver_abi::PluginError> {
-    resolve(request, true).map_err(|e| quiver_abi::PluginError::new(quiver_abi::ErrorKind::Device, e.to_string()))
+impl From<GpuError> for quiver_abi::PluginError {
+    /// A GPU failure as a plugin error of kind [`quiver_abi::ErrorKind::Device`], so plugin code
+    /// uses `?` on CUDA calls.
+    fn from(e: GpuError) -> Self {
+        quiver_abi::PluginError::new(quiver_abi::ErrorKind::Device, e.to_string())
+    }
 }
 
 fn context() -> Result<Arc<CudaContext>, GpuError> {
@@ -224,6 +229,13 @@ pub fn cublas() -> Result<Arc<cudarc::cublas::CudaBlas>, GpuError> {
             .map_err(|e| GpuError::Unavailable(format!("cuBLAS: {e:?}")))
     })
     .clone()
+}
+
+impl From<cudarc::driver::DriverError> for GpuError {
+    /// A CUDA driver error, so kernel launch code uses `?`.
+    fn from(e: cudarc::driver::DriverError) -> Self {
+        GpuError::Driver(format!("{e:?}"))
+    }
 }
 
 /// Map a driver error into [`GpuError::Driver`].

@@ -171,9 +171,17 @@ pub enum HostError {
         /// Family found.
         found: &'static str,
     },
-    /// A bad parameter (caught by the host before the plugin).
+    /// A malformed parameter argument (`KEY=VALUE` without `=`, a name given twice).
     #[error("{0}")]
     Parameter(String),
+    /// `cuda` was asked of a method whose manifest lists no CUDA path.
+    #[error("method '{method}' has no CUDA path (its devices: {devices}); use --device cpu or --device auto")]
+    NoCudaPath {
+        /// Method.
+        method: String,
+        /// The devices its manifest lists.
+        devices: String,
+    },
     /// A bad input table.
     #[error(transparent)]
     Input(#[from] InputError),

@@ -13,12 +13,11 @@
 pub mod error;
 pub mod npy;
 pub mod table;
-pub mod testing;
 
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{
-    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
-    RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
+    AggregationResult, BatchResult, Bound, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
+    ParamSpec, RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
 };
 pub use table::{read_csv, Table, Values};
 
@@ -242,11 +241,16 @@ impl Host {
         })
     }
 
-    /// Construct an estimator of `method` with `params` (a JSON object; unknown names and
-    /// wrong types are refused before the plugin is called).
+    /// Construct an estimator of `method` with `params` (a JSON object, validated by the
+    /// plugin's SDK against its manifest: names, types, ranges, choices).
+    ///
+    /// The device contract: `cuda` for a method whose manifest lists no CUDA path is refused
+    /// here ([`HostError::NoCudaPath`]); `auto` for such a method runs on the CPU without asking
+    /// the plugin to probe for a GPU; a method with a CUDA path resolves `auto` and `cuda` itself
+    /// (CUDA where a GPU is usable).
     pub fn create(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Estimator, HostError> {
         let plugin = self.get(method)?;
-        check_params(&plugin.manifest, params)?;
+        let ctx = device_contract(&plugin.manifest, ctx)?;
         let text = Value::Object(params.clone()).to_string();
         let create = plugin.module.create();
         let inner = create(text.as_str().into(), ctx).into_result().map_err(|e| plugin_error(method, e))?;
@@ -360,62 +364,56 @@ fn plugin_error(method: &str, e: quiver_abi::PluginError) -> HostError {
     HostError::Plugin { method: method.into(), kind: e.kind, message: e.message.into() }
 }
 
-/// Check parameter names and types against the manifest (the plugin checks again, and checks
-/// ranges).
-pub fn check_params(manifest: &Manifest, params: &Map<String, Value>) -> Result<(), HostError> {
-    for key in params.keys() {
-        if !manifest.params.iter().any(|p| p.name.as_str() == key) {
-            return Err(HostError::Parameter(format!(
-                "{}: unknown parameter '{key}' (known: {})",
-                manifest.name,
-                manifest.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    Ok(())
+/// Whether the manifest lists a CUDA path.
+pub fn has_cuda_path(manifest: &Manifest) -> bool {
+    manifest.devices.contains(&Device::Cuda)
 }
 
-/// Turn `KEY=VALUE` strings into a JSON parameter object, typed by the manifest:
-/// floats (`inf`/`-inf` allowed), integers, booleans, choices, text.
+/// Apply the device contract to a run context: a CUDA request for a method without a CUDA path
+/// is an error; `auto` for such a method becomes `cpu`.
+pub fn device_contract(manifest: &Manifest, ctx: RunContext) -> Result<RunContext, HostError> {
+    if has_cuda_path(manifest) {
+        return Ok(ctx);
+    }
+    match ctx.device {
+        DeviceRequest::Cuda => Err(HostError::NoCudaPath {
+            method: manifest.name.to_string(),
+            devices: manifest.devices.iter().map(|d| d.name()).collect::<Vec<_>>().join(", "),
+        }),
+        _ => Ok(RunContext { device: DeviceRequest::Cpu, ..ctx }),
+    }
+}
+
+/// Turn `KEY=VALUE` strings into a JSON parameter object, typed by the manifest (numbers for
+/// float and integer parameters, `true`/`false` for booleans, text otherwise; `inf`/`-inf`
+/// as the strings JSON needs). Text that does not parse is passed on as text, so the plugin's
+/// SDK — the one place parameters are checked — refuses it with the message every caller sees:
+/// `parameter 'q' = "lots" must be a number in (0, 1)`. Unknown names are refused the same way.
 pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<String, Value>, HostError> {
     let mut out = Map::new();
     for pair in pairs {
         let (key, raw) =
             pair.split_once('=').ok_or_else(|| HostError::Parameter(format!("'{pair}' is not KEY=VALUE")))?;
         let (key, raw) = (key.trim(), raw.trim());
-        let spec = manifest.params.iter().find(|p| p.name.as_str() == key).ok_or_else(|| {
-            HostError::Parameter(format!(
-                "{}: unknown parameter '{key}' (known: {})",
-                manifest.name,
-                manifest.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        let bad =
-            |want: &str| HostError::Parameter(format!("{}: parameter '{key}' = '{raw}' must be {want}", manifest.name));
-        let value = match spec.kind {
-            ParamKind::Float => match raw.to_ascii_lowercase().as_str() {
+        let kind = manifest.params.iter().find(|p| p.name.as_str() == key).map(|p| p.kind);
+        let value = match kind {
+            Some(ParamKind::Float) => match raw.to_ascii_lowercase().as_str() {
                 "inf" | "+inf" | "infinity" => json!("inf"),
                 "-inf" | "-infinity" => json!("-inf"),
-                _ => {
-                    let x: f64 = raw.parse().map_err(|_| bad("a number"))?;
-                    if !x.is_finite() {
-                        return Err(bad("a number"));
-                    }
-                    json!(x)
-                }
+                // integers stay integers, so messages echo the value as typed (`q = 2`, not 2.0)
+                _ => match (raw.parse::<i64>(), raw.parse::<f64>()) {
+                    (Ok(i), _) => json!(i),
+                    (_, Ok(x)) if x.is_finite() => json!(x),
+                    _ => json!(raw),
+                },
             },
-            ParamKind::Int => json!(raw.parse::<i64>().map_err(|_| bad("an integer"))?),
-            ParamKind::Bool => json!(raw.parse::<bool>().map_err(|_| bad("true or false"))?),
-            ParamKind::Choice => {
-                if !spec.choices.iter().any(|c| c.as_str() == raw) {
-                    let choices: Vec<&str> = spec.choices.iter().map(|c| c.as_str()).collect();
-                    return Err(bad(&format!("one of {}", choices.join(" | "))));
-                }
-                json!(raw)
-            }
-            ParamKind::Text => json!(raw),
+            Some(ParamKind::Int) => raw.parse::<i64>().map_or_else(|_| json!(raw), |x| json!(x)),
+            Some(ParamKind::Bool) => raw.parse::<bool>().map_or_else(|_| json!(raw), |b| json!(b)),
+            _ => json!(raw),
         };
-        out.insert(key.to_string(), value);
+        if out.insert(key.to_string(), value).is_some() {
+            return Err(HostError::Parameter(format!("parameter '{key}' is set twice")));
+        }
     }
     Ok(out)
 }
@@ -489,13 +487,18 @@ pub fn manifest_json(m: &Manifest) -> Value {
         "guarantee": m.guarantee.as_str(),
         "reference": m.reference.as_str(),
         "devices": m.devices.iter().map(|d| d.name()).collect::<Vec<_>>(),
-        "parameters": m.params.iter().map(|p| json!({
-            "name": p.name.as_str(),
-            "type": format!("{:?}", p.kind).to_lowercase(),
-            "default": serde_json::from_str::<Value>(p.default_json.as_str()).unwrap_or(Value::Null),
-            "choices": p.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "doc": p.doc.as_str(),
-        })).collect::<Vec<_>>(),
+        "parameters": m.params.iter().map(|p| {
+            let numeric = matches!(p.kind, ParamKind::Float | ParamKind::Int);
+            json!({
+                "name": p.name.as_str(),
+                "type": format!("{:?}", p.kind).to_lowercase(),
+                "default": serde_json::from_str::<Value>(p.default_json.as_str()).unwrap_or(Value::Null),
+                "choices": p.choices.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "range": if numeric { json!(p.range_text()) } else { Value::Null },
+                "allowed": p.requirement(),
+                "doc": p.doc.as_str(),
+            })
+        }).collect::<Vec<_>>(),
         "tables": m.tables.iter().map(|t| json!({
             "role": t.role.as_str(),
             "required": t.required,

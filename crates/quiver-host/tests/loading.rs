@@ -1,7 +1,8 @@
 //! Loading the built plugin files: many plugins in one process (each its own module, not the
 //! first one again), and bad files reported one by one while the good ones still load.
 
-use quiver_host::{testing, Host, LoadError};
+use quiver_host::{Host, LoadError};
+use quiver_testing as testing;
 use std::path::PathBuf;
 
 fn built(stem: &str) -> PathBuf {
@@ -20,7 +21,6 @@ fn many_plugins_in_one_process_each_their_own() {
     for p in host.plugins() {
         let stem = p.path.file_stem().unwrap().to_string_lossy().trim_start_matches("lib").replace('_', "-");
         assert_eq!(stem, p.name());
-        assert!(!p.manifest.params.is_empty());
     }
 }
 

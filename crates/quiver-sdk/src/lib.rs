@@ -3,14 +3,22 @@
 //! A plugin is one crate (`crate-type = ["cdylib", "rlib"]`) that implements [`Plugin`] and calls
 //! [`export_plugin!`] once. The SDK then
 //! * exports the abi_stable root module and the C-ABI identity symbol the host checks first;
-//! * validates parameters against the manifest (unknown names, types, choices) and fills defaults;
+//! * validates parameters against the manifest in one place ([`Params::from_json`]: unknown
+//!   names, types, ranges, choices; defaults filled in) before [`Plugin::create`] runs;
+//! * resolves the device ([`Context`]): `cpu`, or `cuda` only where the manifest lists a CUDA
+//!   path and a GPU is usable (`auto` falls back to the CPU with a notice), so a plugin never
+//!   decides this itself;
 //! * wraps every entry point in `catch_unwind`, so a panic becomes an [`ErrorKind::Panic`] error
 //!   instead of aborting the host;
-//! * turns ABI table views into `ndarray` views without copying ([`Table::f64`]).
+//! * turns ABI table views into slices and `ndarray` views without copying ([`Table::f64`]).
 //!
 //! The estimator itself implements one of the family traits ([`SelectorImpl`], [`BatchImpl`],
 //! [`AggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in plain Rust, and
-//! [`Plugin::create`] boxes it with the matching `Estimator::from_*` constructor.
+//! [`Plugin::create`] boxes it with the matching constructor ([`selector`], [`batch_predictor`],
+//! [`aggregator`], [`shrinkage`], [`critic`]).
+//!
+//! A plugin with a CUDA path enables this crate's `cuda` feature (which brings `quiver-gpu`) and
+//! declares the path with [`ManifestBuilder::cuda`].
 //!
 //! Note: abi_stable's export macro names the `abi_stable` crate directly, so a plugin crate lists
 //! `abi_stable` in its `Cargo.toml` (it never needs to `use` it).
@@ -19,9 +27,9 @@ mod manifest;
 mod params;
 mod tables;
 
-pub use manifest::{column, param, ManifestBuilder, TableBuilder};
+pub use manifest::{column, param, ManifestBuilder, Param, TableBuilder};
 pub use ndarray;
-pub use params::Params;
+pub use params::{Choice, Params};
 pub use quiver_abi as abi;
 pub use quiver_abi::abi_stable;
 pub use serde_json;
@@ -32,8 +40,8 @@ use abi_stable::{
     std_types::{RResult, RStr},
 };
 use quiver_abi::{
-    AggregationResult, BatchResult, CriticResult, ErrorKind, Estimator, Manifest, PluginError, PluginIdentity,
-    PluginResult, RunContext, SelectionResult, ShrinkageResult,
+    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Estimator, Manifest, PluginError,
+    PluginIdentity, PluginResult, RunContext, SelectionResult, ShrinkageResult,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -47,8 +55,103 @@ pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 pub trait Plugin: 'static {
     /// The method's manifest (name, family, parameters, tables, guarantee, devices).
     fn manifest() -> Manifest;
-    /// Build an estimator from validated parameters (defaults already filled in).
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator>;
+    /// Build an estimator from validated parameters (defaults filled in, ranges checked) and the
+    /// resolved run context (device, threads, what the result's JSON echoes).
+    fn create(params: Params, ctx: Context) -> Result<Estimator>;
+}
+
+/// The run as the SDK resolved it for one estimator: the device it uses (never CUDA unless the
+/// manifest lists a CUDA path and a GPU is usable), the CPU-fallback notice of `auto`, the worker
+/// thread budget, and what every result's JSON starts with.
+#[derive(Clone, Debug)]
+pub struct Context {
+    method: String,
+    version: String,
+    device: Device,
+    notice: Option<String>,
+    threads: u32,
+    parameters: serde_json::Value,
+}
+
+impl Context {
+    /// Resolve `run` for `manifest`: `cpu` is the CPU; `cuda` is CUDA or an error
+    /// ([`ErrorKind::Unsupported`] when the method has no CUDA path, [`ErrorKind::Device`] when no
+    /// GPU is usable); `auto` is CUDA where both the method and the machine have it, else the CPU
+    /// (with a notice when the method has a CUDA path the machine cannot run).
+    pub fn resolve(manifest: &Manifest, params: &Params, run: RunContext) -> Result<Context> {
+        let has_cuda = manifest.devices.contains(&Device::Cuda);
+        let (device, notice) = match (run.device, has_cuda) {
+            (DeviceRequest::Cpu, _) | (DeviceRequest::Auto, false) => (Device::Cpu, None),
+            (DeviceRequest::Cuda, false) => {
+                return Err(PluginError::new(
+                    ErrorKind::Unsupported,
+                    format!("method '{}' has no CUDA path (its devices: cpu); use --device cpu or auto", manifest.name),
+                ))
+            }
+            (request, true) => resolve_cuda(request)?,
+        };
+        Ok(Context {
+            method: manifest.name.to_string(),
+            version: manifest.version.to_string(),
+            device,
+            notice,
+            threads: run.threads,
+            parameters: params.to_json(),
+        })
+    }
+    /// The device this estimator runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// The CPU-fallback notice, when `auto` could not use a GPU.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+    /// Worker threads the plugin may use (0 = its own default).
+    pub fn threads(&self) -> u32 {
+        self.threads
+    }
+    /// Run `cpu` or `cuda` on the resolved device. Errors of the CUDA layer convert with `?`
+    /// (`quiver_gpu::GpuError` into an [`ErrorKind::Device`] error).
+    pub fn dispatch<T>(&self, cpu: impl FnOnce() -> Result<T>, cuda: impl FnOnce() -> Result<T>) -> Result<T> {
+        match self.device {
+            Device::Cpu => cpu(),
+            Device::Cuda => cuda(),
+        }
+    }
+    /// A result's JSON: the fields every method reports first — `method`, `version`, `device`,
+    /// `notice` (the CPU-fallback notice or null) and `parameters` (as used, defaults filled in) —
+    /// then `extra`'s fields (an object) in their order.
+    pub fn result_json(&self, extra: serde_json::Value) -> serde_json::Value {
+        let mut out = serde_json::json!({
+            "method": self.method,
+            "version": self.version,
+            "device": self.device.name(),
+            "notice": self.notice,
+            "parameters": self.parameters,
+        });
+        if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        out
+    }
+    /// [`Context::result_json`] as the text a result struct carries.
+    pub fn result_text(&self, extra: serde_json::Value) -> quiver_abi::abi_stable::std_types::RString {
+        self.result_json(extra).to_string().into()
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn resolve_cuda(request: DeviceRequest) -> Result<(Device, Option<String>)> {
+    Ok(quiver_gpu::resolve(request, true)?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn resolve_cuda(_request: DeviceRequest) -> Result<(Device, Option<String>)> {
+    Err(PluginError::new(
+        ErrorKind::Internal,
+        "the manifest declares a CUDA path, but the plugin was built without quiver-sdk's `cuda` feature",
+    ))
 }
 
 /// A conformal selector in plain Rust: `calibrate` then `select`.
@@ -198,12 +301,13 @@ pub extern "C" fn manifest_entry<P: Plugin>() -> Manifest {
 }
 
 /// The `create` entry point for plugin `P`: validates parameters against the manifest, fills
-/// defaults, and calls [`Plugin::create`], all under [`guard`].
+/// defaults, resolves the device, and calls [`Plugin::create`], all under [`guard`].
 pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext) -> PluginResult<Estimator> {
     guard("create", || {
         let manifest = P::manifest();
         let params = Params::from_json(&manifest, params_json.as_str())?;
-        let estimator = P::create(params, ctx)?;
+        let context = Context::resolve(&manifest, &params, ctx)?;
+        let estimator = P::create(params, context)?;
         if estimator.family() != manifest.family {
             return Err(PluginError::new(
                 ErrorKind::Internal,
@@ -230,27 +334,34 @@ pub fn create_local<P: Plugin>(params_json: &str, ctx: RunContext) -> Result<Est
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        /// The plugin's abi_stable root module.
-        #[$crate::abi_stable::export_root_module]
-        pub fn quiver_root_module() -> $crate::abi::PluginModRef {
-            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
-            $crate::abi::PluginMod {
-                manifest: $crate::manifest_entry::<$plugin>,
-                create: $crate::create_entry::<$plugin>,
-            }
-            .leak_into_prefix()
-        }
+        /// The plugin's exported symbols (abi_stable's root module and the C-ABI identity).
+        #[allow(missing_docs)]
+        mod quiver_plugin_exports {
+            #[allow(unused_imports)]
+            use super::*;
 
-        /// The C-ABI identity the host reads before abi_stable's checks.
-        #[no_mangle]
-        pub extern "C" fn quiver_plugin_identity() -> $crate::abi::PluginIdentity {
-            $crate::identity()
+            /// The plugin's abi_stable root module.
+            #[$crate::abi_stable::export_root_module]
+            pub fn quiver_root_module() -> $crate::abi::PluginModRef {
+                use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+                $crate::abi::PluginMod {
+                    manifest: $crate::manifest_entry::<$plugin>,
+                    create: $crate::create_entry::<$plugin>,
+                }
+                .leak_into_prefix()
+            }
+
+            /// The C-ABI identity the host reads before abi_stable's checks.
+            #[no_mangle]
+            pub extern "C" fn quiver_plugin_identity() -> $crate::abi::PluginIdentity {
+                $crate::identity()
+            }
         }
     };
 }
 
-/// A float as JSON, with non-finite values as the strings `"inf"`, `"-inf"`, `"nan"`
-/// (the convention of `estimators.md`).
+/// A float as JSON, with non-finite values as the strings `"inf"`, `"-inf"`, `"nan"` (JSON has
+/// no infinities; an infinite bound is a legal result, e.g. too little calibration data).
 pub fn json_f64(x: f64) -> serde_json::Value {
     if x.is_finite() {
         serde_json::json!(x)
@@ -261,29 +372,6 @@ pub fn json_f64(x: f64) -> serde_json::Value {
     } else {
         serde_json::json!("-inf")
     }
-}
-
-/// A result's JSON: the fields every method reports first (`method`, `version`, `device`,
-/// `notice` — the CPU-fallback notice, if any — and `parameters`, as used), then `extra`'s.
-pub fn result_json(
-    method: &str,
-    version: &str,
-    device: quiver_abi::Device,
-    notice: &Option<String>,
-    params: &serde_json::Value,
-    extra: serde_json::Value,
-) -> serde_json::Value {
-    let mut out = serde_json::json!({
-        "method": method,
-        "version": version,
-        "device": device.name(),
-        "notice": notice,
-        "parameters": params,
-    });
-    if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
-        o.extend(e);
-    }
-    out
 }
 
 /// A strided ABI matrix as an `ndarray` view over the same memory (no copy), after checking

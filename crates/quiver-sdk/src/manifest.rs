@@ -1,7 +1,8 @@
 //! Concise construction of [`Manifest`]s.
 
+use crate::Choice;
 use quiver_abi::abi_stable::std_types::{RString, RVec};
-use quiver_abi::{ColumnKind, ColumnSpec, Device, Family, Manifest, ParamKind, ParamSpec, TableSpec};
+use quiver_abi::{Bound, ColumnKind, ColumnSpec, Device, Family, Manifest, ParamKind, ParamSpec, TableSpec};
 
 /// Builder for a [`Manifest`].
 pub struct ManifestBuilder {
@@ -54,8 +55,8 @@ impl ManifestBuilder {
         self
     }
     /// Add a parameter.
-    pub fn param(mut self, p: ParamSpec) -> Self {
-        self.m.params.push(p);
+    pub fn param(mut self, p: impl Into<ParamSpec>) -> Self {
+        self.m.params.push(p.into());
         self
     }
     /// Add a table.
@@ -91,34 +92,97 @@ impl TableBuilder {
     }
 }
 
-/// Parameter spec constructors.
+/// A parameter spec under construction: [`param::float`] etc., then ranges, then
+/// [`ManifestBuilder::param`].
+#[derive(Clone, Debug)]
+pub struct Param(pub ParamSpec);
+
+impl Param {
+    /// Values must be `>= x`.
+    pub fn at_least(mut self, x: f64) -> Self {
+        self.0.lower = Bound { value: x, inclusive: true };
+        self
+    }
+    /// Values must be `> x`.
+    pub fn greater_than(mut self, x: f64) -> Self {
+        self.0.lower = Bound { value: x, inclusive: false };
+        self
+    }
+    /// Values must be `<= x`.
+    pub fn at_most(mut self, x: f64) -> Self {
+        self.0.upper = Bound { value: x, inclusive: true };
+        self
+    }
+    /// Values must be `< x`.
+    pub fn less_than(mut self, x: f64) -> Self {
+        self.0.upper = Bound { value: x, inclusive: false };
+        self
+    }
+    /// Values must lie in the open interval `(lo, hi)` (levels such as α ∈ (0, 1)).
+    pub fn open(self, lo: f64, hi: f64) -> Self {
+        self.greater_than(lo).less_than(hi)
+    }
+    /// `+inf` is allowed (as the string `"inf"`; e.g. λ ∈ [0, ∞]).
+    pub fn up_to_inf(self) -> Self {
+        self.at_most(f64::INFINITY)
+    }
+    /// `-inf` is allowed.
+    pub fn down_to_neg_inf(self) -> Self {
+        self.at_least(f64::NEG_INFINITY)
+    }
+}
+
+impl From<Param> for ParamSpec {
+    fn from(p: Param) -> ParamSpec {
+        p.0
+    }
+}
+
+/// Parameter spec constructors. Floats take every finite number and integers every integer
+/// until a range is set ([`Param::at_least`], [`Param::open`], ...).
 pub mod param {
     use super::*;
 
-    fn spec(name: &str, kind: ParamKind, default_json: String, doc: &str) -> ParamSpec {
-        ParamSpec { name: name.into(), kind, default_json: default_json.into(), choices: RVec::new(), doc: doc.into() }
+    fn spec(name: &str, kind: ParamKind, default_json: String, doc: &str) -> Param {
+        Param(ParamSpec {
+            name: name.into(),
+            kind,
+            default_json: default_json.into(),
+            choices: RVec::new(),
+            lower: Bound::NONE_BELOW,
+            upper: Bound::NONE_ABOVE,
+            doc: doc.into(),
+        })
     }
-    /// A float parameter with a default (`None` = not set).
-    pub fn float(name: &str, default: Option<f64>, doc: &str) -> ParamSpec {
+    /// A float parameter with a default (`None`: optional, unset unless given).
+    pub fn float(name: &str, default: Option<f64>, doc: &str) -> Param {
         let d = match default {
             Some(x) => crate::json_f64(x).to_string(),
             None => "null".into(),
         };
         spec(name, ParamKind::Float, d, doc)
     }
-    /// An integer parameter.
-    pub fn int(name: &str, default: Option<i64>, doc: &str) -> ParamSpec {
+    /// A level in the open interval (0, 1), such as α, δ or an FDR target q.
+    pub fn level(name: &str, default: f64, doc: &str) -> Param {
+        float(name, Some(default), doc).open(0.0, 1.0)
+    }
+    /// An integer parameter (`None`: optional, unset unless given).
+    pub fn int(name: &str, default: Option<i64>, doc: &str) -> Param {
         spec(name, ParamKind::Int, default.map_or("null".into(), |x| x.to_string()), doc)
     }
     /// A boolean parameter.
-    pub fn boolean(name: &str, default: bool, doc: &str) -> ParamSpec {
+    pub fn boolean(name: &str, default: bool, doc: &str) -> Param {
         spec(name, ParamKind::Bool, default.to_string(), doc)
     }
-    /// A choice among `choices`; the default is the first choice.
-    pub fn choice(name: &str, choices: &[&str], doc: &str) -> ParamSpec {
-        let mut s = spec(name, ParamKind::Choice, format!("\"{}\"", choices[0]), doc);
-        s.choices = choices.iter().map(|c| RString::from(*c)).collect();
+    /// A choice among the variants of `C` (see [`crate::choices!`]), defaulting to `default`.
+    pub fn choice<C: Choice>(name: &str, default: C, doc: &str) -> Param {
+        let mut s = spec(name, ParamKind::Choice, format!("\"{}\"", default.name()), doc);
+        s.0.choices = C::NAMES.iter().map(|c| RString::from(*c)).collect();
         s
+    }
+    /// Free text (`None`: optional).
+    pub fn text(name: &str, default: Option<&str>, doc: &str) -> Param {
+        spec(name, ParamKind::Text, default.map_or("null".into(), |t| serde_json::json!(t).to_string()), doc)
     }
 }
 
@@ -148,5 +212,14 @@ pub mod column {
     /// A required boolean (0/1) column.
     pub fn boolean(name: &str, doc: &str) -> ColumnSpec {
         spec(name, ColumnKind::Bool, true, doc)
+    }
+    /// An optional boolean (0/1) column.
+    pub fn boolean_opt(name: &str, doc: &str) -> ColumnSpec {
+        spec(name, ColumnKind::Bool, false, doc)
+    }
+    /// A family of f64 columns whose names start with `prefix` (`q_` matches `q_gbm_0.05`);
+    /// `required`: at least one must be present.
+    pub fn f64_prefix(prefix: &str, required: bool, doc: &str) -> ColumnSpec {
+        ColumnSpec { prefix: true, ..spec(prefix, ColumnKind::F64, required, doc) }
     }
 }

@@ -85,13 +85,36 @@ impl<'a> Table<'a> {
         }
         Ok(())
     }
-    /// An f64 column as an `ndarray` view (no copy), every value finite; an error names the table,
-    /// column and 1-based row of the first bad value.
-    pub fn f64(&self, name: &str) -> Result<ArrayView1<'a, f64>, PluginError> {
+    /// An error about one cell: `table 'T', column 'C', row R: {message}` (`row` is 0-based
+    /// here and shown 1-based, the data row of a CSV file).
+    pub fn row_error(&self, column: &str, row: usize, message: impl std::fmt::Display) -> PluginError {
+        PluginError::input(format!("table '{}', column '{column}', row {}: {message}", self.role(), row + 1))
+    }
+    /// Check every value of a column: the first one for which `ok` is false gives
+    /// `table 'T', column 'C', row R: value V {requirement}` (e.g. `must be > 0`).
+    pub fn check_each<T: Copy + std::fmt::Display>(
+        &self,
+        column: &str,
+        values: &[T],
+        ok: impl Fn(T) -> bool,
+        requirement: &str,
+    ) -> Result<(), PluginError> {
+        match values.iter().position(|&v| !ok(v)) {
+            Some(row) => Err(self.row_error(column, row, format!("value {} {requirement}", values[row]))),
+            None => Ok(()),
+        }
+    }
+    /// An f64 column (borrowed, no copy), every value finite; an error names the table, column
+    /// and 1-based row of the first bad value.
+    pub fn f64(&self, name: &str) -> Result<&'a [f64], PluginError> {
         self.f64_opt(name)?.ok_or_else(|| self.missing(name))
     }
+    /// [`Table::f64`] as an `ndarray` view over the same memory.
+    pub fn f64_view(&self, name: &str) -> Result<ArrayView1<'a, f64>, PluginError> {
+        self.f64(name).map(ArrayView1::from)
+    }
     /// Like [`Table::f64`], `None` when the column is absent.
-    pub fn f64_opt(&self, name: &str) -> Result<Option<ArrayView1<'a, f64>>, PluginError> {
+    pub fn f64_opt(&self, name: &str) -> Result<Option<&'a [f64]>, PluginError> {
         let Some(data) = self.raw(name) else { return Ok(None) };
         let ColumnData::F64(s) = data else {
             return Err(PluginError::input(format!(
@@ -102,23 +125,20 @@ impl<'a> Table<'a> {
         };
         let s: &'a [f64] = s.as_slice();
         self.check_len(name, s.len())?;
-        if let Some(row) = s.iter().position(|x| !x.is_finite()) {
-            return Err(PluginError::input(format!(
-                "table '{}', column '{name}', row {}: value {} is not finite",
-                self.role(),
-                row + 1,
-                s[row]
-            )));
-        }
-        Ok(Some(ArrayView1::from(s)))
+        self.check_each(name, s, f64::is_finite, "is not finite")?;
+        Ok(Some(s))
     }
-    /// An i64 column as an `ndarray` view (no copy).
-    pub fn i64(&self, name: &str) -> Result<ArrayView1<'a, i64>, PluginError> {
+    /// An i64 column (borrowed, no copy).
+    pub fn i64(&self, name: &str) -> Result<&'a [i64], PluginError> {
+        self.i64_opt(name)?.ok_or_else(|| self.missing(name))
+    }
+    /// Like [`Table::i64`], `None` when the column is absent.
+    pub fn i64_opt(&self, name: &str) -> Result<Option<&'a [i64]>, PluginError> {
         match self.raw(name) {
-            None => Err(self.missing(name)),
+            None => Ok(None),
             Some(ColumnData::I64(s)) => {
                 self.check_len(name, s.len())?;
-                Ok(ArrayView1::from(s.as_slice()))
+                Ok(Some(s.as_slice()))
             }
             Some(d) => Err(PluginError::input(format!(
                 "table '{}', column '{name}': expected i64 values, got {}",
@@ -130,13 +150,7 @@ impl<'a> Table<'a> {
     /// A 0/1 column as booleans. Accepts a bool column, or an i64 / f64 column of zeros and ones
     /// (an error names the first row holding anything else).
     pub fn flags(&self, name: &str) -> Result<Vec<bool>, PluginError> {
-        let bad = |row: usize, v: String| {
-            PluginError::input(format!(
-                "table '{}', column '{name}', row {}: value {v} is not 0 or 1",
-                self.role(),
-                row + 1
-            ))
-        };
+        let bad = |row: usize, v: String| self.row_error(name, row, format!("value {v} is not 0 or 1"));
         let out = match self.raw(name) {
             None => return Err(self.missing(name)),
             Some(ColumnData::Bool(s)) => s.to_vec(),

@@ -190,6 +190,16 @@ pub enum Sweep {
     Cuda,
 }
 
+impl From<quiver_gpu::Device> for Sweep {
+    /// The sweeps of a run on `device`.
+    fn from(device: quiver_gpu::Device) -> Self {
+        match device {
+            quiver_gpu::Device::Cpu => Sweep::Cpu,
+            quiver_gpu::Device::Cuda => Sweep::Cuda,
+        }
+    }
+}
+
 /// CUDA source of the sweep kernel.
 pub const SURE_KERNEL: &str = include_str!("kernels/sure_batch.cu");
 
@@ -242,26 +252,25 @@ impl QuadraticRisk {
     /// order, so equal to rounding).
     pub fn sweep_cuda(&self, lambdas: &[f64]) -> Result<(Vec<f64>, Vec<f64>), quiver_gpu::GpuError> {
         use quiver_gpu::cudarc::driver::{LaunchConfig, PushKernelArg};
-        use quiver_gpu::driver_err;
         let f = quiver_gpu::kernel("sure_batch", SURE_KERNEL, "sure_batch")?;
         let stream = quiver_gpu::stream()?;
         let k = lambdas.len();
-        let d = stream.clone_htod(&self.d).map_err(driver_err)?;
-        let e = stream.clone_htod(&self.e).map_err(driver_err)?;
-        let h = stream.clone_htod(&self.h).map_err(driver_err)?;
-        let l = stream.clone_htod(lambdas).map_err(driver_err)?;
-        let mut pts = stream.alloc_zeros::<f64>(k).map_err(driver_err)?;
-        let mut cel = stream.alloc_zeros::<f64>(k.max(2) - 1).map_err(driver_err)?;
+        let d = stream.clone_htod(&self.d)?;
+        let e = stream.clone_htod(&self.e)?;
+        let h = stream.clone_htod(&self.h)?;
+        let l = stream.clone_htod(lambdas)?;
+        let mut pts = stream.alloc_zeros::<f64>(k)?;
+        let mut cel = stream.alloc_zeros::<f64>(k.max(2) - 1)?;
         let (p, inc, k32) = (self.len() as i64, (self.weight == Weight::Increasing) as i32, k as i32);
         let mut launch = stream.launch_builder(&f);
         launch.arg(&d).arg(&e).arg(&h).arg(&p).arg(&inc).arg(&l).arg(&k32).arg(&mut pts).arg(&mut cel);
         let blocks = (self.len().div_ceil(256) as u32).clamp(1, 1024);
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: arguments match the kernel; d, e, h hold p values, lambdas k ≤ 64, outputs k and k−1.
-        unsafe { launch.launch(cfg) }.map_err(driver_err)?;
+        unsafe { launch.launch(cfg) }?;
         let n = self.len() as f64;
-        let points = stream.clone_dtoh(&pts).map_err(driver_err)?.iter().map(|s| (s + self.c) / n).collect();
-        let cells = stream.clone_dtoh(&cel).map_err(driver_err)?[..k - 1].iter().map(|s| (s + self.c) / n).collect();
+        let points = stream.clone_dtoh(&pts)?.iter().map(|s| (s + self.c) / n).collect();
+        let cells = stream.clone_dtoh(&cel)?[..k - 1].iter().map(|s| (s + self.c) / n).collect();
         Ok((points, cells))
     }
 

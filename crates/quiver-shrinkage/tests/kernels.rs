@@ -12,24 +12,23 @@ fn sweep_kernel_compiles_to_ptx() {
     }
 }
 
-#[test]
-fn cuda_sweep_equals_cpu_when_a_gpu_is_present() {
-    if !quiver_gpu::probe().usable() {
-        println!("skipped: no usable GPU ({:?})", quiver_gpu::probe().reason);
-        return;
-    }
-    let p = 200_000;
-    let h: Vec<f64> = (0..p).map(|i| 0.1 + (i % 97) as f64 * 0.05).collect();
-    let d: Vec<f64> = (0..p).map(|i| ((i * 31) % 101) as f64 * 0.01).collect();
-    for weight in [Weight::Decreasing, Weight::Increasing] {
-        let risk = QuadraticRisk { e: h.clone(), d: d.clone(), h: h.clone(), c: 1.0, weight };
-        let lambdas: Vec<f64> = (0..40).map(|i| 0.01 * 1.3f64.powi(i)).chain([f64::INFINITY]).collect();
-        let (cp, cc) = risk.sweep_cpu(&lambdas);
-        let (gp, gc) = risk.sweep_cuda(&lambdas).unwrap();
-        for (a, b) in cp.iter().chain(&cc).zip(gp.iter().chain(&gc)) {
-            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
+quiver_testing::device_test!(
+    /// The sweep on each device equals the CPU sweep to rounding, and so does the minimum found.
+    sweeps_equal_the_cpu_sweep_on_every_device,
+    |device| {
+        let p = 200_000;
+        let h: Vec<f64> = (0..p).map(|i| 0.1 + (i % 97) as f64 * 0.05).collect();
+        let d: Vec<f64> = (0..p).map(|i| ((i * 31) % 101) as f64 * 0.01).collect();
+        for weight in [Weight::Decreasing, Weight::Increasing] {
+            let risk = QuadraticRisk { e: h.clone(), d: d.clone(), h: h.clone(), c: 1.0, weight };
+            let lambdas: Vec<f64> = (0..40).map(|i| 0.01 * 1.3f64.powi(i)).chain([f64::INFINITY]).collect();
+            let cpu = risk.curve(&lambdas, Sweep::Cpu).unwrap();
+            let got = risk.curve(&lambdas, Sweep::from(device)).unwrap();
+            for (a, b) in cpu.iter().zip(&got) {
+                assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
+            }
+            let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::from(device)).unwrap());
+            assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
         }
-        let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::Cuda).unwrap());
-        assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
     }
-}
+);

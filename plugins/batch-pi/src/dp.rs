@@ -186,14 +186,13 @@ pub const MEAN_DP_KERNEL: &str = include_str!("kernels/mean_dp.cu");
 /// The DP on the GPU, one kernel launch per row window; equals [`max_compose_cpu`] exactly.
 pub fn max_compose_cuda(vals: &[f64], m: usize, q: usize, op: Compose) -> Result<f64, quiver_gpu::GpuError> {
     use quiver_gpu::cudarc::driver::PushKernelArg;
-    use quiver_gpu::driver_err;
     let f = quiver_gpu::kernel("mean_dp_row", MEAN_DP_KERNEL, "mean_dp_row")?;
     let stream = quiver_gpu::stream()?;
     let n = vals.len() - 1;
     let sat = saturation_values(vals[n], m, op);
-    let d_w = stream.clone_htod(&reversed(vals)).map_err(driver_err)?;
-    let mut d_prev = stream.clone_htod(&vec![op.identity(); q + 1]).map_err(driver_err)?;
-    let mut d_cur = stream.clone_htod(&vec![f64::NEG_INFINITY; q + 1]).map_err(driver_err)?;
+    let d_w = stream.clone_htod(&reversed(vals))?;
+    let mut d_prev = stream.clone_htod(&vec![op.identity(); q + 1])?;
+    let mut d_cur = stream.clone_htod(&vec![f64::NEG_INFINITY; q + 1])?;
     let (n64, code) = (n as i64, op.code());
     for i in 1..=m {
         let (lo, hi) = window(i, m, n, q);
@@ -202,10 +201,10 @@ pub fn max_compose_cuda(vals: &[f64], m: usize, q: usize, op: Compose) -> Result
         launch.arg(&d_prev).arg(&d_w).arg(&n64).arg(&i64_).arg(&lo64).arg(&hi64).arg(&full).arg(&code).arg(&mut d_cur);
         // SAFETY: arguments match the kernel; prev/cur hold q + 1 values and w holds n + 1; the
         // kernel reads prev[t] for max(i−1, j−n−1) ≤ t < j ≤ hi ≤ q and w[n+1−j+t] ∈ [0, n].
-        unsafe { launch.launch(quiver_gpu::launch_config(hi + 1 - lo)) }.map_err(driver_err)?;
+        unsafe { launch.launch(quiver_gpu::launch_config(hi + 1 - lo)) }?;
         std::mem::swap(&mut d_prev, &mut d_cur);
     }
-    let last = stream.clone_dtoh(&d_prev).map_err(driver_err)?;
+    let last = stream.clone_dtoh(&d_prev)?;
     Ok(last[q])
 }
 

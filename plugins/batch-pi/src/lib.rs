@@ -23,25 +23,38 @@ pub mod dp;
 
 use dp::Compose;
 use quiver_numerics::exact::{order_stat_rank, rank_sum_quantile, Level};
-use quiver_sdk::abi::{
-    abi_stable::std_types::RVec, BatchResult, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
-};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, BatchResult, ErrorKind, Estimator, Family, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{column, json_f64, param, BatchImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
+use quiver_sdk::{
+    choices, column, json_f64, param, BatchImpl, Choice, Context, ManifestBuilder, Params, Plugin, TableBuilder, Tables,
+};
 
-/// The request mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Upper bound on the ζ-th smallest test score.
-    OrderStat,
-    /// Two-sided interval for the ζ-th smallest test score.
-    TwoSided,
-    /// Bound that holds for at least ⌈(1−δ)m⌉ test scores simultaneously.
-    Pac,
-    /// Bound on a compositional statistic (mean, max, clipped mean) of the batch.
-    Mean,
-    /// Select test units with at most η false selections.
-    Selection,
+choices! {
+    /// The request mode.
+    pub enum Mode {
+        /// Upper bound on the ζ-th smallest test score.
+        OrderStat = "order-stat",
+        /// Two-sided interval for the ζ-th smallest test score.
+        TwoSided = "two-sided",
+        /// Bound that holds for at least ⌈(1−δ)m⌉ test scores simultaneously.
+        Pac = "pac",
+        /// Bound on a compositional statistic (mean, max, clipped mean) of the batch.
+        Mean = "mean",
+        /// Select test units with at most η false selections.
+        Selection = "selection",
+    }
+}
+
+choices! {
+    /// The `statistic` parameter: which compositional statistic `mean` mode bounds.
+    pub enum StatisticName {
+        /// (1/m) Σ T_j.
+        Mean = "mean",
+        /// max_j T_j.
+        Max = "max",
+        /// (1/m) Σ min(T_j, τ), τ the parameter `clip`.
+        ClippedMean = "clipped-mean",
+    }
 }
 
 /// The compositional statistic of `mean` mode.
@@ -83,61 +96,43 @@ pub struct Config {
 }
 
 fn level_param(p: &Params, name: &str) -> Result<(Level, f64), PluginError> {
-    let x = p.level(name)?;
-    Ok((Level::from_f64(x).map_err(|e| PluginError::param(e.to_string()))?, x))
+    let x = p.f64(name)?;
+    Ok((Level::from_f64(x).map_err(|e| PluginError::param(format!("parameter '{name}' = {x}: {e}")))?, x))
 }
 
 impl Config {
-    /// Read and check parameters.
+    /// Read the validated parameters (ranges were checked against the manifest) and check the
+    /// constraints between them.
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
         let (alpha, alpha_f64) = level_param(p, "alpha")?;
         let (delta, _) = level_param(p, "delta")?;
-        let mode = match p.str("mode")? {
-            "order-stat" => Mode::OrderStat,
-            "two-sided" => Mode::TwoSided,
-            "pac" => Mode::Pac,
-            "mean" => Mode::Mean,
-            _ => Mode::Selection,
-        };
-        let positive = |name: &str| -> Result<Option<u64>, PluginError> {
-            match p.i64_opt(name)? {
-                Some(v) if v < 1 => Err(PluginError::param(format!("parameter '{name}' = {v} must be >= 1"))),
-                v => Ok(v.map(|v| v as u64)),
-            }
-        };
-        let m = positive("m")?;
-        let zeta = positive("zeta")?;
-        let eta = p.i64("eta")?;
-        if eta < 0 {
-            return Err(PluginError::param(format!("parameter 'eta' = {eta} must be >= 0")));
-        }
         let lower_bound = p.f64("lower_bound")?;
         let upper_bound = p.f64("upper_bound")?;
-        if lower_bound.is_nan() || upper_bound.is_nan() || lower_bound >= upper_bound {
+        if lower_bound >= upper_bound {
             return Err(PluginError::param(format!(
                 "parameters 'lower_bound' = {lower_bound} and 'upper_bound' = {upper_bound} must satisfy lower < upper"
             )));
         }
-        let statistic = match p.str("statistic")? {
-            "mean" => Statistic::Mean,
-            "max" => Statistic::Max,
-            _ => {
-                let tau = p.f64_opt("clip")?.ok_or_else(|| {
-                    PluginError::param(
-                        "statistic 'clipped-mean' needs the parameter 'clip' (the level tau of min(T, tau))",
-                    )
-                })?;
-                if !tau.is_finite() {
-                    return Err(PluginError::param(format!("parameter 'clip' = {tau} must be finite")));
-                }
-                Statistic::ClippedMean(tau)
-            }
+        let statistic = match p.choice::<StatisticName>("statistic")? {
+            StatisticName::Mean => Statistic::Mean,
+            StatisticName::Max => Statistic::Max,
+            StatisticName::ClippedMean => Statistic::ClippedMean(p.f64_opt("clip")?.ok_or_else(|| {
+                PluginError::param("statistic 'clipped-mean' needs the parameter 'clip' (the level tau of min(T, tau))")
+            })?),
         };
-        let c = p.f64("c")?;
-        if !c.is_finite() {
-            return Err(PluginError::param(format!("parameter 'c' = {c} must be finite")));
-        }
-        Ok(Config { mode, alpha, alpha_f64, m, zeta, delta, eta: eta as u64, c, lower_bound, upper_bound, statistic })
+        Ok(Config {
+            mode: p.choice("mode")?,
+            alpha,
+            alpha_f64,
+            m: p.i64_opt("m")?.map(|v| v as u64),
+            zeta: p.i64_opt("zeta")?.map(|v| v as u64),
+            delta,
+            eta: p.i64("eta")? as u64,
+            c: p.f64("c")?,
+            lower_bound,
+            upper_bound,
+            statistic,
+        })
     }
 }
 
@@ -182,9 +177,7 @@ fn op_top(vals: &[f64], m: u64, op: Compose) -> f64 {
 /// The estimator: `calibrate` sorts the calibration scores, `bound` answers a request.
 pub struct BatchPi {
     config: Config,
-    device: Device,
-    notice: Option<String>,
-    params_json: Value,
+    ctx: Context,
     sorted: Option<Vec<f64>>,
 }
 
@@ -277,11 +270,11 @@ impl BatchPi {
                         (Compose::Sum, m as f64)
                     }
                 };
-                let best = match self.device {
-                    Device::Cpu => dp::max_compose_cpu(&vals, m as usize, q as usize, op),
-                    Device::Cuda => dp::max_compose_cuda(&vals, m as usize, q as usize, op)
-                        .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
-                };
+                let (m_, q_) = (m as usize, q as usize);
+                let best = self.ctx.dispatch(
+                    || Ok(dp::max_compose_cpu(&vals, m_, q_, op)),
+                    || Ok(dp::max_compose_cuda(&vals, m_, q_, op)?),
+                )?;
                 let b = best / scale;
                 let stat = match cfg.statistic {
                     Statistic::Mean => "mean".to_string(),
@@ -313,17 +306,7 @@ impl BatchPi {
                 (-inf, t, selected)
             }
         };
-        let mut full = quiver_sdk::result_json(
-            "batch-pi",
-            env!("CARGO_PKG_VERSION"),
-            self.device,
-            &self.notice,
-            &self.params_json,
-            json!({
-                "mode": self.params_json["mode"],
-                "n_calibration": n,
-            }),
-        );
+        let mut full = self.ctx.result_json(json!({"mode": cfg.mode.name(), "n_calibration": n}));
         for (k, v) in out.as_object().expect("object") {
             full[k] = v.clone();
         }
@@ -332,7 +315,7 @@ impl BatchPi {
         }
         Ok((
             BatchResult {
-                device: self.device,
+                device: self.ctx.device(),
                 lower,
                 upper,
                 selected: RVec::from(selected),
@@ -355,15 +338,9 @@ impl BatchImpl for BatchPi {
             cal.f64("score")?.to_vec()
         };
         if cfg.mode != Mode::Selection {
-            if let Some(i) = scores.iter().position(|&s| s > cfg.upper_bound || s < cfg.lower_bound) {
-                return Err(PluginError::input(format!(
-                    "table 'calibration', column 'score', row {}: {} is outside [lower_bound, upper_bound] = [{}, {}]",
-                    i + 1,
-                    scores[i],
-                    cfg.lower_bound,
-                    cfg.upper_bound
-                )));
-            }
+            let (lo, hi) = (cfg.lower_bound, cfg.upper_bound);
+            let outside = format!("is outside [lower_bound, upper_bound] = [{lo}, {hi}]");
+            cal.check_each("score", &scores, |s| (lo..=hi).contains(&s), &outside)?;
         }
         self.sorted = Some(quiver_numerics::ranks::sorted(&scores));
         Ok(())
@@ -391,16 +368,19 @@ impl Plugin for BatchPiPlugin {
             )
             .reference("Lee, Tchetgen Tchetgen & Dobriban, Batch predictive inference (2024)")
             .cuda()
-            .param(param::choice("mode", &["order-stat", "two-sided", "pac", "mean", "selection"], "what to bound"))
-            .param(param::float("alpha", Some(0.1), "miscoverage level, in (0, 1)"))
-            .param(param::int("m", None, "batch size (default: rows of the 'test' table)"))
-            .param(param::int("zeta", None, "order-stat / two-sided: which order statistic, 1..=m (default m)"))
-            .param(param::float("delta", Some(0.1), "pac: fraction of the batch allowed above the bound, in (0, 1)"))
-            .param(param::int("eta", Some(0), "selection: false selections tolerated"))
+            .param(param::choice("mode", Mode::OrderStat, "what to bound"))
+            .param(param::level("alpha", 0.1, "miscoverage level"))
+            .param(param::int("m", None, "batch size (default: rows of the 'test' table)").at_least(1.0))
+            .param(param::int("zeta", None, "order-stat / two-sided: which order statistic, 1..=m (default m)").at_least(1.0))
+            .param(param::level("delta", 0.1, "pac: fraction of the batch allowed above the bound"))
+            .param(param::int("eta", Some(0), "selection: false selections tolerated").at_least(0.0))
             .param(param::float("c", Some(0.0), "selection: a unit is null when y <= c"))
-            .param(param::float("lower_bound", Some(f64::NEG_INFINITY), "smallest possible score, S_(0)"))
-            .param(param::float("upper_bound", Some(f64::INFINITY), "largest possible score, S_(n+1) (finite for mean)"))
-            .param(param::choice("statistic", &["mean", "max", "clipped-mean"], "mean mode: the batch statistic"))
+            .param(param::float("lower_bound", Some(f64::NEG_INFINITY), "smallest possible score, S_(0)").down_to_neg_inf())
+            .param(
+                param::float("upper_bound", Some(f64::INFINITY), "largest possible score, S_(n+1) (finite for mean)")
+                    .up_to_inf(),
+            )
+            .param(param::choice("statistic", StatisticName::Mean, "mean mode: the batch statistic"))
             .param(param::float("clip", None, "clipped-mean: tau in mean of min(T, tau)"))
             .table(
                 TableBuilder::new("calibration", "calibration scores (selection: mu and y)")
@@ -412,10 +392,9 @@ impl Plugin for BatchPiPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::pick(ctx.device)?;
-        Ok(quiver_sdk::batch_predictor(BatchPi { config, device, notice, params_json: params.to_json(), sorted: None }))
+        Ok(quiver_sdk::batch_predictor(BatchPi { config, ctx, sorted: None }))
     }
 }
 

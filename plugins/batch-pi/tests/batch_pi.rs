@@ -2,19 +2,16 @@
 //! C(n+m, m) rank multisets, split conformal at m = 1 and the exact ties, each guarantee by Monte
 //! Carlo, bad input, and the CUDA kernel compiling to PTX.
 
-use quiver_host::{testing, DeviceRequest, ErrorKind, RunContext, Table};
+use quiver_host::{ErrorKind, Table};
+use quiver_testing as testing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 const METHOD: &str = "batch-pi";
 
-fn cpu() -> RunContext {
-    RunContext { device: DeviceRequest::Cpu, threads: 1 }
-}
-
 fn run(host: &quiver_host::Host, params: &[(&str, Value)], scores: &[f64]) -> Value {
-    let mut h = host.batch_predictor(METHOD, &testing::params(params), cpu()).unwrap();
+    let mut h = host.batch_predictor(METHOD, &testing::params(params), testing::cpu()).unwrap();
     h.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec())]).unwrap();
     serde_json::from_str(h.bound(&[]).unwrap().json.as_str()).unwrap()
 }
@@ -161,7 +158,7 @@ fn coverage_monte_carlo() {
         let mut rng = ChaCha8Rng::seed_from_u64(99);
         let mut params = vec![("alpha", json!(alpha)), ("m", json!(m)), ("upper_bound", json!(1.0))];
         params.extend(extra);
-        let mut h = host.batch_predictor(METHOD, &testing::params(&params), cpu()).unwrap();
+        let mut h = host.batch_predictor(METHOD, &testing::params(&params), testing::cpu()).unwrap();
         let mut covered = 0;
         for _ in 0..trials {
             let cal: Vec<f64> = (0..n).map(|_| rng.random()).collect();
@@ -202,7 +199,7 @@ fn selection_error_control_monte_carlo() {
         ("eta", json!(eta)),
         ("c", json!(0.0)),
     ]);
-    let mut h = host.batch_predictor(METHOD, &params, cpu()).unwrap();
+    let mut h = host.batch_predictor(METHOD, &params, testing::cpu()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut normal = move || {
         let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
@@ -235,7 +232,7 @@ fn bad_input_gives_clear_errors() {
     let host = testing::host();
     let cal = || Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]);
     let fails = |params: &[(&str, Value)], tables: Vec<Table>| -> quiver_host::HostError {
-        let mut h = match host.batch_predictor(METHOD, &testing::params(params), cpu()) {
+        let mut h = match host.batch_predictor(METHOD, &testing::params(params), testing::cpu()) {
             Ok(h) => h,
             Err(e) => return e,
         };
@@ -247,12 +244,12 @@ fn bad_input_gives_clear_errors() {
     // (parameters, tables given to bound(), expected message)
     type Case<'a> = (Vec<(&'a str, Value)>, Vec<Table>, &'a str);
     let cases: Vec<Case> = vec![
-        (vec![("m", json!(0))], vec![], "'m' = 0 must be >= 1"),
+        (vec![("m", json!(0))], vec![], "'m' = 0 must be an integer in [1, inf)"),
         (vec![], vec![], "parameter 'm' (the batch size) must be set"),
         (vec![("m", json!(3)), ("zeta", json!(4))], vec![], "'zeta' = 4 must be in 1..=m (m = 3)"),
-        (vec![("m", json!(3)), ("zeta", json!(0))], vec![], "'zeta' = 0 must be >= 1"),
-        (vec![("alpha", json!(1.0)), ("m", json!(3))], vec![], "'alpha' = 1 must be in (0, 1)"),
-        (vec![("delta", json!(0.0)), ("m", json!(3))], vec![], "'delta' = 0 must be in (0, 1)"),
+        (vec![("m", json!(3)), ("zeta", json!(0))], vec![], "'zeta' = 0 must be an integer in [1, inf)"),
+        (vec![("alpha", json!(1.0)), ("m", json!(3))], vec![], "'alpha' = 1.0 must be a number in (0, 1)"),
+        (vec![("delta", json!(0.0)), ("m", json!(3))], vec![], "'delta' = 0.0 must be a number in (0, 1)"),
         (vec![("mode", json!("mean")), ("m", json!(3))], vec![], "mode 'mean' needs a finite 'upper_bound'"),
         (
             vec![
@@ -267,7 +264,7 @@ fn bad_input_gives_clear_errors() {
         (
             vec![("m", json!(3)), ("upper_bound", json!(0.25))],
             vec![],
-            "column 'score', row 3: 0.3 is outside [lower_bound, upper_bound]",
+            "column 'score', row 3: value 0.3 is outside [lower_bound, upper_bound]",
         ),
         (
             vec![("lower_bound", json!(2.0)), ("upper_bound", json!(1.0)), ("m", json!(2))],
@@ -286,35 +283,50 @@ fn bad_input_gives_clear_errors() {
     }
     // selection mode: eta must leave at least one
     let params = testing::params(&[("mode", json!("selection")), ("eta", json!(1))]);
-    let mut h = host.batch_predictor(METHOD, &params, cpu()).unwrap();
+    let mut h = host.batch_predictor(METHOD, &params, testing::cpu()).unwrap();
     h.calibrate(&[Table::new("calibration").with_f64("mu", vec![0.5, 1.0]).with_f64("y", vec![0.0, 2.0])]).unwrap();
     let e = h.bound(&[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("'eta' = 1 must be < m = 1"), "{e}");
     // NaN in the scores
-    let mut h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), cpu()).unwrap();
+    let mut h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
     let e = h.calibrate(&[Table::new("calibration").with_f64("score", vec![0.1, f64::NAN])]).unwrap_err();
     assert!(e.to_string().contains("column 'score', row 2 (line 3): value NaN is not finite"), "{e}");
     // bound before calibrate
-    let h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), cpu()).unwrap();
+    let h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
     assert_eq!(h.bound(&[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
 }
 
-#[test]
-fn cuda_equals_cpu_when_a_gpu_is_present() {
-    if !quiver_gpu::probe().usable() {
-        println!("skipped: no usable GPU ({:?})", quiver_gpu::probe().reason);
-        return;
+quiver_testing::device_test!(
+    /// Through the plugin on each device: the mean and max bounds equal the max-plus DP computed
+    /// directly on the CPU, bit for bit (no fused multiply-adds in the kernel).
+    mean_bounds_equal_the_cpu_dp_on_every_device,
+    |device| {
+        let host = testing::host();
+        let (n, m) = (500usize, 40usize);
+        let scores = sorted_scores(1, n);
+        let alpha = quiver_numerics::exact::Level::from_f64(0.1).unwrap();
+        let q = batch_pi::ranks::mean(n as u64, m as u64, &alpha) as usize;
+        let mut vals = scores.clone();
+        vals.push(1.0);
+        for (statistic, op, scale) in
+            [("mean", batch_pi::dp::Compose::Sum, m as f64), ("max", batch_pi::dp::Compose::Max, 1.0)]
+        {
+            let params = testing::params(&[
+                ("mode", json!("mean")),
+                ("m", json!(m)),
+                ("alpha", json!(0.1)),
+                ("upper_bound", json!(1.0)),
+                ("statistic", json!(statistic)),
+            ]);
+            let mut h = host.batch_predictor(METHOD, &params, testing::ctx(device)).unwrap();
+            h.calibrate(&[Table::new("calibration").with_f64("score", scores.clone())]).unwrap();
+            let r = h.bound(&[]).unwrap();
+            assert_eq!(r.device, device);
+            let want = batch_pi::dp::max_compose_cpu(&vals, m, q, op) / scale;
+            assert_eq!(r.upper.to_bits(), want.to_bits(), "{statistic}: {} vs {want}", r.upper);
+        }
     }
-    let mut vals = sorted_scores(1, 2000);
-    vals.push(1.0);
-    let alpha = quiver_numerics::exact::Level::from_f64(0.1).unwrap();
-    let q = batch_pi::ranks::mean(2000, 100, &alpha) as usize;
-    for op in [batch_pi::dp::Compose::Sum, batch_pi::dp::Compose::Max] {
-        let cpu = batch_pi::dp::max_compose_cpu(&vals, 100, q, op);
-        let gpu = batch_pi::dp::max_compose_cuda(&vals, 100, q, op).unwrap();
-        assert_eq!(cpu.to_bits(), gpu.to_bits(), "{op:?}");
-    }
-}
+);
 
 #[test]
 fn kernel_compiles_to_ptx() {

@@ -11,34 +11,34 @@
 //! Cost O((n + m) log(n + m)): sorted calibration scores, sorted test scores walked against them.
 //! The official Python code drops one selected unit (`range(max(idx))`); this does not.
 
-use quiver_sdk::abi::{
-    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
-    SelectionResult,
-};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, Estimator, Family, Manifest, PluginError, SelectionResult};
 use quiver_sdk::{
-    column, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables,
+    choices, column, param, serde_json::json, Context, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder,
+    Tables,
 };
 use rand::{Rng, SeedableRng};
 
 /// CUDA source of the p-value kernel.
 pub const PVALUE_KERNEL: &str = include_str!("kernels/pvalues.cu");
 
-/// The calibration score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Score {
-    /// V = M·1{y > c} + c·1{y ≤ c} − μ (the "clip" score; Jin & Candès' recommended choice).
-    Clip,
-    /// V = y − μ.
-    Res,
+choices! {
+    /// The calibration score.
+    pub enum Score {
+        /// V = M·1{y > c} + c·1{y ≤ c} − μ (the "clip" score; Jin & Candès' recommended choice).
+        Clip = "clip",
+        /// V = y − μ.
+        Res = "res",
+    }
 }
 
-/// How the U_j in the p-value are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TieBreak {
-    /// U_j ~ Uniform(0, 1), seeded (or the test table's `u` column).
-    Random,
-    /// U_j = 1 (conservative p-values).
-    Conservative,
+choices! {
+    /// How the U_j in the p-value are drawn.
+    pub enum TieBreak {
+        /// U_j ~ Uniform(0, 1), seeded (or the test table's `u` column).
+        Random = "random",
+        /// U_j = 1 (conservative p-values).
+        Conservative = "conservative",
+    }
 }
 
 /// Validated configuration.
@@ -59,24 +59,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and check parameters.
+    /// Read the validated parameters (types and ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let q = p.level("q")?;
-        let c = p.f64("c")?;
-        let clip_m = p.f64("clip_m")?;
-        if !c.is_finite() {
-            return Err(PluginError::param(format!("parameter 'c' = {c} must be finite")));
-        }
-        if !(clip_m.is_finite() && clip_m > 0.0) {
-            return Err(PluginError::param(format!("parameter 'clip_m' = {clip_m} must be finite and > 0")));
-        }
-        let score = if p.str("score")? == "res" { Score::Res } else { Score::Clip };
-        let tie_break = if p.str("tie_break")? == "conservative" { TieBreak::Conservative } else { TieBreak::Random };
-        let seed = p.i64("seed")?;
-        if seed < 0 {
-            return Err(PluginError::param(format!("parameter 'seed' = {seed} must be >= 0")));
-        }
-        Ok(Config { q, c, score, clip_m, tie_break, seed: seed as u64 })
+        Ok(Config {
+            q: p.f64("q")?,
+            c: p.f64("c")?,
+            score: p.choice("score")?,
+            clip_m: p.f64("clip_m")?,
+            tie_break: p.choice("tie_break")?,
+            seed: p.i64("seed")? as u64,
+        })
     }
 }
 
@@ -152,19 +144,18 @@ impl Calibrated {
         u: &[f64],
     ) -> Result<Vec<f64>, quiver_gpu::GpuError> {
         use quiver_gpu::cudarc::driver::PushKernelArg;
-        use quiver_gpu::driver_err;
         let f = quiver_gpu::kernel("conformal_pvalues", PVALUE_KERNEL, "conformal_pvalues")?;
         let stream = quiver_gpu::stream()?;
         let n = self.sorted.len() as i64;
         let m = test_scores.len() as i64;
-        let d_cal = stream.clone_htod(&self.sorted).map_err(driver_err)?;
-        let d_test = stream.clone_htod(test_scores).map_err(driver_err)?;
-        let d_u = stream.clone_htod(u).map_err(driver_err)?;
-        let mut d_out = stream.alloc_zeros::<f64>(test_scores.len().max(1)).map_err(driver_err)?;
+        let d_cal = stream.clone_htod(&self.sorted)?;
+        let d_test = stream.clone_htod(test_scores)?;
+        let d_u = stream.clone_htod(u)?;
+        let mut d_out = stream.alloc_zeros::<f64>(test_scores.len().max(1))?;
         // unweighted runs pass 1-element placeholders plus a null flag through `weighted`
         let weighted = self.weight_prefix.is_some() && test_w.is_some();
-        let d_wp = stream.clone_htod(self.weight_prefix.as_deref().unwrap_or(&[0.0])).map_err(driver_err)?;
-        let d_tw = stream.clone_htod(test_w.unwrap_or(&[0.0])).map_err(driver_err)?;
+        let d_wp = stream.clone_htod(self.weight_prefix.as_deref().unwrap_or(&[0.0]))?;
+        let d_tw = stream.clone_htod(test_w.unwrap_or(&[0.0]))?;
         let null: u64 = 0;
         let mut launch = stream.launch_builder(&f);
         launch.arg(&d_cal).arg(&n);
@@ -182,8 +173,8 @@ impl Calibrated {
         launch.arg(&d_u).arg(&m).arg(&mut d_out);
         // SAFETY: argument types and order match the kernel signature; buffers hold n, n+1 and m
         // elements as the kernel reads them.
-        unsafe { launch.launch(quiver_gpu::launch_config(test_scores.len())) }.map_err(driver_err)?;
-        let mut out = stream.clone_dtoh(&d_out).map_err(driver_err)?;
+        unsafe { launch.launch(quiver_gpu::launch_config(test_scores.len())) }?;
+        let mut out = stream.clone_dtoh(&d_out)?;
         out.truncate(test_scores.len());
         Ok(out)
     }
@@ -203,11 +194,12 @@ pub fn tie_break_uniforms(m: usize, tie_break: TieBreak, seed: u64) -> Vec<f64> 
 /// The selector object: `calibrate` sorts scores, `select` computes p-values and BH.
 pub struct ConformalSelection {
     config: Config,
-    device: Device,
-    notice: Option<String>,
-    threads: u32,
-    params_json: quiver_sdk::serde_json::Value,
+    ctx: Context,
     calibration: Option<(Calibrated, usize)>,
+}
+
+fn internal(e: impl std::fmt::Display) -> PluginError {
+    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, e.to_string())
 }
 
 fn column_or_param(t: &quiver_sdk::Table<'_>, name: &str, default: f64) -> Result<Vec<f64>, PluginError> {
@@ -218,15 +210,7 @@ fn column_or_param(t: &quiver_sdk::Table<'_>, name: &str, default: f64) -> Resul
 }
 
 fn check_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
-    if let Some(i) = w.iter().position(|&x| x < 0.0) {
-        return Err(PluginError::input(format!(
-            "table '{}', column 'w', row {}: weight {} is negative",
-            t.role(),
-            i + 1,
-            w[i]
-        )));
-    }
-    Ok(())
+    t.check_each("w", w, |x| x >= 0.0, "must be >= 0 (a weight)")
 }
 
 impl ConformalSelection {
@@ -240,8 +224,8 @@ impl ConformalSelection {
         let mu = test.f64("mu")?;
         let c = column_or_param(&test, "c", self.config.c)?;
         let scores: Vec<f64> = mu.iter().zip(&c).map(|(m, c)| c - m).collect();
-        let w = test.f64_opt("w")?.map(|w| w.to_vec());
-        if let Some(w) = &w {
+        let w = test.f64_opt("w")?;
+        if let Some(w) = w {
             check_weights(&test, w)?;
         }
         match (cal.weight_prefix.is_some(), w.is_some()) {
@@ -260,48 +244,33 @@ impl ConformalSelection {
         let m = test.nrows();
         let u = match test.f64_opt("u")? {
             Some(u) => {
-                if let Some(i) = u.iter().position(|x| !(0.0..=1.0).contains(x)) {
-                    return Err(PluginError::input(format!(
-                        "table 'test', column 'u', row {}: {} is not in [0, 1]",
-                        i + 1,
-                        u[i]
-                    )));
-                }
+                test.check_each("u", u, |x| (0.0..=1.0).contains(&x), "is not in [0, 1]")?;
                 u.to_vec()
             }
             None => tie_break_uniforms(m, self.config.tie_break, self.config.seed),
         };
-        let p = match self.device {
-            Device::Cpu => quiver_numerics::with_threads(self.threads, || cal.p_values_cpu(&scores, w.as_deref(), &u))
-                .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?,
-            Device::Cuda => cal
-                .p_values_cuda(&scores, w.as_deref(), &u)
-                .map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?,
-        };
+        let threads = self.ctx.threads();
+        let p = self.ctx.dispatch(
+            || quiver_numerics::with_threads(threads, || cal.p_values_cpu(&scores, w, &u)).map_err(internal),
+            || Ok(cal.p_values_cuda(&scores, w, &u)?),
+        )?;
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
         let threshold = self.config.q * k_star as f64 / m as f64;
-        let json = quiver_sdk::result_json(
-            "conformal-selection",
-            env!("CARGO_PKG_VERSION"),
-            self.device,
-            &self.notice,
-            &self.params_json,
-            json!({
-                "n_calibration": n,
-                "m_test": m,
-                "k_star": k_star,
-                "n_selected": selected.len(),
-                "threshold": threshold,
-            }),
-        );
+        let json = self.ctx.result_text(json!({
+            "n_calibration": n,
+            "m_test": m,
+            "k_star": k_star,
+            "n_selected": selected.len(),
+            "threshold": threshold,
+        }));
         Ok(SelectionResult {
-            device: self.device,
+            device: self.ctx.device(),
             unit_values: RVec::from(p),
             unit_values_name: "p_values".into(),
             selected: RVec::from(selected),
             selected_name: "selected".into(),
             threshold,
-            json: json.to_string().into(),
+            json,
         })
     }
 }
@@ -313,17 +282,13 @@ impl SelectorImpl for ConformalSelection {
         let y = cal.f64("y")?;
         let mu = cal.f64("mu")?;
         let c = column_or_param(&cal, "c", self.config.c)?;
-        let y = y.as_slice().expect("contiguous column");
-        let mu = mu.as_slice().expect("contiguous column");
         let scores = calibration_scores(y, mu, &|i| c[i], self.config.score, self.config.clip_m);
         let w = cal.f64_opt("w")?;
-        if let Some(w) = &w {
-            check_weights(&cal, w.as_slice().expect("contiguous column"))?;
+        if let Some(w) = w {
+            check_weights(&cal, w)?;
         }
-        let calibrated = quiver_numerics::with_threads(self.threads, || {
-            Calibrated::new(scores, w.as_ref().map(|w| w.as_slice().expect("contiguous column")))
-        })
-        .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
+        let calibrated =
+            quiver_numerics::with_threads(self.ctx.threads(), || Calibrated::new(scores, w)).map_err(internal)?;
         self.calibration = Some((calibrated, y.len()));
         Ok(())
     }
@@ -348,20 +313,16 @@ impl Plugin for ConformalSelectionPlugin {
             )
             .reference("Jin & Candes, Selection by prediction with conformal p-values, JMLR 24 (2023)")
             .cuda()
-            .param(param::float("q", Some(0.1), "FDR level, in (0, 1)"))
+            .param(param::level("q", 0.1, "FDR level"))
             .param(param::float("c", Some(0.0), "threshold: select units with y > c (when no 'c' column)"))
             .param(param::choice(
                 "score",
-                &["clip", "res"],
+                Score::Clip,
                 "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)",
             ))
-            .param(param::float("clip_m", Some(1e6), "the constant M of the clip score (> 0)"))
-            .param(param::choice(
-                "tie_break",
-                &["random", "conservative"],
-                "U_j: seeded uniforms (or the test 'u' column) or 1",
-            ))
-            .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms"))
+            .param(param::float("clip_m", Some(1e6), "the constant M of the clip score").greater_than(0.0))
+            .param(param::choice("tie_break", TieBreak::Random, "U_j: seeded uniforms (or the test 'u' column) or 1"))
+            .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms").at_least(0.0))
             .table(
                 TableBuilder::new("calibration", "labelled units")
                     .column(column::f64("y", "observed outcome"))
@@ -379,17 +340,9 @@ impl Plugin for ConformalSelectionPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::pick(ctx.device)?;
-        Ok(quiver_sdk::selector(ConformalSelection {
-            config,
-            device,
-            notice,
-            threads: ctx.threads,
-            params_json: params.to_json(),
-            calibration: None,
-        }))
+        Ok(quiver_sdk::selector(ConformalSelection { config, ctx, calibration: None }))
     }
 }
 

@@ -2,17 +2,14 @@
 //! the oracle (a direct O(n·m) evaluation of the p-value formula and textbook BH), the FDR
 //! guarantee by Monte Carlo, bad input, and the CUDA kernel compiling to PTX.
 
-use quiver_host::{testing, DeviceRequest, ErrorKind, HostError, RunContext, Table};
+use quiver_host::{ErrorKind, Table};
+use quiver_testing as testing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde_json::json;
 
 const METHOD: &str = "conformal-selection";
-
-fn cpu() -> RunContext {
-    RunContext { device: DeviceRequest::Cpu, threads: 1 }
-}
 
 /// p_j by the formula, one pair (i, j) at a time.
 fn direct_p_values(
@@ -118,7 +115,7 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             ("tie_break", json!(if tie == "conservative" { "conservative" } else { "random" })),
                             ("seed", json!(seed)),
                         ]);
-                        let mut sel = host.selector(METHOD, &params, cpu()).unwrap();
+                        let mut sel = host.selector(METHOD, &params, testing::cpu()).unwrap();
                         sel.calibrate(&[cal]).unwrap();
                         let got = sel.select(&[test]).unwrap();
 
@@ -165,7 +162,7 @@ fn p_values_and_selection_equal_the_direct_formula() {
 fn calibrate_once_select_many_times() {
     let host = testing::host();
     let k = case(99, 50, 20);
-    let mut sel = host.selector(METHOD, &testing::params(&[]), cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     sel.calibrate(&[Table::new("calibration").with_f64("y", k.y).with_f64("mu", k.mu_cal)]).unwrap();
     let t = Table::new("test").with_f64("mu", k.mu_test);
     let a = sel.select(std::slice::from_ref(&t)).unwrap();
@@ -186,7 +183,7 @@ fn fdr_is_controlled_monte_carlo() {
         let (n, m) = (200, 100);
         let mut fdp = Vec::with_capacity(trials);
         let mut selected_total = 0usize;
-        let mut sel = host.selector(METHOD, &testing::params(&[("q", json!(q))]), cpu()).unwrap();
+        let mut sel = host.selector(METHOD, &testing::params(&[("q", json!(q))]), testing::cpu()).unwrap();
         for t in 0..trials {
             let draw = |rng: &mut ChaCha8Rng, k: usize| -> (Vec<f64>, Vec<f64>) {
                 let x: Vec<f64> = (0..k).map(|_| normal.sample(rng)).collect();
@@ -224,7 +221,7 @@ fn bad_input_gives_clear_errors() {
     let p = testing::params(&[]);
 
     // NaN in a column: table, column and row named
-    let mut sel = host.selector(METHOD, &p, cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &p, testing::cpu()).unwrap();
     let e = sel
         .calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, f64::NAN]).with_f64("mu", vec![0.0, 0.0])])
         .unwrap_err();
@@ -253,7 +250,7 @@ fn bad_input_gives_clear_errors() {
     assert!(e.to_string().contains("no 'calibration' table"), "{e}");
 
     // select before calibrate is a state error, not a crash
-    let fresh = host.selector(METHOD, &p, cpu()).unwrap();
+    let fresh = host.selector(METHOD, &p, testing::cpu()).unwrap();
     let e = fresh.select(&[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
     assert_eq!(e.plugin_kind(), Some(ErrorKind::State));
 
@@ -264,71 +261,60 @@ fn bad_input_gives_clear_errors() {
     let e = sel.select(&[Table::new("test").with_f64("mu", vec![1.0]).with_f64("u", vec![1.5])]).unwrap_err();
     assert!(e.to_string().contains("column 'u', row 1"), "{e}");
     let e = sel.calibrate(&[ok_cal().with_f64("w", vec![1.0, -1.0, 1.0])]).unwrap_err();
-    assert!(e.to_string().contains("column 'w', row 2: weight -1 is negative"), "{e}");
+    assert!(e.to_string().contains("column 'w', row 2: value -1 must be >= 0 (a weight)"), "{e}");
 
     // parameters: out of range, wrong type, unknown name, unknown choice
     for (params, needle) in [
-        (testing::params(&[("q", json!(0.0))]), "'q' = 0 must be in (0, 1)"),
-        (testing::params(&[("q", json!(1.5))]), "'q' = 1.5 must be in (0, 1)"),
+        (testing::params(&[("q", json!(0.0))]), "'q' = 0.0 must be a number in (0, 1)"),
+        (testing::params(&[("q", json!(1.5))]), "'q' = 1.5 must be a number in (0, 1)"),
         (testing::params(&[("q", json!("high"))]), "'q' = \"high\" must be a number"),
         (testing::params(&[("score", json!("abs"))]), "must be one of clip | res"),
-        (testing::params(&[("clip_m", json!(-1.0))]), "'clip_m' = -1 must be finite and > 0"),
+        (testing::params(&[("clip_m", json!(-1.0))]), "'clip_m' = -1.0 must be a number in (0, inf)"),
     ] {
-        let e = host.selector(METHOD, &params, cpu()).err().expect("must fail");
+        let e = host.selector(METHOD, &params, testing::cpu()).err().expect("must fail");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
         assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
     }
-    let e = host.selector(METHOD, &testing::params(&[("alpha", json!(0.1))]), cpu()).err().unwrap();
-    assert!(matches!(e, HostError::Parameter(_)) && e.to_string().contains("unknown parameter 'alpha'"), "{e}");
+    let e = host.selector(METHOD, &testing::params(&[("alpha", json!(0.1))]), testing::cpu()).err().unwrap();
+    assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
+    assert!(e.to_string().contains("unknown parameter 'alpha'"), "{e}");
 
     // unknown method, wrong family
-    let e = host.selector("conformal-selektion", &p, cpu()).err().unwrap();
+    let e = host.selector("conformal-selektion", &p, testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("unknown method 'conformal-selektion'"), "{e}");
-    let e = host.shrinker(METHOD, &p, cpu()).err().unwrap();
+    let e = host.shrinker(METHOD, &p, testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("is a conformal-selector, not a shrinkage"), "{e}");
 }
 
-#[test]
-fn cuda_request_without_a_gpu_is_a_clear_error_and_auto_falls_back() {
-    let host = testing::host();
-    if quiver_gpu::probe().usable() {
-        println!("a GPU is present: the device tests run in the CUDA suite instead");
-        return;
+quiver_testing::device_test!(
+    /// Through the plugin on each device: p-values equal the direct O(n·m) formula bit for bit
+    /// (scores on a grid with ties, integer weights, so every sum is exact), and the selection is
+    /// textbook BH on them.
+    p_values_equal_the_direct_formula_on_every_device,
+    |device| {
+        let host = testing::host();
+        for weighted in [false, true] {
+            let k = case(7, 3000, 2000);
+            let mut cal = Table::new("calibration").with_f64("y", k.y.clone()).with_f64("mu", k.mu_cal.clone());
+            let mut test = Table::new("test").with_f64("mu", k.mu_test.clone()).with_f64("u", k.u.clone());
+            if weighted {
+                cal = cal.with_f64("w", k.w_cal.clone());
+                test = test.with_f64("w", k.w_test.clone());
+            }
+            let mut sel = host.selector(METHOD, &testing::params(&[("q", json!(0.2))]), testing::ctx(device)).unwrap();
+            sel.calibrate(&[cal]).unwrap();
+            let r = sel.select(&[test]).unwrap();
+            assert_eq!(r.device, device);
+            let cal_v =
+                conformal_selection::calibration_scores(&k.y, &k.mu_cal, &|_| 0.0, conformal_selection::Score::Clip, 1e6);
+            let test_v: Vec<f64> = k.mu_test.iter().map(|m| 0.0 - m).collect();
+            let (cw, tw) = (weighted.then_some(&k.w_cal[..]), weighted.then_some(&k.w_test[..]));
+            let want = direct_p_values(&cal_v, cw, &test_v, tw, &k.u);
+            assert_eq!(r.unit_values.as_slice(), &want[..], "weighted = {weighted}");
+            assert_eq!(r.selected.as_slice(), &textbook_bh(&want, 0.2)[..], "weighted = {weighted}");
+        }
     }
-    let e = host
-        .selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 })
-        .err()
-        .unwrap();
-    assert_eq!(e.plugin_kind(), Some(ErrorKind::Device));
-    assert!(e.to_string().contains("CUDA is not available"), "{e}");
-    let k = case(5, 30, 10);
-    let mut sel =
-        host.selector(METHOD, &testing::params(&[]), RunContext { device: DeviceRequest::Auto, threads: 0 }).unwrap();
-    sel.calibrate(&[Table::new("calibration").with_f64("y", k.y).with_f64("mu", k.mu_cal)]).unwrap();
-    let r = sel.select(&[Table::new("test").with_f64("mu", k.mu_test)]).unwrap();
-    assert_eq!(r.device, quiver_host::Device::Cpu);
-    let json: serde_json::Value = serde_json::from_str(r.json.as_str()).unwrap();
-    assert!(json["notice"].as_str().unwrap().contains("running on the CPU"));
-}
-
-/// CUDA equals CPU, bit for bit (runs only where a GPU is present: the device check script).
-#[test]
-fn cuda_equals_cpu_when_a_gpu_is_present() {
-    if !quiver_gpu::probe().usable() {
-        println!("skipped: no usable GPU ({:?})", quiver_gpu::probe().reason);
-        return;
-    }
-    for weighted in [false, true] {
-        let k = case(7, 5000, 3000);
-        let scores =
-            conformal_selection::calibration_scores(&k.y, &k.mu_cal, &|_| 0.0, conformal_selection::Score::Clip, 1e6);
-        let cal = conformal_selection::Calibrated::new(scores, weighted.then_some(&k.w_cal[..]));
-        let tw = weighted.then_some(&k.w_test[..]);
-        let cpu = cal.p_values_cpu(&k.mu_test, tw, &k.u);
-        let gpu = cal.p_values_cuda(&k.mu_test, tw, &k.u).unwrap();
-        assert_eq!(cpu, gpu, "weighted = {weighted}");
-    }
-}
+);
 
 #[test]
 fn kernel_compiles_to_ptx() {

@@ -8,19 +8,18 @@
 //!   averaged over calibration draws (checked by Monte Carlo); not the risk of a given λ̂.
 //! * `ltt` (Learn then Test, Angelopoulos et al. 2021): G candidate thresholds at calibration
 //!   quantiles; exact binomial p-values p_λ = P(Bin(n_acc(λ), α) ≤ errors_acc(λ)) of
-//!   H_λ: "selective risk at λ > α", Bonferroni at δ/G; λ̂ = the largest rejected candidate.
+//!   H_λ: "selective risk at λ > α", Bonferroni at δ/G′ with G′ ≤ G the number of distinct
+//!   candidates (tied quantiles are one hypothesis); λ̂ = the largest rejected candidate.
 //!   Guarantee: P(selective risk of λ̂ > α) ≤ δ over calibration draws.
 //!
 //! The threshold search (accepted and error counts for every candidate) runs on the CPU or as the
 //! CUDA kernel `threshold_counts`; the decision is exact integer arithmetic plus one binomial tail.
 
 use quiver_numerics::binomial::binomial_cdf;
-use quiver_sdk::abi::{
-    abi_stable::std_types::RVec, Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext,
-    SelectionResult,
-};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, Estimator, Family, Manifest, PluginError, SelectionResult};
 use quiver_sdk::{
-    column, json_f64, param, serde_json::json, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder, Tables,
+    choices, column, json_f64, param, serde_json::json, Context, ManifestBuilder, Params, Plugin, SelectorImpl,
+    TableBuilder, Tables,
 };
 use rayon::slice::ParallelSliceMut;
 
@@ -38,13 +37,14 @@ pub const SCOPE_GUARANTEE: &str =
 pub const LTT_GUARANTEE: &str = "ltt: P(selective risk of lambda_hat > alpha) <= delta over calibration draws \
      (i.i.d. data; exact binomial tests, Bonferroni over the grid).";
 
-/// The threshold rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// SCOPE's sum rule.
-    Scope,
-    /// Learn then Test with Bonferroni over a grid.
-    Ltt,
+choices! {
+    /// The threshold rule.
+    pub enum Rule {
+        /// SCOPE's sum rule.
+        Scope = "scope",
+        /// Learn then Test with Bonferroni over a grid.
+        Ltt = "ltt",
+    }
 }
 
 /// Validated configuration.
@@ -61,16 +61,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and check parameters.
+    /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let alpha = p.level("alpha")?;
-        let delta = p.level("delta")?;
-        let grid = p.i64("grid")?;
-        if grid < 1 {
-            return Err(PluginError::param(format!("parameter 'grid' = {grid} must be >= 1")));
-        }
-        let rule = if p.str("rule")? == "ltt" { Rule::Ltt } else { Rule::Scope };
-        Ok(Config { alpha, rule, delta, grid: grid as usize })
+        Ok(Config { alpha: p.f64("alpha")?, rule: p.choice("rule")?, delta: p.f64("delta")?, grid: p.usize("grid")? })
     }
 }
 
@@ -110,22 +103,21 @@ impl Calibrated {
     /// (accepted, errors among accepted) at each threshold, by the CUDA kernel.
     pub fn counts_cuda(&self, lambdas: &[f64]) -> Result<Vec<(i64, i64)>, quiver_gpu::GpuError> {
         use quiver_gpu::cudarc::driver::PushKernelArg;
-        use quiver_gpu::driver_err;
         let f = quiver_gpu::kernel("threshold_counts", THRESHOLD_KERNEL, "threshold_counts")?;
         let stream = quiver_gpu::stream()?;
         let n = self.sorted.len() as i64;
         let g = lambdas.len() as i64;
-        let d_sorted = stream.clone_htod(&self.sorted).map_err(driver_err)?;
-        let d_prefix = stream.clone_htod(&self.error_prefix).map_err(driver_err)?;
-        let d_lam = stream.clone_htod(lambdas).map_err(driver_err)?;
-        let mut d_acc = stream.alloc_zeros::<i64>(lambdas.len().max(1)).map_err(driver_err)?;
-        let mut d_err = stream.alloc_zeros::<i64>(lambdas.len().max(1)).map_err(driver_err)?;
+        let d_sorted = stream.clone_htod(&self.sorted)?;
+        let d_prefix = stream.clone_htod(&self.error_prefix)?;
+        let d_lam = stream.clone_htod(lambdas)?;
+        let mut d_acc = stream.alloc_zeros::<i64>(lambdas.len().max(1))?;
+        let mut d_err = stream.alloc_zeros::<i64>(lambdas.len().max(1))?;
         let mut launch = stream.launch_builder(&f);
         launch.arg(&d_sorted).arg(&n).arg(&d_prefix).arg(&d_lam).arg(&g).arg(&mut d_acc).arg(&mut d_err);
         // SAFETY: argument types and order match the kernel; buffers hold n, n+1, g, g, g elements.
-        unsafe { launch.launch(quiver_gpu::launch_config(lambdas.len())) }.map_err(driver_err)?;
-        let acc = stream.clone_dtoh(&d_acc).map_err(driver_err)?;
-        let err = stream.clone_dtoh(&d_err).map_err(driver_err)?;
+        unsafe { launch.launch(quiver_gpu::launch_config(lambdas.len())) }?;
+        let acc = stream.clone_dtoh(&d_acc)?;
+        let err = stream.clone_dtoh(&d_err)?;
         Ok(acc.into_iter().zip(err).take(lambdas.len()).collect())
     }
 
@@ -195,10 +187,7 @@ pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
             .iter()
             .zip(r.iter())
             .enumerate()
-            .map(|(i, (&a, &b))| {
-                quiver_numerics::bpe_score(a, b)
-                    .map_err(|e| PluginError::input(format!("table '{}', row {}: {e}", t.role(), i + 1)))
-            })
+            .map(|(i, (&a, &b))| quiver_numerics::bpe_score(a, b).map_err(|e| t.row_error("p_fwd", i, e)))
             .collect(),
         _ => Err(PluginError::input(format!(
             "table '{}' needs a 'score' column, or 'p_fwd' and 'p_rev' columns for the BPE score (columns: {})",
@@ -211,9 +200,7 @@ pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
 /// The selector object.
 pub struct SelectiveRisk {
     config: Config,
-    device: Device,
-    notice: Option<String>,
-    params_json: quiver_sdk::serde_json::Value,
+    ctx: Context,
     decision: Option<(Decision, usize)>,
 }
 
@@ -225,12 +212,8 @@ impl SelectorImpl for SelectiveRisk {
         let errors = cal.flags("error")?;
         let calibrated = Calibrated::new(&scores, &errors);
         let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
-        let counts = match self.device {
-            Device::Cpu => calibrated.counts_cpu(&lambdas),
-            Device::Cuda => {
-                calibrated.counts_cuda(&lambdas).map_err(|e| PluginError::new(ErrorKind::Device, e.to_string()))?
-            }
-        };
+        let counts =
+            self.ctx.dispatch(|| Ok(calibrated.counts_cpu(&lambdas)), || Ok(calibrated.counts_cuda(&lambdas)?))?;
         self.decision = Some((decide(&self.config, &lambdas, &counts), scores.len()));
         Ok(())
     }
@@ -243,33 +226,26 @@ impl SelectorImpl for SelectiveRisk {
         let scores = read_scores(&test)?;
         let accepted: Vec<u64> =
             scores.iter().enumerate().filter(|(_, &s)| s <= d.lambda_hat).map(|(j, _)| j as u64).collect();
-        let json = quiver_sdk::result_json(
-            "selective-risk",
-            env!("CARGO_PKG_VERSION"),
-            self.device,
-            &self.notice,
-            &self.params_json,
-            json!({
-                "guarantee": match self.config.rule { Rule::Scope => SCOPE_GUARANTEE, Rule::Ltt => LTT_GUARANTEE },
-                "n_calibration": n,
-                "m_test": scores.len(),
-                "lambda_hat": json_f64(d.lambda_hat),
-                "cal_accepted": d.cal_accepted,
-                "cal_errors_accepted": d.cal_errors,
-                "cal_error_rate_accepted": if d.cal_accepted > 0 { json!(d.cal_errors as f64 / d.cal_accepted as f64) } else { json!(null) },
-                "candidates_tested": d.candidates,
-                "p_value_at_lambda_hat": d.p_value,
-                "n_accepted": accepted.len(),
-            }),
-        );
+        let json = self.ctx.result_text(json!({
+            "guarantee": match self.config.rule { Rule::Scope => SCOPE_GUARANTEE, Rule::Ltt => LTT_GUARANTEE },
+            "n_calibration": n,
+            "m_test": scores.len(),
+            "lambda_hat": json_f64(d.lambda_hat),
+            "cal_accepted": d.cal_accepted,
+            "cal_errors_accepted": d.cal_errors,
+            "cal_error_rate_accepted": if d.cal_accepted > 0 { json!(d.cal_errors as f64 / d.cal_accepted as f64) } else { json!(null) },
+            "candidates_tested": d.candidates,
+            "p_value_at_lambda_hat": d.p_value,
+            "n_accepted": accepted.len(),
+        }));
         Ok(SelectionResult {
-            device: self.device,
+            device: self.ctx.device(),
             unit_values: RVec::from(scores),
             unit_values_name: "scores".into(),
             selected: RVec::from(accepted),
             selected_name: "accepted".into(),
             threshold: d.lambda_hat,
-            json: json.to_string().into(),
+            json,
         })
     }
 }
@@ -285,10 +261,14 @@ impl Plugin for SelectiveRiskPlugin {
             .guarantee(&format!("{SCOPE_GUARANTEE} {LTT_GUARANTEE}"))
             .reference("SCOPE selective evaluation rule; Angelopoulos et al., Learn then Test (2021); BPE score for pairwise judges")
             .cuda()
-            .param(param::float("alpha", Some(0.1), "target error rate among accepted judgments, in (0, 1)"))
-            .param(param::choice("rule", &["scope", "ltt"], "threshold rule (see guarantee)"))
-            .param(param::float("delta", Some(0.1), "ltt: probability that the guarantee fails, in (0, 1)"))
-            .param(param::int("grid", Some(50), "ltt: number of candidate thresholds (calibration quantiles)"))
+            .param(param::level("alpha", 0.1, "target error rate among accepted judgments"))
+            .param(param::choice("rule", Rule::Scope, "threshold rule (see guarantee)"))
+            .param(param::level("delta", 0.1, "ltt: probability that the guarantee fails"))
+            .param(
+                param::int("grid", Some(50), "ltt: number of candidate thresholds (calibration quantiles)")
+                    .at_least(1.0)
+                    .at_most(1e6),
+            )
             .table(
                 TableBuilder::new("calibration", "judgments with known correctness")
                     .column(column::f64_opt("score", "uncertainty score, lower = more confident"))
@@ -305,16 +285,9 @@ impl Plugin for SelectiveRiskPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
         let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::pick(ctx.device)?;
-        Ok(quiver_sdk::selector(SelectiveRisk {
-            config,
-            device,
-            notice,
-            params_json: params.to_json(),
-            decision: None,
-        }))
+        Ok(quiver_sdk::selector(SelectiveRisk { config, ctx, decision: None }))
     }
 }
 

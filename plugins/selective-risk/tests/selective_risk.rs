@@ -2,16 +2,13 @@
 //! candidate threshold (both rules), each rule's guarantee by Monte Carlo, the BPE score, bad
 //! input, and the CUDA kernel compiling to PTX.
 
-use quiver_host::{testing, DeviceRequest, ErrorKind, RunContext, Table};
+use quiver_host::{ErrorKind, Table};
+use quiver_testing as testing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 const METHOD: &str = "selective-risk";
-
-fn cpu() -> RunContext {
-    RunContext { device: DeviceRequest::Cpu, threads: 1 }
-}
 
 fn run(
     host: &quiver_host::Host,
@@ -19,7 +16,7 @@ fn run(
     scores: &[f64],
     errors: &[bool],
 ) -> (f64, serde_json::Value) {
-    let mut sel = host.selector(METHOD, &testing::params(params), cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &testing::params(params), testing::cpu()).unwrap();
     sel.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec()).with_bool("error", errors.to_vec())])
         .unwrap();
     let r = sel.select(&[Table::new("test").with_f64("score", scores.to_vec())]).unwrap();
@@ -139,7 +136,7 @@ fn ltt_risk_guarantee_monte_carlo() {
         ("delta", json!(delta)),
         ("grid", json!(50)),
     ]);
-    let mut sel = host.selector(METHOD, &params, cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &params, testing::cpu()).unwrap();
     for _ in 0..trials {
         let (s, e) = draw(&mut rng, n);
         sel.calibrate(&[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
@@ -170,7 +167,7 @@ fn scope_expected_risk_guarantee_monte_carlo() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut risk = Vec::with_capacity(trials);
     let (mut pooled_err, mut pooled_acc) = (0.0, 0.0);
-    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(alpha))]), cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(alpha))]), testing::cpu()).unwrap();
     for _ in 0..trials {
         let (s, e) = draw(&mut rng, n);
         sel.calibrate(&[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
@@ -203,7 +200,7 @@ fn bpe_score_columns_match_precomputed_scores() {
     let s: Vec<f64> = pf.iter().zip(&pr).map(|(&a, &b)| quiver_numerics::bpe_score(a, b).unwrap()).collect();
     let e: Vec<bool> = s.iter().map(|&x| rng.random::<f64>() < x / 2.0).collect();
     let (lam_scores, _) = run(&host, &[("alpha", json!(0.2))], &s, &e);
-    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(0.2))]), cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(0.2))]), testing::cpu()).unwrap();
     sel.calibrate(&[Table::new("calibration")
         .with_f64("p_fwd", pf.clone())
         .with_f64("p_rev", pr.clone())
@@ -217,7 +214,7 @@ fn bpe_score_columns_match_precomputed_scores() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let host = testing::host();
-    let mut sel = host.selector(METHOD, &testing::params(&[]), cpu()).unwrap();
+    let mut sel = host.selector(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     let e = sel
         .calibrate(&[Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]).with_i64("error", vec![0, 2, 1])])
         .unwrap_err();
@@ -236,30 +233,37 @@ fn bad_input_gives_clear_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("column 'score', row 1"), "{e}");
     for (params, needle) in [
-        (testing::params(&[("alpha", json!(1.0))]), "'alpha' = 1 must be in (0, 1)"),
-        (testing::params(&[("delta", json!(-0.1))]), "'delta' = -0.1 must be in (0, 1)"),
-        (testing::params(&[("grid", json!(0))]), "'grid' = 0 must be >= 1"),
+        (testing::params(&[("alpha", json!(1.0))]), "'alpha' = 1.0 must be a number in (0, 1)"),
+        (testing::params(&[("delta", json!(-0.1))]), "'delta' = -0.1 must be a number in (0, 1)"),
+        (testing::params(&[("grid", json!(0))]), "'grid' = 0 must be an integer in [1, 1000000]"),
         (testing::params(&[("rule", json!("crc"))]), "one of scope | ltt"),
     ] {
-        let e = host.selector(METHOD, &params, cpu()).err().expect("must fail");
+        let e = host.selector(METHOD, &params, testing::cpu()).err().expect("must fail");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
         assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
     }
 }
 
-#[test]
-fn cuda_equals_cpu_when_a_gpu_is_present() {
-    if !quiver_gpu::probe().usable() {
-        println!("skipped: no usable GPU ({:?})", quiver_gpu::probe().reason);
-        return;
+quiver_testing::device_test!(
+    /// Through the plugin on each device: both rules' λ̂ equal the brute-force definitions, and
+    /// the accepted set is every test judgment with s ≤ λ̂.
+    thresholds_equal_brute_force_on_every_device,
+    |device| {
+        let host = testing::host();
+        let (s, e) = data(1, 400);
+        for (rule, want) in [("scope", brute_scope(&s, &e, 0.25)), ("ltt", brute_ltt(&s, &e, 0.25, 0.1, 50))] {
+            let params = testing::params(&[("alpha", json!(0.25)), ("rule", json!(rule)), ("delta", json!(0.1))]);
+            let mut sel = host.selector(METHOD, &params, testing::ctx(device)).unwrap();
+            sel.calibrate(&[Table::new("calibration").with_f64("score", s.clone()).with_bool("error", e.clone())])
+                .unwrap();
+            let r = sel.select(&[Table::new("test").with_f64("score", s.clone())]).unwrap();
+            assert_eq!(r.device, device);
+            assert_eq!(r.threshold, want, "{rule}");
+            let accepted: Vec<u64> = (0..s.len()).filter(|&j| s[j] <= want).map(|j| j as u64).collect();
+            assert_eq!(r.selected.as_slice(), &accepted[..], "{rule}");
+        }
     }
-    let (s, e) = data(1, 100_000);
-    let cal = selective_risk::Calibrated::new(&s, &e);
-    for rule in [selective_risk::Rule::Scope, selective_risk::Rule::Ltt] {
-        let lambdas = cal.candidates(rule, 50);
-        assert_eq!(cal.counts_cpu(&lambdas), cal.counts_cuda(&lambdas).unwrap());
-    }
-}
+);
 
 #[test]
 fn kernel_compiles_to_ptx() {

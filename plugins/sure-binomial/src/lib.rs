@@ -25,11 +25,43 @@
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
-    Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext, ShrinkageResult,
+    ErrorKind, Estimator, Family, Manifest, PluginError, ShrinkageResult,
 };
-use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{column, json_f64, param, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables};
+use quiver_sdk::serde_json::json;
+use quiver_sdk::{
+    choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
+};
 use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+
+choices! {
+    /// One sample (proportions) or two (differences of proportions).
+    pub enum Sample {
+        /// p_i from y, n.
+        One = "one",
+        /// p1_i − p2_i from y1, n1, y2, n2.
+        Two = "two",
+    }
+}
+
+choices! {
+    /// Which intervals to compute.
+    pub enum Intervals {
+        /// Point estimates only.
+        None = "none",
+        /// Robust empirical-Bayes confidence intervals.
+        RobustEbci = "robust-ebci",
+    }
+}
+
+choices! {
+    /// The fourth-moment constraint of the robust EBCI.
+    pub enum Kurtosis {
+        /// κ estimated from the data.
+        Estimate = "estimate",
+        /// κ = ∞ (second moment only).
+        None = "none",
+    }
+}
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -49,25 +81,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and check parameters.
+    /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let lambda = p.f64_opt("lambda")?;
-        if let Some(l) = lambda {
-            if l.is_nan() || l < 0.0 {
-                return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
-            }
-        }
-        let curve = p.i64("curve")?;
-        if !(0..=10_000).contains(&curve) {
-            return Err(PluginError::param(format!("parameter 'curve' = {curve} must be in 0..=10000")));
-        }
         Ok(Config {
-            two_sample: p.str("sample")? == "two",
-            intervals: p.str("ci")? == "robust-ebci",
-            alpha: p.level("alpha")?,
-            kurtosis: p.str("kurtosis")? == "estimate",
-            lambda,
-            curve: curve as usize,
+            two_sample: p.choice::<Sample>("sample")? == Sample::Two,
+            intervals: p.choice::<Intervals>("ci")? == Intervals::RobustEbci,
+            alpha: p.f64("alpha")?,
+            kurtosis: p.choice::<Kurtosis>("kurtosis")? == Kurtosis::Estimate,
+            lambda: p.f64_opt("lambda")?,
+            curve: p.usize("curve")?,
         })
     }
 }
@@ -90,24 +112,22 @@ pub struct Units {
 fn counts(t: &quiver_sdk::Table<'_>, yname: &str, nname: &str) -> Result<(Vec<f64>, Vec<f64>), PluginError> {
     let (y, n) = (t.f64(yname)?, t.f64(nname)?);
     for i in 0..y.len() {
-        let row = i + 1;
         if n[i].fract() != 0.0 || y[i].fract() != 0.0 {
-            return Err(PluginError::input(format!(
-                "table 'data', row {row}: '{yname}' = {} and '{nname}' = {} must be whole numbers",
-                y[i], n[i]
-            )));
+            return Err(t.row_error(
+                yname,
+                i,
+                format_args!("'{yname}' = {} and '{nname}' = {} must be whole numbers", y[i], n[i]),
+            ));
         }
         if n[i] < 2.0 {
-            return Err(PluginError::input(format!(
-                "table 'data', column '{nname}', row {row}: n = {} < 2; the unbiased variance estimate needs n >= 2 (drop or pool such units)",
-                n[i]
-            )));
+            return Err(t.row_error(
+                nname,
+                i,
+                format_args!("n = {} < 2; the unbiased variance estimate needs n >= 2 (drop or pool such units)", n[i]),
+            ));
         }
         if y[i] < 0.0 || y[i] > n[i] {
-            return Err(PluginError::input(format!(
-                "table 'data', column '{yname}', row {row}: y = {} must be in 0..=n (n = {})",
-                y[i], n[i]
-            )));
+            return Err(t.row_error(yname, i, format_args!("y = {} must be in 0..=n (n = {})", y[i], n[i])));
         }
     }
     Ok((y.to_vec(), n.to_vec()))
@@ -214,13 +234,7 @@ pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<
 /// The estimator object.
 pub struct SureBinomial {
     config: Config,
-    device: Device,
-    notice: Option<String>,
-    params_json: Value,
-}
-
-fn device_err(e: quiver_gpu::GpuError) -> PluginError {
-    PluginError::new(ErrorKind::Device, e.to_string())
+    ctx: Context,
 }
 
 impl ShrinkageImpl for SureBinomial {
@@ -230,22 +244,15 @@ impl ShrinkageImpl for SureBinomial {
         let cfg = &self.config;
         let mut u = Units::read(&data, cfg.two_sample)?;
         let risk = u.take_risk();
-        let sweep = if self.device == Device::Cuda { Sweep::Cuda } else { Sweep::Cpu };
-        let mut json = quiver_sdk::result_json(
-            "sure-binomial",
-            env!("CARGO_PKG_VERSION"),
-            self.device,
-            &self.notice,
-            &self.params_json,
-            json!({
-                "units": u.raw.len(),
-                "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
-            }),
-        );
+        let sweep = Sweep::from(self.ctx.device());
+        let mut json = self.ctx.result_json(json!({
+            "units": u.raw.len(),
+            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
+        }));
         let (lambda, ure) = match cfg.lambda {
             Some(l) => (l, risk.at(l)),
             None => {
-                let m = risk.minimize(sweep).map_err(device_err)?;
+                let m = risk.minimize(sweep)?;
                 json["ure_lower_bound"] = json!(m.lower_bound);
                 json["certified_gap"] = json!(m.risk - m.lower_bound);
                 json["sweeps"] = json!(m.sweeps);
@@ -259,7 +266,7 @@ impl ShrinkageImpl for SureBinomial {
                 .map(|i| i as f64 / cfg.curve as f64)
                 .map(|t| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) })
                 .collect();
-            let vs = risk.curve(&ls, sweep).map_err(device_err)?;
+            let vs = risk.curve(&ls, sweep)?;
             json["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
         }
         json["lambda_hat"] = json_f64(lambda);
@@ -287,9 +294,9 @@ impl ShrinkageImpl for SureBinomial {
             ROption::RNone
         };
         Ok(ShrinkageResult {
-            device: self.device,
-            lambda_hat: lambda,
-            risk_estimate: ure,
+            device: self.ctx.device(),
+            lambda_hat: ROption::RSome(lambda),
+            risk_estimate: ROption::RSome(ure),
             estimates: RVec::from(estimates),
             intervals,
             json: json.to_string().into(),
@@ -313,12 +320,20 @@ impl Plugin for SureBinomialPlugin {
             )
             .reference("Chen & Lei (2025) on shrinkage for binomial data; Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
             .cuda()
-            .param(param::choice("sample", &["one", "two"], "one: proportions y/n; two: differences y1/n1 - y2/n2"))
-            .param(param::choice("ci", &["none", "robust-ebci"], "intervals"))
-            .param(param::float("alpha", Some(0.05), "interval level: average non-coverage, in (0, 1)"))
-            .param(param::choice("kurtosis", &["estimate", "none"], "robust-ebci: use the estimated fourth moment, or only the second"))
-            .param(param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)"))
-            .param(param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting"))
+            .param(param::choice("sample", Sample::One, "one: proportions y/n; two: differences y1/n1 - y2/n2"))
+            .param(param::choice("ci", Intervals::None, "intervals"))
+            .param(param::level("alpha", 0.05, "interval level: average non-coverage"))
+            .param(param::choice(
+                "kurtosis",
+                Kurtosis::Estimate,
+                "robust-ebci: use the estimated fourth moment, or only the second",
+            ))
+            .param(
+                param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)")
+                    .at_least(0.0)
+                    .up_to_inf(),
+            )
+            .param(param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0))
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64_opt("y", "one sample: successes"))
@@ -332,10 +347,8 @@ impl Plugin for SureBinomialPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
-        let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::pick(ctx.device)?;
-        Ok(quiver_sdk::shrinkage(SureBinomial { config, device, notice, params_json: params.to_json() }))
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        Ok(quiver_sdk::shrinkage(SureBinomial { config: Config::from_params(&params)?, ctx }))
     }
 }
 

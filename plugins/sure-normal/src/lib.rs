@@ -19,34 +19,38 @@
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
-    Device, ErrorKind, Estimator, Family, Manifest, PluginError, RunContext, ShrinkageResult,
+    Estimator, Family, Manifest, PluginError, ShrinkageResult,
 };
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{column, json_f64, param, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables};
-use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+use quiver_sdk::{
+    choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
+};
+use quiver_shrinkage::{QuadraticRisk, Weight};
 
-/// The estimator family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Positive-part James–Stein (equal variances).
-    JamesStein,
-    /// XKB toward a given location.
-    XkbLocation,
-    /// XKB toward the grand mean.
-    XkbGrandMean,
-    /// XKB with the location estimated jointly.
-    XkbEstimated,
-    /// XKB's semiparametric monotone shrinkage.
-    XkbMonotone,
+choices! {
+    /// The estimator.
+    pub enum Method {
+        /// XKB toward the grand mean.
+        XkbGrandMean = "xkb-grand-mean",
+        /// XKB toward a given location.
+        XkbLocation = "xkb-location",
+        /// XKB with the location estimated jointly.
+        XkbEstimated = "xkb-estimated",
+        /// XKB's semiparametric monotone shrinkage.
+        XkbMonotone = "xkb-monotone",
+        /// Positive-part James–Stein (equal variances).
+        JamesStein = "james-stein",
+    }
 }
 
-/// Where the shrinkage goes (James–Stein and the monotone method).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The parameter `location`.
-    Location,
-    /// The grand mean x̄.
-    GrandMean,
+choices! {
+    /// Where the shrinkage goes (James–Stein and the monotone method).
+    pub enum Target {
+        /// The parameter `location`.
+        Location = "location",
+        /// The grand mean x̄.
+        GrandMean = "grand-mean",
+    }
 }
 
 /// Validated configuration.
@@ -65,31 +69,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and check parameters.
+    /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let method = match p.str("method")? {
-            "james-stein" => Method::JamesStein,
-            "xkb-location" => Method::XkbLocation,
-            "xkb-grand-mean" => Method::XkbGrandMean,
-            "xkb-estimated" => Method::XkbEstimated,
-            _ => Method::XkbMonotone,
-        };
-        let target = if p.str("target")? == "grand-mean" { Target::GrandMean } else { Target::Location };
-        let location = p.f64("location")?;
-        if !location.is_finite() {
-            return Err(PluginError::param(format!("parameter 'location' = {location} must be finite")));
-        }
-        let lambda = p.f64_opt("lambda")?;
-        if let Some(l) = lambda {
-            if l.is_nan() || l < 0.0 {
-                return Err(PluginError::param(format!("parameter 'lambda' = {l} must be >= 0 (or inf)")));
-            }
-        }
-        let curve = p.i64("curve")?;
-        if !(0..=10_000).contains(&curve) {
-            return Err(PluginError::param(format!("parameter 'curve' = {curve} must be in 0..=10000")));
-        }
-        Ok(Config { method, target, location, lambda, curve: curve as usize })
+        Ok(Config {
+            method: p.choice("method")?,
+            target: p.choice("target")?,
+            location: p.f64("location")?,
+            lambda: p.f64_opt("lambda")?,
+            curve: p.usize("curve")?,
+        })
     }
 }
 
@@ -169,21 +157,7 @@ fn minimize_estimated(x: &[f64], a: &[f64], s: f64) -> (f64, f64) {
 /// The estimator object.
 pub struct SureNormal {
     config: Config,
-    device: Device,
-    notice: Option<String>,
-    params_json: Value,
-}
-
-fn sweep_device(d: Device) -> Sweep {
-    if d == Device::Cuda {
-        Sweep::Cuda
-    } else {
-        Sweep::Cpu
-    }
-}
-
-fn device_err(e: quiver_gpu::GpuError) -> PluginError {
-    PluginError::new(ErrorKind::Device, e.to_string())
+    ctx: Context,
 }
 
 impl SureNormal {
@@ -229,7 +203,7 @@ impl SureNormal {
                 let (lambda, sure) = match cfg.lambda {
                     Some(l) => (l, risk.at(l)),
                     None => {
-                        let m = risk.minimize(sweep_device(self.device)).map_err(device_err)?;
+                        let m = risk.minimize(self.ctx.device().into())?;
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
@@ -240,7 +214,7 @@ impl SureNormal {
                 if cfg.curve > 0 {
                     let s = risk.scale();
                     let ls: Vec<f64> = (0..=cfg.curve).map(|i| lam(s, i as f64 / cfg.curve as f64)).collect();
-                    let vs = risk.curve(&ls, sweep_device(self.device)).map_err(device_err)?;
+                    let vs = risk.curve(&ls, self.ctx.device().into())?;
                     out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
                 }
                 out["location"] = json!(mu);
@@ -324,32 +298,16 @@ impl ShrinkageImpl for SureNormal {
         if data.nrows() < 2 {
             return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
         }
-        if let Some(i) = a.iter().position(|&v| v <= 0.0) {
-            return Err(PluginError::input(format!(
-                "table 'data', column 'a', row {}: variance {} must be > 0",
-                i + 1,
-                a[i]
-            )));
-        }
-        let (x, a) = (x.as_slice().expect("contiguous column"), a.as_slice().expect("contiguous column"));
+        data.check_each("a", a, |v| v > 0.0, "must be > 0 (a variance)")?;
         let (estimates, summary, lambda_hat, sure) = self.run(x, a)?;
-        let mut json = quiver_sdk::result_json(
-            "sure-normal",
-            env!("CARGO_PKG_VERSION"),
-            self.device,
-            &self.notice,
-            &self.params_json,
-            json!({
-                "p": x.len(),
-            }),
-        );
+        let mut json = self.ctx.result_json(json!({"p": x.len()}));
         for (k, v) in summary.as_object().expect("object") {
             json[k] = v.clone();
         }
         Ok(ShrinkageResult {
-            device: self.device,
-            lambda_hat,
-            risk_estimate: sure,
+            device: self.ctx.device(),
+            lambda_hat: if lambda_hat.is_nan() { ROption::RNone } else { ROption::RSome(lambda_hat) },
+            risk_estimate: ROption::RSome(sure),
             estimates: RVec::from(estimates),
             intervals: ROption::RNone,
             json: json.to_string().into(),
@@ -373,15 +331,15 @@ impl Plugin for SureNormalPlugin {
             )
             .reference("James & Stein (1961); Xie, Kou & Brown, SURE estimates for a heteroscedastic hierarchical model, JASA (2012)")
             .cuda()
-            .param(param::choice(
-                "method",
-                &["xkb-grand-mean", "xkb-location", "xkb-estimated", "xkb-monotone", "james-stein"],
-                "estimator",
-            ))
-            .param(param::choice("target", &["location", "grand-mean"], "james-stein / xkb-monotone: shrink toward"))
+            .param(param::choice("method", Method::XkbGrandMean, "estimator"))
+            .param(param::choice("target", Target::Location, "james-stein / xkb-monotone: shrink toward"))
             .param(param::float("location", Some(0.0), "the location mu for xkb-location and target=location"))
-            .param(param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = full shrinkage, inf = none)"))
-            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting"))
+            .param(
+                param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = full shrinkage, inf = none)")
+                    .at_least(0.0)
+                    .up_to_inf(),
+            )
+            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0))
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64("x", "observation"))
@@ -390,10 +348,8 @@ impl Plugin for SureNormalPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: RunContext) -> Result<Estimator, PluginError> {
-        let config = Config::from_params(&params)?;
-        let (device, notice) = quiver_gpu::pick(ctx.device)?;
-        Ok(quiver_sdk::shrinkage(SureNormal { config, device, notice, params_json: params.to_json() }))
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        Ok(quiver_sdk::shrinkage(SureNormal { config: Config::from_params(&params)?, ctx }))
     }
 }
 

@@ -2,7 +2,8 @@
 //! λ → ∞ limits, λ̂ against a fine grid, SURE's unbiasedness by Monte Carlo, the monotone
 //! method's constraints, and bad input.
 
-use quiver_host::{testing, DeviceRequest, RunContext, Table};
+use quiver_host::Table;
+use quiver_testing as testing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -10,13 +11,20 @@ use serde_json::{json, Value};
 
 const METHOD: &str = "sure-normal";
 
-fn cpu() -> RunContext {
-    RunContext { device: DeviceRequest::Cpu, threads: 1 }
+fn run(host: &quiver_host::Host, params: &[(&str, Value)], x: &[f64], a: &[f64]) -> (Vec<f64>, Value) {
+    run_on(host, quiver_host::Device::Cpu, params, x, a)
 }
 
-fn run(host: &quiver_host::Host, params: &[(&str, Value)], x: &[f64], a: &[f64]) -> (Vec<f64>, Value) {
-    let h = host.shrinker(METHOD, &testing::params(params), cpu()).unwrap();
+fn run_on(
+    host: &quiver_host::Host,
+    device: quiver_host::Device,
+    params: &[(&str, Value)],
+    x: &[f64],
+    a: &[f64],
+) -> (Vec<f64>, Value) {
+    let h = host.shrinker(METHOD, &testing::params(params), testing::ctx(device)).unwrap();
     let r = h.estimate(&[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
+    assert_eq!(r.device, device);
     (r.estimates.to_vec(), serde_json::from_str(r.json.as_str()).unwrap())
 }
 
@@ -73,35 +81,40 @@ fn xkb_limits_in_lambda() {
     }
 }
 
-#[test]
-fn lambda_hat_is_the_global_minimum_on_a_fine_grid() {
-    let host = testing::host();
-    for seed in 0..6 {
-        let (x, a, _) = data(10 + seed, 40 + 10 * seed as usize, true);
-        for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
-            let (_, v) = run(&host, &[("method", json!(method)), ("curve", json!(4000))], &x, &a);
-            let sure = v["sure"].as_f64().unwrap();
-            let grid_min =
-                v["curve"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
-            assert!(
-                sure <= grid_min + 1e-9 * grid_min.abs().max(1.0),
-                "{method} seed {seed}: {sure} > grid {grid_min}"
-            );
-            if method != "xkb-estimated" {
-                // the certificate is valid (below every grid value) and not vacuous
-                let gap = v["certified_gap"].as_f64().unwrap();
-                assert!(gap >= 0.0 && gap <= 0.5 * sure.abs(), "gap {gap}");
-                assert!(v["sure_lower_bound"].as_f64().unwrap() <= grid_min + 1e-12);
-                // the grid's minimiser lies in the proven bracket
-                let num = |x: &Value| x.as_f64().unwrap_or(f64::INFINITY);
-                let arg =
-                    v["curve"].as_array().unwrap().iter().min_by(|a, b| num(&a[1]).total_cmp(&num(&b[1]))).unwrap();
-                let (lo, hi) = (num(&v["lambda_bracket"][0]), num(&v["lambda_bracket"][1]));
-                assert!(lo <= num(&arg[0]) && num(&arg[0]) <= hi, "{method} seed {seed}: {arg} outside [{lo}, {hi}]");
+quiver_testing::device_test!(
+    /// On each device: λ̂'s SURE is at most the minimum over a 4000-point grid, the certificate is
+    /// valid and not vacuous, and the grid's minimiser lies in the proven bracket.
+    lambda_hat_is_the_global_minimum_on_a_fine_grid,
+    |device| {
+        let host = testing::host();
+        for seed in 0..6 {
+            let (x, a, _) = data(10 + seed, 40 + 10 * seed as usize, true);
+            for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
+                let (_, v) = run_on(&host, device, &[("method", json!(method)), ("curve", json!(4000))], &x, &a);
+                let sure = v["sure"].as_f64().unwrap();
+                let grid_min =
+                    v["curve"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+                assert!(
+                    sure <= grid_min + 1e-9 * grid_min.abs().max(1.0),
+                    "{method} seed {seed}: {sure} > grid {grid_min}"
+                );
+                if method != "xkb-estimated" {
+                    // the certificate is valid (below every grid value) and not vacuous
+                    let gap = v["certified_gap"].as_f64().unwrap();
+                    assert!(gap >= 0.0 && gap <= 0.5 * sure.abs(), "gap {gap}");
+                    assert!(v["sure_lower_bound"].as_f64().unwrap() <= grid_min + 1e-12);
+                    // the grid's minimiser lies in the proven bracket
+                    let num = |x: &Value| x.as_f64().unwrap_or(f64::INFINITY);
+                    let arg =
+                        v["curve"].as_array().unwrap().iter().min_by(|a, b| num(&a[1]).total_cmp(&num(&b[1]))).unwrap();
+                    let (lo, hi) = (num(&v["lambda_bracket"][0]), num(&v["lambda_bracket"][1]));
+                    assert!(lo <= num(&arg[0]) && num(&arg[0]) <= hi, "{method} seed {seed}: {arg} outside [{lo}, {hi}]");
+                }
             }
         }
+
     }
-}
+);
 
 /// E[SURE(λ)] = the risk (1/p)Σ E(θ̂_i − θ_i)², at fixed λ, within 3 Monte Carlo standard errors.
 #[test]
@@ -111,7 +124,7 @@ fn sure_is_unbiased_monte_carlo() {
     let normal = Normal::new(0.0, 1.0).unwrap();
     for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
         let h = host
-            .shrinker(METHOD, &testing::params(&[("method", json!(method)), ("lambda", json!(0.8))]), cpu())
+            .shrinker(METHOD, &testing::params(&[("method", json!(method)), ("lambda", json!(0.8))]), testing::cpu())
             .unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(77);
         let reps = 20_000;
@@ -120,7 +133,7 @@ fn sure_is_unbiased_monte_carlo() {
             let x: Vec<f64> = theta.iter().zip(&a).map(|(t, ai)| t + ai.sqrt() * normal.sample(&mut rng)).collect();
             let r = h.estimate(&[Table::new("data").with_f64("x", x).with_f64("a", a.clone())]).unwrap();
             let loss = r.estimates.iter().zip(&theta).map(|(e, t)| (e - t).powi(2)).sum::<f64>() / theta.len() as f64;
-            diff.push(r.risk_estimate - loss);
+            diff.push(r.risk_estimate.unwrap() - loss);
         }
         let m = diff.iter().sum::<f64>() / reps as f64;
         let se = (diff.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (reps as f64 - 1.0) / reps as f64).sqrt();
@@ -152,19 +165,19 @@ fn monotone_factors_are_monotone_in_a_and_beat_every_parametric_lambda() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let host = testing::host();
-    let h = host.shrinker(METHOD, &testing::params(&[]), cpu()).unwrap();
+    let h = host.shrinker(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     let t = |x: Vec<f64>, a: Vec<f64>| Table::new("data").with_f64("x", x).with_f64("a", a);
     let e = h.estimate(&[t(vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 1.0])]).unwrap_err();
-    assert!(e.to_string().contains("column 'a', row 2: variance 0 must be > 0"), "{e}");
+    assert!(e.to_string().contains("column 'a', row 2: value 0 must be > 0"), "{e}");
     let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1.0])]).unwrap_err();
-    assert!(e.to_string().contains("row 2: variance -1"), "{e}");
+    assert!(e.to_string().contains("row 2: value -1 must be > 0"), "{e}");
     let e = h.estimate(&[t(vec![1.0, f64::NAN], vec![1.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'x', row 2 (line 3): value NaN is not finite"), "{e}");
     let e = h.estimate(&[t(vec![1.0], vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("single unit"), "{e}");
-    let js = host.shrinker(METHOD, &testing::params(&[("method", json!("james-stein"))]), cpu()).unwrap();
+    let js = host.shrinker(METHOD, &testing::params(&[("method", json!("james-stein"))]), testing::cpu()).unwrap();
     let e = js.estimate(&[t(vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 2.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("row 3: james-stein needs equal variances"), "{e}");
-    let e = host.shrinker(METHOD, &testing::params(&[("lambda", json!(-1.0))]), cpu()).err().unwrap();
-    assert!(e.to_string().contains("'lambda' = -1 must be >= 0"), "{e}");
+    let e = host.shrinker(METHOD, &testing::params(&[("lambda", json!(-1.0))]), testing::cpu()).err().unwrap();
+    assert!(e.to_string().contains("'lambda' = -1.0 must be a number in [0, inf]"), "{e}");
 }
