@@ -12,8 +12,9 @@
 //!   checkout written relative to PATH, this workspace's `Cargo.lock` and `rustfmt.toml`, and the
 //!   example in `PATH/example/`.
 //!
-//! The templates are valid Rust: `MyMethod`, `my-method` and `my_method` stand for the type, the
-//! method and the crate names.
+//! The templates (`lib.rs.tmpl`, `test.rs.tmpl`: data, not part of any crate) are valid Rust in
+//! which `MyMethod`, `my-method` and `my_method` stand for the type, the method and the crate
+//! names; format them with `rustfmt --edition 2021 --config-path rustfmt.toml FILE`.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -24,8 +25,8 @@ macro_rules! template {
     ($family:literal, [$($data:literal),*]) => {
         (
             $family,
-            include_str!(concat!("../templates/", $family, "/lib.rs")),
-            include_str!(concat!("../templates/", $family, "/test.rs")),
+            include_str!(concat!("../templates/", $family, "/lib.rs.tmpl")),
+            include_str!(concat!("../templates/", $family, "/test.rs.tmpl")),
             include_str!(concat!("../templates/", $family, "/demo.txt")),
             &[$(($data, include_str!(concat!("../templates/", $family, "/", $data)))),*],
         )

@@ -5,11 +5,7 @@ use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
 
 #[test]
 fn sweep_kernel_compiles_to_ptx() {
-    match quiver_gpu::check_kernel_compiles("sure_batch", quiver_shrinkage::risk::SURE_KERNEL, "sure_batch") {
-        Ok(quiver_gpu::PtxCheck::Compiled { bytes }) => println!("PTX: {bytes} bytes"),
-        Ok(quiver_gpu::PtxCheck::Skipped(why)) => println!("skipped: {why}"),
-        Err(e) => panic!("{e}"),
-    }
+    quiver_testing::assert_kernel_compiles("sure_batch", quiver_shrinkage::risk::SURE_KERNEL, "sure_batch");
 }
 
 quiver_testing::device_test!(

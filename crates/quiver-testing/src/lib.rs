@@ -150,6 +150,18 @@ macro_rules! device_test {
     };
 }
 
+/// Assert that the CUDA kernel source `src` compiles to PTX for sm_90 and defines `entry`
+/// (no GPU needed: NVRTC alone, which `cargo xtask test` installs and then requires). Where
+/// NVRTC is missing and not required, prints why and returns.
+#[track_caller]
+pub fn assert_kernel_compiles(name: &str, src: &str, entry: &str) {
+    match quiver_gpu::check_kernel_compiles(name, src, entry) {
+        Ok(quiver_gpu::PtxCheck::Compiled { bytes }) => println!("{name}: {bytes} bytes of PTX"),
+        Ok(quiver_gpu::PtxCheck::Skipped(why)) => println!("{name}: not compiled: {why}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Standard error of a proportion estimated from `trials` Bernoulli(p) draws: √(p(1 − p)/trials).
 pub fn binomial_se(p: f64, trials: usize) -> f64 {
     (p * (1.0 - p) / trials as f64).sqrt()
