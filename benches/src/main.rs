@@ -83,7 +83,9 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
         test = test.with_f64("w", w_t);
     }
     let params = testing::params(&[("q", json!(0.1)), ("c", json!(0.0))]);
-    let mut sel = host.selector("conformal-selection", &params, RunContext { device, threads: 0 }).expect("plugin");
+    let mut sel = host
+        .selector("conformal-selection", &params, RunContext { device, threads: 0, ..Default::default() })
+        .expect("plugin");
     let name = format!(
         "conformal-selection{} {}",
         if weighted { " weighted" } else { "" },
@@ -120,7 +122,11 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     let params =
         testing::params(&[("alpha", json!(0.1)), ("rule", json!(rule)), ("delta", json!(0.1)), ("grid", json!(50))]);
     let mut sel = host
-        .selector("selective-risk", &params, RunContext { device: DeviceRequest::Cpu, threads: 0 })
+        .selector(
+            "selective-risk",
+            &params,
+            RunContext { device: DeviceRequest::Cpu, threads: 0, ..Default::default() },
+        )
         .expect("plugin");
     Case {
         name: format!("selective-risk {rule} cpu"),
@@ -148,8 +154,9 @@ fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: D
     if mode == "order-stat" {
         params.push(("zeta", json!(m / 2)));
     }
-    let mut h =
-        host.batch_predictor("batch-pi", &testing::params(&params), RunContext { device, threads: 0 }).expect("plugin");
+    let mut h = host
+        .batch_predictor("batch-pi", &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
+        .expect("plugin");
     let mode_owned = mode.to_string();
     Case {
         name: format!("batch-pi {mode} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
@@ -196,7 +203,9 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
         write_f64(dir, "n", &n);
         (Table::new("data").with_f64("y", y).with_f64("n", n), vec![])
     };
-    let h = host.shrinker(method, &testing::params(&params), RunContext { device, threads: 0 }).expect("plugin");
+    let h = host
+        .shrinker(method, &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
+        .expect("plugin");
     Case {
         name: format!("{method} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": p, "m": 0}),
@@ -339,7 +348,11 @@ fn real_main() -> Result<(), String> {
     cases.push(shrinkage_case(&host, &data.join("sn"), "sure-normal", sp, DeviceRequest::Cpu));
     cases.push(shrinkage_case(&host, &data.join("sb"), "sure-binomial", sp, DeviceRequest::Cpu));
     let gpu_usable = host
-        .selector("conformal-selection", &testing::params(&[]), RunContext { device: DeviceRequest::Cuda, threads: 0 })
+        .selector(
+            "conformal-selection",
+            &testing::params(&[]),
+            RunContext { device: DeviceRequest::Cuda, threads: 0, ..Default::default() },
+        )
         .is_ok();
     if gpu_usable {
         let n = if args.quick { 1_000_000 } else { 10_000_000 };

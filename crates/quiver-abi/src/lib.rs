@@ -95,6 +95,8 @@ pub enum ErrorKind {
     Panic,
     /// A lifecycle step was called out of order (e.g. `select` before `calibrate`).
     State,
+    /// The caller asked the plugin to stop (its progress callback returned `false`).
+    Cancelled,
     /// Anything else.
     Internal,
 }
@@ -522,6 +524,41 @@ pub struct Manifest {
     pub devices: RVec<Device>,
 }
 
+/// Where a plugin reports the progress of a long step (a fit's iterations, a pass over the
+/// data), and learns whether to go on: `report(data, done, total, label)` returns `false` when the
+/// caller wants the plugin to stop, which it then does at its next checkpoint with an
+/// [`ErrorKind::Cancelled`] error. `total` is 0 when unknown (an iteration count to a tolerance).
+///
+/// The host keeps `data` valid, and `report` safe to call from any thread, for as long as the
+/// estimator built with it lives.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct ProgressSink {
+    /// The caller's state, passed back to `report`.
+    pub data: *const (),
+    /// The callback, `(data, done, total, label) -> keep going`; `None`: nobody is listening and
+    /// nothing can cancel.
+    pub report: Option<extern "C" fn(data: *const (), done: u64, total: u64, label: RStr<'_>) -> bool>,
+}
+
+impl ProgressSink {
+    /// No progress reporting.
+    pub const NONE: ProgressSink = ProgressSink { data: std::ptr::null(), report: None };
+    /// Report `done` of `total` for `label`; `false` when the caller asks to stop.
+    pub fn report(&self, done: u64, total: u64, label: &str) -> bool {
+        match self.report {
+            Some(f) => f(self.data, done, total, RStr::from_str(label)),
+            None => true,
+        }
+    }
+}
+
+// SAFETY: the host that builds a sink guarantees `report` may be called from any thread with
+// `data` (see the type's documentation); the sink itself is two plain pointers.
+unsafe impl Send for ProgressSink {}
+// SAFETY: as above.
+unsafe impl Sync for ProgressSink {}
+
 /// What the host tells a plugin about the run.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
@@ -530,11 +567,13 @@ pub struct RunContext {
     pub device: DeviceRequest,
     /// Worker threads the plugin may use (0 = its own default).
     pub threads: u32,
+    /// Where long steps report progress, and learn to stop.
+    pub progress: ProgressSink,
 }
 
 impl Default for RunContext {
     fn default() -> Self {
-        RunContext { device: DeviceRequest::Cpu, threads: 0 }
+        RunContext { device: DeviceRequest::Cpu, threads: 0, progress: ProgressSink::NONE }
     }
 }
 

@@ -9,10 +9,12 @@
 //! The CLI is generic: it reads each method's manifest, never per-method code.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use quiver_host::{manifest_json, DeviceRequest, Host, HostError, RunContext};
+use quiver_host::{manifest_json, DeviceRequest, ErrorKind, Host, HostError, Progress, RunContext};
 use serde_json::Value;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(name = "quiver", version, about = "Statistical estimators with guarantees, as plugins")]
@@ -74,16 +76,58 @@ enum Command {
     Doctor,
 }
 
+/// Set by the first Ctrl-C: long fits stop at their next checkpoint.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let host = Host::discover(cli.plugins.as_deref());
     match run(&cli.command, &host) {
         Ok(code) => code,
+        Err(e) if e.plugin_kind() == Some(ErrorKind::Cancelled) => {
+            eprintln!("cancelled (Ctrl-C): {e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The progress observer of `quiver run`: a bar on a terminal (none when stderr is piped or the
+/// result goes out as JSON), and Ctrl-C: the first press asks the plugin to stop at its next
+/// checkpoint, a second one ends the process at once.
+fn observer(show: bool) -> Progress {
+    let _ = ctrlc::set_handler(|| {
+        if CANCELLED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping at the next checkpoint (Ctrl-C again to abort at once)");
+    });
+    let bar = if show && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Progress::new(move |done, total, label| {
+        if total == 0 {
+            bar.set_length(done.max(1));
+        } else {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+        bar.set_message(label.to_string());
+        if total > 0 && done >= total {
+            bar.finish_and_clear();
+        }
+        !CANCELLED.load(Ordering::SeqCst)
+    })
 }
 
 fn warn_failures(host: &Host) {
@@ -147,7 +191,9 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 DeviceArg::Cpu => DeviceRequest::Cpu,
                 DeviceArg::Cuda => DeviceRequest::Cuda,
             };
-            let result = host.run(method, &params, &tables, RunContext { device, threads: *threads })?;
+            let progress = observer(!*json);
+            let ctx = RunContext { device, threads: *threads, ..Default::default() };
+            let result = host.run_observed(method, &params, &tables, ctx, Some(&progress))?;
             if let Some(notice) = result.get("notice").and_then(Value::as_str) {
                 eprintln!("{notice}");
             }

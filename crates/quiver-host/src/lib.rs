@@ -249,12 +249,28 @@ impl Host {
     /// the plugin to probe for a GPU; a method with a CUDA path resolves `auto` and `cuda` itself
     /// (CUDA where a GPU is usable).
     pub fn create(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Estimator, HostError> {
+        self.create_observed(method, params, ctx, None)
+    }
+
+    /// [`Host::create`] with a progress observer: the plugin reports the progress of its long
+    /// steps to `progress`, and stops with an [`ErrorKind::Cancelled`] error when it returns
+    /// `false`. The estimator keeps the observer alive.
+    pub fn create_observed(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<Estimator, HostError> {
         let plugin = self.get(method)?;
-        let ctx = device_contract(&plugin.manifest, ctx)?;
+        let mut ctx = device_contract(&plugin.manifest, ctx)?;
+        if let Some(p) = progress {
+            ctx.progress = p.sink();
+        }
         let text = Value::Object(params.clone()).to_string();
         let create = plugin.module.create();
         let inner = create(text.as_str().into(), ctx).into_result().map_err(|e| plugin_error(method, e))?;
-        Ok(Estimator { method: method.into(), manifest: plugin.manifest.clone(), inner })
+        Ok(Estimator { method: method.into(), manifest: plugin.manifest.clone(), inner, _progress: progress.cloned() })
     }
 
     /// A conformal-selector handle.
@@ -301,7 +317,19 @@ impl Host {
         tables: &[Table],
         ctx: RunContext,
     ) -> Result<Value, HostError> {
-        let est = self.create(method, params, ctx)?;
+        self.run_observed(method, params, tables, ctx, None)
+    }
+
+    /// [`Host::run`] with a progress observer (see [`Host::create_observed`]).
+    pub fn run_observed(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        tables: &[Table],
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<Value, HostError> {
+        let est = self.create_observed(method, params, ctx, progress)?;
         let json = match est.family() {
             Family::ConformalSelector => {
                 let mut h = Selector::new(est)?;
@@ -518,6 +546,42 @@ pub struct Estimator {
     method: String,
     manifest: Manifest,
     inner: quiver_abi::Estimator,
+    _progress: Option<Progress>,
+}
+
+/// A progress observer for long plugin steps: called with `(done, total, label)` (`total` 0 when
+/// unknown) from whichever thread the plugin runs; returning `false` asks the plugin to stop.
+/// Cheap to clone; every estimator built with it keeps it alive.
+#[derive(Clone)]
+pub struct Progress(std::sync::Arc<ProgressCallback>);
+
+type ProgressCallback = Box<dyn Fn(u64, u64, &str) -> bool + Send + Sync>;
+
+extern "C" fn progress_trampoline(
+    data: *const (),
+    done: u64,
+    total: u64,
+    label: quiver_abi::abi_stable::std_types::RStr<'_>,
+) -> bool {
+    // SAFETY: `data` is the `ProgressCallback` inside the Arc of a `Progress` that the estimator
+    // (which the plugin belongs to) keeps alive; the callback is Send + Sync.
+    let f = unsafe { &*(data as *const ProgressCallback) };
+    // a panicking observer stops the plugin rather than unwinding into it
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(done, total, label.as_str()))).unwrap_or(false)
+}
+
+impl Progress {
+    /// An observer calling `f(done, total, label)`; `f` returns whether to go on.
+    pub fn new(f: impl Fn(u64, u64, &str) -> bool + Send + Sync + 'static) -> Self {
+        Progress(std::sync::Arc::new(Box::new(f)))
+    }
+    /// The ABI view of this observer (valid while this `Progress` or a clone lives).
+    pub fn sink(&self) -> quiver_abi::ProgressSink {
+        quiver_abi::ProgressSink {
+            data: std::sync::Arc::as_ptr(&self.0) as *const (),
+            report: Some(progress_trampoline),
+        }
+    }
 }
 
 impl Estimator {
@@ -527,16 +591,17 @@ impl Estimator {
     }
 }
 
-/// What every handle knows about its method.
+/// What every handle knows about its method (and the progress observer it keeps alive).
 #[derive(Clone)]
 struct EstimatorInfo {
     method: String,
     manifest: Manifest,
+    _progress: Option<Progress>,
 }
 
 impl EstimatorInfo {
-    fn of(method: &str, manifest: &Manifest) -> Self {
-        EstimatorInfo { method: method.into(), manifest: manifest.clone() }
+    fn of(e: &Estimator) -> Self {
+        EstimatorInfo { method: e.method.clone(), manifest: e.manifest.clone(), _progress: e._progress.clone() }
     }
 
     /// Validate `tables` (the ones this method reads, that are present) and call `f` with their
@@ -568,7 +633,7 @@ macro_rules! handle {
         impl $name {
             /// Narrow a constructed estimator to this family's handle.
             pub fn new(e: Estimator) -> Result<Self, HostError> {
-                let est = EstimatorInfo::of(&e.method, &e.manifest);
+                let est = EstimatorInfo::of(&e);
                 match e.inner {
                     quiver_abi::Estimator::$variant(inner) => Ok($name { inner, est }),
                     other => Err(HostError::WrongFamily {

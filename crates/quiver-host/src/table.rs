@@ -105,7 +105,8 @@ impl Table {
             }
         }
         for col in spec.columns.iter() {
-            let matches: Vec<&(String, Values)> = self.columns.iter().filter(|(n, _)| column_matches(col, n)).collect();
+            let matches: Vec<&(String, Values)> =
+                self.columns.iter().filter(|(n, _)| spec_for(spec, n).is_some_and(|c| std::ptr::eq(c, col))).collect();
             if matches.is_empty() && col.required {
                 return Err(InputError::MissingColumn {
                     table: self.role.clone(),
@@ -154,7 +155,7 @@ impl Table {
     /// Convert columns to the kinds `spec` declares (i64 → f64 where f64 is wanted; 0/1 → bool).
     pub fn coerce(&mut self, spec: &TableSpec) {
         for (name, values) in self.columns.iter_mut() {
-            let Some(col) = spec.columns.iter().find(|c| column_matches(c, name)) else { continue };
+            let Some(col) = spec_for(spec, name) else { continue };
             match (col.kind, &*values) {
                 (ColumnKind::F64 | ColumnKind::F32, Values::I64(v)) => {
                     *values = Values::F64(v.iter().map(|&x| x as f64).collect())
@@ -166,6 +167,16 @@ impl Table {
             }
         }
     }
+}
+
+/// The column spec that governs column `name`: the one naming it exactly, else the longest
+/// prefix that matches it (so `s_next` is not read as one of the `s_*` columns when both are
+/// declared).
+fn spec_for<'a>(spec: &'a TableSpec, name: &str) -> Option<&'a ColumnSpec> {
+    spec.columns
+        .iter()
+        .find(|c| !c.prefix && c.name.as_str() == name)
+        .or_else(|| spec.columns.iter().filter(|c| c.prefix && column_matches(c, name)).max_by_key(|c| c.name.len()))
 }
 
 fn column_matches(spec: &ColumnSpec, name: &str) -> bool {
@@ -198,7 +209,7 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     let nrows = raw.first().map_or(0, Vec::len);
     let mut table = Table { role: role.into(), columns: Vec::new(), nrows, ignored: Vec::new() };
     for (name, fields) in headers.into_iter().zip(raw) {
-        let kind = spec.and_then(|s| s.columns.iter().find(|c| column_matches(c, &name))).map(|c| c.kind);
+        let kind = spec.and_then(|s| spec_for(s, &name)).map(|c| c.kind);
         let bad = |row: usize, reason: String| InputError::Value {
             table: role.into(),
             column: name.clone(),

@@ -70,6 +70,7 @@ pub struct Context {
     device: Device,
     notice: Option<String>,
     threads: u32,
+    progress: quiver_abi::ProgressSink,
     parameters: serde_json::Value,
 }
 
@@ -96,6 +97,7 @@ impl Context {
             device,
             notice,
             threads: run.threads,
+            progress: run.progress,
             parameters: params.to_json(),
         })
     }
@@ -110,6 +112,19 @@ impl Context {
     /// Worker threads the plugin may use (0 = its own default).
     pub fn threads(&self) -> u32 {
         self.threads
+    }
+    /// Report progress of a long step (`total` 0 when unknown) and learn whether to go on: an
+    /// [`ErrorKind::Cancelled`] error when the caller asked to stop, which the step returns with
+    /// `?` at this checkpoint. Cheap when nobody listens.
+    pub fn progress(&self, done: u64, total: u64, label: &str) -> Result<()> {
+        if self.progress.report(done, total, label) {
+            Ok(())
+        } else {
+            Err(PluginError::new(
+                ErrorKind::Cancelled,
+                format!("{}: stopped on request during '{label}' ({done} of {total} done)", self.method),
+            ))
+        }
     }
     /// Run `cpu` or `cuda` on the resolved device. Errors of the CUDA layer convert with `?`
     /// (`quiver_gpu::GpuError` into an [`ErrorKind::Device`] error).

@@ -85,6 +85,11 @@ impl TableBuilder {
         self.spec.required = false;
         self
     }
+    /// Mark the table required (the default; for builders shared by several methods).
+    pub fn required(mut self) -> Self {
+        self.spec.required = true;
+        self
+    }
     /// Add a column.
     pub fn column(mut self, c: ColumnSpec) -> Self {
         self.spec.columns.push(c);

@@ -21,7 +21,7 @@ use quiver_host::{
 use serde_json::{json, Map, Value};
 
 fn run_ctx(device: DeviceRequest) -> RunContext {
-    RunContext { device, threads: 1 }
+    RunContext { device, threads: 1, ..Default::default() }
 }
 
 /// Every check of this module on `method`, with its example in the workspace's

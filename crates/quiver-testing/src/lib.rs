@@ -8,12 +8,14 @@
 //!   *ignored* where no GPU is assumed, so the runner's summary says what ran;
 //! * Monte Carlo standard errors ([`binomial_se`], [`mean_se`]) for tolerances set from the
 //!   simulation's own error;
+//! * [`mdp`]: finite MDPs whose values are exact linear algebra, and offline data from them;
 //! * [`conformance`]: the checks every loaded method must pass (its manifest renders, bad
 //!   parameters and empty tables are refused with clear errors, results carry the common fields,
 //!   the device contract holds).
 
 pub mod conformance;
 pub mod examples;
+pub mod mdp;
 
 pub use quiver_host::{Device, DeviceRequest, ErrorKind, Host, HostError, RunContext, Table};
 
@@ -84,7 +86,7 @@ pub fn ctx(device: Device) -> RunContext {
         Device::Cpu => DeviceRequest::Cpu,
         Device::Cuda => DeviceRequest::Cuda,
     };
-    RunContext { device, threads: 1 }
+    RunContext { device, threads: 1, ..Default::default() }
 }
 
 /// [`ctx`] on the CPU.

@@ -1,0 +1,123 @@
+//! IQL's expectile critic with linear features (Kostrikov, Nair & Levine 2022), at the exact
+//! fixed point of its two losses:
+//!
+//! * Q(s, a) = φ(s, a)ᵀθ regresses r + γ(1 − d)V(s′):
+//!   θ = argmin Σ_i (φ_iᵀθ − r_i − γ(1 − d_i)ψ(s′_i)ᵀw)² + λ‖θ‖² = (ΦᵀΦ + λI)⁻¹(Φᵀr + γNw),
+//!   N = Φᵀ diag(1 − d) Ψ′;
+//! * V(s) = ψ(s)ᵀw is the τ-expectile regression of Q(s_i, a_i) on ψ(s_i):
+//!   w = argmin Σ_i |τ − 1{q_i < ψ_iᵀw}| (q_i − ψ_iᵀw)² + λ‖w‖², by iteratively reweighted
+//!   least squares (the weights τ / 1 − τ fixed, a weighted ridge solve, repeat until no weight
+//!   changes).
+//!
+//! The two steps alternate until ‖Δw‖_∞ ≤ tol·max(1, ‖w‖_∞). The features of every row are held
+//! in memory (n·(d + 2D) values, capped by [`MAX_CACHE`]).
+
+use ndarray::{Array1, Array2, ArrayView2};
+use ndarray_linalg::{Cholesky, Solve, UPLO};
+use quiver_sdk::abi::{ErrorKind, PluginError};
+use quiver_sdk::Context;
+
+/// Most feature values held in memory (8 bytes each: 1 GiB).
+pub const MAX_CACHE: usize = 1 << 27;
+
+/// The rows of a linear expectile fit: Φ (n × d), Ψ (n × D) at s, Ψ′ (n × D) at s′ (zero rows
+/// where the episode ends), rewards.
+pub struct ExpectileRows<'r> {
+    /// Q features, row-major n × d.
+    pub phi: Array2<f64>,
+    /// V features at s, row-major n × D.
+    pub psi: Array2<f64>,
+    /// V features at s′, row-major n × D (zero on ended rows).
+    pub psi_next: Array2<f64>,
+    /// Rewards.
+    pub r: &'r [f64],
+}
+
+/// The result of [`fit`].
+pub struct LinearExpectile {
+    /// Q weights.
+    pub theta: Array1<f64>,
+    /// V weights.
+    pub w: Array1<f64>,
+    /// Outer iterations.
+    pub iterations: usize,
+    /// Final relative change of w.
+    pub change: f64,
+    /// Whether the tolerance was met.
+    pub converged: bool,
+}
+
+fn singular(what: &str) -> PluginError {
+    PluginError::input(format!("the {what} regression is singular: set a ridge > 0 (e.g. --set ridge=1e-6)"))
+}
+
+fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) -> Result<Array1<f64>, PluginError> {
+    g.diag_mut().iter_mut().for_each(|x| *x += ridge);
+    let l = g.cholesky(UPLO::Lower).map_err(|_| singular(what))?;
+    let y = l.solve(rhs).map_err(|_| singular(what))?;
+    l.t().solve(&y).map_err(|_| singular(what))
+}
+
+/// The weighted Gram XᵀΩX and XᵀΩy.
+fn weighted(x: ArrayView2<'_, f64>, omega: &[f64], y: &Array1<f64>) -> (Array2<f64>, Array1<f64>) {
+    let xw = &x * &ndarray::ArrayView1::from(omega).insert_axis(ndarray::Axis(1));
+    (xw.t().dot(&x), xw.t().dot(y))
+}
+
+/// Solve the linear expectile critic (see the module documentation).
+pub fn fit(
+    rows: &ExpectileRows<'_>,
+    gamma: f64,
+    tau: f64,
+    ridge: f64,
+    tol: f64,
+    max_iter: usize,
+    ctx: &Context,
+) -> Result<LinearExpectile, PluginError> {
+    let (n, dq) = rows.phi.dim();
+    let dv = rows.psi.ncols();
+    if n * (dq + 2 * dv) > MAX_CACHE {
+        return Err(PluginError::new(
+            ErrorKind::Unsupported,
+            format!("{n} rows × {} features exceed the {MAX_CACHE} values the linear expectile fit holds", dq + 2 * dv),
+        ));
+    }
+    let r = Array1::from(rows.r.to_vec());
+    let c = rows.phi.t().dot(&rows.phi);
+    let nmat = rows.phi.t().dot(&rows.psi_next);
+    let b = rows.phi.t().dot(&r);
+    let mut w = Array1::<f64>::zeros(dv);
+    let (mut change, mut iterations) = (f64::INFINITY, 0);
+    while iterations < max_iter {
+        let theta = ridge_solve(c.clone(), &(&b + &(nmat.dot(&w) * gamma)), ridge, "Q")?;
+        let q = rows.phi.dot(&theta);
+        // IRLS for the expectile regression, from the current w
+        let mut new_w = w.clone();
+        let mut omega: Vec<f64> = Vec::new();
+        for _ in 0..100 {
+            let v = rows.psi.dot(&new_w);
+            let next_omega: Vec<f64> = q.iter().zip(&v).map(|(qi, vi)| if qi < vi { 1.0 - tau } else { tau }).collect();
+            if next_omega == omega {
+                break;
+            }
+            omega = next_omega;
+            let (g, rhs) = weighted(rows.psi.view(), &omega, &q);
+            new_w = ridge_solve(g, &rhs, ridge, "V (expectile)")?;
+        }
+        let scale = new_w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        change = new_w.iter().zip(&w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        w = new_w;
+        iterations += 1;
+        if !w.iter().all(|x| x.is_finite()) || scale > 1e150 {
+            return Err(PluginError::input(format!(
+                "the expectile critic diverges (|w| = {scale:.3e} after {iterations} iterations): raise the ridge"
+            )));
+        }
+        ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
+        if change <= tol {
+            break;
+        }
+    }
+    let theta = ridge_solve(c, &(&b + &(nmat.dot(&w) * gamma)), ridge, "Q")?;
+    Ok(LinearExpectile { theta, w, iterations, change, converged: change <= tol })
+}

@@ -1,0 +1,31 @@
+//! Logged RL transitions for Quiver's critics, read and checked once, and the linear algebra
+//! every critic shares.
+//!
+//! * [`data`]: the `transitions` table (`episode`, `t`, `s`, `a`, `r`, `s_next`, `done`, …):
+//!   episodes, next-row lookups, n-step windows, with every error naming the table, column and
+//!   row;
+//! * [`policy`]: the target policy, as a `policy` table (discrete states) or per-row columns;
+//! * [`features`]: one-hot, random Fourier and given features, and the next-state features of a
+//!   target (π-averaged, or the logged next action);
+//! * [`linear`]: the moments ΦᵀΦ, ΦᵀΦ̄′, Φᵀr in chunks (OpenBLAS on the CPU), LSTD and FQE;
+//! * [`tabular`]: the empirical (certainty-equivalence) model of discrete data, and the
+//!   expectile and conservative critics' fixed points on it;
+//! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device;
+//! * [`setup`]: the parameters, tables and summaries every critic plugin shares.
+
+pub mod data;
+pub mod expectile;
+pub mod features;
+pub mod gpu;
+pub mod linear;
+pub mod policy;
+pub mod setup;
+pub mod tabular;
+
+/// Link OpenBLAS (BLAS and LAPACK) into every crate that uses this one.
+extern crate blas_src;
+
+pub use data::{NStep, States, Transitions};
+pub use features::{FeatureMap, GivenColumns, NextTarget, PairIndex, Rff};
+pub use linear::Moments;
+pub use policy::{Policy, PolicyColumns};

@@ -1,0 +1,329 @@
+//! The moments of a linear critic, accumulated in chunks without ever holding Φ for the whole
+//! data set, and the solves built on them.
+//!
+//! With Φ the features of the rows, Φ̄′ the next-state features of the target (zero where the
+//! episode ends), r the rewards and γ the discount:
+//!
+//! * C = ΦᵀΦ, M = ΦᵀΦ̄′, b = Φᵀr (one pass over the data);
+//! * LSTD: A = C − γM, θ = (A + λI)⁻¹ b (LU);
+//! * FQE: θ_{k+1} = argmin_θ ‖Φθ − (r + γΦ̄′θ_k)‖² + λ‖θ‖² = (C + λI)⁻¹ (b + γ M θ_k) — each
+//!   iteration is one ridge regression of the data onto its bootstrapped targets, computed from
+//!   the moments (Cholesky once, O(d²) per iteration); its fixed point is LSTD's θ.
+
+use crate::data::{States, Transitions};
+use crate::features::{DenseRows, NextTarget, PairIndex};
+use crate::policy::Policy;
+use ndarray::{Array1, Array2};
+use ndarray_linalg::{FactorizeInto, ReciprocalConditionNum, Solve};
+use quiver_sdk::abi::{ErrorKind, PluginError};
+use quiver_sdk::Context;
+use rayon::prelude::*;
+
+/// Rows per chunk of the dense accumulation (two 4096 × d blocks per worker).
+pub const CHUNK_ROWS: usize = 4096;
+
+/// Largest number of features of a critic (the d × d moments live in memory; LU is O(d³)).
+pub const MAX_FEATURES: usize = 4096;
+
+/// The moments C = ΦᵀΦ, M = ΦᵀΦ̄′, b = Φᵀr of a data set.
+#[derive(Debug, Clone)]
+pub struct Moments {
+    /// ΦᵀΦ (d × d).
+    pub c: Array2<f64>,
+    /// ΦᵀΦ̄′ (d × d); rows with `done` contribute nothing.
+    pub m: Array2<f64>,
+    /// Φᵀr.
+    pub b: Array1<f64>,
+}
+
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+}
+
+/// OpenBLAS on one thread: the chunks already run in parallel (one worker per chunk), and
+/// OpenBLAS threads inside rayon workers would oversubscribe the cores.
+fn single_threaded_blas() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: a plain setter of OpenBLAS's global thread count, called once per process.
+    ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+}
+
+/// `acc += xᵀ y` for row-major x (rows × p) and y (rows × q), acc row-major p × q (dgemm).
+pub fn add_xty(acc: &mut [f64], x: &[f64], y: &[f64], rows: usize, p: usize, q: usize) {
+    if rows == 0 {
+        return;
+    }
+    assert!(x.len() >= rows * p && y.len() >= rows * q && acc.len() == p * q);
+    // SAFETY: the lengths were checked above; row-major layouts with leading dimensions p, q, q.
+    unsafe {
+        cblas_sys::cblas_dgemm(
+            cblas_sys::CblasRowMajor,
+            cblas_sys::CblasTrans,
+            cblas_sys::CblasNoTrans,
+            p as i32,
+            q as i32,
+            rows as i32,
+            1.0,
+            x.as_ptr(),
+            p as i32,
+            y.as_ptr(),
+            q as i32,
+            1.0,
+            acc.as_mut_ptr(),
+            q as i32,
+        );
+    }
+}
+
+struct Partial {
+    c: Vec<f64>,
+    m: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Partial {
+    fn zeros(d: usize) -> Partial {
+        Partial { c: vec![0.0; d * d], m: vec![0.0; d * d], b: vec![0.0; d] }
+    }
+    fn add(mut self, o: Partial) -> Partial {
+        self.c.iter_mut().zip(&o.c).for_each(|(a, b)| *a += b);
+        self.m.iter_mut().zip(&o.m).for_each(|(a, b)| *a += b);
+        self.b.iter_mut().zip(&o.b).for_each(|(a, b)| *a += b);
+        self
+    }
+}
+
+/// One pass over the data with dense features (`rff`, `given`): chunks of [`CHUNK_ROWS`] rows,
+/// in parallel, each multiplied into its worker's moments by BLAS, then summed. Reports progress
+/// per chunk and stops when asked.
+pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Moments, PluginError> {
+    single_threaded_blas();
+    let data = rows.data;
+    let d = rows.map.dim();
+    let n = data.n;
+    let chunks = n.div_ceil(CHUNK_ROWS);
+    let done_chunks = std::sync::atomic::AtomicU64::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let result = quiver_numerics::with_threads(ctx.threads(), || {
+        (0..chunks)
+            .into_par_iter()
+            .fold(
+                || (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]),
+                |(mut acc, mut phi, mut next), k| {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return (acc, phi, next);
+                    }
+                    let range = k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(n);
+                    let m = range.len();
+                    rows.fill(range.clone(), &mut phi[..m * d], &mut next[..m * d]);
+                    add_xty(&mut acc.c, &phi, &phi, m, d, d);
+                    add_xty(&mut acc.m, &phi, &next, m, d, d);
+                    add_xty(&mut acc.b, &phi, &data.r[range], m, d, 1);
+                    let finished = done_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if ctx.progress(finished, chunks as u64, "moments").is_err() {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    (acc, phi, next)
+                },
+            )
+            .map(|(acc, _, _)| acc)
+            .reduce(|| Partial::zeros(d), Partial::add)
+    })
+    .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
+    ctx.progress(done_chunks.load(std::sync::atomic::Ordering::Relaxed), chunks as u64, "moments")?;
+    Ok(Moments {
+        c: Array2::from_shape_vec((d, d), result.c).expect("d × d"),
+        m: Array2::from_shape_vec((d, d), result.m).expect("d × d"),
+        b: Array1::from(result.b),
+    })
+}
+
+/// The pair index of a one-hot critic: the pairs with data, then the pairs the target reaches at
+/// bootstrapped next states.
+pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Result<PairIndex, PluginError> {
+    let States::Discrete { s, s_next, .. } = &data.states else {
+        return Err(PluginError::param("features=onehot needs discrete states: columns 's' and 's_next'"));
+    };
+    let mut index = PairIndex::default();
+    for i in 0..data.n {
+        index.insert(s[i], data.a[i]);
+    }
+    index.with_data = index.len();
+    for i in 0..data.n {
+        if data.done[i] {
+            continue;
+        }
+        match target {
+            NextTarget::Policy(pi) => {
+                let (acts, _) = pi.at(s_next[i]).expect("policy coverage checked");
+                for &a2 in acts {
+                    index.insert(s_next[i], a2);
+                }
+            }
+            NextTarget::NextAction => {
+                index.insert(s_next[i], data.a_next.as_ref().expect("a_next checked")[i]);
+            }
+            NextTarget::Columns(_) => unreachable!("discrete states take the policy from a table"),
+        }
+        if index.len() > MAX_FEATURES {
+            return Err(PluginError::new(
+                ErrorKind::Unsupported,
+                format!("features=onehot: more than {MAX_FEATURES} (state, action) pairs; use features=rff or given"),
+            ));
+        }
+    }
+    Ok(index)
+}
+
+/// The moments of one-hot features, accumulated sparsely (one indicator per row).
+pub fn accumulate_onehot(data: &Transitions<'_>, index: &PairIndex, target: NextTarget<'_, '_>) -> Moments {
+    let States::Discrete { s, s_next, .. } = &data.states else { unreachable!("checked by onehot_index") };
+    let d = index.len();
+    let mut c = Array2::zeros((d, d));
+    let mut m = Array2::zeros((d, d));
+    let mut b = Array1::zeros(d);
+    for i in 0..data.n {
+        let k = index.get(s[i], data.a[i]).expect("indexed");
+        c[[k, k]] += 1.0;
+        b[k] += data.r[i];
+        if data.done[i] {
+            continue;
+        }
+        match target {
+            NextTarget::Policy(pi) => {
+                let (acts, probs) = pi.at(s_next[i]).expect("policy coverage checked");
+                for (&a2, &p) in acts.iter().zip(probs) {
+                    m[[k, index.get(s_next[i], a2).expect("indexed")]] += p;
+                }
+            }
+            NextTarget::NextAction => {
+                let a2 = data.a_next.as_ref().expect("a_next checked")[i];
+                m[[k, index.get(s_next[i], a2).expect("indexed")]] += 1.0;
+            }
+            NextTarget::Columns(_) => unreachable!(),
+        }
+    }
+    Moments { c, m, b }
+}
+
+/// A solved linear system, with the relative residual ‖(A + λI)θ − b‖ / ‖b‖.
+#[derive(Debug, Clone)]
+pub struct Solution {
+    /// θ.
+    pub theta: Array1<f64>,
+    /// Relative residual of the system solved.
+    pub residual: f64,
+}
+
+fn singular(what: &str, ridge: f64) -> PluginError {
+    let hint = if ridge == 0.0 {
+        "set a ridge > 0 (e.g. --set ridge=1e-6), or give data covering every (state, action) the target policy reaches"
+    } else {
+        "increase the ridge"
+    };
+    PluginError::input(format!("the {what} system is singular: {hint}"))
+}
+
+fn norm(v: &Array1<f64>) -> f64 {
+    v.dot(v).sqrt()
+}
+
+/// LSTD: θ = (C − γM + λI)⁻¹ b by LU with partial pivoting; a singular or numerically singular
+/// system (the residual above 1e-6) is an error that suggests the ridge.
+pub fn solve_lstd(mo: &Moments, gamma: f64, ridge: f64) -> Result<Solution, PluginError> {
+    let d = mo.b.len();
+    let mut a = &mo.c - &(&mo.m * gamma);
+    for k in 0..d {
+        a[[k, k]] += ridge;
+    }
+    let lu = a.clone().factorize_into().map_err(|_| singular("LSTD", ridge))?;
+    // numerically singular: the reciprocal condition number (LAPACK's estimate) below d·ε
+    let rcond = lu.rcond().map_err(|_| singular("LSTD", ridge))?;
+    if !(rcond > d as f64 * f64::EPSILON) {
+        return Err(singular("LSTD", ridge));
+    }
+    let theta = lu.solve(&mo.b).map_err(|_| singular("LSTD", ridge))?;
+    let residual = norm(&(a.dot(&theta) - &mo.b)) / norm(&mo.b).max(f64::MIN_POSITIVE);
+    Ok(Solution { theta, residual })
+}
+
+/// How an iterative fit ended.
+#[derive(Debug, Clone)]
+pub struct Iterated {
+    /// The final θ.
+    pub theta: Array1<f64>,
+    /// Iterations run.
+    pub iterations: usize,
+    /// ‖θ_k − θ_{k−1}‖_∞ / max(1, ‖θ_k‖_∞) at the end.
+    pub change: f64,
+    /// Whether `change` fell to the tolerance (else `max_iter` was reached).
+    pub converged: bool,
+}
+
+/// FQE: θ_{k+1} = (C + λI)⁻¹(b + γMθ_k) from θ_0 = 0, until the relative change is at most
+/// `tol` or `max_iter` iterations. Divergence (the deadly triad: off-policy bootstrapping with
+/// function approximation) is an error naming it.
+pub fn fqe(
+    mo: &Moments,
+    gamma: f64,
+    ridge: f64,
+    tol: f64,
+    max_iter: usize,
+    ctx: &Context,
+) -> Result<Iterated, PluginError> {
+    let d = mo.b.len();
+    let mut g = mo.c.clone();
+    for k in 0..d {
+        g[[k, k]] += ridge;
+    }
+    let lu = g.factorize_into().map_err(|_| singular("FQE regression", ridge))?;
+    let mut theta = Array1::zeros(d);
+    let mut change = f64::INFINITY;
+    let mut iterations = 0;
+    while iterations < max_iter {
+        let target = &mo.b + &(mo.m.dot(&theta) * gamma);
+        let next = lu.solve(&target).map_err(|_| singular("FQE regression", ridge))?;
+        let scale = next.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        change = next.iter().zip(&theta).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        theta = next;
+        iterations += 1;
+        if !theta.iter().all(|x| x.is_finite()) || scale > 1e150 {
+            return Err(PluginError::input(format!(
+                "FQE diverges (|theta| = {scale:.3e} after {iterations} iterations): bootstrapping off-policy with these \
+                 features is unstable; raise the ridge, or use target=lstdq"
+            )));
+        }
+        ctx.progress(iterations as u64, max_iter as u64, "fqe iterations")?;
+        if change <= tol {
+            break;
+        }
+    }
+    Ok(Iterated { theta, iterations, change, converged: change <= tol })
+}
+
+/// Σ_a π(a|s) Q(s, a) for a discrete policy, with Q read from `q(s, a)`; `None` where π has no
+/// row for s or Q is undefined at one of its actions.
+pub fn policy_value(pi: &Policy, s: u32, q: impl Fn(u32, u32) -> Option<f64>) -> Option<f64> {
+    let (acts, probs) = pi.at(s)?;
+    acts.iter().zip(probs).map(|(&a, &p)| q(s, a).map(|v| p * v)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xty_matches_the_naive_product() {
+        let (rows, p, q) = (7, 3, 2);
+        let x: Vec<f64> = (0..rows * p).map(|i| (i as f64 * 0.37).sin()).collect();
+        let y: Vec<f64> = (0..rows * q).map(|i| (i as f64 * 0.11).cos()).collect();
+        let mut acc = vec![1.0; p * q];
+        add_xty(&mut acc, &x, &y, rows, p, q);
+        for i in 0..p {
+            for j in 0..q {
+                let want: f64 = 1.0 + (0..rows).map(|r| x[r * p + i] * y[r * q + j]).sum::<f64>();
+                assert!((acc[i * q + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Target policies: a `policy` table (`s`, `a`, `prob`) for discrete states, or per-row action
+//! probability columns (`pi_<a>` at s, `pi_next_<a>` at s′) for continuous ones.
+
+use crate::data::{numbered_columns, States, Transitions, MAX_ACTIONS, MAX_STATES};
+use quiver_sdk::abi::PluginError;
+use quiver_sdk::Table;
+
+/// Tolerance on Σ_a π(a|s) = 1 (decimal files round: 1/3 written as 0.333333).
+pub const SUM_TOLERANCE: f64 = 1e-6;
+
+/// A discrete policy π(a|s), stored by state (compressed rows), each state's probabilities
+/// normalised to sum to 1.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    offsets: Vec<u32>,
+    actions: Vec<u32>,
+    probs: Vec<f64>,
+}
+
+impl Policy {
+    /// Read and check a `policy` table: ids in range, probabilities in [0, 1], no (s, a) twice,
+    /// each state's rows summing to 1 (within [`SUM_TOLERANCE`]).
+    pub fn read(t: &Table<'_>) -> Result<Policy, PluginError> {
+        t.non_empty()?;
+        let (s, a, p) = (t.i64("s")?, t.i64("a")?, t.f64("prob")?);
+        t.check_each(
+            "s",
+            s,
+            |x| x >= 0 && (x as u64) < MAX_STATES as u64,
+            &format!("must be a state id in 0..{MAX_STATES}"),
+        )?;
+        t.check_each(
+            "a",
+            a,
+            |x| x >= 0 && (x as u64) < MAX_ACTIONS as u64,
+            &format!("must be an action id in 0..{MAX_ACTIONS}"),
+        )?;
+        t.check_each("prob", p, |x| (0.0..=1.0).contains(&x), "is not a probability in [0, 1]")?;
+        let n_states = s.iter().max().map_or(0, |&m| m as usize + 1);
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by_key(|&i| (s[i], a[i]));
+        let mut offsets = vec![0u32; n_states + 1];
+        for &si in s {
+            offsets[si as usize + 1] += 1;
+        }
+        for k in 0..n_states {
+            offsets[k + 1] += offsets[k];
+        }
+        let actions: Vec<u32> = order.iter().map(|&i| a[i] as u32).collect();
+        let mut probs: Vec<f64> = order.iter().map(|&i| p[i]).collect();
+        for w in order.windows(2) {
+            if s[w[0]] == s[w[1]] && a[w[0]] == a[w[1]] {
+                return Err(t.row_error(
+                    "a",
+                    w[1].max(w[0]),
+                    format_args!("(s, a) = ({}, {}) appears twice", s[w[0]], a[w[0]]),
+                ));
+            }
+        }
+        for k in 0..n_states {
+            let range = offsets[k] as usize..offsets[k + 1] as usize;
+            if range.is_empty() {
+                continue;
+            }
+            let total: f64 = probs[range.clone()].iter().sum();
+            if (total - 1.0).abs() > SUM_TOLERANCE {
+                let row = order[range.start];
+                return Err(t.row_error(
+                    "prob",
+                    row,
+                    format_args!("the probabilities of state {k} sum to {total}, not 1"),
+                ));
+            }
+            probs[range].iter_mut().for_each(|x| *x /= total);
+        }
+        Ok(Policy { offsets, actions, probs })
+    }
+
+    /// π(·|s) as (actions, probabilities), or `None` when the table has no row for `s`.
+    pub fn at(&self, s: u32) -> Option<(&[u32], &[f64])> {
+        let s = s as usize;
+        if s + 1 >= self.offsets.len() {
+            return None;
+        }
+        let r = self.offsets[s] as usize..self.offsets[s + 1] as usize;
+        (!r.is_empty()).then(|| (&self.actions[r.clone()], &self.probs[r]))
+    }
+
+    /// π(a|s) (0 where the table has no row).
+    pub fn prob(&self, s: u32, a: u32) -> f64 {
+        self.at(s).and_then(|(acts, ps)| acts.iter().position(|&x| x == a).map(|i| ps[i])).unwrap_or(0.0)
+    }
+
+    /// One more than the largest action id with a row.
+    pub fn n_actions(&self) -> usize {
+        self.actions.iter().max().map_or(0, |&m| m as usize + 1)
+    }
+
+    /// Check that π is defined wherever the critic bootstraps: at `s_next` of every row with
+    /// `done = 0`. The error names the transitions row and the policy table.
+    pub fn check_covers(&self, data: &Transitions<'_>) -> Result<(), PluginError> {
+        let States::Discrete { s_next, .. } = &data.states else { return Ok(()) };
+        for (i, (&sn, &d)) in s_next.iter().zip(&data.done).enumerate() {
+            if !d && self.at(sn).is_none() {
+                return Err(PluginError::input(format!(
+                    "table 'policy' has no row for state {sn}, the s_next of table 'transitions', row {} (done = 0): \
+                     the critic needs pi(.|{sn}) to bootstrap there",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// π as per-row columns (continuous states): `pi_next_<a>` = π(a|s′) on every row, and
+/// optionally `pi_<a>` = π(a|s) (for V and the policy value J).
+#[derive(Debug, Clone)]
+pub struct PolicyColumns<'a> {
+    /// π(a|s′), one slice per action.
+    pub next: Vec<&'a [f64]>,
+    /// π(a|s), one slice per action, when given.
+    pub current: Option<Vec<&'a [f64]>>,
+}
+
+fn check_rows(t: &Table<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bool]>) -> Result<(), PluginError> {
+    for (k, c) in cols.iter().enumerate() {
+        t.check_each(&format!("{prefix}{k}"), c, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
+    }
+    for i in 0..t.nrows() {
+        if skip.is_some_and(|d| d[i]) {
+            continue;
+        }
+        let total: f64 = cols.iter().map(|c| c[i]).sum();
+        if (total - 1.0).abs() > SUM_TOLERANCE {
+            return Err(t.row_error(
+                &format!("{prefix}0"),
+                i,
+                format_args!("the {prefix}* columns sum to {total}, not 1"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<'a> PolicyColumns<'a> {
+    /// Read `pi_next_<a>` (required, one per action, summing to 1 on rows with `done = 0`) and
+    /// `pi_<a>` (optional) from the transitions table.
+    pub fn read(t: &Table<'a>, data: &Transitions<'_>) -> Result<PolicyColumns<'a>, PluginError> {
+        let next = numbered_columns(t, "pi_next_")?;
+        if next.is_empty() {
+            return Err(PluginError::input(
+                "table 'transitions' has no 'pi_next_0' column: with continuous states the target policy is given \
+                 per row as pi_next_<a> = pi(a | s_next) for every action a (and pi_<a> = pi(a | s) for V and J)",
+            ));
+        }
+        if next.len() < data.n_actions {
+            return Err(PluginError::input(format!(
+                "table 'transitions' has pi_next_0..pi_next_{} but actions up to {}: give one column per action",
+                next.len() - 1,
+                data.n_actions - 1
+            )));
+        }
+        check_rows(t, &next, "pi_next_", Some(&data.done))?;
+        let current = numbered_columns(t, "pi_")?;
+        let current = if current.is_empty() {
+            None
+        } else {
+            if current.len() != next.len() {
+                return Err(PluginError::input(format!(
+                    "table 'transitions' has {} pi_* columns and {} pi_next_* columns: give one of each per action",
+                    current.len(),
+                    next.len()
+                )));
+            }
+            check_rows(t, &current, "pi_", None)?;
+            Some(current)
+        };
+        Ok(PolicyColumns { next, current })
+    }
+    /// Number of actions the columns cover.
+    pub fn n_actions(&self) -> usize {
+        self.next.len()
+    }
+}

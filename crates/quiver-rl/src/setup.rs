@@ -1,0 +1,173 @@
+//! What every critic plugin shares: its common parameters and tables in the manifest, reading
+//! them back, and the policy-value summaries of a fitted tabular Q.
+
+use crate::data::{States, Transitions};
+use crate::features::PairIndex;
+use crate::policy::Policy;
+use quiver_sdk::abi::PluginError;
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{choices, column, param, ManifestBuilder, Params, TableBuilder};
+
+choices! {
+    /// The feature map of a linear critic.
+    pub enum FeatureKind {
+        /// One indicator per (state, action) pair (discrete states): the tabular critic.
+        OneHot = "onehot",
+        /// Random Fourier features of continuous states, one block per action.
+        Rff = "rff",
+        /// The columns phi_<k> and phi_next_<k>.
+        Given = "given",
+    }
+}
+
+/// The parameters every critic shares.
+#[derive(Debug, Clone)]
+pub struct CommonParams {
+    /// Discount γ ∈ [0, 1).
+    pub gamma: f64,
+    /// Feature map.
+    pub features: FeatureKind,
+    /// `rff`: features per action block D.
+    pub dim: usize,
+    /// `rff`: kernel bandwidth h.
+    pub bandwidth: f64,
+    /// `rff`: seed of the frequencies.
+    pub seed: u64,
+    /// Ridge λ ≥ 0.
+    pub ridge: f64,
+    /// Tolerance of iterative fits.
+    pub tol: f64,
+    /// Iteration cap of iterative fits.
+    pub max_iter: usize,
+}
+
+impl CommonParams {
+    /// Read the validated parameters added by [`common_params`].
+    pub fn read(p: &Params) -> Result<CommonParams, PluginError> {
+        Ok(CommonParams {
+            gamma: p.f64("gamma")?,
+            features: p.choice("features")?,
+            dim: p.usize("dim")?,
+            bandwidth: p.f64("bandwidth")?,
+            seed: p.i64("seed")? as u64,
+            ridge: p.f64("ridge")?,
+            tol: p.f64("tol")?,
+            max_iter: p.usize("max_iter")?,
+        })
+    }
+}
+
+/// Add the shared parameters (`gamma`, `features`, `dim`, `bandwidth`, `seed`, `ridge`, `tol`,
+/// `max_iter`) with `default_features`.
+pub fn common_params(m: ManifestBuilder, default_features: FeatureKind) -> ManifestBuilder {
+    m.param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
+        .param(param::choice(
+            "features",
+            default_features,
+            "onehot (discrete states), rff (continuous), given (phi_ columns)",
+        ))
+        .param(param::int("dim", Some(64), "rff: features per action").at_least(1.0).at_most(4096.0))
+        .param(param::float("bandwidth", Some(1.0), "rff: kernel bandwidth h, in the state's units").greater_than(0.0))
+        .param(param::int("seed", Some(0), "rff: seed of the random frequencies").at_least(0.0))
+        .param(param::float("ridge", Some(0.0), "ridge lambda added to the linear system").at_least(0.0))
+        .param(
+            param::float("tol", Some(1e-10), "iterative fits: stop when the relative change is at most this")
+                .greater_than(0.0),
+        )
+        .param(param::int("max_iter", Some(10_000), "iterative fits: most iterations").at_least(1.0).at_most(1e7))
+}
+
+/// The `transitions` table every critic reads.
+pub fn transitions_table() -> TableBuilder {
+    TableBuilder::new("transitions", "logged transitions, episodes in order of t")
+        .column(column::i64("episode", "episode id; each episode's rows together"))
+        .column(column::i64("t", "step within the episode, rising by one"))
+        .column(column::i64_opt("s", "discrete state id"))
+        .column(column::i64("a", "action id"))
+        .column(column::f64("r", "reward"))
+        .column(column::i64_opt("s_next", "discrete next state id"))
+        .column(column::boolean("done", "1 if the episode ends after this row (no bootstrap)"))
+        .column(column::i64_opt("a_next", "the next action taken (sarsa)"))
+        .column(column::f64_opt("mu_prob", "behaviour probability of a"))
+        .column(column::f64_opt("pi_prob", "target probability of a"))
+        .column(column::f64_prefix("s_", false, "continuous state s_0, s_1, ... and next state s_next_0, ..."))
+        .column(column::f64_prefix("pi_", false, "pi_<a> = pi(a|s), pi_next_<a> = pi(a|s_next) (continuous states)"))
+        .column(column::f64_prefix("phi_", false, "given features phi_<k> and phi_next_<k>"))
+}
+
+/// The `policy` table of discrete target policies.
+pub fn policy_table() -> TableBuilder {
+    TableBuilder::new("policy", "the target policy pi(a|s) of discrete states")
+        .optional()
+        .column(column::i64("s", "state id"))
+        .column(column::i64("a", "action id"))
+        .column(column::f64("prob", "pi(a|s); each state's rows sum to 1"))
+}
+
+/// The `queries` table: where to evaluate the fitted critic.
+pub fn queries_table() -> TableBuilder {
+    TableBuilder::new("queries", "states (s, or s_<k>) and optionally actions (a) to evaluate")
+        .optional()
+        .column(column::i64_opt("s", "discrete state id"))
+        .column(column::i64_opt("a", "action id: Q(s, a); without it V(s)"))
+        .column(column::f64_prefix("s_", false, "continuous state"))
+        .column(column::f64_prefix("pi_", false, "pi_<a> = pi(a|s), for V at continuous states"))
+        .column(column::f64_prefix("phi_", false, "given features phi_<k>"))
+}
+
+/// The JSON of a tabular Q: `{"s": [...], "a": [...], "q": [...]}` over the pairs.
+pub fn q_json(pairs: &PairIndex, q: impl Fn(usize) -> f64) -> Value {
+    let (s, a): (Vec<u32>, Vec<u32>) = pairs.pairs.iter().copied().unzip();
+    let v: Vec<f64> = (0..pairs.len()).map(q).collect();
+    json!({"s": s, "a": a, "q": v})
+}
+
+/// The JSON of V per state: `{"s": [...], "v": [...]}`.
+pub fn v_json(v: &[(u32, f64)]) -> Value {
+    let (s, vals): (Vec<u32>, Vec<f64>) = v.iter().copied().unzip();
+    json!({"s": s, "v": vals})
+}
+
+/// V(s) = Σ_a w(a|s) Q(s, a) over the pairs at each state with data, w = π (from a policy table)
+/// or, without one, β̂ (the data's own action frequencies: the behaviour value).
+pub fn state_values(data: &Transitions<'_>, pairs: &PairIndex, q: &[f64], pi: Option<&Policy>) -> Vec<(u32, f64)> {
+    let States::Discrete { s, .. } = &data.states else { return Vec::new() };
+    let mut states: Vec<u32> = s.to_vec();
+    states.sort_unstable();
+    states.dedup();
+    match pi {
+        Some(pi) => states
+            .into_iter()
+            .filter_map(|st| {
+                crate::linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| q[k])).map(|v| (st, v))
+            })
+            .collect(),
+        None => {
+            let mut count = std::collections::HashMap::<(u32, u32), f64>::new();
+            let mut total = std::collections::HashMap::<u32, f64>::new();
+            for i in 0..data.n {
+                *count.entry((s[i], data.a[i])).or_default() += 1.0;
+                *total.entry(s[i]).or_default() += 1.0;
+            }
+            states
+                .into_iter()
+                .map(|st| {
+                    let v = count
+                        .iter()
+                        .filter(|((s2, _), _)| *s2 == st)
+                        .map(|((s2, a2), c)| c / total[&st] * q[pairs.get(*s2, *a2).expect("pair with data")])
+                        .sum();
+                    (st, v)
+                })
+                .collect()
+        }
+    }
+}
+
+/// J = the mean of V over the episodes' first states (the d₀-weighted value), from a per-state V.
+pub fn start_value(data: &Transitions<'_>, v: &[(u32, f64)]) -> Option<f64> {
+    let States::Discrete { s, .. } = &data.states else { return None };
+    let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
+    let firsts: Vec<f64> = data.first_rows().map(|i| lookup.get(&s[i]).copied()).collect::<Option<Vec<f64>>>()?;
+    Some(firsts.iter().sum::<f64>() / firsts.len() as f64)
+}

@@ -1,0 +1,133 @@
+//! `critic-cql`: conservative policy evaluation of a target policy π on tabular data — the
+//! fixed point of CQL(H)'s evaluation step with π as the push-down distribution (Kumar, Zhou,
+//! Tucker & Levine, "Conservative Q-learning for offline reinforcement learning", NeurIPS 2020,
+//! eq. 2 and Theorem 3.2), on the empirical model of the data:
+//!
+//!   Q = R̂ − α(π(a|s)/β̂(a|s) − 1) + γ P̂ Σ_a′ π(a′|s′) Q(s′, a′),   β̂(a|s) = n(s, a)/n(s).
+//!
+//! The penalty pushes Q down where π takes an action more often than the data did and up where
+//! less; its π-average Σ_a π(π/β̂ − 1) ≥ 0 is a χ² divergence, so V^π = Σ_a π Q sits at or below the
+//! unpenalised value at every state, and Q moves linearly in α. Reported beside the unpenalised
+//! Q^π of the same model (α = 0) and their gap.
+
+use quiver_rl::setup::{self, policy_table, transitions_table};
+use quiver_rl::tabular::{cql, EmpiricalModel};
+use quiver_rl::{Policy, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+
+/// The estimator.
+pub struct CriticCql {
+    gamma: f64,
+    alpha: f64,
+    ctx: Context,
+    fitted: Option<(EmpiricalModel, Vec<f64>, Vec<(u32, f64)>, Value)>,
+}
+
+impl CriticImpl for CriticCql {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let pi = Policy::read(&tables.get("policy")?)?;
+        pi.check_covers(&data)?;
+        let model = EmpiricalModel::new(&data)?;
+        let (q, plain) = cql(&model, &pi, self.gamma, self.alpha)?;
+        let (q, plain) = (q.to_vec(), plain.to_vec());
+        let v = model.policy_v(&pi, &q);
+        let v_plain = model.policy_v(&pi, &plain);
+        let gap: Vec<(u32, f64)> = v.iter().zip(&v_plain).map(|(a, b)| (a.0, a.1 - b.1)).collect();
+        let summary = json!({
+            "alpha": self.alpha,
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+            "pairs": model.len(),
+            "q": setup::q_json(&model.pairs, |k| q[k]),
+            "v": setup::v_json(&v),
+            "j": setup::start_value(&data, &v),
+            "q_unpenalized": setup::q_json(&model.pairs, |k| plain[k]),
+            "v_unpenalized": setup::v_json(&v_plain),
+            "j_unpenalized": setup::start_value(&data, &v_plain),
+            "gap": setup::v_json(&gap),
+        });
+        self.fitted = Some((model, q, v, summary));
+        Ok(())
+    }
+
+    fn values(&self, tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (model, q, v, summary) =
+            self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        let mut out = summary.clone();
+        let values = match tables.opt("queries") {
+            None => q.clone(),
+            Some(qt) => {
+                qt.non_empty()?;
+                let s = qt.i64("s")?;
+                let a = qt.i64_opt("a")?;
+                let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
+                let vals = (0..qt.nrows())
+                    .map(|i| {
+                        let st = s[i].clamp(0, u32::MAX as i64) as u32;
+                        match a {
+                            Some(a) => model
+                                .pairs
+                                .get(st, a[i].clamp(0, u32::MAX as i64) as u32)
+                                .map(|k| q[k])
+                                .ok_or_else(|| {
+                                    qt.row_error(
+                                        "a",
+                                        i,
+                                        format_args!("no value for (s, a) = ({st}, {}): the data never took it", a[i]),
+                                    )
+                                }),
+                            None => lookup
+                                .get(&st)
+                                .copied()
+                                .ok_or_else(|| qt.row_error("s", i, format_args!("no value at state {st}"))),
+                        }
+                    })
+                    .collect::<Result<Vec<f64>, PluginError>>()?;
+                out["values"] = json!(vals);
+                vals
+            }
+        };
+        Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
+    }
+}
+
+/// The plugin.
+pub struct CriticCqlPlugin;
+
+impl Plugin for CriticCqlPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("critic-cql", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Conservative (CQL) evaluation of a target policy on tabular data, beside its unpenalised value")
+            .guarantee(
+                "Exact fixed point of CQL(H)'s policy evaluation on the empirical model: V^pi(s) at or below the \
+                 unpenalised V^pi(s) of the same model at every state, Q linear in alpha; the empirical model is \
+                 consistent where the data cover pi.",
+            )
+            .reference(
+                "Kumar, Zhou, Tucker & Levine, Conservative Q-learning for offline reinforcement learning, NeurIPS (2020)",
+            )
+            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
+            .param(param::float("alpha", Some(1.0), "the conservative penalty's weight").at_least(0.0))
+            .table(transitions_table())
+            .table(policy_table().required())
+            .table(setup::queries_table())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        Ok(quiver_sdk::critic(CriticCql {
+            gamma: params.f64("gamma")?,
+            alpha: params.f64("alpha")?,
+            ctx,
+            fitted: None,
+        }))
+    }
+}
+
+quiver_sdk::export_plugin!(CriticCqlPlugin);

@@ -1,0 +1,290 @@
+//! `critic-expectile`: IQL's expectile critic (Kostrikov, Nair & Levine, "Offline reinforcement
+//! learning with implicit Q-learning", ICLR 2022), at the exact fixed point of its two losses
+//! rather than after a fixed number of gradient steps:
+//!
+//!   Q(s, a) = r + γ(1 − d)V(s′) in the least-squares sense,
+//!   V(s)    = the τ-expectile of Q(s, a) over the data's actions at s.
+//!
+//! τ = 0.5 gives the behaviour policy's value; as τ → 1, V tends to the value of the best action
+//! the data took at each state (the in-support optimum) — without ever querying an action the
+//! data did not take.
+//!
+//! * `onehot` (discrete states): on the empirical model, V(s) = the τ-expectile of Q(s, ·) under
+//!   β̂(·|s), solved exactly per state; the fixed point is a γ-contraction, iterated to `tol`.
+//! * `rff` / `given`: linear Q = φᵀθ and V = ψᵀw (ψ the state's random Fourier features, or
+//!   `psi_<k>` / `psi_next_<k>` columns); ridge regressions for Q and iteratively reweighted least
+//!   squares for the expectile regression of V, alternated to `tol`.
+
+use ndarray::Array2;
+use quiver_rl::expectile::ExpectileRows;
+use quiver_rl::setup::{self, CommonParams, FeatureKind};
+use quiver_rl::tabular::{expectile_fit, EmpiricalModel};
+use quiver_rl::{Rff, States, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The shared critic parameters.
+    pub common: CommonParams,
+    /// The expectile τ.
+    pub tau: f64,
+}
+
+enum Model {
+    Tabular { model: EmpiricalModel, q: Vec<f64>, v: Vec<(u32, f64)> },
+    Linear { rff: Option<Rff>, theta: Vec<f64>, w: Vec<f64> },
+}
+
+/// The estimator.
+pub struct CriticExpectile {
+    config: Config,
+    ctx: Context,
+    fitted: Option<(Model, Value)>,
+}
+
+fn iteration_summary(summary: &mut Value, iterations: usize, change: f64, converged: bool, c: &CommonParams) {
+    summary["iterations"] = json!(iterations);
+    summary["change"] = json!(change);
+    summary["converged"] = json!(converged);
+    if !converged {
+        summary["warnings"] = json!([format!(
+            "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
+            c.max_iter, c.tol
+        )]);
+    }
+}
+
+impl CriticExpectile {
+    fn fit_tabular(&self, data: &Transitions<'_>, summary: &mut Value) -> Result<Model, PluginError> {
+        let c = &self.config.common;
+        let model = EmpiricalModel::new(data)?;
+        let fit = expectile_fit(&model, c.gamma, self.config.tau, c.tol, c.max_iter, &self.ctx)?;
+        iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
+        summary["q"] = setup::q_json(&model.pairs, |k| fit.q[k]);
+        summary["v"] = setup::v_json(&fit.v);
+        summary["j"] = json!(setup::start_value(data, &fit.v));
+        let dead = model.dead_ends();
+        if !dead.is_empty() {
+            summary["dead_ends"] = json!(dead);
+            summary["dead_ends_note"] = json!("next states with no data of their own: their value is taken as 0");
+        }
+        Ok(Model::Tabular { model, q: fit.q, v: fit.v })
+    }
+
+    fn fit_linear(
+        &self,
+        t: &quiver_sdk::Table<'_>,
+        data: &Transitions<'_>,
+        summary: &mut Value,
+    ) -> Result<Model, PluginError> {
+        let c = &self.config.common;
+        let n = data.n;
+        let (rows, rff) = match c.features {
+            FeatureKind::Rff => {
+                let States::Continuous { s, s_next } = &data.states else {
+                    return Err(PluginError::input(
+                        "table 'transitions': features=rff needs continuous states: columns s_0, ... and s_next_0, ...",
+                    ));
+                };
+                let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, data.n_actions);
+                let (dd, d) = (rff.dim, rff.dim * rff.n_actions);
+                if n * (d + 2 * dd) > quiver_rl::expectile::MAX_CACHE {
+                    return Err(PluginError::new(
+                        quiver_sdk::abi::ErrorKind::Unsupported,
+                        format!("{n} rows × {} features: too many for the linear expectile fit; lower dim", d + 2 * dd),
+                    ));
+                }
+                let (mut phi, mut psi, mut psi_next) =
+                    (Array2::zeros((n, d)), Array2::zeros((n, dd)), Array2::zeros((n, dd)));
+                let mut buf = vec![0.0; dd];
+                for i in 0..n {
+                    rff.psi(|k| s[k][i], &mut buf);
+                    psi.row_mut(i).iter_mut().zip(&buf).for_each(|(o, v)| *o = *v);
+                    let a = data.a[i] as usize;
+                    phi.row_mut(i).iter_mut().skip(a * dd).take(dd).zip(&buf).for_each(|(o, v)| *o = *v);
+                    if !data.done[i] {
+                        rff.psi(|k| s_next[k][i], &mut buf);
+                        psi_next.row_mut(i).iter_mut().zip(&buf).for_each(|(o, v)| *o = *v);
+                    }
+                }
+                (ExpectileRows { phi, psi, psi_next, r: data.r }, Some(rff))
+            }
+            _ => {
+                let cols = |prefix: &str| quiver_rl::data::numbered_columns(t, prefix);
+                let (phi, psi, psi_next) = (cols("phi_")?, cols("psi_")?, cols("psi_next_")?);
+                if phi.is_empty() || psi.is_empty() || psi.len() != psi_next.len() {
+                    return Err(PluginError::input(format!(
+                        "features=given for the expectile critic needs phi_<k> (Q features), psi_<k> and psi_next_<k> \
+                         (V features at s and s_next, as many of each); table 'transitions' has {} phi_, {} psi_, {} psi_next_",
+                        phi.len(),
+                        psi.len(),
+                        psi_next.len()
+                    )));
+                }
+                let dense = |cols: &[&[f64]], skip_done: bool| {
+                    Array2::from_shape_fn(
+                        (n, cols.len()),
+                        |(i, k)| if skip_done && data.done[i] { 0.0 } else { cols[k][i] },
+                    )
+                };
+                (
+                    ExpectileRows {
+                        phi: dense(&phi, false),
+                        psi: dense(&psi, false),
+                        psi_next: dense(&psi_next, true),
+                        r: data.r,
+                    },
+                    None,
+                )
+            }
+        };
+        let fit = quiver_rl::expectile::fit(&rows, c.gamma, self.config.tau, c.ridge, c.tol, c.max_iter, &self.ctx)?;
+        iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
+        let v_start: Vec<f64> = data.first_rows().map(|i| rows.psi.row(i).dot(&fit.w)).collect();
+        summary["j"] = json!(v_start.iter().sum::<f64>() / v_start.len() as f64);
+        summary["theta"] = json!(fit.theta.to_vec());
+        summary["w"] = json!(fit.w.to_vec());
+        Ok(Model::Linear { rff, theta: fit.theta.to_vec(), w: fit.w.to_vec() })
+    }
+}
+
+impl CriticImpl for CriticExpectile {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let c = &self.config.common;
+        let mut summary = json!({
+            "features": c.features.to_string(),
+            "tau": self.config.tau,
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+        });
+        let model = match c.features {
+            FeatureKind::OneHot => self.fit_tabular(&data, &mut summary)?,
+            _ => self.fit_linear(&t, &data, &mut summary)?,
+        };
+        self.fitted = Some((model, summary));
+        Ok(())
+    }
+
+    fn values(&self, tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (model, summary) = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        let mut out = summary.clone();
+        let values: Vec<f64> = match (tables.opt("queries"), model) {
+            (None, Model::Tabular { q, .. }) => q.clone(),
+            (None, Model::Linear { .. }) => Vec::new(),
+            (Some(qt), model) => {
+                qt.non_empty()?;
+                let a = qt.i64_opt("a")?;
+                let v = match model {
+                    Model::Tabular { model, q, v } => {
+                        let s = qt.i64("s")?;
+                        let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
+                        (0..qt.nrows())
+                            .map(|i| {
+                                let st = s[i].clamp(0, u32::MAX as i64) as u32;
+                                match a {
+                                    Some(a) => model
+                                        .pairs
+                                        .get(st, a[i].clamp(0, u32::MAX as i64) as u32)
+                                        .map(|k| q[k])
+                                        .ok_or_else(|| {
+                                            qt.row_error(
+                                                "a",
+                                                i,
+                                                format_args!(
+                                                    "no value for (s, a) = ({st}, {}): the data never took it",
+                                                    a[i]
+                                                ),
+                                            )
+                                        }),
+                                    None => lookup
+                                        .get(&st)
+                                        .copied()
+                                        .ok_or_else(|| qt.row_error("s", i, format_args!("no data at state {st}"))),
+                                }
+                            })
+                            .collect::<Result<Vec<f64>, PluginError>>()?
+                    }
+                    Model::Linear { rff, theta, w } => {
+                        let rff = rff.as_ref().ok_or_else(|| {
+                            PluginError::input(
+                                "queries of a critic fitted on given features: evaluate psi_<k>ᵀw from the result's w",
+                            )
+                        })?;
+                        let s = quiver_rl::data::numbered_columns(&qt, "s_")?;
+                        if s.len() != rff.state_dim {
+                            return Err(PluginError::input(format!(
+                                "table 'queries' needs s_0..s_{}",
+                                rff.state_dim - 1
+                            )));
+                        }
+                        let mut psi = vec![0.0; rff.dim];
+                        (0..qt.nrows())
+                            .map(|i| {
+                                rff.psi(|k| s[k][i], &mut psi);
+                                let dot = |wt: &[f64]| psi.iter().zip(wt).map(|(x, y)| x * y).sum::<f64>();
+                                match a {
+                                    Some(a) => {
+                                        let act = a[i].clamp(0, rff.n_actions as i64 - 1) as usize;
+                                        dot(&theta[act * rff.dim..(act + 1) * rff.dim])
+                                    }
+                                    None => dot(w),
+                                }
+                            })
+                            .collect()
+                    }
+                };
+                out["values"] = json!(v);
+                v
+            }
+        };
+        Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
+    }
+}
+
+/// The plugin.
+pub struct CriticExpectilePlugin;
+
+impl Plugin for CriticExpectilePlugin {
+    fn manifest() -> Manifest {
+        let m = ManifestBuilder::new("critic-expectile", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary(
+                "IQL's expectile critic at its exact fixed point: V is the tau-expectile of Q over the data's actions",
+            )
+            .guarantee(
+                "Returns the fixed point of IQL's expectile and Q regressions on the data (tabular: on the empirical \
+                 model, to the reported tolerance). tau = 0.5 gives the behaviour value of the empirical model; as \
+                 tau -> 1 V increases to the best in-support action value. No action outside the data is queried.",
+            )
+            .reference("Kostrikov, Nair & Levine, Offline reinforcement learning with implicit Q-learning, ICLR (2022)")
+            .param(
+                param::float(
+                    "tau",
+                    Some(0.7),
+                    "the expectile: 0.5 behaviour value, toward 1 the best in-support action",
+                )
+                .open(0.0, 1.0),
+            );
+        setup::common_params(m, FeatureKind::OneHot)
+            .table(setup::transitions_table().column(quiver_sdk::column::f64_prefix(
+                "psi_",
+                false,
+                "given V features psi_<k> and psi_next_<k>",
+            )))
+            .table(setup::queries_table())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let config = Config { common: CommonParams::read(&params)?, tau: params.f64("tau")? };
+        Ok(quiver_sdk::critic(CriticExpectile { config, ctx, fitted: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(CriticExpectilePlugin);

@@ -1,0 +1,387 @@
+//! `critic-lstd`: linear value estimation of a target policy π from logged transitions.
+//!
+//! With features φ(s, a), Φ̄′ the next-state features the target bootstraps from (zero where the
+//! episode ends), r the rewards, γ the discount and λ the ridge:
+//!
+//! * `lstdq` (Lagoudakis & Parr 2003): A = Φᵀ(Φ − γΦ̄′), b = Φᵀr, θ = (A + λI)⁻¹b, with
+//!   φ̄′ = Σ_a′ π(a′|s′) φ(s′, a′) — the fixed point of the projected Bellman equation of π;
+//! * `fqe` (Le, Voloshin & Yue 2019): θ_{k+1} = argmin ‖Φθ − (r + γΦ̄′θ_k)‖² + λ‖θ‖², iterated from
+//!   θ_0 = 0 to a reported tolerance; its fixed point is `lstdq`'s θ (the same ridge);
+//! * `sarsa`: `lstdq` with φ̄′ = φ(s′, a_next), the behaviour's own next action: the behaviour
+//!   value.
+//!
+//! Features: `onehot` (discrete states; then `lstdq` is exactly the Q^π of the empirical model),
+//! `rff` (random Fourier features of continuous states, one block per action), `given`
+//! (`phi_<k>`, `phi_next_<k>` columns). The moments ΦᵀΦ, ΦᵀΦ̄′, Φᵀr are accumulated in chunks
+//! (OpenBLAS on the CPU, cuBLAS on a GPU), never materialising Φ for the whole data set.
+
+use ndarray::Array1;
+use quiver_rl::features::{DenseRows, NextTarget};
+use quiver_rl::linear::{self, Moments, MAX_FEATURES};
+use quiver_rl::setup::{self, CommonParams, FeatureKind};
+use quiver_rl::{FeatureMap, GivenColumns, PairIndex, Policy, PolicyColumns, Rff, States, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{choices, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+
+choices! {
+    /// What θ estimates.
+    pub enum Target {
+        /// LSTD-Q: the projected Bellman fixed point of the target policy.
+        Lstdq = "lstdq",
+        /// Fitted Q evaluation: iterated ridge regressions onto bootstrapped targets.
+        Fqe = "fqe",
+        /// SARSA: bootstrap from the logged next action (the behaviour value).
+        Sarsa = "sarsa",
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The shared critic parameters.
+    pub common: CommonParams,
+    /// The target.
+    pub target: Target,
+}
+
+/// What the fit learned, enough to answer queries.
+enum Model {
+    Tabular { pairs: PairIndex, policy: Option<Policy> },
+    Rff(Rff),
+    Given,
+}
+
+struct Fitted {
+    model: Model,
+    theta: Array1<f64>,
+    summary: Value,
+}
+
+/// The estimator.
+pub struct CriticLstd {
+    config: Config,
+    ctx: Context,
+    fitted: Option<Fitted>,
+}
+
+fn kind_mismatch(features: FeatureKind, states: &States<'_>) -> Option<PluginError> {
+    let msg = match (features, states) {
+        (FeatureKind::OneHot, States::Discrete { .. }) | (FeatureKind::Rff, States::Continuous { .. }) => return None,
+        (FeatureKind::Given, _) => return None,
+        (FeatureKind::OneHot, _) => "features=onehot needs discrete states: columns 's' and 's_next' (continuous s_<k> columns take features=rff)",
+        (FeatureKind::Rff, _) => "features=rff needs continuous states: columns s_0, s_1, ... and s_next_0, ... (discrete ids take features=onehot)",
+    };
+    Some(PluginError::input(format!("table 'transitions': {msg}")))
+}
+
+impl CriticLstd {
+    fn moments(&self, rows: &DenseRows<'_, '_>) -> Result<Moments, PluginError> {
+        if rows.map.dim() > MAX_FEATURES {
+            return Err(PluginError::new(
+                ErrorKind::Unsupported,
+                format!("{} features: at most {MAX_FEATURES} (lower dim)", rows.map.dim()),
+            ));
+        }
+        self.ctx.dispatch(
+            || linear::accumulate_dense(rows, &self.ctx),
+            || quiver_rl::gpu::accumulate_dense_cuda(rows, &self.ctx),
+        )
+    }
+
+    fn solve(&self, mo: &Moments, summary: &mut Value) -> Result<Array1<f64>, PluginError> {
+        let c = &self.config.common;
+        let lstd_residual = |theta: &Array1<f64>| {
+            let mut a = &mo.c - &(&mo.m * c.gamma);
+            a.diag_mut().iter_mut().for_each(|x| *x += c.ridge);
+            let r = &a.dot(theta) - &mo.b;
+            r.dot(&r).sqrt() / mo.b.dot(&mo.b).sqrt().max(f64::MIN_POSITIVE)
+        };
+        match self.config.target {
+            Target::Lstdq | Target::Sarsa => {
+                let sol = linear::solve_lstd(mo, c.gamma, c.ridge)?;
+                summary["residual"] = json!(sol.residual);
+                Ok(sol.theta)
+            }
+            Target::Fqe => {
+                let it = linear::fqe(mo, c.gamma, c.ridge, c.tol, c.max_iter, &self.ctx)?;
+                summary["iterations"] = json!(it.iterations);
+                summary["change"] = json!(it.change);
+                summary["converged"] = json!(it.converged);
+                summary["residual"] = json!(lstd_residual(&it.theta));
+                if !it.converged {
+                    summary["warnings"] = json!([format!(
+                        "fqe stopped at max_iter = {} with relative change {:.3e} > tol = {:.1e}: raise max_iter, or use target=lstdq",
+                        c.max_iter, it.change, c.tol
+                    )]);
+                }
+                Ok(it.theta)
+            }
+        }
+    }
+
+    fn fit_tabular(
+        &self,
+        tables: &Tables<'_>,
+        data: &Transitions<'_>,
+        summary: &mut Value,
+    ) -> Result<Fitted, PluginError> {
+        let policy = match self.config.target {
+            Target::Sarsa => {
+                data.a_next("target=sarsa")?;
+                None
+            }
+            _ => {
+                let pi = Policy::read(&tables.get("policy")?)?;
+                pi.check_covers(data)?;
+                Some(pi)
+            }
+        };
+        let target = policy.as_ref().map_or(NextTarget::NextAction, NextTarget::Policy);
+        let pairs = linear::onehot_index(data, target)?;
+        let mo = linear::accumulate_onehot(data, &pairs, target);
+        let theta = self.solve(&mo, summary)?;
+        let q: Vec<f64> = theta.to_vec();
+        let v = setup::state_values(data, &pairs, &q, policy.as_ref());
+        summary["pairs"] = json!(pairs.len());
+        summary["pairs_without_data"] = json!(pairs.len() - pairs.with_data);
+        summary["q"] = setup::q_json(&pairs, |k| q[k]);
+        summary["v"] = setup::v_json(&v);
+        summary["j"] = json!(match self.config.target {
+            Target::Sarsa => first_q(data, |i| {
+                let States::Discrete { s, .. } = &data.states else { unreachable!() };
+                pairs.get(s[i], data.a[i]).map(|k| q[k])
+            }),
+            _ => setup::start_value(data, &v),
+        });
+        Ok(Fitted { model: Model::Tabular { pairs, policy }, theta, summary: summary.take() })
+    }
+
+    fn fit_rff(
+        &self,
+        t: &quiver_sdk::Table<'_>,
+        data: &Transitions<'_>,
+        summary: &mut Value,
+    ) -> Result<Fitted, PluginError> {
+        let c = &self.config.common;
+        let cols = match self.config.target {
+            Target::Sarsa => {
+                data.a_next("target=sarsa")?;
+                None
+            }
+            _ => Some(PolicyColumns::read(t, data)?),
+        };
+        let n_actions = data.n_actions.max(cols.as_ref().map_or(0, |p| p.n_actions()));
+        let rff = Rff::new(data.states.dim(), c.dim, c.bandwidth, c.seed, n_actions);
+        let map = FeatureMap::Rff(rff.clone());
+        let target = cols.as_ref().map_or(NextTarget::NextAction, NextTarget::Columns);
+        let mo = self.moments(&DenseRows { data, map: &map, given: None, target })?;
+        let theta = self.solve(&mo, summary)?;
+        let States::Continuous { s, .. } = &data.states else { unreachable!("checked") };
+        let q_at = |i: usize, a: usize| -> f64 {
+            let mut psi = vec![0.0; rff.dim];
+            rff.psi(|k| s[k][i], &mut psi);
+            psi.iter().zip(theta.slice(ndarray::s![a * rff.dim..(a + 1) * rff.dim])).map(|(x, w)| x * w).sum()
+        };
+        let j = match (self.config.target, cols.as_ref().and_then(|p| p.current.as_ref())) {
+            (Target::Sarsa, _) => first_q(data, |i| Some(q_at(i, data.a[i] as usize))),
+            (_, Some(pi)) => first_q(data, |i| Some((0..n_actions).map(|a| pi[a][i] * q_at(i, a)).sum())),
+            (_, None) => None,
+        };
+        summary["theta"] = json!(theta.to_vec());
+        summary["j"] = json!(j);
+        if j.is_none() {
+            summary["j_note"] = json!("give pi_<a> columns (pi(a|s) on every row) for the policy value J");
+        }
+        Ok(Fitted { model: Model::Rff(rff), theta, summary: summary.take() })
+    }
+
+    fn fit_given(
+        &self,
+        t: &quiver_sdk::Table<'_>,
+        data: &Transitions<'_>,
+        summary: &mut Value,
+    ) -> Result<Fitted, PluginError> {
+        let given = GivenColumns::read(t)?;
+        let map = FeatureMap::Given(given.phi.len());
+        let mo = self.moments(&DenseRows { data, map: &map, given: Some(&given), target: NextTarget::NextAction })?;
+        let theta = self.solve(&mo, summary)?;
+        let q_at = |i: usize| given.phi.iter().zip(theta.iter()).map(|(c, w)| c[i] * w).sum::<f64>();
+        let j = if self.config.target == Target::Sarsa { first_q(data, |i| Some(q_at(i))) } else { None };
+        summary["theta"] = json!(theta.to_vec());
+        summary["j"] = json!(j);
+        if j.is_none() {
+            summary["j_note"] =
+                json!("with given features J needs pi-averaged features at the start states; query V there");
+        }
+        Ok(Fitted { model: Model::Given, theta, summary: summary.take() })
+    }
+}
+
+/// The mean over episodes of `q(first row)`.
+fn first_q(data: &Transitions<'_>, q: impl Fn(usize) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = data.first_rows().map(q).collect::<Option<Vec<f64>>>()?;
+    Some(v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl CriticImpl for CriticLstd {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let c = &self.config.common;
+        if let Some(e) = kind_mismatch(c.features, &data.states) {
+            return Err(e);
+        }
+        let mut summary = json!({
+            "target": self.config.target.to_string(),
+            "features": c.features.to_string(),
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+        });
+        let fitted = match c.features {
+            FeatureKind::OneHot => self.fit_tabular(tables, &data, &mut summary)?,
+            FeatureKind::Rff => self.fit_rff(&t, &data, &mut summary)?,
+            FeatureKind::Given => self.fit_given(&t, &data, &mut summary)?,
+        };
+        self.fitted = Some(fitted);
+        Ok(())
+    }
+
+    fn values(&self, tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let f = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        let mut out = f.summary.clone();
+        out["d"] = json!(f.theta.len());
+        let values = match tables.opt("queries") {
+            None => match &f.model {
+                Model::Tabular { .. } => f.theta.to_vec(),
+                _ => Vec::new(),
+            },
+            Some(qt) => {
+                qt.non_empty()?;
+                let v = query(f, &qt)?;
+                out["values"] = json!(v);
+                v
+            }
+        };
+        Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
+    }
+}
+
+/// Q (rows with `a`) or V (without) at the rows of a `queries` table.
+fn query(f: &Fitted, qt: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
+    let a = qt.i64_opt("a")?;
+    match &f.model {
+        Model::Tabular { pairs, policy } => {
+            let s = qt.i64("s")?;
+            (0..qt.nrows())
+                .map(|i| {
+                    let st = u32::try_from(s[i]).map_err(|_| qt.row_error("s", i, "not a state id"))?;
+                    match a {
+                        Some(a) => {
+                            let at = u32::try_from(a[i]).map_err(|_| qt.row_error("a", i, "not an action id"))?;
+                            pairs.get(st, at).map(|k| f.theta[k]).ok_or_else(|| {
+                                qt.row_error(
+                                    "a",
+                                    i,
+                                    format_args!("no value for (s, a) = ({st}, {at}): the fit never saw it"),
+                                )
+                            })
+                        }
+                        None => {
+                            let pi = policy.as_ref().ok_or_else(|| {
+                                qt.row_error("s", i, "target=sarsa has no policy: give column 'a' to query Q(s, a)")
+                            })?;
+                            linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| f.theta[k]))
+                                .ok_or_else(|| qt.row_error("s", i, format_args!("no value for state {st}")))
+                        }
+                    }
+                })
+                .collect()
+        }
+        Model::Rff(rff) => {
+            let s = quiver_rl::data::numbered_columns(qt, "s_")?;
+            if s.len() != rff.state_dim {
+                return Err(PluginError::input(format!(
+                    "table 'queries' has {} state columns s_*, the fit had {}",
+                    s.len(),
+                    rff.state_dim
+                )));
+            }
+            let pi = quiver_rl::data::numbered_columns(qt, "pi_")?;
+            let mut psi = vec![0.0; rff.dim];
+            (0..qt.nrows())
+                .map(|i| {
+                    rff.psi(|k| s[k][i], &mut psi);
+                    let q = |act: usize| -> f64 {
+                        if act >= rff.n_actions {
+                            return 0.0;
+                        }
+                        psi.iter()
+                            .zip(f.theta.slice(ndarray::s![act * rff.dim..(act + 1) * rff.dim]))
+                            .map(|(x, w)| x * w)
+                            .sum()
+                    };
+                    match (a, pi.is_empty()) {
+                        (Some(a), _) => Ok(q(a[i].max(0) as usize)),
+                        (None, false) => Ok(pi.iter().enumerate().map(|(act, p)| p[i] * q(act)).sum()),
+                        (None, true) => {
+                            Err(qt.row_error("s_0", i, "give column 'a' for Q(s, a), or pi_<a> columns for V(s)"))
+                        }
+                    }
+                })
+                .collect()
+        }
+        Model::Given => {
+            let phi = quiver_rl::data::numbered_columns(qt, "phi_")?;
+            if phi.len() != f.theta.len() {
+                return Err(PluginError::input(format!(
+                    "table 'queries' has {} phi_* columns, the fit had {}",
+                    phi.len(),
+                    f.theta.len()
+                )));
+            }
+            Ok((0..qt.nrows()).map(|i| phi.iter().zip(f.theta.iter()).map(|(c, w)| c[i] * w).sum()).collect())
+        }
+    }
+}
+
+/// The plugin.
+pub struct CriticLstdPlugin;
+
+impl Plugin for CriticLstdPlugin {
+    fn manifest() -> Manifest {
+        let m = ManifestBuilder::new("critic-lstd", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Q and V of a target policy from logged transitions: LSTD-Q, fitted Q evaluation, SARSA")
+            .guarantee(
+                "lstdq returns the fixed point of the projected Bellman equation of pi on the data (with onehot \
+                 features: exactly the Q of the empirical model, consistent at rate n^-1/2 for the true Q^pi \
+                 where the data cover pi); fqe converges to the same point when it converges (reported); sarsa \
+                 estimates the behaviour policy's value. Off-policy bootstrapping with rff or given features can \
+                 be biased by the projection and, for fqe, diverge (reported as an error).",
+            )
+            .reference(
+                "Lagoudakis & Parr, Least-squares policy iteration, JMLR (2003); Le, Voloshin & Yue, Batch policy \
+                 learning under constraints, ICML (2019); Rahimi & Recht, Random features, NeurIPS (2007)",
+            )
+            .cuda()
+            .param(param::choice(
+                "target",
+                Target::Lstdq,
+                "lstdq, fqe (iterated regressions) or sarsa (behaviour value)",
+            ));
+        setup::common_params(m, FeatureKind::OneHot)
+            .table(setup::transitions_table())
+            .table(setup::policy_table())
+            .table(setup::queries_table())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let config = Config { common: CommonParams::read(&params)?, target: params.choice("target")? };
+        Ok(quiver_sdk::critic(CriticLstd { config, ctx, fitted: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(CriticLstdPlugin);

@@ -1,0 +1,379 @@
+//! critic-lstd through the real plugin boundary, against finite MDPs whose values are exact
+//! linear algebra: one-hot LSTD-Q is the empirical model's Q^π, its error falls as n^(−1/2),
+//! FQE converges to it, SARSA is the behaviour's value, RFF LSTD converges to the population
+//! fixed point; bad input of every kind gives an error naming the table, column and row.
+
+use quiver_host::{Device, ErrorKind, Table};
+use quiver_testing as testing;
+use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
+use serde_json::{json, Value};
+
+const METHOD: &str = "critic-lstd";
+const S: usize = 6;
+const A: usize = 3;
+
+/// The MDP, a behaviour that never takes action 2 in states 0 and 1, and a target on the same
+/// support.
+fn world(gamma: f64) -> (FiniteMdp, Policy, Policy) {
+    let mdp = FiniteMdp::random(11, S, A, gamma);
+    let support = |s: usize, a: usize| !(s < 2 && a == 2);
+    (mdp.clone(), mdp.random_policy(1, support), mdp.random_policy(2, support))
+}
+
+fn fit_on(
+    device: Device,
+    params: &[(&str, Value)],
+    tables: &[Table],
+) -> Result<(Value, Vec<f64>), quiver_host::HostError> {
+    let host = testing::host();
+    let mut h = host.critic(METHOD, &testing::params(params), testing::ctx(device))?;
+    h.fit(tables)?;
+    let r = h.values(tables)?;
+    assert_eq!(r.device, device);
+    Ok((serde_json::from_str(r.json.as_str()).unwrap(), r.values.to_vec()))
+}
+
+fn fit(params: &[(&str, Value)], tables: &[Table]) -> (Value, Vec<f64>) {
+    fit_on(Device::Cpu, params, tables).unwrap()
+}
+
+/// (s, a, q) triples of a tabular result.
+fn q_triples(v: &Value) -> Vec<(usize, usize, f64)> {
+    let q = &v["q"];
+    (0..q["q"].as_array().unwrap().len())
+        .map(|i| {
+            (q["s"][i].as_u64().unwrap() as usize, q["a"][i].as_u64().unwrap() as usize, q["q"][i].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn onehot_lstdq_is_the_empirical_models_q_to_round_off() {
+    let (mdp, beta, pi) = world(0.9);
+    for seed in 0..3 {
+        let data = mdp.sample(seed, &beta, Some(&pi), 200, 25);
+        let (v, values) = fit(&[("gamma", json!(0.9))], &[data.clone(), mdp.policy_table(&pi)]);
+        let want = Empirical::of(&data, S, A).q(&pi, 0.9, &[0.0; S * A]);
+        let got = q_triples(&v);
+        assert_eq!(got.len(), 16, "every pair in the behaviour's support has data");
+        for &(s, a, q) in &got {
+            let w = want[s * A + a].unwrap();
+            assert!((q - w).abs() <= 1e-9 * w.abs().max(1.0), "({s}, {a}): {q} vs {w}");
+        }
+        assert_eq!(values.len(), got.len());
+        assert!(v["residual"].as_f64().unwrap() < 1e-12);
+        // V and J from Q and π
+        let vs = &v["v"];
+        for (i, s) in vs["s"].as_array().unwrap().iter().enumerate() {
+            let s = s.as_u64().unwrap() as usize;
+            let want_v: f64 =
+                (0..A).filter(|&a| pi[s * A + a] > 0.0).map(|a| pi[s * A + a] * want[s * A + a].unwrap()).sum();
+            assert!((vs["v"][i].as_f64().unwrap() - want_v).abs() < 1e-9);
+        }
+        assert!(v["j"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn lstdq_error_to_the_true_q_falls_as_one_over_root_n() {
+    let (mdp, beta, pi) = world(0.8);
+    let truth = mdp.q(&pi);
+    let rmse = |episodes: usize| -> f64 {
+        let errs: Vec<f64> = (0..6)
+            .map(|seed| {
+                let data = mdp.sample(100 + seed, &beta, Some(&pi), episodes, 25);
+                let (v, _) = fit(&[("gamma", json!(0.8))], &[data, mdp.policy_table(&pi)]);
+                let e = q_triples(&v);
+                (e.iter().map(|&(s, a, q)| (q - truth[s * A + a]).powi(2)).sum::<f64>() / e.len() as f64).sqrt()
+            })
+            .collect();
+        errs.iter().sum::<f64>() / errs.len() as f64
+    };
+    let e: Vec<f64> = [40, 160, 640].iter().map(|&n| rmse(n)).collect();
+    println!("RMSE of Q at 40, 160, 640 episodes: {e:?}");
+    // each 4x more data halves the error (ratio 0.5), within the Monte Carlo spread of 6 seeds
+    for w in e.windows(2) {
+        let ratio = w[1] / w[0];
+        assert!((0.3..0.75).contains(&ratio), "errors {e:?}: ratio {ratio}");
+    }
+}
+
+#[test]
+fn fqe_converges_to_lstdq() {
+    let (mdp, beta, pi) = world(0.9);
+    let data = mdp.sample(5, &beta, Some(&pi), 150, 25);
+    let tables = [data, mdp.policy_table(&pi)];
+    for ridge in [0.0, 0.5] {
+        let (lstd, _) = fit(&[("gamma", json!(0.9)), ("ridge", json!(ridge))], &tables);
+        let (fqe, _) = fit(
+            &[("gamma", json!(0.9)), ("ridge", json!(ridge)), ("target", json!("fqe")), ("tol", json!(1e-13))],
+            &tables,
+        );
+        assert_eq!(fqe["converged"], true);
+        assert!(fqe["iterations"].as_u64().unwrap() > 10);
+        for (a, b) in q_triples(&lstd).iter().zip(q_triples(&fqe)) {
+            assert!((a.2 - b.2).abs() < 1e-9 * a.2.abs().max(1.0), "{a:?} vs {b:?}");
+        }
+    }
+    // max_iter reached is a warning in the result, not silence
+    let (v, _) = fit(&[("target", json!("fqe")), ("max_iter", json!(3))], &tables);
+    assert_eq!(v["converged"], false);
+    assert!(v["warnings"][0].as_str().unwrap().contains("max_iter = 3"), "{v}");
+}
+
+#[test]
+fn sarsa_is_the_behaviour_value() {
+    let (mdp, beta, _) = world(0.8);
+    let data = mdp.sample(9, &beta, None, 2000, 25);
+    let (v, _) = fit(&[("gamma", json!(0.8)), ("target", json!("sarsa"))], std::slice::from_ref(&data));
+    // exactly: the empirical model with the logged next actions' frequencies
+    let emp = Empirical::of(&data, S, A);
+    let next_beta = emp.behaviour();
+    let want = emp.q(&next_beta, 0.8, &[0.0; S * A]);
+    let truth = mdp.q(&beta);
+    for (s, a, q) in q_triples(&v) {
+        // the logged a_next is a draw from beta: the two agree up to sampling error
+        assert!((q - want[s * A + a].unwrap()).abs() < 0.05, "({s}, {a}): {q} vs the empirical {:?}", want[s * A + a]);
+        assert!((q - truth[s * A + a]).abs() < 0.25, "({s}, {a}): {q} vs the true {}", truth[s * A + a]);
+    }
+    let j = v["j"].as_f64().unwrap();
+    let true_j = mdp.v(&beta, &truth).iter().sum::<f64>() / S as f64;
+    assert!((j - true_j).abs() < 0.25, "J {j} vs {true_j}");
+}
+
+/// States on a circle, transitions drawn i.i.d. from (uniform s) × β × P: the population
+/// moments are exact sums, so θ̂ → θ* = A_pop⁻¹ b_pop.
+fn circle(s: usize) -> [f64; 2] {
+    let t = std::f64::consts::TAU * s as f64 / S as f64;
+    [1.5 * t.cos(), 1.5 * t.sin()]
+}
+
+fn iid_table(mdp: &FiniteMdp, beta: &Policy, pi: &Policy, n: usize, seed: u64) -> Table {
+    use rand::Rng;
+    let mut rng = testing::rng(seed);
+    let draw = |rng: &mut rand_chacha::ChaCha8Rng, p: &[f64]| {
+        let u: f64 = rng.random();
+        let mut acc = 0.0;
+        p.iter()
+            .position(|&x| {
+                acc += x;
+                u < acc
+            })
+            .unwrap_or(p.len() - 1)
+    };
+    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 4 + 2 * A];
+    let (mut a_col, mut r, mut done) = (vec![], vec![], vec![]);
+    for _ in 0..n {
+        let s = rng.random_range(0..S);
+        let a = draw(&mut rng, &beta[s * A..(s + 1) * A]);
+        let k = s * A + a;
+        let s2 = draw(&mut rng, &mdp.p[k * S..(k + 1) * S]);
+        let (x, x2) = (circle(s), circle(s2));
+        cols[0].push(x[0]);
+        cols[1].push(x[1]);
+        cols[2].push(x2[0]);
+        cols[3].push(x2[1]);
+        for q in 0..A {
+            cols[4 + q].push(pi[s * A + q]);
+            cols[4 + A + q].push(pi[s2 * A + q]);
+        }
+        a_col.push(a as i64);
+        r.push(mdp.r[k] + 0.5 * (rng.random::<f64>() - 0.5));
+        done.push(rng.random::<f64>() < mdp.term[k]);
+    }
+    let mut t = Table::new("transitions")
+        .with_i64("episode", (0..n as i64).collect())
+        .with_i64("t", vec![0; n])
+        .with_i64("a", a_col)
+        .with_f64("r", r)
+        .with_bool("done", done);
+    let names = ["s_0", "s_1", "s_next_0", "s_next_1"];
+    for (i, c) in cols.into_iter().enumerate() {
+        let name = if i < 4 {
+            names[i].to_string()
+        } else if i < 4 + A {
+            format!("pi_{}", i - 4)
+        } else {
+            format!("pi_next_{}", i - 4 - A)
+        };
+        t = t.with_f64(&name, c);
+    }
+    t
+}
+
+#[test]
+fn rff_lstdq_converges_to_the_population_fixed_point() {
+    let (mdp, beta, pi) = world(0.9);
+    let rff = quiver_rl::Rff::new(2, 4, 1.0, 3, A);
+    let d = 4 * A;
+    let phi = |s: usize, a: usize| -> Vec<f64> {
+        let mut psi = vec![0.0; 4];
+        let x = circle(s);
+        rff.psi(|k| x[k], &mut psi);
+        let mut f = vec![0.0; d];
+        f[a * 4..(a + 1) * 4].copy_from_slice(&psi);
+        f
+    };
+    let (mut a_pop, mut b_pop) = (vec![0.0; d * d], vec![0.0; d]);
+    for s in 0..S {
+        for a in 0..A {
+            let w = beta[s * A + a] / S as f64;
+            if w == 0.0 {
+                continue;
+            }
+            let k = s * A + a;
+            let f = phi(s, a);
+            let mut next = vec![0.0; d];
+            for s2 in 0..S {
+                for a2 in 0..A {
+                    let p = (1.0 - mdp.term[k]) * mdp.p[k * S + s2] * pi[s2 * A + a2];
+                    phi(s2, a2).iter().zip(next.iter_mut()).for_each(|(x, n)| *n += p * x);
+                }
+            }
+            for i in 0..d {
+                b_pop[i] += w * f[i] * mdp.r[k];
+                for j in 0..d {
+                    a_pop[i * d + j] += w * f[i] * (f[j] - 0.9 * next[j]);
+                }
+            }
+        }
+    }
+    let star = quiver_testing::mdp::solve(a_pop, b_pop);
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let params = [("features", json!("rff")), ("dim", json!(4)), ("bandwidth", json!(1.0)), ("seed", json!(3))];
+    let errs: Vec<f64> = [2_000usize, 8_000, 32_000, 128_000]
+        .iter()
+        .map(|&n| {
+            let (v, _) = fit(&params, &[iid_table(&mdp, &beta, &pi, n, n as u64)]);
+            let theta: Vec<f64> = v["theta"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            norm(&theta.iter().zip(&star).map(|(a, b)| a - b).collect::<Vec<_>>()) / norm(&star)
+        })
+        .collect();
+    println!("relative error of theta at n = 2k, 8k, 32k, 128k: {errs:?}");
+    assert!(errs[3] < 0.1 && errs[3] < errs[0] / 3.0, "relative errors {errs:?}");
+}
+
+quiver_testing::device_test!(
+    /// RFF moments on each device give the CPU's θ to 1e-9 relative (the CUDA half runs where a
+    /// GPU is present).
+    rff_lstdq_equals_the_cpu_path_on_every_device,
+    |device| {
+        let (mdp, beta, pi) = world(0.9);
+        let data = iid_table(&mdp, &beta, &pi, 50_000, 3);
+        let params = [("features", json!("rff")), ("dim", json!(32)), ("ridge", json!(1e-3))];
+        let (cpu, _) = fit(&params, std::slice::from_ref(&data));
+        let (got, _) = fit_on(device, &params, &[data]).unwrap();
+        let (a, b) = (cpu["theta"].as_array().unwrap(), got["theta"].as_array().unwrap());
+        let scale = a.iter().map(|x| x.as_f64().unwrap().abs()).fold(0.0, f64::max);
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-9 * scale);
+        }
+    }
+);
+
+#[test]
+fn rff_kernel_compiles_to_ptx() {
+    testing::assert_kernel_compiles("rff_rows", quiver_rl::gpu::RFF_KERNEL, "rff_rows");
+}
+
+fn small() -> (Table, Table) {
+    let t = Table::new("transitions")
+        .with_i64("episode", vec![0, 0, 0, 1, 1])
+        .with_i64("t", vec![0, 1, 2, 0, 1])
+        .with_i64("s", vec![0, 1, 0, 1, 0])
+        .with_i64("a", vec![0, 1, 1, 0, 1])
+        .with_f64("r", vec![1.0, 0.0, 0.5, 1.0, 0.0])
+        .with_i64("s_next", vec![1, 0, 1, 0, 1])
+        .with_bool("done", vec![false, false, true, false, false])
+        .with_f64("mu_prob", vec![0.5; 5]);
+    let p = Table::new("policy")
+        .with_i64("s", vec![0, 0, 1, 1])
+        .with_i64("a", vec![0, 1, 0, 1])
+        .with_f64("prob", vec![0.5; 4]);
+    (t, p)
+}
+
+fn replace(t: &Table, name: &str, v: quiver_host::Values) -> Table {
+    let mut t = t.clone();
+    t.columns.iter_mut().find(|(n, _)| n == name).unwrap().1 = v;
+    t
+}
+
+#[test]
+fn bad_input_names_table_column_and_row() {
+    use quiver_host::Values::{Bool, F64, I64};
+    let (t, p) = small();
+    let run = |params: &[(&str, Value)], tables: &[Table]| fit_on(Device::Cpu, params, tables).map(|_| ());
+    run(&[], &[t.clone(), p.clone()]).expect("the base case fits");
+    let cases: Vec<(Vec<Table>, Vec<(&str, Value)>, &str)> = vec![
+        (
+            vec![replace(&t, "episode", I64(vec![0, 0, 1, 0, 0])), p.clone()],
+            vec![],
+            "column 'episode', row 4: episode 0 starts again",
+        ),
+        (vec![replace(&t, "t", I64(vec![0, 1, 3, 0, 1])), p.clone()], vec![], "column 't', row 3: t = 3 follows t = 1"),
+        (
+            vec![replace(&t, "done", Bool(vec![false, true, false, false, false])), p.clone()],
+            vec![],
+            "column 'done', row 2: done = 1 before the last row of episode 0",
+        ),
+        (
+            vec![replace(&t, "mu_prob", F64(vec![0.5, 1.5, 0.5, 0.5, 0.5])), p.clone()],
+            vec![],
+            "column 'mu_prob', row 2: value 1.5 is not a probability",
+        ),
+        (
+            vec![t.clone(), replace(&p, "prob", F64(vec![0.5, 0.6, 0.5, 0.5]))],
+            vec![],
+            "table 'policy', column 'prob', row 1: the probabilities of state 0 sum to 1.1",
+        ),
+        (
+            vec![
+                t.clone(),
+                Table::new("policy").with_i64("s", vec![0]).with_i64("a", vec![0]).with_f64("prob", vec![1.0]),
+            ],
+            vec![],
+            "table 'policy' has no row for state 1, the s_next of table 'transitions', row 1",
+        ),
+        (vec![t.clone()], vec![], "no 'policy' table was given"),
+        (
+            vec![replace(&t, "s_next", I64(vec![1, 1, 1, 0, 1])), p.clone()],
+            vec![],
+            "column 's_next', row 2: s_next = 1 but the episode's next row has s = 0",
+        ),
+        (vec![t.clone(), p.clone()], vec![("gamma", json!(1.0))], "parameter 'gamma' = 1.0 must be a number in [0, 1)"),
+        (vec![t.clone(), p.clone()], vec![("features", json!("rff"))], "features=rff needs continuous states"),
+        (vec![t.clone()], vec![("target", json!("sarsa"))], "no column 'a_next', which target=sarsa needs"),
+        (
+            vec![t
+                .clone()
+                .with_f64("phi_0", vec![1.0; 5])
+                .with_f64("phi_1", vec![2.0; 5])
+                .with_f64("phi_next_0", vec![1.0; 5])
+                .with_f64("phi_next_1", vec![2.0; 5])],
+            vec![("features", json!("given"))],
+            "the LSTD system is singular: set a ridge > 0",
+        ),
+        (
+            vec![t
+                .clone()
+                .with_f64("phi_0", vec![1.0; 5])
+                .with_f64("phi_1", vec![0.5; 5])
+                .with_f64("phi_next_0", vec![1.0; 5])],
+            vec![("features", json!("given"))],
+            "2 phi_* columns but 1 phi_next_* columns",
+        ),
+    ];
+    for (tables, params, needle) in cases {
+        let e = testing::expect_error(run(&params, &tables), needle);
+        assert!(
+            matches!(e.plugin_kind(), Some(ErrorKind::InvalidInput | ErrorKind::InvalidParameter))
+                || matches!(e, quiver_host::HostError::Input(_)),
+            "{e}"
+        );
+    }
+    // values before fit is a state error
+    let host = testing::host();
+    let h = host.critic(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    assert_eq!(h.values(&[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
+}
