@@ -13,6 +13,14 @@ selective-risk: an LLM judge compares answer pairs, asked twice with the order s
 p_rev = its probability that A wins). 3000 judgments with human labels calibrate which verdicts to
 trust; 2000 new verdicts are accepted or deferred so that accepted ones are wrong at most 10% of
 the time (Learn then Test, 90% confidence). truth.csv says which new verdicts were wrong.
+
+critic-lstd, critic-expectile, critic-cql: a streaming service's customer journeys. Each week a
+customer is at an engagement level 0 (about to leave) .. 4 (power user); the service does nothing,
+offers a discount or makes a personal call; the reward is the week's revenue less the action's cost;
+a customer who leaves ends the journey. The logging (behaviour) policy never calls the two least
+engaged levels. A proposed policy discounts the at-risk customers. The MDP is small, so its values
+are exact linear algebra: truth.csv holds V of the proposed policy (critic-lstd, critic-cql) and
+the best value reachable with the logged actions alone (critic-expectile).
 """
 import math
 import os
@@ -80,7 +88,98 @@ def judge():
     write(os.path.join(d, "truth.csv"), ["truth"], [(str(e),) for _, _, e in test])
 
 
+def solve(a, b):
+    """Gaussian elimination with partial pivoting."""
+    n = len(b)
+    a = [row[:] for row in a]
+    b = b[:]
+    for c in range(n):
+        p = max(range(c, n), key=lambda i: abs(a[i][c]))
+        a[c], a[p] = a[p], a[c]
+        b[c], b[p] = b[p], b[c]
+        for i in range(c + 1, n):
+            f = a[i][c] / a[c][c]
+            for k in range(c, n):
+                a[i][k] -= f * a[c][k]
+            b[i] -= f * b[c]
+    x = [0.0] * n
+    for i in reversed(range(n)):
+        x[i] = (b[i] - sum(a[i][k] * x[k] for k in range(i + 1, n))) / a[i][i]
+    return x
+
+
+def critics():
+    S, A, gamma = 5, 3, 0.9
+    cost = [0.0, 0.8, 1.5]
+    churn = [0.25, 0.10, 0.05, 0.03, 0.02]
+
+    def model(s, a):
+        up = 0.2 + [0.0, 0.15, 0.25][a]
+        down = 0.25 - [0.0, 0.0, 0.1][a]
+        leave = churn[s] * [1.0, 0.8, 0.5][a]
+        p = [0.0] * S
+        p[min(s + 1, S - 1)] += up
+        p[max(s - 1, 0)] += down
+        p[s] += 1.0 - up - down
+        return p, leave, (s + 1) - cost[a]
+
+    behaviour = [[0.7, 0.3, 0.0], [0.7, 0.3, 0.0], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]
+    target = [[0.2, 0.8, 0.0], [0.2, 0.8, 0.0], [0.6, 0.2, 0.2], [0.6, 0.2, 0.2], [0.6, 0.2, 0.2]]
+    # exact Q of the target: (I - gamma P_pi) Q = R over the S*A pairs
+    n = S * A
+    m = [[0.0] * n for _ in range(n)]
+    r = [0.0] * n
+    for s_ in range(S):
+        for a in range(A):
+            k = s_ * A + a
+            p, leave, rew = model(s_, a)
+            m[k][k] += 1.0
+            r[k] = rew
+            for s2 in range(S):
+                for a2 in range(A):
+                    m[k][s2 * A + a2] -= gamma * (1 - leave) * p[s2] * target[s2][a2]
+    q = solve(m, r)
+    v_target = [sum(target[s_][a] * q[s_ * A + a] for a in range(A)) for s_ in range(S)]
+    # the best value with the logged actions only (value iteration over the behaviour's support)
+    v_best = [0.0] * S
+    for _ in range(3000):
+        v_best = [max(model(s_, a)[2] + gamma * (1 - model(s_, a)[1]) * sum(pp * v for pp, v in zip(model(s_, a)[0], v_best))
+                      for a in range(A) if behaviour[s_][a] > 0) for s_ in range(S)]
+
+    rng = random.Random(4242)
+    def draw(p):
+        u, acc = rng.random(), 0.0
+        for i, x in enumerate(p):
+            acc += x
+            if u < acc:
+                return i
+        return max(i for i, x in enumerate(p) if x > 0)
+    rows = []
+    for e in range(300):
+        s_ = rng.randrange(S)
+        a = draw(behaviour[s_])
+        for t in range(20):
+            p, leave, rew = model(s_, a)
+            s2 = draw(p)
+            done = rng.random() < leave
+            a2 = draw(behaviour[s2])
+            rows.append((str(e), str(t), str(s_), str(a), f"{rew + rng.gauss(0.0, 0.5):.4f}", str(s2),
+                         "1" if done else "0", str(a2), f"{behaviour[s_][a]:.2f}", f"{target[s_][a]:.2f}"))
+            if done:
+                break
+            s_, a = s2, a2
+    header = ["episode", "t", "s", "a", "r", "s_next", "done", "a_next", "mu_prob", "pi_prob"]
+    policy = [(str(s_), str(a), f"{target[s_][a]:.2f}") for s_ in range(S) for a in range(A) if target[s_][a] > 0]
+    for method, truth in [("critic-lstd", v_target), ("critic-expectile", v_best), ("critic-cql", v_target)]:
+        d = os.path.join(HERE, method)
+        write(os.path.join(d, "transitions.csv"), header, rows)
+        if method != "critic-expectile":
+            write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
+        write(os.path.join(d, "truth.csv"), ["state", "truth"], [(str(s_), f"{v:.6f}") for s_, v in enumerate(truth)])
+
+
 if __name__ == "__main__":
     screening()
     judge()
     batch_errors()
+    critics()

@@ -1,5 +1,5 @@
 //! The environment the build, tests and benches need, set up by the project itself:
-//! a C linker (`cc`) for Rust, `cargo-nextest` where available, and a Python virtual environment
+//! a C linker (`cc`) for Rust, OpenBLAS (`libopenblas-dev`) for the critics' linear algebra, `cargo-nextest` where available, and a Python virtual environment
 //! under `target/pyenv` holding NVRTC (from PyPI, for the PTX tests) and NumPy (for the baselines).
 //! What is missing is installed when possible (Debian's apt-get as root, pip into the venv);
 //! otherwise the error gives the exact command to run.
@@ -34,12 +34,22 @@ fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
     }
 }
 
-/// The Rust toolchain needs a C linker; Debian's rustup installs none.
+/// The Rust toolchain needs a C linker (Debian's rustup installs none), and the critics link
+/// OpenBLAS (BLAS and LAPACK) from Debian's `libopenblas-dev`.
 pub fn check_toolchain() -> Result<(), String> {
-    if found("cc", "--version") {
-        return Ok(());
+    if !found("cc", "--version") {
+        apt_install(&["gcc", "libc6-dev"], "no C linker (`cc`) found")?;
     }
-    apt_install(&["gcc", "libc6-dev"], "no C linker (`cc`) found")
+    if !openblas_present() {
+        apt_install(&["libopenblas-dev"], "OpenBLAS (libopenblas-dev) is missing; the critics link it")?;
+    }
+    Ok(())
+}
+
+/// Whether the OpenBLAS development library is where the linker looks.
+fn openblas_present() -> bool {
+    let dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"];
+    dirs.iter().any(|d| std::path::Path::new(d).join("libopenblas.so").exists())
 }
 
 /// Whether `cargo nextest` is installed.

@@ -428,6 +428,25 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value) -> 
                 m_raw / m_est
             )
         }
+        "critic-v" => {
+            let (states, values) = (&json["v"]["s"], &json["v"]["v"]);
+            let n = states.as_array().map_or(0, Vec::len);
+            let errors: Vec<f64> =
+                (0..n).filter_map(|i| Some(values[i].as_f64()? - truth.get(states[i].as_u64()? as usize)?)).collect();
+            if errors.is_empty() {
+                return Err("the result has no per-state values 'v' to check".into());
+            }
+            let worst = errors.iter().fold(0.0f64, |m, e| m.max(e.abs()));
+            let below = errors.iter().filter(|&&e| e < 0.0).count();
+            format!(
+                "V per state against the exact values: largest error {worst:.3} (values {:.2} to {:.2}), below the \
+                 truth at {below} of {} states; J (mean V of the journeys' first states) {:.3}",
+                truth.iter().cloned().fold(f64::INFINITY, f64::min),
+                truth.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                errors.len(),
+                json["j"].as_f64().unwrap_or(f64::NAN)
+            )
+        }
         other => return Err(format!("unknown check '{other}'")),
     })
 }
