@@ -221,11 +221,158 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
     }
 }
 
+/// Logged transitions with continuous 2-D states for the critic cases: episodes of 1000 steps of
+/// a damped random walk, two actions, a target policy given per row (`pi_<a>`, `pi_next_<a>`).
+fn critic_table(n: usize, seed: u64) -> (Table, Vec<(&'static str, Vec<f64>)>, Vec<usize>) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let len = 1000;
+    let (mut s0, mut s1, mut a, mut rew) = (vec![0.0; n], vec![0.0; n], vec![0i64; n], vec![0.0; n]);
+    let (mut x, mut y) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        if i % len == 0 {
+            (x, y) = (normal.sample(&mut r), normal.sample(&mut r));
+        }
+        s0[i] = x;
+        s1[i] = y;
+        a[i] = r.random_range(0..2);
+        let push = if a[i] == 1 { 0.3 } else { -0.3 };
+        rew[i] = (x - y).tanh() + 0.2 * a[i] as f64 + 0.3 * normal.sample(&mut r);
+        (x, y) = (0.9 * x + push * 0.2 + 0.3 * normal.sample(&mut r), 0.9 * y + 0.3 * normal.sample(&mut r));
+    }
+    // s_next: the next row's state within an episode, a fresh step past its last row
+    let mut sn0 = vec![0.0; n];
+    let mut sn1 = vec![0.0; n];
+    for i in 0..n {
+        if (i + 1) % len != 0 && i + 1 < n {
+            (sn0[i], sn1[i]) = (s0[i + 1], s1[i + 1]);
+        } else {
+            (sn0[i], sn1[i]) = (0.9 * s0[i], 0.9 * s1[i]);
+        }
+    }
+    let target = |x: f64| 1.0 / (1.0 + (-2.0 * x).exp());
+    let pi1: Vec<f64> = s0.iter().map(|&x| target(x)).collect();
+    let pin1: Vec<f64> = sn0.iter().map(|&x| target(x)).collect();
+    let pi0: Vec<f64> = pi1.iter().map(|p| 1.0 - p).collect();
+    let pin0: Vec<f64> = pin1.iter().map(|p| 1.0 - p).collect();
+    let first: Vec<usize> = (0..n).step_by(len).collect();
+    let cols: Vec<(&'static str, Vec<f64>)> = vec![
+        ("s_0", s0),
+        ("s_1", s1),
+        ("s_next_0", sn0),
+        ("s_next_1", sn1),
+        ("r", rew),
+        ("pi_0", pi0),
+        ("pi_1", pi1),
+        ("pi_next_0", pin0),
+        ("pi_next_1", pin1),
+    ];
+    let mut t = Table::new("transitions")
+        .with_i64("episode", (0..n).map(|i| (i / len) as i64).collect())
+        .with_i64("t", (0..n).map(|i| (i % len) as i64).collect())
+        .with_i64("a", a)
+        .with_bool("done", vec![false; n]);
+    for (name, v) in &cols {
+        t = t.with_f64(name, v.clone());
+    }
+    (t, cols, first)
+}
+
+/// critic-lstd on `n` transitions with 2 × 128 random Fourier features, `lstdq` or `fqe`,
+/// against the NumPy version (benches/baselines/critic_baselines.py) on the same data and the
+/// same frequencies.
+fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRequest) -> Case {
+    let (table, cols, first) = critic_table(n, 5);
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, v) in &cols {
+        write_f64(dir, name, v);
+    }
+    let a: Vec<f64> = match table.column("a") {
+        Some(quiver_host::Values::I64(v)) => v.iter().map(|&x| x as f64).collect(),
+        _ => unreachable!("built above"),
+    };
+    write_f64(dir, "a", &a);
+    write_f64(dir, "done", &vec![0.0; n]);
+    write_f64(dir, "first", &first.iter().map(|&i| i as f64).collect::<Vec<_>>());
+    // ridge 1e-3: at 1e-6 the Gram matrix of these features has condition number ~3e10 and FQE
+    // cannot reach tol = 1e-8 in floating point (it stalls near 1e-6, on either side)
+    let (dim, seed, gamma, ridge, tol) = (128, 1u64, 0.9, 1e-3, 1e-8);
+    let rff = quiver_rl::Rff::new(2, dim, 1.0, seed, 2);
+    write_f64(dir, "w", &rff.w);
+    write_f64(dir, "b", &rff.b);
+    let params = testing::params(&[
+        ("features", json!("rff")),
+        ("dim", json!(dim)),
+        ("bandwidth", json!(1.0)),
+        ("seed", json!(seed)),
+        ("gamma", json!(gamma)),
+        ("ridge", json!(ridge)),
+        ("target", json!(target)),
+        ("tol", json!(tol)),
+    ]);
+    let host = host.clone();
+    let ctx = RunContext { device, threads: 0, ..Default::default() };
+    let tables = vec![table];
+    Case {
+        name: format!("critic-lstd {target} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
+        sizes: json!({"n": n, "m": 2 * dim}),
+        script: "critic_baselines.py",
+        baseline: json!({"target": target, "dim": dim, "state_dim": 2, "actions": 2, "gamma": gamma, "ridge": ridge,
+                         "tol": tol, "max_iter": 10_000}),
+        data: dir.to_path_buf(),
+        repeats: Some(3),
+        quiver: Box::new(move || {
+            let mut h = host.critic("critic-lstd", &params, ctx).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
+        }),
+    }
+}
+
+/// Peak resident memory of critic-lstd (lstdq, 256 RFF features) fitting `n` transitions: the
+/// process's high-water mark is reset once the data are built (`/proc/self/clear_refs`), so the
+/// figure is the input tables plus everything the fit adds.
+fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
+    let (table, _, _) = critic_table(n, 6);
+    let input_bytes: usize = table
+        .columns
+        .iter()
+        .map(|(_, v)| v.len() * if matches!(v, quiver_host::Values::Bool(_)) { 1 } else { 8 })
+        .sum();
+    let hwm = || -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024.0)
+    };
+    std::fs::write("/proc/self/clear_refs", "5").map_err(|e| format!("cannot reset the peak RSS: {e}"))?;
+    let before = hwm().ok_or("no VmHWM")?;
+    let params = testing::params(&[("features", json!("rff")), ("dim", json!(128)), ("ridge", json!(1e-6))]);
+    let t = Instant::now();
+    let mut h = host.critic("critic-lstd", &params, RunContext::default()).map_err(|e| e.to_string())?;
+    h.fit(std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
+    let peak = hwm().ok_or("no VmHWM")?;
+    Ok(json!({
+        "case": "critic-lstd lstdq, 256 rff features",
+        "n": n,
+        "seconds": t.elapsed().as_secs_f64(),
+        "input_table_bytes": input_bytes,
+        "rss_after_building_the_data_bytes": before,
+        "peak_rss_bytes": peak,
+        "phi_would_be_bytes": n * 256 * 8,
+    }))
+}
+
 /// Whether two results agree: equal, except for shrinkage, where the minimised risk must agree
 /// to 1e-9 relative or be lower in Quiver (its search is global, the baseline's Brent search
 /// local, and both stop at slightly different λ on a flat minimum); bookkeeping counts
 /// (`sweeps`, `evaluations`) are not compared.
 fn agree(a: &Value, b: &Value) -> bool {
+    if let (Some(x), Some(y)) = (a.get("j").and_then(Value::as_f64), b.get("j").and_then(Value::as_f64)) {
+        // the same policy value from the same features (NumPy's cos and Quiver's differ by ~1e-16)
+        return (x - y).abs() <= 1e-6 * x.abs().max(1.0);
+    }
     match (a.get("risk").and_then(Value::as_f64), b.get("risk").and_then(Value::as_f64)) {
         (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()) || x <= y,
         _ => a == b,
@@ -347,6 +494,11 @@ fn real_main() -> Result<(), String> {
     let sp = if args.quick { 1_000_000 } else { 10_000_000 };
     cases.push(shrinkage_case(&host, &data.join("sn"), "sure-normal", sp, DeviceRequest::Cpu));
     cases.push(shrinkage_case(&host, &data.join("sb"), "sure-binomial", sp, DeviceRequest::Cpu));
+    let cn = if args.quick { 100_000 } else { 1_000_000 };
+    cases.push(critic_case(&host, &data.join("cl"), cn, "lstdq", DeviceRequest::Cpu));
+    // the NumPy FQE holds the feature matrices and sweeps them every iteration (~290 here): a
+    // fifth of the rows keeps its run near half a minute
+    cases.push(critic_case(&host, &data.join("cf"), cn / 5, "fqe", DeviceRequest::Cpu));
     let gpu_usable = host
         .selector(
             "conformal-selection",
@@ -359,6 +511,7 @@ fn real_main() -> Result<(), String> {
         cases.push(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda));
         cases.push(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
         cases.push(shrinkage_case(&host, &data.join("sng"), "sure-normal", sp, DeviceRequest::Cuda));
+        cases.push(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
     }
     let bar = ProgressBar::new((cases.len() * 2) as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
@@ -412,13 +565,20 @@ fn real_main() -> Result<(), String> {
         report_cases.push(row);
     }
     bar.finish_and_clear();
+    let memory = if args.quick {
+        Value::Null
+    } else {
+        println!("peak memory of critic-lstd at 10^7 transitions ...");
+        critic_memory(&host, 10_000_000)?
+    };
     let report = json!({
+        "memory": memory,
         "host": host_info(),
         "device": if gpu_usable { "cpu + cuda" } else { "cpu (no usable GPU)" },
         "numpy": numpy_version,
         "repeats": args.repeats,
         "quick": args.quick,
-        "threads": "all cores (Quiver); NumPy single-threaded for these operations",
+        "threads": "all cores (Quiver); NumPy single-threaded except inside BLAS (the critic cases: matrix products on all cores)",
         "cases": report_cases,
     });
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;

@@ -377,3 +377,32 @@ fn bad_input_names_table_column_and_row() {
     let h = host.critic(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     assert_eq!(h.values(&[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
 }
+
+#[test]
+fn a_progress_observer_follows_the_fit_and_can_stop_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (mdp, beta, pi) = world(0.9);
+    let tables = [mdp.sample(5, &beta, Some(&pi), 150, 25), mdp.policy_table(&pi)];
+    let host = testing::host();
+    let params = testing::params(&[("target", json!("fqe")), ("tol", json!(1e-14))]);
+    let fit_with = |stop_at: usize| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let progress = quiver_host::Progress::new(move |done, total, label| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            assert!(label == "fqe iterations" && total == 10_000, "{label} {total}");
+            (done as usize) < stop_at
+        });
+        let est = host.create_observed(METHOD, &params, testing::cpu(), Some(&progress)).unwrap();
+        drop(progress); // the estimator keeps the observer alive
+        let mut h = quiver_host::Critic::new(est).unwrap();
+        (h.fit(&tables), calls.load(Ordering::SeqCst))
+    };
+    let (ok, calls) = fit_with(usize::MAX);
+    assert!(ok.is_ok() && calls > 10, "{calls} progress reports");
+    let (stopped, calls) = fit_with(5);
+    let e = testing::expect_error(stopped, "stopped on request during 'fqe iterations' (5 of 10000 done)");
+    assert_eq!(e.plugin_kind(), Some(ErrorKind::Cancelled));
+    assert_eq!(calls, 5);
+}
