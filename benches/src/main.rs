@@ -221,9 +221,12 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
     }
 }
 
+/// Named f64 columns, as written for the baselines.
+type Columns = Vec<(&'static str, Vec<f64>)>;
+
 /// Logged transitions with continuous 2-D states for the critic cases: episodes of 1000 steps of
 /// a damped random walk, two actions, a target policy given per row (`pi_<a>`, `pi_next_<a>`).
-fn critic_table(n: usize, seed: u64) -> (Table, Vec<(&'static str, Vec<f64>)>, Vec<usize>) {
+fn critic_table(n: usize, seed: u64) -> (Table, Columns, Vec<usize>) {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let normal = Normal::new(0.0, 1.0).unwrap();
     let len = 1000;
@@ -256,7 +259,7 @@ fn critic_table(n: usize, seed: u64) -> (Table, Vec<(&'static str, Vec<f64>)>, V
     let pi0: Vec<f64> = pi1.iter().map(|p| 1.0 - p).collect();
     let pin0: Vec<f64> = pin1.iter().map(|p| 1.0 - p).collect();
     let first: Vec<usize> = (0..n).step_by(len).collect();
-    let cols: Vec<(&'static str, Vec<f64>)> = vec![
+    let cols: Columns = vec![
         ("s_0", s0),
         ("s_1", s1),
         ("s_next_0", sn0),

@@ -140,13 +140,14 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
 
 /// The pair index of a one-hot critic: the pairs with data, then the pairs the target reaches at
 /// bootstrapped next states.
+#[allow(clippy::needless_range_loop)] // parallel columns, indexed by row
 pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Result<PairIndex, PluginError> {
     let States::Discrete { s, s_next, .. } = &data.states else {
         return Err(PluginError::param("features=onehot needs discrete states: columns 's' and 's_next'"));
     };
     let mut index = PairIndex::default();
-    for i in 0..data.n {
-        index.insert(s[i], data.a[i]);
+    for (&st, &at) in s.iter().zip(&data.a) {
+        index.insert(st, at);
     }
     index.with_data = index.len();
     for i in 0..data.n {
@@ -239,7 +240,7 @@ pub fn solve_lstd(mo: &Moments, gamma: f64, ridge: f64) -> Result<Solution, Plug
     let lu = a.clone().factorize_into().map_err(|_| singular("LSTD", ridge))?;
     // numerically singular: the reciprocal condition number (LAPACK's estimate) below d·ε
     let rcond = lu.rcond().map_err(|_| singular("LSTD", ridge))?;
-    if !(rcond > d as f64 * f64::EPSILON) {
+    if rcond.is_nan() || rcond <= d as f64 * f64::EPSILON {
         return Err(singular("LSTD", ridge));
     }
     let theta = lu.solve(&mo.b).map_err(|_| singular("LSTD", ridge))?;

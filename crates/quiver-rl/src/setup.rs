@@ -145,9 +145,9 @@ pub fn state_values(data: &Transitions<'_>, pairs: &PairIndex, q: &[f64], pi: Op
         None => {
             let mut count = std::collections::HashMap::<(u32, u32), f64>::new();
             let mut total = std::collections::HashMap::<u32, f64>::new();
-            for i in 0..data.n {
-                *count.entry((s[i], data.a[i])).or_default() += 1.0;
-                *total.entry(s[i]).or_default() += 1.0;
+            for (&st, &at) in s.iter().zip(&data.a) {
+                *count.entry((st, at)).or_default() += 1.0;
+                *total.entry(st).or_default() += 1.0;
             }
             states
                 .into_iter()

@@ -192,6 +192,13 @@ pub struct ExpectileFit {
     pub converged: bool,
 }
 
+/// Q(s, a) = R̂(s, a) + γ Σ_s′ P̂(s′|s, a) V(s′), with V = 0 at states without data.
+fn backup(model: &EmpiricalModel, gamma: f64, slot: &HashMap<u32, usize>, v: &[f64], q: &mut [f64]) {
+    for ((qk, r), next) in q.iter_mut().zip(&model.reward).zip(&model.next) {
+        *qk = r + gamma * next.iter().map(|&(s2, p)| slot.get(&s2).map_or(0.0, |&j| p * v[j])).sum::<f64>();
+    }
+}
+
 /// Solve the tabular expectile critic (see [`ExpectileFit`]).
 pub fn expectile_fit(
     model: &EmpiricalModel,
@@ -208,10 +215,7 @@ pub fn expectile_fit(
     let mut q = vec![0.0; model.len()];
     let (mut change, mut iterations) = (f64::INFINITY, 0);
     while iterations < max_iter {
-        for k in 0..model.len() {
-            q[k] = model.reward[k]
-                + gamma * model.next[k].iter().map(|&(s2, p)| slot.get(&s2).map_or(0.0, |&j| p * v[j])).sum::<f64>();
-        }
+        backup(model, gamma, &slot, &v, &mut q);
         let mut delta: f64 = 0.0;
         let mut scale: f64 = 1.0;
         for (j, s) in states.iter().enumerate() {
@@ -231,10 +235,7 @@ pub fn expectile_fit(
         }
     }
     // Q from the final V, so that Q and V are consistent
-    for k in 0..model.len() {
-        q[k] = model.reward[k]
-            + gamma * model.next[k].iter().map(|&(s2, p)| slot.get(&s2).map_or(0.0, |&j| p * v[j])).sum::<f64>();
-    }
+    backup(model, gamma, &slot, &v, &mut q);
     Ok(ExpectileFit { q, v: states.into_iter().zip(v).collect(), iterations, change, converged: change <= tol })
 }
 

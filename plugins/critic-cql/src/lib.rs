@@ -18,12 +18,20 @@ use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
 
+/// What a fit keeps: the model, Q per pair, V per state, the summary JSON.
+struct Fitted {
+    model: EmpiricalModel,
+    q: Vec<f64>,
+    v: Vec<(u32, f64)>,
+    summary: Value,
+}
+
 /// The estimator.
 pub struct CriticCql {
     gamma: f64,
     alpha: f64,
     ctx: Context,
-    fitted: Option<(EmpiricalModel, Vec<f64>, Vec<(u32, f64)>, Value)>,
+    fitted: Option<Fitted>,
 }
 
 impl CriticImpl for CriticCql {
@@ -51,12 +59,12 @@ impl CriticImpl for CriticCql {
             "j_unpenalized": setup::start_value(&data, &v_plain),
             "gap": setup::v_json(&gap),
         });
-        self.fitted = Some((model, q, v, summary));
+        self.fitted = Some(Fitted { model, q, v, summary });
         Ok(())
     }
 
     fn values(&self, tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
-        let (model, q, v, summary) =
+        let Fitted { model, q, v, summary } =
             self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
         let mut out = summary.clone();
         let values = match tables.opt("queries") {

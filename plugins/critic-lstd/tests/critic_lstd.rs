@@ -305,7 +305,9 @@ fn bad_input_names_table_column_and_row() {
     let (t, p) = small();
     let run = |params: &[(&str, Value)], tables: &[Table]| fit_on(Device::Cpu, params, tables).map(|_| ());
     run(&[], &[t.clone(), p.clone()]).expect("the base case fits");
-    let cases: Vec<(Vec<Table>, Vec<(&str, Value)>, &str)> = vec![
+    /// (tables, parameters, what the error must say)
+    type BadCase<'a> = (Vec<Table>, Vec<(&'a str, Value)>, &'a str);
+    let cases: Vec<BadCase> = vec![
         (
             vec![replace(&t, "episode", I64(vec![0, 0, 1, 0, 0])), p.clone()],
             vec![],
