@@ -76,6 +76,26 @@ enum Command {
     Doctor,
 }
 
+/// `println!` that survives a closed or failing stdout: a closed pipe (`quiver ... | head`) ends
+/// the process quietly with success, as ripgrep does; any other write error is one clear line on
+/// stderr and exit code 74 (EX_IOERR).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            output_failed(e);
+        }
+    }};
+}
+
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write the output: {e}");
+    std::process::exit(74);
+}
+
 /// Set by the first Ctrl-C: long fits stop at their next checkpoint.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
@@ -142,14 +162,14 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             warn_failures(host);
             if *json {
                 let all: Vec<Value> = host.plugins().iter().map(|p| manifest_json(&p.manifest)).collect();
-                println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+                say!("{}", serde_json::to_string_pretty(&all).expect("json"));
             } else if host.plugins().is_empty() {
-                println!("no plugins found (searched: {})", display_paths(host.searched()));
+                say!("no plugins found (searched: {})", display_paths(host.searched()));
             } else {
                 let width = host.plugins().iter().map(|p| p.name().len()).max().unwrap_or(0);
                 for p in host.plugins() {
                     let devices: Vec<&str> = p.manifest.devices.iter().map(|d| d.name()).collect();
-                    println!(
+                    say!(
                         "{:width$}  {:20}  [{}]  {}",
                         p.name(),
                         p.manifest.family.name(),
@@ -163,7 +183,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
         Command::Info { method, json } => {
             let p = host.get(method)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&manifest_json(&p.manifest)).expect("json"));
+                say!("{}", serde_json::to_string_pretty(&manifest_json(&p.manifest)).expect("json"));
             } else {
                 print_info(p);
             }
@@ -203,7 +223,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                     .map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
             }
             if *json {
-                println!("{text}");
+                say!("{text}");
             } else {
                 print_result(&result);
             }
@@ -222,27 +242,27 @@ fn display_paths(paths: &[PathBuf]) -> String {
 
 fn print_info(p: &quiver_host::Plugin) {
     let m = &p.manifest;
-    println!("{} {} ({})", m.name, m.version, m.family.name());
-    println!("  {}", m.summary);
-    println!("guarantee: {}", m.guarantee);
-    println!("reference: {}", m.reference);
+    say!("{} {} ({})", m.name, m.version, m.family.name());
+    say!("  {}", m.summary);
+    say!("guarantee: {}", m.guarantee);
+    say!("reference: {}", m.reference);
     let devices: Vec<&str> = m.devices.iter().map(|d| d.name()).collect();
-    println!("devices:   {}", devices.join(", "));
-    println!("file:      {} (SDK {})", p.path.display(), p.sdk_version);
-    println!("parameters:");
+    say!("devices:   {}", devices.join(", "));
+    say!("file:      {} (SDK {})", p.path.display(), p.sdk_version);
+    say!("parameters:");
     let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for prm in m.params.iter() {
         let default =
             if prm.default_json.as_str() == "null" { "unset".to_string() } else { prm.default_json.to_string() };
-        println!("  {:width$}  {} (default {default})", prm.name, prm.doc);
-        println!("  {:width$}    {}", "", prm.requirement());
+        say!("  {:width$}  {} (default {default})", prm.name, prm.doc);
+        say!("  {:width$}    {}", "", prm.requirement());
     }
-    println!("tables:");
+    say!("tables:");
     for t in m.tables.iter() {
-        println!("  {}{}: {}", t.role, if t.required { "" } else { " (optional)" }, t.doc);
+        say!("  {}{}: {}", t.role, if t.required { "" } else { " (optional)" }, t.doc);
         for c in t.columns.iter() {
             let name = if c.prefix { format!("{}*", c.name) } else { c.name.to_string() };
-            println!(
+            say!(
                 "    {:10} {:4} {:9} {}",
                 name,
                 c.kind.name(),
@@ -257,7 +277,7 @@ fn print_info(p: &quiver_host::Plugin) {
 /// their first entries.
 fn print_result(v: &Value) {
     let Some(obj) = v.as_object() else {
-        println!("{v}");
+        say!("{v}");
         return;
     };
     let width = obj.keys().map(String::len).max().unwrap_or(0);
@@ -272,13 +292,16 @@ fn print_result(v: &Value) {
             Value::String(_) if k == "notice" => continue,
             other => short(other),
         };
-        println!("{k:width$}  {shown}");
+        say!("{k:width$}  {shown}");
     }
 }
 
 fn short(v: &Value) -> String {
     match v {
         Value::Number(n) => match n.as_f64() {
+            // very small and very large values in scientific notation (shortest round-trip form),
+            // the rest to 6 decimals: 1e-300 must not print as 0
+            Some(x) if n.is_f64() && x != 0.0 && !(1e-4..1e9).contains(&x.abs()) => format!("{x:e}"),
             Some(x) if n.is_f64() => format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
             _ => n.to_string(),
         },
@@ -288,17 +311,17 @@ fn short(v: &Value) -> String {
 }
 
 fn doctor(host: &Host) -> ExitCode {
-    println!("quiver {} (ABI {})", env!("CARGO_PKG_VERSION"), quiver_host::ABI_VERSION);
-    println!("plugin folders: {}", display_paths(host.searched()));
+    say!("quiver {} (ABI {})", env!("CARGO_PKG_VERSION"), quiver_host::ABI_VERSION);
+    say!("plugin folders: {}", display_paths(host.searched()));
     for p in host.plugins() {
-        println!("  ok    {:24} {} (SDK {})", p.name(), p.path.display(), p.sdk_version);
+        say!("  ok    {:24} {} (SDK {})", p.name(), p.path.display(), p.sdk_version);
     }
     for f in host.failures() {
-        println!("  FAIL  {f}");
+        say!("  FAIL  {f}");
     }
     // Each plugin probes CUDA for itself; the doctor reports whether the libraries are there.
     let gpu = gpu_status();
-    println!("gpu: {gpu}");
+    say!("gpu: {gpu}");
     if host.failures().is_empty() && !host.plugins().is_empty() {
         ExitCode::SUCCESS
     } else {

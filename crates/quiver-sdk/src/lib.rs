@@ -122,7 +122,7 @@ impl Context {
         } else {
             Err(PluginError::new(
                 ErrorKind::Cancelled,
-                format!("{}: stopped on request during '{label}' ({done} of {total} done)", self.method),
+                format!("stopped on request during '{label}' ({done} of {total} done)"),
             ))
         }
     }
