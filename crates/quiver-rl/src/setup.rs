@@ -171,3 +171,50 @@ pub fn start_value(data: &Transitions<'_>, v: &[(u32, f64)]) -> Option<f64> {
     let firsts: Vec<f64> = data.first_rows().map(|i| lookup.get(&s[i]).copied()).collect::<Option<Vec<f64>>>()?;
     Some(firsts.iter().sum::<f64>() / firsts.len() as f64)
 }
+
+/// The values a critic's `values()` returns: at the rows of the `queries` table when one is given
+/// (`query` computes them; they also go into `out["values"]`), else `default`.
+pub fn answer(
+    tables: &quiver_sdk::Tables<'_>,
+    out: &mut Value,
+    default: impl FnOnce() -> Vec<f64>,
+    query: impl FnOnce(&quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError>,
+) -> Result<Vec<f64>, PluginError> {
+    match tables.opt("queries") {
+        None => Ok(default()),
+        Some(qt) => {
+            qt.non_empty()?;
+            let v = query(&qt)?;
+            out["values"] = json!(v);
+            Ok(v)
+        }
+    }
+}
+
+/// Q(s, a) (when the `queries` table has a column `a`) or V(s) (`v(s)`, without it) of a tabular
+/// critic at each row of `qt`; a pair or state without a value is an error naming the row.
+pub fn tabular_query(
+    qt: &quiver_sdk::Table<'_>,
+    pairs: &PairIndex,
+    q: &[f64],
+    v: impl Fn(u32) -> Option<f64>,
+) -> Result<Vec<f64>, PluginError> {
+    let s = qt.i64("s")?;
+    let a = qt.i64_opt("a")?;
+    let id = |x: i64| u32::try_from(x).unwrap_or(u32::MAX);
+    (0..qt.nrows())
+        .map(|i| {
+            let st = id(s[i]);
+            match a {
+                Some(a) => pairs.get(st, id(a[i])).map(|k| q[k]).ok_or_else(|| {
+                    qt.row_error(
+                        "a",
+                        i,
+                        format_args!("no value for (s, a) = ({}, {}): the fit has no such pair", s[i], a[i]),
+                    )
+                }),
+                None => v(st).ok_or_else(|| qt.row_error("s", i, format_args!("no value for state {}", s[i]))),
+            }
+        })
+        .collect()
+}

@@ -67,39 +67,13 @@ impl CriticImpl for CriticCql {
         let Fitted { model, q, v, summary } =
             self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
         let mut out = summary.clone();
-        let values = match tables.opt("queries") {
-            None => q.clone(),
-            Some(qt) => {
-                qt.non_empty()?;
-                let s = qt.i64("s")?;
-                let a = qt.i64_opt("a")?;
-                let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
-                let vals = (0..qt.nrows())
-                    .map(|i| {
-                        let st = s[i].clamp(0, u32::MAX as i64) as u32;
-                        match a {
-                            Some(a) => model
-                                .pairs
-                                .get(st, a[i].clamp(0, u32::MAX as i64) as u32)
-                                .map(|k| q[k])
-                                .ok_or_else(|| {
-                                    qt.row_error(
-                                        "a",
-                                        i,
-                                        format_args!("no value for (s, a) = ({st}, {}): the data never took it", a[i]),
-                                    )
-                                }),
-                            None => lookup
-                                .get(&st)
-                                .copied()
-                                .ok_or_else(|| qt.row_error("s", i, format_args!("no value at state {st}"))),
-                        }
-                    })
-                    .collect::<Result<Vec<f64>, PluginError>>()?;
-                out["values"] = json!(vals);
-                vals
-            }
-        };
+        let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
+        let values = setup::answer(
+            tables,
+            &mut out,
+            || q.clone(),
+            |qt| setup::tabular_query(qt, &model.pairs, q, |st| lookup.get(&st).copied()),
+        )?;
         Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
     }
 }

@@ -174,75 +174,42 @@ impl CriticImpl for CriticExpectile {
     fn values(&self, tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
         let (model, summary) = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
         let mut out = summary.clone();
-        let values: Vec<f64> = match (tables.opt("queries"), model) {
-            (None, Model::Tabular { q, .. }) => q.clone(),
-            (None, Model::Linear { .. }) => Vec::new(),
-            (Some(qt), model) => {
-                qt.non_empty()?;
-                let a = qt.i64_opt("a")?;
-                let v = match model {
-                    Model::Tabular { model, q, v } => {
-                        let s = qt.i64("s")?;
-                        let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
-                        (0..qt.nrows())
-                            .map(|i| {
-                                let st = s[i].clamp(0, u32::MAX as i64) as u32;
-                                match a {
-                                    Some(a) => model
-                                        .pairs
-                                        .get(st, a[i].clamp(0, u32::MAX as i64) as u32)
-                                        .map(|k| q[k])
-                                        .ok_or_else(|| {
-                                            qt.row_error(
-                                                "a",
-                                                i,
-                                                format_args!(
-                                                    "no value for (s, a) = ({st}, {}): the data never took it",
-                                                    a[i]
-                                                ),
-                                            )
-                                        }),
-                                    None => lookup
-                                        .get(&st)
-                                        .copied()
-                                        .ok_or_else(|| qt.row_error("s", i, format_args!("no data at state {st}"))),
-                                }
-                            })
-                            .collect::<Result<Vec<f64>, PluginError>>()?
-                    }
-                    Model::Linear { rff, theta, w } => {
-                        let rff = rff.as_ref().ok_or_else(|| {
-                            PluginError::input(
-                                "queries of a critic fitted on given features: evaluate psi_<k>ᵀw from the result's w",
-                            )
-                        })?;
-                        let s = quiver_rl::data::numbered_columns(&qt, "s_")?;
-                        if s.len() != rff.state_dim {
-                            return Err(PluginError::input(format!(
-                                "table 'queries' needs s_0..s_{}",
-                                rff.state_dim - 1
-                            )));
-                        }
-                        let mut psi = vec![0.0; rff.dim];
-                        (0..qt.nrows())
-                            .map(|i| {
-                                rff.psi(|k| s[k][i], &mut psi);
-                                let dot = |wt: &[f64]| psi.iter().zip(wt).map(|(x, y)| x * y).sum::<f64>();
-                                match a {
-                                    Some(a) => {
-                                        let act = a[i].clamp(0, rff.n_actions as i64 - 1) as usize;
-                                        dot(&theta[act * rff.dim..(act + 1) * rff.dim])
-                                    }
-                                    None => dot(w),
-                                }
-                            })
-                            .collect()
-                    }
-                };
-                out["values"] = json!(v);
-                v
-            }
+        let default = || match model {
+            Model::Tabular { q, .. } => q.clone(),
+            Model::Linear { .. } => Vec::new(),
         };
+        let values = setup::answer(tables, &mut out, default, |qt| match model {
+            Model::Tabular { model, q, v } => {
+                let lookup: std::collections::HashMap<u32, f64> = v.iter().copied().collect();
+                setup::tabular_query(qt, &model.pairs, q, |st| lookup.get(&st).copied())
+            }
+            Model::Linear { rff, theta, w } => {
+                let rff = rff.as_ref().ok_or_else(|| {
+                    PluginError::input(
+                        "queries of a critic fitted on given features: evaluate psi_<k>ᵀw from the result's w",
+                    )
+                })?;
+                let s = quiver_rl::data::numbered_columns(qt, "s_")?;
+                if s.len() != rff.state_dim {
+                    return Err(PluginError::input(format!("table 'queries' needs s_0..s_{}", rff.state_dim - 1)));
+                }
+                let a = qt.i64_opt("a")?;
+                let mut psi = vec![0.0; rff.dim];
+                Ok((0..qt.nrows())
+                    .map(|i| {
+                        rff.psi(|k| s[k][i], &mut psi);
+                        let dot = |wt: &[f64]| psi.iter().zip(wt).map(|(x, y)| x * y).sum::<f64>();
+                        match a {
+                            Some(a) => {
+                                let act = a[i].clamp(0, rff.n_actions as i64 - 1) as usize;
+                                dot(&theta[act * rff.dim..(act + 1) * rff.dim])
+                            }
+                            None => dot(w),
+                        }
+                    })
+                    .collect())
+            }
+        })?;
         Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
     }
 }

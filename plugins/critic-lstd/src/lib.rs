@@ -252,18 +252,11 @@ impl CriticImpl for CriticLstd {
         let f = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
         let mut out = f.summary.clone();
         out["d"] = json!(f.theta.len());
-        let values = match tables.opt("queries") {
-            None => match &f.model {
-                Model::Tabular { .. } => f.theta.to_vec(),
-                _ => Vec::new(),
-            },
-            Some(qt) => {
-                qt.non_empty()?;
-                let v = query(f, &qt)?;
-                out["values"] = json!(v);
-                v
-            }
+        let default = || match &f.model {
+            Model::Tabular { .. } => f.theta.to_vec(),
+            _ => Vec::new(),
         };
+        let values = setup::answer(tables, &mut out, default, |qt| query(f, qt))?;
         Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
     }
 }
@@ -273,31 +266,14 @@ fn query(f: &Fitted, qt: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError
     let a = qt.i64_opt("a")?;
     match &f.model {
         Model::Tabular { pairs, policy } => {
-            let s = qt.i64("s")?;
-            (0..qt.nrows())
-                .map(|i| {
-                    let st = u32::try_from(s[i]).map_err(|_| qt.row_error("s", i, "not a state id"))?;
-                    match a {
-                        Some(a) => {
-                            let at = u32::try_from(a[i]).map_err(|_| qt.row_error("a", i, "not an action id"))?;
-                            pairs.get(st, at).map(|k| f.theta[k]).ok_or_else(|| {
-                                qt.row_error(
-                                    "a",
-                                    i,
-                                    format_args!("no value for (s, a) = ({st}, {at}): the fit never saw it"),
-                                )
-                            })
-                        }
-                        None => {
-                            let pi = policy.as_ref().ok_or_else(|| {
-                                qt.row_error("s", i, "target=sarsa has no policy: give column 'a' to query Q(s, a)")
-                            })?;
-                            linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| f.theta[k]))
-                                .ok_or_else(|| qt.row_error("s", i, format_args!("no value for state {st}")))
-                        }
-                    }
-                })
-                .collect()
+            if a.is_none() && policy.is_none() {
+                return Err(PluginError::input(
+                    "target=sarsa has no policy: give column 'a' in table 'queries' to query Q(s, a)",
+                ));
+            }
+            setup::tabular_query(qt, pairs, f.theta.as_slice().expect("contiguous"), |st| {
+                linear::policy_value(policy.as_ref()?, st, |s2, a2| pairs.get(s2, a2).map(|k| f.theta[k]))
+            })
         }
         Model::Rff(rff) => {
             let s = quiver_rl::data::numbered_columns(qt, "s_")?;

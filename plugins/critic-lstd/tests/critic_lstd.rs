@@ -408,3 +408,30 @@ fn a_progress_observer_follows_the_fit_and_can_stop_it() {
     assert_eq!(e.plugin_kind(), Some(ErrorKind::Cancelled));
     assert_eq!(calls, 5);
 }
+
+#[test]
+fn queries_return_q_and_v_where_asked() {
+    let (mdp, beta, pi) = world(0.9);
+    let data = mdp.sample(3, &beta, Some(&pi), 100, 25);
+    let policy = mdp.policy_table(&pi);
+    let (v, _) = fit(&[], &[data.clone(), policy.clone()]);
+    let q = q_triples(&v);
+    let (s0, a0, q0) = q[0];
+    let vs = &v["v"];
+    let v_of = |s: usize| {
+        (0..vs["s"].as_array().unwrap().len()).find(|&i| vs["s"][i] == s).map(|i| vs["v"][i].as_f64().unwrap())
+    };
+    let queries = Table::new("queries").with_i64("s", vec![s0 as i64]).with_i64("a", vec![a0 as i64]);
+    let (_, values) = fit(&[], &[data.clone(), policy.clone(), queries]);
+    assert_eq!(values, vec![q0]);
+    let queries = Table::new("queries").with_i64("s", vec![0, 3]);
+    let (out, values) = fit(&[], &[data.clone(), policy.clone(), queries]);
+    assert_eq!(values, vec![v_of(0).unwrap(), v_of(3).unwrap()]);
+    assert_eq!(out["values"].as_array().unwrap().len(), 2);
+    // a pair the fit never saw (action 2 in state 0 is outside the behaviour's support)
+    let queries = Table::new("queries").with_i64("s", vec![1, 0]).with_i64("a", vec![0, 2]);
+    testing::expect_error(
+        fit_on(Device::Cpu, &[], &[data, policy, queries]),
+        "table 'queries', column 'a', row 2: no value for (s, a) = (0, 2)",
+    );
+}
