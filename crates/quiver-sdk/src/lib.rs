@@ -126,6 +126,16 @@ impl Context {
             ))
         }
     }
+    /// This context with the CPU as its device and `why` as its notice: for a step that has no
+    /// CUDA path although the method has one, so that the result reports where it really ran.
+    pub fn on_cpu(&self, why: &str) -> Context {
+        let mut c = self.clone();
+        if c.device == Device::Cuda {
+            c.device = Device::Cpu;
+            c.notice = Some(format!("notice: {why}; running on the CPU"));
+        }
+        c
+    }
     /// Run `cpu` or `cuda` on the resolved device. Errors of the CUDA layer convert with `?`
     /// (`quiver_gpu::GpuError` into an [`ErrorKind::Device`] error).
     pub fn dispatch<T>(&self, cpu: impl FnOnce() -> Result<T>, cuda: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -54,6 +54,8 @@ enum Model {
 }
 
 struct Fitted {
+    /// The context the fit ran in (the CPU for one-hot features, whatever the request).
+    ran: Context,
     model: Model,
     theta: Array1<f64>,
     summary: Value,
@@ -155,7 +157,8 @@ impl CriticLstd {
             }),
             _ => setup::start_value(data, &v),
         });
-        Ok(Fitted { model: Model::Tabular { pairs, policy }, theta, summary: summary.take() })
+        let ran = self.ctx.on_cpu("one-hot features are accumulated sparsely on the CPU");
+        Ok(Fitted { ran, model: Model::Tabular { pairs, policy }, theta, summary: summary.take() })
     }
 
     fn fit_rff(
@@ -194,7 +197,7 @@ impl CriticLstd {
         if j.is_none() {
             summary["j_note"] = json!("give pi_<a> columns (pi(a|s) on every row) for the policy value J");
         }
-        Ok(Fitted { model: Model::Rff(rff), theta, summary: summary.take() })
+        Ok(Fitted { ran: self.ctx.clone(), model: Model::Rff(rff), theta, summary: summary.take() })
     }
 
     fn fit_given(
@@ -215,7 +218,7 @@ impl CriticLstd {
             summary["j_note"] =
                 json!("with given features J needs pi-averaged features at the start states; query V there");
         }
-        Ok(Fitted { model: Model::Given, theta, summary: summary.take() })
+        Ok(Fitted { ran: self.ctx.clone(), model: Model::Given, theta, summary: summary.take() })
     }
 }
 
@@ -257,7 +260,7 @@ impl CriticImpl for CriticLstd {
             _ => Vec::new(),
         };
         let values = setup::answer(tables, &mut out, default, |qt| query(f, qt))?;
-        Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
+        Ok(CriticResult { device: f.ran.device(), values: RVec::from(values), json: f.ran.result_text(out) })
     }
 }
 
