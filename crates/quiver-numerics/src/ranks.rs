@@ -9,7 +9,7 @@ pub fn sorted(x: &[f64]) -> Vec<f64> {
     s
 }
 
-/// (#{i : sorted[i] < v}, #{i : sorted[i] <= v}) by binary search.
+/// (#{i : sorted\[i\] < v}, #{i : sorted\[i\] <= v}) by binary search.
 #[inline]
 pub fn count_one(sorted: &[f64], v: f64) -> (u64, u64) {
     let lt = sorted.partition_point(|&s| s < v);
@@ -17,7 +17,7 @@ pub fn count_one(sorted: &[f64], v: f64) -> (u64, u64) {
     (lt as u64, le as u64)
 }
 
-/// For each query v: (#{i : sorted[i] < v}, #{i : sorted[i] <= v}).
+/// For each query v: (#{i : sorted\[i\] < v}, #{i : sorted\[i\] <= v}).
 ///
 /// Few queries: a binary search each, parallel. Many queries: sort the queries, then walk them and
 /// the calibration values together in parallel chunks (each chunk finds its start by one binary

@@ -3,7 +3,7 @@
 //!
 //! A shrinkage estimate with standard error w·σ has normalised bias b (random across units). Its
 //! interval θ̂ ± χ·w·σ fails to cover with probability r(b, χ) = Φ(−χ − b) + Φ(−χ + b). Knowing
-//! only the moments E[b²] = m₂ and E[b⁴] = κ·m₂², the worst average non-coverage is
+//! only the moments E\[b²\] = m₂ and E\[b⁴\] = κ·m₂², the worst average non-coverage is
 //!
 //!   ρ(m₂, κ, χ) = sup { E_F r(b, χ) : E_F b² = m₂, E_F b⁴ = κ m₂² },
 //!

@@ -1,17 +1,17 @@
 //! The max-sum dynamic program for compositional batch statistics (Lee et al., 2024, §4):
 //!
-//! dp[0][0] = e, dp[i][j] = max_{1 ≤ r ≤ min(n+1, j)} h(dp[i−1][j−r], S_(r)),
-//! bound = max_{j ≤ Q} dp[m][j],
+//! dp\[0\]\[0\] = e, dp\[i\]\[j\] = max_{1 ≤ r ≤ min(n+1, j)} h(dp\[i−1\]\[j−r\], S_(r)),
+//! bound = max_{j ≤ Q} dp\[m\]\[j\],
 //!
 //! the largest value of f = h(…h(h(e, s_1), s_2)…, s_m) over all rank multisets with rank sum
 //! ≤ Q, for h nondecreasing in both arguments: h = + with e = 0 (sums, means) or h = max with
 //! e = −∞. The naive recurrence costs O(m·Q·(n+1)); this one computes the same number with less:
 //!
-//! * Prefix maxima. g[i][j] = max_{j' ≤ j} dp[i][j'] obeys the same recurrence,
-//!   g[i][j] = max_r h(g[i−1][j−r], S_(r)) (h is monotone, so the maxima commute), and the bound is
-//!   g[m][Q]. So row i is needed only on the window j ∈ [Q − (m−i)(n+1), Q − (m−i)]: each later
+//! * Prefix maxima. g\[i\]\[j\] = max_{j' ≤ j} dp\[i\]\[j'\] obeys the same recurrence,
+//!   g\[i\]\[j\] = max_r h(g\[i−1\]\[j−r\], S_(r)) (h is monotone, so the maxima commute), and the bound is
+//!   g\[m\]\[Q\]. So row i is needed only on the window j ∈ \[Q − (m−i)(n+1), Q − (m−i)\]: each later
 //!   item adds between 1 and n+1 to the rank sum.
-//! * Saturation. For j ≥ i(n+1) every rank vector is allowed, so g[i][j] = v_i, the composition of
+//! * Saturation. For j ≥ i(n+1) every rank vector is allowed, so g\[i\]\[j\] = v_i, the composition of
 //!   i copies of S_(n+1) (floating-point addition and max are monotone, so that chain is the
 //!   largest value any chain reaches).
 //!

@@ -72,7 +72,7 @@ impl Config {
 pub struct Calibrated {
     /// Scores ascending.
     pub sorted: Vec<f64>,
-    /// error_prefix[i] = errors among the i most confident judgments (n + 1 entries).
+    /// error_prefix\[i\] = errors among the i most confident judgments (n + 1 entries).
     pub error_prefix: Vec<i64>,
 }
 
