@@ -20,7 +20,8 @@ offers a discount or makes a personal call; the reward is the week's revenue les
 a customer who leaves ends the journey. The logging (behaviour) policy never calls the two least
 engaged levels. A proposed policy discounts the at-risk customers. The MDP is small, so its values
 are exact linear algebra: truth.csv holds V of the proposed policy (critic-lstd, critic-cql) and
-the best value reachable with the logged actions alone (critic-expectile).
+the best value reachable with the logged actions alone (critic-expectile); for ope, the proposed
+policy's expected discounted return over the 20 logged weeks.
 """
 import math
 import os
@@ -170,9 +171,21 @@ def critics():
             s_, a = s2, a2
     header = ["episode", "t", "s", "a", "r", "s_next", "done", "a_next", "mu_prob", "pi_prob"]
     policy = [(str(s_), str(a), f"{target[s_][a]:.2f}") for s_ in range(S) for a in range(A) if target[s_][a] > 0]
+    # the target's expected discounted return over the logged horizon (20 weeks), uniform start
+    v_h = [0.0] * S
+    for _ in range(20):
+        v_h = [sum(target[s_][a] * (model(s_, a)[2] + gamma * (1 - model(s_, a)[1])
+                                      * sum(pp * v for pp, v in zip(model(s_, a)[0], v_h)))
+                   for a in range(A)) for s_ in range(S)]
+    j_horizon = sum(v_h) / S
+    d = os.path.join(HERE, "ope")
+    write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
+    write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j_over_20_weeks", f"{j_horizon:.6f}")])
     for method, truth in [("critic-lstd", v_target), ("critic-expectile", v_best), ("critic-cql", v_target)]:
         d = os.path.join(HERE, method)
         write(os.path.join(d, "transitions.csv"), header, rows)
+        if method == "critic-lstd":
+            write(os.path.join(HERE, "ope", "transitions.csv"), header, rows)
         if method != "critic-expectile":
             write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
         write(os.path.join(d, "truth.csv"), ["state", "truth"], [(str(s_), f"{v:.6f}") for s_, v in enumerate(truth)])

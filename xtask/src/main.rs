@@ -447,6 +447,21 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value) -> 
                 json["j"].as_f64().unwrap_or(f64::NAN)
             )
         }
+        "ope-j" => {
+            let exact = *truth.first().ok_or("truth.csv holds no value")?;
+            let parts: Vec<String> = ["tis", "pdis", "sn_pdis", "dm", "dr", "ipw", "snipw", "switch_dr", "dros"]
+                .iter()
+                .filter_map(|k| {
+                    let e = &json[*k];
+                    let (x, lo, hi) = (e["estimate"].as_f64()?, e["lower"].as_f64()?, e["upper"].as_f64()?);
+                    Some(format!(
+                        "{k} {x:.2} [{lo:.2}, {hi:.2}]{}",
+                        if lo <= exact && exact <= hi { "" } else { " (misses)" }
+                    ))
+                })
+                .collect();
+            format!("exact value {exact:.3}; {}", parts.join("; "))
+        }
         other => return Err(format!("unknown check '{other}'")),
     })
 }

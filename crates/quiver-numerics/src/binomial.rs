@@ -62,6 +62,44 @@ pub fn regularized_beta(a: f64, b: f64, x: f64) -> f64 {
     }
 }
 
+/// The CDF of Student's t with ν > 0 degrees of freedom:
+/// F(x) = 1 − ½ I_{ν/(ν+x²)}(ν/2, ½) for x ≥ 0, and F(−x) = 1 − F(x).
+pub fn student_t_cdf(x: f64, nu: f64) -> f64 {
+    let tail = 0.5 * regularized_beta(nu / 2.0, 0.5, nu / (nu + x * x));
+    if x >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
+}
+
+/// The p-quantile of Student's t with ν degrees of freedom, p ∈ (0, 1), by bisection on the CDF
+/// to full double precision.
+pub fn student_t_quantile(p: f64, nu: f64) -> f64 {
+    if p == 0.5 {
+        return 0.0;
+    }
+    if p < 0.5 {
+        return -student_t_quantile(1.0 - p, nu);
+    }
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while student_t_cdf(hi, nu) < p && hi < 1e300 {
+        hi *= 2.0;
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid == lo || mid == hi {
+            break;
+        }
+        if student_t_cdf(mid, nu) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// P(Bin(n, p) ≤ k), the lower tail, for p ∈ [0, 1].
 pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
     if k >= n {
@@ -114,5 +152,20 @@ mod tests {
         let a = binomial_cdf(900, 10_000, 0.1);
         let b = binomial_cdf(1000, 10_000, 0.1);
         assert!(a < b && a > 0.0 && b < 1.0);
+    }
+
+    #[test]
+    fn student_t_quantiles() {
+        // R: qt(0.975, c(1, 9, 30)); qt(0.95, 4)
+        for (p, nu, want) in [
+            (0.975, 1.0, 12.706204736174698),
+            (0.975, 9.0, 2.2621571627409915),
+            (0.975, 30.0, 2.0422724563012373),
+            (0.95, 4.0, 2.131846786326649),
+        ] {
+            let got = student_t_quantile(p, nu);
+            assert!((got - want).abs() < 1e-9 * want, "qt({p}, {nu}) = {got}, want {want}");
+        }
+        assert!((student_t_quantile(0.025, 9.0) + 2.2621571627409915).abs() < 1e-9);
     }
 }

@@ -18,6 +18,7 @@ pub mod expectile;
 pub mod features;
 pub mod gpu;
 pub mod linear;
+pub mod ope;
 pub mod policy;
 pub mod setup;
 pub mod tabular;

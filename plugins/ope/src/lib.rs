@@ -1,0 +1,302 @@
+//! `ope`: off-policy evaluation — the value of a target policy π from data logged by another
+//! policy μ, each estimate with a confidence interval (the formulas are in `quiver_rl::ope`).
+//!
+//! * From a `transitions` table (episodes): TIS, PDIS, SN-PDIS (Precup, Sutton & Singh 2000),
+//!   and, for discrete states with a `policy` table, DM and per-decision DR (Jiang & Li 2016) with
+//!   Q̂ from a `q` table or, by default, the one-hot LSTD-Q of π fitted on the same data.
+//! * From a `bandit` table (contextual bandit logs, Open Bandit Pipeline's inputs: `a`, `r`,
+//!   `mu_prob`, `pi_<k>` and `qhat_<k>` for every action k): IPW, SNIPW, DM, DR, Switch-DR
+//!   (Wang, Agarwal & Dudík 2017), DRos (Su, Dimakopoulou, Krishnamurthy & Dudík 2020).
+//!
+//! Intervals: `bootstrap` (seeded), `hoeffding`, `bernstein`, `t` — the four SCOPE-RL offers —
+//! over episodes or rows; the self-normalised estimators always by the bootstrap.
+
+use quiver_rl::features::NextTarget;
+use quiver_rl::linear;
+use quiver_rl::ope::{self, BanditRow, CiMethod, CiSpec, Episode, Interval};
+use quiver_rl::{Policy, States, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Map, Value};
+use quiver_sdk::{column, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
+use std::collections::HashMap;
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Discount γ ∈ [0, 1].
+    pub gamma: f64,
+    /// Interval method, level, resamples, seed.
+    pub ci: CiSpec,
+    /// Switch-DR threshold λ.
+    pub switch_lambda: f64,
+    /// DRos shrinkage λ.
+    pub dros_lambda: f64,
+    /// Ridge of the fallback LSTD-Q.
+    pub ridge: f64,
+}
+
+/// The estimator.
+pub struct Ope {
+    config: Config,
+    ctx: Context,
+    result: Option<(Vec<f64>, Value)>,
+}
+
+fn interval_json(iv: &Interval) -> Value {
+    json!({"estimate": iv.estimate, "lower": quiver_sdk::json_f64(iv.lower), "upper": quiver_sdk::json_f64(iv.upper)})
+}
+
+impl Ope {
+    fn bandit(&self, t: &quiver_sdk::Table<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+        if t.nrows() < 2 {
+            return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
+        }
+        let pi = quiver_rl::data::numbered_columns(t, "pi_")?;
+        let qhat = quiver_rl::data::numbered_columns(t, "qhat_")?;
+        if pi.is_empty() || pi.len() != qhat.len() {
+            return Err(PluginError::input(format!(
+                "table 'bandit' needs pi_0..pi_<K-1> (the target's probabilities) and as many qhat_<k> (the reward \
+                 model), one of each per action; it has {} pi_ and {} qhat_",
+                pi.len(),
+                qhat.len()
+            )));
+        }
+        let (a, r, mu) = (t.i64("a")?, t.f64("r")?, t.f64("mu_prob")?);
+        let k = pi.len();
+        t.check_each(
+            "a",
+            a,
+            |x| x >= 0 && (x as usize) < k,
+            &format!("must be an action in 0..{k} (one pi_<k> per action)"),
+        )?;
+        t.check_each("mu_prob", mu, |p| p > 0.0 && p <= 1.0, "is not a probability in (0, 1]")?;
+        for (j, c) in pi.iter().enumerate() {
+            t.check_each(&format!("pi_{j}"), c, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
+        }
+        let rows = (0..t.nrows())
+            .map(|i| {
+                let total: f64 = pi.iter().map(|c| c[i]).sum();
+                if (total - 1.0).abs() > quiver_rl::policy::SUM_TOLERANCE {
+                    return Err(t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")));
+                }
+                let act = a[i] as usize;
+                Ok(BanditRow {
+                    r: r[i],
+                    w: pi[act][i] / mu[i],
+                    q_logged: qhat[act][i],
+                    dm: pi.iter().zip(&qhat).map(|(p, q)| p[i] * q[i]).sum(),
+                })
+            })
+            .collect::<Result<Vec<_>, PluginError>>()?;
+        let c = &self.config;
+        let e = ope::bandit(&rows, c.switch_lambda, c.dros_lambda, &c.ci);
+        let mut out = Map::new();
+        out.insert("mode".into(), json!("bandit"));
+        out.insert("rows".into(), json!(rows.len()));
+        let named = [
+            ("ipw", e.ipw),
+            ("snipw", e.snipw),
+            ("dm", e.dm),
+            ("dr", e.dr),
+            ("switch_dr", e.switch_dr),
+            ("dros", e.dros),
+        ];
+        for (name, iv) in &named {
+            out.insert((*name).into(), interval_json(iv));
+        }
+        out.insert("ess".into(), json!(e.ess));
+        Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
+    }
+
+    fn trajectories(&self, tables: &Tables<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+        let c = &self.config;
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let mu = data.mu_prob.ok_or_else(|| {
+            PluginError::input(
+                "table 'transitions' has no column 'mu_prob' (the behaviour's probability of a): OPE needs it",
+            )
+        })?;
+        let policy = tables.opt("policy").map(|p| Policy::read(&p)).transpose()?;
+        let rho: Vec<f64> = match (&policy, data.pi_prob, &data.states) {
+            (Some(pi), _, States::Discrete { s, .. }) => {
+                (0..data.n).map(|i| pi.prob(s[i], data.a[i]) / mu[i]).collect()
+            }
+            (_, Some(pp), _) => (0..data.n).map(|i| pp[i] / mu[i]).collect(),
+            _ => return Err(PluginError::input(
+                "give the target's probability of each logged action: column 'pi_prob' in table 'transitions', or a \
+                     'policy' table (discrete states)",
+            )),
+        };
+        if data.episodes.len() < 2 {
+            return Err(PluginError::input("table 'transitions' needs at least 2 episodes for an interval"));
+        }
+        // a model for DM and DR: discrete states and a policy table
+        let mut notes = Vec::new();
+        let model: Option<(Vec<f64>, Vec<f64>)> = match (&policy, &data.states) {
+            (Some(pi), States::Discrete { s, .. }) => {
+                pi.check_covers(&data)?;
+                let q_of: HashMap<(u32, u32), f64> = match tables.opt("q") {
+                    Some(qt) => {
+                        let (qs, qa, qv) = (qt.i64("s")?, qt.i64("a")?, qt.f64("q")?);
+                        qt.check_each("s", qs, |x| x >= 0 && x <= u32::MAX as i64, "is not a state id")?;
+                        qt.check_each("a", qa, |x| x >= 0 && x <= u32::MAX as i64, "is not an action id")?;
+                        (0..qt.nrows()).map(|i| ((qs[i] as u32, qa[i] as u32), qv[i])).collect()
+                    }
+                    None => {
+                        let target = NextTarget::Policy(pi);
+                        let pairs = linear::onehot_index(&data, target)?;
+                        let mo = linear::accumulate_onehot(&data, &pairs, target);
+                        let sol = linear::solve_lstd(&mo, c.gamma.min(1.0), c.ridge)?;
+                        notes
+                            .push("Q-hat: the one-hot LSTD-Q of the target policy fitted on the same data".to_string());
+                        pairs.pairs.iter().zip(sol.theta.iter()).map(|(&k, &v)| (k, v)).collect()
+                    }
+                };
+                let q = |st: u32, at: u32| q_of.get(&(st, at)).copied();
+                let v = |st: u32| linear::policy_value(pi, st, q);
+                let mut qs = Vec::with_capacity(data.n);
+                let mut vs = Vec::with_capacity(data.n);
+                for (&st, &at) in s.iter().zip(&data.a) {
+                    let missing = |what: String| PluginError::input(what);
+                    qs.push(q(st, at).ok_or_else(|| {
+                        missing(format!("table 'q' has no row for (s, a) = ({st}, {at}), which the data visit"))
+                    })?);
+                    vs.push(v(st).ok_or_else(|| {
+                        missing(format!("no value for state {st}: table 'q' lacks an action pi takes there"))
+                    })?);
+                }
+                Some((qs, vs))
+            }
+            _ => {
+                notes.push("dm and dr need discrete states and a 'policy' table".to_string());
+                None
+            }
+        };
+        let episodes: Vec<Episode> = data
+            .episodes
+            .iter()
+            .map(|rg| Episode {
+                r: data.r[rg.clone()].to_vec(),
+                rho: rho[rg.clone()].to_vec(),
+                q: model.as_ref().map(|m| m.0[rg.clone()].to_vec()),
+                v: model.as_ref().map(|m| m.1[rg.clone()].to_vec()),
+            })
+            .collect();
+        let e = ope::trajectory(&episodes, c.gamma, &c.ci);
+        let mut out = Map::new();
+        out.insert("mode".into(), json!("trajectory"));
+        out.insert("episodes".into(), json!(episodes.len()));
+        let mut named = vec![("tis", e.tis), ("pdis", e.pdis), ("sn_pdis", e.sn_pdis)];
+        if let (Some(dm), Some(dr)) = (e.dm, e.dr) {
+            named.push(("dm", dm));
+            named.push(("dr", dr));
+        }
+        for (name, iv) in &named {
+            out.insert((*name).into(), interval_json(iv));
+        }
+        out.insert("ess".into(), json!(e.ess));
+        if !notes.is_empty() {
+            out.insert("notes".into(), json!(notes));
+        }
+        Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
+    }
+}
+
+impl CriticImpl for Ope {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let (values, mut out) = match tables.opt("bandit") {
+            Some(b) => {
+                b.non_empty()?;
+                self.bandit(&b)?
+            }
+            None => self.trajectories(tables)?,
+        };
+        let c = &self.config;
+        out.insert("ci".into(), json!(c.ci.method.to_string()));
+        out.insert("alpha".into(), json!(c.ci.alpha));
+        if c.ci.method != CiMethod::Bootstrap {
+            out.insert("ci_note".into(), json!("the self-normalised estimators' intervals are bootstrap intervals"));
+        }
+        self.result = Some((values, Value::Object(out)));
+        Ok(())
+    }
+
+    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (values, out) = self.result.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        Ok(CriticResult {
+            device: self.ctx.device(),
+            values: RVec::from(values.clone()),
+            json: self.ctx.result_text(out.clone()),
+        })
+    }
+}
+
+/// The plugin.
+pub struct OpePlugin;
+
+impl Plugin for OpePlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("ope", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Off-policy evaluation with confidence intervals: TIS, PDIS, SN-PDIS, DM, DR; bandit IPW, SNIPW, DM, DR, Switch-DR, DRos")
+            .guarantee(
+                "TIS, PDIS and DR (for any Q-hat) are unbiased for the target's expected discounted return over the \
+                 logged horizon when mu_prob > 0 wherever pi_prob > 0; IPW and DR likewise for bandits; the \
+                 self-normalised estimators, DM, Switch-DR and DRos trade bias for variance. Intervals: t and \
+                 bootstrap are asymptotic; hoeffding and bernstein are finite-sample bounds for values in the \
+                 observed range (exact when the true range is used).",
+            )
+            .reference(
+                "Precup, Sutton & Singh (2000); Jiang & Li, Doubly robust off-policy value evaluation, ICML (2016); \
+                 Wang, Agarwal & Dudik (2017); Su et al., Doubly robust off-policy evaluation with shrinkage, ICML \
+                 (2020); Maurer & Pontil (2009); Open Bandit Pipeline and SCOPE-RL (the inputs and intervals)",
+            )
+            .param(param::float("gamma", Some(0.9), "discount of the return").at_least(0.0).at_most(1.0))
+            .param(param::choice("ci", CiMethod::Bootstrap, "interval: bootstrap, hoeffding, bernstein or t"))
+            .param(param::level("alpha", 0.05, "intervals at level 1 - alpha"))
+            .param(param::int("resamples", Some(1000), "bootstrap resamples").at_least(10.0).at_most(1e6))
+            .param(param::int("seed", Some(0), "bootstrap seed").at_least(0.0))
+            .param(param::float("switch_lambda", Some(100.0), "Switch-DR: DR where the weight is at most this, DM above").at_least(0.0).up_to_inf())
+            .param(param::float("dros_lambda", Some(100.0), "DRos: shrunk weight lambda w / (w^2 + lambda)").at_least(0.0).up_to_inf())
+            .param(param::float("ridge", Some(0.0), "ridge of the fallback one-hot LSTD-Q (DM, DR)").at_least(0.0))
+            .table(quiver_rl::setup::transitions_table().optional())
+            .table(quiver_rl::setup::policy_table())
+            .table(
+                TableBuilder::new("q", "a reward model Q-hat(s, a) for DM and DR (default: one-hot LSTD-Q)")
+                    .optional()
+                    .column(column::i64("s", "state id"))
+                    .column(column::i64("a", "action id"))
+                    .column(column::f64("q", "Q-hat(s, a)")),
+            )
+            .table(
+                TableBuilder::new("bandit", "contextual-bandit logs (instead of transitions)")
+                    .optional()
+                    .column(column::i64("a", "logged action"))
+                    .column(column::f64("r", "reward"))
+                    .column(column::f64("mu_prob", "behaviour probability of a"))
+                    .column(column::f64_prefix("pi_", true, "pi_<k>: target probability of action k"))
+                    .column(column::f64_prefix("qhat_", true, "qhat_<k>: the reward model's prediction for action k")),
+            )
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let config = Config {
+            gamma: params.f64("gamma")?,
+            ci: CiSpec {
+                method: params.choice("ci")?,
+                alpha: params.f64("alpha")?,
+                resamples: params.usize("resamples")?,
+                seed: params.i64("seed")? as u64,
+            },
+            switch_lambda: params.f64("switch_lambda")?,
+            dros_lambda: params.f64("dros_lambda")?,
+            ridge: params.f64("ridge")?,
+        };
+        Ok(quiver_sdk::critic(Ope { config, ctx, result: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(OpePlugin);

@@ -1,0 +1,206 @@
+//! `ope` through the real plugin boundary: the bandit estimators against their formulas and
+//! identities (Switch-DR(0) = DRos(0) = DM, Switch-DR(inf) = DR), the trajectory estimators' means
+//! against a finite MDP's exact value over the logged horizon (TIS, PDIS, and DR with any Q-hat
+//! are unbiased), on-policy data, interval coverage by Monte Carlo, and bad input.
+
+use quiver_host::Table;
+use quiver_testing as testing;
+use quiver_testing::mdp::{FiniteMdp, Policy};
+use rand::Rng;
+use serde_json::{json, Value};
+
+const METHOD: &str = "ope";
+
+fn run(params: &[(&str, Value)], tables: &[Table]) -> Result<Value, quiver_host::HostError> {
+    let host = testing::host();
+    let mut h = host.critic(METHOD, &testing::params(params), testing::cpu())?;
+    h.fit(tables)?;
+    Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
+}
+
+fn est(v: &Value, key: &str) -> f64 {
+    v[key]["estimate"].as_f64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// A bandit log as a table, and its columns: (table, pi, r, a, mu, qhat).
+type Log = (Table, Vec<[f64; 3]>, Vec<f64>, Vec<usize>, Vec<f64>, Vec<[f64; 3]>);
+
+/// A logged bandit: 3 actions, rewards in [0, 1], a uniform-ish logger and a sharper target.
+fn bandit(seed: u64, n: usize) -> Log {
+    let mut rng = testing::rng(seed);
+    let (mut a, mut r, mut mu, mut pi, mut qh) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let x: f64 = rng.random();
+        let logger = [0.4, 0.35, 0.25];
+        let target = if x < 0.5 { [0.7, 0.2, 0.1] } else { [0.1, 0.2, 0.7] };
+        let u: f64 = rng.random();
+        let act = if u < 0.4 {
+            0
+        } else if u < 0.75 {
+            1
+        } else {
+            2
+        };
+        let mean = [x, 0.5, 1.0 - x];
+        r.push(if rng.random::<f64>() < mean[act] { 1.0 } else { 0.0 });
+        a.push(act);
+        mu.push(logger[act]);
+        pi.push(target);
+        qh.push([mean[0] + 0.1, mean[1] - 0.05, mean[2] * 0.9]);
+    }
+    let mut t = Table::new("bandit")
+        .with_i64("a", a.iter().map(|&x| x as i64).collect())
+        .with_f64("r", r.clone())
+        .with_f64("mu_prob", mu.clone());
+    for k in 0..3 {
+        t = t.with_f64(&format!("pi_{k}"), pi.iter().map(|p| p[k]).collect());
+        t = t.with_f64(&format!("qhat_{k}"), qh.iter().map(|q| q[k]).collect());
+    }
+    (t, pi, r, a, mu, qh)
+}
+
+#[test]
+fn bandit_estimators_follow_their_formulas_and_identities() {
+    let (t, pi, r, a, mu, qh) = bandit(1, 400);
+    let n = r.len() as f64;
+    let w: Vec<f64> = (0..r.len()).map(|i| pi[i][a[i]] / mu[i]).collect();
+    let dm_i: Vec<f64> = (0..r.len()).map(|i| (0..3).map(|k| pi[i][k] * qh[i][k]).sum()).collect();
+    let ipw = (0..r.len()).map(|i| w[i] * r[i]).sum::<f64>() / n;
+    let snipw = (0..r.len()).map(|i| w[i] * r[i]).sum::<f64>() / w.iter().sum::<f64>();
+    let dm = dm_i.iter().sum::<f64>() / n;
+    let dr = (0..r.len()).map(|i| dm_i[i] + w[i] * (r[i] - qh[i][a[i]])).sum::<f64>() / n;
+    let v = run(&[], std::slice::from_ref(&t)).unwrap();
+    for (key, want) in [("ipw", ipw), ("snipw", snipw), ("dm", dm), ("dr", dr)] {
+        assert!((est(&v, key) - want).abs() < 1e-12, "{key}: {} vs {want}", est(&v, key));
+        assert!(v[key]["lower"].as_f64().unwrap() <= est(&v, key) && est(&v, key) <= v[key]["upper"].as_f64().unwrap());
+    }
+    let ess = w.iter().sum::<f64>().powi(2) / w.iter().map(|x| x * x).sum::<f64>();
+    assert!((v["ess"].as_f64().unwrap() - ess).abs() < 1e-9);
+    let at = |switch: Value, dros: Value| {
+        run(&[("switch_lambda", switch), ("dros_lambda", dros)], std::slice::from_ref(&t)).unwrap()
+    };
+    let zero = at(json!(0.0), json!(0.0));
+    assert!((est(&zero, "switch_dr") - dm).abs() < 1e-12 && (est(&zero, "dros") - dm).abs() < 1e-12);
+    let inf = at(json!("inf"), json!("inf"));
+    assert!((est(&inf, "switch_dr") - dr).abs() < 1e-12 && (est(&inf, "dros") - dr).abs() < 1e-12);
+    // DRos with lambda: w -> lambda w / (w^2 + lambda)
+    let lam = 0.5;
+    let want: f64 =
+        (0..r.len()).map(|i| dm_i[i] + lam * w[i] / (w[i] * w[i] + lam) * (r[i] - qh[i][a[i]])).sum::<f64>() / n;
+    assert!((est(&at(json!(1.0), json!(lam)), "dros") - want).abs() < 1e-12);
+}
+
+#[test]
+fn interval_coverage_monte_carlo() {
+    // the target's true value: E_x[sum_k pi_k(x) mean_k(x)] with x ~ U(0, 1)
+    // x < 1/2: 0.7x + 0.1 + 0.1(1 - x) = 0.6x + 0.2; x >= 1/2: 0.1x + 0.1 + 0.7(1 - x) = 0.8 - 0.6x
+    let truth = 0.5 * (0.6 * 0.25 + 0.2) + 0.5 * (0.8 - 0.6 * 0.75);
+    let reps = 300;
+    let mut covered = std::collections::HashMap::<&str, usize>::new();
+    for rep in 0..reps {
+        let (t, ..) = bandit(100 + rep, 300);
+        for ci in ["t", "bootstrap", "hoeffding", "bernstein"] {
+            let v = run(
+                &[("ci", json!(ci)), ("alpha", json!(0.1)), ("resamples", json!(400)), ("seed", json!(rep))],
+                std::slice::from_ref(&t),
+            )
+            .unwrap();
+            let (lo, hi) = (v["ipw"]["lower"].as_f64().unwrap(), v["ipw"]["upper"].as_f64().unwrap());
+            *covered.entry(ci).or_default() += (lo <= truth && truth <= hi) as usize;
+        }
+    }
+    let se = testing::binomial_se(0.9, reps as usize);
+    println!("IPW coverage at alpha = 0.1 over {reps} logs: {covered:?}");
+    for ci in ["t", "bootstrap"] {
+        let c = covered[ci] as f64 / reps as f64;
+        assert!((c - 0.9).abs() < 4.0 * se, "{ci}: coverage {c}");
+    }
+    for ci in ["hoeffding", "bernstein"] {
+        let c = covered[ci] as f64 / reps as f64;
+        assert!(c >= 0.9 - 3.0 * se, "{ci}: coverage {c}");
+    }
+}
+
+const S: usize = 4;
+const A: usize = 2;
+
+/// E[sum_{t < H} gamma^t r_t] under pi from a uniform start, by backward recursion (an episode
+/// that terminates earns nothing more).
+fn exact_value(mdp: &FiniteMdp, pi: &Policy, horizon: usize) -> f64 {
+    let mut v = vec![0.0; S];
+    for _ in 0..horizon {
+        v = (0..S)
+            .map(|s| {
+                (0..A)
+                    .map(|a| {
+                        let k = s * A + a;
+                        pi[k]
+                            * (mdp.r[k]
+                                + mdp.gamma
+                                    * (1.0 - mdp.term[k])
+                                    * (0..S).map(|s2| mdp.p[k * S + s2] * v[s2]).sum::<f64>())
+                    })
+                    .sum()
+            })
+            .collect();
+    }
+    v.iter().sum::<f64>() / S as f64
+}
+
+#[test]
+fn trajectory_estimators_are_unbiased_for_the_logged_horizon() {
+    let mdp = FiniteMdp::random(41, S, A, 0.9);
+    let beta = mdp.random_policy(1, |_, _| true);
+    let pi = mdp.random_policy(2, |_, _| true);
+    let horizon = 6;
+    let truth = exact_value(&mdp, &pi, horizon);
+    // a deliberately wrong Q-hat: DR stays unbiased whatever the model
+    let q = Table::new("q")
+        .with_i64("s", (0..S * A).map(|k| (k / A) as i64).collect())
+        .with_i64("a", (0..S * A).map(|k| (k % A) as i64).collect())
+        .with_f64("q", (0..S * A).map(|k| 1.0 + 0.3 * k as f64).collect());
+    let reps = 200;
+    let mut sums = std::collections::HashMap::<&str, Vec<f64>>::new();
+    for rep in 0..reps {
+        let data = mdp.sample(500 + rep, &beta, Some(&pi), 40, horizon);
+        let v = run(&[("ci", json!("t"))], &[data, mdp.policy_table(&pi), q.clone()]).unwrap();
+        for key in ["tis", "pdis", "dr", "sn_pdis"] {
+            sums.entry(key).or_default().push(est(&v, key));
+        }
+    }
+    for key in ["tis", "pdis", "dr"] {
+        let (mean, se) = testing::mean_se(&sums[key]);
+        assert!((mean - truth).abs() < 4.0 * se, "{key}: mean {mean} vs exact {truth} (se {se})");
+    }
+    let (sn, se) = testing::mean_se(&sums["sn_pdis"]);
+    assert!((sn - truth).abs() < 0.05 * truth.abs().max(1.0) + 4.0 * se, "sn_pdis {sn} vs {truth}");
+}
+
+#[test]
+fn on_policy_data_give_weights_of_one() {
+    let mdp = FiniteMdp::random(43, S, A, 0.9);
+    let pi = mdp.random_policy(3, |_, _| true);
+    let data = mdp.sample(7, &pi, Some(&pi), 60, 8);
+    let v = run(&[("ci", json!("t"))], &[data, mdp.policy_table(&pi)]).unwrap();
+    assert!((est(&v, "tis") - est(&v, "pdis")).abs() < 1e-12);
+    assert!((est(&v, "sn_pdis") - est(&v, "pdis")).abs() < 1e-9, "{v}");
+    assert!((v["ess"].as_f64().unwrap() - 60.0).abs() < 1e-9);
+    assert!(v["notes"][0].as_str().unwrap().contains("one-hot LSTD-Q"));
+}
+
+#[test]
+fn bad_input_is_refused_with_its_place() {
+    let (t, ..) = bandit(9, 20);
+    let mut wrong = t.clone();
+    wrong.columns.iter_mut().find(|(n, _)| n == "a").unwrap().1 = quiver_host::Values::I64(vec![3; 20]);
+    testing::expect_error(run(&[], &[wrong]), "table 'bandit', column 'a', row 1: value 3 must be an action in 0..3");
+    let mut sums = t.clone();
+    sums.columns.iter_mut().find(|(n, _)| n == "pi_0").unwrap().1 = quiver_host::Values::F64(vec![0.9; 20]);
+    testing::expect_error(run(&[], &[sums]), "the pi_* columns sum to");
+    let mdp = FiniteMdp::random(45, S, A, 0.9);
+    let pi = mdp.random_policy(3, |_, _| true);
+    let mut data = mdp.sample(7, &pi, Some(&pi), 5, 4);
+    data.columns.retain(|(n, _)| n != "mu_prob");
+    testing::expect_error(run(&[], &[data]), "no column 'mu_prob'");
+    testing::expect_error(run(&[], &[]), "no 'transitions' table was given");
+}
