@@ -21,6 +21,9 @@ use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
 use std::collections::HashMap;
 
+/// Most elementary steps a bootstrap may take (a request past it is refused, not served for hours).
+pub const MAX_BOOTSTRAP_WORK: f64 = 5e9;
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,6 +93,18 @@ impl Ope {
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         let c = &self.config;
+        let work = c.ci.resamples as f64 * rows.len() as f64 * 7.0;
+        if work > MAX_BOOTSTRAP_WORK {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!(
+                    "the bootstrap would take {} resamples x {} rows x 7 estimators = {work:.2e} steps (limit \
+                     {MAX_BOOTSTRAP_WORK:.0e}): lower 'resamples'",
+                    c.ci.resamples,
+                    rows.len()
+                ),
+            ));
+        }
         let e = ope::bandit(&rows, c.switch_lambda, c.dros_lambda, &c.ci);
         let mut out = Map::new();
         out.insert("mode".into(), json!("bandit"));
@@ -184,6 +199,19 @@ impl Ope {
                 v: model.as_ref().map(|m| m.1[rg.clone()].to_vec()),
             })
             .collect();
+        // the SN-PDIS bootstrap recomputes the estimator per resample: resamples × episodes × horizon
+        let horizon = episodes.iter().map(|e| e.r.len()).max().unwrap_or(0);
+        let work = c.ci.resamples as f64 * (episodes.len() * horizon) as f64;
+        if work > MAX_BOOTSTRAP_WORK {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!(
+                    "the SN-PDIS bootstrap would take {} resamples x {} episodes x {horizon} steps = {work:.2e} steps (limit {MAX_BOOTSTRAP_WORK:.0e}): lower 'resamples'",
+                    c.ci.resamples,
+                    episodes.len()
+                ),
+            ));
+        }
         let e = ope::trajectory(&episodes, c.gamma, &c.ci);
         let mut out = Map::new();
         out.insert("mode".into(), json!("trajectory"));

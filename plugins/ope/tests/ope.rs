@@ -203,4 +203,7 @@ fn bad_input_is_refused_with_its_place() {
     data.columns.retain(|(n, _)| n != "mu_prob");
     testing::expect_error(run(&[], &[data]), "no column 'mu_prob'");
     testing::expect_error(run(&[], &[]), "no 'transitions' table was given");
+    // a request is sized before it is served: 10^6 resamples of 1000 rows is refused at once
+    let (big, ..) = bandit(10, 1000);
+    testing::expect_error(run(&[("resamples", json!(1_000_000))], &[big]), "lower 'resamples'");
 }
