@@ -218,3 +218,20 @@ pub fn tabular_query(
         })
         .collect()
 }
+
+/// An error unless every value is finite: a fit whose numbers overflowed double precision (rewards
+/// near 1e300, a discount near 1) must not leave as nulls with success.
+pub fn ensure_finite(
+    what: &str,
+    values: impl IntoIterator<Item = f64>,
+    data: &Transitions<'_>,
+) -> Result<(), PluginError> {
+    if values.into_iter().all(f64::is_finite) {
+        return Ok(());
+    }
+    let largest = data.r.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+    Err(PluginError::input(format!(
+        "the {what} overflow double precision (the largest |r| in table 'transitions' is {largest:e}): rescale the \
+         rewards, e.g. divide them by {largest:e}"
+    )))
+}

@@ -238,11 +238,74 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
 
 struct Adapter<T>(T);
 
+/// The last check before a result crosses the boundary: its per-unit numbers are finite. A NaN or
+/// an infinity there comes from an overflow (inputs near the limits of double precision) and would
+/// reach the user as a JSON null with success; it becomes an error instead. (Single bounds such as
+/// a batch bound of +inf are legal results and are not checked.)
+trait FiniteResult {
+    fn check_finite(&self) -> Result<()>;
+}
+
+fn all_finite(what: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(PluginError::input(format!(
+            "the result's {what} are not all finite (entry {i} is {}): the computation overflowed double \
+             precision; rescale the inputs",
+            values[i]
+        ))),
+    }
+}
+
+impl FiniteResult for () {
+    fn check_finite(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl FiniteResult for BatchResult {
+    fn check_finite(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl FiniteResult for SelectionResult {
+    fn check_finite(&self) -> Result<()> {
+        all_finite(self.unit_values_name.as_str(), &self.unit_values)
+    }
+}
+
+impl FiniteResult for ShrinkageResult {
+    fn check_finite(&self) -> Result<()> {
+        all_finite("estimates", &self.estimates)?;
+        match self.intervals.as_ref().into_option() {
+            Some(iv) => all_finite("interval ends", iv),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FiniteResult for CriticResult {
+    fn check_finite(&self) -> Result<()> {
+        all_finite("values", &self.values)
+    }
+}
+
+impl FiniteResult for AggregationResult {
+    fn check_finite(&self) -> Result<()> {
+        all_finite("quantiles", &self.quantiles.data)
+    }
+}
+
 macro_rules! adapter_methods {
     ($( $trait_:ident :: $method:ident ( $($mut_:tt)? ) -> $ret:ty ; )*) => {$(
         fn $method(& $($mut_)? self, tables: quiver_abi::Tables<'_>) -> PluginResult<$ret> {
             let inner = & $($mut_)? self.0;
-            guard(stringify!($method), move || $trait_::$method(inner, &Tables::new(tables)))
+            guard(stringify!($method), move || {
+                let out = $trait_::$method(inner, &Tables::new(tables))?;
+                out.check_finite()?;
+                Ok(out)
+            })
         }
     )*};
 }

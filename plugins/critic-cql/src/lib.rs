@@ -43,6 +43,7 @@ impl CriticImpl for CriticCql {
         let model = EmpiricalModel::new(&data)?;
         let (q, plain) = cql(&model, &pi, self.gamma, self.alpha)?;
         let (q, plain) = (q.to_vec(), plain.to_vec());
+        setup::ensure_finite("values", q.iter().chain(&plain).copied(), &data)?;
         let v = model.policy_v(&pi, &q);
         let v_plain = model.policy_v(&pi, &plain);
         let gap: Vec<(u32, f64)> = v.iter().zip(&v_plain).map(|(a, b)| (a.0, a.1 - b.1)).collect();

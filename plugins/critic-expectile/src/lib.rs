@@ -63,6 +63,7 @@ impl CriticExpectile {
         let c = &self.config.common;
         let model = EmpiricalModel::new(data)?;
         let fit = expectile_fit(&model, c.gamma, self.config.tau, c.tol, c.max_iter, &self.ctx)?;
+        setup::ensure_finite("values", fit.q.iter().copied().chain(fit.v.iter().map(|x| x.1)), data)?;
         iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
         summary["q"] = setup::q_json(&model.pairs, |k| fit.q[k]);
         summary["v"] = setup::v_json(&fit.v);
@@ -143,6 +144,7 @@ impl CriticExpectile {
             }
         };
         let fit = quiver_rl::expectile::fit(&rows, c.gamma, self.config.tau, c.ridge, c.tol, c.max_iter, &self.ctx)?;
+        setup::ensure_finite("values", fit.theta.iter().chain(fit.w.iter()).copied(), data)?;
         iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
         let v_start: Vec<f64> = data.first_rows().map(|i| rows.psi.row(i).dot(&fit.w)).collect();
         summary["j"] = json!(v_start.iter().sum::<f64>() / v_start.len() as f64);

@@ -247,6 +247,7 @@ impl CriticImpl for CriticLstd {
             FeatureKind::Rff => self.fit_rff(&t, &data, &mut summary)?,
             FeatureKind::Given => self.fit_given(&t, &data, &mut summary)?,
         };
+        setup::ensure_finite("values", fitted.theta.iter().copied(), &data)?;
         self.fitted = Some(fitted);
         Ok(())
     }

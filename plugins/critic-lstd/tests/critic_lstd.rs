@@ -344,6 +344,7 @@ fn bad_input_names_table_column_and_row() {
             "column 's_next', row 2: s_next = 1 but the episode's next row has s = 0",
         ),
         (vec![t.clone(), p.clone()], vec![("gamma", json!(1.0))], "parameter 'gamma' = 1.0 must be a number in [0, 1)"),
+        (vec![replace(&t, "r", F64(vec![1.7e308; 5])), p.clone()], vec![], "the values overflow double precision"),
         (vec![t.clone(), p.clone()], vec![("features", json!("rff"))], "features=rff needs continuous states"),
         (vec![t.clone()], vec![("target", json!("sarsa"))], "no column 'a_next', which target=sarsa needs"),
         (

@@ -50,6 +50,11 @@ fn interval_json(iv: &Interval) -> Value {
     json!({"estimate": iv.estimate, "lower": quiver_sdk::json_f64(iv.lower), "upper": quiver_sdk::json_f64(iv.upper)})
 }
 
+/// `Some(())` when every estimate and interval end is finite.
+fn named_finite(ivs: &[Interval]) -> Option<()> {
+    ivs.iter().all(|iv| iv.estimate.is_finite() && iv.lower.is_finite() && iv.upper.is_finite()).then_some(())
+}
+
 impl Ope {
     fn bandit(&self, t: &quiver_sdk::Table<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
         if t.nrows() < 2 {
@@ -106,6 +111,12 @@ impl Ope {
             ));
         }
         let e = ope::bandit(&rows, c.switch_lambda, c.dros_lambda, &c.ci);
+        if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
+            let largest = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            return Err(PluginError::input(format!(
+                "the estimates overflow double precision (the largest |r| in table 'bandit' is {largest:e}): rescale the rewards"
+            )));
+        }
         let mut out = Map::new();
         out.insert("mode".into(), json!("bandit"));
         out.insert("rows".into(), json!(rows.len()));
@@ -213,6 +224,12 @@ impl Ope {
             ));
         }
         let e = ope::trajectory(&episodes, c.gamma, &c.ci);
+        let all = [Some(e.tis), Some(e.pdis), Some(e.sn_pdis), e.dm, e.dr];
+        quiver_rl::setup::ensure_finite(
+            "estimates",
+            all.iter().flatten().flat_map(|iv| [iv.estimate, iv.lower, iv.upper]),
+            &data,
+        )?;
         let mut out = Map::new();
         out.insert("mode".into(), json!("trajectory"));
         out.insert("episodes".into(), json!(episodes.len()));
