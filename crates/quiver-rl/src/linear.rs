@@ -22,6 +22,9 @@ use rayon::prelude::*;
 /// Rows per chunk of the dense accumulation (two 4096 × d blocks per worker).
 pub const CHUNK_ROWS: usize = 4096;
 
+/// Memory the parallel accumulation's per-worker buffers may take together (bytes).
+pub const MOMENTS_MEMORY: usize = 2 << 30;
+
 /// Largest number of features of a critic (the d × d moments live in memory; LU is O(d³)).
 pub const MAX_FEATURES: usize = 4096;
 
@@ -104,9 +107,15 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
     let chunks = n.div_ceil(CHUNK_ROWS);
     let done_chunks = std::sync::atomic::AtomicU64::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // one accumulator (2d² values) and one pair of chunk buffers per worker: cap the workers so that
+    // they fit in MOMENTS_MEMORY, and split the chunks into exactly that many jobs (rayon would
+    // otherwise make an accumulator per split, several per thread)
+    let per_worker = (2 * d * d + d + 2 * CHUNK_ROWS * d) * std::mem::size_of::<f64>();
     let result = quiver_numerics::with_threads(ctx.threads(), || {
+        let workers = rayon::current_num_threads().min((MOMENTS_MEMORY / per_worker).max(1)).min(chunks.max(1));
         (0..chunks)
             .into_par_iter()
+            .with_min_len(chunks.div_ceil(workers).max(1))
             .fold(
                 || (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]),
                 |(mut acc, mut phi, mut next), k| {
