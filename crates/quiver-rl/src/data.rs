@@ -180,7 +180,7 @@ impl<'a> Transitions<'a> {
         let mut start = 0;
         for i in 0..n {
             let last = i + 1 == n || episode[i + 1] != episode[i];
-            if i > start && step[i] != step[i - 1] + 1 {
+            if i > start && step[i - 1].checked_add(1) != Some(step[i]) {
                 return Err(t.row_error(
                     "t",
                     i,

@@ -155,8 +155,17 @@ pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Resul
         return Err(PluginError::param("features=onehot needs discrete states: columns 's' and 's_next'"));
     };
     let mut index = PairIndex::default();
+    let too_many = || {
+        PluginError::new(
+            ErrorKind::Unsupported,
+            format!("features=onehot: more than {MAX_FEATURES} (state, action) pairs; use features=rff or given"),
+        )
+    };
     for (&st, &at) in s.iter().zip(&data.a) {
         index.insert(st, at);
+        if index.len() > MAX_FEATURES {
+            return Err(too_many());
+        }
     }
     index.with_data = index.len();
     for i in 0..data.n {
@@ -176,10 +185,7 @@ pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Resul
             NextTarget::Columns(_) => unreachable!("discrete states take the policy from a table"),
         }
         if index.len() > MAX_FEATURES {
-            return Err(PluginError::new(
-                ErrorKind::Unsupported,
-                format!("features=onehot: more than {MAX_FEATURES} (state, action) pairs; use features=rff or given"),
-            ));
+            return Err(too_many());
         }
     }
     Ok(index)
