@@ -14,12 +14,13 @@ p_rev = its probability that A wins). 3000 judgments with human labels calibrate
 trust; 2000 new verdicts are accepted or deferred so that accepted ones are wrong at most 10% of
 the time (Learn then Test, 90% confidence). truth.csv says which new verdicts were wrong.
 
-critic-lstd, critic-expectile, critic-cql: a streaming service's customer journeys. Each week a
+critic-lstd, critic-expectile, critic-cql, critic-quantile, ope: a streaming service's customer journeys. Each week a
 customer is at an engagement level 0 (about to leave) .. 4 (power user); the service does nothing,
 offers a discount or makes a personal call; the reward is the week's revenue less the action's cost;
 a customer who leaves ends the journey. The logging (behaviour) policy never calls the two least
 engaged levels. A proposed policy discounts the at-risk customers. The MDP is small, so its values
-are exact linear algebra: truth.csv holds V of the proposed policy (critic-lstd, critic-cql) and
+are exact linear algebra: truth.csv holds V of the proposed policy (critic-lstd, critic-cql,
+critic-quantile: the mean of its return quantiles) and
 the best value reachable with the logged actions alone (critic-expectile); for ope, the proposed
 policy's expected discounted return over the 20 logged weeks.
 """
@@ -181,7 +182,8 @@ def critics():
     d = os.path.join(HERE, "ope")
     write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j_over_20_weeks", f"{j_horizon:.6f}")])
-    for method, truth in [("critic-lstd", v_target), ("critic-expectile", v_best), ("critic-cql", v_target)]:
+    for method, truth in [("critic-lstd", v_target), ("critic-expectile", v_best), ("critic-cql", v_target),
+                          ("critic-quantile", v_target)]:
         d = os.path.join(HERE, method)
         write(os.path.join(d, "transitions.csv"), header, rows)
         if method == "critic-lstd":

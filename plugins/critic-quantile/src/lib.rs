@@ -1,0 +1,277 @@
+//! `critic-quantile`: a distributional critic — N quantiles of the discounted return of a target
+//! policy π per (s, a), at the fixed point of quantile temporal-difference learning (Dabney,
+//! Rowland, Bellemare & Munos, "Distributional reinforcement learning with quantile regression",
+//! AAAI 2018; its dynamic-programming form analysed by Rowland et al., "An analysis of quantile
+//! temporal-difference learning", JMLR 2024), on tabular (discrete) data.
+//!
+//! For each pair (s, a) with data, the target distribution is the mixture over the pair's logged
+//! rows i (weight 1/n(s, a)) of: a point mass at r_i where the episode ends, else the point masses
+//! r_i + γ θ_{j′}(s′_i, a′) with weight π(a′|s′_i)/N for every action a′ and quantile j′. The new
+//! θ_j(s, a) minimises the quantile-Huber loss Σ w ρ^κ_{τ̂_j}(z − θ) over the target's atoms z, at
+//! the levels τ̂_j = (2j − 1)/2N: with κ = 0 the τ̂_j-quantile of the atoms (the smallest z with
+//! F(z) ≥ τ̂_j), with κ > 0 the root of Σ w |τ̂_j − 1{z < θ}| clamp(z − θ, −κ, κ) by bisection. The
+//! map is iterated from θ = 0 to a relative change ≤ `tol`. Rewards enter one row at a time, so the
+//! reward noise is part of the distribution.
+//!
+//! Outputs per pair the N quantiles and their mean, per state under π the quantiles of the mixture
+//! Σ_a π(a|s) (the pair's distribution), and J = the mean over the episodes' first states of the
+//! state distributions' means.
+
+use quiver_rl::setup::{self, policy_table, transitions_table};
+use quiver_rl::tabular::EmpiricalModel;
+use quiver_rl::{Policy, States, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+
+/// Most target atoms one iteration may visit (a request past it is refused, not served for hours).
+pub const MAX_ATOMS_PER_ITERATION: f64 = 5e7;
+
+/// The θ minimising Σ w ρ^κ_τ(z − θ) over weighted atoms `(z, w)` sorted by z.
+pub fn quantile_huber(atoms: &[(f64, f64)], tau: f64, kappa: f64) -> f64 {
+    let total: f64 = atoms.iter().map(|a| a.1).sum();
+    if kappa == 0.0 {
+        let mut acc = 0.0;
+        for &(z, w) in atoms {
+            acc += w;
+            if acc >= tau * total * (1.0 - 1e-12) {
+                return z;
+            }
+        }
+        return atoms.last().map_or(0.0, |a| a.0);
+    }
+    // g(θ) = Σ w |τ − 1{z < θ}| clamp(z − θ, −κ, κ) is continuous and decreasing in θ
+    let g = |theta: f64| -> f64 {
+        atoms.iter().map(|&(z, w)| w * if z < theta { 1.0 - tau } else { tau } * (z - theta).clamp(-kappa, kappa)).sum()
+    };
+    let (mut lo, mut hi) = (atoms[0].0, atoms[atoms.len() - 1].0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if g(mid) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The levels τ̂_j = (2j − 1)/2N, j = 1..N.
+pub fn levels(n: usize) -> Vec<f64> {
+    (1..=n).map(|j| (2 * j - 1) as f64 / (2 * n) as f64).collect()
+}
+
+/// The estimator.
+pub struct CriticQuantile {
+    gamma: f64,
+    n: usize,
+    kappa: f64,
+    tol: f64,
+    max_iter: usize,
+    ctx: Context,
+    fitted: Option<(Vec<f64>, Value)>,
+}
+
+impl CriticQuantile {
+    /// One application of the projected distributional Bellman operator.
+    fn step(&self, model: &Rows<'_>, theta: &[Vec<f64>], pi: &Policy, tau: &[f64]) -> Vec<Vec<f64>> {
+        (0..theta.len())
+            .map(|k| {
+                let mut atoms: Vec<(f64, f64)> = Vec::new();
+                let rows = &model.rows[k];
+                let w_row = 1.0 / rows.len() as f64;
+                for &i in rows {
+                    let r = model.data.r[i];
+                    if model.data.done[i] {
+                        atoms.push((r, w_row));
+                        continue;
+                    }
+                    let s2 = model.s_next[i];
+                    let (acts, probs) = pi.at(s2).expect("policy coverage checked");
+                    for (&a2, &p) in acts.iter().zip(probs) {
+                        if p == 0.0 {
+                            continue;
+                        }
+                        let k2 = model.model.pairs.get(s2, a2).expect("support checked");
+                        let w = w_row * p / self.n as f64;
+                        atoms.extend(theta[k2].iter().map(|&q| (r + self.gamma * q, w)));
+                    }
+                }
+                atoms.sort_by(|a, b| a.0.total_cmp(&b.0));
+                tau.iter().map(|&t| quantile_huber(&atoms, t, self.kappa)).collect()
+            })
+            .collect()
+    }
+}
+
+/// The rows of each pair, and the next states.
+struct Rows<'a> {
+    data: &'a Transitions<'a>,
+    model: &'a EmpiricalModel,
+    rows: Vec<Vec<usize>>,
+    s_next: &'a [u32],
+}
+
+impl CriticImpl for CriticQuantile {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let pi = Policy::read(&tables.get("policy")?)?;
+        pi.check_covers(&data)?;
+        let model = EmpiricalModel::new(&data)?;
+        let States::Discrete { s, s_next, .. } = &data.states else { unreachable!("EmpiricalModel checked") };
+        // the target must keep to pairs with data where it bootstraps
+        for (i, (&s2, &d)) in s_next.iter().zip(&data.done).enumerate() {
+            if d {
+                continue;
+            }
+            let (acts, probs) = pi.at(s2).expect("coverage checked");
+            if let Some((&a2, _)) =
+                acts.iter().zip(probs).find(|(&a2, &p)| p > 0.0 && model.pairs.get(s2, a2).is_none())
+            {
+                return Err(t.row_error(
+                    "s_next",
+                    i,
+                    format_args!("the target policy takes action {a2} at state {s2}, which the data never took there"),
+                ));
+            }
+        }
+        let mut rows = vec![Vec::new(); model.len()];
+        for i in 0..data.n {
+            rows[model.pairs.get(s[i], data.a[i]).expect("pair with data")].push(i);
+        }
+        let support =
+            data.done.iter().zip(s_next).map(|(&d, &s2)| if d { 1 } else { pi.at(s2).map_or(0, |x| x.0.len()) });
+        let atoms_per_iteration = support.map(|x| x as f64).sum::<f64>() * self.n as f64;
+        if atoms_per_iteration > MAX_ATOMS_PER_ITERATION {
+            return Err(PluginError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{atoms_per_iteration:.2e} target atoms per iteration (rows x actions x n_quantiles; limit \
+                     {MAX_ATOMS_PER_ITERATION:.0e}): lower n_quantiles"
+                ),
+            ));
+        }
+        let r = Rows { data: &data, model: &model, rows, s_next };
+        let tau = levels(self.n);
+        let mut theta = vec![vec![0.0; self.n]; model.len()];
+        let (mut change, mut iterations) = (f64::INFINITY, 0);
+        while iterations < self.max_iter {
+            let next = self.step(&r, &theta, &pi, &tau);
+            let scale = next.iter().flatten().fold(1.0f64, |m, x| m.max(x.abs()));
+            change = next.iter().flatten().zip(theta.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            theta = next;
+            iterations += 1;
+            self.ctx.progress(iterations as u64, self.max_iter as u64, "quantile iterations")?;
+            if change <= self.tol {
+                break;
+            }
+        }
+        setup::ensure_finite("quantiles", theta.iter().flatten().copied(), &data)?;
+        let means: Vec<f64> = theta.iter().map(|q| q.iter().sum::<f64>() / self.n as f64).collect();
+        // per state under π: quantiles of the mixture of its pairs' distributions
+        let mut states: Vec<u32> = model.at_state.keys().copied().collect();
+        states.sort_unstable();
+        let mut state_q = Vec::new();
+        let mut state_mean = Vec::new();
+        let mut state_ids = Vec::new();
+        for &st in &states {
+            let Some((acts, probs)) = pi.at(st) else { continue };
+            let ks: Option<Vec<(usize, f64)>> = acts
+                .iter()
+                .zip(probs)
+                .filter(|x| *x.1 > 0.0)
+                .map(|(&a, &p)| model.pairs.get(st, a).map(|k| (k, p)))
+                .collect();
+            let Some(ks) = ks else { continue };
+            let mut atoms: Vec<(f64, f64)> =
+                ks.iter().flat_map(|&(k, p)| theta[k].iter().map(move |&q| (q, p))).collect();
+            atoms.sort_by(|a, b| a.0.total_cmp(&b.0));
+            state_q.push(tau.iter().map(|&t| quantile_huber(&atoms, t, 0.0)).collect::<Vec<f64>>());
+            state_mean.push(ks.iter().map(|&(k, p)| p * means[k]).sum::<f64>());
+            state_ids.push(st);
+        }
+        let v: Vec<(u32, f64)> = state_ids.iter().copied().zip(state_mean.iter().copied()).collect();
+        let (ps, pa): (Vec<u32>, Vec<u32>) = model.pairs.pairs.iter().copied().unzip();
+        let mut summary = json!({
+            "n_quantiles": self.n,
+            "levels": tau,
+            "kappa": self.kappa,
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+            "iterations": iterations,
+            "change": change,
+            "converged": change <= self.tol,
+            "quantiles": {"s": ps, "a": pa, "q": theta},
+            "q": setup::q_json(&model.pairs, |k| means[k]),
+            "state_quantiles": {"s": state_ids, "q": state_q},
+            "v": setup::v_json(&v),
+            "j": setup::start_value(&data, &v),
+        });
+        if change > self.tol {
+            summary["warnings"] = json!([format!(
+                "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
+                self.max_iter, self.tol
+            )]);
+        }
+        self.fitted = Some((means, summary));
+        Ok(())
+    }
+
+    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (means, summary) = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        Ok(CriticResult {
+            device: self.ctx.device(),
+            values: RVec::from(means.clone()),
+            json: self.ctx.result_text(summary.clone()),
+        })
+    }
+}
+
+/// The plugin.
+pub struct CriticQuantilePlugin;
+
+impl Plugin for CriticQuantilePlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("critic-quantile", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Quantiles of the return of a target policy per (state, action): quantile TD at its fixed point, tabular")
+            .guarantee(
+                "Returns the fixed point of the quantile-projected distributional Bellman operator of pi on the data's \
+                 empirical model (rows' rewards kept individually), to the reported tolerance; quantiles are \
+                 nondecreasing in their level. They are the quantile TD fixed point, which approximates the return \
+                 distribution's quantiles (exactly for deterministic returns) and whose mean approaches Q^pi as N grows.",
+            )
+            .reference(
+                "Dabney, Rowland, Bellemare & Munos, Distributional RL with quantile regression, AAAI (2018); \
+                 Rowland et al., An analysis of quantile temporal-difference learning, JMLR (2024)",
+            )
+            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
+            .param(param::int("n_quantiles", Some(32), "N, the quantiles at levels (2j - 1)/2N").at_least(1.0).at_most(10_000.0))
+            .param(param::float("kappa", Some(0.0), "quantile-Huber threshold (0: pure quantile regression)").at_least(0.0))
+            .param(param::float("tol", Some(1e-10), "stop when the relative change is at most this").greater_than(0.0))
+            .param(param::int("max_iter", Some(10_000), "most iterations").at_least(1.0).at_most(1e7))
+            .table(transitions_table())
+            .table(policy_table().required())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        Ok(quiver_sdk::critic(CriticQuantile {
+            gamma: params.f64("gamma")?,
+            n: params.usize("n_quantiles")?,
+            kappa: params.f64("kappa")?,
+            tol: params.f64("tol")?,
+            max_iter: params.usize("max_iter")?,
+            ctx,
+            fitted: None,
+        }))
+    }
+}
+
+quiver_sdk::export_plugin!(CriticQuantilePlugin);
