@@ -14,14 +14,16 @@ p_rev = its probability that A wins). 3000 judgments with human labels calibrate
 trust; 2000 new verdicts are accepted or deferred so that accepted ones are wrong at most 10% of
 the time (Learn then Test, 90% confidence). truth.csv says which new verdicts were wrong.
 
-critic-lstd, critic-expectile, critic-cql, critic-quantile, ope: a streaming service's customer journeys. Each week a
+critic-lstd, critic-expectile, critic-cql, critic-quantile, critic-chunked, ope: a streaming
+service's customer journeys. Each week a
 customer is at an engagement level 0 (about to leave) .. 4 (power user); the service does nothing,
 offers a discount or makes a personal call; the reward is the week's revenue less the action's cost;
 a customer who leaves ends the journey. The logging (behaviour) policy never calls the two least
 engaged levels. A proposed policy discounts the at-risk customers. The MDP is small, so its values
 are exact linear algebra: truth.csv holds V of the proposed policy (critic-lstd, critic-cql,
 critic-quantile: the mean of its return quantiles) and
-the best value reachable with the logged actions alone (critic-expectile); for ope, the proposed
+the best value reachable with the logged actions alone (critic-expectile), V of the logging policy
+(critic-chunked); for ope, the proposed
 policy's expected discounted return over the 20 logged weeks.
 """
 import math
@@ -142,6 +144,18 @@ def critics():
                     m[k][s2 * A + a2] -= gamma * (1 - leave) * p[s2] * target[s2][a2]
     q = solve(m, r)
     v_target = [sum(target[s_][a] * q[s_ * A + a] for a in range(A)) for s_ in range(S)]
+    # the same for the logging policy (critic-chunked's behaviour value)
+    mb = [[0.0] * n for _ in range(n)]
+    for s_ in range(S):
+        for a in range(A):
+            k = s_ * A + a
+            p, leave, _ = model(s_, a)
+            mb[k][k] += 1.0
+            for s2 in range(S):
+                for a2 in range(A):
+                    mb[k][s2 * A + a2] -= gamma * (1 - leave) * p[s2] * behaviour[s2][a2]
+    qb = solve(mb, r)
+    v_behaviour = [sum(behaviour[s_][a] * qb[s_ * A + a] for a in range(A)) for s_ in range(S)]
     # the best value with the logged actions only (value iteration over the behaviour's support)
     v_best = [0.0] * S
     for _ in range(3000):
@@ -183,12 +197,12 @@ def critics():
     write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j_over_20_weeks", f"{j_horizon:.6f}")])
     for method, truth in [("critic-lstd", v_target), ("critic-expectile", v_best), ("critic-cql", v_target),
-                          ("critic-quantile", v_target)]:
+                          ("critic-quantile", v_target), ("critic-chunked", v_behaviour)]:
         d = os.path.join(HERE, method)
         write(os.path.join(d, "transitions.csv"), header, rows)
         if method == "critic-lstd":
             write(os.path.join(HERE, "ope", "transitions.csv"), header, rows)
-        if method != "critic-expectile":
+        if method not in ("critic-expectile", "critic-chunked"):
             write(os.path.join(d, "policy.csv"), ["s", "a", "prob"], policy)
         write(os.path.join(d, "truth.csv"), ["state", "truth"], [(str(s_), f"{v:.6f}") for s_, v in enumerate(truth)])
 

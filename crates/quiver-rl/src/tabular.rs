@@ -158,22 +158,40 @@ pub fn expectile(values: &[f64], weights: &[f64], tau: f64) -> f64 {
     order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
     let (q, w): (Vec<f64>, Vec<f64>) = order.iter().map(|&i| (values[i], weights[i])).unzip();
     let (total_w, total_wq) = (w.iter().sum::<f64>(), w.iter().zip(&q).map(|(a, b)| a * b).sum::<f64>());
-    // with the first j values below v: g(v) = τ(Wq_hi − v W_hi) − (1 − τ)(v W_lo − Wq_lo)
+    // with the first j values below v: g(v) = τ(Wq_hi − v W_hi) − (1 − τ)(v W_lo − Wq_lo); the root
+    // of the piece whose interval holds it (a hair of rounding allowed at the breakpoints)
+    let slack = 1e-12 * q.iter().fold(1.0f64, |m, x| m.max(x.abs()));
     let (mut w_lo, mut wq_lo) = (0.0, 0.0);
     for j in 0..=q.len() {
         let (w_hi, wq_hi) = (total_w - w_lo, total_wq - wq_lo);
         let v = (tau * wq_hi + (1.0 - tau) * wq_lo) / (tau * w_hi + (1.0 - tau) * w_lo);
-        let lo_ok = j == 0 || v >= q[j - 1];
-        let hi_ok = j == q.len() || v <= q[j];
-        if lo_ok && hi_ok {
-            return v;
+        let lo = if j == 0 { f64::NEG_INFINITY } else { q[j - 1] };
+        let hi = if j == q.len() { f64::INFINITY } else { q[j] };
+        if v >= lo - slack && v <= hi + slack {
+            return v.clamp(q[0], q[q.len() - 1]);
         }
         if j < q.len() {
             w_lo += w[j];
             wq_lo += w[j] * q[j];
         }
     }
-    unreachable!("g is continuous and decreasing: one piece holds its root")
+    // rounding left no piece holding its root: bisect g, continuous and decreasing, on [min, max]
+    let g = |v: f64| -> f64 {
+        q.iter().zip(&w).map(|(&qi, &wi)| wi * if qi > v { tau * (qi - v) } else { -(1.0 - tau) * (v - qi) }).sum()
+    };
+    let (mut lo, mut hi) = (q[0], q[q.len() - 1]);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if g(mid) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// The fixed point of IQL's two losses on the empirical model: Q(s, a) = R̂ + γ Σ P̂(s′)V(s′),

@@ -1,0 +1,247 @@
+//! `critic-chunked`: a chunked critic with decoupled distillation (after Decoupled Q-Chunking),
+//! on tabular (discrete) data.
+//!
+//! Each row t starts a chunk of h′ = min(h, rows left in its episode) logged actions; its h-step
+//! target is y_t = Σ_{k<h′} γ^k r_{t+k} + γ^{h′}(1 − d_{t+h′−1}) V(s_{t+h′}). With one-hot keys:
+//! * Q_h(s, a_t … a_{t+h′−1}) = the mean of y over the rows with that chunk (least squares);
+//! * Q_d(s, a_t … a_{t+h_a−1}) = the κ_d-expectile of Q_h over the chunks that continue that
+//!   partial chunk, weighted by their rows (the decoupled distillation of the chunk critic onto
+//!   its first h_a actions);
+//! * V(s) = the κ_b-expectile of Q_d over the partial chunks at s, weighted by their rows.
+//!
+//! The three are iterated from V = 0 to a relative change ≤ `tol` (a contraction: every target
+//! bootstraps at least one discount factor ahead). κ_d = κ_b = 0.5 gives the behaviour value of
+//! the data's h-step returns; κ → 1 moves toward the best chunk the data contain. With h = 1 this is
+//! the expectile critic with τ = κ_b.
+
+use quiver_rl::setup::{self, transitions_table};
+use quiver_rl::tabular::expectile;
+use quiver_rl::{States, Transitions};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use std::collections::HashMap;
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Discount.
+    pub gamma: f64,
+    /// Chunk length h.
+    pub h: usize,
+    /// Distilled (partial) chunk length h_a ≤ h.
+    pub h_a: usize,
+    /// Expectile of the distillation onto partial chunks.
+    pub kappa_d: f64,
+    /// Expectile of V over partial chunks.
+    pub kappa_b: f64,
+    /// Tolerance.
+    pub tol: f64,
+    /// Iteration cap.
+    pub max_iter: usize,
+}
+
+/// The estimator.
+pub struct CriticChunked {
+    config: Config,
+    ctx: Context,
+    fitted: Option<(Vec<f64>, Value)>,
+}
+
+/// Index of keys (state, actions…) in first-seen order.
+#[derive(Default)]
+struct Keys {
+    index: HashMap<Vec<u32>, usize>,
+    keys: Vec<Vec<u32>>,
+    rows: Vec<f64>,
+}
+
+impl Keys {
+    fn add(&mut self, key: Vec<u32>) -> usize {
+        let next = self.keys.len();
+        let k = *self.index.entry(key.clone()).or_insert(next);
+        if k == next {
+            self.keys.push(key);
+            self.rows.push(0.0);
+        }
+        self.rows[k] += 1.0;
+        k
+    }
+}
+
+fn keys_json(keys: &Keys, values: &[f64]) -> Value {
+    json!({
+        "s": keys.keys.iter().map(|k| k[0]).collect::<Vec<_>>(),
+        "actions": keys.keys.iter().map(|k| k[1..].to_vec()).collect::<Vec<_>>(),
+        "q": values,
+    })
+}
+
+impl CriticImpl for CriticChunked {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let c = self.config.clone();
+        if c.h_a > c.h {
+            return Err(PluginError::param(format!("parameter 'h_a' = {} must be at most 'h' = {}", c.h_a, c.h)));
+        }
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        let States::Discrete { s, s_next, .. } = &data.states else {
+            return Err(PluginError::input(
+                "table 'transitions': critic-chunked needs discrete states: columns 's' and 's_next'",
+            ));
+        };
+        // per row: its chunk, its partial chunk, its discounted reward sum, γ^{h′}(1 − d) and s_{t+h′}
+        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
+        let n = data.n;
+        let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
+        let (mut g, mut disc, mut boot) = (vec![0.0; n], vec![0.0; n], vec![0u32; n]);
+        for i in 0..n {
+            let w = data.n_step(i, c.h);
+            let acts: Vec<u32> = (i..i + w.steps).map(|j| data.a[j]).collect();
+            let mut key = vec![s[i]];
+            key.extend(&acts);
+            let mut part = vec![s[i]];
+            part.extend(&acts[..c.h_a.min(acts.len())]);
+            chunk_of[i] = chunks.add(key);
+            partial_of[i] = partials.add(part);
+            let mut f = 1.0;
+            for j in i..i + w.steps {
+                g[i] += f * data.r[j];
+                f *= c.gamma;
+            }
+            let last = i + w.steps - 1;
+            disc[i] = if data.done[last] { 0.0 } else { f };
+            boot[i] = s_next[last];
+        }
+        // which chunks continue each partial chunk, and the partial chunks at each state
+        let mut continuations: Vec<Vec<usize>> = vec![Vec::new(); partials.keys.len()];
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..n {
+            if seen.insert((partial_of[i], chunk_of[i])) {
+                continuations[partial_of[i]].push(chunk_of[i]);
+            }
+        }
+        let mut at_state: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (p, key) in partials.keys.iter().enumerate() {
+            at_state.entry(key[0]).or_default().push(p);
+        }
+        let mut states: Vec<u32> = at_state.keys().copied().collect();
+        states.sort_unstable();
+        let slot: HashMap<u32, usize> = states.iter().enumerate().map(|(i, &st)| (st, i)).collect();
+        let mut v = vec![0.0; states.len()];
+        let (mut q_h, mut q_d) = (vec![0.0; chunks.keys.len()], vec![0.0; partials.keys.len()]);
+        let mut targets = vec![0.0; n];
+        let (mut change, mut iterations) = (f64::INFINITY, 0);
+        while iterations < c.max_iter {
+            q_h.iter_mut().for_each(|x| *x = 0.0);
+            for i in 0..n {
+                targets[i] = g[i] + disc[i] * slot.get(&boot[i]).map_or(0.0, |&j| v[j]);
+                q_h[chunk_of[i]] += targets[i];
+            }
+            q_h.iter_mut().zip(&chunks.rows).for_each(|(q, r)| *q /= r);
+            for (p, conts) in continuations.iter().enumerate() {
+                let vals: Vec<f64> = conts.iter().map(|&k| q_h[k]).collect();
+                let ws: Vec<f64> = conts.iter().map(|&k| chunks.rows[k]).collect();
+                q_d[p] = expectile(&vals, &ws, c.kappa_d);
+            }
+            let mut delta: f64 = 0.0;
+            let mut scale: f64 = 1.0;
+            for (j, st) in states.iter().enumerate() {
+                let ps = &at_state[st];
+                let vals: Vec<f64> = ps.iter().map(|&p| q_d[p]).collect();
+                let ws: Vec<f64> = ps.iter().map(|&p| partials.rows[p]).collect();
+                let new = expectile(&vals, &ws, c.kappa_b);
+                delta = delta.max((new - v[j]).abs());
+                scale = scale.max(new.abs());
+                v[j] = new;
+            }
+            iterations += 1;
+            change = delta / scale;
+            self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
+            if change <= c.tol {
+                break;
+            }
+        }
+        for i in 0..n {
+            targets[i] = g[i] + disc[i] * slot.get(&boot[i]).map_or(0.0, |&j| v[j]);
+        }
+        setup::ensure_finite("values", targets.iter().chain(&v).copied(), &data)?;
+        let vs: Vec<(u32, f64)> = states.iter().copied().zip(v.iter().copied()).collect();
+        let mut summary = json!({
+            "h": c.h,
+            "h_a": c.h_a,
+            "kappa_d": c.kappa_d,
+            "kappa_b": c.kappa_b,
+            "rows": n,
+            "episodes": data.episodes.len(),
+            "iterations": iterations,
+            "change": change,
+            "converged": change <= c.tol,
+            "q_chunk": keys_json(&chunks, &q_h),
+            "q_d": keys_json(&partials, &q_d),
+            "v": setup::v_json(&vs),
+            "j": setup::start_value(&data, &vs),
+        });
+        if change > c.tol {
+            summary["warnings"] = json!([format!(
+                "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
+                c.max_iter, c.tol
+            )]);
+        }
+        self.fitted = Some((targets, summary));
+        Ok(())
+    }
+
+    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (targets, summary) =
+            self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        // the per-row h-step targets travel typed (`values`), not in the JSON text
+        Ok(CriticResult {
+            device: self.ctx.device(),
+            values: RVec::from(targets.clone()),
+            json: self.ctx.result_text(summary.clone()),
+        })
+    }
+}
+
+/// The plugin.
+pub struct CriticChunkedPlugin;
+
+impl Plugin for CriticChunkedPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("critic-chunked", Family::Critic)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Chunked critic with decoupled distillation: h-step targets, expectile distillation to partial chunks and V")
+            .guarantee(
+                "Returns the fixed point of the chunked critic's three regressions on the data, to the reported \
+                 tolerance: with kappa_d = kappa_b = 0.5, the behaviour value of the data's h-step returns; with \
+                 h = 1, the expectile critic with tau = kappa_b. Only chunks the data contain are ever evaluated.",
+            )
+            .reference("Decoupled Q-chunking (DQC) for offline RL with action chunks; Kostrikov et al., IQL, ICLR (2022)")
+            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
+            .param(param::int("h", Some(4), "chunk length (actions per chunk)").at_least(1.0).at_most(256.0))
+            .param(param::int("h_a", Some(1), "length of the distilled partial chunk, at most h").at_least(1.0).at_most(256.0))
+            .param(param::float("kappa_d", Some(0.5), "expectile of the distillation onto partial chunks").open(0.0, 1.0))
+            .param(param::float("kappa_b", Some(0.5), "expectile of V over partial chunks").open(0.0, 1.0))
+            .param(param::float("tol", Some(1e-10), "stop when the relative change is at most this").greater_than(0.0))
+            .param(param::int("max_iter", Some(10_000), "most iterations").at_least(1.0).at_most(1e7))
+            .table(transitions_table())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let config = Config {
+            gamma: params.f64("gamma")?,
+            h: params.usize("h")?,
+            h_a: params.usize("h_a")?,
+            kappa_d: params.f64("kappa_d")?,
+            kappa_b: params.f64("kappa_b")?,
+            tol: params.f64("tol")?,
+            max_iter: params.usize("max_iter")?,
+        };
+        Ok(quiver_sdk::critic(CriticChunked { config, ctx, fitted: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(CriticChunkedPlugin);

@@ -1,0 +1,132 @@
+//! critic-chunked through the real plugin boundary: with h = 1 it is the expectile critic; with
+//! κ_d = κ_b = 0.5 its V solves the data's h-step behaviour equations (an independent linear
+//! solve); raising κ_b raises V; per-row targets come typed; bad parameters are refused.
+
+use quiver_host::Table;
+use quiver_testing as testing;
+use quiver_testing::mdp::{solve, FiniteMdp};
+use serde_json::{json, Value};
+
+const S: usize = 5;
+
+fn data() -> Table {
+    let mdp = FiniteMdp::random(13, S, 3, 0.9);
+    let beta = mdp.random_policy(2, |s, a| !(s == 0 && a == 2));
+    mdp.sample(4, &beta, None, 150, 20)
+}
+
+fn fit(method: &str, params: &[(&str, Value)], t: &Table) -> Result<(Value, Vec<f64>), quiver_host::HostError> {
+    let host = testing::host();
+    let mut h = host.critic(method, &testing::params(params), testing::cpu())?;
+    h.fit(std::slice::from_ref(t))?;
+    let r = h.values(std::slice::from_ref(t))?;
+    Ok((serde_json::from_str(r.json.as_str()).unwrap(), r.values.to_vec()))
+}
+
+fn v_of(v: &Value) -> Vec<f64> {
+    let mut out = vec![f64::NAN; S];
+    for (i, s) in v["v"]["s"].as_array().unwrap().iter().enumerate() {
+        out[s.as_u64().unwrap() as usize] = v["v"]["v"][i].as_f64().unwrap();
+    }
+    out
+}
+
+#[test]
+fn one_step_chunks_are_the_expectile_critic() {
+    let t = data();
+    for kappa in [0.5, 0.8] {
+        let (chunked, _) =
+            fit("critic-chunked", &[("h", json!(1)), ("kappa_b", json!(kappa)), ("tol", json!(1e-13))], &t).unwrap();
+        let (iql, _) = fit("critic-expectile", &[("tau", json!(kappa)), ("tol", json!(1e-13))], &t).unwrap();
+        for (a, b) in v_of(&chunked).iter().zip(v_of(&iql)) {
+            assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "kappa {kappa}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn behaviour_value_of_h_step_returns_by_an_independent_solve() {
+    let t = data();
+    let col = |n: &str| match t.column(n) {
+        Some(quiver_host::Values::I64(v)) => v.clone(),
+        _ => panic!("{n}"),
+    };
+    let (ep, s, s2) = (col("episode"), col("s"), col("s_next"));
+    let r = match t.column("r") {
+        Some(quiver_host::Values::F64(v)) => v.clone(),
+        _ => panic!("r"),
+    };
+    let done = match t.column("done") {
+        Some(quiver_host::Values::Bool(v)) => v.clone(),
+        _ => panic!("done"),
+    };
+    let (h, gamma) = (3usize, 0.9);
+    let n = r.len();
+    // V(s) = (1/n_s) Σ_{rows t at s} [G_t + γ^{h'} (1 − d) V(s_{t+h'})]  ⇔  (I − M) V = g
+    let (mut m, mut g, mut count) = (vec![0.0; S * S], vec![0.0; S], vec![0.0; S]);
+    for i in 0..n {
+        let mut steps = 0;
+        while steps < h && i + steps < n && ep[i + steps] == ep[i] {
+            steps += 1;
+        }
+        let st = s[i] as usize;
+        let mut f = 1.0;
+        for rj in &r[i..i + steps] {
+            g[st] += f * rj;
+            f *= gamma;
+        }
+        let last = i + steps - 1;
+        if !done[last] {
+            m[st * S + s2[last] as usize] += f;
+        }
+        count[st] += 1.0;
+    }
+    let mut a = vec![0.0; S * S];
+    for i in 0..S {
+        for j in 0..S {
+            a[i * S + j] = (i == j) as u8 as f64 - m[i * S + j] / count[i];
+        }
+        g[i] /= count[i];
+    }
+    let want = solve(a, g);
+    for h_a in [1, 2, 3] {
+        let params = [("h", json!(h)), ("h_a", json!(h_a)), ("gamma", json!(gamma)), ("tol", json!(1e-13))];
+        let (v, targets) = fit("critic-chunked", &params, &t).unwrap();
+        assert_eq!(targets.len(), n);
+        for (x, w) in v_of(&v).iter().zip(&want) {
+            assert!((x - w).abs() < 1e-9 * w.abs().max(1.0), "h_a {h_a}: {x} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn a_higher_behaviour_expectile_raises_v() {
+    let t = data();
+    let at = |kb: f64| {
+        v_of(
+            &fit(
+                "critic-chunked",
+                &[("h", json!(3)), ("h_a", json!(2)), ("kappa_d", json!(0.7)), ("kappa_b", json!(kb))],
+                &t,
+            )
+            .unwrap()
+            .0,
+        )
+    };
+    let (lo, hi) = (at(0.5), at(0.9));
+    assert!(lo.iter().zip(&hi).all(|(a, b)| b >= a), "{lo:?} vs {hi:?}");
+    assert!(lo.iter().zip(&hi).any(|(a, b)| b - a > 1e-3));
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let t = data();
+    testing::expect_error(
+        fit("critic-chunked", &[("h", json!(2)), ("h_a", json!(3))], &t),
+        "'h_a' = 3 must be at most 'h' = 2",
+    );
+    testing::expect_error(
+        fit("critic-chunked", &[("kappa_d", json!(1.0))], &t),
+        "parameter 'kappa_d' = 1.0 must be a number in (0, 1)",
+    );
+}
