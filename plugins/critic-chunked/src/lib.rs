@@ -23,6 +23,9 @@ use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
 use std::collections::HashMap;
 
+/// Most ids the chunk keys may hold together (rows × (h + h_a + 2); 4 bytes each plus the maps).
+pub const MAX_KEY_IDS: f64 = 1e8;
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,6 +89,16 @@ impl CriticImpl for CriticChunked {
         }
         let t = tables.get("transitions")?;
         let data = Transitions::read(&t)?;
+        let key_ids = data.n as f64 * (c.h + c.h_a + 2) as f64;
+        if key_ids > MAX_KEY_IDS {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!(
+                    "{} rows x chunks of {} actions: {key_ids:.2e} ids in the chunk keys (limit {MAX_KEY_IDS:.0e}): lower h",
+                    data.n, c.h
+                ),
+            ));
+        }
         let States::Discrete { s, s_next, .. } = &data.states else {
             return Err(PluginError::input(
                 "table 'transitions': critic-chunked needs discrete states: columns 's' and 's_next'",
