@@ -82,22 +82,12 @@ pub fn student_t_quantile(p: f64, nu: f64) -> f64 {
     if p < 0.5 {
         return -student_t_quantile(1.0 - p, nu);
     }
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let mut hi = 1.0f64;
     while student_t_cdf(hi, nu) < p && hi < 1e300 {
         hi *= 2.0;
     }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if mid == lo || mid == hi {
-            break;
-        }
-        if student_t_cdf(mid, nu) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
+    // the CDF minus p rises with x: bisect its negation
+    crate::bisect_decreasing(0.0, hi, |x| p - student_t_cdf(x, nu))
 }
 
 /// P(Bin(n, p) ≤ k), the lower tail, for p ∈ [0, 1].

@@ -41,6 +41,23 @@ pub fn with_threads<T: Send>(threads: u32, f: impl FnOnce() -> T + Send) -> Resu
     Ok(pool.install(f))
 }
 
+/// The root of a continuous function `g` that is decreasing on [lo, hi] (g(lo) ≥ 0 ≥ g(hi)), by
+/// bisection until the interval cannot shrink in double precision.
+pub fn bisect_decreasing(mut lo: f64, mut hi: f64, g: impl Fn(f64) -> f64) -> f64 {
+    for _ in 0..2100 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if g(mid) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// The standard normal CDF Φ(x) = erfc(−x/√2)/2.
 pub fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)

@@ -179,19 +179,7 @@ pub fn expectile(values: &[f64], weights: &[f64], tau: f64) -> f64 {
     let g = |v: f64| -> f64 {
         q.iter().zip(&w).map(|(&qi, &wi)| wi * if qi > v { tau * (qi - v) } else { -(1.0 - tau) * (v - qi) }).sum()
     };
-    let (mut lo, mut hi) = (q[0], q[q.len() - 1]);
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if g(mid) > 0.0 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
+    quiver_numerics::bisect_decreasing(q[0], q[q.len() - 1], g)
 }
 
 /// The fixed point of IQL's two losses on the empirical model: Q(s, a) = R̂ + γ Σ P̂(s′)V(s′),

@@ -45,19 +45,7 @@ pub fn quantile_huber(atoms: &[(f64, f64)], tau: f64, kappa: f64) -> f64 {
     let g = |theta: f64| -> f64 {
         atoms.iter().map(|&(z, w)| w * if z < theta { 1.0 - tau } else { tau } * (z - theta).clamp(-kappa, kappa)).sum()
     };
-    let (mut lo, mut hi) = (atoms[0].0, atoms[atoms.len() - 1].0);
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if g(mid) > 0.0 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
+    quiver_numerics::bisect_decreasing(atoms[0].0, atoms[atoms.len() - 1].0, g)
 }
 
 /// The levels τ̂_j = (2j − 1)/2N, j = 1..N.
