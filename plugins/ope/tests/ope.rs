@@ -203,6 +203,20 @@ fn bad_input_is_refused_with_its_place() {
     data.columns.retain(|(n, _)| n != "mu_prob");
     testing::expect_error(run(&[], &[data]), "no column 'mu_prob'");
     testing::expect_error(run(&[], &[]), "no 'transitions' table was given");
+    // a reward model missing for an action that appears, and a zero behaviour probability
+    let mut no_qhat = t.clone();
+    no_qhat.columns.retain(|(n, _)| n != "qhat_2");
+    testing::expect_error(run(&[], &[no_qhat]), "it has 3 pi_ and 2 qhat_");
+    let mut zero_mu = t.clone();
+    zero_mu.columns.iter_mut().find(|(n, _)| n == "mu_prob").unwrap().1 = quiver_host::Values::F64(vec![0.0; 20]);
+    testing::expect_error(
+        run(&[], &[zero_mu]),
+        "table 'bandit', column 'mu_prob', row 1: value 0 is not a probability in (0, 1]",
+    );
+    let mut zero_mu = mdp.sample(8, &pi, Some(&pi), 5, 4);
+    let n = zero_mu.nrows;
+    zero_mu.columns.iter_mut().find(|(n, _)| n == "mu_prob").unwrap().1 = quiver_host::Values::F64(vec![0.0; n]);
+    testing::expect_error(run(&[], &[zero_mu]), "column 'mu_prob', row 1: value 0 must be > 0");
     // a request is sized before it is served: 10^6 resamples of 1000 rows is refused at once
     let (big, ..) = bandit(10, 1000);
     testing::expect_error(run(&[("resamples", json!(1_000_000))], &[big]), "lower 'resamples'");
