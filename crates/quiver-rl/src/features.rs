@@ -116,11 +116,10 @@ impl Rff {
     #[inline]
     pub fn psi(&self, state: impl Fn(usize) -> f64, out: &mut [f64]) {
         let k = self.state_dim;
-        let x: Vec<f64> = (0..k).map(state).collect();
         for (j, o) in out.iter_mut().enumerate() {
             let w = &self.w[j * k..(j + 1) * k];
             // b_j + (Σ_c w_jc x_c), summed in this order on both devices
-            *o = self.b[j] + w.iter().zip(&x).fold(0.0, |acc, (a, b)| acc + a * b);
+            *o = self.b[j] + w.iter().enumerate().fold(0.0, |acc, (c, a)| acc + a * state(c));
         }
         for o in out.iter_mut() {
             *o = self.scale * cos(*o);

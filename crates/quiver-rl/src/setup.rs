@@ -143,23 +143,16 @@ pub fn state_values(data: &Transitions<'_>, pairs: &PairIndex, q: &[f64], pi: Op
             })
             .collect(),
         None => {
-            let mut count = std::collections::HashMap::<(u32, u32), f64>::new();
+            // β̂(a|s) = n(s, a)/n(s), summed in one pass over the rows
             let mut total = std::collections::HashMap::<u32, f64>::new();
-            for (&st, &at) in s.iter().zip(&data.a) {
-                *count.entry((st, at)).or_default() += 1.0;
+            for &st in s {
                 *total.entry(st).or_default() += 1.0;
             }
-            states
-                .into_iter()
-                .map(|st| {
-                    let v = count
-                        .iter()
-                        .filter(|((s2, _), _)| *s2 == st)
-                        .map(|((s2, a2), c)| c / total[&st] * q[pairs.get(*s2, *a2).expect("pair with data")])
-                        .sum();
-                    (st, v)
-                })
-                .collect()
+            let mut v = std::collections::HashMap::<u32, f64>::new();
+            for (&st, &at) in s.iter().zip(&data.a) {
+                *v.entry(st).or_default() += q[pairs.get(st, at).expect("pair with data")] / total[&st];
+            }
+            states.into_iter().map(|st| (st, v[&st])).collect()
         }
     }
 }
@@ -234,4 +227,54 @@ pub fn ensure_finite(
         "the {what} overflow double precision (the largest |r| in table 'transitions' is {largest:e}): rescale the \
          rewards, e.g. divide them by {largest:e}"
     )))
+}
+
+/// Record how an iterative fit ended in its summary: `iterations`, `change`, `converged`, and,
+/// when the tolerance was not met, a warning (`what stopped at max_iter = … {advice}`).
+pub fn report_iterations(
+    summary: &mut Value,
+    what: &str,
+    iterations: usize,
+    change: f64,
+    tol: f64,
+    max_iter: usize,
+    advice: &str,
+) {
+    let converged = change <= tol;
+    summary["iterations"] = json!(iterations);
+    summary["change"] = json!(change);
+    summary["converged"] = json!(converged);
+    if !converged {
+        summary["warnings"] = json!([format!(
+            "{what}stopped at max_iter = {max_iter} with relative change {change:.3e} > tol = {tol:.1e}{advice}"
+        )]);
+    }
+}
+
+/// An error when the feature map does not fit the table's states (one-hot needs discrete ids,
+/// rff continuous columns; given features fit any).
+pub fn check_features(features: FeatureKind, states: &States<'_>) -> Result<(), PluginError> {
+    let msg = match (features, states) {
+        (FeatureKind::OneHot, States::Discrete { .. }) | (FeatureKind::Rff, States::Continuous { .. }) => return Ok(()),
+        (FeatureKind::Given, _) => return Ok(()),
+        (FeatureKind::OneHot, _) => {
+            "features=onehot needs discrete states: columns 's' and 's_next' (continuous s_<k> columns take features=rff)"
+        }
+        (FeatureKind::Rff, _) => {
+            "features=rff needs continuous states: columns s_0, s_1, ... and s_next_0, ... (discrete ids take features=onehot)"
+        }
+    };
+    Err(PluginError::input(format!("table 'transitions': {msg}")))
+}
+
+/// The `transitions` table, read and checked, and the `policy` table, checked to cover every
+/// state the data bootstrap from: what every critic of a discrete target policy starts with.
+pub fn transitions_and_policy<'a>(
+    tables: &quiver_sdk::Tables<'a>,
+) -> Result<(quiver_sdk::Table<'a>, Transitions<'a>, Policy), PluginError> {
+    let t = tables.get("transitions")?;
+    let data = Transitions::read(&t)?;
+    let pi = Policy::read(&tables.get("policy")?)?;
+    pi.check_covers(&data)?;
+    Ok((t, data, pi))
 }

@@ -120,23 +120,6 @@ impl EmpiricalModel {
         let rhs = Array1::from_iter(self.reward.iter().zip(extra).map(|(r, e)| r + e));
         a.solve_into(rhs).map_err(|e| PluginError::new(ErrorKind::Internal, format!("model solve: {e}")))
     }
-
-    /// V(s) = Σ_a π(a|s) Q(s, a) at every state with data where π is defined.
-    pub fn policy_v(&self, pi: &Policy, q: &[f64]) -> Vec<(u32, f64)> {
-        let mut states: Vec<u32> = self.at_state.keys().copied().collect();
-        states.sort_unstable();
-        states
-            .into_iter()
-            .filter_map(|s| {
-                let (acts, probs) = pi.at(s)?;
-                acts.iter()
-                    .zip(probs)
-                    .map(|(&a, &p)| self.pairs.get(s, a).map(|k| p * q[k]))
-                    .sum::<Option<f64>>()
-                    .map(|v| (s, v))
-            })
-            .collect()
-    }
 }
 
 fn missing_policy(s: u32) -> PluginError {

@@ -12,7 +12,6 @@
 
 use quiver_rl::setup::{self, policy_table, transitions_table};
 use quiver_rl::tabular::{cql, EmpiricalModel};
-use quiver_rl::{Policy, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
@@ -36,16 +35,13 @@ pub struct CriticCql {
 
 impl CriticImpl for CriticCql {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
-        let pi = Policy::read(&tables.get("policy")?)?;
-        pi.check_covers(&data)?;
+        let (_, data, pi) = setup::transitions_and_policy(tables)?;
         let model = EmpiricalModel::new(&data)?;
         let (q, plain) = cql(&model, &pi, self.gamma, self.alpha)?;
         let (q, plain) = (q.to_vec(), plain.to_vec());
         setup::ensure_finite("values", q.iter().chain(&plain).copied(), &data)?;
-        let v = model.policy_v(&pi, &q);
-        let v_plain = model.policy_v(&pi, &plain);
+        let v = setup::state_values(&data, &model.pairs, &q, Some(&pi));
+        let v_plain = setup::state_values(&data, &model.pairs, &plain, Some(&pi));
         let gap: Vec<(u32, f64)> = v.iter().zip(&v_plain).map(|(a, b)| (a.0, a.1 - b.1)).collect();
         let summary = json!({
             "alpha": self.alpha,

@@ -46,25 +46,13 @@ pub struct CriticExpectile {
     fitted: Option<(Model, Value)>,
 }
 
-fn iteration_summary(summary: &mut Value, iterations: usize, change: f64, converged: bool, c: &CommonParams) {
-    summary["iterations"] = json!(iterations);
-    summary["change"] = json!(change);
-    summary["converged"] = json!(converged);
-    if !converged {
-        summary["warnings"] = json!([format!(
-            "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
-            c.max_iter, c.tol
-        )]);
-    }
-}
-
 impl CriticExpectile {
     fn fit_tabular(&self, data: &Transitions<'_>, summary: &mut Value) -> Result<Model, PluginError> {
         let c = &self.config.common;
         let model = EmpiricalModel::new(data)?;
         let fit = expectile_fit(&model, c.gamma, self.config.tau, c.tol, c.max_iter, &self.ctx)?;
         setup::ensure_finite("values", fit.q.iter().copied().chain(fit.v.iter().map(|x| x.1)), data)?;
-        iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
+        setup::report_iterations(summary, "", fit.iterations, fit.change, c.tol, c.max_iter, "");
         summary["q"] = setup::q_json(&model.pairs, |k| fit.q[k]);
         summary["v"] = setup::v_json(&fit.v);
         summary["j"] = json!(setup::start_value(data, &fit.v));
@@ -87,9 +75,7 @@ impl CriticExpectile {
         let (rows, rff) = match c.features {
             FeatureKind::Rff => {
                 let States::Continuous { s, s_next } = &data.states else {
-                    return Err(PluginError::input(
-                        "table 'transitions': features=rff needs continuous states: columns s_0, ... and s_next_0, ...",
-                    ));
+                    unreachable!("setup::check_features admits rff only with continuous states")
                 };
                 let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, data.n_actions);
                 let (dd, d) = (rff.dim, rff.dim * rff.n_actions);
@@ -145,7 +131,7 @@ impl CriticExpectile {
         };
         let fit = quiver_rl::expectile::fit(&rows, c.gamma, self.config.tau, c.ridge, c.tol, c.max_iter, &self.ctx)?;
         setup::ensure_finite("values", fit.theta.iter().chain(fit.w.iter()).copied(), data)?;
-        iteration_summary(summary, fit.iterations, fit.change, fit.converged, c);
+        setup::report_iterations(summary, "", fit.iterations, fit.change, c.tol, c.max_iter, "");
         let v_start: Vec<f64> = data.first_rows().map(|i| rows.psi.row(i).dot(&fit.w)).collect();
         summary["j"] = json!(v_start.iter().sum::<f64>() / v_start.len() as f64);
         summary["theta"] = json!(fit.theta.to_vec());
@@ -159,6 +145,7 @@ impl CriticImpl for CriticExpectile {
         let t = tables.get("transitions")?;
         let data = Transitions::read(&t)?;
         let c = &self.config.common;
+        setup::check_features(c.features, &data.states)?;
         let mut summary = json!({
             "features": c.features.to_string(),
             "tau": self.config.tau,

@@ -68,16 +68,6 @@ pub struct CriticLstd {
     fitted: Option<Fitted>,
 }
 
-fn kind_mismatch(features: FeatureKind, states: &States<'_>) -> Option<PluginError> {
-    let msg = match (features, states) {
-        (FeatureKind::OneHot, States::Discrete { .. }) | (FeatureKind::Rff, States::Continuous { .. }) => return None,
-        (FeatureKind::Given, _) => return None,
-        (FeatureKind::OneHot, _) => "features=onehot needs discrete states: columns 's' and 's_next' (continuous s_<k> columns take features=rff)",
-        (FeatureKind::Rff, _) => "features=rff needs continuous states: columns s_0, s_1, ... and s_next_0, ... (discrete ids take features=onehot)",
-    };
-    Some(PluginError::input(format!("table 'transitions': {msg}")))
-}
-
 impl CriticLstd {
     fn moments(&self, rows: &DenseRows<'_, '_>) -> Result<Moments, PluginError> {
         if rows.map.dim() > MAX_FEATURES {
@@ -108,16 +98,16 @@ impl CriticLstd {
             }
             Target::Fqe => {
                 let it = linear::fqe(mo, c.gamma, c.ridge, c.tol, c.max_iter, &self.ctx)?;
-                summary["iterations"] = json!(it.iterations);
-                summary["change"] = json!(it.change);
-                summary["converged"] = json!(it.converged);
+                setup::report_iterations(
+                    summary,
+                    "fqe ",
+                    it.iterations,
+                    it.change,
+                    c.tol,
+                    c.max_iter,
+                    ": raise max_iter, or use target=lstdq",
+                );
                 summary["residual"] = json!(lstd_residual(&it.theta));
-                if !it.converged {
-                    summary["warnings"] = json!([format!(
-                        "fqe stopped at max_iter = {} with relative change {:.3e} > tol = {:.1e}: raise max_iter, or use target=lstdq",
-                        c.max_iter, it.change, c.tol
-                    )]);
-                }
                 Ok(it.theta)
             }
         }
@@ -233,9 +223,7 @@ impl CriticImpl for CriticLstd {
         let t = tables.get("transitions")?;
         let data = Transitions::read(&t)?;
         let c = &self.config.common;
-        if let Some(e) = kind_mismatch(c.features, &data.states) {
-            return Err(e);
-        }
+        setup::check_features(c.features, &data.states)?;
         let mut summary = json!({
             "target": self.config.target.to_string(),
             "features": c.features.to_string(),

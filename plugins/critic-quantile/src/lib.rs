@@ -106,10 +106,7 @@ struct Rows<'a> {
 
 impl CriticImpl for CriticQuantile {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
-        let pi = Policy::read(&tables.get("policy")?)?;
-        pi.check_covers(&data)?;
+        let (t, data, pi) = setup::transitions_and_policy(tables)?;
         let model = EmpiricalModel::new(&data)?;
         let States::Discrete { s, s_next, .. } = &data.states else { unreachable!("EmpiricalModel checked") };
         // the target must keep to pairs with data where it bootstraps
@@ -192,21 +189,13 @@ impl CriticImpl for CriticQuantile {
             "kappa": self.kappa,
             "rows": data.n,
             "episodes": data.episodes.len(),
-            "iterations": iterations,
-            "change": change,
-            "converged": change <= self.tol,
             "quantiles": {"s": ps, "a": pa, "q": theta},
             "q": setup::q_json(&model.pairs, |k| means[k]),
             "state_quantiles": {"s": state_ids, "q": state_q},
             "v": setup::v_json(&v),
             "j": setup::start_value(&data, &v),
         });
-        if change > self.tol {
-            summary["warnings"] = json!([format!(
-                "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
-                self.max_iter, self.tol
-            )]);
-        }
+        setup::report_iterations(&mut summary, "", iterations, change, self.tol, self.max_iter, "");
         self.fitted = Some((means, summary));
         Ok(())
     }
