@@ -137,3 +137,117 @@ pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<
         b: Array1::from(b),
     })
 }
+
+/// CUDA source of the OPE kernels: the segmented scans (`episode_weights`, `nstep_returns`) and
+/// the counter-based bootstrap (`bootstrap_counts`, `resample_sums`).
+pub const OPE_KERNEL: &str = include_str!("kernels/ope.cu");
+
+/// Most draw counts held on the device at once (resamples × units), 1 GiB of u32.
+pub const MAX_DEVICE_COUNTS: usize = 1 << 28;
+
+/// Slots a block accumulates in shared memory (32 KiB of doubles); wider matrices add to global
+/// memory directly.
+pub const MAX_SHARED_SLOTS: usize = 4096;
+
+fn grid(n: usize, y: usize, shared: u32) -> quiver_gpu::cudarc::driver::LaunchConfig {
+    quiver_gpu::cudarc::driver::LaunchConfig {
+        grid_dim: (n.div_ceil(256).max(1) as u32, y as u32, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: shared,
+    }
+}
+
+/// [`crate::ope::episode_weights`] on the GPU: one thread per episode.
+pub fn episode_weights_cuda(rho: &[f64], episodes: &[std::ops::Range<usize>]) -> Result<Vec<f64>, PluginError> {
+    let stream = quiver_gpu::stream()?;
+    let f = quiver_gpu::kernel("ope", OPE_KERNEL, "episode_weights")?;
+    let start: Vec<i64> = episodes.iter().map(|e| e.start as i64).collect();
+    let end: Vec<i64> = episodes.iter().map(|e| e.end as i64).collect();
+    let d_rho = stream.clone_htod(rho).map_err(GpuError::from)?;
+    let (d_start, d_end) =
+        (stream.clone_htod(&start).map_err(GpuError::from)?, stream.clone_htod(&end).map_err(GpuError::from)?);
+    let mut d_w = stream.alloc_zeros::<f64>(rho.len().max(1)).map_err(GpuError::from)?;
+    let n_ep = episodes.len() as i64;
+    let mut launch = stream.launch_builder(&f);
+    launch.arg(&d_rho).arg(&d_start).arg(&d_end).arg(&n_ep).arg(&mut d_w);
+    // SAFETY: argument types and order match `episode_weights`; every episode's rows lie inside
+    // rho and w (both rho.len() long), one thread per episode.
+    unsafe { launch.launch(quiver_gpu::launch_config(episodes.len())) }.map_err(GpuError::from)?;
+    let mut w = stream.clone_dtoh(&d_w).map_err(GpuError::from)?;
+    w.truncate(rho.len());
+    Ok(w)
+}
+
+/// h-step discounted reward sums Σ_{k<h′} γ^k r_{i+k} and the window lengths h′ =
+/// min(h, end_i − i) on the GPU, `episode_end[i]` the end (exclusive) of row i's episode.
+pub fn nstep_returns_cuda(
+    r: &[f64],
+    episode_end: &[i64],
+    h: usize,
+    gamma: f64,
+) -> Result<(Vec<f64>, Vec<i32>), PluginError> {
+    let stream = quiver_gpu::stream()?;
+    let f = quiver_gpu::kernel("ope", OPE_KERNEL, "nstep_returns")?;
+    let n = r.len();
+    let d_r = stream.clone_htod(r).map_err(GpuError::from)?;
+    let d_end = stream.clone_htod(episode_end).map_err(GpuError::from)?;
+    let mut d_ret = stream.alloc_zeros::<f64>(n.max(1)).map_err(GpuError::from)?;
+    let mut d_len = stream.alloc_zeros::<i32>(n.max(1)).map_err(GpuError::from)?;
+    let (ni, hi) = (n as i64, h.min(i32::MAX as usize) as i32);
+    let mut launch = stream.launch_builder(&f);
+    launch.arg(&d_r).arg(&d_end).arg(&ni).arg(&hi).arg(&gamma).arg(&mut d_ret).arg(&mut d_len);
+    // SAFETY: argument types and order match `nstep_returns`; r, episode_end, ret and len hold
+    // n elements and every episode end is at most n, one thread per row.
+    unsafe { launch.launch(quiver_gpu::launch_config(n)) }.map_err(GpuError::from)?;
+    let (mut ret, mut len) =
+        (stream.clone_dtoh(&d_ret).map_err(GpuError::from)?, stream.clone_dtoh(&d_len).map_err(GpuError::from)?);
+    ret.truncate(n);
+    len.truncate(n);
+    Ok((ret, len))
+}
+
+/// [`crate::bootstrap::Plan::stats_cpu`] on the GPU: the same draws (the kernels use the same
+/// counter-based generator), so the slot sums agree up to the order of the additions; the device
+/// returns each batch's sums and the host reduces them by the plan's `stat`. Resamples go in
+/// batches of at most [`MAX_DEVICE_COUNTS`] draw counts (and as many slot sums).
+pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
+    let x = plan.x;
+    let (n, width) = (x.units(), x.width);
+    if n == 0 || plan.resamples == 0 {
+        return Ok(vec![(plan.stat)(&vec![0.0; width]); plan.resamples]);
+    }
+    let stream = quiver_gpu::stream()?;
+    let counts_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "bootstrap_counts")?;
+    let sums_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "resample_sums")?;
+    let offsets: Vec<i64> = x.offsets.iter().map(|&o| o as i64).collect();
+    let d_off = stream.clone_htod(&offsets).map_err(GpuError::from)?;
+    let d_slots = stream.clone_htod(&x.slots).map_err(GpuError::from)?;
+    let d_vals = stream.clone_htod(&x.values).map_err(GpuError::from)?;
+    let batch = (MAX_DEVICE_COUNTS / n.max(width)).clamp(1, plan.resamples.min(65_535));
+    let mut d_counts = stream.alloc_zeros::<u32>(batch * n).map_err(GpuError::from)?;
+    let mut d_sums = stream.alloc_zeros::<f64>(batch * width.max(1)).map_err(GpuError::from)?;
+    let (shared, use_shared) = if width <= MAX_SHARED_SLOTS { ((width * 8) as u32, 1i32) } else { (0u32, 0i32) };
+    let (ni, wi) = (n as i64, width as i32);
+    let mut out = Vec::with_capacity(plan.resamples);
+    for b0 in (0..plan.resamples).step_by(batch) {
+        let nb = batch.min(plan.resamples - b0);
+        stream.memset_zeros(&mut d_counts).map_err(GpuError::from)?;
+        stream.memset_zeros(&mut d_sums).map_err(GpuError::from)?;
+        let b0u = b0 as u64;
+        let mut launch = stream.launch_builder(&counts_fn);
+        launch.arg(&plan.seed).arg(&b0u).arg(&ni).arg(&mut d_counts);
+        // SAFETY: argument types and order match `bootstrap_counts`; the grid is n draws × nb
+        // resamples and counts holds batch ≥ nb rows of n.
+        unsafe { launch.launch(grid(n, nb, 0)) }.map_err(GpuError::from)?;
+        let mut launch = stream.launch_builder(&sums_fn);
+        launch.arg(&d_counts).arg(&d_off).arg(&d_slots).arg(&d_vals).arg(&ni).arg(&wi).arg(&use_shared);
+        launch.arg(&mut d_sums);
+        // SAFETY: argument types and order match `resample_sums`; offsets has n + 1 entries
+        // bounding slots/values, every slot is below width, sums holds nb rows of width, and the
+        // shared memory is width doubles when it is used. At most 64 blocks of units per resample.
+        unsafe { launch.launch(grid(n.min(64 * 256), nb, shared)) }.map_err(GpuError::from)?;
+        let sums = stream.clone_dtoh(&d_sums).map_err(GpuError::from)?;
+        out.extend(sums.chunks(width.max(1)).take(nb).map(|c| (plan.stat)(&c[..width])));
+    }
+    Ok(out)
+}

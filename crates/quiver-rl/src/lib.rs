@@ -10,9 +10,13 @@
 //! * [`linear`]: the moments ΦᵀΦ, ΦᵀΦ̄′, Φᵀr in chunks (OpenBLAS on the CPU), LSTD and FQE;
 //! * [`tabular`]: the empirical (certainty-equivalence) model of discrete data, and the
 //!   expectile and conservative critics' fixed points on it;
-//! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device;
+//! * [`ope`]: off-policy evaluation estimators and their intervals; [`bootstrap`]: the
+//!   counter-based bootstrap over units they use (CPU cores or GPU, the same draws);
+//! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device, and the
+//!   OPE scans and bootstrap sums as CUDA kernels;
 //! * [`setup`]: the parameters, tables and summaries every critic plugin shares.
 
+pub mod bootstrap;
 pub mod data;
 pub mod expectile;
 pub mod features;

@@ -17,12 +17,17 @@
 //! `t` mean ± t_{1−α/2, n−1} s/√n; `hoeffding` mean ± (max − min)√(ln(2/α)/2n); `bernstein`
 //! (Maurer & Pontil 2009) mean ± [√(2s² ln(4/α)/n) + 7(max − min) ln(4/α)/(3(n − 1))] — the two
 //! with the observed range standing in for the true one; `bootstrap` the α/2 and 1 − α/2 quantiles
-//! of the estimator over resampled units (seeded). Self-normalised estimators (SN-PDIS, SNIPW) are
-//! not means of independent terms: their interval is always the bootstrap.
+//! of the estimator over resampled units (seeded, [`crate::bootstrap`]). The self-normalised
+//! estimators are ratios, not means: SNIPW's `t` interval is the delta method,
+//! R̂ ± t s_u/(√n · mean w) with u_i = w_i (r_i − R̂); otherwise (and always for SN-PDIS) their
+//! interval is the bootstrap.
 
+use crate::bootstrap::{percentile_interval, Plan, UnitMatrix};
 use quiver_numerics::binomial::student_t_quantile;
+use quiver_sdk::abi::PluginError;
 use quiver_sdk::choices;
-use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::ops::Range;
 
 choices! {
     /// How a confidence interval is computed.
@@ -62,66 +67,126 @@ pub struct CiSpec {
     pub seed: u64,
 }
 
-fn quantile(sorted: &[f64], p: f64) -> f64 {
-    let h = p * (sorted.len() - 1) as f64;
-    let (lo, f) = (h.floor() as usize, h - h.floor());
-    if lo + 1 < sorted.len() {
-        sorted[lo] + f * (sorted[lo + 1] - sorted[lo])
-    } else {
-        sorted[lo]
+/// Runs a bootstrap plan (on the CPU cores, or the GPU): per resample, the plan's estimators.
+pub type Resampler<'r> = &'r dyn Fn(&Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError>;
+
+/// The CPU resampler.
+pub fn cpu_resampler(plan: &Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
+    Ok(plan.stats_cpu())
+}
+
+/// Count, mean, centred sum of squares, minimum and maximum of `K` variables, and the co-moment
+/// of the first two; mergeable (Chan, Golub & LeVeque 1979), so a long column is summarised in
+/// parallel blocks with the accuracy of a two-pass computation.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<const K: usize> {
+    /// Count.
+    pub n: f64,
+    /// Means.
+    pub mean: [f64; K],
+    /// Σ (x − mean)².
+    pub m2: [f64; K],
+    /// Minima.
+    pub min: [f64; K],
+    /// Maxima.
+    pub max: [f64; K],
+    /// Σ (x_0 − mean_0)(x_1 − mean_1).
+    pub c01: f64,
+}
+
+impl<const K: usize> Summary<K> {
+    /// The summary of `rows` by two passes.
+    pub fn of(rows: &[[f64; K]]) -> Self {
+        let n = rows.len() as f64;
+        let mut s =
+            Summary { n, mean: [0.0; K], m2: [0.0; K], min: [f64::INFINITY; K], max: [f64::NEG_INFINITY; K], c01: 0.0 };
+        for r in rows {
+            for j in 0..K {
+                s.mean[j] += r[j];
+                s.min[j] = s.min[j].min(r[j]);
+                s.max[j] = s.max[j].max(r[j]);
+            }
+        }
+        s.mean.iter_mut().for_each(|m| *m /= n.max(1.0));
+        for r in rows {
+            for j in 0..K {
+                s.m2[j] += (r[j] - s.mean[j]).powi(2);
+            }
+            if K >= 2 {
+                s.c01 += (r[0] - s.mean[0]) * (r[1] - s.mean[1]);
+            }
+        }
+        s
+    }
+
+    /// The summary of two disjoint samples together.
+    pub fn merge(&self, o: &Self) -> Self {
+        if self.n == 0.0 {
+            return *o;
+        }
+        if o.n == 0.0 {
+            return *self;
+        }
+        let n = self.n + o.n;
+        let f = self.n * o.n / n;
+        let mut s = *self;
+        s.n = n;
+        let d: [f64; K] = std::array::from_fn(|j| o.mean[j] - self.mean[j]);
+        for j in 0..K {
+            s.mean[j] = self.mean[j] + d[j] * o.n / n;
+            s.m2[j] = self.m2[j] + o.m2[j] + d[j] * d[j] * f;
+            s.min[j] = self.min[j].min(o.min[j]);
+            s.max[j] = self.max[j].max(o.max[j]);
+        }
+        if K >= 2 {
+            s.c01 = self.c01 + o.c01 + d[0] * d[1] * f;
+        }
+        s
+    }
+
+    /// The sample variance of variable j.
+    pub fn var(&self, j: usize) -> f64 {
+        if self.n > 1.0 {
+            self.m2[j] / (self.n - 1.0)
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The `t`, `hoeffding` or `bernstein` interval of variable j's mean (`None` for the
+    /// bootstrap, which needs the units themselves).
+    pub fn interval(&self, j: usize, spec: &CiSpec) -> Option<Interval> {
+        let (n, mean, var, range) = (self.n, self.mean[j], self.var(j), self.max[j] - self.min[j]);
+        let half = match spec.method {
+            CiMethod::T => student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var / n).sqrt(),
+            CiMethod::Hoeffding => range * ((2.0 / spec.alpha).ln() / (2.0 * n)).sqrt(),
+            CiMethod::Bernstein => {
+                let l = (4.0 / spec.alpha).ln();
+                (2.0 * var * l / n).sqrt() + 7.0 * range * l / (3.0 * (n - 1.0))
+            }
+            CiMethod::Bootstrap => return None,
+        };
+        Some(Interval { estimate: mean, lower: mean - half, upper: mean + half })
     }
 }
 
-/// Percentile bootstrap of `stat(indices)` over n units.
-fn bootstrap(n: usize, spec: &CiSpec, stat: impl Fn(&[usize]) -> f64) -> (f64, f64) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
-    let mut idx = vec![0usize; n];
-    let mut stats: Vec<f64> = (0..spec.resamples)
-        .map(|_| {
-            idx.iter_mut().for_each(|i| *i = rng.random_range(0..n));
-            stat(&idx)
-        })
-        .filter(|x| x.is_finite())
-        .collect();
-    if stats.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    stats.sort_by(f64::total_cmp);
-    (quantile(&stats, spec.alpha / 2.0), quantile(&stats, 1.0 - spec.alpha / 2.0))
-}
-
-/// The mean of `x` and its interval.
+/// The mean of `x` and its interval (the bootstrap on the CPU, seeded).
 pub fn mean_interval(x: &[f64], spec: &CiSpec) -> Interval {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = if x.len() > 1 { x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { f64::NAN };
-    let range = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - x.iter().cloned().fold(f64::INFINITY, f64::min);
-    let half = match spec.method {
-        CiMethod::T => student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var / n).sqrt(),
-        CiMethod::Hoeffding => range * ((2.0 / spec.alpha).ln() / (2.0 * n)).sqrt(),
-        CiMethod::Bernstein => {
-            let l = (4.0 / spec.alpha).ln();
-            (2.0 * var * l / n).sqrt() + 7.0 * range * l / (3.0 * (n - 1.0))
-        }
-        CiMethod::Bootstrap => {
-            let (lo, hi) = bootstrap(x.len(), spec, |idx| idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64);
-            return Interval { estimate: mean, lower: lo, upper: hi };
-        }
-    };
-    Interval { estimate: mean, lower: mean - half, upper: mean + half }
-}
-
-/// Σ num / Σ den and its bootstrap interval (units resampled together).
-pub fn ratio_interval(num: &[f64], den: &[f64], spec: &CiSpec) -> Interval {
-    let ratio = |idx: &[usize]| idx.iter().map(|&i| num[i]).sum::<f64>() / idx.iter().map(|&i| den[i]).sum::<f64>();
-    let all: Vec<usize> = (0..num.len()).collect();
-    let (lower, upper) = bootstrap(num.len(), spec, ratio);
-    Interval { estimate: ratio(&all), lower, upper }
+    let rows: Vec<[f64; 1]> = x.iter().map(|&v| [v]).collect();
+    let s = Summary::of(&rows);
+    s.interval(0, spec).unwrap_or_else(|| {
+        let mut m = UnitMatrix::new(1);
+        x.iter().for_each(|&v| m.push_unit([(0, v)]));
+        let n = x.len() as f64;
+        let plan = Plan { x: &m, resamples: spec.resamples, seed: spec.seed, stat: &|s| vec![s[0] / n] };
+        let (lower, upper) = percentile_interval(plan.stats_cpu().iter().map(|s| s[0]), spec.alpha);
+        Interval { estimate: s.mean[0], lower, upper }
+    })
 }
 
 /// The effective sample size of weights, (Σw)² / Σw².
-pub fn effective_sample_size(w: &[f64]) -> f64 {
-    let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &x| (a + x, b + x * x));
+pub fn effective_sample_size(w: impl IntoIterator<Item = f64>) -> f64 {
+    let (s, s2) = w.into_iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
     if s2 > 0.0 {
         s * s / s2
     } else {
@@ -129,17 +194,31 @@ pub fn effective_sample_size(w: &[f64]) -> f64 {
     }
 }
 
-/// Per-episode inputs of the trajectory estimators: rewards, step ratios ρ, and (for DM and DR)
-/// Q̂(s_t, a_t) and V̂(s_t) per step.
-pub struct Episode {
-    /// r_t.
-    pub r: Vec<f64>,
-    /// ρ_t.
-    pub rho: Vec<f64>,
-    /// Q̂(s_t, a_t), when a model is given.
-    pub q: Option<Vec<f64>>,
-    /// V̂(s_t), when a model is given.
-    pub v: Option<Vec<f64>>,
+/// Cumulative importance weights w_t = Π_{k≤t} ρ_k within each episode (a segmented product
+/// scan; rows outside every episode stay 0).
+pub fn episode_weights(rho: &[f64], episodes: &[Range<usize>]) -> Vec<f64> {
+    let mut w = vec![0.0; rho.len()];
+    for rg in episodes {
+        let mut acc = 1.0;
+        for i in rg.clone() {
+            acc *= rho[i];
+            w[i] = acc;
+        }
+    }
+    w
+}
+
+/// The logged episodes for the trajectory estimators: per row r_t, the cumulative weight w_t
+/// ([`episode_weights`]), and for DM and DR the model's Q̂(s_t, a_t) and V̂(s_t).
+pub struct TrajectoryInput<'a> {
+    /// Row ranges of the episodes (contiguous, in order).
+    pub episodes: &'a [Range<usize>],
+    /// r per row.
+    pub r: &'a [f64],
+    /// w_t per row.
+    pub w: &'a [f64],
+    /// (Q̂(s_t, a_t), V̂(s_t)) per row, when a model is given.
+    pub model: Option<(&'a [f64], &'a [f64])>,
 }
 
 /// The trajectory estimates (see the module documentation); DM and DR only with a model.
@@ -158,80 +237,212 @@ pub struct TrajectoryEstimates {
     pub ess: f64,
 }
 
-/// Compute the trajectory estimates of `episodes` (at least 2) with discount γ.
-#[allow(clippy::needless_range_loop)] // per-step arrays of one episode, indexed by t together
-pub fn trajectory(episodes: &[Episode], gamma: f64, spec: &CiSpec) -> TrajectoryEstimates {
-    let n = episodes.len();
-    let horizon = episodes.iter().map(|e| e.r.len()).max().unwrap_or(0);
-    let (mut tis, mut pdis, mut dm, mut dr, mut last_w) =
-        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    // SN-PDIS numerator per episode: Σ_t γ^t w_t r_t / W_t needs the per-step totals W_t first
-    let mut w_steps = vec![vec![0.0; horizon]; n];
-    let model = episodes.iter().all(|e| e.q.is_some() && e.v.is_some());
-    for (e, ep) in episodes.iter().enumerate() {
-        let (mut w, mut disc, mut ret) = (1.0, 1.0, 0.0);
-        for t in 0..ep.r.len() {
-            let w_prev = w;
-            w *= ep.rho[t];
-            ret += disc * ep.r[t];
-            pdis[e] += disc * w * ep.r[t];
-            if model {
-                let (q, v) = (ep.q.as_ref().expect("model")[t], ep.v.as_ref().expect("model")[t]);
-                dr[e] += disc * (w * (ep.r[t] - q) + w_prev * v);
-            }
-            w_steps[e][t] = w;
-            disc *= gamma;
-        }
-        for t in ep.r.len()..horizon {
-            w_steps[e][t] = w; // an ended episode keeps its last weight, with reward 0
-        }
-        tis[e] = w * ret;
-        last_w[e] = w;
-        if model {
-            dm[e] = ep.v.as_ref().expect("model").first().copied().unwrap_or(0.0);
-        }
+impl TrajectoryInput<'_> {
+    /// The longest episode.
+    pub fn horizon(&self) -> usize {
+        self.episodes.iter().map(|e| e.len()).max().unwrap_or(0)
     }
-    let sn_pdis_of = |idx: &[usize]| -> f64 {
-        let mut total = 0.0;
-        let mut disc = 1.0;
-        for t in 0..horizon {
-            let (mut num, mut den) = (0.0, 0.0);
-            for &e in idx {
-                let w = w_steps[e][t];
-                den += w;
-                if t < episodes[e].r.len() {
-                    num += w * episodes[e].r[t];
+
+    /// Per-episode values (TIS, PDIS, DM, DR) and the unit matrix of the bootstrap: slots 0..4
+    /// those values, then per step t the SN-PDIS numerator γ^t w_t r_t (slot 4 + t) and
+    /// denominator w_t (slot 4 + H + t), and the final weight of an episode that ends before the
+    /// horizon at its length T (slot 4 + 2H + T), which every later step's denominator adds.
+    pub fn units(&self, gamma: f64) -> (Vec<[f64; 4]>, UnitMatrix) {
+        let h = self.horizon();
+        let mut x = UnitMatrix::new(4 + 3 * h);
+        let mut values = Vec::with_capacity(self.episodes.len());
+        let mut entries = Vec::new();
+        for rg in self.episodes {
+            let (mut disc, mut ret, mut pdis, mut dr, mut w_prev) = (1.0, 0.0, 0.0, 0.0, 1.0);
+            entries.clear();
+            for (t, i) in rg.clone().enumerate() {
+                let (w, r) = (self.w[i], self.r[i]);
+                ret += disc * r;
+                pdis += disc * w * r;
+                if let Some((q, v)) = self.model {
+                    dr += disc * (w * (r - q[i]) + w_prev * v[i]);
                 }
+                entries.push((4 + t, disc * w * r));
+                entries.push((4 + h + t, w));
+                w_prev = w;
+                disc *= gamma;
             }
-            if den > 0.0 {
-                total += disc * num / den;
+            let last = if rg.is_empty() { 1.0 } else { self.w[rg.end - 1] };
+            if rg.len() < h {
+                entries.push((4 + 2 * h + rg.len(), last));
             }
-            disc *= gamma;
+            let dm = self.model.map_or(0.0, |(_, v)| if rg.is_empty() { 0.0 } else { v[rg.start] });
+            let vals = [last * ret, pdis, dm, dr];
+            x.push_unit(vals.iter().enumerate().map(|(j, &v)| (j, v)).chain(entries.iter().copied()));
+            values.push(vals);
         }
-        total
-    };
-    let all: Vec<usize> = (0..n).collect();
-    let (lower, upper) = bootstrap(n, spec, sn_pdis_of);
-    TrajectoryEstimates {
-        tis: mean_interval(&tis, spec),
-        pdis: mean_interval(&pdis, spec),
-        sn_pdis: Interval { estimate: sn_pdis_of(&all), lower, upper },
-        dm: model.then(|| mean_interval(&dm, spec)),
-        dr: model.then(|| mean_interval(&dr, spec)),
-        ess: effective_sample_size(&last_w),
+        (values, x)
     }
 }
 
-/// Per-row inputs of the bandit estimators.
-pub struct BanditRow {
+/// SN-PDIS from the slot sums of [`TrajectoryInput::units`] (horizon `h`).
+pub fn sn_pdis_from_sums(s: &[f64], h: usize) -> f64 {
+    let (mut total, mut carried) = (0.0, 0.0);
+    for t in 0..h {
+        carried += s[4 + 2 * h + t];
+        let den = s[4 + h + t] + carried;
+        if den > 0.0 {
+            total += s[4 + t] / den;
+        }
+    }
+    total
+}
+
+/// Compute the trajectory estimates (at least 2 episodes) with discount γ; `resample` runs the
+/// bootstrap (always needed for SN-PDIS).
+pub fn trajectory(
+    input: &TrajectoryInput<'_>,
+    gamma: f64,
+    spec: &CiSpec,
+    resample: Resampler<'_>,
+) -> Result<TrajectoryEstimates, PluginError> {
+    let h = input.horizon();
+    let (values, x) = input.units(gamma);
+    let summary = Summary::of(&values);
+    let ones = vec![1u32; values.len()];
+    let mut all = vec![0.0; x.width];
+    x.weighted_sums(&ones, &mut all);
+    let n = values.len() as f64;
+    // per resample: the four means, then SN-PDIS
+    let stat = |s: &[f64]| vec![s[0] / n, s[1] / n, s[2] / n, s[3] / n, sn_pdis_from_sums(s, h)];
+    let stats = resample(&Plan { x: &x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?;
+    let boot = |j: usize| percentile_interval(stats.iter().map(|s| s[j]), spec.alpha);
+    let mean_iv = |j: usize| {
+        summary.interval(j, spec).unwrap_or_else(|| {
+            let (lower, upper) = boot(j);
+            Interval { estimate: summary.mean[j], lower, upper }
+        })
+    };
+    let (lower, upper) = boot(4);
+    let model = input.model.is_some();
+    Ok(TrajectoryEstimates {
+        tis: mean_iv(0),
+        pdis: mean_iv(1),
+        sn_pdis: Interval { estimate: sn_pdis_from_sums(&all, h), lower, upper },
+        dm: model.then(|| mean_iv(2)),
+        dr: model.then(|| mean_iv(3)),
+        ess: effective_sample_size(input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1])),
+    })
+}
+
+/// A contextual-bandit log, column by column (Open Bandit Pipeline's inputs): logged action,
+/// reward, behaviour probability of the logged action, the target's probabilities π(k|x_i) and
+/// the reward model's q̂_k(x_i) for every action k.
+pub struct BanditInput<'a> {
+    /// a_i.
+    pub a: &'a [i64],
     /// r_i.
-    pub r: f64,
-    /// w_i = π(a_i|x_i)/μ(a_i|x_i).
-    pub w: f64,
-    /// q̂_{a_i}(x_i).
-    pub q_logged: f64,
-    /// Σ_k π(k|x_i) q̂_k(x_i).
-    pub dm: f64,
+    pub r: &'a [f64],
+    /// μ(a_i|x_i).
+    pub mu: &'a [f64],
+    /// π(k|·), one column per action.
+    pub pi: Vec<&'a [f64]>,
+    /// q̂_k(·), one column per action.
+    pub qhat: Vec<&'a [f64]>,
+    /// Switch-DR's λ.
+    pub switch_lambda: f64,
+    /// DRos's λ.
+    pub dros_lambda: f64,
+}
+
+/// The six per-row values of the bandit estimators: w r, w, DM_i, DR_i, Switch-DR_i, DRos_i.
+pub const BANDIT_VALUES: usize = 6;
+
+/// Why a bandit row is refused (the caller names table, column and row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BadRow {
+    /// `a` is not an action 0..K.
+    Action(usize),
+    /// `mu_prob` is not in (0, 1].
+    Mu(usize),
+    /// A `pi_k` is not in [0, 1].
+    Pi(usize, usize),
+    /// The `pi_*` of a row do not sum to 1.
+    Sum(usize, f64),
+}
+
+impl BanditInput<'_> {
+    /// The values of row i, or why it is refused.
+    #[inline]
+    pub fn row(&self, i: usize) -> Result<[f64; BANDIT_VALUES], BadRow> {
+        let k = self.pi.len();
+        let a = self.a[i];
+        if a < 0 || a as usize >= k {
+            return Err(BadRow::Action(i));
+        }
+        let mu = self.mu[i];
+        if !(mu > 0.0 && mu <= 1.0) {
+            return Err(BadRow::Mu(i));
+        }
+        let (mut total, mut dm, mut bad) = (0.0, 0.0, false);
+        for (p, q) in self.pi.iter().zip(&self.qhat) {
+            let (p, q) = (p[i], q[i]);
+            bad |= !(0.0..=1.0).contains(&p);
+            total += p;
+            dm += p * q;
+        }
+        if bad {
+            let j = self.pi.iter().position(|p| !(0.0..=1.0).contains(&p[i])).unwrap_or(0);
+            return Err(BadRow::Pi(i, j));
+        }
+        if (total - 1.0).abs() > crate::policy::SUM_TOLERANCE {
+            return Err(BadRow::Sum(i, total));
+        }
+        let a = a as usize;
+        let w = self.pi[a][i] / mu;
+        let resid = self.r[i] - self.qhat[a][i];
+        let switch = if w <= self.switch_lambda { w } else { 0.0 };
+        let dros = if self.dros_lambda == 0.0 || w == 0.0 {
+            0.0
+        } else if self.dros_lambda.is_infinite() {
+            w
+        } else {
+            self.dros_lambda * w / (w * w + self.dros_lambda)
+        };
+        Ok([w * self.r[i], w, dm, dm + w * resid, dm + switch * resid, dm + dros * resid])
+    }
+
+    /// The summary of every row's values, in parallel blocks (the same result on any number of
+    /// threads: blocks are fixed and merged in order), or the first refused row.
+    pub fn summary(&self) -> Result<Summary<BANDIT_VALUES>, BadRow> {
+        const BLOCK: usize = 1 << 12;
+        let n = self.a.len();
+        let blocks: Vec<Result<Summary<BANDIT_VALUES>, BadRow>> = (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map_init(Vec::new, |buf, b| {
+                buf.clear();
+                for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                    buf.push(self.row(i)?);
+                }
+                Ok(Summary::of(buf))
+            })
+            .collect();
+        let mut total: Option<Summary<BANDIT_VALUES>> = None;
+        for s in blocks {
+            let s = s?;
+            total = Some(total.map_or(s, |t| t.merge(&s)));
+        }
+        Ok(total.expect("at least one row"))
+    }
+
+    /// The unit matrix of the bootstrap (six dense slots per row), rows already checked.
+    pub fn units(&self) -> Result<UnitMatrix, BadRow> {
+        let n = self.a.len();
+        let mut x = UnitMatrix::new(BANDIT_VALUES);
+        x.offsets = (0..=n).map(|i| i * BANDIT_VALUES).collect();
+        x.slots = (0..n * BANDIT_VALUES).map(|p| (p % BANDIT_VALUES) as u32).collect();
+        x.values = vec![0.0; n * BANDIT_VALUES];
+        x.values.par_chunks_mut(BANDIT_VALUES).enumerate().try_for_each(|(i, out)| {
+            out.copy_from_slice(&self.row(i)?);
+            Ok(())
+        })?;
+        Ok(x)
+    }
 }
 
 /// The bandit estimates: IPW, SNIPW, DM, DR, Switch-DR(λ_s), DRos(λ_o), and the ESS.
@@ -252,32 +463,61 @@ pub struct BanditEstimates {
     pub ess: f64,
 }
 
-/// Compute the bandit estimates of `rows` (at least 2).
-pub fn bandit(rows: &[BanditRow], switch_lambda: f64, dros_lambda: f64, spec: &CiSpec) -> BanditEstimates {
-    let per = |f: &dyn Fn(&BanditRow) -> f64| -> Vec<f64> { rows.iter().map(f).collect() };
-    let ipw = per(&|x| x.w * x.r);
-    let w = per(&|x| x.w);
-    let dros_w = |w: f64| {
-        if dros_lambda == 0.0 || w == 0.0 {
-            0.0
-        } else if dros_lambda.is_infinite() {
-            w
-        } else {
-            dros_lambda * w / (w * w + dros_lambda)
-        }
+/// Whether the bandit intervals under `spec` need the bootstrap (its own, or SNIPW's).
+pub fn bandit_needs_bootstrap(spec: &CiSpec) -> bool {
+    spec.method != CiMethod::T
+}
+
+/// Compute the bandit estimates (at least 2 rows); `resample` runs the bootstrap when one is
+/// needed ([`bandit_needs_bootstrap`]); `refuse` words the error of a refused row.
+pub fn bandit(
+    input: &BanditInput<'_>,
+    spec: &CiSpec,
+    resample: Resampler<'_>,
+    refuse: &dyn Fn(BadRow) -> PluginError,
+) -> Result<BanditEstimates, PluginError> {
+    let s = input.summary().map_err(refuse)?;
+    let n = s.n;
+    let ratio = s.mean[0] / s.mean[1];
+    // Σw² = m2 + n mean² gives the ESS without another pass
+    let ess = (n * s.mean[1]).powi(2) / (s.m2[1] + n * s.mean[1] * s.mean[1]);
+    // per resample: the six estimators (SNIPW in place of the weights' mean)
+    let stat = |b: &[f64]| {
+        let mut v: Vec<f64> = b.iter().map(|x| x / n).collect();
+        v[1] = b[0] / b[1];
+        v
     };
-    BanditEstimates {
-        ipw: mean_interval(&ipw, spec),
-        snipw: ratio_interval(&ipw, &w, spec),
-        dm: mean_interval(&per(&|x| x.dm), spec),
-        dr: mean_interval(&per(&|x| x.dm + x.w * (x.r - x.q_logged)), spec),
-        switch_dr: mean_interval(
-            &per(&|x| x.dm + if x.w <= switch_lambda { x.w * (x.r - x.q_logged) } else { 0.0 }),
-            spec,
-        ),
-        dros: mean_interval(&per(&|x| x.dm + dros_w(x.w) * (x.r - x.q_logged)), spec),
-        ess: effective_sample_size(&w),
-    }
+    let stats = if bandit_needs_bootstrap(spec) {
+        let x = input.units().map_err(refuse)?;
+        resample(&Plan { x: &x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?
+    } else {
+        Vec::new()
+    };
+    let boot = |j: usize| percentile_interval(stats.iter().map(|b| b[j]), spec.alpha);
+    let mean_iv = |j: usize| {
+        s.interval(j, spec).unwrap_or_else(|| {
+            let (lower, upper) = boot(j);
+            Interval { estimate: s.mean[j], lower, upper }
+        })
+    };
+    let snipw = if spec.method == CiMethod::T {
+        // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment
+        let var_u = (s.m2[0] - 2.0 * ratio * s.c01 + ratio * ratio * s.m2[1]) / (n - 1.0);
+        let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() / s.mean[1];
+        Interval { estimate: ratio, lower: ratio - half, upper: ratio + half }
+    } else {
+        let (lower, upper) = boot(1);
+        Interval { estimate: ratio, lower, upper }
+    };
+    Ok(BanditEstimates {
+        ipw: mean_iv(0),
+        snipw,
+        dm: mean_iv(2),
+        dr: mean_iv(3),
+        switch_dr: mean_iv(4),
+        dros: mean_iv(5),
+        ess,
+    })
 }
 
 #[cfg(test)]
@@ -296,5 +536,31 @@ mod tests {
         let (a, b) = (mean_interval(&x, &boot), mean_interval(&x, &boot));
         assert_eq!(a, b, "seeded");
         assert!(a.lower < 5.5 && a.upper > 5.5 && a.upper - a.lower < 2.0 * half);
+    }
+
+    #[test]
+    fn merged_summaries_equal_the_whole() {
+        let rows: Vec<[f64; 2]> = (0..1000).map(|i| [(i as f64 * 0.37).sin() * 1e3, (i % 7) as f64]).collect();
+        let whole = Summary::of(&rows);
+        let merged = rows.chunks(97).map(Summary::of).reduce(|a, b| a.merge(&b)).unwrap();
+        for j in 0..2 {
+            assert!((whole.mean[j] - merged.mean[j]).abs() < 1e-9 * whole.mean[j].abs().max(1.0));
+            assert!((whole.m2[j] - merged.m2[j]).abs() < 1e-9 * whole.m2[j]);
+            assert_eq!((whole.min[j], whole.max[j]), (merged.min[j], merged.max[j]));
+        }
+        assert!((whole.c01 - merged.c01).abs() < 1e-9 * whole.m2[0].sqrt() * whole.m2[1].sqrt());
+    }
+
+    #[test]
+    fn sn_pdis_sums_carry_ended_episodes() {
+        // two episodes: lengths 1 and 2, gamma 0.5; weights 2 | 0.5, 1.0; rewards 1 | 1, 4
+        let (r, w) = ([1.0, 1.0, 4.0], [2.0, 0.5, 1.0]);
+        let eps = [0..1, 1..3];
+        let input = TrajectoryInput { episodes: &eps, r: &r, w: &w, model: None };
+        let (_, x) = input.units(0.5);
+        let mut s = vec![0.0; x.width];
+        x.weighted_sums(&[1, 1], &mut s);
+        // t = 0: (2·1 + 0.5·1) / 2.5 = 1; t = 1: 0.5·(1·4) / (1 + 2, the ended episode's weight)
+        assert!((sn_pdis_from_sums(&s, 2) - (1.0 + 0.5 * 4.0 / 3.0)).abs() < 1e-15);
     }
 }

@@ -125,7 +125,9 @@ impl<'a> Table<'a> {
         };
         let s: &'a [f64] = s.as_slice();
         self.check_len(name, s.len())?;
-        self.check_each(name, s, f64::is_finite, "is not finite")?;
+        if !all_finite(s) {
+            self.check_each(name, s, f64::is_finite, "is not finite")?;
+        }
         Ok(Some(s))
     }
     /// An i64 column (borrowed, no copy).
@@ -185,5 +187,17 @@ impl<'a> Table<'a> {
         };
         self.check_len(name, out.len())?;
         Ok(out)
+    }
+}
+
+/// Whether every value is finite: a branch-free scan (vectorised by the compiler) over blocks,
+/// in parallel for long columns; the caller locates the first bad value only when this fails.
+fn all_finite(s: &[f64]) -> bool {
+    use rayon::prelude::*;
+    let block = |c: &[f64]| c.iter().fold(true, |ok, x| ok & x.is_finite());
+    if s.len() < 1 << 18 {
+        s.chunks(1 << 12).all(block)
+    } else {
+        s.par_chunks(1 << 16).all(block)
     }
 }

@@ -8,12 +8,17 @@
 //!   `mu_prob`, `pi_<k>` and `qhat_<k>` for every action k): IPW, SNIPW, DM, DR, Switch-DR
 //!   (Wang, Agarwal & Dudík 2017), DRos (Su, Dimakopoulou, Krishnamurthy & Dudík 2020).
 //!
-//! Intervals: `bootstrap` (seeded), `hoeffding`, `bernstein`, `t` — the four SCOPE-RL offers —
-//! over episodes or rows; the self-normalised estimators always by the bootstrap.
+//! Intervals: `bootstrap` (seeded, counter-based: the same draws on any number of threads and on
+//! the GPU), `hoeffding`, `bernstein`, `t` — the four SCOPE-RL offers — over episodes or rows;
+//! SNIPW's `t` interval is the delta method's, and SN-PDIS's (and SNIPW's otherwise) the bootstrap.
+//!
+//! CUDA: the per-episode cumulative weights (a segmented scan) and the bootstrap's resampled sums
+//! run on the GPU; the bandit estimators' single pass stays on the CPU cores.
 
+use quiver_rl::bootstrap::Plan;
 use quiver_rl::features::NextTarget;
 use quiver_rl::linear;
-use quiver_rl::ope::{self, BanditRow, CiMethod, CiSpec, Episode, Interval};
+use quiver_rl::ope::{self, BadRow, BanditInput, CiMethod, CiSpec, Interval, TrajectoryInput};
 use quiver_rl::{Policy, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
@@ -56,6 +61,29 @@ fn named_finite(ivs: &[Interval]) -> Option<()> {
 }
 
 impl Ope {
+    /// The resampler of the resolved device.
+    fn resample(&self, plan: &Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
+        self.ctx.dispatch(|| Ok(plan.stats_cpu()), || quiver_rl::gpu::resample_stats_cuda(plan))
+    }
+
+    /// Refuse a bootstrap past [`MAX_BOOTSTRAP_WORK`] before it starts.
+    fn check_work(&self, units: usize, entries: usize, what: &str) -> Result<(), PluginError> {
+        let c = &self.config;
+        let work = c.ci.resamples as f64 * (units + entries) as f64;
+        if work > MAX_BOOTSTRAP_WORK {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!(
+                    "the bootstrap would take {} resamples x ({units} {what} + {entries} values) = {work:.2e} steps \
+                     (limit {MAX_BOOTSTRAP_WORK:.0e}): lower 'resamples'{}",
+                    c.ci.resamples,
+                    if what == "rows" { ", or use ci = t (no bootstrap)" } else { "" }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn bandit(&self, t: &quiver_sdk::Table<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
         if t.nrows() < 2 {
             return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
@@ -70,47 +98,26 @@ impl Ope {
                 qhat.len()
             )));
         }
+        let c = &self.config;
         let (a, r, mu) = (t.i64("a")?, t.f64("r")?, t.f64("mu_prob")?);
         let k = pi.len();
-        t.check_each(
-            "a",
-            a,
-            |x| x >= 0 && (x as usize) < k,
-            &format!("must be an action in 0..{k} (one pi_<k> per action)"),
-        )?;
-        t.check_each("mu_prob", mu, |p| p > 0.0 && p <= 1.0, "is not a probability in (0, 1]")?;
-        for (j, c) in pi.iter().enumerate() {
-            t.check_each(&format!("pi_{j}"), c, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
+        let input = BanditInput { a, r, mu, pi, qhat, switch_lambda: c.switch_lambda, dros_lambda: c.dros_lambda };
+        let refuse = |bad: BadRow| match bad {
+            BadRow::Action(i) => {
+                t.row_error("a", i, format_args!("value {} must be an action in 0..{k} (one pi_<k> per action)", a[i]))
+            }
+            BadRow::Mu(i) => t.row_error("mu_prob", i, format_args!("value {} is not a probability in (0, 1]", mu[i])),
+            BadRow::Pi(i, j) => t.row_error(
+                &format!("pi_{j}"),
+                i,
+                format_args!("value {} is not a probability in [0, 1]", input.pi[j][i]),
+            ),
+            BadRow::Sum(i, total) => t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")),
+        };
+        if ope::bandit_needs_bootstrap(&c.ci) {
+            self.check_work(t.nrows(), t.nrows() * ope::BANDIT_VALUES, "rows")?;
         }
-        let rows = (0..t.nrows())
-            .map(|i| {
-                let total: f64 = pi.iter().map(|c| c[i]).sum();
-                if (total - 1.0).abs() > quiver_rl::policy::SUM_TOLERANCE {
-                    return Err(t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")));
-                }
-                let act = a[i] as usize;
-                Ok(BanditRow {
-                    r: r[i],
-                    w: pi[act][i] / mu[i],
-                    q_logged: qhat[act][i],
-                    dm: pi.iter().zip(&qhat).map(|(p, q)| p[i] * q[i]).sum(),
-                })
-            })
-            .collect::<Result<Vec<_>, PluginError>>()?;
-        let c = &self.config;
-        let work = c.ci.resamples as f64 * rows.len() as f64 * 7.0;
-        if work > MAX_BOOTSTRAP_WORK {
-            return Err(PluginError::new(
-                quiver_sdk::abi::ErrorKind::Unsupported,
-                format!(
-                    "the bootstrap would take {} resamples x {} rows x 7 estimators = {work:.2e} steps (limit \
-                     {MAX_BOOTSTRAP_WORK:.0e}): lower 'resamples'",
-                    c.ci.resamples,
-                    rows.len()
-                ),
-            ));
-        }
-        let e = ope::bandit(&rows, c.switch_lambda, c.dros_lambda, &c.ci);
+        let e = ope::bandit(&input, &c.ci, &|plan| self.resample(plan), &refuse)?;
         if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
             let largest = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             return Err(PluginError::input(format!(
@@ -119,7 +126,7 @@ impl Ope {
         }
         let mut out = Map::new();
         out.insert("mode".into(), json!("bandit"));
-        out.insert("rows".into(), json!(rows.len()));
+        out.insert("rows".into(), json!(t.nrows()));
         let named = [
             ("ipw", e.ipw),
             ("snipw", e.snipw),
@@ -200,30 +207,19 @@ impl Ope {
                 None
             }
         };
-        let episodes: Vec<Episode> = data
-            .episodes
-            .iter()
-            .map(|rg| Episode {
-                r: data.r[rg.clone()].to_vec(),
-                rho: rho[rg.clone()].to_vec(),
-                q: model.as_ref().map(|m| m.0[rg.clone()].to_vec()),
-                v: model.as_ref().map(|m| m.1[rg.clone()].to_vec()),
-            })
-            .collect();
-        // the SN-PDIS bootstrap recomputes the estimator per resample: resamples × episodes × horizon
-        let horizon = episodes.iter().map(|e| e.r.len()).max().unwrap_or(0);
-        let work = c.ci.resamples as f64 * (episodes.len() * horizon) as f64;
-        if work > MAX_BOOTSTRAP_WORK {
-            return Err(PluginError::new(
-                quiver_sdk::abi::ErrorKind::Unsupported,
-                format!(
-                    "the SN-PDIS bootstrap would take {} resamples x {} episodes x {horizon} steps = {work:.2e} steps (limit {MAX_BOOTSTRAP_WORK:.0e}): lower 'resamples'",
-                    c.ci.resamples,
-                    episodes.len()
-                ),
-            ));
-        }
-        let e = ope::trajectory(&episodes, c.gamma, &c.ci);
+        let w = self.ctx.dispatch(
+            || Ok(ope::episode_weights(&rho, &data.episodes)),
+            || quiver_rl::gpu::episode_weights_cuda(&rho, &data.episodes),
+        )?;
+        let input = TrajectoryInput {
+            episodes: &data.episodes,
+            r: data.r,
+            w: &w,
+            model: model.as_ref().map(|(q, v)| (&q[..], &v[..])),
+        };
+        // the unit matrix holds 4 values per episode, 2 per row and one carried weight per episode
+        self.check_work(data.episodes.len(), 5 * data.episodes.len() + 2 * data.n, "episodes")?;
+        let e = ope::trajectory(&input, c.gamma, &c.ci, &|plan| self.resample(plan))?;
         let all = [Some(e.tis), Some(e.pdis), Some(e.sn_pdis), e.dm, e.dr];
         quiver_rl::setup::ensure_finite(
             "estimates",
@@ -232,7 +228,7 @@ impl Ope {
         )?;
         let mut out = Map::new();
         out.insert("mode".into(), json!("trajectory"));
-        out.insert("episodes".into(), json!(episodes.len()));
+        out.insert("episodes".into(), json!(data.episodes.len()));
         let mut named = vec![("tis", e.tis), ("pdis", e.pdis), ("sn_pdis", e.sn_pdis)];
         if let (Some(dm), Some(dr)) = (e.dm, e.dr) {
             named.push(("dm", dm));
@@ -261,8 +257,13 @@ impl CriticImpl for Ope {
         let c = &self.config;
         out.insert("ci".into(), json!(c.ci.method.to_string()));
         out.insert("alpha".into(), json!(c.ci.alpha));
-        if c.ci.method != CiMethod::Bootstrap {
-            out.insert("ci_note".into(), json!("the self-normalised estimators' intervals are bootstrap intervals"));
+        let note = match c.ci.method {
+            CiMethod::Bootstrap => None,
+            CiMethod::T => Some("sn_pdis: a bootstrap interval; snipw: the delta method's t interval"),
+            _ => Some("the self-normalised estimators' intervals (snipw, sn_pdis) are bootstrap intervals"),
+        };
+        if let Some(note) = note {
+            out.insert("ci_note".into(), json!(note));
         }
         self.result = Some((values, Value::Object(out)));
         Ok(())
@@ -298,6 +299,7 @@ impl Plugin for OpePlugin {
                  Wang, Agarwal & Dudik (2017); Su et al., Doubly robust off-policy evaluation with shrinkage, ICML \
                  (2020); Maurer & Pontil (2009); Open Bandit Pipeline and SCOPE-RL (the inputs and intervals)",
             )
+            .cuda()
             .param(param::float("gamma", Some(0.9), "discount of the return").at_least(0.0).at_most(1.0))
             .param(param::choice("ci", CiMethod::Bootstrap, "interval: bootstrap, hoeffding, bernstein or t"))
             .param(param::level("alpha", 0.05, "intervals at level 1 - alpha"))
