@@ -228,6 +228,11 @@ fn gpu_driver_present() -> bool {
 
 fn test(gpu: Gpu, args: &[String]) -> Result {
     let nvrtc = env::python_env(&["nvidia-cuda-nvrtc-cu12"]);
+    // NumPy and SciPy run the reference formulas some tests compare against (benches/baselines)
+    let numpy = env::python_env(&["numpy", "scipy"]);
+    if let Err(why) = &numpy {
+        println!("xtask: NumPy unavailable ({why}); the tests against NumPy reference formulas will be skipped");
+    }
     build()?;
     let nextest = env::has_nextest();
     let suite = |extra: &[&str]| {
@@ -243,6 +248,9 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         }
         cmd.args(args);
         cmd.env("QUIVER_PLUGIN_PATH", plugins_dir());
+        if let Ok(py) = &numpy {
+            cmd.env("QUIVER_PYTHON", py.python());
+        }
         if let Ok(py) = &nvrtc {
             if let Some(lib) = py.nvrtc_lib() {
                 cmd.env("LD_LIBRARY_PATH", env::prepend_path("LD_LIBRARY_PATH", &lib));

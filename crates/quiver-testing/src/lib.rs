@@ -22,6 +22,41 @@ pub use quiver_host::{Device, DeviceRequest, ErrorKind, Host, HostError, RunCont
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 
+/// A Python interpreter with NumPy and SciPy, for tests that check Quiver against reference
+/// formulas written in NumPy (`benches/baselines/*.py`): `QUIVER_PYTHON` (what `cargo xtask
+/// test` sets, its virtual environment with both installed), else `python3` when it imports
+/// both. `None` otherwise: the caller prints that it skipped, and why.
+pub fn python_with_numpy() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("QUIVER_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy, scipy"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| PathBuf::from("python3"))
+}
+
+/// Run `benches/baselines/<script>` with `python` on the JSON `spec` and parse the JSON line it
+/// prints; panics with the script's error output when it fails.
+pub fn run_baseline(python: &Path, script: &str, spec: &serde_json::Value) -> serde_json::Value {
+    let path = workspace_root().join("benches/baselines").join(script);
+    let out = std::process::Command::new(python)
+        .arg(&path)
+        .arg(spec.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(out.status.success(), "{} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the baseline prints one JSON line")
+}
+
+/// Write `values` as raw little-endian f64 to `dir/<name>.f64` (the baselines' input format).
+pub fn write_f64(dir: &Path, name: &str, values: &[f64]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(dir.join(format!("{name}.f64")), bytes).expect("write a baseline input");
+}
+
 /// The folder of built plugins: the first entry of `QUIVER_PLUGIN_PATH` (set by
 /// `cargo xtask test`), else the workspace's `target/plugins`.
 pub fn plugin_dir() -> PathBuf {

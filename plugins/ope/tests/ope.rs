@@ -221,3 +221,156 @@ fn bad_input_is_refused_with_its_place() {
     let (big, ..) = bandit(10, 1000);
     testing::expect_error(run(&[("resamples", json!(1_000_000))], &[big]), "lower 'resamples'");
 }
+
+/// A bandit log with `k` actions for the reference-formula check: random logger and target
+/// probabilities per row, rewards and reward-model predictions from the context.
+fn wide_bandit(seed: u64, n: usize, k: usize) -> (Table, Vec<(String, Vec<f64>)>) {
+    let mut rng = testing::rng(seed);
+    let normalise = |v: Vec<f64>| {
+        let t: f64 = v.iter().sum();
+        v.into_iter().map(|x| x / t).collect::<Vec<f64>>()
+    };
+    let mut cols: Vec<(String, Vec<f64>)> = ["a", "r", "mu_prob"].iter().map(|c| (c.to_string(), vec![])).collect();
+    for j in 0..k {
+        cols.push((format!("pi_{j}"), vec![]));
+        cols.push((format!("qhat_{j}"), vec![]));
+    }
+    for _ in 0..n {
+        let mu = normalise((0..k).map(|_| rng.random::<f64>() + 0.05).collect());
+        let pi = normalise((0..k).map(|_| rng.random::<f64>().powi(3)).collect());
+        let u: f64 = rng.random();
+        let mut act = 0;
+        let mut acc = mu[0];
+        while u > acc && act + 1 < k {
+            act += 1;
+            acc += mu[act];
+        }
+        let x: f64 = rng.random();
+        let mean = |j: usize| (x * (j as f64 + 1.0)).sin().abs();
+        cols[0].1.push(act as f64);
+        cols[1].1.push(mean(act) + 0.5 * (rng.random::<f64>() - 0.5));
+        cols[2].1.push(mu[act]);
+        for j in 0..k {
+            cols[3 + 2 * j].1.push(pi[j]);
+            cols[4 + 2 * j].1.push(mean(j) * 0.8 + 0.1);
+        }
+    }
+    let mut t = Table::new("bandit").with_i64("a", cols[0].1.iter().map(|&x| x as i64).collect());
+    for (name, v) in &cols[1..] {
+        t = t.with_f64(name, v.clone());
+    }
+    (t, cols)
+}
+
+#[test]
+fn bandit_estimates_equal_open_bandit_pipelines_formulas() {
+    let Some(python) = testing::python_with_numpy() else {
+        println!("skipped: no Python with NumPy and SciPy (cargo xtask test provides one)");
+        return;
+    };
+    let (t, cols) = wide_bandit(21, 3000, 10);
+    let dir = std::env::temp_dir().join(format!("quiver-ope-obp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, v) in &cols {
+        testing::write_f64(&dir, name, v);
+    }
+    let (switch, dros) = (1.5, 2.0);
+    let spec = json!({"mode": "bandit", "data": dir.display().to_string(), "actions": 10, "alpha": 0.1,
+                      "switch_lambda": switch, "dros_lambda": dros});
+    let reference = testing::run_baseline(&python, "ope_baselines.py", &spec);
+    std::fs::remove_dir_all(&dir).ok();
+    let got = run(
+        &[("ci", json!("t")), ("alpha", json!(0.1)), ("switch_lambda", json!(switch)), ("dros_lambda", json!(dros))],
+        &[t],
+    )
+    .unwrap();
+    let want = &reference["result"]["estimates"];
+    for key in ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"] {
+        for end in ["estimate", "lower", "upper"] {
+            let (g, w) = (got[key][end].as_f64().unwrap(), want[key][end].as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-9 * w.abs().max(1e-3), "{key}.{end}: {g} vs NumPy {w}");
+        }
+    }
+    let (g, w) = (got["ess"].as_f64().unwrap(), want["ess"].as_f64().unwrap());
+    assert!((g - w).abs() <= 1e-9 * w);
+    // the switch and the shrinkage were active: they differ from DR
+    assert!(
+        (est(&got, "switch_dr") - est(&got, "dr")).abs() > 1e-3 && (est(&got, "dros") - est(&got, "dr")).abs() > 1e-3
+    );
+}
+
+#[test]
+fn trajectory_intervals_cover_the_exact_value_monte_carlo() {
+    let mdp = FiniteMdp::random(47, S, A, 0.9);
+    let beta = mdp.random_policy(5, |_, _| true);
+    let pi = mdp.random_policy(6, |_, _| true);
+    let horizon = 5;
+    let truth = exact_value(&mdp, &pi, horizon);
+    let reps = 200;
+    let mut covered = std::collections::HashMap::<String, usize>::new();
+    for rep in 0..reps {
+        let data = mdp.sample(900 + rep, &beta, Some(&pi), 80, horizon);
+        let tables = [data, mdp.policy_table(&pi)];
+        for ci in ["t", "bootstrap", "hoeffding", "bernstein"] {
+            let v = run(
+                &[("ci", json!(ci)), ("alpha", json!(0.1)), ("resamples", json!(300)), ("seed", json!(rep))],
+                &tables,
+            )
+            .unwrap();
+            for key in ["pdis", "dr"] {
+                let (lo, hi) = (v[key]["lower"].as_f64().unwrap(), v[key]["upper"].as_f64().unwrap());
+                *covered.entry(format!("{key} {ci}")).or_default() += (lo <= truth && truth <= hi) as usize;
+            }
+        }
+    }
+    println!("coverage at alpha = 0.1 over {reps} data sets: {covered:?}");
+    let se = testing::binomial_se(0.9, reps as usize);
+    for (name, &c) in &covered {
+        let c = c as f64 / reps as f64;
+        if name.ends_with(" t") || name.ends_with("bootstrap") {
+            // asymptotic intervals on 80 skewed episodes: allow some undercoverage
+            assert!(c >= 0.9 - 0.04 - 3.0 * se, "{name}: coverage {c}");
+        } else {
+            assert!(c >= 0.9 - 3.0 * se, "{name}: coverage {c}");
+        }
+    }
+}
+
+quiver_testing::device_test!(
+    /// The bootstrap on each device draws the same resamples as the CPU: equal intervals (to the
+    /// order of the sums), for trajectories and bandits (the CUDA half runs where a GPU is present).
+    bootstrap_intervals_equal_the_cpu_path_on_every_device,
+    |device| {
+        let host = testing::host();
+        let mdp = FiniteMdp::random(49, S, A, 0.9);
+        let beta = mdp.random_policy(7, |_, _| true);
+        let pi = mdp.random_policy(8, |_, _| true);
+        let traj = vec![mdp.sample(11, &beta, Some(&pi), 300, 7), mdp.policy_table(&pi)];
+        let (band, ..) = bandit(12, 2000);
+        for tables in [traj, vec![band]] {
+            let params = testing::params(&[("ci", json!("bootstrap")), ("resamples", json!(500)), ("seed", json!(3))]);
+            let fit = |ctx| {
+                let mut h = host.critic(METHOD, &params, ctx).unwrap();
+                h.fit(&tables).unwrap();
+                serde_json::from_str::<Value>(h.values(&tables).unwrap().json.as_str()).unwrap()
+            };
+            let (cpu, other) = (fit(testing::cpu()), fit(testing::ctx(device)));
+            for key in ["tis", "pdis", "sn_pdis", "dr", "ipw", "snipw", "dros"] {
+                if cpu.get(key).is_none() {
+                    continue;
+                }
+                for end in ["estimate", "lower", "upper"] {
+                    let (a, b) = (cpu[key][end].as_f64().unwrap(), other[key][end].as_f64().unwrap());
+                    assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{key}.{end}: cpu {a} vs {b}");
+                }
+            }
+        }
+    }
+);
+
+#[test]
+fn ope_kernels_compile_to_ptx() {
+    for entry in ["episode_weights", "nstep_returns", "bootstrap_counts", "resample_sums"] {
+        testing::assert_kernel_compiles("ope", quiver_rl::gpu::OPE_KERNEL, entry);
+    }
+}
