@@ -251,6 +251,35 @@ impl<'a> Transitions<'a> {
         NStep { start: row, steps, ended: steps > 0 && self.done[row + steps - 1] }
     }
 
+    /// The end (exclusive) of each row's episode.
+    pub fn episode_ends(&self) -> Vec<i64> {
+        let mut ends = vec![0i64; self.n];
+        for e in &self.episodes {
+            ends[e.clone()].iter_mut().for_each(|x| *x = e.end as i64);
+        }
+        ends
+    }
+
+    /// Per row i, the discounted reward sum of its h-step window, Σ_{k<h′} γ^k r_{i+k}, and h′ =
+    /// min(h, rows left in the episode) — a segmented scan ([`crate::gpu::nstep_returns_cuda`] is
+    /// the same on the GPU).
+    pub fn nstep_returns(&self, h: usize, gamma: f64) -> (Vec<f64>, Vec<i32>) {
+        let (mut ret, mut len) = (vec![0.0; self.n], vec![0i32; self.n]);
+        for e in &self.episodes {
+            for i in e.clone() {
+                let stop = e.end.min(i + h);
+                let (mut acc, mut disc) = (0.0, 1.0);
+                for k in i..stop {
+                    acc += disc * self.r[k];
+                    disc *= gamma;
+                }
+                ret[i] = acc;
+                len[i] = (stop - i) as i32;
+            }
+        }
+        (ret, len)
+    }
+
     /// The first row of each episode (its initial state: the start distribution d₀).
     pub fn first_rows(&self) -> impl Iterator<Item = usize> + '_ {
         self.episodes.iter().map(|e| e.start)

@@ -13,6 +13,11 @@
 //! bootstraps at least one discount factor ahead). κ_d = κ_b = 0.5 gives the behaviour value of
 //! the data's h-step returns; κ → 1 moves toward the best chunk the data contain. With h = 1 this is
 //! the expectile critic with τ = κ_b.
+//!
+//! Q_h is affine in V, so the data are read once: the chunks' mean reward sums and, per (chunk,
+//! bootstrap state), the summed γ^{h′}(1 − d) of its rows; an iteration then costs the number of
+//! such pairs, not the number of rows. CUDA: the h-step reward sums (a segmented scan per episode)
+//! run on the GPU; the small tabular fixed point stays on the CPU.
 
 use quiver_rl::setup::{self, transitions_table};
 use quiver_rl::tabular::expectile;
@@ -61,13 +66,17 @@ struct Keys {
 }
 
 impl Keys {
-    fn add(&mut self, key: Vec<u32>) -> usize {
-        let next = self.keys.len();
-        let k = *self.index.entry(key.clone()).or_insert(next);
-        if k == next {
-            self.keys.push(key);
-            self.rows.push(0.0);
-        }
+    fn add(&mut self, key: &[u32]) -> usize {
+        let k = match self.index.get(key) {
+            Some(&k) => k,
+            None => {
+                let k = self.keys.len();
+                self.index.insert(key.to_vec(), k);
+                self.keys.push(key.to_vec());
+                self.rows.push(0.0);
+                k
+            }
+        };
         self.rows[k] += 1.0;
         k
     }
@@ -104,27 +113,26 @@ impl CriticImpl for CriticChunked {
                 "table 'transitions': critic-chunked needs discrete states: columns 's' and 's_next'",
             ));
         };
-        // per row: its chunk, its partial chunk, its discounted reward sum, γ^{h′}(1 − d) and s_{t+h′}
-        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
+        // per row: its discounted reward sum (a segmented scan, on the GPU when asked), its window
         let n = data.n;
+        let (g, steps) = self.ctx.dispatch(
+            || Ok(data.nstep_returns(c.h, c.gamma)),
+            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
+        )?;
+        // per row: its chunk, its partial chunk, γ^{h′}(1 − d) and s_{t+h′}
+        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
         let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
-        let (mut g, mut disc, mut boot) = (vec![0.0; n], vec![0.0; n], vec![0u32; n]);
+        let (mut disc, mut boot) = (vec![0.0; n], vec![0u32; n]);
+        let mut key = Vec::with_capacity(c.h + 1);
         for i in 0..n {
-            let w = data.n_step(i, c.h);
-            let acts: Vec<u32> = (i..i + w.steps).map(|j| data.a[j]).collect();
-            let mut key = vec![s[i]];
-            key.extend(&acts);
-            let mut part = vec![s[i]];
-            part.extend(&acts[..c.h_a.min(acts.len())]);
-            chunk_of[i] = chunks.add(key);
-            partial_of[i] = partials.add(part);
-            let mut f = 1.0;
-            for j in i..i + w.steps {
-                g[i] += f * data.r[j];
-                f *= c.gamma;
-            }
-            let last = i + w.steps - 1;
-            disc[i] = if data.done[last] { 0.0 } else { f };
+            let w = steps[i] as usize;
+            key.clear();
+            key.push(s[i]);
+            key.extend(&data.a[i..i + w]);
+            chunk_of[i] = chunks.add(&key);
+            partial_of[i] = partials.add(&key[..1 + c.h_a.min(w)]);
+            let last = i + w - 1;
+            disc[i] = if data.done[last] { 0.0 } else { c.gamma.powi(w as i32) };
             boot[i] = s_next[last];
         }
         // which chunks continue each partial chunk, and the partial chunks at each state
@@ -142,17 +150,35 @@ impl CriticImpl for CriticChunked {
         let mut states: Vec<u32> = at_state.keys().copied().collect();
         states.sort_unstable();
         let slot: HashMap<u32, usize> = states.iter().enumerate().map(|(i, &st)| (st, i)).collect();
+        // Q_h is affine in V: Q_h[k] = mean_k g + Σ_j coef[k, j] V[j], coef the rows' γ^{h′}(1 − d)
+        // summed per (chunk, bootstrap state) over the chunk's rows; one pass over the data here,
+        // then each iteration costs the number of such pairs, not the number of rows
+        let boot_slot: Vec<Option<usize>> = boot.iter().map(|b| slot.get(b).copied()).collect();
+        let mut g_mean = vec![0.0; chunks.keys.len()];
+        let mut pair_index: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut pairs: Vec<(usize, usize, f64)> = Vec::new();
+        for i in 0..n {
+            let k = chunk_of[i];
+            g_mean[k] += g[i] / chunks.rows[k];
+            if let (Some(j), true) = (boot_slot[i], disc[i] != 0.0) {
+                let next = pairs.len();
+                let p = *pair_index.entry((k, j)).or_insert(next);
+                if p == next {
+                    pairs.push((k, j, 0.0));
+                }
+                pairs[p].2 += disc[i] / chunks.rows[k];
+            }
+        }
+        drop(pair_index);
         let mut v = vec![0.0; states.len()];
         let (mut q_h, mut q_d) = (vec![0.0; chunks.keys.len()], vec![0.0; partials.keys.len()]);
         let mut targets = vec![0.0; n];
         let (mut change, mut iterations) = (f64::INFINITY, 0);
         while iterations < c.max_iter {
-            q_h.iter_mut().for_each(|x| *x = 0.0);
-            for i in 0..n {
-                targets[i] = g[i] + disc[i] * slot.get(&boot[i]).map_or(0.0, |&j| v[j]);
-                q_h[chunk_of[i]] += targets[i];
+            q_h.copy_from_slice(&g_mean);
+            for &(k, j, coef) in &pairs {
+                q_h[k] += coef * v[j];
             }
-            q_h.iter_mut().zip(&chunks.rows).for_each(|(q, r)| *q /= r);
             for (p, conts) in continuations.iter().enumerate() {
                 let vals: Vec<f64> = conts.iter().map(|&k| q_h[k]).collect();
                 let ws: Vec<f64> = conts.iter().map(|&k| chunks.rows[k]).collect();
@@ -177,7 +203,7 @@ impl CriticImpl for CriticChunked {
             }
         }
         for i in 0..n {
-            targets[i] = g[i] + disc[i] * slot.get(&boot[i]).map_or(0.0, |&j| v[j]);
+            targets[i] = g[i] + disc[i] * boot_slot[i].map_or(0.0, |j| v[j]);
         }
         setup::ensure_finite("values", targets.iter().chain(&v).copied(), &data)?;
         let vs: Vec<(u32, f64)> = states.iter().copied().zip(v.iter().copied()).collect();
@@ -229,6 +255,7 @@ impl Plugin for CriticChunkedPlugin {
                  h = 1, the expectile critic with tau = kappa_b. Only chunks the data contain are ever evaluated.",
             )
             .reference("Decoupled Q-chunking (DQC) for offline RL with action chunks; Kostrikov et al., IQL, ICLR (2022)")
+            .cuda()
             .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
             .param(param::int("h", Some(4), "chunk length (actions per chunk)").at_least(1.0).at_most(256.0))
             .param(param::int("h_a", Some(1), "length of the distilled partial chunk, at most h").at_least(1.0).at_most(256.0))

@@ -130,3 +130,51 @@ fn bad_parameters_are_refused() {
         "parameter 'kappa_d' = 1.0 must be a number in (0, 1)",
     );
 }
+
+quiver_testing::device_test!(
+    /// The h-step reward sums computed on each device (a segmented scan per episode) give the
+    /// CPU's targets and values (the CUDA half runs where a GPU is present).
+    targets_equal_the_cpu_path_on_every_device,
+    |device| {
+        let t = data();
+        let host = testing::host();
+        let params = testing::params(&[("h", json!(3)), ("h_a", json!(2)), ("kappa_b", json!(0.7))]);
+        let fit_on = |ctx| {
+            let mut h = host.critic("critic-chunked", &params, ctx).unwrap();
+            h.fit(std::slice::from_ref(&t)).unwrap();
+            let r = h.values(std::slice::from_ref(&t)).unwrap();
+            (serde_json::from_str::<Value>(r.json.as_str()).unwrap(), r.values.to_vec())
+        };
+        let ((cpu, cpu_targets), (other, targets)) = (fit_on(testing::cpu()), fit_on(testing::ctx(device)));
+        assert_eq!(cpu_targets.len(), targets.len());
+        for (a, b) in cpu_targets.iter().zip(&targets).chain(v_of(&cpu).iter().zip(&v_of(&other))) {
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "cpu {a} vs {b}");
+        }
+    }
+);
+
+#[test]
+fn targets_equal_a_direct_computation_on_uneven_episodes() {
+    // episodes of lengths 1, 2 and 5, one ending (done) and one truncated: h = 3 windows stop at
+    // each episode's end
+    let t = Table::new("transitions")
+        .with_i64("episode", vec![0, 1, 1, 2, 2, 2, 2, 2])
+        .with_i64("t", vec![0, 0, 1, 0, 1, 2, 3, 4])
+        .with_i64("s", vec![0, 1, 0, 2, 1, 0, 1, 2])
+        .with_i64("a", vec![0, 1, 0, 1, 1, 0, 0, 1])
+        .with_f64("r", vec![1.0, 2.0, -1.0, 0.5, 0.25, 3.0, -2.0, 4.0])
+        .with_i64("s_next", vec![1, 0, 2, 1, 0, 1, 2, 0])
+        .with_bool("done", vec![false, false, true, false, false, false, false, false]);
+    let gamma: f64 = 0.8;
+    let (v, targets) = fit("critic-chunked", &[("h", json!(3)), ("gamma", json!(gamma))], &t).unwrap();
+    let vs = v_of(&v);
+    let r = [1.0, 2.0, -1.0, 0.5, 0.25, 3.0, -2.0, 4.0];
+    let (ends, done, s_next) =
+        ([1, 3, 3, 8, 8, 8, 8, 8], [false, false, true, false, false, false, false, false], [1, 0, 2, 1, 0, 1, 2, 0]);
+    for i in 0..8 {
+        let stop = ends[i].min(i + 3);
+        let g: f64 = (i..stop).map(|k| gamma.powi((k - i) as i32) * r[k]).sum();
+        let boot = if done[stop - 1] { 0.0 } else { gamma.powi((stop - i) as i32) * vs[s_next[stop - 1]] };
+        assert!((targets[i] - (g + boot)).abs() < 1e-12, "row {i}: {} vs {}", targets[i], g + boot);
+    }
+}
