@@ -66,7 +66,7 @@ def bandit(spec):
         n = len(r)
         half = stats.t.ppf(1 - alpha / 2, n - 1) * u.std(ddof=1) / np.sqrt(n) / w.mean()
         out["snipw"] = {"estimate": ratio, "lower": ratio - half, "upper": ratio + half}
-        out["ess"] = w.sum() ** 2 / (w**2).sum()
+        out["ess"] = {"estimate": w.sum() ** 2 / (w**2).sum()}
         return out
 
     return run

@@ -6,7 +6,8 @@
 //! answer, and records the median times. Writes `report.json` (host, device, git revision, per
 //! case: sizes, Quiver's median, the baseline's, the ratio) and `report.svg` (speed-ups).
 //!
-//! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N]` (xtask passes the first two).
+//! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N] [--only SUBSTRING]` (xtask
+//! passes the first two; `--only` keeps the cases whose name contains SUBSTRING).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_host::{DeviceRequest, Host, RunContext, Table};
@@ -24,16 +25,18 @@ struct Args {
     out: PathBuf,
     quick: bool,
     repeats: usize,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { python: "python3".into(), out: "target/bench".into(), quick: false, repeats: 7 };
+    let mut a = Args { python: "python3".into(), out: "target/bench".into(), quick: false, repeats: 7, only: None };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--python" => a.python = it.next().ok_or("--python needs a path")?.into(),
             "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
             "--quick" => a.quick = true,
+            "--only" => a.only = Some(it.next().ok_or("--only needs a case name (a substring)")?),
             "--repeats" => a.repeats = it.next().and_then(|r| r.parse().ok()).ok_or("--repeats needs a number")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -56,7 +59,8 @@ fn median(mut t: Vec<f64>) -> f64 {
 struct Case {
     name: String,
     sizes: Value,
-    script: &'static str,
+    /// The baseline script; `None` for a case that reports Quiver's time alone.
+    script: Option<&'static str>,
     baseline: Value,
     data: PathBuf,
     repeats: Option<usize>,
@@ -94,7 +98,7 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
     Case {
         name,
         sizes: json!({"n": n, "m": m}),
-        script: "selector_baselines.py",
+        script: Some("selector_baselines.py"),
         baseline: json!({"case": "conformal-selection", "q": 0.1, "c": 0.0, "clip_m": 1e6, "weighted": weighted}),
         data: dir.to_path_buf(),
         repeats: None,
@@ -131,7 +135,7 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     Case {
         name: format!("selective-risk {rule} cpu"),
         sizes: json!({"n": n, "m": n}),
-        script: "selector_baselines.py",
+        script: Some("selector_baselines.py"),
         baseline: json!({"case": "selective-risk", "alpha": 0.1, "rule": rule, "delta": 0.1, "grid": 50}),
         data: dir.to_path_buf(),
         repeats: None,
@@ -161,7 +165,7 @@ fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: D
     Case {
         name: format!("batch-pi {mode} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": n, "m": m}),
-        script: "batch_baselines.py",
+        script: Some("batch_baselines.py"),
         baseline: json!({"mode": mode, "n": n, "m": m, "alpha": 0.1, "zeta": m / 2, "delta": 0.1, "upper_bound": 1.0}),
         data: dir.to_path_buf(),
         repeats: (mode == "mean").then_some(3),
@@ -209,7 +213,7 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
     Case {
         name: format!("{method} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": p, "m": 0}),
-        script: "shrinkage_baselines.py",
+        script: Some("shrinkage_baselines.py"),
         baseline: json!({"case": method}),
         data: dir.to_path_buf(),
         repeats: Some(3),
@@ -319,7 +323,7 @@ fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRe
     Case {
         name: format!("critic-lstd {target} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": n, "m": 2 * dim}),
-        script: "critic_baselines.py",
+        script: Some("critic_baselines.py"),
         baseline: json!({"target": target, "dim": dim, "state_dim": 2, "actions": 2, "gamma": gamma, "ridge": ridge,
                          "tol": tol, "max_iter": 10_000}),
         data: dir.to_path_buf(),
@@ -330,6 +334,190 @@ fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRe
             let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
                 .map_err(|e| e.to_string())?;
             Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
+        }),
+    }
+}
+
+/// A contextual-bandit log of `n` rounds and `k` actions: random logger and target
+/// probabilities per round, rewards and reward-model predictions from a scalar context.
+fn bandit_columns(n: usize, k: usize, seed: u64) -> Columns {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut pi = vec![vec![0.0; n]; k];
+    let mut qhat = vec![vec![0.0; n]; k];
+    let (mut a, mut r, mut mu) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut logger = vec![0.0; k];
+    let mut target = vec![0.0; k];
+    for i in 0..n {
+        let x: f64 = rng.random();
+        for j in 0..k {
+            logger[j] = rng.random::<f64>() + 0.1;
+            target[j] = (x * (j + 1) as f64).sin().powi(2) + 0.01;
+        }
+        let (ls, ts) = (logger.iter().sum::<f64>(), target.iter().sum::<f64>());
+        let u = rng.random::<f64>() * ls;
+        let (mut act, mut acc) = (0, logger[0]);
+        while u > acc && act + 1 < k {
+            act += 1;
+            acc += logger[act];
+        }
+        a[i] = act as f64;
+        mu[i] = logger[act] / ls;
+        let mean = |j: usize| (x * (j + 2) as f64).cos().abs();
+        r[i] = if rng.random::<f64>() < mean(act) { 1.0 } else { 0.0 };
+        for j in 0..k {
+            pi[j][i] = target[j] / ts;
+            qhat[j][i] = 0.9 * mean(j) + 0.05;
+        }
+    }
+    let mut cols: Columns = vec![("a", a), ("r", r), ("mu_prob", mu)];
+    let names: &'static [&'static str] =
+        &["pi_0", "pi_1", "pi_2", "pi_3", "pi_4", "pi_5", "pi_6", "pi_7", "pi_8", "pi_9"];
+    let qnames: &'static [&'static str] =
+        &["qhat_0", "qhat_1", "qhat_2", "qhat_3", "qhat_4", "qhat_5", "qhat_6", "qhat_7", "qhat_8", "qhat_9"];
+    for (j, (p, q)) in pi.into_iter().zip(qhat).enumerate() {
+        cols.push((names[j], p));
+        cols.push((qnames[j], q));
+    }
+    cols
+}
+
+/// `ope` bandit estimators (IPW, SNIPW, DM, DR, Switch-DR, DRos with t intervals) on `n` rounds
+/// of 10 actions, against Open Bandit Pipeline's formulas in NumPy.
+fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Case {
+    let k = 10;
+    let cols = bandit_columns(n, k, 17);
+    std::fs::create_dir_all(dir).unwrap();
+    let mut t = Table::new("bandit");
+    for (name, v) in &cols {
+        write_f64(dir, name, v);
+        t = if *name == "a" {
+            t.with_i64("a", v.iter().map(|&x| x as i64).collect())
+        } else {
+            t.with_f64(name, v.clone())
+        };
+    }
+    drop(cols);
+    let (switch, dros) = (2.0, 5.0);
+    let params = testing::params(&[
+        ("ci", json!("t")),
+        ("alpha", json!(0.05)),
+        ("switch_lambda", json!(switch)),
+        ("dros_lambda", json!(dros)),
+    ]);
+    let host = host.clone();
+    let tables = vec![t];
+    Case {
+        name: "ope bandit (6 estimators, t intervals)".into(),
+        sizes: json!({"n": n, "m": k}),
+        script: Some("ope_baselines.py"),
+        baseline: json!({"mode": "bandit", "actions": k, "alpha": 0.05, "switch_lambda": switch, "dros_lambda": dros}),
+        data: dir.to_path_buf(),
+        repeats: None,
+        quiver: Box::new(move || {
+            let mut h = host.critic("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
+                .map_err(|e| e.to_string())?;
+            let keys = ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"];
+            let mut est: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect();
+            est.insert("ess".into(), json!({"estimate": v["ess"]}));
+            Ok(json!({"estimates": est}))
+        }),
+    }
+}
+
+/// `ope` on trajectories — TIS, PDIS, SN-PDIS, DM, DR with bootstrap intervals of `resamples`
+/// resamples — on `episodes` episodes of 10 steps in a 20-state, 3-action MDP, against the same
+/// estimators and SCOPE-RL's bootstrap loop in NumPy. Both get the same Q-hat (a `q` table).
+fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usize) -> Case {
+    let (n_s, n_a, horizon) = (20, 3, 10);
+    let mut mdp = testing::mdp::FiniteMdp::random(19, n_s, n_a, 0.95);
+    mdp.term = vec![0.0; n_s * n_a]; // equal-length episodes (the NumPy version reshapes them)
+    let beta = mdp.random_policy(1, |_, _| true);
+    let pi = mdp.random_policy(2, |_, _| true);
+    let data = mdp.sample(3, &beta, None, episodes, horizon);
+    let q: Vec<f64> = (0..n_s * n_a).map(|k| mdp.r[k] * 3.0 + 0.5).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    let col = |name: &str| -> Vec<f64> {
+        match data.column(name) {
+            Some(quiver_host::Values::I64(v)) => v.iter().map(|&x| x as f64).collect(),
+            Some(quiver_host::Values::F64(v)) => v.clone(),
+            _ => unreachable!("sampled above"),
+        }
+    };
+    for name in ["s", "a", "r", "mu_prob"] {
+        write_f64(dir, name, &col(name));
+    }
+    write_f64(dir, "policy", &pi);
+    write_f64(dir, "q", &q);
+    let q_table = Table::new("q")
+        .with_i64("s", (0..n_s * n_a).map(|k| (k / n_a) as i64).collect())
+        .with_i64("a", (0..n_s * n_a).map(|k| (k % n_a) as i64).collect())
+        .with_f64("q", q);
+    let (gamma, seed) = (0.95, 7);
+    let params = testing::params(&[
+        ("ci", json!("bootstrap")),
+        ("resamples", json!(resamples)),
+        ("gamma", json!(gamma)),
+        ("seed", json!(seed)),
+    ]);
+    let host = host.clone();
+    let tables = vec![data, mdp.policy_table(&pi), q_table];
+    Case {
+        name: format!("ope trajectories ({resamples} bootstrap resamples)"),
+        sizes: json!({"n": episodes, "m": horizon}),
+        script: Some("ope_baselines.py"),
+        baseline: json!({"mode": "trajectory", "episodes": episodes, "horizon": horizon, "states": n_s,
+                         "actions": n_a, "gamma": gamma, "alpha": 0.05, "resamples": resamples, "seed": seed}),
+        data: dir.to_path_buf(),
+        repeats: Some(3),
+        quiver: Box::new(move || {
+            let mut h = host.critic("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
+                .map_err(|e| e.to_string())?;
+            let keys = ["tis", "pdis", "sn_pdis", "dm", "dr"];
+            // the estimates must agree; the intervals come from other random draws (reported)
+            let est: serde_json::Map<String, Value> =
+                keys.iter().map(|k| (k.to_string(), json!({"estimate": v[*k]["estimate"]}))).collect();
+            let iv: serde_json::Map<String, Value> =
+                keys.iter().map(|k| (k.to_string(), json!([v[*k]["lower"], v[*k]["upper"]]))).collect();
+            Ok(json!({"estimates": est, "intervals": iv}))
+        }),
+    }
+}
+
+/// `critic-chunked` (DQC, h = 4, κ_d = 0.7, κ_b = 0.8) to its fixed point on `episodes` episodes
+/// of 10 steps of a 20-state, 3-action MDP: Quiver's time and iterations (no baseline).
+fn dqc_case(host: &Host, episodes: usize) -> Case {
+    let mut mdp = testing::mdp::FiniteMdp::random(23, 20, 3, 0.95);
+    mdp.term = vec![0.0; 60]; // episodes of exactly 10 steps: 10 rows per episode
+    let beta = mdp.random_policy(4, |_, _| true);
+    let data = mdp.sample(5, &beta, None, episodes, 10);
+    let rows = data.nrows;
+    let params = testing::params(&[
+        ("h", json!(4)),
+        ("h_a", json!(2)),
+        ("kappa_d", json!(0.7)),
+        ("kappa_b", json!(0.8)),
+        ("gamma", json!(0.95)),
+    ]);
+    let host = host.clone();
+    let tables = vec![data];
+    Case {
+        name: "critic-chunked DQC h = 4 (fixed point)".into(),
+        sizes: json!({"n": rows, "m": 4}),
+        script: None,
+        baseline: Value::Null,
+        data: PathBuf::new(),
+        repeats: Some(3),
+        quiver: Box::new(move || {
+            let mut h = host.critic("critic-chunked", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"iterations": v["iterations"], "converged": v["converged"], "j": v["j"],
+                      "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len)}))
         }),
     }
 }
@@ -372,6 +560,18 @@ fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
 /// local, and both stop at slightly different λ on a flat minimum); bookkeeping counts
 /// (`sweeps`, `evaluations`) are not compared.
 fn agree(a: &Value, b: &Value) -> bool {
+    if let (Some(x), Some(y)) = (a.get("estimates").and_then(Value::as_object), b.get("estimates")) {
+        // every figure Quiver reports under `estimates` (point estimates; for the t intervals
+        // also their ends) equals the baseline's to 1e-9 relative
+        return x.iter().all(|(key, fields)| {
+            fields.as_object().is_some_and(|f| {
+                f.iter().all(|(end, v)| match (v.as_f64(), y[key][end].as_f64()) {
+                    (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1e-12),
+                    _ => false,
+                })
+            })
+        });
+    }
     if let (Some(x), Some(y)) = (a.get("j").and_then(Value::as_f64), b.get("j").and_then(Value::as_f64)) {
         // the same policy value from the same features (NumPy's cos and Quiver's differ by ~1e-16)
         return (x - y).abs() <= 1e-6 * x.abs().max(1.0);
@@ -502,6 +702,10 @@ fn real_main() -> Result<(), String> {
     // the NumPy FQE holds the feature matrices and sweeps them every iteration (~290 here): a
     // fifth of the rows keeps its run near half a minute
     cases.push(critic_case(&host, &data.join("cf"), cn / 5, "fqe", DeviceRequest::Cpu));
+    let (bandit_n, episodes) = if args.quick { (1_000_000, 10_000) } else { (10_000_000, 100_000) };
+    cases.push(ope_bandit_case(&host, &data.join("ob"), bandit_n));
+    cases.push(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000));
+    cases.push(dqc_case(&host, episodes));
     let gpu_usable = host
         .selector(
             "conformal-selection",
@@ -515,6 +719,9 @@ fn real_main() -> Result<(), String> {
         cases.push(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
         cases.push(shrinkage_case(&host, &data.join("sng"), "sure-normal", sp, DeviceRequest::Cuda));
         cases.push(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
+    }
+    if let Some(only) = &args.only {
+        cases.retain(|c| c.name.contains(only.as_str()));
     }
     let bar = ProgressBar::new((cases.len() * 2) as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
@@ -532,11 +739,23 @@ fn real_main() -> Result<(), String> {
             times.push(t.elapsed().as_secs_f64());
         }
         bar.inc(1);
+        let Some(script) = case.script else {
+            bar.inc(1);
+            report_cases.push(json!({
+                "case": case.name,
+                "sizes": case.sizes,
+                "quiver_median_s": median(times.clone()),
+                "quiver_times_s": times,
+                "baseline": null,
+                "quiver_result": result,
+            }));
+            continue;
+        };
         bar.set_message(format!("{} (numpy)", case.name));
         let mut spec = case.baseline.clone();
         spec["data"] = json!(case.data.display().to_string());
         spec["repeats"] = json!(repeats);
-        let base = run_baseline(&args.python, case.script, &spec)?;
+        let base = run_baseline(&args.python, script, &spec)?;
         numpy_version = base["numpy"].clone();
         bar.inc(1);
         let base_times: Vec<f64> =
@@ -548,7 +767,7 @@ fn real_main() -> Result<(), String> {
             "sizes": case.sizes,
             "quiver_median_s": q,
             "quiver_times_s": times,
-            "baseline": format!("NumPy/SciPy (benches/baselines/{})", case.script),
+            "baseline": format!("NumPy/SciPy (benches/baselines/{script})"),
             "baseline_median_s": b,
             "baseline_times_s": base_times,
             "ratio_baseline_over_quiver": b / q,
@@ -591,6 +810,7 @@ fn real_main() -> Result<(), String> {
         .as_array()
         .expect("cases")
         .iter()
+        .filter(|c| !c["baseline"].is_null())
         .map(|c| {
             (
                 format!("{} (n={})", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
@@ -602,6 +822,16 @@ fn real_main() -> Result<(), String> {
     plot(&svg, &rows)?;
     println!("{:44} {:>12} {:>12} {:>8}", "case", "quiver (s)", "numpy (s)", "ratio");
     for c in report["cases"].as_array().expect("cases") {
+        if c["baseline"].is_null() {
+            println!(
+                "{:44} {:>12.4} {:>12} {:>8}",
+                format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+                c["quiver_median_s"].as_f64().unwrap_or(0.0),
+                "-",
+                "-"
+            );
+            continue;
+        }
         println!(
             "{:44} {:>12.4} {:>12.4} {:>7.2}x",
             format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),

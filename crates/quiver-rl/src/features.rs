@@ -116,10 +116,20 @@ impl Rff {
     #[inline]
     pub fn psi(&self, state: impl Fn(usize) -> f64, out: &mut [f64]) {
         let k = self.state_dim;
+        // the state read once into a stack buffer (a heap one past 16 dimensions)
+        let mut small = [0.0f64; 16];
+        let mut large = Vec::new();
+        let x: &mut [f64] = if k <= small.len() {
+            &mut small[..k]
+        } else {
+            large.resize(k, 0.0);
+            &mut large
+        };
+        x.iter_mut().enumerate().for_each(|(c, v)| *v = state(c));
         for (j, o) in out.iter_mut().enumerate() {
             let w = &self.w[j * k..(j + 1) * k];
             // b_j + (Σ_c w_jc x_c), summed in this order on both devices
-            *o = self.b[j] + w.iter().enumerate().fold(0.0, |acc, (c, a)| acc + a * state(c));
+            *o = self.b[j] + w.iter().zip(x.iter()).fold(0.0, |acc, (a, b)| acc + a * b);
         }
         for o in out.iter_mut() {
             *o = self.scale * cos(*o);

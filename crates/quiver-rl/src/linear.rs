@@ -108,19 +108,19 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
     let done_chunks = std::sync::atomic::AtomicU64::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     // one accumulator (2d² values) and one pair of chunk buffers per worker: cap the workers so that
-    // they fit in MOMENTS_MEMORY, and split the chunks into exactly that many jobs (rayon would
-    // otherwise make an accumulator per split, several per thread)
+    // they fit in MOMENTS_MEMORY; worker w takes chunks w, w + W, w + 2W, … (chunks cost the same)
+    // and the accumulators are added in worker order, so the sums do not depend on scheduling
     let per_worker = (2 * d * d + d + 2 * CHUNK_ROWS * d) * std::mem::size_of::<f64>();
     let result = quiver_numerics::with_threads(ctx.threads(), || {
         let workers = rayon::current_num_threads().min((MOMENTS_MEMORY / per_worker).max(1)).min(chunks.max(1));
-        (0..chunks)
+        let partials: Vec<Partial> = (0..workers)
             .into_par_iter()
-            .with_min_len(chunks.div_ceil(workers).max(1))
-            .fold(
-                || (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]),
-                |(mut acc, mut phi, mut next), k| {
+            .map(|w| {
+                let (mut acc, mut phi, mut next) =
+                    (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]);
+                for k in (w..chunks).step_by(workers) {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        return (acc, phi, next);
+                        break;
                     }
                     let range = k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(n);
                     let m = range.len();
@@ -132,11 +132,11 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
                     if ctx.progress(finished, chunks as u64, "moments").is_err() {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
-                    (acc, phi, next)
-                },
-            )
-            .map(|(acc, _, _)| acc)
-            .reduce(|| Partial::zeros(d), Partial::add)
+                }
+                acc
+            })
+            .collect();
+        partials.into_iter().fold(Partial::zeros(d), Partial::add)
     })
     .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
     ctx.progress(done_chunks.load(std::sync::atomic::Ordering::Relaxed), chunks as u64, "moments")?;
