@@ -10,6 +10,7 @@
 //! * [`linear`]: the moments ΦᵀΦ, ΦᵀΦ̄′, Φᵀr in chunks (OpenBLAS on the CPU), LSTD and FQE;
 //! * [`tabular`]: the empirical (certainty-equivalence) model of discrete data, and the
 //!   expectile and conservative critics' fixed points on it;
+//! * [`distributional`]: quantile TD with linear (random Fourier) features;
 //! * [`ope`]: off-policy evaluation estimators and their intervals; [`bootstrap`]: the
 //!   counter-based bootstrap over units they use (CPU cores or GPU, the same draws);
 //! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device, and the
@@ -18,6 +19,7 @@
 
 pub mod bootstrap;
 pub mod data;
+pub mod distributional;
 pub mod expectile;
 pub mod features;
 pub mod gpu;

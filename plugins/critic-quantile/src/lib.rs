@@ -17,9 +17,11 @@
 //! Σ_a π(a|s) (the pair's distribution), and J = the mean over the episodes' first states of the
 //! state distributions' means.
 
-use quiver_rl::setup::{self, policy_table, transitions_table};
+use quiver_rl::distributional::{self, QuantileRows};
+use quiver_rl::setup::{self, policy_table, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::tabular::EmpiricalModel;
 use quiver_rl::{Policy, States, Transitions};
+use quiver_rl::{PolicyColumns, Rff};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
@@ -48,10 +50,7 @@ pub fn quantile_huber(atoms: &[(f64, f64)], tau: f64, kappa: f64) -> f64 {
     quiver_numerics::bisect_decreasing(atoms[0].0, atoms[atoms.len() - 1].0, g)
 }
 
-/// The levels τ̂_j = (2j − 1)/2N, j = 1..N.
-pub fn levels(n: usize) -> Vec<f64> {
-    (1..=n).map(|j| (2 * j - 1) as f64 / (2 * n) as f64).collect()
-}
+pub use quiver_rl::distributional::levels;
 
 /// The estimator.
 pub struct CriticQuantile {
@@ -60,6 +59,7 @@ pub struct CriticQuantile {
     kappa: f64,
     tol: f64,
     max_iter: usize,
+    common: CommonParams,
     ctx: Context,
     fitted: Option<(Vec<f64>, Value)>,
 }
@@ -106,6 +106,96 @@ struct Rows<'a> {
 
 impl CriticImpl for CriticQuantile {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        match self.common.features {
+            FeatureKind::OneHot => self.fit_tabular(tables),
+            FeatureKind::Rff => self.fit_rff(tables),
+            FeatureKind::Given => Err(PluginError::param(
+                "features=given is not available for critic-quantile: the distributional target needs the features \
+                 of every action at the next state; use features=rff (continuous states) or onehot (discrete)",
+            )),
+        }
+    }
+
+    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
+        let (means, summary) = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
+        Ok(CriticResult {
+            device: self.ctx.device(),
+            values: RVec::from(means.clone()),
+            json: self.ctx.result_text(summary.clone()),
+        })
+    }
+}
+
+impl CriticQuantile {
+    /// Random Fourier features of continuous states: the linear quantile TD fixed point
+    /// ([`quiver_rl::distributional`]); values are the per-row means of θ(s_i, a_i).
+    fn fit_rff(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let t = tables.get("transitions")?;
+        let data = Transitions::read(&t)?;
+        setup::check_features(FeatureKind::Rff, &data.states)?;
+        if self.kappa <= 0.0 {
+            return Err(PluginError::param(
+                "features=rff needs kappa > 0 (the quantile-Huber loss; e.g. --set kappa=1 in the rewards' units): \
+                 kappa = 0, the exact quantile, is available with features=onehot",
+            ));
+        }
+        let States::Continuous { s, s_next } = &data.states else { unreachable!("checked above") };
+        let pcols = PolicyColumns::read(&t, &data)?;
+        let c = &self.common;
+        let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, pcols.n_actions());
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+        let rows = QuantileRows { psi, psi_next, a: &data.a, pi_next: &pcols.next, done: &data.done, r: data.r };
+        let fit =
+            distributional::fit(&rows, self.n, self.kappa, self.gamma, c.ridge, self.tol, self.max_iter, &self.ctx)?;
+        setup::ensure_finite("quantiles", fit.theta.iter().copied(), &data)?;
+        let n_q = self.n;
+        let means: Vec<f64> = (0..data.n)
+            .map(|i| {
+                let q = fit.quantiles(rows.psi.row(i).as_slice().expect("row"), data.a[i] as usize, n_q);
+                q.iter().sum::<f64>() / n_q as f64
+            })
+            .collect();
+        let tau = levels(n_q);
+        // the return from the episodes' first states under pi: a mixture over those states and pi
+        let start = pcols.current.as_ref().map(|cur| {
+            let firsts: Vec<usize> = data.first_rows().collect();
+            let mut atoms = Vec::new();
+            for &i in &firsts {
+                let psi_i = rows.psi.row(i);
+                for (a, p) in cur.iter().enumerate() {
+                    if p[i] > 0.0 {
+                        let w = p[i] / firsts.len() as f64;
+                        atoms.extend(fit.quantiles(psi_i.as_slice().expect("row"), a, n_q).into_iter().map(|q| (q, w)));
+                    }
+                }
+            }
+            atoms.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mean = atoms.iter().map(|(q, w)| q * w).sum::<f64>() / n_q as f64;
+            (tau.iter().map(|&t| quantile_huber(&atoms, t, 0.0)).collect::<Vec<f64>>(), mean)
+        });
+        let mut summary = json!({
+            "features": "rff",
+            "dim": rff.dim,
+            "n_quantiles": n_q,
+            "levels": tau,
+            "kappa": self.kappa,
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+            "theta": fit.theta.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+            "theta_layout": "theta[k][a * n_quantiles + j]: feature k, action a, quantile j",
+            "start_quantiles": start.as_ref().map(|x| x.0.clone()),
+            "j": start.as_ref().map(|x| x.1),
+        });
+        if start.is_none() {
+            summary["notes"] = json!(["j and start_quantiles need pi_<a> = pi(a|s) columns in table 'transitions'"]);
+        }
+        setup::report_iterations(&mut summary, "", fit.iterations, fit.change, self.tol, self.max_iter, "");
+        self.fitted = Some((means, summary));
+        Ok(())
+    }
+
+    /// Discrete states: the exact tabular fixed point on the empirical model.
+    fn fit_tabular(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let (t, data, pi) = setup::transitions_and_policy(tables)?;
         let model = EmpiricalModel::new(&data)?;
         let States::Discrete { s, s_next, .. } = &data.states else { unreachable!("EmpiricalModel checked") };
@@ -199,15 +289,6 @@ impl CriticImpl for CriticQuantile {
         self.fitted = Some((means, summary));
         Ok(())
     }
-
-    fn values(&self, _tables: &Tables<'_>) -> Result<CriticResult, PluginError> {
-        let (means, summary) = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
-        Ok(CriticResult {
-            device: self.ctx.device(),
-            values: RVec::from(means.clone()),
-            json: self.ctx.result_text(summary.clone()),
-        })
-    }
 }
 
 /// The plugin.
@@ -215,7 +296,7 @@ pub struct CriticQuantilePlugin;
 
 impl Plugin for CriticQuantilePlugin {
     fn manifest() -> Manifest {
-        ManifestBuilder::new("critic-quantile", Family::Critic)
+        let m = ManifestBuilder::new("critic-quantile", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Quantiles of the return of a target policy per (state, action): quantile TD at its fixed point, tabular")
             .guarantee(
@@ -228,23 +309,20 @@ impl Plugin for CriticQuantilePlugin {
                 "Dabney, Rowland, Bellemare & Munos, Distributional RL with quantile regression, AAAI (2018); \
                  Rowland et al., An analysis of quantile temporal-difference learning, JMLR (2024)",
             )
-            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
             .param(param::int("n_quantiles", Some(32), "N, the quantiles at levels (2j - 1)/2N").at_least(1.0).at_most(10_000.0))
-            .param(param::float("kappa", Some(0.0), "quantile-Huber threshold (0: pure quantile regression)").at_least(0.0))
-            .param(param::float("tol", Some(1e-10), "stop when the relative change is at most this").greater_than(0.0))
-            .param(param::int("max_iter", Some(10_000), "most iterations").at_least(1.0).at_most(1e7))
-            .table(transitions_table())
-            .table(policy_table().required())
-            .build()
+            .param(param::float("kappa", Some(0.0), "quantile-Huber threshold (0: pure quantile regression; rff needs > 0)").at_least(0.0));
+        setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).table(policy_table()).build()
     }
 
     fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let common = CommonParams::read(&params)?;
         Ok(quiver_sdk::critic(CriticQuantile {
-            gamma: params.f64("gamma")?,
+            gamma: common.gamma,
             n: params.usize("n_quantiles")?,
             kappa: params.f64("kappa")?,
-            tol: params.f64("tol")?,
-            max_iter: params.usize("max_iter")?,
+            tol: common.tol,
+            max_iter: common.max_iter,
+            common,
             ctx,
             fitted: None,
         }))

@@ -6,6 +6,7 @@
 use quiver_host::Table;
 use quiver_testing as testing;
 use quiver_testing::mdp::{Empirical, FiniteMdp};
+use rand::Rng;
 use serde_json::{json, Value};
 
 const METHOD: &str = "critic-quantile";
@@ -154,4 +155,160 @@ fn a_target_off_the_datas_support_is_refused() {
     let data = mdp.sample(2, &beta, None, 30, 10);
     let wild = mdp.random_policy(2, |_, _| true);
     testing::expect_error(fit(&[], &[data, mdp.policy_table(&wild)]), "which the data never took there");
+}
+
+/// The discrete data as continuous columns: s_0 = the state id, s_next_0, and the target policy
+/// per row (pi_<a> at s, pi_next_<a> at s_next).
+fn as_continuous(data: &Table, pi: &[f64], n_actions: usize) -> Table {
+    let ints = |name: &str| match data.column(name) {
+        Some(quiver_host::Values::I64(v)) => v.clone(),
+        _ => panic!("column {name}"),
+    };
+    let (s, s_next) = (ints("s"), ints("s_next"));
+    let mut t = data.clone();
+    t.columns.retain(|(n, _)| n != "s" && n != "s_next" && n != "a_next");
+    t = t
+        .with_f64("s_0", s.iter().map(|&x| x as f64).collect())
+        .with_f64("s_next_0", s_next.iter().map(|&x| x as f64).collect());
+    for a in 0..n_actions {
+        t = t.with_f64(&format!("pi_{a}"), s.iter().map(|&x| pi[x as usize * n_actions + a]).collect());
+        t = t.with_f64(&format!("pi_next_{a}"), s_next.iter().map(|&x| pi[x as usize * n_actions + a]).collect());
+    }
+    t
+}
+
+#[test]
+fn rff_features_that_span_the_states_reproduce_the_tabular_fixed_point() {
+    // with 4 states and 8 random Fourier features of the state id, the linear critic can take any
+    // value at each (state, action): its fixed point is the tabular one (same kappa)
+    let mut mdp = FiniteMdp::random(31, 4, 2, 0.8);
+    mdp.noise = 0.5;
+    let beta = mdp.random_policy(1, |_, _| true);
+    let pi = mdp.random_policy(2, |_, _| true);
+    let data = mdp.sample(5, &beta, None, 100, 12);
+    let common = [("gamma", json!(0.8)), ("n_quantiles", json!(6)), ("kappa", json!(0.7)), ("tol", json!(1e-12))];
+    let host = testing::host();
+    let run = |extra: &[(&str, Value)], tables: &[Table]| {
+        let params: Vec<(&str, Value)> = common.iter().cloned().chain(extra.iter().cloned()).collect();
+        let mut h = host.critic(METHOD, &testing::params(&params), testing::cpu()).unwrap();
+        h.fit(tables).unwrap();
+        let r = h.values(tables).unwrap();
+        (serde_json::from_str::<Value>(r.json.as_str()).unwrap(), r.values.to_vec())
+    };
+    let (tab, _) = run(&[], &[data.clone(), mdp.policy_table(&pi)]);
+    let cont = as_continuous(&data, &pi, 2);
+    let (lin, row_means) = run(
+        &[("features", json!("rff")), ("dim", json!(8)), ("bandwidth", json!(0.7)), ("ridge", json!(1e-10))],
+        &[cont],
+    );
+    assert_eq!(lin["converged"], json!(true), "{lin}");
+    let pair_mean: std::collections::HashMap<(usize, usize), f64> =
+        quantiles(&tab).into_iter().map(|(s, a, q)| ((s, a), q.iter().sum::<f64>() / q.len() as f64)).collect();
+    let (s, a) = match (data.column("s"), data.column("a")) {
+        (Some(quiver_host::Values::I64(s)), Some(quiver_host::Values::I64(a))) => (s.clone(), a.clone()),
+        _ => unreachable!(),
+    };
+    for i in 0..row_means.len() {
+        let want = pair_mean[&(s[i] as usize, a[i] as usize)];
+        assert!((row_means[i] - want).abs() < 1e-6, "row {i}: {} vs tabular {want}", row_means[i]);
+    }
+    let (jl, jt) = (lin["j"].as_f64().unwrap(), tab["j"].as_f64().unwrap());
+    assert!((jl - jt).abs() < 1e-6, "J: {jl} vs {jt}");
+}
+
+#[test]
+fn quantiles_match_the_exact_return_distribution_monte_carlo() {
+    // two steps: from state 0 (reward 1 + N(0, 0.5^2)) to state 1 or 2 (prob 0.3 / 0.7), whose one
+    // action ends the episode with reward N(2, 1) or N(-1, 0.5^2). The return from state 0 is
+    // 1 + e0 + gamma R1 with R1 the mixture: its exact quantiles by bisection on the mixture's CDF.
+    let (gamma, n_q, episodes): (f64, usize, usize) = (0.9, 20, 20_000);
+    let mut rng = testing::rng(77);
+    let normal = |rng: &mut rand_chacha::ChaCha8Rng| -> f64 {
+        // Box-Muller
+        let (u, v): (f64, f64) = (rng.random(), rng.random());
+        (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    };
+    let (mut ep, mut t, mut s, mut a, mut r, mut sn, mut done) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for e in 0..episodes {
+        let next = if rng.random::<f64>() < 0.3 { 1 } else { 2 };
+        let last = if next == 1 { 2.0 + normal(&mut rng) } else { -1.0 + 0.5 * normal(&mut rng) };
+        for (step, (st, rew, s2, d)) in
+            [(0, 1.0 + 0.5 * normal(&mut rng), next, false), (next, last, 0, true)].into_iter().enumerate()
+        {
+            ep.push(e as i64);
+            t.push(step as i64);
+            s.push(st);
+            a.push(0);
+            r.push(rew);
+            sn.push(s2);
+            done.push(d);
+        }
+    }
+    let data = Table::new("transitions")
+        .with_i64("episode", ep)
+        .with_i64("t", t)
+        .with_i64("s", s)
+        .with_i64("a", a)
+        .with_f64("r", r)
+        .with_i64("s_next", sn)
+        .with_bool("done", done);
+    let policy =
+        Table::new("policy").with_i64("s", vec![0, 1, 2]).with_i64("a", vec![0, 0, 0]).with_f64("prob", vec![1.0; 3]);
+    let v =
+        fit(&[("gamma", json!(gamma)), ("n_quantiles", json!(n_q)), ("tol", json!(1e-13))], &[data, policy]).unwrap();
+    // exact: the return G = 1 + 0.5 Z0 + gamma (0.3 N(2, 1) + 0.7 N(-1, 0.25)) is a mixture of two
+    // normals: N(1 + 2 gamma, 0.25 + gamma^2) w.p. 0.3 and N(1 - gamma, 0.25 + 0.25 gamma^2) w.p. 0.7
+    let phi = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
+    let comps = [
+        (0.3, 1.0 + 2.0 * gamma, (0.25 + gamma * gamma).sqrt()),
+        (0.7, 1.0 - gamma, (0.25 + 0.25 * gamma * gamma).sqrt()),
+    ];
+    let cdf = |x: f64| comps.iter().map(|&(w, m, sd)| w * phi((x - m) / sd)).sum::<f64>();
+    let pdf = |x: f64| {
+        comps
+            .iter()
+            .map(|&(w, m, sd)| w * (-0.5 * ((x - m) / sd).powi(2)).exp() / (sd * (std::f64::consts::TAU).sqrt()))
+            .sum::<f64>()
+    };
+    let (_, _, q0) = quantiles(&v).into_iter().find(|(s, _, _)| *s == 0).unwrap();
+    for (j, &q) in q0.iter().enumerate() {
+        let tau = (2 * j + 1) as f64 / (2 * n_q) as f64;
+        let (mut lo, mut hi) = (-20.0, 20.0);
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if cdf(mid) < tau {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let exact = 0.5 * (lo + hi);
+        // Monte Carlo: a sample quantile's standard error sqrt(tau (1 - tau) / n) / f(q), plus the
+        // N-atom projection of the next states' distributions (half an atom's probability 1/2N)
+        let se = (tau * (1.0 - tau) / episodes as f64).sqrt() / pdf(exact);
+        let projection = gamma * 0.5 / n_q as f64 / pdf(exact);
+        assert!((q - exact).abs() < 4.0 * se + projection, "tau {tau}: {q} vs exact {exact} (se {se:.4})");
+    }
+    // and their mean is Q(0, 0) = 1 + gamma (0.3 * 2 - 0.7 * 1), within Monte Carlo error
+    let mean = q0.iter().sum::<f64>() / n_q as f64;
+    let q_exact = 1.0 + gamma * (0.3 * 2.0 - 0.7);
+    // (the return's sd is about 1.47: 4 standard errors are 0.042; the N-point quantile average
+    // misses the tails by a little more)
+    assert!((mean - q_exact).abs() < 0.06, "mean {mean} vs {q_exact}");
+}
+
+#[test]
+fn linear_features_refuse_what_they_cannot_do() {
+    let mdp = FiniteMdp::random(31, 4, 2, 0.8);
+    let pi = mdp.random_policy(2, |_, _| true);
+    let cont = as_continuous(&mdp.sample(5, &pi, None, 10, 5), &pi, 2);
+    let rff = [("features", json!("rff"))];
+    testing::expect_error(fit(&rff, std::slice::from_ref(&cont)), "features=rff needs kappa > 0");
+    testing::expect_error(
+        fit(&[("features", json!("given")), ("kappa", json!(1.0))], std::slice::from_ref(&cont)),
+        "features=given is not available for critic-quantile",
+    );
+    // discrete states need the policy table
+    testing::expect_error(fit(&[], &[mdp.sample(5, &pi, None, 10, 5)]), "'policy'");
 }
