@@ -51,7 +51,8 @@ fn singular(what: &str) -> PluginError {
     PluginError::input(format!("the {what} regression is singular: set a ridge > 0 (e.g. --set ridge=1e-6)"))
 }
 
-fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) -> Result<Array1<f64>, PluginError> {
+/// (G + λI)⁻¹ rhs by Cholesky; singular systems ask for a ridge.
+pub fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) -> Result<Array1<f64>, PluginError> {
     g.diag_mut().iter_mut().for_each(|x| *x += ridge);
     let l = g.cholesky(UPLO::Lower).map_err(|_| singular(what))?;
     let y = l.solve(rhs).map_err(|_| singular(what))?;
@@ -62,6 +63,32 @@ fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) ->
 fn weighted(x: ArrayView2<'_, f64>, omega: &[f64], y: &Array1<f64>) -> (Array2<f64>, Array1<f64>) {
     let xw = &x * &ndarray::ArrayView1::from(omega).insert_axis(ndarray::Axis(1));
     (xw.t().dot(&x), xw.t().dot(y))
+}
+
+/// The τ-expectile regression of `y` on the rows of `x` with ridge λ: w = argmin Σ_i
+/// |τ − 1{y_i < x_iᵀw}| (y_i − x_iᵀw)² + λ‖w‖², by iteratively reweighted least squares from
+/// `init` (the weights τ / 1 − τ fixed, a weighted ridge solve, repeat until no weight changes;
+/// at most 100 rounds).
+pub fn expectile_regression(
+    x: ArrayView2<'_, f64>,
+    y: &Array1<f64>,
+    tau: f64,
+    ridge: f64,
+    init: &Array1<f64>,
+) -> Result<Array1<f64>, PluginError> {
+    let mut w = init.clone();
+    let mut omega: Vec<f64> = Vec::new();
+    for _ in 0..100 {
+        let v = x.dot(&w);
+        let next_omega: Vec<f64> = y.iter().zip(&v).map(|(yi, vi)| if yi < vi { 1.0 - tau } else { tau }).collect();
+        if next_omega == omega {
+            break;
+        }
+        omega = next_omega;
+        let (g, rhs) = weighted(x, &omega, y);
+        w = ridge_solve(g, &rhs, ridge, "V (expectile)")?;
+    }
+    Ok(w)
 }
 
 /// Solve the linear expectile critic (see the module documentation).
@@ -92,18 +119,7 @@ pub fn fit(
         let theta = ridge_solve(c.clone(), &(&b + &(nmat.dot(&w) * gamma)), ridge, "Q")?;
         let q = rows.phi.dot(&theta);
         // IRLS for the expectile regression, from the current w
-        let mut new_w = w.clone();
-        let mut omega: Vec<f64> = Vec::new();
-        for _ in 0..100 {
-            let v = rows.psi.dot(&new_w);
-            let next_omega: Vec<f64> = q.iter().zip(&v).map(|(qi, vi)| if qi < vi { 1.0 - tau } else { tau }).collect();
-            if next_omega == omega {
-                break;
-            }
-            omega = next_omega;
-            let (g, rhs) = weighted(rows.psi.view(), &omega, &q);
-            new_w = ridge_solve(g, &rhs, ridge, "V (expectile)")?;
-        }
+        let new_w = expectile_regression(rows.psi.view(), &q, tau, ridge, &w)?;
         let scale = new_w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
         change = new_w.iter().zip(&w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
         w = new_w;

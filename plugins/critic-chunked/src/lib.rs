@@ -19,8 +19,11 @@
 //! such pairs, not the number of rows. CUDA: the h-step reward sums (a segmented scan per episode)
 //! run on the GPU; the small tabular fixed point stays on the CPU.
 
-use quiver_rl::setup::{self, transitions_table};
+use ndarray::{Array1, Array2, Axis};
+use quiver_rl::expectile::{expectile_regression, ridge_solve};
+use quiver_rl::setup::{self, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::tabular::expectile;
+use quiver_rl::Rff;
 use quiver_rl::{States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
@@ -48,6 +51,8 @@ pub struct Config {
     pub tol: f64,
     /// Iteration cap.
     pub max_iter: usize,
+    /// The shared critic parameters (features, and for `rff` dim, bandwidth, seed, ridge).
+    pub common: CommonParams,
 }
 
 /// The estimator.
@@ -90,6 +95,127 @@ fn keys_json(keys: &Keys, values: &[f64]) -> Value {
     })
 }
 
+impl CriticChunked {
+    /// Continuous states: the same three regressions with features — Q_h(s, chunk) =
+    /// ψ(s)ᵀθ_chunk (one weight block per action sequence), Q_d(s, partial) = ψ(s)ᵀθ_partial, V(s) =
+    /// ψ(s)ᵀw, ψ random Fourier features — iterated until V at the data's states changes by at
+    /// most `tol` (relative). Q_h's least squares is affine in w, so its normal equations are
+    /// accumulated once: θ_c = (G_c + λI)⁻¹(b_c + M_c w) with G_c = Σ_{i∈c} ψ_iψ_iᵀ, b_c =
+    /// Σ_{i∈c} ψ_i g_i and M_c = Σ_{i∈c} γ^{h′}(1 − d) ψ_i ψ(s_{t+h′})ᵀ.
+    fn fit_rff(&self, data: &Transitions<'_>) -> Result<(Vec<f64>, Value), PluginError> {
+        let c = &self.config;
+        let States::Continuous { s, s_next } = &data.states else { unreachable!("checked by the caller") };
+        let n = data.n;
+        let rff = Rff::new(s.len(), c.common.dim, c.common.bandwidth, c.common.seed, 1);
+        let d = rff.dim;
+        if n * 3 * d > quiver_rl::expectile::MAX_CACHE {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!("{n} rows x 3 x {d} features exceed what the linear chunked fit holds: lower dim"),
+            ));
+        }
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+        let (g, steps) = self.ctx.dispatch(
+            || Ok(data.nstep_returns(c.h, c.gamma)),
+            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
+        )?;
+        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
+        let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
+        let mut boot = Array2::<f64>::zeros((n, d)); // γ^{h′}(1 − d) ψ(s_{t+h′})
+        for i in 0..n {
+            let w = steps[i] as usize;
+            let acts = &data.a[i..i + w];
+            chunk_of[i] = chunks.add(acts);
+            partial_of[i] = partials.add(&acts[..c.h_a.min(w)]);
+            let last = i + w - 1;
+            if !data.done[last] {
+                let f = c.gamma.powi(w as i32);
+                boot.row_mut(i).iter_mut().zip(psi_next.row(last)).for_each(|(o, x)| *o = f * x);
+            }
+        }
+        let members = |of: &[usize], k: usize| -> Vec<Vec<usize>> {
+            let mut m = vec![Vec::new(); k];
+            of.iter().enumerate().for_each(|(i, &x)| m[x].push(i));
+            m
+        };
+        let (chunk_rows, partial_rows) =
+            (members(&chunk_of, chunks.keys.len()), members(&partial_of, partials.keys.len()));
+        // the normal equations of each chunk block, once
+        let g_all = Array1::from(g);
+        let normal: Vec<(Array2<f64>, Array1<f64>, Array2<f64>)> = chunk_rows
+            .iter()
+            .map(|idx| {
+                let x = psi.select(Axis(0), idx);
+                let bx = boot.select(Axis(0), idx);
+                let gi: Array1<f64> = idx.iter().map(|&i| g_all[i]).collect();
+                (x.t().dot(&x), x.t().dot(&gi), x.t().dot(&bx))
+            })
+            .collect();
+        let partial_x: Vec<Array2<f64>> = partial_rows.iter().map(|idx| psi.select(Axis(0), idx)).collect();
+        let (mut w, mut theta_c, mut theta_p) = (
+            Array1::<f64>::zeros(d),
+            vec![Array1::<f64>::zeros(d); chunk_rows.len()],
+            vec![Array1::<f64>::zeros(d); partial_rows.len()],
+        );
+        let mut v_prev = psi.dot(&w);
+        let (mut change, mut iterations) = (f64::INFINITY, 0);
+        let ridge = c.common.ridge;
+        while iterations < c.max_iter {
+            let mut q_h = Array1::<f64>::zeros(n);
+            for (k, (gram, b, m)) in normal.iter().enumerate() {
+                theta_c[k] = ridge_solve(gram.clone(), &(b + &m.dot(&w)), ridge, "Q_h (chunk)")?;
+                for &i in &chunk_rows[k] {
+                    q_h[i] = psi.row(i).dot(&theta_c[k]);
+                }
+            }
+            let mut q_d = Array1::<f64>::zeros(n);
+            for (p, idx) in partial_rows.iter().enumerate() {
+                let y: Array1<f64> = idx.iter().map(|&i| q_h[i]).collect();
+                theta_p[p] = expectile_regression(partial_x[p].view(), &y, c.kappa_d, ridge, &theta_p[p])?;
+                for &i in idx {
+                    q_d[i] = psi.row(i).dot(&theta_p[p]);
+                }
+            }
+            w = expectile_regression(psi.view(), &q_d, c.kappa_b, ridge, &w)?;
+            let v = psi.dot(&w);
+            let scale = v.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            change = v.iter().zip(&v_prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+            v_prev = v;
+            iterations += 1;
+            if !change.is_finite() || scale > 1e150 {
+                return Err(PluginError::input(format!(
+                    "the chunked critic diverges (values of size {scale:.3e} after {iterations} iterations): raise the ridge"
+                )));
+            }
+            self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
+            if change <= c.tol {
+                break;
+            }
+        }
+        let targets: Vec<f64> = (0..n).map(|i| g_all[i] + boot.row(i).dot(&w)).collect();
+        setup::ensure_finite("values", targets.iter().chain(w.iter()).copied(), data)?;
+        let firsts: Vec<usize> = data.first_rows().collect();
+        let j = firsts.iter().map(|&i| v_prev[i]).sum::<f64>() / firsts.len() as f64;
+        let weights = |keys: &Keys, th: &[Array1<f64>]| json!({"actions": keys.keys, "theta": th.iter().map(|t| t.to_vec()).collect::<Vec<_>>()});
+        let mut summary = json!({
+            "features": "rff",
+            "dim": d,
+            "h": c.h,
+            "h_a": c.h_a,
+            "kappa_d": c.kappa_d,
+            "kappa_b": c.kappa_b,
+            "rows": n,
+            "episodes": data.episodes.len(),
+            "q_chunk": weights(&chunks, &theta_c),
+            "q_d": weights(&partials, &theta_p),
+            "w": w.to_vec(),
+            "j": j,
+        });
+        setup::report_iterations(&mut summary, "", iterations, change, c.tol, c.max_iter, "");
+        Ok((targets, summary))
+    }
+}
+
 impl CriticImpl for CriticChunked {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let c = self.config.clone();
@@ -108,9 +234,25 @@ impl CriticImpl for CriticChunked {
                 ),
             ));
         }
+        match c.common.features {
+            FeatureKind::OneHot => {}
+            FeatureKind::Rff => {
+                setup::check_features(FeatureKind::Rff, &data.states)?;
+                let fitted = self.fit_rff(&data)?;
+                self.fitted = Some(fitted);
+                return Ok(());
+            }
+            FeatureKind::Given => {
+                return Err(PluginError::param(
+                    "features=given is not available for critic-chunked: use onehot (discrete states) or rff \
+                     (continuous states)",
+                ))
+            }
+        }
         let States::Discrete { s, s_next, .. } = &data.states else {
             return Err(PluginError::input(
-                "table 'transitions': critic-chunked needs discrete states: columns 's' and 's_next'",
+                "table 'transitions': features=onehot needs discrete states: columns 's' and 's_next' (continuous \
+                 states s_<k>: features=rff)",
             ));
         };
         // per row: its discounted reward sum (a segmented scan, on the GPU when asked), its window
@@ -219,12 +361,7 @@ impl CriticImpl for CriticChunked {
             "v": setup::v_json(&vs),
             "j": setup::start_value(&data, &vs),
         });
-        if change > c.tol {
-            summary["warnings"] = json!([format!(
-                "stopped at max_iter = {} with relative change {change:.3e} > tol = {:.1e}",
-                c.max_iter, c.tol
-            )]);
-        }
+        setup::report_iterations(&mut summary, "", iterations, change, c.tol, c.max_iter, "");
         self.fitted = Some((targets, summary));
         Ok(())
     }
@@ -246,7 +383,7 @@ pub struct CriticChunkedPlugin;
 
 impl Plugin for CriticChunkedPlugin {
     fn manifest() -> Manifest {
-        ManifestBuilder::new("critic-chunked", Family::Critic)
+        let m = ManifestBuilder::new("critic-chunked", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Chunked critic with decoupled distillation: h-step targets, expectile distillation to partial chunks and V")
             .guarantee(
@@ -256,26 +393,25 @@ impl Plugin for CriticChunkedPlugin {
             )
             .reference("Decoupled Q-chunking (DQC) for offline RL with action chunks; Kostrikov et al., IQL, ICLR (2022)")
             .cuda()
-            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
             .param(param::int("h", Some(4), "chunk length (actions per chunk)").at_least(1.0).at_most(256.0))
             .param(param::int("h_a", Some(1), "length of the distilled partial chunk, at most h").at_least(1.0).at_most(256.0))
             .param(param::float("kappa_d", Some(0.5), "expectile of the distillation onto partial chunks").open(0.0, 1.0))
             .param(param::float("kappa_b", Some(0.5), "expectile of V over partial chunks").open(0.0, 1.0))
-            .param(param::float("tol", Some(1e-10), "stop when the relative change is at most this").greater_than(0.0))
-            .param(param::int("max_iter", Some(10_000), "most iterations").at_least(1.0).at_most(1e7))
-            .table(transitions_table())
-            .build()
+            ;
+        setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).build()
     }
 
     fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let common = CommonParams::read(&params)?;
         let config = Config {
-            gamma: params.f64("gamma")?,
+            gamma: common.gamma,
             h: params.usize("h")?,
             h_a: params.usize("h_a")?,
             kappa_d: params.f64("kappa_d")?,
             kappa_b: params.f64("kappa_b")?,
-            tol: params.f64("tol")?,
-            max_iter: params.usize("max_iter")?,
+            tol: common.tol,
+            max_iter: common.max_iter,
+            common,
         };
         Ok(quiver_sdk::critic(CriticChunked { config, ctx, fitted: None }))
     }
