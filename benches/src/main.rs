@@ -26,10 +26,19 @@ struct Args {
     quick: bool,
     repeats: usize,
     only: Option<String>,
+    /// `--baselines full`: the interpreter with SCOPE-RL installed.
+    python_full: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { python: "python3".into(), out: "target/bench".into(), quick: false, repeats: 7, only: None };
+    let mut a = Args {
+        python: "python3".into(),
+        out: "target/bench".into(),
+        quick: false,
+        repeats: 7,
+        only: None,
+        python_full: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -37,6 +46,11 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
             "--quick" => a.quick = true,
             "--only" => a.only = Some(it.next().ok_or("--only needs a case name (a substring)")?),
+            "--baselines" => match it.next().as_deref() {
+                Some("full") | Some("numpy") => {}
+                _ => return Err("--baselines takes numpy (the default) or full".into()),
+            },
+            "--python-full" => a.python_full = Some(it.next().ok_or("--python-full needs a path")?.into()),
             "--repeats" => a.repeats = it.next().and_then(|r| r.parse().ok()).ok_or("--repeats needs a number")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -61,6 +75,8 @@ struct Case {
     sizes: Value,
     /// The baseline script; `None` for a case that reports Quiver's time alone.
     script: Option<&'static str>,
+    /// The interpreter of the baseline when not the default one (SCOPE-RL's environment).
+    python: Option<PathBuf>,
     baseline: Value,
     data: PathBuf,
     repeats: Option<usize>,
@@ -98,6 +114,7 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
     Case {
         name,
         sizes: json!({"n": n, "m": m}),
+        python: None,
         script: Some("selector_baselines.py"),
         baseline: json!({"case": "conformal-selection", "q": 0.1, "c": 0.0, "clip_m": 1e6, "weighted": weighted}),
         data: dir.to_path_buf(),
@@ -135,6 +152,7 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
     Case {
         name: format!("selective-risk {rule} cpu"),
         sizes: json!({"n": n, "m": n}),
+        python: None,
         script: Some("selector_baselines.py"),
         baseline: json!({"case": "selective-risk", "alpha": 0.1, "rule": rule, "delta": 0.1, "grid": 50}),
         data: dir.to_path_buf(),
@@ -165,6 +183,7 @@ fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: D
     Case {
         name: format!("batch-pi {mode} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": n, "m": m}),
+        python: None,
         script: Some("batch_baselines.py"),
         baseline: json!({"mode": mode, "n": n, "m": m, "alpha": 0.1, "zeta": m / 2, "delta": 0.1, "upper_bound": 1.0}),
         data: dir.to_path_buf(),
@@ -213,6 +232,7 @@ fn shrinkage_case(host: &Host, dir: &Path, method: &str, p: usize, device: Devic
     Case {
         name: format!("{method} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": p, "m": 0}),
+        python: None,
         script: Some("shrinkage_baselines.py"),
         baseline: json!({"case": method}),
         data: dir.to_path_buf(),
@@ -323,6 +343,7 @@ fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRe
     Case {
         name: format!("critic-lstd {target} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
         sizes: json!({"n": n, "m": 2 * dim}),
+        python: None,
         script: Some("critic_baselines.py"),
         baseline: json!({"target": target, "dim": dim, "state_dim": 2, "actions": 2, "gamma": gamma, "ridge": ridge,
                          "tol": tol, "max_iter": 10_000}),
@@ -409,6 +430,7 @@ fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Case {
     Case {
         name: "ope bandit (6 estimators, t intervals)".into(),
         sizes: json!({"n": n, "m": k}),
+        python: None,
         script: Some("ope_baselines.py"),
         baseline: json!({"mode": "bandit", "actions": k, "alpha": 0.05, "switch_lambda": switch, "dros_lambda": dros}),
         data: dir.to_path_buf(),
@@ -466,6 +488,7 @@ fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usiz
     Case {
         name: format!("ope trajectories ({resamples} bootstrap resamples)"),
         sizes: json!({"n": episodes, "m": horizon}),
+        python: None,
         script: Some("ope_baselines.py"),
         baseline: json!({"mode": "trajectory", "episodes": episodes, "horizon": horizon, "states": n_s,
                          "actions": n_a, "gamma": gamma, "alpha": 0.05, "resamples": resamples, "seed": seed}),
@@ -507,6 +530,7 @@ fn dqc_case(host: &Host, episodes: usize) -> Case {
     Case {
         name: "critic-chunked DQC h = 4 (fixed point)".into(),
         sizes: json!({"n": rows, "m": 4}),
+        python: None,
         script: None,
         baseline: Value::Null,
         data: PathBuf::new(),
@@ -705,6 +729,14 @@ fn real_main() -> Result<(), String> {
     let (bandit_n, episodes) = if args.quick { (1_000_000, 10_000) } else { (10_000_000, 100_000) };
     cases.push(ope_bandit_case(&host, &data.join("ob"), bandit_n));
     cases.push(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000));
+    if let Some(py) = &args.python_full {
+        // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
+        let mut case = ope_trajectory_case(&host, &data.join("ot-scope"), episodes, 1000);
+        case.name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)".into();
+        case.script = Some("scope_rl_baselines.py");
+        case.python = Some(py.clone());
+        cases.push(case);
+    }
     cases.push(dqc_case(&host, episodes));
     let gpu_usable = host
         .selector(
@@ -755,7 +787,7 @@ fn real_main() -> Result<(), String> {
         let mut spec = case.baseline.clone();
         spec["data"] = json!(case.data.display().to_string());
         spec["repeats"] = json!(repeats);
-        let base = run_baseline(&args.python, script, &spec)?;
+        let base = run_baseline(case.python.as_ref().unwrap_or(&args.python), script, &spec)?;
         numpy_version = base["numpy"].clone();
         bar.inc(1);
         let base_times: Vec<f64> =
@@ -767,7 +799,7 @@ fn real_main() -> Result<(), String> {
             "sizes": case.sizes,
             "quiver_median_s": q,
             "quiver_times_s": times,
-            "baseline": format!("NumPy/SciPy (benches/baselines/{script})"),
+            "baseline": if case.python.is_some() { format!("SCOPE-RL (benches/baselines/{script})") } else { format!("NumPy/SciPy (benches/baselines/{script})") },
             "baseline_median_s": b,
             "baseline_times_s": base_times,
             "ratio_baseline_over_quiver": b / q,

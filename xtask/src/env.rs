@@ -84,7 +84,12 @@ impl PyEnv {
 
 /// Create (once) `target/pyenv` and pip-install `packages` into it (once each).
 pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
-    let dir = crate::root().join("target").join("pyenv");
+    python_env_in("pyenv", packages)
+}
+
+/// Create (once) `target/<name>` and pip-install `packages` into it (once each).
+pub fn python_env_in(name: &str, packages: &[&str]) -> Result<PyEnv, String> {
+    let dir = crate::root().join("target").join(name);
     let env = PyEnv { dir: dir.clone() };
     if !env.python().is_file() {
         if !found("python3", "--version") {
@@ -98,7 +103,7 @@ pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
             let _ = std::fs::remove_dir_all(&dir);
             apt_install(&["python3-venv"], "python3 cannot create a virtual environment")?;
             if !ok(&dir) {
-                return Err("`python3 -m venv target/pyenv` failed".into());
+                return Err(format!("`python3 -m venv target/{name}` failed"));
             }
         }
     }
@@ -107,7 +112,7 @@ pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
         if marker.is_file() {
             continue;
         }
-        println!("xtask: installing {pkg} into target/pyenv");
+        println!("xtask: installing {pkg} into target/{name}");
         let status = Command::new(env.python())
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", pkg])
             .status();

@@ -289,10 +289,23 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
 fn bench(args: &[String]) -> Result {
     let py = env::python_env(&["numpy", "scipy"])
         .map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
+    // `--baselines full` adds SCOPE-RL (PyPI `scope-rl`, with PyTorch): a virtual environment of its own
+    let full = args.windows(2).any(|w| w[0] == "--baselines" && w[1] == "full");
+    let full_py = if full {
+        println!(
+            "xtask: --baselines full: SCOPE-RL (and PyTorch) into target/pyenv-full; the first time takes a while"
+        );
+        Some(env::python_env_in("pyenv-full", &["scope-rl"]).map_err(|e| format!("SCOPE-RL baseline: {e}"))?)
+    } else {
+        None
+    };
     build()?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "quiver-bench", "--"]);
     cmd.args(args);
+    if let Some(py) = &full_py {
+        cmd.arg("--python-full").arg(py.python());
+    }
     cmd.arg("--python").arg(py.python());
     cmd.arg("--out").arg(target_dir().join("bench"));
     cmd.env("QUIVER_PLUGIN_PATH", plugins_dir());
