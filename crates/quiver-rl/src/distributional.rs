@@ -155,9 +155,9 @@ pub fn fit(
                     }
                 }
                 let a = rows.a[i] as usize;
-                for j in 0..n_q {
+                for (j, &t) in tau.iter().enumerate() {
                     let col = a * n_q + j;
-                    (out[col], out_c[col]) = score(atoms, tau[j], kappa, qs[i * width + col]);
+                    (out[col], out_c[col]) = score(atoms, t, kappa, qs[i * width + col]);
                 }
             },
         );

@@ -271,6 +271,27 @@ impl DenseRows<'_, '_> {
     }
 }
 
+/// ψ(s_i) and ψ(s′_i) of every row as n × D matrices (rows in parallel); ψ(s′_i) is zero where
+/// the episode ends (nothing is bootstrapped there). `s` and `s_next` are the state columns.
+pub fn rff_matrices(
+    rff: &Rff,
+    s: &[&[f64]],
+    s_next: &[&[f64]],
+    done: &[bool],
+) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    use rayon::prelude::*;
+    let (n, d) = (done.len(), rff.dim);
+    let (mut psi, mut psi_next) = (vec![0.0; n * d], vec![0.0; n * d]);
+    psi.par_chunks_mut(d.max(1)).zip(psi_next.par_chunks_mut(d.max(1))).enumerate().for_each(|(i, (row, row_next))| {
+        rff.psi(|k| s[k][i], row);
+        if !done[i] {
+            rff.psi(|k| s_next[k][i], row_next);
+        }
+    });
+    let shape = |v| ndarray::Array2::from_shape_vec((n, d), v).expect("n × D");
+    (shape(psi), shape(psi_next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,25 +321,4 @@ mod tests {
         let d2 = (0.6f64).powi(2) + (0.6f64).powi(2);
         assert!((dot - (-d2 / (2.0 * 1.5 * 1.5)).exp()).abs() < 0.02, "{dot}");
     }
-}
-
-/// ψ(s_i) and ψ(s′_i) of every row as n × D matrices (rows in parallel); ψ(s′_i) is zero where
-/// the episode ends (nothing is bootstrapped there). `s` and `s_next` are the state columns.
-pub fn rff_matrices(
-    rff: &Rff,
-    s: &[&[f64]],
-    s_next: &[&[f64]],
-    done: &[bool],
-) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
-    use rayon::prelude::*;
-    let (n, d) = (done.len(), rff.dim);
-    let (mut psi, mut psi_next) = (vec![0.0; n * d], vec![0.0; n * d]);
-    psi.par_chunks_mut(d.max(1)).zip(psi_next.par_chunks_mut(d.max(1))).enumerate().for_each(|(i, (row, row_next))| {
-        rff.psi(|k| s[k][i], row);
-        if !done[i] {
-            rff.psi(|k| s_next[k][i], row_next);
-        }
-    });
-    let shape = |v| ndarray::Array2::from_shape_vec((n, d), v).expect("n × D");
-    (shape(psi), shape(psi_next))
 }

@@ -96,6 +96,7 @@ pub struct Summary<const K: usize> {
 
 impl<const K: usize> Summary<K> {
     /// The summary of `rows` by two passes.
+    #[allow(clippy::needless_range_loop)] // K variables of each row, indexed together
     pub fn of(rows: &[[f64; K]]) -> Self {
         let n = rows.len() as f64;
         let mut s =
@@ -120,6 +121,7 @@ impl<const K: usize> Summary<K> {
     }
 
     /// The summary of two disjoint samples together.
+    #[allow(clippy::needless_range_loop)] // K variables, indexed together
     pub fn merge(&self, o: &Self) -> Self {
         if self.n == 0.0 {
             return *o;
