@@ -85,18 +85,12 @@ impl CriticExpectile {
                         format!("{n} rows × {} features: too many for the linear expectile fit; lower dim", d + 2 * dd),
                     ));
                 }
-                let (mut phi, mut psi, mut psi_next) =
-                    (Array2::zeros((n, d)), Array2::zeros((n, dd)), Array2::zeros((n, dd)));
-                let mut buf = vec![0.0; dd];
+                let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+                // φ(s, a) = e_a ⊗ ψ(s): the row's own action block
+                let mut phi = Array2::zeros((n, d));
                 for i in 0..n {
-                    rff.psi(|k| s[k][i], &mut buf);
-                    psi.row_mut(i).iter_mut().zip(&buf).for_each(|(o, v)| *o = *v);
                     let a = data.a[i] as usize;
-                    phi.row_mut(i).iter_mut().skip(a * dd).take(dd).zip(&buf).for_each(|(o, v)| *o = *v);
-                    if !data.done[i] {
-                        rff.psi(|k| s_next[k][i], &mut buf);
-                        psi_next.row_mut(i).iter_mut().zip(&buf).for_each(|(o, v)| *o = *v);
-                    }
+                    phi.row_mut(i).iter_mut().skip(a * dd).take(dd).zip(psi.row(i)).for_each(|(o, v)| *o = *v);
                 }
                 (ExpectileRows { phi, psi, psi_next, r: data.r }, Some(rff))
             }
