@@ -26,6 +26,9 @@ use rayon::prelude::*;
 /// Most values the fit holds (Ψ, Ψ′ and three n × A·N matrices; 8 bytes each: 1 GiB).
 pub const MAX_VALUES: usize = 1 << 27;
 
+/// Most quantile-Huber terms one iteration may evaluate (rows × A·N atoms × N levels).
+pub const MAX_TERMS_PER_ITERATION: f64 = 1e10;
+
 /// The rows of a linear quantile fit.
 pub struct QuantileRows<'a> {
     /// ψ(s_i), n × D.
@@ -102,6 +105,16 @@ pub fn fit(
                 "{n} rows x ({} features + 3 x {n_a} actions x {n_q} quantiles) exceed the {MAX_VALUES} values the \
                  linear quantile fit holds: lower dim or n_quantiles",
                 2 * d
+            ),
+        ));
+    }
+    let terms = n as f64 * width as f64 * n_q as f64;
+    if terms > MAX_TERMS_PER_ITERATION {
+        return Err(PluginError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{n} rows x {width} target atoms x {n_q} levels = {terms:.2e} terms per iteration (limit \
+                 {MAX_TERMS_PER_ITERATION:.0e}): lower n_quantiles"
             ),
         ));
     }

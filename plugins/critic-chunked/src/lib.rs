@@ -133,6 +133,18 @@ impl CriticChunked {
                 boot.row_mut(i).iter_mut().zip(psi_next.row(last)).for_each(|(o, x)| *o = f * x);
             }
         }
+        // the normal equations hold two D × D matrices per chunk
+        let held = (chunks.keys.len() + partials.keys.len()) as f64 * 2.0 * (d * d) as f64;
+        if held > quiver_rl::expectile::MAX_CACHE as f64 {
+            return Err(PluginError::new(
+                quiver_sdk::abi::ErrorKind::Unsupported,
+                format!(
+                    "{} distinct action chunks x 2 x {d}^2 values of normal equations (limit {}): lower h or dim",
+                    chunks.keys.len(),
+                    quiver_rl::expectile::MAX_CACHE
+                ),
+            ));
+        }
         let members = |of: &[usize], k: usize| -> Vec<Vec<usize>> {
             let mut m = vec![Vec::new(); k];
             of.iter().enumerate().for_each(|(i, &x)| m[x].push(i));

@@ -221,3 +221,17 @@ fn rff_one_step_chunks_are_the_linear_expectile_critic() {
     assert_eq!(targets.len(), t.nrows);
     assert!(high["j"].as_f64().unwrap() > low["j"].as_f64().unwrap());
 }
+
+#[test]
+fn oversized_linear_requests_are_refused_before_they_run() {
+    // long chunks of three actions: nearly every row its own chunk, each with 2 x 1024^2 values
+    let t = continuous(&data());
+    testing::expect_error(
+        fit("critic-chunked", &[("features", json!("rff")), ("dim", json!(1024)), ("h", json!(12))], &t),
+        "lower h or dim",
+    );
+    testing::expect_error(
+        fit("critic-chunked", &[("features", json!("given"))], &t),
+        "features=given is not available",
+    );
+}

@@ -312,3 +312,14 @@ fn linear_features_refuse_what_they_cannot_do() {
     // discrete states need the policy table
     testing::expect_error(fit(&[], &[mdp.sample(5, &pi, None, 10, 5)]), "'policy'");
 }
+
+#[test]
+fn oversized_linear_requests_are_refused_before_they_run() {
+    let mdp = FiniteMdp::random(31, 4, 2, 0.8);
+    let pi = mdp.random_policy(2, |_, _| true);
+    let cont = as_continuous(&mdp.sample(5, &pi, None, 200, 10), &pi, 2);
+    testing::expect_error(
+        fit(&[("features", json!("rff")), ("kappa", json!(1.0)), ("n_quantiles", json!(5000))], &[cont]),
+        "lower n_quantiles",
+    );
+}
