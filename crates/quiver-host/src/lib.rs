@@ -107,7 +107,42 @@ fn tail_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Check an object file before the dynamic loader maps it: it parses as an ELF, Mach-O or PE file,
+/// and every segment (and section) it would map lies inside the file. The loader maps segments
+/// past the end of a truncated file and the first touch of those pages kills the process with
+/// SIGBUS, so a corrupt file must be refused here.
+pub fn check_object_file(path: &Path) -> Result<(), LoadError> {
+    use object::{Object, ObjectSection, ObjectSegment};
+    let corrupt = |reason: String| LoadError::NotALibrary { path: path.into(), reason };
+    let data = std::fs::read(path).map_err(|e| corrupt(e.to_string()))?;
+    let len = data.len() as u64;
+    let file = object::File::parse(&*data).map_err(|e| corrupt(format!("not a valid object file ({e})")))?;
+    let past_end = |what: &str, name: &str, (offset, size): (u64, u64)| {
+        (offset.checked_add(size).is_none_or(|end| end > len)).then(|| {
+            corrupt(format!(
+                "{what} {name} spans bytes {offset}..{} but the file has {len}: truncated or corrupt",
+                offset.saturating_add(size)
+            ))
+        })
+    };
+    for seg in file.segments() {
+        let name = seg.name().ok().flatten().unwrap_or("").to_string();
+        if let Some(e) = past_end("segment", &name, seg.file_range()) {
+            return Err(e);
+        }
+    }
+    for sec in file.sections() {
+        if let Some(range) = sec.file_range() {
+            if let Some(e) = past_end("section", sec.name().unwrap_or(""), range) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn read_identity(path: &Path) -> Result<PluginIdentity, LoadError> {
+    check_object_file(path)?;
     // SAFETY: loading a library runs its initialisers; plugin folders are trusted code, as with
     // any plugin system. The library is kept loaded for the life of the process.
     let lib = unsafe { libloading::Library::new(path) }
