@@ -71,6 +71,10 @@ enum Command {
         /// Also write the JSON result to this file.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Most memory the method may plan to use (bytes, or 512M, 8G, ...; default: 80% of the
+        /// machine's memory, or $QUIVER_MAX_MEMORY). Larger requests are refused before they start.
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
     /// Check the installation: plugin folders, every plugin found (loaded or why not), GPU status.
     Doctor,
@@ -189,7 +193,14 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { method, inputs, sets, device, threads, json, output } => {
+        Command::Run { method, inputs, sets, device, threads, json, output, max_memory } => {
+            if let Some(size) = max_memory {
+                let bytes = quiver_sdk::memory::parse_size(size).ok_or_else(|| {
+                    HostError::Parameter(format!("--max-memory '{size}' is not a size (bytes, or e.g. 512M, 8G)"))
+                })?;
+                // the plugins run in this process and read the limit from its environment
+                std::env::set_var(quiver_sdk::memory::MAX_MEMORY_ENV, bytes.to_string());
+            }
             let plugin = host.get(method)?;
             let params = quiver_host::params_from_pairs(&plugin.manifest, sets)?;
             let inputs = inputs

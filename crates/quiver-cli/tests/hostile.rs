@@ -25,7 +25,8 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// The process ended by exiting (not by a signal), with `code`.
+/// The process ended by exiting (not by a signal), with `code` (1: `doctor` found a problem;
+/// 2: the request was refused with an error).
 fn exited(o: &Output, code: i32) {
     use std::os::unix::process::ExitStatusExt;
     assert!(o.status.signal().is_none(), "killed by signal {:?}: {}", o.status.signal(), text(o));
@@ -60,5 +61,66 @@ fn truncated_or_corrupt_plugin_files_are_refused_before_they_are_mapped() {
         assert!(out.contains("FAIL  ") && out.contains("libsure_normal.so"), "{what}: {out}");
         let o = quiver_in(dir.path(), &["list"]);
         assert!(o.status.code().is_some(), "{what}: list survives");
+    }
+}
+
+fn example(path: &str) -> String {
+    testing::workspace_root().join("examples").join(path).display().to_string()
+}
+
+#[test]
+fn requests_are_sized_before_they_are_served() {
+    let cal = format!("calibration={}", example("batch-pi/calibration.csv"));
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "mode=mean", "--set", "m=1000000", "--set", "upper_bound=10"], "the exact DP needs more than"),
+        (&["--set", "mode=pac", "--set", "m=1000000000000"], "lower m"),
+        (&["--set", "mode=two-sided", "--set", "m=1000000000000", "--set", "zeta=500000000000"], "lower m"),
+        (
+            &["--set", "mode=mean", "--set", "m=30", "--set", "upper_bound=10", "--max-memory", "1K"],
+            "past the limit of 1.0 KiB",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["run", "batch-pi", "--input", cal.as_str()];
+        args.extend_from_slice(extra);
+        let o = quiver(&args);
+        exited(&o, 2);
+        assert!(text(&o).contains(needle), "{extra:?}: {}", text(&o));
+    }
+    let o = quiver(&["run", "batch-pi", "--input", cal.as_str(), "--max-memory", "lots"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("--max-memory 'lots' is not a size"), "{}", text(&o));
+}
+
+#[test]
+fn repeated_roles_and_bad_npy_names_are_errors() {
+    let cal = format!("calibration={}", example("batch-pi/calibration.csv"));
+    let o = quiver(&["run", "batch-pi", "--input", cal.as_str(), "--input", cal.as_str()]);
+    exited(&o, 2);
+    assert!(text(&o).contains("table 'calibration' is given twice"), "{}", text(&o));
+    let o = quiver(&["run", "batch-pi", "--input", cal.as_str(), "--set", "alpha=0.1", "--set", "alpha=0.2"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("parameter 'alpha' is set twice"), "{}", text(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("m.npy");
+    // a 2 x 2 little-endian f64 matrix
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+    let mut h = header.to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    for x in [1.0f64, 2.0, 3.0, 4.0] {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&npy, bytes).unwrap();
+    for (names, needle) in [("y,y", "'y' is given twice"), ("y,", "is empty")] {
+        let arg = format!("calibration={}:{names}", npy.display());
+        let o = quiver(&["run", "batch-pi", "--input", arg.as_str()]);
+        exited(&o, 2);
+        assert!(text(&o).contains(needle), "{names}: {}", text(&o));
     }
 }

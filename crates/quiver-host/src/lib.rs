@@ -486,7 +486,15 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
 /// method does not read, and required tables that are missing, are errors.
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
     let mut tables = Vec::new();
-    for (role, path) in inputs {
+    for (i, (role, path)) in inputs.iter().enumerate() {
+        // a repeated role is a mistake, not a choice to make silently
+        if let Some((_, first)) = inputs[..i].iter().find(|(r, _)| r == role) {
+            return Err(HostError::Parameter(format!(
+                "table '{role}' is given twice ({} and {}): give it once",
+                first.display(),
+                path.display()
+            )));
+        }
         let spec =
             manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
                 method: manifest.name.to_string(),
@@ -506,6 +514,24 @@ pub fn read_table(path: &Path, role: &str, spec: &quiver_abi::TableSpec) -> Resu
     let text = path.to_string_lossy();
     if let Some((file, names)) = text.rsplit_once(':').filter(|(f, _)| f.ends_with(".npy")) {
         let names: Vec<String> = names.split(',').map(|s| s.trim().to_string()).collect();
+        if let Some(k) = names.iter().position(String::is_empty) {
+            return Err(InputError::File {
+                table: role.to_string(),
+                path: path.to_path_buf(),
+                reason: format!("column name {} of the .npy names is empty ('{file}:NAME1,NAME2,...')", k + 1),
+            });
+        }
+        if let Some((k, name)) = names.iter().enumerate().find(|(k, n)| names[..*k].contains(n)) {
+            return Err(InputError::File {
+                table: role.to_string(),
+                path: path.to_path_buf(),
+                reason: format!(
+                    "column name '{name}' is given twice in the .npy names (names {} and {k_1})",
+                    names.iter().position(|n| n == name).map_or(0, |p| p + 1),
+                    k_1 = k + 1
+                ),
+            });
+        }
         return npy::read_npy(Path::new(file), role, &names);
     }
     if text.ends_with(".npy") {

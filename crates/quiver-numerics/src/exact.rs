@@ -123,6 +123,17 @@ pub fn order_stat_cdf_exact(n: u64, m: u64, zeta: u64, k: u64) -> (BigUint, BigU
     (sum, den)
 }
 
+/// An upper bound on the limb operations [`order_stat_rank`] may spend in exact arithmetic for
+/// (n, m, ζ): its binomials run min(L, n + m − L) and min(i, m − i) steps over numbers of
+/// log₂ C(n+m, m) bits at most, and the tail sum n more. An `f64`, so huge requests are sized
+/// without overflow.
+pub fn order_stat_exact_work(n: u64, m: u64, zeta: u64) -> f64 {
+    let (n, m, z) = (n as f64, m as f64, zeta as f64);
+    let log2_c = (libm::lgamma(n + m + 1.0) - libm::lgamma(n + 1.0) - libm::lgamma(m + 1.0)) / std::f64::consts::LN_2;
+    let limbs = (log2_c / 64.0).ceil().max(1.0);
+    ((z + n).min(m - z + n) + z.min(m - z) + n) * limbs
+}
+
 /// P(R_(ζ) ≤ k) in floating point (log space); accurate to ~1e-12, for locating ranks.
 pub fn order_stat_cdf_f64(n: u64, m: u64, zeta: u64, k: u64) -> f64 {
     let (l, lo, hi) = tail_range(n, m, zeta, k);
@@ -210,6 +221,15 @@ pub fn rank_multisets(n: u64, m: usize) -> Vec<Vec<u64>> {
 pub fn rank_sum_counts(n: u64, m: u64) -> Vec<BigUint> {
     let w = WideCounts::gaussian_binomial(n, m);
     (0..w.len()).map(|s| w.get(s)).collect()
+}
+
+/// The bytes [`rank_sum_quantile`] holds: (n·m + 1) coefficients of ⌈log₂ C(n+m, m) / 64⌉ limbs
+/// (log₂ C by `lgamma`; an `f64`, so astronomically large requests are sized without overflow).
+pub fn rank_sum_law_bytes(n: u64, m: u64) -> f64 {
+    let (n, m) = (n as f64, m as f64);
+    let log2_c = (libm::lgamma(n + m + 1.0) - libm::lgamma(n + 1.0) - libm::lgamma(m + 1.0)) / std::f64::consts::LN_2;
+    let limbs = (log2_c / 64.0).ceil().max(1.0) + 1.0;
+    (n * m + 1.0) * limbs * 8.0
 }
 
 /// The exact `level` quantile of the rank sum Σ_j R_j: the smallest Q with P(Σ R_j ≤ Q) ≥ level.

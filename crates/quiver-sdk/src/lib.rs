@@ -24,6 +24,7 @@
 //! `abi_stable` in its `Cargo.toml` (it never needs to `use` it).
 
 mod manifest;
+pub mod memory;
 mod params;
 mod tables;
 

@@ -152,10 +152,15 @@ pub mod ranks {
         (order_stat_rank(n, m, zeta, &half) - 1, order_stat_rank(n, m, zeta, &half.complement()))
     }
 
+    /// pac: ζ = ⌈(1 − δ)m⌉ (at least 1).
+    pub fn pac_zeta(m: u64, delta: &Level) -> u64 {
+        let keep = delta.complement().ceil_of(&m.into());
+        keep.try_into().unwrap_or(m).clamp(1, m)
+    }
+
     /// pac: ζ = ⌈(1 − δ)m⌉ (at least 1), and its order-statistic rank.
     pub fn pac(n: u64, m: u64, delta: &Level, alpha: &Level) -> (u64, u64) {
-        let keep = delta.complement().ceil_of(&m.into());
-        let zeta: u64 = keep.try_into().unwrap_or(m).clamp(1, m);
+        let zeta = pac_zeta(m, delta);
         (zeta, order_stat(n, m, zeta, alpha))
     }
 
@@ -193,6 +198,27 @@ fn order(sorted: &[f64], r: u64, config: &Config) -> f64 {
 /// Largest DP work (m·Q·(n+1) max-plus steps) accepted before refusing with a clear message.
 pub const MAX_DP_WORK: f64 = 2e12;
 
+/// Most limb operations the exact order-statistic ranks may take (about a minute).
+pub const MAX_EXACT_WORK: f64 = 1e11;
+
+/// Refuse an order-statistic rank whose exact arithmetic would be too large to finish.
+fn check_exact(n: u64, m: u64, zeta: u64) -> Result<(), PluginError> {
+    let work = quiver_numerics::exact::order_stat_exact_work(n, m, zeta);
+    if work > MAX_EXACT_WORK {
+        return Err(PluginError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "n = {n}, m = {m}, zeta = {zeta}: the exact rank law needs up to {work:.2e} operations on numbers of \
+                 {} (limit {MAX_EXACT_WORK:.0e}); lower m",
+                quiver_sdk::memory::human(
+                    quiver_numerics::exact::rank_sum_law_bytes(n, m) / (n as f64 * m as f64 + 1.0)
+                )
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl BatchPi {
     fn batch_size(&self, tables: &Tables<'_>) -> Result<u64, PluginError> {
         match (self.config.m, tables.opt("test")) {
@@ -223,6 +249,7 @@ impl BatchPi {
             Mode::OrderStat => {
                 let m = self.batch_size(tables)?;
                 let zeta = self.zeta(m)?;
+                check_exact(n, m, zeta)?;
                 let k = ranks::order_stat(n, m, zeta, &cfg.alpha);
                 let b = order(sorted, k, cfg);
                 out = json!({"m": m, "zeta": zeta, "k": k, "bound": json_f64(b)});
@@ -231,6 +258,7 @@ impl BatchPi {
             Mode::TwoSided => {
                 let m = self.batch_size(tables)?;
                 let zeta = self.zeta(m)?;
+                check_exact(n, m, zeta)?;
                 let (kl, ku) = ranks::two_sided(n, m, zeta, &cfg.alpha);
                 let (lo, hi) = (order(sorted, kl, cfg), order(sorted, ku, cfg));
                 out = json!({"m": m, "zeta": zeta, "k_lower": kl, "k_upper": ku, "lower": json_f64(lo), "upper": json_f64(hi)});
@@ -238,6 +266,8 @@ impl BatchPi {
             }
             Mode::Pac => {
                 let m = self.batch_size(tables)?;
+                let zeta = ranks::pac_zeta(m, &cfg.delta);
+                check_exact(n, m, zeta)?;
                 let (zeta, k) = ranks::pac(n, m, &cfg.delta, &cfg.alpha);
                 let b = order(sorted, k, cfg);
                 out = json!({"m": m, "zeta": zeta, "k": k, "bound": json_f64(b)});
@@ -252,6 +282,22 @@ impl BatchPi {
                          so with an unbounded score the bound is +inf",
                     ));
                 }
+                // sized before anything is allocated: the DP's work is at least m · m(n + 1)/2 · (n + 1)
+                // (Q is above the rank sum's mean), and the rank-sum law takes n·m + 1 big counts
+                let least_work = m as f64 * (m as f64 * (n + 1) as f64 / 2.0) * (n + 1) as f64;
+                if least_work > MAX_DP_WORK {
+                    return Err(PluginError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "mode 'mean' with n = {n}, m = {m}: the exact DP needs more than {least_work:.2e} steps \
+                             (limit {MAX_DP_WORK:.0e}); lower m, or use mode 'order-stat' / 'pac'"
+                        ),
+                    ));
+                }
+                quiver_sdk::memory::reserve(
+                    quiver_numerics::exact::rank_sum_law_bytes(n, m),
+                    "the exact law of the rank sum (mode 'mean')",
+                )?;
                 let q = ranks::mean(n, m, &cfg.alpha);
                 let work = m as f64 * q as f64 * (n + 1) as f64;
                 if work > MAX_DP_WORK {
@@ -299,6 +345,7 @@ impl BatchPi {
                     return Err(PluginError::param(format!("parameter 'eta' = {} must be < m = {m}", cfg.eta)));
                 }
                 let zeta = m - cfg.eta;
+                check_exact(n, m, zeta)?;
                 let k = ranks::order_stat(n, m, zeta, &cfg.alpha);
                 let t = order(sorted, k, cfg);
                 let selected: Vec<u64> = (0..mu.len()).filter(|&j| mu[j] > t).map(|j| j as u64).collect();
