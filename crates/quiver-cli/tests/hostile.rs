@@ -124,3 +124,45 @@ fn repeated_roles_and_bad_npy_names_are_errors() {
         assert!(text(&o).contains(needle), "{names}: {}", text(&o));
     }
 }
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn numbers_at_the_edges_of_the_double_range_never_mislead() {
+    let dir = tempfile::tempdir().unwrap();
+    // SURE on means near 1e200 with unit variances: the risk overflows; refused, not "sure": null
+    let big = write(dir.path(), "big.csv", "x,a\n1e200,1\n2e200,1\n3e200,1\n4e200,1\n5e200,1\n");
+    let o = quiver(&["run", "sure-normal", "--input", &format!("data={big}"), "--set", "method=xkb-grand-mean"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("overflows double precision"), "{}", text(&o));
+    // conformal selection: all-zero weights are refused; weights of 1e308 give the unweighted answer
+    let rows = |w: &str, cal: bool| -> String {
+        let mut s = if cal { "y,mu,w\n".to_string() } else { "mu,w\n".to_string() };
+        for i in 0..40 {
+            let (y, mu) = ((i as f64 * 0.37).sin() * 2.0, (i as f64 * 0.11).cos());
+            s += &if cal { format!("{y},{mu},{w}\n") } else { format!("{},{w}\n", mu + 1.5) };
+        }
+        s
+    };
+    let zero = [
+        "calibration=".to_string() + &write(dir.path(), "c0.csv", &rows("0", true)),
+        "test=".to_string() + &write(dir.path(), "t0.csv", &rows("0", false)),
+    ];
+    let o = quiver(&["run", "conformal-selection", "--input", &zero[0], "--input", &zero[1]]);
+    exited(&o, 2);
+    assert!(text(&o).contains("every weight is 0"), "{}", text(&o));
+    let json = |w: &str| -> serde_json::Value {
+        let c = "calibration=".to_string() + &write(dir.path(), &format!("c{w}.csv"), &rows(w, true));
+        let t = "test=".to_string() + &write(dir.path(), &format!("t{w}.csv"), &rows(w, false));
+        let o = quiver(&["run", "conformal-selection", "--input", &c, "--input", &t, "--set", "q=0.5", "--json"]);
+        exited(&o, 0);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (one, huge) = (json("1"), json("1e308"));
+    assert_eq!(one["p_values"], huge["p_values"]);
+    assert_eq!(one["selected"], huge["selected"]);
+}

@@ -278,10 +278,13 @@ pub fn rff_matrices(
     s: &[&[f64]],
     s_next: &[&[f64]],
     done: &[bool],
-) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+) -> Result<(ndarray::Array2<f64>, ndarray::Array2<f64>), PluginError> {
     use rayon::prelude::*;
     let (n, d) = (done.len(), rff.dim);
-    let (mut psi, mut psi_next) = (vec![0.0; n * d], vec![0.0; n * d]);
+    let what = "the random Fourier features of every state and next state";
+    quiver_sdk::memory::reserve(2.0 * (n * d) as f64 * 8.0, what)?;
+    let (mut psi, mut psi_next) =
+        (quiver_sdk::memory::try_vec(n * d, 0.0, what)?, quiver_sdk::memory::try_vec(n * d, 0.0, what)?);
     psi.par_chunks_mut(d.max(1)).zip(psi_next.par_chunks_mut(d.max(1))).enumerate().for_each(|(i, (row, row_next))| {
         rff.psi(|k| s[k][i], row);
         if !done[i] {
@@ -289,7 +292,7 @@ pub fn rff_matrices(
         }
     });
     let shape = |v| ndarray::Array2::from_shape_vec((n, d), v).expect("n × D");
-    (shape(psi), shape(psi_next))
+    Ok((shape(psi), shape(psi_next)))
 }
 
 #[cfg(test)]

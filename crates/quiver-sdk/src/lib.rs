@@ -279,6 +279,17 @@ impl FiniteResult for SelectionResult {
 impl FiniteResult for ShrinkageResult {
     fn check_finite(&self) -> Result<()> {
         all_finite("estimates", &self.estimates)?;
+        // the tuned risk is a number the method promises; λ̂ may be +inf (no shrinkage), never NaN
+        if let Some(r) = self.risk_estimate.into_option().filter(|r| !r.is_finite()) {
+            return Err(PluginError::input(format!(
+                "the risk estimate is {r}: the data's scale overflows double precision in the risk (squares of \
+                 values near 1e154 and beyond); rescale the data (e.g. divide the means by s and their variances \
+                 by s^2)"
+            )));
+        }
+        if self.lambda_hat.into_option().is_some_and(f64::is_nan) {
+            return Err(PluginError::new(ErrorKind::Internal, "the tuned lambda is NaN".to_string()));
+        }
         match self.intervals.as_ref().into_option() {
             Some(iv) => all_finite("interval ends", iv),
             None => Ok(()),
@@ -298,12 +309,20 @@ impl FiniteResult for AggregationResult {
     }
 }
 
+/// How many copies of its inputs a method may hold without sizing them itself ([`memory::reserve`]
+/// is called for that much before every entry point).
+pub const WORKING_COPIES: f64 = 3.0;
+
 macro_rules! adapter_methods {
     ($( $trait_:ident :: $method:ident ( $($mut_:tt)? ) -> $ret:ty ; )*) => {$(
         fn $method(& $($mut_)? self, tables: quiver_abi::Tables<'_>) -> PluginResult<$ret> {
             let inner = & $($mut_)? self.0;
             guard(stringify!($method), move || {
-                let out = $trait_::$method(inner, &Tables::new(tables))?;
+                let tables = Tables::new(tables);
+                // every method may hold a few working copies of its inputs: refuse, clearly,
+                // inputs too large for that before the method starts (it sizes anything larger)
+                memory::reserve(WORKING_COPIES * tables.bytes(), "working copies of the input tables")?;
+                let out = $trait_::$method(inner, &tables)?;
                 out.check_finite()?;
                 Ok(out)
             })

@@ -14,6 +14,10 @@ impl<'a> Tables<'a> {
     pub fn new(views: quiver_abi::Tables<'a>) -> Self {
         Tables { views: views.as_slice() }
     }
+    /// The bytes of every column of every table (8 per value: what working copies cost).
+    pub fn bytes(&self) -> f64 {
+        self.views.iter().flat_map(|t| t.columns.iter()).map(|c| c.data.len() as f64 * 8.0).sum()
+    }
     /// Wrap a plain slice (tests).
     pub fn from_slice(views: &'a [TableView<'a>]) -> Self {
         Tables { views }

@@ -46,6 +46,65 @@ pub fn check_method_with(host: &Host, method: &str, example: &std::path::Path) {
     }
     device_contract(host, m, &runs[0]);
     empty_tables_are_refused(host, m, &runs[0]);
+    magnitudes_never_mislead(host, m, &runs[0]);
+}
+
+/// The example with every float column scaled by 10^-300 … 10^300 either runs with every number
+/// of the unscaled result still a number (none turned null or "nan"), or is refused with an
+/// input, parameter or unsupported-request error — never a panic, an internal error, or a
+/// silently missing number.
+pub fn magnitudes_never_mislead(host: &Host, m: &Manifest, run: &ExampleRun) {
+    let method = m.name.as_str();
+    let (params, tables) = example_tables(m, run);
+    let base = host
+        .run(method, &params, &tables, run_ctx(DeviceRequest::Cpu))
+        .unwrap_or_else(|e| panic!("{method}: the example fails: {e}"));
+    for scale in [1e-300, 1e-150, 1e-20, 1e20, 1e150, 1e300] {
+        let scaled: Vec<Table> = tables
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                for (_, v) in t.columns.iter_mut() {
+                    if let Values::F64(x) = v {
+                        x.iter_mut().for_each(|x| *x *= scale);
+                    }
+                }
+                t
+            })
+            .collect();
+        match host.run(method, &params, &scaled, run_ctx(DeviceRequest::Cpu)) {
+            Ok(v) => {
+                if let Some(path) = lost_number(&base, &v, String::new()) {
+                    panic!(
+                        "{method}: inputs scaled by {scale:e} give a result whose '{path}' is no longer a number: {v}"
+                    );
+                }
+            }
+            Err(e) => {
+                let kind = e.plugin_kind();
+                assert!(
+                    !matches!(kind, Some(ErrorKind::Panic) | Some(ErrorKind::Internal)),
+                    "{method}: inputs scaled by {scale:e}: {e}"
+                );
+                assert!(!e.to_string().trim().is_empty(), "{method}: an empty error at scale {scale:e}");
+            }
+        }
+    }
+}
+
+/// The path of the first place where `base` holds a number and `other` holds null or "nan".
+fn lost_number(base: &Value, other: &Value, path: String) -> Option<String> {
+    match (base, other) {
+        (Value::Number(_), Value::Null) => Some(path),
+        (Value::Number(_), Value::String(s)) if s == "nan" => Some(path),
+        (Value::Object(a), Value::Object(b)) => {
+            a.iter().find_map(|(k, va)| b.get(k).and_then(|vb| lost_number(va, vb, format!("{path}.{k}"))))
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| lost_number(x, y, format!("{path}[{i}]")))
+        }
+        _ => None,
+    }
 }
 
 /// The manifest names, documents and renders everything the CLI shows.

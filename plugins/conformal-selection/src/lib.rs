@@ -91,22 +91,32 @@ pub fn calibration_scores(y: &[f64], mu: &[f64], c: &dyn Fn(usize) -> f64, score
 pub struct Calibrated {
     /// Scores ascending.
     pub sorted: Vec<f64>,
-    /// Prefix sums of weights in sorted order (n + 1 entries), when weighted.
+    /// Prefix sums of weights in sorted order (n + 1 entries), when weighted; the weights are
+    /// divided by [`Calibrated::weight_scale`] first.
     pub weight_prefix: Option<Vec<f64>>,
+    /// The largest calibration weight: every weight (test weights too) is divided by it, so sums
+    /// of up to billions of weights anywhere in the double range stay finite (the weighted
+    /// p-values are unchanged when all weights are scaled together).
+    pub weight_scale: f64,
 }
 
 impl Calibrated {
     /// Sort scores (and weights with them).
     pub fn new(scores: Vec<f64>, weights: Option<&[f64]>) -> Calibrated {
         match weights {
-            None => Calibrated { sorted: quiver_numerics::ranks::sorted(&scores), weight_prefix: None },
+            None => {
+                Calibrated { sorted: quiver_numerics::ranks::sorted(&scores), weight_prefix: None, weight_scale: 1.0 }
+            }
             Some(w) => {
-                let mut pairs: Vec<(f64, f64)> = scores.into_iter().zip(w.iter().copied()).collect();
+                let scale = w.iter().copied().fold(0.0, f64::max);
+                let scale = if scale > 0.0 { scale } else { 1.0 };
+                let mut pairs: Vec<(f64, f64)> = scores.into_iter().zip(w.iter().map(|x| x / scale)).collect();
                 pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let ws: Vec<f64> = pairs.iter().map(|p| p.1).collect();
                 Calibrated {
                     sorted: pairs.into_iter().map(|p| p.0).collect(),
                     weight_prefix: Some(quiver_numerics::ranks::prefix_sums(&ws)),
+                    weight_scale: scale,
                 }
             }
         }
@@ -213,6 +223,18 @@ fn check_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError
     t.check_each("w", w, |x| x >= 0.0, "must be >= 0 (a weight)")
 }
 
+/// Calibration weights: non-negative, and not all zero (the weighted p-values divide by their sum).
+fn check_calibration_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
+    check_weights(t, w)?;
+    if w.iter().all(|&x| x == 0.0) {
+        return Err(PluginError::input(
+            "table 'calibration', column 'w': every weight is 0, so the weighted p-values are undefined; give \
+             positive weights (the likelihood ratio of test to calibration covariates)",
+        ));
+    }
+    Ok(())
+}
+
 impl ConformalSelection {
     fn compute(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
         let (cal, n) = self
@@ -228,6 +250,20 @@ impl ConformalSelection {
         if let Some(w) = w {
             check_weights(&test, w)?;
         }
+        // on the calibration's scale (see `Calibrated::weight_scale`)
+        let scaled: Option<Vec<f64>> = w.map(|w| w.iter().map(|x| x / cal.weight_scale).collect());
+        if let Some(i) = scaled.as_ref().and_then(|s| s.iter().position(|x| !x.is_finite())) {
+            return Err(test.row_error(
+                "w",
+                i,
+                format_args!(
+                    "weight {} is more than 1e308 times the largest calibration weight ({}): past double precision",
+                    w.map_or(0.0, |w| w[i]),
+                    cal.weight_scale
+                ),
+            ));
+        }
+        let w = scaled.as_deref();
         match (cal.weight_prefix.is_some(), w.is_some()) {
             (true, false) => {
                 return Err(PluginError::input(
@@ -285,7 +321,7 @@ impl SelectorImpl for ConformalSelection {
         let scores = calibration_scores(y, mu, &|i| c[i], self.config.score, self.config.clip_m);
         let w = cal.f64_opt("w")?;
         if let Some(w) = w {
-            check_weights(&cal, w)?;
+            check_calibration_weights(&cal, w)?;
         }
         let calibrated =
             quiver_numerics::with_threads(self.ctx.threads(), || Calibrated::new(scores, w)).map_err(internal)?;

@@ -114,7 +114,7 @@ impl CriticChunked {
                 format!("{n} rows x 3 x {d} features exceed what the linear chunked fit holds: lower dim"),
             ));
         }
-        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
         let (g, steps) = self.ctx.dispatch(
             || Ok(data.nstep_returns(c.h, c.gamma)),
             || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),

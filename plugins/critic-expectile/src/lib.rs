@@ -85,7 +85,7 @@ impl CriticExpectile {
                         format!("{n} rows × {} features: too many for the linear expectile fit; lower dim", d + 2 * dd),
                     ));
                 }
-                let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+                let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
                 // φ(s, a) = e_a ⊗ ψ(s): the row's own action block
                 let mut phi = Array2::zeros((n, d));
                 for i in 0..n {

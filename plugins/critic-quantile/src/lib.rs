@@ -143,7 +143,7 @@ impl CriticQuantile {
         let pcols = PolicyColumns::read(&t, &data)?;
         let c = &self.common;
         let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, pcols.n_actions());
-        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done);
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
         let rows = QuantileRows { psi, psi_next, a: &data.a, pi_next: &pcols.next, done: &data.done, r: data.r };
         let fit =
             distributional::fit(&rows, self.n, self.kappa, self.gamma, c.ridge, self.tol, self.max_iter, &self.ctx)?;

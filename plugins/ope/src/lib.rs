@@ -66,8 +66,10 @@ impl Ope {
         self.ctx.dispatch(|| Ok(plan.stats_cpu()), || quiver_rl::gpu::resample_stats_cuda(plan))
     }
 
-    /// Refuse a bootstrap past [`MAX_BOOTSTRAP_WORK`] before it starts.
+    /// Refuse a bootstrap past [`MAX_BOOTSTRAP_WORK`] (or the memory of its unit matrix: 12
+    /// bytes per value) before it starts.
     fn check_work(&self, units: usize, entries: usize, what: &str) -> Result<(), PluginError> {
+        quiver_sdk::memory::reserve(entries as f64 * 12.0, "the bootstrap's per-unit values")?;
         let c = &self.config;
         let work = c.ci.resamples as f64 * (units + entries) as f64;
         if work > MAX_BOOTSTRAP_WORK {

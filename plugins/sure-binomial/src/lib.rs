@@ -119,6 +119,15 @@ fn counts(t: &quiver_sdk::Table<'_>, yname: &str, nname: &str) -> Result<(Vec<f6
                 format_args!("'{yname}' = {} and '{nname}' = {} must be whole numbers", y[i], n[i]),
             ));
         }
+        // counts past 2^53 are not whole numbers a double can hold exactly (and their variances
+        // underflow): a count that large is a data error
+        if n[i] > 9_007_199_254_740_992.0 {
+            return Err(t.row_error(
+                nname,
+                i,
+                format_args!("n = {:e} is past 2^53, the largest count a double holds exactly", n[i]),
+            ));
+        }
         if n[i] < 2.0 {
             return Err(t.row_error(
                 nname,
