@@ -330,6 +330,12 @@ fn doctor(host: &Host) -> ExitCode {
     for f in host.failures() {
         say!("  FAIL  {f}");
     }
+    for dir in host.searched().iter().filter(|d| !d.is_dir()) {
+        say!("  FAIL  {}: no such folder", dir.display());
+    }
+    if host.plugins().is_empty() {
+        say!("  no plugins found: build them with `cargo xtask build`, or give their folder with --plugins DIR");
+    }
     // Each plugin probes CUDA for itself; the doctor reports whether the libraries are there.
     let gpu = gpu_status();
     say!("gpu: {gpu}");

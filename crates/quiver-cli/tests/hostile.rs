@@ -166,3 +166,30 @@ fn numbers_at_the_edges_of_the_double_range_never_mislead() {
     assert_eq!(one["p_values"], huge["p_values"]);
     assert_eq!(one["selected"], huge["selected"]);
 }
+
+#[test]
+fn malformed_tables_name_their_exact_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "test=".to_string() + &write(dir.path(), "t.csv", "mu\n1\n");
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("blank lines", b"y,mu\n1,2\n\n\n3,4\n5,abc\n", "column 'mu', row 3 (line 6): 'abc' is not a number"),
+        ("ragged row", b"y,mu\n1,2\n\n\n3,4\n5,6,7\n", "row 3 (line 6) has 3 fields, but the header has 2"),
+        ("quoted newline", b"name,y,mu\n\"a\nb\",1,2\nc,3,x\n", "column 'mu', row 2 (line 4): 'x' is not a number"),
+        ("semicolons", b"y;mu\n1;2\n", "(it has: y;mu; the header was read with ',' between columns but contains ';'"),
+        ("overflow", b"y,mu\n1e400,2\n3,4\n", "'1e400' overflows double precision"),
+        ("NUL bytes", &[0u8; 100_000], "not a text CSV file (a NUL byte at offset 0)"),
+        ("unnamed column", b"y,,mu\n1,2,3\n", "column 2 of the header has no name"),
+    ];
+    for (what, body, needle) in cases {
+        let path = dir.path().join("c.csv");
+        std::fs::write(&path, body).unwrap();
+        let cal = format!("calibration={}", path.display());
+        let o = quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test]);
+        exited(&o, 2);
+        assert!(text(&o).contains(needle), "{what}: {}", text(&o));
+    }
+    // a folder that does not exist is named, not just a failing exit code
+    let o = quiver_in(Path::new("/nonexistent/quiver-plugins"), &["doctor"]);
+    exited(&o, 1);
+    assert!(text(&o).contains("/nonexistent/quiver-plugins: no such folder"), "{}", text(&o));
+}

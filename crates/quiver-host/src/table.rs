@@ -49,12 +49,19 @@ pub struct Table {
     pub nrows: usize,
     /// Columns of the file that were not kept (non-numeric and not used by the method).
     pub ignored: Vec<String>,
+    /// The file line of each row, where that is not simply row + 2 (blank lines, quoted fields
+    /// spanning lines); `None` otherwise and for tables built in memory.
+    pub lines: Option<Vec<u64>>,
 }
 
 impl Table {
     /// An empty table with `role`, to fill with [`Table::with_f64`] and friends.
     pub fn new(role: &str) -> Self {
-        Table { role: role.into(), columns: Vec::new(), nrows: 0, ignored: Vec::new() }
+        Table { role: role.into(), columns: Vec::new(), nrows: 0, ignored: Vec::new(), lines: None }
+    }
+    /// The file line of 0-based `row` (the header is line 1).
+    pub fn line_of(&self, row: usize) -> usize {
+        self.lines.as_ref().and_then(|l| l.get(row)).map_or(row + 2, |&l| l as usize)
     }
     fn push(mut self, name: &str, v: Values) -> Self {
         if self.columns.is_empty() {
@@ -108,10 +115,21 @@ impl Table {
             let matches: Vec<&(String, Values)> =
                 self.columns.iter().filter(|(n, _)| spec_for(spec, n).is_some_and(|c| std::ptr::eq(c, col))).collect();
             if matches.is_empty() && col.required {
+                let names: Vec<&str> = self
+                    .columns
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .chain(self.ignored.iter().map(String::as_str))
+                    .collect();
+                // a header read as one column with ';' or tabs in it: the file uses another delimiter
+                let hint = match names.iter().find_map(|n| [';', '\t', '|'].into_iter().find(|d| n.contains(*d))) {
+                    Some(d) => format!("; the header was read with ',' between columns but contains {d:?}: save the file as comma-separated"),
+                    None => String::new(),
+                };
                 return Err(InputError::MissingColumn {
                     table: self.role.clone(),
                     column: if col.prefix { format!("{}*", col.name) } else { col.name.to_string() },
-                    found: self.columns.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                    found: if names.is_empty() { "no columns".to_string() } else { names.join(", ") } + &hint,
                 });
             }
             for (name, values) in matches {
@@ -119,7 +137,7 @@ impl Table {
                     table: self.role.clone(),
                     column: name.clone(),
                     row: row + 1,
-                    line: row + 2,
+                    line: self.line_of(row),
                     reason,
                 };
                 match (col.kind, values) {
@@ -192,6 +210,21 @@ fn column_matches(spec: &ColumnSpec, name: &str) -> bool {
 /// [`Table::ignored`] otherwise. Errors name the table, column, row and line.
 pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Table, InputError> {
     let file_err = |reason: String| InputError::File { table: role.into(), path: path.into(), reason };
+    // a binary file (NUL bytes in its first 64 KiB) is refused at once, before the reader would
+    // take all of it as one enormous header field
+    {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(1 << 16);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
+            .map_err(|e| file_err(e.to_string()))?;
+        if let Some(at) = head.iter().position(|&b| b == 0) {
+            return Err(file_err(format!(
+                "not a text CSV file (a NUL byte at offset {at}); give a CSV with a header row, or a .npy matrix as \
+                 FILE.npy:NAME1,NAME2,..."
+            )));
+        }
+    }
     let mut reader =
         csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| file_err(e.to_string()))?;
     let headers: Vec<String> =
@@ -199,54 +232,101 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     if let Some(dup) = headers.iter().enumerate().find(|(i, h)| headers[..*i].contains(h)) {
         return Err(file_err(format!("column '{}' appears twice in the header", dup.1)));
     }
-    let mut raw: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
-    for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| file_err(format!("row {} (line {}): {e}", row + 1, row + 2)))?;
-        for (c, field) in record.iter().enumerate() {
-            raw[c].push(field.to_string());
-        }
+    if let Some(k) = headers.iter().position(String::is_empty) {
+        return Err(file_err(format!("column {} of the header has no name", k + 1)));
     }
-    let nrows = raw.first().map_or(0, Vec::len);
-    let mut table = Table { role: role.into(), columns: Vec::new(), nrows, ignored: Vec::new() };
-    for (name, fields) in headers.into_iter().zip(raw) {
-        let kind = spec.and_then(|s| spec_for(s, &name)).map(|c| c.kind);
-        let bad = |row: usize, reason: String| InputError::Value {
-            table: role.into(),
-            column: name.clone(),
-            row: row + 1,
-            line: row + 2,
-            reason,
-        };
-        let values = match kind {
-            Some(ColumnKind::F64 | ColumnKind::F32) => Values::F64(parse_all(&fields, parse_f64, &bad)?),
-            Some(ColumnKind::I64) => Values::I64(parse_all(&fields, parse_i64, &bad)?),
-            Some(ColumnKind::Bool) => Values::Bool(parse_all(&fields, parse_bool, &bad)?),
-            None => match parse_all(&fields, parse_f64, &bad) {
-                Ok(v) => Values::F64(v),
-                Err(_) => {
-                    table.ignored.push(name);
-                    continue;
-                }
-            },
+    // each column parsed as it is read (no copy of the text is kept): the spec's kind, or, for a
+    // column the method does not name, numbers until a field is not one (then it is ignored)
+    enum Col {
+        F64(Vec<f64>),
+        I64(Vec<i64>),
+        Bool(Vec<bool>),
+        Other(Vec<f64>),
+        Ignored,
+    }
+    let mut cols: Vec<Col> = headers
+        .iter()
+        .map(|name| match spec.and_then(|s| spec_for(s, name)).map(|c| c.kind) {
+            Some(ColumnKind::F64 | ColumnKind::F32) => Col::F64(Vec::new()),
+            Some(ColumnKind::I64) => Col::I64(Vec::new()),
+            Some(ColumnKind::Bool) => Col::Bool(Vec::new()),
+            None => Col::Other(Vec::new()),
+        })
+        .collect();
+    let mut lines: Option<Vec<u64>> = None;
+    let mut record = csv::StringRecord::new();
+    let mut row = 0usize;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(row as u64 + 2, |p| p.line());
+                return Err(file_err(match e.kind() {
+                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        format!("row {} (line {line}) has {len} fields, but the header has {expected_len}", row + 1)
+                    }
+                    _ => format!("row {} (line {line}): {e}", row + 1),
+                }));
+            }
+        }
+        let line = record.position().map_or(row as u64 + 2, |p| p.line());
+        match &mut lines {
+            Some(l) => l.push(line),
+            None if line != row as u64 + 2 => {
+                let mut l: Vec<u64> = (0..row as u64).map(|r| r + 2).collect();
+                l.push(line);
+                lines = Some(l);
+            }
+            None => {}
+        }
+        for ((c, field), name) in cols.iter_mut().zip(record.iter()).zip(&headers) {
+            let bad = |reason: String| InputError::Value {
+                table: role.into(),
+                column: name.clone(),
+                row: row + 1,
+                line: line as usize,
+                reason,
+            };
+            match c {
+                Col::F64(v) => v.push(parse_f64(field).map_err(bad)?),
+                Col::I64(v) => v.push(parse_i64(field).map_err(bad)?),
+                Col::Bool(v) => v.push(parse_bool(field).map_err(bad)?),
+                Col::Other(v) => match parse_f64(field) {
+                    Ok(x) => v.push(x),
+                    Err(_) => *c = Col::Ignored,
+                },
+                Col::Ignored => {}
+            }
+        }
+        row += 1;
+    }
+    let mut table = Table { role: role.into(), columns: Vec::new(), nrows: row, ignored: Vec::new(), lines };
+    for (name, col) in headers.into_iter().zip(cols) {
+        let values = match col {
+            Col::F64(v) | Col::Other(v) => Values::F64(v),
+            Col::I64(v) => Values::I64(v),
+            Col::Bool(v) => Values::Bool(v),
+            Col::Ignored => {
+                table.ignored.push(name);
+                continue;
+            }
         };
         table.columns.push((name, values));
     }
     Ok(table)
 }
 
-fn parse_all<T>(
-    fields: &[String],
-    parse: fn(&str) -> Result<T, String>,
-    bad: &dyn Fn(usize, String) -> InputError,
-) -> Result<Vec<T>, InputError> {
-    fields.iter().enumerate().map(|(i, f)| parse(f).map_err(|r| bad(i, r))).collect()
-}
-
 fn parse_f64(s: &str) -> Result<f64, String> {
     if s.is_empty() {
         return Err("empty value".into());
     }
-    s.parse::<f64>().map_err(|_| format!("'{s}' is not a number"))
+    let x = s.parse::<f64>().map_err(|_| format!("'{s}' is not a number"))?;
+    // a literal too large for a double parses as ±inf: say so, rather than "inf is not finite"
+    if x.is_infinite() && !s.trim_start_matches(['+', '-']).to_ascii_lowercase().starts_with("inf") {
+        return Err(format!("'{s}' overflows double precision (largest magnitude about 1.8e308)"));
+    }
+    Ok(x)
 }
 
 fn parse_i64(s: &str) -> Result<i64, String> {
