@@ -17,7 +17,7 @@ pub mod table;
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{
     AggregationResult, BatchResult, Bound, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
-    ParamSpec, RunContext, SelectionResult, ShrinkageResult, ABI_VERSION,
+    ParamSpec, RunContext, SelectionResult, ShrinkageResult, TableSpec, ABI_VERSION,
 };
 pub use table::{read_csv, Table, Values};
 

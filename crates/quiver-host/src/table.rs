@@ -253,6 +253,17 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
             None => Col::Other(Vec::new()),
         })
         .collect();
+    // a record's line, from where the reader stands after it (the csv crate's own record
+    // positions count blank lines before a record as part of it): its last line less the
+    // newlines inside its quoted fields; the last line holds no terminator only at the end of a
+    // file that does not end with one
+    let file_len = std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?.len();
+    let ends_with_newline = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
+        let mut last = [0u8; 1];
+        file_len == 0 || (f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n')
+    };
     let mut lines: Option<Vec<u64>> = None;
     let mut record = csv::StringRecord::new();
     let mut row = 0usize;
@@ -270,7 +281,10 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
                 }));
             }
         }
-        let line = record.position().map_or(row as u64 + 2, |p| p.line());
+        let after = reader.position();
+        let inside: u64 = record.iter().map(|f| f.bytes().filter(|&b| b == b'\n').count() as u64).sum();
+        let unterminated = after.byte() >= file_len && !ends_with_newline;
+        let line = (after.line() - inside).saturating_sub(if unterminated { 0 } else { 1 }).max(2);
         match &mut lines {
             Some(l) => l.push(line),
             None if line != row as u64 + 2 => {
