@@ -193,3 +193,22 @@ fn malformed_tables_name_their_exact_place() {
     exited(&o, 1);
     assert!(text(&o).contains("/nonexistent/quiver-plugins: no such folder"), "{}", text(&o));
 }
+
+#[test]
+fn absurd_thread_counts_are_capped() {
+    let (cal, test) = (
+        format!("calibration={}", example("conformal-selection/calibration.csv")),
+        format!("test={}", example("conformal-selection/test.csv")),
+    );
+    let run = |threads: &str| {
+        let o =
+            quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test, "--threads", threads, "--json"]);
+        exited(&o, 0);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["selected"].clone()
+    };
+    let start = std::time::Instant::now();
+    assert_eq!(run("100000"), run("1"));
+    // 100000 threads would take minutes to spawn; capped at the cores it is instant (not a timing
+    // assertion on the method: a generous bound on a pathological case)
+    assert!(start.elapsed().as_secs() < 60);
+}

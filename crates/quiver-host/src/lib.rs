@@ -299,6 +299,10 @@ impl Host {
     ) -> Result<Estimator, HostError> {
         let plugin = self.get(method)?;
         let mut ctx = device_contract(&plugin.manifest, ctx)?;
+        // more worker threads than cores only slow a method down (and thousands exhaust the
+        // process): cap them at the machine's parallelism
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        ctx.threads = ctx.threads.min(cores);
         if let Some(p) = progress {
             ctx.progress = p.sink();
         }

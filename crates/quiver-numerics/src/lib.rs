@@ -34,8 +34,10 @@ pub fn with_threads<T: Send>(threads: u32, f: impl FnOnce() -> T + Send) -> Resu
     if threads == 0 {
         return Ok(f());
     }
+    // never more workers than cores (more only slow the work down)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads as usize)
+        .num_threads((threads as usize).min(cores))
         .build()
         .map_err(|e| NumericsError::ThreadPool(e.to_string()))?;
     Ok(pool.install(f))
