@@ -28,6 +28,8 @@ struct Args {
     only: Option<String>,
     /// `--baselines full`: the interpreter with SCOPE-RL installed.
     python_full: Option<PathBuf>,
+    /// Internal: measure memory case K in this process (and its row count).
+    memory_case: Option<(usize, usize)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         repeats: 7,
         only: None,
         python_full: None,
+        memory_case: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -51,6 +54,14 @@ fn parse_args() -> Result<Args, String> {
                 _ => return Err("--baselines takes numpy (the default) or full".into()),
             },
             "--python-full" => a.python_full = Some(it.next().ok_or("--python-full needs a path")?.into()),
+            "--memory-case" => {
+                let k = it.next().and_then(|k| k.parse().ok()).ok_or("--memory-case needs a number")?;
+                a.memory_case = Some((k, a.memory_case.map_or(10_000_000, |m| m.1)));
+            }
+            "--memory-rows" => {
+                let n = it.next().and_then(|k| k.parse().ok()).ok_or("--memory-rows needs a number")?;
+                a.memory_case = Some((a.memory_case.map_or(0, |m| m.0), n));
+            }
             "--repeats" => a.repeats = it.next().and_then(|r| r.parse().ok()).ok_or("--repeats needs a number")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -579,6 +590,124 @@ fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
     }))
 }
 
+/// The process's peak resident memory (VmHWM), in bytes.
+fn peak_rss() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+/// Peak memory of one method run through the host on `tables` (the process's high-water mark is
+/// reset once the data are built), as a multiple of the input tables' bytes.
+fn memory_of(
+    host: &Host,
+    name: &str,
+    method: &str,
+    params: &[(&str, Value)],
+    tables: Vec<Table>,
+) -> Result<Value, String> {
+    let input: f64 = tables
+        .iter()
+        .flat_map(|t| t.columns.iter())
+        .map(|(_, v)| (v.len() * if matches!(v, quiver_host::Values::Bool(_)) { 1 } else { 8 }) as f64)
+        .sum();
+    std::fs::write("/proc/self/clear_refs", "5").map_err(|e| format!("cannot reset the peak RSS: {e}"))?;
+    let before = peak_rss().ok_or("no VmHWM")?;
+    let t = Instant::now();
+    host.run(method, &testing::params(params), &tables, RunContext::default()).map_err(|e| format!("{name}: {e}"))?;
+    let peak = peak_rss().ok_or("no VmHWM")?;
+    let added = peak - before;
+    Ok(json!({"case": name, "input_bytes": input, "rss_before_bytes": before, "peak_rss_bytes": peak,
+              "added_bytes": added, "added_over_input": added / input, "seconds": t.elapsed().as_secs_f64()}))
+}
+
+/// Number of cases in [`memory_cases`].
+const MEMORY_CASES: usize = 7;
+
+/// Peak memory of every method family at `n` rows (`cargo xtask bench`, not `--quick`), each case
+/// measured in a fresh process (this binary with `--memory-case K`): memory a previous case freed
+/// stays resident and would hide the next one's growth.
+fn memory_report(n: usize) -> Result<Vec<Value>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    (0..MEMORY_CASES)
+        .map(|k| {
+            let out = Command::new(&exe)
+                .args(["--memory-case", &k.to_string(), "--memory-rows", &n.to_string()])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!("memory case {k}: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().ok_or("no output")?;
+            let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            println!(
+                "  {:48} input {:>7.0} MB, the run adds {:>7.0} MB: {:.2}x the input",
+                v["case"].as_str().unwrap_or(""),
+                v["input_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                v["added_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                v["added_over_input"].as_f64().unwrap_or(0.0)
+            );
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Memory case `k` at `n` rows, in this process: only its data are built.
+fn memory_cases(host: &Host, n: usize, k: usize) -> Result<Value, String> {
+    let mut r = ChaCha8Rng::seed_from_u64(11);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let mut col = |f: &mut dyn FnMut(&mut ChaCha8Rng) -> f64| -> Vec<f64> { (0..n).map(|_| f(&mut r)).collect() };
+    match k {
+        0 => {
+            let x = col(&mut |r| normal.sample(r));
+            let y: Vec<f64> = x.iter().map(|v| v + 0.5).collect();
+            let test = Table::new("test").with_f64("mu", x.clone());
+            let cal = Table::new("calibration").with_f64("y", y).with_f64("mu", x);
+            memory_of(host, "conformal-selection n = m", "conformal-selection", &[("c", json!(0.0))], vec![cal, test])
+        }
+        1 => {
+            let score = col(&mut |r| r.random::<f64>());
+            let err: Vec<bool> = score.iter().map(|s| *s > 0.7).collect();
+            let tables = vec![
+                Table::new("calibration").with_f64("score", score.clone()).with_bool("error", err),
+                Table::new("test").with_f64("score", score),
+            ];
+            memory_of(host, "selective-risk scope n = m", "selective-risk", &[], tables)
+        }
+        2 | 3 => {
+            let method = if k == 2 { "xkb-grand-mean" } else { "xkb-monotone" };
+            let x = col(&mut |r| normal.sample(r));
+            let a = col(&mut |r| r.random_range(0.1..2.0));
+            let tables = vec![Table::new("data").with_f64("x", x).with_f64("a", a)];
+            memory_of(host, &format!("sure-normal {method}"), "sure-normal", &[("method", json!(method))], tables)
+        }
+        4 => {
+            let trials = col(&mut |r| r.random_range(10..500) as f64);
+            let succ: Vec<f64> = trials.iter().map(|t| (t * 0.3).floor()).collect();
+            let tables = vec![Table::new("data").with_f64("y", succ).with_f64("n", trials)];
+            memory_of(host, "sure-binomial", "sure-binomial", &[], tables)
+        }
+        5 => {
+            let score = col(&mut |r| r.random::<f64>());
+            let tables = vec![Table::new("calibration").with_f64("score", score)];
+            memory_of(host, "batch-pi order-stat (m = 10^4)", "batch-pi", &[("m", json!(10_000))], tables)
+        }
+        6 => {
+            let mut t = Table::new("bandit");
+            for (name, v) in bandit_columns(n, 10, 3) {
+                t = if name == "a" {
+                    t.with_i64("a", v.iter().map(|&x| x as i64).collect())
+                } else {
+                    t.with_f64(name, v)
+                };
+            }
+            memory_of(host, "ope bandit, 10 actions, t intervals", "ope", &[("ci", json!("t"))], vec![t])
+        }
+        _ => Err(format!("no memory case {k}")),
+    }
+}
+
 /// Whether two results agree: equal, except for shrinkage, where the minimised risk must agree
 /// to 1e-9 relative or be lower in Quiver (its search is global, the baseline's Brent search
 /// local, and both stop at slightly different λ on a flat minimum); bookkeeping counts
@@ -706,6 +835,20 @@ fn main() {
 fn real_main() -> Result<(), String> {
     let args = parse_args()?;
     let host = testing::host();
+    if let Some((k, n)) = args.memory_case {
+        println!("{}", memory_cases(&host, n, k)?);
+        return Ok(());
+    }
+    if let Some(only) = &args.only {
+        if only == "memory" {
+            let report = json!({"memory": memory_report(10_000_000)?, "host": host_info()});
+            std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+            let path = args.out.join("memory.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).map_err(|e| e.to_string())?;
+            println!("report: {}", path.display());
+            return Ok(());
+        }
+    }
     let data = args.out.join("data");
     let (n_sel, n_risk) = if args.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
     let mut cases = vec![
@@ -822,8 +965,10 @@ fn real_main() -> Result<(), String> {
     let memory = if args.quick {
         Value::Null
     } else {
-        println!("peak memory of critic-lstd at 10^7 transitions ...");
-        critic_memory(&host, 10_000_000)?
+        println!("peak memory at 10^7 rows ...");
+        let mut all = memory_report(10_000_000)?;
+        all.push(critic_memory(&host, 10_000_000)?);
+        json!(all)
     };
     let report = json!({
         "memory": memory,

@@ -228,13 +228,24 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             if let Some(notice) = result.get("notice").and_then(Value::as_str) {
                 eprintln!("{notice}");
             }
-            let text = serde_json::to_string_pretty(&result).expect("json");
+            // written as it is serialised (a result of 10^7 per-unit values is never one big string)
             if let Some(path) = output {
-                std::fs::write(path, &text)
-                    .map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
+                let write = || -> std::io::Result<()> {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    serde_json::to_writer_pretty(&mut f, &result)?;
+                    std::io::Write::flush(&mut f)
+                };
+                write().map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
             }
             if *json {
-                say!("{text}");
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let written = serde_json::to_writer_pretty(&mut out, &result)
+                    .map_err(std::io::Error::from)
+                    .and_then(|_| std::io::Write::write_all(&mut out, b"\n"))
+                    .and_then(|_| std::io::Write::flush(&mut out));
+                if let Err(e) = written {
+                    output_failed(e);
+                }
             } else {
                 print_result(&result);
             }
