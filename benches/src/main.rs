@@ -614,7 +614,10 @@ fn memory_of(
     std::fs::write("/proc/self/clear_refs", "5").map_err(|e| format!("cannot reset the peak RSS: {e}"))?;
     let before = peak_rss().ok_or("no VmHWM")?;
     let t = Instant::now();
-    host.run(method, &testing::params(params), &tables, RunContext::default()).map_err(|e| format!("{name}: {e}"))?;
+    let output = host
+        .run_output_observed(method, &testing::params(params), &tables, RunContext::default(), None)
+        .map_err(|e| format!("{name}: {e}"))?;
+    drop(output);
     let peak = peak_rss().ok_or("no VmHWM")?;
     let added = peak - before;
     Ok(json!({"case": name, "input_bytes": input, "rss_before_bytes": before, "peak_rss_bytes": peak,

@@ -224,26 +224,24 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             };
             let progress = observer(!*json);
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
-            let result = host.run_observed(method, &params, &tables, ctx, Some(&progress))?;
-            if let Some(notice) = result.get("notice").and_then(Value::as_str) {
+            let result = host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?;
+            drop(tables);
+            if let Some(notice) = result.summary.get("notice").and_then(Value::as_str) {
                 eprintln!("{notice}");
             }
-            // written as it is serialised (a result of 10^7 per-unit values is never one big string)
+            // written as it is serialised: a result of 10^7 per-unit values is never one big
+            // string or JSON value
             if let Some(path) = output {
                 let write = || -> std::io::Result<()> {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-                    serde_json::to_writer_pretty(&mut f, &result)?;
+                    result.write_json(&mut f)?;
                     std::io::Write::flush(&mut f)
                 };
                 write().map_err(|e| HostError::Parameter(format!("cannot write {}: {e}", path.display())))?;
             }
             if *json {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                let written = serde_json::to_writer_pretty(&mut out, &result)
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| std::io::Write::write_all(&mut out, b"\n"))
-                    .and_then(|_| std::io::Write::flush(&mut out));
-                if let Err(e) = written {
+                if let Err(e) = result.write_json(&mut out).and_then(|_| std::io::Write::flush(&mut out)) {
                     output_failed(e);
                 }
             } else {
@@ -297,24 +295,30 @@ fn print_info(p: &quiver_host::Plugin) {
 
 /// Human-readable rendering of any result: scalars as a two-column table, arrays by length and
 /// their first entries.
-fn print_result(v: &Value) {
+fn print_result(result: &quiver_host::RunOutput) {
+    let v = &result.summary;
     let Some(obj) = v.as_object() else {
         say!("{v}");
         return;
     };
-    let width = obj.keys().map(String::len).max().unwrap_or(0);
+    let width = obj.keys().chain(result.arrays.iter().map(|(n, _)| n)).map(String::len).max().unwrap_or(0);
+    let list = |len: usize, item: &dyn Fn(usize) -> String| {
+        let head: Vec<String> = (0..len.min(8)).map(item).collect();
+        format!("[{len} values] {}{}", head.join(", "), if len > 8 { ", ..." } else { "" })
+    };
     for (k, val) in obj {
         let shown = match val {
-            Value::Array(a) => {
-                let head: Vec<String> = a.iter().take(8).map(short).collect();
-                format!("[{} values] {}{}", a.len(), head.join(", "), if a.len() > 8 { ", ..." } else { "" })
-            }
+            Value::Array(a) => list(a.len(), &|i| short(&a[i])),
             Value::Object(o) => o.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(" "),
             Value::Null => continue,
             Value::String(_) if k == "notice" => continue,
             other => short(other),
         };
         say!("{k:width$}  {shown}");
+    }
+    // the per-unit arrays follow the summary's fields, as in the JSON
+    for (k, a) in &result.arrays {
+        say!("{k:width$}  {}", list(a.len(), &|i| short(&a.get_json(i))));
     }
 }
 

@@ -368,12 +368,25 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<Value, HostError> {
+        Ok(self.run_output_observed(method, params, tables, ctx, progress)?.into_json())
+    }
+
+    /// [`Host::run_observed`] with the per-unit arrays kept typed ([`RunOutput`]): what a
+    /// front-end that streams large results uses (a JSON value costs 32 bytes a number).
+    pub fn run_output_observed(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        tables: &[Table],
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError> {
         let est = self.create_observed(method, params, ctx, progress)?;
         let json = match est.family() {
             Family::ConformalSelector => {
                 let mut h = Selector::new(est)?;
                 h.calibrate(tables)?;
-                return selection_json(method, &h.select(tables)?);
+                return selection_output(method, h.select(tables)?);
             }
             Family::BatchPredictive => {
                 let mut h = BatchPredictor::new(est)?;
@@ -386,45 +399,144 @@ impl Host {
                 h.calibrate(tables)?;
                 h.predict(tables)?.json
             }
-            Family::Shrinkage => return shrinkage_json(method, &Shrinker::new(est)?.estimate(tables)?),
+            Family::Shrinkage => return shrinkage_output(method, Shrinker::new(est)?.estimate(tables)?),
             Family::Critic => {
                 let mut h = Critic::new(est)?;
                 h.fit(tables)?;
                 h.values(tables)?.json
             }
         };
-        serde_json::from_str(json.as_str())
-            .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })
+        Ok(RunOutput { summary: summary_json(method, json.as_str())?, arrays: Vec::new() })
     }
+}
+
+/// A per-unit array of a result, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnitArray {
+    /// Numbers (p-values, estimates, interval ends).
+    F64(Vec<f64>),
+    /// Indices (selected units).
+    U64(Vec<u64>),
+}
+
+impl UnitArray {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        match self {
+            UnitArray::F64(v) => v.len(),
+            UnitArray::U64(v) => v.len(),
+        }
+    }
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Entry `i` as a JSON value.
+    pub fn get_json(&self, i: usize) -> Value {
+        match self {
+            UnitArray::F64(v) => json!(v[i]),
+            UnitArray::U64(v) => json!(v[i]),
+        }
+    }
+}
+
+/// A method's result: the plugin's JSON summary and the per-unit arrays, which follow the
+/// summary's fields in the complete JSON ([`RunOutput::into_json`], [`RunOutput::write_json`]).
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The summary (a JSON object).
+    pub summary: Value,
+    /// `(name, values)` per-unit arrays.
+    pub arrays: Vec<(String, UnitArray)>,
+}
+
+impl RunOutput {
+    /// The complete JSON value.
+    pub fn into_json(self) -> Value {
+        let mut v = self.summary;
+        if let Some(obj) = v.as_object_mut() {
+            for (name, a) in self.arrays {
+                let value = match a {
+                    UnitArray::F64(x) => json!(x),
+                    UnitArray::U64(x) => json!(x),
+                };
+                obj.insert(name, value);
+            }
+        }
+        v
+    }
+
+    /// Write the complete JSON (indented, one array entry per line) as it is serialised: no
+    /// text or JSON value of the whole result is built.
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        let obj = self.summary.as_object().cloned().unwrap_or_default();
+        let arrays: Vec<&(String, UnitArray)> = self.arrays.iter().filter(|(n, _)| !obj.contains_key(n)).collect();
+        let total = obj.len() + arrays.len();
+        w.write_all(b"{\n")?;
+        for (k, (key, value)) in obj.iter().enumerate() {
+            write!(w, "  {}: ", Value::String(key.clone()))?;
+            let text = serde_json::to_string_pretty(value)?;
+            w.write_all(text.replace('\n', "\n  ").as_bytes())?;
+            w.write_all(if k + 1 < total { b",\n" } else { b"\n" })?;
+        }
+        for (k, (name, a)) in arrays.iter().enumerate() {
+            write!(w, "  {}: [", Value::String(name.clone()))?;
+            for i in 0..a.len() {
+                w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+                match a {
+                    UnitArray::F64(v) => serde_json::to_writer(&mut w, &v[i])?,
+                    UnitArray::U64(v) => write!(w, "{}", v[i])?,
+                }
+            }
+            w.write_all(if a.is_empty() { b"]" } else { b"\n  ]" })?;
+            w.write_all(if obj.len() + k + 1 < total { b",\n" } else { b"\n" })?;
+        }
+        w.write_all(b"}\n")
+    }
+}
+
+fn summary_json(method: &str, text: &str) -> Result<Value, HostError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })?;
+    if !v.is_object() {
+        return Err(HostError::BadResult { method: method.into(), reason: "not a JSON object".into() });
+    }
+    Ok(v)
+}
+
+/// A selection's summary and its typed arrays (`selected`, and the per-unit values).
+pub fn selection_output(method: &str, r: SelectionResult) -> Result<RunOutput, HostError> {
+    Ok(RunOutput {
+        summary: summary_json(method, r.json.as_str())?,
+        arrays: vec![
+            (r.selected_name.to_string(), UnitArray::U64(r.selected.into_vec())),
+            (r.unit_values_name.to_string(), UnitArray::F64(r.unit_values.into_vec())),
+        ],
+    })
+}
+
+/// A shrinkage result's summary and its typed arrays (`estimates`, and `lower` / `upper` when
+/// intervals were computed).
+pub fn shrinkage_output(method: &str, r: ShrinkageResult) -> Result<RunOutput, HostError> {
+    let p = r.estimates.len();
+    let mut arrays = vec![("estimates".to_string(), UnitArray::F64(r.estimates.into_vec()))];
+    if let Some(iv) = r.intervals.into_option() {
+        let iv = iv.into_vec();
+        arrays.push(("lower".into(), UnitArray::F64(iv[..p].to_vec())));
+        arrays.push(("upper".into(), UnitArray::F64(iv[p..].to_vec())));
+    }
+    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays })
 }
 
 /// The complete JSON of a selection: the plugin's summary plus the typed per-unit arrays.
 pub fn selection_json(method: &str, r: &SelectionResult) -> Result<Value, HostError> {
-    let mut v: Value = serde_json::from_str(r.json.as_str())
-        .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| HostError::BadResult { method: method.into(), reason: "not a JSON object".into() })?;
-    obj.insert(r.selected_name.to_string(), json!(r.selected.as_slice()));
-    obj.insert(r.unit_values_name.to_string(), json!(r.unit_values.as_slice()));
-    Ok(v)
+    Ok(selection_output(method, r.clone())?.into_json())
 }
 
 /// The complete JSON of a shrinkage result: the plugin's summary plus `estimates`, and `lower` /
 /// `upper` when intervals were computed (the typed arrays travel outside the JSON text).
 pub fn shrinkage_json(method: &str, r: &ShrinkageResult) -> Result<Value, HostError> {
-    let mut v: Value = serde_json::from_str(r.json.as_str())
-        .map_err(|e| HostError::BadResult { method: method.into(), reason: e.to_string() })?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| HostError::BadResult { method: method.into(), reason: "not a JSON object".into() })?;
-    obj.insert("estimates".into(), json!(r.estimates.as_slice()));
-    if let Some(iv) = r.intervals.as_ref().into_option() {
-        let p = r.estimates.len();
-        obj.insert("lower".into(), json!(&iv.as_slice()[..p]));
-        obj.insert("upper".into(), json!(&iv.as_slice()[p..]));
-    }
-    Ok(v)
+    Ok(shrinkage_output(method, r.clone())?.into_json())
 }
 
 fn plugin_error(method: &str, e: quiver_abi::PluginError) -> HostError {

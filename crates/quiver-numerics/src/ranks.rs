@@ -23,18 +23,38 @@ pub fn count_one(sorted: &[f64], v: f64) -> (u64, u64) {
 /// the calibration values together in parallel chunks (each chunk finds its start by one binary
 /// search), which reads memory sequentially: O(m log m + n) and cache friendly.
 pub fn counts_below(sorted: &[f64], queries: &[f64]) -> Vec<(u64, u64)> {
+    counts_below_map(sorted, queries, |_, lt, le| (lt, le))
+}
+
+/// `f(j, lt, le)` for each query j, with the counts of [`counts_below`], without holding the
+/// counts: the queries are ordered by an index array (4 bytes a query), and the results written
+/// in that order are put back in query order.
+pub fn counts_below_map<T: Send + Copy + Default>(
+    sorted: &[f64],
+    queries: &[f64],
+    f: impl Fn(usize, u64, u64) -> T + Sync,
+) -> Vec<T> {
     const CHUNK: usize = 1 << 14;
-    if queries.len() < 4 * CHUNK {
-        return queries.par_iter().map(|&v| count_one(sorted, v)).collect();
+    if queries.len() < 4 * CHUNK || queries.len() > u32::MAX as usize {
+        return queries
+            .par_iter()
+            .enumerate()
+            .map(|(j, &v)| {
+                let (lt, le) = count_one(sorted, v);
+                f(j, lt, le)
+            })
+            .collect();
     }
-    let mut order: Vec<(f64, u32)> = queries.par_iter().enumerate().map(|(j, &v)| (v, j as u32)).collect();
-    order.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    let walked: Vec<(u64, u64)> = order
+    let mut order: Vec<u32> = (0..queries.len() as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| queries[a as usize].total_cmp(&queries[b as usize]));
+    let walked: Vec<T> = order
         .par_chunks(CHUNK)
         .flat_map_iter(|chunk| {
-            let (lt, le) = count_one(sorted, chunk[0].0);
+            let (lt, le) = count_one(sorted, queries[chunk[0] as usize]);
             let (mut lt, mut le) = (lt as usize, le as usize);
-            chunk.iter().map(move |&(v, _)| {
+            let f = &f;
+            chunk.iter().map(move |&j| {
+                let v = queries[j as usize];
                 while lt < sorted.len() && sorted[lt] < v {
                     lt += 1;
                 }
@@ -44,12 +64,12 @@ pub fn counts_below(sorted: &[f64], queries: &[f64]) -> Vec<(u64, u64)> {
                 while le < sorted.len() && sorted[le] <= v {
                     le += 1;
                 }
-                (lt as u64, le as u64)
+                f(j as usize, lt as u64, le as u64)
             })
         })
         .collect();
-    let mut out = vec![(0u64, 0u64); queries.len()];
-    for (&(_, j), c) in order.iter().zip(walked) {
+    let mut out = vec![T::default(); queries.len()];
+    for (&j, c) in order.iter().zip(walked) {
         out[j as usize] = c;
     }
     out

@@ -124,25 +124,19 @@ impl Calibrated {
 
     /// Conformal p-values on the CPU (the exact expressions of the CUDA kernel).
     pub fn p_values_cpu(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Vec<f64> {
-        let counts = quiver_numerics::ranks::counts_below(&self.sorted, test_scores);
+        // each p-value straight from its counts (the counts themselves are never held)
         let n = self.sorted.len() as f64;
         match (&self.weight_prefix, test_w) {
             (Some(wp), Some(tw)) => {
                 let total = wp[self.sorted.len()];
-                counts
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &(lt, le))| {
-                        let (lt, le) = (lt as usize, le as usize);
-                        (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u[j]) / (tw[j] + total)
-                    })
-                    .collect()
+                quiver_numerics::ranks::counts_below_map(&self.sorted, test_scores, |j, lt, le| {
+                    let (lt, le) = (lt as usize, le as usize);
+                    (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u[j]) / (tw[j] + total)
+                })
             }
-            _ => counts
-                .iter()
-                .enumerate()
-                .map(|(j, &(lt, le))| (lt as f64 + u[j] * (1.0 + (le - lt) as f64)) / (n + 1.0))
-                .collect(),
+            _ => quiver_numerics::ranks::counts_below_map(&self.sorted, test_scores, |j, lt, le| {
+                (lt as f64 + u[j] * (1.0 + (le - lt) as f64)) / (n + 1.0)
+            }),
         }
     }
 
