@@ -94,6 +94,20 @@ impl Calibrated {
     /// (accepted, errors among accepted) at each threshold, on the CPU: accepted = #{s_i ≤ λ}
     /// (the at-or-below count of `quiver_numerics::ranks::counts_below`).
     pub fn counts_cpu(&self, lambdas: &[f64]) -> Vec<(i64, i64)> {
+        // the rules' candidates come ascending: one merge walk over the sorted scores, with no
+        // query sort and no count pairs held beside the result
+        if lambdas.windows(2).all(|w| w[0] <= w[1]) {
+            let mut le = 0usize;
+            return lambdas
+                .iter()
+                .map(|&lam| {
+                    while le < self.sorted.len() && self.sorted[le] <= lam {
+                        le += 1;
+                    }
+                    (le as i64, self.error_prefix[le])
+                })
+                .collect();
+        }
         quiver_numerics::ranks::counts_below(&self.sorted, lambdas)
             .into_iter()
             .map(|(_, le)| (le as i64, self.error_prefix[le as usize]))
