@@ -32,15 +32,15 @@ pub fn benjamini_hochberg(p_values: &[f64], q: f64) -> (usize, Vec<u64>) {
     if m == 0 {
         return (0, Vec::new());
     }
-    let ranks: Vec<usize> = p_values.iter().map(|&p| bh_rank(p, q, m)).collect();
-    let mut hist = vec![0usize; m + 2];
-    for &r in &ranks {
-        hist[r] += 1;
+    // ranks are recomputed for the selection instead of held (8 bytes a unit less)
+    let mut hist = vec![0u32; m + 2];
+    for &p in p_values {
+        hist[bh_rank(p, q, m)] += 1;
     }
     let mut cum = 0usize;
     let mut k_star = 0usize;
     for (k, &h) in hist.iter().enumerate().take(m + 1).skip(1) {
-        cum += h;
+        cum += h as usize;
         if cum >= k {
             k_star = k;
         }
@@ -48,7 +48,8 @@ pub fn benjamini_hochberg(p_values: &[f64], q: f64) -> (usize, Vec<u64>) {
     let selected = if k_star == 0 {
         Vec::new()
     } else {
-        ranks.iter().enumerate().filter(|(_, &r)| r <= k_star).map(|(j, _)| j as u64).collect()
+        drop(hist);
+        p_values.iter().enumerate().filter(|(_, &p)| bh_rank(p, q, m) <= k_star).map(|(j, _)| j as u64).collect()
     };
     (k_star, selected)
 }

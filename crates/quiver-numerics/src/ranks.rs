@@ -9,6 +9,12 @@ pub fn sorted(x: &[f64]) -> Vec<f64> {
     s
 }
 
+/// `x` sorted ascending in place (total order), without a copy.
+pub fn into_sorted(mut x: Vec<f64>) -> Vec<f64> {
+    x.par_sort_unstable_by(f64::total_cmp);
+    x
+}
+
 /// (#{i : sorted\[i\] < v}, #{i : sorted\[i\] <= v}) by binary search.
 #[inline]
 pub fn count_one(sorted: &[f64], v: f64) -> (u64, u64) {

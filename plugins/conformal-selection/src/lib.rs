@@ -105,7 +105,12 @@ impl Calibrated {
     pub fn new(scores: Vec<f64>, weights: Option<&[f64]>) -> Calibrated {
         match weights {
             None => {
-                Calibrated { sorted: quiver_numerics::ranks::sorted(&scores), weight_prefix: None, weight_scale: 1.0 }
+                // sorted in place: no second copy of the scores
+                Calibrated {
+                    sorted: quiver_numerics::ranks::into_sorted(scores),
+                    weight_prefix: None,
+                    weight_scale: 1.0,
+                }
             }
             Some(w) => {
                 let scale = w.iter().copied().fold(0.0, f64::max);
@@ -284,6 +289,7 @@ impl ConformalSelection {
             || quiver_numerics::with_threads(threads, || cal.p_values_cpu(&scores, w, &u)).map_err(internal),
             || Ok(cal.p_values_cuda(&scores, w, &u)?),
         )?;
+        drop((scores, u)); // not needed past the p-values
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
         let threshold = self.config.q * k_star as f64 / m as f64;
         let json = self.ctx.result_text(json!({
