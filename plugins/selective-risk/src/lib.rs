@@ -76,19 +76,34 @@ pub struct Calibrated {
     pub error_prefix: Vec<i64>,
 }
 
+/// 0 followed by the running count of `true`s.
+fn prefix_counts(flags: impl ExactSizeIterator<Item = bool>) -> Vec<i64> {
+    let mut out = Vec::with_capacity(flags.len() + 1);
+    out.push(0);
+    let mut acc = 0i64;
+    for e in flags {
+        acc += e as i64;
+        out.push(acc);
+    }
+    out
+}
+
 impl Calibrated {
     /// Sort judgments by score (stable: ties keep their input order).
     pub fn new(scores: &[f64], errors: &[bool]) -> Calibrated {
-        let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(errors.iter().copied()).collect();
-        pairs.par_sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut error_prefix = Vec::with_capacity(pairs.len() + 1);
-        error_prefix.push(0);
-        let mut acc = 0i64;
-        for &(_, e) in &pairs {
-            acc += e as i64;
-            error_prefix.push(acc);
+        // a 4-byte order (ties by input position: stable) instead of sorting (score, error) pairs
+        if scores.len() > u32::MAX as usize {
+            let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(errors.iter().copied()).collect();
+            pairs.par_sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (sorted, errs): (Vec<f64>, Vec<bool>) = pairs.into_iter().unzip();
+            return Calibrated { error_prefix: prefix_counts(errs.into_iter()), sorted };
         }
-        Calibrated { sorted: pairs.into_iter().map(|p| p.0).collect(), error_prefix }
+        let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]).then(a.cmp(&b)));
+        Calibrated {
+            sorted: order.iter().map(|&i| scores[i as usize]).collect(),
+            error_prefix: prefix_counts(order.iter().map(|&i| errors[i as usize])),
+        }
     }
 
     /// (accepted, errors among accepted) at each threshold, on the CPU: accepted = #{s_i ≤ λ}
@@ -163,6 +178,29 @@ pub struct Decision {
     pub p_value: Option<f64>,
 }
 
+/// The `scope` rule straight from the sorted calibration (the same answer as [`decide`] on every
+/// distinct score, with no candidate or count arrays): from the largest distinct score down, the
+/// first λ with errors + 1 ≤ α · accepted.
+pub fn decide_scope(config: &Config, cal: &Calibrated) -> Decision {
+    let s = &cal.sorted;
+    let distinct = s.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(!s.is_empty());
+    let mut best =
+        Decision { lambda_hat: f64::NEG_INFINITY, cal_accepted: 0, cal_errors: 0, candidates: distinct, p_value: None };
+    let mut end = s.len();
+    while end > 0 {
+        let lam = s[end - 1];
+        let (acc, err) = (end as i64, cal.error_prefix[end]);
+        if (err as f64) + 1.0 <= config.alpha * (acc as f64) {
+            best =
+                Decision { lambda_hat: lam, cal_accepted: acc, cal_errors: err, candidates: distinct, p_value: None };
+            break;
+        }
+        // the start of this run of equal scores
+        end = s[..end].partition_point(|&x| x < lam);
+    }
+    best
+}
+
 /// Apply a rule to per-candidate counts (candidates ascending).
 pub fn decide(config: &Config, lambdas: &[f64], counts: &[(i64, i64)]) -> Decision {
     let mut best = Decision {
@@ -192,9 +230,9 @@ pub fn decide(config: &Config, lambdas: &[f64], counts: &[(i64, i64)]) -> Decisi
 
 /// Read uncertainty scores from `score`, or compute the Bidirectional Preference Entropy from
 /// `p_fwd` and `p_rev`.
-pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
+pub fn read_scores<'a>(t: &quiver_sdk::Table<'a>) -> Result<std::borrow::Cow<'a, [f64]>, PluginError> {
     if let Some(s) = t.f64_opt("score")? {
-        return Ok(s.to_vec());
+        return Ok(std::borrow::Cow::Borrowed(s));
     }
     match (t.f64_opt("p_fwd")?, t.f64_opt("p_rev")?) {
         (Some(f), Some(r)) => f
@@ -202,7 +240,8 @@ pub fn read_scores(t: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
             .zip(r.iter())
             .enumerate()
             .map(|(i, (&a, &b))| quiver_numerics::bpe_score(a, b).map_err(|e| t.row_error("p_fwd", i, e)))
-            .collect(),
+            .collect::<Result<Vec<f64>, PluginError>>()
+            .map(std::borrow::Cow::Owned),
         _ => Err(PluginError::input(format!(
             "table '{}' needs a 'score' column, or 'p_fwd' and 'p_rev' columns for the BPE score (columns: {})",
             t.role(),
@@ -222,13 +261,21 @@ impl SelectorImpl for SelectiveRisk {
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
-        let scores = read_scores(&cal)?;
-        let errors = cal.flags("error")?;
-        let calibrated = Calibrated::new(&scores, &errors);
+        let calibrated = {
+            let scores = read_scores(&cal)?;
+            let errors = cal.flags("error")?;
+            Calibrated::new(&scores, &errors)
+        };
+        let n = calibrated.sorted.len();
+        if self.config.rule == Rule::Scope && self.ctx.device() == quiver_sdk::abi::Device::Cpu {
+            // one pass down the sorted scores: no candidate or count arrays
+            self.decision = Some((decide_scope(&self.config, &calibrated), n));
+            return Ok(());
+        }
         let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
         let counts =
             self.ctx.dispatch(|| Ok(calibrated.counts_cpu(&lambdas)), || Ok(calibrated.counts_cuda(&lambdas)?))?;
-        self.decision = Some((decide(&self.config, &lambdas, &counts), scores.len()));
+        self.decision = Some((decide(&self.config, &lambdas, &counts), n));
         Ok(())
     }
 
@@ -237,7 +284,7 @@ impl SelectorImpl for SelectiveRisk {
             self.decision.as_ref().ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
         let test = tables.get("test")?;
         test.non_empty()?;
-        let scores = read_scores(&test)?;
+        let scores = read_scores(&test)?.into_owned();
         let accepted: Vec<u64> =
             scores.iter().enumerate().filter(|(_, &s)| s <= d.lambda_hat).map(|(j, _)| j as u64).collect();
         let json = self.ctx.result_text(json!({
@@ -306,3 +353,32 @@ impl Plugin for SelectiveRiskPlugin {
 }
 
 quiver_sdk::export_plugin!(SelectiveRiskPlugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_pass_scope_rule_equals_the_rule_over_every_candidate() {
+        // scores with many ties, errors more likely at high scores
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for (n, alpha) in [(1, 0.5), (7, 0.3), (200, 0.1), (5000, 0.05), (5000, 0.2)] {
+            let scores: Vec<f64> = (0..n).map(|_| (next() * 40.0).floor()).collect();
+            let errors: Vec<bool> = scores.iter().map(|s| next() < s / 60.0).collect();
+            let config = Config { alpha, rule: Rule::Scope, delta: 0.1, grid: 10 };
+            let cal = Calibrated::new(&scores, &errors);
+            let lambdas = cal.candidates(Rule::Scope, 10);
+            let full = decide(&config, &lambdas, &cal.counts_cpu(&lambdas));
+            let fast = decide_scope(&config, &cal);
+            assert_eq!(
+                (full.lambda_hat, full.cal_accepted, full.cal_errors, full.candidates),
+                (fast.lambda_hat, fast.cal_accepted, fast.cal_errors, fast.candidates),
+                "n = {n}, alpha = {alpha}"
+            );
+        }
+    }
+}
