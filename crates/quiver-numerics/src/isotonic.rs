@@ -5,7 +5,8 @@
 pub fn pava(y: &[f64], w: &[f64]) -> Vec<f64> {
     assert_eq!(y.len(), w.len());
     // blocks: (weighted mean, total weight, length)
-    let mut blocks: Vec<(f64, f64, usize)> = Vec::with_capacity(y.len());
+    // grown as needed: pooled data hold far fewer blocks than points
+    let mut blocks: Vec<(f64, f64, usize)> = Vec::new();
     for (&yi, &wi) in y.iter().zip(w) {
         let mut cur = (yi, wi, 1usize);
         while let Some(&(m, wt, len)) = blocks.last() {

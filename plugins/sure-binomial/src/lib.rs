@@ -109,7 +109,7 @@ pub struct Units {
     pub model_var: Vec<f64>,
 }
 
-fn counts(t: &quiver_sdk::Table<'_>, yname: &str, nname: &str) -> Result<(Vec<f64>, Vec<f64>), PluginError> {
+fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'a [f64], &'a [f64]), PluginError> {
     let (y, n) = (t.f64(yname)?, t.f64(nname)?);
     for i in 0..y.len() {
         if n[i].fract() != 0.0 || y[i].fract() != 0.0 {
@@ -139,7 +139,7 @@ fn counts(t: &quiver_sdk::Table<'_>, yname: &str, nname: &str) -> Result<(Vec<f6
             return Err(t.row_error(yname, i, format_args!("y = {} must be in 0..=n (n = {})", y[i], n[i])));
         }
     }
-    Ok((y.to_vec(), n.to_vec()))
+    Ok((y, n))
 }
 
 impl Units {
@@ -150,8 +150,8 @@ impl Units {
         let (raw, var, h, pooled, model_n) = if two_sample {
             let (y1, n1) = counts(t, "y1", "n1")?;
             let (y2, n2) = counts(t, "y2", "n2")?;
-            let p1: Vec<f64> = y1.iter().zip(&n1).map(|(y, n)| y / n).collect();
-            let p2: Vec<f64> = y2.iter().zip(&n2).map(|(y, n)| y / n).collect();
+            let p1: Vec<f64> = y1.iter().zip(n1).map(|(y, n)| y / n).collect();
+            let p2: Vec<f64> = y2.iter().zip(n2).map(|(y, n)| y / n).collect();
             let pooled =
                 y1.iter().sum::<f64>() / n1.iter().sum::<f64>() - y2.iter().sum::<f64>() / n2.iter().sum::<f64>();
             (
@@ -163,10 +163,10 @@ impl Units {
             )
         } else {
             let (y, n) = counts(t, "y", "n")?;
-            let p: Vec<f64> = y.iter().zip(&n).map(|(y, n)| y / n).collect();
+            let p: Vec<f64> = y.iter().zip(n).map(|(y, n)| y / n).collect();
             let pooled = y.iter().sum::<f64>() / n.iter().sum::<f64>();
-            let var = p.iter().zip(&n).map(|(&p, &n)| vhat(p, n)).collect();
-            (p, var, n.clone(), pooled, Some(n))
+            let var = p.iter().zip(n).map(|(&p, &n)| vhat(p, n)).collect();
+            (p, var, n.to_vec(), pooled, Some(n))
         };
         if raw.len() < 2 {
             return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));

@@ -287,16 +287,16 @@ impl SureNormal {
 /// d_i = 0 get a vanishing weight (their term is minimised by the largest b).
 pub fn monotone_factors(risk: &QuadraticRisk) -> Vec<f64> {
     let p = risk.len();
-    let mut order: Vec<usize> = (0..p).collect();
-    order.sort_by(|&i, &j| risk.h[i].total_cmp(&risk.h[j]));
+    let mut order: Vec<u32> = (0..p as u32).collect();
+    order.sort_by(|&i, &j| risk.h[i as usize].total_cmp(&risk.h[j as usize]));
     let mean_d = risk.d.iter().sum::<f64>() / p as f64;
     let floor = (mean_d * 1e-12).max(f64::MIN_POSITIVE);
-    let w: Vec<f64> = order.iter().map(|&i| risk.d[i].max(floor)).collect();
-    let y: Vec<f64> = order.iter().zip(&w).map(|(&i, &wi)| risk.e[i] / wi).collect();
+    let w: Vec<f64> = order.iter().map(|&i| risk.d[i as usize].max(floor)).collect();
+    let y: Vec<f64> = order.iter().zip(&w).map(|(&i, &wi)| risk.e[i as usize] / wi).collect();
     let fitted = quiver_numerics::isotonic::pava(&y, &w);
     let mut b = vec![0.0; p];
     for (k, &i) in order.iter().enumerate() {
-        b[i] = fitted[k].clamp(0.0, 1.0);
+        b[i as usize] = fitted[k].clamp(0.0, 1.0);
     }
     b
 }
