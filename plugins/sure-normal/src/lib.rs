@@ -94,20 +94,40 @@ pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRis
     }
 }
 
-/// SURE of `xkb-estimated` at λ, with μ̂(λ).
-pub fn sure_estimated(x: &[f64], a: &[f64], lambda: f64) -> (f64, f64) {
+/// `xkb-estimated` at λ: (XKB's SURE(λ, μ̂(λ)), the unbiased risk estimate of the estimator
+/// with μ̂ depending on x, μ̂(λ)), with b_i = A_i/(A_i + λ) and μ̂(λ) = Σ b_i² x_i / Σ b_i².
+///
+/// Xie, Kou & Brown's criterion is SURE(λ, μ) = (1/p) Σ [b_i²(x_i − μ)² + A_i − 2A_i b_i] at
+/// μ = μ̂(λ), minimised over λ (their estimator). Because μ̂ itself depends on x, Stein's identity
+/// adds the leverage b_i²/Σ b_j² of each unit to its divergence term, giving the unbiased estimate
+/// (1/p) Σ [b_i²(x_i − μ̂)² + A_i − 2A_i b_i(1 − b_i²/Σ b_j²)] of the returned estimator's risk.
+pub fn sure_estimated(x: &[f64], a: &[f64], lambda: f64) -> (f64, f64, f64) {
     let b: Vec<f64> = a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
     let s2: f64 = b.iter().map(|v| v * v).sum();
     let mu = if s2 > 0.0 { b.iter().zip(x).map(|(bi, xi)| bi * bi * xi).sum::<f64>() / s2 } else { 0.0 };
     let p = x.len() as f64;
-    let total: f64 = (0..x.len())
-        .map(|i| {
-            let bi = b[i];
-            let lev = if s2 > 0.0 { bi * bi / s2 } else { 0.0 };
-            bi * bi * (x[i] - mu).powi(2) + a[i] - 2.0 * a[i] * bi * (1.0 - lev)
+    let (mut published, mut unbiased) = (0.0, 0.0);
+    for i in 0..x.len() {
+        let bi = b[i];
+        let lev = if s2 > 0.0 { bi * bi / s2 } else { 0.0 };
+        let common = bi * bi * (x[i] - mu).powi(2) + a[i];
+        published += common - 2.0 * a[i] * bi;
+        unbiased += common - 2.0 * a[i] * bi * (1.0 - lev);
+    }
+    (published / p, unbiased / p, mu)
+}
+
+/// D(λ) = Σ A_i²(x_i − μ̂(λ))²/(λ + A_i)³ − A_i²/(λ + A_i)², with dSURE(λ, μ̂(λ))/dλ = −(2/p)·D(λ)
+/// (the envelope theorem removes μ̂'s own derivative): XKB's estimating equation for λ̂.
+pub fn xkb_derivative(x: &[f64], a: &[f64], lambda: f64) -> f64 {
+    let mu = sure_estimated(x, a, lambda).2;
+    x.iter()
+        .zip(a)
+        .map(|(&xi, &ai)| {
+            let d = lambda + ai;
+            ai * ai * (xi - mu).powi(2) / (d * d * d) - ai * ai / (d * d)
         })
-        .sum();
-    (total / p, mu)
+        .sum()
 }
 
 /// λ = s·t/(1 − t).
@@ -149,6 +169,30 @@ fn minimize_estimated(x: &[f64], a: &[f64], s: f64) -> (f64, f64) {
     for (t, v) in [(c, fc), (d, fd)] {
         if v < bv {
             (bt, bv) = (t, v);
+        }
+    }
+    // polish as XKB's reference code does: the root of D(λ) = Σ A²(x − μ̂)²/(λ+A)³ − A²/(λ+A)²
+    // (dSURE/dλ = −(2/p)·D) between the neighbours of the grid minimum, when D changes sign there
+    let step = 1.0 / g as f64;
+    let (lo, hi) = (lam(s, (bt - step).max(0.0)), lam(s, (bt + step).min(1.0)));
+    if hi.is_finite() && xkb_derivative(x, a, lo) > 0.0 && xkb_derivative(x, a, hi) < 0.0 {
+        let (mut l, mut h) = (lo, hi);
+        for _ in 0..200 {
+            let m = 0.5 * (l + h);
+            if m <= l || m >= h {
+                break;
+            }
+            if xkb_derivative(x, a, m) > 0.0 {
+                l = m;
+            } else {
+                h = m;
+            }
+        }
+        let root = 0.5 * (l + h);
+        let v = sure_estimated(x, a, root).0;
+        // at a flat minimum the values differ by rounding only: the root is the better λ̂
+        if v <= bv + 1e-12 * bv.abs() {
+            return (root, v);
         }
     }
     (lam(s, bt), bv)
@@ -235,11 +279,14 @@ impl SureNormal {
                     let mid = h.len() / 2;
                     *h.select_nth_unstable_by(mid, f64::total_cmp).1
                 };
-                let (lambda, sure) = match cfg.lambda {
+                let (lambda, _) = match cfg.lambda {
                     Some(l) => (l, sure_estimated(x, a, l).0),
                     None => minimize_estimated(x, a, s),
                 };
-                let mu = sure_estimated(x, a, lambda).1;
+                let (published, unbiased, mu) = sure_estimated(x, a, lambda);
+                // XKB's criterion at λ̂ is reported as `sure_xkb`; the risk estimate of what is
+                // returned is the unbiased one (μ̂'s dependence on x included)
+                out["sure_xkb"] = json!(published);
                 if cfg.curve > 0 {
                     let pts: Vec<Value> = (0..=cfg.curve)
                         .map(|i| {
@@ -253,7 +300,7 @@ impl SureNormal {
                 out["certified_gap"] = json!(null);
                 let b: Vec<f64> =
                     a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
-                (shrink(&b, mu), lambda, sure)
+                (shrink(&b, mu), lambda, unbiased)
             }
             Method::XkbMonotone => {
                 let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
