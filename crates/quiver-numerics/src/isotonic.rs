@@ -3,9 +3,16 @@
 /// The nondecreasing sequence z minimising Σ w_i (y_i − z_i)², for weights w_i > 0, in O(n):
 /// adjacent blocks that violate the order are pooled into their weighted mean.
 pub fn pava(y: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut out = y.to_vec();
+    pava_in_place(&mut out, w);
+    out
+}
+
+/// [`pava`] writing the fit over `y` (no second array of the data's size).
+pub fn pava_in_place(y: &mut [f64], w: &[f64]) {
     assert_eq!(y.len(), w.len());
-    // blocks: (weighted mean, total weight, length)
-    // grown as needed: pooled data hold far fewer blocks than points
+    // blocks: (weighted mean, total weight, length), grown as needed (pooled data hold far fewer
+    // blocks than points)
     let mut blocks: Vec<(f64, f64, usize)> = Vec::new();
     for (&yi, &wi) in y.iter().zip(w) {
         let mut cur = (yi, wi, 1usize);
@@ -19,7 +26,11 @@ pub fn pava(y: &[f64], w: &[f64]) -> Vec<f64> {
         }
         blocks.push(cur);
     }
-    blocks.into_iter().flat_map(|(m, _, len)| std::iter::repeat_n(m, len)).collect()
+    let mut k = 0;
+    for (m, _, len) in blocks {
+        y[k..k + len].iter_mut().for_each(|v| *v = m);
+        k += len;
+    }
 }
 
 #[cfg(test)]

@@ -304,10 +304,14 @@ impl SureNormal {
             }
             Method::XkbMonotone => {
                 let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
-                let risk = xkb_risk(x, a, mu, cfg.target == Target::GrandMean);
-                let b = monotone_factors(&risk);
-                let sure = (b.iter().zip(&risk.d).zip(&risk.e).map(|((b, d), e)| b * b * d - 2.0 * b * e).sum::<f64>()
-                    + risk.c)
+                // the risk's coefficients computed where they are needed (no per-unit arrays of
+                // them: at p = 10^7 those were 240 MB)
+                let factor = if cfg.target == Target::GrandMean { 1.0 - 1.0 / pf } else { 1.0 };
+                let d = |i: usize| (x[i] - mu).powi(2);
+                let e = |i: usize| factor * a[i];
+                let b = monotone_factors(x.len(), |i| a[i], d, e);
+                let sure = ((0..x.len()).map(|i| b[i] * b[i] * d(i) - 2.0 * b[i] * e(i)).sum::<f64>()
+                    + a.iter().sum::<f64>())
                     / pf;
                 out["location"] = json!(mu);
                 // per-unit factors go into the JSON summary only for moderate p (as text they would
@@ -329,21 +333,27 @@ impl SureNormal {
     }
 }
 
-/// XKB's SURE-M factors: minimise Σ (b_i² d_i − 2 b_i e_i) over b nondecreasing in A_i (= h_i),
+/// XKB's SURE-M factors: minimise Σ (b_i² d_i − 2 b_i e_i) over b nondecreasing in h_i (= A_i),
 /// i.e. weighted isotonic regression of e_i/d_i with weights d_i, then clip to [0, 1]. Units with
-/// d_i = 0 get a vanishing weight (their term is minimised by the largest b).
-pub fn monotone_factors(risk: &QuadraticRisk) -> Vec<f64> {
-    let p = risk.len();
+/// d_i = 0 get a vanishing weight (their term is minimised by the largest b). The coefficients
+/// are read through `h`, `d`, `e` (unit index → value), so no per-unit arrays of them are held.
+pub fn monotone_factors(
+    p: usize,
+    h: impl Fn(usize) -> f64,
+    d: impl Fn(usize) -> f64,
+    e: impl Fn(usize) -> f64,
+) -> Vec<f64> {
     let mut order: Vec<u32> = (0..p as u32).collect();
-    order.sort_by(|&i, &j| risk.h[i as usize].total_cmp(&risk.h[j as usize]));
-    let mean_d = risk.d.iter().sum::<f64>() / p as f64;
+    order.sort_by(|&i, &j| h(i as usize).total_cmp(&h(j as usize)));
+    let mean_d = (0..p).map(&d).sum::<f64>() / p as f64;
     let floor = (mean_d * 1e-12).max(f64::MIN_POSITIVE);
-    let w: Vec<f64> = order.iter().map(|&i| risk.d[i as usize].max(floor)).collect();
-    let y: Vec<f64> = order.iter().zip(&w).map(|(&i, &wi)| risk.e[i as usize] / wi).collect();
-    let fitted = quiver_numerics::isotonic::pava(&y, &w);
+    let w: Vec<f64> = order.iter().map(|&i| d(i as usize).max(floor)).collect();
+    let mut fit: Vec<f64> = order.iter().zip(&w).map(|(&i, &wi)| e(i as usize) / wi).collect();
+    quiver_numerics::isotonic::pava_in_place(&mut fit, &w);
+    drop(w);
     let mut b = vec![0.0; p];
     for (k, &i) in order.iter().enumerate() {
-        b[i as usize] = fitted[k].clamp(0.0, 1.0);
+        b[i as usize] = fit[k].clamp(0.0, 1.0);
     }
     b
 }
