@@ -99,14 +99,16 @@ impl Config {
 pub struct Units {
     /// Raw estimates θ̂_i (p̂_i, or p̂1_i − p̂2_i).
     pub raw: Vec<f64>,
-    /// Targets m_i.
-    pub target: Vec<f64>,
+    /// Targets m_i from the `m` column; `None`: every target is [`Units::pooled`].
+    pub target_column: Option<Vec<f64>>,
+    /// The pooled mean ΣY/Σn (or its two-sample difference).
+    pub pooled: f64,
     /// Unbiased variance estimates V̂_i.
     pub var: Vec<f64>,
     /// λ scale h_i (n_i, or (1/n1 + 1/n2)^{-1}).
     pub h: Vec<f64>,
-    /// Model variance used by the intervals when V̂_i = 0.
-    pub model_var: Vec<f64>,
+    /// One sample (the model variance where V̂_i = 0 is m(1 − m)/n), or two (0.25/h).
+    pub one_sample: bool,
 }
 
 fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'a [f64], &'a [f64]), PluginError> {
@@ -147,7 +149,7 @@ impl Units {
     pub fn read(t: &quiver_sdk::Table<'_>, two_sample: bool) -> Result<Units, PluginError> {
         let vhat = |p: f64, n: f64| p * (1.0 - p) / (n - 1.0);
         let m_col = t.f64_opt("m")?;
-        let (raw, var, h, pooled, model_n) = if two_sample {
+        let (raw, var, h, pooled) = if two_sample {
             let (y1, n1) = counts(t, "y1", "n1")?;
             let (y2, n2) = counts(t, "y2", "n2")?;
             let p1: Vec<f64> = y1.iter().zip(n1).map(|(y, n)| y / n).collect();
@@ -159,42 +161,50 @@ impl Units {
                 (0..p1.len()).map(|i| vhat(p1[i], n1[i]) + vhat(p2[i], n2[i])).collect::<Vec<_>>(),
                 (0..p1.len()).map(|i| 1.0 / (1.0 / n1[i] + 1.0 / n2[i])).collect::<Vec<_>>(),
                 pooled,
-                None,
             )
         } else {
             let (y, n) = counts(t, "y", "n")?;
             let p: Vec<f64> = y.iter().zip(n).map(|(y, n)| y / n).collect();
             let pooled = y.iter().sum::<f64>() / n.iter().sum::<f64>();
             let var = p.iter().zip(n).map(|(&p, &n)| vhat(p, n)).collect();
-            (p, var, n.to_vec(), pooled, Some(n))
+            (p, var, n.to_vec(), pooled)
         };
         if raw.len() < 2 {
             return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
         }
-        let target = match m_col {
-            Some(m) => m.to_vec(),
-            None => vec![pooled; raw.len()],
-        };
-        let model_var = (0..raw.len())
-            .map(|i| match &model_n {
-                Some(n) => (target[i].clamp(0.0, 1.0) * (1.0 - target[i].clamp(0.0, 1.0)) / n[i]).max(1e-12),
-                None => (0.25 / h[i]).max(1e-12),
-            })
-            .collect();
-        Ok(Units { raw, target, var, h, model_var })
+        let target_column = m_col.map(<[f64]>::to_vec);
+        Ok(Units { raw, target_column, pooled, var, h, one_sample: !two_sample })
     }
 
     /// Sampling variances of the raw estimates for the intervals: the unbiased V̂_i (`var`), or
     /// the target's binomial variance where V̂_i = 0 (a proportion of exactly 0 or 1).
-    pub fn sampling_variance(&self, var: &[f64]) -> Vec<f64> {
-        var.iter().zip(&self.model_var).map(|(&v, &m)| if v > 0.0 { v } else { m }).collect()
+    pub fn sampling_variance(&self, var: &[f64], h: &[f64]) -> Vec<f64> {
+        (0..var.len())
+            .map(|i| {
+                if var[i] > 0.0 {
+                    return var[i];
+                }
+                let t = self.target(i).clamp(0.0, 1.0);
+                if self.one_sample {
+                    (t * (1.0 - t) / h[i]).max(1e-12)
+                } else {
+                    (0.25 / h[i]).max(1e-12)
+                }
+            })
+            .collect()
+    }
+
+    /// The target m_i.
+    #[inline]
+    pub fn target(&self, i: usize) -> f64 {
+        self.target_column.as_ref().map_or(self.pooled, |m| m[i])
     }
 
     /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ). V̂ and h
     /// move into the risk, without copies: read them from it afterwards (`risk.e`, `risk.h`).
     pub fn take_risk(&mut self) -> QuadraticRisk {
         QuadraticRisk {
-            d: self.raw.iter().zip(&self.target).map(|(r, m)| (r - m).powi(2)).collect(),
+            d: self.raw.iter().enumerate().map(|(i, r)| (r - self.target(i)).powi(2)).collect(),
             c: self.var.iter().sum(),
             e: std::mem::take(&mut self.var),
             h: std::mem::take(&mut self.h),
@@ -220,7 +230,7 @@ pub struct Ebci {
 /// sampling variance ([`Units::sampling_variance`]).
 pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<Ebci, PluginError> {
     let nf = u.raw.len() as f64;
-    let dev: Vec<f64> = u.raw.iter().zip(&u.target).map(|(r, m)| r - m).collect();
+    let dev: Vec<f64> = u.raw.iter().enumerate().map(|(i, r)| r - u.target(i)).collect();
     let mean = |f: &dyn Fn(usize) -> f64| (0..dev.len()).map(f).sum::<f64>() / nf;
     let mean_s2 = mean(&|i| s2[i]);
     let floor = 2.0 * mean(&|i| s2[i] * s2[i]) / (nf * mean_s2);
@@ -235,7 +245,7 @@ pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<
     let cva = quiver_shrinkage::ebci::cva_many(&m2, kappa, alpha)
         .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
     let w: Vec<f64> = s2.iter().map(|s| mu2 / (mu2 + s)).collect();
-    let centre = (0..dev.len()).map(|i| u.target[i] + w[i] * dev[i]).collect();
+    let centre = (0..dev.len()).map(|i| u.target(i) + w[i] * dev[i]).collect();
     let half = (0..dev.len()).map(|i| cva[i] * w[i] * s2[i].sqrt()).collect();
     Ok(Ebci { centre, half, mu2, kappa })
 }
@@ -256,7 +266,7 @@ impl ShrinkageImpl for SureBinomial {
         let sweep = Sweep::from(self.ctx.device());
         let mut json = self.ctx.result_json(json!({
             "units": u.raw.len(),
-            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.target[0]) },
+            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.pooled) },
         }));
         let (lambda, ure) = match cfg.lambda {
             Some(l) => (l, risk.at(l)),
@@ -280,14 +290,8 @@ impl ShrinkageImpl for SureBinomial {
         }
         json["lambda_hat"] = json_f64(lambda);
         json["ure"] = json!(ure);
-        let estimates: Vec<f64> = (0..u.raw.len())
-            .map(|i| {
-                let b = quiver_shrinkage::risk::weight(risk.h[i], lambda, Weight::Increasing);
-                (1.0 - b) * u.raw[i] + b * u.target[i]
-            })
-            .collect();
         let intervals = if cfg.intervals {
-            let sigma2 = u.sampling_variance(&risk.e);
+            let sigma2 = u.sampling_variance(&risk.e, &risk.h);
             let Ebci { centre, half, mu2, kappa } = robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?;
             json["ebci"] = json!({
                 "alpha": cfg.alpha,
@@ -302,6 +306,12 @@ impl ShrinkageImpl for SureBinomial {
         } else {
             ROption::RNone
         };
+        // the estimates overwrite the raw proportions (no second per-unit array)
+        let mut estimates = std::mem::take(&mut u.raw);
+        for (i, e) in estimates.iter_mut().enumerate() {
+            let b = quiver_shrinkage::risk::weight(risk.h[i], lambda, Weight::Increasing);
+            *e = (1.0 - b) * *e + b * u.target(i);
+        }
         Ok(ShrinkageResult {
             device: self.ctx.device(),
             lambda_hat: ROption::RSome(lambda),

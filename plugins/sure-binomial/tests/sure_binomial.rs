@@ -176,10 +176,11 @@ fn robust_ebci_average_coverage_normal_model() {
                 let s2: Vec<f64> = sigma.iter().map(|s| s * s).collect();
                 let u = sure_binomial::Units {
                     raw: y,
-                    target: vec![mean; units],
+                    target_column: None,
+                    pooled: mean,
                     var: s2.clone(),
                     h: vec![1.0; units],
-                    model_var: s2.clone(),
+                    one_sample: true,
                 };
                 let sure_binomial::Ebci { centre: c, half: h, .. } =
                     sure_binomial::robust_ebci(&u, &s2, alpha, kurtosis).unwrap();
