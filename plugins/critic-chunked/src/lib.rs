@@ -95,6 +95,55 @@ fn keys_json(keys: &Keys, values: &[f64]) -> Value {
     })
 }
 
+/// Every row's h-step window: its discounted reward sum and length (a segmented scan, on the GPU
+/// when asked), its chunk and its partial chunk — keyed by the window's actions, after the state
+/// id when `state` is given (tabular data).
+struct Windows {
+    g: Vec<f64>,
+    steps: Vec<i32>,
+    chunks: Keys,
+    partials: Keys,
+    chunk_of: Vec<usize>,
+    partial_of: Vec<usize>,
+}
+
+impl CriticChunked {
+    fn windows(&self, data: &Transitions<'_>, state: Option<&[u32]>) -> Result<Windows, PluginError> {
+        let c = &self.config;
+        let n = data.n;
+        let (g, steps) = self.ctx.dispatch(
+            || Ok(data.nstep_returns(c.h, c.gamma)),
+            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
+        )?;
+        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
+        let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
+        let mut key = Vec::with_capacity(c.h + 1);
+        let lead = usize::from(state.is_some());
+        for i in 0..n {
+            let w = steps[i] as usize;
+            key.clear();
+            key.extend(state.map(|s| s[i]));
+            key.extend(&data.a[i..i + w]);
+            chunk_of[i] = chunks.add(&key);
+            partial_of[i] = partials.add(&key[..lead + c.h_a.min(w)]);
+        }
+        Ok(Windows { g, steps, chunks, partials, chunk_of, partial_of })
+    }
+
+    /// The fields every chunked result starts with.
+    fn summary_head(&self, data: &Transitions<'_>) -> Value {
+        let c = &self.config;
+        json!({
+            "h": c.h,
+            "h_a": c.h_a,
+            "kappa_d": c.kappa_d,
+            "kappa_b": c.kappa_b,
+            "rows": data.n,
+            "episodes": data.episodes.len(),
+        })
+    }
+}
+
 impl CriticChunked {
     /// Continuous states: the same three regressions with features — Q_h(s, chunk) =
     /// ψ(s)ᵀθ_chunk (one weight block per action sequence), Q_d(s, partial) = ψ(s)ᵀθ_partial, V(s) =
@@ -115,18 +164,10 @@ impl CriticChunked {
             ));
         }
         let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
-        let (g, steps) = self.ctx.dispatch(
-            || Ok(data.nstep_returns(c.h, c.gamma)),
-            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
-        )?;
-        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
-        let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
+        let Windows { g, steps, chunks, partials, chunk_of, partial_of } = self.windows(data, None)?;
         let mut boot = Array2::<f64>::zeros((n, d)); // γ^{h′}(1 − d) ψ(s_{t+h′})
         for i in 0..n {
             let w = steps[i] as usize;
-            let acts = &data.a[i..i + w];
-            chunk_of[i] = chunks.add(acts);
-            partial_of[i] = partials.add(&acts[..c.h_a.min(w)]);
             let last = i + w - 1;
             if !data.done[last] {
                 let f = c.gamma.powi(w as i32);
@@ -209,20 +250,18 @@ impl CriticChunked {
         let firsts: Vec<usize> = data.first_rows().collect();
         let j = firsts.iter().map(|&i| v_prev[i]).sum::<f64>() / firsts.len() as f64;
         let weights = |keys: &Keys, th: &[Array1<f64>]| json!({"actions": keys.keys, "theta": th.iter().map(|t| t.to_vec()).collect::<Vec<_>>()});
-        let mut summary = json!({
-            "features": "rff",
-            "dim": d,
-            "h": c.h,
-            "h_a": c.h_a,
-            "kappa_d": c.kappa_d,
-            "kappa_b": c.kappa_b,
-            "rows": n,
-            "episodes": data.episodes.len(),
+        let mut summary = self.summary_head(data);
+        summary["features"] = json!("rff");
+        summary["dim"] = json!(d);
+        let rest = json!({
             "q_chunk": weights(&chunks, &theta_c),
             "q_d": weights(&partials, &theta_p),
             "w": w.to_vec(),
             "j": j,
         });
+        for (k, v) in rest.as_object().expect("an object") {
+            summary[k] = v.clone();
+        }
         setup::report_iterations(&mut summary, "", iterations, change, c.tol, c.max_iter, "");
         Ok((targets, summary))
     }
@@ -267,24 +306,12 @@ impl CriticImpl for CriticChunked {
                  states s_<k>: features=rff)",
             ));
         };
-        // per row: its discounted reward sum (a segmented scan, on the GPU when asked), its window
+        // per row: its window (keys after the state id), γ^{h′}(1 − d) and s_{t+h′}
         let n = data.n;
-        let (g, steps) = self.ctx.dispatch(
-            || Ok(data.nstep_returns(c.h, c.gamma)),
-            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
-        )?;
-        // per row: its chunk, its partial chunk, γ^{h′}(1 − d) and s_{t+h′}
-        let (mut chunks, mut partials) = (Keys::default(), Keys::default());
-        let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
+        let Windows { g, steps, chunks, partials, chunk_of, partial_of } = self.windows(&data, Some(s))?;
         let (mut disc, mut boot) = (vec![0.0; n], vec![0u32; n]);
-        let mut key = Vec::with_capacity(c.h + 1);
         for i in 0..n {
             let w = steps[i] as usize;
-            key.clear();
-            key.push(s[i]);
-            key.extend(&data.a[i..i + w]);
-            chunk_of[i] = chunks.add(&key);
-            partial_of[i] = partials.add(&key[..1 + c.h_a.min(w)]);
             let last = i + w - 1;
             disc[i] = if data.done[last] { 0.0 } else { c.gamma.powi(w as i32) };
             boot[i] = s_next[last];
@@ -361,18 +388,11 @@ impl CriticImpl for CriticChunked {
         }
         setup::ensure_finite("values", targets.iter().chain(&v).copied(), &data)?;
         let vs: Vec<(u32, f64)> = states.iter().copied().zip(v.iter().copied()).collect();
-        let mut summary = json!({
-            "h": c.h,
-            "h_a": c.h_a,
-            "kappa_d": c.kappa_d,
-            "kappa_b": c.kappa_b,
-            "rows": n,
-            "episodes": data.episodes.len(),
-            "q_chunk": keys_json(&chunks, &q_h),
-            "q_d": keys_json(&partials, &q_d),
-            "v": setup::v_json(&vs),
-            "j": setup::start_value(&data, &vs),
-        });
+        let mut summary = self.summary_head(&data);
+        summary["q_chunk"] = keys_json(&chunks, &q_h);
+        summary["q_d"] = keys_json(&partials, &q_d);
+        summary["v"] = setup::v_json(&vs);
+        summary["j"] = json!(setup::start_value(&data, &vs));
         setup::report_iterations(&mut summary, "", iterations, change, c.tol, c.max_iter, "");
         self.fitted = Some((targets, summary));
         Ok(())
