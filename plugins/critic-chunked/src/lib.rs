@@ -166,8 +166,8 @@ impl CriticChunked {
         let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
         let Windows { g, steps, chunks, partials, chunk_of, partial_of } = self.windows(data, None)?;
         let mut boot = Array2::<f64>::zeros((n, d)); // γ^{h′}(1 − d) ψ(s_{t+h′})
-        for i in 0..n {
-            let w = steps[i] as usize;
+        for (i, &w) in steps.iter().enumerate() {
+            let w = w as usize;
             let last = i + w - 1;
             if !data.done[last] {
                 let f = c.gamma.powi(w as i32);
