@@ -69,10 +69,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn write_f64(dir: &Path, name: &str, v: &[f64]) {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    std::fs::write(dir.join(format!("{name}.f64")), bytes).expect("write bench data");
-}
+use testing::write_f64;
 
 fn median(mut t: Vec<f64>) -> f64 {
     t.sort_by(f64::total_cmp);
@@ -562,23 +559,14 @@ fn dqc_case(host: &Host, episodes: usize) -> Case {
 /// figure is the input tables plus everything the fit adds.
 fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
     let (table, _, _) = critic_table(n, 6);
-    let input_bytes: usize = table
-        .columns
-        .iter()
-        .map(|(_, v)| v.len() * if matches!(v, quiver_host::Values::Bool(_)) { 1 } else { 8 })
-        .sum();
-    let hwm = || -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024.0)
-    };
+    let input_bytes = table_bytes(std::slice::from_ref(&table));
     std::fs::write("/proc/self/clear_refs", "5").map_err(|e| format!("cannot reset the peak RSS: {e}"))?;
-    let before = hwm().ok_or("no VmHWM")?;
+    let before = peak_rss().ok_or("no VmHWM")?;
     let params = testing::params(&[("features", json!("rff")), ("dim", json!(128)), ("ridge", json!(1e-6))]);
     let t = Instant::now();
     let mut h = host.critic("critic-lstd", &params, RunContext::default()).map_err(|e| e.to_string())?;
     h.fit(std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
-    let peak = hwm().ok_or("no VmHWM")?;
+    let peak = peak_rss().ok_or("no VmHWM")?;
     Ok(json!({
         "case": "critic-lstd lstdq, 256 rff features",
         "n": n,
@@ -588,6 +576,15 @@ fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
         "peak_rss_bytes": peak,
         "phi_would_be_bytes": n * 256 * 8,
     }))
+}
+
+/// The bytes of the tables' columns (1 per boolean, 8 per number).
+fn table_bytes(tables: &[Table]) -> f64 {
+    tables
+        .iter()
+        .flat_map(|t| t.columns.iter())
+        .map(|(_, v)| (v.len() * if matches!(v, quiver_host::Values::Bool(_)) { 1 } else { 8 }) as f64)
+        .sum()
 }
 
 /// The process's peak resident memory (VmHWM), in bytes.
@@ -606,11 +603,7 @@ fn memory_of(
     params: &[(&str, Value)],
     tables: Vec<Table>,
 ) -> Result<Value, String> {
-    let input: f64 = tables
-        .iter()
-        .flat_map(|t| t.columns.iter())
-        .map(|(_, v)| (v.len() * if matches!(v, quiver_host::Values::Bool(_)) { 1 } else { 8 }) as f64)
-        .sum();
+    let input = table_bytes(&tables);
     std::fs::write("/proc/self/clear_refs", "5").map_err(|e| format!("cannot reset the peak RSS: {e}"))?;
     let before = peak_rss().ok_or("no VmHWM")?;
     let t = Instant::now();
@@ -736,20 +729,6 @@ fn agree(a: &Value, b: &Value) -> bool {
         (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()) || x <= y,
         _ => a == b,
     }
-}
-
-fn run_baseline(python: &Path, script: &str, spec: &Value) -> Result<Value, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines").join(script);
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(spec.to_string())
-        .env_remove("OPENBLAS_CORETYPE")
-        .output()
-        .map_err(|e| format!("{}: {e}", python.display()))?;
-    if !out.status.success() {
-        return Err(format!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
 fn host_info() -> Value {
@@ -933,7 +912,7 @@ fn real_main() -> Result<(), String> {
         let mut spec = case.baseline.clone();
         spec["data"] = json!(case.data.display().to_string());
         spec["repeats"] = json!(repeats);
-        let base = run_baseline(case.python.as_ref().unwrap_or(&args.python), script, &spec)?;
+        let base = testing::try_run_baseline(case.python.as_ref().unwrap_or(&args.python), script, &spec)?;
         numpy_version = base["numpy"].clone();
         bar.inc(1);
         let base_times: Vec<f64> =

@@ -39,16 +39,24 @@ pub fn python_with_numpy() -> Option<PathBuf> {
 }
 
 /// Run `benches/baselines/<script>` with `python` on the JSON `spec` and parse the JSON line it
-/// prints; panics with the script's error output when it fails.
-pub fn run_baseline(python: &Path, script: &str, spec: &serde_json::Value) -> serde_json::Value {
+/// prints (the baselines pick their own BLAS core type: `OPENBLAS_CORETYPE` is not passed on).
+pub fn try_run_baseline(python: &Path, script: &str, spec: &serde_json::Value) -> Result<serde_json::Value, String> {
     let path = workspace_root().join("benches/baselines").join(script);
     let out = std::process::Command::new(python)
         .arg(&path)
         .arg(spec.to_string())
+        .env_remove("OPENBLAS_CORETYPE")
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
-    assert!(out.status.success(), "{} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("the baseline prints one JSON line")
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// [`try_run_baseline`], panicking with the script's error output when it fails (for tests).
+pub fn run_baseline(python: &Path, script: &str, spec: &serde_json::Value) -> serde_json::Value {
+    try_run_baseline(python, script, spec).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Write `values` as raw little-endian f64 to `dir/<name>.f64` (the baselines' input format).
