@@ -2,13 +2,6 @@
 
 use rayon::prelude::*;
 
-/// Sort a copy of `x` ascending (total order; inputs are finite).
-pub fn sorted(x: &[f64]) -> Vec<f64> {
-    let mut s = x.to_vec();
-    s.par_sort_unstable_by(f64::total_cmp);
-    s
-}
-
 /// `x` sorted ascending in place (total order), without a copy.
 pub fn into_sorted(mut x: Vec<f64>) -> Vec<f64> {
     x.par_sort_unstable_by(f64::total_cmp);
@@ -101,7 +94,7 @@ mod tests {
     #[test]
     fn counts_match_brute_force() {
         let cal = [3.0, 1.0, 2.0, 2.0, 5.0, 2.0];
-        let s = sorted(&cal);
+        let s = into_sorted(cal.to_vec());
         let q = [0.0, 1.0, 2.0, 2.5, 5.0, 9.0];
         let got = counts_below(&s, &q);
         for (v, (lt, le)) in q.iter().zip(got) {
@@ -115,7 +108,7 @@ mod tests {
     fn merge_path_matches_binary_search() {
         // enough queries to take the sort-and-walk path, with many ties
         let cal: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 1000) as f64 / 10.0).collect();
-        let s = sorted(&cal);
+        let s = into_sorted(cal.clone());
         let q: Vec<f64> = (0..100_000u64).map(|i| ((i * 104729) % 1200) as f64 / 10.0 - 5.0).collect();
         let fast = counts_below(&s, &q);
         for (j, &v) in q.iter().enumerate() {

@@ -70,11 +70,6 @@ pub struct CiSpec {
 /// Runs a bootstrap plan (on the CPU cores, or the GPU): per resample, the plan's estimators.
 pub type Resampler<'r> = &'r dyn Fn(&Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError>;
 
-/// The CPU resampler.
-pub fn cpu_resampler(plan: &Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
-    Ok(plan.stats_cpu())
-}
-
 /// Count, mean, centred sum of squares, minimum and maximum of `K` variables, and the co-moment
 /// of the first two; mergeable (Chan, Golub & LeVeque 1979), so a long column is summarised in
 /// parallel blocks with the accuracy of a two-pass computation.

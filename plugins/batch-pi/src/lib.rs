@@ -389,7 +389,7 @@ impl BatchImpl for BatchPi {
             let outside = format!("is outside [lower_bound, upper_bound] = [{lo}, {hi}]");
             cal.check_each("score", &scores, |s| (lo..=hi).contains(&s), &outside)?;
         }
-        self.sorted = Some(quiver_numerics::ranks::sorted(&scores));
+        self.sorted = Some(quiver_numerics::ranks::into_sorted(scores));
         Ok(())
     }
 
