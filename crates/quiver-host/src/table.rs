@@ -210,23 +210,28 @@ fn column_matches(spec: &ColumnSpec, name: &str) -> bool {
 /// [`Table::ignored`] otherwise. Errors name the table, column, row and line.
 pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Table, InputError> {
     let file_err = |reason: String| InputError::File { table: role.into(), path: path.into(), reason };
-    // a binary file (NUL bytes in its first 64 KiB) is refused at once, before the reader would
-    // take all of it as one enormous header field
-    {
-        use std::io::Read;
+    // one handle for the checks and the reader: a binary file (NUL bytes in its first 64 KiB) is
+    // refused at once, before the reader would take all of it as one enormous header field; the
+    // file's length and whether it ends with a newline give each record's line (below)
+    let (mut reader, file_len, ends_with_newline) = {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| file_err(e.to_string());
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let file_len = f.metadata().map_err(io)?.len();
         let mut head = Vec::with_capacity(1 << 16);
-        std::fs::File::open(path)
-            .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
-            .map_err(|e| file_err(e.to_string()))?;
+        (&mut f).take(1 << 16).read_to_end(&mut head).map_err(io)?;
         if let Some(at) = head.iter().position(|&b| b == 0) {
             return Err(file_err(format!(
                 "not a text CSV file (a NUL byte at offset {at}); give a CSV with a header row, or a .npy matrix as \
                  FILE.npy:NAME1,NAME2,..."
             )));
         }
-    }
-    let mut reader =
-        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| file_err(e.to_string()))?;
+        let mut last = [0u8; 1];
+        let ends_with_newline =
+            file_len == 0 || (f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n');
+        f.seek(SeekFrom::Start(0)).map_err(io)?;
+        (csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(f), file_len, ends_with_newline)
+    };
     let headers: Vec<String> =
         reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(String::from).collect();
     if let Some(dup) = headers.iter().enumerate().find(|(i, h)| headers[..*i].contains(h)) {
@@ -257,13 +262,6 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     // positions count blank lines before a record as part of it): its last line less the
     // newlines inside its quoted fields; the last line holds no terminator only at the end of a
     // file that does not end with one
-    let file_len = std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?.len();
-    let ends_with_newline = {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
-        let mut last = [0u8; 1];
-        file_len == 0 || (f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n')
-    };
     let mut lines: Option<Vec<u64>> = None;
     let mut record = csv::StringRecord::new();
     let mut row = 0usize;
