@@ -209,3 +209,38 @@ fn absurd_thread_counts_are_capped() {
     // uncapped, 100000 threads took minutes to spawn; capped at the cores this returns at once
     assert_eq!(run("100000"), run("1"));
 }
+
+#[test]
+fn linear_critics_refuse_rewards_beyond_their_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |scale: f64| -> String {
+        let mut s = String::from("episode,t,s_0,a,r,s_next_0,done,pi_0,pi_1,pi_next_0,pi_next_1\n");
+        for e in 0..20 {
+            for t in 0..8 {
+                let x = ((e * 8 + t) as f64 * 0.37).sin();
+                let next = ((e * 8 + t + 1) as f64 * 0.37).sin();
+                s += &format!("{e},{t},{x},{},{},{next},{},0.5,0.5,0.5,0.5\n", t % 2, x * scale, u8::from(t == 7));
+            }
+        }
+        s
+    };
+    let huge = format!("transitions={}", write(dir.path(), "huge.csv", &rows(1e300)));
+    let rff = ["--set", "features=rff", "--set", "dim=8", "--set", "ridge=1e-6"];
+    // κ = 1 against returns near 1e301: the ridge, not the data, would set the quantiles
+    let mut args = vec!["run", "critic-quantile", "--input", &huge, "--set", "kappa=1"];
+    args.extend_from_slice(&rff);
+    let o = quiver(&args);
+    exited(&o, 2);
+    assert!(text(&o).contains("kappa = 1 is negligible against returns"), "{}", text(&o));
+    // values past 1e150 from rewards that large: the rewards are named, not the ridge
+    for method in ["critic-chunked", "critic-quantile"] {
+        let mut args = vec!["run", method, "--input", &huge];
+        if method == "critic-quantile" {
+            args.extend_from_slice(&["--set", "kappa=1e299"]);
+        }
+        args.extend_from_slice(&rff);
+        let o = quiver(&args);
+        exited(&o, 2);
+        assert!(text(&o).contains("rescale the rewards"), "{method}: {}", text(&o));
+    }
+}

@@ -14,8 +14,10 @@
 //! targets from the current Θ and takes one iteratively-reweighted least-squares step of that
 //! regression: with u = z − θ_ij and the weights c_ij = Σ_atoms w |τ̂_j − 1{u < 0}| min(1, κ/|u|)
 //! (the half-quadratic majoriser of the Huber part), Θ[a, j] += (Σ_{i: a_i = a} c_ij ψ_i ψ_iᵀ +
-//! λI)⁻¹(gradient − λΘ[a, j]). Iterates until the largest change of the quantiles at the data's
-//! rows, relative to max(1, their largest size), is at most `tol`.
+//! λI)⁻¹(gradient − λΘ[a, j]). Iterates until, relative to max(1, the quantiles' largest size),
+//! both the largest change of the quantiles at the data's rows and the largest majorisation step
+//! (Σ ψψᵀ + λI)⁻¹(gradient − λΘ) there — how far the fixed-point condition is from holding — are
+//! at most `tol`.
 
 use ndarray::{s, Array1, Array2};
 use ndarray_linalg::{FactorizeC, SolveC, UPLO};
@@ -126,22 +128,40 @@ pub fn fit(
             (idx, x)
         })
         .collect();
+    // G_a + λI per action block: the curvature bound of the regression (each row's atoms weigh 1
+    // and ρ^κ_τ'' ≤ 1), so G_a⁻¹(gradient − λθ) — the majorisation step — is a distance to the fixed
+    // point that the IRLS step cannot hide: a tiny IRLS step from tiny weights (κ small against
+    // the returns) is not convergence
+    let singular = |a: usize, rows_a: usize| {
+        PluginError::input(format!(
+            "the quantile regression of action {a} is singular ({rows_a} rows for {d} features): set a ridge > 0 \
+             (e.g. --set ridge=1e-6)"
+        ))
+    };
+    let grams = blocks
+        .iter()
+        .enumerate()
+        .map(|(a, (idx, x))| {
+            let mut g = x.t().dot(x);
+            g.diag_mut().iter_mut().for_each(|v| *v += ridge);
+            g.factorizec(UPLO::Lower).map_err(|_| singular(a, idx.len()))
+        })
+        .collect::<Result<Vec<_>, PluginError>>()?;
     let tau = levels(n_q);
     let mut theta = Array2::<f64>::zeros((d, width));
     let mut iterations = 0;
     let mut q_prev: Option<Array2<f64>> = None;
+    let mut residual = f64::INFINITY;
     let change = loop {
         let q = rows.psi.dot(&theta);
         // the change is measured on the quantiles at the data (directions of Θ the data do not
         // see are pinned by the ridge alone)
         if let Some(prev) = &q_prev {
             let scale = q.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            let change = q.iter().zip(prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+            let change =
+                (q.iter().zip(prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale).max(residual / scale);
             if !change.is_finite() || scale > 1e150 {
-                return Err(PluginError::input(format!(
-                    "the linear quantile critic diverges (quantiles of size {scale:.3e} after {iterations} \
-                     iterations): raise the ridge"
-                )));
+                return Err(crate::setup::diverged("linear quantile critic", scale, iterations, rows.r));
             }
             if change <= tol || iterations >= max_iter {
                 break change;
@@ -175,6 +195,7 @@ pub fn fit(
             },
         );
         let grad = rows.psi.t().dot(&e);
+        residual = 0.0;
         for (a, (idx, x)) in blocks.iter().enumerate() {
             for j in 0..n_q {
                 let col = a * n_q + j;
@@ -182,15 +203,14 @@ pub fn fit(
                 let xw = x * &root.insert_axis(ndarray::Axis(1));
                 let mut h = xw.t().dot(&xw);
                 h.diag_mut().iter_mut().for_each(|v| *v += ridge);
-                let singular = || {
-                    PluginError::input(format!(
-                        "the quantile regression of action {a} is singular ({} rows for {d} features): set a ridge > 0 \
-                         (e.g. --set ridge=1e-6)",
-                        idx.len()
-                    ))
-                };
                 let rhs: Array1<f64> = &grad.column(col) - &(&theta.column(col) * ridge);
-                let step = h.factorizec(UPLO::Lower).map_err(|_| singular())?.solvec(&rhs).map_err(|_| singular())?;
+                let mm = grams[a].solvec(&rhs).map_err(|_| singular(a, idx.len()))?;
+                residual = x.dot(&mm).iter().fold(residual, |m, v| m.max(v.abs()));
+                let step = h
+                    .factorizec(UPLO::Lower)
+                    .map_err(|_| singular(a, idx.len()))?
+                    .solvec(&rhs)
+                    .map_err(|_| singular(a, idx.len()))?;
                 let mut c = theta.slice_mut(s![.., col]);
                 c += &step;
             }

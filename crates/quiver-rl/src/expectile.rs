@@ -125,9 +125,7 @@ pub fn fit(
         w = new_w;
         iterations += 1;
         if !w.iter().all(|x| x.is_finite()) || scale > 1e150 {
-            return Err(PluginError::input(format!(
-                "the expectile critic diverges (|w| = {scale:.3e} after {iterations} iterations): raise the ridge"
-            )));
+            return Err(crate::setup::diverged("expectile critic", scale, iterations, rows.r));
         }
         ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {

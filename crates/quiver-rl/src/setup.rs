@@ -229,6 +229,23 @@ pub fn ensure_finite(
     )))
 }
 
+/// The error of an iterative fit whose values left the double range (or passed 1e150) after
+/// `iterations`: when the rewards are themselves that large, the rewards' scale is the cause
+/// (rescale them); otherwise the fit diverges (raise the ridge).
+pub fn diverged(what: &str, size: f64, iterations: usize, rewards: &[f64]) -> PluginError {
+    let largest = rewards.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+    if largest > 1e150 {
+        PluginError::input(format!(
+            "the {what}'s values reach {size:.3e} after {iterations} iterations: rewards up to {largest:.3e} leave no \
+             room in double precision; rescale the rewards, e.g. divide them by {largest:.0e}"
+        ))
+    } else {
+        PluginError::input(format!(
+            "the {what} diverges (values of size {size:.3e} after {iterations} iterations): raise the ridge"
+        ))
+    }
+}
+
 /// Record how an iterative fit ended in its summary: `iterations`, `change`, `converged`, and,
 /// when the tolerance was not met, a warning (`what stopped at max_iter = … {advice}`).
 pub fn report_iterations(

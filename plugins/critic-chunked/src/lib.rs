@@ -236,9 +236,7 @@ impl CriticChunked {
             v_prev = v;
             iterations += 1;
             if !change.is_finite() || scale > 1e150 {
-                return Err(PluginError::input(format!(
-                    "the chunked critic diverges (values of size {scale:.3e} after {iterations} iterations): raise the ridge"
-                )));
+                return Err(setup::diverged("chunked critic", scale, iterations, data.r));
             }
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {

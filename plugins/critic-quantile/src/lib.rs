@@ -139,6 +139,17 @@ impl CriticQuantile {
                  kappa = 0, the exact quantile, is available with features=onehot",
             ));
         }
+        // the quantile-Huber score is bounded by κ: against returns many orders of magnitude larger
+        // the ridge, not the data, sets the fit (it "converges" far from the returns); refuse that
+        let largest = data.r.iter().fold(0.0f64, |m, r| m.max(r.abs())) / (1.0 - self.gamma);
+        if largest > 1e8 * self.kappa {
+            return Err(PluginError::param(format!(
+                "kappa = {} is negligible against returns up to {largest:.3e} (the largest |r| / (1 - gamma)): the \
+                 quantile-Huber fit would be set by the ridge, not the data; set kappa in the returns' units (e.g. \
+                 their standard deviation) or rescale the rewards",
+                self.kappa
+            )));
+        }
         let States::Continuous { s, s_next } = &data.states else { unreachable!("checked above") };
         let pcols = PolicyColumns::read(&t, &data)?;
         let c = &self.common;
