@@ -25,6 +25,13 @@ critic-quantile: the mean of its return quantiles) and
 the best value reachable with the logged actions alone (critic-expectile), V of the logging policy
 (critic-chunked); for ope, the proposed
 policy's expected discounted return over the 20 logged weeks.
+
+quantile-aggregation: day-ahead electricity demand of a region (GW) against the forecast
+temperature. Demand grows with heat and swings more on hot days (heteroscedastic noise). Three
+base models fitted on 3000 past days forecast 7 quantiles (5%..95%): a linear model with a constant
+spread, a 60-nearest-neighbour quantile model, and a Gaussian model with a smooth mean and a
+spread growing with temperature. No model wins everywhere. 2000 days fit the aggregation weights,
+1000 calibrate its intervals, 2000 are forecast; truth.csv holds their realised demand.
 """
 import math
 import os
@@ -207,8 +214,127 @@ def critics():
         write(os.path.join(d, "truth.csv"), ["state", "truth"], [(str(s_), f"{v:.6f}") for s_, v in enumerate(truth)])
 
 
+LEVELS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
+
+
+def normal_quantile(p):
+    """Inverse of the standard normal CDF by bisection on math.erf (to 1e-12)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * (1.0 + math.erf(mid / math.sqrt(2.0))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def aggregation():
+    rng = random.Random(20231)
+
+    def mean(x):
+        return 30.0 + 4.0 * math.sin(x / 4.0) + 0.04 * (x - 15.0) ** 2
+
+    def spread(x):
+        return 0.6 + 0.12 * x
+
+    def draw(n):
+        # hot days are rare: temperatures 35 u^2 (dense when cool)
+        xs = [35.0 * rng.random() ** 2 for _ in range(n)]
+        # skewed noise: a normal plus an exponential spike on some days
+        ys = [mean(x) + spread(x) * (rng.gauss(0.0, 1.0) + (rng.expovariate(1.0) - 1.0) * 0.6) for x in xs]
+        return xs, ys
+
+    tx, ty = draw(3000)
+    n = len(tx)
+    # linear model, constant spread
+    mx, my = sum(tx) / n, sum(ty) / n
+    slope = sum((a - mx) * (b - my) for a, b in zip(tx, ty)) / sum((a - mx) ** 2 for a in tx)
+    icpt = my - slope * mx
+    res = [b - (icpt + slope * a) for a, b in zip(tx, ty)]
+    sd = math.sqrt(sum(r * r for r in res) / (n - 2))
+    z = [normal_quantile(t) for t in LEVELS]
+
+    def linear(x):
+        return [icpt + slope * x + sd * zt for zt in z]
+
+    # k-nearest-neighbour empirical quantiles
+    order = sorted(range(n), key=lambda i: tx[i])
+    sx = [tx[i] for i in order]
+    sy = [ty[i] for i in order]
+    k = 60
+
+    def knn(x):
+        import bisect
+        c = bisect.bisect_left(sx, x)
+        lo, hi = c, c
+        while hi - lo < k:
+            if lo == 0:
+                hi += 1
+            elif hi == n:
+                lo -= 1
+            elif x - sx[lo - 1] <= sx[hi] - x:
+                lo -= 1
+            else:
+                hi += 1
+        ys = sorted(sy[lo:hi])
+        return [ys[min(k - 1, max(0, math.ceil(t * k) - 1))] for t in LEVELS]
+
+    # Gaussian: a smooth (over-smoothed) mean by binned averages, a spread linear in x
+    bins = 5
+    width = 35.0 / bins
+    sums = [[0.0, 0] for _ in range(bins)]
+    for a, b in zip(tx, ty):
+        j = min(bins - 1, int(a / width))
+        sums[j][0] += b
+        sums[j][1] += 1
+    centres = [(j + 0.5) * width for j in range(bins)]
+    means = [s_ / max(c, 1) for s_, c in sums]
+
+    def smooth(x):
+        if x <= centres[0]:
+            return means[0]
+        if x >= centres[-1]:
+            return means[-1]
+        j = int((x - centres[0]) / width)
+        w = (x - centres[j]) / width
+        return (1 - w) * means[j] + w * means[j + 1]
+
+    # |residual| regressed on x: E|e| = sigma sqrt(2/pi) for a normal
+    ar = [abs(b - smooth(a)) for a, b in zip(tx, ty)]
+    ma = sum(ar) / n
+    s1 = sum((a - mx) * (r - ma) for a, r in zip(tx, ar)) / sum((a - mx) ** 2 for a in tx)
+    s0 = ma - s1 * mx
+    f = math.sqrt(math.pi / 2.0)
+
+    def gauss(x):
+        s_ = max(0.05, f * (s0 + s1 * x))
+        return [smooth(x) + s_ * zt for zt in z]
+
+    models = [("linear", linear), ("knn", knn), ("gauss", gauss)]
+    header = ["y", "x_temp"] + [f"q_{m}_{t}" for m, _ in models for t in LEVELS]
+    d = os.path.join(HERE, "quantile-aggregation")
+
+    def rows(xs, ys, with_y):
+        out = []
+        for x, y in zip(xs, ys):
+            r = ([f"{y:.4f}"] if with_y else []) + [f"{x:.3f}"]
+            for _, m in models:
+                r += [f"{v:.4f}" for v in m(x)]
+            out.append(r)
+        return out
+
+    for name, size in [("fit", 2000), ("calibration", 1000)]:
+        xs, ys = draw(size)
+        write(os.path.join(d, f"{name}.csv"), header, rows(xs, ys, True))
+    xs, ys = draw(2000)
+    write(os.path.join(d, "test.csv"), header[1:], rows(xs, ys, False))
+    write(os.path.join(d, "truth.csv"), ["row", "truth"], [(str(i), f"{y:.4f}") for i, y in enumerate(ys)])
+
+
 if __name__ == "__main__":
     screening()
     judge()
     batch_errors()
     critics()
+    aggregation()

@@ -397,7 +397,7 @@ impl Host {
                 let mut h = Aggregator::new(est)?;
                 h.fit(tables)?;
                 h.calibrate(tables)?;
-                h.predict(tables)?.json
+                return aggregation_output(method, h.predict(tables)?);
             }
             Family::Shrinkage => return shrinkage_output(method, Shrinker::new(est)?.estimate(tables)?),
             Family::Critic => {
@@ -417,6 +417,13 @@ pub enum UnitArray {
     F64(Vec<f64>),
     /// Indices (selected units).
     U64(Vec<u64>),
+    /// One row of `cols` numbers per unit (row-major), e.g. a quantile set per test row.
+    Rows {
+        /// Numbers per unit.
+        cols: usize,
+        /// The `len() * cols` values.
+        values: Vec<f64>,
+    },
 }
 
 impl UnitArray {
@@ -425,6 +432,7 @@ impl UnitArray {
         match self {
             UnitArray::F64(v) => v.len(),
             UnitArray::U64(v) => v.len(),
+            UnitArray::Rows { cols, values } => values.len().checked_div(*cols).unwrap_or(0),
         }
     }
     /// Whether it is empty.
@@ -436,6 +444,7 @@ impl UnitArray {
         match self {
             UnitArray::F64(v) => json!(v[i]),
             UnitArray::U64(v) => json!(v[i]),
+            UnitArray::Rows { cols, values } => row_json(&values[i * cols..(i + 1) * cols]),
         }
     }
 }
@@ -459,6 +468,9 @@ impl RunOutput {
                 let value = match a {
                     UnitArray::F64(x) => json!(x),
                     UnitArray::U64(x) => json!(x),
+                    UnitArray::Rows { cols, values } => {
+                        Value::Array(values.chunks(cols.max(1)).map(row_json).collect())
+                    }
                 };
                 obj.insert(name, value);
             }
@@ -486,6 +498,9 @@ impl RunOutput {
                 match a {
                     UnitArray::F64(v) => serde_json::to_writer(&mut w, &v[i])?,
                     UnitArray::U64(v) => write!(w, "{}", v[i])?,
+                    UnitArray::Rows { cols, values } => {
+                        serde_json::to_writer(&mut w, &row_json(&values[i * cols..(i + 1) * cols]))?
+                    }
                 }
             }
             w.write_all(if a.is_empty() { b"]" } else { b"\n  ]" })?;
@@ -493,6 +508,21 @@ impl RunOutput {
         }
         w.write_all(b"}\n")
     }
+}
+
+/// A row of numbers as JSON, infinities as the strings `"inf"` / `"-inf"` (JSON has none; an
+/// infinite interval end is a legal result).
+fn row_json(r: &[f64]) -> Value {
+    Value::Array(
+        r.iter()
+            .map(|&x| match x {
+                x if x.is_finite() => json!(x),
+                x if x.is_nan() => json!("nan"),
+                x if x > 0.0 => json!("inf"),
+                _ => json!("-inf"),
+            })
+            .collect(),
+    )
 }
 
 fn summary_json(method: &str, text: &str) -> Result<Value, HostError> {
@@ -525,6 +555,24 @@ pub fn shrinkage_output(method: &str, r: ShrinkageResult) -> Result<RunOutput, H
         arrays.push(("lower".into(), UnitArray::F64(iv[..p].to_vec())));
         arrays.push(("upper".into(), UnitArray::F64(iv[p..].to_vec())));
     }
+    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays })
+}
+
+/// An aggregation's summary and its typed `test_quantiles` (one row of K quantiles per test
+/// row; absent when the method produced no quantile set, e.g. scoring only).
+pub fn aggregation_output(method: &str, r: AggregationResult) -> Result<RunOutput, HostError> {
+    let q = r.quantiles;
+    if q.rows.checked_mul(q.cols) != Some(q.data.len()) {
+        return Err(HostError::BadResult {
+            method: method.into(),
+            reason: format!("test_quantiles holds {} values, not {} x {}", q.data.len(), q.rows, q.cols),
+        });
+    }
+    let arrays = if q.cols == 0 {
+        Vec::new()
+    } else {
+        vec![("test_quantiles".to_string(), UnitArray::Rows { cols: q.cols, values: q.data.into_vec() })]
+    };
     Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays })
 }
 

@@ -304,8 +304,16 @@ impl FiniteResult for CriticResult {
 }
 
 impl FiniteResult for AggregationResult {
+    /// ±∞ are legal quantiles (an interval end that too little calibration data cannot bound);
+    /// NaN never is. The plugin checks that its other values did not overflow.
     fn check_finite(&self) -> Result<()> {
-        all_finite("quantiles", &self.quantiles.data)
+        match self.quantiles.data.iter().position(|x| x.is_nan()) {
+            None => Ok(()),
+            Some(i) => Err(PluginError::input(format!(
+                "the result's quantiles are not all numbers (entry {i} is NaN): the computation overflowed double \
+                 precision; rescale the inputs"
+            ))),
+        }
     }
 }
 

@@ -1,0 +1,385 @@
+//! Softmax-parametrised weights fitted by Adam (Kingma & Ba, ICLR 2015) on minibatches of the fit
+//! rows, with early stopping on a held-out part of them — the path for large n and for local
+//! weights (Fakoor et al., JMLR 2023, §3.3 fit their aggregators by stochastic gradients).
+//!
+//! Rows are handled in blocks of at most 64 consecutive rows (each forecast column is read
+//! contiguously, never copied): a seeded shuffle puts a fraction `holdout` of the blocks aside, and
+//! every epoch visits the other blocks in a fresh random order, `batch_rows / block` blocks per
+//! step. A step's loss is the mean pinball loss of the batch, whose subgradient in the aggregate
+//! is ∂ψ_τ(y − q̂)/∂q̂ = 1{y < q̂} − τ; the chain rule through q̂_k = Σ w_w Q_c and the softmax of
+//! each group (∂L/∂z_w = w_w (a_w − Σ_group w a)) gives the gradient in the logits. Blocks are
+//! processed in parallel and their sums added in block order, so the result does not depend on
+//! the number of threads.
+
+use crate::forecasts::Forecasts;
+use crate::model::{softmax_groups, Standardizer, Structure, Weights};
+use quiver_sdk::abi::PluginError;
+
+/// Settings of the Adam solver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamConfig {
+    /// Step size (in the logits).
+    pub lr: f64,
+    /// Rows per minibatch (rounded to whole blocks).
+    pub batch_rows: usize,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Stop after this many epochs without a lower held-out loss.
+    pub patience: usize,
+    /// Fraction of the fit blocks held out for early stopping (0: none).
+    pub holdout: f64,
+    /// Seed of the shuffles.
+    pub seed: u64,
+}
+
+/// What the solver did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamReport {
+    /// Epochs run.
+    pub epochs: usize,
+    /// The epoch whose weights are returned (1-based; the lowest held-out loss).
+    pub best_epoch: usize,
+    /// Held-out mean pinball loss of the returned weights (`None` without a held-out part).
+    pub holdout_loss: Option<f64>,
+    /// Held-out loss after each epoch.
+    pub history: Vec<f64>,
+    /// Rows trained on and held out.
+    pub rows: (usize, usize),
+    /// Rows per block.
+    pub block: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Whether early stopping ended the run (else `max_epochs`).
+    pub stopped_early: bool,
+}
+
+/// The loss (and its gradient in the weights) of global weights over blocks of rows: what the
+/// CPU and the CUDA kernels both compute.
+pub trait GlobalGradient {
+    /// Σ over the blocks' rows and the levels of ψ_τ(y − q̂); when `grad` is given, add
+    /// a_w = Σ_i Σ_k (1{y_i < q̂_ik} − τ_k) Q_c[i] over the terms (c, w) to it.
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, PluginError>;
+}
+
+/// The rows of block `b`.
+pub fn block_rows(b: usize, block: usize, n: usize) -> std::ops::Range<usize> {
+    b * block..((b + 1) * block).min(n)
+}
+
+/// Rows per block for n rows: 64, or fewer so that small data still have ≥ 20 blocks.
+pub fn block_size(n: usize) -> usize {
+    (n / 20).clamp(1, 64)
+}
+
+/// The CPU path: blocks in parallel (rayon), partial sums added in block order.
+pub struct CpuGradient<'a> {
+    /// Structure.
+    pub s: Structure,
+    /// Forecast columns.
+    pub q: &'a [&'a [f64]],
+    /// Outcomes.
+    pub y: &'a [f64],
+    /// Levels.
+    pub levels: &'a [f64],
+    /// Rows per block.
+    pub block: usize,
+}
+
+impl CpuGradient<'_> {
+    fn block(&self, b: usize, w: &[f64], want_grad: bool) -> (f64, Vec<f64>) {
+        let rows = block_rows(b, self.block, self.y.len());
+        let len = rows.len();
+        let mut grad = if want_grad { vec![0.0; w.len()] } else { Vec::new() };
+        let mut acc = [0.0f64; 64];
+        let mut g = [0.0f64; 64];
+        let mut loss = 0.0;
+        let y = &self.y[rows.clone()];
+        for (k, &tau) in self.levels.iter().enumerate() {
+            let acc = &mut acc[..len];
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (c, wi) in self.s.terms(k) {
+                let wv = w[wi];
+                acc.iter_mut().zip(&self.q[c][rows.clone()]).for_each(|(a, q)| *a += wv * q);
+            }
+            for ((gi, &a), &yi) in g[..len].iter_mut().zip(acc.iter()).zip(y) {
+                let u = yi - a;
+                loss += if u >= 0.0 { tau * u } else { (tau - 1.0) * u };
+                *gi = if yi < a { 1.0 - tau } else { -tau };
+            }
+            if want_grad {
+                for (c, wi) in self.s.terms(k) {
+                    grad[wi] += g[..len].iter().zip(&self.q[c][rows.clone()]).map(|(a, b)| a * b).sum::<f64>();
+                }
+            }
+        }
+        (loss, grad)
+    }
+}
+
+impl GlobalGradient for CpuGradient<'_> {
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, PluginError> {
+        use rayon::prelude::*;
+        let want = grad.is_some();
+        let parts: Vec<(f64, Vec<f64>)> = blocks.par_iter().map(|&b| self.block(b, w, want)).collect();
+        if let Some(grad) = grad {
+            for (_, p) in &parts {
+                grad.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+            }
+        }
+        Ok(parts.iter().map(|p| p.0).sum())
+    }
+}
+
+/// SplitMix64: the shuffles' generator.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Fisher–Yates shuffle with SplitMix64 draws (128-bit multiply maps a draw to 0..=i).
+fn shuffle(v: &mut [usize], state: &mut u64) {
+    for i in (1..v.len()).rev() {
+        let j = ((u128::from(splitmix(state)) * (i as u128 + 1)) >> 64) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Adam moments and step.
+struct Adam {
+    m: Vec<f64>,
+    v: Vec<f64>,
+    t: i32,
+    lr: f64,
+}
+
+impl Adam {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+    fn new(p: usize, lr: f64) -> Adam {
+        Adam { m: vec![0.0; p], v: vec![0.0; p], t: 0, lr }
+    }
+    fn step(&mut self, params: &mut [f64], grad: &[f64]) {
+        self.t += 1;
+        let (c1, c2) = (1.0 - Self::B1.powi(self.t), 1.0 - Self::B2.powi(self.t));
+        for ((p, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+            *m = Self::B1 * *m + (1.0 - Self::B1) * g;
+            *v = Self::B2 * *v + (1.0 - Self::B2) * g * g;
+            *p -= self.lr * (*m / c1) / ((*v / c2).sqrt() + Self::EPS);
+        }
+    }
+}
+
+/// The split of the fit rows' blocks into training and held-out blocks.
+fn split(n: usize, cfg: &AdamConfig) -> (usize, Vec<usize>, Vec<usize>, u64) {
+    let block = block_size(n);
+    let nb = n.div_ceil(block);
+    let mut state = cfg.seed ^ 0x5EED_0FA6_6E6A_7E00;
+    let mut order: Vec<usize> = (0..nb).collect();
+    shuffle(&mut order, &mut state);
+    let n_hold =
+        if cfg.holdout > 0.0 && nb >= 2 { ((cfg.holdout * nb as f64).round() as usize).clamp(1, nb - 1) } else { 0 };
+    let mut hold = order[..n_hold].to_vec();
+    let mut train = order[n_hold..].to_vec();
+    hold.sort_unstable();
+    train.sort_unstable();
+    (block, train, hold, state)
+}
+
+/// Rows in a set of blocks.
+fn rows_in(blocks: &[usize], block: usize, n: usize) -> usize {
+    blocks.iter().map(|&b| block_rows(b, block, n).len()).sum()
+}
+
+/// Fit global weights by Adam on softmax logits (all zero at the start: equal weights). `grad`
+/// evaluates loss and gradient (CPU or CUDA); `scale` divides the gradient (the outcomes'
+/// standard deviation, so that the step size is in standardised units); `progress(epoch)` may
+/// stop the run.
+pub fn fit_global(
+    s: &Structure,
+    n: usize,
+    grad: &mut dyn GlobalGradient,
+    scale: f64,
+    cfg: &AdamConfig,
+    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
+) -> Result<(Vec<f64>, AdamReport), PluginError> {
+    let p = s.n_weights();
+    let k = s.k as f64;
+    let (block, train, hold, mut state) = split(n, cfg);
+    let per_batch = (cfg.batch_rows / block).max(1);
+    let mut logits = vec![0.0; p];
+    let mut w = logits.clone();
+    softmax_groups(&mut w, s.group_size());
+    let mut adam = Adam::new(p, cfg.lr);
+    let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
+    let mut best = (f64::INFINITY, w.clone(), 0usize);
+    let mut report = AdamReport {
+        epochs: 0,
+        best_epoch: 0,
+        holdout_loss: None,
+        history: Vec::new(),
+        rows: (train_rows, hold_rows),
+        block,
+        steps: 0,
+        stopped_early: false,
+    };
+    let mut order = train.clone();
+    let mut a = vec![0.0; p];
+    let mut dz = vec![0.0; p];
+    for epoch in 1..=cfg.max_epochs {
+        shuffle(&mut order, &mut state);
+        for batch in order.chunks(per_batch) {
+            a.iter_mut().for_each(|x| *x = 0.0);
+            grad.eval(batch, &w, Some(&mut a))?;
+            let norm = 1.0 / (rows_in(batch, block, n) as f64 * k * scale);
+            softmax_backward(&w, &a, norm, s.group_size(), &mut dz);
+            adam.step(&mut logits, &dz);
+            w.copy_from_slice(&logits);
+            softmax_groups(&mut w, s.group_size());
+            report.steps += 1;
+        }
+        report.epochs = epoch;
+        progress(epoch)?;
+        if hold.is_empty() {
+            best = (f64::NAN, w.clone(), epoch);
+            continue;
+        }
+        let loss = grad.eval(&hold, &w, None)? / (hold_rows as f64 * k);
+        report.history.push(loss);
+        if loss < best.0 {
+            best = (loss, w.clone(), epoch);
+        } else if epoch - best.2 >= cfg.patience {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    report.best_epoch = best.2;
+    report.holdout_loss = (!hold.is_empty()).then_some(best.0);
+    Ok((best.1, report))
+}
+
+/// ∂L/∂z = w ⊙ (a − Σ_group w a), times `norm`.
+fn softmax_backward(w: &[f64], a: &[f64], norm: f64, size: usize, out: &mut [f64]) {
+    for ((wg, ag), og) in w.chunks(size).zip(a.chunks(size)).zip(out.chunks_mut(size)) {
+        let mean: f64 = wg.iter().zip(ag).map(|(x, y)| x * y).sum();
+        for ((o, &x), &y) in og.iter_mut().zip(wg).zip(ag) {
+            *o = norm * x * (y - mean);
+        }
+    }
+}
+
+/// Local weights w(x) = softmax_group(θ + B x̃) by Adam (CPU): per row the weights, the
+/// aggregate, the subgradient a_w, and ∂L/∂z_w = w_w (a_w − Σ_group w a), which adds to θ_w and,
+/// times x̃, to B_w. Starts at θ = 0, B = 0 (equal weights everywhere).
+pub fn fit_local(
+    s: &Structure,
+    f: &Forecasts<'_>,
+    y: &[f64],
+    levels: &[f64],
+    scale: f64,
+    cfg: &AdamConfig,
+    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
+) -> Result<(Weights, AdamReport), PluginError> {
+    use rayon::prelude::*;
+    let n = f.n;
+    let p = s.n_weights();
+    let d = f.x.len();
+    let standardizer = Standardizer::fit(&f.x);
+    let (block, train, hold, mut state) = split(n, cfg);
+    let per_batch = (cfg.batch_rows / block).max(1);
+    let np = p * (d + 1);
+    // params: θ (P) then B (P × d)
+    let mut params = vec![0.0; np];
+    let mut adam = Adam::new(np, cfg.lr);
+    let weights_of = |params: &[f64]| Weights::Local {
+        theta: params[..p].to_vec(),
+        b: params[p..].to_vec(),
+        standardizer: standardizer.clone(),
+    };
+    // loss (and gradient in params) over one block
+    let block_eval = |b: usize, wts: &Weights, want: bool| -> (f64, Vec<f64>) {
+        let mut g = if want { vec![0.0; np] } else { Vec::new() };
+        let (mut xt, mut w, mut a) = (vec![0.0; d], vec![0.0; p], vec![0.0; p]);
+        let mut loss = 0.0;
+        for i in block_rows(b, block, n) {
+            wts.at(s, f, i, &mut xt, &mut w);
+            a.iter_mut().for_each(|v| *v = 0.0);
+            for (k, &tau) in levels.iter().enumerate() {
+                let qh: f64 = s.terms(k).map(|(c, wi)| w[wi] * f.q[c][i]).sum();
+                let u = y[i] - qh;
+                loss += if u >= 0.0 { tau * u } else { (tau - 1.0) * u };
+                if want {
+                    let gi = if y[i] < qh { 1.0 - tau } else { -tau };
+                    for (c, wi) in s.terms(k) {
+                        a[wi] += gi * f.q[c][i];
+                    }
+                }
+            }
+            if want {
+                for ((wg, ag), gsz) in w.chunks(s.group_size()).zip(a.chunks(s.group_size())).zip(0..) {
+                    let mean: f64 = wg.iter().zip(ag).map(|(x, y)| x * y).sum();
+                    for (t, (&x, &av)) in wg.iter().zip(ag).enumerate() {
+                        let wi = gsz * s.group_size() + t;
+                        let dz = x * (av - mean);
+                        g[wi] += dz;
+                        for (dd, &xv) in xt.iter().enumerate() {
+                            g[p + wi * d + dd] += dz * xv;
+                        }
+                    }
+                }
+            }
+        }
+        (loss, g)
+    };
+    let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
+    let mut best = (f64::INFINITY, params.clone(), 0usize);
+    let mut report = AdamReport {
+        epochs: 0,
+        best_epoch: 0,
+        holdout_loss: None,
+        history: Vec::new(),
+        rows: (train_rows, hold_rows),
+        block,
+        steps: 0,
+        stopped_early: false,
+    };
+    let mut order = train.clone();
+    let k = s.k as f64;
+    for epoch in 1..=cfg.max_epochs {
+        shuffle(&mut order, &mut state);
+        for batch in order.chunks(per_batch) {
+            let wts = weights_of(&params);
+            let parts: Vec<(f64, Vec<f64>)> = batch.par_iter().map(|&b| block_eval(b, &wts, true)).collect();
+            let mut g = vec![0.0; np];
+            for (_, pg) in &parts {
+                g.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
+            }
+            let norm = 1.0 / (rows_in(batch, block, n) as f64 * k * scale);
+            g.iter_mut().for_each(|v| *v *= norm);
+            adam.step(&mut params, &g);
+            report.steps += 1;
+        }
+        report.epochs = epoch;
+        progress(epoch)?;
+        if hold.is_empty() {
+            best = (f64::NAN, params.clone(), epoch);
+            continue;
+        }
+        let wts = weights_of(&params);
+        let loss: f64 = hold.par_iter().map(|&b| block_eval(b, &wts, false).0).collect::<Vec<_>>().iter().sum::<f64>()
+            / (hold_rows as f64 * k);
+        report.history.push(loss);
+        if loss < best.0 {
+            best = (loss, params.clone(), epoch);
+        } else if epoch - best.2 >= cfg.patience {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    report.best_epoch = best.2;
+    report.holdout_loss = (!hold.is_empty()).then_some(best.0);
+    Ok((weights_of(&best.1), report))
+}

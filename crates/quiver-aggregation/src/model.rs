@@ -1,0 +1,284 @@
+//! Aggregation weights (Fakoor, Kim, Mueller, Smola & Tibshirani, "Flexible model aggregation
+//! for quantile regression", JMLR 2023, §3): the aggregate quantile at output level k is
+//!
+//! q̂_k(x) = Σ_{(j, k′) ∈ S_k} w_{k, j, k′}(x) q_{j, k′}(x),
+//!
+//! with the weights of each group on the simplex. `coarse`: one weight per model shared by every
+//! level (S_k = {(j, k)}, one group); `medium`: one per model and level (K groups of J); `fine`:
+//! per output level, one over every (model, input level) pair (K groups of J·K). Global weights
+//! are constants; local weights are a softmax of a linear function of the standardised features,
+//! w(x) = softmax_group(θ + B x̃).
+
+use crate::forecasts::Forecasts;
+use crate::score::QuantileMatrix;
+use quiver_sdk::serde_json::{json, Value};
+
+quiver_sdk::choices! {
+    /// How finely the weights vary.
+    pub enum Granularity {
+        /// One weight per model, shared by every level.
+        Coarse = "coarse",
+        /// One weight per model and level.
+        Medium = "medium",
+        /// Per output level, one weight per (model, input level) pair.
+        Fine = "fine",
+        /// Baseline: the mean of the models' quantiles (no fitting).
+        Mean = "mean",
+        /// Baseline: the median of the models' quantiles (no fitting).
+        Median = "median",
+        /// No aggregation: score the given quantiles of every model.
+        None = "none",
+    }
+}
+
+quiver_sdk::choices! {
+    /// Whether the weights depend on the features.
+    pub enum WeightKind {
+        /// Constant weights.
+        Global = "global",
+        /// softmax(θ + B x̃) of the standardised `x_` features.
+        Local = "local",
+    }
+}
+
+/// The index structure of a weighted granularity (coarse, medium, fine) over J models and K
+/// levels: weight indices, groups (each a simplex) and the terms of each output level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Structure {
+    /// coarse, medium or fine.
+    pub granularity: Granularity,
+    /// Models J.
+    pub j: usize,
+    /// Levels K.
+    pub k: usize,
+}
+
+impl Structure {
+    /// The structure of a weighted granularity; `None` for the baselines.
+    pub fn new(granularity: Granularity, j: usize, k: usize) -> Option<Structure> {
+        matches!(granularity, Granularity::Coarse | Granularity::Medium | Granularity::Fine).then_some(Structure {
+            granularity,
+            j,
+            k,
+        })
+    }
+    /// Number of weights P.
+    pub fn n_weights(&self) -> usize {
+        match self.granularity {
+            Granularity::Coarse => self.j,
+            Granularity::Medium => self.j * self.k,
+            _ => self.j * self.k * self.k,
+        }
+    }
+    /// Weights per group.
+    pub fn group_size(&self) -> usize {
+        match self.granularity {
+            Granularity::Coarse | Granularity::Medium => self.j,
+            _ => self.j * self.k,
+        }
+    }
+    /// Number of groups (simplices).
+    pub fn n_groups(&self) -> usize {
+        self.n_weights() / self.group_size()
+    }
+    /// Terms of output level `k`: `(column j·K + k′, weight index)`.
+    pub fn terms(&self, k: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (jj, kk) = (self.j, self.k);
+        let g = self.granularity;
+        let len = if g == Granularity::Fine { jj * kk } else { jj };
+        (0..len).map(move |t| match g {
+            Granularity::Coarse => (t * kk + k, t),
+            Granularity::Medium => (t * kk + k, k * jj + t),
+            _ => (t, k * jj * kk + t),
+        })
+    }
+    /// The group (output level for medium and fine) whose weights enter output level `k`.
+    pub fn group_of_level(&self, k: usize) -> usize {
+        if self.granularity == Granularity::Coarse {
+            0
+        } else {
+            k
+        }
+    }
+    /// JSON of global weights: `coarse` {model: w}; `medium` {model: [w per level]};
+    /// `fine` [{level, weights: {model: [w per input level]}}].
+    pub fn weights_json(&self, w: &[f64], models: &[String], levels: &[f64]) -> Value {
+        let (jj, kk) = (self.j, self.k);
+        match self.granularity {
+            Granularity::Coarse => json!(models.iter().zip(w).map(|(m, x)| (m.clone(), json!(x))).collect::<quiver_sdk::serde_json::Map<_, _>>()),
+            Granularity::Medium => json!(models
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (m.clone(), json!((0..kk).map(|k| w[k * jj + j]).collect::<Vec<_>>())))
+                .collect::<quiver_sdk::serde_json::Map<_, _>>()),
+            _ => json!(levels
+                .iter()
+                .enumerate()
+                .map(|(k, t)| json!({
+                    "level": t,
+                    "weights": models.iter().enumerate().map(|(j, m)| (m.clone(), json!(w[k * jj * kk + j * kk..k * jj * kk + (j + 1) * kk].to_vec()))).collect::<quiver_sdk::serde_json::Map<_, _>>(),
+                }))
+                .collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// Softmax of `z` in place, per consecutive group of `size` (max-shifted, exact for large
+/// logits).
+pub fn softmax_groups(z: &mut [f64], size: usize) {
+    for g in z.chunks_mut(size) {
+        let m = g.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        let mut s = 0.0;
+        for v in g.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v;
+        }
+        g.iter_mut().for_each(|v| *v /= s);
+    }
+}
+
+/// The standardisation x̃ = (x − mean) / sd of each feature, fitted on the `fit` rows (a
+/// constant feature gets sd = 1: it only shifts θ).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardizer {
+    /// Feature means.
+    pub mean: Vec<f64>,
+    /// Feature standard deviations (population).
+    pub sd: Vec<f64>,
+}
+
+impl Standardizer {
+    /// Fit on columns.
+    pub fn fit(x: &[&[f64]]) -> Standardizer {
+        let (mut mean, mut sd) = (Vec::new(), Vec::new());
+        for c in x {
+            let n = c.len().max(1) as f64;
+            let m = c.iter().sum::<f64>() / n;
+            let v = c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n;
+            mean.push(m);
+            sd.push(if v > 0.0 && v.is_finite() { v.sqrt() } else { 1.0 });
+        }
+        Standardizer { mean, sd }
+    }
+    /// x̃ of row `i` into `out`.
+    pub fn row(&self, x: &[&[f64]], i: usize, out: &mut [f64]) {
+        for (d, c) in x.iter().enumerate() {
+            out[d] = (c[i] - self.mean[d]) / self.sd[d];
+        }
+    }
+}
+
+/// Fitted weights.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    /// Constant weights, one per weight index, each group on the simplex.
+    Global(Vec<f64>),
+    /// w(x) = softmax_group(θ + B x̃): `theta` (P), `b` (P × d, row-major), the standardiser.
+    Local {
+        /// Intercepts θ.
+        theta: Vec<f64>,
+        /// Slopes B, `b[w * d + f]`.
+        b: Vec<f64>,
+        /// Feature standardisation fitted on `fit`.
+        standardizer: Standardizer,
+    },
+}
+
+impl Weights {
+    /// The weights at row `i` of `f` into `out` (P).
+    pub fn at(&self, s: &Structure, f: &Forecasts<'_>, i: usize, xt: &mut [f64], out: &mut [f64]) {
+        match self {
+            Weights::Global(w) => out.copy_from_slice(w),
+            Weights::Local { theta, b, standardizer } => {
+                let d = standardizer.mean.len();
+                standardizer.row(&f.x, i, xt);
+                for (w, o) in out.iter_mut().enumerate() {
+                    *o = theta[w] + b[w * d..(w + 1) * d].iter().zip(&*xt).map(|(a, x)| a * x).sum::<f64>();
+                }
+                softmax_groups(out, s.group_size());
+            }
+        }
+    }
+}
+
+/// Rows per parallel task when predicting.
+const ROWS_PER_TASK: usize = 256;
+
+/// The aggregate quantiles of every row of `f` under `weights`.
+pub fn predict(s: &Structure, weights: &Weights, f: &Forecasts<'_>) -> QuantileMatrix {
+    use rayon::prelude::*;
+    let (n, k) = (f.n, s.k);
+    let mut values = vec![0.0; n * k];
+    let p = s.n_weights();
+    let d = f.x.len();
+    values.par_chunks_mut(ROWS_PER_TASK * k).enumerate().for_each(|(t, out)| {
+        let start = t * ROWS_PER_TASK;
+        let rows = out.len() / k.max(1);
+        match weights {
+            Weights::Global(w) => {
+                let mut acc = vec![0.0; rows];
+                for kk in 0..k {
+                    acc.iter_mut().for_each(|a| *a = 0.0);
+                    for (c, wi) in s.terms(kk) {
+                        let (wv, col) = (w[wi], &f.q[c][start..start + rows]);
+                        acc.iter_mut().zip(col).for_each(|(a, q)| *a += wv * q);
+                    }
+                    for (r, a) in acc.iter().enumerate() {
+                        out[r * k + kk] = *a;
+                    }
+                }
+            }
+            Weights::Local { .. } => {
+                let (mut xt, mut w) = (vec![0.0; d], vec![0.0; p]);
+                for r in 0..rows {
+                    let i = start + r;
+                    weights.at(s, f, i, &mut xt, &mut w);
+                    for kk in 0..k {
+                        out[r * k + kk] = s.terms(kk).map(|(c, wi)| w[wi] * f.q[c][i]).sum();
+                    }
+                }
+            }
+        }
+    });
+    QuantileMatrix { n, k, values }
+}
+
+/// The baselines: the mean or the median across models at each level; `None` (scoring only)
+/// has no single set and is handled by the caller.
+pub fn baseline(g: Granularity, f: &Forecasts<'_>, j: usize, k: usize) -> QuantileMatrix {
+    let n = f.n;
+    let mut values = vec![0.0; n * k];
+    let mut tmp = vec![0.0; j];
+    for i in 0..n {
+        for kk in 0..k {
+            for (jj, t) in tmp.iter_mut().enumerate() {
+                *t = f.q[jj * k + kk][i];
+            }
+            values[i * k + kk] = match g {
+                Granularity::Median => {
+                    tmp.sort_by(f64::total_cmp);
+                    if j % 2 == 1 {
+                        tmp[j / 2]
+                    } else {
+                        0.5 * (tmp[j / 2 - 1] + tmp[j / 2])
+                    }
+                }
+                _ => tmp.iter().sum::<f64>() / j as f64,
+            };
+        }
+    }
+    QuantileMatrix { n, k, values }
+}
+
+/// Model `j`'s own quantiles as a matrix (scoring the base models).
+pub fn model_quantiles(f: &Forecasts<'_>, j: usize, k: usize) -> QuantileMatrix {
+    let n = f.n;
+    let mut values = vec![0.0; n * k];
+    for kk in 0..k {
+        let col = f.q[j * k + kk];
+        for i in 0..n {
+            values[i * k + kk] = col[i];
+        }
+    }
+    QuantileMatrix { n, k, values }
+}

@@ -1,0 +1,209 @@
+//! Scoring a set of quantile forecasts: pinball loss per level, central-interval coverage,
+//! width and interval score (Gneiting & Raftery, JASA 2007), the weighted interval score (Bracher,
+//! Ray, Gneiting & Reich, PLoS Comput Biol 2021) and the number of rows whose quantiles cross.
+
+use quiver_sdk::serde_json::{self, json, Value};
+
+/// The pinball (check) loss ψ_τ(u) = max(τu, (τ − 1)u) of the quantile `q` at level `tau`
+/// for the outcome `y`, u = y − q.
+#[inline]
+pub fn pinball(tau: f64, y: f64, q: f64) -> f64 {
+    let u = y - q;
+    if u >= 0.0 {
+        tau * u
+    } else {
+        (tau - 1.0) * u
+    }
+}
+
+/// The interval score of the central (1 − α) interval [lo, hi] (Gneiting & Raftery 2007, eq. 43):
+/// IS_α = (hi − lo) + (2/α)(lo − y)₊ + (2/α)(y − hi)₊.
+#[inline]
+pub fn interval_score(alpha: f64, y: f64, lo: f64, hi: f64) -> f64 {
+    (hi - lo) + 2.0 / alpha * ((lo - y).max(0.0) + (y - hi).max(0.0))
+}
+
+/// A central interval formed by a symmetric pair of levels (τ, 1 − τ), α = 2τ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// Nominal miscoverage α = 2 τ_lo.
+    pub alpha: f64,
+    /// Index of the lower level τ_lo = α/2.
+    pub lo: usize,
+    /// Index of the upper level 1 − α/2.
+    pub hi: usize,
+}
+
+/// Levels closer than this count as symmetric partners (τ + τ′ = 1) or as the median.
+pub const LEVEL_TOL: f64 = 1e-9;
+
+/// Every central interval of `levels` (sorted ascending): pairs (τ, 1 − τ) with τ < 1/2, widest
+/// first; and the index of the median level 1/2 if present.
+pub fn intervals(levels: &[f64]) -> (Vec<Interval>, Option<usize>) {
+    let mut out = Vec::new();
+    for (lo, &t) in levels.iter().enumerate() {
+        if t < 0.5 - LEVEL_TOL {
+            if let Some(hi) = levels.iter().position(|&u| (t + u - 1.0).abs() <= LEVEL_TOL) {
+                out.push(Interval { alpha: 2.0 * t, lo, hi });
+            }
+        }
+    }
+    let median = levels.iter().position(|&t| (t - 0.5).abs() <= LEVEL_TOL);
+    (out, median)
+}
+
+/// Quantiles of n rows at K levels, row-major (`values[i * K + k]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileMatrix {
+    /// Rows.
+    pub n: usize,
+    /// Levels.
+    pub k: usize,
+    /// The n × K values.
+    pub values: Vec<f64>,
+}
+
+impl QuantileMatrix {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.values[i * self.k..(i + 1) * self.k]
+    }
+    /// Whether row `i` decreases somewhere (q_k > q_{k+1}).
+    pub fn crosses(&self, i: usize) -> bool {
+        self.row(i).windows(2).any(|w| w[0] > w[1])
+    }
+    /// Rows that cross.
+    pub fn crossing_rows(&self) -> usize {
+        (0..self.n).filter(|&i| self.crosses(i)).count()
+    }
+}
+
+/// The scores of one quantile set against outcomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Mean pinball loss per level.
+    pub pinball: Vec<f64>,
+    /// Mean over levels of the per-level means: the aggregation objective.
+    pub mean_pinball: f64,
+    /// Per central interval: (interval, coverage, mean width, mean interval score).
+    pub intervals: Vec<(Interval, f64, f64, f64)>,
+    /// Mean weighted interval score over the symmetric levels (and the median), normalised by
+    /// K_int + 1/2 (K_int without a median); `None` without any symmetric pair or median.
+    pub wis: Option<f64>,
+    /// Rows whose quantiles decrease somewhere.
+    pub crossing_rows: usize,
+    /// Rows scored.
+    pub n: usize,
+}
+
+/// Score `q` (n × K at `levels`) against `y`. For each row the weighted interval score is
+/// WIS = (½|y − m| + Σ_k (α_k/2) IS_{α_k}) / (K_int + ½), the median term and the ½ present only
+/// with a median level; by (α/2) IS_α = ψ_{α/2}(y − lo) + ψ_{1−α/2}(y − hi) it equals twice the
+/// mean pinball loss over the symmetric levels.
+pub fn score(q: &QuantileMatrix, levels: &[f64], y: &[f64]) -> Scores {
+    let k = q.k;
+    assert_eq!(levels.len(), k);
+    assert_eq!(y.len(), q.n);
+    let (ints, median) = intervals(levels);
+    let mut pin = vec![0.0; k];
+    let mut ints_acc = vec![(0.0, 0.0, 0.0); ints.len()];
+    let mut wis_sum = 0.0;
+    let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
+    for (i, &yi) in y.iter().enumerate() {
+        let row = q.row(i);
+        for (kk, (&t, &qk)) in levels.iter().zip(row).enumerate() {
+            pin[kk] += pinball(t, yi, qk);
+        }
+        let mut w = median.map_or(0.0, |m| 0.5 * (yi - row[m]).abs());
+        for (acc, iv) in ints_acc.iter_mut().zip(&ints) {
+            let (lo, hi) = (row[iv.lo], row[iv.hi]);
+            let s = interval_score(iv.alpha, yi, lo, hi);
+            acc.0 += f64::from(u8::from(lo <= yi && yi <= hi));
+            acc.1 += hi - lo;
+            acc.2 += s;
+            w += iv.alpha / 2.0 * s;
+        }
+        wis_sum += w / wis_norm;
+    }
+    let n = q.n.max(1) as f64;
+    pin.iter_mut().for_each(|p| *p /= n);
+    Scores {
+        mean_pinball: pin.iter().sum::<f64>() / k as f64,
+        pinball: pin,
+        intervals: ints.iter().zip(ints_acc).map(|(iv, a)| (*iv, a.0 / n, a.1 / n, a.2 / n)).collect(),
+        wis: (wis_norm > 0.0).then_some(wis_sum / n),
+        crossing_rows: q.crossing_rows(),
+        n: q.n,
+    }
+}
+
+impl Scores {
+    /// JSON: `pinball` keyed by level, `mean_pinball`, `intervals` (alpha, levels, coverage,
+    /// mean_width, interval_score), `wis`, `crossing_rows`, `rows`.
+    pub fn to_json(&self, levels: &[f64]) -> Value {
+        let pin: serde_json::Map<String, Value> =
+            levels.iter().zip(&self.pinball).map(|(t, p)| (level_key(*t), json!(p))).collect();
+        json!({
+            "rows": self.n,
+            "mean_pinball": self.mean_pinball,
+            "wis": self.wis,
+            "crossing_rows": self.crossing_rows,
+            "pinball": pin,
+            "intervals": self.intervals.iter().map(|(iv, cov, width, is)| json!({
+                "alpha": iv.alpha,
+                "levels": [levels[iv.lo], levels[iv.hi]],
+                "coverage": cov,
+                "mean_width": width,
+                "interval_score": is,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A level as a JSON key: its shortest round-trip decimal (`0.05`).
+pub fn level_key(t: f64) -> String {
+    format!("{t}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_score_by_hand() {
+        // inside: the width; below: width + (2/α)(lo − y); above likewise
+        assert_eq!(interval_score(0.2, 1.0, 0.0, 2.0), 2.0);
+        assert!((interval_score(0.2, -1.0, 0.0, 2.0) - (2.0 + 10.0)).abs() < 1e-12);
+        assert!((interval_score(0.5, 3.5, 0.0, 2.0) - (2.0 + 4.0 * 1.5)).abs() < 1e-12);
+        assert_eq!(pinball(0.9, 2.0, 1.0), 0.9);
+        assert!((pinball(0.9, 0.0, 1.0) - 0.1).abs() < 1e-15);
+    }
+
+    #[test]
+    fn wis_is_twice_the_mean_pinball_on_symmetric_levels() {
+        for levels in [vec![0.05, 0.25, 0.5, 0.75, 0.95], vec![0.1, 0.3, 0.7, 0.9], vec![0.025, 0.5, 0.975]] {
+            let k = levels.len();
+            let n = 50;
+            let mut s = 3u64;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+            };
+            let values: Vec<f64> = (0..n * k).map(|_| next()).collect();
+            let y: Vec<f64> = (0..n).map(|_| next()).collect();
+            let sc = score(&QuantileMatrix { n, k, values }, &levels, &y);
+            let wis = sc.wis.expect("symmetric");
+            assert!((wis - 2.0 * sc.mean_pinball).abs() < 1e-12 * wis.max(1.0), "{wis} vs {}", 2.0 * sc.mean_pinball);
+        }
+    }
+
+    #[test]
+    fn intervals_pair_levels_and_count_crossings() {
+        let (iv, med) = intervals(&[0.1, 0.2, 0.5, 0.8, 0.9, 0.95]);
+        assert_eq!(med, Some(2));
+        assert_eq!(iv.len(), 2);
+        assert!((iv[0].alpha - 0.2).abs() < 1e-15 && iv[0].lo == 0 && iv[0].hi == 4);
+        let q = QuantileMatrix { n: 2, k: 3, values: vec![0.0, 1.0, 2.0, 0.0, 3.0, 2.0] };
+        assert_eq!(q.crossing_rows(), 1);
+    }
+}

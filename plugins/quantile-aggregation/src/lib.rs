@@ -1,0 +1,540 @@
+//! `quantile-aggregation`: combine J base models' quantile forecasts at K levels into one set
+//! that minimises the mean pinball loss (Fakoor, Kim, Mueller, Smola & Tibshirani, "Flexible model
+//! aggregation for quantile regression", JMLR 24(162), 2023), make it monotone across levels,
+//! calibrate its central intervals by conformalised quantile regression (Romano, Patterson &
+//! Candès, NeurIPS 2019), and score it — or score any given quantile forecasts
+//! (`granularity=none`).
+//!
+//! Lifecycle: `fit` learns the weights on table `fit`; `calibrate` computes one CQR adjustment
+//! per central interval on table `calibration` (`conformal=cqr`); `predict` returns the test
+//! quantiles (a typed n × K matrix) and metrics wherever outcomes are given.
+
+use quiver_aggregation::adam::{self, AdamConfig, AdamReport, CpuGradient};
+use quiver_aggregation::calibrate::{cqr_adjustment, nest, Monotone};
+use quiver_aggregation::model::{self, Granularity, Structure, WeightKind, Weights};
+use quiver_aggregation::score::{self, intervals, Interval, QuantileMatrix};
+use quiver_aggregation::{gpu, lp, Forecasts, Layout};
+use quiver_sdk::abi::abi_stable::std_types::RVec;
+use quiver_sdk::abi::{AggregationResult, Device, ErrorKind, Estimator, Family, Manifest, OwnedMatrix, PluginError};
+use quiver_sdk::serde_json::{json, Map, Value};
+use quiver_sdk::{column, TableBuilder};
+use quiver_sdk::{param, AggregatorImpl, Context, ManifestBuilder, Params, Plugin, Tables};
+
+quiver_sdk::choices! {
+    /// How global weights are found.
+    pub enum Solver {
+        /// `exact` for global weights whose LP is small enough, else `gradient`.
+        Auto = "auto",
+        /// The linear program, solved by an interior-point method (global weights only).
+        Exact = "exact",
+        /// Adam on softmax logits with early stopping.
+        Gradient = "gradient",
+    }
+}
+
+quiver_sdk::choices! {
+    /// Conformal calibration of the central intervals.
+    pub enum Conformal {
+        /// None.
+        None = "none",
+        /// Conformalised quantile regression per central interval.
+        Cqr = "cqr",
+    }
+}
+
+/// LPs up to this many constraint nonzeros are solved exactly under `solver=auto` (about a
+/// second or two on one core); larger ones go to the gradient solver.
+pub const AUTO_EXACT_NONZEROS: f64 = 2e6;
+
+/// Parameters as read.
+#[derive(Debug, Clone)]
+struct Config {
+    granularity: Granularity,
+    weights: WeightKind,
+    solver: Solver,
+    monotone: Monotone,
+    conformal: Conformal,
+    alphas: Option<Vec<f64>>,
+    noncross: bool,
+    adam: AdamConfig,
+}
+
+/// What `fit` learned.
+struct Fitted {
+    layout: Layout,
+    structure: Option<Structure>,
+    weights: Option<Weights>,
+    summary: Map<String, Value>,
+}
+
+/// The estimator.
+pub struct QuantileAggregation {
+    cfg: Config,
+    ctx: Context,
+    fitted: Option<Fitted>,
+    /// Per calibrated interval: the interval and Q̂; plus the calibration summary.
+    cqr: Option<(Vec<(Interval, f64)>, Value)>,
+}
+
+fn as_matrix(q: QuantileMatrix) -> OwnedMatrix {
+    OwnedMatrix { data: RVec::from(q.values), rows: q.n, cols: q.k }
+}
+
+impl QuantileAggregation {
+    /// The aggregate (monotonised) quantiles of a table's rows; `None` for `granularity=none`.
+    fn aggregate(&self, f: &Fitted, fc: &Forecasts<'_>) -> Option<QuantileMatrix> {
+        let (j, k) = (f.layout.n_models(), f.layout.n_levels());
+        let mut q = match (&f.structure, &f.weights) {
+            (Some(s), Some(w)) => model::predict(s, w, fc),
+            _ => match self.cfg.granularity {
+                Granularity::None => return None,
+                g => model::baseline(g, fc, j, k),
+            },
+        };
+        self.cfg.monotone.apply(&mut q);
+        Some(q)
+    }
+
+    /// Metrics of every base model and of the aggregate `agg` on a table with outcomes.
+    fn metrics(&self, layout: &Layout, fc: &Forecasts<'_>, agg: Option<&QuantileMatrix>) -> Value {
+        let Some(y) = fc.y else { return Value::Null };
+        let (j, k) = (layout.n_models(), layout.n_levels());
+        let models: Map<String, Value> = (0..j)
+            .map(|m| {
+                let q = model::model_quantiles(fc, m, k);
+                (layout.models[m].clone(), score::score(&q, &layout.levels, y).to_json(&layout.levels))
+            })
+            .collect();
+        let mut out = json!({ "models": models });
+        if let Some(a) = agg {
+            out["aggregate"] = score::score(a, &layout.levels, y).to_json(&layout.levels);
+        }
+        out
+    }
+
+    /// The central intervals to calibrate: every symmetric pair, or those of `alphas`.
+    fn calibrated_intervals(&self, layout: &Layout) -> Result<Vec<Interval>, PluginError> {
+        let (all, _) = intervals(&layout.levels);
+        let Some(alphas) = &self.cfg.alphas else {
+            if all.is_empty() {
+                return Err(PluginError::param(format!(
+                    "conformal=cqr needs a central interval: a pair of levels tau and 1 - tau (levels: {:?})",
+                    layout.levels
+                )));
+            }
+            return Ok(all);
+        };
+        alphas
+            .iter()
+            .map(|&a| {
+                all.iter().copied().find(|iv| (iv.alpha - a).abs() <= score::LEVEL_TOL).ok_or_else(|| {
+                    PluginError::param(format!(
+                        "alphas: {a} has no pair of levels {} and {} among the forecast columns (levels: {:?})",
+                        a / 2.0,
+                        1.0 - a / 2.0,
+                        layout.levels
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn fit_weights(
+        &self,
+        s: &Structure,
+        layout: &Layout,
+        fc: &Forecasts<'_>,
+        y: &[f64],
+    ) -> Result<(Weights, Value), PluginError> {
+        let n = fc.n;
+        let local = self.cfg.weights == WeightKind::Local;
+        let lp_size = lp::memory_nonzeros(s, n, self.cfg.noncross);
+        let exact = match self.cfg.solver {
+            Solver::Exact => true,
+            Solver::Gradient => false,
+            Solver::Auto => !local && (self.cfg.noncross || lp_size <= AUTO_EXACT_NONZEROS),
+        };
+        if exact && local {
+            return Err(PluginError::param(
+                "weights=local are fitted by solver=gradient (the softmax of a linear model of x is not an LP)",
+            ));
+        }
+        if !exact && self.cfg.noncross {
+            return Err(PluginError::param(
+                "noncross=true adds constraints to the LP: use solver=exact (with solver=gradient, monotone=sort or \
+                 pava makes the quantiles non-crossing)",
+            ));
+        }
+        if exact {
+            quiver_sdk::memory::reserve(
+                lp_size * lp::BYTES_PER_NONZERO,
+                "the exact LP (its matrix and factorisation)",
+            )?;
+            self.ctx.progress(0, 1, "solving the LP")?;
+            let sol = lp::solve(s, &lp::LpData { q: &fc.q, y, levels: &layout.levels }, self.cfg.noncross)
+                .map_err(|e| PluginError::new(ErrorKind::Unsupported, e.to_string()))?;
+            let details = json!({
+                "solver": "exact",
+                "lp_solver": "clarabel (interior point)",
+                "lp_problems": sol.problems,
+                "lp_iterations": sol.iterations,
+                "lp_largest": {"variables": sol.largest.0, "constraints": sol.largest.1, "nonzeros": sol.largest.2},
+                "noncross": self.cfg.noncross,
+            });
+            return Ok((Weights::Global(sol.weights), details));
+        }
+        let mean = y.iter().sum::<f64>() / n as f64;
+        let sd = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64).sqrt();
+        let scale = if sd > 0.0 { sd } else { 1.0 };
+        let total = self.cfg.adam.max_epochs as u64;
+        let mut progress = |e: usize| self.ctx.progress(e as u64, total, "epochs");
+        let (weights, report, device) = if local {
+            if fc.x.is_empty() {
+                return Err(PluginError::input(
+                    "weights=local needs feature columns x_<name> in table 'fit' (the weights are a softmax of a linear \
+                     model of them)",
+                ));
+            }
+            let (w, r) = adam::fit_local(s, fc, y, &layout.levels, scale, &self.cfg.adam, &mut progress)?;
+            (w, r, Device::Cpu)
+        } else if self.ctx.device() == Device::Cuda && gpu::supports(s) {
+            let block = adam::block_size(n);
+            let mut g = gpu::CudaGradient::new(*s, &fc.q, y, &layout.levels, block)?;
+            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress)?;
+            (Weights::Global(w), r, Device::Cuda)
+        } else {
+            let mut g = CpuGradient { s: *s, q: &fc.q, y, levels: &layout.levels, block: adam::block_size(n) };
+            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress)?;
+            (Weights::Global(w), r, Device::Cpu)
+        };
+        Ok((weights, gradient_json(&report, &self.cfg.adam, device)))
+    }
+}
+
+fn gradient_json(r: &AdamReport, c: &AdamConfig, device: Device) -> Value {
+    json!({
+        "solver": "gradient",
+        "gradient_device": device.name(),
+        "epochs": r.epochs,
+        "best_epoch": r.best_epoch,
+        "stopped": if r.stopped_early { "early stopping (no lower held-out loss for `patience` epochs)" } else { "max_epochs" },
+        "holdout_loss": r.holdout_loss,
+        "holdout_history": r.history,
+        "steps": r.steps,
+        "train_rows": r.rows.0,
+        "holdout_rows": r.rows.1,
+        "block_rows": r.block,
+        "lr": c.lr,
+        "batch_rows": c.batch_rows,
+    })
+}
+
+impl AggregatorImpl for QuantileAggregation {
+    fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let cfg = &self.cfg;
+        if cfg.granularity == Granularity::None {
+            // scoring only: the layout of whichever table is there
+            let t = tables.opt("fit").or(tables.opt("test")).or(tables.opt("calibration")).ok_or_else(|| {
+                PluginError::input("granularity=none scores forecasts: give a 'fit', 'calibration' or 'test' table")
+            })?;
+            let layout = Layout::read(&t, true)?;
+            self.fitted = Some(Fitted { layout, structure: None, weights: None, summary: Map::new() });
+            return Ok(());
+        }
+        let t = tables.get("fit")?;
+        let layout = Layout::read(&t, false)?;
+        let local = cfg.weights == WeightKind::Local;
+        let fc = Forecasts::read(&t, &layout, true, local)?;
+        let y = fc.y.expect("read with y");
+        let structure = Structure::new(cfg.granularity, layout.n_models(), layout.n_levels());
+        let mut summary = Map::new();
+        let weights = match &structure {
+            Some(s) => {
+                if local && fc.x.is_empty() {
+                    return Err(PluginError::input(
+                        "weights=local needs feature columns x_<name> in table 'fit' (the weights are a softmax of a \
+                         linear model of them)",
+                    ));
+                }
+                let (w, details) = self.fit_weights(s, &layout, &fc, y)?;
+                summary.insert("weights".into(), match &w {
+                    Weights::Global(g) => s.weights_json(g, &layout.models, &layout.levels),
+                    Weights::Local { theta, b, standardizer } => json!({
+                        "theta": theta,
+                        "b": b,
+                        "layout": "softmax per group of theta[w] + sum_f b[w * d + f] * (x_f - mean_f) / sd_f; w indexes \
+                                   the weights as in a global fit of this granularity",
+                        "features": layout.features,
+                        "mean": standardizer.mean,
+                        "sd": standardizer.sd,
+                    }),
+                });
+                summary.insert("solver_details".into(), details);
+                Some(w)
+            }
+            None => {
+                if cfg.weights == WeightKind::Local || cfg.noncross {
+                    return Err(PluginError::param(format!(
+                        "granularity={} has no weights: weights=local and noncross apply to coarse, medium and fine",
+                        cfg.granularity
+                    )));
+                }
+                None
+            }
+        };
+        let fitted = Fitted { layout, structure, weights, summary };
+        let agg = self.aggregate(&fitted, &fc).expect("a weighted or baseline granularity");
+        let mut fitted = fitted;
+        fitted.summary.insert("objective".into(), json!(score::score(&agg, &fitted.layout.levels, y).mean_pinball));
+        fitted.summary.insert("fit_metrics".into(), self.metrics(&fitted.layout, &fc, Some(&agg)));
+        if let Some(bad) = agg.values.iter().position(|v| !v.is_finite()) {
+            return Err(t.row_error(
+                &fitted.layout.columns[0],
+                bad / agg.k,
+                "the aggregate quantiles overflowed double precision (forecasts near 1e308?): rescale the forecasts",
+            ));
+        }
+        self.fitted = Some(fitted);
+        Ok(())
+    }
+
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        let f = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("calibrate() before fit()"))?;
+        if self.cfg.conformal == Conformal::None {
+            self.cqr = None;
+            return Ok(());
+        }
+        if self.cfg.granularity == Granularity::None {
+            return Err(PluginError::param(
+                "conformal=cqr calibrates an aggregate; granularity=none only scores the given forecasts",
+            ));
+        }
+        let t = tables.get("calibration").map_err(|e| {
+            PluginError::input(format!(
+                "{}: conformal=cqr needs the 'calibration' table (y and the forecasts)",
+                e.message
+            ))
+        })?;
+        f.layout.check_same(&t, self.cfg.weights == WeightKind::Local)?;
+        let fc = Forecasts::read(&t, &f.layout, true, self.cfg.weights == WeightKind::Local)?;
+        let y = fc.y.expect("read with y");
+        let q = self.aggregate(f, &fc).expect("an aggregate");
+        let ints = self.calibrated_intervals(&f.layout)?;
+        let k = q.k;
+        let adj: Vec<(Interval, f64)> = ints
+            .iter()
+            .map(|iv| {
+                let lo = (0..q.n).map(|i| q.values[i * k + iv.lo]);
+                let hi = (0..q.n).map(|i| q.values[i * k + iv.hi]);
+                (*iv, cqr_adjustment(iv.alpha, lo, hi, y))
+            })
+            .collect();
+        let summary = json!({
+            "calibration_rows": fc.n,
+            "metrics_before": self.metrics(&f.layout, &fc, Some(&q)),
+        });
+        self.cqr = Some((adj, summary));
+        Ok(())
+    }
+
+    fn predict(&self, tables: &Tables<'_>) -> Result<AggregationResult, PluginError> {
+        let f = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("predict() before fit()"))?;
+        let layout = &f.layout;
+        let local = self.cfg.weights == WeightKind::Local;
+        let mut out = json!({
+            "models": layout.models,
+            "levels": layout.levels,
+            "granularity": self.cfg.granularity.to_string(),
+        });
+        for (key, v) in &f.summary {
+            out[key] = v.clone();
+        }
+        if self.cfg.granularity == Granularity::None {
+            // score every table that has outcomes
+            let mut metrics = Map::new();
+            for role in ["fit", "calibration", "test"] {
+                if let Some(t) = tables.opt(role) {
+                    layout.check_same(&t, false)?;
+                    let fc = Forecasts::read(&t, layout, false, false)?;
+                    metrics.insert(role.into(), self.metrics(layout, &fc, None));
+                }
+            }
+            out["metrics"] = Value::Object(metrics);
+            return Ok(AggregationResult {
+                device: self.ctx.device(),
+                quantiles: OwnedMatrix { data: RVec::new(), rows: 0, cols: 0 },
+                json: self.ctx.result_text(out),
+            });
+        }
+        let t = tables.get("test")?;
+        layout.check_same(&t, local)?;
+        let fc = Forecasts::read(&t, layout, false, local)?;
+        let mut q = self.aggregate(f, &fc).expect("an aggregate");
+        if let Some((adj, cal)) = &self.cqr {
+            let k = q.k;
+            for (iv, qhat) in adj {
+                for r in q.values.chunks_mut(k) {
+                    r[iv.lo] -= qhat;
+                    r[iv.hi] += qhat;
+                }
+            }
+            let ints: Vec<Interval> = adj.iter().map(|a| a.0).collect();
+            nest(&mut q, &ints, intervals(&layout.levels).1);
+            out["cqr_adjustments"] = Value::Array(
+                adj.iter()
+                    .map(|(iv, qhat)| {
+                        json!({
+                            "alpha": iv.alpha,
+                            "levels": [layout.levels[iv.lo], layout.levels[iv.hi]],
+                            "adjustment": quiver_sdk::json_f64(*qhat),
+                        })
+                    })
+                    .collect(),
+            );
+            out["calibration"] = cal.clone();
+            let infinite: Vec<f64> = adj.iter().filter(|a| a.1.is_infinite()).map(|a| a.0.alpha).collect();
+            if !infinite.is_empty() {
+                out["notes"] = json!([format!(
+                    "the calibration table ({} rows) is too small to bound the intervals with alpha in {infinite:?} \
+                     (needs ceil((1 - alpha)(n + 1)) <= n): their ends are -inf / inf",
+                    cal["calibration_rows"]
+                )]);
+            }
+        }
+        out["test_metrics"] = self.metrics(layout, &fc, Some(&q));
+        out["test_rows"] = json!(fc.n);
+        Ok(AggregationResult { device: self.ctx.device(), quantiles: as_matrix(q), json: self.ctx.result_text(out) })
+    }
+}
+
+/// The plugin.
+pub struct QuantileAggregationPlugin;
+
+fn forecast_table(role: &str, doc: &str) -> TableBuilder {
+    TableBuilder::new(role, doc)
+        .column(column::f64_opt("y", "the observed outcome"))
+        .column(column::f64_prefix("q_", true, "q_<model>_<level>: model's quantile forecast at level in (0, 1)"))
+        .column(column::f64_prefix("x_", false, "x_<name>: features of local weights"))
+}
+
+/// `alphas` as a list of numbers in (0, 1).
+fn read_alphas(params: &Params) -> Result<Option<Vec<f64>>, PluginError> {
+    let text = params.text("alphas")?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.split(',')
+        .map(|a| {
+            let v: f64 = a.trim().parse().map_err(|_| PluginError::param(format!("alphas: '{a}' is not a number")))?;
+            if v > 0.0 && v < 1.0 {
+                Ok(v)
+            } else {
+                Err(PluginError::param(format!("alphas: {v} is outside (0, 1)")))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+impl Plugin for QuantileAggregationPlugin {
+    fn manifest() -> Manifest {
+        ManifestBuilder::new("quantile-aggregation", Family::QuantileAggregator)
+            .version(env!("CARGO_PKG_VERSION"))
+            .summary("Many models' quantile forecasts into one monotone, conformally calibrated set; forecast scoring")
+            .guarantee(
+                "solver=exact returns weights minimising the mean pinball loss on 'fit' over the simplex (an LP, to \
+                 the interior point's 1e-10 tolerances); solver=gradient returns the best held-out epoch of Adam. \
+                 monotone=sort|pava never raises any row's summed pinball loss. conformal=cqr: each calibrated \
+                 central interval covers a new exchangeable outcome with probability >= 1 - alpha.",
+            )
+            .reference(
+                "Fakoor, Kim, Mueller, Smola & Tibshirani, Flexible model aggregation for quantile regression, JMLR \
+                 24(162) (2023); Romano, Patterson & Candes, Conformalized quantile regression, NeurIPS (2019); \
+                 Gneiting & Raftery, JASA (2007)",
+            )
+            .cuda()
+            .param(param::choice(
+                "granularity",
+                Granularity::Medium,
+                "coarse | medium | fine weights; mean | median baselines; none: score the given forecasts",
+            ))
+            .param(param::choice(
+                "weights",
+                WeightKind::Global,
+                "global constants, or local: softmax of a linear model of the x_ columns",
+            ))
+            .param(param::choice(
+                "solver",
+                Solver::Auto,
+                "exact (LP) | gradient (Adam) | auto: exact when the LP is small",
+            ))
+            .param(param::choice("monotone", Monotone::Sort, "none | sort | pava across levels, per row"))
+            .param(param::choice(
+                "conformal",
+                Conformal::None,
+                "none | cqr: conformalise the central intervals on 'calibration'",
+            ))
+            .param(param::text(
+                "alphas",
+                Some(""),
+                "comma-separated alpha of the central intervals to calibrate (default: every symmetric pair)",
+            ))
+            .param(param::boolean(
+                "noncross",
+                false,
+                "exact solver: constrain the aggregate to be non-crossing at the fit rows",
+            ))
+            .param(
+                param::float("lr", Some(0.05), "gradient: Adam step size on the softmax logits")
+                    .greater_than(0.0)
+                    .at_most(100.0),
+            )
+            .param(param::int("batch_rows", Some(1024), "gradient: rows per minibatch").at_least(1.0).at_most(1e9))
+            .param(param::int("max_epochs", Some(200), "gradient: most epochs").at_least(1.0).at_most(1e6))
+            .param(
+                param::int("patience", Some(10), "gradient: stop after this many epochs without a lower held-out loss")
+                    .at_least(1.0)
+                    .at_most(1e6),
+            )
+            .param(
+                param::float(
+                    "holdout",
+                    Some(0.1),
+                    "gradient: fraction of the fit rows held out for early stopping (0: none)",
+                )
+                .at_least(0.0)
+                .less_than(1.0),
+            )
+            .param(param::int("seed", Some(0), "gradient: seed of the held-out split and the shuffles").at_least(0.0))
+            .table(forecast_table("fit", "rows to learn the weights on (y required)"))
+            .table(forecast_table("calibration", "rows for the CQR adjustments (y required; conformal=cqr)").optional())
+            .table(forecast_table("test", "rows to predict (y optional: metrics when present)").optional())
+            .build()
+    }
+
+    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let cfg = Config {
+            granularity: params.choice("granularity")?,
+            weights: params.choice("weights")?,
+            solver: params.choice("solver")?,
+            monotone: params.choice("monotone")?,
+            conformal: params.choice("conformal")?,
+            alphas: read_alphas(&params)?,
+            noncross: params.flag("noncross")?,
+            adam: AdamConfig {
+                lr: params.f64("lr")?,
+                batch_rows: params.usize("batch_rows")?,
+                max_epochs: params.usize("max_epochs")?,
+                patience: params.usize("patience")?,
+                holdout: params.f64("holdout")?,
+                seed: params.i64("seed")? as u64,
+            },
+        };
+        if cfg.alphas.is_some() && cfg.conformal == Conformal::None {
+            return Err(PluginError::param("alphas choose the intervals of conformal=cqr: set conformal=cqr too"));
+        }
+        Ok(quiver_sdk::aggregator(QuantileAggregation { cfg, ctx, fitted: None, cqr: None }))
+    }
+}
+
+quiver_sdk::export_plugin!(QuantileAggregationPlugin);
