@@ -385,7 +385,7 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
             let raw = read_column(&dir.join(file), "raw").ok();
             println!(
                 "\ntruth check: {}",
-                truth_check(kind, &read_column(&dir.join(file), "truth")?, raw.as_deref(), &json)?
+                truth_check(kind, &read_column(&dir.join(file), "truth")?, raw.as_deref(), &json, dir)?
             );
         }
         println!();
@@ -394,7 +394,7 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
 }
 
 /// Compare a result with the held-back truth; one line for the reader.
-fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value) -> Result<String> {
+fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value, dir: &Path) -> Result<String> {
     let count = |f: &dyn Fn(f64) -> bool| truth.iter().filter(|&&t| f(t)).count();
     Ok(match kind {
         "fdp-power" => {
@@ -483,8 +483,60 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value) -> 
                 .collect();
             format!("exact value {exact:.3}; {}", parts.join("; "))
         }
+        "aggregation" => aggregation_check(truth, json, &dir.join("test.csv"))?,
         other => return Err(format!("unknown check '{other}'")),
     })
+}
+
+/// The test rows' realised outcomes against the aggregate's `test_quantiles` and each base
+/// model's own quantiles (read from test.csv): WIS (= 2 × mean pinball over the symmetric
+/// levels) and the coverage of the central intervals.
+fn aggregation_check(truth: &[f64], json: &Value, test_csv: &Path) -> Result<String> {
+    let levels: Vec<f64> = json["levels"].as_array().ok_or("no levels")?.iter().filter_map(Value::as_f64).collect();
+    let k = levels.len();
+    let rows: Vec<Vec<f64>> = json["test_quantiles"]
+        .as_array()
+        .ok_or("the result has no test_quantiles")?
+        .iter()
+        .map(|r| r.as_array().into_iter().flatten().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+        .collect();
+    if rows.len() != truth.len() {
+        return Err(format!("{} test rows for {} outcomes", rows.len(), truth.len()));
+    }
+    let wis = |q: &dyn Fn(usize, usize) -> f64| {
+        let total: f64 = (0..truth.len())
+            .map(|i| {
+                levels
+                    .iter()
+                    .enumerate()
+                    .map(|(kk, &t)| {
+                        let u = truth[i] - q(i, kk);
+                        (t * u).max((t - 1.0) * u)
+                    })
+                    .sum::<f64>()
+            })
+            .sum();
+        2.0 * total / (k * truth.len()) as f64
+    };
+    let mut parts = Vec::new();
+    for m in json["models"].as_array().ok_or("no models")?.iter().filter_map(Value::as_str) {
+        let cols: Vec<Vec<f64>> =
+            levels.iter().map(|t| read_column(test_csv, &format!("q_{m}_{t}"))).collect::<Result<_>>()?;
+        parts.push(format!("{m} {:.4}", wis(&|i, kk| cols[kk][i])));
+    }
+    let agg = wis(&|i, kk| rows[i][kk]);
+    let coverage: Vec<String> = (0..k / 2)
+        .map(|lo| {
+            let hi = k - 1 - lo;
+            let c = (0..truth.len()).filter(|&i| rows[i][lo] <= truth[i] && truth[i] <= rows[i][hi]).count();
+            format!("{:.0}% interval {:.3}", (levels[hi] - levels[lo]) * 100.0, c as f64 / truth.len() as f64)
+        })
+        .collect();
+    Ok(format!(
+        "test WIS against the realised demand (lower is better): {}; aggregate {agg:.4}. Coverage: {}",
+        parts.join(", "),
+        coverage.join(", ")
+    ))
 }
 
 fn read_column(path: &Path, name: &str) -> Result<Vec<f64>> {

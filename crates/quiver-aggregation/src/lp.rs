@@ -41,6 +41,9 @@ pub enum LpError {
 /// memory and time are not what an exact solve should cost; the gradient solver serves.
 pub const MAX_NONZEROS: f64 = 6e7;
 
+/// Weights the interior point leaves below this are zeros of the exact optimum.
+pub const ZERO_WEIGHT: f64 = 1e-10;
+
 /// The data of an aggregation LP: forecast columns, outcomes and levels.
 #[derive(Debug, Clone, Copy)]
 pub struct LpData<'a> {
@@ -125,9 +128,10 @@ pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolut
             weights[i] = v;
         }
     }
-    // clip the interior point's tiny negative entries and renormalise each group
+    // the interior point ends within its tolerance of the vertex: weights below 1e-10 (and its
+    // tiny negative entries) are zero; renormalise each group
     for g in weights.chunks_mut(s.group_size()) {
-        g.iter_mut().for_each(|v| *v = v.max(0.0));
+        g.iter_mut().for_each(|v| *v = if *v < ZERO_WEIGHT { 0.0 } else { *v });
         let sum: f64 = g.iter().sum();
         g.iter_mut().for_each(|v| *v /= sum);
     }

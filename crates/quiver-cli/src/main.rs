@@ -332,7 +332,19 @@ fn short(v: &Value) -> String {
             _ => n.to_string(),
         },
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        // nested results (per-model metrics) stay readable: long ones are left to --json
+        Value::Array(a) if a.len() > 8 => format!("[{} values]", a.len()),
+        Value::Array(a) if a.iter().all(|x| !x.is_array() && !x.is_object()) => {
+            format!("[{}]", a.iter().map(short).collect::<Vec<_>>().join(", "))
+        }
+        other => {
+            let text = other.to_string();
+            if text.chars().count() > 80 {
+                "{...} (see --json)".to_string()
+            } else {
+                text
+            }
+        }
     }
 }
 

@@ -211,6 +211,30 @@ impl QuantileAggregation {
     }
 }
 
+/// `{model: WIS, ..., aggregate: WIS}` from a metrics value (the line a reader looks at first).
+fn wis_line(metrics: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(models) = metrics["models"].as_object() {
+        for (m, v) in models {
+            out.insert(m.clone(), v["wis"].clone());
+        }
+    }
+    if !metrics["aggregate"].is_null() {
+        out.insert("aggregate".into(), metrics["aggregate"]["wis"].clone());
+    }
+    Value::Object(out)
+}
+
+/// `{"1 - alpha": coverage}` of the aggregate's central intervals.
+fn coverage_line(metrics: &Value) -> Value {
+    let mut out = Map::new();
+    for iv in metrics["aggregate"]["intervals"].as_array().into_iter().flatten() {
+        let a = iv["alpha"].as_f64().unwrap_or(f64::NAN);
+        out.insert(score::level_key(((1.0 - a) * 1e12).round() / 1e12), iv["coverage"].clone());
+    }
+    Value::Object(out)
+}
+
 fn gradient_json(r: &AdamReport, c: &AdamConfig, device: Device) -> Value {
     json!({
         "solver": "gradient",
@@ -286,7 +310,9 @@ impl AggregatorImpl for QuantileAggregation {
         let agg = self.aggregate(&fitted, &fc).expect("a weighted or baseline granularity");
         let mut fitted = fitted;
         fitted.summary.insert("objective".into(), json!(score::score(&agg, &fitted.layout.levels, y).mean_pinball));
-        fitted.summary.insert("fit_metrics".into(), self.metrics(&fitted.layout, &fc, Some(&agg)));
+        let metrics = self.metrics(&fitted.layout, &fc, Some(&agg));
+        fitted.summary.insert("fit_wis".into(), wis_line(&metrics));
+        fitted.summary.insert("fit_metrics".into(), metrics);
         if let Some(bad) = agg.values.iter().position(|v| !v.is_finite()) {
             return Err(t.row_error(
                 &fitted.layout.columns[0],
@@ -356,7 +382,11 @@ impl AggregatorImpl for QuantileAggregation {
                 if let Some(t) = tables.opt(role) {
                     layout.check_same(&t, false)?;
                     let fc = Forecasts::read(&t, layout, false, false)?;
-                    metrics.insert(role.into(), self.metrics(layout, &fc, None));
+                    let m = self.metrics(layout, &fc, None);
+                    if !m.is_null() {
+                        out[format!("{role}_wis")] = wis_line(&m);
+                    }
+                    metrics.insert(role.into(), m);
                 }
             }
             out["metrics"] = Value::Object(metrics);
@@ -401,7 +431,12 @@ impl AggregatorImpl for QuantileAggregation {
                 )]);
             }
         }
-        out["test_metrics"] = self.metrics(layout, &fc, Some(&q));
+        let metrics = self.metrics(layout, &fc, Some(&q));
+        if !metrics.is_null() {
+            out["test_wis"] = wis_line(&metrics);
+            out["test_coverage"] = coverage_line(&metrics);
+        }
+        out["test_metrics"] = metrics;
         out["test_rows"] = json!(fc.n);
         Ok(AggregationResult { device: self.ctx.device(), quantiles: as_matrix(q), json: self.ctx.result_text(out) })
     }
