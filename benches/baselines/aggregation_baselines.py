@@ -2,13 +2,13 @@
 """Baselines for quantile-aggregation in `cargo xtask bench`.
 
 Case "lp": the coarse global aggregation LP (Fakoor et al., JMLR 2023) solved by SciPy's HiGHS
-(`linprog(method=METHOD)`), built as Quiver builds it: variables (w_1..w_J, t_ik), minimise
+(`linprog(method=method)`), built as Quiver builds it: variables (w_1..w_J, t_ik), minimise
 (1/nK) sum_ik [tau_k (y_i - qhat_ik) + t_ik] subject to qhat_ik - t_ik <= y_i, t >= 0, w >= 0,
 sum w = 1, on data standardised by the mean and standard deviation of y.
 
 Case "adam" (NumPy) and "adam-torch" (PyTorch on the CPU): the medium global aggregator fitted by
-Quiver's procedure: blocks of 64 consecutive rows, a seeded 10% of the blocks held out, every
-epoch the other blocks in a random order, `batch_rows / 64` blocks a step, softmax logits
+Quiver's procedure: blocks of `block` (512) consecutive rows, a seeded 10% of the blocks held out, every
+epoch the other blocks in a random order, `batch_rows / block` blocks a step, softmax logits
 (zero at the start) updated by Adam on the mean pinball loss, early stopping after `patience`
 epochs without a lower held-out loss; the weights of the best epoch are returned.
 
@@ -25,11 +25,7 @@ def load(d, name):
     return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
-import os
-METHOD = os.environ.get("LP_METHOD", "highs")
-
-
-def lp(q, y, levels):
+def lp(q, y, levels, method):
     import scipy.sparse as sp
     from scipy.optimize import linprog
 
@@ -44,7 +40,7 @@ def lp(q, y, levels):
     b_ub = np.tile(ys, k)
     c = np.concatenate([-norm * np.einsum("k,ijk->j", levels, qs), np.full(n * k, norm)])
     a_eq = sp.csr_matrix(np.concatenate([np.ones(j), np.zeros(n * k)])[None, :])
-    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[1.0], bounds=(0, None), method=METHOD)
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[1.0], bounds=(0, None), method=method)
     w = np.maximum(res.x[:j], 0.0)
     w /= w.sum()
     qhat = np.einsum("ijk,j->ik", q, w)
@@ -53,7 +49,7 @@ def lp(q, y, levels):
     return {"objective": obj, "weights": w.tolist(), "status": int(res.status)}
 
 
-def splitmix_blocks(n, block, holdout, seed):
+def split_blocks(n, block, holdout, seed):
     rng = np.random.default_rng(seed)
     nb = -(-n // block)
     order = rng.permutation(nb)
@@ -68,8 +64,8 @@ def rows_of(blocks, block, n):
 
 def adam_numpy(q, y, levels, cfg):
     n, j, k = q.shape
-    block, sd = 64, y.std()
-    train, hold, rng = splitmix_blocks(n, block, cfg["holdout"], cfg["seed"])
+    block, sd = cfg["block"], y.std()
+    train, hold, rng = split_blocks(n, block, cfg["holdout"], cfg["seed"])
     per = max(cfg["batch_rows"] // block, 1)
     hold_rows = rows_of(hold, block, n)
     qh_hold, y_hold = q[hold_rows], y[hold_rows]
@@ -115,8 +111,8 @@ def adam_torch(q, y, levels, cfg):
 
     torch.set_num_threads(cfg.get("threads", torch.get_num_threads()))
     n, j, k = q.shape
-    block = 64
-    train, hold, rng = splitmix_blocks(n, block, cfg["holdout"], cfg["seed"])
+    block = cfg["block"]
+    train, hold, rng = split_blocks(n, block, cfg["holdout"], cfg["seed"])
     per = max(cfg["batch_rows"] // block, 1)
     qt, yt, lv = torch.from_numpy(q), torch.from_numpy(y / y.std()), torch.from_numpy(levels)
     qt = qt / y.std()
@@ -159,7 +155,9 @@ def main():
     q = load(d, "q").reshape(-1, k, n).transpose(2, 0, 1).copy()  # (n, J, K)
     case = spec["case"]
     if case == "lp":
-        times, result = time_runs(lambda: lp(q, y, levels), spec["repeats"])
+        method = spec.get("lp_method", "highs-ipm")
+        times, result = time_runs(lambda: lp(q, y, levels, method), spec["repeats"])
+        result["lp_method"] = method
     elif case == "adam":
         times, result = time_runs(lambda: adam_numpy(q, y, levels, spec["adam"]), spec["repeats"])
     else:

@@ -18,6 +18,7 @@ use rand_distr::{Distribution, Normal};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 struct Args {
@@ -557,6 +558,106 @@ fn dqc_case(host: &Host, episodes: usize) -> Case {
 /// Peak resident memory of critic-lstd (lstdq, 256 RFF features) fitting `n` transitions: the
 /// process's high-water mark is reset once the data are built (`/proc/self/clear_refs`), so the
 /// figure is the input tables plus everything the fit adds.
+/// Forecasts of J models at K equispaced levels for n rows (model j: bias from −1 to 1, spread
+/// 0.4 + 0.2 j times the truth's, noise 0.3), as host tables; the columns also go to `dir` for
+/// the baselines (`q` column-major, column j·K + k). Tables: `fit`, and `test` = the first
+/// 1000 rows' forecasts.
+fn aggregation_tables(dir: Option<&Path>, n: usize, j: usize, k: usize, seed: u64) -> Vec<Table> {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let levels: Vec<f64> = (1..=k).map(|i| i as f64 / (k + 1) as f64).collect();
+    let x: Vec<f64> = (0..n).map(|_| r.random::<f64>() * 4.0).collect();
+    let mu: Vec<f64> = x.iter().map(|v| (v * 1.3).sin() * 2.0 + v).collect();
+    let sd: Vec<f64> = x.iter().map(|v| 0.3 + 0.4 * v).collect();
+    let y: Vec<f64> = (0..n).map(|i| mu[i] + sd[i] * normal.sample(&mut r)).collect();
+    let z: Vec<f64> = levels.iter().map(|&t| quiver_numerics::normal_quantile(t)).collect();
+    let mut t = Table::new("fit").with_f64("y", y.clone());
+    let mut test = Table::new("test");
+    let mut file = dir.map(|d| {
+        std::fs::create_dir_all(d).unwrap();
+        write_f64(d, "y", &y);
+        write_f64(d, "levels", &levels);
+        std::io::BufWriter::new(std::fs::File::create(d.join("q.f64")).unwrap())
+    });
+    for m in 0..j {
+        // models differ enough that the weights matter: biases −1..1 sd, spreads 0.4..2.2
+        let bias = 2.0 * (m as f64 / (j - 1).max(1) as f64 - 0.5);
+        let scale = 0.4 + 0.2 * m as f64;
+        for (kk, &zk) in z.iter().enumerate() {
+            let col: Vec<f64> =
+                (0..n).map(|i| mu[i] + bias + 0.3 * normal.sample(&mut r) + scale * sd[i] * zk).collect();
+            if let Some(f) = file.as_mut() {
+                use std::io::Write;
+                for v in &col {
+                    f.write_all(&v.to_le_bytes()).unwrap();
+                }
+            }
+            let name = format!("q_m{m}_{}", levels[kk]);
+            test = test.with_f64(&name, col[..n.min(1000)].to_vec());
+            t = t.with_f64(&name, col);
+        }
+    }
+    vec![t, test]
+}
+
+const AGG_EXACT: &str = "quantile-aggregation exact coarse vs SciPy HiGHS";
+const AGG_ADAM: &str = "quantile-aggregation gradient medium (Adam)";
+const AGG_TORCH: &str = "quantile-aggregation gradient medium vs PyTorch CPU";
+
+/// `quantile-aggregation`, global weights: `exact` coarse against SciPy's HiGHS (`linprog`,
+/// interior point) on the same LP, or `gradient` medium against the same Adam procedure in
+/// NumPy (and PyTorch with `--baselines full`).
+fn aggregation_case(host: &Host, dir: &Path, tables: Arc<Vec<Table>>, solver: &str, torch: Option<&Path>) -> Case {
+    let (j, k) = (10, 99);
+    let n = tables[0].nrows;
+    let adam = json!({"lr": 0.05, "batch_rows": 1024, "max_epochs": 30, "patience": 30, "holdout": 0.1, "seed": 0, "block": 512});
+    let (granularity, params) = if solver == "exact" {
+        (
+            "coarse",
+            testing::params(&[
+                ("granularity", json!("coarse")),
+                ("solver", json!("exact")),
+                ("monotone", json!("none")),
+            ]),
+        )
+    } else {
+        let mut p = testing::params(&[
+            ("granularity", json!("medium")),
+            ("solver", json!("gradient")),
+            ("monotone", json!("none")),
+        ]);
+        for (key, v) in adam.as_object().unwrap().iter().filter(|(key, _)| *key != "block") {
+            p.insert(key.clone(), v.clone());
+        }
+        ("medium", p)
+    };
+    let host = host.clone();
+    let compare = if solver == "exact" { "equal" } else { "at-most" };
+    let (case, script_case) = match (solver, torch) {
+        ("exact", _) => (AGG_EXACT, "lp"),
+        (_, None) => (AGG_ADAM, "adam"),
+        (_, Some(_)) => (AGG_TORCH, "adam-torch"),
+    };
+    Case {
+        name: case.into(),
+        sizes: json!({"n": n, "models": j, "levels": k, "granularity": granularity}),
+        python: torch.map(Path::to_path_buf),
+        script: Some("aggregation_baselines.py"),
+        baseline: json!({"case": script_case, "adam": adam}),
+        data: dir.to_path_buf(),
+        repeats: Some(1),
+        quiver: Box::new(move || {
+            let mut h =
+                host.aggregator("quantile-aggregation", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            h.calibrate(&tables).map_err(|e| e.to_string())?;
+            let r = h.predict(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
+            Ok(json!({"objective": v["objective"], "compare": compare, "solver_details": v["solver_details"]}))
+        }),
+    }
+}
+
 fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
     let (table, _, _) = critic_table(n, 6);
     let input_bytes = table_bytes(std::slice::from_ref(&table));
@@ -618,7 +719,7 @@ fn memory_of(
 }
 
 /// Number of cases in [`memory_cases`].
-const MEMORY_CASES: usize = 7;
+const MEMORY_CASES: usize = 8;
 
 /// Peak memory of every method family at `n` rows (`cargo xtask bench`, not `--quick`), each case
 /// measured in a fresh process (this binary with `--memory-case K`): memory a previous case freed
@@ -700,6 +801,23 @@ fn memory_cases(host: &Host, n: usize, k: usize) -> Result<Value, String> {
             }
             memory_of(host, "ope bandit, 10 actions, t intervals", "ope", &[("ci", json!("t"))], vec![t])
         }
+        7 => {
+            // the gradient bench's size: n / 100 rows of 10 models × 99 levels (10^8 numbers)
+            let tables = aggregation_tables(None, n / 100, 10, 99, 29);
+            let params = [
+                ("granularity", json!("medium")),
+                ("solver", json!("gradient")),
+                ("max_epochs", json!(3)),
+                ("monotone", json!("none")),
+            ];
+            memory_of(
+                host,
+                "quantile-aggregation gradient, 10 models x 99 levels",
+                "quantile-aggregation",
+                &params,
+                tables,
+            )
+        }
         _ => Err(format!("no memory case {k}")),
     }
 }
@@ -720,6 +838,12 @@ fn agree(a: &Value, b: &Value) -> bool {
                 })
             })
         });
+    }
+    if let (Some(x), Some(y)) = (a.get("objective").and_then(Value::as_f64), b.get("objective").and_then(Value::as_f64))
+    {
+        // aggregation: the exact LP's optimum to 1e-7 relative; Adam reaches the baseline's loss
+        // (within 1e-3 relative: both run the same procedure with different shuffles)
+        return if a["compare"] == "equal" { (x - y).abs() <= 1e-7 * y.abs() } else { x <= y * (1.0 + 1e-3) };
     }
     if let (Some(x), Some(y)) = (a.get("j").and_then(Value::as_f64), b.get("j").and_then(Value::as_f64)) {
         // the same policy value from the same features (NumPy's cos and Quiver's differ by ~1e-16)
@@ -863,6 +987,21 @@ fn real_main() -> Result<(), String> {
         cases.push(case);
     }
     cases.push(dqc_case(&host, episodes));
+    let (agg_exact, agg_grad) = if args.quick { (1_000, 10_000) } else { (10_000, 100_000) };
+    let (qa_lp, qa_adam) = (data.join("qa-lp"), data.join("qa-adam"));
+    // these data are large (10^8 numbers): built only when a case of theirs is wanted
+    let wanted = |names: &[&str]| args.only.as_ref().is_none_or(|o| names.iter().any(|n| n.contains(o.as_str())));
+    if wanted(&[AGG_EXACT]) {
+        let lp_tables = Arc::new(aggregation_tables(Some(&qa_lp), agg_exact, 10, 99, 23));
+        cases.push(aggregation_case(&host, &qa_lp, lp_tables, "exact", None));
+    }
+    if wanted(&[AGG_ADAM, AGG_TORCH]) {
+        let adam_tables = Arc::new(aggregation_tables(Some(&qa_adam), agg_grad, 10, 99, 29));
+        cases.push(aggregation_case(&host, &qa_adam, adam_tables.clone(), "gradient", None));
+        if let Some(py) = &args.python_full {
+            cases.push(aggregation_case(&host, &qa_adam, adam_tables, "gradient", Some(py)));
+        }
+    }
     let gpu_usable = host
         .selector(
             "conformal-selection",
@@ -924,7 +1063,11 @@ fn real_main() -> Result<(), String> {
             "sizes": case.sizes,
             "quiver_median_s": q,
             "quiver_times_s": times,
-            "baseline": if case.python.is_some() { format!("SCOPE-RL (benches/baselines/{script})") } else { format!("NumPy/SciPy (benches/baselines/{script})") },
+            "baseline": match (case.python.is_some(), script) {
+                (true, "scope_rl_baselines.py") => format!("SCOPE-RL (benches/baselines/{script})"),
+                (true, _) => format!("PyTorch on the CPU (benches/baselines/{script})"),
+                _ => format!("NumPy/SciPy (benches/baselines/{script})"),
+            },
             "baseline_median_s": b,
             "baseline_times_s": base_times,
             "ratio_baseline_over_quiver": b / q,

@@ -81,6 +81,14 @@ impl Structure {
     pub fn n_groups(&self) -> usize {
         self.n_weights() / self.group_size()
     }
+    /// Terms per output level: J (coarse, medium) or J·K (fine).
+    pub fn n_terms(&self) -> usize {
+        if self.granularity == Granularity::Fine {
+            self.j * self.k
+        } else {
+            self.j
+        }
+    }
     /// Terms of output level `k`: `(column j·K + k′, weight index)`.
     pub fn terms(&self, k: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (jj, kk) = (self.j, self.k);
@@ -265,19 +273,6 @@ pub fn baseline(g: Granularity, f: &Forecasts<'_>, j: usize, k: usize) -> Quanti
                 }
                 _ => tmp.iter().sum::<f64>() / j as f64,
             };
-        }
-    }
-    QuantileMatrix { n, k, values }
-}
-
-/// Model `j`'s own quantiles as a matrix (scoring the base models).
-pub fn model_quantiles(f: &Forecasts<'_>, j: usize, k: usize) -> QuantileMatrix {
-    let n = f.n;
-    let mut values = vec![0.0; n * k];
-    for kk in 0..k {
-        let col = f.q[j * k + kk];
-        for i in 0..n {
-            values[i * k + kk] = col[i];
         }
     }
     QuantileMatrix { n, k, values }

@@ -101,39 +101,74 @@ pub struct Scores {
 /// with a median level; by (α/2) IS_α = ψ_{α/2}(y − lo) + ψ_{1−α/2}(y − hi) it equals twice the
 /// mean pinball loss over the symmetric levels.
 pub fn score(q: &QuantileMatrix, levels: &[f64], y: &[f64]) -> Scores {
-    let k = q.k;
-    assert_eq!(levels.len(), k);
+    assert_eq!(levels.len(), q.k);
     assert_eq!(y.len(), q.n);
+    let k = q.k;
+    score_with(levels, y, |i, kk| q.values[i * k + kk])
+}
+
+/// Rows per parallel task when scoring.
+const SCORE_ROWS: usize = 4096;
+
+/// [`score`] of the quantiles `q(i, k)` (row i, level k), e.g. read straight from a model's
+/// forecast columns. Rows are scored in parallel chunks whose sums are added in row order.
+pub fn score_with(levels: &[f64], y: &[f64], q: impl Fn(usize, usize) -> f64 + Sync) -> Scores {
+    use rayon::prelude::*;
+    let k = levels.len();
+    let n = y.len();
     let (ints, median) = intervals(levels);
+    let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
+    // per chunk: pinball per level, (covered, width, score) per interval, WIS sum, crossings
+    let chunk = |start: usize| {
+        let mut pin = vec![0.0; k];
+        let mut acc = vec![(0.0, 0.0, 0.0); ints.len()];
+        let (mut wis_sum, mut crossing) = (0.0, 0usize);
+        let mut row = vec![0.0; k];
+        let end = (start + SCORE_ROWS).min(n);
+        for (i, &yi) in y[start..end].iter().enumerate().map(|(r, v)| (start + r, v)) {
+            for (kk, r) in row.iter_mut().enumerate() {
+                *r = q(i, kk);
+            }
+            crossing += usize::from(row.windows(2).any(|w| w[0] > w[1]));
+            for (kk, (&t, &qk)) in levels.iter().zip(&row).enumerate() {
+                pin[kk] += pinball(t, yi, qk);
+            }
+            let mut w = median.map_or(0.0, |m| 0.5 * (yi - row[m]).abs());
+            for (a, iv) in acc.iter_mut().zip(&ints) {
+                let (lo, hi) = (row[iv.lo], row[iv.hi]);
+                let s = interval_score(iv.alpha, yi, lo, hi);
+                a.0 += f64::from(u8::from(lo <= yi && yi <= hi));
+                a.1 += hi - lo;
+                a.2 += s;
+                w += iv.alpha / 2.0 * s;
+            }
+            wis_sum += w / wis_norm;
+        }
+        (pin, acc, wis_sum, crossing)
+    };
+    let parts: Vec<_> = (0..n).into_par_iter().step_by(SCORE_ROWS).map(chunk).collect();
     let mut pin = vec![0.0; k];
     let mut ints_acc = vec![(0.0, 0.0, 0.0); ints.len()];
-    let mut wis_sum = 0.0;
-    let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
-    for (i, &yi) in y.iter().enumerate() {
-        let row = q.row(i);
-        for (kk, (&t, &qk)) in levels.iter().zip(row).enumerate() {
-            pin[kk] += pinball(t, yi, qk);
+    let (mut wis_sum, mut crossing) = (0.0, 0);
+    for (p, a, w, c) in parts {
+        pin.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
+        for (x, y) in ints_acc.iter_mut().zip(&a) {
+            x.0 += y.0;
+            x.1 += y.1;
+            x.2 += y.2;
         }
-        let mut w = median.map_or(0.0, |m| 0.5 * (yi - row[m]).abs());
-        for (acc, iv) in ints_acc.iter_mut().zip(&ints) {
-            let (lo, hi) = (row[iv.lo], row[iv.hi]);
-            let s = interval_score(iv.alpha, yi, lo, hi);
-            acc.0 += f64::from(u8::from(lo <= yi && yi <= hi));
-            acc.1 += hi - lo;
-            acc.2 += s;
-            w += iv.alpha / 2.0 * s;
-        }
-        wis_sum += w / wis_norm;
+        wis_sum += w;
+        crossing += c;
     }
-    let n = q.n.max(1) as f64;
-    pin.iter_mut().for_each(|p| *p /= n);
+    let nf = n.max(1) as f64;
+    pin.iter_mut().for_each(|p| *p /= nf);
     Scores {
         mean_pinball: pin.iter().sum::<f64>() / k as f64,
         pinball: pin,
-        intervals: ints.iter().zip(ints_acc).map(|(iv, a)| (*iv, a.0 / n, a.1 / n, a.2 / n)).collect(),
-        wis: (wis_norm > 0.0).then_some(wis_sum / n),
-        crossing_rows: q.crossing_rows(),
-        n: q.n,
+        intervals: ints.iter().zip(ints_acc).map(|(iv, a)| (*iv, a.0 / nf, a.1 / nf, a.2 / nf)).collect(),
+        wis: (wis_norm > 0.0).then_some(wis_sum / nf),
+        crossing_rows: crossing,
+        n,
     }
 }
 

@@ -101,8 +101,9 @@ impl QuantileAggregation {
         let (j, k) = (layout.n_models(), layout.n_levels());
         let models: Map<String, Value> = (0..j)
             .map(|m| {
-                let q = model::model_quantiles(fc, m, k);
-                (layout.models[m].clone(), score::score(&q, &layout.levels, y).to_json(&layout.levels))
+                let cols = &fc.q[m * k..(m + 1) * k];
+                let s = score::score_with(&layout.levels, y, |i, kk| cols[kk][i]);
+                (layout.models[m].clone(), s.to_json(&layout.levels))
             })
             .collect();
         let mut out = json!({ "models": models });
