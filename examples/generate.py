@@ -31,7 +31,7 @@ temperature. Demand grows with heat and swings more on hot days (heteroscedastic
 base models fitted on 3000 past days forecast 7 quantiles (5%..95%): a linear model with a constant
 spread, a 60-nearest-neighbour quantile model, and a Gaussian model with a smooth mean and a
 spread growing with temperature. No model wins everywhere. 2000 days fit the aggregation weights,
-1000 calibrate its intervals, 2000 are forecast; truth.csv holds their realised demand.
+2000 calibrate its intervals, 2000 are forecast; truth.csv holds their realised demand.
 """
 import math
 import os
@@ -324,7 +324,7 @@ def aggregation():
             out.append(r)
         return out
 
-    for name, size in [("fit", 2000), ("calibration", 1000)]:
+    for name, size in [("fit", 2000), ("calibration", 2000)]:
         xs, ys = draw(size)
         write(os.path.join(d, f"{name}.csv"), header, rows(xs, ys, True))
     xs, ys = draw(2000)
