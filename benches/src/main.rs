@@ -603,11 +603,19 @@ fn aggregation_tables(dir: Option<&Path>, n: usize, j: usize, k: usize, seed: u6
 const AGG_EXACT: &str = "quantile-aggregation exact coarse vs SciPy HiGHS";
 const AGG_ADAM: &str = "quantile-aggregation gradient medium (Adam)";
 const AGG_TORCH: &str = "quantile-aggregation gradient medium vs PyTorch CPU";
+const AGG_ADAM_CUDA: &str = "quantile-aggregation gradient medium cuda";
 
 /// `quantile-aggregation`, global weights: `exact` coarse against SciPy's HiGHS (`linprog`,
 /// interior point) on the same LP, or `gradient` medium against the same Adam procedure in
 /// NumPy (and PyTorch with `--baselines full`).
-fn aggregation_case(host: &Host, dir: &Path, tables: Arc<Vec<Table>>, solver: &str, torch: Option<&Path>) -> Case {
+fn aggregation_case(
+    host: &Host,
+    dir: &Path,
+    tables: Arc<Vec<Table>>,
+    solver: &str,
+    torch: Option<&Path>,
+    device: DeviceRequest,
+) -> Case {
     let (j, k) = (10, 99);
     let n = tables[0].nrows;
     let adam = json!({"lr": 0.05, "batch_rows": 1024, "max_epochs": 30, "patience": 30, "holdout": 0.1, "seed": 0, "block": 512});
@@ -633,10 +641,11 @@ fn aggregation_case(host: &Host, dir: &Path, tables: Arc<Vec<Table>>, solver: &s
     };
     let host = host.clone();
     let compare = if solver == "exact" { "equal" } else { "at-most" };
-    let (case, script_case) = match (solver, torch) {
-        ("exact", _) => (AGG_EXACT, "lp"),
-        (_, None) => (AGG_ADAM, "adam"),
-        (_, Some(_)) => (AGG_TORCH, "adam-torch"),
+    let (case, script_case) = match (solver, torch, device) {
+        ("exact", ..) => (AGG_EXACT, "lp"),
+        (_, None, DeviceRequest::Cuda) => (AGG_ADAM_CUDA, "adam"),
+        (_, None, _) => (AGG_ADAM, "adam"),
+        (_, Some(_), _) => (AGG_TORCH, "adam-torch"),
     };
     Case {
         name: case.into(),
@@ -993,14 +1002,7 @@ fn real_main() -> Result<(), String> {
     let wanted = |names: &[&str]| args.only.as_ref().is_none_or(|o| names.iter().any(|n| n.contains(o.as_str())));
     if wanted(&[AGG_EXACT]) {
         let lp_tables = Arc::new(aggregation_tables(Some(&qa_lp), agg_exact, 10, 99, 23));
-        cases.push(aggregation_case(&host, &qa_lp, lp_tables, "exact", None));
-    }
-    if wanted(&[AGG_ADAM, AGG_TORCH]) {
-        let adam_tables = Arc::new(aggregation_tables(Some(&qa_adam), agg_grad, 10, 99, 29));
-        cases.push(aggregation_case(&host, &qa_adam, adam_tables.clone(), "gradient", None));
-        if let Some(py) = &args.python_full {
-            cases.push(aggregation_case(&host, &qa_adam, adam_tables, "gradient", Some(py)));
-        }
+        cases.push(aggregation_case(&host, &qa_lp, lp_tables, "exact", None, DeviceRequest::Cpu));
     }
     let gpu_usable = host
         .selector(
@@ -1009,6 +1011,17 @@ fn real_main() -> Result<(), String> {
             RunContext { device: DeviceRequest::Cuda, threads: 0, ..Default::default() },
         )
         .is_ok();
+    if wanted(&[AGG_ADAM, AGG_TORCH, AGG_ADAM_CUDA]) {
+        let adam_tables = Arc::new(aggregation_tables(Some(&qa_adam), agg_grad, 10, 99, 29));
+        let cpu = DeviceRequest::Cpu;
+        cases.push(aggregation_case(&host, &qa_adam, adam_tables.clone(), "gradient", None, cpu));
+        if let Some(py) = &args.python_full {
+            cases.push(aggregation_case(&host, &qa_adam, adam_tables.clone(), "gradient", Some(py), cpu));
+        }
+        if gpu_usable {
+            cases.push(aggregation_case(&host, &qa_adam, adam_tables, "gradient", None, DeviceRequest::Cuda));
+        }
+    }
     if gpu_usable {
         let n = if args.quick { 1_000_000 } else { 10_000_000 };
         cases.push(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda));
@@ -1075,6 +1088,13 @@ fn real_main() -> Result<(), String> {
             "quiver_result": result,
             "baseline_result": base["result"],
         });
+        if case.name == AGG_ADAM_CUDA {
+            // the forecasts are read once per epoch (training blocks and the held-out ones)
+            let sd = &result["solver_details"];
+            let rows = sd["train_rows"].as_f64().unwrap_or(0.0) + sd["holdout_rows"].as_f64().unwrap_or(0.0);
+            let bytes = rows * sd["epochs"].as_f64().unwrap_or(0.0) * 10.0 * 99.0 * 8.0;
+            row["effective_gb_per_s"] = json!(bytes / q / 1e9);
+        }
         if case.name == "conformal-selection cuda" {
             let n = case.sizes["n"].as_f64().unwrap_or(0.0);
             // bytes the p-value step must move at least: sorted calibration, test scores, u, p

@@ -40,6 +40,9 @@ impl Layout {
         let mut models: Vec<String> = Vec::new();
         let mut entries: Vec<(usize, f64, String)> = Vec::new();
         let mut features = Vec::new();
+        // (model, level) → column: one lookup per column, whatever their number
+        let mut seen: std::collections::HashMap<(usize, u64), &str> = std::collections::HashMap::new();
+        let mut model_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for name in table.column_names() {
             if let Some(f) = name.strip_prefix("x_") {
                 if f.is_empty() {
@@ -65,14 +68,11 @@ impl Layout {
             if !(tau > 0.0 && tau < 1.0) {
                 return Err(bad(&format!("level {tau_text} is outside (0, 1)")));
             }
-            let j = match models.iter().position(|m| m == model) {
-                Some(j) => j,
-                None => {
-                    models.push(model.to_string());
-                    models.len() - 1
-                }
-            };
-            if let Some((_, _, other)) = entries.iter().find(|(jj, t, _)| *jj == j && *t == tau) {
+            let j = *model_index.entry(model.to_string()).or_insert_with(|| {
+                models.push(model.to_string());
+                models.len() - 1
+            });
+            if let Some(other) = seen.insert((j, tau.to_bits()), name) {
                 return Err(bad(&format!("model '{model}' at level {tau} is also column '{other}'")));
             }
             entries.push((j, tau, name.to_string()));
@@ -89,7 +89,7 @@ impl Layout {
         let k = levels.len();
         let mut columns = vec![String::new(); models.len() * k];
         for (j, tau, name) in entries {
-            let kk = levels.iter().position(|&t| t == tau).expect("collected above");
+            let kk = levels.binary_search_by(|t| t.total_cmp(&tau)).expect("collected above");
             columns[j * k + kk] = name;
         }
         for (j, m) in models.iter().enumerate() {
@@ -118,8 +118,9 @@ impl Layout {
     /// Check that another table (`calibration`, `test`) has this layout's forecast columns (and
     /// the features when `need_features`); extra columns are ignored.
     pub fn check_same(&self, table: &Table<'_>, need_features: bool) -> Result<(), PluginError> {
+        let names: std::collections::HashSet<&str> = table.column_names().into_iter().collect();
         for (ci, c) in self.columns.iter().enumerate() {
-            if table.has(c) {
+            if names.contains(c.as_str()) {
                 continue;
             }
             let (j, k) = (ci / self.n_levels(), ci % self.n_levels());
@@ -136,7 +137,7 @@ impl Layout {
         }
         if need_features {
             for f in &self.features {
-                if !table.has(&format!("x_{f}")) {
+                if !names.contains(format!("x_{f}").as_str()) {
                     return Err(PluginError::input(format!(
                         "table '{}' has no feature column 'x_{f}' (local weights use every feature of the fit table)",
                         table.role()

@@ -107,13 +107,8 @@ pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolut
         return Err(LpError::TooLarge { nonzeros: total, limit: MAX_NONZEROS });
     }
     // standardise: q̂ − y is equivariant, each group sums to one
-    let mean = data.y.iter().sum::<f64>() / n as f64;
-    let var = data.y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-    let scale = if var > 0.0 {
-        var.sqrt()
-    } else {
-        data.q.iter().flat_map(|c| c.iter()).fold(0.0f64, |m, v| m.max((v - mean).abs())).max(1.0)
-    };
+    let (mean, scale) = crate::model::center_scale(data.y);
+
     let results: Vec<Result<Solved, LpError>> =
         problems.par_iter().map(|l| solve_levels(s, data, l, noncross && l.len() > 1, mean, scale)).collect();
     let mut weights = vec![0.0; s.n_weights()];

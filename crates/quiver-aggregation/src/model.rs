@@ -145,6 +145,21 @@ pub fn softmax_groups(z: &mut [f64], size: usize) {
     }
 }
 
+/// The mean and (population) standard deviation of finite values, computed without overflow for
+/// values near ±1.8e308 (each term divided by n, the squares by the largest deviation); an sd of
+/// 0 (a constant) is reported as 1, so that dividing by it is harmless.
+pub fn center_scale(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|x| x / n).sum::<f64>();
+    let big = v.iter().fold(0.0f64, |m, x| m.max((x - mean).abs()));
+    if !(big > 0.0 && big.is_finite()) {
+        return (mean, 1.0);
+    }
+    let var = v.iter().map(|x| ((x - mean) / big).powi(2)).sum::<f64>() / n;
+    let sd = big * var.sqrt();
+    (mean, if sd > 0.0 && sd.is_finite() { sd } else { 1.0 })
+}
+
 /// The standardisation x̃ = (x − mean) / sd of each feature, fitted on the `fit` rows (a
 /// constant feature gets sd = 1: it only shifts θ).
 #[derive(Debug, Clone, PartialEq)]
@@ -158,14 +173,7 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fit on columns.
     pub fn fit(x: &[&[f64]]) -> Standardizer {
-        let (mut mean, mut sd) = (Vec::new(), Vec::new());
-        for c in x {
-            let n = c.len().max(1) as f64;
-            let m = c.iter().sum::<f64>() / n;
-            let v = c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n;
-            mean.push(m);
-            sd.push(if v > 0.0 && v.is_finite() { v.sqrt() } else { 1.0 });
-        }
+        let (mean, sd) = x.iter().map(|c| center_scale(c)).unzip();
         Standardizer { mean, sd }
     }
     /// x̃ of row `i` into `out`.

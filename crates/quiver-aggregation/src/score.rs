@@ -176,20 +176,23 @@ impl Scores {
     /// JSON: `pinball` keyed by level, `mean_pinball`, `intervals` (alpha, levels, coverage,
     /// mean_width, interval_score), `wis`, `crossing_rows`, `rows`.
     pub fn to_json(&self, levels: &[f64]) -> Value {
+        // infinite interval ends (CQR with too small a calibration set) give infinite widths and
+        // scores: strings, as everywhere in Quiver's JSON
+        let f = quiver_sdk::json_f64;
         let pin: serde_json::Map<String, Value> =
-            levels.iter().zip(&self.pinball).map(|(t, p)| (level_key(*t), json!(p))).collect();
+            levels.iter().zip(&self.pinball).map(|(t, p)| (level_key(*t), f(*p))).collect();
         json!({
             "rows": self.n,
-            "mean_pinball": self.mean_pinball,
-            "wis": self.wis,
+            "mean_pinball": f(self.mean_pinball),
+            "wis": self.wis.map(f),
             "crossing_rows": self.crossing_rows,
             "pinball": pin,
             "intervals": self.intervals.iter().map(|(iv, cov, width, is)| json!({
                 "alpha": iv.alpha,
                 "levels": [levels[iv.lo], levels[iv.hi]],
                 "coverage": cov,
-                "mean_width": width,
-                "interval_score": is,
+                "mean_width": f(*width),
+                "interval_score": f(*is),
             })).collect::<Vec<_>>(),
         })
     }

@@ -46,6 +46,10 @@ quiver_sdk::choices! {
 /// second or two on one core); larger ones go to the gradient solver.
 pub const AUTO_EXACT_NONZEROS: f64 = 2e6;
 
+/// Most multiply-adds a local-weights fit may plan (about an hour on one core is ~10^13; this
+/// refuses requests that would run for days, e.g. fine local weights over many levels).
+pub const MAX_LOCAL_WORK: f64 = 1e13;
+
 /// Parameters as read.
 #[derive(Debug, Clone)]
 struct Config {
@@ -146,7 +150,7 @@ impl QuantileAggregation {
         layout: &Layout,
         fc: &Forecasts<'_>,
         y: &[f64],
-    ) -> Result<(Weights, Value), PluginError> {
+    ) -> Result<(Weights, Value, Device), PluginError> {
         let n = fc.n;
         let local = self.cfg.weights == WeightKind::Local;
         let lp_size = lp::memory_nonzeros(s, n, self.cfg.noncross);
@@ -182,11 +186,9 @@ impl QuantileAggregation {
                 "lp_largest": {"variables": sol.largest.0, "constraints": sol.largest.1, "nonzeros": sol.largest.2},
                 "noncross": self.cfg.noncross,
             });
-            return Ok((Weights::Global(sol.weights), details));
+            return Ok((Weights::Global(sol.weights), details, Device::Cpu));
         }
-        let mean = y.iter().sum::<f64>() / n as f64;
-        let sd = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64).sqrt();
-        let scale = if sd > 0.0 { sd } else { 1.0 };
+        let (_, scale) = model::center_scale(y);
         let total = self.cfg.adam.max_epochs as u64;
         let mut progress = |e: usize| self.ctx.progress(e as u64, total, "epochs");
         let (weights, report, device) = if local {
@@ -194,6 +196,24 @@ impl QuantileAggregation {
                 return Err(PluginError::input(
                     "weights=local needs feature columns x_<name> in table 'fit' (the weights are a softmax of a linear \
                      model of them)",
+                ));
+            }
+            // per row and step: the P (d + 1) logits and their gradient, and the K levels' terms
+            let per_row = (s.n_weights() * (fc.x.len() + 1) + s.k * s.n_terms()) as f64;
+            let work = per_row * n as f64 * self.cfg.adam.max_epochs as f64;
+            if work > MAX_LOCAL_WORK {
+                return Err(PluginError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "weights=local with granularity={} would cost {work:.2e} multiply-adds ({} weights x {} \
+                         features per row, {} rows, {} epochs; limit {MAX_LOCAL_WORK:.0e}): use a coarser \
+                         granularity, fewer features or fewer max_epochs",
+                        self.cfg.granularity,
+                        s.n_weights(),
+                        fc.x.len() + 1,
+                        n,
+                        self.cfg.adam.max_epochs
+                    ),
                 ));
             }
             let (w, r) = adam::fit_local(s, fc, y, &layout.levels, scale, &self.cfg.adam, &mut progress)?;
@@ -208,7 +228,7 @@ impl QuantileAggregation {
             let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress)?;
             (Weights::Global(w), r, Device::Cpu)
         };
-        Ok((weights, gradient_json(&report, &self.cfg.adam, device)))
+        Ok((weights, gradient_json(&report, &self.cfg.adam, device), device))
     }
 }
 
@@ -263,6 +283,7 @@ impl AggregatorImpl for QuantileAggregation {
                 PluginError::input("granularity=none scores forecasts: give a 'fit', 'calibration' or 'test' table")
             })?;
             let layout = Layout::read(&t, true)?;
+            self.ctx = self.ctx.on_cpu("scoring runs on the CPU");
             self.fitted = Some(Fitted { layout, structure: None, weights: None, summary: Map::new() });
             return Ok(());
         }
@@ -272,16 +293,23 @@ impl AggregatorImpl for QuantileAggregation {
         let fc = Forecasts::read(&t, &layout, true, local)?;
         let y = fc.y.expect("read with y");
         let structure = Structure::new(cfg.granularity, layout.n_models(), layout.n_levels());
+        if structure.is_none() {
+            self.ctx = self.ctx.on_cpu("the mean and median baselines run on the CPU");
+        }
         let mut summary = Map::new();
         let weights = match &structure {
             Some(s) => {
-                if local && fc.x.is_empty() {
-                    return Err(PluginError::input(
-                        "weights=local needs feature columns x_<name> in table 'fit' (the weights are a softmax of a \
-                         linear model of them)",
-                    ));
+                let (w, details, device) = self.fit_weights(s, &layout, &fc, y)?;
+                if device == Device::Cpu {
+                    let why = if details["solver"] == "exact" {
+                        "the exact LP solver runs on the CPU"
+                    } else if local {
+                        "local weights are fitted on the CPU"
+                    } else {
+                        "the CUDA pinball kernel serves coarse and medium weights of up to 32 models"
+                    };
+                    self.ctx = self.ctx.on_cpu(why);
                 }
-                let (w, details) = self.fit_weights(s, &layout, &fc, y)?;
                 summary.insert("weights".into(), match &w {
                     Weights::Global(g) => s.weights_json(g, &layout.models, &layout.levels),
                     Weights::Local { theta, b, standardizer } => json!({
@@ -297,20 +325,13 @@ impl AggregatorImpl for QuantileAggregation {
                 summary.insert("solver_details".into(), details);
                 Some(w)
             }
-            None => {
-                if cfg.weights == WeightKind::Local || cfg.noncross {
-                    return Err(PluginError::param(format!(
-                        "granularity={} has no weights: weights=local and noncross apply to coarse, medium and fine",
-                        cfg.granularity
-                    )));
-                }
-                None
-            }
+            None => None,
         };
         let fitted = Fitted { layout, structure, weights, summary };
         let agg = self.aggregate(&fitted, &fc).expect("a weighted or baseline granularity");
         let mut fitted = fitted;
-        fitted.summary.insert("objective".into(), json!(score::score(&agg, &fitted.layout.levels, y).mean_pinball));
+        let objective = score::score(&agg, &fitted.layout.levels, y).mean_pinball;
+        fitted.summary.insert("objective".into(), quiver_sdk::json_f64(objective));
         let metrics = self.metrics(&fitted.layout, &fc, Some(&agg));
         fitted.summary.insert("fit_wis".into(), wis_line(&metrics));
         fitted.summary.insert("fit_metrics".into(), metrics);
@@ -468,8 +489,18 @@ fn read_alphas(params: &Params) -> Result<Option<Vec<f64>>, PluginError> {
                 Err(PluginError::param(format!("alphas: {v} is outside (0, 1)")))
             }
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .collect::<Result<Vec<f64>, _>>()
+        .map(|mut a| {
+            // an interval listed twice is calibrated once
+            let mut seen = Vec::new();
+            a.retain(|x| {
+                !seen.contains(&x.to_bits()) && {
+                    seen.push(x.to_bits());
+                    true
+                }
+            });
+            Some(a)
+        })
 }
 
 impl Plugin for QuantileAggregationPlugin {
@@ -566,6 +597,13 @@ impl Plugin for QuantileAggregationPlugin {
                 seed: params.i64("seed")? as u64,
             },
         };
+        let weighted = matches!(cfg.granularity, Granularity::Coarse | Granularity::Medium | Granularity::Fine);
+        if !weighted && (cfg.weights == WeightKind::Local || cfg.noncross) {
+            return Err(PluginError::param(format!(
+                "granularity={} has no weights: weights=local and noncross apply to coarse, medium and fine",
+                cfg.granularity
+            )));
+        }
         if cfg.alphas.is_some() && cfg.conformal == Conformal::None {
             return Err(PluginError::param("alphas choose the intervals of conformal=cqr: set conformal=cqr too"));
         }
