@@ -255,6 +255,62 @@ fn rows_in(blocks: &[usize], block: usize, n: usize) -> usize {
     blocks.iter().map(|&b| block_rows(b, block, n).len()).sum()
 }
 
+/// The epoch loop both fits share: split the blocks, shuffle the training blocks every epoch,
+/// call `step(state, batch, rows)` per minibatch, then `holdout(state, blocks, rows)` for the
+/// held-out mean loss, keeping `snapshot(state)` of the best epoch; stop after `patience` epochs
+/// without a lower held-out loss or at `max_epochs`. Returns the best snapshot (the last one
+/// without a held-out part) and the report.
+#[allow(clippy::type_complexity)] // the two callbacks, spelt out where they are used
+fn train<S>(
+    n: usize,
+    cfg: &AdamConfig,
+    state: &mut S,
+    step: &mut dyn FnMut(&mut S, &[usize], f64) -> Result<(), PluginError>,
+    holdout: &mut dyn FnMut(&S, &[usize], f64) -> Result<f64, PluginError>,
+    snapshot: &dyn Fn(&S) -> Vec<f64>,
+    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
+) -> Result<(Vec<f64>, AdamReport), PluginError> {
+    let (block, train, hold, mut shuffler) = split(n, cfg);
+    let per_batch = (cfg.batch_rows / block).max(1);
+    let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
+    let mut best = (f64::INFINITY, snapshot(state), 0usize);
+    let mut report = AdamReport {
+        epochs: 0,
+        best_epoch: 0,
+        holdout_loss: None,
+        history: Vec::new(),
+        rows: (train_rows, hold_rows),
+        block,
+        steps: 0,
+        stopped_early: false,
+    };
+    let mut order = train;
+    for epoch in 1..=cfg.max_epochs {
+        shuffle(&mut order, &mut shuffler);
+        for batch in order.chunks(per_batch) {
+            step(state, batch, rows_in(batch, block, n) as f64)?;
+            report.steps += 1;
+        }
+        report.epochs = epoch;
+        progress(epoch)?;
+        if hold.is_empty() {
+            best = (f64::NAN, snapshot(state), epoch);
+            continue;
+        }
+        let loss = holdout(state, &hold, hold_rows as f64)?;
+        report.history.push(loss);
+        if loss < best.0 {
+            best = (loss, snapshot(state), epoch);
+        } else if epoch - best.2 >= cfg.patience {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    report.best_epoch = best.2;
+    report.holdout_loss = (!hold.is_empty()).then_some(best.0);
+    Ok((best.1, report))
+}
+
 /// Fit global weights by Adam on softmax logits (all zero at the start: equal weights). `grad`
 /// evaluates loss and gradient (CPU or CUDA); `scale` divides the gradient (the outcomes'
 /// standard deviation, so that the step size is in standardised units); `progress(epoch)` may
@@ -269,57 +325,30 @@ pub fn fit_global(
 ) -> Result<(Vec<f64>, AdamReport), PluginError> {
     let p = s.n_weights();
     let k = s.k as f64;
-    let (block, train, hold, mut state) = split(n, cfg);
-    let per_batch = (cfg.batch_rows / block).max(1);
-    let mut logits = vec![0.0; p];
-    let mut w = logits.clone();
-    softmax_groups(&mut w, s.group_size());
-    let mut adam = Adam::new(p, cfg.lr);
-    let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
-    let mut best = (f64::INFINITY, w.clone(), 0usize);
-    let mut report = AdamReport {
-        epochs: 0,
-        best_epoch: 0,
-        holdout_loss: None,
-        history: Vec::new(),
-        rows: (train_rows, hold_rows),
-        block,
-        steps: 0,
-        stopped_early: false,
-    };
-    let mut order = train.clone();
-    let mut a = vec![0.0; p];
-    let mut dz = vec![0.0; p];
-    for epoch in 1..=cfg.max_epochs {
-        shuffle(&mut order, &mut state);
-        for batch in order.chunks(per_batch) {
+    let size = s.group_size();
+    // state: logits, their softmax, Adam's moments
+    let mut w = vec![0.0; p];
+    softmax_groups(&mut w, size);
+    let mut state = (vec![0.0; p], w, Adam::new(p, cfg.lr));
+    let (mut a, mut dz) = (vec![0.0; p], vec![0.0; p]);
+    let grad = std::cell::RefCell::new(grad);
+    train(
+        n,
+        cfg,
+        &mut state,
+        &mut |(logits, w, adam), batch, rows| {
             a.iter_mut().for_each(|x| *x = 0.0);
-            grad.eval(batch, &w, Some(&mut a))?;
-            let norm = 1.0 / (rows_in(batch, block, n) as f64 * k * scale);
-            softmax_backward(&w, &a, norm, s.group_size(), &mut dz);
-            adam.step(&mut logits, &dz);
-            w.copy_from_slice(&logits);
-            softmax_groups(&mut w, s.group_size());
-            report.steps += 1;
-        }
-        report.epochs = epoch;
-        progress(epoch)?;
-        if hold.is_empty() {
-            best = (f64::NAN, w.clone(), epoch);
-            continue;
-        }
-        let loss = grad.eval(&hold, &w, None)? / (hold_rows as f64 * k);
-        report.history.push(loss);
-        if loss < best.0 {
-            best = (loss, w.clone(), epoch);
-        } else if epoch - best.2 >= cfg.patience {
-            report.stopped_early = true;
-            break;
-        }
-    }
-    report.best_epoch = best.2;
-    report.holdout_loss = (!hold.is_empty()).then_some(best.0);
-    Ok((best.1, report))
+            grad.borrow_mut().eval(batch, w, Some(&mut a))?;
+            softmax_backward(w, &a, 1.0 / (rows * k * scale), size, &mut dz);
+            adam.step(logits, &dz);
+            w.copy_from_slice(logits);
+            softmax_groups(w, size);
+            Ok(())
+        },
+        &mut |(_, w, _), hold, rows| Ok(grad.borrow_mut().eval(hold, w, None)? / (rows * k)),
+        &|(_, w, _)| w.clone(),
+        progress,
+    )
 }
 
 /// ∂L/∂z = w ⊙ (a − Σ_group w a), times `norm`.
@@ -349,12 +378,10 @@ pub fn fit_local(
     let p = s.n_weights();
     let d = f.x.len();
     let standardizer = Standardizer::fit(&f.x);
-    let (block, train, hold, mut state) = split(n, cfg);
-    let per_batch = (cfg.batch_rows / block).max(1);
+    let block = block_size(n);
     let np = p * (d + 1);
     // params: θ (P) then B (P × d)
-    let mut params = vec![0.0; np];
-    let mut adam = Adam::new(np, cfg.lr);
+    let params = vec![0.0; np];
     let weights_of = |params: &[f64]| Weights::Local {
         theta: params[..p].to_vec(),
         b: params[p..].to_vec(),
@@ -395,52 +422,31 @@ pub fn fit_local(
         }
         (loss, g)
     };
-    let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
-    let mut best = (f64::INFINITY, params.clone(), 0usize);
-    let mut report = AdamReport {
-        epochs: 0,
-        best_epoch: 0,
-        holdout_loss: None,
-        history: Vec::new(),
-        rows: (train_rows, hold_rows),
-        block,
-        steps: 0,
-        stopped_early: false,
-    };
-    let mut order = train.clone();
     let k = s.k as f64;
-    for epoch in 1..=cfg.max_epochs {
-        shuffle(&mut order, &mut state);
-        for batch in order.chunks(per_batch) {
-            let wts = weights_of(&params);
+    let mut state = (params, Adam::new(np, cfg.lr));
+    let (best, report) = train(
+        n,
+        cfg,
+        &mut state,
+        &mut |(params, adam), batch, rows| {
+            let wts = weights_of(params);
             let parts: Vec<(f64, Vec<f64>)> = batch.par_iter().map(|&b| block_eval(b, &wts, true)).collect();
             let mut g = vec![0.0; np];
             for (_, pg) in &parts {
                 g.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
             }
-            let norm = 1.0 / (rows_in(batch, block, n) as f64 * k * scale);
+            let norm = 1.0 / (rows * k * scale);
             g.iter_mut().for_each(|v| *v *= norm);
-            adam.step(&mut params, &g);
-            report.steps += 1;
-        }
-        report.epochs = epoch;
-        progress(epoch)?;
-        if hold.is_empty() {
-            best = (f64::NAN, params.clone(), epoch);
-            continue;
-        }
-        let wts = weights_of(&params);
-        let loss: f64 = hold.par_iter().map(|&b| block_eval(b, &wts, false).0).collect::<Vec<_>>().iter().sum::<f64>()
-            / (hold_rows as f64 * k);
-        report.history.push(loss);
-        if loss < best.0 {
-            best = (loss, params.clone(), epoch);
-        } else if epoch - best.2 >= cfg.patience {
-            report.stopped_early = true;
-            break;
-        }
-    }
-    report.best_epoch = best.2;
-    report.holdout_loss = (!hold.is_empty()).then_some(best.0);
-    Ok((weights_of(&best.1), report))
+            adam.step(params, &g);
+            Ok(())
+        },
+        &mut |(params, _), hold, rows| {
+            let wts = weights_of(params);
+            let parts: Vec<f64> = hold.par_iter().map(|&b| block_eval(b, &wts, false).0).collect();
+            Ok(parts.iter().sum::<f64>() / (rows * k))
+        },
+        &|(params, _)| params.clone(),
+        progress,
+    )?;
+    Ok((weights_of(&best), report))
 }

@@ -334,36 +334,38 @@ impl ShrinkageImpl for SureBinomial {
         }
         json["lambda_hat"] = json_f64(lambda);
         json["ure"] = json!(ure);
-        let intervals = if cfg.intervals && cfg.arcsine {
-            let (a, s2) = arcsine_units(&u, &risk.h);
-            let Ebci { centre, half, mu2, kappa } = robust_ebci(&a, &s2, cfg.alpha, cfg.kurtosis)?;
+        let intervals = if cfg.intervals {
+            // (the EBCI, the scale's description, its centre, its guarantee, the map back)
+            let (ebci, scale, centre, guarantee, back) = if cfg.arcsine {
+                let (a, s2) = arcsine_units(&u, &risk.h);
+                (
+                    robust_ebci(&a, &s2, cfg.alpha, cfg.kurtosis)?,
+                    "arcsine: x = asin(sqrt((y + 3/8) / (n + 3/4))), sigma^2 = 1 / (4 n + 2), target asin(sqrt(m))",
+                    "on the arcsine scale t + w (x - t), w = mu2 / (mu2 + sigma^2); ends mapped back by sin^2",
+                    "average coverage over units >= 1 - alpha (normal approximation on the arcsine scale)",
+                    (|t: f64| t.clamp(0.0, std::f64::consts::FRAC_PI_2).sin().powi(2)) as fn(f64) -> f64,
+                )
+            } else {
+                let sigma2 = u.sampling_variance(&risk.e, &risk.h);
+                (
+                    robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?,
+                    "proportion",
+                    "m + w (raw - m), w = mu2 / (mu2 + sigma^2)",
+                    "average coverage over units >= 1 - alpha when the units' sampling variances are independent of \
+                     their effects (not so for proportions: their variance moves with p)",
+                    (|t: f64| t) as fn(f64) -> f64,
+                )
+            };
             json["ebci"] = json!({
                 "alpha": cfg.alpha,
-                "scale": "arcsine: x = asin(sqrt((y + 3/8) / (n + 3/4))), sigma^2 = 1 / (4 n + 2), target asin(sqrt(m))",
-                "mu2": mu2,
-                "kappa": kappa.map_or(json!("inf"), |k| json!(k)),
-                "centre": "on the arcsine scale t + w (x - t), w = mu2 / (mu2 + sigma^2); ends mapped back by sin^2",
-                "guarantee": "average coverage over units >= 1 - alpha (normal approximation on the arcsine scale)",
+                "scale": scale,
+                "mu2": ebci.mu2,
+                "kappa": ebci.kappa.map_or(json!("inf"), |k| json!(k)),
+                "centre": centre,
+                "guarantee": guarantee,
             });
-            let back = |t: f64| t.clamp(0.0, std::f64::consts::FRAC_PI_2).sin().powi(2);
-            let mut iv: Vec<f64> = centre.iter().zip(&half).map(|(c, h)| back(c - h)).collect();
-            iv.extend(centre.iter().zip(&half).map(|(c, h)| back(c + h)));
-            ROption::RSome(RVec::from(iv))
-        } else if cfg.intervals {
-            let sigma2 = u.sampling_variance(&risk.e, &risk.h);
-            let Ebci { centre, half, mu2, kappa } = robust_ebci(&u, &sigma2, cfg.alpha, cfg.kurtosis)?;
-            json["ebci"] = json!({
-                "alpha": cfg.alpha,
-                "scale": "proportion",
-                "mu2": mu2,
-                "kappa": kappa.map_or(json!("inf"), |k| json!(k)),
-                "centre": "m + w (raw - m), w = mu2 / (mu2 + sigma^2)",
-                "guarantee": "average coverage over units >= 1 - alpha when the units' sampling variances are \
-                              independent of their effects (not so for proportions: their variance moves with p)",
-            });
-            let mut iv: Vec<f64> = centre.iter().zip(&half).map(|(c, h)| c - h).collect();
-            iv.extend(centre.iter().zip(&half).map(|(c, h)| c + h));
-            ROption::RSome(RVec::from(iv))
+            let ends = |sign: f64| ebci.centre.iter().zip(&ebci.half).map(move |(c, h)| back(c + sign * h));
+            ROption::RSome(ends(-1.0).chain(ends(1.0)).collect())
         } else {
             ROption::RNone
         };
