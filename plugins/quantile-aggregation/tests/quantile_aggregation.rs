@@ -490,6 +490,79 @@ fn bad_input_is_named_and_never_panics() {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+    /// Random small problems with extreme values and every option: a result or a clean error,
+    /// never a panic; a result has one row of K quantiles per test row, non-decreasing with
+    /// `monotone=sort`, and weights on the simplex.
+    #[test]
+    fn random_problems_never_panic(
+        n in 1usize..40,
+        j in 1usize..4,
+        k in 1usize..5,
+        scale_exp in -300i32..300,
+        seed in 0u64..1000,
+        option in 0usize..8,
+    ) {
+        let host = testing::host();
+        let mut r = testing::rng(seed);
+        let scale = 10f64.powi(scale_exp);
+        let mut levels: Vec<f64> = (0..k).map(|_| (r.random::<f64>() * 0.98 + 0.01)).collect();
+        levels.sort_by(f64::total_cmp);
+        levels.dedup();
+        let mut t = Table::new("fit").with_f64("y", (0..n).map(|_| (r.random::<f64>() - 0.5) * scale).collect());
+        t = t.with_f64("x_a", (0..n).map(|_| r.random::<f64>() * scale).collect());
+        for m in 0..j {
+            for l in &levels {
+                t = t.with_f64(&format!("q_m{m}_{l}"), (0..n).map(|_| (r.random::<f64>() - 0.5) * scale).collect());
+            }
+        }
+        let mut test = t.clone();
+        test.role = "test".into();
+        let mut cal = t.clone();
+        cal.role = "calibration".into();
+        let params: Vec<(&str, Value)> = match option {
+            0 => vec![],
+            1 => vec![("granularity", json!("coarse")), ("solver", json!("exact")), ("noncross", json!(true))],
+            2 => vec![("granularity", json!("fine")), ("solver", json!("gradient")), ("max_epochs", json!(5))],
+            3 => vec![("weights", json!("local")), ("max_epochs", json!(5)), ("monotone", json!("pava"))],
+            4 => vec![("conformal", json!("cqr"))],
+            5 => vec![("granularity", json!("median")), ("conformal", json!("cqr"))],
+            6 => vec![("granularity", json!("none"))],
+            _ => vec![("granularity", json!("medium")), ("solver", json!("exact")), ("monotone", json!("none"))],
+        };
+        let sorted = !params.iter().any(|(key, _)| *key == "monotone");
+        let tables = [t, cal, test];
+        let out = (|| {
+            let h = &mut host.aggregator(METHOD, &testing::params(&params), testing::cpu())?;
+            h.fit(&tables)?;
+            h.calibrate(&tables)?;
+            h.predict(&tables)
+        })();
+        match out {
+            Err(e) => proptest::prop_assert_ne!(e.plugin_kind(), Some(quiver_host::ErrorKind::Panic), "{}", e),
+            Ok(res) => {
+                let q = &res.quantiles;
+                if option != 6 {
+                    proptest::prop_assert_eq!((q.rows, q.cols), (n, levels.len()));
+                    if sorted && option != 4 && option != 5 {
+                        for row in q.data.chunks(q.cols) {
+                            proptest::prop_assert!(row.windows(2).all(|w| w[0] <= w[1]), "{:?}", row);
+                        }
+                    }
+                }
+                let v: Value = serde_json::from_str(res.json.as_str()).unwrap();
+                if let Some(w) = v["weights"].as_object() {
+                    if option == 1 {
+                        let total: f64 = w.values().filter_map(Value::as_f64).sum();
+                        proptest::prop_assert!((total - 1.0).abs() < 1e-9, "{:?}", w);
+                    }
+                }
+            }
+        }
+    }
+}
+
 quiver_testing::device_test!(
     /// The gradient solver on each device: the CUDA pinball kernel computes the CPU's loss and
     /// gradient, so the fitted weights agree (to the order of the sums).
