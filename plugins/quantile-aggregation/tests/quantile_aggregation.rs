@@ -507,7 +507,7 @@ proptest::proptest! {
         let host = testing::host();
         let mut r = testing::rng(seed);
         let scale = 10f64.powi(scale_exp);
-        let mut levels: Vec<f64> = (0..k).map(|_| (r.random::<f64>() * 0.98 + 0.01)).collect();
+        let mut levels: Vec<f64> = (0..k).map(|_| r.random::<f64>() * 0.98 + 0.01).collect();
         levels.sort_by(f64::total_cmp);
         levels.dedup();
         let mut t = Table::new("fit").with_f64("y", (0..n).map(|_| (r.random::<f64>() - 0.5) * scale).collect());
