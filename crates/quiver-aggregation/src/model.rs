@@ -259,7 +259,8 @@ pub fn predict(s: &Structure, weights: &Weights, f: &Forecasts<'_>) -> QuantileM
     QuantileMatrix { n, k, values }
 }
 
-/// The baselines: the mean or the median across models at each level; `None` (scoring only)
+/// The baselines: the mean or the median across models at each level (computed so that finite
+/// forecasts give a finite result); `None` (scoring only)
 /// has no single set and is handled by the caller.
 pub fn baseline(g: Granularity, f: &Forecasts<'_>, j: usize, k: usize) -> QuantileMatrix {
     let n = f.n;
@@ -276,10 +277,12 @@ pub fn baseline(g: Granularity, f: &Forecasts<'_>, j: usize, k: usize) -> Quanti
                     if j % 2 == 1 {
                         tmp[j / 2]
                     } else {
-                        0.5 * (tmp[j / 2 - 1] + tmp[j / 2])
+                        // halves first: the sum of two values near 1.8e308 overflows
+                        0.5 * tmp[j / 2 - 1] + 0.5 * tmp[j / 2]
                     }
                 }
-                _ => tmp.iter().sum::<f64>() / j as f64,
+                // each term divided first, for the same reason
+                _ => tmp.iter().map(|v| v / j as f64).sum::<f64>(),
             };
         }
     }

@@ -18,7 +18,7 @@ use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{AggregationResult, Device, ErrorKind, Estimator, Family, Manifest, OwnedMatrix, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
-use quiver_sdk::{param, AggregatorImpl, Context, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{param, AggregatorImpl, Context, ManifestBuilder, Params, Plugin, Table, Tables};
 
 quiver_sdk::choices! {
     /// How global weights are found.
@@ -85,18 +85,27 @@ fn as_matrix(q: QuantileMatrix) -> OwnedMatrix {
 }
 
 impl QuantileAggregation {
-    /// The aggregate (monotonised) quantiles of a table's rows; `None` for `granularity=none`.
-    fn aggregate(&self, f: &Fitted, fc: &Forecasts<'_>) -> Option<QuantileMatrix> {
+    /// The aggregate (monotonised) quantiles of table `t`'s rows (`granularity=none` has none);
+    /// an aggregate that is not finite (forecasts at the edge of double precision) is an error
+    /// naming the table and row, for the fit, calibration and test rows alike.
+    fn aggregate(&self, f: &Fitted, t: &Table<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
         let (j, k) = (f.layout.n_models(), f.layout.n_levels());
         let mut q = match (&f.structure, &f.weights) {
             (Some(s), Some(w)) => model::predict(s, w, fc),
             _ => match self.cfg.granularity {
-                Granularity::None => return None,
+                Granularity::None => unreachable!("granularity=none scores only"),
                 g => model::baseline(g, fc, j, k),
             },
         };
+        if let Some(bad) = q.values.iter().position(|v| !v.is_finite()) {
+            return Err(t.row_error(
+                &f.layout.columns[0],
+                bad / k,
+                "the aggregate quantiles overflowed double precision (forecasts near 1e308?): rescale the forecasts",
+            ));
+        }
         self.cfg.monotone.apply(&mut q);
-        Some(q)
+        Ok(q)
     }
 
     /// Metrics of every base model and of the aggregate `agg` on a table with outcomes.
@@ -327,21 +336,13 @@ impl AggregatorImpl for QuantileAggregation {
             }
             None => None,
         };
-        let fitted = Fitted { layout, structure, weights, summary };
-        let agg = self.aggregate(&fitted, &fc).expect("a weighted or baseline granularity");
-        let mut fitted = fitted;
+        let mut fitted = Fitted { layout, structure, weights, summary };
+        let agg = self.aggregate(&fitted, &t, &fc)?;
         let objective = score::score(&agg, &fitted.layout.levels, y).mean_pinball;
         fitted.summary.insert("objective".into(), quiver_sdk::json_f64(objective));
         let metrics = self.metrics(&fitted.layout, &fc, Some(&agg));
         fitted.summary.insert("fit_wis".into(), wis_line(&metrics));
         fitted.summary.insert("fit_metrics".into(), metrics);
-        if let Some(bad) = agg.values.iter().position(|v| !v.is_finite()) {
-            return Err(t.row_error(
-                &fitted.layout.columns[0],
-                bad / agg.k,
-                "the aggregate quantiles overflowed double precision (forecasts near 1e308?): rescale the forecasts",
-            ));
-        }
         self.fitted = Some(fitted);
         Ok(())
     }
@@ -363,10 +364,11 @@ impl AggregatorImpl for QuantileAggregation {
                 e.message
             ))
         })?;
-        f.layout.check_same(&t, self.cfg.weights == WeightKind::Local)?;
-        let fc = Forecasts::read(&t, &f.layout, true, self.cfg.weights == WeightKind::Local)?;
+        let local = self.cfg.weights == WeightKind::Local;
+        f.layout.check_same(&t, local)?;
+        let fc = Forecasts::read(&t, &f.layout, true, local)?;
         let y = fc.y.expect("read with y");
-        let q = self.aggregate(f, &fc).expect("an aggregate");
+        let q = self.aggregate(f, &t, &fc)?;
         let ints = self.calibrated_intervals(&f.layout)?;
         let k = q.k;
         let adj: Vec<(Interval, f64)> = ints
@@ -421,7 +423,7 @@ impl AggregatorImpl for QuantileAggregation {
         let t = tables.get("test")?;
         layout.check_same(&t, local)?;
         let fc = Forecasts::read(&t, layout, false, local)?;
-        let mut q = self.aggregate(f, &fc).expect("an aggregate");
+        let mut q = self.aggregate(f, &t, &fc)?;
         if let Some((adj, cal)) = &self.cqr {
             let k = q.k;
             for (iv, qhat) in adj {

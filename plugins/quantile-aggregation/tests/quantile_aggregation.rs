@@ -398,6 +398,26 @@ fn scoring_only_and_baselines() {
     }
 }
 
+/// Forecasts at the edge of double precision: the mean and median baselines stay finite (the
+/// sum of two values near 1.8e308 overflows; halves first), and the aggregate is checked on
+/// every table (an error naming the row, never an "inf" quantile with exit 0).
+#[test]
+fn baselines_stay_finite_near_the_largest_doubles() {
+    let host = testing::host();
+    let fit = table_of(&[("y", vec![1.0, 2.0]), ("q_a_0.5", vec![0.5, 1.5]), ("q_b_0.5", vec![1.5, 2.5])], "fit");
+    let test = table_of(&[("q_a_0.5", vec![1.5e308, -1.7e308]), ("q_b_0.5", vec![1.7e308, -1.6e308])], "test");
+    for (g, want) in [("mean", [1.6e308, -1.65e308]), ("median", [1.6e308, -1.65e308])] {
+        let h = &mut host.aggregator(METHOD, &testing::params(&[("granularity", json!(g))]), testing::cpu()).unwrap();
+        let tables = [fit.clone(), test.clone()];
+        h.fit(&tables).unwrap();
+        h.calibrate(&tables).unwrap();
+        let r = h.predict(&tables).unwrap();
+        for (a, b) in r.quantiles.data.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-15 * b.abs(), "{g}: {a} vs {b}");
+        }
+    }
+}
+
 fn table_of(cols: &[(&str, Vec<f64>)], role: &str) -> Table {
     cols.iter().fold(Table::new(role), |t, (n, v)| t.with_f64(n, v.clone()))
 }
