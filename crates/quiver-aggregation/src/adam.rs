@@ -3,13 +3,13 @@
 //! weights (Fakoor et al., JMLR 2023, §3.3 fit their aggregators by stochastic gradients).
 //!
 //! Rows are handled in blocks of at most [`BLOCK_ROWS`] consecutive rows (each forecast column is
-//! read contiguously, a page at a time, and never copied): a seeded shuffle puts a fraction `holdout` of the blocks aside, and
-//! every epoch visits the other blocks in a fresh random order, `batch_rows / block` blocks per
-//! step. A step's loss is the mean pinball loss of the batch, whose subgradient in the aggregate
+//! read contiguously, a page at a time, and never copied): a seeded shuffle puts a fraction
+//! `holdout` of the blocks aside, and every epoch visits the other blocks in a fresh random order,
+//! `batch_rows / block` blocks per step. A step's loss is the mean pinball loss of the batch, whose subgradient in the aggregate
 //! is ∂ψ_τ(y − q̂)/∂q̂ = 1{y < q̂} − τ; the chain rule through q̂_k = Σ w_w Q_c and the softmax of
-//! each group (∂L/∂z_w = w_w (a_w − Σ_group w a)) gives the gradient in the logits. Blocks are
-//! processed in parallel and their sums added in block order, so the result does not depend on
-//! the number of threads.
+//! each group (∂L/∂z_w = w_w (a_w − Σ_group w a)) gives the gradient in the logits. Global
+//! weights split a step's work by output level, local weights by block; either way the partial
+//! sums are added in a fixed order, so the result does not depend on the number of threads.
 
 use crate::forecasts::Forecasts;
 use crate::model::{softmax_groups, Standardizer, Structure, Weights};
@@ -191,19 +191,10 @@ impl GlobalGradient for CpuGradient<'_> {
     }
 }
 
-/// SplitMix64: the shuffles' generator.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Fisher–Yates shuffle with SplitMix64 draws (128-bit multiply maps a draw to 0..=i).
 fn shuffle(v: &mut [usize], state: &mut u64) {
     for i in (1..v.len()).rev() {
-        let j = ((u128::from(splitmix(state)) * (i as u128 + 1)) >> 64) as usize;
+        let j = ((u128::from(quiver_numerics::splitmix::next(state)) * (i as u128 + 1)) >> 64) as usize;
         v.swap(i, j);
     }
 }
@@ -224,7 +215,7 @@ impl Adam {
         Adam { m: vec![0.0; p], v: vec![0.0; p], t: 0, lr }
     }
     fn step(&mut self, params: &mut [f64], grad: &[f64]) {
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
         let (c1, c2) = (1.0 - Self::B1.powi(self.t), 1.0 - Self::B2.powi(self.t));
         for ((p, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
             *m = Self::B1 * *m + (1.0 - Self::B1) * g;

@@ -7,6 +7,7 @@ pub mod exact;
 pub mod fdr;
 pub mod isotonic;
 pub mod ranks;
+pub mod splitmix;
 
 use thiserror::Error;
 
