@@ -72,6 +72,10 @@ impl PyEnv {
     pub fn python(&self) -> PathBuf {
         self.dir.join("bin").join("python")
     }
+    /// A program installed into the environment (`maturin`, `pytest`).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
     /// The folder holding libnvrtc, when the NVRTC wheel is installed.
     pub fn nvrtc_lib(&self) -> Option<PathBuf> {
         let lib = self.dir.join("lib");

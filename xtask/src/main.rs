@@ -16,6 +16,7 @@
 
 mod env;
 mod new_plugin;
+mod python;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -29,6 +30,13 @@ const IDENTITY_SYMBOL: &str = "quiver_plugin_identity";
 const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 type Result<T = ()> = std::result::Result<T, String>;
+
+/// The plugin-folder variable the host reads (`quiver_host::PLUGIN_PATH_ENV`).
+const PLUGIN_PATH_ENV: &str = "QUIVER_PLUGIN_PATH";
+
+/// The Python package's crate: built by maturin (`python::build_wheel`), not by the workspace
+/// build, whose Python configuration would differ and rebuild it each time.
+const PY_CRATE: &str = "quiver-py";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Quiver's project automation")]
@@ -186,7 +194,7 @@ fn check_symbols(path: &Path) -> Result {
 /// Build the workspace in release and install the plugins into `target/plugins`.
 fn build() -> Result<PathBuf> {
     env::check_toolchain()?;
-    run(cargo().args(["build", "--release", "--workspace"]))?;
+    run(cargo().args(["build", "--release", "--workspace", "--exclude", PY_CRATE]))?;
     let dest = plugins_dir();
     std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
     let release = target_dir().join("release");
@@ -217,6 +225,7 @@ fn build() -> Result<PathBuf> {
     }
     let quiver = release.join(format!("quiver{}", std::env::consts::EXE_SUFFIX));
     run(Command::new(&quiver).arg("doctor").arg("--plugins").arg(&dest))?;
+    python::build_wheel()?;
     Ok(quiver)
 }
 
@@ -233,15 +242,15 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
     if let Err(why) = &numpy {
         println!("xtask: NumPy unavailable ({why}); the tests against NumPy reference formulas will be skipped");
     }
-    build()?;
+    let quiver = build()?;
     let nextest = env::has_nextest();
     let suite = |extra: &[&str]| {
         let mut cmd = cargo();
         if nextest {
-            cmd.args(["nextest", "run", "--release", "--workspace", "--no-fail-fast"]);
+            cmd.args(["nextest", "run", "--release", "--workspace", "--exclude", PY_CRATE, "--no-fail-fast"]);
             cmd.args(extra);
         } else {
-            cmd.args(["test", "--release", "--workspace", "--no-fail-fast"]);
+            cmd.args(["test", "--release", "--workspace", "--exclude", PY_CRATE, "--no-fail-fast"]);
             if !extra.is_empty() {
                 cmd.args(["--", "--ignored", "::cuda"]);
             }
@@ -271,7 +280,11 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         },
         Err(why) => println!("xtask: NVRTC unavailable ({why}); the PTX tests will be skipped with this reason"),
     }
-    run(&mut suite(&[]))?;
+    let rust = run(&mut suite(&[]));
+    // the Python suite runs even when a Rust test failed: both reports are wanted
+    let python = python::test(&quiver);
+    rust?;
+    python?;
     let cuda = match gpu {
         Gpu::Yes => true,
         Gpu::No => false,

@@ -99,6 +99,38 @@ pub enum InputError {
         /// Reason.
         reason: String,
     },
+    /// A bad value in a table that came from memory, not a file (no line to name).
+    #[error("table '{table}', column '{column}', row {row}: {reason}")]
+    Cell {
+        /// Role.
+        table: String,
+        /// Column.
+        column: String,
+        /// 1-based row.
+        row: usize,
+        /// Reason.
+        reason: String,
+    },
+    /// A column of another element type than the method declares.
+    #[error("table '{table}', column '{column}': expected {expected} values, got {found}")]
+    Kind {
+        /// Role.
+        table: String,
+        /// Column.
+        column: String,
+        /// The declared type.
+        expected: &'static str,
+        /// The type given.
+        found: &'static str,
+    },
+    /// Two columns of one table have the same name.
+    #[error("table '{table}': column '{column}' is given twice")]
+    Duplicate {
+        /// Role.
+        table: String,
+        /// Column.
+        column: String,
+    },
     /// A required column is missing.
     #[error("table '{table}' has no column '{column}' (it has: {found})")]
     MissingColumn {

@@ -19,9 +19,10 @@ pub use quiver_abi::{
     AggregationResult, BatchResult, Bound, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
     ParamSpec, RunContext, SelectionResult, ShrinkageResult, TableSpec, ABI_VERSION,
 };
-pub use table::{read_csv, Table, Values};
+pub use table::{column_kind, read_csv, validate_view, Table, Values};
 
-use quiver_abi::{loader, PluginIdentity, PluginModRef, TableView};
+use quiver_abi::{loader, PluginIdentity, PluginModRef};
+pub use quiver_abi::{ColumnData, ColumnKind, ColumnView, TableView};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -381,32 +382,75 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
+        let manifest = &self.get(method)?.manifest;
+        for t in tables {
+            if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role) {
+                t.validate(spec)?;
+            }
+        }
+        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
+        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
+        self.run_checked(method, params, &views, ctx, progress)
+    }
+
+    /// [`Host::run_output_observed`] on borrowed tables: columns that live elsewhere (NumPy
+    /// arrays, memory maps) cross to the plugin without a copy. They are checked against the
+    /// manifest as owned tables are ([`validate_view`]; errors name table, column and row).
+    pub fn run_views(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        tables: &[TableView<'_>],
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError> {
+        let manifest = &self.get(method)?.manifest;
+        for t in tables {
+            if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role.as_str()) {
+                validate_view(t, spec)?;
+            }
+        }
+        self.run_checked(method, params, tables, ctx, progress)
+    }
+
+    /// The lifecycle on tables already checked against the manifest.
+    fn run_checked(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        views: &[TableView<'_>],
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError> {
         let est = self.create_observed(method, params, ctx, progress)?;
-        let json = match est.family() {
+        let t = quiver_abi::tables(views);
+        match est.family() {
             Family::ConformalSelector => {
                 let mut h = Selector::new(est)?;
-                h.calibrate(tables)?;
-                return selection_output(method, h.select(tables)?);
+                h.est.invoke(h.inner.calibrate(t))?;
+                selection_output(method, h.est.invoke(h.inner.select(t))?)
             }
             Family::BatchPredictive => {
                 let mut h = BatchPredictor::new(est)?;
-                h.calibrate(tables)?;
-                h.bound(tables)?.json
+                h.est.invoke(h.inner.calibrate(t))?;
+                batch_output(method, h.est.invoke(h.inner.bound(t))?)
             }
             Family::QuantileAggregator => {
                 let mut h = Aggregator::new(est)?;
-                h.fit(tables)?;
-                h.calibrate(tables)?;
-                return aggregation_output(method, h.predict(tables)?);
+                h.est.invoke(h.inner.fit(t))?;
+                h.est.invoke(h.inner.calibrate(t))?;
+                aggregation_output(method, h.est.invoke(h.inner.predict(t))?)
             }
-            Family::Shrinkage => return shrinkage_output(method, Shrinker::new(est)?.estimate(tables)?),
+            Family::Shrinkage => {
+                let h = Shrinker::new(est)?;
+                shrinkage_output(method, h.est.invoke(h.inner.estimate(t))?)
+            }
             Family::Critic => {
                 let mut h = Critic::new(est)?;
-                h.fit(tables)?;
-                h.values(tables)?.json
+                h.est.invoke(h.inner.fit(t))?;
+                critic_output(method, h.est.invoke(h.inner.values(t))?)
             }
-        };
-        Ok(RunOutput { summary: summary_json(method, json.as_str())?, arrays: Vec::new() })
+        }
     }
 }
 
@@ -532,6 +576,16 @@ fn summary_json(method: &str, text: &str) -> Result<Value, HostError> {
         return Err(HostError::BadResult { method: method.into(), reason: "not a JSON object".into() });
     }
     Ok(v)
+}
+
+/// A batch result as a [`RunOutput`] (its JSON is complete: no typed arrays).
+pub fn batch_output(method: &str, r: BatchResult) -> Result<RunOutput, HostError> {
+    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays: Vec::new() })
+}
+
+/// A critic result as a [`RunOutput`] (its JSON is complete, the queried values included).
+pub fn critic_output(method: &str, r: CriticResult) -> Result<RunOutput, HostError> {
+    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays: Vec::new() })
 }
 
 /// A selection's summary and its typed arrays (`selected`, and the per-unit values).
@@ -841,14 +895,33 @@ impl EstimatorInfo {
                 t.validate(spec)?;
             }
         }
-        let columns: Vec<Vec<quiver_abi::ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
+        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
         let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        f(quiver_abi::tables(&views)).into_result().map_err(|e| plugin_error(&self.method, e))
+        self.invoke(f(quiver_abi::tables(&views)))
+    }
+
+    /// [`EstimatorInfo::call`] on borrowed tables ([`validate_view`]).
+    fn call_views<T>(
+        &self,
+        views: &[TableView<'_>],
+        f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
+    ) -> Result<T, HostError> {
+        for t in views {
+            if let Some(spec) = self.manifest.tables.iter().find(|s| s.role.as_str() == t.role.as_str()) {
+                validate_view(t, spec)?;
+            }
+        }
+        self.invoke(f(quiver_abi::tables(views)))
+    }
+
+    /// A plugin call's result as the host's.
+    fn invoke<T>(&self, r: quiver_abi::PluginResult<T>) -> Result<T, HostError> {
+        r.into_result().map_err(|e| plugin_error(&self.method, e))
     }
 }
 
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $boxed:ty, $variant:ident, { $( $(#[$mdoc:meta])* fn $method:ident(& $($mut_:ident)?) -> $ret:ty; )* }) => {
+    ($(#[$doc:meta])* $name:ident, $boxed:ty, $variant:ident, { $( $(#[$mdoc:meta])* fn $method:ident / $views:ident (& $($mut_:ident)?) -> $ret:ty; )* }) => {
         $(#[$doc])*
         pub struct $name {
             inner: $boxed,
@@ -873,11 +946,23 @@ macro_rules! handle {
             pub fn method(&self) -> &str {
                 &self.est.method
             }
+
+            /// The method's manifest.
+            pub fn manifest(&self) -> &Manifest {
+                &self.est.manifest
+            }
             $(
                 $(#[$mdoc])*
                 pub fn $method(& $($mut_)? self, tables: &[Table]) -> Result<$ret, HostError> {
                     let inner = & $($mut_)? self.inner;
                     self.est.call(tables, |t| inner.$method(t))
+                }
+
+                /// The same step on borrowed tables (no copy of their columns); see
+                /// [`Host::run_views`].
+                pub fn $views(& $($mut_)? self, tables: &[TableView<'_>]) -> Result<$ret, HostError> {
+                    let inner = & $($mut_)? self.inner;
+                    self.est.call_views(tables, |t| inner.$method(t))
                 }
             )*
         }
@@ -888,9 +973,9 @@ handle!(
     /// A conformal selector: `calibrate` then `select` (many times).
     Selector, quiver_abi::SelectorBox, ConformalSelector, {
         /// Ingest the `calibration` table.
-        fn calibrate(&mut) -> ();
+        fn calibrate / calibrate_views(&mut) -> ();
         /// Select units of the `test` table.
-        fn select(&) -> SelectionResult;
+        fn select / select_views(&) -> SelectionResult;
     }
 );
 
@@ -898,9 +983,9 @@ handle!(
     /// A batch predictor: `calibrate` then `bound`.
     BatchPredictor, quiver_abi::BatchBox, BatchPredictive, {
         /// Ingest the calibration scores.
-        fn calibrate(&mut) -> ();
+        fn calibrate / calibrate_views(&mut) -> ();
         /// The set or bound for a batch.
-        fn bound(&) -> BatchResult;
+        fn bound / bound_views(&) -> BatchResult;
     }
 );
 
@@ -908,11 +993,11 @@ handle!(
     /// A quantile aggregator: `fit`, `calibrate`, `predict`.
     Aggregator, quiver_abi::AggregatorBox, QuantileAggregator, {
         /// Fit weights.
-        fn fit(&mut) -> ();
+        fn fit / fit_views(&mut) -> ();
         /// Conformal calibration.
-        fn calibrate(&mut) -> ();
+        fn calibrate / calibrate_views(&mut) -> ();
         /// Predict quantiles.
-        fn predict(&) -> AggregationResult;
+        fn predict / predict_views(&) -> AggregationResult;
     }
 );
 
@@ -920,7 +1005,7 @@ handle!(
     /// A shrinkage estimator: `estimate`.
     Shrinker, quiver_abi::ShrinkageBox, Shrinkage, {
         /// Tune and estimate.
-        fn estimate(&) -> ShrinkageResult;
+        fn estimate / estimate_views(&) -> ShrinkageResult;
     }
 );
 
@@ -928,8 +1013,8 @@ handle!(
     /// A critic: `fit` then `values`.
     Critic, quiver_abi::CriticBox, Critic, {
         /// Fit on transitions.
-        fn fit(&mut) -> ();
+        fn fit / fit_views(&mut) -> ();
         /// Query values.
-        fn values(&) -> CriticResult;
+        fn values / values_views(&) -> CriticResult;
     }
 );

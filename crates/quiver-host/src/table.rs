@@ -96,78 +96,10 @@ impl Table {
     }
 
     /// Check against `spec`: not empty, equal lengths, required columns present with the right
-    /// types, values finite where the spec requires it. Errors name table, column and row.
+    /// types, values finite where the spec requires it. Errors name table, column, row and line.
     pub fn validate(&self, spec: &TableSpec) -> Result<(), InputError> {
-        if self.nrows == 0 {
-            return Err(InputError::Empty { table: self.role.clone() });
-        }
-        for (name, v) in &self.columns {
-            if v.len() != self.nrows {
-                return Err(InputError::Length {
-                    table: self.role.clone(),
-                    column: name.clone(),
-                    len: v.len(),
-                    nrows: self.nrows,
-                });
-            }
-        }
-        for col in spec.columns.iter() {
-            let matches: Vec<&(String, Values)> =
-                self.columns.iter().filter(|(n, _)| spec_for(spec, n).is_some_and(|c| std::ptr::eq(c, col))).collect();
-            if matches.is_empty() && col.required {
-                let names: Vec<&str> = self
-                    .columns
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .chain(self.ignored.iter().map(String::as_str))
-                    .collect();
-                // a header read as one column with ';' or tabs in it: the file uses another delimiter
-                let hint = match names.iter().find_map(|n| [';', '\t', '|'].into_iter().find(|d| n.contains(*d))) {
-                    Some(d) => format!("; the header was read with ',' between columns but contains {d:?}: save the file as comma-separated"),
-                    None => String::new(),
-                };
-                return Err(InputError::MissingColumn {
-                    table: self.role.clone(),
-                    column: if col.prefix { format!("{}*", col.name) } else { col.name.to_string() },
-                    found: if names.is_empty() { "no columns".to_string() } else { names.join(", ") } + &hint,
-                });
-            }
-            for (name, values) in matches {
-                let bad = |row: usize, reason: String| InputError::Value {
-                    table: self.role.clone(),
-                    column: name.clone(),
-                    row: row + 1,
-                    line: self.line_of(row),
-                    reason,
-                };
-                match (col.kind, values) {
-                    (ColumnKind::F64 | ColumnKind::F32, Values::F64(v)) => {
-                        if !col.allow_nonfinite {
-                            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                                return Err(bad(i, format!("value {} is not finite", v[i])));
-                            }
-                        }
-                    }
-                    (ColumnKind::F64 | ColumnKind::F32, Values::I64(_)) => {}
-                    (ColumnKind::I64, Values::I64(_)) | (ColumnKind::Bool, Values::Bool(_)) => {}
-                    (ColumnKind::Bool, Values::I64(v)) => {
-                        if let Some(i) = v.iter().position(|&x| x != 0 && x != 1) {
-                            return Err(bad(i, format!("value {} is not 0 or 1", v[i])));
-                        }
-                    }
-                    (kind, _) => {
-                        return Err(InputError::Value {
-                            table: self.role.clone(),
-                            column: name.clone(),
-                            row: 1,
-                            line: 2,
-                            reason: format!("expected {} values", kind.name()),
-                        })
-                    }
-                }
-            }
-        }
-        Ok(())
+        let columns = self.column_views();
+        check_table(&self.view(&columns), spec, &self.ignored, Some(&|row| self.line_of(row)))
     }
 
     /// Convert columns to the kinds `spec` declares (i64 → f64 where f64 is wanted; 0/1 → bool).
@@ -185,6 +117,113 @@ impl Table {
             }
         }
     }
+}
+
+/// Check a borrowed table (columns that live elsewhere, e.g. NumPy arrays) against `spec`, as
+/// [`Table::validate`] does for an owned one. There are no file lines: errors name the table,
+/// column and 1-based row.
+pub fn validate_view(view: &TableView<'_>, spec: &TableSpec) -> Result<(), InputError> {
+    check_table(view, spec, &[], None)
+}
+
+/// The one validation of a table against its spec, owned or borrowed; `line_of` gives a row's
+/// file line where the table came from a file.
+fn check_table(
+    view: &TableView<'_>,
+    spec: &TableSpec,
+    ignored: &[String],
+    line_of: Option<&dyn Fn(usize) -> usize>,
+) -> Result<(), InputError> {
+    let role = view.role.as_str();
+    if view.nrows == 0 {
+        return Err(InputError::Empty { table: role.into() });
+    }
+    let columns = view.columns.as_slice();
+    for c in columns {
+        if c.data.len() != view.nrows {
+            return Err(InputError::Length {
+                table: role.into(),
+                column: c.name.to_string(),
+                len: c.data.len(),
+                nrows: view.nrows,
+            });
+        }
+    }
+    for (k, c) in columns.iter().enumerate() {
+        if columns[..k].iter().any(|d| d.name == c.name) {
+            return Err(InputError::Duplicate { table: role.into(), column: c.name.to_string() });
+        }
+    }
+    for col in spec.columns.iter() {
+        let matches: Vec<&ColumnView<'_>> =
+            columns.iter().filter(|c| spec_for(spec, c.name.as_str()).is_some_and(|s| std::ptr::eq(s, col))).collect();
+        if matches.is_empty() && col.required {
+            let names: Vec<&str> =
+                columns.iter().map(|c| c.name.as_str()).chain(ignored.iter().map(String::as_str)).collect();
+            // a header read as one column with ';' or tabs in it: the file uses another delimiter
+            let hint = match names.iter().find_map(|n| [';', '\t', '|'].into_iter().find(|d| n.contains(*d))) {
+                Some(d) => format!(
+                    "; the header was read with ',' between columns but contains {d:?}: save the file as comma-separated"
+                ),
+                None => String::new(),
+            };
+            return Err(InputError::MissingColumn {
+                table: role.into(),
+                column: if col.prefix { format!("{}*", col.name) } else { col.name.to_string() },
+                found: if names.is_empty() { "no columns".to_string() } else { names.join(", ") } + &hint,
+            });
+        }
+        for c in matches {
+            let bad = |row: usize, reason: String| match line_of {
+                Some(line) => InputError::Value {
+                    table: role.into(),
+                    column: c.name.to_string(),
+                    row: row + 1,
+                    line: line(row),
+                    reason,
+                },
+                None => InputError::Cell { table: role.into(), column: c.name.to_string(), row: row + 1, reason },
+            };
+            match (col.kind, c.data) {
+                (ColumnKind::F64 | ColumnKind::F32, ColumnData::F64(v)) => {
+                    if !col.allow_nonfinite {
+                        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                            return Err(bad(i, format!("value {} is not finite", v[i])));
+                        }
+                    }
+                }
+                (ColumnKind::F32, ColumnData::F32(v)) => {
+                    if !col.allow_nonfinite {
+                        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                            return Err(bad(i, format!("value {} is not finite", v[i])));
+                        }
+                    }
+                }
+                (ColumnKind::F64 | ColumnKind::F32, ColumnData::I64(_)) => {}
+                (ColumnKind::I64, ColumnData::I64(_)) | (ColumnKind::Bool, ColumnData::Bool(_)) => {}
+                (ColumnKind::Bool, ColumnData::I64(v)) => {
+                    if let Some(i) = v.iter().position(|&x| x != 0 && x != 1) {
+                        return Err(bad(i, format!("value {} is not 0 or 1", v[i])));
+                    }
+                }
+                (kind, data) => {
+                    return Err(InputError::Kind {
+                        table: role.into(),
+                        column: c.name.to_string(),
+                        expected: kind.name(),
+                        found: data.kind().name(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The type `spec` declares for column `name` (an exact name, else the longest matching prefix),
+/// `None` for a column the method does not read.
+pub fn column_kind(spec: &TableSpec, name: &str) -> Option<ColumnKind> {
+    spec_for(spec, name).map(|c| c.kind)
 }
 
 /// The column spec that governs column `name`: the one naming it exactly, else the longest
@@ -421,6 +460,36 @@ mod tests {
         assert!(read_csv(f.path(), "calibration", Some(&spec())).unwrap_err().to_string().contains("twice"));
         let f = csv("y\n1\n2,3\n");
         assert!(read_csv(f.path(), "calibration", Some(&spec())).unwrap_err().to_string().contains("row 2 (line 3)"));
+    }
+
+    #[test]
+    fn borrowed_tables_are_checked_like_owned_ones_without_lines() {
+        let y = [1.0, f64::NAN];
+        let flag = [0i64, 2];
+        let cols = [ColumnView::new("y", ColumnData::f64(&y))];
+        let e = validate_view(&TableView::new("calibration", 2, &cols), &spec()).unwrap_err();
+        assert_eq!(e.to_string(), "table 'calibration', column 'y', row 2: value NaN is not finite");
+        let ok = [1.0, 2.0];
+        let cols = [ColumnView::new("y", ColumnData::f64(&ok)), ColumnView::new("flag", ColumnData::i64(&flag))];
+        let e = validate_view(&TableView::new("calibration", 2, &cols), &spec()).unwrap_err();
+        assert_eq!(e.to_string(), "table 'calibration', column 'flag', row 2: value 2 is not 0 or 1");
+        let cols = [ColumnView::new("y", ColumnData::f64(&ok)), ColumnView::new("y", ColumnData::f64(&ok))];
+        let e = validate_view(&TableView::new("calibration", 2, &cols), &spec()).unwrap_err();
+        assert_eq!(e, InputError::Duplicate { table: "calibration".into(), column: "y".into() });
+        let bools = [true, false];
+        let cols = [ColumnView::new("y", ColumnData::bool(&bools))];
+        let e = validate_view(&TableView::new("calibration", 2, &cols), &spec()).unwrap_err();
+        assert_eq!(e.to_string(), "table 'calibration', column 'y': expected f64 values, got bool");
+        let cols = [ColumnView::new("y", ColumnData::f64(&ok))];
+        assert!(matches!(
+            validate_view(&TableView::new("calibration", 3, &cols), &spec()),
+            Err(InputError::Length { .. })
+        ));
+        assert_eq!(
+            validate_view(&TableView::new("calibration", 0, &[]), &spec()),
+            Err(InputError::Empty { table: "calibration".into() })
+        );
+        validate_view(&TableView::new("calibration", 2, &cols), &spec()).unwrap();
     }
 
     #[test]

@@ -1,0 +1,110 @@
+"""Tables from Python objects: a pandas DataFrame, a dict of 1-D arrays, a structured NumPy
+array, or any mapping or frame-like object whose columns have ``__array__``.
+
+``float64`` columns that are contiguous cross to the plugin without a copy (the plugin reads the
+array's own memory while the GIL is released, so do not modify it from another thread during a
+call). Integer columns are passed as ``int64`` (and converted to floats where the method wants
+floats), booleans as flags, other float types are converted to ``float64``. Columns the method
+does not read may be of any dtype: non-numeric ones are left out. A column the method reads that
+is not numeric is an :class:`~quiver.InvalidInputError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from ._errors import InvalidInputError
+
+Columns = List[Tuple[str, np.ndarray]]
+
+
+def _items(table: Any, role: str) -> Iterable[Tuple[Any, Any]]:
+    if isinstance(table, Mapping):
+        return table.items()
+    names = getattr(getattr(table, "dtype", None), "names", None)
+    if isinstance(table, np.ndarray) and names:
+        return ((n, table[n]) for n in names)
+    columns = getattr(table, "columns", None)
+    if columns is not None and hasattr(table, "__getitem__"):
+        # a DataFrame (pandas, or anything shaped like one): column by column, no copy
+        return ((c, table[c]) for c in columns)
+    raise InvalidInputError(
+        f"table '{role}': expected a pandas DataFrame, a dict of 1-D arrays or a structured NumPy "
+        f"array, got {type(table).__name__}",
+        table=role,
+    )
+
+
+def _declared(spec: Optional[Dict[str, Any]], name: str) -> bool:
+    if spec is None:
+        return False
+    for c in spec["columns"]:
+        cname = c["name"]
+        if cname.endswith("*") and name.startswith(cname[:-1]) or cname == name:
+            return True
+    return False
+
+
+def _array(col: Any) -> np.ndarray:
+    to_numpy = getattr(col, "to_numpy", None)
+    if to_numpy is not None and not isinstance(col, np.ndarray):
+        kind = getattr(getattr(col, "dtype", None), "kind", None)
+        if kind in (None, "O") or not isinstance(getattr(col, "dtype", None), np.dtype):
+            # pandas' nullable dtypes: missing values become NaN, refused below with their row
+            try:
+                return to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                return np.asarray(to_numpy())
+        return to_numpy()
+    return np.asarray(col)
+
+
+def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
+    """The columns of ``table`` (the table of role ``role``; ``spec`` its manifest entry) as
+    1-D ``float64`` / ``int64`` / ``uint8`` (flag) arrays, ready for the native host."""
+    out: Columns = []
+    for key, col in _items(table, role):
+        name = str(key)
+        declared = _declared(spec, name)
+        try:
+            a = _array(col)
+        except Exception as e:  # noqa: BLE001 - any failure to read a column is bad input
+            if not declared:
+                continue
+            raise InvalidInputError(
+                f"table '{role}', column '{name}': cannot be read as an array ({e})", table=role, column=name
+            ) from None
+        if a.ndim != 1:
+            if not declared:
+                continue
+            raise InvalidInputError(
+                f"table '{role}', column '{name}': expected a 1-D array, got shape {a.shape}",
+                table=role,
+                column=name,
+            )
+        kind = a.dtype.kind
+        if kind == "f":
+            a = np.ascontiguousarray(a, dtype=np.float64)
+        elif kind in "iu":
+            if kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
+                a = a.astype(np.float64)
+            else:
+                a = np.ascontiguousarray(a, dtype=np.int64)
+        elif kind == "b":
+            a = np.ascontiguousarray(a).view(np.uint8)
+        elif declared:
+            try:
+                a = np.ascontiguousarray(a, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"table '{role}', column '{name}': expected numbers, got {a.dtype} values",
+                    table=role,
+                    column=name,
+                ) from None
+        else:
+            continue
+        out.append((name, a))
+    return out
