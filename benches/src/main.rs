@@ -92,6 +92,19 @@ struct Case {
     quiver: Box<dyn FnMut() -> Result<Value, String>>,
 }
 
+/// The same selection as `conformal-selection cpu`, called from Python through the `quiver`
+/// wheel (the baseline interpreter has it installed): the ratio is what the Python package costs
+/// over the Rust host.
+fn python_api_case(host: &Host, dir: &Path, n: usize) -> Case {
+    let mut case = selection_case(host, dir, n, n, false, DeviceRequest::Cpu);
+    case.name = PYTHON_API.into();
+    case.script = Some("python_api_baselines.py");
+    case
+}
+
+/// The name of the Python-package case.
+const PYTHON_API: &str = "conformal-selection from python";
+
 fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, device: DeviceRequest) -> Case {
     let mut r = ChaCha8Rng::seed_from_u64(1 + weighted as u64);
     let normal = Normal::new(0.0, 1.0).unwrap();
@@ -971,6 +984,7 @@ fn real_main() -> Result<(), String> {
         selection_case(&host, &data.join("csw"), n_sel, n_sel, true, DeviceRequest::Cpu),
         selective_case(&host, &data.join("sr"), n_risk, "scope"),
         selective_case(&host, &data.join("sr"), n_risk, "ltt"),
+        python_api_case(&host, &data.join("cs"), n_sel),
     ];
     let (bn, bm, rn, rm) = if args.quick { (500, 50, 10_000, 1_000) } else { (2000, 100, 100_000, 10_000) };
     cases.push(batch_case(&host, &data.join("bm"), "mean", bn, bm, DeviceRequest::Cpu));
@@ -1077,6 +1091,7 @@ fn real_main() -> Result<(), String> {
             "quiver_median_s": q,
             "quiver_times_s": times,
             "baseline": match (case.python.is_some(), script) {
+                (_, "python_api_baselines.py") => format!("Quiver from Python (benches/baselines/{script})"),
                 (true, "scope_rl_baselines.py") => format!("SCOPE-RL (benches/baselines/{script})"),
                 (true, _) => format!("PyTorch on the CPU (benches/baselines/{script})"),
                 _ => format!("NumPy/SciPy (benches/baselines/{script})"),
@@ -1094,6 +1109,10 @@ fn real_main() -> Result<(), String> {
             let rows = sd["train_rows"].as_f64().unwrap_or(0.0) + sd["holdout_rows"].as_f64().unwrap_or(0.0);
             let bytes = rows * sd["epochs"].as_f64().unwrap_or(0.0) * 10.0 * 99.0 * 8.0;
             row["effective_gb_per_s"] = json!(bytes / q / 1e9);
+        }
+        if case.name == PYTHON_API {
+            // the Python package over the Rust host: 0.03 = 3 % slower
+            row["python_overhead"] = json!(b / q - 1.0);
         }
         if case.name == "conformal-selection cuda" {
             let n = case.sizes["n"].as_f64().unwrap_or(0.0);

@@ -313,6 +313,8 @@ fn bench(args: &[String]) -> Result {
         None
     };
     build()?;
+    // the Python-package case calls the wheel just built from the baseline interpreter
+    python::install(&py, &python::built_wheel()?)?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "quiver-bench", "--"]);
     cmd.args(args);

@@ -58,17 +58,10 @@ pub fn build_wheel() -> Result<PathBuf> {
 /// pytest suite: every example through Python and the CLI, bad input, zero-copy, a panicking
 /// plugin, MAPIE agreement.
 pub fn test(cli: &Path) -> Result {
-    let wheel = std::fs::read_dir(wheels_dir())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or("no wheel in target/wheels: run `cargo xtask build`")?;
+    let wheel = built_wheel()?;
     let py = env::python_env(&["numpy", "pytest", "pandas", "mapie"])
         .map_err(|e| format!("the Python tests need pytest, pandas and MAPIE: {e}"))?;
-    run(Command::new(py.python())
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps"])
-        .arg(&wheel))?;
+    install(&py, &wheel)?;
     let faulty = faulty_plugin()?;
     let mut cmd = Command::new(py.python());
     cmd.current_dir(root())
@@ -81,6 +74,23 @@ pub fn test(cli: &Path) -> Result {
         .env("QUIVER_FAULTY_PLUGIN", &faulty);
     println!("xtask: the Python package's tests (pytest, on the installed wheel)");
     run(&mut cmd)
+}
+
+/// The wheel `cargo xtask build` left in `target/wheels`.
+pub fn built_wheel() -> Result<PathBuf> {
+    std::fs::read_dir(wheels_dir())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| "no wheel in target/wheels: run `cargo xtask build`".to_string())
+}
+
+/// Install `wheel` (over any earlier build of the same version) into `py`.
+pub fn install(py: &env::PyEnv, wheel: &Path) -> Result {
+    run(Command::new(py.python())
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps"])
+        .arg(wheel))
 }
 
 /// Build `tests/fixtures/faulty-plugin` (outside the workspace; its copy under

@@ -406,6 +406,12 @@ fn plugin_built_against_a_changed_interface_is_refused() {
         src.replacen("    pub threshold: f64,\n", "    pub threshold: f64,\n    /// added\n    pub extra: f64,\n", 1);
     assert_ne!(src, changed, "the ABI source changed shape; update this test");
     std::fs::write(&abi, changed).unwrap();
+    // the fixture's own SelectionResult (its address probe) gets the new field too
+    let lib = work.path().join("faulty/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let patched = text.replacen("threshold: 0.0,", "threshold: 0.0,\n                extra: 0.0,", 1);
+    assert_ne!(text, patched, "the fixture's SelectionResult changed shape; update this test");
+    std::fs::write(&lib, patched).unwrap();
     let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let start = toml.find("members = [").unwrap();
     let end = start + toml[start..].find(']').unwrap() + 1;

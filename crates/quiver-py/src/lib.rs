@@ -101,7 +101,8 @@ impl Host {
             F::Critic => quiver_host::Critic::new(est).map(Handle::Critic),
         }
         .map_err(to_py)?;
-        Ok(Estimator { method: method.to_string(), handle: Arc::new(Mutex::new(handle)) })
+        let manifest = self.inner.get(method).map_err(to_py)?.manifest.clone();
+        Ok(Estimator { method: method.to_string(), manifest, handle: Arc::new(Mutex::new(handle)) })
     }
 
     /// Run `method`'s whole lifecycle on `tables` (`[(role, [(column, array), ...]), ...]`):
@@ -143,6 +144,7 @@ enum Handle {
 #[pyclass(frozen, module = "quiver._quiver")]
 struct Estimator {
     method: String,
+    manifest: quiver_host::Manifest,
     handle: Arc<Mutex<Handle>>,
 }
 
@@ -163,19 +165,21 @@ impl Estimator {
         step: &str,
         tables: PyTables<'py>,
     ) -> PyResult<(Option<String>, PyArrays<'py>)> {
-        let mut guard = self.handle.lock().map_err(|_| {
-            quiver_error(py, "State", "an earlier call on this estimator failed mid-way; construct it again")
-        })?;
-        let spec = manifest_of(&guard).clone();
-        let input = Input::read(&spec, &tables)?;
+        let input = Input::read(&self.manifest, &tables)?;
         let method = self.method.as_str();
         let out = {
             let columns = input.columns();
             let views = input.views(&columns);
-            let handle = &mut *guard;
+            // the handle is locked with the GIL released: a second Python thread calling this
+            // estimator waits here without holding the GIL the first one needs to return
             py.detach(|| -> Result<Option<RunOutput>, HostError> {
+                let mut guard = self.handle.lock().map_err(|_| {
+                    HostError::Parameter(format!(
+                        "'{method}': an earlier call on this estimator failed mid-way; construct it again"
+                    ))
+                })?;
                 use Handle as H;
-                Ok(match (handle, step) {
+                Ok(match (&mut *guard, step) {
                     (H::Selector(h), "calibrate") => h.calibrate_views(&views).map(|_| None)?,
                     (H::Selector(h), "select") => Some(quiver_host::selection_output(method, h.select_views(&views)?)?),
                     (H::Batch(h), "calibrate") => h.calibrate_views(&views).map(|_| None)?,
@@ -204,16 +208,6 @@ impl Estimator {
                 Ok((Some(summary), arrays))
             }
         }
-    }
-}
-
-fn manifest_of(h: &Handle) -> &quiver_host::Manifest {
-    match h {
-        Handle::Selector(h) => h.manifest(),
-        Handle::Batch(h) => h.manifest(),
-        Handle::Aggregator(h) => h.manifest(),
-        Handle::Shrinker(h) => h.manifest(),
-        Handle::Critic(h) => h.manifest(),
     }
 }
 
@@ -399,10 +393,6 @@ fn error_of(py: Python<'_>, class: &str, message: &str, fields: Option<(&str, Op
         Ok(PyErr::from_value(cls.call(args, Some(&kwargs))?))
     };
     make().unwrap_or_else(|e| e)
-}
-
-fn quiver_error(py: Python<'_>, kind: &str, message: &str) -> PyErr {
-    error_of(py, &format!("{kind}Error"), message, None)
 }
 
 fn input_error(py: Python<'_>, message: &str, table: &str, column: &str) -> PyErr {

@@ -273,6 +273,12 @@ def test_bad_input_names_table_column_and_row():
         sel.calibrate(calibrate=cal)
     with pytest.raises(quiver.InvalidInputError, match="DataFrame"):
         sel.calibrate(42)
+    with pytest.raises(quiver.InvalidInputError, match="column 'y' is given twice"):
+        sel.calibrate(pd.DataFrame([[1.0, 2.0, 3.0]], columns=["mu", "y", "y"]))
+    with pytest.raises(quiver.InvalidInputError, match="real numbers"):
+        sel.calibrate({"mu": np.ones(2, dtype=complex), "y": np.ones(2)})
+    with pytest.raises(quiver.InvalidInputError, match="1-D"):
+        sel.calibrate({"mu": 1.0, "y": np.ones(2)})
     # pandas' missing values are NaN, refused with their row
     nullable = pd.DataFrame({"mu": pd.array([1.0, None, 3.0], dtype="Float64"), "y": [1.0, 2.0, 3.0]})
     with pytest.raises(quiver.InvalidInputError) as e:
@@ -303,6 +309,8 @@ def test_bad_parameters_methods_and_devices():
         quiver.ConformalSelector("sure-normal")
     with pytest.raises(quiver.InvalidParameterError, match="device 'gpu'"):
         quiver.ConformalSelector("conformal-selection", device="gpu")
+    with pytest.raises(quiver.InvalidParameterError, match="threads"):
+        quiver.ConformalSelector("conformal-selection", threads=-1)
     with pytest.raises(quiver.UnsupportedError, match="no CUDA path"):
         quiver.Critic("critic-cql", device="cuda")
     with pytest.raises(quiver.StateError):
@@ -380,6 +388,28 @@ def test_the_gil_is_released_while_a_plugin_computes():
     t.join()
     # with the GIL held for the whole call this thread could not run until it ended
     assert ticks > 1000, ticks
+
+
+def test_one_estimator_called_from_two_threads_at_once():
+    cal, test = selection_tables(n=200_000, m=200_000)
+    sel = quiver.ConformalSelector("conformal-selection", q=0.2, c=0.5).calibrate(cal)
+    ref = sel.select(test).p_values
+    out = [None, None]
+
+    def work(k):
+        out[k] = sel.select(test).p_values
+
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    for p in out:
+        np.testing.assert_array_equal(p, ref)
 
 
 def test_ctrl_c_stops_a_long_fit():

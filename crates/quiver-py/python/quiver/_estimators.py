@@ -64,9 +64,15 @@ def _params_json(manifest: Dict[str, Any], params: Mapping[str, Any]) -> str:
 
 
 def _check_device(device: str) -> str:
-    if device not in _DEVICES:
-        raise InvalidParameterError(f"device '{device}' is not one of auto, cpu, cuda")
+    if not isinstance(device, str) or device not in _DEVICES:
+        raise InvalidParameterError(f"device {device!r} is not one of 'auto', 'cpu', 'cuda'")
     return device
+
+
+def _check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 0 <= threads < 2**32:
+        raise InvalidParameterError(f"threads = {threads!r} must be an integer >= 0 (0: one per core)")
+    return int(threads)
 
 
 def _native_tables(manifest: Dict[str, Any], tables: Mapping[str, Any]) -> List[Tuple[str, list]]:
@@ -103,7 +109,11 @@ def run(
     tables = {k: v for k, v in tables_and_params.items() if k in roles}
     params = {k: v for k, v in tables_and_params.items() if k not in roles}
     summary, arrays = reg.native.run(
-        method, _params_json(manifest, params), _native_tables(manifest, tables), _check_device(device), threads
+        method,
+        _params_json(manifest, params),
+        _native_tables(manifest, tables),
+        _check_device(device),
+        _check_threads(threads),
     )
     return _result(RESULT_OF_FAMILY.get(manifest["family"], Result), method, summary, arrays)
 
@@ -142,7 +152,7 @@ class Estimator:
         self.params = dict(params)
         self.device = _check_device(device)
         self._manifest = manifest
-        self._native = reg.native.create(method, _params_json(manifest, params), device, threads)
+        self._native = reg.native.create(method, _params_json(manifest, params), device, _check_threads(threads))
         self.__doc__ = describe(method, plugins)
 
     def __repr__(self) -> str:

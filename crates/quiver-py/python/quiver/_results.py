@@ -106,7 +106,7 @@ class Result:
 
     def __repr__(self) -> str:
         width = max((len(k) for k in self._fields), default=0)
-        rows = [f"  {k:{width}}  {self._short(v)}" for k, v in self._fields.items()]
+        rows = [f"  {k:{width}}  {self._short(v)}" for k, v in self._fields.items() if v is not None]
         return f"<{type(self).__name__} of {self._method}>\n" + "\n".join(rows)
 
     def _repr_html_(self) -> str:
@@ -114,6 +114,7 @@ class Result:
             f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
             f"<td style='text-align:left'><code>{html.escape(self._short(v))}</code></td></tr>"
             for k, v in self._fields.items()
+            if v is not None
         )
         return f"<b>{html.escape(type(self).__name__)}</b> of <code>{html.escape(self._method)}</code><table>{rows}</table>"
 

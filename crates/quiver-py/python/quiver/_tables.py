@@ -30,6 +30,12 @@ def _items(table: Any, role: str) -> Iterable[Tuple[Any, Any]]:
     columns = getattr(table, "columns", None)
     if columns is not None and hasattr(table, "__getitem__"):
         # a DataFrame (pandas, or anything shaped like one): column by column, no copy
+        names = [str(c) for c in columns]
+        for k, name in enumerate(names):
+            if name in names[:k]:
+                raise InvalidInputError(
+                    f"table '{role}': column '{name}' is given twice", table=role, column=name
+                )
         return ((c, table[c]) for c in columns)
     raise InvalidInputError(
         f"table '{role}': expected a pandas DataFrame, a dict of 1-D arrays or a structured NumPy "
@@ -66,8 +72,12 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
     """The columns of ``table`` (the table of role ``role``; ``spec`` its manifest entry) as
     1-D ``float64`` / ``int64`` / ``uint8`` (flag) arrays, ready for the native host."""
     out: Columns = []
+    seen = set()
     for key, col in _items(table, role):
         name = str(key)
+        if name in seen:
+            raise InvalidInputError(f"table '{role}': column '{name}' is given twice", table=role, column=name)
+        seen.add(name)
         declared = _declared(spec, name)
         try:
             a = _array(col)
@@ -95,6 +105,12 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
                 a = np.ascontiguousarray(a, dtype=np.int64)
         elif kind == "b":
             a = np.ascontiguousarray(a).view(np.uint8)
+        elif kind == "c" and declared:
+            raise InvalidInputError(
+                f"table '{role}', column '{name}': expected real numbers, got {a.dtype} values",
+                table=role,
+                column=name,
+            )
         elif declared:
             try:
                 a = np.ascontiguousarray(a, dtype=np.float64)

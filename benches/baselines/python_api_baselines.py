@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Quiver called from Python (the `quiver` wheel installed in this interpreter) on the data of a
+Rust-host case, for `cargo xtask bench`: what calling through the Python package costs over the
+Rust host itself. Reads the raw little-endian f64 files the harness wrote, times `repeats`
+calibrate + select calls, prints one JSON line: times and the results to compare."""
+import json
+import sys
+
+import numpy as np
+import quiver
+from timing import time_runs
+
+
+def load(d, name):
+    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
+
+
+def conformal_selection(d, q, c):
+    cal = {"y": load(d, "y"), "mu": load(d, "mu")}
+    test = {"mu": load(d, "mu_test"), "u": load(d, "u")}
+    sel = quiver.ConformalSelector("conformal-selection", q=q, c=c, device="cpu")
+
+    def run():
+        r = sel.calibrate(cal).select(test)
+        k = len(r.selected)
+        return {"k_star": k, "n_selected": k, "selected_sum": int(r.selected.sum())}
+
+    return run
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    if spec["case"] != "conformal-selection":
+        raise SystemExit(f"unknown case {spec['case']}")
+    run = conformal_selection(spec["data"], spec["q"], spec["c"])
+    times, result = time_runs(run, spec["repeats"])
+    print(json.dumps({"times": times, "result": result, "numpy": np.__version__}))
+
+
+if __name__ == "__main__":
+    main()
