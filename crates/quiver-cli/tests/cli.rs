@@ -408,9 +408,9 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     std::fs::write(&abi, changed).unwrap();
     // the fixture's own SelectionResult (its address probe) gets the new field too
     let lib = work.path().join("faulty/src/lib.rs");
-    let text = std::fs::read_to_string(&lib).unwrap();
-    let patched = text.replacen("threshold: 0.0,", "threshold: 0.0,\n                extra: 0.0,", 1);
-    assert_ne!(text, patched, "the fixture's SelectionResult changed shape; update this test");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let patched = source.replacen("threshold: 0.0,", "threshold: 0.0,\n                extra: 0.0,", 1);
+    assert_ne!(source, patched, "the fixture's SelectionResult changed shape; update this test");
     std::fs::write(&lib, patched).unwrap();
     let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let start = toml.find("members = [").unwrap();
