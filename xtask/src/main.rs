@@ -225,7 +225,11 @@ fn build() -> Result<PathBuf> {
     }
     let quiver = release.join(format!("quiver{}", std::env::consts::EXE_SUFFIX));
     run(Command::new(&quiver).arg("doctor").arg("--plugins").arg(&dest))?;
-    python::build_wheel()?;
+    // the CLI and plugins are usable without the wheel (e.g. without PyPI): a failed wheel is a
+    // warning here, and `cargo xtask test` then fails on its Python suite, saying why
+    if let Err(e) = python::build_wheel() {
+        println!("xtask: warning: the Python wheel was not built: {e}");
+    }
     Ok(quiver)
 }
 

@@ -18,6 +18,14 @@ pub fn wheels_dir() -> PathBuf {
 /// Copy the built plugins into the package (`python/quiver/plugins`, git-ignored) and build the
 /// wheel into `target/wheels` for the interpreter of `target/pyenv`. Returns the wheel.
 pub fn build_wheel() -> Result<PathBuf> {
+    let out = wheels_dir();
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    // one wheel in the folder, the one just built: never a stale one when this build fails
+    for entry in std::fs::read_dir(&out).map_err(|e| e.to_string())?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("quiver-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let py = env::python_env(&["maturin"]).map_err(|e| format!("the Python wheel needs maturin: {e}"))?;
     let bundled = package_dir().join("python/quiver/plugins");
     let _ = std::fs::remove_dir_all(&bundled);
@@ -26,14 +34,6 @@ pub fn build_wheel() -> Result<PathBuf> {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION) {
             std::fs::copy(&path, bundled.join(entry.file_name())).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    let out = wheels_dir();
-    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    // one wheel in the folder: the one just built
-    for entry in std::fs::read_dir(&out).map_err(|e| e.to_string())?.flatten() {
-        if entry.file_name().to_string_lossy().starts_with("quiver-") {
-            let _ = std::fs::remove_file(entry.path());
         }
     }
     run(Command::new(py.bin("maturin"))
