@@ -142,8 +142,28 @@ pub fn check_object_file(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Whether the object file exports the plugin identity symbol. Read from the file's dynamic
+/// symbol table, before any loading: a shared library that is not a Quiver plugin (a system
+/// library in a plugin folder) is refused without running its initialisers. `None` when the
+/// format's exports cannot be listed (then `dlsym` decides after loading).
+fn exports_identity(path: &Path) -> Option<bool> {
+    use object::Object;
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let exports = file.exports().ok()?;
+    Some(exports.iter().any(|e| {
+        let name = e.name();
+        // Mach-O prefixes C symbols with an underscore
+        name == quiver_abi::IDENTITY_SYMBOL.as_bytes()
+            || name.strip_prefix(b"_") == Some(quiver_abi::IDENTITY_SYMBOL.as_bytes())
+    }))
+}
+
 fn read_identity(path: &Path) -> Result<PluginIdentity, LoadError> {
     check_object_file(path)?;
+    if exports_identity(path) == Some(false) {
+        return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL });
+    }
     // SAFETY: loading a library runs its initialisers; plugin folders are trusted code, as with
     // any plugin system. The library is kept loaded for the life of the process.
     let lib = unsafe { libloading::Library::new(path) }

@@ -65,6 +65,7 @@ fn bad_files_are_reported_and_the_rest_still_load() {
     );
     assert!(failures[1].to_string().contains("libd_corrupt"), "{}", failures[1]);
     if libm.is_some() {
+        // refused from its symbol table, before it is loaded
         assert!(matches!(&failures[2], LoadError::NotAPlugin { .. }));
         assert!(failures[2].to_string().contains("not a Quiver plugin (it has no `quiver_plugin_identity` symbol)"));
     }
@@ -82,4 +83,34 @@ fn discovery_prefers_the_explicit_folder() {
     assert!(host.plugins().is_empty());
     let e = host.get("conformal-selection").err().unwrap();
     assert!(e.to_string().contains("unknown method 'conformal-selection' (loaded: none"), "{e}");
+}
+
+/// A shared library in a plugin folder that is not a Quiver plugin is refused from its symbol
+/// table: it is never loaded, so its initialisers never run.
+#[test]
+fn non_plugin_libraries_are_refused_without_running_their_initialisers() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("constructor-ran");
+    let source = dir.path().join("ctor.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void touch(void) {{ FILE *f = fopen({:?}, \"w\"); if (f) fclose(f); }}\nint not_a_plugin(void) {{ return 1; }}\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = plugins.join(format!("libctor.{}", std::env::consts::DLL_EXTENSION));
+    let built = std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&source).status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no C compiler to build the test library");
+        return;
+    }
+    let mut host = Host::new();
+    host.load_dir(&plugins);
+    assert!(host.plugins().is_empty());
+    assert!(matches!(host.failures(), [LoadError::NotAPlugin { .. }]), "{:?}", host.failures());
+    assert!(!marker.exists(), "the library's constructor ran: it was loaded");
 }

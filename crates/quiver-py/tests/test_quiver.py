@@ -277,6 +277,11 @@ def test_bad_input_names_table_column_and_row():
         sel.calibrate(pd.DataFrame([[1.0, 2.0, 3.0]], columns=["mu", "y", "y"]))
     with pytest.raises(quiver.InvalidInputError, match="real numbers"):
         sel.calibrate({"mu": np.ones(2, dtype=complex), "y": np.ones(2)})
+    with pytest.raises(quiver.InvalidInputError, match="real numbers"):
+        sel.calibrate({"mu": np.array(["2020-01-01"] * 2, dtype="datetime64[D]"), "y": np.ones(2)})
+    with pytest.raises(quiver.InvalidInputError, match="reads no 'calibraton' table") as e:
+        quiver.run("conformal-selection", calibraton=cal, test=test)
+    assert e.value.table == "calibraton"
     with pytest.raises(quiver.InvalidInputError, match="1-D"):
         sel.calibrate({"mu": 1.0, "y": np.ones(2)})
     # pandas' missing values are NaN, refused with their row
@@ -303,6 +308,8 @@ def test_bad_parameters_methods_and_devices():
         quiver.ConformalSelector("conformal-selection", q=float("nan"))
     with pytest.raises(quiver.InvalidParameterError, match="a dict is not"):
         quiver.ConformalSelector("conformal-selection", q={"a": 1})
+    with pytest.raises(quiver.InvalidParameterError, match="too large"):
+        quiver.ConformalSelector("conformal-selection", q=10**400)
     with pytest.raises(quiver.UnknownMethodError, match="unknown method 'nope'"):
         quiver.ConformalSelector("nope")
     with pytest.raises(quiver.InvalidParameterError, match="is a shrinkage, not a conformal-selector"):

@@ -41,7 +41,10 @@ def _param_value(name: str, kind: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if kind == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:
+            raise InvalidParameterError(f"parameter '{name}' = {value} is too large for a double") from None
         if math.isnan(x):
             return "nan"
         if math.isinf(x):
@@ -61,6 +64,10 @@ def _params_json(manifest: Dict[str, Any], params: Mapping[str, Any]) -> str:
     # unknown names go through as they are: the plugin refuses them with the list of known ones
     out = {k: _param_value(k, kinds.get(k, "text"), v) for k, v in params.items()}
     return json.dumps(out, allow_nan=False)
+
+
+def _looks_like_table(v: Any) -> bool:
+    return isinstance(v, (Mapping, np.ndarray)) or hasattr(v, "columns")
 
 
 def _check_device(device: str) -> str:
@@ -105,9 +112,14 @@ def run(
     """
     reg = registry(plugins)
     manifest = reg.manifest(method)
-    roles = {t["role"] for t in manifest["tables"]}
+    roles = [t["role"] for t in manifest["tables"]]
     tables = {k: v for k, v in tables_and_params.items() if k in roles}
     params = {k: v for k, v in tables_and_params.items() if k not in roles}
+    for k, v in params.items():
+        if _looks_like_table(v):
+            raise InvalidInputError(
+                f"method '{method}' reads no '{k}' table (it reads: {', '.join(roles)})", table=k
+            )
     summary, arrays = reg.native.run(
         method,
         _params_json(manifest, params),

@@ -105,7 +105,8 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
                 a = np.ascontiguousarray(a, dtype=np.int64)
         elif kind == "b":
             a = np.ascontiguousarray(a).view(np.uint8)
-        elif kind == "c" and declared:
+        elif kind in "cmM" and declared:
+            # complex numbers, dates and durations are not the numbers a method reads
             raise InvalidInputError(
                 f"table '{role}', column '{name}': expected real numbers, got {a.dtype} values",
                 table=role,
