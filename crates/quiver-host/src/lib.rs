@@ -2,9 +2,11 @@
 //! registry, validates inputs against each method's manifest, and hands out typed handles per
 //! estimator family ([`Selector`], [`BatchPredictor`], [`Aggregator`], [`Shrinker`], [`Critic`]).
 //!
-//! Loading a file: (1) `libloading` opens it and reads the C-ABI identity symbol
-//! ([`quiver_abi::IDENTITY_SYMBOL`]): a library without it is not a Quiver plugin, and one built
-//! against another ABI version is refused with both versions in one line; (2) abi_stable checks
+//! Loading a file: (0) it is parsed without loading ([`check_object_file`]): every segment lies
+//! inside the file, and its dynamic symbol table exports the C-ABI identity symbol
+//! ([`quiver_abi::IDENTITY_SYMBOL`]) — a library without it is not a Quiver plugin and is never
+//! loaded, so its initialisers never run; (1) `libloading` opens it and calls the identity
+//! function: one built against another ABI version is refused with both versions in one line; (2) abi_stable checks
 //! type layouts and loads the root module (`lib_header_from_path(..).init_root_module()`, never
 //! `load_from_file`); (3) the manifest is read and the method name checked for duplicates.
 //! A file that fails is recorded in [`Host::failures`]; the others still load. Libraries are never
