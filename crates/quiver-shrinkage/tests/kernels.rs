@@ -5,7 +5,7 @@ use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
 
 #[test]
 fn sweep_kernel_compiles_to_ptx() {
-    quiver_testing::assert_kernel_compiles("sure_batch", quiver_shrinkage::risk::SURE_KERNEL, "sure_batch");
+    quiver_testing::assert_kernel_compiles("sure_sweep", quiver_shrinkage::risk::SURE_KERNEL, "sure_sweep");
 }
 
 quiver_testing::device_test!(
@@ -23,8 +23,18 @@ quiver_testing::device_test!(
             for (a, b) in cpu.iter().zip(&got) {
                 assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
             }
+            // every sum of a sweep (values, exact derivatives, both cell bounds)
+            let ts: Vec<f64> = (0..=20).map(|i| i as f64 / 20.0).collect();
+            let a = risk.sweep_t_cpu(&ts);
+            let b = quiver_shrinkage::risk::Sweeper::new(&risk, Sweep::from(device)).unwrap().sweep(&ts).unwrap();
+            for (x, y) in [(&a.value, &b.value), (&a.slope, &b.slope), (&a.curvature, &b.curvature), (&a.cell_bound, &b.cell_bound)] {
+                for (u, v) in x.iter().zip(y) {
+                    assert!((u - v).abs() <= 1e-10 * u.abs().max(1.0), "{u} vs {v}");
+                }
+            }
             let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::from(device)).unwrap());
             assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
+            assert!((mc.lower_bound - mg.lower_bound).abs() <= 1e-9 * mc.risk.abs().max(1.0));
         }
     }
 );
