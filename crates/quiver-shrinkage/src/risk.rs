@@ -9,15 +9,18 @@
 //! a sum of convex quadratics in the b_i (XKB toward μ: d = (x − μ)², e = A, C = Σ A; toward the
 //! grand mean: e = (1 − 1/p)A; binomial: d = (p̂ − m)², e = C-term = V̂).
 //!
-//! R need not be unimodal in λ when the h_i differ, so λ̂ comes from a branch-and-bound search that
-//! cannot miss the global minimum: λ ∈ [0, ∞] is mapped to t ∈ [0, 1] (λ = s·t/(1 − t)); on a
-//! cell [t₁, t₂] every b_i lies between b_i(λ₁) and b_i(λ₂), so Σ_i min over that range of unit
-//! i's quadratic (closed form) bounds R from below on the whole cell. Cells whose bound is above
-//! the best value found cannot hold the minimum and are dropped; the others are split, until the
-//! remaining bound is within a relative 1e-7 of the best value or the cells are narrow. The result
-//! reports that certified lower bound; the point found is then polished by narrowing grid sweeps. Each pass evaluates all its points and cell bounds in one sweep over the units
-//! (CPU: parallel chunks summed in a fixed order, so results do not depend on the thread count;
-//! CUDA: the `sure_sweep` kernel).
+//! R need not be unimodal in λ when the h_i differ, so λ̂ comes from a branch-and-bound search
+//! that cannot miss the global minimum: λ ∈ [0, ∞] is mapped to t ∈ [0, 1] (λ = s·t/(1 − t)),
+//! where each b_i is a ratio of linear functions of t, so b_i, b_i′ and b_i″ are monotone between
+//! any two points. A sweep evaluates R, R′ and R″ at its points and bounds R from below on each
+//! cell between them by the larger of a first-order bound (Σ_i min of unit i's quadratic over the
+//! range of b_i on the cell) and a second-order one (Taylor expansions from both ends with a lower
+//! bound of R″ on the cell; its error shrinks with the cube of the width). Cells whose bound is
+//! within a relative 1e-7 of the best value found are settled; the others are split and swept
+//! again ([`QuadraticRisk::minimize`]). Each sweep evaluates all its points and cell bounds in one
+//! pass over the units (CPU: parallel chunks summed in a fixed order, so results do not depend on
+//! the thread count; CUDA: the `sure_sweep` kernel, the units' data kept on the GPU for the whole
+//! search).
 
 use rayon::prelude::*;
 
@@ -56,17 +59,17 @@ pub fn weight(h: f64, lambda: f64, w: Weight) -> f64 {
     }
 }
 
-/// The per-unit quantities of one point t: b, b′, b″ (derivatives in t) and the unit's risk term
-/// f = b(d b − 2e) with f′ and f″. With D = h + (s − h)t (> 0 on [0, 1]):
-/// decreasing b = h(1 − t)/D, b′ = −hs/D², b″ = 2hs(s − h)/D³; increasing b = st/D, b′ = hs/D²,
-/// b″ = −2hs(s − h)/D³. The products are formed as (h/D)(s/D) so that no factor overflows.
+/// The per-unit quantities of one point t: b, b′, b″ (derivatives in t). With D = h + (s − h)t
+/// (> 0 on [0, 1]): decreasing b = h(1 − t)/D, b′ = −hs/D², b″ = 2hs(s − h)/D³; increasing
+/// b = st/D, b′ = hs/D², b″ = −2hs(s − h)/D³. The products are formed as (h/D)(s/D) so that no
+/// factor overflows.
 #[inline(always)]
-fn unit_at(t: f64, s: f64, h: f64, inc: bool) -> (f64, f64, f64) {
+fn unit_at<const INC: bool>(t: f64, s: f64, h: f64) -> (f64, f64, f64) {
     let inv = 1.0 / (h + (s - h) * t);
     let (hd, sd) = (h * inv, s * inv);
     let b1 = hd * sd;
     let b2 = 2.0 * b1 * ((s - h) * inv);
-    if inc {
+    if INC {
         (t * sd, b1, -b2)
     } else {
         ((1.0 - t) * hd, -b1, b2)
@@ -93,22 +96,61 @@ impl PointUnits {
     }
 }
 
-/// The sums of one point over a chunk: Σ f, Σ f′, Σ f″ (b, b′, b″ left in `out` for the cell).
+/// A chunk's view of a [`PointUnits`].
+struct PointUnitsMut<'a> {
+    b: &'a mut [f64],
+    b1: &'a mut [f64],
+    b2: &'a mut [f64],
+}
+
+/// Unit i's contributions at one point: (f, f′, f″) with f = b(db − 2e).
 #[inline(always)]
-fn point_sums(t: f64, s: f64, d: &[f64], e: &[f64], h: &[f64], inc: bool, out: &mut PointUnits) -> [f64; 3] {
-    let mut acc = [[0.0f64; 8]; 3];
-    for (c, ((((d, e), h), b), (b1, b2))) in
-        d.iter().zip(e).zip(h).zip(out.b.iter_mut()).zip(out.b1.iter_mut().zip(out.b2.iter_mut())).enumerate()
-    {
-        let (bb, bb1, bb2) = unit_at(t, s, *h, inc);
-        let g = 2.0 * (d * bb - e);
-        let l = c & 7;
-        acc[0][l] += bb * (d * bb - 2.0 * e);
-        acc[1][l] += g * bb1;
-        acc[2][l] += 2.0 * d * bb1 * bb1 + g * bb2;
-        (*b, *b1, *b2) = (bb, bb1, bb2);
+fn point_terms(d: f64, e: f64, b: f64, b1: f64, b2: f64) -> (f64, f64, f64) {
+    let g = 2.0 * (d * b - e);
+    (b * (d * b - 2.0 * e), g * b1, 2.0 * d * b1 * b1 + g * b2)
+}
+
+/// The sums of one point over a chunk: Σ f, Σ f′ and Σ f″; with `keep`, b, b′ and b″ are left in
+/// `out` for the cell to the next point. Eight lanes at a time, so the loop vectorises.
+#[inline(always)]
+fn point_sums<const INC: bool>(
+    t: f64,
+    s: f64,
+    d: &[f64],
+    e: &[f64],
+    h: &[f64],
+    out: &mut PointUnitsMut<'_>,
+    keep: bool,
+) -> [f64; 3] {
+    let _ = keep; // the state is written either way: two plain loops vectorise best
+    let n = d.len();
+    let (ob, ob1, ob2) = (&mut out.b[..n], &mut out.b1[..n], &mut out.b2[..n]);
+    // element-wise: b, b′, b″ (the loop vectoriser makes this full-width, divisions included)
+    for i in 0..n {
+        let (b, b1, b2) = unit_at::<INC>(t, s, h[i]);
+        ob[i] = b;
+        ob1[i] = b1;
+        ob2[i] = b2;
     }
-    [fold8(&acc[0]), fold8(&acc[1]), fold8(&acc[2])]
+    // the sums, eight lanes at a time in a fixed order
+    let mut acc = [[0.0f64; 8]; 3];
+    let n8 = n / 8 * 8;
+    for base in (0..n8).step_by(8) {
+        let (d8, e8) = (&d[base..base + 8], &e[base..base + 8]);
+        let (b8, b18, b28) = (&ob[base..base + 8], &ob1[base..base + 8], &ob2[base..base + 8]);
+        for l in 0..8 {
+            let (f0, f1, f2) = point_terms(d8[l], e8[l], b8[l], b18[l], b28[l]);
+            acc[0][l] += f0;
+            acc[1][l] += f1;
+            acc[2][l] += f2;
+        }
+    }
+    let mut rem = [0.0; 3];
+    for i in n8..n {
+        let (f0, f1, f2) = point_terms(d[i], e[i], ob[i], ob1[i], ob2[i]);
+        (rem[0], rem[1], rem[2]) = (rem[0] + f0, rem[1] + f1, rem[2] + f2);
+    }
+    [fold8(&acc[0]) + rem[0], fold8(&acc[1]) + rem[1], fold8(&acc[2]) + rem[2]]
 }
 
 #[inline(always)]
@@ -129,66 +171,142 @@ fn hi_of(a: f64, b: f64) -> f64 {
     }
 }
 
-/// The sums of one cell over a chunk, between the points `p` and `q`:
-/// Σ_i min over b ∈ [b_i(p), b_i(q)] of unit i's quadratic (its minimiser e/d clamped; first
-/// order), and Σ_i a lower bound of f_i″ on the cell: 2d·min b′² + min of (2(db − e))·b″ over
-/// the box of their ranges (b, b′², b″ are monotone in t between the points, D being linear).
+/// Unit i's contributions to a cell between two points: the minimum of its quadratic over
+/// b ∈ [b(p), b(q)] (its minimiser `argmin` = e/d clamped; first order), and a lower bound of
+/// f″ on the cell: 2d·min b′² + the least corner of (2(db − e)) × b″ over their ranges (b, b′²,
+/// b″ are monotone in t between the points, D being linear).
 #[inline(always)]
-fn cell_sums(p: &PointUnits, q: &PointUnits, d: &[f64], e: &[f64]) -> [f64; 2] {
-    let mut acc = [[0.0f64; 8]; 2];
-    for i in 0..d.len() {
-        let (d, e) = (d[i], e[i]);
-        let (blo, bhi) = (lo_of(p.b[i], q.b[i]), hi_of(p.b[i], q.b[i]));
-        let x = if d > 0.0 {
-            hi_of(lo_of(e / d, bhi), blo)
-        } else if e > 0.0 {
-            bhi
-        } else {
-            blo
-        };
-        let (glo, ghi) = (2.0 * (d * blo - e), 2.0 * (d * bhi - e));
-        let (clo, chi) = (lo_of(p.b2[i], q.b2[i]), hi_of(p.b2[i], q.b2[i]));
-        let corner = lo_of(lo_of(glo * clo, glo * chi), lo_of(ghi * clo, ghi * chi));
-        let slope2 = lo_of(p.b1[i] * p.b1[i], q.b1[i] * q.b1[i]);
-        let l = i & 7;
-        acc[0][l] += x * x * d - 2.0 * x * e;
-        acc[1][l] += 2.0 * d * slope2 + corner;
-    }
-    [fold8(&acc[0]), fold8(&acc[1])]
+#[allow(clippy::too_many_arguments)]
+fn cell_terms(d: f64, e: f64, argmin: f64, pb: f64, qb: f64, pb1: f64, qb1: f64, pb2: f64, qb2: f64) -> (f64, f64) {
+    let (blo, bhi) = (lo_of(pb, qb), hi_of(pb, qb));
+    let x = hi_of(lo_of(argmin, bhi), blo);
+    let (glo, ghi) = (2.0 * (d * blo - e), 2.0 * (d * bhi - e));
+    let (clo, chi) = (lo_of(pb2, qb2), hi_of(pb2, qb2));
+    let corner = lo_of(lo_of(glo * clo, glo * chi), lo_of(ghi * clo, ghi * chi));
+    (x * x * d - 2.0 * x * e, 2.0 * d * lo_of(pb1 * pb1, qb1 * qb1) + corner)
 }
 
-/// One chunk of a sweep: for each point its three sums, then for each cell its two.
+/// The sums of one cell over a chunk, between the points `p` and `q` (see [`cell_terms`]).
 #[inline(always)]
-fn sweep_chunk_body(d: &[f64], e: &[f64], h: &[f64], ts: &[f64], s: f64, inc: bool) -> Vec<f64> {
-    let k = ts.len();
-    let mut acc = vec![0.0; 3 * k + 2 * k.saturating_sub(1)];
-    let mut prev = PointUnits::new(d.len());
-    let mut cur = PointUnits::new(d.len());
+fn cell_sums(p: &PointUnitsMut<'_>, q: &PointUnitsMut<'_>, d: &[f64], e: &[f64], argmin: &[f64]) -> [f64; 2] {
+    let mut acc = [[0.0f64; 8]; 2];
+    let n8 = d.len() / 8 * 8;
+    let mut rem = [0.0; 2];
+    for base in (0..n8).step_by(8) {
+        let (d8, e8, a8) = (&d[base..base + 8], &e[base..base + 8], &argmin[base..base + 8]);
+        let (pb, qb) = (&p.b[base..base + 8], &q.b[base..base + 8]);
+        let (pb1, qb1) = (&p.b1[base..base + 8], &q.b1[base..base + 8]);
+        let (pb2, qb2) = (&p.b2[base..base + 8], &q.b2[base..base + 8]);
+        for l in 0..8 {
+            let (c0, c1) = cell_terms(d8[l], e8[l], a8[l], pb[l], qb[l], pb1[l], qb1[l], pb2[l], qb2[l]);
+            acc[0][l] += c0;
+            acc[1][l] += c1;
+        }
+    }
+    for i in n8..d.len() {
+        let (c0, c1) = cell_terms(d[i], e[i], argmin[i], p.b[i], q.b[i], p.b1[i], q.b1[i], p.b2[i], q.b2[i]);
+        (rem[0], rem[1]) = (rem[0] + c0, rem[1] + c1);
+    }
+    [fold8(&acc[0]) + rem[0], fold8(&acc[1]) + rem[1]]
+}
+
+/// Scratch space of one worker: the per-unit state at the previous and current point, and the
+/// units' minimisers, reused chunk after chunk (allocating and zeroing them per chunk cost more
+/// than the arithmetic).
+struct Scratch {
+    prev: PointUnits,
+    cur: PointUnits,
+    argmin: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Self {
+        Scratch { prev: PointUnits::new(n), cur: PointUnits::new(n), argmin: vec![0.0; n] }
+    }
+}
+
+/// One chunk of a sweep (at most the scratch's length): for each point its three sums, then for
+/// each cell its two, added into `acc`.
+#[inline(always)]
+fn sweep_chunk_body<const INC: bool>(
+    d: &[f64],
+    e: &[f64],
+    h: &[f64],
+    ts: &[f64],
+    s: f64,
+    scratch: &mut Scratch,
+    acc: &mut [f64],
+) {
+    let (k, n) = (ts.len(), d.len());
+    let Scratch { prev, cur, argmin } = scratch;
+    let (prev, cur) = (trim(prev, n), trim(cur, n));
+    let argmin = &mut argmin[..n];
+    if k > 1 {
+        // each unit's unconstrained minimiser e/d (±∞ when d = 0), once per chunk, for the cells
+        for ((a, &d), &e) in argmin.iter_mut().zip(d).zip(e) {
+            *a = if d > 0.0 {
+                e / d
+            } else if e > 0.0 {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+    }
+    let (mut prev, mut cur) = (prev, cur);
     for (q, &t) in ts.iter().enumerate() {
-        let [f0, f1, f2] = point_sums(t, s, d, e, h, inc, &mut cur);
-        (acc[3 * q], acc[3 * q + 1], acc[3 * q + 2]) = (f0, f1, f2);
+        let [f0, f1, f2] = point_sums::<INC>(t, s, d, e, h, &mut cur, k > 1);
+        acc[3 * q] += f0;
+        acc[3 * q + 1] += f1;
+        acc[3 * q + 2] += f2;
         if q > 0 {
-            let [c0, c1] = cell_sums(&prev, &cur, d, e);
-            (acc[3 * k + 2 * (q - 1)], acc[3 * k + 2 * (q - 1) + 1]) = (c0, c1);
+            let [c0, c1] = cell_sums(&prev, &cur, d, e, argmin);
+            acc[3 * k + 2 * (q - 1)] += c0;
+            acc[3 * k + 2 * (q - 1) + 1] += c1;
         }
         std::mem::swap(&mut prev, &mut cur);
     }
-    acc
+}
+
+/// The first `n` entries of a point's state.
+fn trim(p: &mut PointUnits, n: usize) -> PointUnitsMut<'_> {
+    PointUnitsMut { b: &mut p.b[..n], b1: &mut p.b1[..n], b2: &mut p.b2[..n] }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sweep_chunk_avx2(d: &[f64], e: &[f64], h: &[f64], ts: &[f64], s: f64, inc: bool) -> Vec<f64> {
-    sweep_chunk_body(d, e, h, ts, s, inc)
+unsafe fn sweep_chunk_avx2<const INC: bool>(
+    d: &[f64],
+    e: &[f64],
+    h: &[f64],
+    ts: &[f64],
+    s: f64,
+    scratch: &mut Scratch,
+    acc: &mut [f64],
+) {
+    sweep_chunk_body::<INC>(d, e, h, ts, s, scratch, acc)
 }
 
-fn sweep_chunk(d: &[f64], e: &[f64], h: &[f64], ts: &[f64], s: f64, inc: bool) -> Vec<f64> {
+/// One chunk of a sweep, the orientation fixed at compile time, with AVX2 where the CPU has it.
+#[allow(clippy::too_many_arguments)]
+fn sweep_chunk(d: &[f64], e: &[f64], h: &[f64], ts: &[f64], s: f64, inc: bool, scratch: &mut Scratch, acc: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        return unsafe { sweep_chunk_avx2(d, e, h, ts, s, inc) };
+        unsafe {
+            if inc {
+                sweep_chunk_avx2::<true>(d, e, h, ts, s, scratch, acc)
+            } else {
+                sweep_chunk_avx2::<false>(d, e, h, ts, s, scratch, acc)
+            }
+        };
+        return;
     }
-    sweep_chunk_body(d, e, h, ts, s, inc)
+    if inc {
+        sweep_chunk_body::<true>(d, e, h, ts, s, scratch, acc)
+    } else {
+        sweep_chunk_body::<false>(d, e, h, ts, s, scratch, acc)
+    }
 }
 
 /// Which device evaluates the sweeps.
@@ -240,6 +358,10 @@ pub struct SweepResult {
 /// the cell (Taylor's theorem makes each a lower bound of R there). max(qa, qb) is piecewise
 /// quadratic: its minimum is at an end, the crossing, or a vertex, all of which are evaluated.
 fn taylor_bound(ta: f64, tb: f64, a: [f64; 2], b: [f64; 2], m: f64) -> f64 {
+    if !(m.is_finite() && a.iter().chain(&b).all(|x| x.is_finite())) {
+        // no usable expansion (a first-order sweep, or an overflow): no bound
+        return f64::NEG_INFINITY;
+    }
     let qa = |t: f64| a[0] + a[1] * (t - ta) + 0.5 * m * (t - ta) * (t - ta);
     let qb = |t: f64| b[0] + b[1] * (t - tb) + 0.5 * m * (t - tb) * (t - tb);
     let g = |t: f64| hi_of(qa(t), qb(t));
@@ -307,22 +429,40 @@ impl QuadraticRisk {
     /// on the thread count); within a chunk one point at a time over contiguous arrays, so the
     /// loops vectorise.
     pub fn sweep_t_cpu(&self, ts: &[f64]) -> SweepResult {
+        let total = self.sums_cpu(ts);
+        self.finish(ts, &total)
+    }
+
+    fn sums_cpu(&self, ts: &[f64]) -> Vec<f64> {
         const CHUNK: usize = 4096;
         let (s, inc) = (self.scale(), self.weight == Weight::Increasing);
-        let partials: Vec<Vec<f64>> = (0..self.len().div_ceil(CHUNK))
+        let width = 3 * ts.len() + 2 * ts.len().saturating_sub(1);
+        let chunks = self.len().div_ceil(CHUNK);
+        // fixed groups of chunks, each summed in order, the groups added in order: the result
+        // does not depend on the thread count
+        const GROUP: usize = 16;
+        let partials: Vec<Vec<f64>> = (0..chunks.div_ceil(GROUP))
             .into_par_iter()
-            .map(|c| {
-                let range = c * CHUNK..((c + 1) * CHUNK).min(self.len());
-                sweep_chunk(&self.d[range.clone()], &self.e[range.clone()], &self.h[range], ts, s, inc)
-            })
+            .map_init(
+                || Scratch::new(CHUNK),
+                |scratch, g| {
+                    let mut acc = vec![0.0; width];
+                    for c in g * GROUP..((g + 1) * GROUP).min(chunks) {
+                        let range = c * CHUNK..((c + 1) * CHUNK).min(self.len());
+                        let (d, e, h) = (&self.d[range.clone()], &self.e[range.clone()], &self.h[range]);
+                        sweep_chunk(d, e, h, ts, s, inc, scratch, &mut acc);
+                    }
+                    acc
+                },
+            )
             .collect();
-        let mut total = vec![0.0; 3 * ts.len() + 2 * ts.len().saturating_sub(1)];
+        let mut total = vec![0.0; width];
         for p in &partials {
             for (t, x) in total.iter_mut().zip(p) {
                 *t += x;
             }
         }
-        self.finish(ts, &total)
+        total
     }
 
     /// The sweep's sums as risks and bounds.
@@ -339,9 +479,20 @@ impl QuadraticRisk {
                 let first = (total[3 * k + 2 * q] + self.c) / n;
                 let m = total[3 * k + 2 * q + 1] / n;
                 let second = taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
-                let bound = if second.is_nan() { first } else { hi_of(first, second) };
+                let bound = match (first.is_nan(), second.is_nan()) {
+                    (false, false) => hi_of(first, second),
+                    (false, true) => first,
+                    (true, false) => second,
+                    (true, true) => f64::NEG_INFINITY,
+                };
                 let slack = 1e-12 * (value[q].abs() + value[q + 1].abs() + unit);
-                lo_of(bound, lo_of(value[q], value[q + 1])) - slack
+                let bound = lo_of(bound, lo_of(value[q], value[q + 1])) - slack;
+                // an evaluation that went NaN (overflow) certifies nothing
+                if bound.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    bound
+                }
             })
             .collect();
         SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
@@ -368,20 +519,20 @@ impl QuadraticRisk {
 
     /// The minimum of R over λ ∈ [0, ∞], certified by branch and bound.
     ///
-    /// One sweep evaluates R at 16 points t_k = k/15 and bounds R from below on each of the 15
-    /// cells ([`SweepResult::cell_bound`]). The neighbourhood of the best point is searched by
-    /// safeguarded Newton steps on R(t) (exact R, R′, R″ from a one-point sweep, on either
-    /// device; bisection on the sign of R′ when a step leaves the bracket). Then every cell whose
-    /// bound lies more than 10^-7 (relative to max(|R|, |C|/p)) below the best value is split and
-    /// swept again, the refined bounds replacing it, until none is left (or 12 rounds): the
-    /// second-order bound's error shrinks with the cube of the width, so a round or two suffice.
-    /// `lower_bound` is the least bound of all cells; `bracket` the hull of the cells whose bound
-    /// is not above R(λ̂).
+    /// One sweep evaluates R at 8 points t_k = k/7 and bounds R from below on each of the 7
+    /// cells. The neighbourhood of the best point is searched by safeguarded Newton steps
+    /// on R(t) (exact R, R′, R″ from a one-point sweep, on either device; bisection on the sign
+    /// of R′ when a step leaves the bracket). Then every cell whose bound lies more than 10^-7
+    /// (relative to max(|R|, |C|/p)) below the best value is split — into the cube root of its
+    /// gap over the tolerance pieces, 2 or 3, and at the best point when it lies inside — and swept
+    /// again ([`SweepResult::cell_bound`]), the lowest bounds first and
+    /// at most 32 points a sweep, until no such cell is left (or 12 rounds). `lower_bound` is the
+    /// least bound of all cells; `bracket` the hull of the cells whose bound is not above R(λ̂).
     pub fn minimize(&self, device: Sweep) -> Result<Minimum, quiver_gpu::GpuError> {
-        const G: usize = 15;
+        const G: usize = 7;
         const ROUNDS: usize = 12;
         /// Points per refinement sweep: the cost of a sweep grows with its points.
-        const BUDGET: usize = 24;
+        const BUDGET: usize = 32;
         let mut sweeper = Sweeper::new(self, device)?;
         let unit = (self.c / self.len() as f64).abs();
         let tol = |best: f64| 1e-7 * best.abs().max(unit).max(f64::MIN_POSITIVE);
@@ -400,37 +551,53 @@ impl QuadraticRisk {
             (0..G).map(|q| (first.ts[q], first.ts[q + 1], first.cell_bound[q])).collect();
         let k = (state.0 * G as f64).round() as usize;
         let (a, b) = (first.ts[k.saturating_sub(1)], first.ts[(k + 1).min(G)]);
-        self.newton(&mut sweeper, state.0, a, b, &mut state, &mut counts)?;
+        let stop = tol(state.1) * 1e-2;
+        let start = (first.value[k], first.slope[k], first.curvature[k]);
+        self.newton(&mut sweeper, state.0, Some(start), a, b, stop, &mut state, &mut counts)?;
         for _ in 0..ROUNDS {
-            let (_, best) = state;
-            let mut open: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].2 < best - tol(best)).collect();
+            let (best_t, best) = state;
+            let tol_now = tol(best);
+            let mut open: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].2 < best - tol_now).collect();
             if open.is_empty() {
                 break;
             }
-            // the lowest bounds first, as many cells as the budget allows at two pieces each
+            // the lowest bounds first, each cell split into ~ (gap / tol)^(1/3) pieces (the
+            // second-order bound's error falls with the cube of the width), within the budget
             open.sort_by(|&i, &j| cells[i].2.total_cmp(&cells[j].2));
-            open.truncate(BUDGET / 3);
-            let pieces = (BUDGET / open.len()).saturating_sub(1).clamp(2, 16);
-            let mut pts = Vec::with_capacity(open.len() * (pieces + 1));
-            let mut spans = Vec::with_capacity(open.len());
-            open.sort_by(|&i, &j| cells[i].0.total_cmp(&cells[j].0));
+            let mut splits: Vec<(usize, Vec<f64>)> = Vec::new();
+            let mut used = 0;
             for &i in &open {
-                let (ta, tb, _) = cells[i];
-                spans.push(pts.len());
-                pts.extend(
-                    (0..=pieces).map(|j| if j == pieces { tb } else { ta + (tb - ta) * j as f64 / pieces as f64 }),
-                );
+                let (ta, tb, lb) = cells[i];
+                let pieces = ((best - lb) / tol_now).cbrt().ceil().clamp(2.0, 3.0) as usize;
+                let mut pts: Vec<f64> = (0..=pieces)
+                    .map(|j| if j == pieces { tb } else { ta + (tb - ta) * j as f64 / pieces as f64 })
+                    .collect();
+                if best_t > ta && best_t < tb {
+                    // at the best point R′ ≈ 0: the cells on either side of it bound tightly
+                    pts.push(best_t);
+                    pts.sort_by(f64::total_cmp);
+                    pts.dedup();
+                }
+                if used > 0 && used + pts.len() > BUDGET {
+                    break;
+                }
+                used += pts.len();
+                splits.push((i, pts));
             }
+            splits.sort_by(|x, y| cells[x.0].0.total_cmp(&cells[y.0].0));
+            let pts: Vec<f64> = splits.iter().flat_map(|(_, p)| p.iter().copied()).collect();
             let r = sweeper.sweep(&pts)?;
             counts.0 += 1;
             counts.1 += pts.len();
-            let mut next: Vec<(f64, f64, f64)> = Vec::with_capacity(cells.len() + open.len() * pieces);
+            let mut next: Vec<(f64, f64, f64)> = Vec::with_capacity(cells.len() + pts.len());
             let mut refined = vec![false; cells.len()];
-            for (&i, &start) in open.iter().zip(&spans) {
-                refined[i] = true;
-                for j in start..start + pieces {
+            let mut start = 0;
+            for (i, p) in &splits {
+                refined[*i] = true;
+                for j in start..start + p.len() - 1 {
                     next.push((pts[j], pts[j + 1], r.cell_bound[j]));
                 }
+                start += p.len();
             }
             next.extend((0..cells.len()).filter(|&i| !refined[i]).map(|i| cells[i]));
             next.sort_by(|x, y| x.0.total_cmp(&y.0));
@@ -438,9 +605,11 @@ impl QuadraticRisk {
             // a refinement point below the best value: another basin, polished in turn
             if let Some((q, &v)) = r.value.iter().enumerate().min_by(|x, y| x.1.total_cmp(y.1)) {
                 if v < state.1 - tol(state.1) {
-                    let (a, b) = (pts[q.saturating_sub(1)], pts[(q + 1).min(pts.len() - 1)]);
+                    let (a, b) = (pts[q.saturating_sub(1)].min(pts[q]), pts[(q + 1).min(pts.len() - 1)].max(pts[q]));
                     state = (pts[q], v);
-                    self.newton(&mut sweeper, pts[q], a.min(pts[q]), b.max(pts[q]), &mut state, &mut counts)?;
+                    let stop = tol(state.1) * 1e-2;
+                    let start = (r.value[q], r.slope[q], r.curvature[q]);
+                    self.newton(&mut sweeper, pts[q], Some(start), a, b, stop, &mut state, &mut counts)?;
                 }
             }
         }
@@ -464,27 +633,38 @@ impl QuadraticRisk {
         })
     }
 
-    /// Safeguarded Newton on R(t) in [a, b] from t0, updating the best (t, R) and the counts
-    /// (sweeps, evaluations).
+    /// Safeguarded Newton on R(t) in [a, b] from t0 (`start`: R, R′, R″ there when known),
+    /// updating the best (t, R) and the counts (sweeps, evaluations); stops when the next step
+    /// could gain no more than `stop` (R′²/2R″, or |R′|·(b − a) where R is not convex).
+    #[allow(clippy::too_many_arguments)]
     fn newton(
         &self,
         sweeper: &mut Sweeper<'_>,
         t0: f64,
+        start: Option<(f64, f64, f64)>,
         mut a: f64,
         mut b: f64,
+        stop: f64,
         best: &mut (f64, f64),
         counts: &mut (usize, usize),
     ) -> Result<(), quiver_gpu::GpuError> {
         let mut t = t0.clamp(a, b);
+        // the start's R, R′, R″ are known from the sweep that found it: its first step is free
+        let mut known = start.filter(|_| t == t0);
         for _ in 0..60 {
             if b - a < 1e-12 {
                 break;
             }
             let tt = t.clamp(a, b);
-            let r = sweeper.sweep(&[tt])?;
-            counts.0 += 1;
-            counts.1 += 1;
-            let (v, r1, r2) = (r.value[0], r.slope[0], r.curvature[0]);
+            let (v, r1, r2) = match known.take() {
+                Some(k) => k,
+                None => {
+                    let r = sweeper.sweep(&[tt])?;
+                    counts.0 += 1;
+                    counts.1 += 1;
+                    (r.value[0], r.slope[0], r.curvature[0])
+                }
+            };
             if v < best.1 {
                 *best = (tt, v);
             }
@@ -495,7 +675,9 @@ impl QuadraticRisk {
             }
             let step = tt - r1 / r2;
             t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
-            if (t - tt).abs() < 1e-15 || r1.abs() * (b - a) <= 1e-15 * v.abs().max(f64::MIN_POSITIVE) {
+            // a Newton step this close changes R by about R′²/(2R″): stop when that is negligible
+            let gain = if r2 > 0.0 { 0.5 * r1 * r1 / r2 } else { r1.abs() * (b - a) };
+            if (t - tt).abs() < 1e-15 || gain <= stop {
                 break;
             }
         }

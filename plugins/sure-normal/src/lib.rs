@@ -83,12 +83,14 @@ impl Config {
 
 /// The per-unit quadratic risk of the XKB forms toward a fixed μ (grand mean: `shrink_e` = 1 − 1/p).
 pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRisk {
+    use rayon::prelude::*;
     let p = x.len() as f64;
     let factor = if grand_mean { 1.0 - 1.0 / p } else { 1.0 };
+    // three arrays of p values: built on every core (at p = 10^7 this was a fifth of the run)
     QuadraticRisk {
-        d: x.iter().map(|xi| (xi - mu).powi(2)).collect(),
-        e: a.iter().map(|ai| factor * ai).collect(),
-        h: a.to_vec(),
+        d: x.par_iter().map(|xi| (xi - mu).powi(2)).collect(),
+        e: a.par_iter().map(|ai| factor * ai).collect(),
+        h: a.par_iter().copied().collect(),
         c: a.iter().sum(),
         weight: Weight::Decreasing,
     }
@@ -266,11 +268,15 @@ impl SureNormal {
                 }
                 out["location"] = json!(mu);
                 drop(risk);
-                let est = x
-                    .iter()
-                    .zip(a)
-                    .map(|(&xi, &ai)| xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu))
-                    .collect();
+                let est = {
+                    use rayon::prelude::*;
+                    x.par_iter()
+                        .zip(a)
+                        .map(|(&xi, &ai)| {
+                            xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu)
+                        })
+                        .collect()
+                };
                 (est, lambda, sure)
             }
             Method::XkbEstimated => {
