@@ -100,7 +100,12 @@ fn faulty_plugin() -> Result<PathBuf> {
     let work = target_dir().join("fixtures/faulty-plugin");
     std::fs::create_dir_all(work.join("src")).map_err(|e| e.to_string())?;
     let toml = std::fs::read_to_string(src.join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let toml = toml.replace("path = \"../../../", &format!("path = \"{}/", root().display()));
+    // a package name of its own: a cdylib's file name carries no hash, so two packages named
+    // alike in one target folder overwrite each other's library while cargo still sees its own
+    // build as fresh (the CLI tests build the fixture, and variants of it, there too)
+    let toml = toml
+        .replace("path = \"../../../", &format!("path = \"{}/", root().display()))
+        .replace("name = \"faulty-plugin\"", "name = \"faulty-plugin-py\"");
     let write_if_changed = |path: PathBuf, text: String| -> Result {
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             std::fs::write(&path, text).map_err(|e| e.to_string())?;
@@ -116,15 +121,21 @@ fn faulty_plugin() -> Result<PathBuf> {
         work.join("Cargo.lock"),
         std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| e.to_string())?,
     )?;
+    let file = crate::dylib_name("faulty_plugin_py");
+    // without its library cargo builds it again (a cdylib's name carries no hash, so another
+    // package of that name could have overwritten it while its fingerprint stayed fresh)
+    for stale in [target_dir().join("release").join(&file), target_dir().join("release/deps").join(&file)] {
+        let _ = std::fs::remove_file(stale);
+    }
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(work.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir()))?;
-    let file = crate::dylib_name("faulty_plugin");
     let dir = target_dir().join("fixtures/faulty-plugin-lib");
+    // the folder holds this one plugin (an older build under another name would load too)
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(dir.join(&file));
     std::fs::copy(target_dir().join("release").join(&file), dir.join(&file)).map_err(|e| e.to_string())?;
     Ok(dir)
 }

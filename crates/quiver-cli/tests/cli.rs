@@ -166,6 +166,13 @@ fn build_fixture(work: &Path, name: &str, lib_stem: &str, features: &[&str]) -> 
     std::fs::copy(src.join("src/lib.rs"), work.join("src/lib.rs")).unwrap();
     std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let file = format!("{}{lib_stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    // a cdylib's file name carries no hash: the variants of a fixture (features, other copies)
+    // share it, and cargo takes a build whose fingerprint matches as fresh even when another
+    // variant has overwritten its library since. Without the file it builds again.
+    for stale in [target.join("release").join(&file), target.join("release/deps").join(&file)] {
+        let _ = std::fs::remove_file(stale);
+    }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(work.join("Cargo.toml"))
@@ -176,7 +183,6 @@ fn build_fixture(work: &Path, name: &str, lib_stem: &str, features: &[&str]) -> 
     }
     let status = cmd.status().expect("cargo runs");
     assert!(status.success(), "building fixture {name} failed");
-    let file = format!("{}{lib_stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     // each build gets its own copy: the next build of the same crate overwrites the file
     let out = work.join(&file);
     std::fs::copy(target.join("release").join(&file), &out).unwrap();
@@ -425,18 +431,21 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let ft = std::fs::read_to_string(&faulty)
         .unwrap()
         .replace("../../../crates/", "../crates/")
-        .replace("\n[workspace]\n", "\n");
+        .replace("\n[workspace]\n", "\n")
+        // a name of its own: its library must not overwrite the unchanged fixture's in the
+        // shared target folder while another test builds and copies that one
+        .replace("name = \"faulty-plugin\"", "name = \"faulty-plugin-changed\"");
     std::fs::write(&faulty, ft).unwrap();
     std::fs::copy(root.join("Cargo.lock"), work.path().join("Cargo.lock")).unwrap();
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(work.path())
-        .args(["build", "--release", "--quiet", "-p", "faulty-plugin", "--target-dir"])
+        .args(["build", "--release", "--quiet", "-p", "faulty-plugin-changed", "--target-dir"])
         .arg(&target)
         .status()
         .unwrap();
     assert!(st.success());
     let plugins = tempfile::tempdir().unwrap();
-    let file = format!("{}faulty_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let file = format!("{}faulty_plugin_changed{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     std::fs::copy(target.join("release").join(&file), plugins.path().join(&file)).unwrap();
     let o = run_with(plugins.path(), &["doctor"]);
     let (out, _) = text(&o);
