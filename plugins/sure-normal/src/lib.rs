@@ -345,12 +345,19 @@ impl SureNormal {
 /// are read through `h`, `d`, `e` (unit index → value), so no per-unit arrays of them are held.
 pub fn monotone_factors(
     p: usize,
-    h: impl Fn(usize) -> f64,
+    h: impl Fn(usize) -> f64 + Sync,
     d: impl Fn(usize) -> f64,
     e: impl Fn(usize) -> f64,
 ) -> Vec<f64> {
-    let mut order: Vec<u32> = (0..p as u32).collect();
-    order.sort_by(|&i, &j| h(i as usize).total_cmp(&h(j as usize)));
+    // sorted by A on every core, the keys next to their indices (an index sort that looks each
+    // key up elsewhere spends its time in cache misses); ties in index order, so the order is
+    // the same on any number of threads
+    let order: Vec<u32> = {
+        use rayon::prelude::*;
+        let mut keyed: Vec<(f64, u32)> = (0..p as u32).into_par_iter().map(|i| (h(i as usize), i)).collect();
+        keyed.par_sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        keyed.into_par_iter().map(|(_, i)| i).collect()
+    };
     let mean_d = (0..p).map(&d).sum::<f64>() / p as f64;
     let floor = (mean_d * 1e-12).max(f64::MIN_POSITIVE);
     let w: Vec<f64> = order.iter().map(|&i| d(i as usize).max(floor)).collect();
