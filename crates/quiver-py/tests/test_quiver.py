@@ -269,6 +269,8 @@ def test_bad_input_names_table_column_and_row():
         sel.calibrate({"mu": np.zeros(2), "y": np.zeros(3)})
     with pytest.raises(quiver.InvalidInputError, match="is empty"):
         sel.calibrate({"mu": np.zeros(0), "y": np.zeros(0)})
+    with pytest.raises(quiver.InvalidInputError, match="none of the columns the method reads"):
+        sel.calibrate(pd.DataFrame({"name": ["a", "b"]}))
     with pytest.raises(quiver.InvalidInputError, match="reads no 'calibrate' table"):
         sel.calibrate(calibrate=cal)
     with pytest.raises(quiver.InvalidInputError, match="DataFrame"):

@@ -72,12 +72,14 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
     """The columns of ``table`` (the table of role ``role``; ``spec`` its manifest entry) as
     1-D ``float64`` / ``int64`` / ``uint8`` (flag) arrays, ready for the native host."""
     out: Columns = []
-    seen = set()
+    seen: List[str] = []
+    seen_set = set()
     for key, col in _items(table, role):
         name = str(key)
-        if name in seen:
+        if name in seen_set:
             raise InvalidInputError(f"table '{role}': column '{name}' is given twice", table=role, column=name)
-        seen.add(name)
+        seen.append(name)
+        seen_set.add(name)
         declared = _declared(spec, name)
         try:
             a = _array(col)
@@ -124,4 +126,12 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
         else:
             continue
         out.append((name, a))
+    if not out and seen:
+        # every column was left out: say what the method reads rather than "empty"
+        reads = ", ".join(c["name"] for c in spec["columns"]) if spec else "nothing"
+        raise InvalidInputError(
+            f"table '{role}' has none of the columns the method reads (it has: {', '.join(seen)}; "
+            f"it reads: {reads})",
+            table=role,
+        )
     return out
