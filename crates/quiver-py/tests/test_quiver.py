@@ -312,6 +312,8 @@ def test_bad_parameters_methods_and_devices():
         quiver.ConformalSelector("conformal-selection", q={"a": 1})
     with pytest.raises(quiver.InvalidParameterError, match="too large"):
         quiver.ConformalSelector("conformal-selection", q=10**400)
+    with pytest.raises(quiver.InvalidParameterError, match="'seed'"):
+        quiver.ConformalSelector("conformal-selection", seed=float("nan"))
     with pytest.raises(quiver.UnknownMethodError, match="unknown method 'nope'"):
         quiver.ConformalSelector("nope")
     with pytest.raises(quiver.InvalidParameterError, match="is a shrinkage, not a conformal-selector"):
