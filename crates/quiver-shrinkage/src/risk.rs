@@ -357,7 +357,7 @@ pub struct SweepResult {
 /// qa(t) = Ra + Ra′(t − ta) + m/2 (t − ta)², qb(t) = Rb + Rb′(t − tb) + m/2 (t − tb)², m ≤ R″ on
 /// the cell (Taylor's theorem makes each a lower bound of R there). max(qa, qb) is piecewise
 /// quadratic: its minimum is at an end, the crossing, or a vertex, all of which are evaluated.
-fn taylor_bound(ta: f64, tb: f64, a: [f64; 2], b: [f64; 2], m: f64) -> f64 {
+pub(crate) fn taylor_bound(ta: f64, tb: f64, a: [f64; 2], b: [f64; 2], m: f64) -> f64 {
     if !(m.is_finite() && a.iter().chain(&b).all(|x| x.is_finite())) {
         // no usable expansion (a first-order sweep, or an overflow): no bound
         return f64::NEG_INFINITY;
@@ -517,172 +517,199 @@ impl QuadraticRisk {
         Ok(out)
     }
 
-    /// The minimum of R over λ ∈ [0, ∞], certified by branch and bound.
-    ///
-    /// One sweep evaluates R at 8 points t_k = k/7 and bounds R from below on each of the 7
-    /// cells. The neighbourhood of the best point is searched by safeguarded Newton steps
-    /// on R(t) (exact R, R′, R″ from a one-point sweep, on either device; bisection on the sign
-    /// of R′ when a step leaves the bracket). Then every cell whose bound lies more than 10^-7
-    /// (relative to max(|R|, |C|/p)) below the best value is split — into the cube root of its
-    /// gap over the tolerance pieces, 2 or 3, and at the best point when it lies inside — and swept
-    /// again ([`SweepResult::cell_bound`]), the lowest bounds first and
-    /// at most 32 points a sweep, until no such cell is left (or 12 rounds). `lower_bound` is the
-    /// least bound of all cells; `bracket` the hull of the cells whose bound is not above R(λ̂).
+    /// The minimum of R over λ ∈ [0, ∞], certified by branch and bound ([`branch_and_bound`]
+    /// on this risk's sweeps, on `device`).
     pub fn minimize(&self, device: Sweep) -> Result<Minimum, quiver_gpu::GpuError> {
-        const G: usize = 7;
-        const ROUNDS: usize = 12;
-        /// Points per refinement sweep: the cost of a sweep grows with its points.
-        const BUDGET: usize = 32;
         let mut sweeper = Sweeper::new(self, device)?;
         let unit = (self.c / self.len() as f64).abs();
-        let tol = |best: f64| 1e-7 * best.abs().max(unit).max(f64::MIN_POSITIVE);
-        let ts: Vec<f64> = (0..=G).map(|i| i as f64 / G as f64).collect();
-        let first = sweeper.sweep(&ts)?;
-        // (sweeps, points evaluated); the best (t, R) so far
-        let mut counts = (1, ts.len());
-        let mut state = (0.0, f64::INFINITY);
-        for (&t, &v) in first.ts.iter().zip(&first.value) {
-            if v < state.1 {
-                state = (t, v);
-            }
-        }
-        // cells: (ta, tb, lower bound)
-        let mut cells: Vec<(f64, f64, f64)> =
-            (0..G).map(|q| (first.ts[q], first.ts[q + 1], first.cell_bound[q])).collect();
-        let k = (state.0 * G as f64).round() as usize;
-        let (a, b) = (first.ts[k.saturating_sub(1)], first.ts[(k + 1).min(G)]);
-        let stop = tol(state.1) * 1e-2;
-        let start = (first.value[k], first.slope[k], first.curvature[k]);
-        self.newton(&mut sweeper, state.0, Some(start), a, b, stop, &mut state, &mut counts)?;
-        for _ in 0..ROUNDS {
-            let (best_t, best) = state;
-            let tol_now = tol(best);
-            let mut open: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].2 < best - tol_now).collect();
-            if open.is_empty() {
-                break;
-            }
-            // the lowest bounds first, each cell split into ~ (gap / tol)^(1/3) pieces (the
-            // second-order bound's error falls with the cube of the width), within the budget
-            open.sort_by(|&i, &j| cells[i].2.total_cmp(&cells[j].2));
-            let mut splits: Vec<(usize, Vec<f64>)> = Vec::new();
-            let mut used = 0;
-            for &i in &open {
-                let (ta, tb, lb) = cells[i];
-                let pieces = ((best - lb) / tol_now).cbrt().ceil().clamp(2.0, 3.0) as usize;
-                let mut pts: Vec<f64> = (0..=pieces)
-                    .map(|j| if j == pieces { tb } else { ta + (tb - ta) * j as f64 / pieces as f64 })
-                    .collect();
-                if best_t > ta && best_t < tb {
-                    // at the best point R′ ≈ 0: the cells on either side of it bound tightly
-                    pts.push(best_t);
-                    pts.sort_by(f64::total_cmp);
-                    pts.dedup();
-                }
-                if used > 0 && used + pts.len() > BUDGET {
-                    break;
-                }
-                used += pts.len();
-                splits.push((i, pts));
-            }
-            splits.sort_by(|x, y| cells[x.0].0.total_cmp(&cells[y.0].0));
-            let pts: Vec<f64> = splits.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-            let r = sweeper.sweep(&pts)?;
-            counts.0 += 1;
-            counts.1 += pts.len();
-            let mut next: Vec<(f64, f64, f64)> = Vec::with_capacity(cells.len() + pts.len());
-            let mut refined = vec![false; cells.len()];
-            let mut start = 0;
-            for (i, p) in &splits {
-                refined[*i] = true;
-                for j in start..start + p.len() - 1 {
-                    next.push((pts[j], pts[j + 1], r.cell_bound[j]));
-                }
-                start += p.len();
-            }
-            next.extend((0..cells.len()).filter(|&i| !refined[i]).map(|i| cells[i]));
-            next.sort_by(|x, y| x.0.total_cmp(&y.0));
-            cells = next;
-            // a refinement point below the best value: another basin, polished in turn
-            if let Some((q, &v)) = r.value.iter().enumerate().min_by(|x, y| x.1.total_cmp(y.1)) {
-                if v < state.1 - tol(state.1) {
-                    let (a, b) = (pts[q.saturating_sub(1)].min(pts[q]), pts[(q + 1).min(pts.len() - 1)].max(pts[q]));
-                    state = (pts[q], v);
-                    let stop = tol(state.1) * 1e-2;
-                    let start = (r.value[q], r.slope[q], r.curvature[q]);
-                    self.newton(&mut sweeper, pts[q], Some(start), a, b, stop, &mut state, &mut counts)?;
-                }
-            }
-        }
-        let (sweeps, evaluations) = counts;
-        let (best_t, best) = state;
-        let lower_bound = cells.iter().map(|c| c.2).fold(best, f64::min);
-        let (mut lo, mut hi) = (best_t, best_t);
-        for &(ta, tb, lb) in &cells {
-            if lb <= best {
-                lo = lo.min(ta);
-                hi = hi.max(tb);
-            }
-        }
-        Ok(Minimum {
-            lambda: self.lambda_of(best_t),
-            risk: best,
-            lower_bound,
-            bracket: (self.lambda_of(lo), self.lambda_of(hi)),
-            sweeps,
-            evaluations,
-        })
+        let s = self.scale();
+        branch_and_bound(&mut |ts: &[f64]| sweeper.sweep(ts), unit, 1e-2, s)
     }
+}
 
-    /// Safeguarded Newton on R(t) in [a, b] from t0 (`start`: R, R′, R″ there when known),
-    /// updating the best (t, R) and the counts (sweeps, evaluations); stops when the next step
-    /// could gain no more than `stop` (R′²/2R″, or |R′|·(b − a) where R is not convex).
-    #[allow(clippy::too_many_arguments)]
-    fn newton(
-        &self,
-        sweeper: &mut Sweeper<'_>,
-        t0: f64,
-        start: Option<(f64, f64, f64)>,
-        mut a: f64,
-        mut b: f64,
-        stop: f64,
-        best: &mut (f64, f64),
-        counts: &mut (usize, usize),
-    ) -> Result<(), quiver_gpu::GpuError> {
-        let mut t = t0.clamp(a, b);
-        // the start's R, R′, R″ are known from the sweep that found it: its first step is free
-        let mut known = start.filter(|_| t == t0);
-        for _ in 0..60 {
-            if b - a < 1e-12 {
+/// λ = s·t/(1 − t) (t = 1: ∞).
+pub fn lambda_of_t(s: f64, t: f64) -> f64 {
+    if t >= 1.0 {
+        f64::INFINITY
+    } else {
+        s * t / (1.0 - t)
+    }
+}
+
+/// The certified minimum over t ∈ [0, 1] (λ = s·t/(1 − t)) of a risk whose sweeps `sweep`
+/// returns ([`SweepResult`]: values and exact derivatives at the points, a lower bound on each
+/// cell between them).
+///
+/// One sweep evaluates R at 8 points t_k = k/7 and bounds R from below on each of the 7 cells.
+/// The neighbourhood of the best point is searched by safeguarded Newton steps on R(t) (exact R,
+/// R′, R″ from a one-point sweep; the first from the opening sweep's own; bisection on the sign
+/// of R′ when a step leaves the bracket), until a step could gain no more than `polish` × the
+/// tolerance (0: until the step itself vanishes). Then every cell whose bound lies more than
+/// 10^-7 × max(|R|, `unit`) below the best value is split — into the cube root of its gap over
+/// the tolerance pieces, 2 or 3, and at the best point when it lies inside — and swept again,
+/// the lowest bounds first and at most 32 points a sweep, until no such cell is left (or 12
+/// rounds). `lower_bound` is the least bound of all cells; `bracket` the hull of the cells whose
+/// bound is not above R(λ̂).
+pub fn branch_and_bound<E>(
+    sweep: &mut dyn FnMut(&[f64]) -> Result<SweepResult, E>,
+    unit: f64,
+    polish: f64,
+    s: f64,
+) -> Result<Minimum, E> {
+    const G: usize = 7;
+    const ROUNDS: usize = 12;
+    /// Points per refinement sweep: the cost of a sweep grows with its points.
+    const BUDGET: usize = 32;
+    let tol = |best: f64| 1e-7 * best.abs().max(unit).max(f64::MIN_POSITIVE);
+    let ts: Vec<f64> = (0..=G).map(|i| i as f64 / G as f64).collect();
+    let first = sweep(&ts)?;
+    // (sweeps, points evaluated); the best (t, R) so far
+    let mut counts = (1, ts.len());
+    let mut state = (0.0, f64::INFINITY);
+    for (&t, &v) in first.ts.iter().zip(&first.value) {
+        if v < state.1 {
+            state = (t, v);
+        }
+    }
+    // cells: (ta, tb, lower bound)
+    let mut cells: Vec<(f64, f64, f64)> = (0..G).map(|q| (first.ts[q], first.ts[q + 1], first.cell_bound[q])).collect();
+    let k = (state.0 * G as f64).round() as usize;
+    let (a, b) = (first.ts[k.saturating_sub(1)], first.ts[(k + 1).min(G)]);
+    let stop = tol(state.1) * polish;
+    let start = (first.value[k], first.slope[k], first.curvature[k]);
+    newton(sweep, state.0, Some(start), a, b, stop, &mut state, &mut counts)?;
+    for _ in 0..ROUNDS {
+        let (best_t, best) = state;
+        let tol_now = tol(best);
+        let mut open: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].2 < best - tol_now).collect();
+        if open.is_empty() {
+            break;
+        }
+        // the lowest bounds first, each cell split into ~ (gap / tol)^(1/3) pieces (the
+        // second-order bound's error falls with the cube of the width), within the budget
+        open.sort_by(|&i, &j| cells[i].2.total_cmp(&cells[j].2));
+        let mut splits: Vec<(usize, Vec<f64>)> = Vec::new();
+        let mut used = 0;
+        for &i in &open {
+            let (ta, tb, lb) = cells[i];
+            let pieces = ((best - lb) / tol_now).cbrt().ceil().clamp(2.0, 3.0) as usize;
+            let mut pts: Vec<f64> = (0..=pieces)
+                .map(|j| if j == pieces { tb } else { ta + (tb - ta) * j as f64 / pieces as f64 })
+                .collect();
+            if best_t > ta && best_t < tb {
+                // at the best point R′ ≈ 0: the cells on either side of it bound tightly
+                pts.push(best_t);
+                pts.sort_by(f64::total_cmp);
+                pts.dedup();
+            }
+            if used > 0 && used + pts.len() > BUDGET {
                 break;
             }
-            let tt = t.clamp(a, b);
-            let (v, r1, r2) = match known.take() {
-                Some(k) => k,
-                None => {
-                    let r = sweeper.sweep(&[tt])?;
-                    counts.0 += 1;
-                    counts.1 += 1;
-                    (r.value[0], r.slope[0], r.curvature[0])
-                }
-            };
-            if v < best.1 {
-                *best = (tt, v);
+            used += pts.len();
+            splits.push((i, pts));
+        }
+        splits.sort_by(|x, y| cells[x.0].0.total_cmp(&cells[y.0].0));
+        let pts: Vec<f64> = splits.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        let r = sweep(&pts)?;
+        counts.0 += 1;
+        counts.1 += pts.len();
+        let mut next: Vec<(f64, f64, f64)> = Vec::with_capacity(cells.len() + pts.len());
+        let mut refined = vec![false; cells.len()];
+        let mut start = 0;
+        for (i, p) in &splits {
+            refined[*i] = true;
+            for j in start..start + p.len() - 1 {
+                next.push((pts[j], pts[j + 1], r.cell_bound[j]));
             }
-            if r1 > 0.0 {
-                b = tt;
-            } else {
-                a = tt;
-            }
-            let step = tt - r1 / r2;
-            t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
-            // a Newton step this close changes R by about R′²/(2R″): stop when that is negligible
-            let gain = if r2 > 0.0 { 0.5 * r1 * r1 / r2 } else { r1.abs() * (b - a) };
-            if (t - tt).abs() < 1e-15 || gain <= stop {
-                break;
+            start += p.len();
+        }
+        next.extend((0..cells.len()).filter(|&i| !refined[i]).map(|i| cells[i]));
+        next.sort_by(|x, y| x.0.total_cmp(&y.0));
+        cells = next;
+        // a refinement point below the best value: another basin, polished in turn
+        if let Some((q, &v)) = r.value.iter().enumerate().min_by(|x, y| x.1.total_cmp(y.1)) {
+            if v < state.1 - tol(state.1) {
+                let (a, b) = (pts[q.saturating_sub(1)].min(pts[q]), pts[(q + 1).min(pts.len() - 1)].max(pts[q]));
+                state = (pts[q], v);
+                let stop = tol(state.1) * polish;
+                let start = (r.value[q], r.slope[q], r.curvature[q]);
+                newton(sweep, pts[q], Some(start), a, b, stop, &mut state, &mut counts)?;
             }
         }
-        Ok(())
     }
+    let (sweeps, evaluations) = counts;
+    let (best_t, best) = state;
+    let lower_bound = cells.iter().map(|c| c.2).fold(best, f64::min);
+    let (mut lo, mut hi) = (best_t, best_t);
+    for &(ta, tb, lb) in &cells {
+        if lb <= best {
+            lo = lo.min(ta);
+            hi = hi.max(tb);
+        }
+    }
+    Ok(Minimum {
+        lambda: lambda_of_t(s, best_t),
+        risk: best,
+        lower_bound,
+        bracket: (lambda_of_t(s, lo), lambda_of_t(s, hi)),
+        sweeps,
+        evaluations,
+    })
+}
+
+/// Safeguarded Newton on R(t) in [a, b] from t0 (`start`: R, R′, R″ there when known), updating
+/// the best (t, R) and the counts (sweeps, evaluations); stops when the next step could gain no
+/// more than `stop` (R′²/2R″, or |R′|·(b − a) where R is not convex) or vanishes.
+#[allow(clippy::too_many_arguments)]
+fn newton<E>(
+    sweep: &mut dyn FnMut(&[f64]) -> Result<SweepResult, E>,
+    t0: f64,
+    start: Option<(f64, f64, f64)>,
+    mut a: f64,
+    mut b: f64,
+    stop: f64,
+    best: &mut (f64, f64),
+    counts: &mut (usize, usize),
+) -> Result<(), E> {
+    let mut t = t0.clamp(a, b);
+    // the start's R, R′, R″ are known from the sweep that found it: its first step is free
+    let mut known = start.filter(|_| t == t0);
+    let mut best_slope = f64::INFINITY;
+    for _ in 0..60 {
+        if b - a < 1e-12 {
+            break;
+        }
+        let tt = t.clamp(a, b);
+        let (v, r1, r2) = match known.take() {
+            Some(k) => k,
+            None => {
+                let r = sweep(&[tt])?;
+                counts.0 += 1;
+                counts.1 += 1;
+                (r.value[0], r.slope[0], r.curvature[0])
+            }
+        };
+        // at a flat minimum the values tie to rounding: the point with the smaller slope is
+        // the better estimate of the minimiser
+        let tie = v <= best.1 + 4.0 * f64::EPSILON * v.abs();
+        if v < best.1 || (tie && r1.abs() < best_slope) {
+            *best = (tt, v);
+            best_slope = r1.abs();
+        }
+        if r1 > 0.0 {
+            b = tt;
+        } else {
+            a = tt;
+        }
+        let step = tt - r1 / r2;
+        t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
+        // a Newton step this close changes R by about R′²/(2R″): stop when that is negligible
+        let gain = if r2 > 0.0 { 0.5 * r1 * r1 / r2 } else { r1.abs() * (b - a) };
+        if (t - tt).abs() < 1e-15 || gain <= stop {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Where the sweeps run: the CPU, or a GPU holding the units' data for the whole search (copied

@@ -14,8 +14,9 @@
 //!
 //! The first two XKB forms are sums of convex quadratics in the b_i, minimised by the certified
 //! branch-and-bound of `quiver_shrinkage::risk` (CPU or CUDA sweeps); `xkb-estimated` couples the
-//! units through μ̂(λ) and is minimised on a 257-point grid in t = λ/(λ+s) with golden-section
-//! refinement (reported as not certified).
+//! units through μ̂(λ): its profile SURE(λ, μ̂(λ)) is minimised by the same branch and bound with
+//! the interval bounds of `quiver_shrinkage::profile` (CPU), Newton to the end, so λ̂ is the root
+//! of XKB's estimating equation where the minimum is inside.
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
@@ -141,65 +142,6 @@ fn lam(s: f64, t: f64) -> f64 {
     }
 }
 
-/// Grid-and-golden-section minimisation of `xkb-estimated`'s SURE (not certified).
-fn minimize_estimated(x: &[f64], a: &[f64], s: f64) -> (f64, f64) {
-    let f = |t: f64| sure_estimated(x, a, lam(s, t)).0;
-    let g = 256;
-    let (mut bt, mut bv) = (0.0, f64::INFINITY);
-    for i in 0..=g {
-        let t = i as f64 / g as f64;
-        let v = f(t);
-        if v < bv {
-            (bt, bv) = (t, v);
-        }
-    }
-    let (mut lo, mut hi) = ((bt - 1.0 / g as f64).max(0.0), (bt + 1.0 / g as f64).min(1.0));
-    let r = (5f64.sqrt() - 1.0) / 2.0;
-    let (mut c, mut d) = (hi - r * (hi - lo), lo + r * (hi - lo));
-    let (mut fc, mut fd) = (f(c), f(d));
-    for _ in 0..60 {
-        if fc < fd {
-            (hi, d, fd) = (d, c, fc);
-            c = hi - r * (hi - lo);
-            fc = f(c);
-        } else {
-            (lo, c, fc) = (c, d, fd);
-            d = lo + r * (hi - lo);
-            fd = f(d);
-        }
-    }
-    for (t, v) in [(c, fc), (d, fd)] {
-        if v < bv {
-            (bt, bv) = (t, v);
-        }
-    }
-    // polish as XKB's reference code does: the root of D(λ) = Σ A²(x − μ̂)²/(λ+A)³ − A²/(λ+A)²
-    // (dSURE/dλ = −(2/p)·D) between the neighbours of the grid minimum, when D changes sign there
-    let step = 1.0 / g as f64;
-    let (lo, hi) = (lam(s, (bt - step).max(0.0)), lam(s, (bt + step).min(1.0)));
-    if hi.is_finite() && xkb_derivative(x, a, lo) > 0.0 && xkb_derivative(x, a, hi) < 0.0 {
-        let (mut l, mut h) = (lo, hi);
-        for _ in 0..200 {
-            let m = 0.5 * (l + h);
-            if m <= l || m >= h {
-                break;
-            }
-            if xkb_derivative(x, a, m) > 0.0 {
-                l = m;
-            } else {
-                h = m;
-            }
-        }
-        let root = 0.5 * (l + h);
-        let v = sure_estimated(x, a, root).0;
-        // at a flat minimum the values differ by rounding only: the root is the better λ̂
-        if v <= bv + 1e-12 * bv.abs() {
-            return (root, v);
-        }
-    }
-    (lam(s, bt), bv)
-}
-
 /// Most units whose `xkb-monotone` shrinkage factors are listed in the JSON summary.
 pub const MAX_FACTORS_IN_JSON: usize = 100_000;
 
@@ -285,9 +227,18 @@ impl SureNormal {
                     let mid = h.len() / 2;
                     *h.select_nth_unstable_by(mid, f64::total_cmp).1
                 };
-                let (lambda, _) = match cfg.lambda {
-                    Some(l) => (l, sure_estimated(x, a, l).0),
-                    None => minimize_estimated(x, a, s),
+                let lambda = match cfg.lambda {
+                    Some(l) => l,
+                    None => {
+                        // the certified search over the profile SURE(λ, μ̂(λ)), Newton to the end:
+                        // λ̂ is the root of XKB's estimating equation where the minimum is inside
+                        let m = quiver_shrinkage::ProfiledRisk::new(x, a).minimize();
+                        out["sure_lower_bound"] = json!(m.lower_bound);
+                        out["certified_gap"] = json!(m.risk - m.lower_bound);
+                        out["sweeps"] = json!(m.sweeps);
+                        out["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
+                        m.lambda
+                    }
                 };
                 let (published, unbiased, mu) = sure_estimated(x, a, lambda);
                 // XKB's criterion at λ̂ is reported as `sure_xkb`; the risk estimate of what is
@@ -303,7 +254,6 @@ impl SureNormal {
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                out["certified_gap"] = json!(null);
                 let b: Vec<f64> =
                     a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
                 (shrink(&b, mu), lambda, unbiased)
@@ -407,7 +357,7 @@ impl Plugin for SureNormalPlugin {
             .summary("Shrink many normal means x_i ~ N(theta_i, a_i): James-Stein and XKB, tuned by SURE")
             .guarantee(
                 "SURE is an unbiased estimate of the mean squared error (1/p) sum E(theta_hat_i - theta_i)^2 at every \
-                 fixed lambda; lambda_hat is its certified global minimiser (xkb-location, xkb-grand-mean) and XKB \
+                 fixed lambda; lambda_hat is its certified global minimiser (xkb-location, xkb-grand-mean, xkb-estimated: the criterion XKB minimise) and XKB \
                  show the tuned estimator's risk is asymptotically optimal in its class. James-Stein dominates x in \
                  risk for p >= 3 (p >= 4 toward the grand mean).",
             )
