@@ -25,6 +25,18 @@ fn main() {
     if let Some(risk) = bench_data() {
         search("bench sure-normal data", &risk);
     }
+    if let (Some(x), Some(a)) = (read("x"), read("a")) {
+        let profile = quiver_shrinkage::ProfiledRisk::new(&x, &a);
+        let t0 = Instant::now();
+        let m = profile.minimize();
+        println!(
+            "bench data, xkb-estimated profile: minimize {:.3} s, {} sweeps, {} points, gap {:e}",
+            t0.elapsed().as_secs_f64(),
+            m.sweeps,
+            m.evaluations,
+            m.risk - m.lower_bound
+        );
+    }
 }
 
 fn search(name: &str, risk: &QuadraticRisk) {
@@ -39,13 +51,15 @@ fn search(name: &str, risk: &QuadraticRisk) {
     );
 }
 
+/// A column of the bench's sure-normal data, when `cargo xtask bench` has written it.
+fn read(n: &str) -> Option<Vec<f64>> {
+    let path = format!("{}/../../target/bench/data/sn/{n}.f64", env!("CARGO_MANIFEST_DIR"));
+    let b = std::fs::read(path).ok()?;
+    Some(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
+}
+
 /// The bench's sure-normal data as `xkb-grand-mean` sees it, when present.
 fn bench_data() -> Option<QuadraticRisk> {
-    let read = |n: &str| -> Option<Vec<f64>> {
-        let path = format!("{}/../../target/bench/data/sn/{n}.f64", env!("CARGO_MANIFEST_DIR"));
-        let b = std::fs::read(path).ok()?;
-        Some(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
-    };
     let (x, a) = (read("x")?, read("a")?);
     let p = x.len() as f64;
     let xbar = x.iter().sum::<f64>() / p;
