@@ -23,7 +23,9 @@
 //! [`crate::risk::branch_and_bound`] does the rest. The x are centred at their mean first (R does
 //! not change; the sums cancel less).
 
-use crate::risk::{branch_and_bound, Minimum, SweepResult};
+use crate::risk::{
+    branch_and_bound, combine_bounds, fold8, hi_of, lo_of, parallel_sums, unit_at, Minimum, SweepResult, SUM_CHUNK,
+};
 use rayon::prelude::*;
 
 /// The profiled SURE of `xkb-estimated` (see the module documentation).
@@ -45,35 +47,11 @@ const POINT: usize = 12;
 /// Σ w′ x (8); interval ends of Σ w″ x^j (6); Σ of g″'s lower end.
 const CELL: usize = 19;
 
-#[inline(always)]
-fn lo2(a: f64, b: f64) -> f64 {
-    if a < b {
-        a
-    } else {
-        b
-    }
-}
-
-#[inline(always)]
-fn hi2(a: f64, b: f64) -> f64 {
-    if a < b {
-        b
-    } else {
-        a
-    }
-}
-
-/// Eight partial sums added in a fixed order.
-#[inline(always)]
-fn fold8(acc: &[f64; 8]) -> f64 {
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-}
-
 /// The smallest and largest of the four corner products of [a0, a1] × [b0, b1].
 #[inline(always)]
 fn corners(a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
     let (p, q, r, s) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
-    (lo2(lo2(p, q), lo2(r, s)), hi2(hi2(p, q), hi2(r, s)))
+    (lo_of(lo_of(p, q), lo_of(r, s)), hi_of(hi_of(p, q), hi_of(r, s)))
 }
 
 /// An interval [lo, hi] times a real x (x ≥ 0 keeps the order).
@@ -84,15 +62,6 @@ fn scaled(lo: f64, hi: f64, x: f64) -> (f64, f64) {
     } else {
         (hi * x, lo * x)
     }
-}
-
-/// b, b′, b″ of one unit at t (decreasing weight, h = A; see `crate::risk`).
-#[inline(always)]
-fn unit(t: f64, s: f64, h: f64) -> (f64, f64, f64) {
-    let inv = 1.0 / (h + (s - h) * t);
-    let (hd, sd) = (h * inv, s * inv);
-    let b1 = hd * sd;
-    ((1.0 - t) * hd, -b1, 2.0 * b1 * ((s - h) * inv))
 }
 
 impl ProfiledRisk {
@@ -135,36 +104,15 @@ impl ProfiledRisk {
     /// chunk sums added in a fixed order); within a chunk one point at a time: b, b′, b″
     /// element-wise (full-width vector divisions), then the sums eight lanes at a time.
     pub fn sweep(&self, ts: &[f64]) -> SweepResult {
-        const CHUNK: usize = 4096;
-        const GROUP: usize = 16;
         let k = ts.len();
         let width = POINT * k + CELL * k.saturating_sub(1);
-        let chunks = self.len().div_ceil(CHUNK);
-        let partials: Vec<Vec<f64>> = (0..chunks.div_ceil(GROUP))
-            .into_par_iter()
-            .map_init(
-                || {
-                    [
-                        [vec![0.0; CHUNK], vec![0.0; CHUNK], vec![0.0; CHUNK]],
-                        [vec![0.0; CHUNK], vec![0.0; CHUNK], vec![0.0; CHUNK]],
-                    ]
-                },
-                |scratch, g| {
-                    let mut acc = vec![0.0; width];
-                    for c in g * GROUP..((g + 1) * GROUP).min(chunks) {
-                        let range = c * CHUNK..((c + 1) * CHUNK).min(self.len());
-                        self.chunk_dispatch(&self.x[range.clone()], &self.a[range], ts, scratch, &mut acc);
-                    }
-                    acc
-                },
-            )
-            .collect();
-        let mut total = vec![0.0; width];
-        for p in &partials {
-            for (t, x) in total.iter_mut().zip(p) {
-                *t += x;
-            }
-        }
+        let scratch = || {
+            let buf = || [vec![0.0; SUM_CHUNK], vec![0.0; SUM_CHUNK], vec![0.0; SUM_CHUNK]];
+            [buf(), buf()]
+        };
+        let total = parallel_sums(self.len(), width, scratch, |range, scratch, acc| {
+            self.chunk_dispatch(&self.x[range.clone()], &self.a[range], ts, scratch, acc)
+        });
         self.finish(ts, &total)
     }
 
@@ -198,7 +146,7 @@ impl ProfiledRisk {
             {
                 let [b, b1, b2] = cur;
                 for i in 0..n {
-                    (b[i], b1[i], b2[i]) = unit(t, s, a[i]);
+                    (b[i], b1[i], b2[i]) = unit_at::<false>(t, s, a[i]);
                 }
             }
             let [b, b1, b2] = &*cur;
@@ -245,13 +193,13 @@ impl ProfiledRisk {
                 let cell = |i: usize| -> [f64; CELL] {
                     let (xi, ai) = (x[i], a[i]);
                     let x2 = xi * xi;
-                    let (blo, bhi) = (lo2(pb[i], b[i]), hi2(pb[i], b[i]));
+                    let (blo, bhi) = (lo_of(pb[i], b[i]), hi_of(pb[i], b[i]));
                     let (wlo, whi) = (blo * blo, bhi * bhi);
-                    let (c1lo, c1hi) = (lo2(pb1[i], b1[i]), hi2(pb1[i], b1[i]));
-                    let (c2lo, c2hi) = (lo2(pb2[i], b2[i]), hi2(pb2[i], b2[i]));
+                    let (c1lo, c1hi) = (lo_of(pb1[i], b1[i]), hi_of(pb1[i], b1[i]));
+                    let (c2lo, c2hi) = (lo_of(pb2[i], b2[i]), hi_of(pb2[i], b2[i]));
                     // w′ = 2 b b′, w″ = 2(b′² + b b″): corners of their factors' ranges
                     let (v1lo, v1hi) = corners(blo, bhi, c1lo, c1hi);
-                    let (sq_lo, sq_hi) = (lo2(pb1[i] * pb1[i], b1[i] * b1[i]), hi2(pb1[i] * pb1[i], b1[i] * b1[i]));
+                    let (sq_lo, sq_hi) = (lo_of(pb1[i] * pb1[i], b1[i] * b1[i]), hi_of(pb1[i] * pb1[i], b1[i] * b1[i]));
                     let (pl, ph) = corners(blo, bhi, c2lo, c2hi);
                     let (v2lo, v2hi) = (2.0 * (sq_lo + pl), 2.0 * (sq_hi + ph));
                     let (v1lo, v1hi) = (2.0 * v1lo, 2.0 * v1hi);
@@ -334,19 +282,8 @@ impl ProfiledRisk {
                 let m = curvature_floor(c) / p;
                 let second =
                     crate::risk::taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
-                let bound = match (first.is_nan(), second.is_nan()) {
-                    (false, false) => hi2(first, second),
-                    (false, true) => first,
-                    (true, false) => second,
-                    (true, true) => f64::NEG_INFINITY,
-                };
                 let slack = 1e-10 * (value[q].abs() + value[q + 1].abs() + unit);
-                let bound = lo2(bound, lo2(value[q], value[q + 1])) - slack;
-                if bound.is_nan() {
-                    f64::NEG_INFINITY
-                } else {
-                    bound
-                }
+                combine_bounds(first, second, value[q], value[q + 1], slack)
             })
             .collect();
         SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
@@ -382,15 +319,15 @@ fn curvature_floor(c: &[f64]) -> f64 {
     // T = D₁ − μ D₀
     let (pm0, pm1) = corners(m0, m1, d0.0, d0.1);
     let (t0, t1) = (d1.0 - pm1, d1.1 - pm0);
-    let t2max = hi2(t0 * t0, t1 * t1);
+    let t2max = hi_of(t0 * t0, t1 * t1);
     // Σ w″(x − μ)² = E₂ − 2μE₁ + μ²E₀
     let (e0, e1, e2) = ((c[12], c[13]), (c[14], c[15]), (c[16], c[17]));
     let (mu_e1_lo, mu_e1_hi) = corners(m0, m1, e1.0, e1.1);
     let _ = mu_e1_lo;
     let sq = if m0 <= 0.0 && m1 >= 0.0 {
-        (0.0, hi2(m0 * m0, m1 * m1))
+        (0.0, hi_of(m0 * m0, m1 * m1))
     } else {
-        (lo2(m0 * m0, m1 * m1), hi2(m0 * m0, m1 * m1))
+        (lo_of(m0 * m0, m1 * m1), hi_of(m0 * m0, m1 * m1))
     };
     let (sq_e0_lo, _) = corners(sq.0, sq.1, e0.0, e0.1);
     let curv = e2.0 - 2.0 * mu_e1_hi + sq_e0_lo;

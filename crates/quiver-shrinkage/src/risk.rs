@@ -64,7 +64,7 @@ pub fn weight(h: f64, lambda: f64, w: Weight) -> f64 {
 /// b = st/D, b′ = hs/D², b″ = −2hs(s − h)/D³. The products are formed as (h/D)(s/D) so that no
 /// factor overflows.
 #[inline(always)]
-fn unit_at<const INC: bool>(t: f64, s: f64, h: f64) -> (f64, f64, f64) {
+pub(crate) fn unit_at<const INC: bool>(t: f64, s: f64, h: f64) -> (f64, f64, f64) {
     let inv = 1.0 / (h + (s - h) * t);
     let (hd, sd) = (h * inv, s * inv);
     let b1 = hd * sd;
@@ -79,7 +79,7 @@ fn unit_at<const INC: bool>(t: f64, s: f64, h: f64) -> (f64, f64, f64) {
 /// Eight partial sums added in a fixed order (one running sum is a dependency chain that
 /// neither pipelines nor vectorises; this order is deterministic).
 #[inline(always)]
-fn fold8(acc: &[f64; 8]) -> f64 {
+pub(crate) fn fold8(acc: &[f64; 8]) -> f64 {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
@@ -153,8 +153,9 @@ fn point_sums<const INC: bool>(
     [fold8(&acc[0]) + rem[0], fold8(&acc[1]) + rem[1], fold8(&acc[2]) + rem[2]]
 }
 
+/// The smaller of two numbers (a branch-free select; `f64::min` is slower in the hot loops).
 #[inline(always)]
-fn lo_of(a: f64, b: f64) -> f64 {
+pub(crate) fn lo_of(a: f64, b: f64) -> f64 {
     if a < b {
         a
     } else {
@@ -162,8 +163,9 @@ fn lo_of(a: f64, b: f64) -> f64 {
     }
 }
 
+/// The larger of two numbers.
 #[inline(always)]
-fn hi_of(a: f64, b: f64) -> f64 {
+pub(crate) fn hi_of(a: f64, b: f64) -> f64 {
     if a < b {
         b
     } else {
@@ -353,6 +355,59 @@ pub struct SweepResult {
     pub cell_bound: Vec<f64>,
 }
 
+/// A cell's lower bound from its first- and second-order bounds and its ends' values `va`, `vb`:
+/// the larger of the bounds that are numbers, never above either end, less the rounding
+/// allowance `slack`; −∞ (nothing certain) where an evaluation went NaN.
+pub(crate) fn combine_bounds(first: f64, second: f64, va: f64, vb: f64, slack: f64) -> f64 {
+    let bound = match (first.is_nan(), second.is_nan()) {
+        (false, false) => hi_of(first, second),
+        (false, true) => first,
+        (true, false) => second,
+        (true, true) => f64::NEG_INFINITY,
+    };
+    let bound = lo_of(bound, lo_of(va, vb)) - slack;
+    if bound.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        bound
+    }
+}
+
+/// Sums of `width` numbers over `n` units, computed chunk by chunk on every core: `chunk(range,
+/// scratch, acc)` adds a chunk's sums into `acc`, with `scratch` from `init` reused by a worker.
+/// Chunks are taken in fixed groups, each summed in order and the groups added in order, so the
+/// result does not depend on the number of threads.
+pub(crate) fn parallel_sums<S>(
+    n: usize,
+    width: usize,
+    init: impl Fn() -> S + Sync + Send,
+    chunk: impl Fn(std::ops::Range<usize>, &mut S, &mut [f64]) + Sync + Send,
+) -> Vec<f64> {
+    const CHUNK: usize = SUM_CHUNK;
+    const GROUP: usize = 16;
+    let chunks = n.div_ceil(CHUNK);
+    let partials: Vec<Vec<f64>> = (0..chunks.div_ceil(GROUP))
+        .into_par_iter()
+        .map_init(init, |scratch, g| {
+            let mut acc = vec![0.0; width];
+            for c in g * GROUP..((g + 1) * GROUP).min(chunks) {
+                chunk(c * CHUNK..((c + 1) * CHUNK).min(n), scratch, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0; width];
+    for p in &partials {
+        for (t, x) in total.iter_mut().zip(p) {
+            *t += x;
+        }
+    }
+    total
+}
+
+/// The chunk length of [`parallel_sums`] (scratch buffers are this long).
+pub(crate) const SUM_CHUNK: usize = 4096;
+
 /// The second-order bound of R on [ta, tb]: min over the cell of max(qa, qb) with
 /// qa(t) = Ra + Ra′(t − ta) + m/2 (t − ta)², qb(t) = Rb + Rb′(t − tb) + m/2 (t − tb)², m ≤ R″ on
 /// the cell (Taylor's theorem makes each a lower bound of R there). max(qa, qb) is piecewise
@@ -434,35 +489,17 @@ impl QuadraticRisk {
     }
 
     fn sums_cpu(&self, ts: &[f64]) -> Vec<f64> {
-        const CHUNK: usize = 4096;
         let (s, inc) = (self.scale(), self.weight == Weight::Increasing);
         let width = 3 * ts.len() + 2 * ts.len().saturating_sub(1);
-        let chunks = self.len().div_ceil(CHUNK);
-        // fixed groups of chunks, each summed in order, the groups added in order: the result
-        // does not depend on the thread count
-        const GROUP: usize = 16;
-        let partials: Vec<Vec<f64>> = (0..chunks.div_ceil(GROUP))
-            .into_par_iter()
-            .map_init(
-                || Scratch::new(CHUNK),
-                |scratch, g| {
-                    let mut acc = vec![0.0; width];
-                    for c in g * GROUP..((g + 1) * GROUP).min(chunks) {
-                        let range = c * CHUNK..((c + 1) * CHUNK).min(self.len());
-                        let (d, e, h) = (&self.d[range.clone()], &self.e[range.clone()], &self.h[range]);
-                        sweep_chunk(d, e, h, ts, s, inc, scratch, &mut acc);
-                    }
-                    acc
-                },
-            )
-            .collect();
-        let mut total = vec![0.0; width];
-        for p in &partials {
-            for (t, x) in total.iter_mut().zip(p) {
-                *t += x;
-            }
-        }
-        total
+        parallel_sums(
+            self.len(),
+            width,
+            || Scratch::new(SUM_CHUNK),
+            |range, scratch, acc| {
+                let (d, e, h) = (&self.d[range.clone()], &self.e[range.clone()], &self.h[range]);
+                sweep_chunk(d, e, h, ts, s, inc, scratch, acc);
+            },
+        )
     }
 
     /// The sweep's sums as risks and bounds.
@@ -479,20 +516,8 @@ impl QuadraticRisk {
                 let first = (total[3 * k + 2 * q] + self.c) / n;
                 let m = total[3 * k + 2 * q + 1] / n;
                 let second = taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
-                let bound = match (first.is_nan(), second.is_nan()) {
-                    (false, false) => hi_of(first, second),
-                    (false, true) => first,
-                    (true, false) => second,
-                    (true, true) => f64::NEG_INFINITY,
-                };
                 let slack = 1e-12 * (value[q].abs() + value[q + 1].abs() + unit);
-                let bound = lo_of(bound, lo_of(value[q], value[q + 1])) - slack;
-                // an evaluation that went NaN (overflow) certifies nothing
-                if bound.is_nan() {
-                    f64::NEG_INFINITY
-                } else {
-                    bound
-                }
+                combine_bounds(first, second, value[q], value[q + 1], slack)
             })
             .collect();
         SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
