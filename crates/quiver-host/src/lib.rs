@@ -115,6 +115,14 @@ fn tail_lines(text: &str, n: usize) -> String {
 /// past the end of a truncated file and the first touch of those pages kills the process with
 /// SIGBUS, so a corrupt file must be refused here.
 pub fn check_object_file(path: &Path) -> Result<(), LoadError> {
+    inspect_object_file(path).map(|_| ())
+}
+
+/// [`check_object_file`], and whether the file's dynamic symbol table exports the plugin identity
+/// symbol (`None` when the format's exports cannot be listed: then `dlsym` decides after
+/// loading). Read before any loading, so a shared library that is not a Quiver plugin (a system
+/// library in a plugin folder) is refused without running its initialisers.
+fn inspect_object_file(path: &Path) -> Result<Option<bool>, LoadError> {
     use object::{Object, ObjectSection, ObjectSegment};
     let corrupt = |reason: String| LoadError::NotALibrary { path: path.into(), reason };
     let data = std::fs::read(path).map_err(|e| corrupt(e.to_string()))?;
@@ -141,29 +149,18 @@ pub fn check_object_file(path: &Path) -> Result<(), LoadError> {
             }
         }
     }
-    Ok(())
-}
-
-/// Whether the object file exports the plugin identity symbol. Read from the file's dynamic
-/// symbol table, before any loading: a shared library that is not a Quiver plugin (a system
-/// library in a plugin folder) is refused without running its initialisers. `None` when the
-/// format's exports cannot be listed (then `dlsym` decides after loading).
-fn exports_identity(path: &Path) -> Option<bool> {
-    use object::Object;
-    let data = std::fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    let exports = file.exports().ok()?;
-    Some(exports.iter().any(|e| {
-        let name = e.name();
-        // Mach-O prefixes C symbols with an underscore
-        name == quiver_abi::IDENTITY_SYMBOL.as_bytes()
-            || name.strip_prefix(b"_") == Some(quiver_abi::IDENTITY_SYMBOL.as_bytes())
+    Ok(file.exports().ok().map(|exports| {
+        exports.iter().any(|e| {
+            let name = e.name();
+            // Mach-O prefixes C symbols with an underscore
+            name == quiver_abi::IDENTITY_SYMBOL.as_bytes()
+                || name.strip_prefix(b"_") == Some(quiver_abi::IDENTITY_SYMBOL.as_bytes())
+        })
     }))
 }
 
 fn read_identity(path: &Path) -> Result<PluginIdentity, LoadError> {
-    check_object_file(path)?;
-    if exports_identity(path) == Some(false) {
+    if inspect_object_file(path)? == Some(false) {
         return Err(LoadError::NotAPlugin { path: path.into(), symbol: quiver_abi::IDENTITY_SYMBOL });
     }
     // SAFETY: loading a library runs its initialisers; plugin folders are trusted code, as with
@@ -404,12 +401,7 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
-        let manifest = &self.get(method)?.manifest;
-        for t in tables {
-            if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role) {
-                t.validate(spec)?;
-            }
-        }
+        validate_owned(&self.get(method)?.manifest, tables)?;
         let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
         let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
         self.run_checked(method, params, &views, ctx, progress)
@@ -426,12 +418,7 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
-        let manifest = &self.get(method)?.manifest;
-        for t in tables {
-            if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role.as_str()) {
-                validate_view(t, spec)?;
-            }
-        }
+        validate_views(&self.get(method)?.manifest, tables)?;
         self.run_checked(method, params, tables, ctx, progress)
     }
 
@@ -474,6 +461,26 @@ impl Host {
             }
         }
     }
+}
+
+/// Check the owned tables a method reads (those present) against its manifest.
+fn validate_owned(manifest: &Manifest, tables: &[Table]) -> Result<(), HostError> {
+    for t in tables {
+        if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role) {
+            t.validate(spec)?;
+        }
+    }
+    Ok(())
+}
+
+/// Check the borrowed tables a method reads (those present) against its manifest.
+fn validate_views(manifest: &Manifest, views: &[TableView<'_>]) -> Result<(), HostError> {
+    for t in views {
+        if let Some(spec) = manifest.tables.iter().find(|s| s.role.as_str() == t.role.as_str()) {
+            validate_view(t, spec)?;
+        }
+    }
+    Ok(())
 }
 
 /// A per-unit array of a result, typed.
@@ -912,11 +919,7 @@ impl EstimatorInfo {
         tables: &[Table],
         f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
     ) -> Result<T, HostError> {
-        for t in tables {
-            if let Some(spec) = self.manifest.tables.iter().find(|s| s.role.as_str() == t.role) {
-                t.validate(spec)?;
-            }
-        }
+        validate_owned(&self.manifest, tables)?;
         let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
         let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
         self.invoke(f(quiver_abi::tables(&views)))
@@ -928,11 +931,7 @@ impl EstimatorInfo {
         views: &[TableView<'_>],
         f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
     ) -> Result<T, HostError> {
-        for t in views {
-            if let Some(spec) = self.manifest.tables.iter().find(|s| s.role.as_str() == t.role.as_str()) {
-                validate_view(t, spec)?;
-            }
-        }
+        validate_views(&self.manifest, views)?;
         self.invoke(f(quiver_abi::tables(views)))
     }
 
