@@ -21,6 +21,7 @@ fn main() {
         let _ = risk.sweep_t_cpu(&ts);
         println!("sweep of {k:2} points: {:.3} s", t0.elapsed().as_secs_f64());
     }
+    profile_sweeps();
     search("synthetic", &risk);
     if let Some(risk) = bench_data() {
         search("bench sure-normal data", &risk);
@@ -70,4 +71,18 @@ fn bench_data() -> Option<QuadraticRisk> {
         c: a.iter().sum(),
         weight: Weight::Decreasing,
     })
+}
+
+#[allow(dead_code)]
+fn profile_sweeps() {
+    if let (Some(x), Some(a)) = (read("x"), read("a")) {
+        let profile = quiver_shrinkage::ProfiledRisk::new(&x, &a);
+        for k in [1usize, 8] {
+            let ts: Vec<f64> = (0..k).map(|i| (i as f64 + 0.5) / k as f64).collect();
+            let _ = profile.sweep(&ts);
+            let t0 = Instant::now();
+            let _ = profile.sweep(&ts);
+            println!("profile sweep of {k} points: {:.3} s", t0.elapsed().as_secs_f64());
+        }
+    }
 }
