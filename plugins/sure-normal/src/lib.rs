@@ -332,12 +332,17 @@ impl ShrinkageImpl for SureNormal {
         }
         data.check_each("a", a, |v| v > 0.0, "must be > 0 (a variance)")?;
         let (estimates, summary, lambda_hat, sure) = self.run(x, a)?;
-        let mut json = self.ctx.result_json(json!({"p": x.len()}));
+        // only the quadratic XKB forms sweep on the GPU: the others say where they ran
+        let ctx = match self.config.method {
+            Method::XkbLocation | Method::XkbGrandMean => self.ctx.clone(),
+            other => self.ctx.on_cpu(&format!("{} has no CUDA path", quiver_sdk::Choice::name(other))),
+        };
+        let mut json = ctx.result_json(json!({"p": x.len()}));
         for (k, v) in summary.as_object().expect("object") {
             json[k] = v.clone();
         }
         Ok(ShrinkageResult {
-            device: self.ctx.device(),
+            device: ctx.device(),
             lambda_hat: if lambda_hat.is_nan() { ROption::RNone } else { ROption::RSome(lambda_hat) },
             risk_estimate: ROption::RSome(sure),
             estimates: RVec::from(estimates),
