@@ -127,7 +127,7 @@ impl Host {
             py.detach(|| self.inner.run_views(method, &params, &views, ctx, Some(&progress)))
         };
         drop(input);
-        output(py, out.map_err(|e| interrupted(py, e))?)
+        output(py, out.map_err(interrupted)?)
     }
 }
 
@@ -201,7 +201,7 @@ impl Estimator {
             })
         };
         drop(input);
-        match out.map_err(|e| interrupted(py, e))? {
+        match out.map_err(interrupted)? {
             None => Ok((None, Vec::new())),
             Some(o) => {
                 let (summary, arrays) = output(py, o)?;
@@ -329,11 +329,10 @@ fn interrupt_observer() -> Progress {
 }
 
 /// A `Cancelled` plugin error after Ctrl-C is the `KeyboardInterrupt` Python expects.
-fn interrupted(py: Python<'_>, e: HostError) -> PyErr {
+fn interrupted(e: HostError) -> PyErr {
     if e.plugin_kind() == Some(ErrorKind::Cancelled) {
         return PyKeyboardInterrupt::new_err(e.to_string());
     }
-    let _ = py;
     to_py(e)
 }
 

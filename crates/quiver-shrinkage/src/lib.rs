@@ -10,3 +10,15 @@ pub mod risk;
 
 pub use profile::ProfiledRisk;
 pub use risk::{Minimum, QuadraticRisk, Sweep, Weight};
+
+/// The seeded generator of the crate's unit tests (a 64-bit LCG, top 53 bits as a uniform).
+#[cfg(test)]
+mod test_rng {
+    pub(crate) fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+}

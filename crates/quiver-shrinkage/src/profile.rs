@@ -95,7 +95,7 @@ impl ProfiledRisk {
 
     /// R(λ).
     pub fn at(&self, lambda: f64) -> f64 {
-        let t = if lambda.is_infinite() { 1.0 } else { lambda / (self.s + lambda) };
+        let t = crate::risk::t_of_lambda(self.s, lambda);
         self.sweep(&[t]).value[0]
     }
 
@@ -337,14 +337,7 @@ fn curvature_floor(c: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_rng::lcg;
 
     /// XKB's SURE(λ, μ̂(λ)) written out directly.
     fn direct(x: &[f64], a: &[f64], lambda: f64) -> f64 {

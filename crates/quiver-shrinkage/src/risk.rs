@@ -463,20 +463,7 @@ impl QuadraticRisk {
 
     /// t of λ under the map of [`QuadraticRisk::scale`] (λ = ∞: t = 1).
     pub fn t_of(&self, lambda: f64) -> f64 {
-        if lambda.is_infinite() {
-            1.0
-        } else {
-            lambda / (self.scale() + lambda)
-        }
-    }
-
-    /// λ of t (t = 1: ∞).
-    pub fn lambda_of(&self, t: f64) -> f64 {
-        if t >= 1.0 {
-            f64::INFINITY
-        } else {
-            self.scale() * t / (1.0 - t)
-        }
+        t_of_lambda(self.scale(), lambda)
     }
 
     /// One sweep on the CPU at points `ts` (ascending, in [0, 1]). Units are processed in chunks
@@ -549,6 +536,15 @@ impl QuadraticRisk {
         let unit = (self.c / self.len() as f64).abs();
         let s = self.scale();
         branch_and_bound(&mut |ts: &[f64]| sweeper.sweep(ts), unit, 1e-2, s)
+    }
+}
+
+/// t = λ/(s + λ), the inverse of [`lambda_of_t`] (λ = ∞: t = 1).
+pub fn t_of_lambda(s: f64, lambda: f64) -> f64 {
+    if lambda.is_infinite() {
+        1.0
+    } else {
+        lambda / (s + lambda)
     }
 }
 
@@ -812,14 +808,7 @@ pub struct Minimum {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_rng::lcg;
 
     #[test]
     fn cell_bounds_are_lower_bounds_and_the_minimum_is_global() {
