@@ -72,13 +72,30 @@ pub struct Config {
 impl Config {
     /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        Ok(Config {
+        let cfg = Config {
             method: p.choice("method")?,
             target: p.choice("target")?,
             location: p.f64("location")?,
             lambda: p.f64_opt("lambda")?,
             curve: p.usize("curve")?,
-        })
+        };
+        // a setting the method would ignore is refused, not dropped silently
+        if matches!(cfg.method, Method::JamesStein | Method::XkbMonotone) {
+            let name = quiver_sdk::Choice::name(cfg.method);
+            if cfg.lambda.is_some() {
+                return Err(PluginError::param(format!(
+                    "parameter 'lambda': {name} has no λ to fix (james-stein takes its factor from the data, \
+                     xkb-monotone fits one factor per unit); use an xkb-location, xkb-grand-mean or xkb-estimated method"
+                )));
+            }
+            if cfg.curve > 0 {
+                return Err(PluginError::param(format!(
+                    "parameter 'curve': {name} has no SURE curve over λ (the xkb-location, xkb-grand-mean and \
+                     xkb-estimated methods have one)"
+                )));
+            }
+        }
+        Ok(cfg)
     }
 }
 
@@ -118,28 +135,6 @@ pub fn sure_estimated(x: &[f64], a: &[f64], lambda: f64) -> (f64, f64, f64) {
         unbiased += common - 2.0 * a[i] * bi * (1.0 - lev);
     }
     (published / p, unbiased / p, mu)
-}
-
-/// D(λ) = Σ A_i²(x_i − μ̂(λ))²/(λ + A_i)³ − A_i²/(λ + A_i)², with dSURE(λ, μ̂(λ))/dλ = −(2/p)·D(λ)
-/// (the envelope theorem removes μ̂'s own derivative): XKB's estimating equation for λ̂.
-pub fn xkb_derivative(x: &[f64], a: &[f64], lambda: f64) -> f64 {
-    let mu = sure_estimated(x, a, lambda).2;
-    x.iter()
-        .zip(a)
-        .map(|(&xi, &ai)| {
-            let d = lambda + ai;
-            ai * ai * (xi - mu).powi(2) / (d * d * d) - ai * ai / (d * d)
-        })
-        .sum()
-}
-
-/// λ = s·t/(1 − t).
-fn lam(s: f64, t: f64) -> f64 {
-    if t >= 1.0 {
-        f64::INFINITY
-    } else {
-        s * t / (1.0 - t)
-    }
 }
 
 /// Most units whose `xkb-monotone` shrinkage factors are listed in the JSON summary.
@@ -204,7 +199,9 @@ impl SureNormal {
                 };
                 if cfg.curve > 0 {
                     let s = risk.scale();
-                    let ls: Vec<f64> = (0..=cfg.curve).map(|i| lam(s, i as f64 / cfg.curve as f64)).collect();
+                    let ls: Vec<f64> = (0..=cfg.curve)
+                        .map(|i| quiver_shrinkage::risk::lambda_of_t(s, i as f64 / cfg.curve as f64))
+                        .collect();
                     let vs = risk.curve(&ls, self.ctx.device().into())?;
                     out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
                 }
@@ -247,7 +244,7 @@ impl SureNormal {
                 if cfg.curve > 0 {
                     let pts: Vec<Value> = (0..=cfg.curve)
                         .map(|i| {
-                            let l = lam(s, i as f64 / cfg.curve as f64);
+                            let l = quiver_shrinkage::risk::lambda_of_t(s, i as f64 / cfg.curve as f64);
                             json!([json_f64(l), sure_estimated(x, a, l).0])
                         })
                         .collect();
@@ -283,7 +280,8 @@ impl SureNormal {
                 (shrink(&b, mu), f64::NAN, sure)
             }
         };
-        out["lambda_hat"] = json_f64(lambda_hat);
+        // xkb-monotone has no single λ: no number rather than NaN
+        out["lambda_hat"] = if lambda_hat.is_nan() { Value::Null } else { json_f64(lambda_hat) };
         out["sure"] = json!(sure);
         Ok((estimates, out, lambda_hat, sure))
     }

@@ -183,6 +183,16 @@ fn bad_input_gives_clear_errors() {
     assert!(e.to_string().contains("row 3: james-stein needs equal variances"), "{e}");
     let e = host.shrinker(METHOD, &testing::params(&[("lambda", json!(-1.0))]), testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("'lambda' = -1.0 must be a number in [0, inf]"), "{e}");
+    // settings a method would ignore are refused, and a method without a λ reports none
+    for (method, key, value) in [("xkb-monotone", "lambda", json!(5.0)), ("james-stein", "curve", json!(10))] {
+        let params = testing::params(&[("method", json!(method)), (key, value)]);
+        let e = host.shrinker(METHOD, &params, testing::cpu()).err().unwrap();
+        assert!(e.to_string().contains(&format!("parameter '{key}': {method} has no")), "{e}");
+    }
+    let mono = host.shrinker(METHOD, &testing::params(&[("method", json!("xkb-monotone"))]), testing::cpu()).unwrap();
+    let r = mono.estimate(&[t(vec![1.0, 2.0, 4.0], vec![1.0, 2.0, 3.0])]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(r.json.as_str()).unwrap();
+    assert!(v["lambda_hat"].is_null(), "{}", v["lambda_hat"]);
 }
 
 /// `xkb-estimated` is Xie, Kou & Brown's estimator: λ̂ minimises SURE(λ, μ̂(λ)) =
