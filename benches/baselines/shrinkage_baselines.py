@@ -2,6 +2,8 @@
 """NumPy/SciPy baselines for sure-normal and sure-binomial in `cargo xtask bench`: the same
 estimators, lambda tuned by scipy.optimize.minimize_scalar (bounded Brent) on the same bracket
 (t in [0, 1), lambda = s t / (1 - t), s the median of h), estimates computed at the optimum.
+sure-normal's xkb-estimated variant minimises Xie, Kou & Brown's profile SURE(lambda, mu(lambda))
+the same way, mu(lambda) = sum(w x) / sum(w) with w = b^2 recomputed at every evaluation.
 Reads raw little-endian f64 files written by the harness; prints one JSON line."""
 import json
 import sys
@@ -32,7 +34,27 @@ def tune(d2, e, h, c, increasing):
 def main():
     spec = json.loads(sys.argv[1])
     d = spec["data"]
-    if spec["case"] == "sure-normal":
+    if spec["case"] == "sure-normal" and spec.get("variant") == "xkb-estimated":
+        x, a = load(d, "x"), load(d, "a")
+
+        def run():
+            p = len(x)
+            s = np.median(a)
+
+            def profile(t):
+                lam = s * t / (1.0 - t)
+                b = a / (a + lam)
+                w = b * b
+                mu = np.sum(w * x) / np.sum(w)
+                return (np.sum(w * (x - mu) ** 2 - 2.0 * a * b) + a.sum()) / p
+
+            res = minimize_scalar(profile, bounds=(0.0, 1.0 - 1e-12), method="bounded", options={"xatol": 1e-10})
+            lam = s * res.x / (1.0 - res.x)
+            b = a / (a + lam)
+            mu = np.sum(b * b * x) / np.sum(b * b)
+            est = x - b * (x - mu)
+            return {"risk": float(res.fun)}, res.nfev, est
+    elif spec["case"] == "sure-normal":
         x, a = load(d, "x"), load(d, "a")
 
         def run():

@@ -73,7 +73,7 @@ fn bench_data() -> Option<QuadraticRisk> {
     })
 }
 
-/// The profile sweep's cost at 1 and 8 points (the cells dominate).
+/// The profile sweep's cost at 1 and 8 points (cells cost nothing beyond their points).
 fn profile_sweeps() {
     if let (Some(x), Some(a)) = (read("x"), read("a")) {
         let profile = quiver_shrinkage::ProfiledRisk::new(&x, &a);

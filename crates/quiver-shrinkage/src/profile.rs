@@ -7,46 +7,58 @@
 //!   R(λ) = (1/p) [ Σ w_i (x_i − μ̂)² + G + C ],   G = −2 Σ A_i b_i,  C = Σ A_i,
 //!
 //! which is not a sum of per-unit terms (μ̂ couples the units), so the cell bounds of
-//! [`crate::risk`] do not apply. In t (λ = s·t/(1 − t)) every b_i is a ratio of linear functions,
-//! and one pass gives, at each point, the sums S_j^{(k)} = Σ w_i^{(k)} x_i^j (k = 0, 1, 2 derivatives,
-//! j = 0, 1, 2) and G, G′, G″, from which R and its exact derivatives follow:
+//! [`crate::risk`] do not apply. In λ every unit's quantities are powers of b:
+//! w′ = −2b³/A, w″ = 6b⁴/A², G′ = 2Σw, G″ = −4Σb³/A (derivatives in λ). One pass gives, at each
+//! point, the sums S_j = Σ w x^j, D_j = Σ w′ x^j, E_j = Σ w″ x^j (j = 0, 1, 2), the parts of S₁ and
+//! D₁ over units with x > 0, and G, from which R and its exact derivatives follow:
 //!
 //!   R′ = (1/p)[Σ w′(x − μ̂)² + G′]  (envelope theorem),
-//!   R″ = (1/p)[Σ w″(x − μ̂)² − 2T²/S₀ + G″],  T = Σ w′(x − μ̂) (μ̂′ = T/S₀).
+//!   R″ = (1/p)[Σ w″(x − μ̂)² − 2T²/S₀ + G″],  T = Σ w′(x − μ̂) (μ̂′ = T/S₀);
 //!
-//! On a cell between two points each unit's w, w′, w″ lie in intervals (b, b′, b″ are monotone
-//! there; products bounded by their corners), so interval sums bound S₀, S₁ (hence μ̂), T and
-//! Σ w″(x − μ)² over the cell, and with them R″ from below; Taylor expansions from both ends then
-//! bound R on the cell (second order). A first-order bound holds too: R is at least
-//! (1/p)[min_μ Σ w_lo (x − μ)² − 2Σ A b_hi + C], with each unit's smallest w and largest b on the
-//! cell (a weighted variance, in closed form). The cell bound is the larger of the two, and
-//! [`crate::risk::branch_and_bound`] does the rest. The x are centred at their mean first (R does
-//! not change; the sums cancel less).
+//! the search runs in t (λ = s·t/(1 − t), s the mean of A) by the chain rule.
+//!
+//! **Cell bounds from the point sums alone.** b decreases in λ for every unit, so between two
+//! points λ₀ < λ₁ each unit's w and w″ lie between their values at the ends (the smaller at λ₁),
+//! w′ and g″ too (the smaller at λ₀); with the sums split by the sign of x, the ends' sums bound
+//! S₀, S₁ (hence μ̂), T and G″ over the cell, and Σ w″(x − μ̂)² ≥ min over μ̂'s range of
+//! Σ w″(λ₁)(x − μ)². That bounds R″ from below, and Taylor expansions from both ends bound R on
+//! the cell (second order). A first-order bound holds too: R ≥ (1/p)[min_μ Σ w(λ₁)(x − μ)² +
+//! G(λ₀) + C]. The cell bound is the larger of the two, and [`crate::risk::branch_and_bound`] does
+//! the rest. No pass over the data is spent on cells.
+//!
+//! **The last cell** reaches λ = ∞, where no expansion in λ exists. There, with v = λ₀/λ ∈ [0, 1]
+//! and b concave in 1/λ through 0, each unit's b lies above its chord (b ≥ v·b(λ₀)) and below
+//! its tangent at λ₀, so
+//!
+//!   p·R ≥ V₀v² + G(λ₀) + C + 2λ₀S₀(λ₀)(1 − v),   V₀ = min_μ Σ w(λ₀)(x − μ)²,
+//!
+//! a quadratic in v (exact at v = 1, and close where b is small) whose minimum over [0, 1] bounds
+//! the cell. The x are centred at their mean as they are read (R does not change; the sums cancel less).
 
-use crate::risk::{
-    branch_and_bound, combine_bounds, fold8, hi_of, lo_of, parallel_sums, unit_at, Minimum, SweepResult, SUM_CHUNK,
-};
-use rayon::prelude::*;
+use crate::risk::{branch_and_bound, combine_bounds, hi_of, lo_of, parallel_sums, Minimum, SweepResult, SUM_CHUNK};
 
-/// The profiled SURE of `xkb-estimated` (see the module documentation).
+/// The profiled SURE of `xkb-estimated` (see the module documentation), over borrowed data.
 #[derive(Debug, Clone)]
-pub struct ProfiledRisk {
-    /// x − x̄.
-    x: Vec<f64>,
+pub struct ProfiledRisk<'d> {
+    /// The observations x_i (centred at `mean` wherever they are read).
+    x: &'d [f64],
     /// The known variances A_i.
-    a: Vec<f64>,
+    a: &'d [f64],
+    /// x̄.
+    mean: f64,
     /// Σ A_i.
     c: f64,
     /// The scale of the map λ = s·t/(1 − t): the mean of A.
     s: f64,
+    /// At t = 1 (λ = ∞), with α_i = A_i/s: Σα², Σα²x, Σα²x², Σα³ (R′ and R″ there).
+    at_infinity: [f64; 4],
 }
 
-/// Point sums: w x^j (3), w′ x^j (3), w″ x^j (3), g, g′, g″.
+/// Point sums (derivatives in λ): S₀, S₁, S₂, S₁⁺ (w x^j; x > 0 only), D₀, D₁, D₂, D₁⁺ (w′ x^j),
+/// E₀, E₁, E₂ (w″ x^j), G.
 const POINT: usize = 12;
-/// Cell sums: first order Σ w_lo x^j (3) and Σ −2A b_hi; interval ends of Σ w, Σ w x, Σ w′,
-/// Σ w′ x (8); interval ends of Σ w″ x^j (6); Σ of g″'s lower end.
-const CELL: usize = 19;
-
+/// Lanes of the point pass (independent partial sums per quantity).
+const LANES: usize = 4;
 /// The smallest and largest of the four corner products of [a0, a1] × [b0, b1].
 #[inline(always)]
 fn corners(a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
@@ -54,28 +66,42 @@ fn corners(a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
     (lo_of(lo_of(p, q), lo_of(r, s)), hi_of(hi_of(p, q), hi_of(r, s)))
 }
 
-/// An interval [lo, hi] times a real x (x ≥ 0 keeps the order).
-#[inline(always)]
-fn scaled(lo: f64, hi: f64, x: f64) -> (f64, f64) {
-    if x >= 0.0 {
-        (lo * x, hi * x)
-    } else {
-        (hi * x, lo * x)
-    }
+/// The sums of one point (laid out as in [`POINT`]) and R, R′, R″ there, in λ.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    sums: [f64; POINT],
+    /// Whether R′ and R″ are in t already (t = 1, or b underflowed to 0 everywhere).
+    in_t: bool,
+    value: f64,
+    slope: f64,
+    curvature: f64,
 }
 
-impl ProfiledRisk {
-    /// The profile of `x` (observations) with known variances `a` (> 0).
-    pub fn new(x: &[f64], a: &[f64]) -> Self {
+impl<'d> ProfiledRisk<'d> {
+    /// The profile of `x` (observations) with known variances `a` (> 0); the data are
+    /// borrowed, not copied.
+    pub fn new(x: &'d [f64], a: &'d [f64]) -> Self {
         let p = x.len() as f64;
         let mean = x.iter().sum::<f64>() / p;
-        let s = a.iter().sum::<f64>() / p;
-        ProfiledRisk {
-            x: x.par_iter().map(|xi| xi - mean).collect(),
-            a: a.to_vec(),
-            c: a.iter().sum(),
-            s: if s > 0.0 && s.is_finite() { s } else { 1.0 },
-        }
+        let c = a.iter().sum::<f64>();
+        let s = c / p;
+        let s = if s > 0.0 && s.is_finite() { s } else { 1.0 };
+        let total = parallel_sums(
+            x.len(),
+            4,
+            || (),
+            |range, _, acc| {
+                for (&xi, &ai) in x[range.clone()].iter().zip(&a[range]) {
+                    let (xi, al) = (xi - mean, ai / s);
+                    let a2 = al * al;
+                    acc[0] += a2;
+                    acc[1] += a2 * xi;
+                    acc[2] += a2 * xi * xi;
+                    acc[3] += a2 * al;
+                }
+            },
+        );
+        ProfiledRisk { x, a, mean, c, s, at_infinity: [total[0], total[1], total[2], total[3]] }
     }
 
     /// Number of units.
@@ -99,194 +125,119 @@ impl ProfiledRisk {
         self.sweep(&[t]).value[0]
     }
 
-    /// One pass at points `ts` (ascending, in [0, 1]): R, R′, R″ at each and a lower bound of R
-    /// on each cell between consecutive points. Units go in chunks (parallel across chunks, the
-    /// chunk sums added in a fixed order); within a chunk one point at a time: b, b′, b″
-    /// element-wise (full-width vector divisions), then the sums eight lanes at a time.
+    /// One pass at points `ts` (ascending, in [0, 1]): R, R′, R″ at each (derivatives in t) and
+    /// a lower bound of R on each cell between consecutive points (from the points' sums).
     pub fn sweep(&self, ts: &[f64]) -> SweepResult {
         let k = ts.len();
-        let width = POINT * k + CELL * k.saturating_sub(1);
-        let scratch = || {
-            let buf = || [vec![0.0; SUM_CHUNK], vec![0.0; SUM_CHUNK], vec![0.0; SUM_CHUNK]];
-            [buf(), buf()]
-        };
-        let total = parallel_sums(self.len(), width, scratch, |range, scratch, acc| {
-            self.chunk_dispatch(&self.x[range.clone()], &self.a[range], ts, scratch, acc)
-        });
-        self.finish(ts, &total)
-    }
-
-    /// [`ProfiledRisk::chunk`] compiled for AVX2 and FMA where the CPU has them.
-    fn chunk_dispatch(&self, x: &[f64], a: &[f64], ts: &[f64], scratch: &mut [[Vec<f64>; 3]; 2], acc: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { self.chunk_avx2(x, a, ts, scratch, acc) };
-            return;
-        }
-        self.chunk(x, a, ts, scratch, acc)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn chunk_avx2(&self, x: &[f64], a: &[f64], ts: &[f64], scratch: &mut [[Vec<f64>; 3]; 2], acc: &mut [f64]) {
-        self.chunk(x, a, ts, scratch, acc)
-    }
-
-    /// One chunk of a sweep, added into `acc`; `scratch` holds b, b′, b″ at the previous and
-    /// the current point. (Lane-indexed loops on purpose: eight independent partial sums.)
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn chunk(&self, x: &[f64], a: &[f64], ts: &[f64], scratch: &mut [[Vec<f64>; 3]; 2], acc: &mut [f64]) {
-        let (n, k, s) = (x.len(), ts.len(), self.s);
-        let n8 = n / 8 * 8;
-        let [prev, cur] = scratch;
-        let (mut prev, mut cur) = (prev, cur);
-        for (q, &t) in ts.iter().enumerate() {
-            {
-                let [b, b1, b2] = cur;
-                for i in 0..n {
-                    (b[i], b1[i], b2[i]) = unit_at::<false>(t, s, a[i]);
-                }
-            }
-            let [b, b1, b2] = &*cur;
-            let mut lanes = [[0.0f64; 8]; POINT];
-            let point = |i: usize| -> [f64; POINT] {
-                let (xi, ai) = (x[i], a[i]);
-                let x2 = xi * xi;
-                let (w, w1, w2) = (b[i] * b[i], 2.0 * b[i] * b1[i], 2.0 * (b1[i] * b1[i] + b[i] * b2[i]));
-                [
-                    w,
-                    w * xi,
-                    w * x2,
-                    w1,
-                    w1 * xi,
-                    w1 * x2,
-                    w2,
-                    w2 * xi,
-                    w2 * x2,
-                    -2.0 * ai * b[i],
-                    -2.0 * ai * b1[i],
-                    -2.0 * ai * b2[i],
-                ]
-            };
-            for base in (0..n8).step_by(8) {
-                for l in 0..8 {
-                    let v = point(base + l);
-                    for j in 0..POINT {
-                        lanes[j][l] += v[j];
-                    }
-                }
-            }
-            let o = POINT * q;
-            for j in 0..POINT {
-                acc[o + j] += fold8(&lanes[j]);
-            }
-            for i in n8..n {
-                let v = point(i);
-                for j in 0..POINT {
-                    acc[o + j] += v[j];
-                }
-            }
-            if q > 0 {
-                let [pb, pb1, pb2] = &*prev;
-                let cell = |i: usize| -> [f64; CELL] {
-                    let (xi, ai) = (x[i], a[i]);
-                    let x2 = xi * xi;
-                    let (blo, bhi) = (lo_of(pb[i], b[i]), hi_of(pb[i], b[i]));
-                    let (wlo, whi) = (blo * blo, bhi * bhi);
-                    let (c1lo, c1hi) = (lo_of(pb1[i], b1[i]), hi_of(pb1[i], b1[i]));
-                    let (c2lo, c2hi) = (lo_of(pb2[i], b2[i]), hi_of(pb2[i], b2[i]));
-                    // w′ = 2 b b′, w″ = 2(b′² + b b″): corners of their factors' ranges
-                    let (v1lo, v1hi) = corners(blo, bhi, c1lo, c1hi);
-                    let (sq_lo, sq_hi) = (lo_of(pb1[i] * pb1[i], b1[i] * b1[i]), hi_of(pb1[i] * pb1[i], b1[i] * b1[i]));
-                    let (pl, ph) = corners(blo, bhi, c2lo, c2hi);
-                    let (v2lo, v2hi) = (2.0 * (sq_lo + pl), 2.0 * (sq_hi + ph));
-                    let (v1lo, v1hi) = (2.0 * v1lo, 2.0 * v1hi);
-                    let (w1l, w1h) = scaled(wlo, whi, xi);
-                    let (d1l, d1h) = scaled(v1lo, v1hi, xi);
-                    let (e1l, e1h) = scaled(v2lo, v2hi, xi);
-                    let (e2l, e2h) = scaled(v2lo, v2hi, x2);
-                    [
-                        wlo,
-                        wlo * xi,
-                        wlo * x2,
-                        -2.0 * ai * bhi,
-                        wlo,
-                        whi,
-                        w1l,
-                        w1h,
-                        v1lo,
-                        v1hi,
-                        d1l,
-                        d1h,
-                        v2lo,
-                        v2hi,
-                        e1l,
-                        e1h,
-                        e2l,
-                        e2h,
-                        -2.0 * ai * c2hi,
-                    ]
-                };
-                let mut lanes = [[0.0f64; 8]; CELL];
-                for base in (0..n8).step_by(8) {
-                    for l in 0..8 {
-                        let v = cell(base + l);
-                        for j in 0..CELL {
-                            lanes[j][l] += v[j];
-                        }
-                    }
-                }
-                let o = POINT * k + CELL * (q - 1);
-                for j in 0..CELL {
-                    acc[o + j] += fold8(&lanes[j]);
-                }
-                for i in n8..n {
-                    let v = cell(i);
-                    for j in 0..CELL {
-                        acc[o + j] += v[j];
-                    }
-                }
-            }
-            std::mem::swap(&mut prev, &mut cur);
-        }
-    }
-
-    fn finish(&self, ts: &[f64], total: &[f64]) -> SweepResult {
-        let k = ts.len();
         let p = self.len() as f64;
+        let points = self.points(ts);
+        // derivatives in t: λ′ = s/(1 − t)², λ″ = 2s/(1 − t)³ (t = 1: in t already)
         let (mut value, mut slope, mut curvature) =
             (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
-        for q in 0..k {
-            let t = &total[POINT * q..POINT * (q + 1)];
-            let (w0, w1, w2) = (t[0], t[1], t[2]);
-            let (mu, var) = if w0 > 0.0 { (w1 / w0, (w2 - w1 * w1 / w0).max(0.0)) } else { (0.0, 0.0) };
-            // Σ w′(x − μ̂)², T = Σ w′(x − μ̂), Σ w″(x − μ̂)²
-            let d2 = t[5] - 2.0 * mu * t[4] + mu * mu * t[3];
-            let tt = t[4] - mu * t[3];
-            let e2 = t[8] - 2.0 * mu * t[7] + mu * mu * t[6];
-            value.push((var + t[9] + self.c) / p);
-            slope.push((d2 + t[10]) / p);
-            let coupling = if w0 > 0.0 { 2.0 * tt * tt / w0 } else { 0.0 };
-            curvature.push((e2 - coupling + t[11]) / p);
+        for (pt, &t) in points.iter().zip(ts) {
+            value.push(pt.value);
+            if !pt.in_t {
+                let u = 1.0 - t;
+                let (l1, l2) = (self.s / (u * u), 2.0 * self.s / (u * u * u));
+                slope.push(pt.slope * l1);
+                curvature.push(pt.curvature * l1 * l1 + pt.slope * l2);
+            } else {
+                slope.push(pt.slope);
+                curvature.push(pt.curvature);
+            }
         }
         let unit = (self.c / p).abs();
         let cell_bound = (0..k.saturating_sub(1))
             .map(|q| {
-                let c = &total[POINT * k + CELL * q..POINT * k + CELL * (q + 1)];
-                // first order: the weighted variance with each unit's smallest weight
-                let var_lo = if c[0] > 0.0 { (c[2] - c[1] * c[1] / c[0]).max(0.0) } else { 0.0 };
-                let first = (var_lo + c[3] + self.c) / p;
-                // second order: a lower bound of R″ on the cell from the interval sums
-                let m = curvature_floor(c) / p;
-                let second =
-                    crate::risk::taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
-                let slack = 1e-10 * (value[q].abs() + value[q + 1].abs() + unit);
-                combine_bounds(first, second, value[q], value[q + 1], slack)
+                let (l, r) = (&points[q], &points[q + 1]);
+                let slack = 1e-10 * (l.value.abs() + r.value.abs() + unit);
+                // first order: the weighted variance with each unit's smallest weight (at the
+                // right end), G with each unit's largest b (at the left end)
+                let [s0, s1, s2, ..] = r.sums;
+                let var_lo = if s0 > 0.0 { (s2 - s1 * s1 / s0).max(0.0) } else { 0.0 };
+                let first = (var_lo + l.sums[11] + self.c) / p;
+                let second = if !l.in_t && !r.in_t {
+                    let (la, lb) =
+                        (crate::risk::lambda_of_t(self.s, ts[q]), crate::risk::lambda_of_t(self.s, ts[q + 1]));
+                    let m = curvature_floor_lambda(&l.sums, &r.sums) / p;
+                    crate::risk::taylor_bound(la, lb, [l.value, l.slope], [r.value, r.slope], m)
+                } else if ts[q + 1] >= 1.0 && !l.in_t {
+                    self.last_cell_bound(ts[q], &l.sums)
+                } else {
+                    // b underflowed at a finite λ: no expansion
+                    f64::NAN
+                };
+                combine_bounds(first, second, l.value, r.value, slack)
             })
             .collect();
         SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
+    }
+
+    /// The sums of one pass at `ts`, and R, R′, R″ from them.
+    fn points(&self, ts: &[f64]) -> Vec<Point> {
+        let k = ts.len();
+        let total = parallel_sums(
+            self.len(),
+            POINT * k,
+            || vec![0.0; SUM_CHUNK],
+            |range, scratch, acc| self.point_chunk_dispatch(&self.x[range.clone()], &self.a[range], ts, scratch, acc),
+        );
+        (0..k).map(|q| self.point(ts[q], &total[POINT * q..POINT * (q + 1)])).collect()
+    }
+
+    /// R, R′, R″ (in λ) at t from its point sums; closed forms at t = 1 (λ = ∞, b = 0), where
+    /// R = C/p, R′ = (2s/p)Σα² and R″ = (1/p)[2Σα²(x − μ₁)² − 4sΣα²(1 − α)] in t, with α = A/s
+    /// and μ₁ = Σα²x/Σα² (the limit of μ̂; T²/S₀ → 0).
+    fn point(&self, t: f64, sums: &[f64]) -> Point {
+        let p = self.len() as f64;
+        let sums: [f64; POINT] = sums.try_into().expect("a point's sums");
+        let [s0, s1, s2, _, d0, d1, d2, _, e0, e1, e2, g] = sums;
+        if t >= 1.0 || s0 <= 0.0 {
+            let [q, qx, qxx, q3] = self.at_infinity;
+            let spread = if q > 0.0 { (qxx - qx * qx / q).max(0.0) } else { 0.0 };
+            return Point {
+                sums,
+                in_t: true,
+                value: (g + self.c) / p,
+                slope: 2.0 * self.s * q / p,
+                curvature: (2.0 * spread - 4.0 * self.s * (q - q3)) / p,
+            };
+        }
+        let mu = s1 / s0;
+        let var = (s2 - s1 * s1 / s0).max(0.0);
+        let dw = d2 - 2.0 * mu * d1 + mu * mu * d0;
+        let tt = d1 - mu * d0;
+        let ew = e2 - 2.0 * mu * e1 + mu * mu * e0;
+        Point {
+            sums,
+            in_t: false,
+            value: (var + g + self.c) / p,
+            slope: (dw + 2.0 * s0) / p,
+            curvature: (ew - 2.0 * tt * tt / s0 + 2.0 * d0) / p,
+        }
+    }
+
+    /// [`ProfiledRisk::point_chunk`] compiled for AVX2 and FMA where the CPU has them.
+    fn point_chunk_dispatch(&self, x: &[f64], a: &[f64], ts: &[f64], scratch: &mut [f64], acc: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { point_chunk_avx2(x, a, self.mean, ts, self.s, scratch, acc) };
+            return;
+        }
+        point_chunk(x, a, self.mean, ts, self.s, scratch, acc)
+    }
+
+    /// A lower bound of R on the last cell [λ₀, ∞] from the sums at λ₀ (see the module
+    /// documentation): the minimum over v ∈ [0, 1] of (1/p)[V₀v² + G₀ + C + 2λ₀S₀(1 − v)].
+    fn last_cell_bound(&self, t0: f64, sums: &[f64; POINT]) -> f64 {
+        let lambda = crate::risk::lambda_of_t(self.s, t0);
+        let [s0, s1, s2, .., g] = *sums;
+        let v0 = if s0 > 0.0 { (s2 - s1 * s1 / s0).max(0.0) } else { 0.0 };
+        let slope = 2.0 * lambda * s0;
+        let f = |v: f64| v0 * v * v + g + self.c + slope * (1.0 - v);
+        let v = if v0 > 0.0 { (0.5 * slope / v0).clamp(0.0, 1.0) } else { 1.0 };
+        lo_of(f(v), f(1.0)) / self.len() as f64
     }
 
     /// The certified minimum of R over λ ∈ [0, ∞] (Newton polished to the end: λ̂ is the
@@ -302,36 +253,118 @@ impl ProfiledRisk {
     }
 }
 
-/// A lower bound of p·R″ on a cell from its interval sums (`c`, laid out as in [`CELL`]):
-/// Σ w″(x − μ)² − 2T²/S₀ + G″ with μ = S₁/S₀, T = Σ w′(x − μ) = D₁ − μD₀ and every sum in its
-/// interval. −∞ where S₀ may vanish.
-fn curvature_floor(c: &[f64]) -> f64 {
-    let (s0, s1) = ((c[4], c[5]), (c[6], c[7]));
-    if s0.0 <= 0.0 {
-        return f64::NEG_INFINITY;
+/// Intervals holding S₀ = Σ w, S₁ = Σ w x, D₀ = Σ w′ and D₁ = Σ w′ x over a cell.
+struct Intervals {
+    s0: (f64, f64),
+    s1: (f64, f64),
+    d0: (f64, f64),
+    d1: (f64, f64),
+}
+
+impl Intervals {
+    /// The intervals over the cell between the points with sums `l` and `r` (laid out as in
+    /// [`POINT`]): w falls and w′ rises with λ, so each unit's w x lies between its ends' values,
+    /// the larger at the left end where x > 0 and at the right end where x < 0 (w′ x: the other
+    /// way round).
+    fn of_cell(l: &[f64; POINT], r: &[f64; POINT]) -> Self {
+        // x < 0 parts: S₁⁻ = S₁ − S₁⁺, D₁⁻ = D₁ − D₁⁺
+        let (sm_l, sm_r) = (l[1] - l[3], r[1] - r[3]);
+        let (dm_l, dm_r) = (l[5] - l[7], r[5] - r[7]);
+        Intervals { s0: (r[0], l[0]), s1: (r[3] + sm_l, l[3] + sm_r), d0: (l[4], r[4]), d1: (l[7] + dm_r, r[7] + dm_l) }
     }
-    // μ = S₁/S₀ with S₀ > 0
-    let (m0, m1) = {
+
+    /// The range of μ̂ = S₁/S₀; none where S₀ may vanish.
+    fn mu(&self) -> Option<(f64, f64)> {
+        let (s0, s1) = (self.s0, self.s1);
+        // (NaN fails this too)
+        if s0.0.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return None;
+        }
         let cand = [s1.0 / s0.0, s1.0 / s0.1, s1.1 / s0.0, s1.1 / s0.1];
-        (cand.iter().copied().fold(f64::INFINITY, f64::min), cand.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        Some((
+            cand.iter().copied().fold(f64::INFINITY, f64::min),
+            cand.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ))
+    }
+
+    /// The largest T² with T = D₁ − μ D₀ and μ in [m0, m1].
+    fn t_squared_max(&self, m0: f64, m1: f64) -> f64 {
+        let (pm0, pm1) = corners(m0, m1, self.d0.0, self.d0.1);
+        let (t0, t1) = (self.d1.0 - pm1, self.d1.1 - pm0);
+        hi_of(t0 * t0, t1 * t1)
+    }
+}
+
+/// A lower bound of p·R″ (in λ) on the cell between the points with sums `l` and `r` (laid out
+/// as in [`POINT`]): every unit's w and w″ are largest at the left end, w′ and g″ at the right
+/// (b falls with λ), which bounds S₀, S₁, D₀, D₁ (split by the sign of x), and with them μ̂ and
+/// T; Σ w″(x − μ̂)² ≥ min over μ̂'s range of Σ w″(λ₁)(x − μ)²; G″ ≥ 2D₀(λ₀). −∞ where S₀ may
+/// vanish.
+fn curvature_floor_lambda(l: &[f64; POINT], r: &[f64; POINT]) -> f64 {
+    let iv = Intervals::of_cell(l, r);
+    let Some((m0, m1)) = iv.mu() else {
+        return f64::NEG_INFINITY;
     };
-    let (d0, d1) = ((c[8], c[9]), (c[10], c[11]));
-    // T = D₁ − μ D₀
-    let (pm0, pm1) = corners(m0, m1, d0.0, d0.1);
-    let (t0, t1) = (d1.0 - pm1, d1.1 - pm0);
-    let t2max = hi_of(t0 * t0, t1 * t1);
-    // Σ w″(x − μ)² = E₂ − 2μE₁ + μ²E₀
-    let (e0, e1, e2) = ((c[12], c[13]), (c[14], c[15]), (c[16], c[17]));
-    let (mu_e1_lo, mu_e1_hi) = corners(m0, m1, e1.0, e1.1);
-    let _ = mu_e1_lo;
-    let sq = if m0 <= 0.0 && m1 >= 0.0 {
-        (0.0, hi_of(m0 * m0, m1 * m1))
-    } else {
-        (lo_of(m0 * m0, m1 * m1), hi_of(m0 * m0, m1 * m1))
-    };
-    let (sq_e0_lo, _) = corners(sq.0, sq.1, e0.0, e0.1);
-    let curv = e2.0 - 2.0 * mu_e1_hi + sq_e0_lo;
-    curv - 2.0 * t2max / s0.0 + c[18]
+    // min over μ ∈ [m0, m1] of E₂ − 2μE₁ + μ²E₀ at the right end (E₀ ≥ 0)
+    let (e0, e1, e2) = (r[8], r[9], r[10]);
+    let mu = if e0 > 0.0 { (e1 / e0).clamp(m0, m1) } else { m0 };
+    let spread = (e2 - 2.0 * mu * e1 + mu * mu * e0).max(0.0);
+    spread - 2.0 * iv.t_squared_max(m0, m1) / iv.s0.0 + 2.0 * l[4]
+}
+
+/// The point sums of one chunk (x centred at `mean`; see [`POINT`]) at every t < 1 of `ts`,
+/// added into `acc`; at each point first u = b/A = (1 − t)/(A(1 − t) + s·t) for the whole chunk
+/// (full-width vector divisions), then the sums [`LANES`] units at a time.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn point_chunk(x: &[f64], a: &[f64], mean: f64, ts: &[f64], s: f64, scratch: &mut [f64], acc: &mut [f64]) {
+    let n = x.len();
+    let n4 = n / LANES * LANES;
+    let u = &mut scratch[..n];
+    for (q, &t) in ts.iter().enumerate() {
+        if t >= 1.0 {
+            continue;
+        }
+        let (one_t, st) = (1.0 - t, s * t);
+        for i in 0..n {
+            u[i] = one_t / (a[i] * one_t + st);
+        }
+        let terms = |i: usize| -> [f64; POINT] {
+            let (xi, ai, ui) = (x[i] - mean, a[i], u[i]);
+            let b = ai * ui;
+            let w = b * b;
+            let w1 = -2.0 * w * ui;
+            let w2 = 6.0 * w * ui * ui;
+            let xp = if xi > 0.0 { xi } else { 0.0 };
+            let x2 = xi * xi;
+            [w, w * xi, w * x2, w * xp, w1, w1 * xi, w1 * x2, w1 * xp, w2, w2 * xi, w2 * x2, -2.0 * ai * b]
+        };
+        let mut lanes = [[0.0f64; LANES]; POINT];
+        for base in (0..n4).step_by(LANES) {
+            for l in 0..LANES {
+                let v = terms(base + l);
+                for j in 0..POINT {
+                    lanes[j][l] += v[j];
+                }
+            }
+        }
+        let o = POINT * q;
+        for j in 0..POINT {
+            acc[o + j] += (lanes[j][0] + lanes[j][1]) + (lanes[j][2] + lanes[j][3]);
+        }
+        for i in n4..n {
+            let v = terms(i);
+            for j in 0..POINT {
+                acc[o + j] += v[j];
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn point_chunk_avx2(x: &[f64], a: &[f64], mean: f64, ts: &[f64], s: f64, scratch: &mut [f64], acc: &mut [f64]) {
+    point_chunk(x, a, mean, ts, s, scratch, acc)
 }
 
 #[cfg(test)]
@@ -353,6 +386,17 @@ mod tests {
         // two clusters of very different variances, and a location far from 0
         let a: Vec<f64> = (0..p).map(|i| if i % 2 == 0 { 0.01 + r() * 0.05 } else { 2.0 + 20.0 * r() }).collect();
         let x: Vec<f64> = (0..p).map(|i| 50.0 + (r() - 0.5) * if i % 3 == 0 { 8.0 } else { 1.0 }).collect();
+        (x, a)
+    }
+
+    /// Strong signal: the x spread far more than their noise, so λ̂ is large (t̂ near 1, little
+    /// shrinkage) and the last cell, up to λ = ∞, holds or borders the minimum.
+    fn strong_signal(seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut r = lcg(seed);
+        let p = 20 + (seed as usize * 53) % 300;
+        let a: Vec<f64> = (0..p).map(|_| 0.5 + 3.0 * r()).collect();
+        let spread = 10.0 + 40.0 * r();
+        let x: Vec<f64> = a.iter().map(|ai| -7.0 + spread * (r() - 0.5) + (r() - 0.5) * (12.0 * ai).sqrt()).collect();
         (x, a)
     }
 
@@ -384,9 +428,47 @@ mod tests {
     }
 
     #[test]
+    fn the_curvature_floor_holds_inside_its_cell() {
+        // R″ (in λ) at 200 points inside each of several cells never falls below the floor
+        // computed from the cell's ends
+        for (seed, (x, a)) in
+            (0..20).map(|seed| (seed, problem(500 + seed))).chain((0..10).map(|seed| (100 + seed, strong_signal(seed))))
+        {
+            let risk = ProfiledRisk::new(&x, &a);
+            let p = x.len() as f64;
+            for (t0, t1) in [(0.0, 0.05), (0.01, 0.02), (0.2, 0.5), (0.9, 0.95), (0.97, 0.99), (0.3, 0.99)] {
+                let ends = risk.points(&[t0, t1]);
+                let floor = curvature_floor_lambda(&ends[0].sums, &ends[1].sums) / p;
+                let inside: Vec<f64> = (1..200).map(|i| t0 + (t1 - t0) * i as f64 / 200.0).collect();
+                let pts = risk.points(&inside);
+                let lowest = pts.iter().map(|pt| pt.curvature).fold(f64::INFINITY, f64::min);
+                // every interval holds its sum at every point inside, and μ̂ its range
+                let iv = Intervals::of_cell(&ends[0].sums, &ends[1].sums);
+                let (m0, m1) = iv.mu().expect("S₀ > 0");
+                let within = |v: f64, (lo, hi): (f64, f64)| v >= lo - 1e-12 * lo.abs() && v <= hi + 1e-12 * hi.abs();
+                for pt in &pts {
+                    let q = &pt.sums;
+                    assert!(within(q[0], iv.s0) && within(q[1], iv.s1), "seed {seed}, [{t0}, {t1}]: S outside");
+                    assert!(within(q[4], iv.d0) && within(q[5], iv.d1), "seed {seed}, [{t0}, {t1}]: D outside");
+                    assert!(within(q[1] / q[0], (m0, m1)), "seed {seed}, [{t0}, {t1}]: μ̂ outside");
+                }
+                let width = (iv.s0.1 - iv.s0.0) + (iv.d0.1 - iv.d0.0);
+                assert!(width > 0.0, "seed {seed}, [{t0}, {t1}]: the cell's intervals are points");
+                assert!(
+                    floor <= lowest + 1e-9 * lowest.abs().max(1e-300),
+                    "seed {seed}, cell [{t0}, {t1}]: floor {floor} above R'' {lowest}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_certificate_is_valid_and_tight() {
-        for seed in 0..30 {
-            let (x, a) = problem(100 + seed);
+        let problems = (0..30)
+            .map(|seed| (seed, problem(100 + seed)))
+            .chain((0..15).map(|seed| (1000 + seed, strong_signal(seed))));
+        let mut tighter = 0;
+        for (seed, (x, a)) in problems {
             let risk = ProfiledRisk::new(&x, &a);
             // every cell bound of a coarse sweep lies below R everywhere in its cell
             let coarse: Vec<f64> = (0..=9).map(|i| i as f64 / 9.0).collect();
@@ -409,6 +491,22 @@ mod tests {
                     c.cell_bound[q]
                 );
             }
+            // the last cell [t₀, 1] (up to λ = ∞): valid, and above the first-order bound
+            // (G(λ₀) + C)/p where b is small
+            for t0 in [0.5, 0.9, 0.97, 0.99, 0.999] {
+                let bound = risk.sweep(&[t0, 1.0]).cell_bound[0];
+                let lambda = crate::risk::lambda_of_t(risk.scale(), t0);
+                let first = a.iter().map(|ai| ai - 2.0 * ai * ai / (ai + lambda)).sum::<f64>() / a.len() as f64;
+                let inside = (0..=2000)
+                    .map(|i| {
+                        direct(&x, &a, crate::risk::lambda_of_t(risk.scale(), t0 + (1.0 - t0) * i as f64 / 2000.0))
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                assert!(bound <= inside + 1e-12, "seed {seed}, last cell from {t0}: bound {bound} above {inside}");
+                if bound > first + 1e-3 * (inside - first) {
+                    tighter += 1;
+                }
+            }
             let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
             let m = risk.minimize();
             assert!(m.lower_bound <= lowest + 1e-12, "seed {seed}: bound {} above the grid's {lowest}", m.lower_bound);
@@ -421,5 +519,6 @@ mod tests {
             );
             assert!((m.risk - direct(&x, &a, m.lambda)).abs() <= 1e-10 * m.risk.abs().max(1.0));
         }
+        assert!(tighter >= 150, "the last cell's bound beat the first-order one {tighter} times in 225");
     }
 }

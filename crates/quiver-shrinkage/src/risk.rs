@@ -630,19 +630,27 @@ pub fn branch_and_bound<E>(
             splits.push((i, pts));
         }
         splits.sort_by(|x, y| cells[x.0].0.total_cmp(&cells[y.0].0));
-        let pts: Vec<f64> = splits.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        // one sweep over the splits' points, a point shared by neighbouring cells once; each
+        // split's cells start at its first point's index
+        let mut pts: Vec<f64> = Vec::with_capacity(used);
+        let mut starts = Vec::with_capacity(splits.len());
+        for (_, p) in &splits {
+            if pts.last() == p.first() {
+                pts.pop();
+            }
+            starts.push(pts.len());
+            pts.extend_from_slice(p);
+        }
         let r = sweep(&pts)?;
         counts.0 += 1;
         counts.1 += pts.len();
         let mut next: Vec<(f64, f64, f64)> = Vec::with_capacity(cells.len() + pts.len());
         let mut refined = vec![false; cells.len()];
-        let mut start = 0;
-        for (i, p) in &splits {
+        for ((i, p), &start) in splits.iter().zip(&starts) {
             refined[*i] = true;
             for j in start..start + p.len() - 1 {
                 next.push((pts[j], pts[j + 1], r.cell_bound[j]));
             }
-            start += p.len();
         }
         next.extend((0..cells.len()).filter(|&i| !refined[i]).map(|i| cells[i]));
         next.sort_by(|x, y| x.0.total_cmp(&y.0));
@@ -723,6 +731,11 @@ fn newton<E>(
             a = tt;
         }
         let step = tt - r1 / r2;
+        if r2 > 0.0 && (step - tt).abs() <= 2.0 * f64::EPSILON * tt.abs() {
+            // the step is below t's rounding: converged (the bracket's end may be t itself, and
+            // bisecting towards it would take dozens of sweeps)
+            break;
+        }
         t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
         // a Newton step this close changes R by about R′²/(2R″): stop when that is negligible
         let gain = if r2 > 0.0 { 0.5 * r1 * r1 / r2 } else { r1.abs() * (b - a) };

@@ -15,8 +15,8 @@
 //! The first two XKB forms are sums of convex quadratics in the b_i, minimised by the certified
 //! branch-and-bound of `quiver_shrinkage::risk` (CPU or CUDA sweeps); `xkb-estimated` couples the
 //! units through μ̂(λ): its profile SURE(λ, μ̂(λ)) is minimised by the same branch and bound with
-//! the interval bounds of `quiver_shrinkage::profile` (CPU), Newton to the end, so λ̂ is the root
-//! of XKB's estimating equation where the minimum is inside.
+//! the cell bounds of `quiver_shrinkage::profile` (from each point's sums; CPU), Newton to the
+//! end, so λ̂ is the root of XKB's estimating equation where the minimum is inside.
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
@@ -114,15 +114,14 @@ pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRis
     }
 }
 
-/// `xkb-estimated` at λ: (XKB's SURE(λ, μ̂(λ)), the unbiased risk estimate of the estimator
-/// with μ̂ depending on x, μ̂(λ)), with b_i = A_i/(A_i + λ) and μ̂(λ) = Σ b_i² x_i / Σ b_i².
+/// `xkb-estimated` at the factors `b` (b_i = A_i/(A_i + λ)): (XKB's SURE(λ, μ̂(λ)), the unbiased
+/// risk estimate of the estimator with μ̂ depending on x, μ̂(λ)), with μ̂(λ) = Σ b_i² x_i / Σ b_i².
 ///
 /// Xie, Kou & Brown's criterion is SURE(λ, μ) = (1/p) Σ [b_i²(x_i − μ)² + A_i − 2A_i b_i] at
 /// μ = μ̂(λ), minimised over λ (their estimator). Because μ̂ itself depends on x, Stein's identity
 /// adds the leverage b_i²/Σ b_j² of each unit to its divergence term, giving the unbiased estimate
 /// (1/p) Σ [b_i²(x_i − μ̂)² + A_i − 2A_i b_i(1 − b_i²/Σ b_j²)] of the returned estimator's risk.
-pub fn sure_estimated(x: &[f64], a: &[f64], lambda: f64) -> (f64, f64, f64) {
-    let b: Vec<f64> = a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
+pub fn sure_estimated(x: &[f64], a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     let s2: f64 = b.iter().map(|v| v * v).sum();
     let mu = if s2 > 0.0 { b.iter().zip(x).map(|(bi, xi)| bi * bi * xi).sum::<f64>() / s2 } else { 0.0 };
     let p = x.len() as f64;
@@ -153,7 +152,10 @@ impl SureNormal {
         let pf = p as f64;
         let xbar = x.iter().sum::<f64>() / pf;
         let mut out = json!({});
-        let shrink = |b: &[f64], mu: f64| -> Vec<f64> { x.iter().zip(b).map(|(xi, bi)| xi - bi * (xi - mu)).collect() };
+        let shrink = |b: &[f64], mu: f64| -> Vec<f64> {
+            use rayon::prelude::*;
+            x.par_iter().zip(b).map(|(xi, bi)| xi - bi * (xi - mu)).collect()
+        };
         let (estimates, lambda_hat, sure) = match cfg.method {
             Method::JamesStein => {
                 if let Some(i) = a.iter().position(|&ai| ai != a[0]) {
@@ -219,17 +221,13 @@ impl SureNormal {
                 (est, lambda, sure)
             }
             Method::XkbEstimated => {
-                let s = {
-                    let mut h = a.to_vec();
-                    let mid = h.len() / 2;
-                    *h.select_nth_unstable_by(mid, f64::total_cmp).1
-                };
+                let profile = quiver_shrinkage::ProfiledRisk::new(x, a);
                 let lambda = match cfg.lambda {
                     Some(l) => l,
                     None => {
                         // the certified search over the profile SURE(λ, μ̂(λ)), Newton to the end:
                         // λ̂ is the root of XKB's estimating equation where the minimum is inside
-                        let m = quiver_shrinkage::ProfiledRisk::new(x, a).minimize();
+                        let m = profile.minimize();
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
@@ -237,22 +235,28 @@ impl SureNormal {
                         m.lambda
                     }
                 };
-                let (published, unbiased, mu) = sure_estimated(x, a, lambda);
+                let b: Vec<f64> = {
+                    use rayon::prelude::*;
+                    a.par_iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect()
+                };
+                let (published, unbiased, mu) = sure_estimated(x, a, &b);
                 // XKB's criterion at λ̂ is reported as `sure_xkb`; the risk estimate of what is
                 // returned is the unbiased one (μ̂'s dependence on x included)
                 out["sure_xkb"] = json!(published);
                 if cfg.curve > 0 {
-                    let pts: Vec<Value> = (0..=cfg.curve)
-                        .map(|i| {
-                            let l = quiver_shrinkage::risk::lambda_of_t(s, i as f64 / cfg.curve as f64);
-                            json!([json_f64(l), sure_estimated(x, a, l).0])
-                        })
-                        .collect();
+                    // XKB's criterion on the grid t = i/curve, λ = s·t/(1 − t) (s the mean of A, as
+                    // for the other forms), 64 points a pass
+                    let ts: Vec<f64> = (0..=cfg.curve).map(|i| i as f64 / cfg.curve as f64).collect();
+                    let mut pts = Vec::with_capacity(ts.len());
+                    for chunk in ts.chunks(64) {
+                        let sweep = profile.sweep(chunk);
+                        pts.extend(chunk.iter().zip(&sweep.value).map(|(&t, v)| {
+                            json!([json_f64(quiver_shrinkage::risk::lambda_of_t(profile.scale(), t)), v])
+                        }));
+                    }
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                let b: Vec<f64> =
-                    a.iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect();
                 (shrink(&b, mu), lambda, unbiased)
             }
             Method::XkbMonotone => {
