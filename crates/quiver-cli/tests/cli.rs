@@ -402,11 +402,16 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
     let work = tempfile::tempdir().unwrap();
+    // The copies live under `changed/`, not `crates/`: Cargo names a path package's artifacts by
+    // its name and its path relative to the workspace root, and judges them fresh by the
+    // sources at that relative path. Under `crates/` the changed quiver-abi would replace the
+    // real one's artifacts in the shared target folder, and a later `cargo build -p <plugin>`
+    // there would link it into a plugin the host refuses.
     for c in ["quiver-abi", "quiver-sdk", "quiver-gpu"] {
-        copy_dir(&root.join("crates").join(c), &work.path().join("crates").join(c));
+        copy_dir(&root.join("crates").join(c), &work.path().join("changed").join(c));
     }
     copy_dir(&root.join("tests/fixtures/faulty-plugin"), &work.path().join("faulty"));
-    let abi = work.path().join("crates/quiver-abi/src/lib.rs");
+    let abi = work.path().join("changed/quiver-abi/src/lib.rs");
     let src = std::fs::read_to_string(&abi).unwrap();
     let changed =
         src.replacen("    pub threshold: f64,\n", "    pub threshold: f64,\n    /// added\n    pub extra: f64,\n", 1);
@@ -421,16 +426,21 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let start = toml.find("members = [").unwrap();
     let end = start + toml[start..].find(']').unwrap() + 1;
-    let toml = format!(
-        "{}members = [\"crates/quiver-abi\", \"crates/quiver-sdk\", \"crates/quiver-gpu\", \"faulty\"]{}",
+    let mut toml = format!(
+        "{}members = [\"changed/quiver-abi\", \"changed/quiver-sdk\", \"changed/quiver-gpu\", \"faulty\"]{}",
         &toml[..start],
         &toml[end..]
     );
+    for c in ["quiver-abi", "quiver-sdk", "quiver-gpu"] {
+        let dep = format!("{c} = {{ path = \"crates/{c}\" }}");
+        assert!(toml.contains(&dep), "the workspace's dependency on {c} changed shape; update this test");
+        toml = toml.replace(&dep, &format!("{c} = {{ path = \"changed/{c}\" }}"));
+    }
     std::fs::write(work.path().join("Cargo.toml"), toml.replace("exclude = [\"tests/fixtures\"]\n", "")).unwrap();
     let faulty = work.path().join("faulty/Cargo.toml");
     let ft = std::fs::read_to_string(&faulty)
         .unwrap()
-        .replace("../../../crates/", "../crates/")
+        .replace("../../../crates/", "../changed/")
         .replace("\n[workspace]\n", "\n")
         // a name of its own: its library must not overwrite the unchanged fixture's in the
         // shared target folder while another test builds and copies that one
