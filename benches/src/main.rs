@@ -7,7 +7,8 @@
 //! case: sizes, Quiver's median, the baseline's, the ratio) and `report.svg` (speed-ups).
 //!
 //! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N] [--only SUBSTRING]` (xtask
-//! passes the first two; `--only` keeps the cases whose name contains SUBSTRING).
+//! passes the first two; `--only` keeps the cases whose name contains SUBSTRING, and builds only
+//! their data).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_host::{DeviceRequest, Host, RunContext, Table};
@@ -92,20 +93,52 @@ struct Case {
     quiver: Box<dyn FnMut() -> Result<Value, String>>,
 }
 
+/// The `--only` filter, set once by `real_main`.
+static ONLY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Whether `--only` leaves out the case named `name` (its data are then not built).
+fn skipped(name: &str) -> bool {
+    ONLY.get().and_then(Option::as_deref).is_some_and(|o| !name.contains(o))
+}
+
+/// The device part of a case's name.
+fn device_tag(device: DeviceRequest) -> &'static str {
+    if device == DeviceRequest::Cuda {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
 /// The same selection as `conformal-selection cpu`, called from Python through the `quiver`
 /// wheel (the baseline interpreter has it installed): the ratio is what the Python package costs
 /// over the Rust host.
-fn python_api_case(host: &Host, dir: &Path, n: usize) -> Case {
-    let mut case = selection_case(host, dir, n, n, false, DeviceRequest::Cpu);
-    case.name = PYTHON_API.into();
+fn python_api_case(host: &Host, dir: &Path, n: usize) -> Option<Case> {
+    let mut case = selection_case(host, dir, n, n, false, DeviceRequest::Cpu, Some(PYTHON_API))?;
     case.script = Some("python_api_baselines.py");
-    case
+    Some(case)
 }
 
 /// The name of the Python-package case.
 const PYTHON_API: &str = "conformal-selection from python";
 
-fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, device: DeviceRequest) -> Case {
+/// `conformal-selection` at n calibration and m test units (named `name` when given).
+fn selection_case(
+    host: &Host,
+    dir: &Path,
+    n: usize,
+    m: usize,
+    weighted: bool,
+    device: DeviceRequest,
+    name: Option<&str>,
+) -> Option<Case> {
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => format!("conformal-selection{} {}", if weighted { " weighted" } else { "" }, device_tag(device)),
+    };
+    if skipped(&name) {
+        return None;
+    }
     let mut r = ChaCha8Rng::seed_from_u64(1 + weighted as u64);
     let normal = Normal::new(0.0, 1.0).unwrap();
     let x: Vec<f64> = (0..n).map(|_| normal.sample(&mut r)).collect();
@@ -128,12 +161,7 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
     let mut sel = host
         .selector("conformal-selection", &params, RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
-    let name = format!(
-        "conformal-selection{} {}",
-        if weighted { " weighted" } else { "" },
-        if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }
-    );
-    Case {
+    Some(Case {
         name,
         sizes: json!({"n": n, "m": m}),
         python: None,
@@ -148,10 +176,14 @@ fn selection_case(host: &Host, dir: &Path, n: usize, m: usize, weighted: bool, d
             let k: usize = r.selected.len();
             Ok(json!({"k_star": k, "n_selected": k, "selected_sum": sum}))
         }),
-    }
+    })
 }
 
-fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
+fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Option<Case> {
+    let name = format!("selective-risk {rule} cpu");
+    if skipped(&name) {
+        return None;
+    }
     let mut r = ChaCha8Rng::seed_from_u64(3);
     let s: Vec<f64> = (0..n).map(|_| r.random()).collect();
     let e: Vec<f64> = s.iter().map(|&x| (r.random::<f64>() < 0.5 * x) as u8 as f64).collect();
@@ -171,8 +203,8 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
             RunContext { device: DeviceRequest::Cpu, threads: 0, ..Default::default() },
         )
         .expect("plugin");
-    Case {
-        name: format!("selective-risk {rule} cpu"),
+    Some(Case {
+        name,
         sizes: json!({"n": n, "m": n}),
         python: None,
         script: Some("selector_baselines.py"),
@@ -184,11 +216,15 @@ fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> Case {
             let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
             Ok(json!({"lambda_hat": r.threshold, "n_accepted": r.selected.len()}))
         }),
-    }
+    })
 }
 
 /// batch-pi: `mean` at the paper's drug–target scale, or the order-statistic / PAC ranks.
-fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: DeviceRequest) -> Case {
+fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: DeviceRequest) -> Option<Case> {
+    let name = format!("batch-pi {mode} {}", device_tag(device));
+    if skipped(&name) {
+        return None;
+    }
     let mut r = ChaCha8Rng::seed_from_u64(4);
     let s: Vec<f64> = (0..n).map(|_| r.random::<f64>()).collect();
     std::fs::create_dir_all(dir).unwrap();
@@ -202,8 +238,8 @@ fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: D
         .batch_predictor("batch-pi", &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
     let mode_owned = mode.to_string();
-    Case {
-        name: format!("batch-pi {mode} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
+    Some(Case {
+        name,
         sizes: json!({"n": n, "m": m}),
         python: None,
         script: Some("batch_baselines.py"),
@@ -220,7 +256,7 @@ fn batch_case(host: &Host, dir: &Path, mode: &str, n: usize, m: usize, device: D
                 _ => json!({"k": v["k"]}),
             })
         }),
-    }
+    })
 }
 
 /// sure-normal (XKB toward the grand mean) or sure-binomial (one sample) at p units: time to λ̂
@@ -234,7 +270,14 @@ fn shrinkage_case(
     variant: Option<&str>,
     p: usize,
     device: DeviceRequest,
-) -> Case {
+) -> Option<Case> {
+    let name = match variant {
+        Some(v) => format!("{method} {v} {}", device_tag(device)),
+        None => format!("{method} {}", device_tag(device)),
+    };
+    if skipped(&name) {
+        return None;
+    }
     let mut r = ChaCha8Rng::seed_from_u64(5);
     let normal = Normal::new(0.0, 1.0).unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -263,11 +306,8 @@ fn shrinkage_case(
     let h = host
         .shrinker(method, &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
-    Case {
-        name: match variant {
-            Some(v) => format!("{method} {v} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
-            None => format!("{method} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
-        },
+    Some(Case {
+        name,
         sizes: json!({"n": p, "m": 0}),
         python: None,
         script: Some("shrinkage_baselines.py"),
@@ -282,7 +322,7 @@ fn shrinkage_case(
             let risk = v.get("sure_xkb").and_then(Value::as_f64).or(r.risk_estimate.into_option());
             Ok(json!({"risk": risk, "sweeps": v["sweeps"]}))
         }),
-    }
+    })
 }
 
 /// Named f64 columns, as written for the baselines.
@@ -348,7 +388,11 @@ fn critic_table(n: usize, seed: u64) -> (Table, Columns, Vec<usize>) {
 /// critic-lstd on `n` transitions with 2 × 128 random Fourier features, `lstdq` or `fqe`,
 /// against the NumPy version (benches/baselines/critic_baselines.py) on the same data and the
 /// same frequencies.
-fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRequest) -> Case {
+fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRequest) -> Option<Case> {
+    let name = format!("critic-lstd {target} {}", device_tag(device));
+    if skipped(&name) {
+        return None;
+    }
     let (table, cols, first) = critic_table(n, 5);
     std::fs::create_dir_all(dir).unwrap();
     for (name, v) in &cols {
@@ -380,8 +424,8 @@ fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRe
     let host = host.clone();
     let ctx = RunContext { device, threads: 0, ..Default::default() };
     let tables = vec![table];
-    Case {
-        name: format!("critic-lstd {target} {}", if device == DeviceRequest::Cuda { "cuda" } else { "cpu" }),
+    Some(Case {
+        name,
         sizes: json!({"n": n, "m": 2 * dim}),
         python: None,
         script: Some("critic_baselines.py"),
@@ -396,7 +440,7 @@ fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRe
                 .map_err(|e| e.to_string())?;
             Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
         }),
-    }
+    })
 }
 
 /// A contextual-bandit log of `n` rounds and `k` actions: random logger and target
@@ -444,7 +488,11 @@ fn bandit_columns(n: usize, k: usize, seed: u64) -> Columns {
 
 /// `ope` bandit estimators (IPW, SNIPW, DM, DR, Switch-DR, DRos with t intervals) on `n` rounds
 /// of 10 actions, against Open Bandit Pipeline's formulas in NumPy.
-fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Case {
+fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Option<Case> {
+    let name = String::from("ope bandit (6 estimators, t intervals)");
+    if skipped(&name) {
+        return None;
+    }
     let k = 10;
     let cols = bandit_columns(n, k, 17);
     std::fs::create_dir_all(dir).unwrap();
@@ -467,8 +515,8 @@ fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Case {
     ]);
     let host = host.clone();
     let tables = vec![t];
-    Case {
-        name: "ope bandit (6 estimators, t intervals)".into(),
+    Some(Case {
+        name,
         sizes: json!({"n": n, "m": k}),
         python: None,
         script: Some("ope_baselines.py"),
@@ -485,13 +533,17 @@ fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Case {
             est.insert("ess".into(), json!({"estimate": v["ess"]}));
             Ok(json!({"estimates": est}))
         }),
-    }
+    })
 }
 
 /// `ope` on trajectories — TIS, PDIS, SN-PDIS, DM, DR with bootstrap intervals of `resamples`
 /// resamples — on `episodes` episodes of 10 steps in a 20-state, 3-action MDP, against the same
 /// estimators and SCOPE-RL's bootstrap loop in NumPy. Both get the same Q-hat (a `q` table).
-fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usize) -> Case {
+fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usize, name: Option<&str>) -> Option<Case> {
+    let name = name.map_or_else(|| format!("ope trajectories ({resamples} bootstrap resamples)"), str::to_string);
+    if skipped(&name) {
+        return None;
+    }
     let (n_s, n_a, horizon) = (20, 3, 10);
     let mut mdp = testing::mdp::FiniteMdp::random(19, n_s, n_a, 0.95);
     mdp.term = vec![0.0; n_s * n_a]; // equal-length episodes (the NumPy version reshapes them)
@@ -525,8 +577,8 @@ fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usiz
     ]);
     let host = host.clone();
     let tables = vec![data, mdp.policy_table(&pi), q_table];
-    Case {
-        name: format!("ope trajectories ({resamples} bootstrap resamples)"),
+    Some(Case {
+        name,
         sizes: json!({"n": episodes, "m": horizon}),
         python: None,
         script: Some("ope_baselines.py"),
@@ -547,12 +599,16 @@ fn ope_trajectory_case(host: &Host, dir: &Path, episodes: usize, resamples: usiz
                 keys.iter().map(|k| (k.to_string(), json!([v[*k]["lower"], v[*k]["upper"]]))).collect();
             Ok(json!({"estimates": est, "intervals": iv}))
         }),
-    }
+    })
 }
 
 /// `critic-chunked` (DQC, h = 4, κ_d = 0.7, κ_b = 0.8) to its fixed point on `episodes` episodes
 /// of 10 steps of a 20-state, 3-action MDP: Quiver's time and iterations (no baseline).
-fn dqc_case(host: &Host, episodes: usize) -> Case {
+fn dqc_case(host: &Host, episodes: usize) -> Option<Case> {
+    let name = String::from("critic-chunked DQC h = 4 (fixed point)");
+    if skipped(&name) {
+        return None;
+    }
     let mut mdp = testing::mdp::FiniteMdp::random(23, 20, 3, 0.95);
     mdp.term = vec![0.0; 60]; // episodes of exactly 10 steps: 10 rows per episode
     let beta = mdp.random_policy(4, |_, _| true);
@@ -567,8 +623,8 @@ fn dqc_case(host: &Host, episodes: usize) -> Case {
     ]);
     let host = host.clone();
     let tables = vec![data];
-    Case {
-        name: "critic-chunked DQC h = 4 (fixed point)".into(),
+    Some(Case {
+        name,
         sizes: json!({"n": rows, "m": 4}),
         python: None,
         script: None,
@@ -583,7 +639,7 @@ fn dqc_case(host: &Host, episodes: usize) -> Case {
             Ok(json!({"iterations": v["iterations"], "converged": v["converged"], "j": v["j"],
                       "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len)}))
         }),
-    }
+    })
 }
 
 /// Peak resident memory of critic-lstd (lstdq, 256 RFF features) fitting `n` transitions: the
@@ -980,6 +1036,7 @@ fn main() {
 
 fn real_main() -> Result<(), String> {
     let args = parse_args()?;
+    ONLY.set(args.only.clone()).expect("set once");
     let host = testing::host();
     if let Some((k, n)) = args.memory_case {
         println!("{}", memory_cases(&host, n, k)?);
@@ -997,38 +1054,50 @@ fn real_main() -> Result<(), String> {
     }
     let data = args.out.join("data");
     let (n_sel, n_risk) = if args.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
-    let mut cases = vec![
-        selection_case(&host, &data.join("cs"), n_sel, n_sel, false, DeviceRequest::Cpu),
-        selection_case(&host, &data.join("csw"), n_sel, n_sel, true, DeviceRequest::Cpu),
+    // a case left out by --only is not built (nor its data)
+    let mut cases: Vec<Case> = [
+        selection_case(&host, &data.join("cs"), n_sel, n_sel, false, DeviceRequest::Cpu, None),
+        selection_case(&host, &data.join("csw"), n_sel, n_sel, true, DeviceRequest::Cpu, None),
         selective_case(&host, &data.join("sr"), n_risk, "scope"),
         selective_case(&host, &data.join("sr"), n_risk, "ltt"),
         python_api_case(&host, &data.join("cs"), n_sel),
-    ];
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let (bn, bm, rn, rm) = if args.quick { (500, 50, 10_000, 1_000) } else { (2000, 100, 100_000, 10_000) };
-    cases.push(batch_case(&host, &data.join("bm"), "mean", bn, bm, DeviceRequest::Cpu));
-    cases.push(batch_case(&host, &data.join("bo"), "order-stat", rn, rm, DeviceRequest::Cpu));
-    cases.push(batch_case(&host, &data.join("bp"), "pac", rn, rm, DeviceRequest::Cpu));
+    cases.extend(batch_case(&host, &data.join("bm"), "mean", bn, bm, DeviceRequest::Cpu));
+    cases.extend(batch_case(&host, &data.join("bo"), "order-stat", rn, rm, DeviceRequest::Cpu));
+    cases.extend(batch_case(&host, &data.join("bp"), "pac", rn, rm, DeviceRequest::Cpu));
     let sp = if args.quick { 1_000_000 } else { 10_000_000 };
-    cases.push(shrinkage_case(&host, &data.join("sn"), "sure-normal", None, sp, DeviceRequest::Cpu));
-    cases.push(shrinkage_case(&host, &data.join("sne"), "sure-normal", Some("xkb-estimated"), sp, DeviceRequest::Cpu));
-    cases.push(shrinkage_case(&host, &data.join("sb"), "sure-binomial", None, sp, DeviceRequest::Cpu));
+    cases.extend(shrinkage_case(&host, &data.join("sn"), "sure-normal", None, sp, DeviceRequest::Cpu));
+    cases.extend(shrinkage_case(
+        &host,
+        &data.join("sne"),
+        "sure-normal",
+        Some("xkb-estimated"),
+        sp,
+        DeviceRequest::Cpu,
+    ));
+    cases.extend(shrinkage_case(&host, &data.join("sb"), "sure-binomial", None, sp, DeviceRequest::Cpu));
     let cn = if args.quick { 100_000 } else { 1_000_000 };
-    cases.push(critic_case(&host, &data.join("cl"), cn, "lstdq", DeviceRequest::Cpu));
+    cases.extend(critic_case(&host, &data.join("cl"), cn, "lstdq", DeviceRequest::Cpu));
     // the NumPy FQE holds the feature matrices and sweeps them every iteration (~290 here): a
     // fifth of the rows keeps its run near half a minute
-    cases.push(critic_case(&host, &data.join("cf"), cn / 5, "fqe", DeviceRequest::Cpu));
+    cases.extend(critic_case(&host, &data.join("cf"), cn / 5, "fqe", DeviceRequest::Cpu));
     let (bandit_n, episodes) = if args.quick { (1_000_000, 10_000) } else { (10_000_000, 100_000) };
-    cases.push(ope_bandit_case(&host, &data.join("ob"), bandit_n));
-    cases.push(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000));
+    cases.extend(ope_bandit_case(&host, &data.join("ob"), bandit_n));
+    cases.extend(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000, None));
     if let Some(py) = &args.python_full {
         // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
-        let mut case = ope_trajectory_case(&host, &data.join("ot-scope"), episodes, 1000);
-        case.name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)".into();
-        case.script = Some("scope_rl_baselines.py");
-        case.python = Some(py.clone());
-        cases.push(case);
+        let name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)";
+        if let Some(mut case) = ope_trajectory_case(&host, &data.join("ot-scope"), episodes, 1000, Some(name)) {
+            case.script = Some("scope_rl_baselines.py");
+            case.python = Some(py.clone());
+            cases.push(case);
+        }
     }
-    cases.push(dqc_case(&host, episodes));
+    cases.extend(dqc_case(&host, episodes));
     let (agg_exact, agg_grad) = if args.quick { (1_000, 10_000) } else { (10_000, 100_000) };
     let (qa_lp, qa_adam) = (data.join("qa-lp"), data.join("qa-adam"));
     // these data are large (10^8 numbers): built only when a case of theirs is wanted
@@ -1057,10 +1126,10 @@ fn real_main() -> Result<(), String> {
     }
     if gpu_usable {
         let n = if args.quick { 1_000_000 } else { 10_000_000 };
-        cases.push(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda));
-        cases.push(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
-        cases.push(shrinkage_case(&host, &data.join("sng"), "sure-normal", None, sp, DeviceRequest::Cuda));
-        cases.push(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
+        cases.extend(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda, None));
+        cases.extend(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
+        cases.extend(shrinkage_case(&host, &data.join("sng"), "sure-normal", None, sp, DeviceRequest::Cuda));
+        cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
     }
     if let Some(only) = &args.only {
         cases.retain(|c| c.name.contains(only.as_str()));
