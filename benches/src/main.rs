@@ -1129,6 +1129,14 @@ fn real_main() -> Result<(), String> {
         cases.extend(selection_case(&host, &data.join("csg"), n, n, false, DeviceRequest::Cuda, None));
         cases.extend(batch_case(&host, &data.join("bmg"), "mean", bn, bm, DeviceRequest::Cuda));
         cases.extend(shrinkage_case(&host, &data.join("sng"), "sure-normal", None, sp, DeviceRequest::Cuda));
+        cases.extend(shrinkage_case(
+            &host,
+            &data.join("sneg"),
+            "sure-normal",
+            Some("xkb-estimated"),
+            sp,
+            DeviceRequest::Cuda,
+        ));
         cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
     }
     if let Some(only) = &args.only {

@@ -29,7 +29,7 @@ fn main() {
     if let (Some(x), Some(a)) = (read("x"), read("a")) {
         let profile = quiver_shrinkage::ProfiledRisk::new(&x, &a);
         let t0 = Instant::now();
-        let m = profile.minimize();
+        let m = profile.minimize(Sweep::Cpu).unwrap();
         println!(
             "bench data, xkb-estimated profile: minimize {:.3} s, {} sweeps, {} points, gap {:e}",
             t0.elapsed().as_secs_f64(),

@@ -33,9 +33,16 @@
 //!   p·R ≥ V₀v² + G(λ₀) + C + 2λ₀S₀(λ₀)(1 − v),   V₀ = min_μ Σ w(λ₀)(x − μ)²,
 //!
 //! a quadratic in v (exact at v = 1, and close where b is small) whose minimum over [0, 1] bounds
-//! the cell. The x are centred at their mean as they are read (R does not change; the sums cancel less).
+//! the cell. The x are centred at their mean as they are read (R does not change; the sums cancel
+//! less).
+//!
+//! The sums are taken on every core ([`ProfiledRisk::sweep`]) or by the `sure_profile_sweep`
+//! CUDA kernel ([`ProfileSweeper`], x and A copied to the GPU once per search); everything after
+//! the sums is the same code.
 
-use crate::risk::{branch_and_bound, combine_bounds, hi_of, lo_of, parallel_sums, Minimum, SweepResult, SUM_CHUNK};
+use crate::risk::{
+    branch_and_bound, combine_bounds, hi_of, lo_of, parallel_sums, Minimum, Sweep, SweepResult, SUM_CHUNK,
+};
 
 /// The profiled SURE of `xkb-estimated` (see the module documentation), over borrowed data.
 #[derive(Debug, Clone)]
@@ -125,12 +132,19 @@ impl<'d> ProfiledRisk<'d> {
         self.sweep(&[t]).value[0]
     }
 
-    /// One pass at points `ts` (ascending, in [0, 1]): R, R′, R″ at each (derivatives in t) and
-    /// a lower bound of R on each cell between consecutive points (from the points' sums).
+    /// One pass at points `ts` (ascending, in [0, 1]) on the CPU: R, R′, R″ at each
+    /// (derivatives in t) and a lower bound of R on each cell between consecutive points (from
+    /// the points' sums).
     pub fn sweep(&self, ts: &[f64]) -> SweepResult {
+        self.finish(ts, &self.point_sums(ts))
+    }
+
+    /// R, R′, R″ (in t) and the cell bounds from the point sums of a pass at `ts` (laid out as
+    /// in [`POINT`], point after point), whichever device summed them.
+    fn finish(&self, ts: &[f64], totals: &[f64]) -> SweepResult {
         let k = ts.len();
         let p = self.len() as f64;
-        let points = self.points(ts);
+        let points: Vec<Point> = (0..k).map(|q| self.point(ts[q], &totals[POINT * q..POINT * (q + 1)])).collect();
         // derivatives in t: λ′ = s/(1 − t)², λ″ = 2s/(1 − t)³ (t = 1: in t already)
         let (mut value, mut slope, mut curvature) =
             (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
@@ -173,16 +187,22 @@ impl<'d> ProfiledRisk<'d> {
         SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
     }
 
-    /// The sums of one pass at `ts`, and R, R′, R″ from them.
-    fn points(&self, ts: &[f64]) -> Vec<Point> {
-        let k = ts.len();
-        let total = parallel_sums(
+    /// The point sums of one pass at `ts` on the CPU (every core; the order of the additions
+    /// does not depend on the number of threads).
+    fn point_sums(&self, ts: &[f64]) -> Vec<f64> {
+        parallel_sums(
             self.len(),
-            POINT * k,
+            POINT * ts.len(),
             || vec![0.0; SUM_CHUNK],
             |range, scratch, acc| self.point_chunk_dispatch(&self.x[range.clone()], &self.a[range], ts, scratch, acc),
-        );
-        (0..k).map(|q| self.point(ts[q], &total[POINT * q..POINT * (q + 1)])).collect()
+        )
+    }
+
+    /// The sums of one CPU pass at `ts`, and R, R′, R″ (in λ) from them.
+    #[cfg(test)]
+    fn points(&self, ts: &[f64]) -> Vec<Point> {
+        let total = self.point_sums(ts);
+        (0..ts.len()).map(|q| self.point(ts[q], &total[POINT * q..POINT * (q + 1)])).collect()
     }
 
     /// R, R′, R″ (in λ) at t from its point sums; closed forms at t = 1 (λ = ∞, b = 0), where
@@ -240,16 +260,68 @@ impl<'d> ProfiledRisk<'d> {
         lo_of(f(v), f(1.0)) / self.len() as f64
     }
 
-    /// The certified minimum of R over λ ∈ [0, ∞] (Newton polished to the end: λ̂ is the
-    /// stationary point XKB's estimating equation finds, where there is one).
-    pub fn minimize(&self) -> Minimum {
+    /// The certified minimum of R over λ ∈ [0, ∞] with the sweeps on `device` (Newton polished
+    /// to the end: λ̂ is the stationary point XKB's estimating equation finds, where there is
+    /// one).
+    pub fn minimize(&self, device: Sweep) -> Result<Minimum, quiver_gpu::GpuError> {
+        let mut sweeper = ProfileSweeper::new(self, device)?;
         let unit = (self.c / self.len() as f64).abs();
-        let result: Result<Minimum, std::convert::Infallible> =
-            branch_and_bound(&mut |ts: &[f64]| Ok(self.sweep(ts)), unit, 0.0, self.s);
-        match result {
-            Ok(m) => m,
-            Err(e) => match e {},
-        }
+        branch_and_bound(&mut |ts: &[f64]| sweeper.sweep(ts), unit, 0.0, self.s)
+    }
+}
+
+/// CUDA source of the profile's sweep kernel.
+pub const PROFILE_KERNEL: &str = include_str!("kernels/sure_profile_sweep.cu");
+
+/// Where the profile's sweeps run: the CPU, or a GPU holding x and A for the whole search
+/// (copied once, not per sweep).
+pub struct ProfileSweeper<'r, 'd> {
+    risk: &'r ProfiledRisk<'d>,
+    device: Option<ProfileDevice>,
+}
+
+/// The profile's data on the GPU.
+struct ProfileDevice {
+    stream: std::sync::Arc<quiver_gpu::cudarc::driver::CudaStream>,
+    kernel: quiver_gpu::cudarc::driver::CudaFunction,
+    x: quiver_gpu::cudarc::driver::CudaSlice<f64>,
+    a: quiver_gpu::cudarc::driver::CudaSlice<f64>,
+}
+
+impl<'r, 'd> ProfileSweeper<'r, 'd> {
+    /// A sweeper of `risk` on `device` (for CUDA: the data copied to the GPU now).
+    pub fn new(risk: &'r ProfiledRisk<'d>, device: Sweep) -> Result<Self, quiver_gpu::GpuError> {
+        let device = match device {
+            Sweep::Cpu => None,
+            Sweep::Cuda => {
+                let kernel = quiver_gpu::kernel("sure_profile_sweep", PROFILE_KERNEL, "sure_profile_sweep")?;
+                let stream = quiver_gpu::stream()?;
+                let x = stream.clone_htod(risk.x)?;
+                let a = stream.clone_htod(risk.a)?;
+                Some(ProfileDevice { stream, kernel, x, a })
+            }
+        };
+        Ok(ProfileSweeper { risk, device })
+    }
+
+    /// One sweep at points `ts` (ascending, in [0, 1]; one grid row per point on the GPU).
+    pub fn sweep(&mut self, ts: &[f64]) -> Result<SweepResult, quiver_gpu::GpuError> {
+        let Some(dev) = &self.device else { return Ok(self.risk.sweep(ts)) };
+        use quiver_gpu::cudarc::driver::{LaunchConfig, PushKernelArg};
+        let risk = self.risk;
+        let k = ts.len();
+        let t = dev.stream.clone_htod(ts)?;
+        let mut out = dev.stream.alloc_zeros::<f64>(POINT * k)?;
+        let (p, mean, s, k32) = (risk.len() as i64, risk.mean, risk.s, k as i32);
+        let mut launch = dev.stream.launch_builder(&dev.kernel);
+        launch.arg(&dev.x).arg(&dev.a).arg(&p).arg(&mean).arg(&s).arg(&t).arg(&k32).arg(&mut out);
+        let blocks = (risk.len().div_ceil(256) as u32).clamp(1, 512);
+        let cfg = LaunchConfig { grid_dim: (blocks, k as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: arguments match the kernel; x and a hold p values, ts k values, the output
+        // 12k; one grid row per point.
+        unsafe { launch.launch(cfg) }?;
+        let totals = dev.stream.clone_dtoh(&out)?;
+        Ok(risk.finish(ts, &totals))
     }
 }
 
@@ -508,7 +580,7 @@ mod tests {
                 }
             }
             let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
-            let m = risk.minimize();
+            let m = risk.minimize(Sweep::Cpu).unwrap();
             assert!(m.lower_bound <= lowest + 1e-12, "seed {seed}: bound {} above the grid's {lowest}", m.lower_bound);
             assert!(m.risk <= lowest + 1e-9 * lowest.abs().max(1.0), "seed {seed}: {} vs grid {lowest}", m.risk);
             let unit = (a.iter().sum::<f64>() / a.len() as f64).max(m.risk.abs());

@@ -15,8 +15,8 @@
 //! The first two XKB forms are sums of convex quadratics in the b_i, minimised by the certified
 //! branch-and-bound of `quiver_shrinkage::risk` (CPU or CUDA sweeps); `xkb-estimated` couples the
 //! units through μ̂(λ): its profile SURE(λ, μ̂(λ)) is minimised by the same branch and bound with
-//! the cell bounds of `quiver_shrinkage::profile` (from each point's sums; CPU), Newton to the
-//! end, so λ̂ is the root of XKB's estimating equation where the minimum is inside.
+//! the cell bounds of `quiver_shrinkage::profile` (from each point's sums; CPU or CUDA sweeps),
+//! Newton to the end, so λ̂ is the root of XKB's estimating equation where the minimum is inside.
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
@@ -227,7 +227,7 @@ impl SureNormal {
                     None => {
                         // the certified search over the profile SURE(λ, μ̂(λ)), Newton to the end:
                         // λ̂ is the root of XKB's estimating equation where the minimum is inside
-                        let m = profile.minimize();
+                        let m = profile.minimize(self.ctx.device().into())?;
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
@@ -248,8 +248,10 @@ impl SureNormal {
                     // for the other forms), 64 points a pass
                     let ts: Vec<f64> = (0..=cfg.curve).map(|i| i as f64 / cfg.curve as f64).collect();
                     let mut pts = Vec::with_capacity(ts.len());
+                    let mut sweeper =
+                        quiver_shrinkage::profile::ProfileSweeper::new(&profile, self.ctx.device().into())?;
                     for chunk in ts.chunks(64) {
-                        let sweep = profile.sweep(chunk);
+                        let sweep = sweeper.sweep(chunk)?;
                         pts.extend(chunk.iter().zip(&sweep.value).map(|(&t, v)| {
                             json!([json_f64(quiver_shrinkage::risk::lambda_of_t(profile.scale(), t)), v])
                         }));
@@ -334,9 +336,9 @@ impl ShrinkageImpl for SureNormal {
         }
         data.check_each("a", a, |v| v > 0.0, "must be > 0 (a variance)")?;
         let (estimates, summary, lambda_hat, sure) = self.run(x, a)?;
-        // only the quadratic XKB forms sweep on the GPU: the others say where they ran
+        // the XKB forms with a λ to search sweep on the GPU: the others say where they ran
         let ctx = match self.config.method {
-            Method::XkbLocation | Method::XkbGrandMean => self.ctx.clone(),
+            Method::XkbLocation | Method::XkbGrandMean | Method::XkbEstimated => self.ctx.clone(),
             other => self.ctx.on_cpu(&format!("{} has no CUDA path", quiver_sdk::Choice::name(other))),
         };
         let mut json = ctx.result_json(json!({"p": x.len()}));
