@@ -66,6 +66,7 @@ pub struct ProfiledRisk<'d> {
 const POINT: usize = 12;
 /// Lanes of the point pass (independent partial sums per quantity).
 const LANES: usize = 4;
+
 /// The smallest and largest of the four corner products of [a0, a1] × [b0, b1].
 #[inline(always)]
 fn corners(a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
