@@ -747,9 +747,10 @@ fn newton<E>(
             a = tt;
         }
         let step = tt - r1 / r2;
-        if r2 > 0.0 && (step - tt).abs() <= 2.0 * f64::EPSILON * tt.abs() {
-            // the step is below t's rounding: converged (the bracket's end may be t itself, and
-            // bisecting towards it would take dozens of sweeps)
+        if r2 > 0.0 && (step - tt).abs() <= (2.0 * f64::EPSILON * tt.abs()).max(1e-12 * tt * (1.0 - tt)) {
+            // converged: the step is below t's rounding (the bracket's end may be t itself, and
+            // bisecting towards it would take dozens of sweeps), or moves λ = s·t/(1 − t) by less
+            // than 10^-12 of itself (dλ/λ = dt/(t(1 − t))); Newton's next error is its square
             break;
         }
         t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
