@@ -133,6 +133,42 @@ impl<'d> ProfiledRisk<'d> {
         self.sweep(&[t]).value[0]
     }
 
+    /// At one λ, in one pass on every core: (XKB's SURE(λ, μ̂(λ)), the unbiased risk estimate of
+    /// the estimator with μ̂ depending on x, μ̂(λ)). With b_i = A_i/(A_i + λ) and
+    /// μ̂ = Σ b_i² x_i / Σ b_i², XKB's criterion is (1/p) Σ [b_i²(x_i − μ̂)² + A_i − 2A_i b_i];
+    /// because μ̂ depends on x, Stein's identity adds each unit's leverage b_i²/Σ b_j² to its
+    /// divergence term, so the unbiased estimate is that plus (2/p) Σ A_i b_i³ / Σ b_j². At
+    /// λ = ∞ (every b_i = 0) μ̂ is its limit Σ A_i² x_i / Σ A_i².
+    pub fn at_lambda(&self, lambda: f64) -> (f64, f64, f64) {
+        let p = self.len() as f64;
+        let sums = parallel_sums(
+            self.len(),
+            5,
+            || (),
+            |range, _, acc| {
+                for (&xi, &ai) in self.x[range.clone()].iter().zip(&self.a[range]) {
+                    let b = crate::risk::weight(ai, lambda, crate::risk::Weight::Decreasing);
+                    let (xc, w) = (xi - self.mean, b * b);
+                    acc[0] += w;
+                    acc[1] += w * xc;
+                    acc[2] += w * xc * xc;
+                    acc[3] += -2.0 * ai * b;
+                    acc[4] += ai * b * w;
+                }
+            },
+        );
+        let [s0, s1, s2, g, h] = [sums[0], sums[1], sums[2], sums[3], sums[4]];
+        if s0 > 0.0 {
+            let published = ((s2 - s1 * s1 / s0).max(0.0) + g + self.c) / p;
+            (published, published + 2.0 * h / (s0 * p), self.mean + s1 / s0)
+        } else {
+            // b underflowed (λ = ∞): μ̂'s limit, Σ A² x / Σ A²
+            let [q, qx, ..] = self.at_infinity;
+            let mu = if q > 0.0 { self.mean + qx / q } else { self.mean };
+            ((g + self.c) / p, (g + self.c) / p, mu)
+        }
+    }
+
     /// One pass at points `ts` (ascending, in [0, 1]) on the CPU: R, R′, R″ at each
     /// (derivatives in t) and a lower bound of R on each cell between consecutive points (from
     /// the points' sums).
@@ -471,6 +507,36 @@ mod tests {
         let spread = 10.0 + 40.0 * r();
         let x: Vec<f64> = a.iter().map(|ai| -7.0 + spread * (r() - 0.5) + (r() - 0.5) * (12.0 * ai).sqrt()).collect();
         (x, a)
+    }
+
+    #[test]
+    fn at_lambda_is_the_direct_formula() {
+        for seed in 0..10 {
+            let (x, a) = problem(300 + seed);
+            let risk = ProfiledRisk::new(&x, &a);
+            for lambda in [0.0, 1e-3, 0.7, 5.0, 1e4, f64::INFINITY] {
+                let (published, unbiased, mu) = risk.at_lambda(lambda);
+                let b: Vec<f64> =
+                    a.iter().map(|&ai| if lambda.is_infinite() { 0.0 } else { ai / (ai + lambda) }).collect();
+                let s2: f64 = b.iter().map(|v| v * v).sum();
+                let want_mu = if s2 > 0.0 {
+                    b.iter().zip(&x).map(|(bi, xi)| bi * bi * xi).sum::<f64>() / s2
+                } else {
+                    a.iter().zip(&x).map(|(ai, xi)| ai * ai * xi).sum::<f64>() / a.iter().map(|ai| ai * ai).sum::<f64>()
+                };
+                let p = x.len() as f64;
+                let lev = |i: usize| if s2 > 0.0 { b[i] * b[i] / s2 } else { 0.0 };
+                let want_unbiased = (0..x.len())
+                    .map(|i| b[i] * b[i] * (x[i] - want_mu).powi(2) + a[i] - 2.0 * a[i] * b[i] * (1.0 - lev(i)))
+                    .sum::<f64>()
+                    / p;
+                let want = direct(&x, &a, lambda);
+                let close = |u: f64, v: f64| (u - v).abs() <= 1e-10 * v.abs().max(1.0);
+                assert!(close(published, want), "λ {lambda}: {published} vs {want}");
+                assert!(close(unbiased, want_unbiased), "λ {lambda}: {unbiased} vs {want_unbiased}");
+                assert!(close(mu, want_mu), "λ {lambda}: μ̂ {mu} vs {want_mu}");
+            }
+        }
     }
 
     #[test]

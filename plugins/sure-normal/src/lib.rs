@@ -114,28 +114,6 @@ pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRis
     }
 }
 
-/// `xkb-estimated` at the factors `b` (b_i = A_i/(A_i + λ)): (XKB's SURE(λ, μ̂(λ)), the unbiased
-/// risk estimate of the estimator with μ̂ depending on x, μ̂(λ)), with μ̂(λ) = Σ b_i² x_i / Σ b_i².
-///
-/// Xie, Kou & Brown's criterion is SURE(λ, μ) = (1/p) Σ [b_i²(x_i − μ)² + A_i − 2A_i b_i] at
-/// μ = μ̂(λ), minimised over λ (their estimator). Because μ̂ itself depends on x, Stein's identity
-/// adds the leverage b_i²/Σ b_j² of each unit to its divergence term, giving the unbiased estimate
-/// (1/p) Σ [b_i²(x_i − μ̂)² + A_i − 2A_i b_i(1 − b_i²/Σ b_j²)] of the returned estimator's risk.
-pub fn sure_estimated(x: &[f64], a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-    let s2: f64 = b.iter().map(|v| v * v).sum();
-    let mu = if s2 > 0.0 { b.iter().zip(x).map(|(bi, xi)| bi * bi * xi).sum::<f64>() / s2 } else { 0.0 };
-    let p = x.len() as f64;
-    let (mut published, mut unbiased) = (0.0, 0.0);
-    for i in 0..x.len() {
-        let bi = b[i];
-        let lev = if s2 > 0.0 { bi * bi / s2 } else { 0.0 };
-        let common = bi * bi * (x[i] - mu).powi(2) + a[i];
-        published += common - 2.0 * a[i] * bi;
-        unbiased += common - 2.0 * a[i] * bi * (1.0 - lev);
-    }
-    (published / p, unbiased / p, mu)
-}
-
 /// Most units whose `xkb-monotone` shrinkage factors are listed in the JSON summary.
 pub const MAX_FACTORS_IN_JSON: usize = 100_000;
 
@@ -235,13 +213,10 @@ impl SureNormal {
                         m.lambda
                     }
                 };
-                let b: Vec<f64> = {
-                    use rayon::prelude::*;
-                    a.par_iter().map(|&ai| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing)).collect()
-                };
-                let (published, unbiased, mu) = sure_estimated(x, a, &b);
                 // XKB's criterion at λ̂ is reported as `sure_xkb`; the risk estimate of what is
-                // returned is the unbiased one (μ̂'s dependence on x included)
+                // returned is the unbiased one (μ̂'s dependence on x included: Stein's identity
+                // adds each unit's leverage)
+                let (published, unbiased, mu) = profile.at_lambda(lambda);
                 out["sure_xkb"] = json!(published);
                 if cfg.curve > 0 {
                     // XKB's criterion on the grid t = i/curve, λ = s·t/(1 − t) (s the mean of A, as
@@ -259,7 +234,16 @@ impl SureNormal {
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                (shrink(&b, mu), lambda, unbiased)
+                let estimates = {
+                    use rayon::prelude::*;
+                    x.par_iter()
+                        .zip(a)
+                        .map(|(&xi, &ai)| {
+                            xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu)
+                        })
+                        .collect()
+                };
+                (estimates, lambda, unbiased)
             }
             Method::XkbMonotone => {
                 let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
