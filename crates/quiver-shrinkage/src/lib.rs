@@ -2,9 +2,11 @@
 //! [`risk`] — unbiased risk estimates of linear shrinkage and their certified global minimisation
 //! over λ (CPU and CUDA sweeps); [`profile`] — XKB's SURE with the location profiled out
 //! (`xkb-estimated`), certified by the same branch and bound (CPU and CUDA sweeps); [`ebci`] — robust empirical-Bayes confidence intervals
-//! (Armstrong, Kolesár & Plagborg-Møller 2022), critical values by their defining optimisation.
+//! (Armstrong, Kolesár & Plagborg-Møller 2022), critical values by their defining optimisation,
+//! and [`ebci_settings`] — the plugins' shared `ci`/`alpha`/`kurtosis` parameters.
 
 pub mod ebci;
+pub mod ebci_settings;
 pub mod profile;
 pub mod risk;
 

@@ -35,6 +35,7 @@ use quiver_sdk::serde_json::json;
 use quiver_sdk::{
     choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
+use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
 
 choices! {
@@ -44,26 +45,6 @@ choices! {
         One = "one",
         /// p1_i − p2_i from y1, n1, y2, n2.
         Two = "two",
-    }
-}
-
-choices! {
-    /// Which intervals to compute.
-    pub enum Intervals {
-        /// Point estimates only.
-        None = "none",
-        /// Robust empirical-Bayes confidence intervals.
-        RobustEbci = "robust-ebci",
-    }
-}
-
-choices! {
-    /// The fourth-moment constraint of the robust EBCI.
-    pub enum Kurtosis {
-        /// κ estimated from the data.
-        Estimate = "estimate",
-        /// κ = ∞ (second moment only).
-        None = "none",
     }
 }
 
@@ -102,11 +83,12 @@ pub struct Config {
 impl Config {
     /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let ebci = EbciSettings::from_params(p)?;
         Ok(Config {
             two_sample: p.choice::<Sample>("sample")? == Sample::Two,
-            intervals: p.choice::<Intervals>("ci")? == Intervals::RobustEbci,
-            alpha: p.f64("alpha")?,
-            kurtosis: p.choice::<Kurtosis>("kurtosis")? == Kurtosis::Estimate,
+            intervals: ebci.intervals,
+            alpha: ebci.alpha,
+            kurtosis: ebci.kurtosis,
             arcsine: match (p.choice::<EbciScale>("ebci_scale")?, p.choice::<Sample>("sample")?) {
                 (EbciScale::Arcsine, Sample::Two) => {
                     return Err(PluginError::param(
@@ -242,41 +224,13 @@ impl Units {
     }
 }
 
-/// Robust EBCIs per unit, with the moments they used.
-#[derive(Debug, Clone)]
-pub struct Ebci {
-    /// Interval centres m_i + w_i(θ̂_i − m_i).
-    pub centre: Vec<f64>,
-    /// Half-widths cva_i·w_i·σ_i.
-    pub half: Vec<f64>,
-    /// μ₂, the variance of the effects around the targets.
-    pub mu2: f64,
-    /// κ (None: ∞).
-    pub kappa: Option<f64>,
-}
+pub use quiver_shrinkage::ebci::Ebci;
 
-/// Robust EBCIs for every unit. `s2` holds each raw estimate's
-/// sampling variance ([`Units::sampling_variance`]).
+/// Robust EBCIs for every unit ([`quiver_shrinkage::ebci::robust_intervals`] toward the units'
+/// targets). `s2` holds each raw estimate's sampling variance ([`Units::sampling_variance`]).
 pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<Ebci, PluginError> {
-    let nf = u.raw.len() as f64;
-    let dev: Vec<f64> = u.raw.iter().enumerate().map(|(i, r)| r - u.target(i)).collect();
-    let mean = |f: &dyn Fn(usize) -> f64| (0..dev.len()).map(f).sum::<f64>() / nf;
-    let mean_s2 = mean(&|i| s2[i]);
-    let floor = 2.0 * mean(&|i| s2[i] * s2[i]) / (nf * mean_s2);
-    let mu2 = mean(&|i| dev[i] * dev[i] - s2[i]).max(floor);
-    let kappa = if kurtosis {
-        let mu4 = mean(&|i| dev[i].powi(4) - 6.0 * s2[i] * dev[i] * dev[i] + 3.0 * s2[i] * s2[i]);
-        Some((mu4 / (mu2 * mu2)).max(1.0))
-    } else {
-        None
-    };
-    let m2: Vec<f64> = s2.iter().map(|s| s / mu2).collect();
-    let cva = quiver_shrinkage::ebci::cva_many(&m2, kappa, alpha)
-        .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
-    let w: Vec<f64> = s2.iter().map(|s| mu2 / (mu2 + s)).collect();
-    let centre = (0..dev.len()).map(|i| u.target(i) + w[i] * dev[i]).collect();
-    let half = (0..dev.len()).map(|i| cva[i] * w[i] * s2[i].sqrt()).collect();
-    Ok(Ebci { centre, half, mu2, kappa })
+    quiver_shrinkage::ebci::robust_intervals(&u.raw, |i| u.target(i), s2, alpha, kurtosis)
+        .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))
 }
 
 /// One-sample units on the arcsine scale (Anscombe, 1948): x_i = asin √((y_i + 3/8)/(n_i + 3/4)),
@@ -391,7 +345,7 @@ pub struct SureBinomialPlugin;
 
 impl Plugin for SureBinomialPlugin {
     fn manifest() -> Manifest {
-        ManifestBuilder::new("sure-binomial", Family::Shrinkage)
+        let builder = ManifestBuilder::new("sure-binomial", Family::Shrinkage)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Shrink many binomial proportions toward a target, tuned by an unbiased risk estimate; robust EB intervals")
             .guarantee(
@@ -405,25 +359,27 @@ impl Plugin for SureBinomialPlugin {
             )
             .reference("Chen & Lei (2025) on shrinkage for binomial data; Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
             .cuda()
-            .param(param::choice("sample", Sample::One, "one: proportions y/n; two: differences y1/n1 - y2/n2"))
-            .param(param::choice("ci", Intervals::None, "intervals"))
-            .param(param::level("alpha", 0.05, "interval level: average non-coverage"))
-            .param(param::choice(
-                "kurtosis",
-                Kurtosis::Estimate,
-                "robust-ebci: use the estimated fourth moment, or only the second",
-            ))
+            .param(param::choice("sample", Sample::One, "one: proportions y/n; two: differences y1/n1 - y2/n2"));
+        EbciSettings::declare(builder, "intervals")
             .param(param::choice(
                 "ebci_scale",
                 EbciScale::Auto,
                 "robust-ebci: arcsine (one sample; variances free of p) | proportion | auto",
             ))
             .param(
-                param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)")
-                    .at_least(0.0)
-                    .up_to_inf(),
+                param::float(
+                    "lambda",
+                    None,
+                    "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)",
+                )
+                .at_least(0.0)
+                .up_to_inf(),
             )
-            .param(param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0))
+            .param(
+                param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting")
+                    .at_least(0.0)
+                    .at_most(10_000.0),
+            )
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64_opt("y", "one sample: successes"))

@@ -17,6 +17,12 @@
 //! units through μ̂(λ): its profile SURE(λ, μ̂(λ)) is minimised by the same branch and bound with
 //! the cell bounds of `quiver_shrinkage::profile` (from each point's sums; CPU or CUDA sweeps),
 //! Newton to the end, so λ̂ is the root of XKB's estimating equation where the minimum is inside.
+//!
+//! `ci=robust-ebci`: Armstrong, Kolesár & Plagborg-Møller's robust empirical-Bayes confidence
+//! intervals toward the method's location m (`quiver_shrinkage::ebci::robust_intervals`, σ_i² = A_i
+//! known): m + w_i(x_i − m) ± cva_α(A_i/μ₂, κ)·w_i·√A_i, w_i = μ₂/(μ₂ + A_i), with μ₂ and κ the
+//! second and fourth moments of the means around m estimated from the data. Centred at AKP's own
+//! shrinkage, not at the SURE estimate.
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
@@ -26,6 +32,7 @@ use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
     choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
+use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Weight};
 
 choices! {
@@ -67,17 +74,27 @@ pub struct Config {
     pub lambda: Option<f64>,
     /// Number of points of the SURE curve to report (0: none).
     pub curve: usize,
+    /// Robust EBCIs around the method's location.
+    pub intervals: bool,
+    /// Their level: average non-coverage.
+    pub alpha: f64,
+    /// Whether they use the estimated kurtosis (else the second moment only).
+    pub kurtosis: bool,
 }
 
 impl Config {
     /// Read the validated parameters (ranges were checked against the manifest).
     pub fn from_params(p: &Params) -> Result<Config, PluginError> {
+        let ebci = EbciSettings::from_params(p)?;
         let cfg = Config {
             method: p.choice("method")?,
             target: p.choice("target")?,
             location: p.f64("location")?,
             lambda: p.f64_opt("lambda")?,
             curve: p.usize("curve")?,
+            intervals: ebci.intervals,
+            alpha: ebci.alpha,
+            kurtosis: ebci.kurtosis,
         };
         // a setting the method would ignore is refused, not dropped silently
         if matches!(cfg.method, Method::JamesStein | Method::XkbMonotone) {
@@ -329,12 +346,32 @@ impl ShrinkageImpl for SureNormal {
         for (k, v) in summary.as_object().expect("object") {
             json[k] = v.clone();
         }
+        let intervals = if self.config.intervals {
+            // AKP's intervals toward the method's location, the variances a_i known
+            let m = json["location"].as_f64().unwrap_or(f64::NAN);
+            let cfg = &self.config;
+            let ebci = quiver_shrinkage::ebci::robust_intervals(x, |_| m, a, cfg.alpha, cfg.kurtosis)
+                .map_err(|e| PluginError::input(format!("sure-normal: robust-ebci: {e}")))?;
+            json["ebci"] = json!({
+                "alpha": cfg.alpha,
+                "location": m,
+                "mu2": ebci.mu2,
+                "kappa": ebci.kappa.map_or(json!("inf"), |k| json!(k)),
+                "centre": "location + w (x - location), w = mu2 / (mu2 + a)",
+                "guarantee": "average coverage over units >= 1 - alpha for any distribution of the means with the \
+                              estimated second (and fourth) moments around the location",
+            });
+            let ends = |sign: f64| ebci.centre.iter().zip(&ebci.half).map(move |(c, h)| c + sign * h);
+            ROption::RSome(ends(-1.0).chain(ends(1.0)).collect())
+        } else {
+            ROption::RNone
+        };
         Ok(ShrinkageResult {
             device: ctx.device(),
             lambda_hat: if lambda_hat.is_nan() { ROption::RNone } else { ROption::RSome(lambda_hat) },
             risk_estimate: ROption::RSome(sure),
             estimates: RVec::from(estimates),
-            intervals: ROption::RNone,
+            intervals,
             json: json.to_string().into(),
         })
     }
@@ -345,16 +382,19 @@ pub struct SureNormalPlugin;
 
 impl Plugin for SureNormalPlugin {
     fn manifest() -> Manifest {
-        ManifestBuilder::new("sure-normal", Family::Shrinkage)
+        let builder = ManifestBuilder::new("sure-normal", Family::Shrinkage)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Shrink many normal means x_i ~ N(theta_i, a_i): James-Stein and XKB, tuned by SURE")
             .guarantee(
                 "SURE is an unbiased estimate of the mean squared error (1/p) sum E(theta_hat_i - theta_i)^2 at every \
                  fixed lambda; lambda_hat is its certified global minimiser (xkb-location, xkb-grand-mean, xkb-estimated: the criterion XKB minimise) and XKB \
                  show the tuned estimator's risk is asymptotically optimal in its class. James-Stein dominates x in \
-                 risk for p >= 3 (p >= 4 toward the grand mean).",
+                 risk for p >= 3 (p >= 4 toward the grand mean). robust-ebci: average coverage over units >= 1 - alpha \
+                 for any distribution of the means with the estimated second and fourth moments around the location \
+                 (the variances a_i known; a location estimated from the data, as the grand mean, holds it \
+                 asymptotically).",
             )
-            .reference("James & Stein (1961); Xie, Kou & Brown, SURE estimates for a heteroscedastic hierarchical model, JASA (2012)")
+            .reference("James & Stein (1961); Xie, Kou & Brown, SURE estimates for a heteroscedastic hierarchical model, JASA (2012); Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
             .cuda()
             .param(param::choice("method", Method::XkbGrandMean, "estimator"))
             .param(param::choice("target", Target::Location, "james-stein / xkb-monotone: shrink toward"))
@@ -364,7 +404,8 @@ impl Plugin for SureNormalPlugin {
                     .at_least(0.0)
                     .up_to_inf(),
             )
-            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0))
+            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0));
+        EbciSettings::declare(builder, "intervals: robust empirical-Bayes around the method's location")
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64("x", "observation"))
