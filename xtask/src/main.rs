@@ -463,8 +463,21 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value, dir
             let raw = raw.ok_or("the truth file needs a 'raw' column for shrinkage-mse")?;
             let mse = |v: &[f64]| v.iter().zip(truth).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / truth.len() as f64;
             let (m_raw, m_est) = (mse(raw), mse(&est));
+            let ends =
+                |k: &str| -> Vec<f64> { json[k].as_array().into_iter().flatten().filter_map(Value::as_f64).collect() };
+            let (lower, upper) = (ends("lower"), ends("upper"));
+            let held = if lower.len() == truth.len() && upper.len() == truth.len() {
+                let inside = (0..truth.len()).filter(|&i| lower[i] <= truth[i] && truth[i] <= upper[i]).count();
+                format!(
+                    "; the intervals hold {inside} of the {} held-back values (themselves noisy estimates of the \
+                     true means the intervals are for)",
+                    truth.len()
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "mean squared error against the held-back truth: raw {m_raw:.6}, shrunk {m_est:.6} ({:.1}x smaller)",
+                "mean squared error against the held-back truth: raw {m_raw:.6}, shrunk {m_est:.6} ({:.1}x smaller){held}",
                 m_raw / m_est
             )
         }
