@@ -93,6 +93,11 @@ pub fn rho(m2: f64, kappa: Option<f64>, chi: f64) -> Result<f64, EbciError> {
     if m2.is_nan() || m2 <= 0.0 || kappa.is_nan() || kappa < 1.0 {
         return Err(EbciError::Invalid(format!("need m2 > 0 and kappa >= 1 (m2 = {m2}, kappa = {kappa})")));
     }
+    if m2 < 1e-9 {
+        // the LP's scaled moments (t/m₂)² overflow long before: the envelope, an upper bound of
+        // ρ (dropping a constraint), within O(m₂) of it and of r(0, χ)
+        return Ok(rho_second_moment(m2, chi));
+    }
     use microlp::{ComparisonOp, OptimizationDirection, Problem};
     let t_max = (kappa * m2).max((chi + 8.0).powi(2)).max(m2) * 1.5;
     let mut ts: Vec<f64> = (0..=400).map(|i| (t_max.sqrt() * i as f64 / 400.0).powi(2)).collect();

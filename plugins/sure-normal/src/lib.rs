@@ -351,7 +351,7 @@ impl ShrinkageImpl for SureNormal {
             let m = json["location"].as_f64().unwrap_or(f64::NAN);
             let cfg = &self.config;
             let ebci = quiver_shrinkage::ebci::robust_intervals(x, |_| m, a, cfg.alpha, cfg.kurtosis)
-                .map_err(|e| PluginError::input(format!("sure-normal: robust-ebci: {e}")))?;
+                .map_err(|e| PluginError::input(format!("robust-ebci: {e}")))?;
             json["ebci"] = json!({
                 "alpha": cfg.alpha,
                 "location": m,
