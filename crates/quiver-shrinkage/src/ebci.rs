@@ -348,10 +348,13 @@ mod tests {
     #[test]
     fn critical_values() {
         let z = quiver_numerics::normal_quantile(0.975);
-        // m2 -> 0: the normal quantile
+        // m2 -> 0: the normal quantile (down to m2 = 1e-300, where the LP's scaled moments would
+        // overflow)
         for kappa in [None, Some(3.0)] {
-            let c = cva(1e-6, kappa, 0.05).unwrap();
-            assert!((c - z).abs() < 1e-3, "{kappa:?}: {c}");
+            for m2 in [1e-6, 1e-12, 1e-300] {
+                let c = cva(m2, kappa, 0.05).unwrap();
+                assert!((c - z).abs() < 1e-3, "{kappa:?}, m2 {m2}: {c}");
+            }
         }
         // kappa = 1 means b² = m2 exactly: the non-robust critical value for |b| = √m2
         let m2: f64 = 0.5;
