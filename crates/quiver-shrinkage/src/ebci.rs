@@ -166,31 +166,52 @@ pub fn cva(m2: f64, kappa: Option<f64>, alpha: f64) -> Result<f64, EbciError> {
     Ok(b)
 }
 
-/// Critical values for many units: cva on a grid of m₂ (geometric, 64 points between the
-/// smallest and largest m₂ asked for), then linear interpolation in log m₂ — cva is smooth and
-/// monotone in m₂, and the grid error is far below the bisection's tolerance in practice
-/// (checked in the tests). A single m₂ is computed directly.
+/// cva_α(·, κ) over a range of m₂: computed on a grid (geometric, 64 points between the range's
+/// ends), read by linear interpolation in log m₂ — cva is smooth and monotone in m₂, and the grid
+/// error is far below the bisection's tolerance in practice (checked in the tests). A range of
+/// one value is computed directly.
+#[derive(Debug, Clone)]
+pub struct CvaTable {
+    /// ln m₂ at the grid points (empty for a single value).
+    grid: Vec<f64>,
+    /// cva at the grid points (one value for a single m₂).
+    vals: Vec<f64>,
+}
+
+impl CvaTable {
+    /// The table over [lo, hi] (the grid's 64 critical values computed on every core).
+    pub fn new(lo: f64, hi: f64, kappa: Option<f64>, alpha: f64) -> Result<Self, EbciError> {
+        if lo.is_nan() || lo <= 0.0 || hi / lo < 1.0 + 1e-12 {
+            return Ok(CvaTable { grid: Vec::new(), vals: vec![cva(lo.max(0.0), kappa, alpha)?] });
+        }
+        const G: usize = 64;
+        let (a, b) = (lo.ln(), hi.ln());
+        let grid: Vec<f64> = (0..G).map(|i| a + (b - a) * i as f64 / (G - 1) as f64).collect();
+        use rayon::prelude::*;
+        let vals = grid.par_iter().map(|&g| cva(g.exp(), kappa, alpha)).collect::<Result<_, _>>()?;
+        Ok(CvaTable { grid, vals })
+    }
+
+    /// cva at `m2` (clamped to the table's range).
+    pub fn at(&self, m2: f64) -> f64 {
+        let g = &self.grid;
+        if g.is_empty() {
+            return self.vals[0];
+        }
+        let (a, b, n) = (g[0], g[g.len() - 1], g.len());
+        let pos = ((m2.ln() - a) / (b - a) * (n - 1) as f64).clamp(0.0, (n - 1) as f64);
+        let i = (pos.floor() as usize).min(n - 2);
+        let f = pos - i as f64;
+        self.vals[i] * (1.0 - f) + self.vals[i + 1] * f
+    }
+}
+
+/// Critical values for many units, from a [`CvaTable`] over their range of m₂.
 pub fn cva_many(m2: &[f64], kappa: Option<f64>, alpha: f64) -> Result<Vec<f64>, EbciError> {
     let lo = m2.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = m2.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if lo.is_nan() || lo <= 0.0 || hi / lo < 1.0 + 1e-12 {
-        let c = cva(lo.max(0.0), kappa, alpha)?;
-        return Ok(vec![c; m2.len()]);
-    }
-    const G: usize = 64;
-    let (a, b) = (lo.ln(), hi.ln());
-    let grid: Vec<f64> = (0..G).map(|i| a + (b - a) * i as f64 / (G - 1) as f64).collect();
-    use rayon::prelude::*;
-    let vals: Vec<f64> = grid.par_iter().map(|&g| cva(g.exp(), kappa, alpha)).collect::<Result<_, _>>()?;
-    Ok(m2
-        .iter()
-        .map(|&x| {
-            let pos = ((x.ln() - a) / (b - a) * (G - 1) as f64).clamp(0.0, (G - 1) as f64);
-            let i = (pos.floor() as usize).min(G - 2);
-            let f = pos - i as f64;
-            vals[i] * (1.0 - f) + vals[i + 1] * f
-        })
-        .collect())
+    let table = CvaTable::new(lo, hi, kappa, alpha)?;
+    Ok(m2.iter().map(|&x| table.at(x)).collect())
 }
 
 /// Robust EBCIs for many units, with the moments they used.
@@ -206,6 +227,22 @@ pub struct Ebci {
     pub kappa: Option<f64>,
 }
 
+impl Ebci {
+    /// The intervals' ends as the plugins return them — every lower end, then every upper end —
+    /// each mapped by `back` (the identity, or from a variance-stabilised scale), on every core.
+    pub fn ends(&self, back: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
+        use rayon::prelude::*;
+        let p = self.centre.len();
+        (0..2 * p)
+            .into_par_iter()
+            .map(|k| {
+                let (i, sign) = if k < p { (k, -1.0) } else { (k - p, 1.0) };
+                back(self.centre[i] + sign * self.half[i])
+            })
+            .collect()
+    }
+}
+
 /// Armstrong, Kolesár & Plagborg-Møller's robust EBCIs for estimates `raw` (x_i, each normal
 /// around its effect θ_i with known sampling variance `s2[i]` = σ_i²) shrunk toward the targets
 /// `target(i)` = m_i:
@@ -219,7 +256,7 @@ pub struct Ebci {
 /// the effect.
 pub fn robust_intervals(
     raw: &[f64],
-    target: impl Fn(usize) -> f64,
+    target: impl Fn(usize) -> f64 + Sync,
     s2: &[f64],
     alpha: f64,
     kurtosis: bool,
@@ -229,11 +266,24 @@ pub fn robust_intervals(
         return Err(EbciError::Invalid(format!("{p} estimates and {} variances", s2.len())));
     }
     let nf = p as f64;
-    let dev: Vec<f64> = raw.iter().enumerate().map(|(i, r)| r - target(i)).collect();
-    let mean = |f: &dyn Fn(usize) -> f64| (0..p).map(f).sum::<f64>() / nf;
-    let mean_s2 = mean(&|i| s2[i]);
-    let floor = 2.0 * mean(&|i| s2[i] * s2[i]) / (nf * mean_s2);
-    let mu2 = mean(&|i| dev[i] * dev[i] - s2[i]).max(floor);
+    // the moments in one pass on every core (chunk sums added in a fixed order): Σσ², Σσ⁴,
+    // Σ(d² − σ²), Σ(d⁴ − 6σ²d² + 3σ⁴) with d = x − m
+    let sums = crate::risk::parallel_sums(
+        p,
+        4,
+        || (),
+        |range, _, acc| {
+            for i in range {
+                let (d, v) = (raw[i] - target(i), s2[i]);
+                acc[0] += v;
+                acc[1] += v * v;
+                acc[2] += d * d - v;
+                acc[3] += d.powi(4) - 6.0 * v * d * d + 3.0 * v * v;
+            }
+        },
+    );
+    let floor = 2.0 * (sums[1] / nf) / (nf * (sums[0] / nf));
+    let mu2 = (sums[2] / nf).max(floor);
     if !(mu2.is_finite() && mu2 > 0.0) {
         return Err(EbciError::Invalid(format!(
             "the effects' variance around the targets is {mu2}: the data's scale overflows or vanishes in double \
@@ -241,18 +291,24 @@ pub fn robust_intervals(
         )));
     }
     let kappa = if kurtosis {
-        let mu4 = mean(&|i| dev[i].powi(4) - 6.0 * s2[i] * dev[i] * dev[i] + 3.0 * s2[i] * s2[i]);
-        let k = (mu4 / (mu2 * mu2)).max(1.0);
+        let k = (sums[3] / nf / (mu2 * mu2)).max(1.0);
         // an overflowing fourth moment says nothing: the second moment alone
         k.is_finite().then_some(k)
     } else {
         None
     };
-    let m2: Vec<f64> = s2.iter().map(|s| s / mu2).collect();
-    let cva = cva_many(&m2, kappa, alpha)?;
-    let w: Vec<f64> = s2.iter().map(|s| mu2 / (mu2 + s)).collect();
-    let centre = (0..p).map(|i| target(i) + w[i] * dev[i]).collect();
-    let half = (0..p).map(|i| cva[i] * w[i] * s2[i].sqrt()).collect();
+    use rayon::prelude::*;
+    let lo = s2.par_iter().copied().reduce(|| f64::INFINITY, f64::min);
+    let hi = s2.par_iter().copied().reduce(|| f64::NEG_INFINITY, f64::max);
+    let table = CvaTable::new(lo / mu2, hi / mu2, kappa, alpha)?;
+    let (centre, half): (Vec<f64>, Vec<f64>) = (0..p)
+        .into_par_iter()
+        .map(|i| {
+            let (m, v) = (target(i), s2[i]);
+            let w = mu2 / (mu2 + v);
+            (m + w * (raw[i] - m), table.at(v / mu2) * w * v.sqrt())
+        })
+        .unzip();
     Ok(Ebci { centre, half, mu2, kappa })
 }
 

@@ -318,8 +318,7 @@ impl ShrinkageImpl for SureBinomial {
                 "centre": centre,
                 "guarantee": guarantee,
             });
-            let ends = |sign: f64| ebci.centre.iter().zip(&ebci.half).map(move |(c, h)| back(c + sign * h));
-            ROption::RSome(ends(-1.0).chain(ends(1.0)).collect())
+            ROption::RSome(ebci.ends(back).into())
         } else {
             ROption::RNone
         };

@@ -361,8 +361,7 @@ impl ShrinkageImpl for SureNormal {
                 "guarantee": "average coverage over units >= 1 - alpha for any distribution of the means with the \
                               estimated second (and fourth) moments around the location",
             });
-            let ends = |sign: f64| ebci.centre.iter().zip(&ebci.half).map(move |(c, h)| c + sign * h);
-            ROption::RSome(ends(-1.0).chain(ends(1.0)).collect())
+            ROption::RSome(ebci.ends(|v| v).into())
         } else {
             ROption::RNone
         };
