@@ -815,7 +815,7 @@ fn memory_of(
 }
 
 /// Number of cases in [`memory_cases`].
-const MEMORY_CASES: usize = 8;
+const MEMORY_CASES: usize = 10;
 
 /// Peak memory of every method family at `n` rows (`cargo xtask bench`, not `--quick`), each case
 /// measured in a fresh process (this binary with `--memory-case K`): memory a previous case freed
@@ -868,12 +868,22 @@ fn memory_cases(host: &Host, n: usize, k: usize) -> Result<Value, String> {
             ];
             memory_of(host, "selective-risk scope n = m", "selective-risk", &[], tables)
         }
-        2 | 3 => {
-            let method = if k == 2 { "xkb-grand-mean" } else { "xkb-monotone" };
+        2 | 3 | 8 | 9 => {
+            let method = match k {
+                3 => "xkb-monotone",
+                8 => "xkb-estimated",
+                _ => "xkb-grand-mean",
+            };
             let x = col(&mut |r| normal.sample(r));
             let a = col(&mut |r| r.random_range(0.1..2.0));
             let tables = vec![Table::new("data").with_f64("x", x).with_f64("a", a)];
-            memory_of(host, &format!("sure-normal {method}"), "sure-normal", &[("method", json!(method))], tables)
+            let mut params = vec![("method", json!(method))];
+            let mut name = format!("sure-normal {method}");
+            if k == 9 {
+                params.push(("ci", json!("robust-ebci")));
+                name.push_str(" with robust-ebci");
+            }
+            memory_of(host, &name, "sure-normal", &params, tables)
         }
         4 => {
             let trials = col(&mut |r| r.random_range(10..500) as f64);
