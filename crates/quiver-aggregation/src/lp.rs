@@ -9,8 +9,9 @@
 //! weights on the simplex (Σ w = 1, w ≥ 0) and, with `noncross`, q̂_ik ≤ q̂_i,k+1 at every fit
 //! row. Without `noncross` the medium and fine problems separate by output level and are solved
 //! one level at a time (in parallel). The data are first standardised (y and every forecast
-//! shifted by the mean of y and divided by its standard deviation), which leaves the weights
-//! unchanged because each group sums to one.
+//! shifted by the mean of y and divided by its standard deviation — or, where y does not vary,
+//! by the forecasts' largest distance from it), which leaves the weights unchanged because each
+//! group sums to one.
 
 use crate::model::{Granularity, Structure};
 use clarabel::algebra::CscMatrix;
@@ -97,6 +98,19 @@ pub fn memory_nonzeros(s: &Structure, n: usize, noncross: bool) -> f64 {
 /// its factor; measured ≈ 200 on the coarse problem at n = 10^4, K = 99).
 pub const BYTES_PER_NONZERO: f64 = 220.0;
 
+/// The shift and scale of the LP's standardisation: y's mean and standard deviation, or — when
+/// the outcomes do not vary (one fit row, or all equal) — the forecasts' largest distance from
+/// that mean, so that the LP's coefficients are of order one whatever the data's scale (forecasts
+/// near 1e224 around one outcome stopped the interior point with a numerical error).
+fn lp_center_scale(data: &LpData<'_>) -> (f64, f64) {
+    let (mean, sd) = crate::model::center_scale(data.y);
+    if data.y.iter().any(|&v| v != data.y[0]) {
+        return (mean, sd);
+    }
+    let far = data.q.iter().flat_map(|c| c.iter()).fold(0.0f64, |m, &v| m.max((v - mean).abs()));
+    (mean, if far > 0.0 && far.is_finite() { far } else { 1.0 })
+}
+
 /// Solve for the global weights minimising the mean pinball loss on `data`.
 pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolution, LpError> {
     use rayon::prelude::*;
@@ -107,7 +121,7 @@ pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolut
         return Err(LpError::TooLarge { nonzeros: total, limit: MAX_NONZEROS });
     }
     // standardise: q̂ − y is equivariant, each group sums to one
-    let (mean, scale) = crate::model::center_scale(data.y);
+    let (mean, scale) = lp_center_scale(data);
 
     let results: Vec<Result<Solved, LpError>> =
         problems.par_iter().map(|l| solve_levels(s, data, l, noncross && l.len() > 1, mean, scale)).collect();

@@ -176,6 +176,33 @@ fn exact_weights_equal_an_independent_lp() {
     }
 }
 
+/// The pinball loss is homogeneous in (y, q), so the exact weights do not depend on the data's
+/// scale: the same problem times 10^±200, and with one fit row (no spread of y to standardise
+/// by; forecasts near 1e224 there stopped the interior point with a numerical error), gives the
+/// same weights.
+#[test]
+fn exact_weights_do_not_depend_on_the_scale() {
+    let host = testing::host();
+    for (n, granularity) in [(40, "coarse"), (40, "medium"), (1, "coarse"), (1, "medium")] {
+        let d = data(21, n, 3, &LEVELS3);
+        let params = [("granularity", json!(granularity)), ("solver", json!("exact")), ("monotone", json!("none"))];
+        let base = weights_of(&fit(&host, &d, &params), &d, granularity);
+        for c in [1e-200, 1e200] {
+            let scaled = Data {
+                y: d.y.iter().map(|v| v * c).collect(),
+                q: d.q.iter().map(|col| col.iter().map(|v| v * c).collect()).collect(),
+                x: d.x.clone(),
+                levels: d.levels.clone(),
+                j: d.j,
+            };
+            let w = weights_of(&fit(&host, &scaled, &params), &scaled, granularity);
+            for (a, b) in w.iter().zip(&base) {
+                assert!((a - b).abs() < 1e-6, "{granularity}, n = {n}, × {c:e}: {w:?} vs {base:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fine_and_noncrossing_objectives_equal_an_independent_lp() {
     let host = testing::host();
