@@ -98,19 +98,6 @@ pub fn memory_nonzeros(s: &Structure, n: usize, noncross: bool) -> f64 {
 /// its factor; measured ≈ 200 on the coarse problem at n = 10^4, K = 99).
 pub const BYTES_PER_NONZERO: f64 = 220.0;
 
-/// The shift and scale of the LP's standardisation: y's mean and standard deviation, or — when
-/// the outcomes do not vary (one fit row, or all equal) — the forecasts' largest distance from
-/// that mean, so that the LP's coefficients are of order one whatever the data's scale (forecasts
-/// near 1e224 around one outcome stopped the interior point with a numerical error).
-fn lp_center_scale(data: &LpData<'_>) -> (f64, f64) {
-    let (mean, sd) = crate::model::center_scale(data.y);
-    if data.y.iter().any(|&v| v != data.y[0]) {
-        return (mean, sd);
-    }
-    let far = data.q.iter().flat_map(|c| c.iter()).fold(0.0f64, |m, &v| m.max((v - mean).abs()));
-    (mean, if far > 0.0 && far.is_finite() { far } else { 1.0 })
-}
-
 /// Solve for the global weights minimising the mean pinball loss on `data`.
 pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolution, LpError> {
     use rayon::prelude::*;
@@ -121,7 +108,7 @@ pub fn solve(s: &Structure, data: &LpData<'_>, noncross: bool) -> Result<LpSolut
         return Err(LpError::TooLarge { nonzeros: total, limit: MAX_NONZEROS });
     }
     // standardise: q̂ − y is equivariant, each group sums to one
-    let (mean, scale) = lp_center_scale(data);
+    let (mean, scale) = crate::model::problem_scale(data.y, data.q);
 
     let results: Vec<Result<Solved, LpError>> =
         problems.par_iter().map(|l| solve_levels(s, data, l, noncross && l.len() > 1, mean, scale)).collect();

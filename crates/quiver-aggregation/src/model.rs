@@ -160,6 +160,21 @@ pub fn center_scale(v: &[f64]) -> (f64, f64) {
     (mean, if sd > 0.0 && sd.is_finite() { sd } else { 1.0 })
 }
 
+/// The shift and scale of an aggregation problem (for the LP's standardisation and Adam's
+/// gradient): y's mean and standard deviation, or — where the outcomes do not vary (one fit
+/// row, or all equal) — the forecasts' largest distance from that mean, so that the scaled
+/// problem is of order one whatever the data's scale (forecasts near 1e224 around one outcome
+/// stopped the LP's interior point with a numerical error; near 1e-200, Adam's steps vanished
+/// below its ε).
+pub fn problem_scale(y: &[f64], q: &[&[f64]]) -> (f64, f64) {
+    let (mean, sd) = center_scale(y);
+    if y.iter().any(|&v| v != y[0]) {
+        return (mean, sd);
+    }
+    let far = q.iter().flat_map(|c| c.iter()).fold(0.0f64, |m, &v| m.max((v - mean).abs()));
+    (mean, if far > 0.0 && far.is_finite() { far } else { 1.0 })
+}
+
 /// The standardisation x̃ = (x − mean) / sd of each feature, fitted on the `fit` rows (a
 /// constant feature gets sd = 1: it only shifts θ).
 #[derive(Debug, Clone, PartialEq)]

@@ -197,7 +197,7 @@ impl QuantileAggregation {
             });
             return Ok((Weights::Global(sol.weights), details, Device::Cpu));
         }
-        let (_, scale) = model::center_scale(y);
+        let (_, scale) = model::problem_scale(y, &fc.q);
         let total = self.cfg.adam.max_epochs as u64;
         let mut progress = |e: usize| self.ctx.progress(e as u64, total, "epochs");
         let (weights, report, device) = if local {

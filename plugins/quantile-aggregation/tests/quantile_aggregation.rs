@@ -176,16 +176,25 @@ fn exact_weights_equal_an_independent_lp() {
     }
 }
 
-/// The pinball loss is homogeneous in (y, q), so the exact weights do not depend on the data's
-/// scale: the same problem times 10^±200, and with one fit row (no spread of y to standardise
-/// by; forecasts near 1e224 there stopped the interior point with a numerical error), gives the
-/// same weights.
+/// The pinball loss is homogeneous in (y, q), so the weights do not depend on the data's scale:
+/// the same problem times 10^±200, also with one fit row (no spread of y to scale by: forecasts
+/// near 1e224 stopped the interior point with a numerical error, and near 1e-200 Adam's steps
+/// vanished below its ε, leaving the uniform weights), gives the same weights — exact and Adam.
 #[test]
-fn exact_weights_do_not_depend_on_the_scale() {
+fn weights_do_not_depend_on_the_scale() {
     let host = testing::host();
-    for (n, granularity) in [(40, "coarse"), (40, "medium"), (1, "coarse"), (1, "medium")] {
+    let cases = [(40, "coarse", "exact"), (40, "medium", "exact"), (1, "coarse", "exact"), (1, "medium", "exact")]
+        .into_iter()
+        .chain([(40, "coarse", "gradient"), (1, "coarse", "gradient"), (1, "medium", "gradient")]);
+    for (n, granularity, solver) in cases {
         let d = data(21, n, 3, &LEVELS3);
-        let params = [("granularity", json!(granularity)), ("solver", json!("exact")), ("monotone", json!("none"))];
+        let params = [
+            ("granularity", json!(granularity)),
+            ("solver", json!(solver)),
+            ("monotone", json!("none")),
+            ("holdout", json!(0.0)),
+            ("max_epochs", json!(50)),
+        ];
         let base = weights_of(&fit(&host, &d, &params), &d, granularity);
         for c in [1e-200, 1e200] {
             let scaled = Data {
@@ -197,7 +206,7 @@ fn exact_weights_do_not_depend_on_the_scale() {
             };
             let w = weights_of(&fit(&host, &scaled, &params), &scaled, granularity);
             for (a, b) in w.iter().zip(&base) {
-                assert!((a - b).abs() < 1e-6, "{granularity}, n = {n}, × {c:e}: {w:?} vs {base:?}");
+                assert!((a - b).abs() < 1e-6, "{granularity} {solver}, n = {n}, × {c:e}: {w:?} vs {base:?}");
             }
         }
     }
