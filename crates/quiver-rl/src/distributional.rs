@@ -157,9 +157,8 @@ pub fn fit(
         // the change is measured on the quantiles at the data (directions of Θ the data do not
         // see are pinned by the ridge alone)
         if let Some(prev) = &q_prev {
-            let scale = q.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            let change =
-                (q.iter().zip(prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale).max(residual / scale);
+            let (step, scale) = crate::setup::relative_change(q.iter().zip(prev).map(|(a, b)| (*a, *b)));
+            let change = step.max(if scale > 0.0 { residual / scale } else { residual });
             if !change.is_finite() || scale > 1e150 {
                 return Err(crate::setup::diverged("linear quantile critic", scale, iterations, rows.r));
             }

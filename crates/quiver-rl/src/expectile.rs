@@ -9,7 +9,7 @@
 //!   least squares (the weights τ / 1 − τ fixed, a weighted ridge solve, repeat until no weight
 //!   changes).
 //!
-//! The two steps alternate until ‖Δw‖_∞ ≤ tol·max(1, ‖w‖_∞). The features of every row are held
+//! The two steps alternate until ‖Δw‖_∞ ≤ tol·‖w‖_∞. The features of every row are held
 //! in memory (n·(d + 2D) values, capped by [`MAX_CACHE`]).
 
 use ndarray::{Array1, Array2, ArrayView2};
@@ -120,8 +120,8 @@ pub fn fit(
         let q = rows.phi.dot(&theta);
         // IRLS for the expectile regression, from the current w
         let new_w = expectile_regression(rows.psi.view(), &q, tau, ridge, &w)?;
-        let scale = new_w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-        change = new_w.iter().zip(&w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        let scale;
+        (change, scale) = crate::setup::relative_change(new_w.iter().zip(&w).map(|(a, b)| (*a, *b)));
         w = new_w;
         iterations += 1;
         if !w.iter().all(|x| x.is_finite()) || scale > 1e150 {

@@ -270,7 +270,7 @@ pub struct Iterated {
     pub theta: Array1<f64>,
     /// Iterations run.
     pub iterations: usize,
-    /// ‖θ_k − θ_{k−1}‖_∞ / max(1, ‖θ_k‖_∞) at the end.
+    /// ‖θ_k − θ_{k−1}‖_∞ / ‖θ_k‖_∞ at the end (relative: the rewards' units do not matter).
     pub change: f64,
     /// Whether `change` fell to the tolerance (else `max_iter` was reached).
     pub converged: bool,
@@ -296,18 +296,31 @@ pub fn fqe(
     let mut theta = Array1::zeros(d);
     let mut change = f64::INFINITY;
     let mut iterations = 0;
+    // the first iterate's size: growth far beyond it is divergence, whatever the rewards' units
+    let mut first = 0.0f64;
     while iterations < max_iter {
         let target = &mo.b + &(mo.m.dot(&theta) * gamma);
         let next = lu.solve(&target).map_err(|_| singular("FQE regression", ridge))?;
-        let scale = next.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-        change = next.iter().zip(&theta).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        let scale;
+        (change, scale) = crate::setup::relative_change(next.iter().zip(&theta).map(|(a, b)| (*a, *b)));
         theta = next;
         iterations += 1;
-        if !theta.iter().all(|x| x.is_finite()) || scale > 1e150 {
-            return Err(PluginError::input(format!(
-                "FQE diverges (|theta| = {scale:.3e} after {iterations} iterations): bootstrapping off-policy with these \
-                 features is unstable; raise the ridge, or use target=lstdq"
-            )));
+        if iterations == 1 {
+            first = scale;
+        }
+        if !theta.iter().all(|x| x.is_finite()) || scale > 1e12 * first {
+            let rewards = mo.b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            return Err(PluginError::input(if !rewards.is_finite() || rewards > 1e150 {
+                format!(
+                    "FQE's values leave double precision after {iterations} iterations: the rewards are too large \
+                     (Φᵀr reaches {rewards:.3e}); rescale them"
+                )
+            } else {
+                format!(
+                    "FQE diverges (|theta| = {scale:.3e} after {iterations} iterations, {first:.3e} after the first): \
+                     bootstrapping off-policy with these features is unstable; raise the ridge, or use target=lstdq"
+                )
+            }));
         }
         ctx.progress(iterations as u64, max_iter as u64, "fqe iterations")?;
         if change <= tol {

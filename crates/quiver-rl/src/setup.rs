@@ -229,6 +229,23 @@ pub fn ensure_finite(
     )))
 }
 
+/// The change between successive iterates of a fit, relative to the new iterate's size:
+/// (max |new − old| / max |new|, max |new|) over the `(new, old)` pairs; 0 when both are all zero.
+/// Relative to the values themselves, not to max(1, |values|): with rewards in tiny units (values
+/// near 1e-200) that floor made the first iterate's change look converged and the fits stopped
+/// after an iteration or two with values far from the fixed point.
+pub fn relative_change(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    let (delta, size) = pairs.fold((0.0f64, 0.0f64), |(d, m), (new, old)| (d.max((new - old).abs()), m.max(new.abs())));
+    let change = if size > 0.0 {
+        delta / size
+    } else if delta == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    (change, size)
+}
+
 /// The error of an iterative fit whose values left the double range (or passed 1e150) after
 /// `iterations`: when the rewards are themselves that large, the rewards' scale is the cause
 /// (rescale them); otherwise the fit diverges (raise the ridge).

@@ -143,7 +143,7 @@ pub fn expectile(values: &[f64], weights: &[f64], tau: f64) -> f64 {
     let (total_w, total_wq) = (w.iter().sum::<f64>(), w.iter().zip(&q).map(|(a, b)| a * b).sum::<f64>());
     // with the first j values below v: g(v) = τ(Wq_hi − v W_hi) − (1 − τ)(v W_lo − Wq_lo); the root
     // of the piece whose interval holds it (a hair of rounding allowed at the breakpoints)
-    let slack = 1e-12 * q.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let slack = 1e-12 * q.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let (mut w_lo, mut wq_lo) = (0.0, 0.0);
     for j in 0..=q.len() {
         let (w_hi, wq_hi) = (total_w - w_lo, total_wq - wq_lo);
@@ -167,7 +167,7 @@ pub fn expectile(values: &[f64], weights: &[f64], tau: f64) -> f64 {
 
 /// The fixed point of IQL's two losses on the empirical model: Q(s, a) = R̂ + γ Σ P̂(s′)V(s′),
 /// V(s) = the τ-expectile of Q(s, ·) under β̂(·|s); a γ-contraction in the sup norm, iterated
-/// from V = 0 until ‖ΔV‖_∞ ≤ tol·max(1, ‖V‖_∞).
+/// from V = 0 until ‖ΔV‖_∞ ≤ tol·‖V‖_∞ (relative, whatever the rewards' units).
 pub struct ExpectileFit {
     /// Q per pair.
     pub q: Vec<f64>,
@@ -206,7 +206,7 @@ pub fn expectile_fit(
     while iterations < max_iter {
         backup(model, gamma, &slot, &v, &mut q);
         let mut delta: f64 = 0.0;
-        let mut scale: f64 = 1.0;
+        let mut scale: f64 = 0.0;
         for (j, s) in states.iter().enumerate() {
             let ks = &model.at_state[s];
             let vals: Vec<f64> = ks.iter().map(|&k| q[k]).collect();
@@ -217,7 +217,14 @@ pub fn expectile_fit(
             v[j] = new;
         }
         iterations += 1;
-        change = delta / scale;
+        // relative to the values (a floor of 1 made tiny reward scales look converged at once)
+        change = if scale > 0.0 {
+            delta / scale
+        } else if delta == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
         ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {
             break;

@@ -231,8 +231,8 @@ impl CriticChunked {
             }
             w = expectile_regression(psi.view(), &q_d, c.kappa_b, ridge, &w)?;
             let v = psi.dot(&w);
-            let scale = v.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            change = v.iter().zip(&v_prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+            let scale;
+            (change, scale) = setup::relative_change(v.iter().zip(&v_prev).map(|(a, b)| (*a, *b)));
             v_prev = v;
             iterations += 1;
             if !change.is_finite() || scale > 1e150 {
@@ -364,7 +364,7 @@ impl CriticImpl for CriticChunked {
                 q_d[p] = expectile(&vals, &ws, c.kappa_d);
             }
             let mut delta: f64 = 0.0;
-            let mut scale: f64 = 1.0;
+            let mut scale: f64 = 0.0;
             for (j, st) in states.iter().enumerate() {
                 let ps = &at_state[st];
                 let vals: Vec<f64> = ps.iter().map(|&p| q_d[p]).collect();
@@ -375,7 +375,14 @@ impl CriticImpl for CriticChunked {
                 v[j] = new;
             }
             iterations += 1;
-            change = delta / scale;
+            // relative to the values (a floor of 1 made tiny reward scales look converged at once)
+            change = if scale > 0.0 {
+                delta / scale
+            } else if delta == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            };
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {
                 break;

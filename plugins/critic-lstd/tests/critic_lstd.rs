@@ -299,6 +299,32 @@ fn replace(t: &Table, name: &str, v: quiver_host::Values) -> Table {
     t
 }
 
+/// The deadly triad is an error, and the rewards' units are not: with one given feature φ = 1
+/// and φ̄′ = 2 (Tsitsiklis & Van Roy's counterexample) FQE's iterates grow by 1 + 0.9·8/5 a step
+/// and the fit says it diverges; on a benign problem FQE's values scale with the rewards from
+/// 1e-200 to 1e200 (its convergence test was absolute below 1, and its divergence test fired
+/// above 1e150: at 1e-200 it stopped after an iteration, at 1e200 it called the fit divergent).
+#[test]
+fn fqe_divergence_is_an_error_and_the_reward_scale_is_not() {
+    let (t, p) = small();
+    let triad = t.clone().with_f64("phi_0", vec![1.0; 5]).with_f64("phi_next_0", vec![2.0; 5]);
+    let params = [("target", json!("fqe")), ("features", json!("given")), ("gamma", json!(0.9))];
+    let e = testing::expect_error(fit_on(Device::Cpu, &params, std::slice::from_ref(&triad)), "FQE diverges");
+    assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidInput), "{e}");
+    let params = [("target", json!("fqe")), ("gamma", json!(0.9))];
+    let (base, _) = fit(&params, &[t.clone(), p.clone()]);
+    let j = base["j"].as_f64().unwrap();
+    for c in [1e-200, 1e200] {
+        let r = match &t.columns.iter().find(|(n, _)| n == "r").unwrap().1 {
+            quiver_host::Values::F64(v) => v.iter().map(|x| x * c).collect(),
+            _ => unreachable!(),
+        };
+        let (v, _) = fit(&params, &[replace(&t, "r", quiver_host::Values::F64(r)), p.clone()]);
+        let jc = v["j"].as_f64().unwrap() / c;
+        assert!((jc - j).abs() <= 1e-12 * j.abs(), "rewards × {c:e}: J/c = {jc}, J = {j}");
+    }
+}
+
 #[test]
 fn bad_input_names_table_column_and_row() {
     use quiver_host::Values::{Bool, F64, I64};

@@ -248,9 +248,8 @@ impl CriticQuantile {
         let (mut change, mut iterations) = (f64::INFINITY, 0);
         while iterations < self.max_iter {
             let next = self.step(&r, &theta, &pi, &tau);
-            let scale = next.iter().flatten().fold(1.0f64, |m, x| m.max(x.abs()));
-            change = next.iter().flatten().zip(theta.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-                / scale;
+            (change, _) =
+                setup::relative_change(next.iter().flatten().zip(theta.iter().flatten()).map(|(a, b)| (*a, *b)));
             theta = next;
             iterations += 1;
             self.ctx.progress(iterations as u64, self.max_iter as u64, "quantile iterations")?;
