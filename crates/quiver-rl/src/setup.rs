@@ -236,14 +236,18 @@ pub fn ensure_finite(
 /// after an iteration or two with values far from the fixed point.
 pub fn relative_change(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
     let (delta, size) = pairs.fold((0.0f64, 0.0f64), |(d, m), (new, old)| (d.max((new - old).abs()), m.max(new.abs())));
-    let change = if size > 0.0 {
+    (relative(delta, size), size)
+}
+
+/// A step `delta` relative to the values' size `size` ([`relative_change`]): 0 when both are 0.
+pub fn relative(delta: f64, size: f64) -> f64 {
+    if size > 0.0 {
         delta / size
     } else if delta == 0.0 {
         0.0
     } else {
         f64::INFINITY
-    };
-    (change, size)
+    }
 }
 
 /// The error of an iterative fit whose values left the double range (or passed 1e150) after

@@ -218,13 +218,7 @@ pub fn expectile_fit(
         }
         iterations += 1;
         // relative to the values (a floor of 1 made tiny reward scales look converged at once)
-        change = if scale > 0.0 {
-            delta / scale
-        } else if delta == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
-        };
+        change = crate::setup::relative(delta, scale);
         ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {
             break;

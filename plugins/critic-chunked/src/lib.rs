@@ -376,13 +376,7 @@ impl CriticImpl for CriticChunked {
             }
             iterations += 1;
             // relative to the values (a floor of 1 made tiny reward scales look converged at once)
-            change = if scale > 0.0 {
-                delta / scale
-            } else if delta == 0.0 {
-                0.0
-            } else {
-                f64::INFINITY
-            };
+            change = setup::relative(delta, scale);
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {
                 break;
