@@ -2,7 +2,9 @@
 //! with the false discovery rate controlled at level q — Benjamini–Hochberg on conformal p-values
 //! (Jin & Candès, "Selection by prediction with conformal p-values", JMLR 2023).
 //!
-//! * Calibration scores (nondecreasing in y): `res` V = y − μ; `clip` V = M·1{y > c} + c·1{y ≤ c} − μ.
+//! * Calibration scores (nondecreasing in y): `res` V = y − μ; `clip` V = M·1{y > c} + c·1{y ≤ c} − μ,
+//!   M = ∞ by default (a calibration unit above c outranks every test score whatever the data's
+//!   units; a finite default of 10^6 lost all power once c − μ passed it, e.g. outcomes in dollars).
 //! * Test scores V̂_j = c_j − μ_j.
 //! * p_j = (#{V_i < V̂_j} + U_j (1 + #{V_i = V̂_j})) / (n + 1); weighted (covariate shift):
 //!   p_j = (Σ w_i 1{V_i < V̂_j} + (w_j + Σ w_i 1{V_i = V̂_j}) U_j) / (w_j + Σ w_i).
@@ -356,7 +358,15 @@ impl Plugin for ConformalSelectionPlugin {
                 Score::Clip,
                 "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)",
             ))
-            .param(param::float("clip_m", Some(1e6), "the constant M of the clip score").greater_than(0.0))
+            .param(
+                param::float(
+                    "clip_m",
+                    Some(f64::INFINITY),
+                    "the constant M of the clip score (inf: above every score)",
+                )
+                .greater_than(0.0)
+                .up_to_inf(),
+            )
             .param(param::choice("tie_break", TieBreak::Random, "U_j: seeded uniforms (or the test 'u' column) or 1"))
             .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms").at_least(0.0))
             .table(

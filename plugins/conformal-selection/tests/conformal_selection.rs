@@ -158,6 +158,33 @@ fn p_values_and_selection_equal_the_direct_formula() {
     assert_eq!(checked, 12 * 2 * 2 * 2 * 3);
 }
 
+/// The selection does not depend on the data's units: y, μ and c times 10^-200 … 10^200 select
+/// the same units with the same p-values (the clip score's default M = ∞; a default of 10^6
+/// selected nothing once c − μ passed it).
+#[test]
+fn the_selection_does_not_depend_on_the_units() {
+    let host = testing::host();
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let nd = Normal::new(0.0, 1.0).unwrap();
+    let (n, m) = (300, 100);
+    let x: Vec<f64> = (0..n + m).map(|_| nd.sample(&mut r)).collect();
+    let y: Vec<f64> = x[..n].iter().map(|v| v + nd.sample(&mut r)).collect();
+    let run = |c: f64| {
+        let mut sel = host.selector(METHOD, &testing::params(&[("c", json!(0.5 * c))]), testing::cpu()).unwrap();
+        let scaled = |v: &[f64]| v.iter().map(|a| a * c).collect::<Vec<f64>>();
+        sel.calibrate(&[Table::new("calibration").with_f64("y", scaled(&y)).with_f64("mu", scaled(&x[..n]))]).unwrap();
+        let out = sel.select(&[Table::new("test").with_f64("mu", scaled(&x[n..]))]).unwrap();
+        (out.selected.to_vec(), out.unit_values.to_vec())
+    };
+    let (sel1, p1) = run(1.0);
+    assert!(!sel1.is_empty(), "the base case selects some units");
+    for c in [1e-200, 1e-10, 1e10, 1e200] {
+        let (sel_c, p_c) = run(c);
+        assert_eq!(sel_c, sel1, "× {c:e}");
+        assert_eq!(p_c, p1, "× {c:e}");
+    }
+}
+
 #[test]
 fn calibrate_once_select_many_times() {
     let host = testing::host();
@@ -269,7 +296,7 @@ fn bad_input_gives_clear_errors() {
         (testing::params(&[("q", json!(1.5))]), "'q' = 1.5 must be a number in (0, 1)"),
         (testing::params(&[("q", json!("high"))]), "'q' = \"high\" must be a number"),
         (testing::params(&[("score", json!("abs"))]), "must be one of clip | res"),
-        (testing::params(&[("clip_m", json!(-1.0))]), "'clip_m' = -1.0 must be a number in (0, inf)"),
+        (testing::params(&[("clip_m", json!(-1.0))]), "'clip_m' = -1.0 must be a number in (0, inf]"),
     ] {
         let e = host.selector(METHOD, &params, testing::cpu()).err().expect("must fail");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
