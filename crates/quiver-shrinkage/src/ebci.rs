@@ -266,15 +266,20 @@ pub fn robust_intervals(
         return Err(EbciError::Invalid(format!("{p} estimates and {} variances", s2.len())));
     }
     let nf = p as f64;
-    // the moments in one pass on every core (chunk sums added in a fixed order): Σσ², Σσ⁴,
-    // Σ(d² − σ²), Σ(d⁴ − 6σ²d² + 3σ⁴) with d = x − m
+    // the moments in units of the largest variance (σ⁴ and d⁴ of data near 1e±100 leave the
+    // double range: μ₂'s floor and κ came out 0 or ∞), in one pass on every core (chunk sums
+    // added in a fixed order): Σσ², Σσ⁴, Σ(d² − σ²), Σ(d⁴ − 6σ²d² + 3σ⁴) with d = x − m
+    use rayon::prelude::*;
+    let unit = s2.par_iter().copied().reduce(|| 0.0, f64::max);
+    let unit = if unit > 0.0 && unit.is_finite() { unit } else { 1.0 };
+    let root = unit.sqrt();
     let sums = crate::risk::parallel_sums(
         p,
         4,
         || (),
         |range, _, acc| {
             for i in range {
-                let (d, v) = (raw[i] - target(i), s2[i]);
+                let (d, v) = ((raw[i] - target(i)) / root, s2[i] / unit);
                 acc[0] += v;
                 acc[1] += v * v;
                 acc[2] += d * d - v;
@@ -283,7 +288,9 @@ pub fn robust_intervals(
         },
     );
     let floor = 2.0 * (sums[1] / nf) / (nf * (sums[0] / nf));
-    let mu2 = (sums[2] / nf).max(floor);
+    // μ₂ in the largest variance's units, then in the data's; κ has none
+    let mu2_unit = (sums[2] / nf).max(floor);
+    let mu2 = mu2_unit * unit;
     if !(mu2.is_finite() && mu2 > 0.0) {
         return Err(EbciError::Invalid(format!(
             "the effects' variance around the targets is {mu2}: the data's scale overflows or vanishes in double \
@@ -291,13 +298,12 @@ pub fn robust_intervals(
         )));
     }
     let kappa = if kurtosis {
-        let k = (sums[3] / nf / (mu2 * mu2)).max(1.0);
+        let k = (sums[3] / nf / (mu2_unit * mu2_unit)).max(1.0);
         // an overflowing fourth moment says nothing: the second moment alone
         k.is_finite().then_some(k)
     } else {
         None
     };
-    use rayon::prelude::*;
     let lo = s2.par_iter().copied().reduce(|| f64::INFINITY, f64::min);
     let hi = s2.par_iter().copied().reduce(|| f64::NEG_INFINITY, f64::max);
     let table = CvaTable::new(lo / mu2, hi / mu2, kappa, alpha)?;

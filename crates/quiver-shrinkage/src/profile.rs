@@ -15,7 +15,9 @@
 //!   R′ = (1/p)[Σ w′(x − μ̂)² + G′]  (envelope theorem),
 //!   R″ = (1/p)[Σ w″(x − μ̂)² − 2T²/S₀ + G″],  T = Σ w′(x − μ̂) (μ̂′ = T/S₀);
 //!
-//! the search runs in t (λ = s·t/(1 − t), s the mean of A) by the chain rule.
+//! the search runs in t (λ = s·t/(1 − t), s the mean of A) by the chain rule. The sums are taken
+//! with derivatives in λ̃ = λ/s (w′ = −2b³/Ã, w″ = 6b⁴/Ã², Ã = A/s), which are of order one
+//! whatever A's units; G′ and G″ carry the factor s.
 //!
 //! **Cell bounds from the point sums alone.** b decreases in λ for every unit, so between two
 //! points λ₀ < λ₁ each unit's w and w″ lie between their values at the ends (the smaller at λ₁),
@@ -61,7 +63,7 @@ pub struct ProfiledRisk<'d> {
     at_infinity: [f64; 4],
 }
 
-/// Point sums (derivatives in λ): S₀, S₁, S₂, S₁⁺ (w x^j; x > 0 only), D₀, D₁, D₂, D₁⁺ (w′ x^j),
+/// Point sums (derivatives in λ̃ = λ/s): S₀, S₁, S₂, S₁⁺ (w x^j; x > 0 only), D₀, D₁, D₂, D₁⁺ (w′ x^j),
 /// E₀, E₁, E₂ (w″ x^j), G.
 const POINT: usize = 12;
 /// Lanes of the point pass (independent partial sums per quantity).
@@ -189,7 +191,8 @@ impl<'d> ProfiledRisk<'d> {
             value.push(pt.value);
             if !pt.in_t {
                 let u = 1.0 - t;
-                let (l1, l2) = (self.s / (u * u), 2.0 * self.s / (u * u * u));
+                // in units of s: λ̃ = λ/s = t/(1 − t), λ̃′ = 1/(1 − t)², λ̃″ = 2/(1 − t)³
+                let (l1, l2) = (1.0 / (u * u), 2.0 / (u * u * u));
                 slope.push(pt.slope * l1);
                 curvature.push(pt.curvature * l1 * l1 + pt.slope * l2);
             } else {
@@ -208,9 +211,8 @@ impl<'d> ProfiledRisk<'d> {
                 let var_lo = if s0 > 0.0 { (s2 - s1 * s1 / s0).max(0.0) } else { 0.0 };
                 let first = (var_lo + l.sums[11] + self.c) / p;
                 let second = if !l.in_t && !r.in_t {
-                    let (la, lb) =
-                        (crate::risk::lambda_of_t(self.s, ts[q]), crate::risk::lambda_of_t(self.s, ts[q + 1]));
-                    let m = curvature_floor_lambda(&l.sums, &r.sums) / p;
+                    let (la, lb) = (crate::risk::lambda_of_t(1.0, ts[q]), crate::risk::lambda_of_t(1.0, ts[q + 1]));
+                    let m = curvature_floor_lambda(&l.sums, &r.sums, self.s) / p;
                     crate::risk::taylor_bound(la, lb, [l.value, l.slope], [r.value, r.slope], m)
                 } else if ts[q + 1] >= 1.0 && !l.in_t {
                     self.last_cell_bound(ts[q], &l.sums)
@@ -269,8 +271,8 @@ impl<'d> ProfiledRisk<'d> {
             sums,
             in_t: false,
             value: (var + g + self.c) / p,
-            slope: (dw + 2.0 * s0) / p,
-            curvature: (ew - 2.0 * tt * tt / s0 + 2.0 * d0) / p,
+            slope: (dw + 2.0 * self.s * s0) / p,
+            curvature: (ew - 2.0 * tt * tt / s0 + 2.0 * self.s * d0) / p,
         }
     }
 
@@ -407,9 +409,9 @@ impl Intervals {
 /// A lower bound of p·R″ (in λ) on the cell between the points with sums `l` and `r` (laid out
 /// as in [`POINT`]): every unit's w and w″ are largest at the left end, w′ and g″ at the right
 /// (b falls with λ), which bounds S₀, S₁, D₀, D₁ (split by the sign of x), and with them μ̂ and
-/// T; Σ w″(x − μ̂)² ≥ min over μ̂'s range of Σ w″(λ₁)(x − μ)²; G″ ≥ 2D₀(λ₀). −∞ where S₀ may
-/// vanish.
-fn curvature_floor_lambda(l: &[f64; POINT], r: &[f64; POINT]) -> f64 {
+/// T; Σ w″(x − μ̂)² ≥ min over μ̂'s range of Σ w″(λ₁)(x − μ)²; G″ ≥ 2sD₀(λ₀) (derivatives in
+/// λ̃ = λ/s, s the scale). −∞ where S₀ may vanish.
+fn curvature_floor_lambda(l: &[f64; POINT], r: &[f64; POINT], s: f64) -> f64 {
     let iv = Intervals::of_cell(l, r);
     let Some((m0, m1)) = iv.mu() else {
         return f64::NEG_INFINITY;
@@ -418,11 +420,11 @@ fn curvature_floor_lambda(l: &[f64; POINT], r: &[f64; POINT]) -> f64 {
     let (e0, e1, e2) = (r[8], r[9], r[10]);
     let mu = if e0 > 0.0 { (e1 / e0).clamp(m0, m1) } else { m0 };
     let spread = (e2 - 2.0 * mu * e1 + mu * mu * e0).max(0.0);
-    spread - 2.0 * iv.t_squared_max(m0, m1) / iv.s0.0 + 2.0 * l[4]
+    spread - 2.0 * iv.t_squared_max(m0, m1) / iv.s0.0 + 2.0 * s * l[4]
 }
 
 /// The point sums of one chunk (x centred at `mean`; see [`POINT`]) at every t < 1 of `ts`,
-/// added into `acc`; at each point first u = b/A = (1 − t)/(A(1 − t) + s·t) for the whole chunk
+/// added into `acc`; at each point first ũ = b/Ã = (1 − t)/(Ã(1 − t) + t) for the whole chunk
 /// (full-width vector divisions), then the sums [`LANES`] units at a time.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
@@ -434,13 +436,15 @@ fn point_chunk(x: &[f64], a: &[f64], mean: f64, ts: &[f64], s: f64, scratch: &mu
         if t >= 1.0 {
             continue;
         }
-        let (one_t, st) = (1.0 - t, s * t);
+        // ũ = s·b/A = (1 − t)/(Ã(1 − t) + t), Ã = A/s: derivatives in λ̃ = λ/s, of order one
+        // whatever A's units (in λ, b/A and 6w(b/A)² overflowed for A near 1e-200)
+        let (one_t, inv_s) = (1.0 - t, 1.0 / s);
         for i in 0..n {
-            u[i] = one_t / (a[i] * one_t + st);
+            u[i] = one_t / (a[i] * inv_s * one_t + t);
         }
         let terms = |i: usize| -> [f64; POINT] {
             let (xi, ai, ui) = (x[i] - mean, a[i], u[i]);
-            let b = ai * ui;
+            let b = ai * inv_s * ui;
             let w = b * b;
             let w1 = -2.0 * w * ui;
             let w2 = 6.0 * w * ui * ui;
@@ -577,7 +581,7 @@ mod tests {
             let p = x.len() as f64;
             for (t0, t1) in [(0.0, 0.05), (0.01, 0.02), (0.2, 0.5), (0.9, 0.95), (0.97, 0.99), (0.3, 0.99)] {
                 let ends = risk.points(&[t0, t1]);
-                let floor = curvature_floor_lambda(&ends[0].sums, &ends[1].sums) / p;
+                let floor = curvature_floor_lambda(&ends[0].sums, &ends[1].sums, risk.scale()) / p;
                 let inside: Vec<f64> = (1..200).map(|i| t0 + (t1 - t0) * i as f64 / 200.0).collect();
                 let pts = risk.points(&inside);
                 let lowest = pts.iter().map(|pt| pt.curvature).fold(f64::INFINITY, f64::min);

@@ -755,7 +755,9 @@ fn newton<E>(
         }
         t = if r2 > 0.0 && step > a && step < b { step } else { 0.5 * (a + b) };
         // a Newton step this close changes R by about R′²/(2R″): stop when that is negligible
-        let gain = if r2 > 0.0 { 0.5 * r1 * r1 / r2 } else { r1.abs() * (b - a) };
+        // (r1·(r1/r2), not r1²/r2: with values near 1e-200, r1² underflows to 0 and Newton stopped
+        // at once)
+        let gain = if r2 > 0.0 { 0.5 * r1.abs() * (r1 / r2).abs() } else { r1.abs() * (b - a) };
         if (t - tt).abs() < 1e-15 || gain <= stop {
             break;
         }
