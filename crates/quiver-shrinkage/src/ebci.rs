@@ -270,8 +270,11 @@ pub fn robust_intervals(
     // double range: μ₂'s floor and κ came out 0 or ∞), in one pass on every core (chunk sums
     // added in a fixed order): Σσ², Σσ⁴, Σ(d² − σ²), Σ(d⁴ − 6σ²d² + 3σ⁴) with d = x − m
     use rayon::prelude::*;
-    let unit = s2.par_iter().copied().reduce(|| 0.0, f64::max);
-    let unit = if unit > 0.0 && unit.is_finite() { unit } else { 1.0 };
+    let (lo, hi) = s2
+        .par_iter()
+        .map(|&v| (v, v))
+        .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), (c, d)| (a.min(c), b.max(d)));
+    let unit = if hi > 0.0 && hi.is_finite() { hi } else { 1.0 };
     let root = unit.sqrt();
     let sums = crate::risk::parallel_sums(
         p,
@@ -304,8 +307,6 @@ pub fn robust_intervals(
     } else {
         None
     };
-    let lo = s2.par_iter().copied().reduce(|| f64::INFINITY, f64::min);
-    let hi = s2.par_iter().copied().reduce(|| f64::NEG_INFINITY, f64::max);
     let table = CvaTable::new(lo / mu2, hi / mu2, kappa, alpha)?;
     let (centre, half): (Vec<f64>, Vec<f64>) = (0..p)
         .into_par_iter()

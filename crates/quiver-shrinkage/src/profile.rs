@@ -161,7 +161,7 @@ impl<'d> ProfiledRisk<'d> {
         );
         let [s0, s1, s2, g, h] = [sums[0], sums[1], sums[2], sums[3], sums[4]];
         if s0 > 0.0 {
-            let published = ((s2 - s1 * s1 / s0).max(0.0) + g + self.c) / p;
+            let published = (spread(s0, s1, s2) + g + self.c) / p;
             (published, published + 2.0 * h / (s0 * p), self.mean + s1 / s0)
         } else {
             // b underflowed (λ = ∞): μ̂'s limit, Σ A² x / Σ A²
@@ -184,7 +184,7 @@ impl<'d> ProfiledRisk<'d> {
         let k = ts.len();
         let p = self.len() as f64;
         let points: Vec<Point> = (0..k).map(|q| self.point(ts[q], &totals[POINT * q..POINT * (q + 1)])).collect();
-        // derivatives in t: λ′ = s/(1 − t)², λ″ = 2s/(1 − t)³ (t = 1: in t already)
+        // derivatives in t from those in λ̃ (t = 1: in t already)
         let (mut value, mut slope, mut curvature) =
             (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
         for (pt, &t) in points.iter().zip(ts) {
@@ -208,8 +208,7 @@ impl<'d> ProfiledRisk<'d> {
                 // first order: the weighted variance with each unit's smallest weight (at the
                 // right end), G with each unit's largest b (at the left end)
                 let [s0, s1, s2, ..] = r.sums;
-                let var_lo = if s0 > 0.0 { (s2 - s1 * s1 / s0).max(0.0) } else { 0.0 };
-                let first = (var_lo + l.sums[11] + self.c) / p;
+                let first = (spread(s0, s1, s2) + l.sums[11] + self.c) / p;
                 let second = if !l.in_t && !r.in_t {
                     let (la, lb) = (crate::risk::lambda_of_t(1.0, ts[q]), crate::risk::lambda_of_t(1.0, ts[q + 1]));
                     let m = curvature_floor_lambda(&l.sums, &r.sums, self.s) / p;
@@ -237,14 +236,14 @@ impl<'d> ProfiledRisk<'d> {
         )
     }
 
-    /// The sums of one CPU pass at `ts`, and R, R′, R″ (in λ) from them.
+    /// The sums of one CPU pass at `ts`, and R, R′, R″ (in λ̃ = λ/s) from them.
     #[cfg(test)]
     fn points(&self, ts: &[f64]) -> Vec<Point> {
         let total = self.point_sums(ts);
         (0..ts.len()).map(|q| self.point(ts[q], &total[POINT * q..POINT * (q + 1)])).collect()
     }
 
-    /// R, R′, R″ (in λ) at t from its point sums; closed forms at t = 1 (λ = ∞, b = 0), where
+    /// R, R′, R″ (in λ̃ = λ/s) at t from its point sums; closed forms at t = 1 (λ = ∞, b = 0), where
     /// R = C/p, R′ = (2s/p)Σα² and R″ = (1/p)[2Σα²(x − μ₁)² − 4sΣα²(1 − α)] in t, with α = A/s
     /// and μ₁ = Σα²x/Σα² (the limit of μ̂; T²/S₀ → 0).
     fn point(&self, t: f64, sums: &[f64]) -> Point {
@@ -253,17 +252,16 @@ impl<'d> ProfiledRisk<'d> {
         let [s0, s1, s2, _, d0, d1, d2, _, e0, e1, e2, g] = sums;
         if t >= 1.0 || s0 <= 0.0 {
             let [q, qx, qxx, q3] = self.at_infinity;
-            let spread = if q > 0.0 { (qxx - qx * qx / q).max(0.0) } else { 0.0 };
             return Point {
                 sums,
                 in_t: true,
                 value: (g + self.c) / p,
                 slope: 2.0 * self.s * q / p,
-                curvature: (2.0 * spread - 4.0 * self.s * (q - q3)) / p,
+                curvature: (2.0 * spread(q, qx, qxx) - 4.0 * self.s * (q - q3)) / p,
             };
         }
         let mu = s1 / s0;
-        let var = (s2 - s1 * s1 / s0).max(0.0);
+        let var = spread(s0, s1, s2);
         let dw = d2 - 2.0 * mu * d1 + mu * mu * d0;
         let tt = d1 - mu * d0;
         let ew = e2 - 2.0 * mu * e1 + mu * mu * e0;
@@ -292,7 +290,7 @@ impl<'d> ProfiledRisk<'d> {
     fn last_cell_bound(&self, t0: f64, sums: &[f64; POINT]) -> f64 {
         let lambda = crate::risk::lambda_of_t(self.s, t0);
         let [s0, s1, s2, .., g] = *sums;
-        let v0 = if s0 > 0.0 { (s2 - s1 * s1 / s0).max(0.0) } else { 0.0 };
+        let v0 = spread(s0, s1, s2);
         let slope = 2.0 * lambda * s0;
         let f = |v: f64| v0 * v * v + g + self.c + slope * (1.0 - v);
         let v = if v0 > 0.0 { (0.5 * slope / v0).clamp(0.0, 1.0) } else { 1.0 };
@@ -364,6 +362,16 @@ impl<'r, 'd> ProfileSweeper<'r, 'd> {
     }
 }
 
+/// min_μ Σ w(x − μ)² from S₀ = Σ w, S₁ = Σ w x, S₂ = Σ w x²: S₂ − S₁²/S₀ (0 when S₀ = 0, and never
+/// below 0 by rounding).
+fn spread(s0: f64, s1: f64, s2: f64) -> f64 {
+    if s0 > 0.0 {
+        (s2 - s1 * s1 / s0).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// Intervals holding S₀ = Σ w, S₁ = Σ w x, D₀ = Σ w′ and D₁ = Σ w′ x over a cell.
 struct Intervals {
     s0: (f64, f64),
@@ -419,8 +427,8 @@ fn curvature_floor_lambda(l: &[f64; POINT], r: &[f64; POINT], s: f64) -> f64 {
     // min over μ ∈ [m0, m1] of E₂ − 2μE₁ + μ²E₀ at the right end (E₀ ≥ 0)
     let (e0, e1, e2) = (r[8], r[9], r[10]);
     let mu = if e0 > 0.0 { (e1 / e0).clamp(m0, m1) } else { m0 };
-    let spread = (e2 - 2.0 * mu * e1 + mu * mu * e0).max(0.0);
-    spread - 2.0 * iv.t_squared_max(m0, m1) / iv.s0.0 + 2.0 * s * l[4]
+    let e_term = (e2 - 2.0 * mu * e1 + mu * mu * e0).max(0.0);
+    e_term - 2.0 * iv.t_squared_max(m0, m1) / iv.s0.0 + 2.0 * s * l[4]
 }
 
 /// The point sums of one chunk (x centred at `mean`; see [`POINT`]) at every t < 1 of `ts`,

@@ -110,8 +110,9 @@ fn point_terms(d: f64, e: f64, b: f64, b1: f64, b2: f64) -> (f64, f64, f64) {
     (b * (d * b - 2.0 * e), g * b1, 2.0 * d * b1 * b1 + g * b2)
 }
 
-/// The sums of one point over a chunk: Σ f, Σ f′ and Σ f″; with `keep`, b, b′ and b″ are left in
-/// `out` for the cell to the next point. Eight lanes at a time, so the loop vectorises.
+/// The sums of one point over a chunk: Σ f, Σ f′ and Σ f″; b, b′ and b″ are left in `out` for
+/// the cell to the next point (written whether or not there is one: two plain loops vectorise
+/// best). Eight lanes at a time, so the loop vectorises.
 #[inline(always)]
 fn point_sums<const INC: bool>(
     t: f64,
@@ -120,9 +121,7 @@ fn point_sums<const INC: bool>(
     e: &[f64],
     h: &[f64],
     out: &mut PointUnitsMut<'_>,
-    keep: bool,
 ) -> [f64; 3] {
-    let _ = keep; // the state is written either way: two plain loops vectorise best
     let n = d.len();
     let (ob, ob1, ob2) = (&mut out.b[..n], &mut out.b1[..n], &mut out.b2[..n]);
     // element-wise: b, b′, b″ (the loop vectoriser makes this full-width, divisions included)
@@ -257,7 +256,7 @@ fn sweep_chunk_body<const INC: bool>(
     }
     let (mut prev, mut cur) = (prev, cur);
     for (q, &t) in ts.iter().enumerate() {
-        let [f0, f1, f2] = point_sums::<INC>(t, s, d, e, h, &mut cur, k > 1);
+        let [f0, f1, f2] = point_sums::<INC>(t, s, d, e, h, &mut cur);
         acc[3 * q] += f0;
         acc[3 * q + 1] += f1;
         acc[3 * q + 2] += f2;
@@ -617,8 +616,8 @@ pub fn branch_and_bound<E>(
             // evenly in t, or evenly in log λ where the cell spans more than a factor 4 of λ:
             // near t = 1 (λ̂ ≫ s) even pieces in t would shrink such a cell's λ-range by only a
             // factor 3 a round, and its bounds loosen with that range
-            let (la, lb_) = (lambda_of_t(s, ta), lambda_of_t(s, tb));
-            let geometric = la > 0.0 && lb_.is_finite() && lb_ > 4.0 * la;
+            let (lambda_a, lambda_b) = (lambda_of_t(s, ta), lambda_of_t(s, tb));
+            let geometric = lambda_a > 0.0 && lambda_b.is_finite() && lambda_b > 4.0 * lambda_a;
             let mut pts: Vec<f64> = (0..=pieces)
                 .map(|j| {
                     let f = j as f64 / pieces as f64;
@@ -627,7 +626,7 @@ pub fn branch_and_bound<E>(
                     } else if j == pieces {
                         tb
                     } else if geometric {
-                        t_of_lambda(s, la * (lb_ / la).powf(f))
+                        t_of_lambda(s, lambda_a * (lambda_b / lambda_a).powf(f))
                     } else {
                         ta + (tb - ta) * f
                     }

@@ -151,6 +151,14 @@ impl SureNormal {
             use rayon::prelude::*;
             x.par_iter().zip(b).map(|(xi, bi)| xi - bi * (xi - mu)).collect()
         };
+        // the XKB estimates at λ toward μ: x − b(x − μ), b = A/(A + λ), on every core
+        let xkb_estimates = |lambda: f64, mu: f64| -> Vec<f64> {
+            use rayon::prelude::*;
+            x.par_iter()
+                .zip(a)
+                .map(|(&xi, &ai)| xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu))
+                .collect()
+        };
         let (estimates, lambda_hat, sure) = match cfg.method {
             Method::JamesStein => {
                 if let Some(i) = a.iter().position(|&ai| ai != a[0]) {
@@ -204,16 +212,7 @@ impl SureNormal {
                 }
                 out["location"] = json!(mu);
                 drop(risk);
-                let est = {
-                    use rayon::prelude::*;
-                    x.par_iter()
-                        .zip(a)
-                        .map(|(&xi, &ai)| {
-                            xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu)
-                        })
-                        .collect()
-                };
-                (est, lambda, sure)
+                (xkb_estimates(lambda, mu), lambda, sure)
             }
             Method::XkbEstimated => {
                 let profile = quiver_shrinkage::ProfiledRisk::new(x, a);
@@ -237,12 +236,12 @@ impl SureNormal {
                 out["sure_xkb"] = json!(published);
                 if cfg.curve > 0 {
                     // XKB's criterion on the grid t = i/curve, λ = s·t/(1 − t) (s the mean of A, as
-                    // for the other forms), 64 points a pass
+                    // for the other forms), MAX_SWEEP points a pass as for them
                     let ts: Vec<f64> = (0..=cfg.curve).map(|i| i as f64 / cfg.curve as f64).collect();
                     let mut pts = Vec::with_capacity(ts.len());
                     let mut sweeper =
                         quiver_shrinkage::profile::ProfileSweeper::new(&profile, self.ctx.device().into())?;
-                    for chunk in ts.chunks(64) {
+                    for chunk in ts.chunks(quiver_shrinkage::risk::MAX_SWEEP) {
                         let sweep = sweeper.sweep(chunk)?;
                         pts.extend(chunk.iter().zip(&sweep.value).map(|(&t, v)| {
                             json!([json_f64(quiver_shrinkage::risk::lambda_of_t(profile.scale(), t)), v])
@@ -251,16 +250,7 @@ impl SureNormal {
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                let estimates = {
-                    use rayon::prelude::*;
-                    x.par_iter()
-                        .zip(a)
-                        .map(|(&xi, &ai)| {
-                            xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu)
-                        })
-                        .collect()
-                };
-                (estimates, lambda, unbiased)
+                (xkb_estimates(lambda, mu), lambda, unbiased)
             }
             Method::XkbMonotone => {
                 let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
