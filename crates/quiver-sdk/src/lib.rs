@@ -476,6 +476,17 @@ macro_rules! export_plugin {
     };
 }
 
+/// A value as an error message shows it: as written (`-1`, `0.25`), or in its shortest form
+/// where that runs long (`1e300`, not 301 digits).
+pub fn compact(v: impl std::fmt::Display + std::fmt::Debug) -> String {
+    let shown = v.to_string();
+    if shown.len() > 24 {
+        format!("{v:?}")
+    } else {
+        shown
+    }
+}
+
 /// A float as JSON, with non-finite values as the strings `"inf"`, `"-inf"`, `"nan"` (JSON has
 /// no infinities; an infinite bound is a legal result, e.g. too little calibration data).
 pub fn json_f64(x: f64) -> serde_json::Value {
@@ -519,6 +530,15 @@ pub fn state_error(message: impl Into<String>) -> PluginError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_shows_values_as_written_or_short() {
+        assert_eq!(compact(-1.0), "-1");
+        assert_eq!(compact(0.25), "0.25");
+        assert_eq!(compact(7_i64), "7");
+        assert_eq!(compact(1e300), "1e300");
+        assert_eq!(compact(-1.5e-300), "-1.5e-300");
+    }
 
     #[test]
     fn matrix_views_are_zero_copy_and_checked() {

@@ -96,7 +96,7 @@ impl<'a> Table<'a> {
     }
     /// Check every value of a column: the first one for which `ok` is false gives
     /// `table 'T', column 'C', row R: value V {requirement}` (e.g. `must be > 0`).
-    pub fn check_each<T: Copy + std::fmt::Display>(
+    pub fn check_each<T: Copy + std::fmt::Display + std::fmt::Debug>(
         &self,
         column: &str,
         values: &[T],
@@ -104,7 +104,9 @@ impl<'a> Table<'a> {
         requirement: &str,
     ) -> Result<(), PluginError> {
         match values.iter().position(|&v| !ok(v)) {
-            Some(row) => Err(self.row_error(column, row, format!("value {} {requirement}", values[row]))),
+            Some(row) => {
+                Err(self.row_error(column, row, format!("value {} {requirement}", crate::compact(values[row]))))
+            }
             None => Ok(()),
         }
     }

@@ -108,11 +108,15 @@ impl Ope {
             BadRow::Action(i) => {
                 t.row_error("a", i, format_args!("value {} must be an action in 0..{k} (one pi_<k> per action)", a[i]))
             }
-            BadRow::Mu(i) => t.row_error("mu_prob", i, format_args!("value {} is not a probability in (0, 1]", mu[i])),
+            BadRow::Mu(i) => t.row_error(
+                "mu_prob",
+                i,
+                format_args!("value {} is not a probability in (0, 1]", quiver_sdk::compact(mu[i])),
+            ),
             BadRow::Pi(i, j) => t.row_error(
                 &format!("pi_{j}"),
                 i,
-                format_args!("value {} is not a probability in [0, 1]", input.pi[j][i]),
+                format_args!("value {} is not a probability in [0, 1]", quiver_sdk::compact(input.pi[j][i])),
             ),
             BadRow::Sum(i, total) => t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")),
         };

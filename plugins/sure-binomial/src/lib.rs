@@ -33,7 +33,8 @@ use quiver_sdk::abi::{
 };
 use quiver_sdk::serde_json::json;
 use quiver_sdk::{
-    choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
+    choices, column, compact, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder,
+    Tables,
 };
 use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
@@ -129,7 +130,7 @@ fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'
             return Err(t.row_error(
                 yname,
                 i,
-                format_args!("'{yname}' = {} and '{nname}' = {} must be whole numbers", y[i], n[i]),
+                format_args!("'{yname}' = {} and '{nname}' = {} must be whole numbers", compact(y[i]), compact(n[i])),
             ));
         }
         // counts past 2^53 are not whole numbers a double can hold exactly (and their variances
@@ -145,11 +146,18 @@ fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'
             return Err(t.row_error(
                 nname,
                 i,
-                format_args!("n = {} < 2; the unbiased variance estimate needs n >= 2 (drop or pool such units)", n[i]),
+                format_args!(
+                    "n = {} < 2; the unbiased variance estimate needs n >= 2 (drop or pool such units)",
+                    compact(n[i])
+                ),
             ));
         }
         if y[i] < 0.0 || y[i] > n[i] {
-            return Err(t.row_error(yname, i, format_args!("y = {} must be in 0..=n (n = {})", y[i], n[i])));
+            return Err(t.row_error(
+                yname,
+                i,
+                format_args!("y = {} must be in 0..=n (n = {})", compact(y[i]), compact(n[i])),
+            ));
         }
     }
     Ok((y, n))

@@ -165,8 +165,8 @@ impl SureNormal {
                     return Err(PluginError::input(format!(
                         "table 'data', column 'a', row {}: james-stein needs equal variances (row 1 has {}, this row {}); use an xkb-* method",
                         i + 1,
-                        a[0],
-                        a[i]
+                        quiver_sdk::compact(a[0]),
+                        quiver_sdk::compact(a[i])
                     )));
                 }
                 let (mu, dof) = match cfg.target {

@@ -174,6 +174,9 @@ fn bad_input_gives_clear_errors() {
     assert!(e.to_string().contains("column 'a', row 2: value 0 must be > 0"), "{e}");
     let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1.0])]).unwrap_err();
     assert!(e.to_string().contains("row 2: value -1 must be > 0"), "{e}");
+    // an extreme value is shown in its short form, not as 301 digits
+    let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1e300])]).unwrap_err();
+    assert!(e.to_string().contains("row 2: value -1e300 must be > 0"), "{e}");
     let e = h.estimate(&[t(vec![1.0, f64::NAN], vec![1.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'x', row 2 (line 3): value NaN is not finite"), "{e}");
     let e = h.estimate(&[t(vec![1.0], vec![1.0])]).unwrap_err();
