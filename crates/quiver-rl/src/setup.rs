@@ -72,7 +72,9 @@ pub fn common_params(m: ManifestBuilder, default_features: FeatureKind) -> Manif
         .param(param::float("ridge", Some(0.0), "ridge lambda added to the linear system").at_least(0.0))
         .param(
             param::float("tol", Some(1e-10), "iterative fits: stop when the relative change is at most this")
-                .greater_than(0.0),
+                .greater_than(0.0)
+                // a relative change: at 1 or above the first iterate would pass for converged
+                .less_than(1.0),
         )
         .param(param::int("max_iter", Some(10_000), "iterative fits: most iterations").at_least(1.0).at_most(1e7))
 }
