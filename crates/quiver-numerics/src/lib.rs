@@ -2,6 +2,7 @@
 //! step-up procedure in O(m), rank counts against sorted data, exact binomial tails, the
 //! Bidirectional Preference Entropy score, and a scoped thread pool.
 
+pub mod betting;
 pub mod binomial;
 pub mod exact;
 pub mod fdr;

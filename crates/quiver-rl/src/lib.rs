@@ -25,6 +25,7 @@ pub mod features;
 pub mod gpu;
 pub mod linear;
 pub mod ope;
+pub mod ope_bounds;
 pub mod policy;
 pub mod setup;
 pub mod tabular;

@@ -13,16 +13,20 @@
 //! Switch-DR(λ) DR where w_i ≤ λ, DM elsewhere (Wang et al. 2017); DRos(λ) DR with
 //! ŵ = λw/(w² + λ) (Su et al. 2020). Switch-DR(0) = DRos(0) = DM and Switch-DR(∞) = DR.
 //!
-//! Intervals at level 1 − α over the independent units (episodes, or rows), from their values x:
-//! `t` mean ± t_{1−α/2, n−1} s/√n; `hoeffding` mean ± (max − min)√(ln(2/α)/2n); `bernstein`
-//! (Maurer & Pontil 2009) mean ± [√(2s² ln(4/α)/n) + 7(max − min) ln(4/α)/(3(n − 1))] — the two
-//! with the observed range standing in for the true one; `bootstrap` the α/2 and 1 − α/2 quantiles
-//! of the estimator over resampled units (seeded, [`crate::bootstrap`]). The self-normalised
-//! estimators are ratios, not means: SNIPW's `t` interval is the delta method,
-//! R̂ ± t s_u/(√n · mean w) with u_i = w_i (r_i − R̂); otherwise (and always for SN-PDIS) their
-//! interval is the bootstrap.
+//! Intervals at level 1 − α over the independent units (episodes, or rows), from their values x.
+//! Asymptotic (they hold as n grows; at n = 1000 a heavy-weighted IPW `t` interval covered 0.81
+//! at α = 0.1): `t` mean ± t_{1−α/2, n−1} s/√n; `bootstrap` the α/2 and 1 − α/2 quantiles of the
+//! estimator over resampled units (seeded, [`crate::bootstrap`]). Finite-sample, from bounds the
+//! user declares ([`crate::ope_bounds`]): `betting` (Waudby-Smith & Ramdas 2024; for importance
+//! weights Karampatziakis, Mineiro & Ramdas 2021), `empirical-bernstein` (Maurer & Pontil 2009)
+//! and `hoeffding`, for the estimators that are unbiased for the value (IPW, DR; TIS, PDIS, DR).
+//! The self-normalised estimators are ratios, not means: SNIPW's `t` interval is the delta
+//! method, R̂ ± t s_u/(√n · mean w) with u_i = w_i (r_i − R̂); otherwise (and always for SN-PDIS)
+//! their interval is the bootstrap, as are the biased estimators' (DM, Switch-DR, DRos) under a
+//! finite-sample kind. Each interval says which it is ([`Validity`]).
 
 use crate::bootstrap::{percentile_interval, Plan, UnitMatrix};
+use crate::ope_bounds::{self, Declared, FiniteKind, Range1};
 use quiver_numerics::binomial::student_t_quantile;
 use quiver_sdk::abi::PluginError;
 use quiver_sdk::choices;
@@ -34,12 +38,51 @@ choices! {
     pub enum CiMethod {
         /// Percentile bootstrap over the units (seeded).
         Bootstrap = "bootstrap",
-        /// Hoeffding's inequality with the observed range.
-        Hoeffding = "hoeffding",
-        /// The empirical Bernstein bound (Maurer & Pontil) with the observed range.
-        Bernstein = "bernstein",
         /// Student's t.
         T = "t",
+        /// Testing by betting, from the declared reward range (finite-sample).
+        Betting = "betting",
+        /// The empirical Bernstein bound (Maurer & Pontil) with the declared bounds (finite-sample).
+        EmpiricalBernstein = "empirical-bernstein",
+        /// Hoeffding's inequality with the declared bounds (finite-sample).
+        Hoeffding = "hoeffding",
+    }
+}
+
+impl CiMethod {
+    /// The finite-sample kind, if this is one.
+    pub fn finite(self) -> Option<FiniteKind> {
+        match self {
+            CiMethod::Betting => Some(FiniteKind::Betting),
+            CiMethod::EmpiricalBernstein => Some(FiniteKind::EmpiricalBernstein),
+            CiMethod::Hoeffding => Some(FiniteKind::Hoeffding),
+            CiMethod::Bootstrap | CiMethod::T => None,
+        }
+    }
+
+    /// Whether the kind needs a declared bound on the importance ratio for every estimator it
+    /// covers (betting covers IPW, TIS and PDIS from the reward range alone).
+    pub fn needs_weight_bound(self) -> bool {
+        matches!(self, CiMethod::EmpiricalBernstein | CiMethod::Hoeffding)
+    }
+}
+
+/// What an interval's coverage rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// ≥ 1 − α at every sample size, given the declared bounds.
+    FiniteSample,
+    /// ≥ 1 − α as the number of units grows.
+    Asymptotic,
+}
+
+impl Validity {
+    /// `finite-sample` or `asymptotic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Validity::FiniteSample => "finite-sample",
+            Validity::Asymptotic => "asymptotic",
+        }
     }
 }
 
@@ -52,6 +95,20 @@ pub struct Interval {
     pub lower: f64,
     /// Upper end.
     pub upper: f64,
+    /// What its coverage rests on.
+    pub valid: Validity,
+}
+
+impl Interval {
+    /// An asymptotic interval.
+    pub fn asymptotic(estimate: f64, (lower, upper): (f64, f64)) -> Self {
+        Interval { estimate, lower, upper, valid: Validity::Asymptotic }
+    }
+
+    /// A finite-sample interval.
+    pub fn finite(estimate: f64, (lower, upper): (f64, f64)) -> Self {
+        Interval { estimate, lower, upper, valid: Validity::FiniteSample }
+    }
 }
 
 /// How intervals are computed.
@@ -65,6 +122,8 @@ pub struct CiSpec {
     pub resamples: usize,
     /// Bootstrap seed.
     pub seed: u64,
+    /// The declared bounds (required by the finite-sample kinds).
+    pub declared: Option<Declared>,
 }
 
 /// Runs a bootstrap plan (on the CPU cores, or the GPU): per resample, the plan's estimators.
@@ -150,20 +209,13 @@ impl<const K: usize> Summary<K> {
         }
     }
 
-    /// The `t`, `hoeffding` or `bernstein` interval of variable j's mean (`None` for the
-    /// bootstrap, which needs the units themselves).
+    /// The `t` interval of variable j's mean (`None` for the other kinds).
     pub fn interval(&self, j: usize, spec: &CiSpec) -> Option<Interval> {
-        let (n, mean, var, range) = (self.n, self.mean[j], self.var(j), self.max[j] - self.min[j]);
-        let half = match spec.method {
-            CiMethod::T => student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var / n).sqrt(),
-            CiMethod::Hoeffding => range * ((2.0 / spec.alpha).ln() / (2.0 * n)).sqrt(),
-            CiMethod::Bernstein => {
-                let l = (4.0 / spec.alpha).ln();
-                (2.0 * var * l / n).sqrt() + 7.0 * range * l / (3.0 * (n - 1.0))
-            }
-            CiMethod::Bootstrap => return None,
-        };
-        Some(Interval { estimate: mean, lower: mean - half, upper: mean + half })
+        let (n, mean, var) = (self.n, self.mean[j], self.var(j));
+        (spec.method == CiMethod::T).then(|| {
+            let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var / n).sqrt();
+            Interval::asymptotic(mean, (mean - half, mean + half))
+        })
     }
 }
 
@@ -176,8 +228,7 @@ pub fn mean_interval(x: &[f64], spec: &CiSpec) -> Interval {
         x.iter().for_each(|&v| m.push_unit([(0, v)]));
         let n = x.len() as f64;
         let plan = Plan { x: &m, resamples: spec.resamples, seed: spec.seed, stat: &|s| vec![s[0] / n] };
-        let (lower, upper) = percentile_interval(plan.stats_cpu().iter().map(|s| s[0]), spec.alpha);
-        Interval { estimate: s.mean[0], lower, upper }
+        Interval::asymptotic(s.mean[0], percentile_interval(plan.stats_cpu().iter().map(|s| s[0]), spec.alpha))
     })
 }
 
@@ -216,6 +267,9 @@ pub struct TrajectoryInput<'a> {
     pub w: &'a [f64],
     /// (Q̂(s_t, a_t), V̂(s_t)) per row, when a model is given.
     pub model: Option<(&'a [f64], &'a [f64])>,
+    /// The model's range over every state and action (Q̂ and V̂), and whether it was fitted
+    /// without these data (a `q` table): DR's finite-sample interval needs both.
+    pub model_range: Option<(Range1, bool)>,
 }
 
 /// The trajectory estimates (see the module documentation); DM and DR only with a model.
@@ -309,22 +363,50 @@ pub fn trajectory(
     let stat = |s: &[f64]| vec![s[0] / n, s[1] / n, s[2] / n, s[3] / n, sn_pdis_from_sums(s, h)];
     let stats = resample(&Plan { x: &x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?;
     let boot = |j: usize| percentile_interval(stats.iter().map(|s| s[j]), spec.alpha);
-    let mean_iv = |j: usize| {
-        summary.interval(j, spec).unwrap_or_else(|| {
-            let (lower, upper) = boot(j);
-            Interval { estimate: summary.mean[j], lower, upper }
-        })
-    };
-    let (lower, upper) = boot(4);
+    let mean_iv =
+        |j: usize| summary.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(summary.mean[j], boot(j)));
     let model = input.model.is_some();
-    Ok(TrajectoryEstimates {
+    let mut est = TrajectoryEstimates {
         tis: mean_iv(0),
         pdis: mean_iv(1),
-        sn_pdis: Interval { estimate: sn_pdis_from_sums(&all, h), lower, upper },
+        sn_pdis: Interval::asymptotic(sn_pdis_from_sums(&all, h), boot(4)),
         dm: model.then(|| mean_iv(2)),
         dr: model.then(|| mean_iv(3)),
         ess: effective_sample_size(input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1])),
-    })
+    };
+    if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
+        let column = |j: usize| values.iter().map(|v| v[j]).collect::<Vec<f64>>();
+        let bounds = d.weight_max.map(|rho| {
+            let q = input.model_range.map_or(Range1 { a: 0.0, b: 0.0 }, |m| m.0);
+            ope_bounds::trajectory_unit_bounds(&d, rho, gamma, h, q)
+        });
+        let (lo, hi) = d.padded();
+        let g = ope_bounds::discounted_sum(gamma, 1.0, h);
+        let range = Range1 { a: lo * g, b: hi * g };
+        if kind == FiniteKind::Betting {
+            let (scale, tis, pdis) = ope_bounds::trajectory_pairs(input.episodes, input.r, input.w, gamma, h, &d);
+            let (a, b) = (&est.tis, &est.pdis);
+            est.tis = Interval::finite(
+                a.estimate,
+                ope_bounds::weighted_betting(&tis[0], &tis[1], scale, a.estimate, spec.alpha),
+            );
+            est.pdis = Interval::finite(
+                b.estimate,
+                ope_bounds::weighted_betting(&pdis[0], &pdis[1], scale, b.estimate, spec.alpha),
+            );
+        } else if let Some([tis, pdis, _]) = bounds {
+            est.tis =
+                Interval::finite(summary.mean[0], ope_bounds::bounded_mean(&column(0), tis, range, kind, spec.alpha));
+            est.pdis =
+                Interval::finite(summary.mean[1], ope_bounds::bounded_mean(&column(1), pdis, range, kind, spec.alpha));
+        }
+        if let (Some([.., dr]), Some((_, external))) = (bounds, input.model_range) {
+            let (lower, upper) = ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha);
+            let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
+            est.dr = Some(Interval { estimate: summary.mean[3], lower, upper, valid });
+        }
+    }
+    Ok(est)
 }
 
 /// A contextual-bandit log, column by column (Open Bandit Pipeline's inputs): logged action,
@@ -345,6 +427,9 @@ pub struct BanditInput<'a> {
     pub switch_lambda: f64,
     /// DRos's λ.
     pub dros_lambda: f64,
+    /// Declared bounds to check every row against (finite-sample intervals): rewards in the
+    /// range, weights at most `weight_max`, and then also the reward model inside the range.
+    pub declared: Option<Declared>,
 }
 
 /// The six per-row values of the bandit estimators: w r, w, DM_i, DR_i, Switch-DR_i, DRos_i.
@@ -361,6 +446,10 @@ pub enum BadRow {
     Pi(usize, usize),
     /// The `pi_*` of a row do not sum to 1.
     Sum(usize, f64),
+    /// `r` is outside the declared reward range.
+    Reward(usize),
+    /// The weight π/μ exceeds the declared bound.
+    Weight(usize, f64),
 }
 
 impl BanditInput<'_> {
@@ -392,6 +481,15 @@ impl BanditInput<'_> {
         }
         let a = a as usize;
         let w = self.pi[a][i] / mu;
+        if let Some(d) = &self.declared {
+            let inside = |v: f64| v >= d.reward.0 && v <= d.reward.1;
+            if !inside(self.r[i]) {
+                return Err(BadRow::Reward(i));
+            }
+            if d.weight_max.is_some_and(|wmax| w > wmax) {
+                return Err(BadRow::Weight(i, w));
+            }
+        }
         let resid = self.r[i] - self.qhat[a][i];
         let switch = if w <= self.switch_lambda { w } else { 0.0 };
         let dros = if self.dros_lambda == 0.0 || w == 0.0 {
@@ -458,6 +556,9 @@ pub struct BanditEstimates {
     pub dros: Interval,
     /// Effective sample size of the weights.
     pub ess: f64,
+    /// The first (row, action) whose reward-model prediction leaves the declared reward range:
+    /// DR's values then have no declared bound, and its interval stays the bootstrap.
+    pub model_outside: Option<(usize, usize)>,
 }
 
 /// Whether the bandit intervals under `spec` need the bootstrap (its own, or SNIPW's).
@@ -484,29 +585,22 @@ pub fn bandit(
         v[1] = b[0] / b[1];
         v
     };
-    let stats = if bandit_needs_bootstrap(spec) {
-        let x = input.units().map_err(refuse)?;
-        resample(&Plan { x: &x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?
-    } else {
-        Vec::new()
+    let units = bandit_needs_bootstrap(spec).then(|| input.units()).transpose().map_err(refuse)?;
+    let stats = match &units {
+        Some(x) => resample(&Plan { x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?,
+        None => Vec::new(),
     };
     let boot = |j: usize| percentile_interval(stats.iter().map(|b| b[j]), spec.alpha);
-    let mean_iv = |j: usize| {
-        s.interval(j, spec).unwrap_or_else(|| {
-            let (lower, upper) = boot(j);
-            Interval { estimate: s.mean[j], lower, upper }
-        })
-    };
+    let mean_iv = |j: usize| s.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(s.mean[j], boot(j)));
     let snipw = if spec.method == CiMethod::T {
         // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment
         let var_u = (s.m2[0] - 2.0 * ratio * s.c01 + ratio * ratio * s.m2[1]) / (n - 1.0);
         let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() / s.mean[1];
-        Interval { estimate: ratio, lower: ratio - half, upper: ratio + half }
+        Interval::asymptotic(ratio, (ratio - half, ratio + half))
     } else {
-        let (lower, upper) = boot(1);
-        Interval { estimate: ratio, lower, upper }
+        Interval::asymptotic(ratio, boot(1))
     };
-    Ok(BanditEstimates {
+    let mut est = BanditEstimates {
         ipw: mean_iv(0),
         snipw,
         dm: mean_iv(2),
@@ -514,50 +608,34 @@ pub fn bandit(
         switch_dr: mean_iv(4),
         dros: mean_iv(5),
         ess,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn t_interval_by_hand() {
-        let x: Vec<f64> = (1..=10).map(f64::from).collect();
-        let spec = CiSpec { method: CiMethod::T, alpha: 0.05, resamples: 0, seed: 0 };
-        let iv = mean_interval(&x, &spec);
-        // mean 5.5, s = sqrt(55/6), qt(0.975, 9) = 2.2621571627409915
-        let half = 2.2621571627409915 * (55.0f64 / 6.0 / 10.0).sqrt();
-        assert!((iv.lower - (5.5 - half)).abs() < 1e-9 && (iv.upper - (5.5 + half)).abs() < 1e-9);
-        let boot = CiSpec { method: CiMethod::Bootstrap, alpha: 0.05, resamples: 2000, seed: 3 };
-        let (a, b) = (mean_interval(&x, &boot), mean_interval(&x, &boot));
-        assert_eq!(a, b, "seeded");
-        assert!(a.lower < 5.5 && a.upper > 5.5 && a.upper - a.lower < 2.0 * half);
-    }
-
-    #[test]
-    fn merged_summaries_equal_the_whole() {
-        let rows: Vec<[f64; 2]> = (0..1000).map(|i| [(i as f64 * 0.37).sin() * 1e3, (i % 7) as f64]).collect();
-        let whole = Summary::of(&rows);
-        let merged = rows.chunks(97).map(Summary::of).reduce(|a, b| a.merge(&b)).unwrap();
-        for j in 0..2 {
-            assert!((whole.mean[j] - merged.mean[j]).abs() < 1e-9 * whole.mean[j].abs().max(1.0));
-            assert!((whole.m2[j] - merged.m2[j]).abs() < 1e-9 * whole.m2[j]);
-            assert_eq!((whole.min[j], whole.max[j]), (merged.min[j], merged.max[j]));
+        model_outside: None,
+    };
+    if let (Some(kind), Some(d), Some(x)) = (spec.method.finite(), spec.declared, &units) {
+        let column = |j: usize| x.values.iter().skip(j).step_by(BANDIT_VALUES).copied().collect::<Vec<f64>>();
+        let (lo, hi) = d.reward;
+        let range = Range1 { a: lo, b: hi };
+        if kind == FiniteKind::Betting {
+            // X⁺ = w(r − lo)/(hi − lo), X⁻ = w(hi − r)/(hi − lo) from the row values w r and w
+            let (wr, w) = (column(0), column(1));
+            let plus: Vec<f64> = wr.iter().zip(&w).map(|(v, w)| ((v - lo * w) / (hi - lo)).max(0.0)).collect();
+            let minus: Vec<f64> = wr.iter().zip(&w).map(|(v, w)| ((hi * w - v) / (hi - lo)).max(0.0)).collect();
+            est.ipw =
+                Interval::finite(s.mean[0], ope_bounds::weighted_betting(&plus, &minus, range, s.mean[0], spec.alpha));
         }
-        assert!((whole.c01 - merged.c01).abs() < 1e-9 * whole.m2[0].sqrt() * whole.m2[1].sqrt());
+        if let Some(wmax) = d.weight_max {
+            if kind != FiniteKind::Betting {
+                let ipw = Range1 { a: wmax * lo.min(0.0), b: wmax * hi.max(0.0) };
+                est.ipw =
+                    Interval::finite(s.mean[0], ope_bounds::bounded_mean(&column(0), ipw, range, kind, spec.alpha));
+            }
+            let outside = |q: &[f64]| q.par_iter().position_first(|&v| !(v >= lo && v <= hi));
+            let first = input.qhat.iter().enumerate().filter_map(|(k, q)| outside(q).map(|i| (i, k))).min();
+            est.model_outside = first;
+            if first.is_none() {
+                let dr = Range1 { a: lo - wmax * (hi - lo), b: hi + wmax * (hi - lo) };
+                est.dr = Interval::finite(s.mean[3], ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha));
+            }
+        }
     }
-
-    #[test]
-    fn sn_pdis_sums_carry_ended_episodes() {
-        // two episodes: lengths 1 and 2, gamma 0.5; weights 2 | 0.5, 1.0; rewards 1 | 1, 4
-        let (r, w) = ([1.0, 1.0, 4.0], [2.0, 0.5, 1.0]);
-        let eps = [0..1, 1..3];
-        let input = TrajectoryInput { episodes: &eps, r: &r, w: &w, model: None };
-        let (_, x) = input.units(0.5);
-        let mut s = vec![0.0; x.width];
-        x.weighted_sums(&[1, 1], &mut s);
-        // t = 0: (2·1 + 0.5·1) / 2.5 = 1; t = 1: 0.5·(1·4) / (1 + 2, the ended episode's weight)
-        assert!((sn_pdis_from_sums(&s, 2) - (1.0 + 0.5 * 4.0 / 3.0)).abs() < 1e-15);
-    }
+    Ok(est)
 }

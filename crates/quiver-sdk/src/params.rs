@@ -242,9 +242,14 @@ impl Params {
 
     /// A text parameter.
     pub fn text(&self, name: &str) -> Result<&str, PluginError> {
+        self.text_opt(name)?.ok_or_else(|| self.unset(name))
+    }
+
+    /// A text parameter, `None` when unset.
+    pub fn text_opt(&self, name: &str) -> Result<Option<&str>, PluginError> {
         match self.raw(name)? {
-            Value::Null => Err(self.unset(name)),
-            v => v.as_str().ok_or_else(|| self.mistyped(name, "text")),
+            Value::Null => Ok(None),
+            v => v.as_str().map(Some).ok_or_else(|| self.mistyped(name, "text")),
         }
     }
 

@@ -112,6 +112,28 @@ impl FiniteMdp {
         solve(a, self.r.clone())
     }
 
+    /// E[Σ_{t<H} γ^t r_t] under π from a uniform start, by backward recursion over the horizon H
+    /// (an episode that terminates earns nothing more): what the OPE estimators of logs truncated
+    /// at H are unbiased for.
+    pub fn horizon_value(&self, pi: &Policy, horizon: usize) -> f64 {
+        let (sn, an) = (self.n_states, self.n_actions);
+        let mut v = vec![0.0; sn];
+        for _ in 0..horizon {
+            v = (0..sn)
+                .map(|s| {
+                    (0..an)
+                        .map(|a| {
+                            let k = s * an + a;
+                            let next: f64 = (0..sn).map(|s2| self.p[k * sn + s2] * v[s2]).sum();
+                            pi[k] * (self.r[k] + self.gamma * (1.0 - self.term[k]) * next)
+                        })
+                        .sum()
+                })
+                .collect();
+        }
+        v.iter().sum::<f64>() / sn as f64
+    }
+
     /// V(s) = Σ_a π(a|s) Q(s, a).
     pub fn v(&self, pi: &Policy, q: &[f64]) -> Vec<f64> {
         let an = self.n_actions;

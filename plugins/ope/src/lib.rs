@@ -8,9 +8,13 @@
 //!   `mu_prob`, `pi_<k>` and `qhat_<k>` for every action k): IPW, SNIPW, DM, DR, Switch-DR
 //!   (Wang, Agarwal & Dudík 2017), DRos (Su, Dimakopoulou, Krishnamurthy & Dudík 2020).
 //!
-//! Intervals: `bootstrap` (seeded, counter-based: the same draws on any number of threads and on
-//! the GPU), `hoeffding`, `bernstein`, `t` — the four SCOPE-RL offers — over episodes or rows;
-//! SNIPW's `t` interval is the delta method's, and SN-PDIS's (and SNIPW's otherwise) the bootstrap.
+//! Intervals over episodes or rows, each marked `valid: asymptotic | finite-sample`: `t` and
+//! `bootstrap` (seeded, counter-based: the same draws on any number of threads and on the GPU)
+//! are asymptotic; `betting`, `empirical-bernstein` and `hoeffding` hold at every n from bounds
+//! the user declares — `reward_range=lo,hi` (every kind) and `weight_max` (a bound on π/μ per
+//! step: always for `empirical-bernstein` and `hoeffding`, for DR under `betting`), see
+//! `quiver_rl::ope_bounds`. SNIPW's `t` interval is the delta method's; SN-PDIS's (and SNIPW's
+//! otherwise) the bootstrap, as are DM's, Switch-DR's and DRos's under a finite-sample kind.
 //!
 //! CUDA: the per-episode cumulative weights (a segmented scan) and the bootstrap's resampled sums
 //! run on the GPU; the bandit estimators' single pass stays on the CPU cores.
@@ -19,6 +23,7 @@ use quiver_rl::bootstrap::Plan;
 use quiver_rl::features::NextTarget;
 use quiver_rl::linear;
 use quiver_rl::ope::{self, BadRow, BanditInput, CiMethod, CiSpec, Interval, TrajectoryInput};
+use quiver_rl::ope_bounds::{Declared, Range1};
 use quiver_rl::{Policy, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
@@ -52,7 +57,12 @@ pub struct Ope {
 }
 
 fn interval_json(iv: &Interval) -> Value {
-    json!({"estimate": iv.estimate, "lower": quiver_sdk::json_f64(iv.lower), "upper": quiver_sdk::json_f64(iv.upper)})
+    json!({
+        "estimate": iv.estimate,
+        "lower": quiver_sdk::json_f64(iv.lower),
+        "upper": quiver_sdk::json_f64(iv.upper),
+        "valid": iv.valid.name(),
+    })
 }
 
 /// `Some(())` when every estimate and interval end is finite.
@@ -103,7 +113,9 @@ impl Ope {
         let c = &self.config;
         let (a, r, mu) = (t.i64("a")?, t.f64("r")?, t.f64("mu_prob")?);
         let k = pi.len();
-        let input = BanditInput { a, r, mu, pi, qhat, switch_lambda: c.switch_lambda, dros_lambda: c.dros_lambda };
+        let declared = c.ci.method.finite().and(c.ci.declared);
+        let input =
+            BanditInput { a, r, mu, pi, qhat, switch_lambda: c.switch_lambda, dros_lambda: c.dros_lambda, declared };
         let refuse = |bad: BadRow| match bad {
             BadRow::Action(i) => {
                 t.row_error("a", i, format_args!("value {} must be an action in 0..{k} (one pi_<k> per action)", a[i]))
@@ -119,6 +131,18 @@ impl Ope {
                 format_args!("value {} is not a probability in [0, 1]", quiver_sdk::compact(input.pi[j][i])),
             ),
             BadRow::Sum(i, total) => t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")),
+            BadRow::Reward(i) => {
+                t.row_error("r", i, format_args!("value {} is outside {}", quiver_sdk::compact(r[i]), range_text(c)))
+            }
+            BadRow::Weight(i, w) => t.row_error(
+                "mu_prob",
+                i,
+                format_args!(
+                    "the weight pi/mu = {} is above weight_max = {}: the declared bound does not hold",
+                    quiver_sdk::compact(w),
+                    quiver_sdk::compact(c.ci.declared.and_then(|d| d.weight_max).unwrap_or(f64::NAN))
+                ),
+            ),
         };
         if ope::bandit_needs_bootstrap(&c.ci) {
             self.check_work(t.nrows(), t.nrows() * ope::BANDIT_VALUES, "rows")?;
@@ -145,6 +169,18 @@ impl Ope {
             out.insert((*name).into(), interval_json(iv));
         }
         out.insert("ess".into(), json!(e.ess));
+        if let Some((i, k)) = e.model_outside {
+            out.insert(
+                "notes".into(),
+                json!([format!(
+                    "dr: qhat_{k} in row {} is {}, outside {}, so DR's values have no declared bound and its interval \
+                     is the bootstrap (asymptotic); clip the reward model to the range for a finite-sample one",
+                    i + 1,
+                    quiver_sdk::compact(input.qhat[k][i]),
+                    range_text(c)
+                )]),
+            );
+        }
         Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
     }
 
@@ -171,8 +207,31 @@ impl Ope {
         if data.episodes.len() < 2 {
             return Err(PluginError::input("table 'transitions' needs at least 2 episodes for an interval"));
         }
+        if let (Some(_), Some(d)) = (c.ci.method.finite(), c.ci.declared) {
+            if let Some(i) = data.r.iter().position(|&x| !(x >= d.reward.0 && x <= d.reward.1)) {
+                return Err(t.row_error(
+                    "r",
+                    i,
+                    format_args!("value {} is outside {}", quiver_sdk::compact(data.r[i]), range_text(c)),
+                ));
+            }
+            if let Some(wmax) = d.weight_max {
+                if let Some(i) = rho.iter().position(|&x| x > wmax) {
+                    return Err(t.row_error(
+                        "mu_prob",
+                        i,
+                        format_args!(
+                            "the ratio pi/mu = {} is above weight_max = {}: the declared bound does not hold",
+                            quiver_sdk::compact(rho[i]),
+                            quiver_sdk::compact(wmax)
+                        ),
+                    ));
+                }
+            }
+        }
         // a model for DM and DR: discrete states and a policy table
         let mut notes = Vec::new();
+        let mut model_range = None;
         let model: Option<(Vec<f64>, Vec<f64>)> = match (&policy, &data.states) {
             (Some(pi), States::Discrete { s, .. }) => {
                 pi.check_covers(&data)?;
@@ -193,6 +252,10 @@ impl Ope {
                         pairs.pairs.iter().zip(sol.theta.iter()).map(|(&k, &v)| (k, v)).collect()
                     }
                 };
+                // V̂ is a π-average of Q̂, so Q̂'s range over the table bounds both
+                let (qlo, qhi) =
+                    q_of.values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                model_range = Some((Range1 { a: qlo, b: qhi }, tables.opt("q").is_some()));
                 let q = |st: u32, at: u32| q_of.get(&(st, at)).copied();
                 let v = |st: u32| linear::policy_value(pi, st, q);
                 let mut qs = Vec::with_capacity(data.n);
@@ -222,6 +285,7 @@ impl Ope {
             r: data.r,
             w: &w,
             model: model.as_ref().map(|(q, v)| (&q[..], &v[..])),
+            model_range,
         };
         // the unit matrix holds 4 values per episode, 2 per row and one carried weight per episode
         self.check_work(data.episodes.len(), 5 * data.episodes.len() + 2 * data.n, "episodes")?;
@@ -251,6 +315,77 @@ impl Ope {
     }
 }
 
+/// `reward_range [lo, hi]`, for messages.
+fn range_text(c: &Config) -> String {
+    c.ci.declared.map_or("the reward range".into(), |d| {
+        format!("reward_range [{}, {}]", quiver_sdk::compact(d.reward.0), quiver_sdk::compact(d.reward.1))
+    })
+}
+
+/// What the result's intervals are, in a sentence for `ci_note`.
+fn ci_note(c: &Config) -> String {
+    let sn = "snipw, sn_pdis";
+    let biased = "dm, switch_dr and dros are biased unless Q-hat is right: their intervals are for the estimator's \
+                  own expectation";
+    match c.ci.method {
+        CiMethod::Bootstrap => format!("every interval is a percentile bootstrap (asymptotic); {biased}"),
+        CiMethod::T => format!(
+            "t intervals (asymptotic); sn_pdis: a bootstrap interval; snipw: the delta method's t interval; {biased}"
+        ),
+        m => {
+            let dr = if c.ci.declared.and_then(|d| d.weight_max).is_some() {
+                "ipw, dr, tis, pdis (and trajectory dr with a 'q' table fitted on other data; with the in-sample \
+                 LSTD-Q the units are not independent and dr's interval is marked asymptotic)"
+            } else {
+                "ipw, tis, pdis (dr needs weight_max for one: its interval is the bootstrap)"
+            };
+            format!(
+                "{m} intervals, valid at every n given reward_range and weight_max, for {dr}; {sn}, dm, switch_dr and \
+                 dros: bootstrap intervals (asymptotic); {biased}"
+            )
+        }
+    }
+}
+
+/// The declared bounds from `reward_range` ("lo,hi") and `weight_max`, checked against the interval
+/// kind: the finite-sample kinds need them, and say why when they are missing.
+fn declared_bounds(params: &Params, method: CiMethod) -> Result<Option<Declared>, PluginError> {
+    let weight_max = params.f64_opt("weight_max")?;
+    let range = match params.text_opt("reward_range")? {
+        None => None,
+        Some(text) => {
+            let parts: Vec<Option<f64>> = text.split(',').map(|p| p.trim().parse::<f64>().ok()).collect();
+            match parts[..] {
+                [Some(lo), Some(hi)] if lo.is_finite() && hi.is_finite() && lo < hi => Some((lo, hi)),
+                _ => {
+                    return Err(PluginError::param(format!(
+                    "parameter 'reward_range' = \"{text}\" must be two finite numbers lo,hi with lo < hi (e.g. 0,1): \
+                         every reward lies in [lo, hi]"
+                )))
+                }
+            }
+        }
+    };
+    if method.finite().is_none() {
+        return Ok(range.map(|reward| Declared { reward, weight_max }));
+    }
+    let Some(reward) = range else {
+        return Err(PluginError::param(format!(
+            "ci = {method} is a finite-sample interval and needs the rewards' range declared before the data are seen: \
+             set reward_range=lo,hi (e.g. 0,1 for clicks). The observed range is no substitute: it makes the interval \
+             neither valid nor tight. (ci = t or bootstrap need no bounds, and are asymptotic.)"
+        )));
+    };
+    if weight_max.is_none() && method.needs_weight_bound() {
+        return Err(PluginError::param(format!(
+            "ci = {method} needs weight_max, a bound on pi(a|s)/mu(a|s) that holds for every row (e.g. K for a \
+             uniform logger over K actions, 1/eps for an eps-floor logger); ci = betting needs only reward_range for \
+             ipw, tis and pdis"
+        )));
+    }
+    Ok(Some(Declared { reward, weight_max }))
+}
+
 impl CriticImpl for Ope {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let (values, mut out) = match tables.opt("bandit") {
@@ -263,14 +398,7 @@ impl CriticImpl for Ope {
         let c = &self.config;
         out.insert("ci".into(), json!(c.ci.method.to_string()));
         out.insert("alpha".into(), json!(c.ci.alpha));
-        let note = match c.ci.method {
-            CiMethod::Bootstrap => None,
-            CiMethod::T => Some("sn_pdis: a bootstrap interval; snipw: the delta method's t interval"),
-            _ => Some("the self-normalised estimators' intervals (snipw, sn_pdis) are bootstrap intervals"),
-        };
-        if let Some(note) = note {
-            out.insert("ci_note".into(), json!(note));
-        }
+        out.insert("ci_note".into(), json!(ci_note(c)));
         self.result = Some((values, Value::Object(out)));
         Ok(())
     }
@@ -297,17 +425,30 @@ impl Plugin for OpePlugin {
                 "TIS, PDIS and DR (for any Q-hat) are unbiased for the target's expected discounted return over the \
                  logged horizon when mu_prob > 0 wherever pi_prob > 0; IPW and DR likewise for bandits; the \
                  self-normalised estimators, DM, Switch-DR and DRos trade bias for variance. Intervals: t and \
-                 bootstrap are asymptotic; hoeffding and bernstein are finite-sample bounds for values in the \
-                 observed range (exact when the true range is used).",
+                 bootstrap are asymptotic; betting, empirical-bernstein and hoeffding cover with probability >= \
+                 1 - alpha at every n given the declared reward_range (and weight_max, the bound on pi/mu), for \
+                 IPW, DR, TIS and PDIS. Each interval says which (valid).",
             )
             .reference(
                 "Precup, Sutton & Singh (2000); Jiang & Li, Doubly robust off-policy value evaluation, ICML (2016); \
                  Wang, Agarwal & Dudik (2017); Su et al., Doubly robust off-policy evaluation with shrinkage, ICML \
-                 (2020); Maurer & Pontil (2009); Open Bandit Pipeline and SCOPE-RL (the inputs and intervals)",
+                 (2020); Maurer & Pontil (2009); Waudby-Smith & Ramdas, Estimating means of bounded random \
+                 variables by betting, JRSSB (2024); Karampatziakis, Mineiro & Ramdas, Off-policy confidence \
+                 sequences, ICML (2021); Open Bandit Pipeline and SCOPE-RL (the inputs)",
             )
             .cuda()
             .param(param::float("gamma", Some(0.9), "discount of the return").at_least(0.0).at_most(1.0))
-            .param(param::choice("ci", CiMethod::Bootstrap, "interval: bootstrap, hoeffding, bernstein or t"))
+            .param(param::choice(
+                "ci",
+                CiMethod::Bootstrap,
+                "interval: bootstrap or t (asymptotic); betting, empirical-bernstein or hoeffding (finite-sample: need reward_range)",
+            ))
+            .param(param::text("reward_range", None, "lo,hi: every reward lies in [lo, hi] (declared; for the finite-sample intervals)"))
+            .param(
+                param::float("weight_max", None, "a bound on pi(a|s)/mu(a|s) for every row (declared; empirical-bernstein, hoeffding, and DR under betting)")
+                    .at_least(1.0)
+                    .up_to_inf(),
+            )
             .param(param::level("alpha", 0.05, "intervals at level 1 - alpha"))
             .param(param::int("resamples", Some(1000), "bootstrap resamples").at_least(10.0).at_most(1e6))
             .param(param::int("seed", Some(0), "bootstrap seed").at_least(0.0))
@@ -336,10 +477,12 @@ impl Plugin for OpePlugin {
     }
 
     fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+        let method: CiMethod = params.choice("ci")?;
         let config = Config {
             gamma: params.f64("gamma")?,
             ci: CiSpec {
-                method: params.choice("ci")?,
+                declared: declared_bounds(&params, method)?,
+                method,
                 alpha: params.f64("alpha")?,
                 resamples: params.usize("resamples")?,
                 seed: params.i64("seed")? as u64,

@@ -99,9 +99,17 @@ fn interval_coverage_monte_carlo() {
     let mut covered = std::collections::HashMap::<&str, usize>::new();
     for rep in 0..reps {
         let (t, ..) = bandit(100 + rep, 300);
-        for ci in ["t", "bootstrap", "hoeffding", "bernstein"] {
+        for ci in ["t", "bootstrap", "betting", "empirical-bernstein", "hoeffding"] {
+            // rewards are 0 or 1; the largest weight is 0.7 / 0.25
             let v = run(
-                &[("ci", json!(ci)), ("alpha", json!(0.1)), ("resamples", json!(400)), ("seed", json!(rep))],
+                &[
+                    ("ci", json!(ci)),
+                    ("alpha", json!(0.1)),
+                    ("resamples", json!(400)),
+                    ("seed", json!(rep)),
+                    ("reward_range", json!("0,1")),
+                    ("weight_max", json!(2.8)),
+                ],
                 std::slice::from_ref(&t),
             )
             .unwrap();
@@ -115,7 +123,7 @@ fn interval_coverage_monte_carlo() {
         let c = covered[ci] as f64 / reps as f64;
         assert!((c - 0.9).abs() < 4.0 * se, "{ci}: coverage {c}");
     }
-    for ci in ["hoeffding", "bernstein"] {
+    for ci in ["betting", "empirical-bernstein", "hoeffding"] {
         let c = covered[ci] as f64 / reps as f64;
         assert!(c >= 0.9 - 3.0 * se, "{ci}: coverage {c}");
     }
@@ -124,36 +132,13 @@ fn interval_coverage_monte_carlo() {
 const S: usize = 4;
 const A: usize = 2;
 
-/// E[sum_{t < H} gamma^t r_t] under pi from a uniform start, by backward recursion (an episode
-/// that terminates earns nothing more).
-fn exact_value(mdp: &FiniteMdp, pi: &Policy, horizon: usize) -> f64 {
-    let mut v = vec![0.0; S];
-    for _ in 0..horizon {
-        v = (0..S)
-            .map(|s| {
-                (0..A)
-                    .map(|a| {
-                        let k = s * A + a;
-                        pi[k]
-                            * (mdp.r[k]
-                                + mdp.gamma
-                                    * (1.0 - mdp.term[k])
-                                    * (0..S).map(|s2| mdp.p[k * S + s2] * v[s2]).sum::<f64>())
-                    })
-                    .sum()
-            })
-            .collect();
-    }
-    v.iter().sum::<f64>() / S as f64
-}
-
 #[test]
 fn trajectory_estimators_are_unbiased_for_the_logged_horizon() {
     let mdp = FiniteMdp::random(41, S, A, 0.9);
     let beta = mdp.random_policy(1, |_, _| true);
     let pi = mdp.random_policy(2, |_, _| true);
     let horizon = 6;
-    let truth = exact_value(&mdp, &pi, horizon);
+    let truth = mdp.horizon_value(&pi, horizon);
     // a deliberately wrong Q-hat: DR stays unbiased whatever the model
     let q = Table::new("q")
         .with_i64("s", (0..S * A).map(|k| (k / A) as i64).collect())
@@ -305,13 +290,13 @@ fn trajectory_intervals_cover_the_exact_value_monte_carlo() {
     let beta = mdp.random_policy(5, |_, _| true);
     let pi = mdp.random_policy(6, |_, _| true);
     let horizon = 5;
-    let truth = exact_value(&mdp, &pi, horizon);
+    let truth = mdp.horizon_value(&pi, horizon);
     let reps = 200;
     let mut covered = std::collections::HashMap::<String, usize>::new();
     for rep in 0..reps {
         let data = mdp.sample(900 + rep, &beta, Some(&pi), 80, horizon);
         let tables = [data, mdp.policy_table(&pi)];
-        for ci in ["t", "bootstrap", "hoeffding", "bernstein"] {
+        for ci in ["t", "bootstrap"] {
             let v = run(
                 &[("ci", json!(ci)), ("alpha", json!(0.1)), ("resamples", json!(300)), ("seed", json!(rep))],
                 &tables,
