@@ -5,7 +5,7 @@
 
 use quiver_host::Table;
 use quiver_testing as testing;
-use quiver_testing::mdp::{FiniteMdp, Policy};
+use quiver_testing::mdp::FiniteMdp;
 use rand::Rng;
 use serde_json::{json, Value};
 
