@@ -83,7 +83,7 @@ impl Design {
     /// n logged rounds; the reward model is the truth shrunk towards 1/2 (wrong, inside [0, 1]).
     fn log(&self, seed: u64, n: usize) -> Table {
         let mut rng = testing::rng(seed);
-        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(n); 2 + 2 * K];
+        let mut cols: Vec<Vec<f64>> = (0..2 + 2 * K).map(|_| Vec::with_capacity(n)).collect();
         let mut a = Vec::with_capacity(n);
         for _ in 0..n {
             let x: f64 = rng.random();
