@@ -32,7 +32,7 @@ use abi_stable::{
 
 /// Version of the Quiver plugin ABI. The host refuses a plugin whose major or minor differs
 /// (while the major is 0, the minor is the breaking number, as in Cargo's semver rules).
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 2 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 3 };
 
 /// Name of the C-ABI symbol (an `extern "C" fn() -> PluginIdentity`) every plugin exports.
 pub const IDENTITY_SYMBOL: &str = "quiver_plugin_identity";
@@ -99,6 +99,9 @@ pub enum ErrorKind {
     Cancelled,
     /// Anything else.
     Internal,
+    /// A numerical method failed on valid input (a solver's breakdown): not the data's fault,
+    /// and not a bug in the request; the message says what failed and what to try.
+    Numerical,
 }
 
 /// An error returned across the boundary.
@@ -482,6 +485,9 @@ pub struct ColumnSpec {
     pub prefix: bool,
     /// Whether NaN / ±inf are allowed (otherwise the host rejects them, naming the row).
     pub allow_nonfinite: bool,
+    /// An i64 id column in which an empty CSV cell means "none" and reads as -1 (e.g. `a_next`
+    /// on a row that ends its episode: there is no next action).
+    pub empty_means_none: bool,
     /// One-line documentation.
     pub doc: RString,
 }

@@ -217,8 +217,9 @@ pub enum HostError {
     /// A bad input table.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// The plugin returned an error (panics inside plugins arrive here as kind `Panic`).
-    #[error("{method}: {message}")]
+    /// The plugin returned an error (panics inside plugins arrive here as kind `Panic`); a
+    /// numerical failure says so first, so no one reads it as a verdict on the data.
+    #[error("{method}: {}{message}", if *kind == quiver_abi::ErrorKind::Numerical { "numerical failure on valid input: " } else { "" })]
     Plugin {
         /// Method.
         method: String,

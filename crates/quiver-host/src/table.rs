@@ -283,17 +283,20 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     // column the method does not name, numbers until a field is not one (then it is ignored)
     enum Col {
         F64(Vec<f64>),
-        I64(Vec<i64>),
+        /// ids, and whether an empty cell means "none" (-1)
+        I64(Vec<i64>, bool),
         Bool(Vec<bool>),
         Other(Vec<f64>),
         Ignored,
     }
     let mut cols: Vec<Col> = headers
         .iter()
-        .map(|name| match spec.and_then(|s| spec_for(s, name)).map(|c| c.kind) {
-            Some(ColumnKind::F64 | ColumnKind::F32) => Col::F64(Vec::new()),
-            Some(ColumnKind::I64) => Col::I64(Vec::new()),
-            Some(ColumnKind::Bool) => Col::Bool(Vec::new()),
+        .map(|name| match spec.and_then(|s| spec_for(s, name)) {
+            Some(c) => match c.kind {
+                ColumnKind::F64 | ColumnKind::F32 => Col::F64(Vec::new()),
+                ColumnKind::I64 => Col::I64(Vec::new(), c.empty_means_none),
+                ColumnKind::Bool => Col::Bool(Vec::new()),
+            },
             None => Col::Other(Vec::new()),
         })
         .collect();
@@ -341,7 +344,9 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
             };
             match c {
                 Col::F64(v) => v.push(parse_f64(field).map_err(bad)?),
-                Col::I64(v) => v.push(parse_i64(field).map_err(bad)?),
+                Col::I64(v, none) => {
+                    v.push(if *none && field.is_empty() { -1 } else { parse_i64(field).map_err(bad)? })
+                }
                 Col::Bool(v) => v.push(parse_bool(field).map_err(bad)?),
                 Col::Other(v) => match parse_f64(field) {
                     Ok(x) => v.push(x),
@@ -356,7 +361,7 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     for (name, col) in headers.into_iter().zip(cols) {
         let values = match col {
             Col::F64(v) | Col::Other(v) => Values::F64(v),
-            Col::I64(v) => Values::I64(v),
+            Col::I64(v, _) => Values::I64(v),
             Col::Bool(v) => Values::Bool(v),
             Col::Ignored => {
                 table.ignored.push(name);
@@ -413,6 +418,7 @@ mod tests {
             required,
             prefix: false,
             allow_nonfinite: false,
+            empty_means_none: false,
             doc: "".into(),
         };
         TableSpec {

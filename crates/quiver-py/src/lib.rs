@@ -432,6 +432,7 @@ fn to_py(e: HostError) -> PyErr {
                     ErrorKind::State => "StateError",
                     ErrorKind::Cancelled => "CancelledError",
                     ErrorKind::Internal => "QuiverError",
+                    ErrorKind::Numerical => "NumericalError",
                 };
                 // the plugin's own input errors read "table 'T', column 'C', row R: ..."
                 let fields = (*kind == ErrorKind::InvalidInput).then(|| cell_of(&message)).flatten();

@@ -56,9 +56,12 @@ pub struct Transitions<'a> {
     pub states: States<'a>,
     /// Action of each row.
     pub a: Vec<u32>,
-    /// The next action (`a_next`), when given.
+    /// The next action (`a_next`), once a method that uses it has checked it
+    /// ([`Transitions::use_a_next`]; methods that do not use it never look at it).
     pub a_next: Option<Vec<u32>>,
-    /// One more than the largest action id in `a` and `a_next`.
+    /// The `a_next` column as given, unchecked.
+    a_next_raw: Option<&'a [i64]>,
+    /// One more than the largest action id in `a` (and `a_next`, once checked).
     pub n_actions: usize,
     /// Rewards.
     pub r: &'a [f64],
@@ -87,14 +90,6 @@ fn ids(t: &Table<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginErro
     let v = t.i64(column)?;
     t.check_each(column, v, |x| x >= 0 && (x as u64) < limit as u64, &format!("must be an id in 0..{limit}"))?;
     Ok(v.iter().map(|&x| x as u32).collect())
-}
-
-fn ids_opt(t: &Table<'_>, column: &str, limit: usize) -> Result<Option<Vec<u32>>, PluginError> {
-    if t.has(column) {
-        ids(t, column, limit).map(Some)
-    } else {
-        Ok(None)
-    }
 }
 
 /// The numbered columns `{prefix}0, {prefix}1, …` of a table (stopping at the first gap), and an
@@ -129,7 +124,7 @@ impl<'a> Transitions<'a> {
         let episode = t.i64("episode")?;
         let step = t.i64("t")?;
         let a = ids(t, "a", MAX_ACTIONS)?;
-        let a_next = ids_opt(t, "a_next", MAX_ACTIONS)?;
+        let a_next_raw = t.i64_opt("a_next")?;
         let r = t.f64("r")?;
         let done = t.flags("done")?;
         let probability = |name: &str| -> Result<Option<&'a [f64]>, PluginError> {
@@ -173,7 +168,7 @@ impl<'a> Transitions<'a> {
             }
             (false, false) => States::Absent,
         };
-        let n_actions = a.iter().chain(a_next.iter().flatten()).max().map_or(0, |&m| m as usize + 1);
+        let n_actions = a.iter().max().map_or(0, |&m| m as usize + 1);
         // episodes: contiguous blocks of rows, t rising by one, done only on the last row
         let mut episodes: Vec<Range<usize>> = Vec::new();
         let mut seen = std::collections::HashMap::new();
@@ -230,7 +225,7 @@ impl<'a> Transitions<'a> {
                 start = i + 1;
             }
         }
-        Ok(Transitions { n, states, a, a_next, n_actions, r, done, mu_prob, pi_prob, episodes })
+        Ok(Transitions { n, states, a, a_next: None, a_next_raw, n_actions, r, done, mu_prob, pi_prob, episodes })
     }
 
     /// The row after `row` in its episode, if any.
@@ -285,11 +280,40 @@ impl<'a> Transitions<'a> {
         self.episodes.iter().map(|e| e.start)
     }
 
-    /// The `a_next` column, or an error naming what needs it.
-    pub fn a_next(&self, what: &str) -> Result<&[u32], PluginError> {
-        self.a_next.as_deref().ok_or_else(|| {
+    /// Check the `a_next` column for a method that uses it (`what` names the method in errors)
+    /// and keep it in [`Transitions::a_next`]. On a row with `done = 1` there is no next action:
+    /// any value is accepted there (-1 or an empty cell by convention) and never read. Elsewhere
+    /// it must be an action id and, where the episode goes on, the action of its next row.
+    pub fn use_a_next(&mut self, t: &Table<'_>, what: &str) -> Result<&[u32], PluginError> {
+        let raw = self.a_next_raw.ok_or_else(|| {
             PluginError::input(format!("table 'transitions' has no column 'a_next', which {what} needs"))
-        })
+        })?;
+        let mut ids = Vec::with_capacity(self.n);
+        for (i, &x) in raw.iter().enumerate() {
+            if self.done[i] {
+                ids.push(0);
+                continue;
+            }
+            if !(x >= 0 && (x as u64) < MAX_ACTIONS as u64) {
+                return Err(t.row_error(
+                    "a_next",
+                    i,
+                    format_args!(
+                        "value {x} must be an action id in 0..{MAX_ACTIONS} (done = 0: {what} bootstraps from it)"
+                    ),
+                ));
+            }
+            if self.next_row(i).is_some_and(|j| i64::from(self.a[j]) != x) {
+                return Err(t.row_error(
+                    "a_next",
+                    i,
+                    format_args!("a_next = {x} but the episode's next row has a = {}", self.a[i + 1]),
+                ));
+            }
+            ids.push(x as u32);
+        }
+        self.n_actions = self.n_actions.max(ids.iter().max().map_or(0, |&m| m as usize + 1));
+        Ok(self.a_next.insert(ids))
     }
 }
 

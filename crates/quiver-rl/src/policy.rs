@@ -19,7 +19,8 @@ pub struct Policy {
 
 impl Policy {
     /// Read and check a `policy` table: ids in range, probabilities in [0, 1], no (s, a) twice,
-    /// each state's rows summing to 1 (within [`SUM_TOLERANCE`]).
+    /// each state's rows summing to 1 (within [`SUM_TOLERANCE`]); rows with probability 0 are
+    /// dropped (π never takes those actions).
     pub fn read(t: &Table<'_>) -> Result<Policy, PluginError> {
         t.non_empty()?;
         let (s, a, p) = (t.i64("s")?, t.i64("a")?, t.f64("prob")?);
@@ -73,7 +74,19 @@ impl Policy {
             }
             probs[range].iter_mut().for_each(|x| *x /= total);
         }
-        Ok(Policy { offsets, actions, probs })
+        // a row with prob = 0 (a π matrix written out in full) reaches nothing: drop it, so no
+        // critic counts (s, a) as a pair π takes
+        let mut kept = Policy { offsets: vec![0; n_states + 1], actions: Vec::new(), probs: Vec::new() };
+        for k in 0..n_states {
+            for j in offsets[k] as usize..offsets[k + 1] as usize {
+                if probs[j] > 0.0 {
+                    kept.actions.push(actions[j]);
+                    kept.probs.push(probs[j]);
+                }
+            }
+            kept.offsets[k + 1] = kept.actions.len() as u32;
+        }
+        Ok(kept)
     }
 
     /// π(·|s) as (actions, probabilities), or `None` when the table has no row for `s`.

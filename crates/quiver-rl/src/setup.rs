@@ -89,7 +89,7 @@ pub fn transitions_table() -> TableBuilder {
         .column(column::f64("r", "reward"))
         .column(column::i64_opt("s_next", "discrete next state id"))
         .column(column::boolean("done", "1 if the episode ends after this row (no bootstrap)"))
-        .column(column::i64_opt("a_next", "the next action taken (sarsa)"))
+        .column(column::id_or_none("a_next", "the next action taken (sarsa); -1 or empty on done = 1 rows"))
         .column(column::f64_opt("mu_prob", "behaviour probability of a"))
         .column(column::f64_opt("pi_prob", "target probability of a"))
         .column(column::f64_prefix("s_", false, "continuous state s_0, s_1, ... and next state s_next_0, ..."))

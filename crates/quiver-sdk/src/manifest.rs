@@ -196,7 +196,19 @@ pub mod column {
     use super::*;
 
     fn spec(name: &str, kind: ColumnKind, required: bool, doc: &str) -> ColumnSpec {
-        ColumnSpec { name: name.into(), kind, required, prefix: false, allow_nonfinite: false, doc: doc.into() }
+        ColumnSpec {
+            name: name.into(),
+            kind,
+            required,
+            prefix: false,
+            allow_nonfinite: false,
+            empty_means_none: false,
+            doc: doc.into(),
+        }
+    }
+    /// An optional i64 id column in which an empty cell means "none" (read as -1).
+    pub fn id_or_none(name: &str, doc: &str) -> ColumnSpec {
+        ColumnSpec { empty_means_none: true, ..spec(name, ColumnKind::I64, false, doc) }
     }
     /// A required f64 column.
     pub fn f64(name: &str, doc: &str) -> ColumnSpec {

@@ -5,6 +5,7 @@
 //! (Armstrong, Kolesár & Plagborg-Møller 2022), critical values by their defining optimisation,
 //! and [`ebci_settings`] — the plugins' shared `ci`/`alpha`/`kurtosis` parameters.
 
+pub mod arcsine;
 pub mod ebci;
 pub mod ebci_settings;
 pub mod profile;

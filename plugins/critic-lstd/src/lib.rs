@@ -120,10 +120,7 @@ impl CriticLstd {
         summary: &mut Value,
     ) -> Result<Fitted, PluginError> {
         let policy = match self.config.target {
-            Target::Sarsa => {
-                data.a_next("target=sarsa")?;
-                None
-            }
+            Target::Sarsa => None,
             _ => {
                 let pi = Policy::read(&tables.get("policy")?)?;
                 pi.check_covers(data)?;
@@ -159,10 +156,7 @@ impl CriticLstd {
     ) -> Result<Fitted, PluginError> {
         let c = &self.config.common;
         let cols = match self.config.target {
-            Target::Sarsa => {
-                data.a_next("target=sarsa")?;
-                None
-            }
+            Target::Sarsa => None,
             _ => Some(PolicyColumns::read(t, data)?),
         };
         let n_actions = data.n_actions.max(cols.as_ref().map_or(0, |p| p.n_actions()));
@@ -221,7 +215,10 @@ fn first_q(data: &Transitions<'_>, q: impl Fn(usize) -> Option<f64>) -> Option<f
 impl CriticImpl for CriticLstd {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
+        let mut data = Transitions::read(&t)?;
+        if self.config.target == Target::Sarsa {
+            data.use_a_next(&t, "target=sarsa")?;
+        }
         let c = &self.config.common;
         setup::check_features(c.features, &data.states)?;
         let mut summary = json!({

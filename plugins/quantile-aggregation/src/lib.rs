@@ -85,12 +85,20 @@ fn as_matrix(q: QuantileMatrix) -> OwnedMatrix {
 }
 
 impl QuantileAggregation {
-    /// The aggregate (monotonised) quantiles of table `t`'s rows (`granularity=none` has none);
-    /// an aggregate that is not finite (forecasts at the edge of double precision) is an error
-    /// naming the table and row, for the fit, calibration and test rows alike.
+    /// The aggregate (monotonised) quantiles of table `t`'s rows (`granularity=none` has none).
     fn aggregate(&self, f: &Fitted, t: &Table<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
+        let mut q = self.raw_aggregate(f, t, fc)?;
+        self.cfg.monotone.apply(&mut q);
+        Ok(q)
+    }
+
+    /// The aggregate quantiles as the weights give them, before the monotone step: what the
+    /// solver's objective is measured on. An aggregate that is not finite (forecasts at the edge
+    /// of double precision) is an error naming the table and row, for the fit, calibration and
+    /// test rows alike.
+    fn raw_aggregate(&self, f: &Fitted, t: &Table<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
         let (j, k) = (f.layout.n_models(), f.layout.n_levels());
-        let mut q = match (&f.structure, &f.weights) {
+        let q = match (&f.structure, &f.weights) {
             (Some(s), Some(w)) => model::predict(s, w, fc),
             _ => match self.cfg.granularity {
                 Granularity::None => unreachable!("granularity=none scores only"),
@@ -104,7 +112,6 @@ impl QuantileAggregation {
                 "the aggregate quantiles overflowed double precision (forecasts near 1e308?): rescale the forecasts",
             ));
         }
-        self.cfg.monotone.apply(&mut q);
         Ok(q)
     }
 
@@ -186,7 +193,7 @@ impl QuantileAggregation {
             )?;
             self.ctx.progress(0, 1, "solving the LP")?;
             let sol = lp::solve(s, &lp::LpData { q: &fc.q, y, levels: &layout.levels }, self.cfg.noncross)
-                .map_err(|e| PluginError::new(ErrorKind::Unsupported, e.to_string()))?;
+                .map_err(|e| lp_error(e, self.cfg.noncross))?;
             let details = json!({
                 "solver": "exact",
                 "lp_solver": "clarabel (interior point)",
@@ -337,9 +344,14 @@ impl AggregatorImpl for QuantileAggregation {
             None => None,
         };
         let mut fitted = Fitted { layout, structure, weights, summary };
-        let agg = self.aggregate(&fitted, &t, &fc)?;
+        // the solver's objective is the loss of the weights themselves; the monotone step (sort or
+        // PAVA, which never raise a row's loss) comes after it and has its own figure
+        let mut agg = self.raw_aggregate(&fitted, &t, &fc)?;
         let objective = score::score(&agg, &fitted.layout.levels, y).mean_pinball;
+        self.cfg.monotone.apply(&mut agg);
+        let fit_loss = score::score(&agg, &fitted.layout.levels, y).mean_pinball;
         fitted.summary.insert("objective".into(), quiver_sdk::json_f64(objective));
+        fitted.summary.insert("fit_loss".into(), quiver_sdk::json_f64(fit_loss));
         let metrics = self.metrics(&fitted.layout, &fc, Some(&agg));
         fitted.summary.insert("fit_wis".into(), wis_line(&metrics));
         fitted.summary.insert("fit_metrics".into(), metrics);
@@ -463,6 +475,28 @@ impl AggregatorImpl for QuantileAggregation {
         out["test_metrics"] = metrics;
         out["test_rows"] = json!(fc.n);
         Ok(AggregationResult { device: self.ctx.device(), quantiles: as_matrix(q), json: self.ctx.result_text(out) })
+    }
+}
+
+/// The exact solver's failures by cause: too large (a request to refuse), no feasible weights
+/// (only the non-crossing constraints can make the LP infeasible), or a numerical stop on valid
+/// data.
+fn lp_error(e: lp::LpError, noncross: bool) -> PluginError {
+    match &e {
+        lp::LpError::NotSolved { status, .. } if noncross && status.contains("Infeasible") => PluginError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "no weights make the aggregate non-crossing on these forecasts ({e}): use noncross=false with \
+                 monotone=sort (or pava), which repairs crossings after the fit"
+            ),
+        ),
+        lp::LpError::NotSolved { .. } => PluginError::new(
+            ErrorKind::Numerical,
+            format!(
+                "{e}: the interior-point solver did not converge on valid data; solver=gradient fits the same loss"
+            ),
+        ),
+        lp::LpError::TooLarge { .. } => PluginError::new(ErrorKind::Unsupported, e.to_string()),
     }
 }
 

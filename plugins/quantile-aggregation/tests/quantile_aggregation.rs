@@ -173,6 +173,19 @@ fn exact_weights_equal_an_independent_lp() {
         let obj = v["objective"].as_f64().unwrap();
         assert!((obj - obj_ref).abs() <= 1e-9 * obj_ref, "{granularity}: objective {obj} vs {obj_ref}");
         assert!((d.objective(granularity == "medium", &w) - obj).abs() <= 1e-12 * obj);
+        assert_eq!(v["fit_loss"], v["objective"], "no monotone step: the fit loss is the objective");
+        // with a monotone step the objective is still the LP's optimum, and the repaired
+        // aggregate's loss has its own name (it may be lower: sort and PAVA never raise a loss)
+        for monotone in ["sort", "pava"] {
+            let m = fit(
+                &host,
+                &d,
+                &[("granularity", json!(granularity)), ("solver", json!("exact")), ("monotone", json!(monotone))],
+            );
+            let (o, l) = (m["objective"].as_f64().unwrap(), m["fit_loss"].as_f64().unwrap());
+            assert!((o - obj_ref).abs() <= 1e-9 * obj_ref, "{granularity} {monotone}: objective {o} vs LP {obj_ref}");
+            assert!(l <= o * (1.0 + 1e-15), "{granularity} {monotone}: fit loss {l} above the objective {o}");
+        }
     }
 }
 

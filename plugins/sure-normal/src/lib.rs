@@ -351,7 +351,7 @@ impl ShrinkageImpl for SureNormal {
                 "guarantee": "average coverage over units >= 1 - alpha for any distribution of the means with the \
                               estimated second (and fourth) moments around the location",
             });
-            ROption::RSome(ebci.ends(|v| v).into())
+            ROption::RSome(ebci.ends(|_, v| v).into())
         } else {
             ROption::RNone
         };

@@ -429,3 +429,34 @@ fn every_method_is_equivariant_in_the_units() {
         }
     }
 }
+
+/// A data set (500 units, variances a = 1/n) on which the robust EBCI's critical-value search at
+/// α = 0.1 passed through χ = √3 + 1.1e-7, where the least favourable distribution's tangent
+/// point is 2e-16: the LP then spanned 35 decades and the simplex stopped, and the run failed
+/// with a solver error (α = 0.099 succeeded). Now: a result at α and α ± 1e-6, and half-widths
+/// that move by the derivative's amount (measured 2.9e-6 relative), not by a jump.
+#[test]
+fn robust_ebci_never_stops_on_a_solver_error() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ebci_near_root3.csv");
+    let t = quiver_host::table::read_csv(&path, "data", None).unwrap();
+    let host = testing::host();
+    let half = |alpha: f64| {
+        let h = host
+            .shrinker(
+                METHOD,
+                &testing::params(&[("ci", json!("robust-ebci")), ("alpha", json!(alpha))]),
+                testing::cpu(),
+            )
+            .unwrap();
+        let r = h.estimate(std::slice::from_ref(&t)).unwrap_or_else(|e| panic!("alpha {alpha}: {e}"));
+        let iv = r.intervals.into_option().unwrap().to_vec();
+        let p = iv.len() / 2;
+        (0..p).map(|i| (iv[p + i] - iv[i]) / 2.0).collect::<Vec<f64>>()
+    };
+    let at = half(0.1);
+    for alpha in [0.1 - 1e-6, 0.1 + 1e-6] {
+        for (a, b) in at.iter().zip(half(alpha)) {
+            assert!((a - b).abs() <= 1e-5 * a, "alpha {alpha}: half-width {b} vs {a} at 0.1");
+        }
+    }
+}

@@ -18,6 +18,7 @@ __all__ = [
     "StateError",
     "PluginPanicError",
     "CancelledError",
+    "NumericalError",
     "QuiverWarning",
 ]
 
@@ -77,6 +78,11 @@ class PluginPanicError(QuiverError):
 
 class CancelledError(QuiverError):
     """The plugin stopped because it was asked to."""
+
+
+class NumericalError(QuiverError, ArithmeticError):
+    """A numerical method (an LP or a solver) failed on input that is valid: not the data's fault.
+    The message says what failed; report it with the data that caused it."""
 
 
 class QuiverWarning(UserWarning):
