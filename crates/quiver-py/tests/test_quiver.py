@@ -492,3 +492,32 @@ def test_batch_pi_with_one_unit_equals_mapie_split_conformal():
     pred = model.predict(x[test])
     np.testing.assert_allclose(intervals[:, 0, 0], pred - b.upper, rtol=0, atol=1e-12)
     np.testing.assert_allclose(intervals[:, 1, 0], pred + b.upper, rtol=0, atol=1e-12)
+
+
+def test_ope_finite_sample_intervals_from_python():
+    """reward_range as a tuple reaches the plugin as "lo,hi"; every interval says what its
+    coverage rests on; a finite-sample kind without declared bounds is refused with why."""
+    rng = np.random.default_rng(3)
+    n = 400
+    mu = np.array([0.5, 0.3, 0.2])
+    a = rng.choice(3, size=n, p=mu)
+    pi = np.tile([0.2, 0.3, 0.5], (n, 1))
+    r = (rng.random(n) < np.array([0.2, 0.5, 0.8])[a]).astype(float)
+    bandit = pd.DataFrame({"a": a, "r": r, "mu_prob": mu[a]})
+    for k in range(3):
+        bandit[f"pi_{k}"] = pi[:, k]
+        bandit[f"qhat_{k}"] = 0.5
+    out = quiver.run("ope", bandit=bandit, ci="betting", reward_range=(0, 1), weight_max=2.5, resamples=20).to_dict()
+    assert out["ipw"]["valid"] == "finite-sample" and out["dr"]["valid"] == "finite-sample"
+    assert out["snipw"]["valid"] == "asymptotic"
+    assert out["ipw"]["lower"] <= 0.2 * 0.2 + 0.3 * 0.5 + 0.5 * 0.8 <= out["ipw"]["upper"]
+    with pytest.raises(quiver.InvalidParameterError, match="reward_range"):
+        quiver.run("ope", bandit=bandit, ci="hoeffding")
+
+
+def test_numerical_failures_have_their_own_class():
+    """A solver's breakdown on valid input is not the data's fault: its own class, not a
+    ValueError."""
+    assert issubclass(quiver.NumericalError, quiver.QuiverError)
+    assert issubclass(quiver.NumericalError, ArithmeticError)
+    assert not issubclass(quiver.NumericalError, ValueError)
