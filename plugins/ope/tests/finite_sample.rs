@@ -15,21 +15,8 @@ use std::collections::BTreeMap;
 const K: usize = 5;
 const FINITE: [&str; 3] = ["betting", "empirical-bernstein", "hoeffding"];
 
-thread_local! {
-    /// One host per test thread: loading every plugin for each of the thousands of runs below
-    /// would cost more than the runs.
-    static HOST: quiver_host::Host = testing::host();
-}
-
 fn run(params: &[(&str, Value)], tables: &[Table]) -> Result<Value, quiver_host::HostError> {
-    HOST.with(|host| run_on(host, params, tables))
-}
-
-fn run_on(
-    host: &quiver_host::Host,
-    params: &[(&str, Value)],
-    tables: &[Table],
-) -> Result<Value, quiver_host::HostError> {
+    let host = testing::host();
     let mut h = host.critic("ope", &testing::params(params), testing::cpu())?;
     h.fit(tables)?;
     Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
