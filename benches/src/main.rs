@@ -961,6 +961,29 @@ fn agree(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), `None` where there is none.
+fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// Threads and load: how many workers Quiver's cases ran on, and the machine's load before and
+/// after the timed cases, with a verdict — a low ratio on a busy machine says little.
+fn load_info(before: Option<[f64; 3]>, after: Option<[f64; 3]>) -> Value {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // the bench itself keeps up to all cores busy while it runs, so judge by the load before it
+    let busy = before.map(|l| l[0] > 0.5 * cores as f64);
+    json!({
+        // every case runs with RunContext threads = 0: each plugin's pool has one worker per core
+        "quiver_threads": cores,
+        "cores": cores,
+        "load_average_before": before,
+        "load_average_after": after,
+        "busy_before": busy,
+    })
+}
+
 fn host_info() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1063,6 +1086,7 @@ fn real_main() -> Result<(), String> {
         }
     }
     let data = args.out.join("data");
+    let load_before = load_average();
     let (n_sel, n_risk) = if args.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
     // a case left out by --only is not built (nor its data)
     let mut cases: Vec<Case> = [
@@ -1248,8 +1272,22 @@ fn real_main() -> Result<(), String> {
         all.push(critic_memory(&host, 10_000_000)?);
         json!(all)
     };
+    let load = load_info(load_before, load_average());
+    println!(
+        "threads: {} on {} cores; load average (1, 5, 15 min) before {:?}, after {:?}{}",
+        load["quiver_threads"],
+        load["cores"],
+        load_before,
+        load_average(),
+        if load["busy_before"] == json!(true) {
+            " — the machine was busy before the bench: read the ratios with care"
+        } else {
+            ""
+        }
+    );
     let report = json!({
         "memory": memory,
+        "load": load,
         "host": host_info(),
         "device": if gpu_usable { "cpu + cuda" } else { "cpu (no usable GPU)" },
         "numpy": numpy_version,

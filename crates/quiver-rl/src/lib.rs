@@ -27,6 +27,7 @@ pub mod linear;
 pub mod ope;
 pub mod ope_bounds;
 pub mod policy;
+pub mod quantile_dp;
 pub mod setup;
 pub mod tabular;
 

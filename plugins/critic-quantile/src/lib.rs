@@ -13,11 +13,19 @@
 //! map is iterated from θ = 0 to a relative change ≤ `tol`. Rewards enter one row at a time, so the
 //! reward noise is part of the distribution.
 //!
+//! With κ = 0 (the default) the target's atoms — rows × actions × N of them a pair — are never
+//! written out: each quantile is selected from the pair's rows grouped by next state, rewards
+//! sorted once, inside a bracket the contraction gives, and once an iteration picks the same atoms
+//! as the one before, the fixed point of the affine map they define is tried and, where T keeps
+//! it, is the answer (`quiver_rl::quantile_dp`). 40 000 transitions, N = 128: 3.7 s (the sorted
+//! iteration took 13 minutes); 10^6 transitions, N = 64: 3.1 s. κ > 0 keeps the sorted atoms.
+//!
 //! Outputs per pair the N quantiles and their mean, per state under π the quantiles of the mixture
 //! Σ_a π(a|s) (the pair's distribution), and J = the mean over the episodes' first states of the
 //! state distributions' means.
 
 use quiver_rl::distributional::{self, QuantileRows};
+use quiver_rl::quantile_dp;
 use quiver_rl::setup::{self, policy_table, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::tabular::EmpiricalModel;
 use quiver_rl::{Policy, States, Transitions};
@@ -27,8 +35,12 @@ use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, Plug
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
 
-/// Most target atoms one iteration may visit (a request past it is refused, not served for hours).
+/// Most target atoms one iteration may visit with κ > 0 (a request past it is refused, not served
+/// for hours).
 pub const MAX_ATOMS_PER_ITERATION: f64 = 5e7;
+
+/// Most search steps one iteration may take with κ = 0 (about a second's work on one core).
+pub const MAX_SEARCH_STEPS_PER_ITERATION: f64 = 2e9;
 
 /// The θ minimising Σ w ρ^κ_τ(z − θ) over weighted atoms `(z, w)` sorted by z.
 pub fn quantile_huber(atoms: &[(f64, f64)], tau: f64, kappa: f64) -> f64 {
@@ -230,24 +242,47 @@ impl CriticQuantile {
         for i in 0..data.n {
             rows[model.pairs.get(s[i], data.a[i]).expect("pair with data")].push(i);
         }
-        let support =
-            data.done.iter().zip(s_next).map(|(&d, &s2)| if d { 1 } else { pi.at(s2).map_or(0, |x| x.0.len()) });
-        let atoms_per_iteration = support.map(|x| x as f64).sum::<f64>() * self.n as f64;
-        if atoms_per_iteration > MAX_ATOMS_PER_ITERATION {
+        // κ = 0: the operator by selection over grouped rows (quiver_rl::quantile_dp), the same
+        // atoms the sorted path would pick; κ > 0: the quantile-Huber root over all atoms
+        let grouped = (self.kappa == 0.0).then(|| quantile_dp::group_rows(&rows, data.r, &data.done, s_next));
+        let (work, limit, what) = match &grouped {
+            Some((pairs, states)) => (
+                quantile_dp::search_steps(pairs, |i| pi.at(states[i]).map_or(0, |x| x.0.len()), self.n),
+                MAX_SEARCH_STEPS_PER_ITERATION,
+                "search steps per iteration (pairs x n_quantiles x next atoms x log rows)",
+            ),
+            None => {
+                let support = data
+                    .done
+                    .iter()
+                    .zip(s_next)
+                    .map(|(&d, &s2)| if d { 1 } else { pi.at(s2).map_or(0, |x| x.0.len()) });
+                (
+                    support.map(|x| x as f64).sum::<f64>() * self.n as f64,
+                    MAX_ATOMS_PER_ITERATION,
+                    "target atoms per iteration (rows x actions x n_quantiles)",
+                )
+            }
+        };
+        if work > limit {
             return Err(PluginError::new(
                 ErrorKind::Unsupported,
-                format!(
-                    "{atoms_per_iteration:.2e} target atoms per iteration (rows x actions x n_quantiles; limit \
-                     {MAX_ATOMS_PER_ITERATION:.0e}): lower n_quantiles"
-                ),
+                format!("{work:.2e} {what}, past the limit of {limit:.0e}: lower n_quantiles"),
             ));
         }
-        let r = Rows { data: &data, model: &model, rows, s_next };
         let tau = levels(self.n);
         let mut theta = vec![vec![0.0; self.n]; model.len()];
+        let r = Rows { data: &data, model: &model, rows, s_next };
+        let pair_of = |s2: u32, a2: u32| model.pairs.get(s2, a2).expect("support checked");
+        let mut fast = grouped
+            .as_ref()
+            .map(|(pairs, states)| quantile_dp::Iteration::new(pairs, states, &pi, &pair_of, self.gamma, &tau));
         let (mut change, mut iterations) = (f64::INFINITY, 0);
         while iterations < self.max_iter {
-            let next = self.step(&r, &theta, &pi, &tau);
+            let next = match &mut fast {
+                Some(it) => it.next(&theta),
+                None => self.step(&r, &theta, &pi, &tau),
+            };
             (change, _) =
                 setup::relative_change(next.iter().flatten().zip(theta.iter().flatten()).map(|(a, b)| (*a, *b)));
             theta = next;
