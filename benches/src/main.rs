@@ -968,13 +968,31 @@ fn load_average() -> Option<[f64; 3]> {
     Some([it.next()??, it.next()??, it.next()??])
 }
 
-/// Threads and load: how many workers Quiver's cases ran on, and the machine's load before and
-/// after the timed cases, with a verdict — a low ratio on a busy machine says little.
-fn load_info(before: Option<[f64; 3]>, after: Option<[f64; 3]>) -> Value {
+/// The share of the CPUs' time other processes used over one second (`/proc/stat`), taken while
+/// the bench itself is idle: the load average lags by a minute (and still counts the build that
+/// ran just before), this does not.
+fn cpu_busy_now() -> Option<f64> {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0);
+        Some((cpu.iter().take(8).sum(), idle))
+    };
+    let (t0, i0) = sample()?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (t1, i1) = sample()?;
+    (t1 > t0).then(|| 1.0 - (i1 - i0) as f64 / (t1 - t0) as f64)
+}
+
+/// Threads and load: how many workers Quiver's cases ran on, the machine's load averages before
+/// and after the timed cases, and how busy the CPUs were in the second before them — a low ratio
+/// on a busy machine says little.
+fn load_info(before: Option<[f64; 3]>, after: Option<[f64; 3]>, busy_share: Option<f64>) -> Value {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // the bench itself keeps up to all cores busy while it runs, so judge by the load before it
-    let busy = before.map(|l| l[0] > 0.5 * cores as f64);
+    let busy = busy_share.map(|b| b > 0.25);
     json!({
+        "cpu_busy_share_before": busy_share,
         // every case runs with RunContext threads = 0: each plugin's pool has one worker per core
         "quiver_threads": cores,
         "cores": cores,
@@ -1086,7 +1104,7 @@ fn real_main() -> Result<(), String> {
         }
     }
     let data = args.out.join("data");
-    let load_before = load_average();
+    let (load_before, busy_before) = (load_average(), cpu_busy_now());
     let (n_sel, n_risk) = if args.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
     // a case left out by --only is not built (nor its data)
     let mut cases: Vec<Case> = [
@@ -1272,18 +1290,16 @@ fn real_main() -> Result<(), String> {
         all.push(critic_memory(&host, 10_000_000)?);
         json!(all)
     };
-    let load = load_info(load_before, load_average());
+    let load = load_info(load_before, load_average(), busy_before);
     println!(
-        "threads: {} on {} cores; load average (1, 5, 15 min) before {:?}, after {:?}{}",
+        "threads: {} on {} cores; other processes used {} of the CPUs in the second before the cases; load \
+         average (1, 5, 15 min) before {:?}, after {:?}{}",
         load["quiver_threads"],
         load["cores"],
+        busy_before.map_or("?".to_string(), |b| format!("{:.0} %", 100.0 * b)),
         load_before,
         load_average(),
-        if load["busy_before"] == json!(true) {
-            " — the machine was busy before the bench: read the ratios with care"
-        } else {
-            ""
-        }
+        if load["busy_before"] == json!(true) { " — the machine was busy: read the ratios with care" } else { "" }
     );
     let report = json!({
         "memory": memory,

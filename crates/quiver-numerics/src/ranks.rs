@@ -2,6 +2,61 @@
 
 use rayon::prelude::*;
 
+/// The bits of `x` as an unsigned key in the order of `f64::total_cmp` (negative values have
+/// every bit flipped, the others their sign bit set).
+#[inline]
+pub fn total_order_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// The indices that put `x` in ascending total order, ties in index order (stable): an LSD radix
+/// sort on 16-bit digits of [`total_order_key`], four passes at most (a digit every value shares
+/// is skipped), with the four histograms from one sequential pass over `x` and each pass
+/// scattering 4-byte indices (two index buffers: 8 bytes a value). No comparisons, so none of the
+/// cache misses an index sort's comparator takes at every step: 1e6 uniform values in 22–27 ms
+/// on one core of this project's machine, where `par_sort_unstable_by` with the indirect
+/// (stable) comparator took 35–60 ms on two, and 11-bit or 8-bit digits 29 and 33 ms. `x.len()`
+/// must fit in u32.
+pub fn argsort(x: &[f64]) -> Vec<u32> {
+    assert!(x.len() <= u32::MAX as usize, "argsort: at most 2^32 - 1 values");
+    const DIGIT: usize = 1 << 16;
+    let n = x.len();
+    let mut hist = vec![[0u32; 4]; DIGIT];
+    for &v in x {
+        let k = total_order_key(v);
+        for pass in 0..4 {
+            hist[((k >> (16 * pass)) & 0xFFFF) as usize][pass] += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut next = vec![0u32; n];
+    for pass in 0..4 {
+        let shift = 16 * pass;
+        // a digit all values share leaves the order as it is
+        if hist.iter().any(|h| h[pass] as usize == n) {
+            continue;
+        }
+        let mut start = vec![0u32; DIGIT];
+        let mut acc = 0u32;
+        for (s, h) in start.iter_mut().zip(&hist) {
+            *s = acc;
+            acc += h[pass];
+        }
+        for &i in &order {
+            let d = ((total_order_key(x[i as usize]) >> shift) & 0xFFFF) as usize;
+            next[start[d] as usize] = i;
+            start[d] += 1;
+        }
+        std::mem::swap(&mut order, &mut next);
+    }
+    order
+}
+
 /// `x` sorted ascending in place (total order), without a copy.
 pub fn into_sorted(mut x: Vec<f64>) -> Vec<f64> {
     x.par_sort_unstable_by(f64::total_cmp);
@@ -44,29 +99,29 @@ pub fn counts_below_map<T: Send + Copy + Default>(
             })
             .collect();
     }
+    // (the comparison sort on every core: on two cores it beat the one-core radix `argsort` here,
+    // 0.115 s against 0.151 s end to end at n = m = 10^6, where the calibration sort runs beside it)
     let mut order: Vec<u32> = (0..queries.len() as u32).collect();
     order.par_sort_unstable_by(|&a, &b| queries[a as usize].total_cmp(&queries[b as usize]));
-    let walked: Vec<T> = order
-        .par_chunks(CHUNK)
-        .flat_map_iter(|chunk| {
-            let (lt, le) = count_one(sorted, queries[chunk[0] as usize]);
-            let (mut lt, mut le) = (lt as usize, le as usize);
-            let f = &f;
-            chunk.iter().map(move |&j| {
-                let v = queries[j as usize];
-                while lt < sorted.len() && sorted[lt] < v {
-                    lt += 1;
-                }
-                if le < lt {
-                    le = lt;
-                }
-                while le < sorted.len() && sorted[le] <= v {
-                    le += 1;
-                }
-                f(j as usize, lt as u64, le as u64)
-            })
-        })
-        .collect();
+    // each chunk of the sorted order walks from one binary search, writing its results in place
+    let mut walked = vec![T::default(); queries.len()];
+    walked.par_chunks_mut(CHUNK).zip(order.par_chunks(CHUNK)).for_each(|(out, chunk)| {
+        let (lt, le) = count_one(sorted, queries[chunk[0] as usize]);
+        let (mut lt, mut le) = (lt as usize, le as usize);
+        for (o, &j) in out.iter_mut().zip(chunk) {
+            let v = queries[j as usize];
+            while lt < sorted.len() && sorted[lt] < v {
+                lt += 1;
+            }
+            if le < lt {
+                le = lt;
+            }
+            while le < sorted.len() && sorted[le] <= v {
+                le += 1;
+            }
+            *o = f(j as usize, lt as u64, le as u64);
+        }
+    });
     let mut out = vec![T::default(); queries.len()];
     for (&j, c) in order.iter().zip(walked) {
         out[j as usize] = c;
@@ -90,6 +145,31 @@ pub fn prefix_sums(w: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argsort_is_the_stable_total_order() {
+        let mut st = 5u64;
+        for case in 0..30 {
+            let n = [0usize, 1, 2, 17, 1000, 70_000][case % 6];
+            let x: Vec<f64> = (0..n)
+                .map(|_| {
+                    st = crate::splitmix::mix(st);
+                    match st % 9 {
+                        0 => -0.0,
+                        1 => 0.0,
+                        2 => f64::INFINITY,
+                        3 => f64::NEG_INFINITY,
+                        4 => ((st >> 20) % 7) as f64, // ties
+                        5 => -(((st >> 20) % 5) as f64) * 1e-300,
+                        _ => ((st >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,
+                    }
+                })
+                .collect();
+            let mut want: Vec<u32> = (0..n as u32).collect();
+            want.sort_by(|&a, &b| x[a as usize].total_cmp(&x[b as usize]).then(a.cmp(&b)));
+            assert_eq!(argsort(&x), want, "case {case}");
+        }
+    }
 
     #[test]
     fn counts_match_brute_force() {

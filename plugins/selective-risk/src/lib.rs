@@ -98,8 +98,7 @@ impl Calibrated {
             let (sorted, errs): (Vec<f64>, Vec<bool>) = pairs.into_iter().unzip();
             return Calibrated { error_prefix: prefix_counts(errs.into_iter()), sorted };
         }
-        let mut order: Vec<u32> = (0..scores.len() as u32).collect();
-        order.par_sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]).then(a.cmp(&b)));
+        let order = quiver_numerics::ranks::argsort(scores);
         Calibrated {
             sorted: order.iter().map(|&i| scores[i as usize]).collect(),
             error_prefix: prefix_counts(order.iter().map(|&i| errors[i as usize])),
@@ -195,8 +194,11 @@ pub fn decide_scope(config: &Config, cal: &Calibrated) -> Decision {
                 Decision { lambda_hat: lam, cal_accepted: acc, cal_errors: err, candidates: distinct, p_value: None };
             break;
         }
-        // the start of this run of equal scores
-        end = s[..end].partition_point(|&x| x < lam);
+        // the start of this run of equal scores (most runs are one score long: step, then search)
+        end -= 1;
+        if end > 0 && s[end - 1] == lam {
+            end = s[..end].partition_point(|&x| x < lam);
+        }
     }
     best
 }
