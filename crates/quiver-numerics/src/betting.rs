@@ -106,6 +106,57 @@ pub fn lower_bound_nonnegative(x: &[f64], alpha: f64) -> f64 {
     lo
 }
 
+/// The smallest m in [lo, hi] whose wealth Π_i (1 + b_i(m)) stays below 1/α, where `bet(i, m)`
+/// = λ_i(m)·X_i(m) is each unit's stake times its outcome under the mean m: ≥ −c > −1, and
+/// non-increasing in m, so the wealth is too and the set of m it does not reject is [L, hi]
+/// (Illinois regula falsi to 1e-12 of the range; the bracket's lower end is returned). `lo` when
+/// nothing is rejected.
+pub fn lower_root(n: usize, alpha: f64, lo: f64, hi: f64, bet: impl Fn(usize, f64) -> f64 + Sync) -> f64 {
+    let level = (1.0 / alpha).ln();
+    let f = |m: f64| -> f64 {
+        (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|b| (b * BLOCK..((b + 1) * BLOCK).min(n)).map(|i| bet(i, m).ln_1p()).sum::<f64>())
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum::<f64>()
+            - level
+    };
+    let (mut a, mut b) = (lo, hi);
+    let (mut fa, mut fb) = (f(a), f(b));
+    if fa < 0.0 {
+        return lo;
+    }
+    if fb >= 0.0 {
+        return hi;
+    }
+    let mut side = 0i8;
+    for it in 0..300 {
+        if b - a <= 1e-12 * (hi - lo) {
+            break;
+        }
+        let mut c = (a * fb - b * fa) / (fb - fa);
+        if !(c > a && c < b) || it % 3 == 2 {
+            c = 0.5 * (a + b);
+        }
+        let fc = f(c);
+        if fc >= 0.0 {
+            (a, fa) = (c, fc);
+            if side == 1 {
+                fb *= 0.5;
+            }
+            side = 1;
+        } else {
+            (b, fb) = (c, fc);
+            if side == -1 {
+                fa *= 0.5;
+            }
+            side = -1;
+        }
+    }
+    a
+}
+
 /// A two-sided (1 − α) interval for m from X⁺ (mean m) and X⁻ (mean 1 − m), both ≥ 0: the two
 /// lower bounds at α/2 each, [L⁺, 1 − L⁻], clipped to [0, 1].
 pub fn interval_from_pair(plus: &[f64], minus: &[f64], alpha: f64) -> (f64, f64) {

@@ -621,6 +621,9 @@ pub fn bandit(
             let minus: Vec<f64> = wr.iter().zip(&w).map(|(v, w)| ((hi * w - v) / (hi - lo)).max(0.0)).collect();
             est.ipw =
                 Interval::finite(s.mean[0], ope_bounds::weighted_betting(&plus, &minus, range, s.mean[0], spec.alpha));
+            if let Some(iv) = ope_bounds::snipw_betting(&wr, &w, &d, ratio, spec.alpha) {
+                est.snipw = Interval::finite(ratio, iv);
+            }
         }
         if let Some(wmax) = d.weight_max {
             if kind != FiniteKind::Betting {

@@ -14,7 +14,8 @@
 //!   are non-negative with E X⁺ + E X⁻ = 1 (E_μ w_t = 1 at every t), and the value is
 //!   lo′G + (hi′ − lo′)G·E X⁺. (TIS takes w_T at every step.) See `quiver_numerics::betting`.
 //!   DR's per-unit values are not one-signed, so its betting interval needs ρ_max and treats them
-//!   as bounded (below).
+//!   as bounded (below); SNIPW's ([`snipw_betting`]) tests each m on w(r − m), which ρ_max bounds
+//!   below.
 //! * **empirical-bernstein** (Maurer & Pontil 2009) and **hoeffding**: for per-unit values in a
 //!   known range [A, B], which for importance-weighted values needs ρ_max:
 //!   IPW w r ∈ [ρ_max min(lo, 0), ρ_max max(hi, 0)]; bandit DR ∈ [lo − ρ_max(hi − lo),
@@ -101,6 +102,39 @@ pub fn weighted_betting(plus: &[f64], minus: &[f64], scale: Range1, estimate: f6
     let (l, u) = betting::interval_from_pair(plus, minus, alpha);
     let w = scale.b - scale.a;
     finish(estimate, (scale.a + w * l, scale.a + w * u), scale)
+}
+
+/// A betting interval for the value v that self-normalised IPW estimates — the m with
+/// E_μ[w(r − m)] = 0, as E_μ w = 1 — from the rows' weighted rewards `wr` = w·r and weights `w`
+/// (rewards in the declared range [lo, hi], every weight ≤ w_max). For the lower end, under v = m the outcomes
+/// X_i(m) = w_i(r_i − m)/(w_max(hi − lo)) have mean zero and are ≥ −a(m), a(m) = (m − lo)/(hi − lo);
+/// the stakes λ_i(m) = min(λ̃_i, c/a(m)) (λ̃_i WSR's plug-in from the running variance of
+/// w_j(r_j − lo)/(w_max(hi − lo)), j < i, which does not depend on m) keep every factor ≥ 1 − c and
+/// make λ_i(m)X_i(m) non-increasing in m, so the confidence set's lower end is a root; the upper
+/// end likewise with w_i(m − r_i). Each at α/2. Its centre is near the SNIPW estimate, where
+/// Σ w(r − m) = 0, as the IPW intervals' is near IPW's.
+pub fn snipw_betting(wr: &[f64], w: &[f64], d: &Declared, estimate: f64, alpha: f64) -> Option<(f64, f64)> {
+    let wmax = d.weight_max?;
+    let (lo, hi) = d.reward;
+    let scale = wmax * (hi - lo);
+    let c = betting::TRUNCATION;
+    let up: Vec<f64> = wr.iter().zip(w).map(|(v, w)| ((v - lo * w) / scale).clamp(0.0, 1.0)).collect();
+    let down: Vec<f64> = wr.iter().zip(w).map(|(v, w)| ((hi * w - v) / scale).clamp(0.0, 1.0)).collect();
+    let (lam_up, lam_down) = (betting::plug_in_bets(&up, alpha / 2.0), betting::plug_in_bets(&down, alpha / 2.0));
+    let n = w.len();
+    let lower = betting::lower_root(n, alpha / 2.0, lo, hi, |i, m| {
+        let a = (m - lo) / (hi - lo);
+        let cap = if a > 0.0 { c / a } else { f64::INFINITY };
+        lam_up[i].min(cap) * (wr[i] - m * w[i]) / scale
+    });
+    // the upper end: the same on the mirrored scale m′ = lo + hi − m, where w(m − r) is the outcome
+    let mirrored = betting::lower_root(n, alpha / 2.0, lo, hi, |i, mm| {
+        let m = lo + hi - mm;
+        let b = (hi - m) / (hi - lo);
+        let cap = if b > 0.0 { c / b } else { f64::INFINITY };
+        lam_down[i].min(cap) * (m * w[i] - wr[i]) / scale
+    });
+    Some(finish(estimate, (lower, lo + hi - mirrored), Range1 { a: lo, b: hi }))
 }
 
 /// Σ_{t<h} γ^t c^t (c = ρ_max, or 1 for G).

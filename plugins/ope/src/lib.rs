@@ -324,7 +324,6 @@ fn range_text(c: &Config) -> String {
 
 /// What the result's intervals are, in a sentence for `ci_note`.
 fn ci_note(c: &Config) -> String {
-    let sn = "snipw, sn_pdis";
     let biased = "dm, switch_dr and dros are biased unless Q-hat is right: their intervals are for the estimator's \
                   own expectation";
     match c.ci.method {
@@ -333,15 +332,17 @@ fn ci_note(c: &Config) -> String {
             "t intervals (asymptotic); sn_pdis: a bootstrap interval; snipw: the delta method's t interval; {biased}"
         ),
         m => {
-            let dr = if c.ci.declared.and_then(|d| d.weight_max).is_some() {
-                "ipw, dr, tis, pdis (and trajectory dr with a 'q' table fitted on other data; with the in-sample \
-                 LSTD-Q the units are not independent and dr's interval is marked asymptotic)"
-            } else {
-                "ipw, tis, pdis (dr needs weight_max for one: its interval is the bootstrap)"
+            let bounded = c.ci.declared.and_then(|d| d.weight_max).is_some();
+            let (valid, rest) = match (bounded, m == CiMethod::Betting) {
+                (true, true) => ("ipw, snipw, dr, tis, pdis", "sn_pdis"),
+                (true, false) => ("ipw, dr, tis, pdis", "snipw, sn_pdis"),
+                (false, _) => ("ipw, tis, pdis (dr and snipw need weight_max for one)", "snipw, sn_pdis, dr"),
             };
             format!(
-                "{m} intervals, valid at every n given reward_range and weight_max, for {dr}; {sn}, dm, switch_dr and \
-                 dros: bootstrap intervals (asymptotic); {biased}"
+                "{m} intervals, valid at every n given reward_range (and weight_max), for {valid} (trajectory dr: with a \
+                 'q' table fitted on other data; with the in-sample LSTD-Q the episodes are not independent and dr's \
+                 interval is marked asymptotic); {rest}, dm, switch_dr and dros: bootstrap intervals (asymptotic); \
+                 {biased}"
             )
         }
     }

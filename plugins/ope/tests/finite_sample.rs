@@ -159,7 +159,11 @@ fn bandit_finite_sample_intervals_cover_at_small_n() {
                             std::slice::from_ref(&log),
                         )
                         .unwrap();
-                        tally.add(&v, kind, &["ipw", "dr"], truth);
+                        // betting also bounds SNIPW's target (with the weight bound); the others leave it
+                        // to the bootstrap
+                        let keys: &[&str] =
+                            if kind == "betting" || kind == "t" { &["ipw", "dr", "snipw"] } else { &["ipw", "dr"] };
+                        tally.add(&v, kind, keys, truth);
                     }
                 }
                 tally.check(&format!("bandit, {}, n = {n}", design.name), alpha);
@@ -227,7 +231,7 @@ fn declared_bounds_are_required_and_checked() {
     assert_eq!(v["ipw"]["valid"], json!("finite-sample"));
     assert_eq!(v["dr"]["valid"], json!("asymptotic"));
     assert_eq!(v["snipw"]["valid"], json!("asymptotic"));
-    assert!(v["ci_note"].as_str().unwrap().contains("dr needs weight_max"));
+    assert!(v["ci_note"].as_str().unwrap().contains("dr and snipw need weight_max"));
     // a reward outside the declared range, a weight above the bound, a reward model outside
     let bounded = [("ci", json!("betting")), ("reward_range", json!("0,0.5")), ("weight_max", json!(4.0))];
     testing::expect_error(run(&bounded, one), "column 'r', row");
