@@ -88,28 +88,41 @@ pub fn counts_below_map<T: Send + Copy + Default>(
     queries: &[f64],
     f: impl Fn(usize, u64, u64) -> T + Sync,
 ) -> Vec<T> {
+    counts_below_by(sorted, queries.len(), |j| queries[j], f)
+}
+
+/// [`counts_below_map`] with the m queries computed on demand by `query(j)` (cheap, and the same
+/// value every call) instead of held in an array: a p-value per test unit needs no array of the
+/// test scores beside the p-values.
+pub fn counts_below_by<T: Send + Copy + Default>(
+    sorted: &[f64],
+    m: usize,
+    query: impl Fn(usize) -> f64 + Sync,
+    f: impl Fn(usize, u64, u64) -> T + Sync,
+) -> Vec<T> {
     const CHUNK: usize = 1 << 14;
-    if queries.len() < 4 * CHUNK || queries.len() > u32::MAX as usize {
-        return queries
-            .par_iter()
-            .enumerate()
-            .map(|(j, &v)| {
-                let (lt, le) = count_one(sorted, v);
+    if m < 4 * CHUNK || m > u32::MAX as usize {
+        return (0..m)
+            .into_par_iter()
+            .map(|j| {
+                let (lt, le) = count_one(sorted, query(j));
                 f(j, lt, le)
             })
             .collect();
     }
     // (the comparison sort on every core: on two cores it beat the one-core radix `argsort` here,
     // 0.115 s against 0.151 s end to end at n = m = 10^6, where the calibration sort runs beside it)
-    let mut order: Vec<u32> = (0..queries.len() as u32).collect();
-    order.par_sort_unstable_by(|&a, &b| queries[a as usize].total_cmp(&queries[b as usize]));
-    // each chunk of the sorted order walks from one binary search, writing its results in place
-    let mut walked = vec![T::default(); queries.len()];
-    walked.par_chunks_mut(CHUNK).zip(order.par_chunks(CHUNK)).for_each(|(out, chunk)| {
-        let (lt, le) = count_one(sorted, queries[chunk[0] as usize]);
+    let mut order: Vec<u32> = (0..m as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| query(a as usize).total_cmp(&query(b as usize)));
+    // each chunk of the sorted order walks from one binary search and writes its results straight
+    // into query order (no second m-long array)
+    let mut out = vec![T::default(); m];
+    let dst = Scatter(out.as_mut_ptr());
+    order.par_chunks(CHUNK).for_each(|chunk| {
+        let (lt, le) = count_one(sorted, query(chunk[0] as usize));
         let (mut lt, mut le) = (lt as usize, le as usize);
-        for (o, &j) in out.iter_mut().zip(chunk) {
-            let v = queries[j as usize];
+        for &j in chunk {
+            let v = query(j as usize);
             while lt < sorted.len() && sorted[lt] < v {
                 lt += 1;
             }
@@ -119,14 +132,30 @@ pub fn counts_below_map<T: Send + Copy + Default>(
             while le < sorted.len() && sorted[le] <= v {
                 le += 1;
             }
-            *o = f(j as usize, lt as u64, le as u64);
+            // SAFETY: `order` is a permutation of 0..m (the indices, sorted), so every
+            // j is in bounds and written by exactly one chunk, once; `out` outlives the loop
+            unsafe { dst.write(j as usize, f(j as usize, lt as u64, le as u64)) };
         }
     });
-    let mut out = vec![T::default(); queries.len()];
-    for (&j, c) in order.iter().zip(walked) {
-        out[j as usize] = c;
-    }
     out
+}
+
+/// A pointer the parallel walk writes disjoint elements through.
+struct Scatter<T>(*mut T);
+
+// SAFETY: the walk writes each element through it from exactly one thread (see its use).
+unsafe impl<T: Send> Sync for Scatter<T> {}
+
+impl<T> Scatter<T> {
+    /// Write element `i`.
+    ///
+    /// # Safety
+    /// `i` in bounds of the allocation, and no other thread reads or writes element `i`.
+    #[inline]
+    unsafe fn write(&self, i: usize, v: T) {
+        // SAFETY: the caller's contract: in bounds, and this thread's alone
+        unsafe { self.0.add(i).write(v) };
+    }
 }
 
 /// Exclusive prefix sums of `w` in f64, length `w.len() + 1`, summed left to right (the CUDA

@@ -131,17 +131,28 @@ impl Calibrated {
 
     /// Conformal p-values on the CPU (the exact expressions of the CUDA kernel).
     pub fn p_values_cpu(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Vec<f64> {
+        self.p_values_by(test_scores.len(), |j| test_scores[j], test_w, u)
+    }
+
+    /// [`Calibrated::p_values_cpu`] with the m test scores computed on demand (no array of them).
+    pub fn p_values_by(
+        &self,
+        m: usize,
+        score: impl Fn(usize) -> f64 + Sync,
+        test_w: Option<&[f64]>,
+        u: &[f64],
+    ) -> Vec<f64> {
         // each p-value straight from its counts (the counts themselves are never held)
         let n = self.sorted.len() as f64;
         match (&self.weight_prefix, test_w) {
             (Some(wp), Some(tw)) => {
                 let total = wp[self.sorted.len()];
-                quiver_numerics::ranks::counts_below_map(&self.sorted, test_scores, |j, lt, le| {
+                quiver_numerics::ranks::counts_below_by(&self.sorted, m, &score, |j, lt, le| {
                     let (lt, le) = (lt as usize, le as usize);
                     (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u[j]) / (tw[j] + total)
                 })
             }
-            _ => quiver_numerics::ranks::counts_below_map(&self.sorted, test_scores, |j, lt, le| {
+            _ => quiver_numerics::ranks::counts_below_by(&self.sorted, m, &score, |j, lt, le| {
                 (lt as f64 + u[j] * (1.0 + (le - lt) as f64)) / (n + 1.0)
             }),
         }
@@ -213,11 +224,26 @@ fn internal(e: impl std::fmt::Display) -> PluginError {
     PluginError::new(quiver_sdk::abi::ErrorKind::Internal, e.to_string())
 }
 
-fn column_or_param(t: &quiver_sdk::Table<'_>, name: &str, default: f64) -> Result<Vec<f64>, PluginError> {
-    Ok(match t.f64_opt(name)? {
-        Some(v) => v.to_vec(),
-        None => vec![default; t.nrows()],
-    })
+/// A per-row column, or one value for every row: read in place (a copy, or a column filled with
+/// the parameter, would add a test table's worth of memory at 10^7 rows).
+#[derive(Clone, Copy)]
+enum PerRow<'a> {
+    Column(&'a [f64]),
+    Constant(f64),
+}
+
+impl PerRow<'_> {
+    #[inline]
+    fn at(&self, i: usize) -> f64 {
+        match self {
+            PerRow::Column(v) => v[i],
+            PerRow::Constant(c) => *c,
+        }
+    }
+}
+
+fn column_or_param<'a>(t: &quiver_sdk::Table<'a>, name: &str, default: f64) -> Result<PerRow<'a>, PluginError> {
+    Ok(t.f64_opt(name)?.map_or(PerRow::Constant(default), PerRow::Column))
 }
 
 fn check_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
@@ -246,7 +272,8 @@ impl ConformalSelection {
         test.non_empty()?;
         let mu = test.f64("mu")?;
         let c = column_or_param(&test, "c", self.config.c)?;
-        let scores: Vec<f64> = mu.iter().zip(&c).map(|(m, c)| c - m).collect();
+        // the test scores c − μ, computed where they are used (the CUDA path copies them out)
+        let score = |i: usize| c.at(i) - mu[i];
         let w = test.f64_opt("w")?;
         if let Some(w) = w {
             check_weights(&test, w)?;
@@ -279,19 +306,20 @@ impl ConformalSelection {
             _ => {}
         }
         let m = test.nrows();
-        let u = match test.f64_opt("u")? {
+        // the given uniforms are read in place
+        let u: std::borrow::Cow<'_, [f64]> = match test.f64_opt("u")? {
             Some(u) => {
                 test.check_each("u", u, |x| (0.0..=1.0).contains(&x), "is not in [0, 1]")?;
-                u.to_vec()
+                u.into()
             }
-            None => tie_break_uniforms(m, self.config.tie_break, self.config.seed),
+            None => tie_break_uniforms(m, self.config.tie_break, self.config.seed).into(),
         };
         let threads = self.ctx.threads();
         let p = self.ctx.dispatch(
-            || quiver_numerics::with_threads(threads, || cal.p_values_cpu(&scores, w, &u)).map_err(internal),
-            || Ok(cal.p_values_cuda(&scores, w, &u)?),
+            || quiver_numerics::with_threads(threads, || cal.p_values_by(m, score, w, &u)).map_err(internal),
+            || Ok(cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &u)?),
         )?;
-        drop((scores, u)); // not needed past the p-values
+        drop(u); // not needed past the p-values
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
         let threshold = self.config.q * k_star as f64 / m as f64;
         let json = self.ctx.result_text(json!({
@@ -320,7 +348,7 @@ impl SelectorImpl for ConformalSelection {
         let y = cal.f64("y")?;
         let mu = cal.f64("mu")?;
         let c = column_or_param(&cal, "c", self.config.c)?;
-        let scores = calibration_scores(y, mu, &|i| c[i], self.config.score, self.config.clip_m);
+        let scores = calibration_scores(y, mu, &|i| c.at(i), self.config.score, self.config.clip_m);
         let w = cal.f64_opt("w")?;
         if let Some(w) = w {
             check_calibration_weights(&cal, w)?;
