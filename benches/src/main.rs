@@ -993,6 +993,8 @@ fn load_info(before: Option<[f64; 3]>, after: Option<[f64; 3]>, busy_share: Opti
     let busy = busy_share.map(|b| b > 0.25);
     json!({
         "cpu_busy_share_before": busy_share,
+        // allocator settings the run inherited, if any (they change the short cases' times)
+        "glibc_tunables": std::env::var("GLIBC_TUNABLES").ok(),
         // every case runs with RunContext threads = 0: each plugin's pool has one worker per core
         "quiver_threads": cores,
         "cores": cores,
