@@ -1,0 +1,6 @@
+//! The timed cases, one file per family.
+
+pub(crate) mod aggregation;
+pub(crate) mod critics;
+pub(crate) mod selection;
+pub(crate) mod shrinkage;
