@@ -4,6 +4,7 @@
 
 pub mod betting;
 pub mod binomial;
+pub mod convergence;
 pub mod exact;
 pub mod fdr;
 pub mod isotonic;

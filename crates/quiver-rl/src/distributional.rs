@@ -157,10 +157,11 @@ pub fn fit(
         // the change is measured on the quantiles at the data (directions of Θ the data do not
         // see are pinned by the ridge alone)
         if let Some(prev) = &q_prev {
-            let (step, scale) = crate::setup::relative_change(q.iter().zip(prev).map(|(a, b)| (*a, *b)));
+            let (step, scale) =
+                quiver_numerics::convergence::relative_change(q.iter().zip(prev).map(|(a, b)| (*a, *b)));
             let change = step.max(if scale > 0.0 { residual / scale } else { residual });
             if !change.is_finite() || scale > 1e150 {
-                return Err(crate::setup::diverged("linear quantile critic", scale, iterations, rows.r));
+                return Err(crate::setup::diverged("the linear quantile critic", scale, iterations, rows.r));
             }
             if change <= tol || iterations >= max_iter {
                 break change;

@@ -121,11 +121,11 @@ pub fn fit(
         // IRLS for the expectile regression, from the current w
         let new_w = expectile_regression(rows.psi.view(), &q, tau, ridge, &w)?;
         let scale;
-        (change, scale) = crate::setup::relative_change(new_w.iter().zip(&w).map(|(a, b)| (*a, *b)));
+        (change, scale) = quiver_numerics::convergence::relative_change(new_w.iter().zip(&w).map(|(a, b)| (*a, *b)));
         w = new_w;
         iterations += 1;
         if !w.iter().all(|x| x.is_finite()) || scale > 1e150 {
-            return Err(crate::setup::diverged("expectile critic", scale, iterations, rows.r));
+            return Err(crate::setup::diverged("the expectile critic", scale, iterations, rows.r));
         }
         ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {

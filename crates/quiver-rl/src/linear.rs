@@ -302,7 +302,7 @@ pub fn fqe(
         let target = &mo.b + &(mo.m.dot(&theta) * gamma);
         let next = lu.solve(&target).map_err(|_| singular("FQE regression", ridge))?;
         let scale;
-        (change, scale) = crate::setup::relative_change(next.iter().zip(&theta).map(|(a, b)| (*a, *b)));
+        (change, scale) = quiver_numerics::convergence::relative_change(next.iter().zip(&theta).map(|(a, b)| (*a, *b)));
         theta = next;
         iterations += 1;
         if iterations == 1 {
@@ -310,17 +310,14 @@ pub fn fqe(
         }
         if !theta.iter().all(|x| x.is_finite()) || scale > 1e12 * first {
             let rewards = mo.b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            return Err(PluginError::input(if !rewards.is_finite() || rewards > 1e150 {
-                format!(
-                    "FQE's values leave double precision after {iterations} iterations: the rewards are too large \
-                     (Φᵀr reaches {rewards:.3e}); rescale them"
-                )
-            } else {
-                format!(
-                    "FQE diverges (|theta| = {scale:.3e} after {iterations} iterations, {first:.3e} after the first): \
-                     bootstrapping off-policy with these features is unstable; raise the ridge, or use target=lstdq"
-                )
-            }));
+            return Err(PluginError::input(quiver_numerics::convergence::divergence_message(
+                "FQE",
+                scale,
+                iterations,
+                Some(first),
+                ("the rewards' sums Φᵀr", rewards),
+                "bootstrapping off-policy with these features is unstable; raise the ridge, or use target=lstdq",
+            )));
         }
         ctx.progress(iterations as u64, max_iter as u64, "fqe iterations")?;
         if change <= tol {

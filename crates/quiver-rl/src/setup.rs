@@ -231,42 +231,20 @@ pub fn ensure_finite(
     )))
 }
 
-/// The change between successive iterates of a fit, relative to the new iterate's size:
-/// (max |new − old| / max |new|, max |new|) over the `(new, old)` pairs; 0 when both are all zero.
-/// Relative to the values themselves, not to max(1, |values|): with rewards in tiny units (values
-/// near 1e-200) that floor made the first iterate's change look converged and the fits stopped
-/// after an iteration or two with values far from the fixed point.
-pub fn relative_change(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
-    let (delta, size) = pairs.fold((0.0f64, 0.0f64), |(d, m), (new, old)| (d.max((new - old).abs()), m.max(new.abs())));
-    (relative(delta, size), size)
-}
-
-/// A step `delta` relative to the values' size `size` ([`relative_change`]): 0 when both are 0.
-pub fn relative(delta: f64, size: f64) -> f64 {
-    if size > 0.0 {
-        delta / size
-    } else if delta == 0.0 {
-        0.0
-    } else {
-        f64::INFINITY
-    }
-}
-
-/// The error of an iterative fit whose values left the double range (or passed 1e150) after
-/// `iterations`: when the rewards are themselves that large, the rewards' scale is the cause
-/// (rescale them); otherwise the fit diverges (raise the ridge).
+/// The error of an iterative fit (`what`, e.g. "the expectile critic") whose values left the
+/// double range after `iterations`, their size `size`: the rewards when they are that large
+/// themselves, else divergence (raise the ridge) — the one message every fit gives
+/// ([`quiver_numerics::convergence::divergence_message`]).
 pub fn diverged(what: &str, size: f64, iterations: usize, rewards: &[f64]) -> PluginError {
     let largest = rewards.iter().fold(0.0f64, |m, r| m.max(r.abs()));
-    if largest > 1e150 {
-        PluginError::input(format!(
-            "the {what}'s values reach {size:.3e} after {iterations} iterations: rewards up to {largest:.3e} leave no \
-             room in double precision; rescale the rewards, e.g. divide them by {largest:.0e}"
-        ))
-    } else {
-        PluginError::input(format!(
-            "the {what} diverges (values of size {size:.3e} after {iterations} iterations): raise the ridge"
-        ))
-    }
+    PluginError::input(quiver_numerics::convergence::divergence_message(
+        what,
+        size,
+        iterations,
+        None,
+        ("rewards", largest),
+        "raise the ridge",
+    ))
 }
 
 /// Record how an iterative fit ended in its summary: `iterations`, `change`, `converged`, and,

@@ -218,7 +218,7 @@ pub fn expectile_fit(
         }
         iterations += 1;
         // relative to the values (a floor of 1 made tiny reward scales look converged at once)
-        change = crate::setup::relative(delta, scale);
+        change = quiver_numerics::convergence::relative(delta, scale);
         ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {
             break;

@@ -232,11 +232,12 @@ impl CriticChunked {
             w = expectile_regression(psi.view(), &q_d, c.kappa_b, ridge, &w)?;
             let v = psi.dot(&w);
             let scale;
-            (change, scale) = setup::relative_change(v.iter().zip(&v_prev).map(|(a, b)| (*a, *b)));
+            (change, scale) =
+                quiver_numerics::convergence::relative_change(v.iter().zip(&v_prev).map(|(a, b)| (*a, *b)));
             v_prev = v;
             iterations += 1;
             if !change.is_finite() || scale > 1e150 {
-                return Err(setup::diverged("chunked critic", scale, iterations, data.r));
+                return Err(setup::diverged("the chunked critic", scale, iterations, data.r));
             }
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {
@@ -376,7 +377,7 @@ impl CriticImpl for CriticChunked {
             }
             iterations += 1;
             // relative to the values (a floor of 1 made tiny reward scales look converged at once)
-            change = setup::relative(delta, scale);
+            change = quiver_numerics::convergence::relative(delta, scale);
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {
                 break;

@@ -283,8 +283,9 @@ impl CriticQuantile {
                 Some(it) => it.next(&theta),
                 None => self.step(&r, &theta, &pi, &tau),
             };
-            (change, _) =
-                setup::relative_change(next.iter().flatten().zip(theta.iter().flatten()).map(|(a, b)| (*a, *b)));
+            (change, _) = quiver_numerics::convergence::relative_change(
+                next.iter().flatten().zip(theta.iter().flatten()).map(|(a, b)| (*a, *b)),
+            );
             theta = next;
             iterations += 1;
             self.ctx.progress(iterations as u64, self.max_iter as u64, "quantile iterations")?;
