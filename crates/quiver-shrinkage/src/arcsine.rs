@@ -129,6 +129,22 @@ pub fn inverse(n: u64, t: f64) -> f64 {
     p
 }
 
+/// `f(n_i, v_i)` for many units, each distinct (n, v) computed once (on every core): units with
+/// the same trials and the same value — the same count toward a shared target — share their
+/// means and interval ends, so a million units of a few hundred trials need tens of thousands of
+/// evaluations, not millions.
+pub fn many(n: &[u64], v: &[f64], f: impl Fn(u64, f64) -> f64 + Sync) -> Vec<f64> {
+    use rayon::prelude::*;
+    let mut keys: Vec<(u64, u64)> = n.iter().zip(v).map(|(&n, &v)| (n, v.to_bits())).collect();
+    keys.par_sort_unstable();
+    keys.dedup();
+    let values: Vec<f64> = keys.par_iter().map(|&(n, v)| f(n, f64::from_bits(v))).collect();
+    n.par_iter()
+        .zip(v)
+        .map(|(&n, &v)| values[keys.binary_search(&(n, v.to_bits())).expect("every key was computed")])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,13 +250,14 @@ pub fn robust_ebci(u: &Units, s2: &[f64], alpha: f64, kurtosis: bool) -> Result<
 /// transform's bias ignored — units with n_i·p_i or n_i·(1 − p_i) small were missed: average
 /// coverage 0.897 with n_i on 5…40 and p_i ~ Beta(½, ½), 0.761 with n_i on 2…10; now 0.931 and
 /// 0.945. `n` holds the trials (the URE's `h`, which [`Units::take_risk`] moved out of `u`); the
-/// ends map back by [`arcsine_back`].
+/// ends map back through `quiver_shrinkage::arcsine::inverse`, each distinct
+/// (n, end) once.
 pub fn arcsine_units(u: &Units, n: &[f64]) -> (Units, Vec<f64>) {
     use quiver_shrinkage::arcsine;
-    use rayon::prelude::*;
     let x: Vec<f64> = u.raw.iter().zip(n).map(|(p, n)| arcsine::anscombe(p * n, *n)).collect();
-    let t: Vec<f64> =
-        (0..x.len()).into_par_iter().map(|i| arcsine::mean(n[i] as u64, u.target(i).clamp(0.0, 1.0))).collect();
+    let trials: Vec<u64> = n.iter().map(|&n| n as u64).collect();
+    let m: Vec<f64> = (0..x.len()).map(|i| u.target(i).clamp(0.0, 1.0)).collect();
+    let t = arcsine::many(&trials, &m, arcsine::mean);
     let s2: Vec<f64> = n.iter().map(|n| 1.0 / (4.0 * n + 2.0)).collect();
     let pooled = u.pooled.clamp(0.0, 1.0).sqrt().asin();
     let a = Units { raw: x, target_column: Some(t), pooled, var: s2.clone(), h: n.to_vec(), one_sample: false };
@@ -307,7 +308,6 @@ impl ShrinkageImpl for SureBinomial {
             // (the EBCI, the scale's description, its centre, its guarantee, the map back)
             let (ebci, scale, centre, guarantee, back) = if cfg.arcsine {
                 let (a, s2) = arcsine_units(&u, &risk.h);
-                let n = &risk.h;
                 (
                     robust_ebci(&a, &s2, cfg.alpha, cfg.kurtosis)?,
                     "arcsine: x = asin(sqrt((y + 3/8) / (n + 3/4))), sigma^2 = 1 / (4 n + 2); effect g_n(p) = E_p[x] \
@@ -315,8 +315,7 @@ impl ShrinkageImpl for SureBinomial {
                     "on the arcsine scale t + w (x - t), w = mu2 / (mu2 + sigma^2); ends mapped back by the inverse of g_n",
                     "average coverage over units >= 1 - alpha (normal approximation on the arcsine scale, where x is \
                      exactly unbiased)",
-                    Box::new(move |i: usize, t: f64| quiver_shrinkage::arcsine::inverse(n[i] as u64, t))
-                        as Box<dyn Fn(usize, f64) -> f64 + Sync>,
+                    Box::new(|_: usize, t: f64| t) as Box<dyn Fn(usize, f64) -> f64 + Sync>,
                 )
             } else {
                 let sigma2 = u.sampling_variance(&risk.e, &risk.h);
@@ -337,7 +336,15 @@ impl ShrinkageImpl for SureBinomial {
                 "centre": centre,
                 "guarantee": guarantee,
             });
-            ROption::RSome(ebci.ends(back).into())
+            let mut ends = ebci.ends(back);
+            if cfg.arcsine {
+                // back from g_n's scale: every distinct (n, end) inverted once
+                let p = risk.h.len();
+                let trials: Vec<u64> = risk.h.iter().chain(&risk.h).map(|&n| n as u64).collect();
+                debug_assert_eq!(ends.len(), 2 * p);
+                ends = quiver_shrinkage::arcsine::many(&trials, &ends, quiver_shrinkage::arcsine::inverse);
+            }
+            ROption::RSome(ends.into())
         } else {
             ROption::RNone
         };
