@@ -19,9 +19,10 @@
 //! estimator over resampled units (seeded, [`crate::bootstrap`]). Finite-sample, from bounds the
 //! user declares ([`crate::ope_bounds`]): `betting` (Waudby-Smith & Ramdas 2024; for importance
 //! weights Karampatziakis, Mineiro & Ramdas 2021), `empirical-bernstein` (Maurer & Pontil 2009)
-//! and `hoeffding`, for the estimators that are unbiased for the value (IPW, DR; TIS, PDIS, DR).
-//! The self-normalised estimators are ratios, not means: SNIPW's `t` interval is the delta
-//! method, R̂ ± t s_u/(√n · mean w) with u_i = w_i (r_i − R̂); otherwise (and always for SN-PDIS)
+//! and `hoeffding`, for the estimators that are unbiased for the value (IPW, DR; TIS, PDIS, DR),
+//! and under `betting` with a weight bound for SNIPW's target too. The self-normalised estimators
+//! are ratios, not means: SNIPW's `t` interval is the delta method, R̂ ± t s_u/(√n · mean w) with
+//! u_i = w_i (r_i − R̂); otherwise (but for SNIPW's betting interval, and always for SN-PDIS)
 //! their interval is the bootstrap, as are the biased estimators' (DM, Switch-DR, DRos) under a
 //! finite-sample kind. Each interval says which it is ([`Validity`]).
 
