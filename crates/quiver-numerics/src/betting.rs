@@ -66,44 +66,15 @@ pub fn lower_bound_nonnegative(x: &[f64], alpha: f64) -> f64 {
         return f64::NAN;
     }
     let bets = plug_in_bets(x, alpha);
-    let level = (1.0 / alpha).ln();
-    let f = |m: f64| log_wealth(x, &bets, m) - level;
-    let (mut lo, mut hi) = (0.0, x.iter().copied().fold(0.0, f64::max));
-    let (mut flo, mut fhi) = (f(lo), f(hi));
-    if flo < 0.0 || hi == 0.0 {
+    let hi = x.iter().copied().fold(0.0, f64::max);
+    if hi == 0.0 {
         return 0.0;
     }
-    // f is continuous and non-increasing; f(max x) ≤ −ln(1/α) < 0. Illinois regula falsi, with a
-    // bisection step whenever the bracket did not shrink by half in two steps.
-    let mut side = 0i8;
-    let mut width = hi - lo;
-    for it in 0..300 {
-        if hi - lo <= 1e-12 * hi {
-            break;
-        }
-        let mut c = (lo * fhi - hi * flo) / (fhi - flo);
-        if !(c > lo && c < hi) || (it % 2 == 1 && hi - lo > 0.5 * width) {
-            c = 0.5 * (lo + hi);
-        }
-        if it % 2 == 1 {
-            width = hi - lo;
-        }
-        let fc = f(c);
-        if fc >= 0.0 {
-            (lo, flo) = (c, fc);
-            if side == 1 {
-                fhi *= 0.5;
-            }
-            side = 1;
-        } else {
-            (hi, fhi) = (c, fc);
-            if side == -1 {
-                flo *= 0.5;
-            }
-            side = -1;
-        }
-    }
-    lo
+    // every factor 1 + min(λ̃_i, c/m)(x_i − m) is ≤ 1 at m = max x, so the wealth is below 1/α there
+    lower_root(x.len(), alpha, 0.0, hi, |i, m| {
+        let cap = if m > 0.0 { TRUNCATION / m } else { f64::INFINITY };
+        bets[i].min(cap) * (x[i] - m)
+    })
 }
 
 /// The smallest m in [lo, hi] whose wealth Π_i (1 + b_i(m)) stays below 1/α, where `bet(i, m)`
