@@ -193,6 +193,19 @@ fn real_main() -> Result<(), String> {
         }
     }
     cases.extend(dqc_case(&host, episodes));
+    // the quantile critic: side by side with the written-out operator at N = 16 (NumPy sorts 1.3·10^6
+    // atoms an iteration, ~230 iterations), and Quiver alone where the goals are (N = 128; 10^6
+    // transitions at N = 64)
+    let qc_rows = if args.quick { 10_000 } else { 40_000 };
+    cases.extend(quantile_critic_case(&host, &data.join("qc"), qc_rows, 16, true));
+    cases.extend(quantile_critic_case(&host, &data.join("qc"), qc_rows, 128, false));
+    cases.extend(quantile_critic_case(
+        &host,
+        &data.join("qc-big"),
+        if args.quick { 100_000 } else { 1_000_000 },
+        64,
+        false,
+    ));
     let (agg_exact, agg_grad) = if args.quick { (1_000, 10_000) } else { (10_000, 100_000) };
     let (qa_lp, qa_adam) = (data.join("qa-lp"), data.join("qa-adam"));
     // these data are large (10^8 numbers): built only when a case of theirs is wanted

@@ -325,3 +325,60 @@ pub(crate) fn dqc_case(host: &Host, episodes: usize) -> Option<Case> {
         }),
     })
 }
+
+/// `critic-quantile` (tabular, κ = 0, γ = 0.9, tol 1e-12) on `rows` transitions of a 2-state,
+/// 2-action MDP with Gaussian reward noise (every reward its own atom), N = `n` quantiles; against
+/// the operator written out in NumPy (`quantile_critic_baselines.py`) when `baseline`.
+pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usize, baseline: bool) -> Option<Case> {
+    let name = format!("critic-quantile tabular N = {n}{}", if baseline { "" } else { " (no baseline)" });
+    if skipped(&name) {
+        return None;
+    }
+    let (states, actions) = (2usize, 2usize);
+    let mut mdp = testing::mdp::FiniteMdp::random(31, states, actions, 0.9);
+    mdp.term = vec![0.0; states * actions];
+    let beta = mdp.random_policy(2, |_, _| true);
+    let pi = mdp.random_policy(3, |_, _| true);
+    let data = mdp.sample(4, &beta, None, rows / 1000, 1000);
+    let policy = mdp.policy_table(&pi);
+    let col = |name: &str| -> Vec<f64> {
+        match &data.columns.iter().find(|(c, _)| c == name).expect("a sampled column").1 {
+            quiver_host::Values::F64(v) => v.clone(),
+            quiver_host::Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            quiver_host::Values::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+        }
+    };
+    if baseline {
+        std::fs::create_dir_all(dir).ok()?;
+        for c in ["s", "a", "r", "s_next", "done"] {
+            write_f64(dir, c, &col(c));
+        }
+        let t = col("t");
+        let first: Vec<f64> = (0..t.len()).filter(|&i| t[i] == 0.0).map(|i| i as f64).collect();
+        write_f64(dir, "first", &first);
+        write_f64(dir, "pi", &pi);
+    }
+    let params = testing::params(&[("n_quantiles", json!(n)), ("gamma", json!(0.9)), ("tol", json!(1e-12))]);
+    let host = host.clone();
+    let tables = vec![data, policy];
+    Some(Case {
+        name,
+        sizes: json!({"n": rows, "m": n}),
+        python: None,
+        script: baseline.then_some("quantile_critic_baselines.py"),
+        baseline: if baseline {
+            json!({"states": states, "actions": actions, "n_quantiles": n, "gamma": 0.9, "tol": 1e-12, "max_iter": 1000})
+        } else {
+            Value::Null
+        },
+        data: dir.to_path_buf(),
+        repeats: Some(3),
+        quiver: Box::new(move || {
+            let mut h = host.critic("critic-quantile", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.fit(&tables).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
+        }),
+    })
+}
