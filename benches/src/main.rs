@@ -318,6 +318,16 @@ fn real_main() -> Result<(), String> {
             // the Python package over the Rust host: 0.03 = 3 % slower; and with glibc keeping
             // 64 MiB of freed heap (M_TOP_PAD) in the Python process
             row["python_overhead"] = json!(b / q - 1.0);
+            // what a Python user gains over NumPy: the NumPy time of the same selection (the
+            // `conformal-selection cpu` case, on the same data) over the package's
+            let numpy = report_cases
+                .iter()
+                .find(|c| c["case"] == "conformal-selection cpu")
+                .and_then(|c| c["baseline_median_s"].as_f64());
+            if let Some(numpy) = numpy {
+                row["ratio_numpy_over_python"] = json!(numpy / b);
+                println!("  the Python package on DataFrames: {:.2}x NumPy", numpy / b);
+            }
             if let Some(t) = base["times_top_pad"].as_array() {
                 let padded = median(t.iter().filter_map(Value::as_f64).collect());
                 row["python_top_pad_median_s"] = json!(padded);
