@@ -15,11 +15,8 @@ import sys
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def main():

@@ -23,11 +23,8 @@ import sys
 
 import numpy as np
 from scipy import stats
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def t_interval(x, alpha):

@@ -15,11 +15,8 @@ import sys
 
 import numpy as np
 import quiver
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def conformal_selection(d, q, c):

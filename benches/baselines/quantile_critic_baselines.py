@@ -10,11 +10,8 @@ import json
 import sys
 
 import numpy as np
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def main():

@@ -12,13 +12,10 @@ import sys
 import warnings
 
 import numpy as np
-from timing import time_runs
+from timing import load, time_runs
 
 warnings.filterwarnings("ignore")
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def main():

@@ -6,11 +6,8 @@ import json
 import sys
 
 import numpy as np
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def conformal_selection(d, q, c, clip_m, weighted):

@@ -10,11 +10,8 @@ import sys
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from timing import time_runs
+from timing import load, time_runs
 
-
-def load(d, name):
-    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def tune(d2, e, h, c, increasing):

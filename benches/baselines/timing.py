@@ -1,5 +1,13 @@
-"""The timing loop every baseline shares: run `repeats` times, wall-clock each run."""
+"""What every baseline shares: reading the harness's data files, and the timing loop (run
+`repeats` times, wall-clock each run)."""
 import time
+
+import numpy as np
+
+
+def load(d, name):
+    """The raw little-endian f64 file `d/name.f64` the harness wrote, as an array."""
+    return np.fromfile(f"{d}/{name}.f64", dtype="<f8")
 
 
 def time_runs(run, repeats):
