@@ -215,7 +215,7 @@ fn real_main() -> Result<(), String> {
         cases.push(aggregation_case(&host, &qa_lp, lp_tables, "exact", None, DeviceRequest::Cpu));
     }
     let gpu_usable = host
-        .selector(
+        .create(
             "conformal-selection",
             &testing::params(&[]),
             RunContext { device: DeviceRequest::Cuda, threads: 0, ..Default::default() },

@@ -12,8 +12,8 @@ pub(crate) fn critic_memory(host: &Host, n: usize) -> Result<Value, String> {
     let before = peak_rss().ok_or("no VmHWM")?;
     let params = testing::params(&[("features", json!("rff")), ("dim", json!(128)), ("ridge", json!(1e-6))]);
     let t = Instant::now();
-    let mut h = host.critic("critic-lstd", &params, RunContext::default()).map_err(|e| e.to_string())?;
-    h.fit(std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
+    let mut h = host.create("critic-lstd", &params, RunContext::default()).map_err(|e| e.to_string())?;
+    h.step("fit", std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
     let peak = peak_rss().ok_or("no VmHWM")?;
     Ok(json!({
         "case": "critic-lstd lstdq, 256 rff features",

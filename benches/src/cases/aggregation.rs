@@ -101,11 +101,11 @@ pub(crate) fn aggregation_case(
         repeats: Some(1),
         quiver: Box::new(move || {
             let mut h =
-                host.aggregator("quantile-aggregation", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            h.calibrate(&tables).map_err(|e| e.to_string())?;
-            let r = h.predict(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
+                host.create("quantile-aggregation", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            h.step("calibrate", &tables).map_err(|e| e.to_string())?;
+            let r = h.step("predict", &tables).map_err(|e| e.to_string())?;
+            let v: Value = r.summary.clone();
             Ok(json!({"objective": v["objective"], "compare": compare, "solver_details": v["solver_details"]}))
         }),
     }

@@ -112,10 +112,9 @@ pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, devic
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.critic("critic-lstd", &params, ctx).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
-                .map_err(|e| e.to_string())?;
+            let mut h = host.create("critic-lstd", &params, ctx).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
         }),
     })
@@ -202,10 +201,9 @@ pub(crate) fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Option<Case>
         data: dir.to_path_buf(),
         repeats: None,
         quiver: Box::new(move || {
-            let mut h = host.critic("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
-                .map_err(|e| e.to_string())?;
+            let mut h = host.create("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             let keys = ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"];
             let mut est: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect();
             est.insert("ess".into(), json!({"estimate": v["ess"]}));
@@ -271,10 +269,9 @@ pub(crate) fn ope_trajectory_case(
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.critic("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
-                .map_err(|e| e.to_string())?;
+            let mut h = host.create("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             let keys = ["tis", "pdis", "sn_pdis", "dm", "dr"];
             // the estimates must agree; the intervals come from other random draws (reported)
             let est: serde_json::Map<String, Value> =
@@ -316,10 +313,9 @@ pub(crate) fn dqc_case(host: &Host, episodes: usize) -> Option<Case> {
         data: PathBuf::new(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.critic("critic-chunked", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
-                .map_err(|e| e.to_string())?;
+            let mut h = host.create("critic-chunked", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             Ok(json!({"iterations": v["iterations"], "converged": v["converged"], "j": v["j"],
                       "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len)}))
         }),
@@ -346,6 +342,7 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
             quiver_host::Values::F64(v) => v.clone(),
             quiver_host::Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
             quiver_host::Values::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+            quiver_host::Values::Bytes { .. } => unreachable!("the sampler writes no bytes columns"),
         }
     };
     if baseline {
@@ -374,10 +371,9 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.critic("critic-quantile", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.fit(&tables).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(h.values(&[]).map_err(|e| e.to_string())?.json.as_str())
-                .map_err(|e| e.to_string())?;
+            let mut h = host.create("critic-quantile", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
         }),
     })

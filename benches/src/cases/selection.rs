@@ -52,7 +52,7 @@ pub(crate) fn selection_case(
     }
     let params = testing::params(&[("q", json!(0.1)), ("c", json!(0.0))]);
     let mut sel = host
-        .selector("conformal-selection", &params, RunContext { device, threads: 0, ..Default::default() })
+        .create("conformal-selection", &params, RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
     Some(Case {
         name,
@@ -63,10 +63,11 @@ pub(crate) fn selection_case(
         data: dir.to_path_buf(),
         repeats: None,
         quiver: Box::new(move || {
-            sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
-            let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
-            let sum: u64 = r.selected.iter().sum();
-            let k: usize = r.selected.len();
+            sel.step("calibrate", std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = sel.step("select", std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
+            let selected = r.i64s("selected").ok_or("no selected units")?;
+            let sum: i64 = selected.iter().sum();
+            let k: usize = selected.len();
             Ok(json!({"k_star": k, "n_selected": k, "selected_sum": sum}))
         }),
     })
@@ -90,11 +91,7 @@ pub(crate) fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> O
     let params =
         testing::params(&[("alpha", json!(0.1)), ("rule", json!(rule)), ("delta", json!(0.1)), ("grid", json!(50))]);
     let mut sel = host
-        .selector(
-            "selective-risk",
-            &params,
-            RunContext { device: DeviceRequest::Cpu, threads: 0, ..Default::default() },
-        )
+        .create("selective-risk", &params, RunContext { device: DeviceRequest::Cpu, threads: 0, ..Default::default() })
         .expect("plugin");
     Some(Case {
         name,
@@ -105,9 +102,10 @@ pub(crate) fn selective_case(host: &Host, dir: &Path, n: usize, rule: &str) -> O
         data: dir.to_path_buf(),
         repeats: None,
         quiver: Box::new(move || {
-            sel.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
-            let r = sel.select(std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
-            Ok(json!({"lambda_hat": r.threshold, "n_accepted": r.selected.len()}))
+            sel.step("calibrate", std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = sel.step("select", std::slice::from_ref(&test)).map_err(|e| e.to_string())?;
+            let accepted = r.i64s("accepted").ok_or("no accepted units")?;
+            Ok(json!({"lambda_hat": r.number("lambda_hat"), "n_accepted": accepted.len()}))
         }),
     })
 }
@@ -135,7 +133,7 @@ pub(crate) fn batch_case(
         params.push(("zeta", json!(m / 2)));
     }
     let mut h = host
-        .batch_predictor("batch-pi", &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
+        .create("batch-pi", &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
     let mode_owned = mode.to_string();
     Some(Case {
@@ -147,9 +145,9 @@ pub(crate) fn batch_case(
         data: dir.to_path_buf(),
         repeats: (mode == "mean").then_some(3),
         quiver: Box::new(move || {
-            h.calibrate(std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
-            let r = h.bound(&[]).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
+            h.step("calibrate", std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
+            let r = h.step("bound", &[]).map_err(|e| e.to_string())?;
+            let v: Value = r.summary.clone();
             Ok(match mode_owned.as_str() {
                 "mean" => json!({"Q": v["Q"], "bound": v["bound"]}),
                 "pac" => json!({"zeta": v["zeta"], "k": v["k"]}),

@@ -44,8 +44,8 @@ pub(crate) fn shrinkage_case(
         write_f64(dir, "n", &n);
         (Table::new("data").with_f64("y", y).with_f64("n", n), vec![])
     };
-    let h = host
-        .shrinker(method, &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
+    let mut h = host
+        .create(method, &testing::params(&params), RunContext { device, threads: 0, ..Default::default() })
         .expect("plugin");
     Some(Case {
         name,
@@ -56,11 +56,11 @@ pub(crate) fn shrinkage_case(
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let r = h.estimate(std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(r.json.as_str()).map_err(|e| e.to_string())?;
+            let r = h.step("estimate", std::slice::from_ref(&table)).map_err(|e| e.to_string())?;
+            let v: Value = r.summary.clone();
             // xkb-estimated's search minimises XKB's profile SURE, reported as `sure_xkb` (its risk
             // estimate is the unbiased one of the estimator returned)
-            let risk = v.get("sure_xkb").and_then(Value::as_f64).or(r.risk_estimate.into_option());
+            let risk = v.get("sure_xkb").and_then(Value::as_f64).or(r.number("sure")).or(r.number("ure"));
             Ok(json!({"risk": risk, "sweeps": v["sweeps"]}))
         }),
     })

@@ -176,7 +176,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                     say!(
                         "{:width$}  {:20}  [{}]  {}",
                         p.name(),
-                        p.manifest.family.name(),
+                        p.manifest.family.as_str(),
                         devices.join(","),
                         p.manifest.summary
                     );
@@ -260,9 +260,9 @@ fn display_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn print_info(p: &quiver_host::Plugin) {
+fn print_info(p: &quiver_host::LoadedPlugin) {
     let m = &p.manifest;
-    say!("{} {} ({})", m.name, m.version, m.family.name());
+    say!("{} {} ({})", m.name, m.version, m.family);
     say!("  {}", m.summary);
     say!("guarantee: {}", m.guarantee);
     say!("reference: {}", m.reference);
@@ -301,7 +301,9 @@ fn print_result(result: &quiver_host::RunOutput) {
         say!("{v}");
         return;
     };
-    let width = obj.keys().chain(result.arrays.iter().map(|(n, _)| n)).map(String::len).max().unwrap_or(0);
+    let shown: Vec<&(String, quiver_host::OutputArray)> =
+        result.arrays.iter().filter(|(n, a)| a.in_json && !obj.contains_key(n)).collect();
+    let width = obj.keys().chain(shown.iter().map(|(n, _)| n)).map(String::len).max().unwrap_or(0);
     let list = |len: usize, item: &dyn Fn(usize) -> String| {
         let head: Vec<String> = (0..len.min(8)).map(item).collect();
         format!("[{len} values] {}{}", head.join(", "), if len > 8 { ", ..." } else { "" })
@@ -317,7 +319,7 @@ fn print_result(result: &quiver_host::RunOutput) {
         say!("{k:width$}  {shown}");
     }
     // the per-unit arrays follow the summary's fields, as in the JSON
-    for (k, a) in &result.arrays {
+    for (k, a) in shown {
         say!("{k:width$}  {}", list(a.len(), &|i| short(&a.get_json(i))));
     }
 }

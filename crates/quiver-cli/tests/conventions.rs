@@ -22,6 +22,7 @@ fn write_csv(path: &Path, t: &Table, cell: impl Fn(&str, usize, String) -> Strin
                     Values::F64(x) => format!("{:?}", x[i]),
                     Values::I64(x) => x[i].to_string(),
                     Values::Bool(x) => u8::from(x[i]).to_string(),
+                    Values::Bytes { .. } => unreachable!("the samplers write no bytes columns"),
                 };
                 cell(name, i, shown)
             })

@@ -201,7 +201,7 @@ pub enum HostError {
         /// Family wanted.
         wanted: &'static str,
         /// Family found.
-        found: &'static str,
+        found: String,
     },
     /// A malformed parameter argument (`KEY=VALUE` without `=`, a name given twice).
     #[error("{0}")]

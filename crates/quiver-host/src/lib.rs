@@ -1,6 +1,6 @@
 //! The Quiver host: finds plugin files, loads them through the stable ABI, keeps a process-wide
-//! registry, validates inputs against each method's manifest, and hands out typed handles per
-//! estimator family ([`Selector`], [`BatchPredictor`], [`Aggregator`], [`Shrinker`], [`Critic`]).
+//! registry, validates inputs against each method's manifest, and runs any method's steps by name
+//! ([`Estimator`], [`Host::run`]) — whatever its family: the host knows no family.
 //!
 //! Loading a file: (0) it is parsed without loading ([`check_object_file`]): every segment lies
 //! inside the file, and its dynamic symbol table exports the C-ABI identity symbol
@@ -14,7 +14,7 @@
 //!
 //! One concern a file: `loading` (the search path, the checks, the registry's lookups), `inputs`
 //! (`KEY=VALUE` parameters, `ROLE=PATH` tables), `table` and `npy` (reading and validating
-//! tables), `run` (estimators, handles per family, the device contract, one-call runs), `output`
+//! tables), `run` (the estimator handle, the device contract, one-call runs), `output`
 //! (typed arrays and JSON), `progress` (the observer), `error`. Their public items are re-exported
 //! here.
 
@@ -35,12 +35,12 @@ pub use run::*;
 
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{
-    AggregationResult, BatchResult, Bound, CriticResult, Device, DeviceRequest, ErrorKind, Family, Manifest, ParamKind,
-    ParamSpec, RunContext, SelectionResult, ShrinkageResult, TableSpec, ABI_VERSION,
+    Bound, Device, DeviceRequest, ErrorKind, Manifest, ParamKind, ParamSpec, RunContext, StepOutput, StepSpec,
+    TableSpec, ABI_VERSION,
 };
 pub use table::{column_kind, read_csv, validate_view, Table, Values};
 
-pub use quiver_abi::{ColumnData, ColumnKind, ColumnView, TableView};
+pub use quiver_abi::{BytesColumn, ColumnData, ColumnKind, ColumnView, TableView};
 use quiver_abi::{PluginIdentity, PluginModRef};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ pub const PLUGIN_PATH_ENV: &str = "QUIVER_PLUGIN_PATH";
 
 /// A loaded plugin.
 #[derive(Clone)]
-pub struct Plugin {
+pub struct LoadedPlugin {
     /// The file it came from.
     pub path: PathBuf,
     /// Its manifest.
@@ -60,7 +60,7 @@ pub struct Plugin {
     module: PluginModRef,
 }
 
-impl Plugin {
+impl LoadedPlugin {
     /// Method name.
     pub fn name(&self) -> &str {
         self.manifest.name.as_str()
@@ -70,7 +70,7 @@ impl Plugin {
 /// The registry of loaded plugins, and the files that failed.
 #[derive(Default, Clone)]
 pub struct Host {
-    plugins: Vec<Plugin>,
+    plugins: Vec<LoadedPlugin>,
     failures: Vec<LoadError>,
     searched: Vec<PathBuf>,
 }

@@ -167,7 +167,7 @@ impl Host {
     }
 
     /// Load one plugin file. On failure the error is returned and also recorded.
-    pub fn load_file(&mut self, path: &Path) -> Result<&Plugin, LoadError> {
+    pub fn load_file(&mut self, path: &Path) -> Result<&LoadedPlugin, LoadError> {
         match self.try_load(path) {
             Ok(p) => {
                 self.plugins.push(p);
@@ -180,7 +180,7 @@ impl Host {
         }
     }
 
-    fn try_load(&self, path: &Path) -> Result<Plugin, LoadError> {
+    fn try_load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
         let identity = read_identity(path)?;
         if !ABI_VERSION.compatible_with(&identity.abi) {
             return Err(LoadError::AbiVersion {
@@ -211,11 +211,11 @@ impl Host {
                 first: first.path.clone(),
             });
         }
-        Ok(Plugin { path: path.into(), manifest, sdk_version: sdk_version(&identity), module })
+        Ok(LoadedPlugin { path: path.into(), manifest, sdk_version: sdk_version(&identity), module })
     }
 
     /// Loaded plugins, in load order.
-    pub fn plugins(&self) -> &[Plugin] {
+    pub fn plugins(&self) -> &[LoadedPlugin] {
         &self.plugins
     }
 
@@ -230,7 +230,7 @@ impl Host {
     }
 
     /// The plugin providing `method`.
-    pub fn get(&self, method: &str) -> Result<&Plugin, HostError> {
+    pub fn get(&self, method: &str) -> Result<&LoadedPlugin, HostError> {
         self.plugins.iter().find(|p| p.name() == method).ok_or_else(|| HostError::UnknownMethod {
             name: method.into(),
             known: if self.plugins.is_empty() {

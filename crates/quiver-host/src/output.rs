@@ -3,43 +3,125 @@
 
 use super::*;
 
-/// A per-unit array of a result, typed.
+/// The values of an output array, typed as they crossed the boundary.
 #[derive(Debug, Clone, PartialEq)]
-pub enum UnitArray {
-    /// Numbers (p-values, estimates, interval ends).
+pub enum ArrayValues {
+    /// Numbers (p-values, estimates, interval ends, quantiles).
     F64(Vec<f64>),
-    /// Indices (selected units).
-    U64(Vec<u64>),
-    /// One row of `cols` numbers per unit (row-major), e.g. a quantile set per test row.
-    Rows {
-        /// Numbers per unit.
-        cols: usize,
-        /// The `len() * cols` values.
-        values: Vec<f64>,
-    },
+    /// Integers (indices of selected units).
+    I64(Vec<i64>),
+    /// Flags.
+    Bool(Vec<bool>),
+    /// Raw bytes (a serialised state); JSON shows them as one lower-case hex string.
+    Bytes(Vec<u8>),
 }
 
-impl UnitArray {
-    /// Number of entries.
+impl ArrayValues {
+    /// Number of values.
     pub fn len(&self) -> usize {
         match self {
-            UnitArray::F64(v) => v.len(),
-            UnitArray::U64(v) => v.len(),
-            UnitArray::Rows { cols, values } => values.len().checked_div(*cols).unwrap_or(0),
+            ArrayValues::F64(v) => v.len(),
+            ArrayValues::I64(v) => v.len(),
+            ArrayValues::Bool(v) => v.len(),
+            ArrayValues::Bytes(v) => v.len(),
         }
     }
-    /// Whether it is empty.
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Entry `i` as a JSON value.
-    pub fn get_json(&self, i: usize) -> Value {
+    /// Value `i` as JSON (a non-finite float as null, as serde_json writes it).
+    fn value_json(&self, i: usize) -> Value {
         match self {
-            UnitArray::F64(v) => json!(v[i]),
-            UnitArray::U64(v) => json!(v[i]),
-            UnitArray::Rows { cols, values } => row_json(&values[i * cols..(i + 1) * cols]),
+            ArrayValues::F64(v) => json!(v[i]),
+            ArrayValues::I64(v) => json!(v[i]),
+            ArrayValues::Bool(v) => json!(v[i]),
+            ArrayValues::Bytes(v) => json!(v[i]),
         }
     }
+}
+
+/// A named array of a result: its values and shape (`[n]`: one value per unit; `[n, k]`: a row
+/// of `k` per unit, row-major; `[]`: one value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputArray {
+    /// The extent of each axis.
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub values: ArrayValues,
+    /// Whether the printed result shows it (see [`quiver_abi::NamedArray::in_json`]).
+    pub in_json: bool,
+}
+
+impl OutputArray {
+    /// A one-axis array.
+    pub fn vector(values: ArrayValues) -> Self {
+        OutputArray { shape: vec![values.len()], values, in_json: true }
+    }
+    /// Number of units: the first axis's extent (1 for a single value).
+    pub fn len(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+    /// Whether there are no units.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values per unit (the product of the extents after the first).
+    fn width(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+    /// The f64 values, if that is their type.
+    pub fn f64(&self) -> Option<&[f64]> {
+        match &self.values {
+            ArrayValues::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// The i64 values, if that is their type.
+    pub fn i64(&self) -> Option<&[i64]> {
+        match &self.values {
+            ArrayValues::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// Unit `i` as a JSON value: a number (or flag) for a one-axis array, a row for a matrix.
+    pub fn get_json(&self, i: usize) -> Value {
+        match (&self.values, self.shape.len()) {
+            (ArrayValues::Bytes(v), 0 | 1) => Value::String(hex(v)),
+            (_, 0 | 1) => self.values.value_json(i),
+            (ArrayValues::F64(v), _) => {
+                let w = self.width();
+                row_json(&v[i * w..(i + 1) * w])
+            }
+            (values, _) => {
+                let w = self.width();
+                Value::Array((i * w..(i + 1) * w).map(|j| values.value_json(j)).collect())
+            }
+        }
+    }
+    /// The whole array as JSON: a list of units (a single value when the shape is `[]`; bytes
+    /// as one hex string).
+    pub fn to_json(&self) -> Value {
+        match (&self.values, self.shape.len()) {
+            (ArrayValues::Bytes(v), _) => Value::String(hex(v)),
+            (_, 0) => self.values.value_json(0),
+            _ => Value::Array((0..self.len()).map(|i| self.get_json(i)).collect()),
+        }
+    }
+    /// Write unit `i` as JSON text.
+    fn write_unit(&self, w: &mut impl std::io::Write, i: usize) -> std::io::Result<()> {
+        match (&self.values, self.shape.len()) {
+            (ArrayValues::F64(v), 1) => serde_json::to_writer(&mut *w, &v[i])?,
+            (ArrayValues::I64(v), 1) => write!(w, "{}", v[i])?,
+            _ => serde_json::to_writer(&mut *w, &self.get_json(i))?,
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A method's result: the plugin's JSON summary and the per-unit arrays, which follow the
@@ -48,22 +130,70 @@ impl UnitArray {
 pub struct RunOutput {
     /// The summary (a JSON object).
     pub summary: Value,
-    /// `(name, values)` per-unit arrays.
-    pub arrays: Vec<(String, UnitArray)>,
+    /// `(name, array)`: the typed arrays, in the order they follow the summary.
+    pub arrays: Vec<(String, OutputArray)>,
 }
 
 impl RunOutput {
+    /// The output of a step that returns nothing (`fit`, `calibrate`): a null summary, no arrays.
+    pub fn empty() -> Self {
+        RunOutput { summary: Value::Null, arrays: Vec::new() }
+    }
+    /// Whether this is the output of a step that returns nothing.
+    pub fn is_empty(&self) -> bool {
+        self.summary.is_null() && self.arrays.is_empty()
+    }
+    /// The f64 matrix named `name` as `(rows, cols, values)` (a one-axis array is one column).
+    pub fn matrix(&self, name: &str) -> Option<(usize, usize, &[f64])> {
+        let a = self.array(name)?;
+        let v = a.f64()?;
+        let rows = a.len();
+        Some((rows, v.len().checked_div(rows).unwrap_or(0), v))
+    }
+    /// The array named `name`.
+    pub fn array(&self, name: &str) -> Option<&OutputArray> {
+        self.arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+    /// The f64 array named `name` (`None` when there is none, or it is of another type).
+    pub fn f64s(&self, name: &str) -> Option<&[f64]> {
+        self.array(name).and_then(OutputArray::f64)
+    }
+    /// The i64 array named `name` (`None` when there is none, or it is of another type).
+    pub fn i64s(&self, name: &str) -> Option<&[i64]> {
+        self.array(name).and_then(OutputArray::i64)
+    }
+    /// The summary's number at `key` (`"inf"`, `"-inf"` and `"nan"` read as those floats;
+    /// `None` when absent, null or not a number).
+    pub fn number(&self, key: &str) -> Option<f64> {
+        match self.summary.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => match s.as_str() {
+                "inf" => Some(f64::INFINITY),
+                "-inf" => Some(f64::NEG_INFINITY),
+                "nan" => Some(f64::NAN),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    /// The device the step ran on (the summary's `device`).
+    pub fn device(&self) -> Option<Device> {
+        match self.summary.get("device")?.as_str()? {
+            "cpu" => Some(Device::Cpu),
+            "cuda" => Some(Device::Cuda),
+            _ => None,
+        }
+    }
+
     /// The complete JSON value.
     pub fn into_json(self) -> Value {
         let mut v = self.summary;
         if let Some(obj) = v.as_object_mut() {
-            for (name, a) in self.arrays {
-                let value = match a {
-                    UnitArray::F64(x) => json!(x),
-                    UnitArray::U64(x) => json!(x),
-                    UnitArray::Rows { cols, values } => {
-                        Value::Array(values.chunks(cols.max(1)).map(row_json).collect())
-                    }
+            for (name, a) in self.arrays.into_iter().filter(|(_, a)| a.in_json) {
+                let value = match (a.values, a.shape.len()) {
+                    (ArrayValues::F64(x), 1) => json!(x),
+                    (ArrayValues::I64(x), 1) => json!(x),
+                    (values, _) => OutputArray { values, shape: a.shape, in_json: true }.to_json(),
                 };
                 obj.insert(name, value);
             }
@@ -75,7 +205,8 @@ impl RunOutput {
     /// text or JSON value of the whole result is built.
     pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         let obj = self.summary.as_object().cloned().unwrap_or_default();
-        let arrays: Vec<&(String, UnitArray)> = self.arrays.iter().filter(|(n, _)| !obj.contains_key(n)).collect();
+        let arrays: Vec<&(String, OutputArray)> =
+            self.arrays.iter().filter(|(n, a)| a.in_json && !obj.contains_key(n)).collect();
         let total = obj.len() + arrays.len();
         w.write_all(b"{\n")?;
         for (k, (key, value)) in obj.iter().enumerate() {
@@ -85,18 +216,17 @@ impl RunOutput {
             w.write_all(if k + 1 < total { b",\n" } else { b"\n" })?;
         }
         for (k, (name, a)) in arrays.iter().enumerate() {
-            write!(w, "  {}: [", Value::String(name.clone()))?;
-            for i in 0..a.len() {
-                w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-                match a {
-                    UnitArray::F64(v) => serde_json::to_writer(&mut w, &v[i])?,
-                    UnitArray::U64(v) => write!(w, "{}", v[i])?,
-                    UnitArray::Rows { cols, values } => {
-                        serde_json::to_writer(&mut w, &row_json(&values[i * cols..(i + 1) * cols]))?
-                    }
+            write!(w, "  {}: ", Value::String(name.clone()))?;
+            if a.shape.is_empty() || matches!(a.values, ArrayValues::Bytes(_)) {
+                serde_json::to_writer(&mut w, &a.to_json())?;
+            } else {
+                w.write_all(b"[")?;
+                for i in 0..a.len() {
+                    w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+                    a.write_unit(&mut w, i)?;
                 }
+                w.write_all(if a.is_empty() { b"]" } else { b"\n  ]" })?;
             }
-            w.write_all(if a.is_empty() { b"]" } else { b"\n  ]" })?;
             w.write_all(if obj.len() + k + 1 < total { b",\n" } else { b"\n" })?;
         }
         w.write_all(b"}\n")
@@ -127,74 +257,44 @@ pub(crate) fn summary_json(method: &str, text: &str) -> Result<Value, HostError>
     Ok(v)
 }
 
-/// A batch result as a [`RunOutput`] (its JSON is complete: no typed arrays).
-pub fn batch_output(method: &str, r: BatchResult) -> Result<RunOutput, HostError> {
-    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays: Vec::new() })
-}
-
-/// A critic result as a [`RunOutput`] (its JSON is complete, the queried values included).
-pub fn critic_output(method: &str, r: CriticResult) -> Result<RunOutput, HostError> {
-    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays: Vec::new() })
-}
-
-/// A selection's summary and its typed arrays (`selected`, and the per-unit values).
-pub fn selection_output(method: &str, r: SelectionResult) -> Result<RunOutput, HostError> {
-    Ok(RunOutput {
-        summary: summary_json(method, r.json.as_str())?,
-        arrays: vec![
-            (r.selected_name.to_string(), UnitArray::U64(r.selected.into_vec())),
-            (r.unit_values_name.to_string(), UnitArray::F64(r.unit_values.into_vec())),
-        ],
-    })
-}
-
-/// A shrinkage result's summary and its typed arrays (`estimates`, and `lower` / `upper` when
-/// intervals were computed).
-pub fn shrinkage_output(method: &str, r: ShrinkageResult) -> Result<RunOutput, HostError> {
-    let p = r.estimates.len();
-    let mut arrays = vec![("estimates".to_string(), UnitArray::F64(r.estimates.into_vec()))];
-    if let Some(iv) = r.intervals.into_option() {
-        let iv = iv.into_vec();
-        arrays.push(("lower".into(), UnitArray::F64(iv[..p].to_vec())));
-        arrays.push(("upper".into(), UnitArray::F64(iv[p..].to_vec())));
+/// A step's output as the host's: the summary parsed (an object; a step that returns nothing
+/// gives an empty output, [`RunOutput::is_empty`]), every array's shape checked against its
+/// values.
+pub fn step_output(method: &str, out: StepOutput) -> Result<RunOutput, HostError> {
+    if out.is_none() {
+        return Ok(RunOutput::empty());
     }
-    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays })
-}
-
-/// An aggregation's summary and its typed `test_quantiles` (one row of K quantiles per test
-/// row; absent when the method produced no quantile set, e.g. scoring only).
-pub fn aggregation_output(method: &str, r: AggregationResult) -> Result<RunOutput, HostError> {
-    let q = r.quantiles;
-    if q.rows.checked_mul(q.cols) != Some(q.data.len()) {
-        return Err(HostError::BadResult {
-            method: method.into(),
-            reason: format!("test_quantiles holds {} values, not {} x {}", q.data.len(), q.rows, q.cols),
-        });
+    let summary = if out.json.is_empty() { json!({}) } else { summary_json(method, out.json.as_str())? };
+    let mut arrays = Vec::with_capacity(out.arrays.len());
+    for a in out.arrays.into_vec() {
+        if !a.shape_matches() {
+            return Err(HostError::BadResult {
+                method: method.into(),
+                reason: format!(
+                    "{} holds {} values, not {}",
+                    a.name,
+                    a.data.len(),
+                    a.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ")
+                ),
+            });
+        }
+        let values = match a.data {
+            quiver_abi::ArrayData::F64(v) => ArrayValues::F64(v.into_vec()),
+            quiver_abi::ArrayData::I64(v) => ArrayValues::I64(v.into_vec()),
+            quiver_abi::ArrayData::Bool(v) => ArrayValues::Bool(v.into_vec()),
+            quiver_abi::ArrayData::Bytes(v) => ArrayValues::Bytes(v.into_vec()),
+        };
+        let shape = a.shape.iter().map(|&e| e as usize).collect();
+        arrays.push((a.name.into_string(), OutputArray { shape, values, in_json: a.in_json }));
     }
-    let arrays = if q.cols == 0 {
-        Vec::new()
-    } else {
-        vec![("test_quantiles".to_string(), UnitArray::Rows { cols: q.cols, values: q.data.into_vec() })]
-    };
-    Ok(RunOutput { summary: summary_json(method, r.json.as_str())?, arrays })
-}
-
-/// The complete JSON of a selection: the plugin's summary plus the typed per-unit arrays.
-pub fn selection_json(method: &str, r: &SelectionResult) -> Result<Value, HostError> {
-    Ok(selection_output(method, r.clone())?.into_json())
-}
-
-/// The complete JSON of a shrinkage result: the plugin's summary plus `estimates`, and `lower` /
-/// `upper` when intervals were computed (the typed arrays travel outside the JSON text).
-pub fn shrinkage_json(method: &str, r: &ShrinkageResult) -> Result<Value, HostError> {
-    Ok(shrinkage_output(method, r.clone())?.into_json())
+    Ok(RunOutput { summary, arrays })
 }
 
 /// The manifest as JSON (for `quiver info --json` and `quiver list --json`).
 pub fn manifest_json(m: &Manifest) -> Value {
     json!({
         "name": m.name.as_str(),
-        "family": m.family.name(),
+        "family": m.family.as_str(),
         "version": m.version.as_str(),
         "summary": m.summary.as_str(),
         "guarantee": m.guarantee.as_str(),
@@ -223,5 +323,13 @@ pub fn manifest_json(m: &Manifest) -> Value {
                 "doc": c.doc.as_str(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "steps": m.steps.iter().map(|s| json!({
+            "name": s.name.as_str(),
+            "changes_state": s.mutates,
+            "in_run": s.in_run,
+            "tables": s.tables.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "doc": s.doc.as_str(),
+        })).collect::<Vec<_>>(),
+        "properties": serde_json::from_str::<Value>(m.properties_json.as_str()).unwrap_or(json!({})),
     })
 }

@@ -1,5 +1,5 @@
-//! Running a method: estimators and their per-family handles, the device contract, and the
-//! checked one-call `run` paths.
+//! Running a method: the estimator handle (named steps, any family), the device contract, and
+//! the one way to run a whole lifecycle.
 
 use super::*;
 
@@ -40,43 +40,25 @@ impl Host {
         Ok(Estimator { method: method.into(), manifest: plugin.manifest.clone(), inner, _progress: progress.cloned() })
     }
 
-    /// A conformal-selector handle.
-    pub fn selector(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Selector, HostError> {
-        Selector::new(self.create(method, params, ctx)?)
-    }
-
-    /// A batch-predictor handle.
-    pub fn batch_predictor(
+    /// [`Host::create`] for a caller that needs a method of one family (label `family`): any other
+    /// is refused with [`HostError::WrongFamily`].
+    pub fn create_as(
         &self,
         method: &str,
+        family: &'static str,
         params: &Map<String, Value>,
         ctx: RunContext,
-    ) -> Result<BatchPredictor, HostError> {
-        BatchPredictor::new(self.create(method, params, ctx)?)
+    ) -> Result<Estimator, HostError> {
+        let found = self.get(method)?.manifest.family.to_string();
+        if found != family {
+            return Err(HostError::WrongFamily { name: method.into(), wanted: family, found });
+        }
+        self.create(method, params, ctx)
     }
 
-    /// A quantile-aggregator handle.
-    pub fn aggregator(
-        &self,
-        method: &str,
-        params: &Map<String, Value>,
-        ctx: RunContext,
-    ) -> Result<Aggregator, HostError> {
-        Aggregator::new(self.create(method, params, ctx)?)
-    }
-
-    /// A shrinkage handle.
-    pub fn shrinker(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Shrinker, HostError> {
-        Shrinker::new(self.create(method, params, ctx)?)
-    }
-
-    /// A critic handle.
-    pub fn critic(&self, method: &str, params: &Map<String, Value>, ctx: RunContext) -> Result<Critic, HostError> {
-        Critic::new(self.create(method, params, ctx)?)
-    }
-
-    /// Run a method's whole lifecycle on `tables` (each lifecycle step sees every table) and
-    /// return its JSON result: what the CLI and demo do, generic over families.
+    /// Run a method's whole lifecycle on `tables` — every step its manifest marks `in_run`, in
+    /// order, each seeing every table — and return the last step's JSON result: what the CLI and
+    /// demo do, for any family.
     pub fn run(
         &self,
         method: &str,
@@ -139,35 +121,22 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
-        let est = self.create_observed(method, params, ctx, progress)?;
-        let t = quiver_abi::tables(views);
-        match est.family() {
-            Family::ConformalSelector => {
-                let mut h = Selector::new(est)?;
-                h.est.invoke(h.inner.calibrate(t))?;
-                selection_output(method, h.est.invoke(h.inner.select(t))?)
-            }
-            Family::BatchPredictive => {
-                let mut h = BatchPredictor::new(est)?;
-                h.est.invoke(h.inner.calibrate(t))?;
-                batch_output(method, h.est.invoke(h.inner.bound(t))?)
-            }
-            Family::QuantileAggregator => {
-                let mut h = Aggregator::new(est)?;
-                h.est.invoke(h.inner.fit(t))?;
-                h.est.invoke(h.inner.calibrate(t))?;
-                aggregation_output(method, h.est.invoke(h.inner.predict(t))?)
-            }
-            Family::Shrinkage => {
-                let h = Shrinker::new(est)?;
-                shrinkage_output(method, h.est.invoke(h.inner.estimate(t))?)
-            }
-            Family::Critic => {
-                let mut h = Critic::new(est)?;
-                h.est.invoke(h.inner.fit(t))?;
-                critic_output(method, h.est.invoke(h.inner.values(t))?)
-            }
+        let mut est = self.create_observed(method, params, ctx, progress)?;
+        let steps: Vec<String> = est.manifest.run_steps().map(|s| s.name.to_string()).collect();
+        let mut last = RunOutput::empty();
+        for name in &steps {
+            last = est.invoke_step(name, views)?;
         }
+        if !last.is_empty() {
+            return Ok(last);
+        }
+        Err(HostError::BadResult {
+            method: method.into(),
+            reason: format!(
+                "its last run step ({}) returned no result",
+                steps.last().map_or("none declared", String::as_str)
+            ),
+        })
     }
 }
 
@@ -215,158 +184,79 @@ pub fn device_contract(manifest: &Manifest, ctx: RunContext) -> Result<RunContex
     }
 }
 
-/// A constructed estimator, before it is narrowed to its family's handle.
+/// A constructed estimator of any family: its steps are called by name (those its manifest
+/// declares), on owned tables ([`Estimator::step`]) or borrowed ones ([`Estimator::step_views`]).
+/// Tables are checked against the manifest first (errors name table, column and row).
 pub struct Estimator {
     method: String,
     manifest: Manifest,
-    inner: quiver_abi::Estimator,
+    inner: quiver_abi::EstimatorBox,
     _progress: Option<Progress>,
 }
 
 impl Estimator {
-    /// Its family.
-    pub fn family(&self) -> Family {
-        self.inner.family()
+    /// The method name.
+    pub fn method(&self) -> &str {
+        &self.method
     }
-}
-
-/// What every handle knows about its method (and the progress observer it keeps alive).
-#[derive(Clone)]
-pub(crate) struct EstimatorInfo {
-    method: String,
-    manifest: Manifest,
-    _progress: Option<Progress>,
-}
-
-impl EstimatorInfo {
-    fn of(e: &Estimator) -> Self {
-        EstimatorInfo { method: e.method.clone(), manifest: e.manifest.clone(), _progress: e._progress.clone() }
+    /// The method's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
-
-    /// Validate `tables` (the ones this method reads, that are present) and call `f` with their
-    /// ABI views.
-    fn call<T>(
-        &self,
-        tables: &[Table],
-        f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
-    ) -> Result<T, HostError> {
+    /// Its family label.
+    pub fn family(&self) -> &str {
+        self.manifest.family.as_str()
+    }
+    /// Run step `name` on `tables`: its output (empty for a step that returns nothing, `fit`,
+    /// `calibrate`: [`RunOutput::is_empty`]).
+    pub fn step(&mut self, name: &str, tables: &[Table]) -> Result<RunOutput, HostError> {
         validate_owned(&self.manifest, tables)?;
         let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
         let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        self.invoke(f(quiver_abi::tables(&views)))
+        self.invoke_step(name, &views)
     }
-
-    /// [`EstimatorInfo::call`] on borrowed tables ([`validate_view`]).
-    fn call_views<T>(
-        &self,
-        views: &[TableView<'_>],
-        f: impl FnOnce(quiver_abi::Tables<'_>) -> quiver_abi::PluginResult<T>,
-    ) -> Result<T, HostError> {
-        validate_views(&self.manifest, views)?;
-        self.invoke(f(quiver_abi::tables(views)))
+    /// [`Estimator::step`] on borrowed tables (no copy of their columns); see
+    /// [`Host::run_views`].
+    pub fn step_views(&mut self, name: &str, tables: &[TableView<'_>]) -> Result<RunOutput, HostError> {
+        validate_views(&self.manifest, tables)?;
+        self.invoke_step(name, tables)
     }
-
-    /// A plugin call's result as the host's.
-    fn invoke<T>(&self, r: quiver_abi::PluginResult<T>) -> Result<T, HostError> {
-        r.into_result().map_err(|e| plugin_error(&self.method, e))
+    /// A step that does not change the estimator (a `select`, `values`, `predict`), through a
+    /// shared reference: several may run at once.
+    pub fn query(&self, name: &str, tables: &[Table]) -> Result<RunOutput, HostError> {
+        validate_owned(&self.manifest, tables)?;
+        let spec = self.spec(name)?;
+        if spec.mutates {
+            return Err(HostError::Parameter(format!(
+                "step '{name}' of '{}' changes the estimator: call it with `step`, not `query`",
+                self.method
+            )));
+        }
+        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
+        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
+        let out = self.inner.query(name.into(), quiver_abi::table_views(&views));
+        self.output(out)
+    }
+    /// Run step `name` (through the ABI's `step` or `query`, as the manifest declares it) on
+    /// tables already checked.
+    fn invoke_step(&mut self, name: &str, views: &[TableView<'_>]) -> Result<RunOutput, HostError> {
+        let mutates = self.spec(name)?.mutates;
+        let t = quiver_abi::table_views(views);
+        let out = if mutates { self.inner.step(name.into(), t) } else { self.inner.query(name.into(), t) };
+        self.output(out)
+    }
+    fn spec(&self, name: &str) -> Result<&quiver_abi::StepSpec, HostError> {
+        self.manifest.step(name).ok_or_else(|| {
+            let steps: Vec<&str> = self.manifest.steps.iter().map(|s| s.name.as_str()).collect();
+            HostError::Parameter(format!(
+                "'{}' has no step '{name}' (its steps: {})",
+                self.method,
+                if steps.is_empty() { "none".to_string() } else { steps.join(", ") }
+            ))
+        })
+    }
+    fn output(&self, out: quiver_abi::PluginResult<StepOutput>) -> Result<RunOutput, HostError> {
+        let out = out.into_result().map_err(|e| plugin_error(&self.method, e))?;
+        step_output(&self.method, out)
     }
 }
-
-macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $boxed:ty, $variant:ident, { $( $(#[$mdoc:meta])* fn $method:ident / $views:ident (& $($mut_:ident)?) -> $ret:ty; )* }) => {
-        $(#[$doc])*
-        pub struct $name {
-            inner: $boxed,
-            est: EstimatorInfo,
-        }
-
-        impl $name {
-            /// Narrow a constructed estimator to this family's handle.
-            pub fn new(e: Estimator) -> Result<Self, HostError> {
-                let est = EstimatorInfo::of(&e);
-                match e.inner {
-                    quiver_abi::Estimator::$variant(inner) => Ok($name { inner, est }),
-                    other => Err(HostError::WrongFamily {
-                        name: e.method,
-                        wanted: Family::$variant.name(),
-                        found: other.family().name(),
-                    }),
-                }
-            }
-
-            /// The method name.
-            pub fn method(&self) -> &str {
-                &self.est.method
-            }
-
-            /// The method's manifest.
-            pub fn manifest(&self) -> &Manifest {
-                &self.est.manifest
-            }
-            $(
-                $(#[$mdoc])*
-                pub fn $method(& $($mut_)? self, tables: &[Table]) -> Result<$ret, HostError> {
-                    let inner = & $($mut_)? self.inner;
-                    self.est.call(tables, |t| inner.$method(t))
-                }
-
-                /// The same step on borrowed tables (no copy of their columns); see
-                /// [`Host::run_views`].
-                pub fn $views(& $($mut_)? self, tables: &[TableView<'_>]) -> Result<$ret, HostError> {
-                    let inner = & $($mut_)? self.inner;
-                    self.est.call_views(tables, |t| inner.$method(t))
-                }
-            )*
-        }
-    };
-}
-
-handle!(
-    /// A conformal selector: `calibrate` then `select` (many times).
-    Selector, quiver_abi::SelectorBox, ConformalSelector, {
-        /// Ingest the `calibration` table.
-        fn calibrate / calibrate_views(&mut) -> ();
-        /// Select units of the `test` table.
-        fn select / select_views(&) -> SelectionResult;
-    }
-);
-
-handle!(
-    /// A batch predictor: `calibrate` then `bound`.
-    BatchPredictor, quiver_abi::BatchBox, BatchPredictive, {
-        /// Ingest the calibration scores.
-        fn calibrate / calibrate_views(&mut) -> ();
-        /// The set or bound for a batch.
-        fn bound / bound_views(&) -> BatchResult;
-    }
-);
-
-handle!(
-    /// A quantile aggregator: `fit`, `calibrate`, `predict`.
-    Aggregator, quiver_abi::AggregatorBox, QuantileAggregator, {
-        /// Fit weights.
-        fn fit / fit_views(&mut) -> ();
-        /// Conformal calibration.
-        fn calibrate / calibrate_views(&mut) -> ();
-        /// Predict quantiles.
-        fn predict / predict_views(&) -> AggregationResult;
-    }
-);
-
-handle!(
-    /// A shrinkage estimator: `estimate`.
-    Shrinker, quiver_abi::ShrinkageBox, Shrinkage, {
-        /// Tune and estimate.
-        fn estimate / estimate_views(&) -> ShrinkageResult;
-    }
-);
-
-handle!(
-    /// A critic: `fit` then `values`.
-    Critic, quiver_abi::CriticBox, Critic, {
-        /// Fit on transitions.
-        fn fit / fit_views(&mut) -> ();
-        /// Query values.
-        fn values / values_views(&) -> CriticResult;
-    }
-);

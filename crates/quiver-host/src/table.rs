@@ -2,7 +2,7 @@
 //! and viewed across the ABI without copying.
 
 use crate::error::InputError;
-use quiver_abi::{ColumnData, ColumnKind, ColumnSpec, ColumnView, TableSpec, TableView};
+use quiver_abi::{BytesColumn, ColumnData, ColumnKind, ColumnSpec, ColumnView, TableSpec, TableView};
 use std::path::Path;
 
 /// The values of one owned column.
@@ -14,6 +14,14 @@ pub enum Values {
     I64(Vec<i64>),
     /// Booleans.
     Bool(Vec<bool>),
+    /// Byte strings, one per row, in Arrow's binary layout ([`BytesColumn`]): row `i` is
+    /// `data[offsets[i]..offsets[i + 1]]`.
+    Bytes {
+        /// The rows' bytes, end to end.
+        data: Vec<u8>,
+        /// Where each row starts, and where the last ends (one more than the rows).
+        offsets: Vec<u64>,
+    },
 }
 
 impl Values {
@@ -23,6 +31,7 @@ impl Values {
             Values::F64(v) => v.len(),
             Values::I64(v) => v.len(),
             Values::Bool(v) => v.len(),
+            Values::Bytes { offsets, .. } => offsets.len().saturating_sub(1),
         }
     }
     /// Whether empty.
@@ -34,6 +43,7 @@ impl Values {
             Values::F64(v) => ColumnData::f64(v),
             Values::I64(v) => ColumnData::i64(v),
             Values::Bool(v) => ColumnData::bool(v),
+            Values::Bytes { data, offsets } => ColumnData::Bytes(BytesColumn::new(data, offsets)),
         }
     }
 }
@@ -81,6 +91,17 @@ impl Table {
     /// Add a bool column.
     pub fn with_bool(self, name: &str, v: Vec<bool>) -> Self {
         self.push(name, Values::Bool(v))
+    }
+    /// Add a column of byte strings, one per row.
+    pub fn with_bytes(self, name: &str, rows: &[&[u8]]) -> Self {
+        let mut offsets = Vec::with_capacity(rows.len() + 1);
+        offsets.push(0);
+        let mut data = Vec::new();
+        for r in rows {
+            data.extend_from_slice(r);
+            offsets.push(data.len() as u64);
+        }
+        self.push(name, Values::Bytes { data, offsets })
     }
     /// A column by name.
     pub fn column(&self, name: &str) -> Option<&Values> {
@@ -201,6 +222,16 @@ fn check_table(
                 }
                 (ColumnKind::F64 | ColumnKind::F32, ColumnData::I64(_)) => {}
                 (ColumnKind::I64, ColumnData::I64(_)) | (ColumnKind::Bool, ColumnData::Bool(_)) => {}
+                (ColumnKind::Bytes, ColumnData::Bytes(b)) => {
+                    if !b.is_valid() {
+                        return Err(InputError::Cell {
+                            table: role.into(),
+                            column: c.name.to_string(),
+                            row: 1,
+                            reason: "its offsets do not describe rows inside its bytes".into(),
+                        });
+                    }
+                }
                 (ColumnKind::Bool, ColumnData::I64(v)) => {
                     if let Some(i) = v.iter().position(|&x| x != 0 && x != 1) {
                         return Err(bad(i, format!("value {} is not 0 or 1", v[i])));
@@ -286,6 +317,8 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
         /// ids, and whether an empty cell means "none" (-1)
         I64(Vec<i64>, bool),
         Bool(Vec<bool>),
+        /// a cell's text as its bytes
+        Bytes(Vec<u8>, Vec<u64>),
         Other(Vec<f64>),
         Ignored,
     }
@@ -296,6 +329,7 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
                 ColumnKind::F64 | ColumnKind::F32 => Col::F64(Vec::new()),
                 ColumnKind::I64 => Col::I64(Vec::new(), c.empty_means_none),
                 ColumnKind::Bool => Col::Bool(Vec::new()),
+                ColumnKind::Bytes => Col::Bytes(Vec::new(), vec![0]),
             },
             None => Col::Other(Vec::new()),
         })
@@ -348,6 +382,10 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
                     v.push(if *none && field.is_empty() { -1 } else { parse_i64(field).map_err(bad)? })
                 }
                 Col::Bool(v) => v.push(parse_bool(field).map_err(bad)?),
+                Col::Bytes(data, offsets) => {
+                    data.extend_from_slice(field.as_bytes());
+                    offsets.push(data.len() as u64);
+                }
                 Col::Other(v) => match parse_f64(field) {
                     Ok(x) => v.push(x),
                     Err(_) => *c = Col::Ignored,
@@ -363,6 +401,7 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
             Col::F64(v) | Col::Other(v) => Values::F64(v),
             Col::I64(v, _) => Values::I64(v),
             Col::Bool(v) => Values::Bool(v),
+            Col::Bytes(data, offsets) => Values::Bytes { data, offsets },
             Col::Ignored => {
                 table.ignored.push(name);
                 continue;

@@ -21,8 +21,8 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use quiver_host::{
-    ColumnData, ColumnView, DeviceRequest, ErrorKind, HostError, InputError, Progress, RunContext, RunOutput,
-    TableView, UnitArray,
+    ArrayValues, ColumnData, ColumnView, DeviceRequest, ErrorKind, HostError, InputError, Progress, RunContext,
+    RunOutput, TableView,
 };
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -92,17 +92,8 @@ impl Host {
         let progress = interrupt_observer();
         let ctx = RunContext { device: device_request(device)?, threads, ..Default::default() };
         let est = self.inner.create_observed(method, &params, ctx, Some(&progress)).map_err(to_py)?;
-        use quiver_host::Family as F;
-        let handle = match est.family() {
-            F::ConformalSelector => quiver_host::Selector::new(est).map(Handle::Selector),
-            F::BatchPredictive => quiver_host::BatchPredictor::new(est).map(Handle::Batch),
-            F::QuantileAggregator => quiver_host::Aggregator::new(est).map(Handle::Aggregator),
-            F::Shrinkage => quiver_host::Shrinker::new(est).map(Handle::Shrinker),
-            F::Critic => quiver_host::Critic::new(est).map(Handle::Critic),
-        }
-        .map_err(to_py)?;
-        let manifest = self.inner.get(method).map_err(to_py)?.manifest.clone();
-        Ok(Estimator { method: method.to_string(), manifest, handle: Arc::new(Mutex::new(handle)) })
+        let manifest = est.manifest().clone();
+        Ok(Estimator { method: method.to_string(), manifest, handle: Arc::new(Mutex::new(est)) })
     }
 
     /// Run `method`'s whole lifecycle on `tables` (`[(role, [(column, array), ...]), ...]`):
@@ -131,21 +122,12 @@ impl Host {
     }
 }
 
-/// The handle of one constructed estimator.
-enum Handle {
-    Selector(quiver_host::Selector),
-    Batch(quiver_host::BatchPredictor),
-    Aggregator(quiver_host::Aggregator),
-    Shrinker(quiver_host::Shrinker),
-    Critic(quiver_host::Critic),
-}
-
 /// A constructed estimator; its lifecycle steps are called by name.
 #[pyclass(frozen, module = "quiver._quiver")]
 struct Estimator {
     method: String,
     manifest: quiver_host::Manifest,
-    handle: Arc<Mutex<Handle>>,
+    handle: Arc<Mutex<quiver_host::Estimator>>,
 }
 
 #[pymethods]
@@ -156,9 +138,9 @@ impl Estimator {
         &self.method
     }
 
-    /// Call lifecycle step `step` (`calibrate`, `select`, `bound`, `fit`, `predict`,
-    /// `estimate`, `values`) on `tables`; returns the summary as JSON text (`None` for steps
-    /// that return nothing) and the per-unit arrays.
+    /// Call step `step` (one its manifest declares: `calibrate`, `select`, `bound`, `fit`,
+    /// `predict`, `estimate`, `values`, ...) on `tables`; returns the summary as JSON text (`None`
+    /// for steps that return nothing) and the arrays the result shows.
     fn step<'py>(
         &self,
         py: Python<'py>,
@@ -172,42 +154,22 @@ impl Estimator {
             let views = input.views(&columns);
             // the handle is locked with the GIL released: a second Python thread calling this
             // estimator waits here without holding the GIL the first one needs to return
-            py.detach(|| -> Result<Option<RunOutput>, HostError> {
+            py.detach(|| -> Result<RunOutput, HostError> {
                 let mut guard = self.handle.lock().map_err(|_| {
                     HostError::Parameter(format!(
                         "'{method}': an earlier call on this estimator failed mid-way; construct it again"
                     ))
                 })?;
-                use Handle as H;
-                Ok(match (&mut *guard, step) {
-                    (H::Selector(h), "calibrate") => h.calibrate_views(&views).map(|_| None)?,
-                    (H::Selector(h), "select") => Some(quiver_host::selection_output(method, h.select_views(&views)?)?),
-                    (H::Batch(h), "calibrate") => h.calibrate_views(&views).map(|_| None)?,
-                    (H::Batch(h), "bound") => Some(quiver_host::batch_output(method, h.bound_views(&views)?)?),
-                    (H::Aggregator(h), "fit") => h.fit_views(&views).map(|_| None)?,
-                    (H::Aggregator(h), "calibrate") => h.calibrate_views(&views).map(|_| None)?,
-                    (H::Aggregator(h), "predict") => {
-                        Some(quiver_host::aggregation_output(method, h.predict_views(&views)?)?)
-                    }
-                    (H::Shrinker(h), "estimate") => {
-                        Some(quiver_host::shrinkage_output(method, h.estimate_views(&views)?)?)
-                    }
-                    (H::Critic(h), "fit") => h.fit_views(&views).map(|_| None)?,
-                    (H::Critic(h), "values") => Some(quiver_host::critic_output(method, h.values_views(&views)?)?),
-                    (_, other) => {
-                        return Err(HostError::Parameter(format!("'{method}' has no lifecycle step '{other}'")))
-                    }
-                })
+                guard.step_views(step, &views)
             })
         };
         drop(input);
-        match out.map_err(interrupted)? {
-            None => Ok((None, Vec::new())),
-            Some(o) => {
-                let (summary, arrays) = output(py, o)?;
-                Ok((Some(summary), arrays))
-            }
+        let out = out.map_err(interrupted)?;
+        if out.is_empty() {
+            return Ok((None, Vec::new()));
         }
+        let (summary, arrays) = output(py, out)?;
+        Ok((Some(summary), arrays))
     }
 }
 
@@ -359,17 +321,12 @@ fn params_object(text: &str) -> PyResult<Map<String, Value>> {
 fn output(py: Python<'_>, out: RunOutput) -> PyResult<(String, PyArrays<'_>)> {
     let summary = out.summary.to_string();
     let mut arrays = Vec::with_capacity(out.arrays.len());
-    for (name, a) in out.arrays {
-        let obj = match a {
-            UnitArray::F64(v) => PyArray1::from_vec(py, v).into_any(),
-            UnitArray::U64(v) => {
-                let v: Vec<i64> = v.into_iter().map(|x| i64::try_from(x).unwrap_or(i64::MAX)).collect();
-                PyArray1::from_vec(py, v).into_any()
-            }
-            UnitArray::Rows { cols, values } => {
-                let rows = values.len().checked_div(cols).unwrap_or(0);
-                PyArray1::from_vec(py, values).reshape([rows, cols])?.into_any()
-            }
+    for (name, a) in out.arrays.into_iter().filter(|(_, a)| a.in_json) {
+        let obj = match a.values {
+            ArrayValues::F64(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
+            ArrayValues::I64(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
+            ArrayValues::Bool(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
+            ArrayValues::Bytes(v) => pyo3::types::PyBytes::new(py, &v).into_any(),
         };
         arrays.push((name, obj));
     }
@@ -423,7 +380,7 @@ fn to_py(e: HostError) -> PyErr {
             HostError::NoCudaPath { .. } => error_of(py, "UnsupportedError", &message, None),
             HostError::UnknownMethod { .. } => error_of(py, "UnknownMethodError", &message, None),
             HostError::Plugin { kind, .. } => {
-                let class = match kind {
+                let class = match *kind {
                     ErrorKind::InvalidInput => "InvalidInputError",
                     ErrorKind::InvalidParameter => "InvalidParameterError",
                     ErrorKind::Unsupported => "UnsupportedError",
@@ -433,6 +390,7 @@ fn to_py(e: HostError) -> PyErr {
                     ErrorKind::Cancelled => "CancelledError",
                     ErrorKind::Internal => "QuiverError",
                     ErrorKind::Numerical => "NumericalError",
+                    _ => "QuiverError",
                 };
                 // the plugin's own input errors read "table 'T', column 'C', row R: ..."
                 let fields = (*kind == ErrorKind::InvalidInput).then(|| cell_of(&message)).flatten();

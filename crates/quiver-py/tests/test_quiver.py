@@ -183,6 +183,21 @@ def test_conformal_selector_lifecycle_equals_run_and_selects_many_times():
         a.nope
 
 
+def test_the_generic_estimator_runs_any_family_by_step_name():
+    cal, test = selection_tables()
+    est = quiver.Estimator("conformal-selection", q=0.2, c=0.5, device="cpu")
+    assert est.steps == ["calibrate", "select"]
+    assert est.step("calibrate", calibration=cal) is None
+    a = est.step("select", test=test)
+    r = quiver.run("conformal-selection", calibration=cal, test=test, q=0.2, c=0.5, device="cpu")
+    assert isinstance(a, quiver.SelectionResult)
+    np.testing.assert_array_equal(a.selected, r.selected)
+    np.testing.assert_array_equal(a.p_values, r.p_values)
+    with pytest.raises(quiver.InvalidParameterError, match="has no step 'bound'.*calibrate, select"):
+        est.step("bound", test=test)
+    assert [s["name"] for s in quiver.info("sure-normal")["steps"]] == ["estimate"]
+
+
 def test_tables_as_dicts_structured_arrays_and_lists_give_the_same_selection():
     cal, test = selection_tables()
     sel = quiver.ConformalSelector("conformal-selection", q=0.2, c=0.5).calibrate(cal)

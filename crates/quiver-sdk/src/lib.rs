@@ -12,10 +12,14 @@
 //!   instead of aborting the host;
 //! * turns ABI table views into slices and `ndarray` views without copying ([`Table::f64`]).
 //!
-//! The estimator itself implements one of the family traits ([`SelectorImpl`], [`BatchImpl`],
-//! [`AggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in plain Rust, and
-//! [`Plugin::create`] boxes it with the matching constructor ([`selector`], [`batch_predictor`],
-//! [`aggregator`], [`shrinkage`], [`critic`]).
+//! The estimator itself implements one of the family traits ([`ConformalSelectorImpl`],
+//! [`BatchPredictorImpl`], [`QuantileAggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in
+//! plain Rust, and [`Plugin::create`] boxes it with the matching constructor
+//! ([`conformal_selector`], [`batch_predictor`], [`quantile_aggregator`], [`shrinkage`],
+//! [`critic`]), which maps the trait's methods onto the ABI's one estimator object (named steps,
+//! [`quiver_abi::EstimatorObject`]) and the typed result onto a [`quiver_abi::StepOutput`]. A
+//! method of a family the SDK has no trait for implements that object directly and declares its
+//! steps with [`ManifestBuilder::custom`] (docs/extending.md).
 //!
 //! A plugin with a CUDA path enables this crate's `cuda` feature (which brings `quiver-gpu`) and
 //! declares the path with [`ManifestBuilder::cuda`].
@@ -23,11 +27,15 @@
 //! Note: abi_stable's export macro names the `abi_stable` crate directly, so a plugin crate lists
 //! `abi_stable` in its `Cargo.toml` (it never needs to `use` it).
 
+mod family;
 mod manifest;
 pub mod memory;
 mod params;
 mod tables;
 
+pub use family::{
+    AggregationResult, BatchResult, CriticResult, Family, OwnedMatrix, SelectionResult, ShrinkageResult, StepResult,
+};
 pub use manifest::{column, param, ManifestBuilder, Param, TableBuilder};
 pub use ndarray;
 pub use params::{Choice, Params};
@@ -41,8 +49,8 @@ use abi_stable::{
     std_types::{RResult, RStr},
 };
 use quiver_abi::{
-    AggregationResult, BatchResult, CriticResult, Device, DeviceRequest, ErrorKind, Estimator, Manifest, PluginError,
-    PluginIdentity, PluginResult, RunContext, SelectionResult, ShrinkageResult,
+    Device, DeviceRequest, ErrorKind, EstimatorBox, Manifest, PluginError, PluginIdentity, PluginResult, RunContext,
+    StepOutput, TableViews,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -58,7 +66,30 @@ pub trait Plugin: 'static {
     fn manifest() -> Manifest;
     /// Build an estimator from validated parameters (defaults filled in, ranges checked) and the
     /// resolved run context (device, threads, what the result's JSON echoes).
-    fn create(params: Params, ctx: Context) -> Result<Estimator>;
+    fn create(params: Params, ctx: Context) -> Result<Created>;
+}
+
+/// What [`Plugin::create`] returns: the estimator object, and the family label it was built for
+/// (checked against the manifest's).
+pub struct Created {
+    family: &'static str,
+    object: EstimatorBox,
+}
+
+impl Created {
+    /// An estimator object of a family the SDK has no trait for (one that implements
+    /// [`quiver_abi::EstimatorObject`] itself), labelled `family` as in its manifest.
+    pub fn custom(family: &'static str, object: EstimatorBox) -> Self {
+        Created { family, object }
+    }
+    /// The family label.
+    pub fn family(&self) -> &'static str {
+        self.family
+    }
+    /// The object that crosses the boundary.
+    pub fn into_object(self) -> EstimatorBox {
+        self.object
+    }
 }
 
 /// The run as the SDK resolved it for one estimator: the device it uses (never CUDA unless the
@@ -181,7 +212,7 @@ fn resolve_cuda(_request: DeviceRequest) -> Result<(Device, Option<String>)> {
 }
 
 /// A conformal selector in plain Rust: `calibrate` then `select`.
-pub trait SelectorImpl: Send + Sync + 'static {
+pub trait ConformalSelectorImpl: Send + Sync + 'static {
     /// Ingest the calibration data.
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<()>;
     /// Select test units.
@@ -189,7 +220,7 @@ pub trait SelectorImpl: Send + Sync + 'static {
 }
 
 /// A batch predictor in plain Rust: `calibrate` then `bound`.
-pub trait BatchImpl: Send + Sync + 'static {
+pub trait BatchPredictorImpl: Send + Sync + 'static {
     /// Ingest the calibration scores.
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<()>;
     /// Compute the set or bound.
@@ -197,7 +228,7 @@ pub trait BatchImpl: Send + Sync + 'static {
 }
 
 /// A quantile aggregator in plain Rust: `fit`, `calibrate`, `predict`.
-pub trait AggregatorImpl: Send + Sync + 'static {
+pub trait QuantileAggregatorImpl: Send + Sync + 'static {
     /// Fit aggregation weights.
     fn fit(&mut self, tables: &Tables<'_>) -> Result<()>;
     /// Conformal calibration.
@@ -237,165 +268,102 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
     }
 }
 
-struct Adapter<T>(T);
-
-/// The last check before a result crosses the boundary: its per-unit numbers are finite. A NaN or
-/// an infinity there comes from an overflow (inputs near the limits of double precision) and would
-/// reach the user as a JSON null with success; it becomes an error instead. (Single bounds such as
-/// a batch bound of +inf are legal results and are not checked.)
-trait FiniteResult {
-    fn check_finite(&self) -> Result<()>;
-}
-
-fn all_finite(what: &str, values: &[f64]) -> Result<()> {
-    match values.iter().position(|x| !x.is_finite()) {
-        None => Ok(()),
-        Some(i) => Err(PluginError::input(format!(
-            "the result's {what} are not all finite (entry {i} is {}): the computation overflowed double \
-             precision; rescale the inputs",
-            values[i]
-        ))),
-    }
-}
-
-impl FiniteResult for () {
-    fn check_finite(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl FiniteResult for BatchResult {
-    fn check_finite(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl FiniteResult for SelectionResult {
-    fn check_finite(&self) -> Result<()> {
-        all_finite(self.unit_values_name.as_str(), &self.unit_values)
-    }
-}
-
-impl FiniteResult for ShrinkageResult {
-    fn check_finite(&self) -> Result<()> {
-        all_finite("estimates", &self.estimates)?;
-        // the tuned risk is a number the method promises; λ̂ may be +inf (no shrinkage), never NaN
-        if let Some(r) = self.risk_estimate.into_option().filter(|r| !r.is_finite()) {
-            return Err(PluginError::input(format!(
-                "the risk estimate is {r}: the data's scale overflows double precision in the risk (squares of \
-                 values near 1e154 and beyond); rescale the data (e.g. divide the means by s and their variances \
-                 by s^2)"
-            )));
-        }
-        if self.lambda_hat.into_option().is_some_and(f64::is_nan) {
-            return Err(PluginError::new(ErrorKind::Internal, "the tuned lambda is NaN".to_string()));
-        }
-        match self.intervals.as_ref().into_option() {
-            Some(iv) => all_finite("interval ends", iv),
-            None => Ok(()),
-        }
-    }
-}
-
-impl FiniteResult for CriticResult {
-    fn check_finite(&self) -> Result<()> {
-        all_finite("values", &self.values)
-    }
-}
-
-impl FiniteResult for AggregationResult {
-    /// ±∞ are legal quantiles (an interval end that too little calibration data cannot bound);
-    /// NaN never is. The plugin checks that its other values did not overflow.
-    fn check_finite(&self) -> Result<()> {
-        match self.quantiles.data.iter().position(|x| x.is_nan()) {
-            None => Ok(()),
-            Some(i) => Err(PluginError::input(format!(
-                "the result's quantiles are not all numbers (entry {i} is NaN): the computation overflowed double \
-                 precision; rescale the inputs"
-            ))),
-        }
-    }
-}
-
 /// How many copies of its inputs a method may hold without sizing them itself ([`memory::reserve`]
-/// is called for that much before every entry point).
+/// is called for that much before every step).
 pub const WORKING_COPIES: f64 = 3.0;
 
-macro_rules! adapter_methods {
-    ($( $trait_:ident :: $method:ident ( $($mut_:tt)? ) -> $ret:ty ; )*) => {$(
-        fn $method(& $($mut_)? self, tables: quiver_abi::Tables<'_>) -> PluginResult<$ret> {
-            let inner = & $($mut_)? self.0;
-            guard(stringify!($method), move || {
-                let tables = Tables::new(tables);
-                // every method may hold a few working copies of its inputs: refuse, clearly,
-                // inputs too large for that before the method starts (it sizes anything larger)
-                memory::reserve(WORKING_COPIES * tables.bytes(), "working copies of the input tables")?;
-                let out = $trait_::$method(inner, &tables)?;
-                out.check_finite()?;
-                Ok(out)
-            })
+/// Run one step of a family trait under the boundary's rules: panics caught, the working-copy
+/// memory reserved, the result's numbers checked finite, the result encoded.
+fn run_step<R: StepResult>(
+    name: &str,
+    tables: TableViews<'_>,
+    f: impl FnOnce(&Tables<'_>) -> Result<R>,
+) -> PluginResult<StepOutput> {
+    guard(name, move || {
+        let tables = Tables::new(tables);
+        // every method may hold a few working copies of its inputs: refuse, clearly, inputs too
+        // large for that before the method starts (it sizes anything larger)
+        memory::reserve(WORKING_COPIES * tables.bytes(), "working copies of the input tables")?;
+        let out = f(&tables)?;
+        out.check_finite()?;
+        out.into_output()
+    })
+}
+
+/// The error for a step name the estimator does not have (or that was called through the wrong
+/// entry: a state-changing step through `query`, or the reverse).
+fn no_step(family: Family, name: &str, mutating: bool) -> PluginResult<StepOutput> {
+    let steps: Vec<&str> = family.steps().iter().map(|s| s.name).collect();
+    let message = match family.steps().iter().find(|s| s.name == name) {
+        Some(s) if s.mutates != mutating => format!(
+            "step '{name}' {} the estimator; the host must call it through '{}'",
+            if s.mutates { "changes" } else { "does not change" },
+            if s.mutates { "step" } else { "query" }
+        ),
+        _ => format!("a {} has no step '{name}' (its steps: {})", family.label(), steps.join(", ")),
+    };
+    RResult::RErr(PluginError::new(ErrorKind::State, message))
+}
+
+/// Map a family trait onto the ABI's estimator object: each `step` arm names a state-changing
+/// method, each `query` arm a read-only one.
+macro_rules! family_adapter {
+    ($adapter:ident, $trait_:ident, $family:expr, step: [$($m:ident),*], query: [$($q:ident),*]) => {
+        struct $adapter<T>(T);
+
+        impl<T: $trait_> quiver_abi::EstimatorObject for $adapter<T> {
+            #[allow(unused_variables)]
+            fn step(&mut self, name: RStr<'_>, tables: TableViews<'_>) -> PluginResult<StepOutput> {
+                match name.as_str() {
+                    $( stringify!($m) => run_step(stringify!($m), tables, |t| $trait_::$m(&mut self.0, t)), )*
+                    other => no_step($family, other, true),
+                }
+            }
+            #[allow(unused_variables)]
+            fn query(&self, name: RStr<'_>, tables: TableViews<'_>) -> PluginResult<StepOutput> {
+                match name.as_str() {
+                    $( stringify!($q) => run_step(stringify!($q), tables, |t| $trait_::$q(&self.0, t)), )*
+                    other => no_step($family, other, false),
+                }
+            }
         }
-    )*};
+    };
 }
 
-impl<T: SelectorImpl> quiver_abi::ConformalSelector for Adapter<T> {
-    adapter_methods! {
-        SelectorImpl::calibrate(mut) -> ();
-        SelectorImpl::select() -> SelectionResult;
-    }
+family_adapter!(SelectorAdapter, ConformalSelectorImpl, Family::ConformalSelector, step: [calibrate], query: [select]);
+family_adapter!(BatchAdapter, BatchPredictorImpl, Family::BatchPredictor, step: [calibrate], query: [bound]);
+family_adapter!(AggregatorAdapter, QuantileAggregatorImpl, Family::QuantileAggregator, step: [fit, calibrate], query: [predict]);
+family_adapter!(ShrinkageAdapter, ShrinkageImpl, Family::Shrinkage, step: [], query: [estimate]);
+family_adapter!(CriticAdapter, CriticImpl, Family::Critic, step: [fit], query: [values]);
+
+/// Box a conformal selector.
+pub fn conformal_selector(value: impl ConformalSelectorImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(SelectorAdapter(value), TD_Opaque);
+    Created { family: Family::ConformalSelector.label(), object }
 }
 
-impl<T: BatchImpl> quiver_abi::BatchPredictor for Adapter<T> {
-    adapter_methods! {
-        BatchImpl::calibrate(mut) -> ();
-        BatchImpl::bound() -> BatchResult;
-    }
+/// Box a batch predictor.
+pub fn batch_predictor(value: impl BatchPredictorImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(BatchAdapter(value), TD_Opaque);
+    Created { family: Family::BatchPredictor.label(), object }
 }
 
-impl<T: AggregatorImpl> quiver_abi::QuantileAggregator for Adapter<T> {
-    adapter_methods! {
-        AggregatorImpl::fit(mut) -> ();
-        AggregatorImpl::calibrate(mut) -> ();
-        AggregatorImpl::predict() -> AggregationResult;
-    }
+/// Box a quantile aggregator.
+pub fn quantile_aggregator(value: impl QuantileAggregatorImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(AggregatorAdapter(value), TD_Opaque);
+    Created { family: Family::QuantileAggregator.label(), object }
 }
 
-impl<T: ShrinkageImpl> quiver_abi::Shrinkage for Adapter<T> {
-    adapter_methods! {
-        ShrinkageImpl::estimate() -> ShrinkageResult;
-    }
+/// Box a shrinkage estimator.
+pub fn shrinkage(value: impl ShrinkageImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(ShrinkageAdapter(value), TD_Opaque);
+    Created { family: Family::Shrinkage.label(), object }
 }
 
-impl<T: CriticImpl> quiver_abi::Critic for Adapter<T> {
-    adapter_methods! {
-        CriticImpl::fit(mut) -> ();
-        CriticImpl::values() -> CriticResult;
-    }
-}
-
-/// Box a selector as an [`Estimator`].
-pub fn selector(value: impl SelectorImpl) -> Estimator {
-    Estimator::ConformalSelector(quiver_abi::ConformalSelector_TO::from_value(Adapter(value), TD_Opaque))
-}
-
-/// Box a batch predictor as an [`Estimator`].
-pub fn batch_predictor(value: impl BatchImpl) -> Estimator {
-    Estimator::BatchPredictive(quiver_abi::BatchPredictor_TO::from_value(Adapter(value), TD_Opaque))
-}
-
-/// Box a quantile aggregator as an [`Estimator`].
-pub fn aggregator(value: impl AggregatorImpl) -> Estimator {
-    Estimator::QuantileAggregator(quiver_abi::QuantileAggregator_TO::from_value(Adapter(value), TD_Opaque))
-}
-
-/// Box a shrinkage estimator as an [`Estimator`].
-pub fn shrinkage(value: impl ShrinkageImpl) -> Estimator {
-    Estimator::Shrinkage(quiver_abi::Shrinkage_TO::from_value(Adapter(value), TD_Opaque))
-}
-
-/// Box a critic as an [`Estimator`].
-pub fn critic(value: impl CriticImpl) -> Estimator {
-    Estimator::Critic(quiver_abi::Critic_TO::from_value(Adapter(value), TD_Opaque))
+/// Box a critic.
+pub fn critic(value: impl CriticImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(CriticAdapter(value), TD_Opaque);
+    Created { family: Family::Critic.label(), object }
 }
 
 /// The identity value returned by the C-ABI identity symbol.
@@ -412,36 +380,34 @@ pub fn identity() -> PluginIdentity {
 pub extern "C" fn manifest_entry<P: Plugin>() -> Manifest {
     match catch_unwind(P::manifest) {
         Ok(m) => m,
-        Err(_) => ManifestBuilder::new("", quiver_abi::Family::ConformalSelector).build(),
+        Err(_) => ManifestBuilder::new("", Family::ConformalSelector).build(),
     }
 }
 
 /// The `create` entry point for plugin `P`: validates parameters against the manifest, fills
 /// defaults, resolves the device, and calls [`Plugin::create`], all under [`guard`].
-pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext) -> PluginResult<Estimator> {
+pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext) -> PluginResult<EstimatorBox> {
     guard("create", || {
         let manifest = P::manifest();
         let params = Params::from_json(&manifest, params_json.as_str())?;
         let context = Context::resolve(&manifest, &params, ctx)?;
-        let estimator = P::create(params, context)?;
-        if estimator.family() != manifest.family {
+        let created = P::create(params, context)?;
+        if created.family != manifest.family.as_str() {
             return Err(PluginError::new(
                 ErrorKind::Internal,
                 format!(
                     "plugin '{}' declares family {} but created a {}",
-                    manifest.name,
-                    manifest.family.name(),
-                    estimator.family().name()
+                    manifest.name, manifest.family, created.family
                 ),
             ));
         }
-        Ok(estimator)
+        Ok(created.object)
     })
 }
 
 /// Create an estimator of plugin `P` directly (no dynamic loading): what the rlib-level tests and
 /// benches use. Goes through exactly the same validation and panic guard as the exported entry.
-pub fn create_local<P: Plugin>(params_json: &str, ctx: RunContext) -> Result<Estimator> {
+pub fn create_local<P: Plugin>(params_json: &str, ctx: RunContext) -> Result<EstimatorBox> {
     create_entry::<P>(RStr::from_str(params_json), ctx).into_result()
 }
 
@@ -501,27 +467,6 @@ pub fn json_f64(x: f64) -> serde_json::Value {
     }
 }
 
-/// A strided ABI matrix as an `ndarray` view over the same memory (no copy), after checking
-/// that every index the shape and strides reach lies inside the storage.
-pub fn matrix_view<'a, T>(m: &quiver_abi::MatrixView<'a, T>) -> Result<ndarray::ArrayView2<'a, T>> {
-    use ndarray::ShapeBuilder;
-    if !m.in_bounds() {
-        return Err(PluginError::input(format!(
-            "matrix view {}x{} with strides ({}, {}) and offset {} reaches outside its {} values",
-            m.rows,
-            m.cols,
-            m.row_stride,
-            m.col_stride,
-            m.offset,
-            m.data.len()
-        )));
-    }
-    let data: &'a [T] = m.data.as_slice();
-    let tail = &data[m.offset.min(data.len())..];
-    ndarray::ArrayView2::from_shape((m.rows, m.cols).strides((m.row_stride, m.col_stride)), tail)
-        .map_err(|e| PluginError::input(format!("matrix view: {e}")))
-}
-
 /// An error for a lifecycle step called out of order.
 pub fn state_error(message: impl Into<String>) -> PluginError {
     PluginError::new(ErrorKind::State, message)
@@ -538,21 +483,5 @@ mod tests {
         assert_eq!(compact(7_i64), "7");
         assert_eq!(compact(1e300), "1e300");
         assert_eq!(compact(-1.5e-300), "-1.5e-300");
-    }
-
-    #[test]
-    fn matrix_views_are_zero_copy_and_checked() {
-        let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let m = quiver_abi::MatrixView::row_major(&data, 2, 3).unwrap();
-        let v = matrix_view(&m).unwrap();
-        assert_eq!(v[[1, 2]], 6.0);
-        assert!(std::ptr::eq(v.as_ptr(), data.as_ptr()));
-        // the transpose, by strides
-        let t = quiver_abi::MatrixView { rows: 3, cols: 2, row_stride: 1, col_stride: 3, ..m };
-        let tv = matrix_view(&t).unwrap();
-        assert_eq!(tv[[2, 1]], 6.0);
-        assert_eq!(tv[[2, 0]], 3.0);
-        let bad = quiver_abi::MatrixView { rows: 3, ..m };
-        assert!(matrix_view(&bad).unwrap_err().message.contains("reaches outside"));
     }
 }

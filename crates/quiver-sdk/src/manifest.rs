@@ -1,22 +1,35 @@
 //! Concise construction of [`Manifest`]s.
 
 use crate::Choice;
+use crate::Family;
 use quiver_abi::abi_stable::std_types::{RString, RVec};
-use quiver_abi::{Bound, ColumnKind, ColumnSpec, Device, Family, Manifest, ParamKind, ParamSpec, TableSpec};
+use quiver_abi::{Bound, ColumnKind, ColumnSpec, Device, Manifest, ParamKind, ParamSpec, StepSpec, TableSpec};
 
 /// Builder for a [`Manifest`].
 pub struct ManifestBuilder {
     m: Manifest,
+    family: Option<Family>,
+    step_tables: Vec<(String, Vec<String>)>,
 }
 
 impl ManifestBuilder {
-    /// Start a manifest for method `name` of `family` (version defaults to the SDK's; set it with
-    /// [`ManifestBuilder::version`], usually to `env!("CARGO_PKG_VERSION")`).
+    /// Start a manifest for method `name` of `family`: its label and its steps come from the
+    /// family (version defaults to the SDK's; set it with [`ManifestBuilder::version`], usually to
+    /// `env!("CARGO_PKG_VERSION")`). Each step reads the tables of the roles its family names for
+    /// it that the manifest declares (every declared table when none is named);
+    /// [`ManifestBuilder::step_tables`] says otherwise.
     pub fn new(name: &str, family: Family) -> Self {
+        let mut b = Self::custom(name, family.label());
+        b.family = Some(family);
+        b
+    }
+    /// Start a manifest for a family the SDK has no trait for, labelled `family`: declare its
+    /// steps with [`ManifestBuilder::step`] (docs/extending.md).
+    pub fn custom(name: &str, family: &str) -> Self {
         ManifestBuilder {
             m: Manifest {
                 name: name.into(),
-                family,
+                family: family.into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 summary: RString::new(),
                 guarantee: RString::new(),
@@ -24,8 +37,37 @@ impl ManifestBuilder {
                 params: RVec::new(),
                 tables: RVec::new(),
                 devices: RVec::from(vec![Device::Cpu]),
+                steps: RVec::new(),
+                properties_json: RString::new(),
             },
+            family: None,
+            step_tables: Vec::new(),
         }
+    }
+    /// Declare a step (for [`ManifestBuilder::custom`] manifests): `mutates` when it changes the
+    /// estimator, `in_run` when a one-call run goes through it, and the roles it reads.
+    pub fn step(mut self, name: &str, mutates: bool, in_run: bool, roles: &[&str], doc: &str) -> Self {
+        self.m.steps.push(StepSpec {
+            name: name.into(),
+            mutates,
+            in_run,
+            tables: roles.iter().map(|&r| RString::from(r)).collect(),
+            doc: doc.into(),
+        });
+        self
+    }
+    /// The roles step `step` reads, instead of those its family names.
+    pub fn step_tables(mut self, step: &str, roles: &[&str]) -> Self {
+        self.step_tables.push((step.to_string(), roles.iter().map(|r| r.to_string()).collect()));
+        self
+    }
+    /// A property of the manifest (a key of [`Manifest::properties_json`]).
+    pub fn property(mut self, key: &str, value: serde_json::Value) -> Self {
+        let mut props: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(self.m.properties_json.as_str()).unwrap_or_default();
+        props.insert(key.to_string(), value);
+        self.m.properties_json = serde_json::Value::Object(props).to_string().into();
+        self
     }
     /// Plugin version.
     pub fn version(mut self, v: &str) -> Self {
@@ -64,8 +106,36 @@ impl ManifestBuilder {
         self.m.tables.push(t.spec);
         self
     }
-    /// Finish.
-    pub fn build(self) -> Manifest {
+    /// Finish: the family's steps, with the tables each reads.
+    pub fn build(mut self) -> Manifest {
+        if let Some(family) = self.family {
+            let declared: Vec<String> = self.m.tables.iter().map(|t| t.role.to_string()).collect();
+            for s in family.steps() {
+                let roles: Vec<String> = match self.step_tables.iter().find(|(n, _)| n == s.name) {
+                    Some((_, r)) => r.clone(),
+                    None => {
+                        let named: Vec<String> = match s.roles {
+                            ["*", except @ ..] => {
+                                declared.iter().filter(|r| !except.contains(&r.as_str())).cloned().collect()
+                            }
+                            roles => declared.iter().filter(|r| roles.contains(&r.as_str())).cloned().collect(),
+                        };
+                        if named.is_empty() {
+                            declared.clone()
+                        } else {
+                            named
+                        }
+                    }
+                };
+                self.m.steps.push(StepSpec {
+                    name: s.name.into(),
+                    mutates: s.mutates,
+                    in_run: true,
+                    tables: roles.into_iter().map(RString::from).collect(),
+                    doc: s.doc.into(),
+                });
+            }
+        }
         self.m
     }
 }

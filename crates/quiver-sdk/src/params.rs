@@ -262,8 +262,8 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Family;
     use crate::{param, ManifestBuilder};
-    use quiver_abi::Family;
 
     crate::choices! {
         /// Test choices.

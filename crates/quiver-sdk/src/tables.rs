@@ -11,12 +11,17 @@ pub struct Tables<'a> {
 
 impl<'a> Tables<'a> {
     /// Wrap the ABI slice.
-    pub fn new(views: quiver_abi::Tables<'a>) -> Self {
+    pub fn new(views: quiver_abi::TableViews<'a>) -> Self {
         Tables { views: views.as_slice() }
     }
-    /// The bytes of every column of every table (8 per value: what working copies cost).
+    /// The bytes of every column of every table (8 per value: what working copies cost; a bytes
+    /// column's own size).
     pub fn bytes(&self) -> f64 {
-        self.views.iter().flat_map(|t| t.columns.iter()).map(|c| c.data.len() as f64 * 8.0).sum()
+        let size = |d: &ColumnData<'_>| match d {
+            ColumnData::Bytes(b) => (b.data.len() + 8 * b.offsets.len()) as f64,
+            other => other.len() as f64 * 8.0,
+        };
+        self.views.iter().flat_map(|t| t.columns.iter()).map(|c| size(&c.data)).sum()
     }
     /// Wrap a plain slice (tests).
     pub fn from_slice(views: &'a [TableView<'a>]) -> Self {
@@ -155,6 +160,26 @@ impl<'a> Table<'a> {
             ))),
         }
     }
+    /// A bytes column (variable-length byte strings, one per row), checked: its offsets describe
+    /// rows inside its data, one per row of the table.
+    pub fn bytes(&self, name: &str) -> Result<quiver_abi::BytesColumn<'a>, PluginError> {
+        match self.raw(name) {
+            None => Err(self.missing(name)),
+            Some(ColumnData::Bytes(b)) if b.is_valid() => {
+                self.check_len(name, b.len())?;
+                Ok(*b)
+            }
+            Some(ColumnData::Bytes(_)) => Err(PluginError::input(format!(
+                "table '{}', column '{name}': its offsets do not describe rows inside its bytes",
+                self.role()
+            ))),
+            Some(d) => Err(PluginError::input(format!(
+                "table '{}', column '{name}': expected bytes, got {}",
+                self.role(),
+                d.kind().name()
+            ))),
+        }
+    }
     /// A 0/1 column as booleans. Accepts a bool column, or an i64 / f64 column of zeros and ones
     /// (an error names the first row holding anything else).
     pub fn flags(&self, name: &str) -> Result<Vec<bool>, PluginError> {
@@ -184,10 +209,11 @@ impl<'a> Table<'a> {
                     }
                 })
                 .collect::<Result<_, _>>()?,
-            Some(ColumnData::F32(_)) => {
+            Some(d @ (ColumnData::F32(_) | ColumnData::Bytes(_))) => {
                 return Err(PluginError::input(format!(
-                    "table '{}', column '{name}': expected 0/1 flags, got f32",
-                    self.role()
+                    "table '{}', column '{name}': expected 0/1 flags, got {}",
+                    self.role(),
+                    d.kind().name()
                 )))
             }
         };

@@ -286,6 +286,7 @@ pub fn empty_tables_are_refused(host: &Host, m: &Manifest, run: &ExampleRun) {
                             Values::F64(_) => Values::F64(Vec::new()),
                             Values::I64(_) => Values::I64(Vec::new()),
                             Values::Bool(_) => Values::Bool(Vec::new()),
+                            Values::Bytes { .. } => Values::Bytes { data: Vec::new(), offsets: vec![0] },
                         };
                         (name.clone(), empty)
                     })

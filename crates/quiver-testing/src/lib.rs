@@ -168,7 +168,7 @@ pub fn require_gpu() {
 /// ```ignore
 /// quiver_testing::device_test!(p_values_equal_the_direct_formula, |device| {
 ///     let host = quiver_testing::host();
-///     let r = host.selector("conformal-selection", &params, quiver_testing::ctx(device)) ...;
+///     let r = host.create("conformal-selection", &params, quiver_testing::ctx(device)) ...;
 ///     assert_eq!(r.device, device);
 /// });
 /// ```
@@ -253,4 +253,30 @@ mod tests {
         assert_eq!(m, 2.5);
         assert!((se - (5.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
     }
+}
+
+/// A shrinkage result's interval ends as one vector, the `lower` ends then the `upper` ends (the
+/// layout the SDK's `ShrinkageResult::intervals` has); `None` when no intervals were computed.
+pub fn interval_ends(r: &quiver_host::RunOutput) -> Option<Vec<f64>> {
+    Some([r.f64s("lower")?, r.f64s("upper")?].concat())
+}
+
+/// A quantile aggregator's `test_quantiles` as a matrix (the layout of the SDK's
+/// `AggregationResult::quantiles`): 0 x 0 when the result has none (scoring only).
+pub fn quantiles(r: &quiver_host::RunOutput) -> Quantiles {
+    match r.matrix("test_quantiles") {
+        Some((rows, cols, data)) => Quantiles { rows, cols, data: data.to_vec() },
+        None => Quantiles { rows: 0, cols: 0, data: Vec::new() },
+    }
+}
+
+/// A row-major matrix of test quantiles ([`quantiles`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantiles {
+    /// Test rows.
+    pub rows: usize,
+    /// Levels.
+    pub cols: usize,
+    /// `rows * cols` values, row-major.
+    pub data: Vec<f64>,
 }

@@ -23,11 +23,13 @@ pub mod dp;
 
 use dp::Compose;
 use quiver_numerics::exact::{order_stat_rank, rank_sum_quantile, Level};
-use quiver_sdk::abi::{abi_stable::std_types::RVec, BatchResult, ErrorKind, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
-    choices, column, json_f64, param, BatchImpl, Choice, Context, ManifestBuilder, Params, Plugin, TableBuilder, Tables,
+    choices, column, json_f64, param, BatchPredictorImpl, Choice, Context, ManifestBuilder, Params, Plugin,
+    TableBuilder, Tables,
 };
+use quiver_sdk::{BatchResult, Created, Family};
 
 choices! {
     /// The request mode.
@@ -373,7 +375,7 @@ impl BatchPi {
     }
 }
 
-impl BatchImpl for BatchPi {
+impl BatchPredictorImpl for BatchPi {
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
@@ -404,7 +406,7 @@ pub struct BatchPiPlugin;
 impl Plugin for BatchPiPlugin {
     fn manifest() -> Manifest {
         let test_mu = column::f64_opt("mu", "selection mode: model prediction of each test unit");
-        ManifestBuilder::new("batch-pi", Family::BatchPredictive)
+        ManifestBuilder::new("batch-pi", Family::BatchPredictor)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Prediction sets for a whole batch: order statistics, PAC, mean/max bounds, selection with <= eta errors")
             .guarantee(
@@ -439,7 +441,7 @@ impl Plugin for BatchPiPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let config = Config::from_params(&params)?;
         Ok(quiver_sdk::batch_predictor(BatchPi { config, ctx, sorted: None }))
     }

@@ -8,12 +8,27 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
+/// The upper end of a result's set: `upper` (two-sided) or the one-sided `bound`.
+fn upper(r: &quiver_host::RunOutput) -> f64 {
+    r.number("upper").or_else(|| r.number("bound")).expect("an upper end")
+}
+
+/// The lower end of a result's set (-inf for a one-sided bound).
+fn lower(r: &quiver_host::RunOutput) -> f64 {
+    r.number("lower").unwrap_or(f64::NEG_INFINITY)
+}
+
+/// The selected test units of a selection-mode result.
+fn selected_units(r: &quiver_host::RunOutput) -> Vec<usize> {
+    r.summary["selected"].as_array().expect("selected").iter().map(|j| j.as_u64().unwrap() as usize).collect()
+}
+
 const METHOD: &str = "batch-pi";
 
 fn run(host: &quiver_host::Host, params: &[(&str, Value)], scores: &[f64]) -> Value {
-    let mut h = host.batch_predictor(METHOD, &testing::params(params), testing::cpu()).unwrap();
-    h.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec())]).unwrap();
-    serde_json::from_str(h.bound(&[]).unwrap().json.as_str()).unwrap()
+    let mut h = host.create(METHOD, &testing::params(params), testing::cpu()).unwrap();
+    h.step("calibrate", &[Table::new("calibration").with_f64("score", scores.to_vec())]).unwrap();
+    h.step("bound", &[]).unwrap().summary
 }
 
 fn multisets(n: usize, m: usize) -> Vec<Vec<usize>> {
@@ -158,21 +173,21 @@ fn coverage_monte_carlo() {
         let mut rng = ChaCha8Rng::seed_from_u64(99);
         let mut params = vec![("alpha", json!(alpha)), ("m", json!(m)), ("upper_bound", json!(1.0))];
         params.extend(extra);
-        let mut h = host.batch_predictor(METHOD, &testing::params(&params), testing::cpu()).unwrap();
+        let mut h = host.create(METHOD, &testing::params(&params), testing::cpu()).unwrap();
         let mut covered = 0;
         for _ in 0..trials {
             let cal: Vec<f64> = (0..n).map(|_| rng.random()).collect();
             let mut t: Vec<f64> = (0..m).map(|_| rng.random()).collect();
             t.sort_by(f64::total_cmp);
-            h.calibrate(&[Table::new("calibration").with_f64("score", cal)]).unwrap();
-            let r = h.bound(&[]).unwrap();
+            h.step("calibrate", &[Table::new("calibration").with_f64("score", cal)]).unwrap();
+            let r = h.step("bound", &[]).unwrap();
             let ok = match name {
-                "order-stat" => t[2] <= r.upper,
-                "two-sided" => r.lower <= t[2] && t[2] <= r.upper,
-                "pac" => t.iter().filter(|&&x| x <= r.upper).count() >= 4, // ⌈0.66·6⌉
-                "mean" => t.iter().sum::<f64>() / m as f64 <= r.upper,
-                "max" => t[m - 1] <= r.upper,
-                _ => t.iter().map(|x| x.min(0.7)).sum::<f64>() / m as f64 <= r.upper,
+                "order-stat" => t[2] <= upper(&r),
+                "two-sided" => lower(&r) <= t[2] && t[2] <= upper(&r),
+                "pac" => t.iter().filter(|&&x| x <= upper(&r)).count() >= 4, // ⌈0.66·6⌉
+                "mean" => t.iter().sum::<f64>() / m as f64 <= upper(&r),
+                "max" => t[m - 1] <= upper(&r),
+                _ => t.iter().map(|x| x.min(0.7)).sum::<f64>() / m as f64 <= upper(&r),
             };
             covered += ok as usize;
         }
@@ -199,7 +214,7 @@ fn selection_error_control_monte_carlo() {
         ("eta", json!(eta)),
         ("c", json!(0.0)),
     ]);
-    let mut h = host.batch_predictor(METHOD, &params, testing::cpu()).unwrap();
+    let mut h = host.create(METHOD, &params, testing::cpu()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut normal = move || {
         let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
@@ -211,11 +226,12 @@ fn selection_error_control_monte_carlo() {
         let yc: Vec<f64> = xc.iter().map(|x| x + normal()).collect();
         let xt: Vec<f64> = (0..m).map(|_| normal()).collect();
         let yt: Vec<f64> = xt.iter().map(|x| x + normal()).collect();
-        h.calibrate(&[Table::new("calibration").with_f64("mu", xc).with_f64("y", yc)]).unwrap();
-        let r = h.bound(&[Table::new("test").with_f64("mu", xt)]).unwrap();
-        let false_sel = r.selected.iter().filter(|&&j| yt[j as usize] <= 0.0).count();
+        h.step("calibrate", &[Table::new("calibration").with_f64("mu", xc).with_f64("y", yc)]).unwrap();
+        let r = h.step("bound", &[Table::new("test").with_f64("mu", xt)]).unwrap();
+        let chosen = selected_units(&r);
+        let false_sel = chosen.iter().filter(|&&j| yt[j] <= 0.0).count();
         failures += (false_sel > eta) as usize;
-        selected += r.selected.len();
+        selected += chosen.len();
     }
     let rate = failures as f64 / trials as f64;
     let se = (alpha * (1.0 - alpha) / trials as f64).sqrt();
@@ -232,14 +248,14 @@ fn bad_input_gives_clear_errors() {
     let host = testing::host();
     let cal = || Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]);
     let fails = |params: &[(&str, Value)], tables: Vec<Table>| -> quiver_host::HostError {
-        let mut h = match host.batch_predictor(METHOD, &testing::params(params), testing::cpu()) {
+        let mut h = match host.create(METHOD, &testing::params(params), testing::cpu()) {
             Ok(h) => h,
             Err(e) => return e,
         };
-        if let Err(e) = h.calibrate(&[cal()]) {
+        if let Err(e) = h.step("calibrate", &[cal()]) {
             return e;
         }
-        h.bound(&tables).expect_err("must fail")
+        h.step("bound", &tables).expect_err("must fail")
     };
     // (parameters, tables given to bound(), expected message)
     type Case<'a> = (Vec<(&'a str, Value)>, Vec<Table>, &'a str);
@@ -283,17 +299,18 @@ fn bad_input_gives_clear_errors() {
     }
     // selection mode: eta must leave at least one
     let params = testing::params(&[("mode", json!("selection")), ("eta", json!(1))]);
-    let mut h = host.batch_predictor(METHOD, &params, testing::cpu()).unwrap();
-    h.calibrate(&[Table::new("calibration").with_f64("mu", vec![0.5, 1.0]).with_f64("y", vec![0.0, 2.0])]).unwrap();
-    let e = h.bound(&[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
+    let mut h = host.create(METHOD, &params, testing::cpu()).unwrap();
+    h.step("calibrate", &[Table::new("calibration").with_f64("mu", vec![0.5, 1.0]).with_f64("y", vec![0.0, 2.0])])
+        .unwrap();
+    let e = h.step("bound", &[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("'eta' = 1 must be < m = 1"), "{e}");
     // NaN in the scores
-    let mut h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
-    let e = h.calibrate(&[Table::new("calibration").with_f64("score", vec![0.1, f64::NAN])]).unwrap_err();
+    let mut h = host.create(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
+    let e = h.step("calibrate", &[Table::new("calibration").with_f64("score", vec![0.1, f64::NAN])]).unwrap_err();
     assert!(e.to_string().contains("column 'score', row 2 (line 3): value NaN is not finite"), "{e}");
     // bound before calibrate
-    let h = host.batch_predictor(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
-    assert_eq!(h.bound(&[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
+    let mut h = host.create(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
+    assert_eq!(h.step("bound", &[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
 }
 
 quiver_testing::device_test!(
@@ -318,12 +335,12 @@ quiver_testing::device_test!(
                 ("upper_bound", json!(1.0)),
                 ("statistic", json!(statistic)),
             ]);
-            let mut h = host.batch_predictor(METHOD, &params, testing::ctx(device)).unwrap();
-            h.calibrate(&[Table::new("calibration").with_f64("score", scores.clone())]).unwrap();
-            let r = h.bound(&[]).unwrap();
-            assert_eq!(r.device, device);
+            let mut h = host.create(METHOD, &params, testing::ctx(device)).unwrap();
+            h.step("calibrate", &[Table::new("calibration").with_f64("score", scores.clone())]).unwrap();
+            let r = h.step("bound", &[]).unwrap();
+            assert_eq!(r.device(), Some(device));
             let want = batch_pi::dp::max_compose_cpu(&vals, m, q, op) / scale;
-            assert_eq!(r.upper.to_bits(), want.to_bits(), "{statistic}: {} vs {want}", r.upper);
+            assert_eq!(upper(&r).to_bits(), want.to_bits(), "{statistic}: {} vs {want}", upper(&r));
         }
     }
 );

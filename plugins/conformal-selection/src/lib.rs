@@ -13,11 +13,12 @@
 //! Cost O((n + m) log(n + m)): sorted calibration scores, sorted test scores walked against them.
 //! The official Python code drops one selected unit (`range(max(idx))`); this does not.
 
-use quiver_sdk::abi::{abi_stable::std_types::RVec, Estimator, Family, Manifest, PluginError, SelectionResult};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
 use quiver_sdk::{
-    choices, column, param, serde_json::json, Context, ManifestBuilder, Params, Plugin, SelectorImpl, TableBuilder,
-    Tables,
+    choices, column, param, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Params, Plugin,
+    TableBuilder, Tables,
 };
+use quiver_sdk::{Created, Family, SelectionResult};
 use rand::{Rng, SeedableRng};
 
 /// CUDA source of the p-value kernel.
@@ -341,7 +342,7 @@ impl ConformalSelection {
     }
 }
 
-impl SelectorImpl for ConformalSelection {
+impl ConformalSelectorImpl for ConformalSelection {
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
@@ -414,9 +415,9 @@ impl Plugin for ConformalSelectionPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let config = Config::from_params(&params)?;
-        Ok(quiver_sdk::selector(ConformalSelection { config, ctx, calibration: None }))
+        Ok(quiver_sdk::conformal_selector(ConformalSelection { config, ctx, calibration: None }))
     }
 }
 

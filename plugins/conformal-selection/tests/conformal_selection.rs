@@ -41,12 +41,12 @@ fn direct_p_values(
 }
 
 /// Textbook BH: sort, find the largest k with p_(k) <= q k / m.
-fn textbook_bh(p: &[f64], q: f64) -> Vec<u64> {
+fn textbook_bh(p: &[f64], q: f64) -> Vec<i64> {
     let m = p.len();
     let mut sorted = p.to_vec();
     sorted.sort_by(f64::total_cmp);
     let k = (1..=m).rev().find(|&k| sorted[k - 1] <= q * k as f64 / m as f64).unwrap_or(0);
-    (0..m).filter(|&j| k > 0 && p[j] <= q * k as f64 / m as f64).map(|j| j as u64).collect()
+    (0..m).filter(|&j| k > 0 && p[j] <= q * k as f64 / m as f64).map(|j| j as i64).collect()
 }
 
 struct Case {
@@ -115,9 +115,9 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             ("tie_break", json!(if tie == "conservative" { "conservative" } else { "random" })),
                             ("seed", json!(seed)),
                         ]);
-                        let mut sel = host.selector(METHOD, &params, testing::cpu()).unwrap();
-                        sel.calibrate(&[cal]).unwrap();
-                        let got = sel.select(&[test]).unwrap();
+                        let mut sel = host.create(METHOD, &params, testing::cpu()).unwrap();
+                        sel.step("calibrate", &[cal]).unwrap();
+                        let got = sel.step("select", &[test]).unwrap();
 
                         let cal_v: Vec<f64> = (0..n)
                             .map(|i| match score {
@@ -142,13 +142,12 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             &u,
                         );
                         assert_eq!(
-                            got.unit_values.as_slice(),
+                            got.f64s("p_values").unwrap(),
                             &want[..],
                             "seed {seed} {score} w={weighted} c={per_unit_c} {tie}"
                         );
-                        assert_eq!(got.selected.as_slice(), &textbook_bh(&want, q)[..]);
-                        let json: serde_json::Value = serde_json::from_str(got.json.as_str()).unwrap();
-                        assert_eq!(json["k_star"], json!(got.selected.len()));
+                        assert_eq!(got.i64s("selected").unwrap(), &textbook_bh(&want, q)[..]);
+                        assert_eq!(got.summary["k_star"], json!(got.i64s("selected").unwrap().len()));
                         checked += 1;
                     }
                 }
@@ -170,11 +169,12 @@ fn the_selection_does_not_depend_on_the_units() {
     let x: Vec<f64> = (0..n + m).map(|_| nd.sample(&mut r)).collect();
     let y: Vec<f64> = x[..n].iter().map(|v| v + nd.sample(&mut r)).collect();
     let run = |c: f64| {
-        let mut sel = host.selector(METHOD, &testing::params(&[("c", json!(0.5 * c))]), testing::cpu()).unwrap();
+        let mut sel = host.create(METHOD, &testing::params(&[("c", json!(0.5 * c))]), testing::cpu()).unwrap();
         let scaled = |v: &[f64]| v.iter().map(|a| a * c).collect::<Vec<f64>>();
-        sel.calibrate(&[Table::new("calibration").with_f64("y", scaled(&y)).with_f64("mu", scaled(&x[..n]))]).unwrap();
-        let out = sel.select(&[Table::new("test").with_f64("mu", scaled(&x[n..]))]).unwrap();
-        (out.selected.to_vec(), out.unit_values.to_vec())
+        sel.step("calibrate", &[Table::new("calibration").with_f64("y", scaled(&y)).with_f64("mu", scaled(&x[..n]))])
+            .unwrap();
+        let out = sel.step("select", &[Table::new("test").with_f64("mu", scaled(&x[n..]))]).unwrap();
+        (out.i64s("selected").unwrap().to_vec(), out.f64s("p_values").unwrap().to_vec())
     };
     let (sel1, p1) = run(1.0);
     assert!(!sel1.is_empty(), "the base case selects some units");
@@ -189,12 +189,12 @@ fn the_selection_does_not_depend_on_the_units() {
 fn calibrate_once_select_many_times() {
     let host = testing::host();
     let k = case(99, 50, 20);
-    let mut sel = host.selector(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
-    sel.calibrate(&[Table::new("calibration").with_f64("y", k.y).with_f64("mu", k.mu_cal)]).unwrap();
+    let mut sel = host.create(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    sel.step("calibrate", &[Table::new("calibration").with_f64("y", k.y).with_f64("mu", k.mu_cal)]).unwrap();
     let t = Table::new("test").with_f64("mu", k.mu_test);
-    let a = sel.select(std::slice::from_ref(&t)).unwrap();
-    let b = sel.select(&[t]).unwrap();
-    assert_eq!(a.unit_values.as_slice(), b.unit_values.as_slice());
+    let a = sel.step("select", std::slice::from_ref(&t)).unwrap();
+    let b = sel.query("select", &[t]).unwrap();
+    assert_eq!(a.f64s("p_values").unwrap(), b.f64s("p_values").unwrap());
 }
 
 /// FDR <= q by Monte Carlo. Model: x ~ N(0,1), y = x + N(0,1), prediction mu = x, c = 0, so
@@ -210,7 +210,7 @@ fn fdr_is_controlled_monte_carlo() {
         let (n, m) = (200, 100);
         let mut fdp = Vec::with_capacity(trials);
         let mut selected_total = 0usize;
-        let mut sel = host.selector(METHOD, &testing::params(&[("q", json!(q))]), testing::cpu()).unwrap();
+        let mut sel = host.create(METHOD, &testing::params(&[("q", json!(q))]), testing::cpu()).unwrap();
         for t in 0..trials {
             let draw = |rng: &mut ChaCha8Rng, k: usize| -> (Vec<f64>, Vec<f64>) {
                 let x: Vec<f64> = (0..k).map(|_| normal.sample(rng)).collect();
@@ -219,13 +219,14 @@ fn fdr_is_controlled_monte_carlo() {
             };
             let (xc, yc) = draw(&mut rng, n);
             let (xt, yt) = draw(&mut rng, m);
-            sel.calibrate(&[Table::new("calibration").with_f64("y", yc).with_f64("mu", xc)]).unwrap();
+            sel.step("calibrate", &[Table::new("calibration").with_f64("y", yc).with_f64("mu", xc)]).unwrap();
             let test = Table::new("test").with_f64("mu", xt).with_f64("u", (0..m).map(|_| rng.random()).collect());
             let _ = t;
-            let r = sel.select(&[test]).unwrap();
-            let false_sel = r.selected.iter().filter(|&&j| yt[j as usize] <= 0.0).count();
-            selected_total += r.selected.len();
-            fdp.push(false_sel as f64 / r.selected.len().max(1) as f64);
+            let r = sel.step("select", &[test]).unwrap();
+            let selected = r.i64s("selected").unwrap();
+            let false_sel = selected.iter().filter(|&&j| yt[j as usize] <= 0.0).count();
+            selected_total += selected.len();
+            fdp.push(false_sel as f64 / selected.len().max(1) as f64);
         }
         let mean = fdp.iter().sum::<f64>() / trials as f64;
         let var = fdp.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (trials - 1) as f64;
@@ -248,46 +249,53 @@ fn bad_input_gives_clear_errors() {
     let p = testing::params(&[]);
 
     // NaN in a column: table, column and row named
-    let mut sel = host.selector(METHOD, &p, testing::cpu()).unwrap();
+    let mut sel = host.create(METHOD, &p, testing::cpu()).unwrap();
     let e = sel
-        .calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, f64::NAN]).with_f64("mu", vec![0.0, 0.0])])
+        .step(
+            "calibrate",
+            &[Table::new("calibration").with_f64("y", vec![1.0, f64::NAN]).with_f64("mu", vec![0.0, 0.0])],
+        )
         .unwrap_err();
     assert_eq!(e.to_string(), "table 'calibration', column 'y', row 2 (line 3): value NaN is not finite");
     let e = sel
-        .calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![0.0, f64::INFINITY])])
+        .step(
+            "calibrate",
+            &[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![0.0, f64::INFINITY])],
+        )
         .unwrap_err();
     assert!(e.to_string().contains("column 'mu', row 2"), "{e}");
 
     // missing column
-    let e = sel.calibrate(&[Table::new("calibration").with_f64("y", vec![1.0])]).unwrap_err();
+    let e = sel.step("calibrate", &[Table::new("calibration").with_f64("y", vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("has no column 'mu'"), "{e}");
 
     // empty table
-    let e = sel.calibrate(&[Table::new("calibration").with_f64("y", vec![]).with_f64("mu", vec![])]).unwrap_err();
+    let e =
+        sel.step("calibrate", &[Table::new("calibration").with_f64("y", vec![]).with_f64("mu", vec![])]).unwrap_err();
     assert!(e.to_string().contains("'calibration' is empty"), "{e}");
 
     // lengths that disagree
     let e = sel
-        .calibrate(&[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![1.0])])
+        .step("calibrate", &[Table::new("calibration").with_f64("y", vec![1.0, 2.0]).with_f64("mu", vec![1.0])])
         .unwrap_err();
     assert!(e.to_string().contains("column 'mu' has 1 values, expected 2"), "{e}");
 
     // missing table
-    let e = sel.calibrate(&[]).unwrap_err();
+    let e = sel.step("calibrate", &[]).unwrap_err();
     assert!(e.to_string().contains("no 'calibration' table"), "{e}");
 
     // select before calibrate is a state error, not a crash
-    let fresh = host.selector(METHOD, &p, testing::cpu()).unwrap();
-    let e = fresh.select(&[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
+    let mut fresh = host.create(METHOD, &p, testing::cpu()).unwrap();
+    let e = fresh.step("select", &[Table::new("test").with_f64("mu", vec![1.0])]).unwrap_err();
     assert_eq!(e.plugin_kind(), Some(ErrorKind::State));
 
     // weights on one side only; negative weight; u outside [0, 1]
-    sel.calibrate(&[ok_cal()]).unwrap();
-    let e = sel.select(&[Table::new("test").with_f64("mu", vec![1.0]).with_f64("w", vec![1.0])]).unwrap_err();
+    sel.step("calibrate", &[ok_cal()]).unwrap();
+    let e = sel.step("select", &[Table::new("test").with_f64("mu", vec![1.0]).with_f64("w", vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("give both or neither"), "{e}");
-    let e = sel.select(&[Table::new("test").with_f64("mu", vec![1.0]).with_f64("u", vec![1.5])]).unwrap_err();
+    let e = sel.step("select", &[Table::new("test").with_f64("mu", vec![1.0]).with_f64("u", vec![1.5])]).unwrap_err();
     assert!(e.to_string().contains("column 'u', row 1"), "{e}");
-    let e = sel.calibrate(&[ok_cal().with_f64("w", vec![1.0, -1.0, 1.0])]).unwrap_err();
+    let e = sel.step("calibrate", &[ok_cal().with_f64("w", vec![1.0, -1.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'w', row 2: value -1 must be >= 0 (a weight)"), "{e}");
 
     // parameters: out of range, wrong type, unknown name, unknown choice
@@ -298,18 +306,18 @@ fn bad_input_gives_clear_errors() {
         (testing::params(&[("score", json!("abs"))]), "must be one of clip | res"),
         (testing::params(&[("clip_m", json!(-1.0))]), "'clip_m' = -1.0 must be a number in (0, inf]"),
     ] {
-        let e = host.selector(METHOD, &params, testing::cpu()).err().expect("must fail");
+        let e = host.create(METHOD, &params, testing::cpu()).err().expect("must fail");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
         assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
     }
-    let e = host.selector(METHOD, &testing::params(&[("alpha", json!(0.1))]), testing::cpu()).err().unwrap();
+    let e = host.create(METHOD, &testing::params(&[("alpha", json!(0.1))]), testing::cpu()).err().unwrap();
     assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
     assert!(e.to_string().contains("unknown parameter 'alpha'"), "{e}");
 
     // unknown method, wrong family
-    let e = host.selector("conformal-selektion", &p, testing::cpu()).err().unwrap();
+    let e = host.create("conformal-selektion", &p, testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("unknown method 'conformal-selektion'"), "{e}");
-    let e = host.shrinker(METHOD, &p, testing::cpu()).err().unwrap();
+    let e = host.create_as(METHOD, "shrinkage", &p, testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("is a conformal-selector, not a shrinkage"), "{e}");
 }
 
@@ -328,17 +336,17 @@ quiver_testing::device_test!(
                 cal = cal.with_f64("w", k.w_cal.clone());
                 test = test.with_f64("w", k.w_test.clone());
             }
-            let mut sel = host.selector(METHOD, &testing::params(&[("q", json!(0.2))]), testing::ctx(device)).unwrap();
-            sel.calibrate(&[cal]).unwrap();
-            let r = sel.select(&[test]).unwrap();
-            assert_eq!(r.device, device);
+            let mut sel = host.create(METHOD, &testing::params(&[("q", json!(0.2))]), testing::ctx(device)).unwrap();
+            sel.step("calibrate", &[cal]).unwrap();
+            let r = sel.step("select", &[test]).unwrap();
+            assert_eq!(r.device(), Some(device));
             let cal_v =
                 conformal_selection::calibration_scores(&k.y, &k.mu_cal, &|_| 0.0, conformal_selection::Score::Clip, 1e6);
             let test_v: Vec<f64> = k.mu_test.iter().map(|m| 0.0 - m).collect();
             let (cw, tw) = (weighted.then_some(&k.w_cal[..]), weighted.then_some(&k.w_test[..]));
             let want = direct_p_values(&cal_v, cw, &test_v, tw, &k.u);
-            assert_eq!(r.unit_values.as_slice(), &want[..], "weighted = {weighted}");
-            assert_eq!(r.selected.as_slice(), &textbook_bh(&want, 0.2)[..], "weighted = {weighted}");
+            assert_eq!(r.f64s("p_values").unwrap(), &want[..], "weighted = {weighted}");
+            assert_eq!(r.i64s("selected").unwrap(), &textbook_bh(&want, 0.2)[..], "weighted = {weighted}");
         }
     }
 );

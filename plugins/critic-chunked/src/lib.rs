@@ -26,9 +26,10 @@ use quiver_rl::tabular::expectile;
 use quiver_rl::Rff;
 use quiver_rl::{States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 use std::collections::HashMap;
 
 /// Most ids the chunk keys may hold together (rows × (h + h_a + 2); 4 bytes each plus the maps).
@@ -433,7 +434,7 @@ impl Plugin for CriticChunkedPlugin {
         setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let common = CommonParams::read(&params)?;
         let config = Config {
             gamma: common.gamma,

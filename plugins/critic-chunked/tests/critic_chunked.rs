@@ -17,10 +17,10 @@ fn data() -> Table {
 
 fn fit(method: &str, params: &[(&str, Value)], t: &Table) -> Result<(Value, Vec<f64>), quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic(method, &testing::params(params), testing::cpu())?;
-    h.fit(std::slice::from_ref(t))?;
-    let r = h.values(std::slice::from_ref(t))?;
-    Ok((serde_json::from_str(r.json.as_str()).unwrap(), r.values.to_vec()))
+    let mut h = host.create(method, &testing::params(params), testing::cpu())?;
+    h.step("fit", std::slice::from_ref(t))?;
+    let r = h.step("values", std::slice::from_ref(t))?;
+    Ok((r.summary.clone(), r.f64s("values").unwrap().to_vec()))
 }
 
 fn v_of(v: &Value) -> Vec<f64> {
@@ -140,10 +140,10 @@ quiver_testing::device_test!(
         let host = testing::host();
         let params = testing::params(&[("h", json!(3)), ("h_a", json!(2)), ("kappa_b", json!(0.7))]);
         let fit_on = |ctx| {
-            let mut h = host.critic("critic-chunked", &params, ctx).unwrap();
-            h.fit(std::slice::from_ref(&t)).unwrap();
-            let r = h.values(std::slice::from_ref(&t)).unwrap();
-            (serde_json::from_str::<Value>(r.json.as_str()).unwrap(), r.values.to_vec())
+            let mut h = host.create("critic-chunked", &params, ctx).unwrap();
+            h.step("fit", std::slice::from_ref(&t)).unwrap();
+            let r = h.step("values", std::slice::from_ref(&t)).unwrap();
+            (r.summary.clone(), r.f64s("values").unwrap().to_vec())
         };
         let ((cpu, cpu_targets), (other, targets)) = (fit_on(testing::cpu()), fit_on(testing::ctx(device)));
         assert_eq!(cpu_targets.len(), targets.len());

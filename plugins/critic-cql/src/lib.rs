@@ -13,9 +13,10 @@
 use quiver_rl::setup::{self, policy_table, transitions_table};
 use quiver_rl::tabular::{cql, EmpiricalModel};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 
 /// What a fit keeps: the model, Q per pair, V per state, the summary JSON.
 struct Fitted {
@@ -99,7 +100,7 @@ impl Plugin for CriticCqlPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::critic(CriticCql {
             gamma: params.f64("gamma")?,
             alpha: params.f64("alpha")?,

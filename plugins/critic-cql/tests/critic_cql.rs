@@ -22,9 +22,9 @@ fn world() -> (FiniteMdp, Policy, Policy, Table) {
 
 fn fit(alpha: f64, tables: &[Table]) -> Result<Value, quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic(METHOD, &testing::params(&[("alpha", json!(alpha))]), testing::cpu())?;
-    h.fit(tables)?;
-    Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
+    let mut h = host.create(METHOD, &testing::params(&[("alpha", json!(alpha))]), testing::cpu())?;
+    h.step("fit", tables)?;
+    Ok(h.step("values", tables)?.summary)
 }
 
 fn nums(v: &Value) -> Vec<f64> {

@@ -21,9 +21,10 @@ use quiver_rl::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::tabular::{expectile_fit, EmpiricalModel};
 use quiver_rl::{Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -231,7 +232,7 @@ impl Plugin for CriticExpectilePlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let config = Config { common: CommonParams::read(&params)?, tau: params.f64("tau")? };
         Ok(quiver_sdk::critic(CriticExpectile { config, ctx, fitted: None }))
     }

@@ -21,9 +21,9 @@ fn world() -> (FiniteMdp, Policy, Table) {
 
 fn fit(params: &[(&str, Value)], tables: &[Table]) -> Value {
     let host = testing::host();
-    let mut h = host.critic(METHOD, &testing::params(params), testing::cpu()).unwrap();
-    h.fit(tables).unwrap();
-    serde_json::from_str(h.values(tables).unwrap().json.as_str()).unwrap()
+    let mut h = host.create(METHOD, &testing::params(params), testing::cpu()).unwrap();
+    h.step("fit", tables).unwrap();
+    h.step("values", tables).unwrap().summary
 }
 
 fn state_values(v: &Value) -> Vec<(usize, f64)> {

@@ -21,9 +21,10 @@ use quiver_rl::linear::{self, Moments, MAX_FEATURES};
 use quiver_rl::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::{FeatureMap, GivenColumns, PairIndex, Policy, PolicyColumns, Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{choices, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 
 choices! {
     /// What θ estimates.
@@ -343,7 +344,7 @@ impl Plugin for CriticLstdPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let config = Config { common: CommonParams::read(&params)?, target: params.choice("target")? };
         Ok(quiver_sdk::critic(CriticLstd { config, ctx, fitted: None }))
     }

@@ -26,11 +26,11 @@ fn fit_on(
     tables: &[Table],
 ) -> Result<(Value, Vec<f64>), quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic(METHOD, &testing::params(params), testing::ctx(device))?;
-    h.fit(tables)?;
-    let r = h.values(tables)?;
-    assert_eq!(r.device, device);
-    Ok((serde_json::from_str(r.json.as_str()).unwrap(), r.values.to_vec()))
+    let mut h = host.create(METHOD, &testing::params(params), testing::ctx(device))?;
+    h.step("fit", tables)?;
+    let r = h.step("values", tables)?;
+    assert_eq!(r.device(), Some(device));
+    Ok((r.summary.clone(), r.f64s("values").unwrap().to_vec()))
 }
 
 fn fit(params: &[(&str, Value)], tables: &[Table]) -> (Value, Vec<f64>) {
@@ -403,8 +403,8 @@ fn bad_input_names_table_column_and_row() {
     }
     // values before fit is a state error
     let host = testing::host();
-    let h = host.critic(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
-    assert_eq!(h.values(&[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
+    let mut h = host.create(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    assert_eq!(h.step("values", &[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));
 }
 
 #[test]
@@ -423,10 +423,9 @@ fn a_progress_observer_follows_the_fit_and_can_stop_it() {
             assert!(label == "fqe iterations" && total == 10_000, "{label} {total}");
             (done as usize) < stop_at
         });
-        let est = host.create_observed(METHOD, &params, testing::cpu(), Some(&progress)).unwrap();
+        let mut h = host.create_observed(METHOD, &params, testing::cpu(), Some(&progress)).unwrap();
         drop(progress); // the estimator keeps the observer alive
-        let mut h = quiver_host::Critic::new(est).unwrap();
-        (h.fit(&tables), calls.load(Ordering::SeqCst))
+        (h.step("fit", &tables), calls.load(Ordering::SeqCst))
     };
     let (ok, calls) = fit_with(usize::MAX);
     assert!(ok.is_ok() && calls > 10, "{calls} progress reports");

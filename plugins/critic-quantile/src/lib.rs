@@ -31,9 +31,10 @@ use quiver_rl::tabular::EmpiricalModel;
 use quiver_rl::{Policy, States, Transitions};
 use quiver_rl::{PolicyColumns, Rff};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, ErrorKind, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 
 /// Most target atoms one iteration may visit with κ > 0 (a request past it is refused, not served
 /// for hours).
@@ -360,7 +361,7 @@ impl Plugin for CriticQuantilePlugin {
         setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).table(policy_table()).build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let common = CommonParams::read(&params)?;
         Ok(quiver_sdk::critic(CriticQuantile {
             gamma: common.gamma,

@@ -13,9 +13,9 @@ const METHOD: &str = "critic-quantile";
 
 fn fit(params: &[(&str, Value)], tables: &[Table]) -> Result<Value, quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic(METHOD, &testing::params(params), testing::cpu())?;
-    h.fit(tables)?;
-    Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
+    let mut h = host.create(METHOD, &testing::params(params), testing::cpu())?;
+    h.step("fit", tables)?;
+    Ok(h.step("values", tables)?.summary)
 }
 
 /// (s, a, quantiles) of a result.
@@ -190,10 +190,10 @@ fn rff_features_that_span_the_states_reproduce_the_tabular_fixed_point() {
     let host = testing::host();
     let run = |extra: &[(&str, Value)], tables: &[Table]| {
         let params: Vec<(&str, Value)> = common.iter().cloned().chain(extra.iter().cloned()).collect();
-        let mut h = host.critic(METHOD, &testing::params(&params), testing::cpu()).unwrap();
-        h.fit(tables).unwrap();
-        let r = h.values(tables).unwrap();
-        (serde_json::from_str::<Value>(r.json.as_str()).unwrap(), r.values.to_vec())
+        let mut h = host.create(METHOD, &testing::params(&params), testing::cpu()).unwrap();
+        h.step("fit", tables).unwrap();
+        let r = h.step("values", tables).unwrap();
+        (r.summary.clone(), r.f64s("values").unwrap().to_vec())
     };
     let (tab, _) = run(&[], &[data.clone(), mdp.policy_table(&pi)]);
     let cont = as_continuous(&data, &pi, 2);

@@ -26,9 +26,10 @@ use quiver_rl::ope::{self, BadRow, BanditInput, CiMethod, CiSpec, Interval, Traj
 use quiver_rl::ope_bounds::{Declared, Range1};
 use quiver_rl::{Policy, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{CriticResult, Estimator, Family, Manifest, PluginError};
+use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
+use quiver_sdk::{Created, CriticResult, Family};
 use std::collections::HashMap;
 
 /// Most elementary steps a bootstrap may take (a request past it is refused, not served for hours).
@@ -477,7 +478,7 @@ impl Plugin for OpePlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let method: CiMethod = params.choice("ci")?;
         let config = Config {
             gamma: params.f64("gamma")?,

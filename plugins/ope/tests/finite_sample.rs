@@ -17,9 +17,9 @@ const FINITE: [&str; 3] = ["betting", "empirical-bernstein", "hoeffding"];
 
 fn run(params: &[(&str, Value)], tables: &[Table]) -> Result<Value, quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic("ope", &testing::params(params), testing::cpu())?;
-    h.fit(tables)?;
-    Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
+    let mut h = host.create("ope", &testing::params(params), testing::cpu())?;
+    h.step("fit", tables)?;
+    Ok(h.step("values", tables)?.summary)
 }
 
 /// A bandit design: the logger's and the target's probabilities and the mean rewards at context

@@ -13,9 +13,9 @@ const METHOD: &str = "ope";
 
 fn run(params: &[(&str, Value)], tables: &[Table]) -> Result<Value, quiver_host::HostError> {
     let host = testing::host();
-    let mut h = host.critic(METHOD, &testing::params(params), testing::cpu())?;
-    h.fit(tables)?;
-    Ok(serde_json::from_str(h.values(tables)?.json.as_str()).unwrap())
+    let mut h = host.create(METHOD, &testing::params(params), testing::cpu())?;
+    h.step("fit", tables)?;
+    Ok(h.step("values", tables)?.summary)
 }
 
 fn est(v: &Value, key: &str) -> f64 {
@@ -335,9 +335,9 @@ quiver_testing::device_test!(
         for tables in [traj, vec![band]] {
             let params = testing::params(&[("ci", json!("bootstrap")), ("resamples", json!(500)), ("seed", json!(3))]);
             let fit = |ctx| {
-                let mut h = host.critic(METHOD, &params, ctx).unwrap();
-                h.fit(&tables).unwrap();
-                serde_json::from_str::<Value>(h.values(&tables).unwrap().json.as_str()).unwrap()
+                let mut h = host.create(METHOD, &params, ctx).unwrap();
+                h.step("fit", &tables).unwrap();
+                h.step("values", &tables).unwrap().summary.clone()
             };
             let (cpu, other) = (fit(testing::cpu()), fit(testing::ctx(device)));
             for key in ["tis", "pdis", "sn_pdis", "dr", "ipw", "snipw", "dros"] {

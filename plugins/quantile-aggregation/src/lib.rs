@@ -15,10 +15,11 @@ use quiver_aggregation::model::{self, Granularity, Structure, WeightKind, Weight
 use quiver_aggregation::score::{self, intervals, Interval, QuantileMatrix};
 use quiver_aggregation::{gpu, lp, Forecasts, Layout};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{AggregationResult, Device, ErrorKind, Estimator, Family, Manifest, OwnedMatrix, PluginError};
+use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
-use quiver_sdk::{param, AggregatorImpl, Context, ManifestBuilder, Params, Plugin, Table, Tables};
+use quiver_sdk::{param, Context, ManifestBuilder, Params, Plugin, QuantileAggregatorImpl, Table, Tables};
+use quiver_sdk::{AggregationResult, Created, Family, OwnedMatrix};
 
 quiver_sdk::choices! {
     /// How global weights are found.
@@ -290,7 +291,7 @@ fn gradient_json(r: &AdamReport, c: &AdamConfig, device: Device) -> Value {
     })
 }
 
-impl AggregatorImpl for QuantileAggregation {
+impl QuantileAggregatorImpl for QuantileAggregation {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let cfg = &self.cfg;
         if cfg.granularity == Granularity::None {
@@ -615,7 +616,7 @@ impl Plugin for QuantileAggregationPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let cfg = Config {
             granularity: params.choice("granularity")?,
             weights: params.choice("weights")?,
@@ -643,7 +644,7 @@ impl Plugin for QuantileAggregationPlugin {
         if cfg.alphas.is_some() && cfg.conformal == Conformal::None {
             return Err(PluginError::param("alphas choose the intervals of conformal=cqr: set conformal=cqr too"));
         }
-        Ok(quiver_sdk::aggregator(QuantileAggregation { cfg, ctx, fitted: None, cqr: None }))
+        Ok(quiver_sdk::quantile_aggregator(QuantileAggregation { cfg, ctx, fitted: None, cqr: None }))
     }
 }
 

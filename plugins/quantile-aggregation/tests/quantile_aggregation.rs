@@ -123,13 +123,13 @@ fn microlp_solve(d: &Data, granularity: &str, noncross: bool) -> (Vec<f64>, f64)
 
 fn fit(host: &Host, d: &Data, params: &[(&str, Value)]) -> Value {
     let n = d.y.len();
-    let h = &mut host.aggregator(METHOD, &testing::params(params), testing::cpu()).unwrap();
+    let h = &mut host.create(METHOD, &testing::params(params), testing::cpu()).unwrap();
     let tables = [d.table("fit", 0..n, true), d.table("test", 0..n, true)];
-    h.fit(&tables).unwrap();
-    h.calibrate(&tables).unwrap();
-    let r = h.predict(&tables).unwrap();
-    assert_eq!((r.quantiles.rows, r.quantiles.cols), (n, d.k()));
-    serde_json::from_str(r.json.as_str()).unwrap()
+    h.step("fit", &tables).unwrap();
+    h.step("calibrate", &tables).unwrap();
+    let r = h.step("predict", &tables).unwrap();
+    assert_eq!((testing::quantiles(&r).rows, testing::quantiles(&r).cols), (n, d.k()));
+    r.summary.clone()
 }
 
 /// The plugin's weights in the layout of [`microlp_solve`].
@@ -350,7 +350,7 @@ fn cqr_covers_as_promised() {
     for rep in 0..reps {
         let d = data(1000 + rep, n_fit + n_cal + n_test, 3, &levels);
         let h = &mut host
-            .aggregator(
+            .create(
                 METHOD,
                 &testing::params(&[("granularity", json!("medium")), ("conformal", json!("cqr"))]),
                 testing::cpu(),
@@ -361,10 +361,10 @@ fn cqr_covers_as_promised() {
             d.table("calibration", n_fit..n_fit + n_cal, true),
             d.table("test", n_fit + n_cal..n_fit + n_cal + n_test, false),
         ];
-        h.fit(&tables).unwrap();
-        h.calibrate(&tables).unwrap();
-        let r = h.predict(&tables).unwrap();
-        let q = &r.quantiles.data;
+        h.step("fit", &tables).unwrap();
+        h.step("calibrate", &tables).unwrap();
+        let r = h.step("predict", &tables).unwrap();
+        let q = &testing::quantiles(&r).data;
         let mut c = [0.0; 2];
         for t in 0..n_test {
             let y = d.y[n_fit + n_cal + t];
@@ -390,17 +390,17 @@ fn cqr_covers_as_promised() {
 fn too_small_calibration_gives_infinite_ends_not_an_error() {
     let host = testing::host();
     let d = data(21, 120, 2, &[0.01, 0.5, 0.99]);
-    let h = &mut host.aggregator(METHOD, &testing::params(&[("conformal", json!("cqr"))]), testing::cpu()).unwrap();
+    let h = &mut host.create(METHOD, &testing::params(&[("conformal", json!("cqr"))]), testing::cpu()).unwrap();
     // α = 0.02 needs ⌈0.98 (n + 1)⌉ ≤ n: n ≥ 49; give 20
     let tables = [d.table("fit", 0..80, true), d.table("calibration", 80..100, true), d.table("test", 100..120, false)];
-    h.fit(&tables).unwrap();
-    h.calibrate(&tables).unwrap();
-    let r = h.predict(&tables).unwrap();
-    let v: Value = serde_json::from_str(r.json.as_str()).unwrap();
+    h.step("fit", &tables).unwrap();
+    h.step("calibrate", &tables).unwrap();
+    let r = h.step("predict", &tables).unwrap();
+    let v: Value = r.summary.clone();
     assert_eq!(v["cqr_adjustments"][0]["adjustment"], json!("inf"));
     assert!(v["notes"][0].as_str().unwrap().contains("too small"));
-    assert!(r.quantiles.data[0] == f64::NEG_INFINITY && r.quantiles.data[2] == f64::INFINITY);
-    let out = quiver_host::aggregation_output(METHOD, r).unwrap().into_json();
+    assert!(testing::quantiles(&r).data[0] == f64::NEG_INFINITY && testing::quantiles(&r).data[2] == f64::INFINITY);
+    let out = r.clone().into_json();
     assert_eq!(out["test_quantiles"][0][0], json!("-inf"));
 }
 
@@ -409,13 +409,13 @@ fn scoring_only_and_baselines() {
     let host = testing::host();
     let d = data(31, 200, 3, &[0.1, 0.5, 0.9]);
     // granularity=none: the given forecasts' metrics per model, no quantile set
-    let h = &mut host.aggregator(METHOD, &testing::params(&[("granularity", json!("none"))]), testing::cpu()).unwrap();
+    let h = &mut host.create(METHOD, &testing::params(&[("granularity", json!("none"))]), testing::cpu()).unwrap();
     let tables = [d.table("test", 0..200, true)];
-    h.fit(&tables).unwrap();
-    h.calibrate(&tables).unwrap();
-    let r = h.predict(&tables).unwrap();
-    assert_eq!(r.quantiles.rows, 0);
-    let v: Value = serde_json::from_str(r.json.as_str()).unwrap();
+    h.step("fit", &tables).unwrap();
+    h.step("calibrate", &tables).unwrap();
+    let r = h.step("predict", &tables).unwrap();
+    assert_eq!(testing::quantiles(&r).rows, 0);
+    let v: Value = r.summary.clone();
     let m1 = &v["metrics"]["test"]["models"]["m1"];
     let want: f64 = (0..200)
         .map(|i| {
@@ -428,21 +428,17 @@ fn scoring_only_and_baselines() {
     // mean and median baselines: the mean / median of the three models' quantiles
     for (g, f) in [("mean", 0usize), ("median", 1)] {
         let h = &mut host
-            .aggregator(
-                METHOD,
-                &testing::params(&[("granularity", json!(g)), ("monotone", json!("none"))]),
-                testing::cpu(),
-            )
+            .create(METHOD, &testing::params(&[("granularity", json!(g)), ("monotone", json!("none"))]), testing::cpu())
             .unwrap();
         let tables = [d.table("fit", 0..200, true), d.table("test", 0..200, false)];
-        h.fit(&tables).unwrap();
-        h.calibrate(&tables).unwrap();
-        let r = h.predict(&tables).unwrap();
+        h.step("fit", &tables).unwrap();
+        h.step("calibrate", &tables).unwrap();
+        let r = h.step("predict", &tables).unwrap();
         for i in [0, 57, 199] {
             let mut v = [d.q[1][i], d.q[4][i], d.q[7][i]];
             v.sort_by(f64::total_cmp);
             let want = if f == 0 { v.iter().sum::<f64>() / 3.0 } else { v[1] };
-            assert!((r.quantiles.data[i * 3 + 1] - want).abs() < 1e-12, "{g}");
+            assert!((testing::quantiles(&r).data[i * 3 + 1] - want).abs() < 1e-12, "{g}");
         }
     }
 }
@@ -456,12 +452,12 @@ fn baselines_stay_finite_near_the_largest_doubles() {
     let fit = table_of(&[("y", vec![1.0, 2.0]), ("q_a_0.5", vec![0.5, 1.5]), ("q_b_0.5", vec![1.5, 2.5])], "fit");
     let test = table_of(&[("q_a_0.5", vec![1.5e308, -1.7e308]), ("q_b_0.5", vec![1.7e308, -1.6e308])], "test");
     for (g, want) in [("mean", [1.6e308, -1.65e308]), ("median", [1.6e308, -1.65e308])] {
-        let h = &mut host.aggregator(METHOD, &testing::params(&[("granularity", json!(g))]), testing::cpu()).unwrap();
+        let h = &mut host.create(METHOD, &testing::params(&[("granularity", json!(g))]), testing::cpu()).unwrap();
         let tables = [fit.clone(), test.clone()];
-        h.fit(&tables).unwrap();
-        h.calibrate(&tables).unwrap();
-        let r = h.predict(&tables).unwrap();
-        for (a, b) in r.quantiles.data.iter().zip(want) {
+        h.step("fit", &tables).unwrap();
+        h.step("calibrate", &tables).unwrap();
+        let r = h.step("predict", &tables).unwrap();
+        for (a, b) in testing::quantiles(&r).data.iter().zip(want) {
             assert!((a - b).abs() <= 1e-15 * b.abs(), "{g}: {a} vs {b}");
         }
     }
@@ -475,10 +471,10 @@ fn table_of(cols: &[(&str, Vec<f64>)], role: &str) -> Table {
 fn bad_input_is_named_and_never_panics() {
     let host = testing::host();
     let run = |params: &[(&str, Value)], tables: &[Table]| -> Result<(), quiver_host::HostError> {
-        let h = &mut host.aggregator(METHOD, &testing::params(params), testing::cpu())?;
-        h.fit(tables)?;
-        h.calibrate(tables)?;
-        h.predict(tables).map(|_| ())
+        let h = &mut host.create(METHOD, &testing::params(params), testing::cpu())?;
+        h.step("fit", tables)?;
+        h.step("calibrate", tables)?;
+        h.step("predict", tables).map(|_| ())
     };
     let y = vec![1.0, 2.0, 3.0, 4.0];
     let c = |v: f64| vec![v, v + 1.0, v + 2.0, v + 3.0];
@@ -603,15 +599,15 @@ proptest::proptest! {
         let sorted = !params.iter().any(|(key, _)| *key == "monotone");
         let tables = [t, cal, test];
         let out = (|| {
-            let h = &mut host.aggregator(METHOD, &testing::params(&params), testing::cpu())?;
-            h.fit(&tables)?;
-            h.calibrate(&tables)?;
-            h.predict(&tables)
+            let h = &mut host.create(METHOD, &testing::params(&params), testing::cpu())?;
+            h.step("fit", &tables)?;
+            h.step("calibrate", &tables)?;
+            h.step("predict", &tables)
         })();
         match out {
             Err(e) => proptest::prop_assert_ne!(e.plugin_kind(), Some(quiver_host::ErrorKind::Panic), "{}", e),
             Ok(res) => {
-                let q = &res.quantiles;
+                let q = &testing::quantiles(&res);
                 if option != 6 {
                     proptest::prop_assert_eq!((q.rows, q.cols), (n, levels.len()));
                     if sorted && option != 4 && option != 5 {
@@ -620,7 +616,7 @@ proptest::proptest! {
                         }
                     }
                 }
-                let v: Value = serde_json::from_str(res.json.as_str()).unwrap();
+                let v: Value = res.summary.clone();
                 if let Some(w) = v["weights"].as_object() {
                     if option == 1 {
                         let total: f64 = w.values().filter_map(Value::as_f64).sum();
@@ -641,14 +637,14 @@ quiver_testing::device_test!(
         let d = data(41, 5000, 4, &[0.05, 0.25, 0.5, 0.75, 0.95]);
         let params = testing::params(&[("granularity", json!("medium")), ("solver", json!("gradient")), ("max_epochs", json!(20))]);
         let go = |dev: Device| {
-            let h = &mut host.aggregator(METHOD, &params, testing::ctx(dev)).unwrap();
+            let h = &mut host.create(METHOD, &params, testing::ctx(dev)).unwrap();
             let tables = [d.table("fit", 0..5000, true), d.table("test", 0..100, false)];
-            h.fit(&tables).unwrap();
-            h.calibrate(&tables).unwrap();
-            let r = h.predict(&tables).unwrap();
-            assert_eq!(r.device, dev);
-            let v: Value = serde_json::from_str(r.json.as_str()).unwrap();
-            (r.quantiles.data.to_vec(), v)
+            h.step("fit", &tables).unwrap();
+            h.step("calibrate", &tables).unwrap();
+            let r = h.step("predict", &tables).unwrap();
+            assert_eq!(r.device(), Some(dev));
+            let v: Value = r.summary.clone();
+            (testing::quantiles(&r).data.to_vec(), v)
         };
         let (q_dev, v_dev) = go(device);
         let (q_cpu, v_cpu) = go(Device::Cpu);

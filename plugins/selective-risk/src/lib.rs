@@ -16,11 +16,12 @@
 //! CUDA kernel `threshold_counts`; the decision is exact integer arithmetic plus one binomial tail.
 
 use quiver_numerics::binomial::binomial_cdf;
-use quiver_sdk::abi::{abi_stable::std_types::RVec, Estimator, Family, Manifest, PluginError, SelectionResult};
+use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
 use quiver_sdk::{
-    choices, column, json_f64, param, serde_json::json, Context, ManifestBuilder, Params, Plugin, SelectorImpl,
-    TableBuilder, Tables,
+    choices, column, json_f64, param, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Params,
+    Plugin, TableBuilder, Tables,
 };
+use quiver_sdk::{Created, Family, SelectionResult};
 use rayon::slice::ParallelSliceMut;
 
 /// CUDA source of the threshold-count kernel.
@@ -259,7 +260,7 @@ pub struct SelectiveRisk {
     decision: Option<(Decision, usize)>,
 }
 
-impl SelectorImpl for SelectiveRisk {
+impl ConformalSelectorImpl for SelectiveRisk {
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
@@ -348,9 +349,9 @@ impl Plugin for SelectiveRiskPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         let config = Config::from_params(&params)?;
-        Ok(quiver_sdk::selector(SelectiveRisk { config, ctx, decision: None }))
+        Ok(quiver_sdk::conformal_selector(SelectiveRisk { config, ctx, decision: None }))
     }
 }
 

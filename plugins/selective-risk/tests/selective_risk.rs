@@ -16,11 +16,14 @@ fn run(
     scores: &[f64],
     errors: &[bool],
 ) -> (f64, serde_json::Value) {
-    let mut sel = host.selector(METHOD, &testing::params(params), testing::cpu()).unwrap();
-    sel.calibrate(&[Table::new("calibration").with_f64("score", scores.to_vec()).with_bool("error", errors.to_vec())])
-        .unwrap();
-    let r = sel.select(&[Table::new("test").with_f64("score", scores.to_vec())]).unwrap();
-    (r.threshold, quiver_host::selection_json(METHOD, &r).unwrap())
+    let mut sel = host.create(METHOD, &testing::params(params), testing::cpu()).unwrap();
+    sel.step(
+        "calibrate",
+        &[Table::new("calibration").with_f64("score", scores.to_vec()).with_bool("error", errors.to_vec())],
+    )
+    .unwrap();
+    let r = sel.step("select", &[Table::new("test").with_f64("score", scores.to_vec())]).unwrap();
+    (r.number("lambda_hat").unwrap(), r.into_json())
 }
 
 /// Scores on a coarse grid (ties), error probability rising with the score.
@@ -136,11 +139,15 @@ fn ltt_risk_guarantee_monte_carlo() {
         ("delta", json!(delta)),
         ("grid", json!(50)),
     ]);
-    let mut sel = host.selector(METHOD, &params, testing::cpu()).unwrap();
+    let mut sel = host.create(METHOD, &params, testing::cpu()).unwrap();
     for _ in 0..trials {
         let (s, e) = draw(&mut rng, n);
-        sel.calibrate(&[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
-        let lam = sel.select(&[Table::new("test").with_f64("score", vec![0.5])]).unwrap().threshold;
+        sel.step("calibrate", &[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
+        let lam = sel
+            .step("select", &[Table::new("test").with_f64("score", vec![0.5])])
+            .unwrap()
+            .number("lambda_hat")
+            .unwrap();
         let risk = if lam.is_finite() { lam.min(1.0) / 4.0 } else { 0.0 };
         failures += (risk > alpha) as usize;
         lam_sum += lam.max(0.0);
@@ -167,11 +174,15 @@ fn scope_expected_risk_guarantee_monte_carlo() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut risk = Vec::with_capacity(trials);
     let (mut pooled_err, mut pooled_acc) = (0.0, 0.0);
-    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(alpha))]), testing::cpu()).unwrap();
+    let mut sel = host.create(METHOD, &testing::params(&[("alpha", json!(alpha))]), testing::cpu()).unwrap();
     for _ in 0..trials {
         let (s, e) = draw(&mut rng, n);
-        sel.calibrate(&[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
-        let lam = sel.select(&[Table::new("test").with_f64("score", vec![0.5])]).unwrap().threshold;
+        sel.step("calibrate", &[Table::new("calibration").with_f64("score", s).with_bool("error", e)]).unwrap();
+        let lam = sel
+            .step("select", &[Table::new("test").with_f64("score", vec![0.5])])
+            .unwrap()
+            .number("lambda_hat")
+            .unwrap();
         let l = if lam.is_finite() { lam.clamp(0.0, 1.0) } else { 0.0 };
         risk.push(l / 4.0);
         pooled_err += l * l / 4.0;
@@ -200,36 +211,42 @@ fn bpe_score_columns_match_precomputed_scores() {
     let s: Vec<f64> = pf.iter().zip(&pr).map(|(&a, &b)| quiver_numerics::bpe_score(a, b).unwrap()).collect();
     let e: Vec<bool> = s.iter().map(|&x| rng.random::<f64>() < x / 2.0).collect();
     let (lam_scores, _) = run(&host, &[("alpha", json!(0.2))], &s, &e);
-    let mut sel = host.selector(METHOD, &testing::params(&[("alpha", json!(0.2))]), testing::cpu()).unwrap();
-    sel.calibrate(&[Table::new("calibration")
-        .with_f64("p_fwd", pf.clone())
-        .with_f64("p_rev", pr.clone())
-        .with_bool("error", e)])
-        .unwrap();
-    let r = sel.select(&[Table::new("test").with_f64("p_fwd", pf).with_f64("p_rev", pr)]).unwrap();
-    assert_eq!(r.threshold, lam_scores);
-    assert_eq!(r.unit_values.as_slice(), &s[..]);
+    let mut sel = host.create(METHOD, &testing::params(&[("alpha", json!(0.2))]), testing::cpu()).unwrap();
+    sel.step(
+        "calibrate",
+        &[Table::new("calibration").with_f64("p_fwd", pf.clone()).with_f64("p_rev", pr.clone()).with_bool("error", e)],
+    )
+    .unwrap();
+    let r = sel.step("select", &[Table::new("test").with_f64("p_fwd", pf).with_f64("p_rev", pr)]).unwrap();
+    assert_eq!(r.number("lambda_hat").unwrap(), lam_scores);
+    assert_eq!(r.f64s("scores").unwrap(), &s[..]);
 }
 
 #[test]
 fn bad_input_gives_clear_errors() {
     let host = testing::host();
-    let mut sel = host.selector(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    let mut sel = host.create(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     let e = sel
-        .calibrate(&[Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]).with_i64("error", vec![0, 2, 1])])
+        .step(
+            "calibrate",
+            &[Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]).with_i64("error", vec![0, 2, 1])],
+        )
         .unwrap_err();
     assert_eq!(e.to_string(), "table 'calibration', column 'error', row 2 (line 3): value 2 is not 0 or 1");
-    let e = sel.calibrate(&[Table::new("calibration").with_i64("error", vec![0, 1])]).unwrap_err();
+    let e = sel.step("calibrate", &[Table::new("calibration").with_i64("error", vec![0, 1])]).unwrap_err();
     assert!(e.to_string().contains("needs a 'score' column, or 'p_fwd' and 'p_rev'"), "{e}");
     let e = sel
-        .calibrate(&[Table::new("calibration")
-            .with_f64("p_fwd", vec![0.5, 1.5])
-            .with_f64("p_rev", vec![0.5, 0.5])
-            .with_i64("error", vec![0, 1])])
+        .step(
+            "calibrate",
+            &[Table::new("calibration")
+                .with_f64("p_fwd", vec![0.5, 1.5])
+                .with_f64("p_rev", vec![0.5, 0.5])
+                .with_i64("error", vec![0, 1])],
+        )
         .unwrap_err();
     assert!(e.to_string().contains("row 2: p_fwd = 1.5 must be in [0, 1]"), "{e}");
     let e = sel
-        .calibrate(&[Table::new("calibration").with_f64("score", vec![f64::NAN]).with_i64("error", vec![0])])
+        .step("calibrate", &[Table::new("calibration").with_f64("score", vec![f64::NAN]).with_i64("error", vec![0])])
         .unwrap_err();
     assert!(e.to_string().contains("column 'score', row 1"), "{e}");
     for (params, needle) in [
@@ -238,7 +255,7 @@ fn bad_input_gives_clear_errors() {
         (testing::params(&[("grid", json!(0))]), "'grid' = 0 must be an integer in [1, 1000000]"),
         (testing::params(&[("rule", json!("crc"))]), "one of scope | ltt"),
     ] {
-        let e = host.selector(METHOD, &params, testing::cpu()).err().expect("must fail");
+        let e = host.create(METHOD, &params, testing::cpu()).err().expect("must fail");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
         assert_eq!(e.plugin_kind(), Some(ErrorKind::InvalidParameter));
     }
@@ -253,14 +270,14 @@ quiver_testing::device_test!(
         let (s, e) = data(1, 400);
         for (rule, want) in [("scope", brute_scope(&s, &e, 0.25)), ("ltt", brute_ltt(&s, &e, 0.25, 0.1, 50))] {
             let params = testing::params(&[("alpha", json!(0.25)), ("rule", json!(rule)), ("delta", json!(0.1))]);
-            let mut sel = host.selector(METHOD, &params, testing::ctx(device)).unwrap();
-            sel.calibrate(&[Table::new("calibration").with_f64("score", s.clone()).with_bool("error", e.clone())])
+            let mut sel = host.create(METHOD, &params, testing::ctx(device)).unwrap();
+            sel.step("calibrate", &[Table::new("calibration").with_f64("score", s.clone()).with_bool("error", e.clone())])
                 .unwrap();
-            let r = sel.select(&[Table::new("test").with_f64("score", s.clone())]).unwrap();
-            assert_eq!(r.device, device);
-            assert_eq!(r.threshold, want, "{rule}");
-            let accepted: Vec<u64> = (0..s.len()).filter(|&j| s[j] <= want).map(|j| j as u64).collect();
-            assert_eq!(r.selected.as_slice(), &accepted[..], "{rule}");
+            let r = sel.step("select", &[Table::new("test").with_f64("score", s.clone())]).unwrap();
+            assert_eq!(r.device(), Some(device));
+            assert_eq!(r.number("lambda_hat").unwrap(), want, "{rule}");
+            let accepted: Vec<i64> = (0..s.len()).filter(|&j| s[j] <= want).map(|j| j as i64).collect();
+            assert_eq!(r.i64s("accepted").unwrap(), &accepted[..], "{rule}");
         }
     }
 );

@@ -29,13 +29,14 @@
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
-    ErrorKind, Estimator, Family, Manifest, PluginError, ShrinkageResult,
+    ErrorKind, Manifest, PluginError,
 };
 use quiver_sdk::serde_json::json;
 use quiver_sdk::{
     choices, column, compact, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder,
     Tables,
 };
+use quiver_sdk::{Created, Family, ShrinkageResult};
 use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
 
@@ -418,7 +419,7 @@ impl Plugin for SureBinomialPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::shrinkage(SureBinomial { config: Config::from_params(&params)?, ctx }))
     }
 }

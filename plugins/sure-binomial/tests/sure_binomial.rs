@@ -15,7 +15,7 @@ fn one(y: &[f64], n: &[f64]) -> Table {
     Table::new("data").with_f64("y", y.to_vec()).with_f64("n", n.to_vec())
 }
 
-fn estimate(host: &quiver_host::Host, params: &[(&str, Value)], t: Table) -> quiver_host::ShrinkageResult {
+fn estimate(host: &quiver_host::Host, params: &[(&str, Value)], t: Table) -> quiver_host::RunOutput {
     estimate_on(host, quiver_host::Device::Cpu, params, t)
 }
 
@@ -24,9 +24,10 @@ fn estimate_on(
     device: quiver_host::Device,
     params: &[(&str, Value)],
     t: Table,
-) -> quiver_host::ShrinkageResult {
-    let r = host.shrinker(METHOD, &testing::params(params), testing::ctx(device)).unwrap().estimate(&[t]).unwrap();
-    assert_eq!(r.device, device);
+) -> quiver_host::RunOutput {
+    let r =
+        host.create(METHOD, &testing::params(params), testing::ctx(device)).unwrap().step("estimate", &[t]).unwrap();
+    assert_eq!(r.device(), Some(device));
     r
 }
 
@@ -55,8 +56,10 @@ fn ure_expectation_equals_the_exact_risk() {
                     let prob: f64 = (0..3).map(|i| binom_pmf(y[i], n[i], p[i])).product();
                     let t = one(&y.map(|v| v as f64), &n.map(|v| v as f64)).with_f64("m", m.to_vec());
                     let r = estimate(&host, &[("lambda", json!(lambda))], t);
-                    e_ure += prob * r.risk_estimate.unwrap();
-                    risk += prob * r.estimates.iter().zip(&p).map(|(d, pi)| (d - pi).powi(2)).sum::<f64>() / 3.0;
+                    e_ure += prob * r.number("ure").unwrap();
+                    risk += prob
+                        * r.f64s("estimates").unwrap().iter().zip(&p).map(|(d, pi)| (d - pi).powi(2)).sum::<f64>()
+                        / 3.0;
                 }
             }
         }
@@ -80,9 +83,10 @@ fn ure_expectation_equals_the_exact_risk() {
                         .with_f64("n2", vec![n2[0] as f64, n2[1] as f64])
                         .with_f64("m", vec![0.0, 0.1]);
                     let r = estimate(&host, &[("sample", json!("two")), ("lambda", json!(1.5))], t);
-                    e_ure += prob * r.risk_estimate.unwrap();
+                    e_ure += prob * r.number("ure").unwrap();
                     risk += prob
-                        * ((r.estimates[0] - (p1[0] - p2[0])).powi(2) + (r.estimates[1] - (p1[1] - p2[1])).powi(2))
+                        * ((r.f64s("estimates").unwrap()[0] - (p1[0] - p2[0])).powi(2)
+                            + (r.f64s("estimates").unwrap()[1] - (p1[1] - p2[1])).powi(2))
                         / 2.0;
                 }
             }
@@ -109,18 +113,19 @@ quiver_testing::device_test!(
         for seed in 0..5 {
             let (y, n, _) = sample(seed, 300);
             let r = estimate_on(&host, device, &[("curve", json!(3000))], one(&y, &n));
-            let v = quiver_host::shrinkage_json(METHOD, &r).unwrap();
+            let v = r.clone().into_json();
             let grid_min =
                 v["curve"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
-            assert!(r.risk_estimate.unwrap() <= grid_min + 1e-9 * grid_min.abs(), "seed {seed}");
+            assert!(r.number("ure").unwrap() <= grid_min + 1e-9 * grid_min.abs(), "seed {seed}");
             assert!(v["ure_lower_bound"].as_f64().unwrap() <= grid_min + 1e-15);
         }
         let (y, n, _) = sample(9, 50);
         let raw: Vec<f64> = y.iter().zip(&n).map(|(y, n)| y / n).collect();
         let pooled = y.iter().sum::<f64>() / n.iter().sum::<f64>();
-        assert_eq!(estimate_on(&host, device, &[("lambda", json!(0.0))], one(&y, &n)).estimates.to_vec(), raw);
+        assert_eq!(estimate_on(&host, device, &[("lambda", json!(0.0))], one(&y, &n)).f64s("estimates").unwrap().to_vec(), raw);
         assert!(estimate_on(&host, device, &[("lambda", json!("inf"))], one(&y, &n))
-            .estimates
+            .f64s("estimates")
+            .unwrap()
             .iter()
             .all(|e| (e - pooled).abs() < 1e-15));
 
@@ -214,7 +219,7 @@ fn robust_ebci_average_coverage_binomial_end_to_end() {
             let y: Vec<f64> =
                 n.iter().zip(&p).map(|(&n, &p)| Binomial::new(n as u64, p).unwrap().sample(&mut rng) as f64).collect();
             let r = estimate(&host, &[("ci", json!("robust-ebci")), ("alpha", json!(alpha))], one(&y, &n));
-            let iv = r.intervals.as_ref().into_option().unwrap().to_vec();
+            let iv = testing::interval_ends(&r).unwrap().to_vec();
             per_rep.push((0..units).filter(|&i| iv[i] <= p[i] && p[i] <= iv[units + i]).count() as f64 / units as f64);
         }
         let (cov, se) = coverage_summary(&per_rep);
@@ -267,7 +272,7 @@ fn coverage_of(
                             let mut ps = vec![("ci", json!("robust-ebci")), ("alpha", json!(alpha))];
                             ps.extend(params.iter().cloned());
                             let r = estimate(&host, &ps, one(&y, &n));
-                            let iv = r.intervals.as_ref().into_option().unwrap().to_vec();
+                            let iv = testing::interval_ends(&r).unwrap().to_vec();
                             let hit = |i: usize| iv[i] <= p[i] && p[i] <= iv[units + i];
                             let edge: Vec<usize> = (0..units).filter(|&i| !(0.05..=0.95).contains(&p[i])).collect();
                             let cov = (0..units).filter(|&i| hit(i)).count() as f64 / units as f64;
@@ -341,7 +346,7 @@ fn robust_ebci_average_coverage_holds_at_small_counts() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let host = testing::host();
-    let h = host.shrinker(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    let mut h = host.create(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     let cases: Vec<(Table, &str)> = vec![
         (one(&[1.0, 1.0], &[5.0, 1.0]), "column 'n', row 2: n = 1 < 2"),
         (one(&[1.0, 7.0], &[5.0, 6.0]), "column 'y', row 2: y = 7 must be in 0..=n"),
@@ -352,12 +357,12 @@ fn bad_input_gives_clear_errors() {
         (Table::new("data").with_f64("x", vec![1.0]), "has no column 'y'"),
     ];
     for (t, needle) in cases {
-        let e = h.estimate(&[t]).unwrap_err();
+        let e = h.step("estimate", &[t]).unwrap_err();
         assert!(e.to_string().contains(needle), "wanted '{needle}', got: {e}");
     }
-    let two = host.shrinker(METHOD, &testing::params(&[("sample", json!("two"))]), testing::cpu()).unwrap();
-    let e = two.estimate(&[one(&[1.0, 2.0], &[5.0, 6.0])]).unwrap_err();
+    let mut two = host.create(METHOD, &testing::params(&[("sample", json!("two"))]), testing::cpu()).unwrap();
+    let e = two.step("estimate", &[one(&[1.0, 2.0], &[5.0, 6.0])]).unwrap_err();
     assert!(e.to_string().contains("has no column 'y1'"), "{e}");
-    let e = host.shrinker(METHOD, &testing::params(&[("alpha", json!(0.0))]), testing::cpu()).err().unwrap();
+    let e = host.create(METHOD, &testing::params(&[("alpha", json!(0.0))]), testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("'alpha' = 0.0 must be a number in (0, 1)"), "{e}");
 }

@@ -26,12 +26,13 @@
 
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
-    Estimator, Family, Manifest, PluginError, ShrinkageResult,
+    Manifest, PluginError,
 };
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
     choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
+use quiver_sdk::{Created, Family, ShrinkageResult};
 use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Weight};
 
@@ -403,7 +404,7 @@ impl Plugin for SureNormalPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Estimator, PluginError> {
+    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::shrinkage(SureNormal { config: Config::from_params(&params)?, ctx }))
     }
 }

@@ -22,10 +22,10 @@ fn run_on(
     x: &[f64],
     a: &[f64],
 ) -> (Vec<f64>, Value) {
-    let h = host.shrinker(METHOD, &testing::params(params), testing::ctx(device)).unwrap();
-    let r = h.estimate(&[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
-    assert_eq!(r.device, device);
-    (r.estimates.to_vec(), serde_json::from_str(r.json.as_str()).unwrap())
+    let mut h = host.create(METHOD, &testing::params(params), testing::ctx(device)).unwrap();
+    let r = h.step("estimate", &[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
+    assert_eq!(r.device(), Some(device));
+    (r.f64s("estimates").unwrap().to_vec(), r.summary.clone())
 }
 
 fn data(seed: u64, p: usize, hetero: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
@@ -126,17 +126,18 @@ fn sure_is_unbiased_monte_carlo() {
     let (_, a, theta) = data(3, 8, true);
     let normal = Normal::new(0.0, 1.0).unwrap();
     for method in ["xkb-location", "xkb-grand-mean", "xkb-estimated"] {
-        let h = host
-            .shrinker(METHOD, &testing::params(&[("method", json!(method)), ("lambda", json!(0.8))]), testing::cpu())
+        let mut h = host
+            .create(METHOD, &testing::params(&[("method", json!(method)), ("lambda", json!(0.8))]), testing::cpu())
             .unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(77);
         let reps = 20_000;
         let mut diff = Vec::with_capacity(reps);
         for _ in 0..reps {
             let x: Vec<f64> = theta.iter().zip(&a).map(|(t, ai)| t + ai.sqrt() * normal.sample(&mut rng)).collect();
-            let r = h.estimate(&[Table::new("data").with_f64("x", x).with_f64("a", a.clone())]).unwrap();
-            let loss = r.estimates.iter().zip(&theta).map(|(e, t)| (e - t).powi(2)).sum::<f64>() / theta.len() as f64;
-            diff.push(r.risk_estimate.unwrap() - loss);
+            let r = h.step("estimate", &[Table::new("data").with_f64("x", x).with_f64("a", a.clone())]).unwrap();
+            let loss = r.f64s("estimates").unwrap().iter().zip(&theta).map(|(e, t)| (e - t).powi(2)).sum::<f64>()
+                / theta.len() as f64;
+            diff.push(r.number("sure").unwrap() - loss);
         }
         let m = diff.iter().sum::<f64>() / reps as f64;
         let se = (diff.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (reps as f64 - 1.0) / reps as f64).sqrt();
@@ -168,33 +169,33 @@ fn monotone_factors_are_monotone_in_a_and_beat_every_parametric_lambda() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let host = testing::host();
-    let h = host.shrinker(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
+    let mut h = host.create(METHOD, &testing::params(&[]), testing::cpu()).unwrap();
     let t = |x: Vec<f64>, a: Vec<f64>| Table::new("data").with_f64("x", x).with_f64("a", a);
-    let e = h.estimate(&[t(vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 1.0])]).unwrap_err();
+    let e = h.step("estimate", &[t(vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'a', row 2: value 0 must be > 0"), "{e}");
-    let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1.0])]).unwrap_err();
+    let e = h.step("estimate", &[t(vec![1.0, 2.0], vec![1.0, -1.0])]).unwrap_err();
     assert!(e.to_string().contains("row 2: value -1 must be > 0"), "{e}");
     // an extreme value is shown in its short form, not as 301 digits
-    let e = h.estimate(&[t(vec![1.0, 2.0], vec![1.0, -1e300])]).unwrap_err();
+    let e = h.step("estimate", &[t(vec![1.0, 2.0], vec![1.0, -1e300])]).unwrap_err();
     assert!(e.to_string().contains("row 2: value -1e300 must be > 0"), "{e}");
-    let e = h.estimate(&[t(vec![1.0, f64::NAN], vec![1.0, 1.0])]).unwrap_err();
+    let e = h.step("estimate", &[t(vec![1.0, f64::NAN], vec![1.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("column 'x', row 2 (line 3): value NaN is not finite"), "{e}");
-    let e = h.estimate(&[t(vec![1.0], vec![1.0])]).unwrap_err();
+    let e = h.step("estimate", &[t(vec![1.0], vec![1.0])]).unwrap_err();
     assert!(e.to_string().contains("single unit"), "{e}");
-    let js = host.shrinker(METHOD, &testing::params(&[("method", json!("james-stein"))]), testing::cpu()).unwrap();
-    let e = js.estimate(&[t(vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 2.0, 1.0])]).unwrap_err();
+    let mut js = host.create(METHOD, &testing::params(&[("method", json!("james-stein"))]), testing::cpu()).unwrap();
+    let e = js.step("estimate", &[t(vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 2.0, 1.0])]).unwrap_err();
     assert!(e.to_string().contains("row 3: james-stein needs equal variances"), "{e}");
-    let e = host.shrinker(METHOD, &testing::params(&[("lambda", json!(-1.0))]), testing::cpu()).err().unwrap();
+    let e = host.create(METHOD, &testing::params(&[("lambda", json!(-1.0))]), testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("'lambda' = -1.0 must be a number in [0, inf]"), "{e}");
     // settings a method would ignore are refused, and a method without a λ reports none
     for (method, key, value) in [("xkb-monotone", "lambda", json!(5.0)), ("james-stein", "curve", json!(10))] {
         let params = testing::params(&[("method", json!(method)), (key, value)]);
-        let e = host.shrinker(METHOD, &params, testing::cpu()).err().unwrap();
+        let e = host.create(METHOD, &params, testing::cpu()).err().unwrap();
         assert!(e.to_string().contains(&format!("parameter '{key}': {method} has no")), "{e}");
     }
-    let mono = host.shrinker(METHOD, &testing::params(&[("method", json!("xkb-monotone"))]), testing::cpu()).unwrap();
-    let r = mono.estimate(&[t(vec![1.0, 2.0, 4.0], vec![1.0, 2.0, 3.0])]).unwrap();
-    let v: serde_json::Value = serde_json::from_str(r.json.as_str()).unwrap();
+    let mut mono = host.create(METHOD, &testing::params(&[("method", json!("xkb-monotone"))]), testing::cpu()).unwrap();
+    let r = mono.step("estimate", &[t(vec![1.0, 2.0, 4.0], vec![1.0, 2.0, 3.0])]).unwrap();
+    let v: serde_json::Value = r.summary.clone();
     assert!(v["lambda_hat"].is_null(), "{}", v["lambda_hat"]);
 }
 
@@ -279,11 +280,11 @@ fn run_intervals(
     x: &[f64],
     a: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Value) {
-    let h = host.shrinker(METHOD, &testing::params(params), testing::ctx(quiver_host::Device::Cpu)).unwrap();
-    let r = h.estimate(&[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
-    let iv = r.intervals.into_option().expect("ci=robust-ebci gives intervals").to_vec();
+    let mut h = host.create(METHOD, &testing::params(params), testing::ctx(quiver_host::Device::Cpu)).unwrap();
+    let r = h.step("estimate", &[Table::new("data").with_f64("x", x.to_vec()).with_f64("a", a.to_vec())]).unwrap();
+    let iv = testing::interval_ends(&r).expect("ci=robust-ebci gives intervals").to_vec();
     let p = x.len();
-    (iv[..p].to_vec(), iv[p..].to_vec(), serde_json::from_str(r.json.as_str()).unwrap())
+    (iv[..p].to_vec(), iv[p..].to_vec(), r.summary.clone())
 }
 
 /// The intervals are Armstrong, Kolesár & Plagborg-Møller's formula with the variances a_i as
@@ -408,9 +409,13 @@ fn every_method_is_equivariant_in_the_units() {
             ];
             let xs: Vec<f64> = x.iter().map(|v| v * c).collect();
             let as_: Vec<f64> = a.iter().map(|v| v * c * c).collect();
-            let h = host.shrinker(METHOD, &testing::params(&params), testing::cpu()).unwrap();
-            let out = h.estimate(&[Table::new("data").with_f64("x", xs).with_f64("a", as_)]).unwrap();
-            (out.estimates.to_vec(), out.intervals.into_option().unwrap().to_vec(), out.lambda_hat.into_option())
+            let mut h = host.create(METHOD, &testing::params(&params), testing::cpu()).unwrap();
+            let out = h.step("estimate", &[Table::new("data").with_f64("x", xs).with_f64("a", as_)]).unwrap();
+            (
+                out.f64s("estimates").unwrap().to_vec(),
+                testing::interval_ends(&out).unwrap().to_vec(),
+                out.number("lambda_hat"),
+            )
         };
         let (e1, i1, l1) = run_at(1.0);
         for c in [1e-100, 1e100] {
@@ -441,15 +446,11 @@ fn robust_ebci_never_stops_on_a_solver_error() {
     let t = quiver_host::table::read_csv(&path, "data", None).unwrap();
     let host = testing::host();
     let half = |alpha: f64| {
-        let h = host
-            .shrinker(
-                METHOD,
-                &testing::params(&[("ci", json!("robust-ebci")), ("alpha", json!(alpha))]),
-                testing::cpu(),
-            )
+        let mut h = host
+            .create(METHOD, &testing::params(&[("ci", json!("robust-ebci")), ("alpha", json!(alpha))]), testing::cpu())
             .unwrap();
-        let r = h.estimate(std::slice::from_ref(&t)).unwrap_or_else(|e| panic!("alpha {alpha}: {e}"));
-        let iv = r.intervals.into_option().unwrap().to_vec();
+        let r = h.step("estimate", std::slice::from_ref(&t)).unwrap_or_else(|e| panic!("alpha {alpha}: {e}"));
+        let iv = testing::interval_ends(&r).unwrap().to_vec();
         let p = iv.len() / 2;
         (0..p).map(|i| (iv[p + i] - iv[i]) / 2.0).collect::<Vec<f64>>()
     };

@@ -132,9 +132,15 @@ def run(
 
 
 class Estimator:
-    """A method of the family this class stands for, constructed with its parameters (checked
-    by the plugin against its manifest: unknown names, types, ranges and choices are an
-    :class:`~quiver.InvalidParameterError` at once).
+    """A method of any family, constructed with its parameters (checked by the plugin against
+    its manifest: unknown names, types, ranges and choices are an
+    :class:`~quiver.InvalidParameterError` at once); its steps run by name with :meth:`step`.
+    The per-family classes (:class:`ConformalSelector`, :class:`Critic`, ...) are this class with
+    one method per step and a check of the family.
+
+    >>> est = quiver.Estimator("conformal-selection", q=0.1)
+    >>> est.step("calibrate", calibration=cal)
+    >>> r = est.step("select", test=test)
 
     ``device`` is ``"auto"`` (CUDA where the method has a CUDA path and a GPU is usable),
     ``"cpu"`` or ``"cuda"``; ``threads`` caps the worker threads (0: one per core); ``plugins``
@@ -172,6 +178,16 @@ class Estimator:
         args = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({self.method!r}{args})"
 
+    @property
+    def steps(self) -> List[str]:
+        """The names of the method's steps, in lifecycle order (from its manifest)."""
+        return [s["name"] for s in self._manifest.get("steps", [])]
+
+    def step(self, name: str, /, **tables: Any) -> Optional[Result]:
+        """Run step ``name`` (one of :attr:`steps`) on the tables given by role; returns its
+        result, or ``None`` for a step that returns nothing (``fit``, ``calibrate``)."""
+        return self._step(name, None, None, tables)
+
     def _step(self, step: str, default_role: Optional[str], table: Any, tables: Dict[str, Any]) -> Optional[Result]:
         if table is not None:
             if default_role is None:
@@ -182,7 +198,8 @@ class Estimator:
         summary, arrays = self._native.step(step, _native_tables(self._manifest, tables))
         if summary is None:
             return None
-        return _result(self._result, self.method, summary, arrays)
+        cls = self._result if self._result is not Result else RESULT_OF_FAMILY.get(self._manifest["family"], Result)
+        return _result(cls, self.method, summary, arrays)
 
 
 class ConformalSelector(Estimator):
