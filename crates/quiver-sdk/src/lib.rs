@@ -251,6 +251,43 @@ pub trait CriticImpl: Send + Sync + 'static {
     fn values(&self, tables: &Tables<'_>) -> Result<CriticResult>;
 }
 
+/// An estimator of a family the SDK has no trait for: its steps by name, on the SDK's typed
+/// tables, returning the ABI's [`StepOutput`] itself. Declare the steps with
+/// [`ManifestBuilder::custom`] and box it with [`custom_estimator`] (docs/extending.md).
+pub trait StepsImpl: Send + Sync + 'static {
+    /// Run the state-changing step `name` (one the manifest declares with `mutates`).
+    fn step(&mut self, name: &str, tables: &Tables<'_>) -> Result<StepOutput>;
+    /// Run the read-only step `name`.
+    fn query(&self, name: &str, tables: &Tables<'_>) -> Result<StepOutput>;
+}
+
+struct StepsAdapter<T>(T);
+
+impl StepResult for StepOutput {
+    /// The plugin encoded it itself: nothing the SDK can check.
+    fn check_finite(&self) -> Result<()> {
+        Ok(())
+    }
+    fn into_output(self) -> Result<StepOutput> {
+        Ok(self)
+    }
+}
+
+impl<T: StepsImpl> quiver_abi::EstimatorObject for StepsAdapter<T> {
+    fn step(&mut self, name: RStr<'_>, tables: TableViews<'_>) -> PluginResult<StepOutput> {
+        run_step(name.as_str(), tables, |t| self.0.step(name.as_str(), t))
+    }
+    fn query(&self, name: RStr<'_>, tables: TableViews<'_>) -> PluginResult<StepOutput> {
+        run_step(name.as_str(), tables, |t| self.0.query(name.as_str(), t))
+    }
+}
+
+/// Box an estimator of a family the SDK has no trait for, labelled `family` as in its manifest:
+/// its steps run under the same guard as every family's (panics caught, working memory reserved).
+pub fn custom_estimator(family: &'static str, value: impl StepsImpl) -> Created {
+    Created { family, object: quiver_abi::EstimatorObject_TO::from_value(StepsAdapter(value), TD_Opaque) }
+}
+
 /// Run `f`, turning a panic into an [`ErrorKind::Panic`] error. Every boundary entry point of the
 /// SDK goes through here.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
@@ -396,7 +433,7 @@ pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext
             return Err(PluginError::new(
                 ErrorKind::Internal,
                 format!(
-                    "plugin '{}' declares family {} but created a {}",
+                    "plugin '{}' declares family '{}' but created an estimator of family '{}'",
                     manifest.name, manifest.family, created.family
                 ),
             ));
@@ -475,6 +512,78 @@ pub fn state_error(message: impl Into<String>) -> PluginError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A family the SDK has no trait for, end to end below the host: the manifest's steps, the
+    /// object's step and query, the guard around a panic, an unknown step.
+    #[test]
+    fn a_custom_family_runs_its_steps() {
+        use quiver_abi::{ArrayData, NamedArray, TableView};
+        struct Count(u64);
+        impl StepsImpl for Count {
+            fn step(&mut self, name: &str, tables: &Tables<'_>) -> Result<StepOutput> {
+                match name {
+                    "add" => {
+                        self.0 += tables.get("data")?.nrows() as u64;
+                        Ok(StepOutput::none())
+                    }
+                    other => Err(state_error(format!("no step '{other}'"))),
+                }
+            }
+            fn query(&self, name: &str, _tables: &Tables<'_>) -> Result<StepOutput> {
+                match name {
+                    "total" => Ok(StepOutput::new(
+                        format!("{{\"total\": {}}}", self.0).into(),
+                        vec![NamedArray::vector("seen", ArrayData::I64(vec![self.0 as i64].into()))].into(),
+                    )),
+                    "boom" => panic!("deliberate"),
+                    other => Err(state_error(format!("no step '{other}'"))),
+                }
+            }
+        }
+        struct CountPlugin;
+        impl Plugin for CountPlugin {
+            fn manifest() -> Manifest {
+                ManifestBuilder::custom("count", "counter")
+                    .table(TableBuilder::new("data", "rows").column(column::f64("x", "")))
+                    .step("add", true, true, &["data"], "count the rows")
+                    .step("total", false, true, &[], "the count")
+                    .property("mergeable", serde_json::json!(false))
+                    .build()
+            }
+            fn create(_params: Params, _ctx: Context) -> Result<Created> {
+                Ok(custom_estimator("counter", Count(0)))
+            }
+        }
+        let m = CountPlugin::manifest();
+        assert_eq!(m.family.as_str(), "counter");
+        assert_eq!(m.run_steps().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["add", "total"]);
+        assert_eq!(m.properties_json.as_str(), r#"{"mergeable":false}"#);
+        let mut est = create_local::<CountPlugin>("{}", RunContext::default()).unwrap();
+        let x = [1.0, 2.0, 3.0];
+        let cols = [quiver_abi::ColumnView::new("x", quiver_abi::ColumnData::f64(&x))];
+        let views = [TableView::new("data", 3, &cols)];
+        assert!(est.step("add".into(), quiver_abi::table_views(&views)).unwrap().is_none());
+        let out = est.query("total".into(), quiver_abi::table_views(&[])).unwrap();
+        assert_eq!(out.json.as_str(), r#"{"total": 3}"#);
+        assert_eq!(out.arrays[0].data, ArrayData::I64(vec![3].into()));
+        let e = est.query("boom".into(), quiver_abi::table_views(&[])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Panic);
+        assert!(e.message.contains("deliberate"), "{e}");
+        let e = est.query("nope".into(), quiver_abi::table_views(&[])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::State);
+        // a family plugin built with the wrong boxing function is refused at create
+        struct Mislabelled;
+        impl Plugin for Mislabelled {
+            fn manifest() -> Manifest {
+                ManifestBuilder::custom("m", "counter").build()
+            }
+            fn create(_params: Params, _ctx: Context) -> Result<Created> {
+                Ok(custom_estimator("other", Count(0)))
+            }
+        }
+        let e = create_local::<Mislabelled>("{}", RunContext::default()).err().unwrap();
+        assert!(e.message.contains("declares family 'counter' but created an estimator of family 'other'"), "{e}");
+    }
 
     #[test]
     fn compact_shows_values_as_written_or_short() {
