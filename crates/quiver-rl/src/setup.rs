@@ -6,7 +6,7 @@ use crate::features::PairIndex;
 use crate::policy::Policy;
 use quiver_sdk::abi::PluginError;
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{choices, column, param, ManifestBuilder, Params, TableBuilder};
+use quiver_sdk::{choices, column, TableBuilder};
 
 choices! {
     /// The feature map of a linear critic.
@@ -20,63 +20,31 @@ choices! {
     }
 }
 
-/// The parameters every critic shares.
-#[derive(Debug, Clone)]
-pub struct CommonParams {
-    /// Discount γ ∈ [0, 1).
-    pub gamma: f64,
-    /// Feature map.
-    pub features: FeatureKind,
-    /// `rff`: features per action block D.
-    pub dim: usize,
-    /// `rff`: kernel bandwidth h.
-    pub bandwidth: f64,
-    /// `rff`: seed of the frequencies.
-    pub seed: u64,
-    /// Ridge λ ≥ 0.
-    pub ridge: f64,
-    /// Tolerance of iterative fits.
-    pub tol: f64,
-    /// Iteration cap of iterative fits.
-    pub max_iter: usize,
-}
-
-impl CommonParams {
-    /// Read the validated parameters added by [`common_params`].
-    pub fn read(p: &Params) -> Result<CommonParams, PluginError> {
-        Ok(CommonParams {
-            gamma: p.f64("gamma")?,
-            features: p.choice("features")?,
-            dim: p.usize("dim")?,
-            bandwidth: p.f64("bandwidth")?,
-            seed: p.i64("seed")? as u64,
-            ridge: p.f64("ridge")?,
-            tol: p.f64("tol")?,
-            max_iter: p.usize("max_iter")?,
-        })
+quiver_sdk::config! {
+    /// The parameters every critic shares, embedded in each critic's configuration
+    /// (`common: CommonParams = flatten`).
+    pub struct CommonParams {
+        /// Discount γ ∈ [0, 1).
+        pub gamma: f64 = float(Some(0.9), "discount").at_least(0.0).less_than(1.0),
+        /// Feature map.
+        pub features: FeatureKind =
+            choice(FeatureKind::OneHot, "onehot (discrete states), rff (continuous), given (phi_ columns)"),
+        /// `rff`: features per action block D.
+        pub dim: usize = int(Some(64), "rff: features per action").at_least(1.0).at_most(4096.0),
+        /// `rff`: kernel bandwidth h.
+        pub bandwidth: f64 = float(Some(1.0), "rff: kernel bandwidth h, in the state's units").greater_than(0.0),
+        /// `rff`: seed of the frequencies.
+        pub seed: u64 = int(Some(0), "rff: seed of the random frequencies").at_least(0.0),
+        /// Ridge λ ≥ 0.
+        pub ridge: f64 = float(Some(0.0), "ridge lambda added to the linear system").at_least(0.0),
+        /// Tolerance of iterative fits: a relative change, so below 1 (at 1 or above the first
+        /// iterate would pass for converged).
+        pub tol: f64 = float(Some(1e-10), "iterative fits: stop when the relative change is at most this")
+            .greater_than(0.0)
+            .less_than(1.0),
+        /// Iteration cap of iterative fits.
+        pub max_iter: usize = int(Some(10_000), "iterative fits: most iterations").at_least(1.0).at_most(1e7),
     }
-}
-
-/// Add the shared parameters (`gamma`, `features`, `dim`, `bandwidth`, `seed`, `ridge`, `tol`,
-/// `max_iter`) with `default_features`.
-pub fn common_params(m: ManifestBuilder, default_features: FeatureKind) -> ManifestBuilder {
-    m.param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
-        .param(param::choice(
-            "features",
-            default_features,
-            "onehot (discrete states), rff (continuous), given (phi_ columns)",
-        ))
-        .param(param::int("dim", Some(64), "rff: features per action").at_least(1.0).at_most(4096.0))
-        .param(param::float("bandwidth", Some(1.0), "rff: kernel bandwidth h, in the state's units").greater_than(0.0))
-        .param(param::int("seed", Some(0), "rff: seed of the random frequencies").at_least(0.0))
-        .param(param::float("ridge", Some(0.0), "ridge lambda added to the linear system").at_least(0.0))
-        .param(
-            param::float("tol", Some(1e-10), "iterative fits: stop when the relative change is at most this")
-                .greater_than(0.0)
-                // a relative change: at 1 or above the first iterate would pass for converged
-                .less_than(1.0),
-        )
-        .param(param::int("max_iter", Some(10_000), "iterative fits: most iterations").at_least(1.0).at_most(1e7))
 }
 
 /// The `transitions` table every critic reads.

@@ -27,12 +27,14 @@
 //! Note: abi_stable's export macro names the `abi_stable` crate directly, so a plugin crate lists
 //! `abi_stable` in its `Cargo.toml` (it never needs to `use` it).
 
+mod config;
 mod family;
 mod manifest;
 pub mod memory;
 mod params;
 mod tables;
 
+pub use config::{ConfigFields, FromParam, NoParams, PluginConfig};
 pub use family::{
     AggregationResult, BatchResult, CriticResult, Family, OwnedMatrix, SelectionResult, ShrinkageResult, StepResult,
 };
@@ -62,11 +64,16 @@ pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 
 /// A Quiver plugin: one method.
 pub trait Plugin: 'static {
+    /// The method's parameters as a typed struct (declared with [`config!`]; [`NoParams`] for
+    /// none). Its specs go into the manifest with [`ManifestBuilder::config`].
+    type Config: PluginConfig;
     /// The method's manifest (name, family, parameters, tables, guarantee, devices).
     fn manifest() -> Manifest;
-    /// Build an estimator from validated parameters (defaults filled in, ranges checked) and the
-    /// resolved run context (device, threads, what the result's JSON echoes).
-    fn create(params: Params, ctx: Context) -> Result<Created>;
+    /// Build an estimator from its configuration — parameters checked against the manifest
+    /// (types, ranges, choices; defaults filled in) and against each other
+    /// ([`PluginConfig::validate`]) — and the resolved run context (device, threads, what the result's
+    /// JSON echoes).
+    fn create(config: Self::Config, ctx: Context) -> Result<Created>;
 }
 
 /// What [`Plugin::create`] returns: the estimator object, and the family label it was built for
@@ -426,9 +433,23 @@ pub extern "C" fn manifest_entry<P: Plugin>() -> Manifest {
 pub extern "C" fn create_entry<P: Plugin>(params_json: RStr<'_>, ctx: RunContext) -> PluginResult<EstimatorBox> {
     guard("create", || {
         let manifest = P::manifest();
+        if let Some(missing) =
+            P::Config::param_specs().into_iter().find(|s| !manifest.params.iter().any(|m| m.name == s.name))
+        {
+            return Err(PluginError::new(
+                ErrorKind::Internal,
+                format!(
+                    "plugin '{}': its configuration has parameter '{}', which its manifest does not declare (add \
+                     .config::<Config>() to the manifest)",
+                    manifest.name, missing.name
+                ),
+            ));
+        }
         let params = Params::from_json(&manifest, params_json.as_str())?;
+        let config = P::Config::read(&params)?;
+        config.validate()?;
         let context = Context::resolve(&manifest, &params, ctx)?;
-        let created = P::create(params, context)?;
+        let created = P::create(config, context)?;
         if created.family != manifest.family.as_str() {
             return Err(PluginError::new(
                 ErrorKind::Internal,
@@ -542,6 +563,7 @@ mod tests {
         }
         struct CountPlugin;
         impl Plugin for CountPlugin {
+            type Config = NoParams;
             fn manifest() -> Manifest {
                 ManifestBuilder::custom("count", "counter")
                     .table(TableBuilder::new("data", "rows").column(column::f64("x", "")))
@@ -550,7 +572,7 @@ mod tests {
                     .property("mergeable", serde_json::json!(false))
                     .build()
             }
-            fn create(_params: Params, _ctx: Context) -> Result<Created> {
+            fn create(_config: NoParams, _ctx: Context) -> Result<Created> {
                 Ok(custom_estimator("counter", Count(0)))
             }
         }
@@ -574,10 +596,11 @@ mod tests {
         // a family plugin built with the wrong boxing function is refused at create
         struct Mislabelled;
         impl Plugin for Mislabelled {
+            type Config = NoParams;
             fn manifest() -> Manifest {
                 ManifestBuilder::custom("m", "counter").build()
             }
-            fn create(_params: Params, _ctx: Context) -> Result<Created> {
+            fn create(_config: NoParams, _ctx: Context) -> Result<Created> {
                 Ok(custom_estimator("other", Count(0)))
             }
         }

@@ -101,6 +101,11 @@ impl ManifestBuilder {
         self.m.params.push(p.into());
         self
     }
+    /// Add the parameters of a typed configuration (see [`crate::config!`]), in field order.
+    pub fn config<C: crate::ConfigFields>(mut self) -> Self {
+        self.m.params.extend(C::param_specs());
+        self
+    }
     /// Add a table.
     pub fn table(mut self, t: TableBuilder) -> Self {
         self.m.tables.push(t.spec);

@@ -65,6 +65,12 @@ macro_rules! choices {
             }
         }
 
+        impl $crate::FromParam for $name {
+            fn from_param(params: &$crate::Params, name: &str) -> $crate::Result<Self> {
+                params.choice(name)
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str($crate::Choice::name(*self))

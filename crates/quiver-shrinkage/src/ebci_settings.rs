@@ -1,8 +1,7 @@
 //! The robust-EBCI settings both shrinkage plugins take — `ci`, `alpha`, `kurtosis` — declared
 //! and read in one place, so that `sure-normal` and `sure-binomial` name and check them alike.
 
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::{choices, param, ManifestBuilder, Params};
+use quiver_sdk::choices;
 
 choices! {
     /// Which intervals to compute.
@@ -24,37 +23,26 @@ choices! {
     }
 }
 
-/// The validated interval settings of a shrinkage run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EbciSettings {
-    /// Whether robust EBCIs are asked for (`ci=robust-ebci`).
-    pub intervals: bool,
-    /// Their level: average non-coverage α.
-    pub alpha: f64,
-    /// Whether they use the estimated kurtosis (else the second moment only).
-    pub kurtosis: bool,
+quiver_sdk::config! {
+    /// The interval settings of a shrinkage run, embedded in each plugin's configuration
+    /// (`ebci: EbciSettings = flatten`).
+    pub struct EbciSettings {
+        /// Which intervals (`ci=robust-ebci`: Armstrong, Kolesár & Plagborg-Møller's).
+        pub ci: Intervals = choice(Intervals::None, "intervals: robust empirical-Bayes confidence intervals around the method's shrinkage target"),
+        /// Their level: average non-coverage α.
+        pub alpha: f64 = level(0.05, "interval level: average non-coverage"),
+        /// The fourth-moment constraint.
+        pub kurtosis: Kurtosis = choice(Kurtosis::Estimate, "robust-ebci: use the estimated fourth moment, or only the second"),
+    }
 }
 
 impl EbciSettings {
-    /// Read `ci`, `alpha` and `kurtosis` (ranges were checked against the manifest).
-    pub fn from_params(p: &Params) -> Result<Self, PluginError> {
-        Ok(EbciSettings {
-            intervals: p.choice::<Intervals>("ci")? == Intervals::RobustEbci,
-            alpha: p.f64("alpha")?,
-            kurtosis: p.choice::<Kurtosis>("kurtosis")? == Kurtosis::Estimate,
-        })
+    /// Whether robust EBCIs are asked for.
+    pub fn intervals(&self) -> bool {
+        self.ci == Intervals::RobustEbci
     }
-
-    /// Declare `ci` (documented by `ci_doc`), `alpha` (default 0.05) and `kurtosis` on a
-    /// manifest.
-    pub fn declare(builder: ManifestBuilder, ci_doc: &str) -> ManifestBuilder {
-        builder
-            .param(param::choice("ci", Intervals::None, ci_doc))
-            .param(param::level("alpha", 0.05, "interval level: average non-coverage"))
-            .param(param::choice(
-                "kurtosis",
-                Kurtosis::Estimate,
-                "robust-ebci: use the estimated fourth moment, or only the second",
-            ))
+    /// Whether they use the estimated kurtosis (else the second moment only).
+    pub fn uses_kurtosis(&self) -> bool {
+        self.kurtosis == Kurtosis::Estimate
     }
 }

@@ -26,8 +26,7 @@ use quiver_numerics::exact::{order_stat_rank, rank_sum_quantile, Level};
 use quiver_sdk::abi::{abi_stable::std_types::RVec, ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
-    choices, column, json_f64, param, BatchPredictorImpl, Choice, Context, ManifestBuilder, Params, Plugin,
-    TableBuilder, Tables,
+    choices, column, json_f64, BatchPredictorImpl, Choice, Context, ManifestBuilder, Plugin, TableBuilder, Tables,
 };
 use quiver_sdk::{BatchResult, Created, Family};
 
@@ -97,42 +96,75 @@ pub struct Config {
     pub statistic: Statistic,
 }
 
-fn level_param(p: &Params, name: &str) -> Result<(Level, f64), PluginError> {
-    let x = p.f64(name)?;
-    Ok((Level::from_f64(x).map_err(|e| PluginError::param(format!("parameter '{name}' = {x}: {e}")))?, x))
+quiver_sdk::config! {
+    /// The parameters as given (checked against their declared types and ranges, and against each
+    /// other); [`Config`] is what the method computes with.
+    pub struct Settings {
+        /// Mode.
+        pub mode: Mode = choice(Mode::OrderStat, "what to bound"),
+        /// Miscoverage level α.
+        pub alpha: f64 = level(0.1, "miscoverage level"),
+        /// Batch size (None: the test table's rows).
+        pub m: Option<u64> = int(None, "batch size (default: rows of the 'test' table)").at_least(1.0),
+        /// Order statistic (None: m).
+        pub zeta: Option<u64> = int(None, "order-stat / two-sided: which order statistic, 1..=m (default m)").at_least(1.0),
+        /// PAC fraction δ.
+        pub delta: f64 = level(0.1, "pac: fraction of the batch allowed above the bound"),
+        /// Selection: tolerated false selections.
+        pub eta: u64 = int(Some(0), "selection: false selections tolerated").at_least(0.0),
+        /// Selection threshold on y.
+        pub c: f64 = float(Some(0.0), "selection: a unit is null when y <= c"),
+        /// S_(0).
+        pub lower_bound: f64 = float(Some(f64::NEG_INFINITY), "smallest possible score, S_(0)").down_to_neg_inf(),
+        /// S_(n+1).
+        pub upper_bound: f64 = float(Some(f64::INFINITY), "largest possible score, S_(n+1) (finite for mean)").up_to_inf(),
+        /// `mean` mode statistic.
+        pub statistic: StatisticName = choice(StatisticName::Mean, "mean mode: the batch statistic"),
+        /// clipped-mean: τ.
+        pub clip: Option<f64> = float(None, "clipped-mean: tau in mean of min(T, tau)"),
+    }
 }
 
-impl Config {
-    /// Read the validated parameters (ranges were checked against the manifest) and check the
-    /// constraints between them.
-    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let (alpha, alpha_f64) = level_param(p, "alpha")?;
-        let (delta, _) = level_param(p, "delta")?;
-        let lower_bound = p.f64("lower_bound")?;
-        let upper_bound = p.f64("upper_bound")?;
+impl quiver_sdk::PluginConfig for Settings {
+    fn validate(&self) -> Result<(), PluginError> {
+        let (lower_bound, upper_bound) = (self.lower_bound, self.upper_bound);
         if lower_bound >= upper_bound {
             return Err(PluginError::param(format!(
                 "parameters 'lower_bound' = {lower_bound} and 'upper_bound' = {upper_bound} must satisfy lower < upper"
             )));
         }
-        let statistic = match p.choice::<StatisticName>("statistic")? {
+        if self.statistic == StatisticName::ClippedMean && self.clip.is_none() {
+            return Err(PluginError::param(
+                "statistic 'clipped-mean' needs the parameter 'clip' (the level tau of min(T, tau))",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn exact_level(name: &str, x: f64) -> Result<Level, PluginError> {
+    Level::from_f64(x).map_err(|e| PluginError::param(format!("parameter '{name}' = {x}: {e}")))
+}
+
+impl Config {
+    /// The method's configuration from its checked settings (levels made exact).
+    pub fn new(s: Settings) -> Result<Config, PluginError> {
+        let statistic = match s.statistic {
             StatisticName::Mean => Statistic::Mean,
             StatisticName::Max => Statistic::Max,
-            StatisticName::ClippedMean => Statistic::ClippedMean(p.f64_opt("clip")?.ok_or_else(|| {
-                PluginError::param("statistic 'clipped-mean' needs the parameter 'clip' (the level tau of min(T, tau))")
-            })?),
+            StatisticName::ClippedMean => Statistic::ClippedMean(s.clip.expect("checked by validate")),
         };
         Ok(Config {
-            mode: p.choice("mode")?,
-            alpha,
-            alpha_f64,
-            m: p.i64_opt("m")?.map(|v| v as u64),
-            zeta: p.i64_opt("zeta")?.map(|v| v as u64),
-            delta,
-            eta: p.i64("eta")? as u64,
-            c: p.f64("c")?,
-            lower_bound,
-            upper_bound,
+            mode: s.mode,
+            alpha: exact_level("alpha", s.alpha)?,
+            alpha_f64: s.alpha,
+            m: s.m,
+            zeta: s.zeta,
+            delta: exact_level("delta", s.delta)?,
+            eta: s.eta,
+            c: s.c,
+            lower_bound: s.lower_bound,
+            upper_bound: s.upper_bound,
             statistic,
         })
     }
@@ -417,20 +449,7 @@ impl Plugin for BatchPiPlugin {
             )
             .reference("Lee, Tchetgen Tchetgen & Dobriban, Batch predictive inference (2024)")
             .cuda()
-            .param(param::choice("mode", Mode::OrderStat, "what to bound"))
-            .param(param::level("alpha", 0.1, "miscoverage level"))
-            .param(param::int("m", None, "batch size (default: rows of the 'test' table)").at_least(1.0))
-            .param(param::int("zeta", None, "order-stat / two-sided: which order statistic, 1..=m (default m)").at_least(1.0))
-            .param(param::level("delta", 0.1, "pac: fraction of the batch allowed above the bound"))
-            .param(param::int("eta", Some(0), "selection: false selections tolerated").at_least(0.0))
-            .param(param::float("c", Some(0.0), "selection: a unit is null when y <= c"))
-            .param(param::float("lower_bound", Some(f64::NEG_INFINITY), "smallest possible score, S_(0)").down_to_neg_inf())
-            .param(
-                param::float("upper_bound", Some(f64::INFINITY), "largest possible score, S_(n+1) (finite for mean)")
-                    .up_to_inf(),
-            )
-            .param(param::choice("statistic", StatisticName::Mean, "mean mode: the batch statistic"))
-            .param(param::float("clip", None, "clipped-mean: tau in mean of min(T, tau)"))
+            .config::<Settings>()
             .table(
                 TableBuilder::new("calibration", "calibration scores (selection: mu and y)")
                     .column(column::f64_opt("score", "nonconformity score"))
@@ -441,8 +460,10 @@ impl Plugin for BatchPiPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let config = Config::from_params(&params)?;
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        let config = Config::new(settings)?;
         Ok(quiver_sdk::batch_predictor(BatchPi { config, ctx, sorted: None }))
     }
 }

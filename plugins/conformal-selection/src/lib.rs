@@ -15,8 +15,7 @@
 
 use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
 use quiver_sdk::{
-    choices, column, param, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Params, Plugin,
-    TableBuilder, Tables,
+    choices, column, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder, Tables,
 };
 use quiver_sdk::{Created, Family, SelectionResult};
 use rand::{Rng, SeedableRng};
@@ -44,36 +43,27 @@ choices! {
     }
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// FDR level q ∈ (0, 1).
-    pub q: f64,
-    /// Default threshold c when a table has no `c` column.
-    pub c: f64,
-    /// Score.
-    pub score: Score,
-    /// The constant M of the clip score.
-    pub clip_m: f64,
-    /// Tie-breaking.
-    pub tie_break: TieBreak,
-    /// Seed for the U_j.
-    pub seed: u64,
-}
-
-impl Config {
-    /// Read the validated parameters (types and ranges were checked against the manifest).
-    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        Ok(Config {
-            q: p.f64("q")?,
-            c: p.f64("c")?,
-            score: p.choice("score")?,
-            clip_m: p.f64("clip_m")?,
-            tie_break: p.choice("tie_break")?,
-            seed: p.i64("seed")? as u64,
-        })
+quiver_sdk::config! {
+    /// The parameters, validated.
+    pub struct Config {
+        /// FDR level q ∈ (0, 1).
+        pub q: f64 = level(0.1, "FDR level"),
+        /// Default threshold c when a table has no `c` column.
+        pub c: f64 = float(Some(0.0), "threshold: select units with y > c (when no 'c' column)"),
+        /// Score.
+        pub score: Score = choice(Score::Clip, "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)"),
+        /// The constant M of the clip score.
+        pub clip_m: f64 = float(Some(f64::INFINITY), "the constant M of the clip score (inf: above every score)")
+            .greater_than(0.0)
+            .up_to_inf(),
+        /// Tie-breaking.
+        pub tie_break: TieBreak = choice(TieBreak::Random, "U_j: seeded uniforms (or the test 'u' column) or 1"),
+        /// Seed for the U_j.
+        pub seed: u64 = int(Some(0), "seed of the tie-breaking uniforms").at_least(0.0),
     }
 }
+
+impl quiver_sdk::PluginConfig for Config {}
 
 /// Calibration scores V_i.
 pub fn calibration_scores(y: &[f64], mu: &[f64], c: &dyn Fn(usize) -> f64, score: Score, clip_m: f64) -> Vec<f64> {
@@ -380,24 +370,7 @@ impl Plugin for ConformalSelectionPlugin {
             )
             .reference("Jin & Candes, Selection by prediction with conformal p-values, JMLR 24 (2023)")
             .cuda()
-            .param(param::level("q", 0.1, "FDR level"))
-            .param(param::float("c", Some(0.0), "threshold: select units with y > c (when no 'c' column)"))
-            .param(param::choice(
-                "score",
-                Score::Clip,
-                "calibration score: clip (M 1{y>c} + c 1{y<=c} - mu) or res (y - mu)",
-            ))
-            .param(
-                param::float(
-                    "clip_m",
-                    Some(f64::INFINITY),
-                    "the constant M of the clip score (inf: above every score)",
-                )
-                .greater_than(0.0)
-                .up_to_inf(),
-            )
-            .param(param::choice("tie_break", TieBreak::Random, "U_j: seeded uniforms (or the test 'u' column) or 1"))
-            .param(param::int("seed", Some(0), "seed of the tie-breaking uniforms").at_least(0.0))
+            .config::<Config>()
             .table(
                 TableBuilder::new("calibration", "labelled units")
                     .column(column::f64("y", "observed outcome"))
@@ -415,8 +388,9 @@ impl Plugin for ConformalSelectionPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let config = Config::from_params(&params)?;
+    type Config = Config;
+
+    fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::conformal_selector(ConformalSelection { config, ctx, calibration: None }))
     }
 }

@@ -28,12 +28,38 @@ use quiver_rl::{States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 use std::collections::HashMap;
 
 /// Most ids the chunk keys may hold together (rows × (h + h_a + 2); 4 bytes each plus the maps).
 pub const MAX_KEY_IDS: f64 = 1e8;
+
+quiver_sdk::config! {
+    /// The parameters as given (checked against their declared types and ranges, and against each
+    /// other); [`Config`] is what the method computes with.
+    pub struct Settings {
+        /// Chunk length h.
+        pub h: usize = int(Some(4), "chunk length (actions per chunk)").at_least(1.0).at_most(256.0),
+        /// Distilled (partial) chunk length h_a ≤ h.
+        pub h_a: usize = int(Some(1), "length of the distilled partial chunk, at most h").at_least(1.0).at_most(256.0),
+        /// Expectile of the distillation onto partial chunks.
+        pub kappa_d: f64 = float(Some(0.5), "expectile of the distillation onto partial chunks").open(0.0, 1.0),
+        /// Expectile of V over partial chunks.
+        pub kappa_b: f64 = float(Some(0.5), "expectile of V over partial chunks").open(0.0, 1.0),
+        /// The shared critic parameters.
+        pub common: CommonParams = flatten,
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {
+    fn validate(&self) -> Result<(), PluginError> {
+        if self.h_a > self.h {
+            return Err(PluginError::param(format!("parameter 'h_a' = {} must be at most 'h' = {}", self.h_a, self.h)));
+        }
+        Ok(())
+    }
+}
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -270,9 +296,6 @@ impl CriticChunked {
 impl CriticImpl for CriticChunked {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let c = self.config.clone();
-        if c.h_a > c.h {
-            return Err(PluginError::param(format!("parameter 'h_a' = {} must be at most 'h' = {}", c.h_a, c.h)));
-        }
         let t = tables.get("transitions")?;
         let data = Transitions::read(&t)?;
         let key_ids = data.n as f64 * (c.h + c.h_a + 2) as f64;
@@ -416,7 +439,7 @@ pub struct CriticChunkedPlugin;
 
 impl Plugin for CriticChunkedPlugin {
     fn manifest() -> Manifest {
-        let m = ManifestBuilder::new("critic-chunked", Family::Critic)
+        ManifestBuilder::new("critic-chunked", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Chunked critic with decoupled distillation: h-step targets, expectile distillation to partial chunks and V")
             .guarantee(
@@ -426,22 +449,21 @@ impl Plugin for CriticChunkedPlugin {
             )
             .reference("Decoupled Q-chunking (DQC) for offline RL with action chunks; Kostrikov et al., IQL, ICLR (2022)")
             .cuda()
-            .param(param::int("h", Some(4), "chunk length (actions per chunk)").at_least(1.0).at_most(256.0))
-            .param(param::int("h_a", Some(1), "length of the distilled partial chunk, at most h").at_least(1.0).at_most(256.0))
-            .param(param::float("kappa_d", Some(0.5), "expectile of the distillation onto partial chunks").open(0.0, 1.0))
-            .param(param::float("kappa_b", Some(0.5), "expectile of V over partial chunks").open(0.0, 1.0))
-            ;
-        setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).build()
+            .config::<Settings>()
+            .table(transitions_table())
+            .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let common = CommonParams::read(&params)?;
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        let common = settings.common;
         let config = Config {
             gamma: common.gamma,
-            h: params.usize("h")?,
-            h_a: params.usize("h_a")?,
-            kappa_d: params.f64("kappa_d")?,
-            kappa_b: params.f64("kappa_b")?,
+            h: settings.h,
+            h_a: settings.h_a,
+            kappa_d: settings.kappa_d,
+            kappa_b: settings.kappa_b,
             tol: common.tol,
             max_iter: common.max_iter,
             common,

@@ -15,7 +15,7 @@ use quiver_rl::tabular::{cql, EmpiricalModel};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 
 /// What a fit keeps: the model, Q per pair, V per state, the summary JSON.
@@ -76,6 +76,18 @@ impl CriticImpl for CriticCql {
     }
 }
 
+quiver_sdk::config! {
+    /// The parameters, checked against their declared types and ranges.
+    pub struct Settings {
+        /// Discount γ ∈ [0, 1).
+        pub gamma: f64 = float(Some(0.9), "discount").at_least(0.0).less_than(1.0),
+        /// The conservative penalty's weight α.
+        pub alpha: f64 = float(Some(1.0), "the conservative penalty's weight").at_least(0.0),
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {}
+
 /// The plugin.
 pub struct CriticCqlPlugin;
 
@@ -92,21 +104,17 @@ impl Plugin for CriticCqlPlugin {
             .reference(
                 "Kumar, Zhou, Tucker & Levine, Conservative Q-learning for offline reinforcement learning, NeurIPS (2020)",
             )
-            .param(param::float("gamma", Some(0.9), "discount").at_least(0.0).less_than(1.0))
-            .param(param::float("alpha", Some(1.0), "the conservative penalty's weight").at_least(0.0))
+            .config::<Settings>()
             .table(transitions_table())
             .table(policy_table().required())
             .table(setup::queries_table())
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::critic(CriticCql {
-            gamma: params.f64("gamma")?,
-            alpha: params.f64("alpha")?,
-            ctx,
-            fitted: None,
-        }))
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        Ok(quiver_sdk::critic(CriticCql { gamma: settings.gamma, alpha: settings.alpha, ctx, fitted: None }))
     }
 }
 

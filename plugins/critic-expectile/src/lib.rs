@@ -23,17 +23,21 @@ use quiver_rl::{Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The shared critic parameters.
-    pub common: CommonParams,
-    /// The expectile τ.
-    pub tau: f64,
+quiver_sdk::config! {
+    /// The parameters, checked against their declared types and ranges.
+    pub struct Config {
+        /// The expectile τ.
+        pub tau: f64 =
+            float(Some(0.7), "the expectile: 0.5 behaviour value, toward 1 the best in-support action").open(0.0, 1.0),
+        /// The shared critic parameters.
+        pub common: CommonParams = flatten,
+    }
 }
+
+impl quiver_sdk::PluginConfig for Config {}
 
 enum Model {
     Tabular { model: EmpiricalModel, q: Vec<f64>, v: Vec<(u32, f64)> },
@@ -203,7 +207,7 @@ pub struct CriticExpectilePlugin;
 
 impl Plugin for CriticExpectilePlugin {
     fn manifest() -> Manifest {
-        let m = ManifestBuilder::new("critic-expectile", Family::Critic)
+        ManifestBuilder::new("critic-expectile", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary(
                 "IQL's expectile critic at its exact fixed point: V is the tau-expectile of Q over the data's actions",
@@ -214,15 +218,7 @@ impl Plugin for CriticExpectilePlugin {
                  tau -> 1 V increases to the best in-support action value. No action outside the data is queried.",
             )
             .reference("Kostrikov, Nair & Levine, Offline reinforcement learning with implicit Q-learning, ICLR (2022)")
-            .param(
-                param::float(
-                    "tau",
-                    Some(0.7),
-                    "the expectile: 0.5 behaviour value, toward 1 the best in-support action",
-                )
-                .open(0.0, 1.0),
-            );
-        setup::common_params(m, FeatureKind::OneHot)
+            .config::<Config>()
             .table(setup::transitions_table().column(quiver_sdk::column::f64_prefix(
                 "psi_",
                 false,
@@ -232,8 +228,9 @@ impl Plugin for CriticExpectilePlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let config = Config { common: CommonParams::read(&params)?, tau: params.f64("tau")? };
+    type Config = Config;
+
+    fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::critic(CriticExpectile { config, ctx, fitted: None }))
     }
 }

@@ -23,7 +23,7 @@ use quiver_rl::{FeatureMap, GivenColumns, PairIndex, Policy, PolicyColumns, Rff,
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{choices, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{choices, Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 
 choices! {
@@ -38,14 +38,17 @@ choices! {
     }
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The shared critic parameters.
-    pub common: CommonParams,
-    /// The target.
-    pub target: Target,
+quiver_sdk::config! {
+    /// The parameters, checked against their declared types and ranges.
+    pub struct Config {
+        /// The target.
+        pub target: Target = choice(Target::Lstdq, "lstdq, fqe (iterated regressions) or sarsa (behaviour value)"),
+        /// The shared critic parameters.
+        pub common: CommonParams = flatten,
+    }
 }
+
+impl quiver_sdk::PluginConfig for Config {}
 
 /// What the fit learned, enough to answer queries.
 enum Model {
@@ -317,7 +320,7 @@ pub struct CriticLstdPlugin;
 
 impl Plugin for CriticLstdPlugin {
     fn manifest() -> Manifest {
-        let m = ManifestBuilder::new("critic-lstd", Family::Critic)
+        ManifestBuilder::new("critic-lstd", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Q and V of a target policy from logged transitions: LSTD-Q, fitted Q evaluation, SARSA")
             .guarantee(
@@ -332,20 +335,16 @@ impl Plugin for CriticLstdPlugin {
                  learning under constraints, ICML (2019); Rahimi & Recht, Random features, NeurIPS (2007)",
             )
             .cuda()
-            .param(param::choice(
-                "target",
-                Target::Lstdq,
-                "lstdq, fqe (iterated regressions) or sarsa (behaviour value)",
-            ));
-        setup::common_params(m, FeatureKind::OneHot)
+            .config::<Config>()
             .table(setup::transitions_table())
             .table(setup::policy_table())
             .table(setup::queries_table())
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let config = Config { common: CommonParams::read(&params)?, target: params.choice("target")? };
+    type Config = Config;
+
+    fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::critic(CriticLstd { config, ctx, fitted: None }))
     }
 }

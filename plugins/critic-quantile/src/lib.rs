@@ -33,7 +33,7 @@ use quiver_rl::{PolicyColumns, Rff};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{param, Context, CriticImpl, ManifestBuilder, Params, Plugin, Tables};
+use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 
 /// Most target atoms one iteration may visit with κ > 0 (a request past it is refused, not served
@@ -338,12 +338,27 @@ impl CriticQuantile {
     }
 }
 
+quiver_sdk::config! {
+    /// The parameters, checked against their declared types and ranges.
+    pub struct Settings {
+        /// N, the number of quantiles.
+        pub n_quantiles: usize = int(Some(32), "N, the quantiles at levels (2j - 1)/2N").at_least(1.0).at_most(10_000.0),
+        /// The quantile-Huber threshold κ.
+        pub kappa: f64 =
+            float(Some(0.0), "quantile-Huber threshold (0: pure quantile regression; rff needs > 0)").at_least(0.0),
+        /// The shared critic parameters.
+        pub common: CommonParams = flatten,
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {}
+
 /// The plugin.
 pub struct CriticQuantilePlugin;
 
 impl Plugin for CriticQuantilePlugin {
     fn manifest() -> Manifest {
-        let m = ManifestBuilder::new("critic-quantile", Family::Critic)
+        ManifestBuilder::new("critic-quantile", Family::Critic)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Quantiles of the return of a target policy per (state, action): quantile TD at its fixed point, tabular")
             .guarantee(
@@ -356,17 +371,20 @@ impl Plugin for CriticQuantilePlugin {
                 "Dabney, Rowland, Bellemare & Munos, Distributional RL with quantile regression, AAAI (2018); \
                  Rowland et al., An analysis of quantile temporal-difference learning, JMLR (2024)",
             )
-            .param(param::int("n_quantiles", Some(32), "N, the quantiles at levels (2j - 1)/2N").at_least(1.0).at_most(10_000.0))
-            .param(param::float("kappa", Some(0.0), "quantile-Huber threshold (0: pure quantile regression; rff needs > 0)").at_least(0.0));
-        setup::common_params(m, FeatureKind::OneHot).table(transitions_table()).table(policy_table()).build()
+            .config::<Settings>()
+            .table(transitions_table())
+            .table(policy_table())
+            .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let common = CommonParams::read(&params)?;
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        let common = settings.common;
         Ok(quiver_sdk::critic(CriticQuantile {
             gamma: common.gamma,
-            n: params.usize("n_quantiles")?,
-            kappa: params.f64("kappa")?,
+            n: settings.n_quantiles,
+            kappa: settings.kappa,
             tol: common.tol,
             max_iter: common.max_iter,
             common,

@@ -28,12 +28,57 @@ use quiver_rl::{Policy, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
-use quiver_sdk::{column, param, Context, CriticImpl, ManifestBuilder, Params, Plugin, TableBuilder, Tables};
+use quiver_sdk::{column, Context, CriticImpl, ManifestBuilder, Plugin, TableBuilder, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
 use std::collections::HashMap;
 
 /// Most elementary steps a bootstrap may take (a request past it is refused, not served for hours).
 pub const MAX_BOOTSTRAP_WORK: f64 = 5e9;
+
+quiver_sdk::config! {
+    /// The parameters as given (checked against their declared types and ranges, and against each
+    /// other: the declared bounds an interval kind needs); [`Config`] is what the method computes
+    /// with.
+    pub struct Settings {
+        /// Discount γ ∈ [0, 1].
+        pub gamma: f64 = float(Some(0.9), "discount of the return").at_least(0.0).at_most(1.0),
+        /// Interval kind.
+        pub ci: CiMethod = choice(
+            CiMethod::Bootstrap,
+            "interval: bootstrap or t (asymptotic); betting, empirical-bernstein or hoeffding (finite-sample: need reward_range)"
+        ),
+        /// The rewards' declared range, "lo,hi".
+        pub reward_range: Option<String> =
+            text(None, "lo,hi: every reward lies in [lo, hi] (declared; for the finite-sample intervals)"),
+        /// A declared bound on the importance weights.
+        pub weight_max: Option<f64> = float(
+            None,
+            "a bound on pi(a|s)/mu(a|s) for every row (declared; empirical-bernstein, hoeffding, and DR under betting)"
+        )
+        .at_least(1.0)
+        .up_to_inf(),
+        /// Interval level.
+        pub alpha: f64 = level(0.05, "intervals at level 1 - alpha"),
+        /// Bootstrap resamples.
+        pub resamples: usize = int(Some(1000), "bootstrap resamples").at_least(10.0).at_most(1e6),
+        /// Bootstrap seed.
+        pub seed: u64 = int(Some(0), "bootstrap seed").at_least(0.0),
+        /// Switch-DR threshold λ.
+        pub switch_lambda: f64 =
+            float(Some(100.0), "Switch-DR: DR where the weight is at most this, DM above").at_least(0.0).up_to_inf(),
+        /// DRos shrinkage λ.
+        pub dros_lambda: f64 =
+            float(Some(100.0), "DRos: shrunk weight lambda w / (w^2 + lambda)").at_least(0.0).up_to_inf(),
+        /// Ridge of the fallback LSTD-Q.
+        pub ridge: f64 = float(Some(0.0), "ridge of the fallback one-hot LSTD-Q (DM, DR)").at_least(0.0),
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {
+    fn validate(&self) -> Result<(), PluginError> {
+        declared_bounds(self).map(|_| ())
+    }
+}
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -351,9 +396,9 @@ fn ci_note(c: &Config) -> String {
 
 /// The declared bounds from `reward_range` ("lo,hi") and `weight_max`, checked against the interval
 /// kind: the finite-sample kinds need them, and say why when they are missing.
-fn declared_bounds(params: &Params, method: CiMethod) -> Result<Option<Declared>, PluginError> {
-    let weight_max = params.f64_opt("weight_max")?;
-    let range = match params.text_opt("reward_range")? {
+fn declared_bounds(s: &Settings) -> Result<Option<Declared>, PluginError> {
+    let (method, weight_max) = (s.ci, s.weight_max);
+    let range = match s.reward_range.as_deref() {
         None => None,
         Some(text) => {
             let parts: Vec<Option<f64>> = text.split(',').map(|p| p.trim().parse::<f64>().ok()).collect();
@@ -439,24 +484,7 @@ impl Plugin for OpePlugin {
                  sequences, ICML (2021); Open Bandit Pipeline and SCOPE-RL (the inputs)",
             )
             .cuda()
-            .param(param::float("gamma", Some(0.9), "discount of the return").at_least(0.0).at_most(1.0))
-            .param(param::choice(
-                "ci",
-                CiMethod::Bootstrap,
-                "interval: bootstrap or t (asymptotic); betting, empirical-bernstein or hoeffding (finite-sample: need reward_range)",
-            ))
-            .param(param::text("reward_range", None, "lo,hi: every reward lies in [lo, hi] (declared; for the finite-sample intervals)"))
-            .param(
-                param::float("weight_max", None, "a bound on pi(a|s)/mu(a|s) for every row (declared; empirical-bernstein, hoeffding, and DR under betting)")
-                    .at_least(1.0)
-                    .up_to_inf(),
-            )
-            .param(param::level("alpha", 0.05, "intervals at level 1 - alpha"))
-            .param(param::int("resamples", Some(1000), "bootstrap resamples").at_least(10.0).at_most(1e6))
-            .param(param::int("seed", Some(0), "bootstrap seed").at_least(0.0))
-            .param(param::float("switch_lambda", Some(100.0), "Switch-DR: DR where the weight is at most this, DM above").at_least(0.0).up_to_inf())
-            .param(param::float("dros_lambda", Some(100.0), "DRos: shrunk weight lambda w / (w^2 + lambda)").at_least(0.0).up_to_inf())
-            .param(param::float("ridge", Some(0.0), "ridge of the fallback one-hot LSTD-Q (DM, DR)").at_least(0.0))
+            .config::<Settings>()
             .table(quiver_rl::setup::transitions_table().optional())
             .table(quiver_rl::setup::policy_table())
             .table(
@@ -478,20 +506,21 @@ impl Plugin for OpePlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let method: CiMethod = params.choice("ci")?;
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
         let config = Config {
-            gamma: params.f64("gamma")?,
+            gamma: settings.gamma,
             ci: CiSpec {
-                declared: declared_bounds(&params, method)?,
-                method,
-                alpha: params.f64("alpha")?,
-                resamples: params.usize("resamples")?,
-                seed: params.i64("seed")? as u64,
+                declared: declared_bounds(&settings)?,
+                method: settings.ci,
+                alpha: settings.alpha,
+                resamples: settings.resamples,
+                seed: settings.seed,
             },
-            switch_lambda: params.f64("switch_lambda")?,
-            dros_lambda: params.f64("dros_lambda")?,
-            ridge: params.f64("ridge")?,
+            switch_lambda: settings.switch_lambda,
+            dros_lambda: settings.dros_lambda,
+            ridge: settings.ridge,
         };
         Ok(quiver_sdk::critic(Ope { config, ctx, result: None }))
     }

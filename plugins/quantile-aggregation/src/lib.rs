@@ -18,8 +18,8 @@ use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
-use quiver_sdk::{param, Context, ManifestBuilder, Params, Plugin, QuantileAggregatorImpl, Table, Tables};
 use quiver_sdk::{AggregationResult, Created, Family, OwnedMatrix};
+use quiver_sdk::{Context, ManifestBuilder, Plugin, QuantileAggregatorImpl, Table, Tables};
 
 quiver_sdk::choices! {
     /// How global weights are found.
@@ -51,7 +51,68 @@ pub const AUTO_EXACT_NONZEROS: f64 = 2e6;
 /// refuses requests that would run for days, e.g. fine local weights over many levels).
 pub const MAX_LOCAL_WORK: f64 = 1e13;
 
-/// Parameters as read.
+quiver_sdk::config! {
+    /// The parameters as given (checked against their declared types and ranges, and against each
+    /// other); [`Config`] is what the method computes with.
+    pub struct Settings {
+        /// The weights' granularity, or a baseline.
+        pub granularity: Granularity = choice(
+            Granularity::Medium,
+            "coarse | medium | fine weights; mean | median baselines; none: score the given forecasts"
+        ),
+        /// Global or local weights.
+        pub weights: WeightKind =
+            choice(WeightKind::Global, "global constants, or local: softmax of a linear model of the x_ columns"),
+        /// The solver.
+        pub solver: Solver = choice(Solver::Auto, "exact (LP) | gradient (Adam) | auto: exact when the LP is small"),
+        /// Monotone rearrangement across levels.
+        pub monotone: Monotone = choice(Monotone::Sort, "none | sort | pava across levels, per row"),
+        /// Conformalisation.
+        pub conformal: Conformal =
+            choice(Conformal::None, "none | cqr: conformalise the central intervals on 'calibration'"),
+        /// Comma-separated α of the central intervals to calibrate.
+        pub alphas: String = text(
+            Some(""),
+            "comma-separated alpha of the central intervals to calibrate (default: every symmetric pair)"
+        ),
+        /// Non-crossing constraints in the LP.
+        pub noncross: bool = boolean(false, "exact solver: constrain the aggregate to be non-crossing at the fit rows"),
+        /// Adam's step size.
+        pub lr: f64 = float(Some(0.05), "gradient: Adam step size on the softmax logits").greater_than(0.0).at_most(100.0),
+        /// Rows per minibatch.
+        pub batch_rows: usize = int(Some(1024), "gradient: rows per minibatch").at_least(1.0).at_most(1e9),
+        /// Most epochs.
+        pub max_epochs: usize = int(Some(200), "gradient: most epochs").at_least(1.0).at_most(1e6),
+        /// Early-stopping patience.
+        pub patience: usize = int(Some(10), "gradient: stop after this many epochs without a lower held-out loss")
+            .at_least(1.0)
+            .at_most(1e6),
+        /// Held-out fraction.
+        pub holdout: f64 = float(Some(0.1), "gradient: fraction of the fit rows held out for early stopping (0: none)")
+            .at_least(0.0)
+            .less_than(1.0),
+        /// Seed of the split and the shuffles.
+        pub seed: u64 = int(Some(0), "gradient: seed of the held-out split and the shuffles").at_least(0.0),
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {
+    fn validate(&self) -> Result<(), PluginError> {
+        let weighted = matches!(self.granularity, Granularity::Coarse | Granularity::Medium | Granularity::Fine);
+        if !weighted && (self.weights == WeightKind::Local || self.noncross) {
+            return Err(PluginError::param(format!(
+                "granularity={} has no weights: weights=local and noncross apply to coarse, medium and fine",
+                self.granularity
+            )));
+        }
+        if parse_alphas(&self.alphas)?.is_some() && self.conformal == Conformal::None {
+            return Err(PluginError::param("alphas choose the intervals of conformal=cqr: set conformal=cqr too"));
+        }
+        Ok(())
+    }
+}
+
+/// What the method computes with.
 #[derive(Debug, Clone)]
 struct Config {
     granularity: Granularity,
@@ -62,6 +123,28 @@ struct Config {
     alphas: Option<Vec<f64>>,
     noncross: bool,
     adam: AdamConfig,
+}
+
+impl Config {
+    fn new(s: Settings) -> Result<Config, PluginError> {
+        Ok(Config {
+            granularity: s.granularity,
+            weights: s.weights,
+            solver: s.solver,
+            monotone: s.monotone,
+            conformal: s.conformal,
+            alphas: parse_alphas(&s.alphas)?,
+            noncross: s.noncross,
+            adam: AdamConfig {
+                lr: s.lr,
+                batch_rows: s.batch_rows,
+                max_epochs: s.max_epochs,
+                patience: s.patience,
+                holdout: s.holdout,
+                seed: s.seed,
+            },
+        })
+    }
 }
 
 /// What `fit` learned.
@@ -512,8 +595,7 @@ fn forecast_table(role: &str, doc: &str) -> TableBuilder {
 }
 
 /// `alphas` as a list of numbers in (0, 1).
-fn read_alphas(params: &Params) -> Result<Option<Vec<f64>>, PluginError> {
-    let text = params.text("alphas")?;
+fn parse_alphas(text: &str) -> Result<Option<Vec<f64>>, PluginError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -557,93 +639,17 @@ impl Plugin for QuantileAggregationPlugin {
                  Gneiting & Raftery, JASA (2007)",
             )
             .cuda()
-            .param(param::choice(
-                "granularity",
-                Granularity::Medium,
-                "coarse | medium | fine weights; mean | median baselines; none: score the given forecasts",
-            ))
-            .param(param::choice(
-                "weights",
-                WeightKind::Global,
-                "global constants, or local: softmax of a linear model of the x_ columns",
-            ))
-            .param(param::choice(
-                "solver",
-                Solver::Auto,
-                "exact (LP) | gradient (Adam) | auto: exact when the LP is small",
-            ))
-            .param(param::choice("monotone", Monotone::Sort, "none | sort | pava across levels, per row"))
-            .param(param::choice(
-                "conformal",
-                Conformal::None,
-                "none | cqr: conformalise the central intervals on 'calibration'",
-            ))
-            .param(param::text(
-                "alphas",
-                Some(""),
-                "comma-separated alpha of the central intervals to calibrate (default: every symmetric pair)",
-            ))
-            .param(param::boolean(
-                "noncross",
-                false,
-                "exact solver: constrain the aggregate to be non-crossing at the fit rows",
-            ))
-            .param(
-                param::float("lr", Some(0.05), "gradient: Adam step size on the softmax logits")
-                    .greater_than(0.0)
-                    .at_most(100.0),
-            )
-            .param(param::int("batch_rows", Some(1024), "gradient: rows per minibatch").at_least(1.0).at_most(1e9))
-            .param(param::int("max_epochs", Some(200), "gradient: most epochs").at_least(1.0).at_most(1e6))
-            .param(
-                param::int("patience", Some(10), "gradient: stop after this many epochs without a lower held-out loss")
-                    .at_least(1.0)
-                    .at_most(1e6),
-            )
-            .param(
-                param::float(
-                    "holdout",
-                    Some(0.1),
-                    "gradient: fraction of the fit rows held out for early stopping (0: none)",
-                )
-                .at_least(0.0)
-                .less_than(1.0),
-            )
-            .param(param::int("seed", Some(0), "gradient: seed of the held-out split and the shuffles").at_least(0.0))
+            .config::<Settings>()
             .table(forecast_table("fit", "rows to learn the weights on (y required)"))
             .table(forecast_table("calibration", "rows for the CQR adjustments (y required; conformal=cqr)").optional())
             .table(forecast_table("test", "rows to predict (y optional: metrics when present)").optional())
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let cfg = Config {
-            granularity: params.choice("granularity")?,
-            weights: params.choice("weights")?,
-            solver: params.choice("solver")?,
-            monotone: params.choice("monotone")?,
-            conformal: params.choice("conformal")?,
-            alphas: read_alphas(&params)?,
-            noncross: params.flag("noncross")?,
-            adam: AdamConfig {
-                lr: params.f64("lr")?,
-                batch_rows: params.usize("batch_rows")?,
-                max_epochs: params.usize("max_epochs")?,
-                patience: params.usize("patience")?,
-                holdout: params.f64("holdout")?,
-                seed: params.i64("seed")? as u64,
-            },
-        };
-        let weighted = matches!(cfg.granularity, Granularity::Coarse | Granularity::Medium | Granularity::Fine);
-        if !weighted && (cfg.weights == WeightKind::Local || cfg.noncross) {
-            return Err(PluginError::param(format!(
-                "granularity={} has no weights: weights=local and noncross apply to coarse, medium and fine",
-                cfg.granularity
-            )));
-        }
-        if cfg.alphas.is_some() && cfg.conformal == Conformal::None {
-            return Err(PluginError::param("alphas choose the intervals of conformal=cqr: set conformal=cqr too"));
-        }
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        let cfg = Config::new(settings)?;
         Ok(quiver_sdk::quantile_aggregator(QuantileAggregation { cfg, ctx, fitted: None, cqr: None }))
     }
 }

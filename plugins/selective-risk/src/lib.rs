@@ -18,8 +18,8 @@
 use quiver_numerics::binomial::binomial_cdf;
 use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
 use quiver_sdk::{
-    choices, column, json_f64, param, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Params,
-    Plugin, TableBuilder, Tables,
+    choices, column, json_f64, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder,
+    Tables,
 };
 use quiver_sdk::{Created, Family, SelectionResult};
 use rayon::slice::ParallelSliceMut;
@@ -48,25 +48,23 @@ choices! {
     }
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Target error rate among accepted judgments.
-    pub alpha: f64,
-    /// Rule.
-    pub rule: Rule,
-    /// LTT failure probability.
-    pub delta: f64,
-    /// LTT grid size G.
-    pub grid: usize,
-}
-
-impl Config {
-    /// Read the validated parameters (ranges were checked against the manifest).
-    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        Ok(Config { alpha: p.f64("alpha")?, rule: p.choice("rule")?, delta: p.f64("delta")?, grid: p.usize("grid")? })
+quiver_sdk::config! {
+    /// The parameters, validated.
+    pub struct Config {
+        /// Target error rate among accepted judgments.
+        pub alpha: f64 = level(0.1, "target error rate among accepted judgments"),
+        /// Rule.
+        pub rule: Rule = choice(Rule::Scope, "threshold rule (see guarantee)"),
+        /// LTT failure probability.
+        pub delta: f64 = level(0.1, "ltt: probability that the guarantee fails"),
+        /// LTT grid size G.
+        pub grid: usize = int(Some(50), "ltt: number of candidate thresholds (calibration quantiles)")
+            .at_least(1.0)
+            .at_most(1e6),
     }
 }
+
+impl quiver_sdk::PluginConfig for Config {}
 
 /// Calibration judgments sorted by score, with prefix error counts.
 #[derive(Debug, Clone)]
@@ -325,14 +323,7 @@ impl Plugin for SelectiveRiskPlugin {
             .guarantee(&format!("{SCOPE_GUARANTEE} {LTT_GUARANTEE}"))
             .reference("SCOPE selective evaluation rule; Angelopoulos et al., Learn then Test (2021); BPE score for pairwise judges")
             .cuda()
-            .param(param::level("alpha", 0.1, "target error rate among accepted judgments"))
-            .param(param::choice("rule", Rule::Scope, "threshold rule (see guarantee)"))
-            .param(param::level("delta", 0.1, "ltt: probability that the guarantee fails"))
-            .param(
-                param::int("grid", Some(50), "ltt: number of candidate thresholds (calibration quantiles)")
-                    .at_least(1.0)
-                    .at_most(1e6),
-            )
+            .config::<Config>()
             .table(
                 TableBuilder::new("calibration", "judgments with known correctness")
                     .column(column::f64_opt("score", "uncertainty score, lower = more confident"))
@@ -349,8 +340,9 @@ impl Plugin for SelectiveRiskPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        let config = Config::from_params(&params)?;
+    type Config = Config;
+
+    fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
         Ok(quiver_sdk::conformal_selector(SelectiveRisk { config, ctx, decision: None }))
     }
 }

@@ -33,8 +33,7 @@ use quiver_sdk::abi::{
 };
 use quiver_sdk::serde_json::json;
 use quiver_sdk::{
-    choices, column, compact, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder,
-    Tables,
+    choices, column, compact, json_f64, Context, ManifestBuilder, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
 use quiver_sdk::{Created, Family, ShrinkageResult};
 use quiver_shrinkage::ebci_settings::EbciSettings;
@@ -82,28 +81,51 @@ pub struct Config {
     pub curve: usize,
 }
 
+quiver_sdk::config! {
+    /// The parameters as given (checked against their declared types and ranges, and against each
+    /// other); [`Config`] is what the method computes with.
+    pub struct Settings {
+        /// One or two samples.
+        pub sample: Sample = choice(Sample::One, "one: proportions y/n; two: differences y1/n1 - y2/n2"),
+        /// Robust EBCIs.
+        pub ebci: EbciSettings = flatten,
+        /// The scale of the robust EBCI.
+        pub ebci_scale: EbciScale =
+            choice(EbciScale::Auto, "robust-ebci: arcsine (one sample; variances free of p) | proportion | auto"),
+        /// A fixed λ instead of the tuned one.
+        pub lambda: Option<f64> =
+            float(None, "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)")
+                .at_least(0.0)
+                .up_to_inf(),
+        /// Points of the URE curve to report.
+        pub curve: usize = int(Some(0), "report URE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0),
+    }
+}
+
+impl quiver_sdk::PluginConfig for Settings {
+    fn validate(&self) -> Result<(), PluginError> {
+        if (self.ebci_scale, self.sample) == (EbciScale::Arcsine, Sample::Two) {
+            return Err(PluginError::param(
+                "ebci_scale=arcsine is for one sample: a difference of arcsines is not a monotone function of \
+                 p1 - p2, so its interval would not map back; use ebci_scale=proportion",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
-    /// Read the validated parameters (ranges were checked against the manifest).
-    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let ebci = EbciSettings::from_params(p)?;
-        Ok(Config {
-            two_sample: p.choice::<Sample>("sample")? == Sample::Two,
-            intervals: ebci.intervals,
-            alpha: ebci.alpha,
-            kurtosis: ebci.kurtosis,
-            arcsine: match (p.choice::<EbciScale>("ebci_scale")?, p.choice::<Sample>("sample")?) {
-                (EbciScale::Arcsine, Sample::Two) => {
-                    return Err(PluginError::param(
-                        "ebci_scale=arcsine is for one sample: a difference of arcsines is not a monotone function of \
-                         p1 - p2, so its interval would not map back; use ebci_scale=proportion",
-                    ))
-                }
-                (EbciScale::Proportion, _) | (EbciScale::Auto, Sample::Two) => false,
-                _ => true,
-            },
-            lambda: p.f64_opt("lambda")?,
-            curve: p.usize("curve")?,
-        })
+    /// The method's configuration from its checked settings.
+    pub fn new(s: &Settings) -> Config {
+        Config {
+            two_sample: s.sample == Sample::Two,
+            intervals: s.ebci.intervals(),
+            alpha: s.ebci.alpha,
+            kurtosis: s.ebci.uses_kurtosis(),
+            arcsine: !matches!((s.ebci_scale, s.sample), (EbciScale::Proportion, _) | (EbciScale::Auto, Sample::Two)),
+            lambda: s.lambda,
+            curve: s.curve,
+        }
     }
 }
 
@@ -371,7 +393,7 @@ pub struct SureBinomialPlugin;
 
 impl Plugin for SureBinomialPlugin {
     fn manifest() -> Manifest {
-        let builder = ManifestBuilder::new("sure-binomial", Family::Shrinkage)
+        ManifestBuilder::new("sure-binomial", Family::Shrinkage)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Shrink many binomial proportions toward a target, tuned by an unbiased risk estimate; robust EB intervals")
             .guarantee(
@@ -385,27 +407,7 @@ impl Plugin for SureBinomialPlugin {
             )
             .reference("Chen & Lei (2025) on shrinkage for binomial data; Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
             .cuda()
-            .param(param::choice("sample", Sample::One, "one: proportions y/n; two: differences y1/n1 - y2/n2"));
-        EbciSettings::declare(builder, "intervals")
-            .param(param::choice(
-                "ebci_scale",
-                EbciScale::Auto,
-                "robust-ebci: arcsine (one sample; variances free of p) | proportion | auto",
-            ))
-            .param(
-                param::float(
-                    "lambda",
-                    None,
-                    "evaluate at this lambda instead of tuning it (0 = raw proportions, inf = target)",
-                )
-                .at_least(0.0)
-                .up_to_inf(),
-            )
-            .param(
-                param::int("curve", Some(0), "report URE at this many + 1 lambdas, for plotting")
-                    .at_least(0.0)
-                    .at_most(10_000.0),
-            )
+            .config::<Settings>()
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64_opt("y", "one sample: successes"))
@@ -419,8 +421,10 @@ impl Plugin for SureBinomialPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::shrinkage(SureBinomial { config: Config::from_params(&params)?, ctx }))
+    type Config = Settings;
+
+    fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
+        Ok(quiver_sdk::shrinkage(SureBinomial { config: Config::new(&settings), ctx }))
     }
 }
 

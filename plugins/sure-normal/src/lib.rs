@@ -29,9 +29,7 @@ use quiver_sdk::abi::{
     Manifest, PluginError,
 };
 use quiver_sdk::serde_json::{json, Value};
-use quiver_sdk::{
-    choices, column, json_f64, param, Context, ManifestBuilder, Params, Plugin, ShrinkageImpl, TableBuilder, Tables,
-};
+use quiver_sdk::{choices, column, json_f64, Context, ManifestBuilder, Plugin, ShrinkageImpl, TableBuilder, Tables};
 use quiver_sdk::{Created, Family, ShrinkageResult};
 use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Weight};
@@ -62,58 +60,46 @@ choices! {
     }
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Method.
-    pub method: Method,
-    /// Target for james-stein / xkb-monotone.
-    pub target: Target,
-    /// The location μ.
-    pub location: f64,
-    /// A fixed λ instead of the SURE-tuned one.
-    pub lambda: Option<f64>,
-    /// Number of points of the SURE curve to report (0: none).
-    pub curve: usize,
-    /// Robust EBCIs around the method's location.
-    pub intervals: bool,
-    /// Their level: average non-coverage.
-    pub alpha: f64,
-    /// Whether they use the estimated kurtosis (else the second moment only).
-    pub kurtosis: bool,
+quiver_sdk::config! {
+    /// The parameters, validated.
+    pub struct Config {
+        /// Method.
+        pub method: Method = choice(Method::XkbGrandMean, "estimator"),
+        /// Target for james-stein / xkb-monotone.
+        pub target: Target = choice(Target::Location, "james-stein / xkb-monotone: shrink toward"),
+        /// The location μ.
+        pub location: f64 = float(Some(0.0), "the location mu for xkb-location and target=location"),
+        /// A fixed λ instead of the SURE-tuned one.
+        pub lambda: Option<f64> =
+            float(None, "evaluate at this lambda instead of tuning it (0 = full shrinkage, inf = none)")
+                .at_least(0.0)
+                .up_to_inf(),
+        /// Number of points of the SURE curve to report (0: none).
+        pub curve: usize = int(Some(0), "report SURE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0),
+        /// Robust EBCIs around the method's location.
+        pub ebci: EbciSettings = flatten,
+    }
 }
 
-impl Config {
-    /// Read the validated parameters (ranges were checked against the manifest).
-    pub fn from_params(p: &Params) -> Result<Config, PluginError> {
-        let ebci = EbciSettings::from_params(p)?;
-        let cfg = Config {
-            method: p.choice("method")?,
-            target: p.choice("target")?,
-            location: p.f64("location")?,
-            lambda: p.f64_opt("lambda")?,
-            curve: p.usize("curve")?,
-            intervals: ebci.intervals,
-            alpha: ebci.alpha,
-            kurtosis: ebci.kurtosis,
-        };
-        // a setting the method would ignore is refused, not dropped silently
-        if matches!(cfg.method, Method::JamesStein | Method::XkbMonotone) {
-            let name = quiver_sdk::Choice::name(cfg.method);
-            if cfg.lambda.is_some() {
+impl quiver_sdk::PluginConfig for Config {
+    /// A setting the method would ignore is refused, not dropped silently.
+    fn validate(&self) -> Result<(), PluginError> {
+        if matches!(self.method, Method::JamesStein | Method::XkbMonotone) {
+            let name = quiver_sdk::Choice::name(self.method);
+            if self.lambda.is_some() {
                 return Err(PluginError::param(format!(
                     "parameter 'lambda': {name} has no λ to fix (james-stein takes its factor from the data, \
                      xkb-monotone fits one factor per unit); use an xkb-location, xkb-grand-mean or xkb-estimated method"
                 )));
             }
-            if cfg.curve > 0 {
+            if self.curve > 0 {
                 return Err(PluginError::param(format!(
                     "parameter 'curve': {name} has no SURE curve over λ (the xkb-location, xkb-grand-mean and \
                      xkb-estimated methods have one)"
                 )));
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 }
 
@@ -337,14 +323,14 @@ impl ShrinkageImpl for SureNormal {
         for (k, v) in summary.as_object().expect("object") {
             json[k] = v.clone();
         }
-        let intervals = if self.config.intervals {
+        let intervals = if self.config.ebci.intervals() {
             // AKP's intervals toward the method's location, the variances a_i known
             let m = json["location"].as_f64().unwrap_or(f64::NAN);
             let cfg = &self.config;
-            let ebci = quiver_shrinkage::ebci::robust_intervals(x, |_| m, a, cfg.alpha, cfg.kurtosis)
+            let ebci = quiver_shrinkage::ebci::robust_intervals(x, |_| m, a, cfg.ebci.alpha, cfg.ebci.uses_kurtosis())
                 .map_err(|e| PluginError::input(format!("robust-ebci: {e}")))?;
             json["ebci"] = json!({
-                "alpha": cfg.alpha,
+                "alpha": cfg.ebci.alpha,
                 "location": m,
                 "mu2": ebci.mu2,
                 "kappa": ebci.kappa.map_or(json!("inf"), |k| json!(k)),
@@ -372,7 +358,7 @@ pub struct SureNormalPlugin;
 
 impl Plugin for SureNormalPlugin {
     fn manifest() -> Manifest {
-        let builder = ManifestBuilder::new("sure-normal", Family::Shrinkage)
+        ManifestBuilder::new("sure-normal", Family::Shrinkage)
             .version(env!("CARGO_PKG_VERSION"))
             .summary("Shrink many normal means x_i ~ N(theta_i, a_i): James-Stein and XKB, tuned by SURE")
             .guarantee(
@@ -386,16 +372,7 @@ impl Plugin for SureNormalPlugin {
             )
             .reference("James & Stein (1961); Xie, Kou & Brown, SURE estimates for a heteroscedastic hierarchical model, JASA (2012); Armstrong, Kolesar & Plagborg-Moller, Robust empirical Bayes confidence intervals, Econometrica (2022)")
             .cuda()
-            .param(param::choice("method", Method::XkbGrandMean, "estimator"))
-            .param(param::choice("target", Target::Location, "james-stein / xkb-monotone: shrink toward"))
-            .param(param::float("location", Some(0.0), "the location mu for xkb-location and target=location"))
-            .param(
-                param::float("lambda", None, "evaluate at this lambda instead of tuning it (0 = full shrinkage, inf = none)")
-                    .at_least(0.0)
-                    .up_to_inf(),
-            )
-            .param(param::int("curve", Some(0), "report SURE at this many + 1 lambdas, for plotting").at_least(0.0).at_most(10_000.0));
-        EbciSettings::declare(builder, "intervals: robust empirical-Bayes around the method's location")
+            .config::<Config>()
             .table(
                 TableBuilder::new("data", "one row per unit")
                     .column(column::f64("x", "observation"))
@@ -404,8 +381,10 @@ impl Plugin for SureNormalPlugin {
             .build()
     }
 
-    fn create(params: Params, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::shrinkage(SureNormal { config: Config::from_params(&params)?, ctx }))
+    type Config = Config;
+
+    fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
+        Ok(quiver_sdk::shrinkage(SureNormal { config, ctx }))
     }
 }
 
