@@ -3,7 +3,7 @@
 //! forecasts is ever made).
 
 use quiver_sdk::abi::PluginError;
-use quiver_sdk::Table;
+use quiver_sdk::TableRef;
 
 /// The base models and levels read from the `q_` column names of the `fit` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,7 @@ impl Layout {
     /// Read the layout from a table's column names. Every model must have every level; there
     /// must be at least two models (one model has nothing to aggregate — `granularity=none`
     /// scores it) unless `allow_single` is set, and every level must lie in (0, 1).
-    pub fn read(table: &Table<'_>, allow_single: bool) -> Result<Layout, PluginError> {
+    pub fn read(table: &TableRef<'_>, allow_single: bool) -> Result<Layout, PluginError> {
         let role = table.role();
         let mut models: Vec<String> = Vec::new();
         let mut entries: Vec<(usize, f64, String)> = Vec::new();
@@ -117,7 +117,7 @@ impl Layout {
 
     /// Check that another table (`calibration`, `test`) has this layout's forecast columns (and
     /// the features when `need_features`); extra columns are ignored.
-    pub fn check_same(&self, table: &Table<'_>, need_features: bool) -> Result<(), PluginError> {
+    pub fn check_same(&self, table: &TableRef<'_>, need_features: bool) -> Result<(), PluginError> {
         let names: std::collections::HashSet<&str> = table.column_names().into_iter().collect();
         for (ci, c) in self.columns.iter().enumerate() {
             if names.contains(c.as_str()) {
@@ -166,7 +166,7 @@ impl<'a> Forecasts<'a> {
     /// Read a table with `layout`'s columns (every value finite: an error names table, column
     /// and row), `y` when present (required when `need_y`), and the features when `features`.
     pub fn read(
-        table: &Table<'a>,
+        table: &TableRef<'a>,
         layout: &Layout,
         need_y: bool,
         features: bool,

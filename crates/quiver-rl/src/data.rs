@@ -2,7 +2,7 @@
 //! columns), actions, rewards, ends, next-row lookups and n-step windows.
 
 use quiver_sdk::abi::PluginError;
-use quiver_sdk::Table;
+use quiver_sdk::TableRef;
 use std::ops::Range;
 
 /// Largest discrete state id + 1 accepted (ids index dense per-state arrays).
@@ -86,7 +86,7 @@ pub struct NStep {
     pub ended: bool,
 }
 
-fn ids(t: &Table<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginError> {
+fn ids(t: &TableRef<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginError> {
     let v = t.i64(column)?;
     t.check_each(column, v, |x| x >= 0 && (x as u64) < limit as u64, &format!("must be an id in 0..{limit}"))?;
     Ok(v.iter().map(|&x| x as u32).collect())
@@ -94,7 +94,7 @@ fn ids(t: &Table<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginErro
 
 /// The numbered columns `{prefix}0, {prefix}1, …` of a table (stopping at the first gap), and an
 /// error if a higher-numbered one exists past the gap.
-pub fn numbered_columns<'a>(t: &Table<'a>, prefix: &str) -> Result<Vec<&'a [f64]>, PluginError> {
+pub fn numbered_columns<'a>(t: &TableRef<'a>, prefix: &str) -> Result<Vec<&'a [f64]>, PluginError> {
     let mut out = Vec::new();
     while t.has(&format!("{prefix}{}", out.len())) {
         out.push(t.f64(&format!("{prefix}{}", out.len()))?);
@@ -118,7 +118,7 @@ impl<'a> Transitions<'a> {
     /// discrete `s`, `s_next` or continuous `s_<k>`, `s_next_<k>` (or neither, when the features
     /// are given as columns); optional `a_next`, `mu_prob`, `pi_prob`. Every error names the
     /// table, column and row.
-    pub fn read(t: &Table<'a>) -> Result<Transitions<'a>, PluginError> {
+    pub fn read(t: &TableRef<'a>) -> Result<Transitions<'a>, PluginError> {
         t.non_empty()?;
         let n = t.nrows();
         let episode = t.i64("episode")?;
@@ -284,7 +284,7 @@ impl<'a> Transitions<'a> {
     /// and keep it in [`Transitions::a_next`]. On a row with `done = 1` there is no next action:
     /// any value is accepted there (-1 or an empty cell by convention) and never read. Elsewhere
     /// it must be an action id and, where the episode goes on, the action of its next row.
-    pub fn use_a_next(&mut self, t: &Table<'_>, what: &str) -> Result<&[u32], PluginError> {
+    pub fn use_a_next(&mut self, t: &TableRef<'_>, what: &str) -> Result<&[u32], PluginError> {
         let raw = self.a_next_raw.ok_or_else(|| {
             PluginError::input(format!("table 'transitions' has no column 'a_next', which {what} needs"))
         })?;

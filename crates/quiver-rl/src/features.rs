@@ -181,7 +181,7 @@ pub struct GivenColumns<'a> {
 
 impl<'a> GivenColumns<'a> {
     /// Read `phi_<k>` and `phi_next_<k>`: at least one, the same number of each.
-    pub fn read(t: &quiver_sdk::Table<'a>) -> Result<GivenColumns<'a>, PluginError> {
+    pub fn read(t: &quiver_sdk::TableRef<'a>) -> Result<GivenColumns<'a>, PluginError> {
         let phi = crate::data::numbered_columns(t, "phi_")?;
         let phi_next = crate::data::numbered_columns(t, "phi_next_")?;
         if phi.is_empty() {

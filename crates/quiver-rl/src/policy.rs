@@ -3,7 +3,7 @@
 
 use crate::data::{numbered_columns, States, Transitions, MAX_ACTIONS, MAX_STATES};
 use quiver_sdk::abi::PluginError;
-use quiver_sdk::Table;
+use quiver_sdk::TableRef;
 
 /// Tolerance on Σ_a π(a|s) = 1 (decimal files round: 1/3 written as 0.333333).
 pub const SUM_TOLERANCE: f64 = 1e-6;
@@ -21,7 +21,7 @@ impl Policy {
     /// Read and check a `policy` table: ids in range, probabilities in [0, 1], no (s, a) twice,
     /// each state's rows summing to 1 (within [`SUM_TOLERANCE`]); rows with probability 0 are
     /// dropped (π never takes those actions).
-    pub fn read(t: &Table<'_>) -> Result<Policy, PluginError> {
+    pub fn read(t: &TableRef<'_>) -> Result<Policy, PluginError> {
         t.non_empty()?;
         let (s, a, p) = (t.i64("s")?, t.i64("a")?, t.f64("prob")?);
         t.check_each(
@@ -136,7 +136,7 @@ pub struct PolicyColumns<'a> {
     pub current: Option<Vec<&'a [f64]>>,
 }
 
-fn check_rows(t: &Table<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bool]>) -> Result<(), PluginError> {
+fn check_rows(t: &TableRef<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bool]>) -> Result<(), PluginError> {
     for (k, c) in cols.iter().enumerate() {
         t.check_each(&format!("{prefix}{k}"), c, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
     }
@@ -159,7 +159,7 @@ fn check_rows(t: &Table<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bool]
 impl<'a> PolicyColumns<'a> {
     /// Read `pi_next_<a>` (required, one per action, summing to 1 on rows with `done = 0`) and
     /// `pi_<a>` (optional) from the transitions table.
-    pub fn read(t: &Table<'a>, data: &Transitions<'_>) -> Result<PolicyColumns<'a>, PluginError> {
+    pub fn read(t: &TableRef<'a>, data: &Transitions<'_>) -> Result<PolicyColumns<'a>, PluginError> {
         let next = numbered_columns(t, "pi_next_")?;
         if next.is_empty() {
             return Err(PluginError::input(

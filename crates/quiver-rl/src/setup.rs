@@ -141,7 +141,7 @@ pub fn answer(
     tables: &quiver_sdk::Tables<'_>,
     out: &mut Value,
     default: impl FnOnce() -> Vec<f64>,
-    query: impl FnOnce(&quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError>,
+    query: impl FnOnce(&quiver_sdk::TableRef<'_>) -> Result<Vec<f64>, PluginError>,
 ) -> Result<Vec<f64>, PluginError> {
     match tables.opt("queries") {
         None => Ok(default()),
@@ -157,7 +157,7 @@ pub fn answer(
 /// Q(s, a) (when the `queries` table has a column `a`) or V(s) (`v(s)`, without it) of a tabular
 /// critic at each row of `qt`; a pair or state without a value is an error naming the row.
 pub fn tabular_query(
-    qt: &quiver_sdk::Table<'_>,
+    qt: &quiver_sdk::TableRef<'_>,
     pairs: &PairIndex,
     q: &[f64],
     v: impl Fn(u32) -> Option<f64>,
@@ -257,7 +257,7 @@ pub fn check_features(features: FeatureKind, states: &States<'_>) -> Result<(), 
 /// state the data bootstrap from: what every critic of a discrete target policy starts with.
 pub fn transitions_and_policy<'a>(
     tables: &quiver_sdk::Tables<'a>,
-) -> Result<(quiver_sdk::Table<'a>, Transitions<'a>, Policy), PluginError> {
+) -> Result<(quiver_sdk::TableRef<'a>, Transitions<'a>, Policy), PluginError> {
     let t = tables.get("transitions")?;
     let data = Transitions::read(&t)?;
     let pi = Policy::read(&tables.get("policy")?)?;

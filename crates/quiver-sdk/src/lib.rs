@@ -10,7 +10,7 @@
 //!   decides this itself;
 //! * wraps every entry point in `catch_unwind`, so a panic becomes an [`ErrorKind::Panic`] error
 //!   instead of aborting the host;
-//! * turns ABI table views into slices and `ndarray` views without copying ([`Table::f64`]).
+//! * turns ABI table views into slices and `ndarray` views without copying ([`TableRef::f64`]).
 //!
 //! The estimator itself implements one of the family traits ([`ConformalSelectorImpl`],
 //! [`BatchPredictorImpl`], [`QuantileAggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in
@@ -44,7 +44,7 @@ pub use params::{Choice, Params};
 pub use quiver_abi as abi;
 pub use quiver_abi::abi_stable;
 pub use serde_json;
-pub use tables::{Table, Tables};
+pub use tables::{TableRef, Tables};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,

@@ -28,7 +28,7 @@ impl<'a> Tables<'a> {
         Tables { views }
     }
     /// The table with role `role`, or an error naming it and the roles that were given.
-    pub fn get(&self, role: &str) -> Result<Table<'a>, PluginError> {
+    pub fn get(&self, role: &str) -> Result<TableRef<'a>, PluginError> {
         self.opt(role).ok_or_else(|| {
             let given: Vec<&str> = self.views.iter().map(|t| t.role.as_str()).collect();
             PluginError::input(format!(
@@ -38,18 +38,18 @@ impl<'a> Tables<'a> {
         })
     }
     /// The table with role `role`, if given.
-    pub fn opt(&self, role: &str) -> Option<Table<'a>> {
-        self.views.iter().find(|t| t.role.as_str() == role).map(|view| Table { view })
+    pub fn opt(&self, role: &str) -> Option<TableRef<'a>> {
+        self.views.iter().find(|t| t.role.as_str() == role).map(|view| TableRef { view })
     }
 }
 
 /// One table.
 #[derive(Clone, Copy)]
-pub struct Table<'a> {
+pub struct TableRef<'a> {
     view: &'a TableView<'a>,
 }
 
-impl<'a> Table<'a> {
+impl<'a> TableRef<'a> {
     /// Role name.
     pub fn role(&self) -> &'a str {
         self.view.role.as_str()
@@ -120,11 +120,11 @@ impl<'a> Table<'a> {
     pub fn f64(&self, name: &str) -> Result<&'a [f64], PluginError> {
         self.f64_opt(name)?.ok_or_else(|| self.missing(name))
     }
-    /// [`Table::f64`] as an `ndarray` view over the same memory.
+    /// [`TableRef::f64`] as an `ndarray` view over the same memory.
     pub fn f64_view(&self, name: &str) -> Result<ArrayView1<'a, f64>, PluginError> {
         self.f64(name).map(ArrayView1::from)
     }
-    /// Like [`Table::f64`], `None` when the column is absent.
+    /// Like [`TableRef::f64`], `None` when the column is absent.
     pub fn f64_opt(&self, name: &str) -> Result<Option<&'a [f64]>, PluginError> {
         let Some(data) = self.raw(name) else { return Ok(None) };
         let ColumnData::F64(s) = data else {
@@ -145,7 +145,7 @@ impl<'a> Table<'a> {
     pub fn i64(&self, name: &str) -> Result<&'a [i64], PluginError> {
         self.i64_opt(name)?.ok_or_else(|| self.missing(name))
     }
-    /// Like [`Table::i64`], `None` when the column is absent.
+    /// Like [`TableRef::i64`], `None` when the column is absent.
     pub fn i64_opt(&self, name: &str) -> Result<Option<&'a [i64]>, PluginError> {
         match self.raw(name) {
             None => Ok(None),

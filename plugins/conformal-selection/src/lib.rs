@@ -233,16 +233,16 @@ impl PerRow<'_> {
     }
 }
 
-fn column_or_param<'a>(t: &quiver_sdk::Table<'a>, name: &str, default: f64) -> Result<PerRow<'a>, PluginError> {
+fn column_or_param<'a>(t: &quiver_sdk::TableRef<'a>, name: &str, default: f64) -> Result<PerRow<'a>, PluginError> {
     Ok(t.f64_opt(name)?.map_or(PerRow::Constant(default), PerRow::Column))
 }
 
-fn check_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
+fn check_weights(t: &quiver_sdk::TableRef<'_>, w: &[f64]) -> Result<(), PluginError> {
     t.check_each("w", w, |x| x >= 0.0, "must be >= 0 (a weight)")
 }
 
 /// Calibration weights: non-negative, and not all zero (the weighted p-values divide by their sum).
-fn check_calibration_weights(t: &quiver_sdk::Table<'_>, w: &[f64]) -> Result<(), PluginError> {
+fn check_calibration_weights(t: &quiver_sdk::TableRef<'_>, w: &[f64]) -> Result<(), PluginError> {
     check_weights(t, w)?;
     if w.iter().all(|&x| x == 0.0) {
         return Err(PluginError::input(

@@ -71,7 +71,7 @@ impl CriticExpectile {
 
     fn fit_linear(
         &self,
-        t: &quiver_sdk::Table<'_>,
+        t: &quiver_sdk::TableRef<'_>,
         data: &Transitions<'_>,
         summary: &mut Value,
     ) -> Result<Model, PluginError> {

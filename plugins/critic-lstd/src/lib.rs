@@ -154,7 +154,7 @@ impl CriticLstd {
 
     fn fit_rff(
         &self,
-        t: &quiver_sdk::Table<'_>,
+        t: &quiver_sdk::TableRef<'_>,
         data: &Transitions<'_>,
         summary: &mut Value,
     ) -> Result<Fitted, PluginError> {
@@ -190,7 +190,7 @@ impl CriticLstd {
 
     fn fit_given(
         &self,
-        t: &quiver_sdk::Table<'_>,
+        t: &quiver_sdk::TableRef<'_>,
         data: &Transitions<'_>,
         summary: &mut Value,
     ) -> Result<Fitted, PluginError> {
@@ -255,7 +255,7 @@ impl CriticImpl for CriticLstd {
 }
 
 /// Q (rows with `a`) or V (without) at the rows of a `queries` table.
-fn query(f: &Fitted, qt: &quiver_sdk::Table<'_>) -> Result<Vec<f64>, PluginError> {
+fn query(f: &Fitted, qt: &quiver_sdk::TableRef<'_>) -> Result<Vec<f64>, PluginError> {
     let a = qt.i64_opt("a")?;
     match &f.model {
         Model::Tabular { pairs, policy } => {

@@ -142,7 +142,7 @@ impl Ope {
         Ok(())
     }
 
-    fn bandit(&self, t: &quiver_sdk::Table<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+    fn bandit(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
         if t.nrows() < 2 {
             return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
         }

@@ -19,7 +19,7 @@ use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
 use quiver_sdk::{AggregationResult, Created, Family, OwnedMatrix};
-use quiver_sdk::{Context, ManifestBuilder, Plugin, QuantileAggregatorImpl, Table, Tables};
+use quiver_sdk::{Context, ManifestBuilder, Plugin, QuantileAggregatorImpl, TableRef, Tables};
 
 quiver_sdk::choices! {
     /// How global weights are found.
@@ -170,7 +170,7 @@ fn as_matrix(q: QuantileMatrix) -> OwnedMatrix {
 
 impl QuantileAggregation {
     /// The aggregate (monotonised) quantiles of table `t`'s rows (`granularity=none` has none).
-    fn aggregate(&self, f: &Fitted, t: &Table<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
+    fn aggregate(&self, f: &Fitted, t: &TableRef<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
         let mut q = self.raw_aggregate(f, t, fc)?;
         self.cfg.monotone.apply(&mut q);
         Ok(q)
@@ -180,7 +180,7 @@ impl QuantileAggregation {
     /// solver's objective is measured on. An aggregate that is not finite (forecasts at the edge
     /// of double precision) is an error naming the table and row, for the fit, calibration and
     /// test rows alike.
-    fn raw_aggregate(&self, f: &Fitted, t: &Table<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
+    fn raw_aggregate(&self, f: &Fitted, t: &TableRef<'_>, fc: &Forecasts<'_>) -> Result<QuantileMatrix, PluginError> {
         let (j, k) = (f.layout.n_models(), f.layout.n_levels());
         let q = match (&f.structure, &f.weights) {
             (Some(s), Some(w)) => model::predict(s, w, fc),

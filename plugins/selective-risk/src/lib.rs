@@ -231,7 +231,7 @@ pub fn decide(config: &Config, lambdas: &[f64], counts: &[(i64, i64)]) -> Decisi
 
 /// Read uncertainty scores from `score`, or compute the Bidirectional Preference Entropy from
 /// `p_fwd` and `p_rev`.
-pub fn read_scores<'a>(t: &quiver_sdk::Table<'a>) -> Result<std::borrow::Cow<'a, [f64]>, PluginError> {
+pub fn read_scores<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<std::borrow::Cow<'a, [f64]>, PluginError> {
     if let Some(s) = t.f64_opt("score")? {
         return Ok(std::borrow::Cow::Borrowed(s));
     }

@@ -146,7 +146,7 @@ pub struct Units {
     pub one_sample: bool,
 }
 
-fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'a [f64], &'a [f64]), PluginError> {
+fn counts<'a>(t: &quiver_sdk::TableRef<'a>, yname: &str, nname: &str) -> Result<(&'a [f64], &'a [f64]), PluginError> {
     let (y, n) = (t.f64(yname)?, t.f64(nname)?);
     for i in 0..y.len() {
         if n[i].fract() != 0.0 || y[i].fract() != 0.0 {
@@ -188,7 +188,7 @@ fn counts<'a>(t: &quiver_sdk::Table<'a>, yname: &str, nname: &str) -> Result<(&'
 
 impl Units {
     /// Read and check the `data` table.
-    pub fn read(t: &quiver_sdk::Table<'_>, two_sample: bool) -> Result<Units, PluginError> {
+    pub fn read(t: &quiver_sdk::TableRef<'_>, two_sample: bool) -> Result<Units, PluginError> {
         let vhat = |p: f64, n: f64| p * (1.0 - p) / (n - 1.0);
         let m_col = t.f64_opt("m")?;
         let (raw, var, h, pooled) = if two_sample {
