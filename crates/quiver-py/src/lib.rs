@@ -323,9 +323,9 @@ fn output(py: Python<'_>, out: RunOutput) -> PyResult<(String, PyArrays<'_>)> {
     let mut arrays = Vec::with_capacity(out.arrays.len());
     for (name, a) in out.arrays.into_iter().filter(|(_, a)| a.in_json) {
         let obj = match a.values {
-            ArrayValues::F64(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
-            ArrayValues::I64(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
-            ArrayValues::Bool(v) => PyArray1::from_vec(py, v).reshape(a.shape)?.into_any(),
+            ArrayValues::F64(v) => PyArray1::from_vec(py, v.into_vec()).reshape(a.shape)?.into_any(),
+            ArrayValues::I64(v) => PyArray1::from_vec(py, v.into_vec()).reshape(a.shape)?.into_any(),
+            ArrayValues::Bool(v) => PyArray1::from_vec(py, v.into_vec()).reshape(a.shape)?.into_any(),
             ArrayValues::Bytes(v) => pyo3::types::PyBytes::new(py, &v).into_any(),
         };
         arrays.push((name, obj));
