@@ -103,8 +103,47 @@ fn output_failed(e: std::io::Error) -> ! {
 /// Set by the first Ctrl-C: long fits stop at their next checkpoint.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
+/// Whether standard output was closed when the process started (`quiver ... >&-`). Rust's
+/// runtime reopens a closed standard descriptor on `/dev/null` (read-write) before `main`, so the
+/// output would be lost with exit code 0. Such a descriptor is told from a user's `> /dev/null`
+/// (opened write-only by the shell) by its access mode in `/proc/self/fdinfo` (Linux); where that
+/// cannot be read, stdout is taken as open.
+fn stdout_closed() -> bool {
+    let target = std::fs::read_link("/proc/self/fd/1");
+    if target.map_or(true, |t| t != std::path::Path::new("/dev/null")) {
+        return false;
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/self/fdinfo/1") else { return false };
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+    // O_ACCMODE = 3, O_RDWR = 2
+    flags.is_some_and(|f| f & 3 == 2)
+}
+
+/// The first argument that is not valid UTF-8, shown with its bad bytes replaced (clap's own
+/// message does not say which argument it was).
+fn non_utf8_argument() -> Option<(usize, String)> {
+    std::env::args_os()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, a)| a.to_str().is_none().then(|| (i, a.to_string_lossy().into_owned())))
+}
+
 fn main() -> ExitCode {
+    if let Some((i, shown)) = non_utf8_argument() {
+        eprintln!("error: argument {i} is not valid UTF-8: '{shown}' (paths and values must be UTF-8 text)");
+        return ExitCode::from(2);
+    }
+    if stdout_closed() {
+        eprintln!("error: standard output is closed: quiver writes its results there, and they would be lost");
+        return ExitCode::from(74);
+    }
     let cli = Cli::parse();
+    // (`doctor` reports a missing folder itself, beside everything else it checks)
+    if let Some(dir) = cli.plugins.as_deref().filter(|d| !d.is_dir() && !matches!(cli.command, Command::Doctor)) {
+        let what = if dir.exists() { "is not a folder" } else { "does not exist" };
+        eprintln!("error: the plugin folder {} given with --plugins {what}", dir.display());
+        return ExitCode::from(2);
+    }
     let host = Host::discover(cli.plugins.as_deref());
     match run(&cli.command, &host) {
         Ok(code) => code,
@@ -212,10 +251,17 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
-            for t in &tables {
-                if !t.ignored.is_empty() {
-                    eprintln!("note: table '{}': ignored non-numeric column(s) {}", t.role, t.ignored.join(", "));
-                }
+            for t in tables.iter().filter(|t| !t.ignored.is_empty()) {
+                // a count and the first few names: a file of 10^5 text columns is one line, not 10^5 names
+                let shown: Vec<&str> = t.ignored.iter().take(5).map(String::as_str).collect();
+                let more = t.ignored.len() - shown.len();
+                eprintln!(
+                    "note: table '{}': ignored {} non-numeric column(s) {}{}",
+                    t.role,
+                    t.ignored.len(),
+                    shown.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                );
             }
             let device = match device {
                 DeviceArg::Auto => DeviceRequest::Auto,

@@ -84,7 +84,7 @@ fn run_on_csv_human_and_json() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("ignored non-numeric column(s) id"), "{err}");
+    assert!(err.contains("ignored 1 non-numeric column(s) id"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["method"], "conformal-selection");
     assert_eq!(v["device"], "cpu");

@@ -244,3 +244,272 @@ fn linear_critics_refuse_rewards_beyond_their_scale() {
         assert!(text(&o).contains("rescale the rewards"), "{method}: {}", text(&o));
     }
 }
+
+/// A `.npy` file with `shape` and `payload` (the header padded as NumPy pads it).
+fn npy(dir: &Path, name: &str, descr: &str, fortran: &str, shape: &str, payload: &[u8]) -> String {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(payload);
+    let p = dir.join(name);
+    std::fs::write(&p, out).unwrap();
+    p.display().to_string()
+}
+
+/// `.npy` headers whose sizes overflow, or that are not the literal NumPy writes: refused with
+/// the file named, before any allocation — never a "capacity overflow" panic.
+#[test]
+fn npy_headers_of_any_shape_are_sized_with_checked_arithmetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = format!("calibration={}", example("conformal-selection/calibration.csv"));
+    let cases = [
+        ("<f8", "False", "(4611686018427387904, 4)", "mu,a,b,c", "more than 2^64 bytes"),
+        ("<f8", "False", "(2305843009213693952, 2)", "mu,a", "more than 2^64 bytes"),
+        ("<i4", "True", "(4611686018427387904,)", "mu", "more than 2^64 bytes"),
+        ("<f8", "False", "(1000000000000, 2)", "mu,a", "data holds 64 bytes"),
+        ("<f8", "Flase", "(8,)", "mu", "bad header"),
+        ("<f8", "False", "(8, -1)", "mu", "non-negative integer"),
+    ];
+    for (k, (descr, fortran, shape, names, needle)) in cases.iter().enumerate() {
+        let file = npy(dir.path(), &format!("h{k}.npy"), descr, fortran, shape, &[0u8; 64]);
+        let test = format!("test={file}:{names}");
+        let o = quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test]);
+        exited(&o, 2);
+        assert!(text(&o).contains(needle) && text(&o).contains("table 'test'"), "{shape}: {}", text(&o));
+    }
+}
+
+/// The peak resident memory of a running child, polled from `/proc` until it exits (the kernel
+/// keeps the high-water mark, so the last reading is the peak up to the last poll).
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(args)
+        .arg("--plugins")
+        .arg(testing::plugin_dir())
+        .env_remove("QUIVER_PLUGIN_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            if let Some(kib) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)) {
+                peak_kib = peak_kib.max(kib.parse().unwrap_or(0));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    (child.wait_with_output().unwrap(), peak_kib * 1024)
+}
+
+/// `--max-memory` binds while the inputs are read, not after: a 64 MiB `.npy` is refused from its
+/// header and a 24 MiB CSV as soon as its values pass the limit, the process never holding much
+/// more than the limit (the peak resident memory is measured).
+#[test]
+fn the_memory_limit_binds_while_inputs_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = format!("calibration={}", example("conformal-selection/calibration.csv"));
+    let n = 8 << 20;
+    let payload: Vec<u8> = (0..n).flat_map(|i| (i as f64).to_le_bytes()).collect();
+    let big = npy(dir.path(), "big.npy", "<f8", "False", &format!("({n},)"), &payload);
+    let test = format!("test={big}:mu");
+    let (o, peak) =
+        run_measured(&["run", "conformal-selection", "--input", &cal, "--input", &test, "--max-memory", "16M"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("past the limit of 16.0 MiB"), "{}", text(&o));
+    assert!(peak < 48 << 20, "peak resident memory {} MiB for a 64 MiB file refused from its header", peak >> 20);
+    // a CSV is refused while it is read: the limit, not the file, bounds the memory
+    let mut body = String::from("mu\n");
+    for i in 0..2_000_000 {
+        body.push_str(&format!("{}.{:06}\n", i % 1000, i % 999_983));
+    }
+    let csv = dir.path().join("big.csv");
+    std::fs::write(&csv, body).unwrap();
+    let test = format!("test={}", csv.display());
+    let (o, peak) =
+        run_measured(&["run", "conformal-selection", "--input", &cal, "--input", &test, "--max-memory", "12M"]);
+    exited(&o, 2);
+    assert!(
+        text(&o).contains("where reading stopped") && text(&o).contains("past the limit of 12.0 MiB"),
+        "{}",
+        text(&o)
+    );
+    assert!(peak < 48 << 20, "peak resident memory {} MiB reading a 24 MiB CSV under a 12 MiB limit", peak >> 20);
+    // under the limit it runs
+    let small = npy(dir.path(), "small.npy", "<f8", "True", "(4,)", &[0u8; 32]);
+    let test = format!("test={small}:mu");
+    let o = quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test, "--max-memory", "16M"]);
+    exited(&o, 0);
+}
+
+/// Wide tables cost what their size costs: 2 rows and 200 000 text columns are read, their
+/// duplicate check done by hash, and the note about the ignored columns is one line with a count.
+#[test]
+fn wide_tables_are_read_in_time_proportional_to_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = format!("calibration={}", example("conformal-selection/calibration.csv"));
+    let k = 200_000;
+    let mut header = String::from("mu");
+    let mut row = String::from("0.5");
+    for j in 0..k {
+        header.push_str(&format!(",c{j}"));
+        row.push_str(",x");
+    }
+    let csv = dir.path().join("wide.csv");
+    std::fs::write(&csv, format!("{header}\n{row}\n{row}\n")).unwrap();
+    let test = format!("test={}", csv.display());
+    let o = quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test]);
+    exited(&o, 0);
+    let note = text(&o).lines().find(|l| l.contains("table 'test': ignored")).unwrap_or_default().to_string();
+    assert!(
+        note.contains(&format!("ignored {k} non-numeric column(s) c0, c1, c2, c3, c4 and {} more", k - 5)),
+        "{note}"
+    );
+    // duplicates are still found
+    std::fs::write(&csv, format!("{header},c17\n{row},x\n")).unwrap();
+    let o = quiver(&["run", "conformal-selection", "--input", &cal, "--input", &test]);
+    exited(&o, 2);
+    assert!(text(&o).contains("column 'c17' appears twice"), "{}", text(&o));
+}
+
+/// The command line itself: a plugin folder that does not exist, an argument that is not UTF-8,
+/// a closed standard output and a stream as input are each a clear answer.
+#[test]
+fn command_line_edges_are_errors_with_their_cause() {
+    let o = quiver_in(Path::new("/nonexistent/plugins"), &["list"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("/nonexistent/plugins given with --plugins does not exist"), "{}", text(&o));
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.csv");
+        let o = Command::new(env!("CARGO_BIN_EXE_quiver")).args(["info"]).arg(bad).output().unwrap();
+        exited(&o, 2);
+        assert!(text(&o).contains("argument 2 is not valid UTF-8: 'caf\u{FFFD}.csv'"), "{}", text(&o));
+    }
+    // `>&-`: the output would be lost; a closed stdout is an error, as a full disk is
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' list --plugins '{}' >&-", env!("CARGO_BIN_EXE_quiver"), testing::plugin_dir().display()))
+        .output()
+        .unwrap();
+    exited(&o, 74);
+    assert!(text(&o).contains("standard output is closed"), "{}", text(&o));
+    // a CSV from a pipe (`/dev/stdin`) is read, not refused with "Illegal seek"
+    let cal = example("conformal-selection/calibration.csv");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'mu\\n0.5\\n1.5\\n' | '{}' run conformal-selection --input calibration='{cal}' --input test=/dev/stdin --json --plugins '{}'",
+            env!("CARGO_BIN_EXE_quiver"),
+            testing::plugin_dir().display()
+        ))
+        .output()
+        .unwrap();
+    exited(&o, 0);
+    assert!(text(&o).contains("\"p_values\""), "{}", text(&o));
+}
+
+/// Values the method cannot use are refused with the row: a shrinkage target outside the range
+/// of what it shrinks (a proportion, a difference of two).
+#[test]
+fn targets_outside_their_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "d.csv", "y,n,m\n3,10,0.2\n4,12,1.5\n5,9,0.4\n");
+    let o = quiver(&["run", "sure-binomial", "--input", &format!("data={data}")]);
+    exited(&o, 2);
+    assert!(text(&o).contains("column 'm', row 2: value 1.5 is not a proportion, in [0, 1]"), "{}", text(&o));
+    let data = write(dir.path(), "d2.csv", "y1,n1,y2,n2,m\n3,10,2,10,0.1\n4,12,6,12,-1.5\n5,9,5,9,0\n");
+    let o = quiver(&["run", "sure-binomial", "--input", &format!("data={data}"), "--set", "sample=two"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("value -1.5 is not a difference of proportions, in [-1, 1]"), "{}", text(&o));
+}
+
+/// A policy that leaves the data's support where the critic has no value is refused, naming the
+/// state and the action — never a result with an empty V and a null J.
+#[test]
+fn policies_outside_the_data_are_refused_not_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(dir.path(), "t.csv", "episode,t,s,a,r,s_next,done\n0,0,0,0,1.0,0,1\n1,0,0,0,2.0,0,1\n");
+    let p = write(dir.path(), "p.csv", "s,a,prob\n0,0,0.5\n0,1,0.5\n");
+    for method in ["critic-lstd", "critic-cql"] {
+        let o = quiver(&["run", method, "--input", &format!("transitions={t}"), "--input", &format!("policy={p}")]);
+        exited(&o, 2);
+        assert!(
+            text(&o).contains("takes action 1 at state 0, which the data never took there"),
+            "{method}: {}",
+            text(&o)
+        );
+    }
+}
+
+/// Two statements of one thing that disagree are refused, naming both: a `pi_prob` column against
+/// the `policy` table, a pair twice in a reward model, a bandit log beside trajectories.
+#[test]
+fn contradictory_inputs_are_refused_not_settled_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let transitions = std::fs::read_to_string(example("ope/transitions.csv")).unwrap();
+    let mut lines: Vec<String> = transitions.lines().map(String::from).collect();
+    // row 3's pi_prob, the last field, made to contradict the policy table
+    let fields: Vec<&str> = lines[3].split(',').collect();
+    let changed = format!("{},0.99", fields[..fields.len() - 1].join(","));
+    lines[3] = changed;
+    let t = write(dir.path(), "t.csv", &(lines.join("\n") + "\n"));
+    let policy = format!("policy={}", example("ope/policy.csv"));
+    let o = quiver(&["run", "ope", "--input", &format!("transitions={t}"), "--input", &policy]);
+    exited(&o, 2);
+    assert!(text(&o).contains("column 'pi_prob', row 3: value 0.99 contradicts the 'policy' table"), "{}", text(&o));
+    // the example as it is runs
+    let good = format!("transitions={}", example("ope/transitions.csv"));
+    let o = quiver(&["run", "ope", "--input", &good, "--input", &policy]);
+    exited(&o, 0);
+    let q = write(dir.path(), "q.csv", "s,a,q\n0,0,1.0\n0,1,2.0\n0,0,3.0\n");
+    let o = quiver(&["run", "ope", "--input", &good, "--input", &policy, "--input", &format!("q={q}")]);
+    exited(&o, 2);
+    assert!(text(&o).contains("the pair (s, a) = (0, 0) is given twice (rows 1 and 3)"), "{}", text(&o));
+    let bandit = write(
+        dir.path(),
+        "b.csv",
+        "a,r,mu_prob,pi_0,pi_1,qhat_0,qhat_1\n0,1,0.5,0.5,0.5,0.5,0.5\n1,0,0.5,0.5,0.5,0.5,0.5\n",
+    );
+    let o = quiver(&["run", "ope", "--input", &good, "--input", &policy, "--input", &format!("bandit={bandit}")]);
+    exited(&o, 2);
+    assert!(text(&o).contains("'bandit' and 'transitions' were both given"), "{}", text(&o));
+}
+
+/// Importance weights near the end of the double range: the effective sample size stays a
+/// number, and a weight past the range is named as the cause (not the rewards).
+#[test]
+fn extreme_importance_weights_give_numbers_or_name_the_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |mu: &str| {
+        let mut body = String::from("a,r,mu_prob,pi_0,pi_1,qhat_0,qhat_1\n");
+        body.push_str(&format!("0,1,{mu},0.5,0.5,0.5,0.5\n"));
+        for i in 0..30 {
+            body.push_str(&format!("{},{},0.5,0.5,0.5,0.5,0.5\n", i % 2, (i % 3) as f64 / 2.0));
+        }
+        body
+    };
+    // a weight of 5e299 beside weights of 1: the effective sample size is 1, a number
+    let b = write(dir.path(), "b.csv", &rows("1e-300"));
+    let o = quiver(&["run", "ope", "--input", &format!("bandit={b}"), "--set", "ci=bootstrap", "--json"]);
+    let out = text(&o);
+    if o.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["ess"].as_f64().is_some_and(|e| (1.0..1.0 + 1e-9).contains(&e)), "ess {}", v["ess"]);
+    } else {
+        // where the estimates themselves overflow, the weight is named as the cause
+        exited(&o, 2);
+        assert!(out.contains("the importance weight pi/mu") && out.contains("mu_prob = 1e-300"), "{out}");
+    }
+    let b = write(dir.path(), "b2.csv", &rows("1e-320"));
+    let o = quiver(&["run", "ope", "--input", &format!("bandit={b}"), "--set", "ci=t"]);
+    exited(&o, 2);
+    assert!(text(&o).contains("column 'mu_prob', row 1: the importance weight pi/mu"), "{}", text(&o));
+}

@@ -41,6 +41,8 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
 /// method's manifest. Tables the
 /// method does not read, and required tables that are missing, are errors.
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
+    // the tables share one budget: together they must leave room for the method's working copies
+    let mut budget = InputBudget::from_limit();
     let mut tables = Vec::new();
     for (i, (role, path)) in inputs.iter().enumerate() {
         // a repeated role is a mistake, not a choice to make silently
@@ -57,7 +59,7 @@ pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<
                 table: role.clone(),
                 known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
             })?;
-        let table = read_table(path, role, spec)?;
+        let table = read_table_within(path, role, spec, &mut budget)?;
         tables.push(table);
     }
     validate_tables(manifest, &mut tables)?;
@@ -67,6 +69,16 @@ pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<
 /// Read one input: a CSV file, or `PATH.npy:name1,name2,...` for a plain NumPy matrix whose
 /// columns get those names.
 pub fn read_table(path: &Path, role: &str, spec: &quiver_abi::TableSpec) -> Result<Table, InputError> {
+    read_table_within(path, role, spec, &mut InputBudget::from_limit())
+}
+
+/// [`read_table`], taking the table's memory from `budget` ([`InputBudget`]).
+pub fn read_table_within(
+    path: &Path,
+    role: &str,
+    spec: &quiver_abi::TableSpec,
+    budget: &mut InputBudget,
+) -> Result<Table, InputError> {
     let text = path.to_string_lossy();
     if let Some((file, names)) = text.rsplit_once(':').filter(|(f, _)| f.ends_with(".npy")) {
         let names: Vec<String> = names.split(',').map(|s| s.trim().to_string()).collect();
@@ -88,7 +100,7 @@ pub fn read_table(path: &Path, role: &str, spec: &quiver_abi::TableSpec) -> Resu
                 ),
             });
         }
-        return npy::read_npy(Path::new(file), role, &names);
+        return npy::read_npy_within(Path::new(file), role, &names, budget);
     }
     if text.ends_with(".npy") {
         return Err(InputError::File {
@@ -97,7 +109,7 @@ pub fn read_table(path: &Path, role: &str, spec: &quiver_abi::TableSpec) -> Resu
             reason: "name the columns of a .npy matrix: ROLE=PATH.npy:name1,name2,...".into(),
         });
     }
-    read_csv(path, role, Some(spec))
+    crate::table::read_csv_within(path, role, Some(spec), budget)
 }
 
 /// Check tables against the manifest (required tables present, columns, types, finiteness) and

@@ -38,7 +38,7 @@ pub use quiver_abi::{
     Bound, Device, DeviceRequest, ErrorKind, Manifest, ParamKind, ParamSpec, RunContext, StepOutput, StepSpec,
     TableSpec, ABI_VERSION,
 };
-pub use table::{column_kind, read_csv, validate_view, Table, Values};
+pub use table::{column_kind, read_csv, read_csv_within, validate_view, InputBudget, Table, Values};
 
 pub use quiver_abi::{BytesColumn, ColumnData, ColumnKind, ColumnView, TableView};
 use quiver_abi::{PluginIdentity, PluginModRef};

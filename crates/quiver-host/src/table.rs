@@ -48,6 +48,61 @@ impl Values {
     }
 }
 
+/// The memory the input tables of one run may take: what the method's working copies leave of
+/// the memory limit. A plugin may hold [`quiver_sdk::WORKING_COPIES`] copies of its inputs and
+/// refuses inputs larger than the limit allows for them; the host applies the same rule while it
+/// reads, so that a request too large is refused before the tables fill the memory, not after.
+#[derive(Clone, Debug)]
+pub struct InputBudget {
+    left: f64,
+    limit: f64,
+}
+
+impl InputBudget {
+    /// The budget of the limit in force (`--max-memory`, `QUIVER_MAX_MEMORY`, else 80% of the
+    /// machine's memory).
+    pub fn from_limit() -> Self {
+        let limit = quiver_sdk::memory::limit() as f64;
+        InputBudget { left: limit / quiver_sdk::WORKING_COPIES, limit }
+    }
+    /// A budget of `bytes` for the tables themselves (tests).
+    pub fn with_bytes(bytes: f64) -> Self {
+        InputBudget { left: bytes, limit: bytes * quiver_sdk::WORKING_COPIES }
+    }
+    /// Whether tables of `bytes` more fit; the error names the table, its file and, while a file
+    /// is being read, the row reached.
+    pub fn check(&self, bytes: f64, table: &str, path: &Path, at_row: Option<usize>) -> Result<(), InputError> {
+        if bytes <= self.left {
+            return Ok(());
+        }
+        let copies = quiver_sdk::WORKING_COPIES;
+        let human = quiver_sdk::memory::human;
+        Err(InputError::File {
+            table: table.into(),
+            path: path.into(),
+            reason: format!(
+                "its values{} take {}, and with the method's working copies ({copies}x) the inputs need {} of \
+                 memory, past the limit of {} (set with --max-memory or {})",
+                at_row.map_or(String::new(), |r| format!(" (up to row {r}, where reading stopped)")),
+                human(bytes),
+                human(bytes * copies + (self.limit / copies - self.left) * copies),
+                human(self.limit),
+                quiver_sdk::memory::MAX_MEMORY_ENV
+            ),
+        })
+    }
+    /// The bytes left for tables.
+    pub fn left_bytes(&self) -> f64 {
+        self.left
+    }
+    /// Take `bytes` for a table read (see [`InputBudget::check`]).
+    pub fn take(&mut self, bytes: f64, table: &str, path: &Path, at_row: Option<usize>) -> Result<(), InputError> {
+        self.check(bytes, table, path, at_row)?;
+        self.left -= bytes;
+        Ok(())
+    }
+}
+
 /// An owned table with a role name and named columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -279,33 +334,63 @@ fn column_matches(spec: &ColumnSpec, name: &str) -> bool {
 /// parsed as its kinds; other columns are kept when every value is numeric and listed in
 /// [`Table::ignored`] otherwise. Errors name the table, column, row and line.
 pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Table, InputError> {
+    read_csv_within(path, role, spec, &mut InputBudget::from_limit())
+}
+
+/// [`read_csv`], taking the table's memory from `budget`: the values read so far are checked
+/// against it as the rows come in, so a file too large for the limit is refused when the limit
+/// is reached, not after it has been read.
+pub fn read_csv_within(
+    path: &Path,
+    role: &str,
+    spec: Option<&TableSpec>,
+    budget: &mut InputBudget,
+) -> Result<Table, InputError> {
     let file_err = |reason: String| InputError::File { table: role.into(), path: path.into(), reason };
     // one handle for the checks and the reader: a binary file (NUL bytes in its first 64 KiB) is
     // refused at once, before the reader would take all of it as one enormous header field; the
-    // file's length and whether it ends with a newline give each record's line (below)
+    // file's length and whether it ends with a newline give each record's line (below). A pipe or
+    // a FIFO (`/dev/stdin`) cannot seek: it is read into memory first, within the budget.
     let (mut reader, file_len, ends_with_newline) = {
         use std::io::{Read, Seek, SeekFrom};
         let io = |e: std::io::Error| file_err(e.to_string());
         let mut f = std::fs::File::open(path).map_err(io)?;
-        let file_len = f.metadata().map_err(io)?.len();
-        let mut head = Vec::with_capacity(1 << 16);
-        (&mut f).take(1 << 16).read_to_end(&mut head).map_err(io)?;
+        let meta = f.metadata().map_err(io)?;
+        let (source, file_len, ends_with_newline): (Box<dyn Read>, u64, bool) = if meta.is_file() {
+            let file_len = meta.len();
+            let mut last = [0u8; 1];
+            let ends_with_newline = file_len == 0
+                || (f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n');
+            f.seek(SeekFrom::Start(0)).map_err(io)?;
+            (Box::new(f), file_len, ends_with_newline)
+        } else {
+            // the text of a stream is held while it is parsed: at most what the budget allows
+            let cap = budget.left_bytes().min(u64::MAX as f64) as u64;
+            let mut text = Vec::new();
+            (&mut f).take(cap.saturating_add(1)).read_to_end(&mut text).map_err(io)?;
+            if text.len() as u64 > cap {
+                budget.check(text.len() as f64, role, path, None)?;
+            }
+            let ends_with_newline = text.last().is_none_or(|&b| b == b'\n');
+            let len = text.len() as u64;
+            (Box::new(std::io::Cursor::new(text)), len, ends_with_newline)
+        };
+        let mut source = std::io::BufReader::with_capacity(1 << 16, source);
+        let head = std::io::BufRead::fill_buf(&mut source).map_err(io)?;
         if let Some(at) = head.iter().position(|&b| b == 0) {
             return Err(file_err(format!(
                 "not a text CSV file (a NUL byte at offset {at}); give a CSV with a header row, or a .npy matrix as \
                  FILE.npy:NAME1,NAME2,..."
             )));
         }
-        let mut last = [0u8; 1];
-        let ends_with_newline =
-            file_len == 0 || (f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n');
-        f.seek(SeekFrom::Start(0)).map_err(io)?;
-        (csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(f), file_len, ends_with_newline)
+        (csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(source), file_len, ends_with_newline)
     };
     let headers: Vec<String> =
         reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(String::from).collect();
-    if let Some(dup) = headers.iter().enumerate().find(|(i, h)| headers[..*i].contains(h)) {
-        return Err(file_err(format!("column '{}' appears twice in the header", dup.1)));
+    // by hash: a header of 10^5 columns costs 10^5 lookups, not 10^10 comparisons
+    let mut seen = std::collections::HashSet::with_capacity(headers.len());
+    if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+        return Err(file_err(format!("column '{dup}' appears twice in the header")));
     }
     if let Some(k) = headers.iter().position(String::is_empty) {
         return Err(file_err(format!("column {} of the header has no name", k + 1)));
@@ -321,6 +406,18 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
         Bytes(Vec<u8>, Vec<u64>),
         Other(Vec<f64>),
         Ignored,
+    }
+    /// The memory the values read so far take.
+    fn values_bytes(cols: &[Col]) -> f64 {
+        cols.iter()
+            .map(|c| match c {
+                Col::F64(v) | Col::Other(v) => v.len() * 8,
+                Col::I64(v, _) => v.len() * 8,
+                Col::Bool(v) => v.len(),
+                Col::Bytes(d, o) => d.len() + 8 * o.len(),
+                Col::Ignored => 0,
+            } as f64)
+            .sum()
     }
     let mut cols: Vec<Col> = headers
         .iter()
@@ -342,6 +439,10 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
     let mut record = csv::StringRecord::new();
     let mut row = 0usize;
     loop {
+        // the values so far, against the budget, every 4096 rows
+        if row % 4096 == 0 && row > 0 {
+            budget.check(values_bytes(&cols), role, path, Some(row))?;
+        }
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
@@ -395,6 +496,7 @@ pub fn read_csv(path: &Path, role: &str, spec: Option<&TableSpec>) -> Result<Tab
         }
         row += 1;
     }
+    budget.take(values_bytes(&cols), role, path, None)?;
     let mut table = Table { role: role.into(), columns: Vec::new(), nrows: row, ignored: Vec::new(), lines };
     for (name, col) in headers.into_iter().zip(cols) {
         let values = match col {

@@ -340,6 +340,30 @@ def test_bad_input_names_table_column_and_row():
     assert e.value.table == "data" and e.value.column == "n" and e.value.row == 1, str(e.value)
 
 
+def test_integer_columns_take_exact_integers_of_any_dtype_and_name_a_missing_row():
+    t = pd.read_csv(EXAMPLES / "critic-lstd" / "transitions.csv")
+    policy = pd.read_csv(EXAMPLES / "critic-lstd" / "policy.csv")
+    want = quiver.run("critic-lstd", transitions=t, policy=policy, device="cpu")["j"]
+    odd = t.copy()
+    odd["s"] = odd["s"].astype("Int64")  # pandas' nullable integers, none missing
+    odd["a"] = odd["a"].astype(np.float64)  # integral floats, as a CSV with 1.0 would give
+    odd["episode"] = odd["episode"].astype("category")  # a category of ints
+    assert quiver.run("critic-lstd", transitions=odd, policy=policy, device="cpu")["j"] == want
+    missing = odd.copy()
+    missing["s"] = missing["s"].astype("Int64")
+    missing.loc[4, "s"] = pd.NA
+    with pytest.raises(quiver.InvalidInputError, match="column 's', row 5: value missing") as e:
+        quiver.run("critic-lstd", transitions=missing, policy=policy)
+    assert (e.value.table, e.value.column, e.value.row) == ("transitions", "s", 4)
+    frac = odd.copy()
+    frac.loc[2, "a"] = 0.5
+    with pytest.raises(quiver.InvalidInputError, match="row 3: value 0.5 is not an integer") as e:
+        quiver.run("critic-lstd", transitions=frac, policy=policy)
+    assert e.value.row == 2
+    with pytest.raises(TypeError, match="plugins must be a folder"):
+        quiver.methods(plugins=5)
+
+
 def test_bad_parameters_methods_and_devices():
     with pytest.raises(quiver.InvalidParameterError, match="'q'") as e:
         quiver.ConformalSelector("conformal-selection", q=2)

@@ -95,22 +95,15 @@ fn ids(t: &TableRef<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginE
 /// The numbered columns `{prefix}0, {prefix}1, …` of a table (stopping at the first gap), and an
 /// error if a higher-numbered one exists past the gap.
 pub fn numbered_columns<'a>(t: &TableRef<'a>, prefix: &str) -> Result<Vec<&'a [f64]>, PluginError> {
-    let mut out = Vec::new();
-    while t.has(&format!("{prefix}{}", out.len())) {
-        out.push(t.f64(&format!("{prefix}{}", out.len()))?);
-    }
-    let stray = t
-        .column_names()
-        .into_iter()
-        .find(|c| c.strip_prefix(prefix).and_then(|k| k.parse::<usize>().ok()).is_some_and(|k| k >= out.len()));
-    if let Some(c) = stray {
+    let found = t.numbered_f64(prefix)?;
+    let run = found.iter().enumerate().take_while(|(i, (k, _))| i == k).count();
+    if let Some((k, _)) = found.get(run) {
         return Err(PluginError::input(format!(
-            "table '{}': column '{c}' but no '{prefix}{}': number the {prefix}* columns from 0 without gaps",
+            "table '{}': column '{prefix}{k}' but no '{prefix}{run}': number the {prefix}* columns from 0 without gaps",
             t.role(),
-            out.len()
         )));
     }
-    Ok(out)
+    Ok(found.into_iter().map(|(_, c)| c).collect())
 }
 
 impl<'a> Transitions<'a> {

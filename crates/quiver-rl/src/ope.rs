@@ -101,14 +101,22 @@ pub struct Interval {
 }
 
 impl Interval {
+    /// An interval around `estimate`, widened where needed to contain it: a bootstrap's
+    /// percentiles or a bound computed in another summation order can miss the point estimate by
+    /// a rounding error, and an interval that excludes its own estimate misleads whoever reads it
+    /// (widening keeps any coverage the ends had).
+    pub fn new(estimate: f64, (lower, upper): (f64, f64), valid: Validity) -> Self {
+        Interval { estimate, lower: lower.min(estimate), upper: upper.max(estimate), valid }
+    }
+
     /// An asymptotic interval.
-    pub fn asymptotic(estimate: f64, (lower, upper): (f64, f64)) -> Self {
-        Interval { estimate, lower, upper, valid: Validity::Asymptotic }
+    pub fn asymptotic(estimate: f64, ends: (f64, f64)) -> Self {
+        Interval::new(estimate, ends, Validity::Asymptotic)
     }
 
     /// A finite-sample interval.
-    pub fn finite(estimate: f64, (lower, upper): (f64, f64)) -> Self {
-        Interval { estimate, lower, upper, valid: Validity::FiniteSample }
+    pub fn finite(estimate: f64, ends: (f64, f64)) -> Self {
+        Interval::new(estimate, ends, Validity::FiniteSample)
     }
 }
 
@@ -233,9 +241,19 @@ pub fn mean_interval(x: &[f64], spec: &CiSpec) -> Interval {
     })
 }
 
-/// The effective sample size of weights, (Σw)² / Σw².
+/// The effective sample size of weights, (Σw)² / Σw² — computed on the weights divided by the
+/// largest, which leaves it unchanged and keeps it finite for weights near the ends of the double
+/// range (π/μ with μ = 1e-300 squares to infinity).
 pub fn effective_sample_size(w: impl IntoIterator<Item = f64>) -> f64 {
-    let (s, s2) = w.into_iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
+    let w: Vec<f64> = w.into_iter().collect();
+    let top = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if !(top > 0.0 && top.is_finite()) {
+        return 0.0;
+    }
+    let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &x| {
+        let x = x / top;
+        (a + x, b + x * x)
+    });
     if s2 > 0.0 {
         s * s / s2
     } else {
@@ -404,7 +422,7 @@ pub fn trajectory(
         if let (Some([.., dr]), Some((_, external))) = (bounds, input.model_range) {
             let (lower, upper) = ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha);
             let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
-            est.dr = Some(Interval { estimate: summary.mean[3], lower, upper, valid });
+            est.dr = Some(Interval::new(summary.mean[3], (lower, upper), valid));
         }
     }
     Ok(est)
@@ -578,8 +596,14 @@ pub fn bandit(
     let s = input.summary().map_err(refuse)?;
     let n = s.n;
     let ratio = s.mean[0] / s.mean[1];
-    // Σw² = m2 + n mean² gives the ESS without another pass
+    // Σw² = m2 + n mean² gives the ESS without another pass; where the weights' squares leave the
+    // double range (a weight of 1e300), a second pass on the scaled weights gives it exactly
     let ess = (n * s.mean[1]).powi(2) / (s.m2[1] + n * s.mean[1] * s.mean[1]);
+    let ess = if ess.is_finite() && ess > 0.0 {
+        ess
+    } else {
+        effective_sample_size((0..input.a.len()).map(|i| input.pi[input.a[i] as usize][i] / input.mu[i]))
+    };
     // per resample: the six estimators (SNIPW in place of the weights' mean)
     let stat = |b: &[f64]| {
         let mut v: Vec<f64> = b.iter().map(|x| x / n).collect();
@@ -642,4 +666,37 @@ pub fn bandit(
         }
     }
     Ok(est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The effective sample size is scale-free: weights of 1e300 give what weights of 1 give.
+    #[test]
+    fn effective_sample_size_is_scale_free() {
+        let w = [1.0, 2.0, 3.0, 0.5];
+        let base = effective_sample_size(w);
+        for scale in [1e-300, 1e300, 1e-200] {
+            let got = effective_sample_size(w.iter().map(|x| x * scale));
+            assert!((got - base).abs() <= 1e-12 * base, "{scale}: {got} vs {base}");
+        }
+        assert_eq!(effective_sample_size([0.0, 0.0]), 0.0);
+    }
+
+    /// An interval always contains its point estimate, whatever rounding did to its ends.
+    #[test]
+    fn intervals_contain_their_estimate() {
+        let iv = Interval::asymptotic(1.0, (1.0 + 1e-14, 2.0));
+        assert_eq!((iv.lower, iv.upper), (1.0, 2.0));
+        let iv = Interval::finite(3.0, (0.0, 3.0 - 4e-16));
+        assert_eq!((iv.lower, iv.upper), (0.0, 3.0));
+        // bootstrap intervals of many data sets, each containing its mean
+        for seed in 0..50u64 {
+            let x: Vec<f64> = (0..40).map(|i| ((i as f64 + seed as f64 * 0.37) * 1.618).sin() * 1e-3 + 0.1).collect();
+            let spec = CiSpec { method: CiMethod::Bootstrap, alpha: 0.05, resamples: 200, seed, declared: None };
+            let iv = mean_interval(&x, &spec);
+            assert!(iv.lower <= iv.estimate && iv.estimate <= iv.upper, "{iv:?}");
+        }
+    }
 }

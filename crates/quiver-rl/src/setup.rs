@@ -99,17 +99,37 @@ pub fn v_json(v: &[(u32, f64)]) -> Value {
 }
 
 /// V(s) = Σ_a w(a|s) Q(s, a) over the pairs at each state with data, w = π (from a policy table)
-/// or, without one, β̂ (the data's own action frequencies: the behaviour value).
-pub fn state_values(data: &Transitions<'_>, pairs: &PairIndex, q: &[f64], pi: Option<&Policy>) -> Vec<(u32, f64)> {
-    let States::Discrete { s, .. } = &data.states else { return Vec::new() };
+/// or, without one, β̂ (the data's own action frequencies: the behaviour value). A state where π
+/// takes an action the critic has no value for is an error naming both: its V (and J) would
+/// otherwise be left out silently.
+pub fn state_values(
+    data: &Transitions<'_>,
+    pairs: &PairIndex,
+    q: &[f64],
+    pi: Option<&Policy>,
+) -> Result<Vec<(u32, f64)>, PluginError> {
+    let States::Discrete { s, .. } = &data.states else { return Ok(Vec::new()) };
     let mut states: Vec<u32> = s.to_vec();
     states.sort_unstable();
     states.dedup();
     match pi {
         Some(pi) => states
             .into_iter()
-            .filter_map(|st| {
-                crate::linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| q[k])).map(|v| (st, v))
+            .map(|st| {
+                crate::linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| q[k]))
+                    .map(|v| (st, v))
+                    .ok_or_else(|| {
+                        let a =
+                            pi.at(st).and_then(|(acts, _)| acts.iter().copied().find(|&a| pairs.get(st, a).is_none()));
+                        PluginError::input(match a {
+                            Some(a) => format!(
+                                "the target policy takes action {a} at state {st}, which the data never took there: \
+                                 the critic has no value for it, so V({st}) and J are not estimable (collect data \
+                                 there, or use a policy that stays in the data's support)"
+                            ),
+                            None => format!("table 'policy' has no row for state {st}, which the data reaches"),
+                        })
+                    })
             })
             .collect(),
         None => {
@@ -122,7 +142,7 @@ pub fn state_values(data: &Transitions<'_>, pairs: &PairIndex, q: &[f64], pi: Op
             for (&st, &at) in s.iter().zip(&data.a) {
                 *v.entry(st).or_default() += q[pairs.get(st, at).expect("pair with data")] / total[&st];
             }
-            states.into_iter().map(|st| (st, v[&st])).collect()
+            Ok(states.into_iter().map(|st| (st, v[&st])).collect())
         }
     }
 }

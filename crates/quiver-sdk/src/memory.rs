@@ -36,12 +36,29 @@ pub fn physical_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The limit in bytes: `QUIVER_MAX_MEMORY`, else 80% of physical memory, else 8 GiB.
+/// The process's own ceilings on memory (`ulimit -v`, `ulimit -d`: "Max address space" and "Max
+/// data size" in `/proc/self/limits`), the lower of those set.
+pub fn process_ceiling() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .filter(|l| l.starts_with("Max address space") || l.starts_with("Max data size"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .min()
+}
+
+/// The limit in bytes: `QUIVER_MAX_MEMORY`, else 80% of physical memory (8 GiB where that is
+/// unknown) — and never more than 80% of a ceiling the process runs under (`ulimit -v`), which
+/// would otherwise abort it at an allocation the limit allowed.
 pub fn limit() -> u64 {
-    std::env::var(MAX_MEMORY_ENV)
+    let asked = std::env::var(MAX_MEMORY_ENV)
         .ok()
         .and_then(|v| parse_size(&v))
-        .unwrap_or_else(|| physical_memory().map_or(8 << 30, |m| m / 5 * 4))
+        .unwrap_or_else(|| physical_memory().map_or(8 << 30, |m| m / 5 * 4));
+    match process_ceiling() {
+        Some(c) => asked.min(c / 5 * 4),
+        None => asked,
+    }
 }
 
 /// `bytes` in human units (B, KiB, MiB, GiB, TiB).

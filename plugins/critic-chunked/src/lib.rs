@@ -89,6 +89,16 @@ pub struct CriticChunked {
     fitted: Option<(Vec<f64>, Value)>,
 }
 
+/// The memory a fit may take at most, in bytes, for `n` rows and chunks of `h` (partial chunks of
+/// `h_a`) actions: every row may open a chunk and a partial chunk of its own. A key of L ids costs
+/// its hash-map entry and list slot with their allocations (about 104 + 8L bytes); a row, its
+/// window, bootstrap and target arrays and its (chunk, state) pair (about 200 bytes); and the
+/// result lists every key with its value, as JSON values and then text (about 48 bytes an id).
+pub fn chunked_bytes(n: usize, h: usize, h_a: usize) -> f64 {
+    let key = |len: usize| 104.0 + 8.0 * len as f64 + 48.0 * (len + 1) as f64;
+    n as f64 * (key(h + 1) + key(h_a + 1) + 200.0)
+}
+
 /// Index of keys (state, actions…) in first-seen order.
 #[derive(Default)]
 struct Keys {
@@ -308,6 +318,7 @@ impl CriticImpl for CriticChunked {
                 ),
             ));
         }
+        quiver_sdk::memory::reserve(chunked_bytes(data.n, c.h, c.h_a), "the chunk keys, their values and the result")?;
         match c.common.features {
             FeatureKind::OneHot => {}
             FeatureKind::Rff => {

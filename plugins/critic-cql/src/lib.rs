@@ -41,8 +41,8 @@ impl CriticImpl for CriticCql {
         let (q, plain) = cql(&model, &pi, self.gamma, self.alpha)?;
         let (q, plain) = (q.to_vec(), plain.to_vec());
         setup::ensure_finite("values", q.iter().chain(&plain).copied(), &data)?;
-        let v = setup::state_values(&data, &model.pairs, &q, Some(&pi));
-        let v_plain = setup::state_values(&data, &model.pairs, &plain, Some(&pi));
+        let v = setup::state_values(&data, &model.pairs, &q, Some(&pi))?;
+        let v_plain = setup::state_values(&data, &model.pairs, &plain, Some(&pi))?;
         let gap: Vec<(u32, f64)> = v.iter().zip(&v_plain).map(|(a, b)| (a.0, a.1 - b.1)).collect();
         let summary = json!({
             "alpha": self.alpha,

@@ -136,7 +136,7 @@ impl CriticLstd {
         let mo = linear::accumulate_onehot(data, &pairs, target);
         let theta = self.solve(&mo, summary)?;
         let q: Vec<f64> = theta.to_vec();
-        let v = setup::state_values(data, &pairs, &q, policy.as_ref());
+        let v = setup::state_values(data, &pairs, &q, policy.as_ref())?;
         summary["pairs"] = json!(pairs.len());
         summary["pairs_without_data"] = json!(pairs.len() - pairs.with_data);
         summary["q"] = setup::q_json(&pairs, |k| q[k]);

@@ -195,6 +195,25 @@ impl Ope {
         }
         let e = ope::bandit(&input, &c.ci, &|plan| self.resample(plan), &refuse)?;
         if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
+            // name the real cause: an importance weight past the double range (a logging
+            // probability near 0), or rewards too large to sum
+            let weight = |i: usize| input.pi[a[i] as usize][i] / mu[i];
+            let (wi, wmax) =
+                (0..t.nrows())
+                    .map(|i| (i, weight(i)))
+                    .fold((0, 0.0f64), |b, x| if x.1 > b.1 || x.1.is_nan() { x } else { b });
+            if !wmax.is_finite() || wmax > 1e100 {
+                return Err(t.row_error(
+                    "mu_prob",
+                    wi,
+                    format_args!(
+                        "the importance weight pi/mu = {} (mu_prob = {}) overflows the estimates: a logging probability \
+                         this close to 0 gives the row a weight no estimate survives; check mu_prob",
+                        quiver_sdk::compact(wmax),
+                        quiver_sdk::compact(mu[wi])
+                    ),
+                ));
+            }
             let largest = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             return Err(PluginError::input(format!(
                 "the estimates overflow double precision (the largest |r| in table 'bandit' is {largest:e}): rescale the rewards"
@@ -241,7 +260,29 @@ impl Ope {
         })?;
         let policy = tables.opt("policy").map(|p| Policy::read(&p)).transpose()?;
         let rho: Vec<f64> = match (&policy, data.pi_prob, &data.states) {
-            (Some(pi), _, States::Discrete { s, .. }) => {
+            (Some(pi), pi_col, States::Discrete { s, .. }) => {
+                // two statements of the target's probabilities must agree: otherwise which one the
+                // estimate used would be a silent choice
+                if let Some(pp) = pi_col {
+                    let off = (0..data.n).find(|&i| {
+                        let want = pi.prob(s[i], data.a[i]);
+                        (pp[i] - want).abs() > 1e-9 * want.abs().max(1e-300) && (pp[i] - want).abs() > 1e-12
+                    });
+                    if let Some(i) = off {
+                        return Err(t.row_error(
+                            "pi_prob",
+                            i,
+                            format_args!(
+                                "value {} contradicts the 'policy' table, which gives pi({} | {}) = {}: give one of them, \
+                                 or make them agree",
+                                quiver_sdk::compact(pp[i]),
+                                data.a[i],
+                                s[i],
+                                quiver_sdk::compact(pi.prob(s[i], data.a[i]))
+                            ),
+                        ));
+                    }
+                }
                 (0..data.n).map(|i| pi.prob(s[i], data.a[i]) / mu[i]).collect()
             }
             (_, Some(pp), _) => (0..data.n).map(|i| pp[i] / mu[i]).collect(),
@@ -286,7 +327,24 @@ impl Ope {
                         let (qs, qa, qv) = (qt.i64("s")?, qt.i64("a")?, qt.f64("q")?);
                         qt.check_each("s", qs, |x| x >= 0 && x <= u32::MAX as i64, "is not a state id")?;
                         qt.check_each("a", qa, |x| x >= 0 && x <= u32::MAX as i64, "is not an action id")?;
-                        (0..qt.nrows()).map(|i| ((qs[i] as u32, qa[i] as u32), qv[i])).collect()
+                        // a pair given twice is a contradiction to point out, not one to settle silently
+                        let mut q_of = HashMap::with_capacity(qt.nrows());
+                        for i in 0..qt.nrows() {
+                            if let Some(first) = q_of.insert((qs[i] as u32, qa[i] as u32), (i, qv[i])) {
+                                return Err(qt.row_error(
+                                    "s",
+                                    i,
+                                    format_args!(
+                                        "the pair (s, a) = ({}, {}) is given twice (rows {} and {}): give each once",
+                                        qs[i],
+                                        qa[i],
+                                        first.0 + 1,
+                                        i + 1
+                                    ),
+                                ));
+                            }
+                        }
+                        q_of.into_iter().map(|(k, (_, v))| (k, v)).collect()
                     }
                     None => {
                         let target = NextTarget::Policy(pi);
@@ -435,13 +493,18 @@ fn declared_bounds(s: &Settings) -> Result<Option<Declared>, PluginError> {
 
 impl CriticImpl for Ope {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let (values, mut out) = match tables.opt("bandit") {
-            Some(b) => {
-                b.non_empty()?;
-                self.bandit(&b)?
-            }
-            None => self.trajectories(tables)?,
-        };
+        let (values, mut out) =
+            match tables.opt("bandit") {
+                Some(_) if tables.opt("transitions").is_some() => return Err(PluginError::input(
+                    "tables 'bandit' and 'transitions' were both given: a run evaluates one log, contextual-bandit \
+                     rounds or RL trajectories; give one of them",
+                )),
+                Some(b) => {
+                    b.non_empty()?;
+                    self.bandit(&b)?
+                }
+                None => self.trajectories(tables)?,
+            };
         let c = &self.config;
         out.insert("ci".into(), json!(c.ci.method.to_string()));
         out.insert("alpha".into(), json!(c.ci.alpha));

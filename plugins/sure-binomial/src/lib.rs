@@ -191,6 +191,16 @@ impl Units {
     pub fn read(t: &quiver_sdk::TableRef<'_>, two_sample: bool) -> Result<Units, PluginError> {
         let vhat = |p: f64, n: f64| p * (1.0 - p) / (n - 1.0);
         let m_col = t.f64_opt("m")?;
+        // a target is a proportion (one sample) or a difference of two (two samples): outside
+        // that range it would pull the estimates outside it too
+        if let Some(m) = m_col {
+            let (lo, hi, what) = if two_sample {
+                (-1.0, 1.0, "a difference of proportions, in [-1, 1]")
+            } else {
+                (0.0, 1.0, "a proportion, in [0, 1]")
+            };
+            t.check_each("m", m, |v| (lo..=hi).contains(&v), &format!("is not {what}"))?;
+        }
         let (raw, var, h, pooled) = if two_sample {
             let (y1, n1) = counts(t, "y1", "n1")?;
             let (y2, n2) = counts(t, "y2", "n2")?;

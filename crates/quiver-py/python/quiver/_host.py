@@ -31,7 +31,12 @@ def plugin_dirs(plugins: PluginDirs = None) -> List[str]:
     if plugins is not None:
         if isinstance(plugins, (str, os.PathLike)):
             return [os.fspath(plugins)]
-        return [os.fspath(p) for p in plugins]
+        if isinstance(plugins, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in plugins):
+            return [os.fspath(p) for p in plugins]
+        raise TypeError(
+            f"plugins must be a folder (a str or os.PathLike) or a list of folders, got {plugins!r} "
+            f"({type(plugins).__name__})"
+        )
     env = os.environ.get(PLUGIN_PATH_ENV, "")
     dirs = [d for d in env.split(os.pathsep) if d]
     if dirs:

@@ -54,6 +54,46 @@ def _declared(spec: Optional[Dict[str, Any]], name: str) -> bool:
     return False
 
 
+def _declared_type(spec: Optional[Dict[str, Any]], name: str) -> Optional[str]:
+    """The type (``f64``, ``i64``, ``bool``) the manifest gives column ``name``, if it names it."""
+    if spec is None:
+        return None
+    best = None
+    for c in spec["columns"]:
+        cname = c["name"]
+        if cname == name:
+            return c["type"]
+        if cname.endswith("*") and name.startswith(cname[:-1]):
+            best = c["type"]
+    return best
+
+
+def _integral(a: np.ndarray, role: str, name: str) -> np.ndarray:
+    """Floats that are exactly integers (a pandas ``Int64`` column, a ``category`` of ints, a
+    column read as floats) as ``int64``; a missing value (NaN) or a fraction is an error naming
+    its row."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        row = int(np.argmax(bad))
+        what = "missing (NaN)" if np.isnan(a[row]) else f"{a[row]}"
+        raise InvalidInputError(
+            f"table '{role}', column '{name}', row {row + 1}: value {what} is not an integer",
+            table=role,
+            column=name,
+            row=row,
+        )
+    frac = (a != np.round(a)) | (np.abs(a) > 2.0**53)
+    if frac.any():
+        row = int(np.argmax(frac))
+        raise InvalidInputError(
+            f"table '{role}', column '{name}', row {row + 1}: value {float(a[row])!r} is not an integer",
+            table=role,
+            column=name,
+            row=row,
+        )
+    return a.astype(np.int64)
+
+
 def _array(col: Any) -> np.ndarray:
     to_numpy = getattr(col, "to_numpy", None)
     if to_numpy is not None and not isinstance(col, np.ndarray):
@@ -98,7 +138,9 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
                 column=name,
             )
         kind = a.dtype.kind
-        if kind == "f":
+        if kind == "f" and _declared_type(spec, name) == "i64":
+            a = _integral(np.asarray(a, dtype=np.float64), role, name)
+        elif kind == "f":
             a = np.ascontiguousarray(a, dtype=np.float64)
         elif kind in "iu":
             if kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
