@@ -172,10 +172,12 @@ impl<'a> Forecasts<'a> {
         features: bool,
     ) -> Result<Forecasts<'a>, PluginError> {
         table.non_empty()?;
-        let y = if need_y { Some(table.f64("y")?) } else { table.f64_opt("y")? };
-        let q = layout.columns.iter().map(|c| table.f64(c)).collect::<Result<Vec<_>, _>>()?;
+        // subnormal values are refused: the problem is standardised, which would scale their
+        // rounding to order one (data near 1e-320 left Adam's weights at their start)
+        let y = if need_y { Some(table.f64_normal("y")?) } else { table.f64_normal_opt("y")? };
+        let q = layout.columns.iter().map(|c| table.f64_normal(c)).collect::<Result<Vec<_>, _>>()?;
         let x = if features {
-            layout.features.iter().map(|f| table.f64(&format!("x_{f}"))).collect::<Result<Vec<_>, _>>()?
+            layout.features.iter().map(|f| table.f64_normal(&format!("x_{f}"))).collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()
         };

@@ -175,8 +175,14 @@ pub fn problem_scale(y: &[f64], q: &[&[f64]]) -> (f64, f64) {
     (mean, if far > 0.0 && far.is_finite() { far } else { 1.0 })
 }
 
-/// The standardisation x̃ = (x − mean) / sd of each feature, fitted on the `fit` rows (a
-/// constant feature gets sd = 1: it only shifts θ).
+/// A feature whose standard deviation is below this fraction of its largest magnitude is constant
+/// up to rounding (0.1 written ten thousand times has an sd of 4e-16): dividing by that sd would
+/// scale the rounding error to order one and the test rows' features by 1e15.
+pub const CONSTANT_FEATURE: f64 = 1e-12;
+
+/// The standardisation x̃ = (x − mean) / sd of each feature, fitted on the `fit` rows (a feature
+/// that is constant, or constant up to rounding ([`CONSTANT_FEATURE`]), gets sd = 1: it only
+/// shifts θ).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Standardizer {
     /// Feature means.
@@ -188,7 +194,14 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fit on columns.
     pub fn fit(x: &[&[f64]]) -> Standardizer {
-        let (mean, sd) = x.iter().map(|c| center_scale(c)).unzip();
+        let (mean, sd) = x
+            .iter()
+            .map(|c| {
+                let (mean, sd) = center_scale(c);
+                let size = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                (mean, if sd <= CONSTANT_FEATURE * size { 1.0 } else { sd })
+            })
+            .unzip();
         Standardizer { mean, sd }
     }
     /// x̃ of row `i` into `out`.
@@ -302,4 +315,23 @@ pub fn baseline(g: Granularity, f: &Forecasts<'_>, j: usize, k: usize) -> Quanti
         }
     }
     QuantileMatrix { n, k, values }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feature constant up to rounding is not blown up by its rounding error: 0.1 everywhere
+    /// (sd ~ 1e-17 after the mean's rounding) standardises to ~0, not to ±1.
+    #[test]
+    fn features_constant_up_to_rounding_are_constant() {
+        let x = vec![0.1; 10_000];
+        let varied: Vec<f64> = (0..10_000).map(|i| 0.1 + (i % 7) as f64 * 1e-3).collect();
+        let st = Standardizer::fit(&[&x, &varied]);
+        assert_eq!(st.sd[0], 1.0);
+        assert!(st.sd[1] > 1e-4 && st.sd[1] < 1e-2, "{}", st.sd[1]);
+        let mut out = [0.0; 2];
+        st.row(&[&[0.2][..], &[0.1][..]], 0, &mut out);
+        assert!(out[0].abs() < 0.2, "a test value off the constant stays small: {}", out[0]);
+    }
 }

@@ -513,3 +513,34 @@ fn extreme_importance_weights_give_numbers_or_name_the_weight() {
     exited(&o, 2);
     assert!(text(&o).contains("column 'mu_prob', row 1: the importance weight pi/mu"), "{}", text(&o));
 }
+
+/// Data of subnormal size (1e-320) keep too few digits to standardise: refused with the row,
+/// not a fit whose weights never left their start (and a null loss) with exit 0.
+#[test]
+fn subnormal_forecasts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let scaled = |name: &str| {
+        let text = std::fs::read_to_string(example(&format!("quantile-aggregation/{name}"))).unwrap();
+        let mut lines = text.lines();
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for l in lines.take(200) {
+            let row: Vec<String> =
+                l.split(',').map(|v| v.parse::<f64>().map_or(v.to_string(), |x| format!("{:e}", x * 1e-320))).collect();
+            out.push_str(&(row.join(",") + "\n"));
+        }
+        write(dir.path(), name, &out)
+    };
+    let (fit, test) = (scaled("fit.csv"), scaled("test.csv"));
+    let o = quiver(&[
+        "run",
+        "quantile-aggregation",
+        "--input",
+        &format!("fit={fit}"),
+        "--input",
+        &format!("test={test}"),
+        "--set",
+        "solver=gradient",
+    ]);
+    exited(&o, 2);
+    assert!(text(&o).contains("is subnormal") && text(&o).contains("table 'fit'"), "{}", text(&o));
+}

@@ -149,6 +149,37 @@ impl<'a> TableRef<'a> {
         found.sort_unstable_by_key(|(k, _)| *k);
         found.into_iter().map(|(k, c)| Ok((k, self.f64_of(c.name.as_str(), &c.data)?))).collect()
     }
+    /// [`TableRef::f64`] for a method whose arithmetic needs full precision: besides finite, every
+    /// value is 0 or a normal number — a subnormal one (non-zero, below 2.2e-308) keeps too few
+    /// digits, and scaling it to order one (standardising) turns its rounding into the answer.
+    /// One pass, as the finiteness check alone.
+    pub fn f64_normal(&self, name: &str) -> Result<&'a [f64], PluginError> {
+        let Some(data) = self.raw(name) else { return Err(self.missing(name)) };
+        let ColumnData::F64(s) = data else { return self.f64_of(name, data) };
+        let s: &'a [f64] = s.as_slice();
+        let block = |c: &[f64]| c.iter().fold(true, |ok, &x| ok & (x == 0.0 || x.is_normal()));
+        if s.chunks(1 << 12).all(block) {
+            self.check_len(name, s.len())?;
+            return Ok(s);
+        }
+        // the first bad value, with what is wrong with it
+        let s = self.f64_of(name, data)?;
+        self.check_each(
+            name,
+            s,
+            |x: f64| x == 0.0 || x.is_normal(),
+            "is subnormal (non-zero below 2.2e-308: too few digits to compute with); rescale the data",
+        )?;
+        Ok(s)
+    }
+    /// [`TableRef::f64_normal`], `None` when the column is absent.
+    pub fn f64_normal_opt(&self, name: &str) -> Result<Option<&'a [f64]>, PluginError> {
+        if self.has(name) {
+            self.f64_normal(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
     /// Like [`TableRef::f64`], `None` when the column is absent.
     pub fn f64_opt(&self, name: &str) -> Result<Option<&'a [f64]>, PluginError> {
         let Some(data) = self.raw(name) else { return Ok(None) };
