@@ -544,3 +544,39 @@ fn subnormal_forecasts_are_refused() {
     exited(&o, 2);
     assert!(text(&o).contains("is subnormal") && text(&o).contains("table 'fit'"), "{}", text(&o));
 }
+
+/// A figure the result promises is a number at any scale the method accepts: the relative
+/// residual of LSTD at rewards near 1e300 (its norms are scaled as LAPACK's nrm2 scales them).
+#[test]
+fn promised_figures_are_numbers_at_extreme_scales() {
+    let dir = tempfile::tempdir().unwrap();
+    let text_of = std::fs::read_to_string(example("critic-lstd/transitions.csv")).unwrap();
+    let mut lines = text_of.lines();
+    let header = lines.next().unwrap();
+    let r_col = header.split(',').position(|c| c == "r").unwrap();
+    let mut out = format!("{header}\n");
+    for l in lines.take(400) {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        f[r_col] = format!("{:e}", f[r_col].parse::<f64>().unwrap() * 1e300);
+        out.push_str(&(f.join(",") + "\n"));
+    }
+    let t = write(dir.path(), "t.csv", &out);
+    let policy = format!("policy={}", example("critic-lstd/policy.csv"));
+    for target in ["lstdq", "fqe"] {
+        let o = quiver(&[
+            "run",
+            "critic-lstd",
+            "--input",
+            &format!("transitions={t}"),
+            "--input",
+            &policy,
+            "--set",
+            &format!("target={target}"),
+            "--json",
+        ]);
+        exited(&o, 0);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["residual"].as_f64().is_some_and(|r| r < 1e-6), "{target}: residual {}", v["residual"]);
+        assert!(v["j"].as_f64().is_some_and(f64::is_finite), "{target}: j {}", v["j"]);
+    }
+}

@@ -240,8 +240,15 @@ fn singular(what: &str, ridge: f64) -> PluginError {
     PluginError::input(format!("the {what} system is singular: {hint}"))
 }
 
-fn norm(v: &Array1<f64>) -> f64 {
-    v.dot(v).sqrt()
+/// The Euclidean norm, scaled as LAPACK's `nrm2` is (by the largest |v_i|) so that it stays finite
+/// for entries near the ends of the double range (the squares of 1e300 overflow; of 1e-200,
+/// underflow).
+pub fn norm(v: &Array1<f64>) -> f64 {
+    let top = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if !(top > 0.0 && top.is_finite()) {
+        return top;
+    }
+    top * v.iter().map(|x| (x / top).powi(2)).sum::<f64>().sqrt()
 }
 
 /// LSTD: θ = (C − γM + λI)⁻¹ b by LU with partial pivoting; a singular or numerically singular

@@ -92,7 +92,7 @@ impl CriticLstd {
             let mut a = &mo.c - &(&mo.m * c.gamma);
             a.diag_mut().iter_mut().for_each(|x| *x += c.ridge);
             let r = &a.dot(theta) - &mo.b;
-            r.dot(&r).sqrt() / mo.b.dot(&mo.b).sqrt().max(f64::MIN_POSITIVE)
+            linear::norm(&r) / linear::norm(&mo.b).max(f64::MIN_POSITIVE)
         };
         match self.config.target {
             Target::Lstdq | Target::Sarsa => {
