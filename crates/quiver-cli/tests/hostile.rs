@@ -580,3 +580,31 @@ fn promised_figures_are_numbers_at_extreme_scales() {
         assert!(v["j"].as_f64().is_some_and(f64::is_finite), "{target}: j {}", v["j"]);
     }
 }
+
+/// Robust EB intervals are centred at AKP's shrinkage, not at the estimates they are printed
+/// beside: the result says how many estimates lie outside their interval, and why, when any do.
+#[test]
+fn intervals_say_where_they_stand_against_the_estimates() {
+    let data = format!("data={}", example("sure-normal/baseball.csv"));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "sure-normal", "--input", data.as_str(), "--set", "ci=robust-ebci", "--json"];
+        args.extend_from_slice(extra);
+        let o = quiver(&args);
+        exited(&o, 0);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = run(&["--set", "lambda=0.01"]);
+    let outside = v["ebci"]["estimates_outside"].as_u64().unwrap();
+    let (est, lo, hi) = (&v["estimates"], &v["lower"], &v["upper"]);
+    let counted = (0..18)
+        .filter(|&i| {
+            let e = est[i].as_f64().unwrap();
+            !(lo[i].as_f64().unwrap() <= e && e <= hi[i].as_f64().unwrap())
+        })
+        .count() as u64;
+    assert!(outside > 0 && outside == counted, "{outside} vs {counted}");
+    assert!(v["ebci"]["note"].as_str().unwrap().contains(&format!("{outside} of 18 estimates lie outside")));
+    let v = run(&[]);
+    assert_eq!(v["ebci"]["estimates_outside"], 0);
+    assert!(v["ebci"].get("note").is_none());
+}

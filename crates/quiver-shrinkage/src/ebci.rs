@@ -330,6 +330,17 @@ pub fn robust_intervals(
     Ok(Ebci { centre, half, mu2, kappa })
 }
 
+/// How many `estimates` lie outside their interval (`ends`: the p lower ends, then the p upper
+/// ends). AKP's intervals are centred at their own robust shrinkage, which differs from the
+/// estimates when the estimator does (a user's λ, another method): a result says so.
+pub fn estimates_outside(estimates: &[f64], ends: &[f64]) -> usize {
+    let p = estimates.len();
+    if ends.len() != 2 * p {
+        return p;
+    }
+    (0..p).filter(|&i| !(ends[i] <= estimates[i] && estimates[i] <= ends[p + i])).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The robust-EBCI settings both shrinkage plugins take — `ci`, `alpha`, `kurtosis` — declared
-//! and read in one place, so that `sure-normal` and `sure-binomial` name and check them alike.
+//! and read in one place, so that `sure-normal` and `sure-binomial` name and check them alike;
+//! and the account both give of where the intervals stand against the estimates.
 
 use quiver_sdk::choices;
 
@@ -44,5 +45,23 @@ impl EbciSettings {
     /// Whether they use the estimated kurtosis (else the second moment only).
     pub fn uses_kurtosis(&self) -> bool {
         self.kurtosis == Kurtosis::Estimate
+    }
+}
+
+/// Say in a result's `ebci` object where the intervals stand against the estimates they
+/// accompany: `estimates_outside` (how many lie outside their interval) and, when that is not 0,
+/// a `note` — AKP's intervals are centred at their own robust shrinkage, which differs from the
+/// estimates when the estimator does (a user's λ, another method), and a reader must not take them
+/// for intervals around the estimates. `ends`: the p lower ends, then the p upper ends.
+pub fn note_centring(ebci: &mut quiver_sdk::serde_json::Value, estimates: &[f64], ends: &[f64]) {
+    use quiver_sdk::serde_json::json;
+    let outside = crate::ebci::estimates_outside(estimates, ends);
+    ebci["estimates_outside"] = json!(outside);
+    if outside > 0 {
+        ebci["note"] = json!(format!(
+            "the intervals are centred at the robust empirical-Bayes shrinkage (see centre), not at the estimates: \
+             {outside} of {} estimates lie outside their interval",
+            estimates.len()
+        ));
     }
 }

@@ -377,9 +377,9 @@ impl ShrinkageImpl for SureBinomial {
                 debug_assert_eq!(ends.len(), 2 * p);
                 ends = quiver_shrinkage::arcsine::many(&trials, &ends, quiver_shrinkage::arcsine::inverse);
             }
-            ROption::RSome(ends.into())
+            Some(ends)
         } else {
-            ROption::RNone
+            None
         };
         // the estimates overwrite the raw proportions (no second per-unit array)
         let mut estimates = std::mem::take(&mut u.raw);
@@ -387,6 +387,13 @@ impl ShrinkageImpl for SureBinomial {
             let b = quiver_shrinkage::risk::weight(risk.h[i], lambda, Weight::Increasing);
             *e = (1.0 - b) * *e + b * u.target(i);
         }
+        if let Some(ends) = &intervals {
+            quiver_shrinkage::ebci_settings::note_centring(&mut json["ebci"], &estimates, ends);
+        }
+        let intervals = match intervals {
+            Some(ends) => ROption::RSome(ends.into()),
+            None => ROption::RNone,
+        };
         Ok(ShrinkageResult {
             device: self.ctx.device(),
             lambda_hat: ROption::RSome(lambda),

@@ -338,7 +338,9 @@ impl ShrinkageImpl for SureNormal {
                 "guarantee": "average coverage over units >= 1 - alpha for any distribution of the means with the \
                               estimated second (and fourth) moments around the location",
             });
-            ROption::RSome(ebci.ends(|_, v| v).into())
+            let ends = ebci.ends(|_, v| v);
+            quiver_shrinkage::ebci_settings::note_centring(&mut json["ebci"], &estimates, &ends);
+            ROption::RSome(ends.into())
         } else {
             ROption::RNone
         };
