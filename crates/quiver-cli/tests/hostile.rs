@@ -608,3 +608,16 @@ fn intervals_say_where_they_stand_against_the_estimates() {
     assert_eq!(v["ebci"]["estimates_outside"], 0);
     assert!(v["ebci"].get("note").is_none());
 }
+
+/// SURE on data of subnormal size: refused with the row and the reason, not a result whose
+/// certificate is null or a message about overflow.
+#[test]
+fn subnormal_means_are_refused_by_sure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = write(dir.path(), "d.csv", "x,a\n1e-320,1\n2e-320,1\n3e-320,1\n-1e-320,1\n");
+    for method in ["xkb-estimated", "xkb-grand-mean"] {
+        let o = quiver(&["run", "sure-normal", "--input", &format!("data={d}"), "--set", &format!("method={method}")]);
+        exited(&o, 2);
+        assert!(text(&o).contains("column 'x', row 1: value 1e-320 is subnormal"), "{method}: {}", text(&o));
+    }
+}

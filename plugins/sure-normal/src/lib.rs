@@ -307,8 +307,11 @@ impl ShrinkageImpl for SureNormal {
     fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult, PluginError> {
         let data = tables.get("data")?;
         data.non_empty()?;
-        let x = data.f64("x")?;
-        let a = data.f64("a")?;
+        // subnormal values (non-zero below 2.2e-308) are refused with their row: the risk's
+        // squares and the certificate's sums lose them (a null certificate, or a message about
+        // overflow, on data of 1e-320)
+        let x = data.f64_normal("x")?;
+        let a = data.f64_normal("a")?;
         if data.nrows() < 2 {
             return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
         }
