@@ -366,7 +366,11 @@ fn print_result(result: &quiver_host::RunOutput) {
     }
     // the per-unit arrays follow the summary's fields, as in the JSON
     for (k, a) in shown {
-        say!("{k:width$}  {}", list(a.len(), &|i| short(&a.get_json(i))));
+        if a.is_single() {
+            say!("{k:width$}  {}", short(&a.to_json()));
+        } else {
+            say!("{k:width$}  {}", list(a.len(), &|i| short(&a.get_json(i))));
+        }
     }
 }
 

@@ -474,16 +474,8 @@ fn plugin_built_against_a_changed_interface_is_refused() {
 /// A little-endian f64 `.npy` file in C order.
 fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f64]) {
     let shape = if cols == 1 { format!("({rows},)") } else { format!("({rows}, {cols})") };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, out).unwrap();
+    let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, testing::npy_bytes("<f8", "False", &shape, &payload)).unwrap();
 }
 
 #[test]

@@ -74,6 +74,9 @@ fn frozen_abi_plugin_loads_and_runs() {
     let o = quiver(&["run", "frozen-mean", "--input", &input]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && table.contains("rank") && !table.contains("scaled"), "{table}");
+    // bytes are one value (a hex string), not one line entry per byte
+    let state = table.lines().find(|l| l.starts_with("state")).unwrap_or_default();
+    assert_eq!(state.matches("0000000000000840").count(), 1, "{table}");
     let o = quiver(&["info", "frozen-mean", "--json"]);
     let info: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["family"], "frozen-demo");

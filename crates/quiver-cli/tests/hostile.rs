@@ -245,19 +245,10 @@ fn linear_critics_refuse_rewards_beyond_their_scale() {
     }
 }
 
-/// A `.npy` file with `shape` and `payload` (the header padded as NumPy pads it).
+/// A `.npy` file with `shape` and `payload` in `dir`; its path.
 fn npy(dir: &Path, name: &str, descr: &str, fortran: &str, shape: &str, payload: &[u8]) -> String {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(payload);
     let p = dir.join(name);
-    std::fs::write(&p, out).unwrap();
+    std::fs::write(&p, testing::npy_bytes(descr, fortran, shape, payload)).unwrap();
     p.display().to_string()
 }
 

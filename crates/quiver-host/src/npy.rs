@@ -321,18 +321,7 @@ pub fn read_npy_within(
 mod tests {
     use super::*;
 
-    pub(crate) fn npy(descr: &str, fortran: &str, shape: &str, payload: &[u8]) -> Vec<u8> {
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(payload);
-        out
-    }
+    use quiver_testing::npy_bytes as npy;
 
     #[test]
     fn reads_matrices_in_either_order() {

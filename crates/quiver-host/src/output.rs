@@ -20,19 +20,6 @@ pub enum ArrayValues {
 }
 
 impl ArrayValues {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        match self {
-            ArrayValues::F64(v) => v.len(),
-            ArrayValues::I64(v) => v.len(),
-            ArrayValues::Bool(v) => v.len(),
-            ArrayValues::Bytes(v) => v.len(),
-        }
-    }
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// Value `i` as JSON (a non-finite float as null, as serde_json writes it).
     fn value_json(&self, i: usize) -> Value {
         match self {
@@ -57,13 +44,18 @@ pub struct OutputArray {
 }
 
 impl OutputArray {
-    /// A one-axis array.
-    pub fn vector(values: ArrayValues) -> Self {
-        OutputArray { shape: vec![values.len()], values, in_json: true }
+    /// Whether the array is one value: a shape `[]`, or bytes (one byte string, shown as one hex
+    /// string whatever its length).
+    pub fn is_single(&self) -> bool {
+        self.shape.is_empty() || matches!(self.values, ArrayValues::Bytes(_))
     }
     /// Number of units: the first axis's extent (1 for a single value).
     pub fn len(&self) -> usize {
-        self.shape.first().copied().unwrap_or(1)
+        if self.is_single() {
+            1
+        } else {
+            self.shape[0]
+        }
     }
     /// Whether there are no units.
     pub fn is_empty(&self) -> bool {
@@ -90,7 +82,7 @@ impl OutputArray {
     /// Unit `i` as a JSON value: a number (or flag) for a one-axis array, a row for a matrix.
     pub fn get_json(&self, i: usize) -> Value {
         match (&self.values, self.shape.len()) {
-            (ArrayValues::Bytes(v), 0 | 1) => Value::String(hex(v)),
+            (ArrayValues::Bytes(v), _) => Value::String(hex(v)),
             (_, 0 | 1) => self.values.value_json(i),
             (ArrayValues::F64(v), _) => {
                 let w = self.width();
@@ -105,10 +97,10 @@ impl OutputArray {
     /// The whole array as JSON: a list of units (a single value when the shape is `[]`; bytes
     /// as one hex string).
     pub fn to_json(&self) -> Value {
-        match (&self.values, self.shape.len()) {
-            (ArrayValues::Bytes(v), _) => Value::String(hex(v)),
-            (_, 0) => self.values.value_json(0),
-            _ => Value::Array((0..self.len()).map(|i| self.get_json(i)).collect()),
+        if self.is_single() {
+            self.get_json(0)
+        } else {
+            Value::Array((0..self.len()).map(|i| self.get_json(i)).collect())
         }
     }
     /// Write unit `i` as JSON text.
@@ -220,7 +212,7 @@ impl RunOutput {
         }
         for (k, (name, a)) in arrays.iter().enumerate() {
             write!(w, "  {}: ", Value::String(name.clone()))?;
-            if a.shape.is_empty() || matches!(a.values, ArrayValues::Bytes(_)) {
+            if a.is_single() {
                 serde_json::to_writer(&mut w, &a.to_json())?;
             } else {
                 w.write_all(b"[")?;

@@ -92,9 +92,7 @@ impl Host {
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
         validate_owned(&self.get(method)?.manifest, tables)?;
-        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
-        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        self.run_checked(method, params, &views, ctx, progress)
+        with_views(tables, |views| self.run_checked(method, params, views, ctx, progress))
     }
 
     /// [`Host::run_output_observed`] on borrowed tables: columns that live elsewhere (NumPy
@@ -138,6 +136,13 @@ impl Host {
             ),
         })
     }
+}
+
+/// Call `f` with ABI views of owned tables (the views borrow their columns; nothing is copied).
+pub(crate) fn with_views<T>(tables: &[Table], f: impl FnOnce(&[TableView<'_>]) -> T) -> T {
+    let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
+    let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
+    f(&views)
 }
 
 /// Check the owned tables a method reads (those present) against its manifest.
@@ -211,9 +216,7 @@ impl Estimator {
     /// `calibrate`: [`RunOutput::is_empty`]).
     pub fn step(&mut self, name: &str, tables: &[Table]) -> Result<RunOutput, HostError> {
         validate_owned(&self.manifest, tables)?;
-        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
-        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        self.invoke_step(name, &views)
+        with_views(tables, |views| self.invoke_step(name, views))
     }
     /// [`Estimator::step`] on borrowed tables (no copy of their columns); see
     /// [`Host::run_views`].
@@ -232,10 +235,7 @@ impl Estimator {
                 self.method
             )));
         }
-        let columns: Vec<Vec<ColumnView<'_>>> = tables.iter().map(Table::column_views).collect();
-        let views: Vec<TableView<'_>> = tables.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        let out = self.inner.query(name.into(), quiver_abi::table_views(&views));
-        self.output(out)
+        with_views(tables, |views| self.output(self.inner.query(name.into(), quiver_abi::table_views(views))))
     }
     /// Run step `name` (through the ABI's `step` or `query`, as the manifest declares it) on
     /// tables already checked.

@@ -54,8 +54,10 @@ impl Values {
 /// reads, so that a request too large is refused before the tables fill the memory, not after.
 #[derive(Clone, Debug)]
 pub struct InputBudget {
-    left: f64,
+    /// The memory limit.
     limit: f64,
+    /// The bytes the tables read so far take.
+    taken: f64,
 }
 
 impl InputBudget {
@@ -63,16 +65,16 @@ impl InputBudget {
     /// machine's memory).
     pub fn from_limit() -> Self {
         let limit = quiver_sdk::memory::limit() as f64;
-        InputBudget { left: limit / quiver_sdk::WORKING_COPIES, limit }
+        InputBudget { limit, taken: 0.0 }
     }
     /// A budget of `bytes` for the tables themselves (tests).
     pub fn with_bytes(bytes: f64) -> Self {
-        InputBudget { left: bytes, limit: bytes * quiver_sdk::WORKING_COPIES }
+        InputBudget { limit: bytes * quiver_sdk::WORKING_COPIES, taken: 0.0 }
     }
     /// Whether tables of `bytes` more fit; the error names the table, its file and, while a file
     /// is being read, the row reached.
     pub fn check(&self, bytes: f64, table: &str, path: &Path, at_row: Option<usize>) -> Result<(), InputError> {
-        if bytes <= self.left {
+        if bytes <= self.left_bytes() {
             return Ok(());
         }
         let copies = quiver_sdk::WORKING_COPIES;
@@ -85,7 +87,7 @@ impl InputBudget {
                  memory, past the limit of {} (set with --max-memory or {})",
                 at_row.map_or(String::new(), |r| format!(" (up to row {r}, where reading stopped)")),
                 human(bytes),
-                human(bytes * copies + (self.limit / copies - self.left) * copies),
+                human((self.taken + bytes) * copies),
                 human(self.limit),
                 quiver_sdk::memory::MAX_MEMORY_ENV
             ),
@@ -93,12 +95,12 @@ impl InputBudget {
     }
     /// The bytes left for tables.
     pub fn left_bytes(&self) -> f64 {
-        self.left
+        self.limit / quiver_sdk::WORKING_COPIES - self.taken
     }
     /// Take `bytes` for a table read (see [`InputBudget::check`]).
     pub fn take(&mut self, bytes: f64, table: &str, path: &Path, at_row: Option<usize>) -> Result<(), InputError> {
         self.check(bytes, table, path, at_row)?;
-        self.left -= bytes;
+        self.taken += bytes;
         Ok(())
     }
 }

@@ -77,26 +77,11 @@ pub trait Plugin: 'static {
 }
 
 /// What [`Plugin::create`] returns: the estimator object, and the family label it was built for
-/// (checked against the manifest's).
+/// (checked against the manifest's). Made only by the boxing functions ([`conformal_selector`],
+/// ..., [`custom_estimator`]), which put every step under the SDK's guard.
 pub struct Created {
     family: &'static str,
     object: EstimatorBox,
-}
-
-impl Created {
-    /// An estimator object of a family the SDK has no trait for (one that implements
-    /// [`quiver_abi::EstimatorObject`] itself), labelled `family` as in its manifest.
-    pub fn custom(family: &'static str, object: EstimatorBox) -> Self {
-        Created { family, object }
-    }
-    /// The family label.
-    pub fn family(&self) -> &'static str {
-        self.family
-    }
-    /// The object that crosses the boundary.
-    pub fn into_object(self) -> EstimatorBox {
-        self.object
-    }
 }
 
 /// The run as the SDK resolved it for one estimator: the device it uses (never CUDA unless the

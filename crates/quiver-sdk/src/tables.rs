@@ -157,8 +157,7 @@ impl<'a> TableRef<'a> {
         let Some(data) = self.raw(name) else { return Err(self.missing(name)) };
         let ColumnData::F64(s) = data else { return self.f64_of(name, data) };
         let s: &'a [f64] = s.as_slice();
-        let block = |c: &[f64]| c.iter().fold(true, |ok, &x| ok & (x == 0.0 || x.is_normal()));
-        if s.chunks(1 << 12).all(block) {
+        if all_values(s, zero_or_normal) {
             self.check_len(name, s.len())?;
             return Ok(s);
         }
@@ -167,7 +166,7 @@ impl<'a> TableRef<'a> {
         self.check_each(
             name,
             s,
-            |x: f64| x == 0.0 || x.is_normal(),
+            zero_or_normal,
             "is subnormal (non-zero below 2.2e-308: too few digits to compute with); rescale the data",
         )?;
         Ok(s)
@@ -195,7 +194,7 @@ impl<'a> TableRef<'a> {
         };
         let s: &'a [f64] = s.as_slice();
         self.check_len(name, s.len())?;
-        if !all_finite(s) {
+        if !all_values(s, finite) {
             self.check_each(name, s, f64::is_finite, "is not finite")?;
         }
         Ok(s)
@@ -281,14 +280,24 @@ impl<'a> TableRef<'a> {
     }
 }
 
-/// Whether every value is finite: a branch-free scan (vectorised by the compiler) over blocks,
+/// Whether `ok` holds for every value: a branch-free scan (vectorised by the compiler) over blocks,
 /// in parallel for long columns; the caller locates the first bad value only when this fails.
-fn all_finite(s: &[f64]) -> bool {
+fn all_values(s: &[f64], ok: impl Fn(f64) -> bool + Sync) -> bool {
     use rayon::prelude::*;
-    let block = |c: &[f64]| c.iter().fold(true, |ok, x| ok & x.is_finite());
+    let block = |c: &[f64]| c.iter().fold(true, |all, &x| all & ok(x));
     if s.len() < 1 << 18 {
         s.chunks(1 << 12).all(block)
     } else {
         s.par_chunks(1 << 16).all(block)
     }
+}
+
+/// Finite: not NaN, not ±∞.
+fn finite(x: f64) -> bool {
+    x.is_finite()
+}
+
+/// 0, or a normal double (finite, not subnormal).
+fn zero_or_normal(x: f64) -> bool {
+    x == 0.0 || x.is_normal()
 }

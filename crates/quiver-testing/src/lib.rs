@@ -280,3 +280,19 @@ pub struct Quantiles {
     /// `rows * cols` values, row-major.
     pub data: Vec<f64>,
 }
+
+/// The bytes of a version-1 `.npy` file: the header dict literal as NumPy writes it, with
+/// `fortran_order` and `shape` given as their literal text (so that tests can also write the
+/// malformed ones), padded to a multiple of 64 bytes, then `payload`.
+pub fn npy_bytes(descr: &str, fortran_order: &str, shape: &str, payload: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran_order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(payload);
+    out
+}

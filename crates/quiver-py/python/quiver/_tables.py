@@ -44,16 +44,6 @@ def _items(table: Any, role: str) -> Iterable[Tuple[Any, Any]]:
     )
 
 
-def _declared(spec: Optional[Dict[str, Any]], name: str) -> bool:
-    if spec is None:
-        return False
-    for c in spec["columns"]:
-        cname = c["name"]
-        if cname.endswith("*") and name.startswith(cname[:-1]) or cname == name:
-            return True
-    return False
-
-
 def _declared_type(spec: Optional[Dict[str, Any]], name: str) -> Optional[str]:
     """The type (``f64``, ``i64``, ``bool``) the manifest gives column ``name``, if it names it."""
     if spec is None:
@@ -120,7 +110,8 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
             raise InvalidInputError(f"table '{role}': column '{name}' is given twice", table=role, column=name)
         seen.append(name)
         seen_set.add(name)
-        declared = _declared(spec, name)
+        declared_type = _declared_type(spec, name)
+        declared = declared_type is not None
         try:
             a = _array(col)
         except Exception as e:  # noqa: BLE001 - any failure to read a column is bad input
@@ -138,7 +129,7 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
                 column=name,
             )
         kind = a.dtype.kind
-        if kind == "f" and _declared_type(spec, name) == "i64":
+        if kind == "f" and declared_type == "i64":
             a = _integral(np.asarray(a, dtype=np.float64), role, name)
         elif kind == "f":
             a = np.ascontiguousarray(a, dtype=np.float64)
