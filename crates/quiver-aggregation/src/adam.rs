@@ -13,7 +13,7 @@
 
 use crate::forecasts::Forecasts;
 use crate::model::{softmax_groups, Standardizer, Structure, Weights};
-use quiver_sdk::abi::PluginError;
+use crate::AggregationError;
 
 /// Settings of the Adam solver.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,7 @@ pub struct AdamReport {
 pub trait GlobalGradient {
     /// Σ over the blocks' rows and the levels of ψ_τ(y − q̂); when `grad` is given, add
     /// a_w = Σ_i Σ_k (1{y_i < q̂_ik} − τ_k) Q_c[i] over the terms (c, w) to it.
-    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, PluginError>;
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, AggregationError>;
 }
 
 /// The rows of block `b`.
@@ -165,7 +165,7 @@ impl GlobalGradient for CpuGradient<'_> {
     /// One task per thread takes a run of output levels over all the blocks (reading its
     /// levels' columns as row streams); the per-level sums are added in level order, so the
     /// result does not depend on the number of threads.
-    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, PluginError> {
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, AggregationError> {
         use rayon::prelude::*;
         let want = grad.is_some();
         let k = self.levels.len();
@@ -256,11 +256,11 @@ fn train<S>(
     n: usize,
     cfg: &AdamConfig,
     state: &mut S,
-    step: &mut dyn FnMut(&mut S, &[usize], f64) -> Result<(), PluginError>,
-    holdout: &mut dyn FnMut(&S, &[usize], f64) -> Result<f64, PluginError>,
+    step: &mut dyn FnMut(&mut S, &[usize], f64) -> Result<(), AggregationError>,
+    holdout: &mut dyn FnMut(&S, &[usize], f64) -> Result<f64, AggregationError>,
     snapshot: &dyn Fn(&S) -> Vec<f64>,
-    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
-) -> Result<(Vec<f64>, AdamReport), PluginError> {
+    progress: &mut dyn FnMut(usize) -> Result<(), AggregationError>,
+) -> Result<(Vec<f64>, AdamReport), AggregationError> {
     let (block, train, hold, mut shuffler) = split(n, cfg);
     let per_batch = (cfg.batch_rows / block).max(1);
     let (hold_rows, train_rows) = (rows_in(&hold, block, n), rows_in(&train, block, n));
@@ -312,8 +312,8 @@ pub fn fit_global(
     grad: &mut dyn GlobalGradient,
     scale: f64,
     cfg: &AdamConfig,
-    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
-) -> Result<(Vec<f64>, AdamReport), PluginError> {
+    progress: &mut dyn FnMut(usize) -> Result<(), AggregationError>,
+) -> Result<(Vec<f64>, AdamReport), AggregationError> {
     let p = s.n_weights();
     let k = s.k as f64;
     let size = s.group_size();
@@ -362,8 +362,8 @@ pub fn fit_local(
     levels: &[f64],
     scale: f64,
     cfg: &AdamConfig,
-    progress: &mut dyn FnMut(usize) -> Result<(), PluginError>,
-) -> Result<(Weights, AdamReport), PluginError> {
+    progress: &mut dyn FnMut(usize) -> Result<(), AggregationError>,
+) -> Result<(Weights, AdamReport), AggregationError> {
     use rayon::prelude::*;
     let n = f.n;
     let p = s.n_weights();

@@ -3,7 +3,7 @@
 
 use crate::score::{Interval, QuantileMatrix};
 
-quiver_sdk::choices! {
+quiver_numerics::choices! {
     /// How each row's quantiles are made nondecreasing in the level.
     pub enum Monotone {
         /// Leave them as they are.

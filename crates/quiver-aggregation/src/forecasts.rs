@@ -1,9 +1,8 @@
 //! The wide forecast table: `y`, one column `q_<model>_<tau>` per base model and level, and
-//! optional features `x_<name>`. Columns are borrowed from the table (no copy of the n × J × K
-//! forecasts is ever made).
+//! optional features `x_<name>`. Columns are borrowed (no copy of the n × J × K forecasts is ever
+//! made).
 
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::TableRef;
+use crate::AggregationError;
 
 /// The base models and levels read from the `q_` column names of the `fit` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,21 +31,20 @@ impl Layout {
         j * self.levels.len() + k
     }
 
-    /// Read the layout from a table's column names. Every model must have every level; there
-    /// must be at least two models (one model has nothing to aggregate — `granularity=none`
+    /// The layout of table `role` from its column names. Every model must have every level;
+    /// there must be at least two models (one model has nothing to aggregate — `granularity=none`
     /// scores it) unless `allow_single` is set, and every level must lie in (0, 1).
-    pub fn read(table: &TableRef<'_>, allow_single: bool) -> Result<Layout, PluginError> {
-        let role = table.role();
+    pub fn from_names(role: &str, names: &[&str], allow_single: bool) -> Result<Layout, AggregationError> {
         let mut models: Vec<String> = Vec::new();
         let mut entries: Vec<(usize, f64, String)> = Vec::new();
         let mut features = Vec::new();
         // (model, level) → column: one lookup per column, whatever their number
         let mut seen: std::collections::HashMap<(usize, u64), &str> = std::collections::HashMap::new();
         let mut model_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for name in table.column_names() {
+        for &name in names {
             if let Some(f) = name.strip_prefix("x_") {
                 if f.is_empty() {
-                    return Err(PluginError::input(format!(
+                    return Err(AggregationError::Input(format!(
                         "table '{role}', column '{name}': a feature column needs a name after 'x_'"
                     )));
                 }
@@ -55,7 +53,7 @@ impl Layout {
             }
             let Some(rest) = name.strip_prefix("q_") else { continue };
             let bad = |why: &str| {
-                PluginError::input(format!(
+                AggregationError::Input(format!(
                     "table '{role}', column '{name}': {why} (forecast columns are named q_<model>_<level>, e.g. \
                      q_gbm_0.05)"
                 ))
@@ -78,9 +76,9 @@ impl Layout {
             entries.push((j, tau, name.to_string()));
         }
         if models.is_empty() {
-            return Err(PluginError::input(format!(
+            return Err(AggregationError::Input(format!(
                 "table '{role}' has no forecast columns (q_<model>_<level>, e.g. q_gbm_0.05); columns: {}",
-                table.column_names().join(", ")
+                names.join(", ")
             )));
         }
         let mut levels: Vec<f64> = entries.iter().map(|e| e.1).collect();
@@ -96,7 +94,7 @@ impl Layout {
             if let Some(kk) = (0..k).find(|&kk| columns[j * k + kk].is_empty()) {
                 let have: Vec<&str> =
                     (0..k).filter_map(|q| Some(columns[j * k + q].as_str()).filter(|c| !c.is_empty())).collect();
-                return Err(PluginError::input(format!(
+                return Err(AggregationError::Input(format!(
                     "table '{role}': model '{m}' has no column for level {} (expected e.g. q_{m}_{}; it has {}); every \
                      model needs every level",
                     levels[kk],
@@ -106,7 +104,7 @@ impl Layout {
             }
         }
         if models.len() < 2 && !allow_single {
-            return Err(PluginError::param(format!(
+            return Err(AggregationError::Parameter(format!(
                 "table '{role}' holds forecasts of one model ('{}'): aggregation needs at least two; \
                  granularity=none scores a single model's quantiles",
                 models[0]
@@ -115,32 +113,32 @@ impl Layout {
         Ok(Layout { models, levels, features, columns })
     }
 
-    /// Check that another table (`calibration`, `test`) has this layout's forecast columns (and
-    /// the features when `need_features`); extra columns are ignored.
-    pub fn check_same(&self, table: &TableRef<'_>, need_features: bool) -> Result<(), PluginError> {
-        let names: std::collections::HashSet<&str> = table.column_names().into_iter().collect();
+    /// Check that another table (`calibration`, `test`: `role`, with columns `columns`) has this
+    /// layout's forecast columns (and the features when `need_features`); extra columns are
+    /// ignored.
+    pub fn check_same(&self, role: &str, columns: &[&str], need_features: bool) -> Result<(), AggregationError> {
+        let names: std::collections::HashSet<&str> = columns.iter().copied().collect();
         for (ci, c) in self.columns.iter().enumerate() {
             if names.contains(c.as_str()) {
                 continue;
             }
             let (j, k) = (ci / self.n_levels(), ci % self.n_levels());
             // the same model and level may be spelt differently there (0.1 against 0.10)
-            let spelt = table.column_names().into_iter().find(|name| {
+            let spelt = columns.iter().find(|name| {
                 name.strip_prefix("q_")
                     .and_then(|r| r.rsplit_once('_'))
                     .is_some_and(|(m, t)| m == self.models[j] && t.parse::<f64>().ok() == Some(self.levels[k]))
             });
-            return Err(PluginError::input(match spelt {
-                Some(s) => format!("table '{}': column '{s}' must be spelt '{c}' as in the fit table", table.role()),
-                None => format!("table '{}' has no column '{c}' (the fit table has it)", table.role()),
+            return Err(AggregationError::Input(match spelt {
+                Some(s) => format!("table '{role}': column '{s}' must be spelt '{c}' as in the fit table"),
+                None => format!("table '{role}' has no column '{c}' (the fit table has it)"),
             }));
         }
         if need_features {
             for f in &self.features {
                 if !names.contains(format!("x_{f}").as_str()) {
-                    return Err(PluginError::input(format!(
-                        "table '{}' has no feature column 'x_{f}' (local weights use every feature of the fit table)",
-                        table.role()
+                    return Err(AggregationError::Input(format!(
+                        "table '{role}' has no feature column 'x_{f}' (local weights use every feature of the fit table)"
                     )));
                 }
             }
@@ -163,29 +161,10 @@ pub struct Forecasts<'a> {
 }
 
 impl<'a> Forecasts<'a> {
-    /// Read a table with `layout`'s columns (every value finite: an error names table, column
-    /// and row), `y` when present (required when `need_y`), and the features when `features`.
-    pub fn read(
-        table: &TableRef<'a>,
-        layout: &Layout,
-        need_y: bool,
-        features: bool,
-    ) -> Result<Forecasts<'a>, PluginError> {
-        table.non_empty()?;
-        // subnormal values are refused: the problem is standardised, which would scale their
-        // rounding to order one (data near 1e-320 left Adam's weights at their start)
-        let y = if need_y { Some(table.f64_normal("y")?) } else { table.f64_normal_opt("y")? };
-        let q = layout.columns.iter().map(|c| table.f64_normal(c)).collect::<Result<Vec<_>, _>>()?;
-        let x = if features {
-            layout.features.iter().map(|f| table.f64_normal(&format!("x_{f}"))).collect::<Result<Vec<_>, _>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(Forecasts { n: table.nrows(), y, q, x })
-    }
-
     /// The outcome, or an error naming what needs it.
-    pub fn y_for(&self, role: &str, what: &str) -> Result<&'a [f64], PluginError> {
-        self.y.ok_or_else(|| PluginError::input(format!("table '{role}' has no column 'y': {what} needs the outcomes")))
+    pub fn y_for(&self, role: &str, what: &str) -> Result<&'a [f64], AggregationError> {
+        self.y.ok_or_else(|| {
+            AggregationError::Input(format!("table '{role}' has no column 'y': {what} needs the outcomes"))
+        })
     }
 }

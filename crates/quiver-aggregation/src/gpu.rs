@@ -6,9 +6,9 @@
 
 use crate::adam::{block_rows, GlobalGradient};
 use crate::model::{Granularity, Structure};
+use crate::AggregationError;
 use quiver_gpu::cudarc::driver::{CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use quiver_gpu::GpuError;
-use quiver_sdk::abi::PluginError;
 use std::sync::Arc;
 
 /// CUDA source of the loss-and-gradient kernel.
@@ -44,12 +44,11 @@ impl CudaGradient {
         y: &[f64],
         levels: &[f64],
         block: usize,
-    ) -> Result<CudaGradient, PluginError> {
+    ) -> Result<CudaGradient, AggregationError> {
         let n = y.len();
         if n > u32::MAX as usize {
-            return Err(PluginError::new(
-                quiver_sdk::abi::ErrorKind::Unsupported,
-                "the CUDA pinball kernel indexes rows with 32 bits: use device=cpu",
+            return Err(AggregationError::Unsupported(
+                "the CUDA pinball kernel indexes rows with 32 bits: use device=cpu".into(),
             ));
         }
         let stream = quiver_gpu::stream()?;
@@ -74,7 +73,7 @@ impl CudaGradient {
 }
 
 impl GlobalGradient for CudaGradient {
-    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, PluginError> {
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, AggregationError> {
         let (jj, kk) = (self.s.j, self.s.k);
         self.rows_host.clear();
         for &b in blocks {

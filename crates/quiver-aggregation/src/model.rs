@@ -11,9 +11,9 @@
 
 use crate::forecasts::Forecasts;
 use crate::score::QuantileMatrix;
-use quiver_sdk::serde_json::{json, Value};
+use serde_json::{json, Value};
 
-quiver_sdk::choices! {
+quiver_numerics::choices! {
     /// How finely the weights vary.
     pub enum Granularity {
         /// One weight per model, shared by every level.
@@ -31,7 +31,7 @@ quiver_sdk::choices! {
     }
 }
 
-quiver_sdk::choices! {
+quiver_numerics::choices! {
     /// Whether the weights depend on the features.
     pub enum WeightKind {
         /// Constant weights.
@@ -113,18 +113,18 @@ impl Structure {
     pub fn weights_json(&self, w: &[f64], models: &[String], levels: &[f64]) -> Value {
         let (jj, kk) = (self.j, self.k);
         match self.granularity {
-            Granularity::Coarse => json!(models.iter().zip(w).map(|(m, x)| (m.clone(), json!(x))).collect::<quiver_sdk::serde_json::Map<_, _>>()),
+            Granularity::Coarse => json!(models.iter().zip(w).map(|(m, x)| (m.clone(), json!(x))).collect::<serde_json::Map<_, _>>()),
             Granularity::Medium => json!(models
                 .iter()
                 .enumerate()
                 .map(|(j, m)| (m.clone(), json!((0..kk).map(|k| w[k * jj + j]).collect::<Vec<_>>())))
-                .collect::<quiver_sdk::serde_json::Map<_, _>>()),
+                .collect::<serde_json::Map<_, _>>()),
             _ => json!(levels
                 .iter()
                 .enumerate()
                 .map(|(k, t)| json!({
                     "level": t,
-                    "weights": models.iter().enumerate().map(|(j, m)| (m.clone(), json!(w[k * jj * kk + j * kk..k * jj * kk + (j + 1) * kk].to_vec()))).collect::<quiver_sdk::serde_json::Map<_, _>>(),
+                    "weights": models.iter().enumerate().map(|(j, m)| (m.clone(), json!(w[k * jj * kk + j * kk..k * jj * kk + (j + 1) * kk].to_vec()))).collect::<serde_json::Map<_, _>>(),
                 }))
                 .collect::<Vec<_>>()),
         }

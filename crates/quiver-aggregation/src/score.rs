@@ -2,7 +2,7 @@
 //! width and interval score (Gneiting & Raftery, JASA 2007), the weighted interval score (Bracher,
 //! Ray, Gneiting & Reich, PLoS Comput Biol 2021) and the number of rows whose quantiles cross.
 
-use quiver_sdk::serde_json::{self, json, Value};
+use serde_json::{self, json, Value};
 
 /// The pinball (check) loss ψ_τ(u) = max(τu, (τ − 1)u) of the quantile `q` at level `tau`
 /// for the outcome `y`, u = y − q.
@@ -178,7 +178,7 @@ impl Scores {
     pub fn to_json(&self, levels: &[f64]) -> Value {
         // infinite interval ends (CQR with too small a calibration set) give infinite widths and
         // scores: strings, as everywhere in Quiver's JSON
-        let f = quiver_sdk::json_f64;
+        let f = |x: f64| quiver_numerics::json_number(x).map_or_else(|name| json!(name), |v| json!(v));
         let pin: serde_json::Map<String, Value> =
             levels.iter().zip(&self.pinball).map(|(t, p)| (level_key(*t), f(*p))).collect();
         json!({

@@ -279,6 +279,32 @@ fn cargo_in(dir: &Path, target: &Path, args: &[&str]) -> Output {
     o
 }
 
+/// The algorithm crates stand on their own: none depends, directly or through another crate, on
+/// the plugin SDK, the ABI or the host — what lets the neural critics' training core and outside
+/// users reuse them — while the plugins that wrap them do (through their kit crates).
+#[test]
+fn algorithm_crates_depend_on_neither_the_sdk_nor_the_abi() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let tree = |krate: &str| {
+        let o = cargo_in(&root, &target, &["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", krate]);
+        let out = text(&o).0;
+        let mut names: Vec<String> =
+            out.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    for krate in ["quiver-numerics", "quiver-gpu", "quiver-rl", "quiver-shrinkage", "quiver-aggregation"] {
+        let deps = tree(krate);
+        assert!(deps.iter().any(|d| d == krate), "{krate}: `cargo tree` lists the crate itself: {deps:?}");
+        for forbidden in ["quiver-sdk", "quiver-abi", "quiver-host", "abi_stable"] {
+            assert!(!deps.iter().any(|d| d == forbidden), "{krate} depends on {forbidden}: {deps:?}");
+        }
+    }
+    assert!(tree("critic-lstd").iter().any(|d| d == "quiver-abi"), "the check sees a plugin's ABI");
+}
+
 /// `cargo xtask new-plugin` for every family, standalone (outside the workspace): each crate as
 /// generated passes `cargo fmt --check`, `cargo clippy -D warnings` and its own tests (which load
 /// its cdylib through the host and run the conformance suite on it), and the `quiver` CLI runs its
@@ -407,7 +433,8 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     // sources at that relative path. Under `crates/` the changed quiver-abi would replace the
     // real one's artifacts in the shared target folder, and a later `cargo build -p <plugin>`
     // there would link it into a plugin the host refuses.
-    for c in ["quiver-abi", "quiver-sdk", "quiver-gpu"] {
+    const COPIED: [&str; 4] = ["quiver-abi", "quiver-sdk", "quiver-gpu", "quiver-numerics"];
+    for c in COPIED {
         copy_dir(&root.join("crates").join(c), &work.path().join("changed").join(c));
     }
     copy_dir(&root.join("tests/fixtures/faulty-plugin"), &work.path().join("faulty"));
@@ -427,11 +454,12 @@ fn plugin_built_against_a_changed_interface_is_refused() {
     let start = toml.find("members = [").unwrap();
     let end = start + toml[start..].find(']').unwrap() + 1;
     let mut toml = format!(
-        "{}members = [\"changed/quiver-abi\", \"changed/quiver-sdk\", \"changed/quiver-gpu\", \"faulty\"]{}",
+        "{}members = [{}, \"faulty\"]{}",
         &toml[..start],
+        COPIED.map(|c| format!("\"changed/{c}\"")).join(", "),
         &toml[end..]
     );
-    for c in ["quiver-abi", "quiver-sdk", "quiver-gpu"] {
+    for c in COPIED {
         let dep = format!("{c} = {{ path = \"crates/{c}\" }}");
         assert!(toml.contains(&dep), "the workspace's dependency on {c} changed shape; update this test");
         toml = toml.replace(&dep, &format!("{c} = {{ path = \"changed/{c}\" }}"));

@@ -1,4 +1,4 @@
-//! GPU support for Quiver plugins: a CUDA probe that never panics, device choice, an NVRTC
+//! GPU support for Quiver's algorithm crates and plugins: a CUDA probe that never panics, an NVRTC
 //! compile cache (PTX compiled once per process per kernel source), and cuBLAS handles.
 //!
 //! cudarc panics when libcuda or libnvrtc is missing, so every entry point here first checks that
@@ -32,8 +32,6 @@ pub enum GpuError {
     #[error("CUDA driver error: {0}")]
     Driver(String),
 }
-
-pub use quiver_abi::{Device, DeviceRequest};
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,42 +91,9 @@ pub fn probe() -> &'static GpuStatus {
     })
 }
 
-/// Resolve a request to a device for a method whose manifest lists `has_cuda_path`.
-/// Returns the device and, when `Auto` fell back to the CPU, a one-line notice.
-pub fn resolve(request: DeviceRequest, has_cuda_path: bool) -> Result<(Device, Option<String>), GpuError> {
-    match request {
-        DeviceRequest::Cpu => Ok((Device::Cpu, None)),
-        DeviceRequest::Cuda => {
-            if !has_cuda_path {
-                return Err(GpuError::Unavailable("this method has no CUDA path".into()));
-            }
-            let s = probe();
-            if s.usable() {
-                Ok((Device::Cuda, None))
-            } else {
-                Err(GpuError::Unavailable(s.reason.clone().unwrap_or_else(|| "unknown reason".into())))
-            }
-        }
-        DeviceRequest::Auto => {
-            if !has_cuda_path {
-                return Ok((Device::Cpu, None));
-            }
-            let s = probe();
-            if s.usable() {
-                Ok((Device::Cuda, None))
-            } else {
-                let why = s.reason.clone().unwrap_or_else(|| "unknown reason".into());
-                Ok((Device::Cpu, Some(format!("notice: CUDA not usable ({why}); running on the CPU"))))
-            }
-        }
-    }
-}
-
-impl From<GpuError> for quiver_abi::PluginError {
-    /// A GPU failure as a plugin error of kind [`quiver_abi::ErrorKind::Device`], so plugin code
-    /// uses `?` on CUDA calls.
-    fn from(e: GpuError) -> Self {
-        quiver_abi::PluginError::new(quiver_abi::ErrorKind::Device, e.to_string())
+impl quiver_numerics::Classify for GpuError {
+    fn class(&self) -> quiver_numerics::ErrorClass {
+        quiver_numerics::ErrorClass::Device
     }
 }
 
@@ -254,17 +219,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probe_never_panics_and_cpu_always_resolves() {
+    fn probe_never_panics() {
         let s = probe();
         assert_eq!(s.usable(), s.device.is_some() && s.nvrtc_library);
-        assert_eq!(resolve(DeviceRequest::Cpu, true).unwrap().0, Device::Cpu);
-        let (dev, notice) = resolve(DeviceRequest::Auto, true).unwrap();
         if !s.usable() {
-            assert_eq!(dev, Device::Cpu);
-            assert!(notice.unwrap().contains("running on the CPU"));
-            assert!(resolve(DeviceRequest::Cuda, true).is_err());
+            assert!(s.reason.is_some());
         }
-        assert!(resolve(DeviceRequest::Cuda, false).is_err());
     }
 
     #[test]

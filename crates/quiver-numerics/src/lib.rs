@@ -1,15 +1,26 @@
-//! Shared CPU numerics for Quiver plugins, so no plugin writes them again: the Benjamini–Hochberg
-//! step-up procedure in O(m), rank counts against sorted data, exact binomial tails, the
-//! Bidirectional Preference Entropy score, and a scoped thread pool.
+//! Shared CPU numerics for Quiver's algorithm crates and plugins, so none writes them again: the
+//! Benjamini–Hochberg step-up procedure in O(m), rank counts against sorted data, exact binomial
+//! tails, the Bidirectional Preference Entropy score, and a scoped thread pool — and the small
+//! vocabulary every algorithm crate shares without depending on the plugin SDK or the ABI:
+//! [`Progress`] (progress, cancellation, threads), [`memory`] (requests checked against a memory
+//! limit), [`Classify`] (what kind of failure an error is) and [`choices!`] (named settings).
 
 pub mod betting;
 pub mod binomial;
+mod choice;
+mod class;
 pub mod convergence;
 pub mod exact;
 pub mod fdr;
 pub mod isotonic;
+pub mod memory;
+pub mod progress;
 pub mod ranks;
 pub mod splitmix;
+
+pub use choice::Choice;
+pub use class::{Classify, ErrorClass};
+pub use progress::{checkpoint, Cancelled, Progress, Silent};
 
 use thiserror::Error;
 
@@ -61,6 +72,31 @@ pub fn bisect_decreasing(mut lo: f64, mut hi: f64, g: impl Fn(f64) -> f64) -> f6
         }
     }
     0.5 * (lo + hi)
+}
+
+/// A value as an error message shows it: as written (`-1`, `0.25`), or in its shortest form
+/// where that runs long (`1e300`, not 301 digits).
+pub fn compact(v: impl std::fmt::Display + std::fmt::Debug) -> String {
+    let shown = v.to_string();
+    if shown.len() > 24 {
+        format!("{v:?}")
+    } else {
+        shown
+    }
+}
+
+/// How Quiver's JSON writes a float: the number when finite, else the string `"inf"`, `"-inf"` or
+/// `"nan"` (JSON has no infinities; an infinite bound is a legal result).
+pub fn json_number(x: f64) -> Result<f64, &'static str> {
+    if x.is_finite() {
+        Ok(x)
+    } else if x.is_nan() {
+        Err("nan")
+    } else if x > 0.0 {
+        Err("inf")
+    } else {
+        Err("-inf")
+    }
 }
 
 /// The standard normal CDF Φ(x) = erfc(−x/√2)/2.

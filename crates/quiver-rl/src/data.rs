@@ -1,8 +1,9 @@
-//! The `transitions` table, read and checked once: episodes, states (discrete ids or continuous
-//! columns), actions, rewards, ends, next-row lookups and n-step windows.
+//! Logged transitions, checked once: episodes, states (discrete ids or continuous columns),
+//! actions, rewards, ends, next-row lookups and n-step windows. Errors name the `transitions`
+//! table's column and row.
 
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::TableRef;
+use crate::RlError;
+use quiver_numerics::compact;
 use std::ops::Range;
 
 /// Largest discrete state id + 1 accepted (ids index dense per-state arrays).
@@ -86,81 +87,87 @@ pub struct NStep {
     pub ended: bool,
 }
 
-fn ids(t: &TableRef<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginError> {
-    let v = t.i64(column)?;
-    t.check_each(column, v, |x| x >= 0 && (x as u64) < limit as u64, &format!("must be an id in 0..{limit}"))?;
-    Ok(v.iter().map(|&x| x as u32).collect())
+/// Check that every value of `column` of `table` is an id in `0..limit` and convert them.
+pub fn ids(table: &'static str, column: &'static str, values: &[i64], limit: usize) -> Result<Vec<u32>, RlError> {
+    check_each(
+        table,
+        column,
+        values,
+        |x| x >= 0 && (x as u64) < limit as u64,
+        &format!("must be an id in 0..{limit}"),
+    )?;
+    Ok(values.iter().map(|&x| x as u32).collect())
 }
 
-/// The numbered columns `{prefix}0, {prefix}1, …` of a table (stopping at the first gap), and an
-/// error if a higher-numbered one exists past the gap.
-pub fn numbered_columns<'a>(t: &TableRef<'a>, prefix: &str) -> Result<Vec<&'a [f64]>, PluginError> {
-    let found = t.numbered_f64(prefix)?;
-    let run = found.iter().enumerate().take_while(|(i, (k, _))| i == k).count();
-    if let Some((k, _)) = found.get(run) {
-        return Err(PluginError::input(format!(
-            "table '{}': column '{prefix}{k}' but no '{prefix}{run}': number the {prefix}* columns from 0 without gaps",
-            t.role(),
-        )));
+/// The first value of `column` for which `ok` is false, as `table 'T', column 'C', row R: value V
+/// {requirement}`.
+pub fn check_each<T: Copy + std::fmt::Display + std::fmt::Debug>(
+    table: &'static str,
+    column: impl Into<String>,
+    values: &[T],
+    ok: impl Fn(T) -> bool,
+    requirement: &str,
+) -> Result<(), RlError> {
+    match values.iter().position(|&v| !ok(v)) {
+        Some(row) => Err(RlError::row(table, column, row, format!("value {} {requirement}", compact(values[row])))),
+        None => Ok(()),
     }
-    Ok(found.into_iter().map(|(_, c)| c).collect())
+}
+
+impl<'a> States<'a> {
+    /// Discrete states from checked ids (each below [`MAX_STATES`]).
+    pub fn discrete(s: Vec<u32>, s_next: Vec<u32>) -> States<'a> {
+        let n_states = s.iter().chain(&s_next).max().map_or(0, |&m| m as usize + 1);
+        States::Discrete { s, s_next, n_states }
+    }
+}
+
+/// The columns of a `transitions` table, as read: what [`Transitions::new`] checks and groups.
+#[derive(Debug, Clone)]
+pub struct TransitionColumns<'a> {
+    /// Episode id of each row; each episode's rows together, in order of `t`.
+    pub episode: &'a [i64],
+    /// Step within the episode, rising by one.
+    pub t: &'a [i64],
+    /// The states ([`States::discrete`], continuous columns, or none when features are given).
+    pub states: States<'a>,
+    /// Action of each row (ids below [`MAX_ACTIONS`]: [`ids`]).
+    pub a: Vec<u32>,
+    /// The next action, as given (checked by [`Transitions::use_a_next`] when a method uses it).
+    pub a_next: Option<&'a [i64]>,
+    /// Rewards.
+    pub r: &'a [f64],
+    /// Whether the episode ends after the row.
+    pub done: Vec<bool>,
+    /// Behaviour probability of the logged action.
+    pub mu_prob: Option<&'a [f64]>,
+    /// Target probability of the logged action.
+    pub pi_prob: Option<&'a [f64]>,
 }
 
 impl<'a> Transitions<'a> {
-    /// Read and check a `transitions` table: `episode`, `t`, `a`, `r`, `done`, and either
-    /// discrete `s`, `s_next` or continuous `s_<k>`, `s_next_<k>` (or neither, when the features
-    /// are given as columns); optional `a_next`, `mu_prob`, `pi_prob`. Every error names the
-    /// table, column and row.
-    pub fn read(t: &TableRef<'a>) -> Result<Transitions<'a>, PluginError> {
-        t.non_empty()?;
-        let n = t.nrows();
-        let episode = t.i64("episode")?;
-        let step = t.i64("t")?;
-        let a = ids(t, "a", MAX_ACTIONS)?;
-        let a_next_raw = t.i64_opt("a_next")?;
-        let r = t.f64("r")?;
-        let done = t.flags("done")?;
-        let probability = |name: &str| -> Result<Option<&'a [f64]>, PluginError> {
-            let v = t.f64_opt(name)?;
-            if let Some(v) = v {
-                t.check_each(name, v, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
-            }
-            Ok(v)
-        };
-        let mu_prob = probability("mu_prob")?;
-        if let Some(mu) = mu_prob {
-            t.check_each("mu_prob", mu, |p| p > 0.0, "must be > 0: the behaviour took this action")?;
+    /// Check and group logged transitions: probabilities in [0, 1] (`mu_prob` > 0), and episodes
+    /// as contiguous blocks of rows with `t` rising by one, `done` only on an episode's last row,
+    /// and (discrete states) `s_next` equal to the next row's `s`. Every error names the column
+    /// and row of table `transitions`.
+    pub fn new(c: TransitionColumns<'a>) -> Result<Transitions<'a>, RlError> {
+        let TransitionColumns { episode, t: step, states, a, a_next, r, done, mu_prob, pi_prob } = c;
+        let n = r.len();
+        if [episode.len(), step.len(), a.len(), done.len()].iter().any(|&k| k != n) {
+            return Err(RlError::input("table 'transitions': its columns differ in length"));
         }
-        let pi_prob = probability("pi_prob")?;
-        let states = match (t.has("s"), t.has("s_0")) {
-            (true, true) => {
-                return Err(PluginError::input(format!(
-                    "table '{}' has both 's' (discrete) and 's_0' (continuous) state columns: give one kind",
-                    t.role()
-                )))
+        let probability = |name: &'static str, v: Option<&[f64]>| match v {
+            Some(v) => {
+                check_each("transitions", name, v, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")
             }
-            (true, false) => {
-                let s = ids(t, "s", MAX_STATES)?;
-                let s_next = ids(t, "s_next", MAX_STATES)?;
-                let n_states = s.iter().chain(&s_next).max().map_or(0, |&m| m as usize + 1);
-                States::Discrete { s, s_next, n_states }
-            }
-            (false, true) => {
-                let s = numbered_columns(t, "s_")?;
-                let s_next = numbered_columns(t, "s_next_")?;
-                if s_next.len() != s.len() {
-                    return Err(PluginError::input(format!(
-                        "table '{}': {} state columns s_* but {} next-state columns s_next_*: give s_next_0..s_next_{}",
-                        t.role(),
-                        s.len(),
-                        s_next.len(),
-                        s.len() - 1
-                    )));
-                }
-                States::Continuous { s, s_next }
-            }
-            (false, false) => States::Absent,
+            None => Ok(()),
         };
+        probability("mu_prob", mu_prob)?;
+        if let Some(mu) = mu_prob {
+            check_each("transitions", "mu_prob", mu, |p| p > 0.0, "must be > 0: the behaviour took this action")?;
+        }
+        probability("pi_prob", pi_prob)?;
+        let row = |column: &'static str, i: usize, message: String| RlError::row("transitions", column, i, message);
         let n_actions = a.iter().max().map_or(0, |&m| m as usize + 1);
         // episodes: contiguous blocks of rows, t rising by one, done only on the last row
         let mut episodes: Vec<Range<usize>> = Vec::new();
@@ -169,10 +176,10 @@ impl<'a> Transitions<'a> {
         for i in 0..n {
             let last = i + 1 == n || episode[i + 1] != episode[i];
             if i > start && step[i - 1].checked_add(1) != Some(step[i]) {
-                return Err(t.row_error(
+                return Err(row(
                     "t",
                     i,
-                    format_args!(
+                    format!(
                         "t = {} follows t = {} in episode {}: steps must rise by one (a gap or a reordering)",
                         step[i],
                         step[i - 1],
@@ -181,33 +188,29 @@ impl<'a> Transitions<'a> {
                 ));
             }
             if done[i] && !last {
-                return Err(t.row_error(
+                return Err(row(
                     "done",
                     i,
-                    format_args!(
-                        "done = 1 before the last row of episode {} (it goes on at row {})",
-                        episode[i],
-                        i + 2
-                    ),
+                    format!("done = 1 before the last row of episode {} (it goes on at row {})", episode[i], i + 2),
                 ));
             }
             if !last {
                 if let States::Discrete { s, s_next, .. } = &states {
                     if s_next[i] != s[i + 1] {
-                        return Err(t.row_error(
+                        return Err(row(
                             "s_next",
                             i,
-                            format_args!("s_next = {} but the episode's next row has s = {}", s_next[i], s[i + 1]),
+                            format!("s_next = {} but the episode's next row has s = {}", s_next[i], s[i + 1]),
                         ));
                     }
                 }
             }
             if last {
                 if let Some(first) = seen.insert(episode[i], start) {
-                    return Err(t.row_error(
+                    return Err(row(
                         "episode",
                         start,
-                        format_args!(
+                        format!(
                             "episode {} starts again here after rows {}..: keep each episode's rows together, in order of t",
                             episode[i],
                             first + 1
@@ -218,7 +221,19 @@ impl<'a> Transitions<'a> {
                 start = i + 1;
             }
         }
-        Ok(Transitions { n, states, a, a_next: None, a_next_raw, n_actions, r, done, mu_prob, pi_prob, episodes })
+        Ok(Transitions {
+            n,
+            states,
+            a,
+            a_next: None,
+            a_next_raw: a_next,
+            n_actions,
+            r,
+            done,
+            mu_prob,
+            pi_prob,
+            episodes,
+        })
     }
 
     /// The row after `row` in its episode, if any.
@@ -277,10 +292,10 @@ impl<'a> Transitions<'a> {
     /// and keep it in [`Transitions::a_next`]. On a row with `done = 1` there is no next action:
     /// any value is accepted there (-1 or an empty cell by convention) and never read. Elsewhere
     /// it must be an action id and, where the episode goes on, the action of its next row.
-    pub fn use_a_next(&mut self, t: &TableRef<'_>, what: &str) -> Result<&[u32], PluginError> {
-        let raw = self.a_next_raw.ok_or_else(|| {
-            PluginError::input(format!("table 'transitions' has no column 'a_next', which {what} needs"))
-        })?;
+    pub fn use_a_next(&mut self, what: &str) -> Result<&[u32], RlError> {
+        let raw = self
+            .a_next_raw
+            .ok_or_else(|| RlError::input(format!("table 'transitions' has no column 'a_next', which {what} needs")))?;
         let mut ids = Vec::with_capacity(self.n);
         for (i, &x) in raw.iter().enumerate() {
             if self.done[i] {
@@ -288,7 +303,8 @@ impl<'a> Transitions<'a> {
                 continue;
             }
             if !(x >= 0 && (x as u64) < MAX_ACTIONS as u64) {
-                return Err(t.row_error(
+                return Err(RlError::row(
+                    "transitions",
                     "a_next",
                     i,
                     format_args!(
@@ -297,7 +313,8 @@ impl<'a> Transitions<'a> {
                 ));
             }
             if self.next_row(i).is_some_and(|j| i64::from(self.a[j]) != x) {
-                return Err(t.row_error(
+                return Err(RlError::row(
+                    "transitions",
                     "a_next",
                     i,
                     format_args!("a_next = {x} but the episode's next row has a = {}", self.a[i + 1]),
@@ -313,33 +330,26 @@ impl<'a> Transitions<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quiver_sdk::abi::{ColumnData, ColumnView, TableView};
 
-    fn table_with<'a>(cols: &'a [ColumnView<'a>], n: usize) -> TableView<'a> {
-        TableView::new("transitions", n, cols)
+    fn columns<'a>(ep: &'a [i64], t: &'a [i64], r: &'a [f64], done: &[bool]) -> TransitionColumns<'a> {
+        TransitionColumns {
+            episode: ep,
+            t,
+            states: States::discrete(vec![0, 1, 2, 0, 2], vec![1, 2, 0, 2, 1]),
+            a: vec![0, 1, 0, 1, 1],
+            a_next: None,
+            r,
+            done: done.to_vec(),
+            mu_prob: None,
+            pi_prob: None,
+        }
     }
 
     #[test]
     fn episodes_windows_and_errors() {
-        let ep = [0i64, 0, 0, 1, 1];
-        let t = [0i64, 1, 2, 5, 6];
-        let s = [0i64, 1, 2, 0, 2];
-        let sn = [1i64, 2, 0, 2, 1];
-        let a = [0i64, 1, 0, 1, 1];
         let r = [1.0, 0.0, 2.0, 1.0, 0.5];
         let d = [false, false, true, false, false];
-        let cols = [
-            ColumnView::new("episode", ColumnData::i64(&ep)),
-            ColumnView::new("t", ColumnData::i64(&t)),
-            ColumnView::new("s", ColumnData::i64(&s)),
-            ColumnView::new("s_next", ColumnData::i64(&sn)),
-            ColumnView::new("a", ColumnData::i64(&a)),
-            ColumnView::new("r", ColumnData::f64(&r)),
-            ColumnView::new("done", ColumnData::bool(&d)),
-        ];
-        let views = [table_with(&cols, 5)];
-        let tables = quiver_sdk::Tables::from_slice(&views);
-        let tr = Transitions::read(&tables.get("transitions").unwrap()).unwrap();
+        let tr = Transitions::new(columns(&[0, 0, 0, 1, 1], &[0, 1, 2, 5, 6], &r, &d)).unwrap();
         assert_eq!(tr.episodes, vec![0..3, 3..5]);
         assert_eq!((tr.n_actions, tr.states.is_discrete()), (2, true));
         assert_eq!(tr.next_row(1), Some(2));
@@ -348,21 +358,22 @@ mod tests {
         assert_eq!(tr.n_step(3, 1), NStep { start: 3, steps: 1, ended: false });
         assert_eq!(tr.first_rows().collect::<Vec<_>>(), vec![0, 3]);
 
-        let bad_t = [0i64, 1, 3, 5, 6];
-        let mut c2 = cols;
-        c2[1] = ColumnView::new("t", ColumnData::i64(&bad_t));
-        let views = [table_with(&c2, 5)];
-        let e = Transitions::read(&quiver_sdk::Tables::from_slice(&views).get("transitions").unwrap()).unwrap_err();
-        assert!(e.message.contains("column 't', row 3: t = 3 follows t = 1"), "{}", e.message);
+        let e = Transitions::new(columns(&[0, 0, 0, 1, 1], &[0, 1, 3, 5, 6], &r, &d)).unwrap_err().to_string();
+        assert!(e.contains("table 'transitions', column 't', row 3: t = 3 follows t = 1"), "{e}");
 
-        let bad_ep = [0i64, 0, 1, 0, 0];
-        let bad_t2 = [0i64, 1, 0, 2, 3];
-        let mut c3 = cols;
-        c3[0] = ColumnView::new("episode", ColumnData::i64(&bad_ep));
-        c3[1] = ColumnView::new("t", ColumnData::i64(&bad_t2));
-        c3[6] = ColumnView::new("done", ColumnData::bool(&[false; 5]));
-        let views = [table_with(&c3, 5)];
-        let e = Transitions::read(&quiver_sdk::Tables::from_slice(&views).get("transitions").unwrap()).unwrap_err();
-        assert!(e.message.contains("column 'episode', row 4: episode 0 starts again"), "{}", e.message);
+        let e = Transitions::new(columns(&[0, 0, 1, 0, 0], &[0, 1, 0, 2, 3], &r, &[false; 5])).unwrap_err().to_string();
+        assert!(e.contains("column 'episode', row 4: episode 0 starts again"), "{e}");
+
+        let mut c = columns(&[0, 0, 0, 1, 1], &[0, 1, 2, 5, 6], &r, &d);
+        c.mu_prob = Some(&[0.5, 0.5, 0.0, 1.0, 1.0]);
+        let e = Transitions::new(c).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "table 'transitions', column 'mu_prob', row 3: value 0 must be > 0: the behaviour took this action"
+        );
+        assert_eq!(
+            ids("transitions", "a", &[0, 3, -1], 10).unwrap_err().to_string(),
+            "table 'transitions', column 'a', row 3: value -1 must be an id in 0..10"
+        );
     }
 }

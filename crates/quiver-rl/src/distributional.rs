@@ -19,10 +19,10 @@
 //! (Σ ψψᵀ + λI)⁻¹(gradient − λΘ) there — how far the fixed-point condition is from holding — are
 //! at most `tol`.
 
+use crate::RlError;
 use ndarray::{s, Array1, Array2};
 use ndarray_linalg::{FactorizeC, SolveC, UPLO};
-use quiver_sdk::abi::{ErrorKind, PluginError};
-use quiver_sdk::Context;
+use quiver_numerics::{checkpoint, Progress};
 use rayon::prelude::*;
 
 /// Most values the fit holds (Ψ, Ψ′ and three n × A·N matrices; 8 bytes each: 1 GiB).
@@ -95,30 +95,24 @@ pub fn fit(
     ridge: f64,
     tol: f64,
     max_iter: usize,
-    ctx: &Context,
-) -> Result<LinearQuantile, PluginError> {
+    progress: &dyn Progress,
+) -> Result<LinearQuantile, RlError> {
     let (n, d) = rows.psi.dim();
     let n_a = rows.pi_next.len();
     let width = n_a * n_q;
     if n * (2 * d + 3 * width) > MAX_VALUES {
-        return Err(PluginError::new(
-            ErrorKind::Unsupported,
-            format!(
-                "{n} rows x ({} features + 3 x {n_a} actions x {n_q} quantiles) exceed the {MAX_VALUES} values the \
+        return Err(RlError::Unsupported(format!(
+            "{n} rows x ({} features + 3 x {n_a} actions x {n_q} quantiles) exceed the {MAX_VALUES} values the \
                  linear quantile fit holds: lower dim or n_quantiles",
-                2 * d
-            ),
-        ));
+            2 * d
+        )));
     }
     let terms = n as f64 * width as f64 * n_q as f64;
     if terms > MAX_TERMS_PER_ITERATION {
-        return Err(PluginError::new(
-            ErrorKind::Unsupported,
-            format!(
-                "{n} rows x {width} target atoms x {n_q} levels = {terms:.2e} terms per iteration (limit \
+        return Err(RlError::Unsupported(format!(
+            "{n} rows x {width} target atoms x {n_q} levels = {terms:.2e} terms per iteration (limit \
                  {MAX_TERMS_PER_ITERATION:.0e}): lower n_quantiles"
-            ),
-        ));
+        )));
     }
     // the rows and features of each action block
     let blocks: Vec<(Vec<usize>, Array2<f64>)> = (0..n_a)
@@ -133,7 +127,7 @@ pub fn fit(
     // point that the IRLS step cannot hide: a tiny IRLS step from tiny weights (κ small against
     // the returns) is not convergence
     let singular = |a: usize, rows_a: usize| {
-        PluginError::input(format!(
+        RlError::input(format!(
             "the quantile regression of action {a} is singular ({rows_a} rows for {d} features): set a ridge > 0 \
              (e.g. --set ridge=1e-6)"
         ))
@@ -146,7 +140,7 @@ pub fn fit(
             g.diag_mut().iter_mut().for_each(|v| *v += ridge);
             g.factorizec(UPLO::Lower).map_err(|_| singular(a, idx.len()))
         })
-        .collect::<Result<Vec<_>, PluginError>>()?;
+        .collect::<Result<Vec<_>, RlError>>()?;
     let tau = levels(n_q);
     let mut theta = Array2::<f64>::zeros((d, width));
     let mut iterations = 0;
@@ -161,7 +155,7 @@ pub fn fit(
                 quiver_numerics::convergence::relative_change(q.iter().zip(prev).map(|(a, b)| (*a, *b)));
             let change = step.max(if scale > 0.0 { residual / scale } else { residual });
             if !change.is_finite() || scale > 1e150 {
-                return Err(crate::setup::diverged("the linear quantile critic", scale, iterations, rows.r));
+                return Err(RlError::diverged("the linear quantile critic", scale, iterations, rows.r));
             }
             if change <= tol || iterations >= max_iter {
                 break change;
@@ -216,7 +210,7 @@ pub fn fit(
             }
         }
         iterations += 1;
-        ctx.progress(iterations as u64, max_iter as u64, "quantile iterations")?;
+        checkpoint(progress, iterations as u64, max_iter as u64, "quantile iterations")?;
         q_prev = Some(q);
     };
     Ok(LinearQuantile { theta, iterations, change })

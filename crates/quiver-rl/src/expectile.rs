@@ -12,10 +12,10 @@
 //! The two steps alternate until ‖Δw‖_∞ ≤ tol·‖w‖_∞. The features of every row are held
 //! in memory (n·(d + 2D) values, capped by [`MAX_CACHE`]).
 
+use crate::RlError;
 use ndarray::{Array1, Array2, ArrayView2};
 use ndarray_linalg::{Cholesky, Solve, UPLO};
-use quiver_sdk::abi::{ErrorKind, PluginError};
-use quiver_sdk::Context;
+use quiver_numerics::{checkpoint, Progress};
 
 /// Most feature values held in memory (8 bytes each: 1 GiB).
 pub const MAX_CACHE: usize = 1 << 27;
@@ -47,12 +47,12 @@ pub struct LinearExpectile {
     pub converged: bool,
 }
 
-fn singular(what: &str) -> PluginError {
-    PluginError::input(format!("the {what} regression is singular: set a ridge > 0 (e.g. --set ridge=1e-6)"))
+fn singular(what: &str) -> RlError {
+    RlError::input(format!("the {what} regression is singular: set a ridge > 0 (e.g. --set ridge=1e-6)"))
 }
 
 /// (G + λI)⁻¹ rhs by Cholesky; singular systems ask for a ridge.
-pub fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) -> Result<Array1<f64>, PluginError> {
+pub fn ridge_solve(mut g: Array2<f64>, rhs: &Array1<f64>, ridge: f64, what: &str) -> Result<Array1<f64>, RlError> {
     g.diag_mut().iter_mut().for_each(|x| *x += ridge);
     let l = g.cholesky(UPLO::Lower).map_err(|_| singular(what))?;
     let y = l.solve(rhs).map_err(|_| singular(what))?;
@@ -75,7 +75,7 @@ pub fn expectile_regression(
     tau: f64,
     ridge: f64,
     init: &Array1<f64>,
-) -> Result<Array1<f64>, PluginError> {
+) -> Result<Array1<f64>, RlError> {
     let mut w = init.clone();
     let mut omega: Vec<f64> = Vec::new();
     for _ in 0..100 {
@@ -99,15 +99,15 @@ pub fn fit(
     ridge: f64,
     tol: f64,
     max_iter: usize,
-    ctx: &Context,
-) -> Result<LinearExpectile, PluginError> {
+    progress: &dyn Progress,
+) -> Result<LinearExpectile, RlError> {
     let (n, dq) = rows.phi.dim();
     let dv = rows.psi.ncols();
     if n * (dq + 2 * dv) > MAX_CACHE {
-        return Err(PluginError::new(
-            ErrorKind::Unsupported,
-            format!("{n} rows × {} features exceed the {MAX_CACHE} values the linear expectile fit holds", dq + 2 * dv),
-        ));
+        return Err(RlError::Unsupported(format!(
+            "{n} rows × {} features exceed the {MAX_CACHE} values the linear expectile fit holds",
+            dq + 2 * dv
+        )));
     }
     let r = Array1::from(rows.r.to_vec());
     let c = rows.phi.t().dot(&rows.phi);
@@ -125,9 +125,9 @@ pub fn fit(
         w = new_w;
         iterations += 1;
         if !w.iter().all(|x| x.is_finite()) || scale > 1e150 {
-            return Err(crate::setup::diverged("the expectile critic", scale, iterations, rows.r));
+            return Err(RlError::diverged("the expectile critic", scale, iterations, rows.r));
         }
-        ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
+        checkpoint(progress, iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {
             break;
         }

@@ -10,7 +10,7 @@
 
 use crate::data::{States, Transitions};
 use crate::policy::{Policy, PolicyColumns};
-use quiver_sdk::abi::PluginError;
+use crate::RlError;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
@@ -180,17 +180,16 @@ pub struct GivenColumns<'a> {
 }
 
 impl<'a> GivenColumns<'a> {
-    /// Read `phi_<k>` and `phi_next_<k>`: at least one, the same number of each.
-    pub fn read(t: &quiver_sdk::TableRef<'a>) -> Result<GivenColumns<'a>, PluginError> {
-        let phi = crate::data::numbered_columns(t, "phi_")?;
-        let phi_next = crate::data::numbered_columns(t, "phi_next_")?;
+    /// The columns `phi_<k>` and `phi_next_<k>` of the transitions table: at least one, the same
+    /// number of each.
+    pub fn new(phi: Vec<&'a [f64]>, phi_next: Vec<&'a [f64]>) -> Result<GivenColumns<'a>, RlError> {
         if phi.is_empty() {
-            return Err(PluginError::input(
+            return Err(RlError::input(
                 "features=given needs columns phi_0, phi_1, ... (phi(s, a)) and phi_next_0, ... in table 'transitions'",
             ));
         }
         if phi.len() != phi_next.len() {
-            return Err(PluginError::input(format!(
+            return Err(RlError::input(format!(
                 "table 'transitions' has {} phi_* columns but {} phi_next_* columns: give phi_next_0..phi_next_{} \
                  to match phi_0..phi_{}",
                 phi.len(),
@@ -278,13 +277,13 @@ pub fn rff_matrices(
     s: &[&[f64]],
     s_next: &[&[f64]],
     done: &[bool],
-) -> Result<(ndarray::Array2<f64>, ndarray::Array2<f64>), PluginError> {
+) -> Result<(ndarray::Array2<f64>, ndarray::Array2<f64>), RlError> {
     use rayon::prelude::*;
     let (n, d) = (done.len(), rff.dim);
     let what = "the random Fourier features of every state and next state";
-    quiver_sdk::memory::reserve(2.0 * (n * d) as f64 * 8.0, what)?;
+    quiver_numerics::memory::reserve(2.0 * (n * d) as f64 * 8.0, what)?;
     let (mut psi, mut psi_next) =
-        (quiver_sdk::memory::try_vec(n * d, 0.0, what)?, quiver_sdk::memory::try_vec(n * d, 0.0, what)?);
+        (quiver_numerics::memory::try_vec(n * d, 0.0, what)?, quiver_numerics::memory::try_vec(n * d, 0.0, what)?);
     psi.par_chunks_mut(d.max(1)).zip(psi_next.par_chunks_mut(d.max(1))).enumerate().for_each(|(i, (row, row_next))| {
         rff.psi(|k| s[k][i], row);
         if !done[i] {

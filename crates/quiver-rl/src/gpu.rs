@@ -8,12 +8,12 @@
 use crate::data::States;
 use crate::features::{DenseRows, FeatureMap, NextTarget};
 use crate::linear::Moments;
+use crate::RlError;
 use ndarray::{Array1, Array2};
 use quiver_gpu::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use quiver_gpu::cudarc::driver::PushKernelArg;
 use quiver_gpu::GpuError;
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::Context;
+use quiver_numerics::{checkpoint, Progress};
 
 /// CUDA source of the random Fourier feature kernel.
 pub const RFF_KERNEL: &str = include_str!("kernels/rff_rows.cu");
@@ -27,7 +27,7 @@ fn blas_err<E: std::fmt::Debug>(e: E) -> GpuError {
 
 /// The moments of dense features (`rff`, `given`) computed on the GPU; equal to
 /// [`crate::linear::accumulate_dense`] up to the order of the sums.
-pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Moments, PluginError> {
+pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Result<Moments, RlError> {
     let data = rows.data;
     let d = rows.map.dim();
     let n = data.n;
@@ -126,7 +126,7 @@ pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<
                 .map_err(blas_err)?;
             blas.gemm(cfg(cublasOperation_t::CUBLAS_OP_N, 1, mi), &phi_dev, &r_dev, &mut b_dev).map_err(blas_err)?;
         }
-        ctx.progress(ci as u64 + 1, chunks as u64, "moments (cuda)")?;
+        checkpoint(progress, ci as u64 + 1, chunks as u64, "moments (cuda)")?;
     }
     let c = stream.clone_dtoh(&c_dev).map_err(GpuError::from)?;
     let m = stream.clone_dtoh(&m_dev).map_err(GpuError::from)?;
@@ -158,7 +158,7 @@ fn grid(n: usize, y: usize, shared: u32) -> quiver_gpu::cudarc::driver::LaunchCo
 }
 
 /// [`crate::ope::episode_weights`] on the GPU: one thread per episode.
-pub fn episode_weights_cuda(rho: &[f64], episodes: &[std::ops::Range<usize>]) -> Result<Vec<f64>, PluginError> {
+pub fn episode_weights_cuda(rho: &[f64], episodes: &[std::ops::Range<usize>]) -> Result<Vec<f64>, RlError> {
     let stream = quiver_gpu::stream()?;
     let f = quiver_gpu::kernel("ope", OPE_KERNEL, "episode_weights")?;
     let start: Vec<i64> = episodes.iter().map(|e| e.start as i64).collect();
@@ -185,7 +185,7 @@ pub fn nstep_returns_cuda(
     episode_end: &[i64],
     h: usize,
     gamma: f64,
-) -> Result<(Vec<f64>, Vec<i32>), PluginError> {
+) -> Result<(Vec<f64>, Vec<i32>), RlError> {
     let stream = quiver_gpu::stream()?;
     let f = quiver_gpu::kernel("ope", OPE_KERNEL, "nstep_returns")?;
     let n = r.len();
@@ -210,7 +210,7 @@ pub fn nstep_returns_cuda(
 /// counter-based generator), so the slot sums agree up to the order of the additions; the device
 /// returns each batch's sums and the host reduces them by the plan's `stat`. Resamples go in
 /// batches of at most [`MAX_DEVICE_COUNTS`] draw counts (and as many slot sums).
-pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
+pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<f64>>, RlError> {
     let x = plan.x;
     let (n, width) = (x.units(), x.width);
     if n == 0 || plan.resamples == 0 {

@@ -1,7 +1,7 @@
 //! Logged RL transitions for Quiver's critics, read and checked once, and the linear algebra
 //! every critic shares.
 //!
-//! * [`data`]: the `transitions` table (`episode`, `t`, `s`, `a`, `r`, `s_next`, `done`, …):
+//! * [`data`]: logged transitions (`episode`, `t`, `s`, `a`, `r`, `s_next`, `done`, …):
 //!   episodes, next-row lookups, n-step windows, with every error naming the table, column and
 //!   row;
 //! * [`policy`]: the target policy, as a `policy` table (discrete states) or per-row columns;
@@ -15,11 +15,17 @@
 //!   counter-based bootstrap over units they use (CPU cores or GPU, the same draws);
 //! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device, and the
 //!   OPE scans and bootstrap sums as CUDA kernels;
-//! * [`setup`]: the parameters, tables and summaries every critic plugin shares.
+//!
+//! The crate stands on its own — it depends on neither the plugin SDK nor the ABI: errors are
+//! [`RlError`] (each with its [`quiver_numerics::ErrorClass`]), long fits report progress and
+//! learn of cancellation through [`quiver_numerics::Progress`] ([`quiver_numerics::Silent`] when
+//! nobody listens), and inputs are slices ([`TransitionColumns`], [`Policy::from_rows`]). The
+//! critic plugins read their tables into these types with `quiver-critic-kit`.
 
 pub mod bootstrap;
 pub mod data;
 pub mod distributional;
+mod error;
 pub mod expectile;
 pub mod features;
 pub mod gpu;
@@ -28,13 +34,13 @@ pub mod ope;
 pub mod ope_bounds;
 pub mod policy;
 pub mod quantile_dp;
-pub mod setup;
 pub mod tabular;
 
 /// Link OpenBLAS (BLAS and LAPACK) into every crate that uses this one.
 extern crate blas_src;
 
-pub use data::{NStep, States, Transitions};
+pub use data::{NStep, States, TransitionColumns, Transitions};
+pub use error::{Result, RlError};
 pub use features::{FeatureMap, GivenColumns, NextTarget, PairIndex, Rff};
 pub use linear::Moments;
 pub use policy::{Policy, PolicyColumns};

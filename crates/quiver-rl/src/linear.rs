@@ -13,10 +13,10 @@
 use crate::data::{States, Transitions};
 use crate::features::{DenseRows, NextTarget, PairIndex};
 use crate::policy::Policy;
+use crate::RlError;
 use ndarray::{Array1, Array2};
 use ndarray_linalg::{FactorizeInto, ReciprocalConditionNum, Solve};
-use quiver_sdk::abi::{ErrorKind, PluginError};
-use quiver_sdk::Context;
+use quiver_numerics::{checkpoint, Progress};
 use rayon::prelude::*;
 
 /// Rows per chunk of the dense accumulation (two 4096 × d blocks per worker).
@@ -99,7 +99,7 @@ impl Partial {
 /// One pass over the data with dense features (`rff`, `given`): chunks of [`CHUNK_ROWS`] rows,
 /// in parallel, each multiplied into its worker's moments by BLAS, then summed. Reports progress
 /// per chunk and stops when asked.
-pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Moments, PluginError> {
+pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Result<Moments, RlError> {
     single_threaded_blas();
     let data = rows.data;
     let d = rows.map.dim();
@@ -111,7 +111,7 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
     // they fit in MOMENTS_MEMORY; worker w takes chunks w, w + W, w + 2W, … (chunks cost the same)
     // and the accumulators are added in worker order, so the sums do not depend on scheduling
     let per_worker = (2 * d * d + d + 2 * CHUNK_ROWS * d) * std::mem::size_of::<f64>();
-    let result = quiver_numerics::with_threads(ctx.threads(), || {
+    let result = quiver_numerics::with_threads(progress.threads(), || {
         let workers = rayon::current_num_threads().min((MOMENTS_MEMORY / per_worker).max(1)).min(chunks.max(1));
         let partials: Vec<Partial> = (0..workers)
             .into_par_iter()
@@ -129,7 +129,7 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
                     add_xty(&mut acc.m, &phi, &next, m, d, d);
                     add_xty(&mut acc.b, &phi, &data.r[range], m, d, 1);
                     let finished = done_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if ctx.progress(finished, chunks as u64, "moments").is_err() {
+                    if checkpoint(progress, finished, chunks as u64, "moments").is_err() {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -138,8 +138,8 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
             .collect();
         partials.into_iter().fold(Partial::zeros(d), Partial::add)
     })
-    .map_err(|e| PluginError::new(ErrorKind::Internal, e.to_string()))?;
-    ctx.progress(done_chunks.load(std::sync::atomic::Ordering::Relaxed), chunks as u64, "moments")?;
+    .map_err(|e| RlError::Internal(e.to_string()))?;
+    checkpoint(progress, done_chunks.load(std::sync::atomic::Ordering::Relaxed), chunks as u64, "moments")?;
     Ok(Moments {
         c: Array2::from_shape_vec((d, d), result.c).expect("d × d"),
         m: Array2::from_shape_vec((d, d), result.m).expect("d × d"),
@@ -150,16 +150,15 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, ctx: &Context) -> Result<Momen
 /// The pair index of a one-hot critic: the pairs with data, then the pairs the target reaches at
 /// bootstrapped next states.
 #[allow(clippy::needless_range_loop)] // parallel columns, indexed by row
-pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Result<PairIndex, PluginError> {
+pub fn onehot_index(data: &Transitions<'_>, target: NextTarget<'_, '_>) -> Result<PairIndex, RlError> {
     let States::Discrete { s, s_next, .. } = &data.states else {
-        return Err(PluginError::param("features=onehot needs discrete states: columns 's' and 's_next'"));
+        return Err(RlError::Parameter("features=onehot needs discrete states: columns 's' and 's_next'".into()));
     };
     let mut index = PairIndex::default();
     let too_many = || {
-        PluginError::new(
-            ErrorKind::Unsupported,
-            format!("features=onehot: more than {MAX_FEATURES} (state, action) pairs; use features=rff or given"),
-        )
+        RlError::Unsupported(format!(
+            "features=onehot: more than {MAX_FEATURES} (state, action) pairs; use features=rff or given"
+        ))
     };
     for (&st, &at) in s.iter().zip(&data.a) {
         index.insert(st, at);
@@ -231,13 +230,13 @@ pub struct Solution {
     pub residual: f64,
 }
 
-fn singular(what: &str, ridge: f64) -> PluginError {
+fn singular(what: &str, ridge: f64) -> RlError {
     let hint = if ridge == 0.0 {
         "set a ridge > 0 (e.g. --set ridge=1e-6), or give data covering every (state, action) the target policy reaches"
     } else {
         "increase the ridge"
     };
-    PluginError::input(format!("the {what} system is singular: {hint}"))
+    RlError::input(format!("the {what} system is singular: {hint}"))
 }
 
 /// The Euclidean norm, scaled as LAPACK's `nrm2` is (by the largest |v_i|) so that it stays finite
@@ -253,7 +252,7 @@ pub fn norm(v: &Array1<f64>) -> f64 {
 
 /// LSTD: θ = (C − γM + λI)⁻¹ b by LU with partial pivoting; a singular or numerically singular
 /// system (the residual above 1e-6) is an error that suggests the ridge.
-pub fn solve_lstd(mo: &Moments, gamma: f64, ridge: f64) -> Result<Solution, PluginError> {
+pub fn solve_lstd(mo: &Moments, gamma: f64, ridge: f64) -> Result<Solution, RlError> {
     let d = mo.b.len();
     let mut a = &mo.c - &(&mo.m * gamma);
     for k in 0..d {
@@ -292,8 +291,8 @@ pub fn fqe(
     ridge: f64,
     tol: f64,
     max_iter: usize,
-    ctx: &Context,
-) -> Result<Iterated, PluginError> {
+    progress: &dyn Progress,
+) -> Result<Iterated, RlError> {
     let d = mo.b.len();
     let mut g = mo.c.clone();
     for k in 0..d {
@@ -317,7 +316,7 @@ pub fn fqe(
         }
         if !theta.iter().all(|x| x.is_finite()) || scale > 1e12 * first {
             let rewards = mo.b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            return Err(PluginError::input(quiver_numerics::convergence::divergence_message(
+            return Err(RlError::input(quiver_numerics::convergence::divergence_message(
                 "FQE",
                 scale,
                 iterations,
@@ -326,7 +325,7 @@ pub fn fqe(
                 "bootstrapping off-policy with these features is unstable; raise the ridge, or use target=lstdq",
             )));
         }
-        ctx.progress(iterations as u64, max_iter as u64, "fqe iterations")?;
+        checkpoint(progress, iterations as u64, max_iter as u64, "fqe iterations")?;
         if change <= tol {
             break;
         }

@@ -28,9 +28,9 @@
 
 use crate::bootstrap::{percentile_interval, Plan, UnitMatrix};
 use crate::ope_bounds::{self, Declared, FiniteKind, Range1};
+use crate::RlError;
 use quiver_numerics::binomial::student_t_quantile;
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::choices;
+use quiver_numerics::choices;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -136,7 +136,7 @@ pub struct CiSpec {
 }
 
 /// Runs a bootstrap plan (on the CPU cores, or the GPU): per resample, the plan's estimators.
-pub type Resampler<'r> = &'r dyn Fn(&Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError>;
+pub type Resampler<'r> = &'r dyn Fn(&Plan<'_>) -> Result<Vec<Vec<f64>>, RlError>;
 
 /// Count, mean, centred sum of squares, minimum and maximum of `K` variables, and the co-moment
 /// of the first two; mergeable (Chan, Golub & LeVeque 1979), so a long column is summarised in
@@ -370,7 +370,7 @@ pub fn trajectory(
     gamma: f64,
     spec: &CiSpec,
     resample: Resampler<'_>,
-) -> Result<TrajectoryEstimates, PluginError> {
+) -> Result<TrajectoryEstimates, RlError> {
     let h = input.horizon();
     let (values, x) = input.units(gamma);
     let summary = Summary::of(&values);
@@ -591,8 +591,8 @@ pub fn bandit(
     input: &BanditInput<'_>,
     spec: &CiSpec,
     resample: Resampler<'_>,
-    refuse: &dyn Fn(BadRow) -> PluginError,
-) -> Result<BanditEstimates, PluginError> {
+    refuse: &dyn Fn(BadRow) -> RlError,
+) -> Result<BanditEstimates, RlError> {
     let s = input.summary().map_err(refuse)?;
     let n = s.n;
     let ratio = s.mean[0] / s.mean[1];

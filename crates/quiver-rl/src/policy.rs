@@ -1,9 +1,8 @@
 //! Target policies: a `policy` table (`s`, `a`, `prob`) for discrete states, or per-row action
 //! probability columns (`pi_<a>` at s, `pi_next_<a>` at s′) for continuous ones.
 
-use crate::data::{numbered_columns, States, Transitions, MAX_ACTIONS, MAX_STATES};
-use quiver_sdk::abi::PluginError;
-use quiver_sdk::TableRef;
+use crate::data::{check_each, States, Transitions, MAX_ACTIONS, MAX_STATES};
+use crate::RlError;
 
 /// Tolerance on Σ_a π(a|s) = 1 (decimal files round: 1/3 written as 0.333333).
 pub const SUM_TOLERANCE: f64 = 1e-6;
@@ -18,25 +17,31 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Read and check a `policy` table: ids in range, probabilities in [0, 1], no (s, a) twice,
-    /// each state's rows summing to 1 (within [`SUM_TOLERANCE`]); rows with probability 0 are
-    /// dropped (π never takes those actions).
-    pub fn read(t: &TableRef<'_>) -> Result<Policy, PluginError> {
-        t.non_empty()?;
-        let (s, a, p) = (t.i64("s")?, t.i64("a")?, t.f64("prob")?);
-        t.check_each(
+    /// Check the rows (s, a, π(a|s)) of a `policy` table: ids in range, probabilities in [0, 1],
+    /// no (s, a) twice, each state's rows summing to 1 (within [`SUM_TOLERANCE`]); rows with
+    /// probability 0 are dropped (π never takes those actions). Errors name the column and row.
+    pub fn from_rows(s: &[i64], a: &[i64], p: &[f64]) -> Result<Policy, RlError> {
+        if s.is_empty() {
+            return Err(RlError::input("table 'policy' is empty (no data rows)"));
+        }
+        if a.len() != s.len() || p.len() != s.len() {
+            return Err(RlError::input("table 'policy': its columns differ in length"));
+        }
+        check_each(
+            "policy",
             "s",
             s,
             |x| x >= 0 && (x as u64) < MAX_STATES as u64,
             &format!("must be a state id in 0..{MAX_STATES}"),
         )?;
-        t.check_each(
+        check_each(
+            "policy",
             "a",
             a,
             |x| x >= 0 && (x as u64) < MAX_ACTIONS as u64,
             &format!("must be an action id in 0..{MAX_ACTIONS}"),
         )?;
-        t.check_each("prob", p, |x| (0.0..=1.0).contains(&x), "is not a probability in [0, 1]")?;
+        check_each("policy", "prob", p, |x| (0.0..=1.0).contains(&x), "is not a probability in [0, 1]")?;
         let n_states = s.iter().max().map_or(0, |&m| m as usize + 1);
         let mut order: Vec<usize> = (0..s.len()).collect();
         order.sort_by_key(|&i| (s[i], a[i]));
@@ -51,7 +56,8 @@ impl Policy {
         let mut probs: Vec<f64> = order.iter().map(|&i| p[i]).collect();
         for w in order.windows(2) {
             if s[w[0]] == s[w[1]] && a[w[0]] == a[w[1]] {
-                return Err(t.row_error(
+                return Err(RlError::row(
+                    "policy",
                     "a",
                     w[1].max(w[0]),
                     format_args!("(s, a) = ({}, {}) appears twice", s[w[0]], a[w[0]]),
@@ -66,7 +72,8 @@ impl Policy {
             let total: f64 = probs[range.clone()].iter().sum();
             if (total - 1.0).abs() > SUM_TOLERANCE {
                 let row = order[range.start];
-                return Err(t.row_error(
+                return Err(RlError::row(
+                    "policy",
                     "prob",
                     row,
                     format_args!("the probabilities of state {k} sum to {total}, not 1"),
@@ -111,11 +118,11 @@ impl Policy {
 
     /// Check that π is defined wherever the critic bootstraps: at `s_next` of every row with
     /// `done = 0`. The error names the transitions row and the policy table.
-    pub fn check_covers(&self, data: &Transitions<'_>) -> Result<(), PluginError> {
+    pub fn check_covers(&self, data: &Transitions<'_>) -> Result<(), RlError> {
         let States::Discrete { s_next, .. } = &data.states else { return Ok(()) };
         for (i, (&sn, &d)) in s_next.iter().zip(&data.done).enumerate() {
             if !d && self.at(sn).is_none() {
-                return Err(PluginError::input(format!(
+                return Err(RlError::input(format!(
                     "table 'policy' has no row for state {sn}, the s_next of table 'transitions', row {} (done = 0): \
                      the critic needs pi(.|{sn}) to bootstrap there",
                     i + 1
@@ -136,18 +143,26 @@ pub struct PolicyColumns<'a> {
     pub current: Option<Vec<&'a [f64]>>,
 }
 
-fn check_rows(t: &TableRef<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bool]>) -> Result<(), PluginError> {
+fn check_rows(cols: &[&[f64]], prefix: &str, skip: Option<&[bool]>) -> Result<(), RlError> {
     for (k, c) in cols.iter().enumerate() {
-        t.check_each(&format!("{prefix}{k}"), c, |p| (0.0..=1.0).contains(&p), "is not a probability in [0, 1]")?;
+        check_each(
+            "transitions",
+            format!("{prefix}{k}"),
+            c,
+            |p| (0.0..=1.0).contains(&p),
+            "is not a probability in [0, 1]",
+        )?;
     }
-    for i in 0..t.nrows() {
+    let n = cols.first().map_or(0, |c| c.len());
+    for i in 0..n {
         if skip.is_some_and(|d| d[i]) {
             continue;
         }
         let total: f64 = cols.iter().map(|c| c[i]).sum();
         if (total - 1.0).abs() > SUM_TOLERANCE {
-            return Err(t.row_error(
-                &format!("{prefix}0"),
+            return Err(RlError::row(
+                "transitions",
+                format!("{prefix}0"),
                 i,
                 format_args!("the {prefix}* columns sum to {total}, not 1"),
             ));
@@ -157,36 +172,39 @@ fn check_rows(t: &TableRef<'_>, cols: &[&[f64]], prefix: &str, skip: Option<&[bo
 }
 
 impl<'a> PolicyColumns<'a> {
-    /// Read `pi_next_<a>` (required, one per action, summing to 1 on rows with `done = 0`) and
-    /// `pi_<a>` (optional) from the transitions table.
-    pub fn read(t: &TableRef<'a>, data: &Transitions<'_>) -> Result<PolicyColumns<'a>, PluginError> {
-        let next = numbered_columns(t, "pi_next_")?;
+    /// Check the columns `pi_next_<a>` (`next`: required, one per action, summing to 1 on rows
+    /// with `done = 0`) and `pi_<a>` (`current`: optional, empty when not given) of the
+    /// transitions table.
+    pub fn new(
+        next: Vec<&'a [f64]>,
+        current: Vec<&'a [f64]>,
+        data: &Transitions<'_>,
+    ) -> Result<PolicyColumns<'a>, RlError> {
         if next.is_empty() {
-            return Err(PluginError::input(
+            return Err(RlError::input(
                 "table 'transitions' has no 'pi_next_0' column: with continuous states the target policy is given \
                  per row as pi_next_<a> = pi(a | s_next) for every action a (and pi_<a> = pi(a | s) for V and J)",
             ));
         }
         if next.len() < data.n_actions {
-            return Err(PluginError::input(format!(
+            return Err(RlError::input(format!(
                 "table 'transitions' has pi_next_0..pi_next_{} but actions up to {}: give one column per action",
                 next.len() - 1,
                 data.n_actions - 1
             )));
         }
-        check_rows(t, &next, "pi_next_", Some(&data.done))?;
-        let current = numbered_columns(t, "pi_")?;
+        check_rows(&next, "pi_next_", Some(&data.done))?;
         let current = if current.is_empty() {
             None
         } else {
             if current.len() != next.len() {
-                return Err(PluginError::input(format!(
+                return Err(RlError::input(format!(
                     "table 'transitions' has {} pi_* columns and {} pi_next_* columns: give one of each per action",
                     current.len(),
                     next.len()
                 )));
             }
-            check_rows(t, &current, "pi_", None)?;
+            check_rows(&current, "pi_", None)?;
             Some(current)
         };
         Ok(PolicyColumns { next, current })

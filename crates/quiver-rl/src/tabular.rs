@@ -7,10 +7,10 @@ use crate::data::{States, Transitions};
 use crate::features::PairIndex;
 use crate::linear::MAX_FEATURES;
 use crate::policy::Policy;
+use crate::RlError;
 use ndarray::{Array1, Array2};
 use ndarray_linalg::Solve;
-use quiver_sdk::abi::{ErrorKind, PluginError};
-use quiver_sdk::Context;
+use quiver_numerics::{checkpoint, Progress};
 use std::collections::HashMap;
 
 /// The empirical model of discrete transitions.
@@ -30,9 +30,9 @@ pub struct EmpiricalModel {
 
 impl EmpiricalModel {
     /// Count the data.
-    pub fn new(data: &Transitions<'_>) -> Result<EmpiricalModel, PluginError> {
+    pub fn new(data: &Transitions<'_>) -> Result<EmpiricalModel, RlError> {
         let States::Discrete { s, s_next, .. } = &data.states else {
-            return Err(PluginError::param("a tabular critic needs discrete states: columns 's' and 's_next'"));
+            return Err(RlError::Parameter("a tabular critic needs discrete states: columns 's' and 's_next'".into()));
         };
         let mut pairs = PairIndex::default();
         let mut count = Vec::new();
@@ -46,10 +46,9 @@ impl EmpiricalModel {
                 next.push(HashMap::new());
             }
             if pairs.len() > MAX_FEATURES {
-                return Err(PluginError::new(
-                    ErrorKind::Unsupported,
-                    format!("more than {MAX_FEATURES} (state, action) pairs with data: too many for a tabular critic"),
-                ));
+                return Err(RlError::Unsupported(format!(
+                    "more than {MAX_FEATURES} (state, action) pairs with data: too many for a tabular critic"
+                )));
             }
             count[k] += 1.0;
             reward[k] += data.r[i];
@@ -102,7 +101,7 @@ impl EmpiricalModel {
 
     /// Q^π of the model: (I − γP̂^π)Q = R̂ + extra, over the pairs with data, where π must put
     /// its mass at every bootstrapped state on pairs with data.
-    pub fn policy_q(&self, pi: &Policy, gamma: f64, extra: &[f64]) -> Result<Array1<f64>, PluginError> {
+    pub fn policy_q(&self, pi: &Policy, gamma: f64, extra: &[f64]) -> Result<Array1<f64>, RlError> {
         let d = self.len();
         let mut a = Array2::<f64>::eye(d);
         for k in 0..d {
@@ -118,16 +117,16 @@ impl EmpiricalModel {
             }
         }
         let rhs = Array1::from_iter(self.reward.iter().zip(extra).map(|(r, e)| r + e));
-        a.solve_into(rhs).map_err(|e| PluginError::new(ErrorKind::Internal, format!("model solve: {e}")))
+        a.solve_into(rhs).map_err(|e| RlError::Internal(format!("model solve: {e}")))
     }
 }
 
-fn missing_policy(s: u32) -> PluginError {
-    PluginError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
+fn missing_policy(s: u32) -> RlError {
+    RlError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
 }
 
-fn unsupported(s: u32, a: u32) -> PluginError {
-    PluginError::input(format!(
+fn unsupported(s: u32, a: u32) -> RlError {
+    RlError::input(format!(
         "the target policy takes action {a} at state {s}, which the data never took there: the tabular model has no \
          value for it (collect data there, or use critic-lstd with a ridge)"
     ))
@@ -195,8 +194,8 @@ pub fn expectile_fit(
     tau: f64,
     tol: f64,
     max_iter: usize,
-    ctx: &Context,
-) -> Result<ExpectileFit, PluginError> {
+    progress: &dyn Progress,
+) -> Result<ExpectileFit, RlError> {
     let mut states: Vec<u32> = model.at_state.keys().copied().collect();
     states.sort_unstable();
     let slot: HashMap<u32, usize> = states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
@@ -219,7 +218,7 @@ pub fn expectile_fit(
         iterations += 1;
         // relative to the values (a floor of 1 made tiny reward scales look converged at once)
         change = quiver_numerics::convergence::relative(delta, scale);
-        ctx.progress(iterations as u64, max_iter as u64, "expectile iterations")?;
+        checkpoint(progress, iterations as u64, max_iter as u64, "expectile iterations")?;
         if change <= tol {
             break;
         }
@@ -231,12 +230,7 @@ pub fn expectile_fit(
 
 /// CQL(H)'s conservative evaluation of π on the empirical model:
 /// Q = R̂ − α(π(a|s)/β̂(a|s) − 1) + γP̂^πQ, and the unpenalised Q^π (α = 0) beside it.
-pub fn cql(
-    model: &EmpiricalModel,
-    pi: &Policy,
-    gamma: f64,
-    alpha: f64,
-) -> Result<(Array1<f64>, Array1<f64>), PluginError> {
+pub fn cql(model: &EmpiricalModel, pi: &Policy, gamma: f64, alpha: f64) -> Result<(Array1<f64>, Array1<f64>), RlError> {
     let mut penalty = vec![0.0; model.len()];
     for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {
         let (acts, probs) = pi.at(s).ok_or_else(|| missing_policy(s))?;

@@ -117,7 +117,8 @@ from_param! {
 /// `level`, `int`, `boolean`, `choice`, `text`; `MODIFIERS` are [`crate::Param`]'s range methods.
 /// `NAME: TYPE = flatten` embeds another configuration (shared parameters, e.g. every critic's).
 /// The type says how the value is read: `f64`, `i64`, `usize`, `u64`, `u32`, `bool`, `String`, their
-/// `Option`s for parameters without a default, or a [`crate::choices!`] enum. Implement
+/// `Option`s for parameters without a default, or (with the `choice` builder) a [`crate::choices!`]
+/// enum. Implement
 /// [`PluginConfig`] for the struct (`impl PluginConfig for MyConfig {}` when no rule ties parameters
 /// together).
 #[macro_export]
@@ -158,6 +159,9 @@ macro_rules! config {
     };
     (@read $params:ident, $field:ident, $ty:ty, flatten) => {
         <$ty as $crate::ConfigFields>::read($params)?
+    };
+    (@read $params:ident, $field:ident, $ty:ty, choice) => {
+        $params.choice::<$ty>(stringify!($field))?
     };
     (@read $params:ident, $field:ident, $ty:ty, $builder:ident) => {
         <$ty as $crate::FromParam>::from_param($params, stringify!($field))?

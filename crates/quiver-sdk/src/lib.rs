@@ -43,6 +43,10 @@ pub use ndarray;
 pub use params::{Choice, Params};
 pub use quiver_abi as abi;
 pub use quiver_abi::abi_stable;
+/// Define an enum of named choices ([`quiver_numerics::choices!`]): the type of a `choice`
+/// parameter in [`config!`].
+pub use quiver_numerics::choices;
+pub use quiver_numerics::{Classify, ErrorClass};
 pub use serde_json;
 pub use tables::{TableRef, Tables};
 
@@ -141,14 +145,7 @@ impl Context {
     /// [`ErrorKind::Cancelled`] error when the caller asked to stop, which the step returns with
     /// `?` at this checkpoint. Cheap when nobody listens.
     pub fn progress(&self, done: u64, total: u64, label: &str) -> Result<()> {
-        if self.progress.report(done, total, label) {
-            Ok(())
-        } else {
-            Err(PluginError::new(
-                ErrorKind::Cancelled,
-                format!("stopped on request during '{label}' ({done} of {total} done)"),
-            ))
-        }
+        quiver_numerics::checkpoint(self, done, total, label).map_err(plugin_error)
     }
     /// This context with the CPU as its device and `why` as its notice: for a step that has no
     /// CUDA path although the method has one, so that the result reports where it really ran.
@@ -160,9 +157,13 @@ impl Context {
         }
         c
     }
-    /// Run `cpu` or `cuda` on the resolved device. Errors of the CUDA layer convert with `?`
-    /// (`quiver_gpu::GpuError` into an [`ErrorKind::Device`] error).
-    pub fn dispatch<T>(&self, cpu: impl FnOnce() -> Result<T>, cuda: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// Run `cpu` or `cuda` on the resolved device (both return the same error type: a plugin's, or
+    /// an algorithm crate's, mapped with [`plugin_error`] after).
+    pub fn dispatch<T, E>(
+        &self,
+        cpu: impl FnOnce() -> std::result::Result<T, E>,
+        cuda: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         match self.device {
             Device::Cpu => cpu(),
             Device::Cuda => cuda(),
@@ -190,9 +191,45 @@ impl Context {
     }
 }
 
+/// An error of an algorithm crate (or of `quiver-gpu`, `quiver-numerics`) as a plugin error: its
+/// message, and the ABI's kind for its [`ErrorClass`]. Plugin code maps the errors of what it calls
+/// with `.map_err(plugin_error)?`.
+pub fn plugin_error<E: Classify>(e: E) -> PluginError {
+    let kind = match e.class() {
+        ErrorClass::InvalidInput => ErrorKind::InvalidInput,
+        ErrorClass::InvalidParameter => ErrorKind::InvalidParameter,
+        ErrorClass::Unsupported => ErrorKind::Unsupported,
+        ErrorClass::Numerical => ErrorKind::Numerical,
+        ErrorClass::Device => ErrorKind::Device,
+        ErrorClass::Cancelled => ErrorKind::Cancelled,
+        ErrorClass::Internal => ErrorKind::Internal,
+    };
+    PluginError::new(kind, e.to_string())
+}
+
+/// The device for `request` of a method with a CUDA path: CUDA when a GPU is usable; else an
+/// error for `cuda`, and the CPU with a notice for `auto`.
+/// The algorithm crates report progress and read their thread budget through this context.
+impl quiver_numerics::Progress for Context {
+    fn report(&self, done: u64, total: u64, label: &str) -> bool {
+        self.progress.report(done, total, label)
+    }
+    fn threads(&self) -> u32 {
+        self.threads
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn resolve_cuda(request: DeviceRequest) -> Result<(Device, Option<String>)> {
-    Ok(quiver_gpu::resolve(request, true)?)
+    let status = quiver_gpu::probe();
+    if status.usable() {
+        return Ok((Device::Cuda, None));
+    }
+    let why = status.reason.clone().unwrap_or_else(|| "unknown reason".into());
+    match request {
+        DeviceRequest::Cuda => Err(plugin_error(quiver_gpu::GpuError::Unavailable(why))),
+        _ => Ok((Device::Cpu, Some(format!("notice: CUDA not usable ({why}); running on the CPU")))),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -485,29 +522,12 @@ macro_rules! export_plugin {
     };
 }
 
-/// A value as an error message shows it: as written (`-1`, `0.25`), or in its shortest form
-/// where that runs long (`1e300`, not 301 digits).
-pub fn compact(v: impl std::fmt::Display + std::fmt::Debug) -> String {
-    let shown = v.to_string();
-    if shown.len() > 24 {
-        format!("{v:?}")
-    } else {
-        shown
-    }
-}
+pub use quiver_numerics::compact;
 
 /// A float as JSON, with non-finite values as the strings `"inf"`, `"-inf"`, `"nan"` (JSON has
 /// no infinities; an infinite bound is a legal result, e.g. too little calibration data).
 pub fn json_f64(x: f64) -> serde_json::Value {
-    if x.is_finite() {
-        serde_json::json!(x)
-    } else if x.is_nan() {
-        serde_json::json!("nan")
-    } else if x > 0.0 {
-        serde_json::json!("inf")
-    } else {
-        serde_json::json!("-inf")
-    }
+    quiver_numerics::json_number(x).map_or_else(|name| serde_json::json!(name), |v| serde_json::json!(v))
 }
 
 /// An error for a lifecycle step called out of order.

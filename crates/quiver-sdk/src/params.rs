@@ -11,73 +11,7 @@ use quiver_abi::{ErrorKind, Manifest, ParamKind, ParamSpec, PluginError};
 
 use serde_json::{Map, Value};
 
-/// A set of named choices: a Rust enum whose variants are a choice parameter's allowed values.
-/// Implement it with [`crate::choices!`]; the manifest's choices then come from the enum
-/// ([`crate::param::choice`]) and reading the parameter needs no fallback arm.
-pub trait Choice: Copy + Sized + 'static {
-    /// The values, in declaration order.
-    const NAMES: &'static [&'static str];
-    /// The variant named `name`.
-    fn from_name(name: &str) -> Option<Self>;
-    /// This variant's name.
-    fn name(self) -> &'static str;
-}
-
-/// Define an enum of parameter choices and its [`Choice`] implementation:
-///
-/// ```
-/// quiver_sdk::choices! {
-///     /// How ties are broken.
-///     pub enum TieBreak {
-///         /// Seeded uniforms.
-///         Random = "random",
-///         /// U = 1.
-///         Conservative = "conservative",
-///     }
-/// }
-/// use quiver_sdk::Choice;
-/// assert_eq!(TieBreak::from_name("random"), Some(TieBreak::Random));
-/// assert_eq!(TieBreak::Conservative.name(), "conservative");
-/// ```
-#[macro_export]
-macro_rules! choices {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident {
-        $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)?
-    }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        $vis enum $name {
-            $( $(#[$vmeta])* $variant ),+
-        }
-
-        impl $crate::Choice for $name {
-            const NAMES: &'static [&'static str] = &[$($text),+];
-            fn from_name(name: &str) -> Option<Self> {
-                match name {
-                    $( $text => Some(Self::$variant), )+
-                    _ => None,
-                }
-            }
-            fn name(self) -> &'static str {
-                match self {
-                    $( Self::$variant => $text ),+
-                }
-            }
-        }
-
-        impl $crate::FromParam for $name {
-            fn from_param(params: &$crate::Params, name: &str) -> $crate::Result<Self> {
-                params.choice(name)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str($crate::Choice::name(*self))
-            }
-        }
-    };
-}
+pub use quiver_numerics::Choice;
 
 /// Validated parameters: every manifest parameter present (default filled in), no unknown names,
 /// each of its declared type, inside its declared range, one of its declared choices.

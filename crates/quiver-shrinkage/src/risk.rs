@@ -319,16 +319,6 @@ pub enum Sweep {
     Cuda,
 }
 
-impl From<quiver_gpu::Device> for Sweep {
-    /// The sweeps of a run on `device`.
-    fn from(device: quiver_gpu::Device) -> Self {
-        match device {
-            quiver_gpu::Device::Cpu => Sweep::Cpu,
-            quiver_gpu::Device::Cuda => Sweep::Cuda,
-        }
-    }
-}
-
 /// CUDA source of the sweep kernel.
 pub const SURE_KERNEL: &str = include_str!("kernels/sure_sweep.cu");
 

@@ -5,6 +5,14 @@
 use quiver_shrinkage::profile::ProfileSweeper;
 use quiver_shrinkage::{ProfiledRisk, QuadraticRisk, Sweep, Weight};
 
+/// The sweeps of a test on `device`.
+fn sweep(device: quiver_testing::Device) -> Sweep {
+    match device {
+        quiver_testing::Device::Cpu => Sweep::Cpu,
+        quiver_testing::Device::Cuda => Sweep::Cuda,
+    }
+}
+
 #[test]
 fn sweep_kernel_compiles_to_ptx() {
     quiver_testing::assert_kernel_compiles("sure_sweep", quiver_shrinkage::risk::SURE_KERNEL, "sure_sweep");
@@ -30,20 +38,20 @@ quiver_testing::device_test!(
             let risk = QuadraticRisk { e: h.clone(), d: d.clone(), h: h.clone(), c: 1.0, weight };
             let lambdas: Vec<f64> = (0..40).map(|i| 0.01 * 1.3f64.powi(i)).chain([f64::INFINITY]).collect();
             let cpu = risk.curve(&lambdas, Sweep::Cpu).unwrap();
-            let got = risk.curve(&lambdas, Sweep::from(device)).unwrap();
+            let got = risk.curve(&lambdas, sweep(device)).unwrap();
             for (a, b) in cpu.iter().zip(&got) {
                 assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
             }
             // every sum of a sweep (values, exact derivatives, both cell bounds)
             let ts: Vec<f64> = (0..=20).map(|i| i as f64 / 20.0).collect();
             let a = risk.sweep_t_cpu(&ts);
-            let b = quiver_shrinkage::risk::Sweeper::new(&risk, Sweep::from(device)).unwrap().sweep(&ts).unwrap();
+            let b = quiver_shrinkage::risk::Sweeper::new(&risk, sweep(device)).unwrap().sweep(&ts).unwrap();
             for (x, y) in [(&a.value, &b.value), (&a.slope, &b.slope), (&a.curvature, &b.curvature), (&a.cell_bound, &b.cell_bound)] {
                 for (u, v) in x.iter().zip(y) {
                     assert!((u - v).abs() <= 1e-10 * u.abs().max(1.0), "{u} vs {v}");
                 }
             }
-            let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::from(device)).unwrap());
+            let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(sweep(device)).unwrap());
             assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
             assert!((mc.lower_bound - mg.lower_bound).abs() <= 1e-9 * mc.risk.abs().max(1.0));
         }
@@ -62,13 +70,13 @@ quiver_testing::device_test!(
         let risk = ProfiledRisk::new(&x, &a);
         let ts: Vec<f64> = (0..=20).map(|i| i as f64 / 20.0).collect();
         let cpu = risk.sweep(&ts);
-        let got = ProfileSweeper::new(&risk, Sweep::from(device)).unwrap().sweep(&ts).unwrap();
+        let got = ProfileSweeper::new(&risk, sweep(device)).unwrap().sweep(&ts).unwrap();
         for (u, v) in [(&cpu.value, &got.value), (&cpu.slope, &got.slope), (&cpu.curvature, &got.curvature), (&cpu.cell_bound, &got.cell_bound)] {
             for (a, b) in u.iter().zip(v) {
                 assert!((a - b).abs() <= 1e-10 * a.abs().max(1.0), "{a} vs {b}");
             }
         }
-        let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(Sweep::from(device)).unwrap());
+        let (mc, mg) = (risk.minimize(Sweep::Cpu).unwrap(), risk.minimize(sweep(device)).unwrap());
         assert!((mc.risk - mg.risk).abs() <= 1e-12 * mc.risk.abs().max(1.0));
         assert!((mc.lambda - mg.lambda).abs() <= 1e-7 * mc.lambda.abs().max(1.0), "{} vs {}", mc.lambda, mg.lambda);
         assert!((mc.lower_bound - mg.lower_bound).abs() <= 1e-9 * mc.risk.abs().max(1.0));

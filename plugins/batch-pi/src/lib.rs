@@ -24,6 +24,7 @@ pub mod dp;
 use dp::Compose;
 use quiver_numerics::exact::{order_stat_rank, rank_sum_quantile, Level};
 use quiver_sdk::abi::{abi_stable::std_types::RVec, ErrorKind, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
     choices, column, json_f64, BatchPredictorImpl, Choice, Context, ManifestBuilder, Plugin, TableBuilder, Tables,
@@ -353,7 +354,7 @@ impl BatchPi {
                 let (m_, q_) = (m as usize, q as usize);
                 let best = self.ctx.dispatch(
                     || Ok(dp::max_compose_cpu(&vals, m_, q_, op)),
-                    || Ok(dp::max_compose_cuda(&vals, m_, q_, op)?),
+                    || dp::max_compose_cuda(&vals, m_, q_, op).map_err(plugin_error),
                 )?;
                 let b = best / scale;
                 let stat = match cfg.statistic {

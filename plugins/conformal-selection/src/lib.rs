@@ -14,6 +14,7 @@
 //! The official Python code drops one selected unit (`range(max(idx))`); this does not.
 
 use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::{
     choices, column, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder, Tables,
 };
@@ -308,7 +309,7 @@ impl ConformalSelection {
         let threads = self.ctx.threads();
         let p = self.ctx.dispatch(
             || quiver_numerics::with_threads(threads, || cal.p_values_by(m, score, w, &u)).map_err(internal),
-            || Ok(cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &u)?),
+            || cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &u).map_err(plugin_error),
         )?;
         drop(u); // not needed past the p-values
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);

@@ -20,13 +20,14 @@
 //! run on the GPU; the small tabular fixed point stays on the CPU.
 
 use ndarray::{Array1, Array2, Axis};
+use quiver_critic_kit::setup::{self, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::expectile::{expectile_regression, ridge_solve};
-use quiver_rl::setup::{self, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::tabular::expectile;
 use quiver_rl::Rff;
 use quiver_rl::{States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -148,10 +149,13 @@ impl CriticChunked {
     fn windows(&self, data: &Transitions<'_>, state: Option<&[u32]>) -> Result<Windows, PluginError> {
         let c = &self.config;
         let n = data.n;
-        let (g, steps) = self.ctx.dispatch(
-            || Ok(data.nstep_returns(c.h, c.gamma)),
-            || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
-        )?;
+        let (g, steps) = self
+            .ctx
+            .dispatch(
+                || Ok(data.nstep_returns(c.h, c.gamma)),
+                || quiver_rl::gpu::nstep_returns_cuda(data.r, &data.episode_ends(), c.h, c.gamma),
+            )
+            .map_err(plugin_error)?;
         let (mut chunks, mut partials) = (Keys::default(), Keys::default());
         let (mut chunk_of, mut partial_of) = (vec![0usize; n], vec![0usize; n]);
         let mut key = Vec::with_capacity(c.h + 1);
@@ -200,7 +204,7 @@ impl CriticChunked {
                 format!("{n} rows x 3 x {d} features exceed what the linear chunked fit holds: lower dim"),
             ));
         }
-        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done).map_err(plugin_error)?;
         let Windows { g, steps, chunks, partials, chunk_of, partial_of } = self.windows(data, None)?;
         let mut boot = Array2::<f64>::zeros((n, d)); // γ^{h′}(1 − d) ψ(s_{t+h′})
         for (i, &w) in steps.iter().enumerate() {
@@ -253,7 +257,8 @@ impl CriticChunked {
         while iterations < c.max_iter {
             let mut q_h = Array1::<f64>::zeros(n);
             for (k, (gram, b, m)) in normal.iter().enumerate() {
-                theta_c[k] = ridge_solve(gram.clone(), &(b + &m.dot(&w)), ridge, "Q_h (chunk)")?;
+                theta_c[k] =
+                    ridge_solve(gram.clone(), &(b + &m.dot(&w)), ridge, "Q_h (chunk)").map_err(plugin_error)?;
                 for &i in &chunk_rows[k] {
                     q_h[i] = psi.row(i).dot(&theta_c[k]);
                 }
@@ -261,12 +266,13 @@ impl CriticChunked {
             let mut q_d = Array1::<f64>::zeros(n);
             for (p, idx) in partial_rows.iter().enumerate() {
                 let y: Array1<f64> = idx.iter().map(|&i| q_h[i]).collect();
-                theta_p[p] = expectile_regression(partial_x[p].view(), &y, c.kappa_d, ridge, &theta_p[p])?;
+                theta_p[p] = expectile_regression(partial_x[p].view(), &y, c.kappa_d, ridge, &theta_p[p])
+                    .map_err(plugin_error)?;
                 for &i in idx {
                     q_d[i] = psi.row(i).dot(&theta_p[p]);
                 }
             }
-            w = expectile_regression(psi.view(), &q_d, c.kappa_b, ridge, &w)?;
+            w = expectile_regression(psi.view(), &q_d, c.kappa_b, ridge, &w).map_err(plugin_error)?;
             let v = psi.dot(&w);
             let scale;
             (change, scale) =
@@ -274,7 +280,12 @@ impl CriticChunked {
             v_prev = v;
             iterations += 1;
             if !change.is_finite() || scale > 1e150 {
-                return Err(setup::diverged("the chunked critic", scale, iterations, data.r));
+                return Err(plugin_error(quiver_rl::RlError::diverged(
+                    "the chunked critic",
+                    scale,
+                    iterations,
+                    data.r,
+                )));
             }
             self.ctx.progress(iterations as u64, c.max_iter as u64, "chunked iterations")?;
             if change <= c.tol {
@@ -307,7 +318,7 @@ impl CriticImpl for CriticChunked {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let c = self.config.clone();
         let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
+        let data = quiver_critic_kit::read::transitions(&t)?;
         let key_ids = data.n as f64 * (c.h + c.h_a + 2) as f64;
         if key_ids > MAX_KEY_IDS {
             return Err(PluginError::new(

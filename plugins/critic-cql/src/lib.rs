@@ -10,10 +10,11 @@
 //! unpenalised value at every state, and Q moves linearly in α. Reported beside the unpenalised
 //! Q^π of the same model (α = 0) and their gap.
 
-use quiver_rl::setup::{self, policy_table, transitions_table};
+use quiver_critic_kit::setup::{self, policy_table, transitions_table};
 use quiver_rl::tabular::{cql, EmpiricalModel};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -36,9 +37,9 @@ pub struct CriticCql {
 
 impl CriticImpl for CriticCql {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let (_, data, pi) = setup::transitions_and_policy(tables)?;
-        let model = EmpiricalModel::new(&data)?;
-        let (q, plain) = cql(&model, &pi, self.gamma, self.alpha)?;
+        let (_, data, pi) = quiver_critic_kit::read::transitions_and_policy(tables)?;
+        let model = EmpiricalModel::new(&data).map_err(plugin_error)?;
+        let (q, plain) = cql(&model, &pi, self.gamma, self.alpha).map_err(plugin_error)?;
         let (q, plain) = (q.to_vec(), plain.to_vec());
         setup::ensure_finite("values", q.iter().chain(&plain).copied(), &data)?;
         let v = setup::state_values(&data, &model.pairs, &q, Some(&pi))?;

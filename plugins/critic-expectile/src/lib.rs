@@ -16,12 +16,13 @@
 //!   squares for the expectile regression of V, alternated to `tol`.
 
 use ndarray::Array2;
+use quiver_critic_kit::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::expectile::ExpectileRows;
-use quiver_rl::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::tabular::{expectile_fit, EmpiricalModel};
 use quiver_rl::{Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -54,8 +55,9 @@ pub struct CriticExpectile {
 impl CriticExpectile {
     fn fit_tabular(&self, data: &Transitions<'_>, summary: &mut Value) -> Result<Model, PluginError> {
         let c = &self.config.common;
-        let model = EmpiricalModel::new(data)?;
-        let fit = expectile_fit(&model, c.gamma, self.config.tau, c.tol, c.max_iter, &self.ctx)?;
+        let model = EmpiricalModel::new(data).map_err(plugin_error)?;
+        let fit =
+            expectile_fit(&model, c.gamma, self.config.tau, c.tol, c.max_iter, &self.ctx).map_err(plugin_error)?;
         setup::ensure_finite("values", fit.q.iter().copied().chain(fit.v.iter().map(|x| x.1)), data)?;
         setup::report_iterations(summary, "", fit.iterations, fit.change, c.tol, c.max_iter, "");
         summary["q"] = setup::q_json(&model.pairs, |k| fit.q[k]);
@@ -90,7 +92,8 @@ impl CriticExpectile {
                         format!("{n} rows × {} features: too many for the linear expectile fit; lower dim", d + 2 * dd),
                     ));
                 }
-                let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
+                let (psi, psi_next) =
+                    quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done).map_err(plugin_error)?;
                 // φ(s, a) = e_a ⊗ ψ(s): the row's own action block
                 let mut phi = Array2::zeros((n, d));
                 for i in 0..n {
@@ -100,7 +103,7 @@ impl CriticExpectile {
                 (ExpectileRows { phi, psi, psi_next, r: data.r }, Some(rff))
             }
             _ => {
-                let cols = |prefix: &str| quiver_rl::data::numbered_columns(t, prefix);
+                let cols = |prefix: &str| quiver_critic_kit::read::numbered_columns(t, prefix);
                 let (phi, psi, psi_next) = (cols("phi_")?, cols("psi_")?, cols("psi_next_")?);
                 if phi.is_empty() || psi.is_empty() || psi.len() != psi_next.len() {
                     return Err(PluginError::input(format!(
@@ -128,7 +131,8 @@ impl CriticExpectile {
                 )
             }
         };
-        let fit = quiver_rl::expectile::fit(&rows, c.gamma, self.config.tau, c.ridge, c.tol, c.max_iter, &self.ctx)?;
+        let fit = quiver_rl::expectile::fit(&rows, c.gamma, self.config.tau, c.ridge, c.tol, c.max_iter, &self.ctx)
+            .map_err(plugin_error)?;
         setup::ensure_finite("values", fit.theta.iter().chain(fit.w.iter()).copied(), data)?;
         setup::report_iterations(summary, "", fit.iterations, fit.change, c.tol, c.max_iter, "");
         let v_start: Vec<f64> = data.first_rows().map(|i| rows.psi.row(i).dot(&fit.w)).collect();
@@ -142,7 +146,7 @@ impl CriticExpectile {
 impl CriticImpl for CriticExpectile {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
+        let data = quiver_critic_kit::read::transitions(&t)?;
         let c = &self.config.common;
         setup::check_features(c.features, &data.states)?;
         let mut summary = json!({
@@ -177,7 +181,7 @@ impl CriticImpl for CriticExpectile {
                         "queries of a critic fitted on given features: evaluate psi_<k>ᵀw from the result's w",
                     )
                 })?;
-                let s = quiver_rl::data::numbered_columns(qt, "s_")?;
+                let s = quiver_critic_kit::read::numbered_columns(qt, "s_")?;
                 if s.len() != rff.state_dim {
                     return Err(PluginError::input(format!("table 'queries' needs s_0..s_{}", rff.state_dim - 1)));
                 }

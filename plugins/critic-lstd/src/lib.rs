@@ -16,12 +16,13 @@
 //! (OpenBLAS on the CPU, cuBLAS on a GPU), never materialising Φ for the whole data set.
 
 use ndarray::Array1;
+use quiver_critic_kit::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::features::{DenseRows, NextTarget};
 use quiver_rl::linear::{self, Moments, MAX_FEATURES};
-use quiver_rl::setup::{self, CommonParams, FeatureKind};
-use quiver_rl::{FeatureMap, GivenColumns, PairIndex, Policy, PolicyColumns, Rff, States, Transitions};
+use quiver_rl::{FeatureMap, PairIndex, Policy, Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{choices, Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -80,10 +81,12 @@ impl CriticLstd {
                 format!("{} features: at most {MAX_FEATURES} (lower dim)", rows.map.dim()),
             ));
         }
-        self.ctx.dispatch(
-            || linear::accumulate_dense(rows, &self.ctx),
-            || quiver_rl::gpu::accumulate_dense_cuda(rows, &self.ctx),
-        )
+        self.ctx
+            .dispatch(
+                || linear::accumulate_dense(rows, &self.ctx),
+                || quiver_rl::gpu::accumulate_dense_cuda(rows, &self.ctx),
+            )
+            .map_err(plugin_error)
     }
 
     fn solve(&self, mo: &Moments, summary: &mut Value) -> Result<Array1<f64>, PluginError> {
@@ -96,12 +99,12 @@ impl CriticLstd {
         };
         match self.config.target {
             Target::Lstdq | Target::Sarsa => {
-                let sol = linear::solve_lstd(mo, c.gamma, c.ridge)?;
+                let sol = linear::solve_lstd(mo, c.gamma, c.ridge).map_err(plugin_error)?;
                 summary["residual"] = json!(sol.residual);
                 Ok(sol.theta)
             }
             Target::Fqe => {
-                let it = linear::fqe(mo, c.gamma, c.ridge, c.tol, c.max_iter, &self.ctx)?;
+                let it = linear::fqe(mo, c.gamma, c.ridge, c.tol, c.max_iter, &self.ctx).map_err(plugin_error)?;
                 setup::report_iterations(
                     summary,
                     "fqe ",
@@ -126,13 +129,13 @@ impl CriticLstd {
         let policy = match self.config.target {
             Target::Sarsa => None,
             _ => {
-                let pi = Policy::read(&tables.get("policy")?)?;
-                pi.check_covers(data)?;
+                let pi = quiver_critic_kit::read::policy(&tables.get("policy")?)?;
+                pi.check_covers(data).map_err(plugin_error)?;
                 Some(pi)
             }
         };
         let target = policy.as_ref().map_or(NextTarget::NextAction, NextTarget::Policy);
-        let pairs = linear::onehot_index(data, target)?;
+        let pairs = linear::onehot_index(data, target).map_err(plugin_error)?;
         let mo = linear::accumulate_onehot(data, &pairs, target);
         let theta = self.solve(&mo, summary)?;
         let q: Vec<f64> = theta.to_vec();
@@ -161,7 +164,7 @@ impl CriticLstd {
         let c = &self.config.common;
         let cols = match self.config.target {
             Target::Sarsa => None,
-            _ => Some(PolicyColumns::read(t, data)?),
+            _ => Some(quiver_critic_kit::read::policy_columns(t, data)?),
         };
         let n_actions = data.n_actions.max(cols.as_ref().map_or(0, |p| p.n_actions()));
         let rff = Rff::new(data.states.dim(), c.dim, c.bandwidth, c.seed, n_actions);
@@ -194,7 +197,7 @@ impl CriticLstd {
         data: &Transitions<'_>,
         summary: &mut Value,
     ) -> Result<Fitted, PluginError> {
-        let given = GivenColumns::read(t)?;
+        let given = quiver_critic_kit::read::given_columns(t)?;
         let map = FeatureMap::Given(given.phi.len());
         let mo = self.moments(&DenseRows { data, map: &map, given: Some(&given), target: NextTarget::NextAction })?;
         let theta = self.solve(&mo, summary)?;
@@ -219,9 +222,9 @@ fn first_q(data: &Transitions<'_>, q: impl Fn(usize) -> Option<f64>) -> Option<f
 impl CriticImpl for CriticLstd {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let t = tables.get("transitions")?;
-        let mut data = Transitions::read(&t)?;
+        let mut data = quiver_critic_kit::read::transitions(&t)?;
         if self.config.target == Target::Sarsa {
-            data.use_a_next(&t, "target=sarsa")?;
+            data.use_a_next("target=sarsa").map_err(plugin_error)?;
         }
         let c = &self.config.common;
         setup::check_features(c.features, &data.states)?;
@@ -269,7 +272,7 @@ fn query(f: &Fitted, qt: &quiver_sdk::TableRef<'_>) -> Result<Vec<f64>, PluginEr
             })
         }
         Model::Rff(rff) => {
-            let s = quiver_rl::data::numbered_columns(qt, "s_")?;
+            let s = quiver_critic_kit::read::numbered_columns(qt, "s_")?;
             if s.len() != rff.state_dim {
                 return Err(PluginError::input(format!(
                     "table 'queries' has {} state columns s_*, the fit had {}",
@@ -277,7 +280,7 @@ fn query(f: &Fitted, qt: &quiver_sdk::TableRef<'_>) -> Result<Vec<f64>, PluginEr
                     rff.state_dim
                 )));
             }
-            let pi = quiver_rl::data::numbered_columns(qt, "pi_")?;
+            let pi = quiver_critic_kit::read::numbered_columns(qt, "pi_")?;
             let mut psi = vec![0.0; rff.dim];
             (0..qt.nrows())
                 .map(|i| {
@@ -302,7 +305,7 @@ fn query(f: &Fitted, qt: &quiver_sdk::TableRef<'_>) -> Result<Vec<f64>, PluginEr
                 .collect()
         }
         Model::Given => {
-            let phi = quiver_rl::data::numbered_columns(qt, "phi_")?;
+            let phi = quiver_critic_kit::read::numbered_columns(qt, "phi_")?;
             if phi.len() != f.theta.len() {
                 return Err(PluginError::input(format!(
                     "table 'queries' has {} phi_* columns, the fit had {}",

@@ -24,14 +24,15 @@
 //! Σ_a π(a|s) (the pair's distribution), and J = the mean over the episodes' first states of the
 //! state distributions' means.
 
+use quiver_critic_kit::setup::{self, policy_table, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::distributional::{self, QuantileRows};
 use quiver_rl::quantile_dp;
-use quiver_rl::setup::{self, policy_table, transitions_table, CommonParams, FeatureKind};
 use quiver_rl::tabular::EmpiricalModel;
+use quiver_rl::Rff;
 use quiver_rl::{Policy, States, Transitions};
-use quiver_rl::{PolicyColumns, Rff};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -144,7 +145,7 @@ impl CriticQuantile {
     /// ([`quiver_rl::distributional`]); values are the per-row means of θ(s_i, a_i).
     fn fit_rff(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
+        let data = quiver_critic_kit::read::transitions(&t)?;
         setup::check_features(FeatureKind::Rff, &data.states)?;
         if self.kappa <= 0.0 {
             return Err(PluginError::param(
@@ -164,13 +165,14 @@ impl CriticQuantile {
             )));
         }
         let States::Continuous { s, s_next } = &data.states else { unreachable!("checked above") };
-        let pcols = PolicyColumns::read(&t, &data)?;
+        let pcols = quiver_critic_kit::read::policy_columns(&t, &data)?;
         let c = &self.common;
         let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, pcols.n_actions());
-        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done)?;
+        let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done).map_err(plugin_error)?;
         let rows = QuantileRows { psi, psi_next, a: &data.a, pi_next: &pcols.next, done: &data.done, r: data.r };
         let fit =
-            distributional::fit(&rows, self.n, self.kappa, self.gamma, c.ridge, self.tol, self.max_iter, &self.ctx)?;
+            distributional::fit(&rows, self.n, self.kappa, self.gamma, c.ridge, self.tol, self.max_iter, &self.ctx)
+                .map_err(plugin_error)?;
         setup::ensure_finite("quantiles", fit.theta.iter().copied(), &data)?;
         let n_q = self.n;
         let means: Vec<f64> = (0..data.n)
@@ -220,8 +222,8 @@ impl CriticQuantile {
 
     /// Discrete states: the exact tabular fixed point on the empirical model.
     fn fit_tabular(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let (t, data, pi) = setup::transitions_and_policy(tables)?;
-        let model = EmpiricalModel::new(&data)?;
+        let (t, data, pi) = quiver_critic_kit::read::transitions_and_policy(tables)?;
+        let model = EmpiricalModel::new(&data).map_err(plugin_error)?;
         let States::Discrete { s, s_next, .. } = &data.states else { unreachable!("EmpiricalModel checked") };
         // the target must keep to pairs with data where it bootstraps
         for (i, (&s2, &d)) in s_next.iter().zip(&data.done).enumerate() {

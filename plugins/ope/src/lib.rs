@@ -24,9 +24,10 @@ use quiver_rl::features::NextTarget;
 use quiver_rl::linear;
 use quiver_rl::ope::{self, BadRow, BanditInput, CiMethod, CiSpec, Interval, TrajectoryInput};
 use quiver_rl::ope_bounds::{Declared, Range1};
-use quiver_rl::{Policy, States, Transitions};
+use quiver_rl::{RlError, States};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, Context, CriticImpl, ManifestBuilder, Plugin, TableBuilder, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -118,7 +119,7 @@ fn named_finite(ivs: &[Interval]) -> Option<()> {
 
 impl Ope {
     /// The resampler of the resolved device.
-    fn resample(&self, plan: &Plan<'_>) -> Result<Vec<Vec<f64>>, PluginError> {
+    fn resample(&self, plan: &Plan<'_>) -> Result<Vec<Vec<f64>>, RlError> {
         self.ctx.dispatch(|| Ok(plan.stats_cpu()), || quiver_rl::gpu::resample_stats_cuda(plan))
     }
 
@@ -146,8 +147,8 @@ impl Ope {
         if t.nrows() < 2 {
             return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
         }
-        let pi = quiver_rl::data::numbered_columns(t, "pi_")?;
-        let qhat = quiver_rl::data::numbered_columns(t, "qhat_")?;
+        let pi = quiver_critic_kit::read::numbered_columns(t, "pi_")?;
+        let qhat = quiver_critic_kit::read::numbered_columns(t, "qhat_")?;
         if pi.is_empty() || pi.len() != qhat.len() {
             return Err(PluginError::input(format!(
                 "table 'bandit' needs pi_0..pi_<K-1> (the target's probabilities) and as many qhat_<k> (the reward \
@@ -163,24 +164,35 @@ impl Ope {
         let input =
             BanditInput { a, r, mu, pi, qhat, switch_lambda: c.switch_lambda, dros_lambda: c.dros_lambda, declared };
         let refuse = |bad: BadRow| match bad {
-            BadRow::Action(i) => {
-                t.row_error("a", i, format_args!("value {} must be an action in 0..{k} (one pi_<k> per action)", a[i]))
-            }
-            BadRow::Mu(i) => t.row_error(
+            BadRow::Action(i) => RlError::row(
+                t.role(),
+                "a",
+                i,
+                format_args!("value {} must be an action in 0..{k} (one pi_<k> per action)", a[i]),
+            ),
+            BadRow::Mu(i) => RlError::row(
+                t.role(),
                 "mu_prob",
                 i,
                 format_args!("value {} is not a probability in (0, 1]", quiver_sdk::compact(mu[i])),
             ),
-            BadRow::Pi(i, j) => t.row_error(
-                &format!("pi_{j}"),
+            BadRow::Pi(i, j) => RlError::row(
+                t.role(),
+                format!("pi_{j}"),
                 i,
                 format_args!("value {} is not a probability in [0, 1]", quiver_sdk::compact(input.pi[j][i])),
             ),
-            BadRow::Sum(i, total) => t.row_error("pi_0", i, format_args!("the pi_* columns sum to {total}, not 1")),
-            BadRow::Reward(i) => {
-                t.row_error("r", i, format_args!("value {} is outside {}", quiver_sdk::compact(r[i]), range_text(c)))
+            BadRow::Sum(i, total) => {
+                RlError::row(t.role(), "pi_0", i, format_args!("the pi_* columns sum to {total}, not 1"))
             }
-            BadRow::Weight(i, w) => t.row_error(
+            BadRow::Reward(i) => RlError::row(
+                t.role(),
+                "r",
+                i,
+                format_args!("value {} is outside {}", quiver_sdk::compact(r[i]), range_text(c)),
+            ),
+            BadRow::Weight(i, w) => RlError::row(
+                t.role(),
                 "mu_prob",
                 i,
                 format_args!(
@@ -193,7 +205,7 @@ impl Ope {
         if ope::bandit_needs_bootstrap(&c.ci) {
             self.check_work(t.nrows(), t.nrows() * ope::BANDIT_VALUES, "rows")?;
         }
-        let e = ope::bandit(&input, &c.ci, &|plan| self.resample(plan), &refuse)?;
+        let e = ope::bandit(&input, &c.ci, &|plan| self.resample(plan), &refuse).map_err(plugin_error)?;
         if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
             // name the real cause: an importance weight past the double range (a logging
             // probability near 0), or rewards too large to sum
@@ -252,13 +264,13 @@ impl Ope {
     fn trajectories(&self, tables: &Tables<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
         let c = &self.config;
         let t = tables.get("transitions")?;
-        let data = Transitions::read(&t)?;
+        let data = quiver_critic_kit::read::transitions(&t)?;
         let mu = data.mu_prob.ok_or_else(|| {
             PluginError::input(
                 "table 'transitions' has no column 'mu_prob' (the behaviour's probability of a): OPE needs it",
             )
         })?;
-        let policy = tables.opt("policy").map(|p| Policy::read(&p)).transpose()?;
+        let policy = tables.opt("policy").map(|p| quiver_critic_kit::read::policy(&p)).transpose()?;
         let rho: Vec<f64> = match (&policy, data.pi_prob, &data.states) {
             (Some(pi), pi_col, States::Discrete { s, .. }) => {
                 // two statements of the target's probabilities must agree: otherwise which one the
@@ -321,7 +333,7 @@ impl Ope {
         let mut model_range = None;
         let model: Option<(Vec<f64>, Vec<f64>)> = match (&policy, &data.states) {
             (Some(pi), States::Discrete { s, .. }) => {
-                pi.check_covers(&data)?;
+                pi.check_covers(&data).map_err(plugin_error)?;
                 let q_of: HashMap<(u32, u32), f64> = match tables.opt("q") {
                     Some(qt) => {
                         let (qs, qa, qv) = (qt.i64("s")?, qt.i64("a")?, qt.f64("q")?);
@@ -348,9 +360,9 @@ impl Ope {
                     }
                     None => {
                         let target = NextTarget::Policy(pi);
-                        let pairs = linear::onehot_index(&data, target)?;
+                        let pairs = linear::onehot_index(&data, target).map_err(plugin_error)?;
                         let mo = linear::accumulate_onehot(&data, &pairs, target);
-                        let sol = linear::solve_lstd(&mo, c.gamma.min(1.0), c.ridge)?;
+                        let sol = linear::solve_lstd(&mo, c.gamma.min(1.0), c.ridge).map_err(plugin_error)?;
                         notes
                             .push("Q-hat: the one-hot LSTD-Q of the target policy fitted on the same data".to_string());
                         pairs.pairs.iter().zip(sol.theta.iter()).map(|(&k, &v)| (k, v)).collect()
@@ -380,10 +392,13 @@ impl Ope {
                 None
             }
         };
-        let w = self.ctx.dispatch(
-            || Ok(ope::episode_weights(&rho, &data.episodes)),
-            || quiver_rl::gpu::episode_weights_cuda(&rho, &data.episodes),
-        )?;
+        let w = self
+            .ctx
+            .dispatch(
+                || Ok(ope::episode_weights(&rho, &data.episodes)),
+                || quiver_rl::gpu::episode_weights_cuda(&rho, &data.episodes),
+            )
+            .map_err(plugin_error)?;
         let input = TrajectoryInput {
             episodes: &data.episodes,
             r: data.r,
@@ -393,9 +408,9 @@ impl Ope {
         };
         // the unit matrix holds 4 values per episode, 2 per row and one carried weight per episode
         self.check_work(data.episodes.len(), 5 * data.episodes.len() + 2 * data.n, "episodes")?;
-        let e = ope::trajectory(&input, c.gamma, &c.ci, &|plan| self.resample(plan))?;
+        let e = ope::trajectory(&input, c.gamma, &c.ci, &|plan| self.resample(plan)).map_err(plugin_error)?;
         let all = [Some(e.tis), Some(e.pdis), Some(e.sn_pdis), e.dm, e.dr];
-        quiver_rl::setup::ensure_finite(
+        quiver_critic_kit::setup::ensure_finite(
             "estimates",
             all.iter().flatten().flat_map(|iv| [iv.estimate, iv.lower, iv.upper]),
             &data,
@@ -548,8 +563,8 @@ impl Plugin for OpePlugin {
             )
             .cuda()
             .config::<Settings>()
-            .table(quiver_rl::setup::transitions_table().optional())
-            .table(quiver_rl::setup::policy_table())
+            .table(quiver_critic_kit::setup::transitions_table().optional())
+            .table(quiver_critic_kit::setup::policy_table())
             .table(
                 TableBuilder::new("q", "a reward model Q-hat(s, a) for DM and DR (default: one-hot LSTD-Q)")
                     .optional()

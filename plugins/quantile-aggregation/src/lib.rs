@@ -13,9 +13,10 @@ use quiver_aggregation::adam::{self, AdamConfig, AdamReport, CpuGradient};
 use quiver_aggregation::calibrate::{cqr_adjustment, nest, Monotone};
 use quiver_aggregation::model::{self, Granularity, Structure, WeightKind, Weights};
 use quiver_aggregation::score::{self, intervals, Interval, QuantileMatrix};
-use quiver_aggregation::{gpu, lp, Forecasts, Layout};
+use quiver_aggregation::{gpu, lp, AggregationError, Forecasts, Layout};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
 use quiver_sdk::{AggregationResult, Created, Family, OwnedMatrix};
@@ -290,7 +291,9 @@ impl QuantileAggregation {
         }
         let (_, scale) = model::problem_scale(y, &fc.q);
         let total = self.cfg.adam.max_epochs as u64;
-        let mut progress = |e: usize| self.ctx.progress(e as u64, total, "epochs");
+        let mut progress = |e: usize| -> Result<(), AggregationError> {
+            Ok(quiver_numerics::checkpoint(&self.ctx, e as u64, total, "epochs")?)
+        };
         let (weights, report, device) = if local {
             if fc.x.is_empty() {
                 return Err(PluginError::input(
@@ -316,16 +319,17 @@ impl QuantileAggregation {
                     ),
                 ));
             }
-            let (w, r) = adam::fit_local(s, fc, y, &layout.levels, scale, &self.cfg.adam, &mut progress)?;
+            let (w, r) = adam::fit_local(s, fc, y, &layout.levels, scale, &self.cfg.adam, &mut progress)
+                .map_err(plugin_error)?;
             (w, r, Device::Cpu)
         } else if self.ctx.device() == Device::Cuda && gpu::supports(s) {
             let block = adam::block_size(n);
-            let mut g = gpu::CudaGradient::new(*s, &fc.q, y, &layout.levels, block)?;
-            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress)?;
+            let mut g = gpu::CudaGradient::new(*s, &fc.q, y, &layout.levels, block).map_err(plugin_error)?;
+            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress).map_err(plugin_error)?;
             (Weights::Global(w), r, Device::Cuda)
         } else {
             let mut g = CpuGradient { s: *s, q: &fc.q, y, levels: &layout.levels, block: adam::block_size(n) };
-            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress)?;
+            let (w, r) = adam::fit_global(s, n, &mut g, scale, &self.cfg.adam, &mut progress).map_err(plugin_error)?;
             (Weights::Global(w), r, Device::Cpu)
         };
         Ok((weights, gradient_json(&report, &self.cfg.adam, device), device))
@@ -382,15 +386,15 @@ impl QuantileAggregatorImpl for QuantileAggregation {
             let t = tables.opt("fit").or(tables.opt("test")).or(tables.opt("calibration")).ok_or_else(|| {
                 PluginError::input("granularity=none scores forecasts: give a 'fit', 'calibration' or 'test' table")
             })?;
-            let layout = Layout::read(&t, true)?;
+            let layout = Layout::from_names(t.role(), &t.column_names(), true).map_err(plugin_error)?;
             self.ctx = self.ctx.on_cpu("scoring runs on the CPU");
             self.fitted = Some(Fitted { layout, structure: None, weights: None, summary: Map::new() });
             return Ok(());
         }
         let t = tables.get("fit")?;
-        let layout = Layout::read(&t, false)?;
+        let layout = Layout::from_names(t.role(), &t.column_names(), false).map_err(plugin_error)?;
         let local = cfg.weights == WeightKind::Local;
-        let fc = Forecasts::read(&t, &layout, true, local)?;
+        let fc = read_forecasts(&t, &layout, true, local)?;
         let y = fc.y.expect("read with y");
         let structure = Structure::new(cfg.granularity, layout.n_models(), layout.n_levels());
         if structure.is_none() {
@@ -461,8 +465,8 @@ impl QuantileAggregatorImpl for QuantileAggregation {
             ))
         })?;
         let local = self.cfg.weights == WeightKind::Local;
-        f.layout.check_same(&t, local)?;
-        let fc = Forecasts::read(&t, &f.layout, true, local)?;
+        f.layout.check_same(t.role(), &t.column_names(), local).map_err(plugin_error)?;
+        let fc = read_forecasts(&t, &f.layout, true, local)?;
         let y = fc.y.expect("read with y");
         let q = self.aggregate(f, &t, &fc)?;
         let ints = self.calibrated_intervals(&f.layout)?;
@@ -500,8 +504,8 @@ impl QuantileAggregatorImpl for QuantileAggregation {
             let mut metrics = Map::new();
             for role in ["fit", "calibration", "test"] {
                 if let Some(t) = tables.opt(role) {
-                    layout.check_same(&t, false)?;
-                    let fc = Forecasts::read(&t, layout, false, false)?;
+                    layout.check_same(t.role(), &t.column_names(), false).map_err(plugin_error)?;
+                    let fc = read_forecasts(&t, layout, false, false)?;
                     let m = self.metrics(layout, &fc, None);
                     if !m.is_null() {
                         out[format!("{role}_wis")] = wis_line(&m);
@@ -517,8 +521,8 @@ impl QuantileAggregatorImpl for QuantileAggregation {
             });
         }
         let t = tables.get("test")?;
-        layout.check_same(&t, local)?;
-        let fc = Forecasts::read(&t, layout, false, local)?;
+        layout.check_same(t.role(), &t.column_names(), local).map_err(plugin_error)?;
+        let fc = read_forecasts(&t, layout, false, local)?;
         let mut q = self.aggregate(f, &t, &fc)?;
         if let Some((adj, cal)) = &self.cqr {
             let k = q.k;
@@ -655,3 +659,23 @@ impl Plugin for QuantileAggregationPlugin {
 }
 
 quiver_sdk::export_plugin!(QuantileAggregationPlugin);
+/// Read a forecast table with `layout`'s columns (every value finite: an error names table, column
+/// and row), `y` when present (required when `need_y`), and the features when `features`.
+fn read_forecasts<'a>(
+    table: &TableRef<'a>,
+    layout: &Layout,
+    need_y: bool,
+    features: bool,
+) -> Result<Forecasts<'a>, PluginError> {
+    table.non_empty()?;
+    // subnormal values are refused: the problem is standardised, which would scale their
+    // rounding to order one (data near 1e-320 left Adam's weights at their start)
+    let y = if need_y { Some(table.f64_normal("y")?) } else { table.f64_normal_opt("y")? };
+    let q = layout.columns.iter().map(|c| table.f64_normal(c)).collect::<Result<Vec<_>, _>>()?;
+    let x = if features {
+        layout.features.iter().map(|f| table.f64_normal(&format!("x_{f}"))).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    Ok(Forecasts { n: table.nrows(), y, q, x })
+}

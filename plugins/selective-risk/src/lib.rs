@@ -17,6 +17,7 @@
 
 use quiver_numerics::binomial::binomial_cdf;
 use quiver_sdk::abi::{abi_stable::std_types::RVec, Manifest, PluginError};
+use quiver_sdk::plugin_error;
 use quiver_sdk::{
     choices, column, json_f64, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder,
     Tables,
@@ -274,8 +275,10 @@ impl ConformalSelectorImpl for SelectiveRisk {
             return Ok(());
         }
         let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
-        let counts =
-            self.ctx.dispatch(|| Ok(calibrated.counts_cpu(&lambdas)), || Ok(calibrated.counts_cuda(&lambdas)?))?;
+        let counts = self.ctx.dispatch(
+            || Ok(calibrated.counts_cpu(&lambdas)),
+            || calibrated.counts_cuda(&lambdas).map_err(plugin_error),
+        )?;
         self.decision = Some((decide(&self.config, &lambdas, &counts), n));
         Ok(())
     }

@@ -31,13 +31,14 @@ use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
     ErrorKind, Manifest, PluginError,
 };
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::json;
 use quiver_sdk::{
     choices, column, compact, json_f64, Context, ManifestBuilder, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
 use quiver_sdk::{Created, Family, ShrinkageResult};
-use quiver_shrinkage::ebci_settings::EbciSettings;
-use quiver_shrinkage::{QuadraticRisk, Sweep, Weight};
+use quiver_shrinkage::{QuadraticRisk, Weight};
+use quiver_shrinkage_kit::EbciSettings;
 
 choices! {
     /// One sample (proportions) or two (differences of proportions).
@@ -310,7 +311,7 @@ impl ShrinkageImpl for SureBinomial {
         let cfg = &self.config;
         let mut u = Units::read(&data, cfg.two_sample)?;
         let risk = u.take_risk();
-        let sweep = Sweep::from(self.ctx.device());
+        let sweep = quiver_shrinkage_kit::sweep(self.ctx.device());
         let mut json = self.ctx.result_json(json!({
             "units": u.raw.len(),
             "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.pooled) },
@@ -318,7 +319,7 @@ impl ShrinkageImpl for SureBinomial {
         let (lambda, ure) = match cfg.lambda {
             Some(l) => (l, risk.at(l)),
             None => {
-                let m = risk.minimize(sweep)?;
+                let m = risk.minimize(sweep).map_err(plugin_error)?;
                 json["ure_lower_bound"] = json!(m.lower_bound);
                 json["certified_gap"] = json!(m.risk - m.lower_bound);
                 json["sweeps"] = json!(m.sweeps);
@@ -332,7 +333,7 @@ impl ShrinkageImpl for SureBinomial {
                 .map(|i| i as f64 / cfg.curve as f64)
                 .map(|t| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) })
                 .collect();
-            let vs = risk.curve(&ls, sweep)?;
+            let vs = risk.curve(&ls, sweep).map_err(plugin_error)?;
             json["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
         }
         json["lambda_hat"] = json_f64(lambda);

@@ -28,11 +28,12 @@ use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
     Manifest, PluginError,
 };
+use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{choices, column, json_f64, Context, ManifestBuilder, Plugin, ShrinkageImpl, TableBuilder, Tables};
 use quiver_sdk::{Created, Family, ShrinkageResult};
-use quiver_shrinkage::ebci_settings::EbciSettings;
 use quiver_shrinkage::{QuadraticRisk, Weight};
+use quiver_shrinkage_kit::EbciSettings;
 
 choices! {
     /// The estimator.
@@ -181,7 +182,7 @@ impl SureNormal {
                 let (lambda, sure) = match cfg.lambda {
                     Some(l) => (l, risk.at(l)),
                     None => {
-                        let m = risk.minimize(self.ctx.device().into())?;
+                        let m = risk.minimize(quiver_shrinkage_kit::sweep(self.ctx.device())).map_err(plugin_error)?;
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
@@ -194,7 +195,7 @@ impl SureNormal {
                     let ls: Vec<f64> = (0..=cfg.curve)
                         .map(|i| quiver_shrinkage::risk::lambda_of_t(s, i as f64 / cfg.curve as f64))
                         .collect();
-                    let vs = risk.curve(&ls, self.ctx.device().into())?;
+                    let vs = risk.curve(&ls, quiver_shrinkage_kit::sweep(self.ctx.device())).map_err(plugin_error)?;
                     out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
                 }
                 out["location"] = json!(mu);
@@ -208,7 +209,8 @@ impl SureNormal {
                     None => {
                         // the certified search over the profile SURE(λ, μ̂(λ)), Newton to the end:
                         // λ̂ is the root of XKB's estimating equation where the minimum is inside
-                        let m = profile.minimize(self.ctx.device().into())?;
+                        let m =
+                            profile.minimize(quiver_shrinkage_kit::sweep(self.ctx.device())).map_err(plugin_error)?;
                         out["sure_lower_bound"] = json!(m.lower_bound);
                         out["certified_gap"] = json!(m.risk - m.lower_bound);
                         out["sweeps"] = json!(m.sweeps);
@@ -226,10 +228,13 @@ impl SureNormal {
                     // for the other forms), MAX_SWEEP points a pass as for them
                     let ts: Vec<f64> = (0..=cfg.curve).map(|i| i as f64 / cfg.curve as f64).collect();
                     let mut pts = Vec::with_capacity(ts.len());
-                    let mut sweeper =
-                        quiver_shrinkage::profile::ProfileSweeper::new(&profile, self.ctx.device().into())?;
+                    let mut sweeper = quiver_shrinkage::profile::ProfileSweeper::new(
+                        &profile,
+                        quiver_shrinkage_kit::sweep(self.ctx.device()),
+                    )
+                    .map_err(plugin_error)?;
                     for chunk in ts.chunks(quiver_shrinkage::risk::MAX_SWEEP) {
-                        let sweep = sweeper.sweep(chunk)?;
+                        let sweep = sweeper.sweep(chunk).map_err(plugin_error)?;
                         pts.extend(chunk.iter().zip(&sweep.value).map(|(&t, v)| {
                             json!([json_f64(quiver_shrinkage::risk::lambda_of_t(profile.scale(), t)), v])
                         }));

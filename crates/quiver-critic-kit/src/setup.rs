@@ -1,9 +1,9 @@
 //! What every critic plugin shares: its common parameters and tables in the manifest, reading
 //! them back, and the policy-value summaries of a fitted tabular Q.
 
-use crate::data::{States, Transitions};
-use crate::features::PairIndex;
-use crate::policy::Policy;
+use quiver_rl::features::PairIndex;
+use quiver_rl::policy::Policy;
+use quiver_rl::{States, Transitions};
 use quiver_sdk::abi::PluginError;
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{choices, column, TableBuilder};
@@ -116,7 +116,7 @@ pub fn state_values(
         Some(pi) => states
             .into_iter()
             .map(|st| {
-                crate::linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| q[k]))
+                quiver_rl::linear::policy_value(pi, st, |s2, a2| pairs.get(s2, a2).map(|k| q[k]))
                     .map(|v| (st, v))
                     .ok_or_else(|| {
                         let a =
@@ -219,22 +219,6 @@ pub fn ensure_finite(
     )))
 }
 
-/// The error of an iterative fit (`what`, e.g. "the expectile critic") whose values left the
-/// double range after `iterations`, their size `size`: the rewards when they are that large
-/// themselves, else divergence (raise the ridge) — the one message every fit gives
-/// ([`quiver_numerics::convergence::divergence_message`]).
-pub fn diverged(what: &str, size: f64, iterations: usize, rewards: &[f64]) -> PluginError {
-    let largest = rewards.iter().fold(0.0f64, |m, r| m.max(r.abs()));
-    PluginError::input(quiver_numerics::convergence::divergence_message(
-        what,
-        size,
-        iterations,
-        None,
-        ("rewards", largest),
-        "raise the ridge",
-    ))
-}
-
 /// Record how an iterative fit ended in its summary: `iterations`, `change`, `converged`, and,
 /// when the tolerance was not met, a warning (`what stopped at max_iter = … {advice}`).
 pub fn report_iterations(
@@ -271,16 +255,4 @@ pub fn check_features(features: FeatureKind, states: &States<'_>) -> Result<(), 
         }
     };
     Err(PluginError::input(format!("table 'transitions': {msg}")))
-}
-
-/// The `transitions` table, read and checked, and the `policy` table, checked to cover every
-/// state the data bootstrap from: what every critic of a discrete target policy starts with.
-pub fn transitions_and_policy<'a>(
-    tables: &quiver_sdk::Tables<'a>,
-) -> Result<(quiver_sdk::TableRef<'a>, Transitions<'a>, Policy), PluginError> {
-    let t = tables.get("transitions")?;
-    let data = Transitions::read(&t)?;
-    let pi = Policy::read(&tables.get("policy")?)?;
-    pi.check_covers(&data)?;
-    Ok((t, data, pi))
 }
