@@ -612,3 +612,27 @@ fn subnormal_means_are_refused_by_sure() {
         assert!(text(&o).contains("column 'x', row 1: value 1e-320 is subnormal"), "{method}: {}", text(&o));
     }
 }
+
+/// A table that a step of the run cannot do without (the manifest's `requires`) is asked for
+/// before any step starts — not after the whole fit — through the CLI and the library alike; a
+/// method lists what each step requires.
+#[test]
+fn tables_a_step_requires_are_checked_before_any_work() {
+    let fit = example("quantile-aggregation/fit.csv");
+    let o = quiver(&["run", "quantile-aggregation", "--input", &format!("fit={fit}"), "--set", "granularity=fine"]);
+    exited(&o, 2);
+    assert!(
+        text(&o)
+            .contains("needs a 'test' table for its step 'predict' (give it with --input test=PATH); nothing was run"),
+        "{}",
+        text(&o)
+    );
+    let info = quiver(&["info", "quantile-aggregation", "--json"]);
+    let m: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(m["properties"]["requires"]["predict"], serde_json::json!(["test"]), "{m}");
+    // the library refuses it the same way, with the step named
+    let host = quiver_testing::host();
+    let tables = [quiver_host::read_csv(std::path::Path::new(&fit), "fit", None).unwrap()];
+    let e = host.run("quantile-aggregation", &serde_json::Map::new(), &tables, quiver_testing::cpu()).unwrap_err();
+    assert!(e.to_string().contains("for its step 'predict'"), "{e}");
+}

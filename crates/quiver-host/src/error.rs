@@ -155,6 +155,19 @@ pub enum InputError {
         /// Role.
         table: String,
     },
+    /// A table a step of the run cannot do without was not given (the manifest's `requires`).
+    #[error(
+        "method '{method}' needs a '{table}' table for its step '{step}' (give it with --input {table}=PATH); \
+         nothing was run"
+    )]
+    StepNeedsTable {
+        /// Method.
+        method: String,
+        /// The step.
+        step: String,
+        /// Role.
+        table: String,
+    },
     /// A table the method does not read.
     #[error("method '{method}' reads no '{table}' table (it reads: {known})")]
     UnknownTable {

@@ -119,6 +119,7 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
+        check_run_tables(&self.get(method)?.manifest, views)?;
         let mut est = self.create_observed(method, params, ctx, progress)?;
         let steps: Vec<String> = est.manifest.run_steps().map(|s| s.name.to_string()).collect();
         let mut last = RunOutput::empty();
@@ -136,6 +137,28 @@ impl Host {
             ),
         })
     }
+}
+
+/// Refuse a run, before any step starts, when a table one of its steps cannot do without (the
+/// manifest's `requires` property: `{"step": ["role", ...]}`) is missing — a step that fails only
+/// after the steps before it have done their work wastes the user's time.
+fn check_run_tables(manifest: &Manifest, views: &[TableView<'_>]) -> Result<(), HostError> {
+    let properties: Value = serde_json::from_str(manifest.properties_json.as_str()).unwrap_or(Value::Null);
+    let Some(requires) = properties.get("requires").and_then(Value::as_object) else { return Ok(()) };
+    for step in manifest.run_steps() {
+        let roles = requires.get(step.name.as_str()).and_then(Value::as_array).into_iter().flatten();
+        for role in roles.filter_map(Value::as_str) {
+            if !views.iter().any(|v| v.role.as_str() == role) {
+                return Err(crate::InputError::StepNeedsTable {
+                    method: manifest.name.to_string(),
+                    step: step.name.to_string(),
+                    table: role.to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Call `f` with ABI views of owned tables (the views borrow their columns; nothing is copied).

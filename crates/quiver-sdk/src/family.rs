@@ -31,16 +31,29 @@ pub enum Family {
 }
 
 /// One step of a family: name, whether it changes the estimator, the table roles it prefers
-/// (`*` alone: every table but those named after it), and its documentation.
+/// (`*` alone: every table but those named after it), whether it cannot run without them (its
+/// roles then go into the manifest's `requires` property), and its documentation.
 pub(crate) struct FamilyStep {
     pub name: &'static str,
     pub mutates: bool,
     pub roles: &'static [&'static str],
+    pub needs_roles: bool,
     pub doc: &'static str,
 }
 
+/// A step that reads its roles when they are given.
 const fn step(name: &'static str, mutates: bool, roles: &'static [&'static str], doc: &'static str) -> FamilyStep {
-    FamilyStep { name, mutates, roles, doc }
+    FamilyStep { name, mutates, roles, needs_roles: false, doc }
+}
+
+/// A step that cannot run without its roles.
+const fn step_needing(
+    name: &'static str,
+    mutates: bool,
+    roles: &'static [&'static str],
+    doc: &'static str,
+) -> FamilyStep {
+    FamilyStep { name, mutates, roles, needs_roles: true, doc }
 }
 
 impl Family {
@@ -86,19 +99,19 @@ const CRITIC_STEPS: &[FamilyStep] = &[
     step("values", false, &["queries"], "V or Q at the queried rows, and the policy-value summaries"),
 ];
 const AGGREGATOR_STEPS: &[FamilyStep] = &[
-    step("fit", true, &["fit"], "learn the aggregation weights"),
+    step_needing("fit", true, &["fit"], "learn the aggregation weights"),
     step("calibrate", true, &["calibration"], "conformal adjustments on held-out data"),
-    step("predict", false, &["test"], "aggregated, monotone, calibrated test quantiles"),
+    step_needing("predict", false, &["test"], "aggregated, monotone, calibrated test quantiles"),
 ];
 const SELECTOR_STEPS: &[FamilyStep] = &[
-    step("calibrate", true, &["calibration"], "ingest the calibration data"),
-    step("select", false, &["test"], "select / accept test units"),
+    step_needing("calibrate", true, &["calibration"], "ingest the calibration data"),
+    step_needing("select", false, &["test"], "select / accept test units"),
 ];
 const SHRINKAGE_STEPS: &[FamilyStep] =
-    &[step("estimate", false, &["data"], "tune by an unbiased risk estimate; return the estimates")];
+    &[step_needing("estimate", false, &["data"], "tune by an unbiased risk estimate; return the estimates")];
 const BATCH_STEPS: &[FamilyStep] = &[
-    step("calibrate", true, &["calibration"], "ingest the calibration scores"),
-    step("bound", false, &["test"], "the set or bound for the batch"),
+    step_needing("calibrate", true, &["calibration"], "ingest the calibration scores"),
+    step_needing("bound", false, &["test"], "the set or bound for the batch"),
 ];
 
 /// What a family's step returns in plain Rust, and its one encoding as a [`StepOutput`]: the

@@ -56,6 +56,16 @@ impl ManifestBuilder {
         });
         self
     }
+    /// The roles without which step `step` cannot run (the manifest's `requires` property: a host
+    /// refuses a run that lacks one before any step starts).
+    pub fn step_requires(mut self, step: &str, roles: &[&str]) -> Self {
+        let mut props: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(self.m.properties_json.as_str()).unwrap_or_default();
+        let requires = props.entry("requires").or_insert_with(|| serde_json::json!({}));
+        requires[step] = serde_json::json!(roles);
+        self.m.properties_json = serde_json::Value::Object(props).to_string().into();
+        self
+    }
     /// The roles step `step` reads, instead of those its family names.
     pub fn step_tables(mut self, step: &str, roles: &[&str]) -> Self {
         self.step_tables.push((step.to_string(), roles.iter().map(|r| r.to_string()).collect()));
@@ -115,6 +125,7 @@ impl ManifestBuilder {
     pub fn build(mut self) -> Manifest {
         if let Some(family) = self.family {
             let declared: Vec<String> = self.m.tables.iter().map(|t| t.role.to_string()).collect();
+            let mut requires: Vec<(&str, Vec<String>)> = Vec::new();
             for s in family.steps() {
                 let roles: Vec<String> = match self.step_tables.iter().find(|(n, _)| n == s.name) {
                     Some((_, r)) => r.clone(),
@@ -132,6 +143,9 @@ impl ManifestBuilder {
                         }
                     }
                 };
+                if s.needs_roles && !roles.is_empty() {
+                    requires.push((s.name, roles.clone()));
+                }
                 self.m.steps.push(StepSpec {
                     name: s.name.into(),
                     mutates: s.mutates,
@@ -139,6 +153,10 @@ impl ManifestBuilder {
                     tables: roles.into_iter().map(RString::from).collect(),
                     doc: s.doc.into(),
                 });
+            }
+            for (step, roles) in requires {
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                self = self.step_requires(step, &roles);
             }
         }
         self.m
