@@ -636,3 +636,76 @@ fn tables_a_step_requires_are_checked_before_any_work() {
     let e = host.run("quantile-aggregation", &serde_json::Map::new(), &tables, quiver_testing::cpu()).unwrap_err();
     assert!(e.to_string().contains("for its step 'predict'"), "{e}");
 }
+
+/// OPE's intervals scale with the rewards down to the smallest normal numbers: at rewards near
+/// 1e-200 the `t` and empirical-Bernstein intervals (whose variances underflow there) are those at
+/// rewards near 1 times 1e-200, not of zero width — bandit and trajectory estimators alike.
+#[test]
+fn ope_intervals_scale_with_rewards_near_the_smallest_normals() {
+    let dir = tempfile::tempdir().unwrap();
+    let bandit = |scale: f64| {
+        let mut out = String::from("a,r,mu_prob,pi_0,pi_1,qhat_0,qhat_1\n");
+        for i in 0..200u64 {
+            let a = i % 2;
+            let r = ((i * 37) % 11) as f64 / 10.0;
+            let mu = if a == 0 { 0.6 } else { 0.4 };
+            out += &format!("{a},{:e},{mu},0.3,0.7,{:e},{:e}\n", r * scale, 0.4 * scale, 0.6 * scale);
+        }
+        write(dir.path(), &format!("bandit-{scale:e}.csv"), &out)
+    };
+    let transitions = |scale: f64| {
+        let text = std::fs::read_to_string(example("ope/transitions.csv")).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        let r = header.split(',').position(|c| c == "r").unwrap();
+        let mut out = format!("{header}\n");
+        for l in lines {
+            let mut v: Vec<String> = l.split(',').map(str::to_string).collect();
+            v[r] = format!("{:e}", v[r].parse::<f64>().unwrap() * scale);
+            out += &(v.join(",") + "\n");
+        }
+        write(dir.path(), &format!("transitions-{scale:e}.csv"), &out)
+    };
+    let policy = example("ope/policy.csv");
+    let run = |inputs: Vec<String>, ci: &str, range: &str| {
+        let mut args = vec!["run".to_string(), "ope".into(), "--json".into(), "--set".into(), format!("ci={ci}")];
+        for i in inputs {
+            args.extend(["--input".into(), i]);
+        }
+        if !range.is_empty() {
+            args.extend(["--set".into(), format!("reward_range={range}"), "--set".into(), "weight_max=10".into()]);
+        }
+        let o = quiver(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        exited(&o, 0);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("bandit", "t", &["ipw", "snipw", "dm", "dr"]),
+        ("bandit", "empirical-bernstein", &["ipw", "dr"]),
+        ("transitions", "t", &["tis", "pdis", "sn_pdis"]),
+        ("transitions", "empirical-bernstein", &["tis", "pdis"]),
+    ];
+    for (kind, ci, names) in cases {
+        let at = |scale: f64| {
+            let range = if ci == "t" { String::new() } else { format!("{:e},{:e}", -100.0 * scale, 100.0 * scale) };
+            let inputs = match kind {
+                "bandit" => vec![format!("bandit={}", bandit(scale))],
+                _ => vec![format!("transitions={}", transitions(scale)), format!("policy={policy}")],
+            };
+            run(inputs, ci, &range)
+        };
+        let (one, tiny) = (at(1.0), at(1e-200));
+        for name in names {
+            for end in ["estimate", "lower", "upper"] {
+                let (a, b) = (one[name][end].as_f64().unwrap(), tiny[name][end].as_f64().unwrap());
+                assert!(
+                    (b / 1e-200 - a).abs() <= 1e-9 * a.abs().max(1e-300),
+                    "{kind} {ci} {name}.{end}: {b:e} at 1e-200, {a:e} at 1: {}",
+                    tiny[name]
+                );
+            }
+            let width = tiny[name]["upper"].as_f64().unwrap() - tiny[name]["lower"].as_f64().unwrap();
+            assert!(width > 0.0, "{kind} {ci} {name}: zero width at 1e-200");
+        }
+    }
+}

@@ -143,11 +143,12 @@ pub fn hoeffding_half_width(n: f64, range: f64, alpha: f64) -> f64 {
 }
 
 /// Maurer & Pontil's (2009, Theorem 4) empirical-Bernstein half-width for the mean of n ≥ 2
-/// i.i.d. values in a range of width `range` with sample variance `var` (divisor n − 1), two-sided
-/// at level 1 − α (α/2 a side): √(2 var ln(4/α)/n) + 7 range ln(4/α)/(3(n − 1)).
-pub fn empirical_bernstein_half_width(n: f64, var: f64, range: f64, alpha: f64) -> f64 {
+/// i.i.d. values in a range of width `range` with sample standard deviation `sd` (divisor n − 1),
+/// two-sided at level 1 − α (α/2 a side): sd·√(2 ln(4/α)/n) + 7 range ln(4/α)/(3(n − 1)). (The
+/// deviation, not the variance, is the argument: the variance of values near 1e-200 underflows.)
+pub fn empirical_bernstein_half_width(n: f64, sd: f64, range: f64, alpha: f64) -> f64 {
     let l = (4.0 / alpha).ln();
-    (2.0 * var.max(0.0) * l / n).sqrt() + 7.0 * range * l / (3.0 * (n - 1.0))
+    sd.max(0.0) * (2.0 * l / n).sqrt() + 7.0 * range * l / (3.0 * (n - 1.0))
 }
 
 #[cfg(test)]

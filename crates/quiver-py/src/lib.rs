@@ -365,6 +365,7 @@ fn to_py(e: HostError) -> PyErr {
                     InputError::File { table, .. }
                     | InputError::Empty { table }
                     | InputError::MissingTable { table, .. }
+                    | InputError::StepNeedsTable { table, .. }
                     | InputError::UnknownTable { table, .. } => (table.as_str(), None, None),
                     InputError::Value { table, column, row, .. } | InputError::Cell { table, column, row, .. } => {
                         (table.as_str(), Some(column.as_str()), Some(row.saturating_sub(1)))

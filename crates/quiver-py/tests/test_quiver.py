@@ -250,6 +250,13 @@ def test_batch_predictor_and_quantile_aggregator_lifecycles():
     assert np.all(np.diff(q, axis=1) >= 0)
 
 
+def test_a_run_missing_a_table_its_steps_require_is_refused_before_it_starts():
+    fit = pd.read_csv(EXAMPLES / "quantile-aggregation" / "fit.csv")
+    with pytest.raises(quiver.InvalidInputError, match="for its step 'predict'") as e:
+        quiver.run("quantile-aggregation", fit=fit, device="cpu")
+    assert e.value.table == "test"
+
+
 def test_critic_lifecycle():
     d = EXAMPLES / "critic-lstd"
     t, pi = pd.read_csv(d / "transitions.csv"), pd.read_csv(d / "policy.csv")

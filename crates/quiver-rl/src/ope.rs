@@ -147,14 +147,28 @@ pub struct Summary<const K: usize> {
     pub n: f64,
     /// Means.
     pub mean: [f64; K],
-    /// Σ (x − mean)².
+    /// Σ ((x − mean)/scale)²: the sum of squares in units of `scale`, so that it neither
+    /// underflows for values near 1e-200 nor overflows near 1e200.
     pub m2: [f64; K],
     /// Minima.
     pub min: [f64; K],
     /// Maxima.
     pub max: [f64; K],
-    /// Σ (x_0 − mean_0)(x_1 − mean_1).
+    /// Σ ((x_0 − mean_0)/scale_0)((x_1 − mean_1)/scale_1).
     pub c01: f64,
+    /// Each variable's unit: an exact power of two near its largest |x| ([`pow2_scale`]).
+    pub scale: [f64; K],
+}
+
+/// An exact power of two near `top` (2^⌊log₂ top⌋, within the normal range): dividing by it and
+/// multiplying back is exact, and values of size `top` become of order one. 1 for 0 or a
+/// non-finite `top`.
+pub fn pow2_scale(top: f64) -> f64 {
+    if !(top > 0.0 && top.is_finite()) {
+        return 1.0;
+    }
+    let exponent = (top.log2().floor() as i64).clamp(-1022, 1023);
+    f64::from_bits(((exponent + 1023) as u64) << 52)
 }
 
 impl<const K: usize> Summary<K> {
@@ -162,8 +176,15 @@ impl<const K: usize> Summary<K> {
     #[allow(clippy::needless_range_loop)] // K variables of each row, indexed together
     pub fn of(rows: &[[f64; K]]) -> Self {
         let n = rows.len() as f64;
-        let mut s =
-            Summary { n, mean: [0.0; K], m2: [0.0; K], min: [f64::INFINITY; K], max: [f64::NEG_INFINITY; K], c01: 0.0 };
+        let mut s = Summary {
+            n,
+            mean: [0.0; K],
+            m2: [0.0; K],
+            min: [f64::INFINITY; K],
+            max: [f64::NEG_INFINITY; K],
+            c01: 0.0,
+            scale: [1.0; K],
+        };
         for r in rows {
             for j in 0..K {
                 s.mean[j] += r[j];
@@ -172,18 +193,22 @@ impl<const K: usize> Summary<K> {
             }
         }
         s.mean.iter_mut().for_each(|m| *m /= n.max(1.0));
+        for j in 0..K {
+            s.scale[j] = pow2_scale(s.min[j].abs().max(s.max[j].abs()));
+        }
         for r in rows {
             for j in 0..K {
-                s.m2[j] += (r[j] - s.mean[j]).powi(2);
+                s.m2[j] += ((r[j] - s.mean[j]) / s.scale[j]).powi(2);
             }
             if K >= 2 {
-                s.c01 += (r[0] - s.mean[0]) * (r[1] - s.mean[1]);
+                s.c01 += (r[0] - s.mean[0]) / s.scale[0] * ((r[1] - s.mean[1]) / s.scale[1]);
             }
         }
         s
     }
 
-    /// The summary of two disjoint samples together.
+    /// The summary of two disjoint samples together (Chan et al.'s update, in the larger of the
+    /// two units of each variable).
     #[allow(clippy::needless_range_loop)] // K variables, indexed together
     pub fn merge(&self, o: &Self) -> Self {
         if self.n == 0.0 {
@@ -196,23 +221,30 @@ impl<const K: usize> Summary<K> {
         let f = self.n * o.n / n;
         let mut s = *self;
         s.n = n;
-        let d: [f64; K] = std::array::from_fn(|j| o.mean[j] - self.mean[j]);
+        let unit: [f64; K] = std::array::from_fn(|j| self.scale[j].max(o.scale[j]));
+        // the ratio of two powers of two: rescaling by it is exact (or a negligible underflow)
+        let a: [f64; K] = std::array::from_fn(|j| self.scale[j] / unit[j]);
+        let b: [f64; K] = std::array::from_fn(|j| o.scale[j] / unit[j]);
+        let d: [f64; K] = std::array::from_fn(|j| (o.mean[j] - self.mean[j]) / unit[j]);
         for j in 0..K {
-            s.mean[j] = self.mean[j] + d[j] * o.n / n;
-            s.m2[j] = self.m2[j] + o.m2[j] + d[j] * d[j] * f;
+            s.mean[j] = self.mean[j] + (o.mean[j] - self.mean[j]) * o.n / n;
+            s.m2[j] = self.m2[j] * a[j] * a[j] + o.m2[j] * b[j] * b[j] + d[j] * d[j] * f;
             s.min[j] = self.min[j].min(o.min[j]);
             s.max[j] = self.max[j].max(o.max[j]);
+            s.scale[j] = unit[j];
         }
         if K >= 2 {
-            s.c01 = self.c01 + o.c01 + d[0] * d[1] * f;
+            s.c01 = self.c01 * a[0] * a[1] + o.c01 * b[0] * b[1] + d[0] * d[1] * f;
         }
         s
     }
 
-    /// The sample variance of variable j.
-    pub fn var(&self, j: usize) -> f64 {
+    /// The sample standard deviation of variable j (computed in its unit, so it is a number
+    /// wherever the values are: the variance of values near 1e-200 underflows, their deviation
+    /// does not).
+    pub fn sd(&self, j: usize) -> f64 {
         if self.n > 1.0 {
-            self.m2[j] / (self.n - 1.0)
+            (self.m2[j] / (self.n - 1.0)).sqrt() * self.scale[j]
         } else {
             f64::NAN
         }
@@ -220,9 +252,9 @@ impl<const K: usize> Summary<K> {
 
     /// The `t` interval of variable j's mean (`None` for the other kinds).
     pub fn interval(&self, j: usize, spec: &CiSpec) -> Option<Interval> {
-        let (n, mean, var) = (self.n, self.mean[j], self.var(j));
+        let (n, mean, sd) = (self.n, self.mean[j], self.sd(j));
         (spec.method == CiMethod::T).then(|| {
-            let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var / n).sqrt();
+            let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (sd / n.sqrt());
             Interval::asymptotic(mean, (mean - half, mean + half))
         })
     }
@@ -596,9 +628,10 @@ pub fn bandit(
     let s = input.summary().map_err(refuse)?;
     let n = s.n;
     let ratio = s.mean[0] / s.mean[1];
-    // Σw² = m2 + n mean² gives the ESS without another pass; where the weights' squares leave the
-    // double range (a weight of 1e300), a second pass on the scaled weights gives it exactly
-    let ess = (n * s.mean[1]).powi(2) / (s.m2[1] + n * s.mean[1] * s.mean[1]);
+    // Σw² = scale²(m2 + n (mean/scale)²) gives the ESS without another pass, in the weights'
+    // unit; where even that leaves the double range, a second pass on the scaled weights
+    let w_mean = s.mean[1] / s.scale[1];
+    let ess = (n * w_mean).powi(2) / (s.m2[1] + n * w_mean * w_mean);
     let ess = if ess.is_finite() && ess > 0.0 {
         ess
     } else {
@@ -618,9 +651,12 @@ pub fn bandit(
     let boot = |j: usize| percentile_interval(stats.iter().map(|b| b[j]), spec.alpha);
     let mean_iv = |j: usize| s.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(s.mean[j], boot(j)));
     let snipw = if spec.method == CiMethod::T {
-        // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment
-        let var_u = (s.m2[0] - 2.0 * ratio * s.c01 + ratio * ratio * s.m2[1]) / (n - 1.0);
-        let half = student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() / s.mean[1];
+        // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment, in
+        // the unit of w r (k = R̂ in those units)
+        let k = ratio * s.scale[1] / s.scale[0];
+        let var_u = (s.m2[0] - 2.0 * k * s.c01 + k * k * s.m2[1]) / (n - 1.0);
+        let half =
+            student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() * s.scale[0] / s.mean[1];
         Interval::asymptotic(ratio, (ratio - half, ratio + half))
     } else {
         Interval::asymptotic(ratio, boot(1))

@@ -88,8 +88,10 @@ pub fn bounded_mean(values: &[f64], bounds: Range1, range: Range1, kind: FiniteK
             (mean - h, mean + h)
         }
         FiniteKind::EmpiricalBernstein => {
-            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-            let h = betting::empirical_bernstein_half_width(n, var, width, alpha);
+            // the deviation in the values' unit: their variance underflows near 1e-200
+            let unit = crate::ope::pow2_scale(values.iter().fold(0.0f64, |m, v| m.max(v.abs())));
+            let sd = (values.iter().map(|v| ((v - mean) / unit).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() * unit;
+            let h = betting::empirical_bernstein_half_width(n, sd, width, alpha);
             (mean - h, mean + h)
         }
     };
