@@ -629,7 +629,13 @@ fn tables_a_step_requires_are_checked_before_any_work() {
     );
     let info = quiver(&["info", "quantile-aggregation", "--json"]);
     let m: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert_eq!(m["properties"]["requires"]["predict"], serde_json::json!(["test"]), "{m}");
+    assert_eq!(
+        m["properties"]["requires"]["predict"],
+        serde_json::json!([{"role": "test", "unless": {"granularity": "none"}}]),
+        "{m}"
+    );
+    // the mode that does without it (scores the fit table) still runs
+    exited(&quiver(&["run", "quantile-aggregation", "--input", &format!("fit={fit}"), "--set", "granularity=none"]), 0);
     // the library refuses it the same way, with the step named
     let host = quiver_testing::host();
     let tables = [quiver_host::read_csv(std::path::Path::new(&fit), "fit", None).unwrap()];

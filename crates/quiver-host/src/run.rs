@@ -119,7 +119,7 @@ impl Host {
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError> {
-        check_run_tables(&self.get(method)?.manifest, views)?;
+        check_run_tables(&self.get(method)?.manifest, params, views)?;
         let mut est = self.create_observed(method, params, ctx, progress)?;
         let steps: Vec<String> = est.manifest.run_steps().map(|s| s.name.to_string()).collect();
         let mut last = RunOutput::empty();
@@ -139,16 +139,34 @@ impl Host {
     }
 }
 
-/// Refuse a run, before any step starts, when a table one of its steps cannot do without (the
-/// manifest's `requires` property: `{"step": ["role", ...]}`) is missing — a step that fails only
-/// after the steps before it have done their work wastes the user's time.
-fn check_run_tables(manifest: &Manifest, views: &[TableView<'_>]) -> Result<(), HostError> {
+/// Refuse a run, before any step starts, when a table one of its steps cannot do without is
+/// missing — a step that fails only after the steps before it have done their work wastes the
+/// user's time. The manifest's `requires` property lists them: `{"step": [ENTRY, ...]}`, each
+/// ENTRY a role, or `{"role": ROLE, "unless": {PARAM: VALUE}}` for a role a mode does without.
+fn check_run_tables(
+    manifest: &Manifest,
+    params: &Map<String, Value>,
+    views: &[TableView<'_>],
+) -> Result<(), HostError> {
     let properties: Value = serde_json::from_str(manifest.properties_json.as_str()).unwrap_or(Value::Null);
     let Some(requires) = properties.get("requires").and_then(Value::as_object) else { return Ok(()) };
+    let set_to = |param: &str, value: &Value| {
+        params.get(param).is_some_and(|given| match (given, value) {
+            (Value::String(g), Value::String(v)) => g == v,
+            (g, v) => g == v,
+        })
+    };
     for step in manifest.run_steps() {
-        let roles = requires.get(step.name.as_str()).and_then(Value::as_array).into_iter().flatten();
-        for role in roles.filter_map(Value::as_str) {
-            if !views.iter().any(|v| v.role.as_str() == role) {
+        for entry in requires.get(step.name.as_str()).and_then(Value::as_array).into_iter().flatten() {
+            let (role, waived) = match entry {
+                Value::String(role) => (role.as_str(), false),
+                Value::Object(o) => (
+                    o.get("role").and_then(Value::as_str).unwrap_or_default(),
+                    o.get("unless").and_then(Value::as_object).is_some_and(|u| u.iter().any(|(p, v)| set_to(p, v))),
+                ),
+                _ => continue,
+            };
+            if !waived && !role.is_empty() && !views.iter().any(|v| v.role.as_str() == role) {
                 return Err(crate::InputError::StepNeedsTable {
                     method: manifest.name.to_string(),
                     step: step.name.to_string(),

@@ -631,9 +631,10 @@ pub fn bandit(
     // Σw² = scale²(m2 + n (mean/scale)²) gives the ESS without another pass, in the weights'
     // unit; where even that leaves the double range, a second pass on the scaled weights
     let w_mean = s.mean[1] / s.scale[1];
+    // (ESS ∈ [1, n] for weights ≥ 0: rounding of m2 under one dominant weight must not leave it)
     let ess = (n * w_mean).powi(2) / (s.m2[1] + n * w_mean * w_mean);
     let ess = if ess.is_finite() && ess > 0.0 {
-        ess
+        ess.clamp(1.0, n)
     } else {
         effective_sample_size((0..input.a.len()).map(|i| input.pi[input.a[i] as usize][i] / input.mu[i]))
     };

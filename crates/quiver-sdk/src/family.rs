@@ -101,7 +101,7 @@ const CRITIC_STEPS: &[FamilyStep] = &[
 const AGGREGATOR_STEPS: &[FamilyStep] = &[
     step_needing("fit", true, &["fit"], "learn the aggregation weights"),
     step("calibrate", true, &["calibration"], "conformal adjustments on held-out data"),
-    step_needing("predict", false, &["test"], "aggregated, monotone, calibrated test quantiles"),
+    step("predict", false, &["test"], "aggregated, monotone, calibrated test quantiles"),
 ];
 const SELECTOR_STEPS: &[FamilyStep] = &[
     step_needing("calibrate", true, &["calibration"], "ingest the calibration data"),
@@ -111,7 +111,7 @@ const SHRINKAGE_STEPS: &[FamilyStep] =
     &[step_needing("estimate", false, &["data"], "tune by an unbiased risk estimate; return the estimates")];
 const BATCH_STEPS: &[FamilyStep] = &[
     step_needing("calibrate", true, &["calibration"], "ingest the calibration scores"),
-    step_needing("bound", false, &["test"], "the set or bound for the batch"),
+    step("bound", false, &["test"], "the set or bound for the batch"),
 ];
 
 /// What a family's step returns in plain Rust, and its one encoding as a [`StepOutput`]: the

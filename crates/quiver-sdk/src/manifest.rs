@@ -58,11 +58,22 @@ impl ManifestBuilder {
     }
     /// The roles without which step `step` cannot run (the manifest's `requires` property: a host
     /// refuses a run that lacks one before any step starts).
-    pub fn step_requires(mut self, step: &str, roles: &[&str]) -> Self {
+    pub fn step_requires(self, step: &str, roles: &[&str]) -> Self {
+        roles.iter().fold(self, |b, role| b.add_requirement(step, serde_json::json!(role)))
+    }
+    /// Role `role` is required by step `step` unless parameter `param` is set to `value` (a mode
+    /// that does without it).
+    pub fn step_requires_unless(self, step: &str, role: &str, (param, value): (&str, &str)) -> Self {
+        self.add_requirement(step, serde_json::json!({"role": role, "unless": {param: value}}))
+    }
+    fn add_requirement(mut self, step: &str, entry: serde_json::Value) -> Self {
         let mut props: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(self.m.properties_json.as_str()).unwrap_or_default();
         let requires = props.entry("requires").or_insert_with(|| serde_json::json!({}));
-        requires[step] = serde_json::json!(roles);
+        match requires[step].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => requires[step] = serde_json::json!([entry]),
+        }
         self.m.properties_json = serde_json::Value::Object(props).to_string().into();
         self
     }

@@ -647,6 +647,8 @@ impl Plugin for QuantileAggregationPlugin {
             .table(forecast_table("fit", "rows to learn the weights on (y required)"))
             .table(forecast_table("calibration", "rows for the CQR adjustments (y required; conformal=cqr)").optional())
             .table(forecast_table("test", "rows to predict (y optional: metrics when present)").optional())
+            // a run predicts the test rows, except granularity=none, which scores the fit table
+            .step_requires_unless("predict", "test", ("granularity", "none"))
             .build()
     }
 
