@@ -715,3 +715,50 @@ fn ope_intervals_scale_with_rewards_near_the_smallest_normals() {
         }
     }
 }
+
+/// Random Fourier features whose phases w·s leave the range where cos(w·s + b) still depends on
+/// the state — a bandwidth of 1e-300, or states near 1e308 — are refused naming the bandwidth and
+/// the states, for every critic with `features=rff` (they were reported as divergence, or as
+/// rewards to rescale).
+#[test]
+fn fourier_features_without_a_phase_name_the_bandwidth() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |state_scale: f64| -> String {
+        let mut s = String::from("episode,t,s_0,a,r,s_next_0,done,pi_0,pi_1,pi_next_0,pi_next_1\n");
+        for e in 0..10 {
+            for t in 0..6 {
+                let x = ((e * 6 + t) as f64 * 0.37).sin() * state_scale;
+                let next = ((e * 6 + t + 1) as f64 * 0.37).sin() * state_scale;
+                s += &format!("{e},{t},{x:e},{},{},{next:e},{},0.5,0.5,0.5,0.5\n", t % 2, x.signum(), u8::from(t == 5));
+            }
+        }
+        s
+    };
+    let plain = format!("transitions={}", write(dir.path(), "plain.csv", &rows(1.0)));
+    let huge = format!("transitions={}", write(dir.path(), "huge.csv", &rows(1e308)));
+    for method in ["critic-lstd", "critic-expectile", "critic-quantile", "critic-chunked"] {
+        for (input, bandwidth) in [(&plain, "1e-300"), (&huge, "1")] {
+            let mut args = vec!["run", method, "--input", input, "--set", "features=rff", "--set", "dim=8"];
+            let bw = format!("bandwidth={bandwidth}");
+            args.extend_from_slice(&["--set", &bw]);
+            if method == "critic-lstd" {
+                args.extend_from_slice(&["--set", "target=fqe"]);
+            }
+            if method == "critic-quantile" {
+                args.extend_from_slice(&["--set", "kappa=1"]);
+            }
+            let o = quiver(&args);
+            exited(&o, 2);
+            let t = text(&o);
+            assert!(t.contains("features=rff: with bandwidth = ") && t.contains("set bandwidth near"), "{method}: {t}");
+        }
+        // a sensible bandwidth on the same states runs
+        let mut args =
+            vec!["run", method, "--input", &plain, "--set", "features=rff", "--set", "dim=8", "--set", "ridge=1e-3"];
+        if method == "critic-quantile" {
+            args.extend_from_slice(&["--set", "kappa=1"]);
+        }
+        let o = quiver(&args);
+        assert!(o.status.success(), "{method}: {}", text(&o));
+    }
+}

@@ -112,6 +112,40 @@ impl Rff {
         let b = (0..dim).map(|_| rng.random::<f64>() * std::f64::consts::TAU).collect();
         Rff { dim, state_dim, n_actions, w, b, scale: (2.0 / dim as f64).sqrt() }
     }
+    /// The largest phase |w·s| the features can reach, at most 1e15: past it, double precision
+    /// keeps no fraction of a turn and cos(w·s + b) no longer depends on the state (a bandwidth of
+    /// 1e-300, or states near 1e308, gave "diverges" or "rescale the rewards" before). `s` and
+    /// `s_next`: the state columns, one slice per dimension.
+    pub fn check_phases(&self, bandwidth: f64, s: &[&[f64]], s_next: &[&[f64]]) -> Result<(), RlError> {
+        const MAX_PHASE: f64 = 1e15;
+        let k = self.state_dim;
+        let (mut top, mut spread) = (vec![0.0f64; k], 0.0f64);
+        for (j, t) in top.iter_mut().enumerate() {
+            let (lo, hi) = s
+                .iter()
+                .chain(s_next)
+                .skip(j)
+                .step_by(k.max(1))
+                .flat_map(|c| c.iter())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            if lo <= hi {
+                *t = lo.abs().max(hi.abs());
+                spread = spread.max(hi - lo);
+            }
+        }
+        let phase =
+            (0..self.dim).map(|d| (0..k).map(|j| self.w[d * k + j].abs() * top[j]).sum::<f64>()).fold(0.0f64, f64::max);
+        if phase.is_finite() && phase <= MAX_PHASE {
+            return Ok(());
+        }
+        let largest = top.iter().fold(0.0f64, |m, &x| m.max(x));
+        Err(RlError::Parameter(format!(
+            "features=rff: with bandwidth = {bandwidth:e} and states up to |s| = {largest:e}, the features' phases w·s \
+             reach {phase:.1e}, past {MAX_PHASE:.0e}, where cos(w·s + b) keeps nothing of the state: set bandwidth near \
+             the states' spread ({spread:e} here) or rescale the states"
+        )))
+    }
+
     /// ψ(s) into `out` (D values), s given as `state(k)`.
     #[inline]
     pub fn psi(&self, state: impl Fn(usize) -> f64, out: &mut [f64]) {

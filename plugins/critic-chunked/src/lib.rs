@@ -197,6 +197,7 @@ impl CriticChunked {
         let States::Continuous { s, s_next } = &data.states else { unreachable!("checked by the caller") };
         let n = data.n;
         let rff = Rff::new(s.len(), c.common.dim, c.common.bandwidth, c.common.seed, 1);
+        rff.check_phases(c.common.bandwidth, s, s_next).map_err(plugin_error)?;
         let d = rff.dim;
         if n * 3 * d > quiver_rl::expectile::MAX_CACHE {
             return Err(PluginError::new(

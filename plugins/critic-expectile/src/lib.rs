@@ -85,6 +85,7 @@ impl CriticExpectile {
                     unreachable!("setup::check_features admits rff only with continuous states")
                 };
                 let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, data.n_actions);
+                rff.check_phases(c.bandwidth, s, s_next).map_err(plugin_error)?;
                 let (dd, d) = (rff.dim, rff.dim * rff.n_actions);
                 if n * (d + 2 * dd) > quiver_rl::expectile::MAX_CACHE {
                     return Err(PluginError::new(

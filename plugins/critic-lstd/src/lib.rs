@@ -168,6 +168,9 @@ impl CriticLstd {
         };
         let n_actions = data.n_actions.max(cols.as_ref().map_or(0, |p| p.n_actions()));
         let rff = Rff::new(data.states.dim(), c.dim, c.bandwidth, c.seed, n_actions);
+        if let States::Continuous { s, s_next } = &data.states {
+            rff.check_phases(c.bandwidth, s, s_next).map_err(plugin_error)?;
+        }
         let map = FeatureMap::Rff(rff.clone());
         let target = cols.as_ref().map_or(NextTarget::NextAction, NextTarget::Columns);
         let mo = self.moments(&DenseRows { data, map: &map, given: None, target })?;

@@ -168,6 +168,7 @@ impl CriticQuantile {
         let pcols = quiver_critic_kit::read::policy_columns(&t, &data)?;
         let c = &self.common;
         let rff = Rff::new(s.len(), c.dim, c.bandwidth, c.seed, pcols.n_actions());
+        rff.check_phases(c.bandwidth, s, s_next).map_err(plugin_error)?;
         let (psi, psi_next) = quiver_rl::features::rff_matrices(&rff, s, s_next, &data.done).map_err(plugin_error)?;
         let rows = QuantileRows { psi, psi_next, a: &data.a, pi_next: &pcols.next, done: &data.done, r: data.r };
         let fit =
