@@ -762,3 +762,81 @@ fn fourier_features_without_a_phase_name_the_bandwidth() {
         assert!(o.status.success(), "{method}: {}", text(&o));
     }
 }
+
+/// Work the parameters make enormous is estimated from the sizes and refused before it starts,
+/// with the estimate and what to change: LSTD's moments with thousands of random Fourier features
+/// on the CPU (2·n·d²), and the exact LP of fine quantile aggregation over many models and levels
+/// (the interior point's n·Σ_k terms(k)² per iteration). Both ran for minutes before.
+#[test]
+fn enormous_work_is_estimated_and_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::from("episode,t,s_0,a,r,s_next_0,done,pi_0,pi_1,pi_next_0,pi_next_1\n");
+    for i in 0..20_000 {
+        let (e, t) = (i / 10, i % 10);
+        let x = (i as f64 * 0.37).sin();
+        let next = ((i + 1) as f64 * 0.37).sin();
+        body += &format!("{e},{t},{x:.4},{},{:.4},{next:.4},{},0.5,0.5,0.5,0.5\n", t % 2, x, u8::from(t == 9));
+    }
+    let transitions = format!("transitions={}", write(dir.path(), "t.csv", &body));
+    let o = quiver(&[
+        "run",
+        "critic-lstd",
+        "--input",
+        &transitions,
+        "--set",
+        "features=rff",
+        "--set",
+        "dim=2048",
+        "--set",
+        "target=fqe",
+        "--set",
+        "ridge=1e-3",
+        "--device",
+        "cpu",
+    ]);
+    exited(&o, 2);
+    assert!(
+        text(&o).contains("20000 rows x 4096 features: the moments take 6.7e11 multiply-adds on the CPU")
+            && text(&o).contains("lower dim"),
+        "{}",
+        text(&o)
+    );
+
+    let (models, levels) = (40, 19);
+    let taus: Vec<String> = (1..=levels).map(|k| format!("{}", k as f64 / 20.0)).collect();
+    let mut header = vec!["y".to_string()];
+    for j in 0..models {
+        header.extend(taus.iter().map(|t| format!("q_m{j}_{t}")));
+    }
+    let mut body = header.join(",") + "\n";
+    for i in 0..500 {
+        let y = (i as f64 * 0.61).sin();
+        let row: Vec<String> =
+            std::iter::once(format!("{y:.3}"))
+                .chain((0..models).flat_map(|j| {
+                    (1..=levels).map(move |k| format!("{:.3}", (k as f64 - 10.0) / 5.0 + j as f64 * 0.01))
+                }))
+                .collect();
+        body += &(row.join(",") + "\n");
+    }
+    let fit = write(dir.path(), "fit.csv", &body);
+    let o = quiver(&[
+        "run",
+        "quantile-aggregation",
+        "--input",
+        &format!("fit={fit}"),
+        "--input",
+        &format!("test={fit}"),
+        "--set",
+        "granularity=fine",
+        "--set",
+        "solver=exact",
+    ]);
+    exited(&o, 2);
+    assert!(
+        text(&o).contains("the exact LP would take 5.5e9 multiply-adds per interior-point iteration")
+            && text(&o).contains("use solver=gradient"),
+        "{}",
+        text(&o)
+    );
+}

@@ -88,6 +88,62 @@ proptest! {
         }
     }
 
+    /// Well-formed `.npy` headers with arbitrary shapes — 0 to 3 dimensions, each anything from 0
+    /// to u64::MAX (products that overflow 64 bits among them), any dtype and order — and a
+    /// payload of any length: a table whose size matches the payload, or an error; never a panic
+    /// or an allocation the header alone asked for.
+    #[test]
+    fn npy_headers_of_any_shape_are_read_or_refused(
+        dims in proptest::collection::vec(
+            prop_oneof![
+                0u64..6,
+                Just(1u64 << 61),
+                Just(1u64 << 62),
+                Just(4611686018427387904u64),
+                Just(u64::MAX),
+                any::<u64>(),
+            ],
+            0..4,
+        ),
+        descr in prop_oneof![Just("<f8"), Just("<i8"), Just("|b1"), Just("<i4"), Just(">f8"), Just("<f4"), Just("|u1"), Just("<c16")],
+        fortran in any::<bool>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..160),
+        exact in any::<bool>(),
+        names in proptest::collection::vec("[a-z]{1,3}", 0..4),
+    ) {
+        // half the time a payload of exactly the size the header declares, when that is small
+        let item: u64 = descr[2..].parse().unwrap();
+        let declared = dims.iter().try_fold(item, |acc, &d| acc.checked_mul(d));
+        let mut payload = payload;
+        if let Some(size) = declared.filter(|&b| exact && b <= 160) {
+            payload.resize(size as usize, 0x3f);
+        }
+        let shape = match dims.len() {
+            0 => "()".to_string(),
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+        };
+        let fortran = if fortran { "True" } else { "False" };
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&payload);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(t) = read_npy(&path, "calibration", &names) {
+            check_table(&t);
+            // what was read is what the payload holds: never more values than its bytes
+            let values: usize = t.columns.iter().map(|(_, v)| v.len()).sum();
+            prop_assert!(values <= payload.len(), "{values} values from {} bytes ({header})", payload.len());
+        }
+    }
+
     /// Numbers written with blank lines and quoting come back exactly; one bad token is named
     /// at its exact row and file line.
     #[test]

@@ -584,7 +584,9 @@ fn lp_error(e: lp::LpError, noncross: bool) -> PluginError {
                 "{e}: the interior-point solver did not converge on valid data; solver=gradient fits the same loss"
             ),
         ),
-        lp::LpError::TooLarge { .. } => PluginError::new(ErrorKind::Unsupported, e.to_string()),
+        lp::LpError::TooLarge { .. } | lp::LpError::TooMuchWork { .. } => {
+            PluginError::new(ErrorKind::Unsupported, e.to_string())
+        }
     }
 }
 
