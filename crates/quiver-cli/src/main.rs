@@ -199,6 +199,78 @@ fn warn_failures(host: &Host) {
     }
 }
 
+/// Expand the wildcards (`*`, `?`, `[...]`) of `ROLE=PATH` inputs into every matching file, in
+/// name order (`--input 'bandit=logs/part-*.csv'`); a pattern that matches nothing is an error.
+fn expand_globs(inputs: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf)>, HostError> {
+    let mut out = Vec::new();
+    for (role, path) in inputs {
+        let text = path.to_string_lossy();
+        if !text.contains(['*', '?', '[']) || path.exists() {
+            out.push((role, path));
+            continue;
+        }
+        let bad = |why: String| HostError::Parameter(format!("--input {role}={text}: {why}"));
+        let mut found: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| bad(format!("not a file pattern ({e})")))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("cannot read {}", e.path().display())))?;
+        if found.is_empty() {
+            return Err(bad("no file matches".into()));
+        }
+        found.sort();
+        out.extend(found.into_iter().map(|p| (role.clone(), p)));
+    }
+    Ok(out)
+}
+
+/// The partitions of a run: one when every table is given once; with a table given in parts
+/// (the same role several times, or a pattern matching several files), every table must be
+/// given in as many parts, and partition i holds the i-th file of each.
+fn partitions(inputs: &[(String, PathBuf)]) -> Result<Vec<Vec<(String, PathBuf)>>, HostError> {
+    let mut roles: Vec<(&str, Vec<&PathBuf>)> = Vec::new();
+    for (role, path) in inputs {
+        match roles.iter_mut().find(|(r, _)| r == role) {
+            Some((_, paths)) => paths.push(path),
+            None => roles.push((role, vec![path])),
+        }
+    }
+    let parts = roles.iter().map(|(_, p)| p.len()).max().unwrap_or(1);
+    if parts == 1 {
+        return Ok(vec![inputs.to_vec()]);
+    }
+    if let Some((role, paths)) = roles.iter().find(|(_, p)| p.len() != parts) {
+        return Err(HostError::Parameter(format!(
+            "table '{role}' is given in {} part(s) and another in {parts}: a run by parts reads every table in as \
+             many parts (partition i holds the i-th file of each)",
+            paths.len()
+        )));
+    }
+    Ok((0..parts).map(|i| roles.iter().map(|(r, p)| (r.to_string(), p[i].clone())).collect()).collect())
+}
+
+/// The first role given twice, and its first two paths.
+fn repeated(inputs: &[(String, PathBuf)]) -> Option<(&str, &PathBuf, &PathBuf)> {
+    inputs.iter().enumerate().find_map(|(i, (role, path))| {
+        inputs[..i].iter().find(|(r, _)| r == role).map(|(_, first)| (role.as_str(), first, path))
+    })
+}
+
+/// Say which non-numeric columns were ignored: a count and the first few names (a file of 10^5
+/// text columns is one line, not 10^5 names).
+fn note_ignored(tables: &[quiver_host::Table]) {
+    for t in tables.iter().filter(|t| !t.ignored.is_empty()) {
+        let shown: Vec<&str> = t.ignored.iter().take(5).map(String::as_str).collect();
+        let more = t.ignored.len() - shown.len();
+        eprintln!(
+            "note: table '{}': ignored {} non-numeric column(s) {}{}",
+            t.role,
+            t.ignored.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
+}
+
 fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
     match command {
         Command::List { json } => {
@@ -250,19 +322,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                         .ok_or_else(|| HostError::Parameter(format!("--input '{s}' is not ROLE=PATH")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
-            for t in tables.iter().filter(|t| !t.ignored.is_empty()) {
-                // a count and the first few names: a file of 10^5 text columns is one line, not 10^5 names
-                let shown: Vec<&str> = t.ignored.iter().take(5).map(String::as_str).collect();
-                let more = t.ignored.len() - shown.len();
-                eprintln!(
-                    "note: table '{}': ignored {} non-numeric column(s) {}{}",
-                    t.role,
-                    t.ignored.len(),
-                    shown.join(", "),
-                    if more > 0 { format!(" and {more} more") } else { String::new() }
-                );
-            }
+            let inputs = expand_globs(inputs)?;
             let device = match device {
                 DeviceArg::Auto => DeviceRequest::Auto,
                 DeviceArg::Cpu => DeviceRequest::Cpu,
@@ -270,8 +330,25 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             };
             let progress = observer(!*json);
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
-            let result = host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?;
-            drop(tables);
+            let parts = partitions(&inputs)?;
+            let by_parts = plugin.manifest.step("partial").is_some();
+            if let (true, false, Some((role, first, second))) = (parts.len() > 1, by_parts, repeated(&inputs)) {
+                return Err(HostError::Parameter(format!(
+                    "table '{role}' is given twice ({} and {}): give it once ('{method}' is not computed by parts)",
+                    first.display(),
+                    second.display()
+                )));
+            }
+            let result = if parts.len() > 1 {
+                // one partition read at a time: memory holds one partition and the states
+                let manifest = &plugin.manifest;
+                let read = parts.iter().map(|part| quiver_host::read_partition(manifest, part));
+                host.run_partitioned(method, &params, read, ctx, Some(&progress))?
+            } else {
+                let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
+                note_ignored(&tables);
+                host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?
+            };
             if let Some(notice) = result.summary.get("notice").and_then(Value::as_str) {
                 eprintln!("{notice}");
             }

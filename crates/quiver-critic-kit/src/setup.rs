@@ -209,10 +209,24 @@ pub fn ensure_finite(
     values: impl IntoIterator<Item = f64>,
     data: &Transitions<'_>,
 ) -> Result<(), PluginError> {
+    ensure_finite_given(what, values, || largest_reward(data.r))
+}
+
+/// The largest |r|.
+pub fn largest_reward(r: &[f64]) -> f64 {
+    r.iter().fold(0.0f64, |m, r| m.max(r.abs()))
+}
+
+/// [`ensure_finite`] where the largest |r| is known (`largest`) rather than read from the data.
+pub fn ensure_finite_given(
+    what: &str,
+    values: impl IntoIterator<Item = f64>,
+    largest: impl FnOnce() -> f64,
+) -> Result<(), PluginError> {
     if values.into_iter().all(f64::is_finite) {
         return Ok(());
     }
-    let largest = data.r.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+    let largest = largest();
     Err(PluginError::input(format!(
         "the {what} overflow double precision (the largest |r| in table 'transitions' is {largest:e}): rescale the \
          rewards, e.g. divide them by {largest:e}"

@@ -41,6 +41,15 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
 /// method's manifest. Tables the
 /// method does not read, and required tables that are missing, are errors.
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
+    let mut tables = read_partition(manifest, inputs)?;
+    validate_tables(manifest, &mut tables)?;
+    Ok(tables)
+}
+
+/// Read the `ROLE=PATH` inputs of one partition of a run by parts, typed by the manifest: an
+/// empty file is an empty table (it contributes nothing), and the checks against the manifest are
+/// the run's ([`Host::run_partitioned`]).
+pub fn read_partition(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
     // the tables share one budget: together they must leave room for the method's working copies
     let mut budget = InputBudget::from_limit();
     let mut tables = Vec::new();
@@ -62,7 +71,6 @@ pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<
         let table = read_table_within(path, role, spec, &mut budget)?;
         tables.push(table);
     }
-    validate_tables(manifest, &mut tables)?;
     Ok(tables)
 }
 

@@ -23,6 +23,7 @@ mod inputs;
 mod loading;
 pub mod npy;
 mod output;
+mod partitioned;
 mod progress;
 mod run;
 pub mod table;
@@ -30,6 +31,7 @@ pub mod table;
 pub use inputs::*;
 pub use loading::*;
 pub use output::*;
+pub use partitioned::Merger;
 pub use progress::*;
 pub use run::*;
 

@@ -278,6 +278,14 @@ impl Estimator {
         }
         with_views(tables, |views| self.output(self.inner.query(name.into(), quiver_abi::table_views(views))))
     }
+    /// The read-only step `name` on borrowed tables, unchecked (the host's own tables: states, a
+    /// partition's offsets).
+    pub(crate) fn query_views(&self, name: &str, views: &[TableView<'_>]) -> Result<RunOutput, HostError> {
+        if self.spec(name)?.mutates {
+            return Err(HostError::Parameter(format!("step '{name}' of '{}' changes the estimator", self.method)));
+        }
+        self.output(self.inner.query(name.into(), quiver_abi::table_views(views)))
+    }
     /// Run step `name` (through the ABI's `step` or `query`, as the manifest declares it) on
     /// tables already checked.
     fn invoke_step(&mut self, name: &str, views: &[TableView<'_>]) -> Result<RunOutput, HostError> {

@@ -612,6 +612,141 @@ pub struct BanditEstimates {
     pub model_outside: Option<(usize, usize)>,
 }
 
+/// The estimates of a bandit log from the Chan summary of its rows' six values: the means, the
+/// effective sample size, and the `t` intervals (SNIPW's by the delta method) — or, for the other
+/// kinds, the percentile intervals `boot(j)` of estimator j.
+fn estimates_from_summary(
+    s: &Summary<BANDIT_VALUES>,
+    spec: &CiSpec,
+    boot: &dyn Fn(usize) -> (f64, f64),
+) -> BanditEstimates {
+    let n = s.n;
+    let ratio = s.mean[0] / s.mean[1];
+    // Σw² = scale²(m2 + n (mean/scale)²) gives the ESS without another pass, in the weights'
+    // unit (ESS ∈ [1, n] for weights ≥ 0: rounding of m2 under one dominant weight must not leave
+    // it); 0 where the weights are all 0
+    let w_mean = s.mean[1] / s.scale[1];
+    let ess = (n * w_mean).powi(2) / (s.m2[1] + n * w_mean * w_mean);
+    let ess = if ess.is_finite() && ess > 0.0 { ess.clamp(1.0, n) } else { 0.0 };
+    let mean_iv = |j: usize| s.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(s.mean[j], boot(j)));
+    let snipw = if spec.method == CiMethod::T {
+        // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment, in
+        // the unit of w r (k = R̂ in those units)
+        let k = ratio * s.scale[1] / s.scale[0];
+        let var_u = (s.m2[0] - 2.0 * k * s.c01 + k * k * s.m2[1]) / (n - 1.0);
+        let half =
+            student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() * s.scale[0] / s.mean[1];
+        Interval::asymptotic(ratio, (ratio - half, ratio + half))
+    } else {
+        Interval::asymptotic(ratio, boot(1))
+    };
+    BanditEstimates {
+        ipw: mean_iv(0),
+        snipw,
+        dm: mean_iv(2),
+        dr: mean_iv(3),
+        switch_dr: mean_iv(4),
+        dros: mean_iv(5),
+        ess,
+        model_outside: None,
+    }
+}
+
+/// What one partition of a bandit log contributes to the estimates (docs/scale.md): the Chan
+/// summary of its rows' six values, and its number of actions (partitions must agree).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BanditPartial {
+    /// Actions (`pi_*` columns).
+    pub n_actions: usize,
+    /// Rows.
+    pub n: f64,
+    /// The summary's means, sums of squares (in `scale` units), minima, maxima and units.
+    pub mean: Vec<f64>,
+    /// Σ ((x − mean)/scale)² per value.
+    pub m2: Vec<f64>,
+    /// Minima.
+    pub min: Vec<f64>,
+    /// Maxima.
+    pub max: Vec<f64>,
+    /// The co-moment of w r and w.
+    pub c01: f64,
+    /// Each value's power-of-two unit.
+    pub scale: Vec<f64>,
+}
+
+impl BanditPartial {
+    fn of(n_actions: usize, s: &Summary<BANDIT_VALUES>) -> Self {
+        BanditPartial {
+            n_actions,
+            n: s.n,
+            mean: s.mean.to_vec(),
+            m2: s.m2.to_vec(),
+            min: s.min.to_vec(),
+            max: s.max.to_vec(),
+            c01: s.c01,
+            scale: s.scale.to_vec(),
+        }
+    }
+    fn summary(&self) -> Result<Summary<BANDIT_VALUES>, RlError> {
+        let arr = |v: &[f64]| -> Result<[f64; BANDIT_VALUES], RlError> {
+            v.try_into().map_err(|_| RlError::input("a bandit state with the wrong number of values"))
+        };
+        Ok(Summary {
+            n: self.n,
+            mean: arr(&self.mean)?,
+            m2: arr(&self.m2)?,
+            min: arr(&self.min)?,
+            max: arr(&self.max)?,
+            c01: self.c01,
+            scale: arr(&self.scale)?,
+        })
+    }
+}
+
+/// Whether the bandit estimates under `spec` can be computed by parts: with `ci=t` every interval
+/// is a function of sums; the bootstrap draws n rows from all n at once, and the betting and
+/// finite-sample kinds need it (or every row in order) for some estimators.
+pub fn bandit_mergeable(spec: &CiSpec) -> Result<(), RlError> {
+    if spec.method == CiMethod::T {
+        Ok(())
+    } else {
+        Err(RlError::Unsupported(format!(
+            "ci={} is not computed by parts: its intervals draw from, or run through, all rows at once; a \
+             partitioned run takes ci=t (or give the log as one table)",
+            spec.method
+        )))
+    }
+}
+
+/// The contribution of one partition of a bandit log ([`bandit_mergeable`] specs only); `refuse`
+/// words the error of a refused row.
+pub fn bandit_partial(input: &BanditInput<'_>, refuse: &dyn Fn(BadRow) -> RlError) -> Result<BanditPartial, RlError> {
+    let s = if input.a.is_empty() { Summary::of(&[]) } else { input.summary().map_err(refuse)? };
+    Ok(BanditPartial::of(input.pi.len(), &s))
+}
+
+/// Two partitions' contributions as one (`a`'s rows first).
+pub fn bandit_merge(a: &BanditPartial, b: &BanditPartial) -> Result<BanditPartial, RlError> {
+    if a.n > 0.0 && b.n > 0.0 && a.n_actions != b.n_actions {
+        return Err(RlError::input(format!(
+            "the partitions of table 'bandit' differ in their actions: pi_0..pi_{} in one, pi_0..pi_{} in another",
+            a.n_actions.saturating_sub(1),
+            b.n_actions.saturating_sub(1)
+        )));
+    }
+    let n_actions = if a.n > 0.0 { a.n_actions } else { b.n_actions };
+    Ok(BanditPartial::of(n_actions, &a.summary()?.merge(&b.summary()?)))
+}
+
+/// The estimates from the contribution of the whole log (at least 2 rows).
+pub fn bandit_finish(p: &BanditPartial, spec: &CiSpec) -> Result<BanditEstimates, RlError> {
+    bandit_mergeable(spec)?;
+    if p.n < 2.0 {
+        return Err(RlError::input("table 'bandit' needs at least 2 rows for an interval"));
+    }
+    Ok(estimates_from_summary(&p.summary()?, spec, &|_| (f64::NAN, f64::NAN)))
+}
+
 /// Whether the bandit intervals under `spec` need the bootstrap (its own, or SNIPW's).
 pub fn bandit_needs_bootstrap(spec: &CiSpec) -> bool {
     spec.method != CiMethod::T
@@ -626,19 +761,8 @@ pub fn bandit(
     refuse: &dyn Fn(BadRow) -> RlError,
 ) -> Result<BanditEstimates, RlError> {
     let s = input.summary().map_err(refuse)?;
-    let n = s.n;
-    let ratio = s.mean[0] / s.mean[1];
-    // Σw² = scale²(m2 + n (mean/scale)²) gives the ESS without another pass, in the weights'
-    // unit; where even that leaves the double range, a second pass on the scaled weights
-    let w_mean = s.mean[1] / s.scale[1];
-    // (ESS ∈ [1, n] for weights ≥ 0: rounding of m2 under one dominant weight must not leave it)
-    let ess = (n * w_mean).powi(2) / (s.m2[1] + n * w_mean * w_mean);
-    let ess = if ess.is_finite() && ess > 0.0 {
-        ess.clamp(1.0, n)
-    } else {
-        effective_sample_size((0..input.a.len()).map(|i| input.pi[input.a[i] as usize][i] / input.mu[i]))
-    };
     // per resample: the six estimators (SNIPW in place of the weights' mean)
+    let n = s.n;
     let stat = |b: &[f64]| {
         let mut v: Vec<f64> = b.iter().map(|x| x / n).collect();
         v[1] = b[0] / b[1];
@@ -650,28 +774,12 @@ pub fn bandit(
         None => Vec::new(),
     };
     let boot = |j: usize| percentile_interval(stats.iter().map(|b| b[j]), spec.alpha);
-    let mean_iv = |j: usize| s.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(s.mean[j], boot(j)));
-    let snipw = if spec.method == CiMethod::T {
-        // delta method: Var(u) with u = w r − R̂ w, from the summary's variances and co-moment, in
-        // the unit of w r (k = R̂ in those units)
-        let k = ratio * s.scale[1] / s.scale[0];
-        let var_u = (s.m2[0] - 2.0 * k * s.c01 + k * k * s.m2[1]) / (n - 1.0);
-        let half =
-            student_t_quantile(1.0 - spec.alpha / 2.0, n - 1.0) * (var_u.max(0.0) / n).sqrt() * s.scale[0] / s.mean[1];
-        Interval::asymptotic(ratio, (ratio - half, ratio + half))
-    } else {
-        Interval::asymptotic(ratio, boot(1))
-    };
-    let mut est = BanditEstimates {
-        ipw: mean_iv(0),
-        snipw,
-        dm: mean_iv(2),
-        dr: mean_iv(3),
-        switch_dr: mean_iv(4),
-        dros: mean_iv(5),
-        ess,
-        model_outside: None,
-    };
+    let mut est = estimates_from_summary(&s, spec, &boot);
+    if est.ess == 0.0 {
+        // only where the weights are all 0 or not finite: the exact second pass says which
+        est.ess = effective_sample_size((0..input.a.len()).map(|i| input.pi[input.a[i] as usize][i] / input.mu[i]));
+    }
+    let ratio = est.snipw.estimate;
     if let (Some(kind), Some(d), Some(x)) = (spec.method.finite(), spec.declared, &units) {
         let column = |j: usize| x.values.iter().skip(j).step_by(BANDIT_VALUES).copied().collect::<Vec<f64>>();
         let (lo, hi) = d.reward;

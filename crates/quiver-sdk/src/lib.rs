@@ -31,6 +31,7 @@ mod config;
 mod family;
 mod manifest;
 pub mod memory;
+pub mod mergeable;
 mod params;
 mod tables;
 
@@ -39,6 +40,7 @@ pub use family::{
     AggregationResult, BatchResult, CriticResult, Family, OwnedMatrix, SelectionResult, ShrinkageResult, StepResult,
 };
 pub use manifest::{column, param, ManifestBuilder, Param, TableBuilder};
+pub use mergeable::{MergeableImpl, Offsets};
 pub use ndarray;
 pub use params::{Choice, Params};
 pub use quiver_abi as abi;
@@ -128,6 +130,18 @@ impl Context {
             progress: run.progress,
             parameters: params.to_json(),
         })
+    }
+    /// The method's name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The method's (plugin's) version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    /// The parameters as used (defaults filled in), as the result's JSON echoes them.
+    pub fn parameters(&self) -> &serde_json::Value {
+        &self.parameters
     }
     /// The device this estimator runs on.
     pub fn device(&self) -> Device {

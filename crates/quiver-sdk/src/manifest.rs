@@ -10,6 +10,7 @@ pub struct ManifestBuilder {
     m: Manifest,
     family: Option<Family>,
     step_tables: Vec<(String, Vec<String>)>,
+    mergeable: Option<Vec<String>>,
 }
 
 impl ManifestBuilder {
@@ -42,6 +43,7 @@ impl ManifestBuilder {
             },
             family: None,
             step_tables: Vec::new(),
+            mergeable: None,
         }
     }
     /// Declare a step (for [`ManifestBuilder::custom`] manifests): `mutates` when it changes the
@@ -76,6 +78,14 @@ impl ManifestBuilder {
         }
         self.m.properties_json = serde_json::Value::Object(props).to_string().into();
         self
+    }
+    /// Declare the method computable by parts ([`crate::mergeable`]): the read-only steps
+    /// `partial` (reading the tables of roles `data`, and `partition`), `merge` and `finish` (the
+    /// table `states`), and the property `"mergeable": true`. The estimator must be boxed with
+    /// [`crate::Created::mergeable`].
+    pub fn mergeable(mut self, data: &[&str]) -> Self {
+        self.mergeable = Some(data.iter().map(|r| r.to_string()).collect());
+        self.property("mergeable", serde_json::json!(true))
     }
     /// The roles step `step` reads, instead of those its family names.
     pub fn step_tables(mut self, step: &str, roles: &[&str]) -> Self {
@@ -168,6 +178,24 @@ impl ManifestBuilder {
             for (step, roles) in requires {
                 let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
                 self = self.step_requires(step, &roles);
+            }
+        }
+        if let Some(data) = self.mergeable.take() {
+            use crate::mergeable::{FINISH, MERGE, PARTIAL, PARTITION, STATES};
+            let partial: Vec<&str> = data.iter().map(String::as_str).chain([PARTITION]).collect();
+            let steps = [
+                (PARTIAL, partial, "the state of one partition of the data"),
+                (MERGE, vec![STATES], "two partitions' states as one"),
+                (FINISH, vec![STATES], "the result from the state of all the data"),
+            ];
+            for (name, roles, doc) in steps {
+                self.m.steps.push(StepSpec {
+                    name: name.into(),
+                    mutates: false,
+                    in_run: false,
+                    tables: roles.into_iter().map(RString::from).collect(),
+                    doc: doc.into(),
+                });
             }
         }
         self.m

@@ -16,6 +16,7 @@
 pub mod conformance;
 pub mod examples;
 pub mod mdp;
+pub mod parts;
 
 pub use quiver_host::{Device, DeviceRequest, ErrorKind, Host, HostError, RunContext, Table};
 

@@ -15,11 +15,13 @@
 //! (`phi_<k>`, `phi_next_<k>` columns). The moments ΦᵀΦ, ΦᵀΦ̄′, Φᵀr are accumulated in chunks
 //! (OpenBLAS on the CPU, cuBLAS on a GPU), never materialising Φ for the whole data set.
 
+mod parts;
+
 use ndarray::Array1;
 use quiver_critic_kit::setup::{self, CommonParams, FeatureKind};
 use quiver_rl::features::{DenseRows, NextTarget};
 use quiver_rl::linear::{self, Moments, MAX_FEATURES};
-use quiver_rl::{FeatureMap, PairIndex, Policy, Rff, States, Transitions};
+use quiver_rl::{PairIndex, Policy, Rff, States, Transitions};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
 use quiver_sdk::plugin_error;
@@ -175,64 +177,16 @@ impl CriticLstd {
         Ok(Fitted { ran, model: Model::Tabular { pairs, policy }, theta, summary: summary.take() })
     }
 
-    fn fit_rff(
+    /// The fit with `rff` or `given` features: the contribution of all the data, finished (the
+    /// code a run by parts uses, [`parts`]).
+    fn fit_dense(
         &self,
         t: &quiver_sdk::TableRef<'_>,
         data: &Transitions<'_>,
         summary: &mut Value,
     ) -> Result<Fitted, PluginError> {
-        let c = &self.config.common;
-        let cols = match self.config.target {
-            Target::Sarsa => None,
-            _ => Some(quiver_critic_kit::read::policy_columns(t, data)?),
-        };
-        let n_actions = data.n_actions.max(cols.as_ref().map_or(0, |p| p.n_actions()));
-        let rff = Rff::new(data.states.dim(), c.dim, c.bandwidth, c.seed, n_actions);
-        if let States::Continuous { s, s_next } = &data.states {
-            rff.check_phases(c.bandwidth, s, s_next).map_err(plugin_error)?;
-        }
-        let map = FeatureMap::Rff(rff.clone());
-        let target = cols.as_ref().map_or(NextTarget::NextAction, NextTarget::Columns);
-        let mo = self.moments(&DenseRows { data, map: &map, given: None, target })?;
-        let theta = self.solve(&mo, summary)?;
-        let States::Continuous { s, .. } = &data.states else { unreachable!("checked") };
-        let q_at = |i: usize, a: usize| -> f64 {
-            let mut psi = vec![0.0; rff.dim];
-            rff.psi(|k| s[k][i], &mut psi);
-            psi.iter().zip(theta.slice(ndarray::s![a * rff.dim..(a + 1) * rff.dim])).map(|(x, w)| x * w).sum()
-        };
-        let j = match (self.config.target, cols.as_ref().and_then(|p| p.current.as_ref())) {
-            (Target::Sarsa, _) => first_q(data, |i| Some(q_at(i, data.a[i] as usize))),
-            (_, Some(pi)) => first_q(data, |i| Some((0..n_actions).map(|a| pi[a][i] * q_at(i, a)).sum())),
-            (_, None) => None,
-        };
-        summary["theta"] = json!(theta.to_vec());
-        summary["j"] = json!(j);
-        if j.is_none() {
-            summary["j_note"] = json!("give pi_<a> columns (pi(a|s) on every row) for the policy value J");
-        }
-        Ok(Fitted { ran: self.ctx.clone(), model: Model::Rff(rff), theta, summary: summary.take() })
-    }
-
-    fn fit_given(
-        &self,
-        t: &quiver_sdk::TableRef<'_>,
-        data: &Transitions<'_>,
-        summary: &mut Value,
-    ) -> Result<Fitted, PluginError> {
-        let given = quiver_critic_kit::read::given_columns(t)?;
-        let map = FeatureMap::Given(given.phi.len());
-        let mo = self.moments(&DenseRows { data, map: &map, given: Some(&given), target: NextTarget::NextAction })?;
-        let theta = self.solve(&mo, summary)?;
-        let q_at = |i: usize| given.phi.iter().zip(theta.iter()).map(|(c, w)| c[i] * w).sum::<f64>();
-        let j = if self.config.target == Target::Sarsa { first_q(data, |i| Some(q_at(i))) } else { None };
-        summary["theta"] = json!(theta.to_vec());
-        summary["j"] = json!(j);
-        if j.is_none() {
-            summary["j_note"] =
-                json!("with given features J needs pi-averaged features at the start states; query V there");
-        }
-        Ok(Fitted { ran: self.ctx.clone(), model: Model::Given, theta, summary: summary.take() })
+        let p = self.dense_partial(t, data)?;
+        self.finish_dense(&p, summary)
     }
 }
 
@@ -251,16 +205,10 @@ impl CriticImpl for CriticLstd {
         }
         let c = &self.config.common;
         setup::check_features(c.features, &data.states)?;
-        let mut summary = json!({
-            "target": self.config.target.to_string(),
-            "features": c.features.to_string(),
-            "rows": data.n,
-            "episodes": data.episodes.len(),
-        });
+        let mut summary = self.summary_head(data.n as u64, data.episodes.len() as u64);
         let fitted = match c.features {
             FeatureKind::OneHot => self.fit_tabular(tables, &data, &mut summary)?,
-            FeatureKind::Rff => self.fit_rff(&t, &data, &mut summary)?,
-            FeatureKind::Given => self.fit_given(&t, &data, &mut summary)?,
+            FeatureKind::Rff | FeatureKind::Given => self.fit_dense(&t, &data, &mut summary)?,
         };
         setup::ensure_finite("values", fitted.theta.iter().copied(), &data)?;
         self.fitted = Some(fitted);
@@ -365,13 +313,16 @@ impl Plugin for CriticLstdPlugin {
             .table(setup::transitions_table())
             .table(setup::policy_table())
             .table(setup::queries_table())
+            // rff and given features, by parts (docs/scale.md)
+            .mergeable(&["transitions"])
             .build()
     }
 
     type Config = Config;
 
     fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::critic(CriticLstd { config, ctx, fitted: None }))
+        let parts = parts::LstdByParts(CriticLstd { config: config.clone(), ctx: ctx.clone(), fitted: None });
+        Ok(quiver_sdk::critic(CriticLstd { config, ctx: ctx.clone(), fitted: None }).mergeable(parts, &ctx))
     }
 }
 

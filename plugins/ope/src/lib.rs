@@ -26,11 +26,11 @@ use quiver_rl::ope::{self, BadRow, BanditInput, CiMethod, CiSpec, Interval, Traj
 use quiver_rl::ope_bounds::{Declared, Range1};
 use quiver_rl::{RlError, States};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, Context, CriticImpl, ManifestBuilder, Plugin, TableBuilder, Tables};
-use quiver_sdk::{Created, CriticResult, Family};
+use quiver_sdk::{Created, CriticResult, Family, MergeableImpl, Offsets};
 use std::collections::HashMap;
 
 /// Most elementary steps a bootstrap may take (a request past it is refused, not served for hours).
@@ -112,6 +112,23 @@ fn interval_json(iv: &Interval) -> Value {
     })
 }
 
+/// The bandit result: the six estimates (the critic's values) and the summary's fields.
+fn bandit_output(e: &ope::BanditEstimates, rows: usize, note: Option<String>) -> (Vec<f64>, Map<String, Value>) {
+    let mut out = Map::new();
+    out.insert("mode".into(), json!("bandit"));
+    out.insert("rows".into(), json!(rows));
+    let named =
+        [("ipw", e.ipw), ("snipw", e.snipw), ("dm", e.dm), ("dr", e.dr), ("switch_dr", e.switch_dr), ("dros", e.dros)];
+    for (name, iv) in &named {
+        out.insert((*name).into(), interval_json(iv));
+    }
+    out.insert("ess".into(), json!(e.ess));
+    if let Some(note) = note {
+        out.insert("notes".into(), json!([note]));
+    }
+    (named.iter().map(|(_, iv)| iv.estimate).collect(), out)
+}
+
 /// `Some(())` when every estimate and interval end is finite.
 fn named_finite(ivs: &[Interval]) -> Option<()> {
     ivs.iter().all(|iv| iv.estimate.is_finite() && iv.lower.is_finite() && iv.upper.is_finite()).then_some(())
@@ -147,6 +164,15 @@ impl Ope {
         if t.nrows() < 2 {
             return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
         }
+        self.with_bandit_input(t, |input, refuse| self.bandit_run(t, input, refuse))
+    }
+
+    /// Read table `t` as a bandit log and hand `f` the input and the words of a refused row.
+    fn with_bandit_input<T>(
+        &self,
+        t: &quiver_sdk::TableRef<'_>,
+        f: impl FnOnce(&BanditInput<'_>, &dyn Fn(BadRow) -> RlError) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
         let pi = quiver_critic_kit::read::numbered_columns(t, "pi_")?;
         let qhat = quiver_critic_kit::read::numbered_columns(t, "qhat_")?;
         if pi.is_empty() || pi.len() != qhat.len() {
@@ -202,10 +228,22 @@ impl Ope {
                 ),
             ),
         };
+        f(&input, &refuse)
+    }
+
+    /// The one-table bandit estimates of `input` (table `t`).
+    fn bandit_run(
+        &self,
+        t: &quiver_sdk::TableRef<'_>,
+        input: &BanditInput<'_>,
+        refuse: &dyn Fn(BadRow) -> RlError,
+    ) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+        let c = &self.config;
+        let (a, r, mu) = (input.a, input.r, input.mu);
         if ope::bandit_needs_bootstrap(&c.ci) {
             self.check_work(t.nrows(), t.nrows() * ope::BANDIT_VALUES, "rows")?;
         }
-        let e = ope::bandit(&input, &c.ci, &|plan| self.resample(plan), &refuse).map_err(plugin_error)?;
+        let e = ope::bandit(input, &c.ci, &|plan| self.resample(plan), refuse).map_err(plugin_error)?;
         if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
             // name the real cause: an importance weight past the double range (a logging
             // probability near 0), or rewards too large to sum
@@ -231,34 +269,16 @@ impl Ope {
                 "the estimates overflow double precision (the largest |r| in table 'bandit' is {largest:e}): rescale the rewards"
             )));
         }
-        let mut out = Map::new();
-        out.insert("mode".into(), json!("bandit"));
-        out.insert("rows".into(), json!(t.nrows()));
-        let named = [
-            ("ipw", e.ipw),
-            ("snipw", e.snipw),
-            ("dm", e.dm),
-            ("dr", e.dr),
-            ("switch_dr", e.switch_dr),
-            ("dros", e.dros),
-        ];
-        for (name, iv) in &named {
-            out.insert((*name).into(), interval_json(iv));
-        }
-        out.insert("ess".into(), json!(e.ess));
-        if let Some((i, k)) = e.model_outside {
-            out.insert(
-                "notes".into(),
-                json!([format!(
-                    "dr: qhat_{k} in row {} is {}, outside {}, so DR's values have no declared bound and its interval \
-                     is the bootstrap (asymptotic); clip the reward model to the range for a finite-sample one",
-                    i + 1,
-                    quiver_sdk::compact(input.qhat[k][i]),
-                    range_text(c)
-                )]),
-            );
-        }
-        Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
+        let note = e.model_outside.map(|(i, k)| {
+            format!(
+                "dr: qhat_{k} in row {} is {}, outside {}, so DR's values have no declared bound and its interval is \
+                 the bootstrap (asymptotic); clip the reward model to the range for a finite-sample one",
+                i + 1,
+                quiver_sdk::compact(input.qhat[k][i]),
+                range_text(c)
+            )
+        });
+        Ok(bandit_output(&e, t.nrows(), note))
     }
 
     fn trajectories(&self, tables: &Tables<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
@@ -506,6 +526,56 @@ fn declared_bounds(s: &Settings) -> Result<Option<Declared>, PluginError> {
     Ok(Some(Declared { reward, weight_max }))
 }
 
+impl Ope {
+    /// The interval settings every result reports.
+    fn describe_ci(&self, out: &mut Map<String, Value>) {
+        let c = &self.config;
+        out.insert("ci".into(), json!(c.ci.method.to_string()));
+        out.insert("alpha".into(), json!(c.ci.alpha));
+        out.insert("ci_note".into(), json!(ci_note(c)));
+    }
+}
+
+/// OPE computed by parts (docs/scale.md): a bandit log's partitions each give the Chan summary
+/// of their rows' six values; merged, they give every estimate and its `t` interval — the same,
+/// up to the rounding of sums, as the log in one table.
+pub struct OpeByParts(Ope);
+
+impl MergeableImpl for OpeByParts {
+    type State = ope::BanditPartial;
+    type Output = CriticResult;
+    fn partial(&self, tables: &Tables<'_>, _offsets: &Offsets) -> Result<ope::BanditPartial, PluginError> {
+        ope::bandit_mergeable(&self.0.config.ci).map_err(plugin_error)?;
+        let Some(t) = tables.opt("bandit") else {
+            return Err(PluginError::new(
+                ErrorKind::Unsupported,
+                "a partitioned run evaluates a contextual-bandit log (table 'bandit'); give RL trajectories as one \
+                 'transitions' table",
+            ));
+        };
+        self.0.with_bandit_input(&t, |input, refuse| ope::bandit_partial(input, refuse).map_err(plugin_error))
+    }
+    fn merge(&self, a: ope::BanditPartial, b: ope::BanditPartial) -> Result<ope::BanditPartial, PluginError> {
+        ope::bandit_merge(&a, &b).map_err(plugin_error)
+    }
+    fn finish(&self, state: ope::BanditPartial) -> Result<CriticResult, PluginError> {
+        let e = ope::bandit_finish(&state, &self.0.config.ci).map_err(plugin_error)?;
+        if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
+            return Err(PluginError::input(
+                "the estimates overflow double precision: an importance weight pi/mu or a reward of the log is past \
+                 the double range (run one partition alone to have the row named)",
+            ));
+        }
+        let (values, mut out) = bandit_output(&e, state.n as usize, None);
+        self.0.describe_ci(&mut out);
+        Ok(CriticResult {
+            device: self.0.ctx.device(),
+            values: RVec::from(values),
+            json: self.0.ctx.result_text(Value::Object(out)),
+        })
+    }
+}
+
 impl CriticImpl for Ope {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let (values, mut out) =
@@ -520,10 +590,7 @@ impl CriticImpl for Ope {
                 }
                 None => self.trajectories(tables)?,
             };
-        let c = &self.config;
-        out.insert("ci".into(), json!(c.ci.method.to_string()));
-        out.insert("alpha".into(), json!(c.ci.alpha));
-        out.insert("ci_note".into(), json!(ci_note(c)));
+        self.describe_ci(&mut out);
         self.result = Some((values, Value::Object(out)));
         Ok(())
     }
@@ -581,6 +648,8 @@ impl Plugin for OpePlugin {
                     .column(column::f64_prefix("pi_", true, "pi_<k>: target probability of action k"))
                     .column(column::f64_prefix("qhat_", true, "qhat_<k>: the reward model's prediction for action k")),
             )
+            // bandit logs with ci=t, by parts (docs/scale.md)
+            .mergeable(&["bandit"])
             .build()
     }
 
@@ -600,7 +669,8 @@ impl Plugin for OpePlugin {
             dros_lambda: settings.dros_lambda,
             ridge: settings.ridge,
         };
-        Ok(quiver_sdk::critic(Ope { config, ctx, result: None }))
+        let parts = OpeByParts(Ope { config: config.clone(), ctx: ctx.clone(), result: None });
+        Ok(quiver_sdk::critic(Ope { config, ctx: ctx.clone(), result: None }).mergeable(parts, &ctx))
     }
 }
 

@@ -1,0 +1,164 @@
+//! Runs by parts: a mergeable method (its manifest declares the steps `partial`, `merge` and
+//! `finish`) computed partition by partition, the partitions' states merged in a balanced tree,
+//! and the result finished from the merged state (docs/scale.md). Only one partition's tables and
+//! O(log partitions) states are held at a time.
+
+use crate::run::validate_owned;
+use crate::{ArrayValues, Estimator, Host, HostError, Progress, RunContext, RunOutput, Table};
+use quiver_abi::{BytesColumn, ColumnData, ColumnView, TableView};
+use serde_json::{Map, Value};
+
+/// The steps of a method computed by parts.
+const STEPS: [&str; 3] = ["partial", "merge", "finish"];
+
+impl Estimator {
+    /// Whether the method can be computed by parts (its manifest declares `partial`, `merge` and
+    /// `finish`).
+    pub fn is_mergeable(&self) -> bool {
+        STEPS.iter().all(|s| self.manifest().step(s).is_some())
+    }
+
+    fn require_mergeable(&self) -> Result<(), HostError> {
+        if self.is_mergeable() {
+            return Ok(());
+        }
+        Err(HostError::Parameter(format!(
+            "method '{}' cannot be computed by parts (its manifest declares no partial/merge/finish steps): give \
+             each table once",
+            self.method()
+        )))
+    }
+
+    /// The sealed state of one partition: its `tables` (checked against the manifest first), and
+    /// `offsets`, the rows of each table in the partitions before it.
+    pub fn partial(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        self.require_mergeable()?;
+        validate_owned(self.manifest(), tables)?;
+        self.partial_checked(tables, offsets)
+    }
+
+    fn partial_checked(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        let mut partition = Table::new("partition");
+        for (role, offset) in offsets {
+            partition = partition.with_i64(role, vec![*offset as i64]);
+        }
+        let mut all: Vec<&Table> = tables.iter().collect();
+        if !offsets.is_empty() {
+            all.push(&partition);
+        }
+        let columns: Vec<Vec<ColumnView<'_>>> = all.iter().map(|t| t.column_views()).collect();
+        let views: Vec<TableView<'_>> = all.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
+        let out = self.query_views("partial", &views)?;
+        self.state_of(out)
+    }
+
+    /// Two states as one (`a`'s partitions before `b`'s).
+    pub fn merge(&self, a: &[u8], b: &[u8]) -> Result<Vec<u8>, HostError> {
+        self.require_mergeable()?;
+        let out = self.on_states("merge", &[a, b])?;
+        self.state_of(out)
+    }
+
+    /// The result from the state of all the data: what the one-call run returns.
+    pub fn finish(&self, state: &[u8]) -> Result<RunOutput, HostError> {
+        self.require_mergeable()?;
+        self.on_states("finish", &[state])
+    }
+
+    fn on_states(&self, step: &str, states: &[&[u8]]) -> Result<RunOutput, HostError> {
+        let (mut data, mut offsets) = (Vec::new(), vec![0u64]);
+        for s in states {
+            data.extend_from_slice(s);
+            offsets.push(data.len() as u64);
+        }
+        let columns = [ColumnView::new("state", ColumnData::Bytes(BytesColumn::new(&data, &offsets)))];
+        let views = [TableView::new("states", states.len(), &columns)];
+        self.query_views(step, &views)
+    }
+
+    fn state_of(&self, out: RunOutput) -> Result<Vec<u8>, HostError> {
+        match out.arrays.into_iter().find(|(n, _)| n == "state").map(|(_, a)| a.values) {
+            Some(ArrayValues::Bytes(b)) => Ok(b.into_vec()),
+            _ => Err(HostError::BadResult {
+                method: self.method().into(),
+                reason: "its partial or merge step returned no bytes array 'state'".into(),
+            }),
+        }
+    }
+}
+
+/// States merged as they arrive, in a balanced tree: like a binary counter, a new state merges
+/// with the last one of its level, so at most log₂(partitions) + 1 states are held.
+pub struct Merger<'e> {
+    estimator: &'e Estimator,
+    levels: Vec<(u32, Vec<u8>)>,
+}
+
+impl<'e> Merger<'e> {
+    /// A merger of `estimator`'s states.
+    pub fn new(estimator: &'e Estimator) -> Self {
+        Merger { estimator, levels: Vec::new() }
+    }
+    /// Add the next partition's state.
+    pub fn push(&mut self, state: Vec<u8>) -> Result<(), HostError> {
+        let mut item = (0u32, state);
+        while self.levels.last().is_some_and(|(l, _)| *l == item.0) {
+            let (level, a) = self.levels.pop().expect("checked");
+            item = (level + 1, self.estimator.merge(&a, &item.1)?);
+        }
+        self.levels.push(item);
+        Ok(())
+    }
+    /// The state of everything pushed (`None` when nothing was).
+    pub fn into_state(mut self) -> Result<Option<Vec<u8>>, HostError> {
+        while self.levels.len() > 1 {
+            let (_, b) = self.levels.pop().expect("two");
+            let (level, a) = self.levels.pop().expect("two");
+            self.levels.push((level, self.estimator.merge(&a, &b)?));
+        }
+        Ok(self.levels.pop().map(|(_, s)| s))
+    }
+}
+
+impl Host {
+    /// Run `method` by parts over `partitions` — each item the tables of one partition, produced
+    /// when asked (read one, compute its state, drop it) — merging the states in a balanced tree
+    /// and finishing once. Partitions whose tables are all empty contribute nothing. The result
+    /// equals the one-table run's up to the rounding of sums (docs/scale.md).
+    pub fn run_partitioned<I>(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        partitions: I,
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError>
+    where
+        I: IntoIterator<Item = Result<Vec<Table>, HostError>>,
+    {
+        let est = self.create_observed(method, params, ctx, progress)?;
+        est.require_mergeable()?;
+        let mut merger = Merger::new(&est);
+        let mut offsets: Vec<(String, u64)> = Vec::new();
+        for partition in partitions {
+            let mut tables = partition?;
+            if tables.iter().all(|t| t.nrows == 0) {
+                continue;
+            }
+            crate::validate_tables(est.manifest(), &mut tables)?;
+            let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
+            let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
+            merger.push(est.partial_checked(&tables, &here)?)?;
+            for t in &tables {
+                match offsets.iter_mut().find(|(r, _)| *r == t.role) {
+                    Some(o) => o.1 += t.nrows as u64,
+                    None => offsets.push((t.role.clone(), t.nrows as u64)),
+                }
+            }
+        }
+        let state = merger.into_state()?.ok_or_else(|| {
+            HostError::Parameter(format!("a partitioned run of '{method}' was given no rows in any partition"))
+        })?;
+        est.finish(&state)
+    }
+}

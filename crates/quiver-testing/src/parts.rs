@@ -1,0 +1,41 @@
+//! Checks of methods computed by parts (docs/scale.md): random partitionings, and results
+//! compared number by number.
+
+use rand::Rng;
+use serde_json::Value;
+use std::ops::Range;
+
+/// `parts` partitions of the rows `0..n`, cut at random among `boundaries` (the rows where a
+/// partition may start: every row, or each episode's first): uneven, some empty.
+pub fn random_partitions(rng: &mut impl Rng, n: usize, boundaries: &[usize], parts: usize) -> Vec<Range<usize>> {
+    let mut points: Vec<usize> = (1..parts)
+        .map(|_| if boundaries.is_empty() { 0 } else { boundaries[rng.random_range(0..boundaries.len())] })
+        .collect();
+    points.sort_unstable();
+    let bounds: Vec<usize> = std::iter::once(0).chain(points).chain(std::iter::once(n)).collect();
+    bounds.windows(2).map(|w| w[0]..w[1].max(w[0])).collect()
+}
+
+/// Every number of `a` and `b` equal to `rel` (relative to the larger), every other value equal,
+/// and the same keys in the same order; `at` names where a difference is.
+pub fn assert_json_close(a: &Value, b: &Value, rel: f64, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().expect("a number"), y.as_f64().expect("a number"));
+            assert!((x - y).abs() <= rel * x.abs().max(y.abs()).max(1e-300), "{at}: {x} vs {y}");
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{at}");
+            for (k, v) in x {
+                assert_json_close(v, &y[k], rel, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_json_close(u, v, rel, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}

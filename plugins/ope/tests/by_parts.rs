@@ -1,0 +1,129 @@
+//! `ope` computed by parts through the real plugin boundary (docs/scale.md): a bandit log cut into
+//! 1, 2, 7 and 64 partitions — at random, uneven, some empty — gives the one-table result to
+//! 1e-12 (relative) in every number; states refuse what is not theirs; kinds of interval that
+//! cannot be merged are refused with the reason.
+
+use quiver_host::{HostError, Table};
+use quiver_testing as testing;
+use rand::Rng;
+use serde_json::{json, Value};
+
+const METHOD: &str = "ope";
+
+/// A bandit log with 3 actions: columns a, r, mu_prob, pi_0..2, qhat_0..2.
+struct Log {
+    a: Vec<i64>,
+    f: Vec<(String, Vec<f64>)>,
+}
+
+fn log(seed: u64, n: usize) -> Log {
+    let mut rng = testing::rng(seed);
+    let mut f: Vec<(String, Vec<f64>)> = ["r", "mu_prob", "pi_0", "pi_1", "pi_2", "qhat_0", "qhat_1", "qhat_2"]
+        .iter()
+        .map(|c| (c.to_string(), Vec::with_capacity(n)))
+        .collect();
+    let mut a = Vec::with_capacity(n);
+    for _ in 0..n {
+        let x: f64 = rng.random();
+        let logger = [0.4, 0.35, 0.25];
+        let target = if x < 0.5 { [0.7, 0.2, 0.1] } else { [0.1, 0.2, 0.7] };
+        let u: f64 = rng.random();
+        let act = usize::from(u >= 0.4) + usize::from(u >= 0.75);
+        let mean = [x, 0.5, 1.0 - x];
+        let row = [
+            mean[act] + rng.random::<f64>() - 0.5,
+            logger[act],
+            target[0],
+            target[1],
+            target[2],
+            mean[0] + 0.1,
+            mean[1] - 0.05,
+            mean[2] * 0.9,
+        ];
+        a.push(act as i64);
+        for (c, v) in f.iter_mut().zip(row) {
+            c.1.push(v);
+        }
+    }
+    Log { a, f }
+}
+
+fn table(l: &Log, rows: std::ops::Range<usize>) -> Table {
+    let mut t = Table::new("bandit").with_i64("a", l.a[rows.clone()].to_vec());
+    for (name, v) in &l.f {
+        t = t.with_f64(name, v[rows.clone()].to_vec());
+    }
+    t
+}
+
+#[test]
+fn bandit_by_parts_equals_the_one_table_result() {
+    let host = testing::host();
+    let params = testing::params(&[("ci", json!("t")), ("alpha", json!(0.1))]);
+    let mut rng = testing::rng(11);
+    for (seed, n) in [(1u64, 40usize), (2, 333), (3, 2_000)] {
+        let l = log(seed, n);
+        let one = host.run(METHOD, &params, &[table(&l, 0..n)], testing::cpu()).unwrap();
+        for parts in [1, 2, 7, 64] {
+            let ranges = testing::parts::random_partitions(&mut rng, n, &(0..=n).collect::<Vec<_>>(), parts);
+            let partitions = ranges.iter().map(|r| Ok(vec![table(&l, r.clone())]));
+            let by_parts = host.run_partitioned(METHOD, &params, partitions, testing::cpu(), None).unwrap().into_json();
+            testing::parts::assert_json_close(
+                &one,
+                &by_parts,
+                1e-12,
+                &format!("n = {n}, {parts} partitions {ranges:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
+    let host = testing::host();
+    let l = log(5, 100);
+    let t = |p: &[(&str, Value)]| host.create(METHOD, &testing::params(p), testing::cpu()).unwrap();
+    let at_10 = t(&[("ci", json!("t")), ("alpha", json!(0.1))]);
+    let at_05 = t(&[("ci", json!("t")), ("alpha", json!(0.05))]);
+    let a = at_10.partial(&[table(&l, 0..50)], &[]).unwrap();
+    let b = at_05.partial(&[table(&l, 50..100)], &[]).unwrap();
+    let e = at_10.merge(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("a state made with other parameters"), "{e}");
+    let mut broken = a.clone();
+    let mid = broken.len() / 2;
+    broken[mid] ^= 1;
+    let e = at_10.merge(&a, &broken).unwrap_err().to_string();
+    assert!(e.contains("corrupted or truncated"), "{e}");
+    let e = at_10.finish(&a[..a.len() - 3]).unwrap_err().to_string();
+    assert!(e.contains("corrupted or truncated"), "{e}");
+    // the merged state of both halves finishes to the one-table result
+    let b10 = at_10.partial(&[table(&l, 50..100)], &[]).unwrap();
+    let merged = at_10.finish(&at_10.merge(&a, &b10).unwrap()).unwrap().into_json();
+    let one = host
+        .run(
+            METHOD,
+            &testing::params(&[("ci", json!("t")), ("alpha", json!(0.1))]),
+            &[table(&l, 0..100)],
+            testing::cpu(),
+        )
+        .unwrap();
+    testing::parts::assert_json_close(&one, &merged, 1e-12, "two halves");
+
+    let boot = t(&[("ci", json!("bootstrap"))]);
+    let e = boot.partial(&[table(&l, 0..50)], &[]).unwrap_err().to_string();
+    assert!(e.contains("ci=bootstrap is not computed by parts") && e.contains("takes ci=t"), "{e}");
+    let e = host
+        .run_partitioned(
+            "conformal-selection",
+            &serde_json::Map::new(),
+            std::iter::empty::<Result<Vec<Table>, HostError>>(),
+            testing::cpu(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be computed by parts"), "{e}");
+    let info = host.get(METHOD).unwrap();
+    let props: Value = serde_json::from_str(info.manifest.properties_json.as_str()).unwrap();
+    assert_eq!(props["mergeable"], json!(true));
+}
