@@ -9,7 +9,7 @@
 //! The CLI is generic: it reads each method's manifest, never per-method code.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use quiver_host::{manifest_json, DeviceRequest, ErrorKind, Host, HostError, Progress, RunContext};
+use quiver_host::{manifest_json, DeviceRequest, ErrorKind, Host, HostError, PartInput, Progress, RunContext};
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -223,29 +223,34 @@ fn expand_globs(inputs: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf)>
     Ok(out)
 }
 
-/// The partitions of a run: one when every table is given once; with a table given in parts
-/// (the same role several times, or a pattern matching several files), every table must be
-/// given in as many parts, and partition i holds the i-th file of each.
-fn partitions(inputs: &[(String, PathBuf)]) -> Result<Vec<Vec<(String, PathBuf)>>, HostError> {
-    let mut roles: Vec<(&str, Vec<&PathBuf>)> = Vec::new();
+/// The partitions of a run: one when every table is given once as one file; with a table given
+/// in parts (the same role several times, a pattern matching several files, or — for a method
+/// computed by parts — a Parquet file of several row groups), every table must be given in as
+/// many parts, and partition i holds the i-th part of each.
+fn partitions(inputs: &[(String, PathBuf)], by_parts: bool) -> Result<Vec<Vec<PartInput>>, HostError> {
+    let mut roles: Vec<(&str, Vec<PartInput>)> = Vec::new();
     for (role, path) in inputs {
+        let groups =
+            if by_parts && quiver_host::is_parquet(path) { quiver_host::parquet_row_groups(path, role)? } else { 0 };
+        let parts: Vec<PartInput> = if groups > 1 {
+            (0..groups).map(|g| PartInput { role: role.clone(), path: path.clone(), row_group: Some(g) }).collect()
+        } else {
+            vec![PartInput { role: role.clone(), path: path.clone(), row_group: None }]
+        };
         match roles.iter_mut().find(|(r, _)| r == role) {
-            Some((_, paths)) => paths.push(path),
-            None => roles.push((role, vec![path])),
+            Some((_, p)) => p.extend(parts),
+            None => roles.push((role, parts)),
         }
     }
     let parts = roles.iter().map(|(_, p)| p.len()).max().unwrap_or(1);
-    if parts == 1 {
-        return Ok(vec![inputs.to_vec()]);
-    }
-    if let Some((role, paths)) = roles.iter().find(|(_, p)| p.len() != parts) {
+    if let Some((role, p)) = roles.iter().find(|(_, p)| p.len() != parts) {
         return Err(HostError::Parameter(format!(
             "table '{role}' is given in {} part(s) and another in {parts}: a run by parts reads every table in as \
-             many parts (partition i holds the i-th file of each)",
-            paths.len()
+             many parts (partition i holds the i-th part of each)",
+            p.len()
         )));
     }
-    Ok((0..parts).map(|i| roles.iter().map(|(r, p)| (r.to_string(), p[i].clone())).collect()).collect())
+    Ok((0..parts).map(|i| roles.iter().map(|(_, p)| p[i].clone()).collect()).collect())
 }
 
 /// The first role given twice, and its first two paths.
@@ -330,8 +335,8 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             };
             let progress = observer(!*json);
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
-            let parts = partitions(&inputs)?;
             let by_parts = plugin.manifest.step("partial").is_some();
+            let parts = partitions(&inputs, by_parts)?;
             if let (true, false, Some((role, first, second))) = (parts.len() > 1, by_parts, repeated(&inputs)) {
                 return Err(HostError::Parameter(format!(
                     "table '{role}' is given twice ({} and {}): give it once ('{method}' is not computed by parts)",
@@ -339,7 +344,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                     second.display()
                 )));
             }
-            let result = if parts.len() > 1 {
+            let result = if parts.len() > 1 && by_parts {
                 // one partition read at a time: memory holds one partition and the states
                 let manifest = &plugin.manifest;
                 let read = parts.iter().map(|part| quiver_host::read_partition(manifest, part));

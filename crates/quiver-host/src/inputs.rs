@@ -41,18 +41,6 @@ pub fn params_from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Map<St
 /// method's manifest. Tables the
 /// method does not read, and required tables that are missing, are errors.
 pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
-    let mut tables = read_partition(manifest, inputs)?;
-    validate_tables(manifest, &mut tables)?;
-    Ok(tables)
-}
-
-/// Read the `ROLE=PATH` inputs of one partition of a run by parts, typed by the manifest: an
-/// empty file is an empty table (it contributes nothing), and the checks against the manifest are
-/// the run's ([`Host::run_partitioned`]).
-pub fn read_partition(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<Vec<Table>, HostError> {
-    // the tables share one budget: together they must leave room for the method's working copies
-    let mut budget = InputBudget::from_limit();
-    let mut tables = Vec::new();
     for (i, (role, path)) in inputs.iter().enumerate() {
         // a repeated role is a mistake, not a choice to make silently
         if let Some((_, first)) = inputs[..i].iter().find(|(r, _)| r == role) {
@@ -62,16 +50,51 @@ pub fn read_partition(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Resu
                 path.display()
             )));
         }
-        let spec =
-            manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
-                method: manifest.name.to_string(),
-                table: role.clone(),
-                known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
-            })?;
-        let table = read_table_within(path, role, spec, &mut budget)?;
+    }
+    let parts: Vec<PartInput> = inputs
+        .iter()
+        .map(|(role, path)| PartInput { role: role.clone(), path: path.clone(), row_group: None })
+        .collect();
+    let mut tables = read_partition(manifest, &parts)?;
+    validate_tables(manifest, &mut tables)?;
+    Ok(tables)
+}
+
+/// One table of one partition of a run by parts: a file, or one row group of a Parquet file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartInput {
+    /// The table's role.
+    pub role: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The row group, for a partition that is one row group of a Parquet file.
+    pub row_group: Option<usize>,
+}
+
+/// Read the tables of one partition of a run by parts, typed by the manifest: an empty file is an
+/// empty table (it contributes nothing), and the checks against the manifest are the run's
+/// ([`Host::run_partitioned`]).
+pub fn read_partition(manifest: &Manifest, inputs: &[PartInput]) -> Result<Vec<Table>, HostError> {
+    // the tables share one budget: together they must leave room for the method's working copies
+    let mut budget = InputBudget::from_limit();
+    let mut tables = Vec::new();
+    for input in inputs {
+        let spec = table_spec(manifest, &input.role)?;
+        let table = match input.row_group {
+            Some(g) => crate::read_parquet_within(&input.path, &input.role, spec, Some(g), &mut budget)?,
+            None => read_table_within(&input.path, &input.role, spec, &mut budget)?,
+        };
         tables.push(table);
     }
     Ok(tables)
+}
+
+fn table_spec<'m>(manifest: &'m Manifest, role: &str) -> Result<&'m quiver_abi::TableSpec, HostError> {
+    Ok(manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
+        method: manifest.name.to_string(),
+        table: role.to_string(),
+        known: manifest.tables.iter().map(|t| t.role.as_str()).collect::<Vec<_>>().join(", "),
+    })?)
 }
 
 /// Read one input: a CSV file, or `PATH.npy:name1,name2,...` for a plain NumPy matrix whose
@@ -109,6 +132,9 @@ pub fn read_table_within(
             });
         }
         return npy::read_npy_within(Path::new(file), role, &names, budget);
+    }
+    if crate::is_parquet(path) {
+        return crate::read_parquet_within(path, role, spec, None, budget);
     }
     if text.ends_with(".npy") {
         return Err(InputError::File {

@@ -25,6 +25,15 @@ pub enum Values {
 }
 
 impl Values {
+    /// Append `more` (of the same kind; another kind is a defect of the caller).
+    pub(crate) fn extend(&mut self, more: Values) {
+        match (self, more) {
+            (Values::F64(a), Values::F64(b)) => a.extend(b),
+            (Values::I64(a), Values::I64(b)) => a.extend(b),
+            (Values::Bool(a), Values::Bool(b)) => a.extend(b),
+            _ => unreachable!("the batches of one Parquet column have one type"),
+        }
+    }
     /// Number of entries.
     pub fn len(&self) -> usize {
         match self {
@@ -119,12 +128,15 @@ pub struct Table {
     /// The file line of each row, where that is not simply row + 2 (blank lines, quoted fields
     /// spanning lines); `None` otherwise and for tables built in memory.
     pub lines: Option<Vec<u64>>,
+    /// Whether the rows came from a text file's lines (CSV): errors then name the line too;
+    /// `.npy`, Parquet and tables built in memory have rows, not lines.
+    pub from_text: bool,
 }
 
 impl Table {
     /// An empty table with `role`, to fill with [`Table::with_f64`] and friends.
     pub fn new(role: &str) -> Self {
-        Table { role: role.into(), columns: Vec::new(), nrows: 0, ignored: Vec::new(), lines: None }
+        Table { role: role.into(), columns: Vec::new(), nrows: 0, ignored: Vec::new(), lines: None, from_text: false }
     }
     /// The file line of 0-based `row` (the header is line 1).
     pub fn line_of(&self, row: usize) -> usize {
@@ -177,7 +189,13 @@ impl Table {
     /// types, values finite where the spec requires it. Errors name table, column, row and line.
     pub fn validate(&self, spec: &TableSpec) -> Result<(), InputError> {
         let columns = self.column_views();
-        check_table(&self.view(&columns), spec, &self.ignored, Some(&|row| self.line_of(row)))
+        let line_of = |row| self.line_of(row);
+        check_table(
+            &self.view(&columns),
+            spec,
+            &self.ignored,
+            self.from_text.then_some(&line_of as &dyn Fn(usize) -> usize),
+        )
     }
 
     /// Convert columns to the kinds `spec` declares (i64 → f64 where f64 is wanted; 0/1 → bool).
@@ -312,6 +330,11 @@ fn check_table(
 /// `None` for a column the method does not read.
 pub fn column_kind(spec: &TableSpec, name: &str) -> Option<ColumnKind> {
     spec_for(spec, name).map(|c| c.kind)
+}
+
+/// Whether an empty cell of column `name` means "none" (read as −1: `a_next` on a last row).
+pub(crate) fn empty_means_none(spec: &TableSpec, name: &str) -> bool {
+    spec_for(spec, name).is_some_and(|c| c.empty_means_none)
 }
 
 /// The column spec that governs column `name`: the one naming it exactly, else the longest
@@ -499,7 +522,8 @@ pub fn read_csv_within(
         row += 1;
     }
     budget.take(values_bytes(&cols), role, path, None)?;
-    let mut table = Table { role: role.into(), columns: Vec::new(), nrows: row, ignored: Vec::new(), lines };
+    let mut table =
+        Table { role: role.into(), columns: Vec::new(), nrows: row, ignored: Vec::new(), lines, from_text: true };
     for (name, col) in headers.into_iter().zip(cols) {
         let values = match col {
             Col::F64(v) | Col::Other(v) => Values::F64(v),

@@ -1,0 +1,157 @@
+//! Parquet input: a file's columns read into a [`Table`] through Arrow (the `parquet` crate),
+//! only the columns the method's table declares (column projection), one row group or all; and
+//! the row groups of a file as the partitions of a run by parts (docs/scale.md), so that memory
+//! holds one row group at a time.
+//!
+//! Types: floating columns are read as f64, integer columns (signed, or unsigned below 2^63) as
+//! i64, booleans as flags; other columns are left out as a CSV's text columns are. A null is an
+//! error naming its row — except in an integer column whose empty cells mean "none" (`a_next`),
+//! where it reads as −1 as an empty CSV cell does.
+
+use crate::{InputBudget, InputError, Table};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use quiver_abi::TableSpec;
+use std::path::Path;
+
+/// Whether `path` names a Parquet file (by its extension).
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("parq"))
+}
+
+fn file_error(role: &str, path: &Path, reason: impl std::fmt::Display) -> InputError {
+    InputError::File { table: role.into(), path: path.into(), reason: reason.to_string() }
+}
+
+fn builder(path: &Path, role: &str) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, InputError> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| file_error(role, path, format!("not a Parquet file ({e})")))
+}
+
+/// The number of row groups of a Parquet file.
+pub fn parquet_row_groups(path: &Path, role: &str) -> Result<usize, InputError> {
+    Ok(builder(path, role)?.metadata().num_row_groups())
+}
+
+/// Read a Parquet file as table `role` — row group `group` only, or all — keeping the columns
+/// `spec` declares (by name or prefix), and taking their memory from `budget` before reading.
+/// Errors name the file, or the table, column and row (counted from the file's first row).
+pub fn read_parquet_within(
+    path: &Path,
+    role: &str,
+    spec: &TableSpec,
+    group: Option<usize>,
+    budget: &mut InputBudget,
+) -> Result<Table, InputError> {
+    let b = builder(path, role)?;
+    let meta = b.metadata().clone();
+    let groups: Vec<usize> = match group {
+        Some(g) if g < meta.num_row_groups() => vec![g],
+        Some(g) => return Err(file_error(role, path, format!("no row group {g} (it has {})", meta.num_row_groups()))),
+        None => (0..meta.num_row_groups()).collect(),
+    };
+    let first_row: usize =
+        (0..groups[0].min(meta.num_row_groups())).map(|g| meta.row_group(g).num_rows() as usize).sum();
+    let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
+    // keep the leaf columns the table declares; the others are named as ignored
+    let schema = b.schema().clone();
+    let (mut keep, mut ignored) = (Vec::new(), Vec::new());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
+        match crate::column_kind(spec, field.name()) {
+            Some(_) if numeric => keep.push(i),
+            _ => ignored.push(field.name().clone()),
+        }
+    }
+    budget.take(rows as f64 * 8.0 * keep.len() as f64, role, path, None)?;
+    let mask = ProjectionMask::roots(meta.file_metadata().schema_descr(), keep.iter().copied());
+    let reader = b
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(rows.clamp(1, 1 << 20))
+        .build()
+        .map_err(|e| file_error(role, path, e))?;
+    let mut columns: Vec<(String, crate::Values)> = Vec::new();
+    let mut at = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| file_error(role, path, format!("cannot read ({e})")))?;
+        for (k, (field, array)) in batch.schema().fields().iter().zip(batch.columns()).enumerate() {
+            let none_is_minus_one = crate::table::empty_means_none(spec, field.name());
+            let values = convert(array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
+                table: role.into(),
+                column: field.name().clone(),
+                row: first_row + at + row + 1,
+                reason: why,
+            })?;
+            match columns.get_mut(k) {
+                Some((_, v)) => v.extend(values),
+                None => columns.push((field.name().clone(), values)),
+            }
+        }
+        at += batch.num_rows();
+    }
+    let mut table = Table::new(role);
+    table.nrows = rows;
+    table.columns = columns;
+    table.ignored = ignored;
+    Ok(table)
+}
+
+/// An Arrow array as Quiver's values; a null (or an unsigned value past i64) is `(row, why)`.
+fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
+    let null = |i: usize| (i, format!("a null (missing) value in column '{name}'"));
+    let first_null = || (0..array.len()).find(|&i| array.is_null(i));
+    macro_rules! floats {
+        ($t:ty) => {{
+            if let Some(i) = first_null() {
+                return Err(null(i));
+            }
+            crate::Values::F64(array.as_primitive::<$t>().values().iter().map(|&x| f64::from(x)).collect())
+        }};
+    }
+    macro_rules! ints {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            let mut out = Vec::with_capacity(a.len());
+            for i in 0..a.len() {
+                if a.is_null(i) {
+                    if none_is_minus_one {
+                        out.push(-1);
+                        continue;
+                    }
+                    return Err(null(i));
+                }
+                let v = a.value(i);
+                out.push(i64::try_from(v).map_err(|_| (i, format!("{v} does not fit a 64-bit signed integer")))?);
+            }
+            crate::Values::I64(out)
+        }};
+    }
+    Ok(match array.data_type() {
+        DataType::Float64 => floats!(Float64Type),
+        DataType::Float32 => floats!(Float32Type),
+        DataType::Int64 => ints!(Int64Type),
+        DataType::Int32 => ints!(Int32Type),
+        DataType::Int16 => ints!(Int16Type),
+        DataType::Int8 => ints!(Int8Type),
+        DataType::UInt64 => ints!(UInt64Type),
+        DataType::UInt32 => ints!(UInt32Type),
+        DataType::UInt16 => ints!(UInt16Type),
+        DataType::UInt8 => ints!(UInt8Type),
+        DataType::Boolean => {
+            if let Some(i) = first_null() {
+                return Err(null(i));
+            }
+            let a = array.as_boolean();
+            crate::Values::Bool((0..a.len()).map(|i| a.value(i)).collect())
+        }
+        other => return Err((0, format!("column '{name}' holds {other}, which no method reads"))),
+    })
+}
