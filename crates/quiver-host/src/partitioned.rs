@@ -3,7 +3,7 @@
 //! and the result finished from the merged state (docs/scale.md). Only one partition's tables and
 //! O(log partitions) states are held at a time.
 
-use crate::run::validate_owned;
+use crate::run::{validate_owned, validate_views, with_views};
 use crate::{ArrayValues, Estimator, Host, HostError, Progress, RunContext, RunOutput, Table};
 use quiver_abi::{BytesColumn, ColumnData, ColumnView, TableView};
 use serde_json::{Map, Value};
@@ -37,18 +37,28 @@ impl Estimator {
         self.partial_checked(tables, offsets)
     }
 
+    /// [`Estimator::partial`] on borrowed tables (no copy of their columns).
+    pub fn partial_views(&self, views: &[TableView<'_>], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        self.require_mergeable()?;
+        validate_views(self.manifest(), views)?;
+        self.partial_on(views, offsets)
+    }
+
     fn partial_checked(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        with_views(tables, |views| self.partial_on(views, offsets))
+    }
+
+    fn partial_on(&self, views: &[TableView<'_>], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
         let mut partition = Table::new("partition");
         for (role, offset) in offsets {
             partition = partition.with_i64(role, vec![*offset as i64]);
         }
-        let mut all: Vec<&Table> = tables.iter().collect();
+        let columns = partition.column_views();
+        let mut all: Vec<TableView<'_>> = views.to_vec();
         if !offsets.is_empty() {
-            all.push(&partition);
+            all.push(partition.view(&columns));
         }
-        let columns: Vec<Vec<ColumnView<'_>>> = all.iter().map(|t| t.column_views()).collect();
-        let views: Vec<TableView<'_>> = all.iter().zip(&columns).map(|(t, c)| t.view(c)).collect();
-        let out = self.query_views("partial", &views)?;
+        let out = self.query_views("partial", &all)?;
         self.state_of(out)
     }
 

@@ -171,6 +171,43 @@ impl Estimator {
         let (summary, arrays) = output(py, out)?;
         Ok((Some(summary), arrays))
     }
+
+    /// The state of one partition of a run by parts (docs/scale.md), as bytes.
+    fn partial<'py>(&self, py: Python<'py>, tables: PyTables<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let input = Input::read(&self.manifest, &tables)?;
+        let state = {
+            let columns = input.columns();
+            let views = input.views(&columns);
+            py.detach(|| self.locked(|e| e.partial_views(&views, &[])))
+        };
+        drop(input);
+        Ok(pyo3::types::PyBytes::new(py, &state.map_err(interrupted)?))
+    }
+
+    /// Two states as one (`a`'s partitions first).
+    fn merge<'py>(&self, py: Python<'py>, a: Vec<u8>, b: Vec<u8>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let state = py.detach(|| self.locked(|e| e.merge(&a, &b))).map_err(interrupted)?;
+        Ok(pyo3::types::PyBytes::new(py, &state))
+    }
+
+    /// The result from the state of all the data: the summary as JSON text and the arrays.
+    fn finish<'py>(&self, py: Python<'py>, state: Vec<u8>) -> PyResult<(String, PyArrays<'py>)> {
+        let out = py.detach(|| self.locked(|e| e.finish(&state))).map_err(interrupted)?;
+        output(py, out)
+    }
+}
+
+impl Estimator {
+    /// `f` on the host estimator, locked (a call that failed mid-way poisons it).
+    fn locked<T>(&self, f: impl FnOnce(&quiver_host::Estimator) -> Result<T, HostError>) -> Result<T, HostError> {
+        let guard = self.handle.lock().map_err(|_| {
+            HostError::Parameter(format!(
+                "'{}': an earlier call on this estimator failed mid-way; construct it again",
+                self.method
+            ))
+        })?;
+        f(&guard)
+    }
 }
 
 /// One column as it crosses: borrowed from its NumPy array, or converted once.

@@ -188,6 +188,28 @@ class Estimator:
         result, or ``None`` for a step that returns nothing (``fit``, ``calibrate``)."""
         return self._step(name, None, None, tables)
 
+    @property
+    def mergeable(self) -> bool:
+        """Whether the method can be computed by parts (:meth:`partial`, :meth:`merge`,
+        :meth:`finish`; ``docs/scale.md``)."""
+        return all(s in self.steps for s in ("partial", "merge", "finish"))
+
+    def partial(self, **tables: Any) -> bytes:
+        """The state of one partition of the data (its tables by role): bytes that say which
+        method, version and parameters made them, to :meth:`merge` and :meth:`finish`."""
+        return self._native.partial(_native_tables(self._manifest, tables))
+
+    def merge(self, a: bytes, b: bytes, /) -> bytes:
+        """Two partitions' states as one (``a``'s rows before ``b``'s)."""
+        return self._native.merge(bytes(a), bytes(b))
+
+    def finish(self, state: bytes, /) -> Result:
+        """The result from the state of all the data: what :func:`run` returns on it as one
+        table (to the rounding of sums)."""
+        summary, arrays = self._native.finish(bytes(state))
+        cls = self._result if self._result is not Result else RESULT_OF_FAMILY.get(self._manifest["family"], Result)
+        return _result(cls, self.method, summary, arrays)
+
     def _step(self, step: str, default_role: Optional[str], table: Any, tables: Dict[str, Any]) -> Optional[Result]:
         if table is not None:
             if default_role is None:

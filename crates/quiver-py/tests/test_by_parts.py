@@ -1,0 +1,84 @@
+"""Methods computed by parts from Python (docs/scale.md): ``Estimator.partial/merge/finish`` in
+process, and ``quiver.dask.run`` on a ``distributed.LocalCluster`` of two worker processes started
+here — both give :func:`quiver.run`'s result on the data as one table, to 1e-12."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import quiver
+
+
+def bandit(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.random(n)
+    u = rng.random(n)
+    a = (u >= 0.4).astype(np.int64) + (u >= 0.75).astype(np.int64)
+    mu = np.array([0.4, 0.35, 0.25])[a]
+    sharp = x < 0.5
+    pi = np.where(sharp[:, None], [0.7, 0.2, 0.1], [0.1, 0.2, 0.7])
+    mean = np.stack([x, np.full(n, 0.5), 1 - x], axis=1)
+    r = mean[np.arange(n), a] + rng.random(n) - 0.5
+    df = pd.DataFrame({"a": a, "r": r, "mu_prob": mu})
+    for k in range(3):
+        df[f"pi_{k}"] = pi[:, k]
+        df[f"qhat_{k}"] = mean[:, k] * 0.9
+    return df
+
+
+def close(a, b, where="result", rel=1e-12):
+    if isinstance(a, dict):
+        assert list(a) == list(b), f"{where}: keys"
+        for k in a:
+            close(a[k], b[k], f"{where}.{k}", rel)
+    elif isinstance(a, (list, tuple, np.ndarray)):
+        assert len(a) == len(b), f"{where}: lengths"
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, f"{where}[{i}]", rel)
+    elif isinstance(a, float) and not isinstance(a, bool):
+        assert abs(a - b) <= rel * max(abs(a), abs(b), 1e-300) or (math.isnan(a) and math.isnan(b)), f"{where}: {a} vs {b}"
+    else:
+        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+def test_partial_merge_finish_in_process_equal_run():
+    df = bandit(1500)
+    one = quiver.run("ope", bandit=df, ci="t", device="cpu")
+    est = quiver.Estimator("ope", ci="t", device="cpu")
+    assert est.mergeable
+    cuts = [0, 10, 600, 601, 1500]
+    states = [est.partial(bandit=df.iloc[a:b]) for a, b in zip(cuts, cuts[1:])]
+    state = states[0]
+    for s in states[1:]:
+        state = est.merge(state, s)
+    r = est.finish(state)
+    close(one.to_dict(), r.to_dict())
+    # a state of other parameters is refused, naming why
+    other = quiver.Estimator("ope", ci="t", alpha=0.2, device="cpu")
+    with pytest.raises(quiver.InvalidInputError, match="other parameters"):
+        est.merge(state, other.partial(bandit=df.iloc[:10]))
+    with pytest.raises(quiver.InvalidInputError, match="corrupted or truncated"):
+        est.finish(state[:-1])
+    assert not quiver.Estimator("conformal-selection", q=0.1).mergeable
+
+
+def test_dask_local_cluster_equals_run():
+    dd = pytest.importorskip("dask.dataframe", reason="pip install 'quiver[dask]'")
+    distributed = pytest.importorskip("distributed", reason="pip install 'quiver[dask]'")
+    import quiver.dask
+
+    df = bandit(3000, seed=4)
+    one = quiver.run("ope", bandit=df, ci="t", device="cpu")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster):
+        for parts, split in [(1, 8), (7, 2), (64, 8)]:
+            ddf = dd.from_pandas(df, npartitions=parts, sort=False)
+            r = quiver.dask.run("ope", ddf, role="bandit", split_every=split, ci="t")
+            close(one.to_dict(), r.to_dict(), f"{parts} partitions")
+        with pytest.raises(quiver.InvalidParameterError, match="cannot be computed by parts"):
+            quiver.dask.run("conformal-selection", dd.from_pandas(df, npartitions=2), role="test", q=0.1)
