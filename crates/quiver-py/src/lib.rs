@@ -215,6 +215,7 @@ enum Column<'py> {
     F64(PyReadonlyArray1<'py, f64>),
     I64(PyReadonlyArray1<'py, i64>),
     OwnedF64(Vec<f64>),
+    OwnedI64(Vec<i64>),
     OwnedBool(Vec<bool>),
 }
 
@@ -258,6 +259,7 @@ impl<'py> Input<'py> {
                             Column::F64(a) => ColumnData::f64(a.as_slice().expect("checked contiguous")),
                             Column::I64(a) => ColumnData::i64(a.as_slice().expect("checked contiguous")),
                             Column::OwnedF64(v) => ColumnData::f64(v),
+                            Column::OwnedI64(v) => ColumnData::i64(v),
                             Column::OwnedBool(v) => ColumnData::bool(v),
                         };
                         ColumnView::new(name, data)
@@ -277,6 +279,7 @@ fn column_len(c: &Column<'_>) -> usize {
         Column::F64(a) => a.len(),
         Column::I64(a) => a.len(),
         Column::OwnedF64(v) => v.len(),
+        Column::OwnedI64(v) => v.len(),
         Column::OwnedBool(v) => v.len(),
     }
 }
@@ -284,19 +287,30 @@ fn column_len(c: &Column<'_>) -> usize {
 fn read_column<'py>(obj: &Bound<'py, PyAny>, want: Option<quiver_host::ColumnKind>) -> Result<Column<'py>, String> {
     use quiver_host::ColumnKind as K;
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f64>>() {
-        if !a.is_contiguous() {
-            return Err("the array is not contiguous (pass numpy.ascontiguousarray(...))".into());
-        }
-        return Ok(Column::F64(a));
+        // borrowed where numpy can lend it as a slice (contiguous and aligned); copied once
+        // otherwise (a strided view, a buffer another library owns at an odd offset)
+        return Ok(match a.as_slice() {
+            Ok(_) => Column::F64(a),
+            Err(_) => Column::OwnedF64(a.as_array().iter().copied().collect()),
+        });
     }
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, i64>>() {
-        let s = a.as_slice().map_err(|_| "the array is not contiguous".to_string())?;
+        let copied: Vec<i64>;
+        let s = match a.as_slice() {
+            Ok(s) => s,
+            Err(_) => {
+                copied = a.as_array().iter().copied().collect();
+                &copied
+            }
+        };
+        let borrowed = a.as_slice().is_ok();
         return Ok(match want {
             Some(K::F64 | K::F32) => Column::OwnedF64(s.iter().map(|&x| x as f64).collect()),
             Some(K::Bool) if s.iter().all(|&x| x == 0 || x == 1) => {
                 Column::OwnedBool(s.iter().map(|&x| x == 1).collect())
             }
-            _ => Column::I64(a),
+            _ if borrowed => Column::I64(a),
+            _ => Column::OwnedI64(s.to_vec()),
         });
     }
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, u8>>() {

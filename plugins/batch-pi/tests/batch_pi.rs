@@ -307,7 +307,7 @@ fn bad_input_gives_clear_errors() {
     // NaN in the scores
     let mut h = host.create(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
     let e = h.step("calibrate", &[Table::new("calibration").with_f64("score", vec![0.1, f64::NAN])]).unwrap_err();
-    assert!(e.to_string().contains("column 'score', row 2 (line 3): value NaN is not finite"), "{e}");
+    assert!(e.to_string().contains("column 'score', row 2: value NaN is not finite"), "{e}");
     // bound before calibrate
     let mut h = host.create(METHOD, &testing::params(&[("m", json!(2))]), testing::cpu()).unwrap();
     assert_eq!(h.step("bound", &[]).unwrap_err().plugin_kind(), Some(ErrorKind::State));

@@ -256,7 +256,7 @@ fn bad_input_gives_clear_errors() {
             &[Table::new("calibration").with_f64("y", vec![1.0, f64::NAN]).with_f64("mu", vec![0.0, 0.0])],
         )
         .unwrap_err();
-    assert_eq!(e.to_string(), "table 'calibration', column 'y', row 2 (line 3): value NaN is not finite");
+    assert_eq!(e.to_string(), "table 'calibration', column 'y', row 2: value NaN is not finite");
     let e = sel
         .step(
             "calibrate",

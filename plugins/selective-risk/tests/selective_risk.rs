@@ -232,7 +232,7 @@ fn bad_input_gives_clear_errors() {
             &[Table::new("calibration").with_f64("score", vec![0.1, 0.2, 0.3]).with_i64("error", vec![0, 2, 1])],
         )
         .unwrap_err();
-    assert_eq!(e.to_string(), "table 'calibration', column 'error', row 2 (line 3): value 2 is not 0 or 1");
+    assert_eq!(e.to_string(), "table 'calibration', column 'error', row 2: value 2 is not 0 or 1");
     let e = sel.step("calibrate", &[Table::new("calibration").with_i64("error", vec![0, 1])]).unwrap_err();
     assert!(e.to_string().contains("needs a 'score' column, or 'p_fwd' and 'p_rev'"), "{e}");
     let e = sel

@@ -352,7 +352,7 @@ fn bad_input_gives_clear_errors() {
         (one(&[1.0, 7.0], &[5.0, 6.0]), "column 'y', row 2: y = 7 must be in 0..=n"),
         (one(&[1.0, -1.0], &[5.0, 6.0]), "row 2: y = -1"),
         (one(&[1.5, 1.0], &[5.0, 6.0]), "row 1: 'y' = 1.5 and 'n' = 5 must be whole numbers"),
-        (one(&[1.0, f64::NAN], &[5.0, 6.0]), "column 'y', row 2 (line 3): value NaN"),
+        (one(&[1.0, f64::NAN], &[5.0, 6.0]), "column 'y', row 2: value NaN"),
         (one(&[1.0], &[5.0]), "single unit"),
         (Table::new("data").with_f64("x", vec![1.0]), "has no column 'y'"),
     ];
