@@ -3,36 +3,12 @@
 //! lines. Every case must end with a clear message and a deliberate exit code — never a signal,
 //! a panic or a silently wrong number.
 
+mod common;
+
+use common::{example, exited, quiver, quiver_in, text, write};
 use quiver_testing as testing;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn quiver_in(plugins: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(args)
-        .arg("--plugins")
-        .arg(plugins)
-        .env_remove("QUIVER_PLUGIN_PATH")
-        .output()
-        .expect("quiver runs")
-}
-
-fn quiver(args: &[&str]) -> Output {
-    quiver_in(&testing::plugin_dir(), args)
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// The process ended by exiting (not by a signal), with `code` (1: `doctor` found a problem;
-/// 2: the request was refused with an error).
-fn exited(o: &Output, code: i32) {
-    use std::os::unix::process::ExitStatusExt;
-    assert!(o.status.signal().is_none(), "killed by signal {:?}: {}", o.status.signal(), text(o));
-    assert_eq!(o.status.code(), Some(code), "{}", text(o));
-    assert!(!text(o).contains("panicked"), "{}", text(o));
-}
 
 fn plugin_file(stem: &str) -> PathBuf {
     testing::plugin_dir().join(format!("lib{stem}.so"))
@@ -62,10 +38,6 @@ fn truncated_or_corrupt_plugin_files_are_refused_before_they_are_mapped() {
         let o = quiver_in(dir.path(), &["list"]);
         assert!(o.status.code().is_some(), "{what}: list survives");
     }
-}
-
-fn example(path: &str) -> String {
-    testing::workspace_root().join("examples").join(path).display().to_string()
 }
 
 #[test]
@@ -123,12 +95,6 @@ fn repeated_roles_and_bad_npy_names_are_errors() {
         exited(&o, 2);
         assert!(text(&o).contains(needle), "{names}: {}", text(&o));
     }
-}
-
-fn write(dir: &Path, name: &str, body: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p.display().to_string()
 }
 
 #[test]
@@ -839,58 +805,4 @@ fn enormous_work_is_estimated_and_refused_before_it_starts() {
         "{}",
         text(&o)
     );
-}
-
-/// A table given in parts — the role repeated, or a file pattern — runs a mergeable method by
-/// parts, one partition read at a time, and gives the one-table result (docs/scale.md); a method
-/// that cannot be computed by parts, or parts that do not line up, are clear errors.
-#[test]
-fn tables_given_in_parts_run_by_parts() {
-    let dir = tempfile::tempdir().unwrap();
-    let header = "a,r,mu_prob,pi_0,pi_1,qhat_0,qhat_1\n";
-    let rows: Vec<String> = (0..300u64)
-        .map(|i| {
-            let a = (i * 7 % 5 < 3) as u64;
-            let r = ((i * 37) % 11) as f64 / 10.0;
-            format!("{a},{r},{},0.3,0.7,0.4,0.6\n", if a == 0 { 0.4 } else { 0.6 })
-        })
-        .collect();
-    let whole = write(dir.path(), "whole.csv", &(header.to_string() + &rows.concat()));
-    std::fs::create_dir(dir.path().join("parts")).unwrap();
-    for (k, chunk) in [0..10, 10..10, 10..170, 170..300].into_iter().enumerate() {
-        let body = header.to_string() + &rows[chunk].concat();
-        std::fs::write(dir.path().join(format!("parts/part-{k}.csv")), body).unwrap();
-    }
-    let json = |inputs: &[String], ci: &str| {
-        let mut args = vec!["run", "ope", "--json", "--set", ci];
-        for i in inputs {
-            args.extend(["--input", i.as_str()]);
-        }
-        let o = quiver(&args);
-        (o.status.code(), text(&o), serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-    };
-    let (code, _, one) = json(&[format!("bandit={whole}")], "ci=t");
-    assert_eq!(code, Some(0));
-    let one = one.unwrap();
-    let pattern = format!("bandit={}/parts/part-*.csv", dir.path().display());
-    let listed: Vec<String> = (0..4).map(|k| format!("bandit={}/parts/part-{k}.csv", dir.path().display())).collect();
-    for inputs in [vec![pattern.clone()], listed] {
-        let (code, out, parts) = json(&inputs, "ci=t");
-        assert_eq!(code, Some(0), "{out}");
-        let parts = parts.unwrap();
-        for key in ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"] {
-            for end in ["estimate", "lower", "upper"] {
-                let (a, b) = (one[key][end].as_f64().unwrap(), parts[key][end].as_f64().unwrap());
-                assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-300), "{key}.{end}: {a} vs {b}");
-            }
-        }
-        assert_eq!(one["rows"], parts["rows"]);
-    }
-    let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
-    assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("ci=bootstrap is not computed by parts"), "{out}");
-    let nothing = format!("bandit={}/parts/none-*.csv", dir.path().display());
-    let (code, out, _) = json(&[nothing], "ci=t");
-    assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("no file matches"), "{out}");
 }

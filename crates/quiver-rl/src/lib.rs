@@ -11,7 +11,8 @@
 //! * [`tabular`]: the empirical (certainty-equivalence) model of discrete data, and the
 //!   expectile and conservative critics' fixed points on it;
 //! * [`distributional`]: quantile TD with linear (random Fourier) features;
-//! * [`ope`]: off-policy evaluation estimators and their intervals; [`bootstrap`]: the
+//! * [`ope`]: off-policy evaluation estimators and their intervals ([`ope_parts`]: by parts);
+//!   [`bootstrap`]: the
 //!   counter-based bootstrap over units they use (CPU cores or GPU, the same draws);
 //! * [`gpu`]: the same moments by cuBLAS, with the features computed on the device, and the
 //!   OPE scans and bootstrap sums as CUDA kernels;
@@ -32,6 +33,7 @@ pub mod gpu;
 pub mod linear;
 pub mod ope;
 pub mod ope_bounds;
+pub mod ope_parts;
 pub mod policy;
 pub mod quantile_dp;
 pub mod tabular;

@@ -1,27 +1,18 @@
-//! Parquet input through the CLI: a file is read through Arrow with only the columns the method
-//! declares; a method computed by parts streams it row group by row group (docs/scale.md) and
-//! gives the one-table result; nulls are errors naming their row; other methods read the whole
-//! file and give what the same data as CSV give.
+//! Runs by parts through the CLI (docs/scale.md): a table given as several files (the role
+//! repeated, or a file pattern), and Parquet input — read through Arrow with only the columns the
+//! method declares; a method computed by parts streams it row group by row group and gives the
+//! one-table result; nulls are errors naming their row; other methods read the whole file and give
+//! what the same data as CSV give.
 
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
+mod common;
+
+use common::{quiver, text, write};
 use quiver_testing as testing;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
-
-fn quiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["--plugins", testing::plugin_dir().to_str().unwrap()])
-        .args(args)
-        .output()
-        .expect("quiver runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// Write `columns` as a Parquet file of row groups of `group` rows.
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, group: usize) {
@@ -128,4 +119,58 @@ fn methods_not_computed_by_parts_read_the_whole_file() {
         run(format!("data={}", testing::workspace_root().join("examples/sure-normal/baseball.csv").display()));
     let from_parquet = run(format!("data={}", pq.display()));
     assert_eq!(from_csv, from_parquet);
+}
+
+/// A table given in parts — the role repeated, or a file pattern — runs a mergeable method by
+/// parts, one partition read at a time, and gives the one-table result (docs/scale.md); a method
+/// that cannot be computed by parts, or parts that do not line up, are clear errors.
+#[test]
+fn tables_given_in_parts_run_by_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "a,r,mu_prob,pi_0,pi_1,qhat_0,qhat_1\n";
+    let rows: Vec<String> = (0..300u64)
+        .map(|i| {
+            let a = (i * 7 % 5 < 3) as u64;
+            let r = ((i * 37) % 11) as f64 / 10.0;
+            format!("{a},{r},{},0.3,0.7,0.4,0.6\n", if a == 0 { 0.4 } else { 0.6 })
+        })
+        .collect();
+    let whole = write(dir.path(), "whole.csv", &(header.to_string() + &rows.concat()));
+    std::fs::create_dir(dir.path().join("parts")).unwrap();
+    for (k, chunk) in [0..10, 10..10, 10..170, 170..300].into_iter().enumerate() {
+        let body = header.to_string() + &rows[chunk].concat();
+        std::fs::write(dir.path().join(format!("parts/part-{k}.csv")), body).unwrap();
+    }
+    let json = |inputs: &[String], ci: &str| {
+        let mut args = vec!["run", "ope", "--json", "--set", ci];
+        for i in inputs {
+            args.extend(["--input", i.as_str()]);
+        }
+        let o = quiver(&args);
+        (o.status.code(), text(&o), serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    };
+    let (code, _, one) = json(&[format!("bandit={whole}")], "ci=t");
+    assert_eq!(code, Some(0));
+    let one = one.unwrap();
+    let pattern = format!("bandit={}/parts/part-*.csv", dir.path().display());
+    let listed: Vec<String> = (0..4).map(|k| format!("bandit={}/parts/part-{k}.csv", dir.path().display())).collect();
+    for inputs in [vec![pattern.clone()], listed] {
+        let (code, out, parts) = json(&inputs, "ci=t");
+        assert_eq!(code, Some(0), "{out}");
+        let parts = parts.unwrap();
+        for key in ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"] {
+            for end in ["estimate", "lower", "upper"] {
+                let (a, b) = (one[key][end].as_f64().unwrap(), parts[key][end].as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-300), "{key}.{end}: {a} vs {b}");
+            }
+        }
+        assert_eq!(one["rows"], parts["rows"]);
+    }
+    let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("ci=bootstrap is not computed by parts"), "{out}");
+    let nothing = format!("bandit={}/parts/none-*.csv", dir.path().display());
+    let (code, out, _) = json(&[nothing], "ci=t");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no file matches"), "{out}");
 }
