@@ -200,16 +200,32 @@ fn warn_failures(host: &Host) {
 }
 
 /// Expand the wildcards (`*`, `?`, `[...]`) of `ROLE=PATH` inputs into every matching file, in
-/// name order (`--input 'bandit=logs/part-*.csv'`); a pattern that matches nothing is an error.
+/// name order (`--input 'bandit=logs/part-*.csv'`), and a directory into its CSV and Parquet
+/// files; a pattern that matches nothing, or a directory without such files, is an error.
 fn expand_globs(inputs: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf)>, HostError> {
     let mut out = Vec::new();
     for (role, path) in inputs {
         let text = path.to_string_lossy();
+        let bad = |why: String| HostError::Parameter(format!("--input {role}={text}: {why}"));
+        if path.is_dir() {
+            // a directory: its CSV and Parquet files, in name order (a dataset written in parts)
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map_err(|e| bad(format!("cannot list the directory ({e})")))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter(|p| quiver_host::is_parquet(p) || p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+                .collect();
+            if found.is_empty() {
+                return Err(bad("the directory holds no .csv or .parquet file".into()));
+            }
+            found.sort();
+            out.extend(found.into_iter().map(|p| (role.clone(), p)));
+            continue;
+        }
         if !text.contains(['*', '?', '[']) || path.exists() {
             out.push((role, path));
             continue;
         }
-        let bad = |why: String| HostError::Parameter(format!("--input {role}={text}: {why}"));
         let mut found: Vec<PathBuf> = glob::glob(&text)
             .map_err(|e| bad(format!("not a file pattern ({e})")))?
             .collect::<Result<_, _>>()

@@ -169,6 +169,15 @@ fn tables_given_in_parts_run_by_parts() {
     let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("ci=bootstrap is not computed by parts"), "{out}");
+    // a directory is its files, in name order
+    let (code, out, parts) = json(&[format!("bandit={}/parts", dir.path().display())], "ci=t");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(parts.unwrap()["rows"], one["rows"]);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, out, _) = json(&[format!("bandit={}", empty.display())], "ci=t");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("the directory holds no .csv or .parquet file"), "{out}");
     let nothing = format!("bandit={}/parts/none-*.csv", dir.path().display());
     let (code, out, _) = json(&[nothing], "ci=t");
     assert_eq!(code, Some(2), "{out}");
