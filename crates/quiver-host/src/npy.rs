@@ -241,6 +241,10 @@ pub fn read_npy_within(
         [n, k] => (*n, *k),
         s => return Err(err(format!("expected a 1-D or 2-D array, got shape {s:?}"))),
     };
+    if cols == 0 {
+        // no columns is no table — and rows without bytes would be counted one by one
+        return Err(err(format!("the array has no columns (shape {:?})", header.shape)));
+    }
     if names.len() as u64 != cols {
         return Err(err(format!(
             "the array has {cols} column(s) but {} name(s) were given (write PATH:name1,name2,...)",
@@ -364,6 +368,11 @@ mod tests {
         assert!(e.contains("more than 2^64 bytes"), "{e}");
         let e = one("<i4", "True", "(4611686018427387904,)", &[0; 64], &["a"]);
         assert!(e.contains("more than 2^64 bytes"), "{e}");
+        // no columns: refused at once (2^61 rows of nothing were counted one block at a time)
+        let e = one("<f8", "False", "(2305843009213693952, 0)", &[], &[]);
+        assert!(e.contains("the array has no columns"), "{e}");
+        let e = one("|b1", "True", "(0, 0)", &[], &[]);
+        assert!(e.contains("the array has no columns"), "{e}");
         let e = one("<f8", "False", "(1000000000000, 2)", &[0; 64], &["a", "b"]);
         assert!(e.contains("data holds 64 bytes"), "{e}");
         let e = one("<f8", "Flase", "(2,)", &[0; 16], &["a"]);
