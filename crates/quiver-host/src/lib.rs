@@ -13,10 +13,10 @@
 //! unloaded.
 //!
 //! One concern a file: `loading` (the search path, the checks, the registry's lookups), `inputs`
-//! (`KEY=VALUE` parameters, `ROLE=PATH` tables), `table` and `npy` (reading and validating
-//! tables), `run` (the estimator handle, the device contract, one-call runs), `output`
-//! (typed arrays and JSON), `progress` (the observer), `error`. Their public items are re-exported
-//! here.
+//! (`KEY=VALUE` parameters, `ROLE=PATH` tables), `table`, `npy` and `parquet_input` (reading and
+//! validating tables), `run` (the estimator handle, the device contract, one-call runs),
+//! `partitioned` (runs by parts: partial, merge, finish; docs/scale.md), `output` (typed arrays and
+//! JSON), `progress` (the observer), `error`. Their public items are re-exported here.
 
 pub mod error;
 mod inputs;
