@@ -80,6 +80,26 @@ fn parquet_row_groups_run_by_parts_and_give_the_one_table_result() {
         "{}",
         text(&o)
     );
+    // a NaN in a later row group: its row counted from the file's first too
+    let mut nan = rest.clone();
+    nan[130][0] = f64::NAN;
+    let late = dir.path().join("late.parquet");
+    write_parquet(&late, bandit_columns(&a, &nan, None), 64);
+    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", late.display())]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("table 'bandit', column 'r', row 131: value NaN is not finite"), "{}", text(&o));
+    // a file with a schema and no row group at all is an empty table, not a crash
+    let none = dir.path().join("none.parquet");
+    write_parquet(&none, bandit_columns(&[], &[], None), 64);
+    assert_eq!(
+        parquet::file::reader::FileReader::num_row_groups(
+            &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&none).unwrap()).unwrap()
+        ),
+        0
+    );
+    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", none.display())]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("table 'bandit' is empty"), "{}", text(&o));
     // not a Parquet file
     let fake = dir.path().join("fake.parquet");
     std::fs::write(&fake, "a,b\n1,2\n").unwrap();

@@ -57,8 +57,9 @@ pub fn read_parquet_within(
         Some(g) => return Err(file_error(role, path, format!("no row group {g} (it has {})", meta.num_row_groups()))),
         None => (0..meta.num_row_groups()).collect(),
     };
+    // the rows before the first group read: messages count rows from the file's first
     let first_row: usize =
-        (0..groups[0].min(meta.num_row_groups())).map(|g| meta.row_group(g).num_rows() as usize).sum();
+        (0..groups.first().copied().unwrap_or(0)).map(|g| meta.row_group(g).num_rows() as usize).sum();
     let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
     // keep the leaf columns the table declares; the others are named as ignored
     let schema = b.schema().clone();
@@ -99,6 +100,7 @@ pub fn read_parquet_within(
     }
     let mut table = Table::new(role);
     table.nrows = rows;
+    table.first_row = first_row;
     table.columns = columns;
     table.ignored = ignored;
     Ok(table)

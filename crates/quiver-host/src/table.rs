@@ -131,12 +131,23 @@ pub struct Table {
     /// Whether the rows came from a text file's lines (CSV): errors then name the line too;
     /// `.npy`, Parquet and tables built in memory have rows, not lines.
     pub from_text: bool,
+    /// The rows of the source before this table's first (a row group of a Parquet file after
+    /// others): messages count rows from the source's first row.
+    pub first_row: usize,
 }
 
 impl Table {
     /// An empty table with `role`, to fill with [`Table::with_f64`] and friends.
     pub fn new(role: &str) -> Self {
-        Table { role: role.into(), columns: Vec::new(), nrows: 0, ignored: Vec::new(), lines: None, from_text: false }
+        Table {
+            role: role.into(),
+            columns: Vec::new(),
+            nrows: 0,
+            ignored: Vec::new(),
+            lines: None,
+            from_text: false,
+            first_row: 0,
+        }
     }
     /// The file line of 0-based `row` (the header is line 1).
     pub fn line_of(&self, row: usize) -> usize {
@@ -190,12 +201,18 @@ impl Table {
     pub fn validate(&self, spec: &TableSpec) -> Result<(), InputError> {
         let columns = self.column_views();
         let line_of = |row| self.line_of(row);
-        check_table(
+        let checked = check_table(
             &self.view(&columns),
             spec,
             &self.ignored,
             self.from_text.then_some(&line_of as &dyn Fn(usize) -> usize),
-        )
+        );
+        match checked {
+            Err(InputError::Cell { table, column, row, reason }) => {
+                Err(InputError::Cell { table, column, row: row + self.first_row, reason })
+            }
+            other => other,
+        }
     }
 
     /// Convert columns to the kinds `spec` declares (i64 → f64 where f64 is wanted; 0/1 → bool).
@@ -522,8 +539,15 @@ pub fn read_csv_within(
         row += 1;
     }
     budget.take(values_bytes(&cols), role, path, None)?;
-    let mut table =
-        Table { role: role.into(), columns: Vec::new(), nrows: row, ignored: Vec::new(), lines, from_text: true };
+    let mut table = Table {
+        role: role.into(),
+        columns: Vec::new(),
+        nrows: row,
+        ignored: Vec::new(),
+        lines,
+        from_text: true,
+        first_row: 0,
+    };
     for (name, col) in headers.into_iter().zip(cols) {
         let values = match col {
             Col::F64(v) | Col::Other(v) => Values::F64(v),
