@@ -269,13 +269,6 @@ fn partitions(inputs: &[(String, PathBuf)], by_parts: bool) -> Result<Vec<Vec<Pa
     Ok((0..parts).map(|i| roles.iter().map(|(_, p)| p[i].clone()).collect()).collect())
 }
 
-/// The first role given twice, and its first two paths.
-fn repeated(inputs: &[(String, PathBuf)]) -> Option<(&str, &PathBuf, &PathBuf)> {
-    inputs.iter().enumerate().find_map(|(i, (role, path))| {
-        inputs[..i].iter().find(|(r, _)| r == role).map(|(_, first)| (role.as_str(), first, path))
-    })
-}
-
 /// Say which non-numeric columns were ignored: a count and the first few names (a file of 10^5
 /// text columns is one line, not 10^5 names).
 fn note_ignored(tables: &[quiver_host::Table]) {
@@ -353,13 +346,6 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
             let by_parts = plugin.manifest.step("partial").is_some();
             let parts = partitions(&inputs, by_parts)?;
-            if let (true, false, Some((role, first, second))) = (parts.len() > 1, by_parts, repeated(&inputs)) {
-                return Err(HostError::Parameter(format!(
-                    "table '{role}' is given twice ({} and {}): give it once ('{method}' is not computed by parts)",
-                    first.display(),
-                    second.display()
-                )));
-            }
             let result = if parts.len() > 1 && by_parts {
                 // one partition read at a time: memory holds one partition and the states
                 let manifest = &plugin.manifest;

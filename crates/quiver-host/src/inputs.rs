@@ -44,8 +44,13 @@ pub fn read_inputs(manifest: &Manifest, inputs: &[(String, PathBuf)]) -> Result<
     for (i, (role, path)) in inputs.iter().enumerate() {
         // a repeated role is a mistake, not a choice to make silently
         if let Some((_, first)) = inputs[..i].iter().find(|(r, _)| r == role) {
+            let why = if manifest.step("partial").is_some() {
+                String::new()
+            } else {
+                format!(" ('{}' is not computed by parts)", manifest.name)
+            };
             return Err(HostError::Parameter(format!(
-                "table '{role}' is given twice ({} and {}): give it once",
+                "table '{role}' is given twice ({} and {}): give it once{why}",
                 first.display(),
                 path.display()
             )));

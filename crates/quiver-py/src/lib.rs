@@ -295,22 +295,21 @@ fn read_column<'py>(obj: &Bound<'py, PyAny>, want: Option<quiver_host::ColumnKin
         });
     }
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, i64>>() {
-        let copied: Vec<i64>;
-        let s = match a.as_slice() {
-            Ok(s) => s,
-            Err(_) => {
-                copied = a.as_array().iter().copied().collect();
-                &copied
-            }
+        // a copy only where numpy cannot lend the values as a slice, made once
+        let copied: Option<Vec<i64>> = a.as_slice().is_err().then(|| a.as_array().iter().copied().collect());
+        let s: &[i64] = match &copied {
+            Some(v) => v,
+            None => a.as_slice().expect("lent above"),
         };
-        let borrowed = a.as_slice().is_ok();
         return Ok(match want {
             Some(K::F64 | K::F32) => Column::OwnedF64(s.iter().map(|&x| x as f64).collect()),
             Some(K::Bool) if s.iter().all(|&x| x == 0 || x == 1) => {
                 Column::OwnedBool(s.iter().map(|&x| x == 1).collect())
             }
-            _ if borrowed => Column::I64(a),
-            _ => Column::OwnedI64(s.to_vec()),
+            _ => match copied {
+                Some(v) => Column::OwnedI64(v),
+                None => Column::I64(a),
+            },
         });
     }
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, u8>>() {
