@@ -242,10 +242,25 @@ fn expand_globs(inputs: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf)>
 /// The partitions of a run: one when every table is given once as one file; with a table given
 /// in parts (the same role several times, a pattern matching several files, or — for a method
 /// computed by parts — a Parquet file of several row groups), every table must be given in as
-/// many parts, and partition i holds the i-th part of each.
-fn partitions(inputs: &[(String, PathBuf)], by_parts: bool) -> Result<Vec<Vec<PartInput>>, HostError> {
+/// many parts, and partition i holds the i-th part of each — except the roles in `whole`, which
+/// a method computed by parts reads whole in every partition (returned first, once each).
+fn partitions(
+    inputs: &[(String, PathBuf)],
+    by_parts: bool,
+    whole: &[String],
+) -> Result<(Vec<PartInput>, Vec<Vec<PartInput>>), HostError> {
     let mut roles: Vec<(&str, Vec<PartInput>)> = Vec::new();
+    let mut given_whole: Vec<PartInput> = Vec::new();
     for (role, path) in inputs {
+        if by_parts && whole.contains(role) {
+            if given_whole.iter().any(|p| &p.role == role) {
+                return Err(HostError::Parameter(format!(
+                    "table '{role}' is read whole by every partition: give it once (one file), not in parts"
+                )));
+            }
+            given_whole.push(PartInput { role: role.clone(), path: path.clone(), row_group: None });
+            continue;
+        }
         let groups =
             if by_parts && quiver_host::is_parquet(path) { quiver_host::parquet_row_groups(path, role)? } else { 0 };
         let parts: Vec<PartInput> = if groups > 1 {
@@ -266,7 +281,7 @@ fn partitions(inputs: &[(String, PathBuf)], by_parts: bool) -> Result<Vec<Vec<Pa
             p.len()
         )));
     }
-    Ok((0..parts).map(|i| roles.iter().map(|(_, p)| p[i].clone()).collect()).collect())
+    Ok((given_whole, (0..parts).map(|i| roles.iter().map(|(_, p)| p[i].clone()).collect()).collect()))
 }
 
 /// Say which non-numeric columns were ignored: a count and the first few names (a file of 10^5
@@ -345,12 +360,15 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             let progress = observer(!*json);
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
             let by_parts = plugin.manifest.step("partial").is_some();
-            let parts = partitions(&inputs, by_parts)?;
+            let whole = quiver_host::whole_roles(&plugin.manifest);
+            let (given_whole, parts) = partitions(&inputs, by_parts, &whole)?;
             let result = if parts.len() > 1 && by_parts {
-                // one partition read at a time: memory holds one partition and the states
+                // one partition read at a time: memory holds one partition, the tables every
+                // partition reads whole, and the states
                 let manifest = &plugin.manifest;
+                let whole_tables = quiver_host::read_partition(manifest, &given_whole)?;
                 let read = parts.iter().map(|part| quiver_host::read_partition(manifest, part));
-                host.run_partitioned(method, &params, read, ctx, Some(&progress))?
+                host.run_partitioned(method, &params, whole_tables, read, ctx, Some(&progress))?
             } else {
                 let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
                 note_ignored(&tables);

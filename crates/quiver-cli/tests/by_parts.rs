@@ -203,3 +203,56 @@ fn tables_given_in_parts_run_by_parts() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("no file matches"), "{out}");
 }
+
+/// A selector by parts: the calibration table given once is read whole by every partition, the
+/// test units given in parts — CSV files by pattern, or a Parquet file's row groups — and the
+/// result (p-values, selection) equals the one-table run's exactly; a calibration table given in
+/// parts is refused.
+#[test]
+fn a_selector_reads_its_calibration_whole_and_its_test_units_by_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = |f: &str| testing::workspace_root().join("examples/conformal-selection").join(f);
+    let calibration = format!("calibration={}", example("calibration.csv").display());
+    let test = std::fs::read_to_string(example("test.csv")).unwrap();
+    let (header, rows) = test.split_once('\n').unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    let cut = [0, rows.len() / 3, rows.len() / 3, rows.len()];
+    for k in 0..3 {
+        let body = format!("{header}\n{}\n", rows[cut[k]..cut[k + 1]].join("\n"));
+        std::fs::write(dir.path().join(format!("test-{k}.csv")), body).unwrap();
+    }
+    let names: Vec<&str> = header.split(',').collect();
+    let columns: Vec<(&str, ArrayRef)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let cells: Vec<&str> = rows.iter().map(|r| r.split(',').nth(i).unwrap()).collect();
+            match cells.iter().map(|c| c.parse::<f64>()).collect::<Result<Vec<f64>, _>>() {
+                Ok(v) => (*name, Arc::new(Float64Array::from(v)) as ArrayRef),
+                Err(_) => (*name, Arc::new(StringArray::from(cells)) as ArrayRef),
+            }
+        })
+        .collect();
+    let pq = dir.path().join("test.parquet");
+    write_parquet(&pq, columns, rows.len() / 4 + 1);
+    let run = |inputs: &[String]| {
+        let mut args = vec!["run", "conformal-selection", "--json", "--set", "q=0.2"];
+        for i in inputs {
+            args.extend(["--input", i.as_str()]);
+        }
+        let o = quiver(&args);
+        (o.status.code(), text(&o), serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    };
+    let (code, out, one) = run(&[calibration.clone(), format!("test={}", example("test.csv").display())]);
+    assert_eq!(code, Some(0), "{out}");
+    let one = one.unwrap();
+    assert!(one["n_selected"].as_u64().unwrap() > 0, "{one}");
+    for test in [format!("test={}/test-*.csv", dir.path().display()), format!("test={}", pq.display())] {
+        let (code, out, parts) = run(&[calibration.clone(), test.clone()]);
+        assert_eq!(code, Some(0), "{test}: {out}");
+        assert_eq!(parts.unwrap(), one, "{test}");
+    }
+    let (code, out, _) = run(&[calibration.clone(), calibration, format!("test={}/test-*.csv", dir.path().display())]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("table 'calibration' is read whole by every partition: give it once"), "{out}");
+}

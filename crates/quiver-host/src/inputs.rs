@@ -154,12 +154,19 @@ pub fn read_table_within(
 /// Check tables against the manifest (required tables present, columns, types, finiteness) and
 /// coerce column types (integers where floats are wanted, 0/1 where flags are wanted).
 pub fn validate_tables(manifest: &Manifest, tables: &mut [Table]) -> Result<(), HostError> {
+    validate_tables_beside(manifest, tables, &[])
+}
+
+/// [`validate_tables`] for tables read beside others already validated (`beside`: the tables a
+/// run by parts gives whole to every partition): a required table may be in either.
+pub fn validate_tables_beside(manifest: &Manifest, tables: &mut [Table], beside: &[Table]) -> Result<(), HostError> {
     for spec in manifest.tables.iter() {
         match tables.iter_mut().find(|t| t.role == spec.role.as_str()) {
             Some(t) => {
                 t.coerce(spec);
                 t.validate(spec)?;
             }
+            None if beside.iter().any(|t| t.role == spec.role.as_str()) => {}
             None if spec.required => {
                 return Err(InputError::MissingTable {
                     method: manifest.name.to_string(),

@@ -33,7 +33,7 @@ pub use inputs::*;
 pub use loading::*;
 pub use output::*;
 pub use parquet_input::{is_parquet, parquet_row_groups, read_parquet_within};
-pub use partitioned::Merger;
+pub use partitioned::{whole_roles, Merger};
 pub use progress::*;
 pub use run::*;
 

@@ -34,7 +34,7 @@ impl Estimator {
     pub fn partial(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
         self.require_mergeable()?;
         validate_owned(self.manifest(), tables)?;
-        self.partial_checked(tables, offsets)
+        with_views(tables, |views| self.partial_on(views, offsets))
     }
 
     /// [`Estimator::partial`] on borrowed tables (no copy of their columns).
@@ -42,10 +42,6 @@ impl Estimator {
         self.require_mergeable()?;
         validate_views(self.manifest(), views)?;
         self.partial_on(views, offsets)
-    }
-
-    fn partial_checked(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
-        with_views(tables, |views| self.partial_on(views, offsets))
     }
 
     fn partial_on(&self, views: &[TableView<'_>], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
@@ -130,15 +126,29 @@ impl<'e> Merger<'e> {
     }
 }
 
+/// The roles a run by parts of this method gives whole to every partition (the manifest property
+/// `"whole"`, e.g. a selector's calibration set), beside the partitioned ones.
+pub fn whole_roles(manifest: &quiver_abi::Manifest) -> Vec<String> {
+    let properties: Value = serde_json::from_str(manifest.properties_json.as_str()).unwrap_or(Value::Null);
+    properties
+        .get("whole")
+        .and_then(Value::as_array)
+        .map(|roles| roles.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 impl Host {
     /// Run `method` by parts over `partitions` — each item the tables of one partition, produced
     /// when asked (read one, compute its state, drop it) — merging the states in a balanced tree
-    /// and finishing once. Partitions whose tables are all empty contribute nothing. The result
-    /// equals the one-table run's up to the rounding of sums (docs/scale.md).
+    /// and finishing once. `whole` holds the tables given whole to every partition (the roles of
+    /// [`whole_roles`]; read once, lent to each partition without a copy). Partitions whose tables
+    /// are all empty contribute nothing. The result equals the one-table run's up to the rounding
+    /// of sums (docs/scale.md).
     pub fn run_partitioned<I>(
         &self,
         method: &str,
         params: &Map<String, Value>,
+        mut whole: Vec<Table>,
         partitions: I,
         ctx: RunContext,
         progress: Option<&Progress>,
@@ -148,17 +158,44 @@ impl Host {
     {
         let est = self.create_observed(method, params, ctx, progress)?;
         est.require_mergeable()?;
+        let given_whole = whole_roles(est.manifest());
+        if let Some(t) = whole.iter().find(|t| !given_whole.contains(&t.role)) {
+            return Err(HostError::Parameter(format!(
+                "table '{}' cannot be given whole to every partition of '{method}' (the tables it takes whole: {})",
+                t.role,
+                if given_whole.is_empty() { "none".to_string() } else { given_whole.join(", ") }
+            )));
+        }
+        for t in whole.iter_mut() {
+            if let Some(spec) = est.manifest().tables.iter().find(|s| s.role.as_str() == t.role) {
+                t.coerce(spec);
+                t.validate(spec)?;
+            }
+        }
+        let whole_columns: Vec<Vec<ColumnView<'_>>> = whole.iter().map(Table::column_views).collect();
+        let whole_views: Vec<TableView<'_>> = whole.iter().zip(&whole_columns).map(|(t, c)| t.view(c)).collect();
         let mut merger = Merger::new(&est);
         let mut offsets: Vec<(String, u64)> = Vec::new();
         for partition in partitions {
             let mut tables = partition?;
+            if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
+                return Err(HostError::Parameter(format!(
+                    "table '{}' is given whole to every partition of '{method}': give it once, not in parts",
+                    t.role
+                )));
+            }
             if tables.iter().all(|t| t.nrows == 0) {
                 continue;
             }
-            crate::validate_tables(est.manifest(), &mut tables)?;
+            crate::validate_tables_beside(est.manifest(), &mut tables, &whole)?;
             let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
             let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
-            merger.push(est.partial_checked(&tables, &here)?)?;
+            let state = with_views(&tables, |views| {
+                let mut all = views.to_vec();
+                all.extend(whole_views.iter().cloned());
+                est.partial_on(&all, &here)
+            })?;
+            merger.push(state)?;
             for t in &tables {
                 match offsets.iter_mut().find(|(r, _)| *r == t.role) {
                     Some(o) => o.1 += t.nrows as u64,

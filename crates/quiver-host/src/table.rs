@@ -34,6 +34,19 @@ impl Values {
             _ => unreachable!("the batches of one Parquet column have one type"),
         }
     }
+    /// The entries `rows` (a copy).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Values {
+        match self {
+            Values::F64(v) => Values::F64(v[rows].to_vec()),
+            Values::I64(v) => Values::I64(v[rows].to_vec()),
+            Values::Bool(v) => Values::Bool(v[rows].to_vec()),
+            Values::Bytes { data, offsets } => {
+                let base = offsets[rows.start];
+                let data = data[base as usize..offsets[rows.end] as usize].to_vec();
+                Values::Bytes { data, offsets: offsets[rows.start..=rows.end].iter().map(|o| o - base).collect() }
+            }
+        }
+    }
     /// Number of entries.
     pub fn len(&self) -> usize {
         match self {
@@ -182,6 +195,19 @@ impl Table {
             offsets.push(data.len() as u64);
         }
         self.push(name, Values::Bytes { data, offsets })
+    }
+    /// The rows `rows` of this table as a table of their own (a copy; a partition of it, in tests
+    /// of methods computed by parts). Errors in it count rows from this table's first.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Table {
+        Table {
+            role: self.role.clone(),
+            columns: self.columns.iter().map(|(n, v)| (n.clone(), v.rows(rows.clone()))).collect(),
+            nrows: rows.len(),
+            ignored: self.ignored.clone(),
+            lines: self.lines.as_ref().map(|l| l[rows.clone()].to_vec()),
+            from_text: self.from_text,
+            first_row: self.first_row + rows.start,
+        }
     }
     /// A column by name.
     pub fn column(&self, name: &str) -> Option<&Values> {

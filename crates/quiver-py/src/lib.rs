@@ -172,13 +172,19 @@ impl Estimator {
         Ok((Some(summary), arrays))
     }
 
-    /// The state of one partition of a run by parts (docs/scale.md), as bytes.
-    fn partial<'py>(&self, py: Python<'py>, tables: PyTables<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    /// The state of one partition of a run by parts (docs/scale.md), as bytes; `offsets` gives,
+    /// per partitioned table, its rows in the partitions before this one.
+    fn partial<'py>(
+        &self,
+        py: Python<'py>,
+        tables: PyTables<'py>,
+        offsets: Vec<(String, u64)>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let input = Input::read(&self.manifest, &tables)?;
         let state = {
             let columns = input.columns();
             let views = input.views(&columns);
-            py.detach(|| self.locked(|e| e.partial_views(&views, &[])))
+            py.detach(|| self.locked(|e| e.partial_views(&views, &offsets)))
         };
         drop(input);
         Ok(pyo3::types::PyBytes::new(py, &state.map_err(interrupted)?))

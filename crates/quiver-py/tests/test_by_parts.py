@@ -40,7 +40,8 @@ def close(a, b, where="result", rel=1e-12):
         for i, (x, y) in enumerate(zip(a, b)):
             close(x, y, f"{where}[{i}]", rel)
     elif isinstance(a, float) and not isinstance(a, bool):
-        assert abs(a - b) <= rel * max(abs(a), abs(b), 1e-300) or (math.isnan(a) and math.isnan(b)), f"{where}: {a} vs {b}"
+        same = a == b or (math.isnan(a) and math.isnan(b))
+        assert same or abs(a - b) <= rel * max(abs(a), abs(b), 1e-300), f"{where}: {a} vs {b}"
     else:
         assert a == b, f"{where}: {a!r} vs {b!r}"
 
@@ -63,7 +64,35 @@ def test_partial_merge_finish_in_process_equal_run():
         est.merge(state, other.partial(bandit=df.iloc[:10]))
     with pytest.raises(quiver.InvalidInputError, match="corrupted or truncated"):
         est.finish(state[:-1])
-    assert not quiver.Estimator("conformal-selection", q=0.1).mergeable
+    assert not quiver.Estimator("batch-pi").mergeable
+
+
+def selection_tables(n: int, m: int, seed: int = 0):
+    """Calibration and test units whose scores tie often (rounded to a tenth)."""
+    rng = np.random.default_rng(seed)
+    mu = np.round(rng.random(n) * 20) / 10 - 1
+    cal = pd.DataFrame({"y": mu + rng.random(n) - 0.7, "mu": mu})
+    test = pd.DataFrame({"mu": np.round(rng.random(m) * 20) / 10 - 1})
+    return cal, test
+
+
+def test_a_selector_by_parts_reads_its_calibration_whole():
+    cal, test = selection_tables(300, 1000)
+    one = quiver.run("conformal-selection", calibration=cal, test=test, q=0.3, device="cpu")
+    est = quiver.Estimator("conformal-selection", q=0.3, device="cpu")
+    assert est.whole_roles == ["calibration"]
+    cuts = [0, 1, 400, 400, 1000]
+    states = [
+        est.partial(calibration=cal, test=test.iloc[a:b], offsets={"test": a}) for a, b in zip(cuts, cuts[1:]) if b > a
+    ]
+    state = states[0]
+    for s in states[1:]:
+        state = est.merge(state, s)
+    r = est.finish(state)
+    close(one.to_dict(), r.to_dict(), rel=0.0)
+    assert len(r.selected) > 0
+    with pytest.raises(quiver.InvalidParameterError, match="counts of rows"):
+        est.partial(calibration=cal, test=test, offsets={"test": -1})
 
 
 def test_dask_local_cluster_equals_run():
@@ -80,5 +109,60 @@ def test_dask_local_cluster_equals_run():
             ddf = dd.from_pandas(df, npartitions=parts, sort=False)
             r = quiver.dask.run("ope", ddf, role="bandit", split_every=split, ci="t")
             close(one.to_dict(), r.to_dict(), f"{parts} partitions")
+        # a selector: the calibration set goes whole to every partition, the test units by parts
+        cal, test = selection_tables(300, 2000, seed=5)
+        sel = quiver.run("conformal-selection", calibration=cal, test=test, q=0.3, device="cpu")
+        for parts in [1, 7]:
+            ddf = dd.from_pandas(test, npartitions=parts, sort=False)
+            r = quiver.dask.run("conformal-selection", ddf, role="test", whole={"calibration": cal}, q=0.3)
+            close(sel.to_dict(), r.to_dict(), f"selection, {parts} partitions", rel=0.0)
+        with pytest.raises(quiver.InvalidParameterError, match="cannot be given whole"):
+            quiver.dask.run("ope", dd.from_pandas(df, npartitions=2), role="bandit", whole={"test": test}, ci="t")
         with pytest.raises(quiver.InvalidParameterError, match="cannot be computed by parts"):
-            quiver.dask.run("conformal-selection", dd.from_pandas(df, npartitions=2), role="test", q=0.1)
+            quiver.dask.run("batch-pi", dd.from_pandas(df, npartitions=2), role="test")
+
+
+def test_dask_run_survives_a_worker_killed_mid_run():
+    """A worker process killed while the partials run: ``distributed`` restarts it and recomputes
+    the lost partitions, and the answer is the same (states are pure functions of a partition)."""
+    dd = pytest.importorskip("dask.dataframe", reason="pip install 'quiver[dask]'")
+    distributed = pytest.importorskip("distributed", reason="pip install 'quiver[dask]'")
+    import threading
+    import time
+
+    import quiver.dask
+
+    df = bandit(4000, seed=6)
+    one = quiver.run("ope", bandit=df, ci="t", device="cpu")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+
+        def slow(frame):
+            import time as t
+
+            t.sleep(0.15)  # 48 partitions on two workers: about 3.6 s of partials
+            return frame
+
+        ddf = dd.from_pandas(df, npartitions=48, sort=False).map_partitions(slow)
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        killed = {}
+
+        def kill():
+            killed["at"] = time.monotonic()
+            try:
+                client.run(lambda: __import__("os")._exit(1), workers=[victim])
+            except Exception:  # the worker may die before it answers
+                pass
+
+        started = time.monotonic()
+        timer = threading.Timer(1.0, kill)
+        timer.start()
+        r = quiver.dask.run("ope", ddf, role="bandit", ci="t")
+        finished = time.monotonic()
+        timer.join()
+        assert "at" in killed and killed["at"] < finished, "the worker was killed after the run ended"
+        assert finished - started > 1.0
+        # the nanny started a new worker process in its place, at another address
+        assert victim not in client.scheduler_info()["workers"], "the worker was not killed"
+        close(one.to_dict(), r.to_dict(), "after a worker was killed")

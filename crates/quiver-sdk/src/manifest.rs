@@ -11,6 +11,7 @@ pub struct ManifestBuilder {
     family: Option<Family>,
     step_tables: Vec<(String, Vec<String>)>,
     mergeable: Option<Vec<String>>,
+    whole: Vec<String>,
 }
 
 impl ManifestBuilder {
@@ -44,6 +45,7 @@ impl ManifestBuilder {
             family: None,
             step_tables: Vec::new(),
             mergeable: None,
+            whole: Vec::new(),
         }
     }
     /// Declare a step (for [`ManifestBuilder::custom`] manifests): `mutates` when it changes the
@@ -86,6 +88,15 @@ impl ManifestBuilder {
     pub fn mergeable(mut self, data: &[&str]) -> Self {
         self.mergeable = Some(data.iter().map(|r| r.to_string()).collect());
         self.property("mergeable", serde_json::json!(true))
+    }
+    /// Roles that a run by parts gives **whole** to every partition, beside the partitioned
+    /// roles of [`ManifestBuilder::mergeable`] — small tables every partition needs, such as the
+    /// calibration set of a selector whose test units are partitioned. `partial` reads them too;
+    /// the property `"whole"` lists them, so the host and the CLI know not to cut them.
+    pub fn given_whole(mut self, roles: &[&str]) -> Self {
+        self.whole = roles.iter().map(|r| r.to_string()).collect();
+        let list: Vec<&str> = roles.to_vec();
+        self.property(crate::mergeable::WHOLE, serde_json::json!(list))
     }
     /// The roles step `step` reads, instead of those its family names.
     pub fn step_tables(mut self, step: &str, roles: &[&str]) -> Self {
@@ -182,7 +193,8 @@ impl ManifestBuilder {
         }
         if let Some(data) = self.mergeable.take() {
             use crate::mergeable::{FINISH, MERGE, PARTIAL, PARTITION, STATES};
-            let partial: Vec<&str> = data.iter().map(String::as_str).chain([PARTITION]).collect();
+            let partial: Vec<&str> =
+                data.iter().chain(self.whole.iter()).map(String::as_str).chain([PARTITION]).collect();
             let steps = [
                 (PARTIAL, partial, "the state of one partition of the data"),
                 (MERGE, vec![STATES], "two partitions' states as one"),

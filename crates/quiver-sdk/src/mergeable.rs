@@ -17,7 +17,8 @@
 //! `finish`: one) and come back as the bytes array `state`. A partition may need to know where it
 //! starts (a counter-based draw per global row): the host passes a one-row table `partition` with
 //! one column per data table, the number of that table's rows in the partitions before it
-//! ([`Offsets`]).
+//! ([`Offsets`]). A method may also read tables **whole** in every partition (a selector's
+//! calibration set beside its partitioned test units: [`crate::ManifestBuilder::given_whole`]).
 
 use crate::{Context, Created, Result, StepResult, Tables};
 use quiver_abi::abi_stable::sabi_trait::TD_Opaque;
@@ -38,6 +39,9 @@ pub const STATES: &str = "states";
 pub const STATE: &str = "state";
 /// The table that tells a partition where it starts.
 pub const PARTITION: &str = "partition";
+/// The manifest property listing the roles given whole to every partition
+/// ([`crate::ManifestBuilder::given_whole`]).
+pub const WHOLE: &str = "whole";
 
 /// A method computed by parts: see the [module](self) documentation.
 pub trait MergeableImpl: Send + Sync + 'static {
@@ -109,6 +113,14 @@ impl StateOwner {
 /// releases, unlike `std`'s hasher).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A fingerprint of values every partition should share (a calibration set given whole to each):
+/// FNV-1a over their bits, so that states made from different such tables refuse to merge.
+pub fn fingerprint(values: impl IntoIterator<Item = f64>) -> u64 {
+    values.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        x.to_bits().to_le_bytes().iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    })
 }
 
 fn put_text(out: &mut Vec<u8>, text: &str) {

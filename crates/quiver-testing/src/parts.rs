@@ -39,3 +39,30 @@ pub fn assert_json_close(a: &Value, b: &Value, rel: f64, at: &str) {
         _ => assert_eq!(a, b, "{at}"),
     }
 }
+
+/// Run `method` on all `n` rows in one call and by parts — cut into 1, 2, 7 and 64 partitions at
+/// random among `boundaries` (uneven, some empty) — and require every number of the two results
+/// equal to `rel` (0: bit for bit). `tables(rows)` builds the partitioned tables of `rows`;
+/// `whole` are the tables every partition reads whole (the one-call run gets them too).
+pub fn check_partitionings(
+    rng: &mut impl Rng,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+    whole: &[quiver_host::Table],
+    (n, boundaries): (usize, &[usize]),
+    tables: impl Fn(Range<usize>) -> Vec<quiver_host::Table>,
+    rel: f64,
+) {
+    let host = crate::host();
+    let all: Vec<quiver_host::Table> = whole.iter().cloned().chain(tables(0..n)).collect();
+    let one = host.run(method, params, &all, crate::cpu()).unwrap();
+    for parts in [1, 2, 7, 64] {
+        let ranges = random_partitions(rng, n, boundaries, parts);
+        let partitions = ranges.iter().map(|r| Ok(tables(r.clone())));
+        let by_parts = host
+            .run_partitioned(method, params, whole.to_vec(), partitions, crate::cpu(), None)
+            .unwrap_or_else(|e| panic!("{method}, {parts} partitions {ranges:?}: {e}"))
+            .into_json();
+        assert_json_close(&one, &by_parts, rel, &format!("{method}, n = {n}, {parts} partitions {ranges:?}"));
+    }
+}

@@ -18,7 +18,7 @@ use quiver_sdk::plugin_error;
 use quiver_sdk::{
     choices, column, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder, Tables,
 };
-use quiver_sdk::{Created, Family, SelectionResult};
+use quiver_sdk::{Created, Family, MergeableImpl, Offsets, SelectionResult};
 use rand::{Rng, SeedableRng};
 
 /// CUDA source of the p-value kernel.
@@ -194,12 +194,16 @@ impl Calibrated {
     }
 }
 
-/// The uniforms U_j: 1 for conservative tie-breaking, else ChaCha8 draws from `seed` in test order.
-pub fn tie_break_uniforms(m: usize, tie_break: TieBreak, seed: u64) -> Vec<f64> {
+/// The uniforms U_j of test units `first .. first + m` (0-based, in test order over all of the
+/// test data): 1 for conservative tie-breaking, else the ChaCha8 stream from `seed`, unit j taking
+/// its 64 bits at word 2j — so a partition starting at unit `first` draws exactly the uniforms the
+/// whole table would give its units.
+pub fn tie_break_uniforms(first: u64, m: usize, tie_break: TieBreak, seed: u64) -> Vec<f64> {
     match tie_break {
         TieBreak::Conservative => vec![1.0; m],
         TieBreak::Random => {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            rng.set_word_pos(2 * u128::from(first));
             (0..m).map(|_| rng.random::<f64>()).collect()
         }
     }
@@ -255,20 +259,33 @@ fn check_calibration_weights(t: &quiver_sdk::TableRef<'_>, w: &[f64]) -> Result<
 }
 
 impl ConformalSelection {
-    fn compute(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
-        let (cal, n) = self
-            .calibration
-            .as_ref()
-            .ok_or_else(|| quiver_sdk::state_error("conformal-selection: select() called before calibrate()"))?;
-        let test = tables.get("test")?;
-        test.non_empty()?;
+    /// The calibration table's sorted scores (and weights) and its size.
+    fn calibrated(&self, tables: &Tables<'_>) -> Result<(Calibrated, usize), PluginError> {
+        let cal = tables.get("calibration")?;
+        cal.non_empty()?;
+        let y = cal.f64("y")?;
+        let mu = cal.f64("mu")?;
+        let c = column_or_param(&cal, "c", self.config.c)?;
+        let scores = calibration_scores(y, mu, &|i| c.at(i), self.config.score, self.config.clip_m);
+        let w = cal.f64_opt("w")?;
+        if let Some(w) = w {
+            check_calibration_weights(&cal, w)?;
+        }
+        let calibrated =
+            quiver_numerics::with_threads(self.ctx.threads(), || Calibrated::new(scores, w)).map_err(internal)?;
+        Ok((calibrated, y.len()))
+    }
+
+    /// The conformal p-values of the test table's units, the first of which is unit `first` of all
+    /// the test data (its tie-breaking uniform is drawn for that place).
+    fn p_values(&self, cal: &Calibrated, test: &quiver_sdk::TableRef<'_>, first: u64) -> Result<Vec<f64>, PluginError> {
         let mu = test.f64("mu")?;
-        let c = column_or_param(&test, "c", self.config.c)?;
+        let c = column_or_param(test, "c", self.config.c)?;
         // the test scores c − μ, computed where they are used (the CUDA path copies them out)
         let score = |i: usize| c.at(i) - mu[i];
         let w = test.f64_opt("w")?;
         if let Some(w) = w {
-            check_weights(&test, w)?;
+            check_weights(test, w)?;
         }
         // on the calibration's scale (see `Calibrated::weight_scale`)
         let scaled: Option<Vec<f64>> = w.map(|w| w.iter().map(|x| x / cal.weight_scale).collect());
@@ -304,14 +321,18 @@ impl ConformalSelection {
                 test.check_each("u", u, |x| (0.0..=1.0).contains(&x), "is not in [0, 1]")?;
                 u.into()
             }
-            None => tie_break_uniforms(m, self.config.tie_break, self.config.seed).into(),
+            None => tie_break_uniforms(first, m, self.config.tie_break, self.config.seed).into(),
         };
         let threads = self.ctx.threads();
-        let p = self.ctx.dispatch(
+        self.ctx.dispatch(
             || quiver_numerics::with_threads(threads, || cal.p_values_by(m, score, w, &u)).map_err(internal),
             || cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &u).map_err(plugin_error),
-        )?;
-        drop(u); // not needed past the p-values
+        )
+    }
+
+    /// BH at level q on all the test units' p-values, and the result.
+    fn result(&self, n: usize, p: Vec<f64>) -> Result<SelectionResult, PluginError> {
+        let m = p.len();
         let (k_star, selected) = quiver_numerics::fdr::benjamini_hochberg(&p, self.config.q);
         let threshold = self.config.q * k_star as f64 / m as f64;
         let json = self.ctx.result_text(json!({
@@ -331,23 +352,67 @@ impl ConformalSelection {
             json,
         })
     }
+
+    fn compute(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
+        let (cal, n) = self
+            .calibration
+            .as_ref()
+            .ok_or_else(|| quiver_sdk::state_error("conformal-selection: select() called before calibrate()"))?;
+        let test = tables.get("test")?;
+        test.non_empty()?;
+        let p = self.p_values(cal, &test, 0)?;
+        self.result(*n, p)
+    }
+}
+
+/// What a partition of the test units contributes: the calibration it was scored against (its
+/// size and a fingerprint of its sorted scores and weights, which every partition must share) and
+/// its units' p-values, in order. BH needs every p-value's rank among all m, and the result lists
+/// every unit's p-value, so the state is the p-values themselves — 8 bytes a test unit.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SelectionState {
+    n_calibration: usize,
+    calibration: u64,
+    p_values: Vec<f64>,
+}
+
+/// `conformal-selection` by parts: the calibration table given whole to every partition, the test
+/// units partitioned (docs/scale.md).
+pub struct SelectionByParts(ConformalSelection);
+
+impl MergeableImpl for SelectionByParts {
+    type State = SelectionState;
+    type Output = SelectionResult;
+    fn partial(&self, tables: &Tables<'_>, offsets: &Offsets) -> Result<SelectionState, PluginError> {
+        let (cal, n) = self.0.calibrated(tables)?;
+        let calibration = quiver_sdk::mergeable::fingerprint(
+            cal.sorted.iter().copied().chain(cal.weight_prefix.iter().flatten().copied()).chain([cal.weight_scale]),
+        );
+        let test = tables.get("test")?;
+        let p_values = if test.nrows() == 0 { Vec::new() } else { self.0.p_values(&cal, &test, offsets.of("test"))? };
+        Ok(SelectionState { n_calibration: n, calibration, p_values })
+    }
+    fn merge(&self, mut a: SelectionState, b: SelectionState) -> Result<SelectionState, PluginError> {
+        if (a.n_calibration, a.calibration) != (b.n_calibration, b.calibration) {
+            return Err(PluginError::input(
+                "table 'states': the partitions were scored against different calibration tables (every partition \
+                 reads the same calibration table whole)",
+            ));
+        }
+        a.p_values.extend(b.p_values);
+        Ok(a)
+    }
+    fn finish(&self, state: SelectionState) -> Result<SelectionResult, PluginError> {
+        if state.p_values.is_empty() {
+            return Err(PluginError::input("table 'test' is empty in every partition: no unit to select from"));
+        }
+        self.0.result(state.n_calibration, state.p_values)
+    }
 }
 
 impl ConformalSelectorImpl for ConformalSelection {
     fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
-        let cal = tables.get("calibration")?;
-        cal.non_empty()?;
-        let y = cal.f64("y")?;
-        let mu = cal.f64("mu")?;
-        let c = column_or_param(&cal, "c", self.config.c)?;
-        let scores = calibration_scores(y, mu, &|i| c.at(i), self.config.score, self.config.clip_m);
-        let w = cal.f64_opt("w")?;
-        if let Some(w) = w {
-            check_calibration_weights(&cal, w)?;
-        }
-        let calibrated =
-            quiver_numerics::with_threads(self.ctx.threads(), || Calibrated::new(scores, w)).map_err(internal)?;
-        self.calibration = Some((calibrated, y.len()));
+        self.calibration = Some(self.calibrated(tables)?);
         Ok(())
     }
 
@@ -386,13 +451,18 @@ impl Plugin for ConformalSelectionPlugin {
                     .column(column::f64_opt("w", "covariate-shift weight (>= 0)"))
                     .column(column::f64_opt("u", "tie-breaking uniform in [0, 1]")),
             )
+            .mergeable(&["test"])
+            .given_whole(&["calibration"])
             .build()
     }
 
     type Config = Config;
 
     fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::conformal_selector(ConformalSelection { config, ctx, calibration: None }))
+        let parts =
+            SelectionByParts(ConformalSelection { config: config.clone(), ctx: ctx.clone(), calibration: None });
+        Ok(quiver_sdk::conformal_selector(ConformalSelection { config, ctx: ctx.clone(), calibration: None })
+            .mergeable(parts, &ctx))
     }
 }
 

@@ -130,9 +130,12 @@ fn p_values_and_selection_equal_the_direct_formula() {
                             "conservative" => vec![1.0; m],
                             "column" => k.u.clone(),
                             // the documented stream: ChaCha8 seeded with `seed`, in test order
-                            _ => {
-                                conformal_selection::tie_break_uniforms(m, conformal_selection::TieBreak::Random, seed)
-                            }
+                            _ => conformal_selection::tie_break_uniforms(
+                                0,
+                                m,
+                                conformal_selection::TieBreak::Random,
+                                seed,
+                            ),
                         };
                         let want = direct_p_values(
                             &cal_v,

@@ -84,20 +84,6 @@ fn transitions(seed: u64, episodes: usize) -> (Table, Vec<usize>) {
     (table, starts)
 }
 
-/// Rows `r` of `t`.
-fn rows(t: &Table, r: std::ops::Range<usize>) -> Table {
-    let mut out = Table::new(&t.role);
-    for (name, v) in &t.columns {
-        out = match v {
-            quiver_host::Values::F64(x) => out.with_f64(name, x[r.clone()].to_vec()),
-            quiver_host::Values::I64(x) => out.with_i64(name, x[r.clone()].to_vec()),
-            quiver_host::Values::Bool(x) => out.with_bool(name, x[r.clone()].to_vec()),
-            quiver_host::Values::Bytes { .. } => unreachable!("no bytes columns here"),
-        };
-    }
-    out
-}
-
 #[test]
 fn lstd_by_parts_equals_the_one_table_result() {
     let host = testing::host();
@@ -116,9 +102,11 @@ fn lstd_by_parts_equals_the_one_table_result() {
         assert!(one["j"].is_number(), "{p:?}: J is estimable here: {one}");
         for parts in [1, 2, 7, 64] {
             let ranges = testing::parts::random_partitions(&mut rng, n, &starts, parts);
-            let partitions = ranges.iter().map(|r| Ok(vec![rows(&table, r.clone())]));
-            let by_parts =
-                host.run_partitioned("critic-lstd", &params, partitions, testing::cpu(), None).unwrap().into_json();
+            let partitions = ranges.iter().map(|r| Ok(vec![table.rows(r.clone())]));
+            let by_parts = host
+                .run_partitioned("critic-lstd", &params, Vec::new(), partitions, testing::cpu(), None)
+                .unwrap()
+                .into_json();
             // the residual and FQE's last change are rounding-sized relative numbers: compared
             // as such, the rest number by number
             let (mut a, mut b) = (one.clone(), by_parts.clone());
@@ -136,7 +124,8 @@ fn lstd_by_parts_equals_the_one_table_result() {
         .run_partitioned(
             "critic-lstd",
             &testing::params(&[("features", json!("onehot"))]),
-            [Ok(vec![rows(&table, 0..10)])],
+            Vec::new(),
+            [Ok(vec![table.rows(0..10)])],
             testing::cpu(),
             None,
         )

@@ -58,23 +58,20 @@ fn table(l: &Log, rows: std::ops::Range<usize>) -> Table {
 
 #[test]
 fn bandit_by_parts_equals_the_one_table_result() {
-    let host = testing::host();
     let params = testing::params(&[("ci", json!("t")), ("alpha", json!(0.1))]);
     let mut rng = testing::rng(11);
     for (seed, n) in [(1u64, 40usize), (2, 333), (3, 2_000)] {
         let l = log(seed, n);
-        let one = host.run(METHOD, &params, &[table(&l, 0..n)], testing::cpu()).unwrap();
-        for parts in [1, 2, 7, 64] {
-            let ranges = testing::parts::random_partitions(&mut rng, n, &(0..=n).collect::<Vec<_>>(), parts);
-            let partitions = ranges.iter().map(|r| Ok(vec![table(&l, r.clone())]));
-            let by_parts = host.run_partitioned(METHOD, &params, partitions, testing::cpu(), None).unwrap().into_json();
-            testing::parts::assert_json_close(
-                &one,
-                &by_parts,
-                1e-12,
-                &format!("n = {n}, {parts} partitions {ranges:?}"),
-            );
-        }
+        let parts = |r: std::ops::Range<usize>| vec![table(&l, r)];
+        testing::parts::check_partitionings(
+            &mut rng,
+            METHOD,
+            &params,
+            &[],
+            (n, &(0..=n).collect::<Vec<_>>()),
+            parts,
+            1e-12,
+        );
     }
 }
 
@@ -114,8 +111,9 @@ fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
     assert!(e.contains("ci=bootstrap is not computed by parts") && e.contains("takes ci=t"), "{e}");
     let e = host
         .run_partitioned(
-            "conformal-selection",
+            "batch-pi",
             &serde_json::Map::new(),
+            Vec::new(),
             std::iter::empty::<Result<Vec<Table>, HostError>>(),
             testing::cpu(),
             None,

@@ -22,7 +22,7 @@ use quiver_sdk::{
     choices, column, json_f64, serde_json::json, ConformalSelectorImpl, Context, ManifestBuilder, Plugin, TableBuilder,
     Tables,
 };
-use quiver_sdk::{Created, Family, SelectionResult};
+use quiver_sdk::{Created, Family, MergeableImpl, Offsets, SelectionResult};
 use rayon::slice::ParallelSliceMut;
 
 /// CUDA source of the threshold-count kernel.
@@ -163,7 +163,7 @@ impl Calibrated {
 }
 
 /// The calibrated decision.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// λ̂ (−∞: accept nothing).
     pub lambda_hat: f64,
@@ -259,8 +259,9 @@ pub struct SelectiveRisk {
     decision: Option<(Decision, usize)>,
 }
 
-impl ConformalSelectorImpl for SelectiveRisk {
-    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+impl SelectiveRisk {
+    /// λ̂ from the calibration table, and the table's size.
+    fn decide(&self, tables: &Tables<'_>) -> Result<(Decision, usize), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
         let calibrated = {
@@ -271,24 +272,18 @@ impl ConformalSelectorImpl for SelectiveRisk {
         let n = calibrated.sorted.len();
         if self.config.rule == Rule::Scope && self.ctx.device() == quiver_sdk::abi::Device::Cpu {
             // one pass down the sorted scores: no candidate or count arrays
-            self.decision = Some((decide_scope(&self.config, &calibrated), n));
-            return Ok(());
+            return Ok((decide_scope(&self.config, &calibrated), n));
         }
         let lambdas = calibrated.candidates(self.config.rule, self.config.grid);
         let counts = self.ctx.dispatch(
             || Ok(calibrated.counts_cpu(&lambdas)),
             || calibrated.counts_cuda(&lambdas).map_err(plugin_error),
         )?;
-        self.decision = Some((decide(&self.config, &lambdas, &counts), n));
-        Ok(())
+        Ok((decide(&self.config, &lambdas, &counts), n))
     }
 
-    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
-        let (d, n) =
-            self.decision.as_ref().ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
-        let test = tables.get("test")?;
-        test.non_empty()?;
-        let scores = read_scores(&test)?.into_owned();
+    /// The test judgments accepted at λ̂ (s ≤ λ̂), and the result.
+    fn result(&self, d: &Decision, n: usize, scores: Vec<f64>) -> SelectionResult {
         let accepted: Vec<u64> =
             scores.iter().enumerate().filter(|(_, &s)| s <= d.lambda_hat).map(|(j, _)| j as u64).collect();
         let json = self.ctx.result_text(json!({
@@ -303,7 +298,7 @@ impl ConformalSelectorImpl for SelectiveRisk {
             "p_value_at_lambda_hat": d.p_value,
             "n_accepted": accepted.len(),
         }));
-        Ok(SelectionResult {
+        SelectionResult {
             device: self.ctx.device(),
             unit_values: RVec::from(scores),
             unit_values_name: "scores".into(),
@@ -311,7 +306,69 @@ impl ConformalSelectorImpl for SelectiveRisk {
             selected_name: "accepted".into(),
             threshold: d.lambda_hat,
             json,
-        })
+        }
+    }
+}
+
+impl ConformalSelectorImpl for SelectiveRisk {
+    fn calibrate(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.decision = Some(self.decide(tables)?);
+        Ok(())
+    }
+
+    fn select(&self, tables: &Tables<'_>) -> Result<SelectionResult, PluginError> {
+        let (d, n) =
+            self.decision.as_ref().ok_or_else(|| quiver_sdk::state_error("select() called before calibrate()"))?;
+        let test = tables.get("test")?;
+        test.non_empty()?;
+        let scores = read_scores(&test)?.into_owned();
+        Ok(self.result(d, *n, scores))
+    }
+}
+
+/// What a partition of the test judgments contributes: the decision its calibration table gave
+/// (every partition reads the same table whole, so the same decision) and its judgments' scores,
+/// in order — the result lists every judgment's score.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct RiskState {
+    n_calibration: usize,
+    decision: Decision,
+    scores: Vec<f64>,
+}
+
+/// `selective-risk` by parts: λ̂ from the calibration table given whole to every partition, the
+/// test judgments partitioned (docs/scale.md).
+pub struct RiskByParts(SelectiveRisk);
+
+impl MergeableImpl for RiskByParts {
+    type State = RiskState;
+    type Output = SelectionResult;
+    fn partial(&self, tables: &Tables<'_>, _offsets: &Offsets) -> Result<RiskState, PluginError> {
+        let (decision, n_calibration) = self.0.decide(tables)?;
+        let test = tables.get("test")?;
+        let scores = if test.nrows() == 0 { Vec::new() } else { read_scores(&test)?.into_owned() };
+        Ok(RiskState { n_calibration, decision, scores })
+    }
+    fn merge(&self, mut a: RiskState, b: RiskState) -> Result<RiskState, PluginError> {
+        // the decision's bits, so that a NaN p-value (none today) could not make equal ones differ
+        let same = a.n_calibration == b.n_calibration
+            && a.decision.lambda_hat.to_bits() == b.decision.lambda_hat.to_bits()
+            && (a.decision.cal_accepted, a.decision.cal_errors, a.decision.candidates)
+                == (b.decision.cal_accepted, b.decision.cal_errors, b.decision.candidates);
+        if !same {
+            return Err(PluginError::input(
+                "table 'states': the partitions were calibrated on different calibration tables (every partition \
+                 reads the same calibration table whole)",
+            ));
+        }
+        a.scores.extend(b.scores);
+        Ok(a)
+    }
+    fn finish(&self, state: RiskState) -> Result<SelectionResult, PluginError> {
+        if state.scores.is_empty() {
+            return Err(PluginError::input("table 'test' is empty in every partition: no judgment to accept"));
+        }
+        Ok(self.0.result(&state.decision, state.n_calibration, state.scores))
     }
 }
 
@@ -340,13 +397,17 @@ impl Plugin for SelectiveRiskPlugin {
                     .column(column::f64_opt("p_fwd", "for the BPE score"))
                     .column(column::f64_opt("p_rev", "for the BPE score")),
             )
+            .mergeable(&["test"])
+            .given_whole(&["calibration"])
             .build()
     }
 
     type Config = Config;
 
     fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::conformal_selector(SelectiveRisk { config, ctx, decision: None }))
+        let parts = RiskByParts(SelectiveRisk { config: config.clone(), ctx: ctx.clone(), decision: None });
+        Ok(quiver_sdk::conformal_selector(SelectiveRisk { config, ctx: ctx.clone(), decision: None })
+            .mergeable(parts, &ctx))
     }
 }
 

@@ -194,10 +194,23 @@ class Estimator:
         :meth:`finish`; ``docs/scale.md``)."""
         return all(s in self.steps for s in ("partial", "merge", "finish"))
 
-    def partial(self, **tables: Any) -> bytes:
+    def partial(self, *, offsets: Optional[Dict[str, int]] = None, **tables: Any) -> bytes:
         """The state of one partition of the data (its tables by role): bytes that say which
-        method, version and parameters made them, to :meth:`merge` and :meth:`finish`."""
-        return self._native.partial(_native_tables(self._manifest, tables))
+        method, version and parameters made them, to :meth:`merge` and :meth:`finish`.
+        ``offsets`` gives, per partitioned table, its rows in the partitions before this one (0
+        when not given): methods that draw per row — conformal-selection's tie-breaking
+        uniforms — draw for each row's place in the whole table. Tables the method reads whole
+        (``whole_roles``, e.g. a calibration set) go to every partition as they are."""
+        pairs = [(str(k), int(v)) for k, v in (offsets or {}).items()]
+        if any(v < 0 for _, v in pairs):
+            raise InvalidParameterError(f"offsets {offsets}: counts of rows, >= 0")
+        return self._native.partial(_native_tables(self._manifest, tables), pairs)
+
+    @property
+    def whole_roles(self) -> List[str]:
+        """The tables a run by parts gives whole to every partition (e.g. a selector's
+        calibration set), beside the partitioned ones."""
+        return list((self._manifest.get("properties") or {}).get("whole", []))
 
     def merge(self, a: bytes, b: bytes, /) -> bytes:
         """Two partitions' states as one (``a``'s rows before ``b``'s)."""

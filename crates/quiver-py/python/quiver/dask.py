@@ -40,11 +40,26 @@ def _estimator(method: str, plugins: PluginDirs, device: str, params: Dict[str, 
     return est
 
 
-def _partial(method: str, plugins: PluginDirs, device: str, params: Dict[str, Any], role: str, frame: Any) -> Optional[bytes]:
-    """The state of one partition; ``None`` for an empty one (it contributes nothing)."""
+def _partial(
+    method: str,
+    plugins: PluginDirs,
+    device: str,
+    params: Dict[str, Any],
+    role: str,
+    frame: Any,
+    first: int,
+    whole: Dict[str, Any],
+) -> Optional[bytes]:
+    """The state of one partition, whose first row is row ``first`` of the whole table, with the
+    tables read whole; ``None`` for an empty one (it contributes nothing)."""
     if len(frame) == 0:
         return None
-    return _estimator(method, plugins, device, params).partial(**{role: frame})
+    return _estimator(method, plugins, device, params).partial(offsets={role: first}, **whole, **{role: frame})
+
+
+def _starts(*lengths: int) -> List[int]:
+    """Each partition's first row: the rows of the partitions before it."""
+    return [sum(lengths[:i]) for i in range(len(lengths))]
 
 
 def _merge(method: str, plugins: PluginDirs, device: str, params: Dict[str, Any], *states: Optional[bytes]) -> Optional[bytes]:
@@ -64,6 +79,7 @@ def run(
     /,
     *,
     role: str,
+    whole: Optional[Dict[str, Any]] = None,
     split_every: int = 8,
     plugins: PluginDirs = None,
     device: str = "cpu",
@@ -72,8 +88,10 @@ def run(
     """Run ``method`` by parts over ``data`` — a Dask DataFrame, or a path or pattern of Parquet
     files (read with ``dask.dataframe.read_parquet``) — as its table ``role``; the states are
     merged ``split_every`` at a time. Uses the current Dask scheduler (a ``distributed.Client``
-    when one is active). Returns the result :func:`quiver.run` returns on the data as one table,
-    to the rounding of sums."""
+    when one is active). ``whole`` holds the tables the method reads whole in every partition
+    (``Estimator.whole_roles``: a selector's calibration set, as a pandas DataFrame or a mapping of
+    columns), shipped to the workers once. Returns the result :func:`quiver.run` returns on the
+    data as one table, to the rounding of sums."""
     import dask
     import dask.dataframe as dd
 
@@ -87,8 +105,23 @@ def run(
             f"method '{method}' cannot be computed by parts (its manifest declares no partial/merge/finish "
             "steps): run it with quiver.run on one table"
         )
+    whole = dict(whole or {})
+    allowed = local.whole_roles
+    for name in whole:
+        if name not in allowed:
+            raise InvalidParameterError(
+                f"table '{name}' cannot be given whole to every partition of '{method}' (the tables it takes "
+                f"whole: {', '.join(allowed) or 'none'})"
+            )
     args = (method, plugins, device, dict(params))
-    level: List[Any] = [dask.delayed(_partial)(*args, role, part) for part in data.to_delayed()]
+    parts = data.to_delayed()
+    # where each partition starts, for methods that draw per row (computed on the workers from
+    # the partitions' lengths; each partition is read once for both)
+    starts = dask.delayed(_starts, nout=len(parts))(*[dask.delayed(len)(p) for p in parts])
+    shared = dask.delayed(whole) if whole else {}
+    level: List[Any] = [
+        dask.delayed(_partial)(*args, role, part, starts[i], shared) for i, part in enumerate(parts)
+    ]
     while len(level) > 1:
         groups: Sequence[List[Any]] = [level[i : i + split_every] for i in range(0, len(level), split_every)]
         level = [dask.delayed(_merge)(*args, *g) for g in groups]
