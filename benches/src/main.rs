@@ -6,9 +6,10 @@
 //! answer, and records the median times. Writes `report.json` (host, device, git revision, per
 //! case: sizes, Quiver's median, the baseline's, the ratio) and `report.svg` (speed-ups).
 //!
-//! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N] [--only SUBSTRING]` (xtask
-//! passes the first two; `--only` keeps the cases whose name contains SUBSTRING, and builds only
-//! their data).
+//! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N] [--only SUBSTRING]
+//! [--scale-rows N]` (xtask passes the first two; `--only` keeps the cases whose name contains
+//! SUBSTRING, and builds only their data; `--only memory` and `--only scale` run the peak-memory
+//! cases and the runs by parts alone, the latter on `--scale-rows` rows, 10^7 by default).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_host::{DeviceRequest, Host, RunContext, Table};
@@ -25,6 +26,7 @@ use std::time::Instant;
 mod cases;
 mod memory;
 mod report;
+mod scale;
 
 use cases::aggregation::*;
 use cases::critics::*;
@@ -32,6 +34,7 @@ use cases::selection::*;
 use cases::shrinkage::*;
 use memory::*;
 use report::*;
+use scale::*;
 
 struct Args {
     python: PathBuf,
@@ -43,6 +46,11 @@ struct Args {
     python_full: Option<PathBuf>,
     /// Internal: measure memory case K in this process (and its row count).
     memory_case: Option<(usize, usize)>,
+    /// Internal: run scale case K in this process (`--scale-case`, on `--scale-file`).
+    scale_case: Option<usize>,
+    /// Rows of the scale cases (`--scale-rows`; 10^7 by default).
+    scale_rows: usize,
+    scale_file: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +62,9 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         python_full: None,
         memory_case: None,
+        scale_case: None,
+        scale_rows: 10_000_000,
+        scale_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -75,6 +86,13 @@ fn parse_args() -> Result<Args, String> {
                 let n = it.next().and_then(|k| k.parse().ok()).ok_or("--memory-rows needs a number")?;
                 a.memory_case = Some((a.memory_case.map_or(0, |m| m.0), n));
             }
+            "--scale-case" => {
+                a.scale_case = Some(it.next().and_then(|k| k.parse().ok()).ok_or("--scale-case needs a number")?)
+            }
+            "--scale-rows" => {
+                a.scale_rows = it.next().and_then(|k| k.parse().ok()).ok_or("--scale-rows needs a number")?
+            }
+            "--scale-file" => a.scale_file = Some(it.next().ok_or("--scale-file needs a path")?.into()),
             "--repeats" => a.repeats = it.next().and_then(|r| r.parse().ok()).ok_or("--repeats needs a number")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -136,7 +154,22 @@ fn real_main() -> Result<(), String> {
         println!("{}", memory_cases(&host, n, k)?);
         return Ok(());
     }
+    if let Some(k) = args.scale_case {
+        let file = args.scale_file.clone().unwrap_or_default();
+        println!("{}", scale_case(&host, k, args.scale_rows, &file)?);
+        return Ok(());
+    }
     if let Some(only) = &args.only {
+        if only == "scale" {
+            println!("runs by parts at {} rows ...", args.scale_rows);
+            let report = json!({"scale": scale_report(&args.python, &args.out.join("data"), args.scale_rows)?,
+                                "host": host_info()});
+            std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+            let path = args.out.join("scale.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).map_err(|e| e.to_string())?;
+            println!("report: {}", path.display());
+            return Ok(());
+        }
         if only == "memory" {
             let report = json!({"memory": memory_report(10_000_000)?, "host": host_info()});
             std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
@@ -356,6 +389,12 @@ fn real_main() -> Result<(), String> {
         all.push(critic_memory(&host, 10_000_000)?);
         json!(all)
     };
+    let scale = if args.quick || args.only.is_some() {
+        Value::Null
+    } else {
+        println!("runs by parts at {} rows ...", args.scale_rows);
+        scale_report(&args.python, &data, args.scale_rows)?
+    };
     let load = load_info(load_before, load_average(), busy_before);
     println!(
         "threads: {} on {} cores; other processes used {} of the CPUs in the second before the cases; load \
@@ -369,6 +408,7 @@ fn real_main() -> Result<(), String> {
     );
     let report = json!({
         "memory": memory,
+        "scale": scale,
         "load": load,
         "host": host_info(),
         "device": if gpu_usable { "cpu + cuda" } else { "cpu (no usable GPU)" },

@@ -304,7 +304,8 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    let py = env::python_env(&["numpy", "scipy"])
+    // Dask and pyarrow for the runs by parts on a local cluster (benches/baselines/scale_dask.py)
+    let py = env::python_env(&["numpy", "scipy", "dask[dataframe]", "distributed", "pyarrow"])
         .map_err(|e| format!("the NumPy baselines need a Python environment: {e}"))?;
     // `--baselines full` adds SCOPE-RL (PyPI `scope-rl`, with PyTorch): a virtual environment of its own
     let full = args.windows(2).any(|w| w[0] == "--baselines" && w[1] == "full");

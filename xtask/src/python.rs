@@ -59,7 +59,7 @@ pub fn build_wheel() -> Result<PathBuf> {
 /// a panicking plugin, MAPIE agreement, runs by parts on a local Dask cluster.
 pub fn test(cli: &Path) -> Result {
     let wheel = built_wheel()?;
-    let py = env::python_env(&["numpy", "pytest", "pandas", "mapie", "dask[dataframe]", "distributed"])
+    let py = env::python_env(&["numpy", "pytest", "pandas", "mapie", "dask[dataframe]", "distributed", "pyarrow"])
         .map_err(|e| format!("the Python tests need pytest, pandas, MAPIE and Dask: {e}"))?;
     install(&py, &wheel)?;
     let faulty = faulty_plugin()?;

@@ -366,6 +366,8 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 // one partition read at a time: memory holds one partition, the tables every
                 // partition reads whole, and the states
                 let manifest = &plugin.manifest;
+                // the partitions' columns, freed one after another, reuse the same pages
+                quiver_host::retain_freed_memory();
                 let whole_tables = quiver_host::read_partition(manifest, &given_whole)?;
                 let read = parts.iter().map(|part| quiver_host::read_partition(manifest, part));
                 host.run_partitioned(method, &params, whole_tables, read, ctx, Some(&progress))?

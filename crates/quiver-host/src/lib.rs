@@ -18,6 +18,7 @@
 //! `partitioned` (runs by parts: partial, merge, finish; docs/scale.md), `output` (typed arrays and
 //! JSON), `progress` (the observer), `error`. Their public items are re-exported here.
 
+mod allocator;
 pub mod error;
 mod inputs;
 mod loading;
@@ -29,10 +30,11 @@ mod progress;
 mod run;
 pub mod table;
 
+pub use allocator::retain_freed_memory;
 pub use inputs::*;
 pub use loading::*;
 pub use output::*;
-pub use parquet_input::{is_parquet, parquet_row_groups, read_parquet_within};
+pub use parquet_input::{is_parquet, parquet_row_groups, read_parquet_within, values_of_arrow};
 pub use partitioned::{whole_roles, Merger};
 pub use progress::*;
 pub use run::*;

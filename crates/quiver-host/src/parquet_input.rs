@@ -15,7 +15,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use quiver_abi::TableSpec;
 use std::path::Path;
@@ -50,8 +50,10 @@ pub fn read_parquet_within(
     group: Option<usize>,
     budget: &mut InputBudget,
 ) -> Result<Table, InputError> {
-    let b = builder(path, role)?;
-    let meta = b.metadata().clone();
+    let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
+    let arrow_meta = ArrowReaderMetadata::load(&file, Default::default())
+        .map_err(|e| file_error(role, path, format!("not a Parquet file ({e})")))?;
+    let meta = arrow_meta.metadata().clone();
     let groups: Vec<usize> = match group {
         Some(g) if g < meta.num_row_groups() => vec![g],
         Some(g) => return Err(file_error(role, path, format!("no row group {g} (it has {})", meta.num_row_groups()))),
@@ -62,7 +64,7 @@ pub fn read_parquet_within(
         (0..groups.first().copied().unwrap_or(0)).map(|g| meta.row_group(g).num_rows() as usize).sum();
     let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
     // keep the leaf columns the table declares; the others are named as ignored
-    let schema = b.schema().clone();
+    let schema = arrow_meta.schema().clone();
     let (mut keep, mut ignored) = (Vec::new(), Vec::new());
     for (i, field) in schema.fields().iter().enumerate() {
         let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
@@ -72,44 +74,112 @@ pub fn read_parquet_within(
         }
     }
     budget.take(rows as f64 * 8.0 * keep.len() as f64, role, path, None)?;
-    let mask = ProjectionMask::roots(meta.file_metadata().schema_descr(), keep.iter().copied());
-    let reader = b
-        .with_row_groups(groups)
-        .with_projection(mask)
-        .with_batch_size(rows.clamp(1, 1 << 20))
-        .build()
-        .map_err(|e| file_error(role, path, e))?;
-    let mut columns: Vec<(String, crate::Values)> = Vec::new();
-    let mut at = 0usize;
-    for batch in reader {
-        let batch = batch.map_err(|e| file_error(role, path, format!("cannot read ({e})")))?;
-        for (k, (field, array)) in batch.schema().fields().iter().zip(batch.columns()).enumerate() {
-            let none_is_minus_one = crate::table::empty_means_none(spec, field.name());
-            let values = convert(array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
-                table: role.into(),
-                column: field.name().clone(),
-                row: first_row + at + row + 1,
-                reason: why,
-            })?;
-            match columns.get_mut(k) {
-                Some((_, v)) => v.extend(values),
-                None => columns.push((field.name().clone(), values)),
-            }
+    // the columns decoded on several threads at once, each thread a share of them (decoding,
+    // not the method, is most of a run by parts over a file)
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keep.len()).max(1);
+    let shares: Vec<Vec<usize>> =
+        (0..threads).map(|t| keep.iter().copied().skip(t).step_by(threads).collect()).collect();
+    let read = Read { path, role, spec, meta: &arrow_meta, groups: &groups, rows, first_row };
+    let decoded: Vec<Result<Vec<(usize, String, crate::Values)>, InputError>> = if threads == 1 {
+        vec![read.columns(&shares[0])]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = shares.iter().map(|share| scope.spawn(|| read.columns(share))).collect();
+            handles.into_iter().map(|h| h.join().expect("a Parquet decoding thread panicked")).collect()
+        })
+    };
+    let mut columns: Vec<(usize, String, crate::Values)> = Vec::with_capacity(keep.len());
+    // the first share's error first: the same message whatever the number of threads when one
+    // column is bad (the column earliest in the file among several)
+    let mut errors: Vec<(usize, InputError)> = Vec::new();
+    for (share, d) in shares.iter().zip(decoded) {
+        match d {
+            Ok(c) => columns.extend(c),
+            Err(e) => errors.push((share[0], e)),
         }
-        at += batch.num_rows();
     }
+    if let Some((_, e)) = errors.into_iter().min_by_key(|(k, _)| *k) {
+        return Err(e);
+    }
+    columns.sort_by_key(|c| c.0);
     let mut table = Table::new(role);
     table.nrows = rows;
     table.first_row = first_row;
-    table.columns = columns;
+    table.columns = columns.into_iter().map(|(_, name, v)| (name, v)).collect();
     table.ignored = ignored;
     Ok(table)
+}
+
+/// What decoding some columns of a file's row groups needs.
+struct Read<'a> {
+    path: &'a Path,
+    role: &'a str,
+    spec: &'a TableSpec,
+    meta: &'a ArrowReaderMetadata,
+    groups: &'a [usize],
+    rows: usize,
+    first_row: usize,
+}
+
+impl Read<'_> {
+    /// The leaf columns `which` (indices in the file's schema) of the row groups, with their index.
+    fn columns(&self, which: &[usize]) -> Result<Vec<(usize, String, crate::Values)>, InputError> {
+        let (role, path) = (self.role, self.path);
+        let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
+        let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), which.iter().copied());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_row_groups(self.groups.to_vec())
+            .with_projection(mask)
+            // batches of 2^16 rows: each batch's Arrow arrays are freed once copied out, so a row
+            // group's columns are held once (in the table), not twice
+            .with_batch_size(self.rows.clamp(1, 1 << 16))
+            .build()
+            .map_err(|e| file_error(role, path, e))?;
+        let mut columns: Vec<(usize, String, crate::Values)> = Vec::new();
+        let mut at = 0usize;
+        for batch in reader {
+            let batch = batch.map_err(|e| file_error(role, path, format!("cannot read ({e})")))?;
+            for (k, (field, array)) in batch.schema().fields().iter().zip(batch.columns()).enumerate() {
+                let none_is_minus_one = crate::table::empty_means_none(self.spec, field.name());
+                let values =
+                    convert(array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
+                        table: role.into(),
+                        column: field.name().clone(),
+                        row: self.first_row + at + row + 1,
+                        reason: why,
+                    })?;
+                match columns.get_mut(k) {
+                    Some((_, _, v)) => v.extend(values),
+                    None => {
+                        let mut v = values.empty_like(self.rows);
+                        v.extend(values);
+                        columns.push((which[k], field.name().clone(), v));
+                    }
+                }
+            }
+            at += batch.num_rows();
+        }
+        Ok(columns)
+    }
+}
+
+/// An Arrow array — a column of table `spec` named `name` — as Quiver's values (a copy): floats as
+/// f64, integers as i64, booleans as flags, a null an error `(row, why)` (0-based row) except in a
+/// column whose empty cells mean "none", where it is −1. The reader of Parquet files and of Arrow
+/// data from Python share it.
+pub fn values_of_arrow(
+    array: &ArrayRef,
+    name: &str,
+    spec: Option<&TableSpec>,
+) -> Result<crate::Values, (usize, String)> {
+    convert(array, name, spec.is_some_and(|s| crate::table::empty_means_none(s, name)))
 }
 
 /// An Arrow array as Quiver's values; a null (or an unsigned value past i64) is `(row, why)`.
 fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
     let null = |i: usize| (i, format!("a null (missing) value in column '{name}'"));
-    let first_null = || (0..array.len()).find(|&i| array.is_null(i));
+    // no null buffer (the common case): no per-row check
+    let first_null = || if array.null_count() == 0 { None } else { (0..array.len()).find(|&i| array.is_null(i)) };
     macro_rules! floats {
         ($t:ty) => {{
             if let Some(i) = first_null() {

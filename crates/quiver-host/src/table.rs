@@ -31,7 +31,24 @@ impl Values {
             (Values::F64(a), Values::F64(b)) => a.extend(b),
             (Values::I64(a), Values::I64(b)) => a.extend(b),
             (Values::Bool(a), Values::Bool(b)) => a.extend(b),
-            _ => unreachable!("the batches of one Parquet column have one type"),
+            _ => unreachable!("the parts of one column have one type (checked by the callers)"),
+        }
+    }
+    /// Append `more`, a column of the same kind (numbers or flags); another kind is an error.
+    pub fn append_values(&mut self, more: Values) -> Result<(), String> {
+        if std::mem::discriminant(self) != std::mem::discriminant(&more) || matches!(self, Values::Bytes { .. }) {
+            return Err("the parts of the column hold values of different types".into());
+        }
+        self.extend(more);
+        Ok(())
+    }
+    /// An empty column of the same kind with room for `rows` entries (numbers and flags).
+    pub(crate) fn empty_like(&self, rows: usize) -> Values {
+        match self {
+            Values::F64(_) => Values::F64(Vec::with_capacity(rows)),
+            Values::I64(_) => Values::I64(Vec::with_capacity(rows)),
+            Values::Bool(_) => Values::Bool(Vec::with_capacity(rows)),
+            Values::Bytes { .. } => Values::Bytes { data: Vec::new(), offsets: vec![0] },
         }
     }
     /// The entries `rows` (a copy).
@@ -208,6 +225,23 @@ impl Table {
             from_text: self.from_text,
             first_row: self.first_row + rows.start,
         }
+    }
+    /// Append the rows of `more`, a table with the same columns in the same order and of the same
+    /// kinds (a table built a part at a time); another layout is an error and changes nothing.
+    pub fn append(&mut self, more: Table) -> Result<(), String> {
+        let same = self.columns.len() == more.columns.len()
+            && self.columns.iter().zip(&more.columns).all(|((a, x), (b, y))| {
+                a == b && std::mem::discriminant(x) == std::mem::discriminant(y) && !matches!(x, Values::Bytes { .. })
+            });
+        if !same {
+            return Err(format!("table '{}': the rows to append have other columns", self.role));
+        }
+        for ((_, v), (_, w)) in self.columns.iter_mut().zip(more.columns) {
+            v.extend(w);
+        }
+        self.nrows += more.nrows;
+        self.lines = None;
+        Ok(())
     }
     /// A column by name.
     pub fn column(&self, name: &str) -> Option<&Values> {

@@ -16,6 +16,8 @@
 //! The Python-facing API (families, tables from DataFrames, typed results) is the pure-Python
 //! part of the package, `python/quiver/`.
 
+mod arrow;
+
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
@@ -28,8 +30,9 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Tables as they come from Python: `[(role, [(column, array), ...]), ...]`.
-type PyTables<'py> = Vec<(String, PyArrays<'py>)>;
+/// Tables as they come from Python: `[(role, table), ...]`, each table either its columns
+/// `[(column, array), ...]` or an object exporting Arrow data (`__arrow_c_stream__`).
+type PyTables<'py> = Vec<(String, Bound<'py, PyAny>)>;
 
 /// Named arrays: a table's columns, or a result's per-unit arrays.
 type PyArrays<'py> = Vec<(String, Bound<'py, PyAny>)>;
@@ -216,10 +219,12 @@ impl Estimator {
     }
 }
 
-/// One column as it crosses: borrowed from its NumPy array, or converted once.
+/// One column as it crosses: borrowed from its NumPy array or its Arrow buffer, or converted once.
 enum Column<'py> {
     F64(PyReadonlyArray1<'py, f64>),
     I64(PyReadonlyArray1<'py, i64>),
+    ArrowF64(arrow_array::Float64Array),
+    ArrowI64(arrow_array::Int64Array),
     OwnedF64(Vec<f64>),
     OwnedI64(Vec<i64>),
     OwnedBool(Vec<bool>),
@@ -235,13 +240,19 @@ impl<'py> Input<'py> {
     /// boolean column) or convertible to one of them (the Python side normalises dtypes); a
     /// column the manifest declares as f64 that arrives as integers is converted, as is a flag
     /// column of 0/1 integers.
-    fn read(spec: &quiver_host::Manifest, tables: &[(String, PyArrays<'py>)]) -> PyResult<Self> {
+    fn read(spec: &quiver_host::Manifest, tables: &[(String, Bound<'py, PyAny>)]) -> PyResult<Self> {
         let mut out = Vec::with_capacity(tables.len());
-        for (role, columns) in tables {
+        for (role, table) in tables {
             let table_spec = spec.tables.iter().find(|t| t.role.as_str() == role);
+            if arrow::is_arrow(table) {
+                let (nrows, columns) = arrow::read(table, role, table_spec)?;
+                out.push(InputTable { role: role.clone(), nrows, columns });
+                continue;
+            }
+            let columns: PyArrays<'py> = table.extract()?;
             let mut cols = Vec::with_capacity(columns.len());
             let mut nrows = None;
-            for (name, obj) in columns {
+            for (name, obj) in &columns {
                 let want = table_spec.and_then(|t| quiver_host::column_kind(t, name));
                 let col = read_column(obj, want).map_err(|reason| {
                     input_error(obj.py(), &format!("table '{role}', column '{name}': {reason}"), role, name)
@@ -264,6 +275,8 @@ impl<'py> Input<'py> {
                         let data = match c {
                             Column::F64(a) => ColumnData::f64(a.as_slice().expect("checked contiguous")),
                             Column::I64(a) => ColumnData::i64(a.as_slice().expect("checked contiguous")),
+                            Column::ArrowF64(a) => ColumnData::f64(a.values()),
+                            Column::ArrowI64(a) => ColumnData::i64(a.values()),
                             Column::OwnedF64(v) => ColumnData::f64(v),
                             Column::OwnedI64(v) => ColumnData::i64(v),
                             Column::OwnedBool(v) => ColumnData::bool(v),
@@ -284,6 +297,8 @@ fn column_len(c: &Column<'_>) -> usize {
     match c {
         Column::F64(a) => a.len(),
         Column::I64(a) => a.len(),
+        Column::ArrowF64(a) => a.len(),
+        Column::ArrowI64(a) => a.len(),
         Column::OwnedF64(v) => v.len(),
         Column::OwnedI64(v) => v.len(),
         Column::OwnedBool(v) => v.len(),

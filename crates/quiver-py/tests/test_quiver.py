@@ -441,6 +441,22 @@ def test_float64_columns_cross_without_a_copy():
 
 
 @needs_fixture
+def test_arrow_columns_cross_without_a_copy():
+    pa = pytest.importorskip("pyarrow")
+    mu = rng(1).normal(size=1000)
+    probe = quiver.ConformalSelector("faulty", plugins=FAULTY, probe="address").calibrate({"y": [0.0]})
+    for table in [pa.record_batch({"mu": mu, "name": ["x"] * 1000}), pa.table({"mu": mu})]:
+        col = table.column(0)
+        chunk = col.chunk(0) if isinstance(col, pa.ChunkedArray) else col
+        seen = probe.select(table)
+        assert seen["address"] == chunk.buffers()[1].address and seen["len"] == 1000
+    # two chunks are copied into one column, once
+    two = pa.table({"mu": pa.chunked_array([mu[:400], mu[400:]])})
+    seen = probe.select(two)
+    assert seen["len"] == 1000 and seen["address"] not in {c.buffers()[1].address for c in two.column(0).chunks}
+
+
+@needs_fixture
 def test_a_plugin_panic_is_an_exception_and_the_interpreter_goes_on():
     faulty = quiver.ConformalSelector("faulty", plugins=FAULTY).calibrate({"y": [0.0]})
     with pytest.raises(quiver.PluginPanicError, match="panicked in select"):

@@ -66,3 +66,52 @@ pub fn check_partitionings(
         assert_json_close(&one, &by_parts, rel, &format!("{method}, n = {n}, {parts} partitions {ranges:?}"));
     }
 }
+
+/// Write `groups` — tables with the same columns — as one Parquet file (snappy, as pandas and
+/// pyarrow write), one row group per table: data for runs by parts at scale, produced a group at
+/// a time. Returns the rows written.
+pub fn write_parquet(
+    path: &std::path::Path,
+    groups: impl IntoIterator<Item = quiver_host::Table>,
+) -> Result<u64, String> {
+    use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    use quiver_host::Values;
+    use std::sync::Arc;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    let mut file = Some(file);
+    let mut rows = 0u64;
+    for t in groups {
+        let columns: Vec<(String, ArrayRef)> = t
+            .columns
+            .into_iter()
+            .map(|(name, v)| {
+                let array: ArrayRef = match v {
+                    Values::F64(v) => Arc::new(Float64Array::from(v)),
+                    Values::I64(v) => Arc::new(Int64Array::from(v)),
+                    Values::Bool(v) => Arc::new(BooleanArray::from(v)),
+                    Values::Bytes { .. } => unreachable!("no bytes columns in data files"),
+                };
+                (name, array)
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(columns).map_err(|e| e.to_string())?;
+        rows += batch.num_rows() as u64;
+        if writer.is_none() {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_size(usize::MAX)
+                .build();
+            let f = file.take().expect("once");
+            writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(|e| e.to_string())?);
+        }
+        let w = writer.as_mut().expect("created");
+        w.write(&batch).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?; // one row group per table
+    }
+    writer.ok_or("no row group to write")?.close().map_err(|e| e.to_string())?;
+    Ok(rows)
+}

@@ -21,7 +21,7 @@ from ._results import (
     SelectionResult,
     ShrinkageResult,
 )
-from ._tables import columns
+from ._tables import columns, is_arrow
 
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -91,7 +91,8 @@ def _native_tables(manifest: Dict[str, Any], tables: Mapping[str, Any]) -> List[
             raise InvalidInputError(
                 f"method '{manifest['name']}' reads no '{role}' table (it reads: {', '.join(specs)})", table=role
             )
-        out.append((role, columns(table, role, specs[role])))
+        # Arrow data (pyarrow, polars, ...) crosses as it is, through the Arrow C stream interface
+        out.append((role, table if is_arrow(table) else columns(table, role, specs[role])))
     return out
 
 

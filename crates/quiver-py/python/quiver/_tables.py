@@ -1,5 +1,9 @@
 """Tables from Python objects: a pandas DataFrame, a dict of 1-D arrays, a structured NumPy
-array, or any mapping or frame-like object whose columns have ``__array__``.
+array, or any mapping or frame-like object whose columns have ``__array__``; and Arrow data — a
+``pyarrow.Table`` or ``RecordBatch``, a polars DataFrame, anything with ``__arrow_c_stream__`` —
+read by the native module through the Arrow C stream interface: a ``float64`` or ``int64`` column
+without nulls in one chunk reaches the plugin without a copy; others are converted once, and a
+null is an error naming its row.
 
 ``float64`` columns that are contiguous cross to the plugin without a copy (the plugin reads the
 array's own memory while the GIL is released, so do not modify it from another thread during a
@@ -19,6 +23,12 @@ import numpy as np
 from ._errors import InvalidInputError
 
 Columns = List[Tuple[str, np.ndarray]]
+
+
+def is_arrow(table: Any) -> bool:
+    """Whether ``table`` exports Arrow data and is not a pandas object (pandas exports through
+    pyarrow, converting; its NumPy columns are lent as they are)."""
+    return hasattr(table, "__arrow_c_stream__") and not type(table).__module__.startswith("pandas")
 
 
 def _items(table: Any, role: str) -> Iterable[Tuple[Any, Any]]:

@@ -1,0 +1,205 @@
+//! Runs by parts at scale (docs/scale.md): a bandit log of 10 actions and RL transitions written
+//! as Parquet files of `n` rows, evaluated by parts (one row group at a time, as `quiver run` does
+//! with a Parquet input) — and the same rows as one table in memory — each in a fresh process, with
+//! its time and its peak resident memory; then `quiver.dask.run` on a `distributed.LocalCluster`
+//! of two workers against one Python process on the same file.
+
+use crate::*;
+use quiver_host::PartInput;
+
+/// Rows a row group of the bandit file holds (2^20, pyarrow's default).
+const BANDIT_GROUP: usize = 1 << 20;
+/// Rows a row group of the transitions file holds: whole episodes of 1000 steps.
+const CRITIC_GROUP: usize = 1_024_000;
+/// Features of the LSTD-Q case: random Fourier features, 40 an action (80 in all: the moments
+/// of 10^7 rows are 1.3·10^11 multiply-adds, under the one-table run's limit of 2·10^11,
+/// `critic_lstd::MAX_CPU_MOMENT_WORK`; a run by parts applies it to each partition, not to the sum).
+const LSTD_PARAMS: [(&str, f64); 2] = [("dim", 40.0), ("ridge", 1e-6)];
+
+/// How a scale case gets its rows.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// By parts from the file, a row group at a time (what `quiver run` does with a Parquet input).
+    ByParts,
+    /// The whole file read into one table, then one run (the same bytes, all in memory at once).
+    WholeFile,
+    /// One table built in memory (not timed), then one run: no file at all.
+    InMemory,
+}
+
+/// The scale cases: (name, method, role, source).
+const SCALE_CASES: [(&str, &str, &str, Source); 6] = [
+    ("ope bandit by parts from Parquet", "ope", "bandit", Source::ByParts),
+    ("ope bandit, the whole file read, one run", "ope", "bandit", Source::WholeFile),
+    ("ope bandit, one table already in memory", "ope", "bandit", Source::InMemory),
+    ("critic-lstd lstdq by parts from Parquet", "critic-lstd", "transitions", Source::ByParts),
+    ("critic-lstd lstdq, the whole file read, one run", "critic-lstd", "transitions", Source::WholeFile),
+    ("critic-lstd lstdq, one table already in memory", "critic-lstd", "transitions", Source::InMemory),
+];
+
+fn groups(n: usize, size: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(size)).map(move |g| size.min(n - g * size))
+}
+
+/// Row group `g` of the bandit log (seeded by `g`).
+fn bandit_group(g: usize, rows: usize) -> Table {
+    let mut t = Table::new("bandit");
+    for (name, v) in bandit_columns(rows, 10, 1000 + g as u64) {
+        t = if name == "a" { t.with_i64("a", v.iter().map(|&x| x as i64).collect()) } else { t.with_f64(name, v) };
+    }
+    t
+}
+
+/// Row group `g` of the transitions: whole episodes, numbered after the previous groups'.
+fn critic_group(g: usize, rows: usize) -> Table {
+    let (mut t, _, _) = critic_table(rows, 2000 + g as u64);
+    let shift = (g * CRITIC_GROUP / 1000) as i64;
+    for (name, v) in t.columns.iter_mut() {
+        if let (true, quiver_host::Values::I64(e)) = (name == "episode", v) {
+            e.iter_mut().for_each(|x| *x += shift);
+        }
+    }
+    t
+}
+
+fn data(method: &str, n: usize) -> Box<dyn Iterator<Item = Table>> {
+    if method == "ope" {
+        Box::new(groups(n, BANDIT_GROUP).enumerate().map(|(g, rows)| bandit_group(g, rows)))
+    } else {
+        Box::new(groups(n, CRITIC_GROUP).enumerate().map(|(g, rows)| critic_group(g, rows)))
+    }
+}
+
+fn params(method: &str) -> serde_json::Map<String, Value> {
+    if method == "ope" {
+        testing::params(&[("ci", json!("t"))])
+    } else {
+        let mut p: Vec<(&str, Value)> = LSTD_PARAMS.iter().map(|(k, v)| (*k, json!(v))).collect();
+        p.push(("features", json!("rff")));
+        testing::params(&p)
+    }
+}
+
+/// Scale case `k` in this process on `n` rows (the file at `file` for the cases read by parts):
+/// one JSON line with its seconds and peak resident memory.
+pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result<Value, String> {
+    let (name, method, role, source) = *SCALE_CASES.get(k).ok_or(format!("no scale case {k}"))?;
+    // as `quiver run` does for a run by parts (every case alike, so that they compare)
+    quiver_host::retain_freed_memory();
+    let params = params(method);
+    let manifest = &host.get(method).map_err(|e| e.to_string())?.manifest;
+    let part = |g: Option<usize>| PartInput { role: role.into(), path: file.into(), row_group: g };
+    let mut read_only = None;
+    let (seconds, result) = match source {
+        Source::ByParts => {
+            let row_groups = quiver_host::parquet_row_groups(file, role).map_err(|e| e.to_string())?;
+            // the file alone: every row group read and dropped (what decoding costs)
+            let t = Instant::now();
+            for g in 0..row_groups {
+                drop(quiver_host::read_partition(manifest, &[part(Some(g))]).map_err(|e| e.to_string())?);
+            }
+            read_only = Some(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let read = (0..row_groups).map(|g| quiver_host::read_partition(manifest, &[part(Some(g))]));
+            let out = host.run_partitioned(method, &params, Vec::new(), read, RunContext::default(), None);
+            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?.into_json())
+        }
+        Source::WholeFile => {
+            let t = Instant::now();
+            let tables = quiver_host::read_partition(manifest, &[part(None)]).map_err(|e| e.to_string())?;
+            read_only = Some(t.elapsed().as_secs_f64());
+            let out = host.run(method, &params, &tables, RunContext::default());
+            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?)
+        }
+        Source::InMemory => {
+            let mut all: Option<Table> = None;
+            for part in data(method, n) {
+                match &mut all {
+                    None => all = Some(part),
+                    Some(a) => a.append(part)?,
+                }
+            }
+            let table = all.ok_or("no rows")?;
+            let t = Instant::now();
+            let out = host.run(method, &params, std::slice::from_ref(&table), RunContext::default());
+            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?)
+        }
+    };
+    let estimate = if method == "ope" { result["dr"]["estimate"].clone() } else { result["j"].clone() };
+    Ok(json!({"case": name, "n": n, "seconds": seconds, "read_seconds": read_only, "peak_rss_bytes": peak_rss(),
+              "estimate": estimate}))
+}
+
+/// Write the files, run every scale case in a fresh process (this binary with `--scale-case`),
+/// then the Dask comparison; the files are removed at the end (10^7 bandit rows are ~1.9 GB).
+pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cases = Vec::new();
+    let mut files = Vec::new();
+    for method in ["ope", "critic-lstd"] {
+        let file = dir.join(format!("{method}-{n}.parquet"));
+        let t = Instant::now();
+        testing::parts::write_parquet(&file, data(method, n))?;
+        let bytes = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
+        println!("  wrote {} ({:.0} MB) in {:.0} s", file.display(), bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+        files.push((method, file));
+    }
+    for (k, (name, method, _, _)) in SCALE_CASES.iter().enumerate() {
+        let file = &files.iter().find(|(m, _)| m == method).expect("written").1;
+        let out = Command::new(&exe)
+            .args(["--scale-case", &k.to_string(), "--scale-rows", &n.to_string(), "--scale-file"])
+            .arg(file)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("scale case {name}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(text.lines().last().ok_or("no output")?).map_err(|e| e.to_string())?;
+        println!(
+            "  {:44} {:>8.2} s{}, peak RSS {:>6.0} MB",
+            name,
+            v["seconds"].as_f64().unwrap_or(0.0),
+            v["read_seconds"].as_f64().map_or(String::new(), |r| format!(" (reading {r:.2} s)")),
+            v["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+        );
+        cases.push(v);
+    }
+    // by parts over the two one-table runs
+    let ratio =
+        |a: usize, b: usize| cases[a]["seconds"].as_f64().unwrap_or(0.0) / cases[b]["seconds"].as_f64().unwrap_or(1.0);
+    let ratios = json!({
+        "ope_by_parts_over_whole_file": ratio(0, 1),
+        "ope_by_parts_over_in_memory": ratio(0, 2),
+        "lstd_by_parts_over_whole_file": ratio(3, 4),
+        "lstd_by_parts_over_in_memory": ratio(3, 5),
+    });
+    println!("  {ratios}");
+    let dask = testing::try_run_baseline(
+        python,
+        "scale_dask.py",
+        &json!({"data": files[0].1.display().to_string(), "role": "bandit", "method": "ope", "params": {"ci": "t"}}),
+    );
+    let dask = match dask {
+        Ok(v) => {
+            println!(
+                "  quiver.dask.run on 2 workers {:.2} s, one process {:.2} s: {:.2}x",
+                v["dask_s"].as_f64().unwrap_or(0.0),
+                v["single_s"].as_f64().unwrap_or(0.0),
+                v["dask_s"].as_f64().unwrap_or(0.0) / v["single_s"].as_f64().unwrap_or(1.0)
+            );
+            v
+        }
+        Err(e) => json!({"skipped": e}),
+    };
+    for (_, f) in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(json!({
+        "rows": n,
+        "cases": cases,
+        "ratios": ratios,
+        "dask": dask,
+    }))
+}
