@@ -80,7 +80,7 @@ pub fn read_parquet_within(
     let shares: Vec<Vec<usize>> =
         (0..threads).map(|t| keep.iter().copied().skip(t).step_by(threads).collect()).collect();
     let read = Read { path, role, spec, meta: &arrow_meta, groups: &groups, rows, first_row };
-    let decoded: Vec<Result<Vec<(usize, String, crate::Values)>, InputError>> = if threads == 1 {
+    let decoded: Vec<Result<Vec<Decoded>, InputError>> = if threads == 1 {
         vec![read.columns(&shares[0])]
     } else {
         std::thread::scope(|scope| {
@@ -88,7 +88,7 @@ pub fn read_parquet_within(
             handles.into_iter().map(|h| h.join().expect("a Parquet decoding thread panicked")).collect()
         })
     };
-    let mut columns: Vec<(usize, String, crate::Values)> = Vec::with_capacity(keep.len());
+    let mut columns: Vec<Decoded> = Vec::with_capacity(keep.len());
     // the first share's error first: the same message whatever the number of threads when one
     // column is bad (the column earliest in the file among several)
     let mut errors: Vec<(usize, InputError)> = Vec::new();
@@ -110,6 +110,9 @@ pub fn read_parquet_within(
     Ok(table)
 }
 
+/// A decoded column: its index in the file's schema, its name and its values.
+type Decoded = (usize, String, crate::Values);
+
 /// What decoding some columns of a file's row groups needs.
 struct Read<'a> {
     path: &'a Path,
@@ -123,7 +126,7 @@ struct Read<'a> {
 
 impl Read<'_> {
     /// The leaf columns `which` (indices in the file's schema) of the row groups, with their index.
-    fn columns(&self, which: &[usize]) -> Result<Vec<(usize, String, crate::Values)>, InputError> {
+    fn columns(&self, which: &[usize]) -> Result<Vec<Decoded>, InputError> {
         let (role, path) = (self.role, self.path);
         let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
         let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), which.iter().copied());
@@ -135,7 +138,7 @@ impl Read<'_> {
             .with_batch_size(self.rows.clamp(1, 1 << 16))
             .build()
             .map_err(|e| file_error(role, path, e))?;
-        let mut columns: Vec<(usize, String, crate::Values)> = Vec::new();
+        let mut columns: Vec<Decoded> = Vec::new();
         let mut at = 0usize;
         for batch in reader {
             let batch = batch.map_err(|e| file_error(role, path, format!("cannot read ({e})")))?;
