@@ -130,45 +130,98 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
               "estimate": estimate}))
 }
 
-/// Write the files, run every scale case in a fresh process (this binary with `--scale-case`),
-/// then the Dask comparison; the files are removed at the end (10^7 bandit rows are ~1.9 GB).
+/// Bytes a row of each method's table takes in memory (23 and 14 columns of 8 bytes, give or take
+/// a flag).
+fn row_bytes(method: &str) -> f64 {
+    if method == "ope" {
+        184.0
+    } else {
+        112.0
+    }
+}
+
+/// Run scale case `k` in a fresh process (this binary with `--scale-case`).
+fn run_case(exe: &Path, k: usize, n: usize, file: &Path) -> Result<Value, String> {
+    let name = SCALE_CASES[k].0;
+    let out = Command::new(exe)
+        .args(["--scale-case", &k.to_string(), "--scale-rows", &n.to_string(), "--scale-file"])
+        .arg(file)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("scale case {name}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.lines().last().ok_or("no output")?).map_err(|e| e.to_string())?;
+    println!(
+        "  {:48} {:>8.2} s{}, peak RSS {:>6.0} MB",
+        name,
+        v["seconds"].as_f64().unwrap_or(0.0),
+        v["read_seconds"].as_f64().map_or(String::new(), |r| format!(" (reading {r:.2} s)")),
+        v["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    Ok(v)
+}
+
+/// For each method: write its file, run its scale cases each in a fresh process (a one-table case
+/// only when the host would take the table: a quarter of the machine's memory), and remove the file (10^7 bandit rows
+/// are 1.7 GB, 10^8 are 17 GB); then the Dask comparison on the bandit file (10^7 rows at most).
 pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let memory = machine_memory();
     let mut cases = Vec::new();
-    let mut files = Vec::new();
+    let mut seconds = std::collections::HashMap::new();
+    let mut dask = json!({"skipped": "more than 10^7 rows"});
     for method in ["ope", "critic-lstd"] {
         let file = dir.join(format!("{method}-{n}.parquet"));
         let t = Instant::now();
         testing::parts::write_parquet(&file, data(method, n))?;
         let bytes = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
         println!("  wrote {} ({:.0} MB) in {:.0} s", file.display(), bytes as f64 / 1e6, t.elapsed().as_secs_f64());
-        files.push((method, file));
-    }
-    for (k, (name, method, _, _)) in SCALE_CASES.iter().enumerate() {
-        let file = &files.iter().find(|(m, _)| m == method).expect("written").1;
-        let out = Command::new(&exe)
-            .args(["--scale-case", &k.to_string(), "--scale-rows", &n.to_string(), "--scale-file"])
-            .arg(file)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("scale case {name}: {}", String::from_utf8_lossy(&out.stderr)));
+        for (k, (name, m, _, source)) in SCALE_CASES.iter().enumerate() {
+            if *m != method {
+                continue;
+            }
+            let table = n as f64 * row_bytes(method);
+            // the host refuses a table past 80% of the memory over its working copies (3)
+            if *source != Source::ByParts && table > memory / 4.0 {
+                println!("  {name:48} skipped: the table would take {:.1} GB", table / 1e9);
+                cases.push(
+                    json!({"case": name, "n": n, "skipped": format!("the table would take {:.1} GB", table / 1e9)}),
+                );
+                continue;
+            }
+            // the file goes, whatever the case gave
+            let v = run_case(&exe, k, n, &file).inspect_err(|_| {
+                let _ = std::fs::remove_file(&file);
+            })?;
+            seconds.insert(k, v["seconds"].as_f64().unwrap_or(f64::NAN));
+            cases.push(v);
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v: Value = serde_json::from_str(text.lines().last().ok_or("no output")?).map_err(|e| e.to_string())?;
-        println!(
-            "  {:44} {:>8.2} s{}, peak RSS {:>6.0} MB",
-            name,
-            v["seconds"].as_f64().unwrap_or(0.0),
-            v["read_seconds"].as_f64().map_or(String::new(), |r| format!(" (reading {r:.2} s)")),
-            v["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
-        );
-        cases.push(v);
+        if method == "ope" && n <= 10_000_000 {
+            let spec =
+                json!({"data": file.display().to_string(), "role": "bandit", "method": "ope", "params": {"ci": "t"}});
+            dask = match testing::try_run_baseline(python, "scale_dask.py", &spec) {
+                Ok(v) => {
+                    println!(
+                        "  quiver.dask.run on 2 workers {:.2} s, one process {:.2} s: {:.2}x",
+                        v["dask_s"].as_f64().unwrap_or(0.0),
+                        v["single_s"].as_f64().unwrap_or(0.0),
+                        v["dask_over_single"].as_f64().unwrap_or(0.0)
+                    );
+                    v
+                }
+                Err(e) => json!({"skipped": e}),
+            };
+        }
+        let _ = std::fs::remove_file(&file);
     }
-    // by parts over the two one-table runs
-    let ratio =
-        |a: usize, b: usize| cases[a]["seconds"].as_f64().unwrap_or(0.0) / cases[b]["seconds"].as_f64().unwrap_or(1.0);
+    // by parts over the two one-table runs (where they ran)
+    let ratio = |a: usize, b: usize| match (seconds.get(&a), seconds.get(&b)) {
+        (Some(x), Some(y)) => json!(x / y),
+        _ => Value::Null,
+    };
     let ratios = json!({
         "ope_by_parts_over_whole_file": ratio(0, 1),
         "ope_by_parts_over_in_memory": ratio(0, 2),
@@ -176,30 +229,13 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
         "lstd_by_parts_over_in_memory": ratio(3, 5),
     });
     println!("  {ratios}");
-    let dask = testing::try_run_baseline(
-        python,
-        "scale_dask.py",
-        &json!({"data": files[0].1.display().to_string(), "role": "bandit", "method": "ope", "params": {"ci": "t"}}),
-    );
-    let dask = match dask {
-        Ok(v) => {
-            println!(
-                "  quiver.dask.run on 2 workers {:.2} s, one process {:.2} s: {:.2}x",
-                v["dask_s"].as_f64().unwrap_or(0.0),
-                v["single_s"].as_f64().unwrap_or(0.0),
-                v["dask_s"].as_f64().unwrap_or(0.0) / v["single_s"].as_f64().unwrap_or(1.0)
-            );
-            v
-        }
-        Err(e) => json!({"skipped": e}),
-    };
-    for (_, f) in &files {
-        let _ = std::fs::remove_file(f);
-    }
-    Ok(json!({
-        "rows": n,
-        "cases": cases,
-        "ratios": ratios,
-        "dask": dask,
-    }))
+    Ok(json!({"rows": n, "cases": cases, "ratios": ratios, "dask": dask}))
+}
+
+/// The machine's memory (MemTotal), in bytes; 16 GB when unknown.
+fn machine_memory() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(16e9, |kb| kb * 1024.0)
 }

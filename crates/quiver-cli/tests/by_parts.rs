@@ -186,9 +186,20 @@ fn tables_given_in_parts_run_by_parts() {
         }
         assert_eq!(one["rows"], parts["rows"]);
     }
-    let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
+    let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=hoeffding");
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("ci=bootstrap is not computed by parts"), "{out}");
+    assert!(out.contains("ci=hoeffding"), "{out}");
+    // the bootstrap by parts: the same intervals as from one file
+    let (_, _, one_boot) = json(&[format!("bandit={whole}")], "ci=bootstrap");
+    let (code, out, parts_boot) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
+    assert_eq!(code, Some(0), "{out}");
+    let (one_boot, parts_boot) = (one_boot.unwrap(), parts_boot.unwrap());
+    for key in ["ipw", "snipw", "dr"] {
+        for end in ["lower", "upper"] {
+            let (a, b) = (one_boot[key][end].as_f64().unwrap(), parts_boot[key][end].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-300), "bootstrap {key}.{end}: {a} vs {b}");
+        }
+    }
     // a directory is its files, in name order
     let (code, out, parts) = json(&[format!("bandit={}/parts", dir.path().display())], "ci=t");
     assert_eq!(code, Some(0), "{out}");

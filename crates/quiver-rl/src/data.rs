@@ -74,6 +74,8 @@ pub struct Transitions<'a> {
     pub pi_prob: Option<&'a [f64]>,
     /// Row ranges of the episodes, in table order.
     pub episodes: Vec<Range<usize>>,
+    /// The id of each episode (its `episode` value), in the same order.
+    pub episode_ids: Vec<i64>,
 }
 
 /// An h-step window from a row, inside its episode.
@@ -232,6 +234,7 @@ impl<'a> Transitions<'a> {
             done,
             mu_prob,
             pi_prob,
+            episode_ids: episodes.iter().map(|e| episode[e.start]).collect(),
             episodes,
         })
     }

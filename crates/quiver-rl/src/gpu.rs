@@ -139,14 +139,14 @@ pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, progress: &dyn Progress) 
 }
 
 /// CUDA source of the OPE kernels: the segmented scans (`episode_weights`, `nstep_returns`) and
-/// the counter-based bootstrap (`bootstrap_counts`, `resample_sums`).
+/// the counter-based Poisson bootstrap (`bootstrap_counts`, `resample_sums`).
 pub const OPE_KERNEL: &str = include_str!("kernels/ope.cu");
 
-/// Most draw counts held on the device at once (resamples × units), 1 GiB of u32.
+/// Most counts held on the device at once (resamples × units), 1 GiB of u32.
 pub const MAX_DEVICE_COUNTS: usize = 1 << 28;
 
-/// Slots a block accumulates in shared memory (32 KiB of doubles); wider matrices add to global
-/// memory directly.
+/// Slots (and the size) a block accumulates in shared memory (32 KiB of doubles); wider matrices
+/// add to global memory directly.
 pub const MAX_SHARED_SLOTS: usize = 4096;
 
 fn grid(n: usize, y: usize, shared: u32) -> quiver_gpu::cudarc::driver::LaunchConfig {
@@ -206,15 +206,16 @@ pub fn nstep_returns_cuda(
     Ok((ret, len))
 }
 
-/// [`crate::bootstrap::Plan::stats_cpu`] on the GPU: the same draws (the kernels use the same
-/// counter-based generator), so the slot sums agree up to the order of the additions; the device
-/// returns each batch's sums and the host reduces them by the plan's `stat`. Resamples go in
-/// batches of at most [`MAX_DEVICE_COUNTS`] draw counts (and as many slot sums).
+/// [`crate::bootstrap::Plan::stats_cpu`] on the GPU: the same counts (the kernels use the same
+/// counter-based generator and the same Poisson inversion), so the slot sums agree up to the order
+/// of the additions; the device returns each batch's sums and sizes and the host reduces them by
+/// the plan's `stat`. Resamples go in batches of at most [`MAX_DEVICE_COUNTS`] counts (and as many
+/// slot sums).
 pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<f64>>, RlError> {
     let x = plan.x;
     let (n, width) = (x.units(), x.width);
     if n == 0 || plan.resamples == 0 {
-        return Ok(vec![(plan.stat)(&vec![0.0; width]); plan.resamples]);
+        return Ok(vec![(plan.stat)(&vec![0.0; width], 0.0); plan.resamples]);
     }
     let stream = quiver_gpu::stream()?;
     let counts_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "bootstrap_counts")?;
@@ -223,31 +224,44 @@ pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<
     let d_off = stream.clone_htod(&offsets).map_err(GpuError::from)?;
     let d_slots = stream.clone_htod(&x.slots).map_err(GpuError::from)?;
     let d_vals = stream.clone_htod(&x.values).map_err(GpuError::from)?;
-    let batch = (MAX_DEVICE_COUNTS / n.max(width)).clamp(1, plan.resamples.min(65_535));
+    // the units' keys: an array of ids, or a first key (a null array then)
+    let (ids, first) = match plan.keys {
+        crate::bootstrap::UnitKeys::Ids(ids) => (Some(stream.clone_htod(ids).map_err(GpuError::from)?), 0u64),
+        crate::bootstrap::UnitKeys::From(first) => (None, first),
+    };
+    let null: u64 = 0;
+    let row = width + 1;
+    let batch = (MAX_DEVICE_COUNTS / n.max(row)).clamp(1, plan.resamples.min(65_535));
     let mut d_counts = stream.alloc_zeros::<u32>(batch * n).map_err(GpuError::from)?;
-    let mut d_sums = stream.alloc_zeros::<f64>(batch * width.max(1)).map_err(GpuError::from)?;
-    let (shared, use_shared) = if width <= MAX_SHARED_SLOTS { ((width * 8) as u32, 1i32) } else { (0u32, 0i32) };
+    let mut d_sums = stream.alloc_zeros::<f64>(batch * row).map_err(GpuError::from)?;
+    let (shared, use_shared) = if row <= MAX_SHARED_SLOTS { ((row * 8) as u32, 1i32) } else { (0u32, 0i32) };
     let (ni, wi) = (n as i64, width as i32);
     let mut out = Vec::with_capacity(plan.resamples);
     for b0 in (0..plan.resamples).step_by(batch) {
         let nb = batch.min(plan.resamples - b0);
-        stream.memset_zeros(&mut d_counts).map_err(GpuError::from)?;
         stream.memset_zeros(&mut d_sums).map_err(GpuError::from)?;
         let b0u = b0 as u64;
         let mut launch = stream.launch_builder(&counts_fn);
-        launch.arg(&plan.seed).arg(&b0u).arg(&ni).arg(&mut d_counts);
-        // SAFETY: argument types and order match `bootstrap_counts`; the grid is n draws × nb
-        // resamples and counts holds batch ≥ nb rows of n.
+        launch.arg(&plan.seed).arg(&b0u).arg(&ni);
+        match &ids {
+            Some(d) => launch.arg(d),
+            None => launch.arg(&null),
+        };
+        launch.arg(&first).arg(&mut d_counts);
+        // SAFETY: argument types and order match `bootstrap_counts` (keys a device array of n
+        // u64 or a null pointer); the grid is n units × nb resamples and counts holds batch ≥ nb
+        // rows of n, each entry written once.
         unsafe { launch.launch(grid(n, nb, 0)) }.map_err(GpuError::from)?;
         let mut launch = stream.launch_builder(&sums_fn);
         launch.arg(&d_counts).arg(&d_off).arg(&d_slots).arg(&d_vals).arg(&ni).arg(&wi).arg(&use_shared);
         launch.arg(&mut d_sums);
         // SAFETY: argument types and order match `resample_sums`; offsets has n + 1 entries
-        // bounding slots/values, every slot is below width, sums holds nb rows of width, and the
-        // shared memory is width doubles when it is used. At most 64 blocks of units per resample.
+        // bounding slots/values, every slot is below width, sums holds nb rows of width + 1, and
+        // the shared memory is width + 1 doubles when it is used. At most 64 blocks of units per
+        // resample.
         unsafe { launch.launch(grid(n.min(64 * 256), nb, shared)) }.map_err(GpuError::from)?;
         let sums = stream.clone_dtoh(&d_sums).map_err(GpuError::from)?;
-        out.extend(sums.chunks(width.max(1)).take(nb).map(|c| (plan.stat)(&c[..width])));
+        out.extend(sums.chunks(row).take(nb).map(|c| (plan.stat)(&c[..width], c[width])));
     }
     Ok(out)
 }

@@ -26,9 +26,12 @@
 //! their interval is the bootstrap, as are the biased estimators' (DM, Switch-DR, DRos) under a
 //! finite-sample kind. Each interval says which it is ([`Validity`]).
 
-use crate::bootstrap::{percentile_interval, Plan, UnitMatrix};
+use crate::bootstrap::{percentile_interval, Plan, UnitKeys, UnitMatrix};
 use crate::ope_bounds::{self, Declared, FiniteKind, Range1};
-pub use crate::ope_parts::{bandit_finish, bandit_merge, bandit_mergeable, bandit_partial, BanditPartial};
+pub use crate::ope_parts::{
+    bandit_finish, bandit_merge, bandit_partial, mergeable, trajectory_finish, trajectory_merge, trajectory_partial,
+    BanditPartial, TrajectoryPartial,
+};
 use crate::RlError;
 use quiver_numerics::binomial::student_t_quantile;
 use quiver_numerics::choices;
@@ -268,8 +271,8 @@ pub fn mean_interval(x: &[f64], spec: &CiSpec) -> Interval {
     s.interval(0, spec).unwrap_or_else(|| {
         let mut m = UnitMatrix::new(1);
         x.iter().for_each(|&v| m.push_unit([(0, v)]));
-        let n = x.len() as f64;
-        let plan = Plan { x: &m, resamples: spec.resamples, seed: spec.seed, stat: &|s| vec![s[0] / n] };
+        let stat = |s: &[f64], size: f64| vec![s[0] / size];
+        let plan = Plan { x: &m, keys: UnitKeys::From(0), resamples: spec.resamples, seed: spec.seed, stat: &stat };
         Interval::asymptotic(s.mean[0], percentile_interval(plan.stats_cpu().iter().map(|s| s[0]), spec.alpha))
     })
 }
@@ -322,6 +325,9 @@ pub struct TrajectoryInput<'a> {
     /// The model's range over every state and action (Q̂ and V̂), and whether it was fitted
     /// without these data (a `q` table): DR's finite-sample interval needs both.
     pub model_range: Option<(Range1, bool)>,
+    /// Each episode's key in the bootstrap (its id): the counts do not depend on where an
+    /// episode is in the table, nor on how the table is partitioned.
+    pub ids: &'a [u64],
 }
 
 /// The trajectory estimates (see the module documentation); DM and DR only with a model.
@@ -346,13 +352,13 @@ impl TrajectoryInput<'_> {
         self.episodes.iter().map(|e| e.len()).max().unwrap_or(0)
     }
 
-    /// Per-episode values (TIS, PDIS, DM, DR) and the unit matrix of the bootstrap: slots 0..4
+    /// Per-episode values (TIS, PDIS, DM, DR) and the unit matrix of the bootstrap, in the layout
+    /// of [`trajectory_width`] for horizon `h` (the longest episode here, or more): slots 0..4
     /// those values, then per step t the SN-PDIS numerator γ^t w_t r_t (slot 4 + t) and
-    /// denominator w_t (slot 4 + H + t), and the final weight of an episode that ends before the
-    /// horizon at its length T (slot 4 + 2H + T), which every later step's denominator adds.
-    pub fn units(&self, gamma: f64) -> (Vec<[f64; 4]>, UnitMatrix) {
-        let h = self.horizon();
-        let mut x = UnitMatrix::new(4 + 3 * h);
+    /// denominator w_t (slot 4 + H + t), and every episode's final weight at its length T (slot
+    /// 4 + 2H + T, T ≤ H), which every later step's denominator adds (none for T = H).
+    pub fn units(&self, gamma: f64, h: usize) -> (Vec<[f64; 4]>, UnitMatrix) {
+        let mut x = UnitMatrix::new(trajectory_width(h));
         let mut values = Vec::with_capacity(self.episodes.len());
         let mut entries = Vec::new();
         for rg in self.episodes {
@@ -371,9 +377,7 @@ impl TrajectoryInput<'_> {
                 disc *= gamma;
             }
             let last = if rg.is_empty() { 1.0 } else { self.w[rg.end - 1] };
-            if rg.len() < h {
-                entries.push((4 + 2 * h + rg.len(), last));
-            }
+            entries.push((4 + 2 * h + rg.len(), last));
             let dm = self.model.map_or(0.0, |(_, v)| if rg.is_empty() { 0.0 } else { v[rg.start] });
             let vals = [last * ret, pdis, dm, dr];
             x.push_unit(vals.iter().enumerate().map(|(j, &v)| (j, v)).chain(entries.iter().copied()));
@@ -381,6 +385,34 @@ impl TrajectoryInput<'_> {
         }
         (values, x)
     }
+}
+
+/// Slots of the trajectory unit matrix at horizon `h`: 4 values, H numerators, H denominators,
+/// H + 1 final weights.
+pub fn trajectory_width(h: usize) -> usize {
+    5 + 3 * h
+}
+
+/// Sums in the layout of horizon `h` (4 values, then H, H and H + 1 slots, then any trailing
+/// slots after them, such as a resample's size) laid out for horizon `to` ≥ `h`: the steps past
+/// `h` are zero — what a partition whose episodes are all shorter contributes there.
+pub fn widen_trajectory_sums(s: &[f64], h: usize, to: usize) -> Vec<f64> {
+    let mut out = vec![0.0; trajectory_width(to) + (s.len() - trajectory_width(h))];
+    out[..4].copy_from_slice(&s[..4]);
+    out[4..4 + h].copy_from_slice(&s[4..4 + h]);
+    out[4 + to..4 + to + h].copy_from_slice(&s[4 + h..4 + 2 * h]);
+    out[4 + 2 * to..4 + 2 * to + h + 1].copy_from_slice(&s[4 + 2 * h..5 + 3 * h]);
+    let tail = trajectory_width(h);
+    let n = s.len() - tail;
+    let at = trajectory_width(to);
+    out[at..at + n].copy_from_slice(&s[tail..]);
+    out
+}
+
+/// The trajectory estimators on one resample from its slot sums (horizon `h`) and size: the four
+/// means, then SN-PDIS.
+pub fn trajectory_stat(s: &[f64], size: f64, h: usize) -> Vec<f64> {
+    vec![s[0] / size, s[1] / size, s[2] / size, s[3] / size, sn_pdis_from_sums(s, h)]
 }
 
 /// SN-PDIS from the slot sums of [`TrajectoryInput::units`] (horizon `h`).
@@ -405,27 +437,17 @@ pub fn trajectory(
     resample: Resampler<'_>,
 ) -> Result<TrajectoryEstimates, RlError> {
     let h = input.horizon();
-    let (values, x) = input.units(gamma);
+    let (values, x) = input.units(gamma, h);
     let summary = Summary::of(&values);
     let ones = vec![1u32; values.len()];
     let mut all = vec![0.0; x.width];
     x.weighted_sums(&ones, &mut all);
-    let n = values.len() as f64;
     // per resample: the four means, then SN-PDIS
-    let stat = |s: &[f64]| vec![s[0] / n, s[1] / n, s[2] / n, s[3] / n, sn_pdis_from_sums(s, h)];
-    let stats = resample(&Plan { x: &x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?;
-    let boot = |j: usize| percentile_interval(stats.iter().map(|s| s[j]), spec.alpha);
-    let mean_iv =
-        |j: usize| summary.interval(j, spec).unwrap_or_else(|| Interval::asymptotic(summary.mean[j], boot(j)));
-    let model = input.model.is_some();
-    let mut est = TrajectoryEstimates {
-        tis: mean_iv(0),
-        pdis: mean_iv(1),
-        sn_pdis: Interval::asymptotic(sn_pdis_from_sums(&all, h), boot(4)),
-        dm: model.then(|| mean_iv(2)),
-        dr: model.then(|| mean_iv(3)),
-        ess: effective_sample_size(input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1])),
-    };
+    let stat = |s: &[f64], size: f64| trajectory_stat(s, size, h);
+    let keys = UnitKeys::Ids(input.ids);
+    let stats = resample(&Plan { x: &x, keys, resamples: spec.resamples, seed: spec.seed, stat: &stat })?;
+    let ess = crate::ope_parts::final_weights_ess(input);
+    let mut est = crate::ope_parts::trajectory_estimates(&summary, &all, h, &stats, spec, input.model.is_some(), ess);
     if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
         let column = |j: usize| values.iter().map(|v| v[j]).collect::<Vec<f64>>();
         let bounds = d.weight_max.map(|rho| {
@@ -482,6 +504,9 @@ pub struct BanditInput<'a> {
     /// Declared bounds to check every row against (finite-sample intervals): rewards in the
     /// range, weights at most `weight_max`, and then also the reward model inside the range.
     pub declared: Option<Declared>,
+    /// The row of the whole log this table's first row is (0 unless the table is a partition of
+    /// it): the bootstrap's key of row i is `first + i`.
+    pub first: u64,
 }
 
 /// The six per-row values of the bandit estimators: w r, w, DM_i, DR_i, Switch-DR_i, DRos_i.
@@ -653,6 +678,14 @@ pub(crate) fn estimates_from_summary(
     }
 }
 
+/// The bandit estimators on one resample, from its sums of the six row values and its size: the
+/// means, SNIPW (Σ w r / Σ w) in place of the weights' mean.
+pub fn bandit_stat(b: &[f64], size: f64) -> Vec<f64> {
+    let mut v: Vec<f64> = b.iter().map(|x| x / size).collect();
+    v[1] = b[0] / b[1];
+    v
+}
+
 /// Whether the bandit intervals under `spec` need the bootstrap (its own, or SNIPW's).
 pub fn bandit_needs_bootstrap(spec: &CiSpec) -> bool {
     spec.method != CiMethod::T
@@ -668,15 +701,12 @@ pub fn bandit(
 ) -> Result<BanditEstimates, RlError> {
     let s = input.summary().map_err(refuse)?;
     // per resample: the six estimators (SNIPW in place of the weights' mean)
-    let n = s.n;
-    let stat = |b: &[f64]| {
-        let mut v: Vec<f64> = b.iter().map(|x| x / n).collect();
-        v[1] = b[0] / b[1];
-        v
-    };
     let units = bandit_needs_bootstrap(spec).then(|| input.units()).transpose().map_err(refuse)?;
     let stats = match &units {
-        Some(x) => resample(&Plan { x, resamples: spec.resamples, seed: spec.seed, stat: &stat })?,
+        Some(x) => {
+            let keys = UnitKeys::From(input.first);
+            resample(&Plan { x, keys, resamples: spec.resamples, seed: spec.seed, stat: &bandit_stat })?
+        }
         None => Vec::new(),
     };
     let boot = |j: usize| percentile_interval(stats.iter().map(|b| b[j]), spec.alpha);

@@ -30,8 +30,10 @@ use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::plugin_error;
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, Context, CriticImpl, ManifestBuilder, Plugin, TableBuilder, Tables};
-use quiver_sdk::{Created, CriticResult, Family, MergeableImpl, Offsets};
+use quiver_sdk::{Created, CriticResult, Family};
 use std::collections::HashMap;
+
+mod parts;
 
 /// Most elementary steps a bootstrap may take (a request past it is refused, not served for hours).
 pub const MAX_BOOTSTRAP_WORK: f64 = 5e9;
@@ -164,13 +166,14 @@ impl Ope {
         if t.nrows() < 2 {
             return Err(PluginError::input("table 'bandit' needs at least 2 rows for an interval"));
         }
-        self.with_bandit_input(t, |input, refuse| self.bandit_run(t, input, refuse))
+        self.with_bandit_input(t, 0, |input, refuse| self.bandit_run(t, input, refuse))
     }
 
     /// Read table `t` as a bandit log and hand `f` the input and the words of a refused row.
     fn with_bandit_input<T>(
         &self,
         t: &quiver_sdk::TableRef<'_>,
+        first: u64,
         f: impl FnOnce(&BanditInput<'_>, &dyn Fn(BadRow) -> RlError) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         let pi = quiver_critic_kit::read::numbered_columns(t, "pi_")?;
@@ -187,8 +190,17 @@ impl Ope {
         let (a, r, mu) = (t.i64("a")?, t.f64("r")?, t.f64("mu_prob")?);
         let k = pi.len();
         let declared = c.ci.method.finite().and(c.ci.declared);
-        let input =
-            BanditInput { a, r, mu, pi, qhat, switch_lambda: c.switch_lambda, dros_lambda: c.dros_lambda, declared };
+        let input = BanditInput {
+            a,
+            r,
+            mu,
+            pi,
+            qhat,
+            switch_lambda: c.switch_lambda,
+            dros_lambda: c.dros_lambda,
+            declared,
+            first,
+        };
         let refuse = |bad: BadRow| match bad {
             BadRow::Action(i) => RlError::row(
                 t.role(),
@@ -281,7 +293,10 @@ impl Ope {
         Ok(bandit_output(&e, t.nrows(), note))
     }
 
-    fn trajectories(&self, tables: &Tables<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+    /// Read the trajectories' tables: the transitions, the importance weights, and the model for DM
+    /// and DR. `by_parts`: the tables are a partition of the episodes, and a model fitted on the
+    /// data (the one-table run's, from all of them) cannot be.
+    fn prepare<'t>(&self, tables: &Tables<'t>, by_parts: bool) -> Result<Prepared<'t>, PluginError> {
         let c = &self.config;
         let t = tables.get("transitions")?;
         let data = quiver_critic_kit::read::transitions(&t)?;
@@ -323,9 +338,6 @@ impl Ope {
                      'policy' table (discrete states)",
             )),
         };
-        if data.episodes.len() < 2 {
-            return Err(PluginError::input("table 'transitions' needs at least 2 episodes for an interval"));
-        }
         if let (Some(_), Some(d)) = (c.ci.method.finite(), c.ci.declared) {
             if let Some(i) = data.r.iter().position(|&x| !(x >= d.reward.0 && x <= d.reward.1)) {
                 return Err(t.row_error(
@@ -378,6 +390,15 @@ impl Ope {
                         }
                         q_of.into_iter().map(|(k, (_, v))| (k, v)).collect()
                     }
+                    None if by_parts => {
+                        return Err(PluginError::new(
+                            ErrorKind::Unsupported,
+                            "a partitioned run of trajectories with a 'policy' table needs a 'q' table (Q-hat for DM \
+                             and DR): the one-table run fits Q-hat on all the episodes, which no partition sees; or \
+                             give the target's probabilities as column 'pi_prob' and no policy table (TIS, PDIS, \
+                             SN-PDIS)",
+                        ))
+                    }
                     None => {
                         let target = NextTarget::Policy(pi);
                         let pairs = linear::onehot_index(&data, target).map_err(plugin_error)?;
@@ -419,39 +440,77 @@ impl Ope {
                 || quiver_rl::gpu::episode_weights_cuda(&rho, &data.episodes),
             )
             .map_err(plugin_error)?;
-        let input = TrajectoryInput {
-            episodes: &data.episodes,
-            r: data.r,
-            w: &w,
-            model: model.as_ref().map(|(q, v)| (&q[..], &v[..])),
-            model_range,
-        };
+        let ids: Vec<u64> = data.episode_ids.iter().map(|&e| e as u64).collect();
         // the unit matrix holds 4 values per episode, 2 per row and one carried weight per episode
         self.check_work(data.episodes.len(), 5 * data.episodes.len() + 2 * data.n, "episodes")?;
-        let e = ope::trajectory(&input, c.gamma, &c.ci, &|plan| self.resample(plan)).map_err(plugin_error)?;
-        let all = [Some(e.tis), Some(e.pdis), Some(e.sn_pdis), e.dm, e.dr];
-        quiver_critic_kit::setup::ensure_finite(
-            "estimates",
-            all.iter().flatten().flat_map(|iv| [iv.estimate, iv.lower, iv.upper]),
-            &data,
-        )?;
-        let mut out = Map::new();
-        out.insert("mode".into(), json!("trajectory"));
-        out.insert("episodes".into(), json!(data.episodes.len()));
-        let mut named = vec![("tis", e.tis), ("pdis", e.pdis), ("sn_pdis", e.sn_pdis)];
-        if let (Some(dm), Some(dr)) = (e.dm, e.dr) {
-            named.push(("dm", dm));
-            named.push(("dr", dr));
-        }
-        for (name, iv) in &named {
-            out.insert((*name).into(), interval_json(iv));
-        }
-        out.insert("ess".into(), json!(e.ess));
-        if !notes.is_empty() {
-            out.insert("notes".into(), json!(notes));
-        }
-        Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
+        Ok(Prepared { data, w, model, model_range, notes, ids })
     }
+
+    fn trajectories(&self, tables: &Tables<'_>) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+        let c = &self.config;
+        let p = self.prepare(tables, false)?;
+        if p.data.episodes.len() < 2 {
+            return Err(PluginError::input("table 'transitions' needs at least 2 episodes for an interval"));
+        }
+        let e = ope::trajectory(&p.input(), c.gamma, &c.ci, &|plan| self.resample(plan)).map_err(plugin_error)?;
+        trajectory_output(&e, p.data.episodes.len(), &p.notes, |ivs| {
+            quiver_critic_kit::setup::ensure_finite(
+                "estimates",
+                ivs.iter().flat_map(|iv| [iv.estimate, iv.lower, iv.upper]),
+                &p.data,
+            )
+        })
+    }
+}
+
+/// The trajectories' tables as read ([`Ope::prepare`]).
+struct Prepared<'t> {
+    data: quiver_rl::Transitions<'t>,
+    w: Vec<f64>,
+    model: Option<(Vec<f64>, Vec<f64>)>,
+    model_range: Option<(Range1, bool)>,
+    notes: Vec<String>,
+    ids: Vec<u64>,
+}
+
+impl Prepared<'_> {
+    fn input(&self) -> TrajectoryInput<'_> {
+        TrajectoryInput {
+            ids: &self.ids,
+            episodes: &self.data.episodes,
+            r: self.data.r,
+            w: &self.w,
+            model: self.model.as_ref().map(|(q, v)| (&q[..], &v[..])),
+            model_range: self.model_range,
+        }
+    }
+}
+
+/// The trajectory result: the estimates and their intervals, after `finite` has checked them.
+fn trajectory_output(
+    e: &ope::TrajectoryEstimates,
+    episodes: usize,
+    notes: &[String],
+    finite: impl FnOnce(&[Interval]) -> Result<(), PluginError>,
+) -> Result<(Vec<f64>, Map<String, Value>), PluginError> {
+    let all: Vec<Interval> = [Some(e.tis), Some(e.pdis), Some(e.sn_pdis), e.dm, e.dr].into_iter().flatten().collect();
+    finite(&all)?;
+    let mut out = Map::new();
+    out.insert("mode".into(), json!("trajectory"));
+    out.insert("episodes".into(), json!(episodes));
+    let mut named = vec![("tis", e.tis), ("pdis", e.pdis), ("sn_pdis", e.sn_pdis)];
+    if let (Some(dm), Some(dr)) = (e.dm, e.dr) {
+        named.push(("dm", dm));
+        named.push(("dr", dr));
+    }
+    for (name, iv) in &named {
+        out.insert((*name).into(), interval_json(iv));
+    }
+    out.insert("ess".into(), json!(e.ess));
+    if !notes.is_empty() {
+        out.insert("notes".into(), json!(notes));
+    }
+    Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
 }
 
 /// `reward_range [lo, hi]`, for messages.
@@ -536,46 +595,6 @@ impl Ope {
     }
 }
 
-/// OPE computed by parts (docs/scale.md): a bandit log's partitions each give the Chan summary
-/// of their rows' six values; merged, they give every estimate and its `t` interval — the same,
-/// up to the rounding of sums, as the log in one table.
-pub struct OpeByParts(Ope);
-
-impl MergeableImpl for OpeByParts {
-    type State = ope::BanditPartial;
-    type Output = CriticResult;
-    fn partial(&self, tables: &Tables<'_>, _offsets: &Offsets) -> Result<ope::BanditPartial, PluginError> {
-        ope::bandit_mergeable(&self.0.config.ci).map_err(plugin_error)?;
-        let Some(t) = tables.opt("bandit") else {
-            return Err(PluginError::new(
-                ErrorKind::Unsupported,
-                "a partitioned run evaluates a contextual-bandit log (table 'bandit'); give RL trajectories as one \
-                 'transitions' table",
-            ));
-        };
-        self.0.with_bandit_input(&t, |input, refuse| ope::bandit_partial(input, refuse).map_err(plugin_error))
-    }
-    fn merge(&self, a: ope::BanditPartial, b: ope::BanditPartial) -> Result<ope::BanditPartial, PluginError> {
-        ope::bandit_merge(&a, &b).map_err(plugin_error)
-    }
-    fn finish(&self, state: ope::BanditPartial) -> Result<CriticResult, PluginError> {
-        let e = ope::bandit_finish(&state, &self.0.config.ci).map_err(plugin_error)?;
-        if named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).is_none() {
-            return Err(PluginError::input(
-                "the estimates overflow double precision: an importance weight pi/mu or a reward of the log is past \
-                 the double range (run one partition alone to have the row named)",
-            ));
-        }
-        let (values, mut out) = bandit_output(&e, state.n as usize, None);
-        self.0.describe_ci(&mut out);
-        Ok(CriticResult {
-            device: self.0.ctx.device(),
-            values: RVec::from(values),
-            json: self.0.ctx.result_text(Value::Object(out)),
-        })
-    }
-}
-
 impl CriticImpl for Ope {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         let (values, mut out) =
@@ -649,7 +668,8 @@ impl Plugin for OpePlugin {
                     .column(column::f64_prefix("qhat_", true, "qhat_<k>: the reward model's prediction for action k")),
             )
             // bandit logs with ci=t, by parts (docs/scale.md)
-            .mergeable(&["bandit"])
+            .mergeable(&["bandit", "transitions"])
+            .given_whole(&["policy", "q"])
             .build()
     }
 
@@ -669,7 +689,7 @@ impl Plugin for OpePlugin {
             dros_lambda: settings.dros_lambda,
             ridge: settings.ridge,
         };
-        let parts = OpeByParts(Ope { config: config.clone(), ctx: ctx.clone(), result: None });
+        let parts = parts::OpeByParts(Ope { config: config.clone(), ctx: ctx.clone(), result: None });
         Ok(quiver_sdk::critic(Ope { config, ctx: ctx.clone(), result: None }).mergeable(parts, &ctx))
     }
 }

@@ -5,6 +5,7 @@
 
 use quiver_host::{HostError, Table};
 use quiver_testing as testing;
+use quiver_testing::mdp::FiniteMdp;
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -106,9 +107,9 @@ fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
         .unwrap();
     testing::parts::assert_json_close(&one, &merged, 1e-12, "two halves");
 
-    let boot = t(&[("ci", json!("bootstrap"))]);
-    let e = boot.partial(&[table(&l, 0..50)], &[]).unwrap_err().to_string();
-    assert!(e.contains("ci=bootstrap is not computed by parts") && e.contains("takes ci=t"), "{e}");
+    let betting = t(&[("ci", json!("betting")), ("reward_range", json!("-1,2"))]);
+    let e = betting.partial(&[table(&l, 0..50)], &[]).unwrap_err().to_string();
+    assert!(e.contains("ci=betting is not computed by parts") && e.contains("takes ci=t or ci=bootstrap"), "{e}");
     let e = host
         .run_partitioned(
             "batch-pi",
@@ -124,4 +125,48 @@ fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
     let info = host.get(METHOD).unwrap();
     let props: Value = serde_json::from_str(info.manifest.properties_json.as_str()).unwrap();
     assert_eq!(props["mergeable"], json!(true));
+}
+
+/// The bootstrap by parts: each unit's Poisson count is keyed by its place in the log (a bandit
+/// row) or its id (an episode), so every partition resamples its own units and the partitions'
+/// resampled sums add up to the whole's — every interval equals the one-table run's to 1e-12.
+#[test]
+fn the_bootstrap_and_trajectories_by_parts_equal_the_one_table_result() {
+    let mut rng = testing::rng(12);
+    let boot = testing::params(&[("ci", json!("bootstrap")), ("resamples", json!(200)), ("seed", json!(5))]);
+    for (seed, n) in [(4u64, 40usize), (5, 700)] {
+        let l = log(seed, n);
+        let rows: Vec<usize> = (0..=n).collect();
+        testing::parts::check_partitionings(&mut rng, METHOD, &boot, &[], (n, &rows), |r| vec![table(&l, r)], 1e-12);
+    }
+    // trajectories of uneven length (episodes end at random), cut between episodes
+    let mdp = FiniteMdp::random(43, 4, 2, 0.9);
+    let (beta, pi) = (mdp.random_policy(1, |_, _| true), mdp.random_policy(2, |_, _| true));
+    let data = mdp.sample(7, &beta, Some(&pi), 60, 9);
+    let n = data.nrows;
+    let Some(quiver_host::Values::I64(t)) = data.column("t") else { panic!("a t column") };
+    let starts: Vec<usize> = (0..n).filter(|&i| t[i] == 0).chain([n]).collect();
+    let q = Table::new("q")
+        .with_i64("s", (0..8).map(|k| k / 2).collect())
+        .with_i64("a", (0..8).map(|k| k % 2).collect())
+        .with_f64("q", (0..8).map(|k| 1.0 + 0.3 * k as f64).collect());
+    for ci in ["t", "bootstrap"] {
+        let params = testing::params(&[
+            ("ci", json!(ci)),
+            ("resamples", json!(200)),
+            ("seed", json!(3)),
+            ("gamma", json!(0.95)),
+        ]);
+        let parts = |r: std::ops::Range<usize>| vec![data.rows(r)];
+        // TIS, PDIS and SN-PDIS from pi_prob; then DM and DR too, with the policy and Q-hat whole
+        testing::parts::check_partitionings(&mut rng, METHOD, &params, &[], (n, &starts), parts, 1e-12);
+        let whole = [mdp.policy_table(&pi), q.clone()];
+        testing::parts::check_partitionings(&mut rng, METHOD, &params, &whole, (n, &starts), parts, 1e-12);
+    }
+    // a policy table without Q-hat: the one-table run fits Q-hat on every episode, which no
+    // partition sees
+    let host = testing::host();
+    let est = host.create(METHOD, &testing::params(&[("ci", json!("t"))]), testing::cpu()).unwrap();
+    let e = est.partial(&[data.rows(0..starts[5]), mdp.policy_table(&pi)], &[]).unwrap_err().to_string();
+    assert!(e.contains("needs a 'q' table"), "{e}");
 }
