@@ -186,9 +186,9 @@ fn tables_given_in_parts_run_by_parts() {
         }
         assert_eq!(one["rows"], parts["rows"]);
     }
-    let (code, out, _) = json(std::slice::from_ref(&pattern), "ci=hoeffding");
-    assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("ci=hoeffding"), "{out}");
+    let o = quiver(&["run", "ope", "--set", "ci=betting", "--set", "reward_range=0,1.1", "--input", &pattern]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("ci=betting is not computed by parts"), "{}", text(&o));
     // the bootstrap by parts: the same intervals as from one file
     let (_, _, one_boot) = json(&[format!("bandit={whole}")], "ci=bootstrap");
     let (code, out, parts_boot) = json(std::slice::from_ref(&pattern), "ci=bootstrap");
