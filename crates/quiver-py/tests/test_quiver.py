@@ -186,7 +186,7 @@ def test_conformal_selector_lifecycle_equals_run_and_selects_many_times():
 def test_the_generic_estimator_runs_any_family_by_step_name():
     cal, test = selection_tables()
     est = quiver.Estimator("conformal-selection", q=0.2, c=0.5, device="cpu")
-    assert est.steps == ["calibrate", "select"]
+    assert est.steps == ["calibrate", "select", "partial", "merge", "finish"]
     assert est.step("calibrate", calibration=cal) is None
     a = est.step("select", test=test)
     r = quiver.run("conformal-selection", calibration=cal, test=test, q=0.2, c=0.5, device="cpu")
