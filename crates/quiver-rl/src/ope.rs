@@ -468,19 +468,49 @@ pub fn trajectory(
                 b.estimate,
                 ope_bounds::weighted_betting(&pdis[0], &pdis[1], scale, b.estimate, spec.alpha),
             );
-        } else if let Some([tis, pdis, _]) = bounds {
-            est.tis =
-                Interval::finite(summary.mean[0], ope_bounds::bounded_mean(&column(0), tis, range, kind, spec.alpha));
-            est.pdis =
-                Interval::finite(summary.mean[1], ope_bounds::bounded_mean(&column(1), pdis, range, kind, spec.alpha));
-        }
-        if let (Some([.., dr]), Some((_, external))) = (bounds, input.model_range) {
-            let (lower, upper) = ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha);
-            let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
-            est.dr = Some(Interval::new(summary.mean[3], (lower, upper), valid));
+            if let (Some([.., dr]), Some((_, external))) = (bounds, input.model_range) {
+                let (lower, upper) = ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha);
+                let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
+                est.dr = Some(Interval::new(summary.mean[3], (lower, upper), valid));
+            }
+        } else {
+            trajectory_bounded(&mut est, &summary, &d, kind, spec.alpha, (gamma, h), input.model_range);
         }
     }
     Ok(est)
+}
+
+/// TIS's, PDIS's and DR's Hoeffding or empirical Bernstein interval (`kind`, not betting) from the
+/// episodes' summary — what they need, so the one-table run and a run by parts compute them alike —
+/// at discount γ and horizon H (`gamma_h`), with the model's range and whether it was fitted on
+/// other data (DR's interval is finite-sample only then).
+pub(crate) fn trajectory_bounded(
+    est: &mut TrajectoryEstimates,
+    s: &Summary<4>,
+    d: &Declared,
+    kind: FiniteKind,
+    alpha: f64,
+    (gamma, h): (f64, usize),
+    model_range: Option<(Range1, bool)>,
+) {
+    let bounds = d.weight_max.map(|rho| {
+        let q = model_range.map_or(Range1 { a: 0.0, b: 0.0 }, |m| m.0);
+        ope_bounds::trajectory_unit_bounds(d, rho, gamma, h, q)
+    });
+    let (lo, hi) = d.padded();
+    let g = ope_bounds::discounted_sum(gamma, 1.0, h);
+    let range = Range1 { a: lo * g, b: hi * g };
+    let bounded = |j: usize, b: Range1| ope_bounds::bounded_mean_from(s.n, s.mean[j], s.sd(j), b, range, kind, alpha);
+    if let Some([tis, pdis, dr]) = bounds {
+        if let (Some(a), Some(b)) = (bounded(0, tis), bounded(1, pdis)) {
+            est.tis = Interval::finite(s.mean[0], a);
+            est.pdis = Interval::finite(s.mean[1], b);
+        }
+        if let (Some((_, external)), Some(iv)) = (model_range, bounded(3, dr)) {
+            let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
+            est.dr = Some(Interval::new(s.mean[3], iv, valid));
+        }
+    }
 }
 
 /// A contextual-bandit log, column by column (Open Bandit Pipeline's inputs): logged action,
@@ -731,22 +761,66 @@ pub fn bandit(
                 est.snipw = Interval::finite(ratio, iv);
             }
         }
-        if let Some(wmax) = d.weight_max {
-            if kind != FiniteKind::Betting {
-                let ipw = Range1 { a: wmax * lo.min(0.0), b: wmax * hi.max(0.0) };
-                est.ipw =
-                    Interval::finite(s.mean[0], ope_bounds::bounded_mean(&column(0), ipw, range, kind, spec.alpha));
-            }
-            let outside = |q: &[f64]| q.par_iter().position_first(|&v| !(v >= lo && v <= hi));
-            let first = input.qhat.iter().enumerate().filter_map(|(k, q)| outside(q).map(|i| (i, k))).min();
-            est.model_outside = first;
-            if first.is_none() {
-                let dr = Range1 { a: lo - wmax * (hi - lo), b: hi + wmax * (hi - lo) };
-                est.dr = Interval::finite(s.mean[3], ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha));
+        if d.weight_max.is_some() {
+            let first = model_outside(input, &d).map(|(i, k)| (i + input.first as usize, k));
+            if kind == FiniteKind::Betting {
+                est.model_outside = first;
+                if first.is_none() {
+                    let (_, dr) = bandit_value_bounds(&d);
+                    est.dr =
+                        Interval::finite(s.mean[3], ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha));
+                }
+            } else {
+                bandit_bounded(&mut est, &s, &d, kind, spec.alpha, first);
             }
         }
     }
     Ok(est)
+}
+
+/// The first row (of this table) and action whose reward model q̂_k lies outside the declared
+/// reward range, if any: DR's values then have no declared bound.
+pub fn model_outside(input: &BanditInput<'_>, d: &Declared) -> Option<(usize, usize)> {
+    let (lo, hi) = d.reward;
+    let outside = |q: &[f64]| q.par_iter().position_first(|&v| !(v >= lo && v <= hi));
+    input.qhat.iter().enumerate().filter_map(|(k, q)| outside(q).map(|i| (i, k))).min()
+}
+
+/// The declared bounds of a row's IPW value w·r and DR value (weights at most `weight_max`, the
+/// reward model inside the reward range).
+fn bandit_value_bounds(d: &Declared) -> (Range1, Range1) {
+    let (lo, hi) = d.reward;
+    let wmax = d.weight_max.unwrap_or(f64::INFINITY);
+    (
+        Range1 { a: wmax * lo.min(0.0), b: wmax * hi.max(0.0) },
+        Range1 { a: lo - wmax * (hi - lo), b: hi + wmax * (hi - lo) },
+    )
+}
+
+/// IPW's and DR's Hoeffding or empirical Bernstein interval (`kind`, not betting) from the rows'
+/// summary — what they need, so the one-table run and a run by parts compute them alike — and
+/// `outside`, the first row and action whose reward model leaves the range (DR keeps the
+/// bootstrap's interval then). Needs `weight_max`.
+pub(crate) fn bandit_bounded(
+    est: &mut BanditEstimates,
+    s: &Summary<BANDIT_VALUES>,
+    d: &Declared,
+    kind: FiniteKind,
+    alpha: f64,
+    outside: Option<(usize, usize)>,
+) {
+    let range = Range1 { a: d.reward.0, b: d.reward.1 };
+    let (ipw, dr) = bandit_value_bounds(d);
+    let bounded = |j: usize, b: Range1| ope_bounds::bounded_mean_from(s.n, s.mean[j], s.sd(j), b, range, kind, alpha);
+    if let Some(iv) = bounded(0, ipw) {
+        est.ipw = Interval::finite(s.mean[0], iv);
+    }
+    est.model_outside = outside;
+    if outside.is_none() {
+        if let Some(iv) = bounded(3, dr) {
+            est.dr = Interval::finite(s.mean[3], iv);
+        }
+    }
 }
 
 #[cfg(test)]

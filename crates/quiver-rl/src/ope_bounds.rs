@@ -76,26 +76,41 @@ pub fn bounded_mean(values: &[f64], bounds: Range1, range: Range1, kind: FiniteK
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let width = bounds.b - bounds.a;
-    let raw = match kind {
+    match kind {
         FiniteKind::Betting => {
             let plus: Vec<f64> = values.iter().map(|v| ((v - bounds.a) / width).clamp(0.0, 1.0)).collect();
             let minus: Vec<f64> = plus.iter().map(|p| 1.0 - p).collect();
             let (l, u) = betting::interval_from_pair(&plus, &minus, alpha);
-            (bounds.a + width * l, bounds.a + width * u)
+            finish(mean, (bounds.a + width * l, bounds.a + width * u), range)
         }
-        FiniteKind::Hoeffding => {
-            let h = betting::hoeffding_half_width(n, width, alpha);
-            (mean - h, mean + h)
-        }
-        FiniteKind::EmpiricalBernstein => {
+        _ => {
             // the deviation in the values' unit: their variance underflows near 1e-200
             let unit = crate::ope::pow2_scale(values.iter().fold(0.0f64, |m, v| m.max(v.abs())));
             let sd = (values.iter().map(|v| ((v - mean) / unit).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() * unit;
-            let h = betting::empirical_bernstein_half_width(n, sd, width, alpha);
-            (mean - h, mean + h)
+            bounded_mean_from(n, mean, sd, bounds, range, kind, alpha).expect("not betting")
         }
+    }
+}
+
+/// Hoeffding's or the empirical Bernstein interval of a mean from the values' count, mean and
+/// standard deviation — all they need, so a summary merged over partitions gives them (docs/scale.md);
+/// `None` for betting, which runs through the values in order.
+pub fn bounded_mean_from(
+    n: f64,
+    mean: f64,
+    sd: f64,
+    bounds: Range1,
+    range: Range1,
+    kind: FiniteKind,
+    alpha: f64,
+) -> Option<(f64, f64)> {
+    let width = bounds.b - bounds.a;
+    let h = match kind {
+        FiniteKind::Betting => return None,
+        FiniteKind::Hoeffding => betting::hoeffding_half_width(n, width, alpha),
+        FiniteKind::EmpiricalBernstein => betting::empirical_bernstein_half_width(n, sd, width, alpha),
     };
-    finish(mean, raw, range)
+    Some(finish(mean, (mean - h, mean + h), range))
 }
 
 /// The betting interval of an importance-weighted mean from its units' (X⁺, X⁻) (see the module

@@ -9,15 +9,17 @@
 //!   resample's sums (counts keyed by the episode's id), for `ci=t` and `ci=bootstrap`: SN-PDIS's
 //!   interval is the bootstrap's in both.
 //!
-//! The finite-sample kinds (betting runs through the rows in order; the bounds of the others need
-//! every value) are not computed by parts: [`mergeable`].
+//! Hoeffding's and the empirical Bernstein intervals need the values' count, mean and standard
+//! deviation — the summaries hold them; betting runs through the units in order and is not
+//! computed by parts ([`mergeable`]).
 
 use crate::bootstrap::{percentile_interval, Plan, ResampledSums, UnitKeys};
 use crate::ope::{
-    bandit_stat, effective_sample_size, estimates_from_summary, sn_pdis_from_sums, trajectory_stat, trajectory_width,
-    widen_trajectory_sums, BadRow, BanditEstimates, BanditInput, CiMethod, CiSpec, Interval, Summary,
-    TrajectoryEstimates, TrajectoryInput, BANDIT_VALUES,
+    bandit_bounded, bandit_stat, effective_sample_size, estimates_from_summary, model_outside, sn_pdis_from_sums,
+    trajectory_bounded, trajectory_stat, trajectory_width, widen_trajectory_sums, BadRow, BanditEstimates, BanditInput,
+    CiSpec, Interval, Summary, TrajectoryEstimates, TrajectoryInput, BANDIT_VALUES,
 };
+use crate::ope_bounds::{FiniteKind, Range1};
 use crate::RlError;
 
 /// A [`Summary`] as a state: its fields as vectors.
@@ -71,15 +73,16 @@ impl SummaryState {
 }
 
 /// Whether the estimates under `spec` can be computed by parts: `ci=t` (every interval a function
-/// of sums, SN-PDIS's the bootstrap's) and `ci=bootstrap` (the counts are per unit, so each
-/// partition resamples its own units); not the finite-sample kinds.
+/// of sums, SN-PDIS's the bootstrap's), `ci=bootstrap` (the counts are per unit, so each partition
+/// resamples its own units), `empirical-bernstein` and `hoeffding` (count, mean and standard
+/// deviation); not `betting`.
 pub fn mergeable(spec: &CiSpec) -> Result<(), RlError> {
-    if matches!(spec.method, CiMethod::T | CiMethod::Bootstrap) {
+    if spec.method.finite() != Some(FiniteKind::Betting) {
         Ok(())
     } else {
         Err(RlError::Unsupported(format!(
-            "ci={} is not computed by parts: its intervals run through, or bound, every value at once; a \
-             partitioned run takes ci=t or ci=bootstrap (or give the log as one table)",
+            "ci={} is not computed by parts: the betting intervals run through the units in order; a partitioned \
+             run takes ci=t, bootstrap, empirical-bernstein or hoeffding (or give the log as one table)",
             spec.method
         )))
     }
@@ -109,8 +112,12 @@ pub struct BanditPartial {
     pub n_actions: usize,
     /// The Chan summary of the six row values.
     pub summary: SummaryState,
-    /// `ci=bootstrap`: every resample's sums of the six values and its size.
+    /// Every resample's sums of the six values and its size, where an interval is the bootstrap's
+    /// (any `ci` but `t`).
     pub boot: Option<ResampledSums>,
+    /// A finite-sample kind with `weight_max`: the first row (of the whole log), action and value
+    /// where the reward model leaves the declared range.
+    pub model_outside: Option<(u64, usize, f64)>,
 }
 
 /// The contribution of one partition of a bandit log ([`mergeable`] specs only), whose first row is
@@ -123,16 +130,29 @@ pub fn bandit_partial(
     mergeable(spec)?;
     if input.a.is_empty() {
         let s: Summary<BANDIT_VALUES> = Summary::of(&[]);
-        return Ok(BanditPartial { n_actions: input.pi.len(), summary: SummaryState::of(&s), boot: None });
+        return Ok(BanditPartial {
+            n_actions: input.pi.len(),
+            summary: SummaryState::of(&s),
+            boot: None,
+            model_outside: None,
+        });
     }
     let s = input.summary().map_err(refuse)?;
-    let boot = if spec.method == CiMethod::Bootstrap {
+    // the bootstrap's sums wherever an interval is the bootstrap's (every estimator's under
+    // `ci=bootstrap`; DM's, SNIPW's, Switch-DR's and DRos's under the finite-sample kinds)
+    let boot = if crate::ope::bandit_needs_bootstrap(spec) {
         let x = input.units().map_err(refuse)?;
         Some(resampled(&x, UnitKeys::From(input.first), spec))
     } else {
         None
     };
-    Ok(BanditPartial { n_actions: input.pi.len(), summary: SummaryState::of(&s), boot })
+    let outside = match (spec.method.finite(), spec.declared) {
+        (Some(_), Some(d)) if d.weight_max.is_some() => {
+            model_outside(input, &d).map(|(i, k)| (input.first + i as u64, k, input.qhat[k][i]))
+        }
+        _ => None,
+    };
+    Ok(BanditPartial { n_actions: input.pi.len(), summary: SummaryState::of(&s), boot, model_outside: outside })
 }
 
 /// Two partitions' contributions as one (`a`'s rows first).
@@ -149,6 +169,8 @@ pub fn bandit_merge(a: &BanditPartial, b: &BanditPartial) -> Result<BanditPartia
         n_actions: if na > 0.0 { a.n_actions } else { b.n_actions },
         summary: a.summary.merge::<BANDIT_VALUES>(&b.summary)?,
         boot: add_boot(&a.boot, &b.boot)?,
+        // the first of the log: the earlier partition's, else the later's
+        model_outside: a.model_outside.or(b.model_outside),
     })
 }
 
@@ -166,7 +188,15 @@ pub fn bandit_finish(p: &BanditPartial, spec: &CiSpec) -> Result<BanditEstimates
             percentile_interval(stats.iter().map(|s| s[j]), spec.alpha)
         }
     };
-    Ok(estimates_from_summary(&p.summary.summary::<BANDIT_VALUES>()?, spec, &boot))
+    let s = p.summary.summary::<BANDIT_VALUES>()?;
+    let mut est = estimates_from_summary(&s, spec, &boot);
+    if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
+        if d.weight_max.is_some() {
+            let outside = p.model_outside.map(|(i, k, _)| (i as usize, k));
+            bandit_bounded(&mut est, &s, &d, kind, spec.alpha, outside);
+        }
+    }
+    Ok(est)
 }
 
 /// What a partition of whole episodes contributes to the trajectory estimates (docs/scale.md):
@@ -185,6 +215,8 @@ pub struct TrajectoryPartial {
     pub ess: (f64, f64, f64),
     /// Every resample's sums and size (horizon `h`).
     pub boot: ResampledSums,
+    /// The model's range (Q̂ and V̂) and whether it was fitted on other data (a `q` table).
+    pub model_range: Option<(f64, f64, bool)>,
 }
 
 /// The contribution of one partition of whole episodes ([`mergeable`] specs only).
@@ -215,6 +247,7 @@ pub fn trajectory_partial(
         all,
         ess,
         boot: resampled(&x, UnitKeys::Ids(input.ids), spec),
+        model_range: input.model_range.map(|(r, external)| (r.a, r.b, external)),
     })
 }
 
@@ -257,11 +290,12 @@ pub fn trajectory_merge(a: &TrajectoryPartial, b: &TrajectoryPartial) -> Result<
         all,
         ess: (top, a1 + b1, a2 + b2),
         boot,
+        model_range: a.model_range.or(b.model_range),
     })
 }
 
-/// The trajectory estimates from the contribution of every episode (at least 2).
-pub fn trajectory_finish(p: &TrajectoryPartial, spec: &CiSpec) -> Result<TrajectoryEstimates, RlError> {
+/// The trajectory estimates from the contribution of every episode (at least 2), discount γ.
+pub fn trajectory_finish(p: &TrajectoryPartial, gamma: f64, spec: &CiSpec) -> Result<TrajectoryEstimates, RlError> {
     mergeable(spec)?;
     if p.summary.n < 2.0 {
         return Err(RlError::input("table 'transitions' needs at least 2 episodes for an interval"));
@@ -270,7 +304,13 @@ pub fn trajectory_finish(p: &TrajectoryPartial, spec: &CiSpec) -> Result<Traject
     let stats = p.boot.stats(&|s: &[f64], size: f64| trajectory_stat(s, size, h));
     let (top, s1, s2) = p.ess;
     let ess = if top > 0.0 && top.is_finite() && s2 > 0.0 { s1 * s1 / s2 } else { 0.0 };
-    Ok(trajectory_estimates(&p.summary.summary::<4>()?, &p.all, h, &stats, spec, p.model, ess))
+    let s = p.summary.summary::<4>()?;
+    let mut est = trajectory_estimates(&s, &p.all, h, &stats, spec, p.model, ess);
+    if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
+        let model_range = p.model_range.map(|(a, b, external)| (Range1 { a, b }, external));
+        trajectory_bounded(&mut est, &s, &d, kind, spec.alpha, (gamma, h), model_range);
+    }
+    Ok(est)
 }
 
 /// The trajectory estimates from the episodes' summary, the unit matrix's sums, the bootstrap's

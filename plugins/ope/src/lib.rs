@@ -281,15 +281,7 @@ impl Ope {
                 "the estimates overflow double precision (the largest |r| in table 'bandit' is {largest:e}): rescale the rewards"
             )));
         }
-        let note = e.model_outside.map(|(i, k)| {
-            format!(
-                "dr: qhat_{k} in row {} is {}, outside {}, so DR's values have no declared bound and its interval is \
-                 the bootstrap (asymptotic); clip the reward model to the range for a finite-sample one",
-                i + 1,
-                quiver_sdk::compact(input.qhat[k][i]),
-                range_text(c)
-            )
-        });
+        let note = e.model_outside.map(|(i, k)| model_note(c, i, k, input.qhat[k][i]));
         Ok(bandit_output(&e, t.nrows(), note))
     }
 
@@ -511,6 +503,18 @@ fn trajectory_output(
         out.insert("notes".into(), json!(notes));
     }
     Ok((named.iter().map(|(_, iv)| iv.estimate).collect(), out))
+}
+
+/// The note of a bandit result whose reward model leaves the declared range: `qhat_k` in (0-based)
+/// row `row` of the log is `value`.
+fn model_note(c: &Config, row: usize, k: usize, value: f64) -> String {
+    format!(
+        "dr: qhat_{k} in row {} is {}, outside {}, so DR's values have no declared bound and its interval is the \
+         bootstrap (asymptotic); clip the reward model to the range for a finite-sample one",
+        row + 1,
+        quiver_sdk::compact(value),
+        range_text(c)
+    )
 }
 
 /// `reward_range [lo, hi]`, for messages.

@@ -3,7 +3,7 @@
 //! `quiver_rl::ope_parts` sums; merged, they give every estimate and its `t` or `bootstrap`
 //! interval — the same, up to the rounding of sums, as the data in one table.
 
-use crate::{bandit_output, named_finite, trajectory_output, Ope};
+use crate::{bandit_output, model_note, named_finite, trajectory_output, Ope};
 use quiver_rl::ope;
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::PluginError;
@@ -76,10 +76,11 @@ impl MergeableImpl for OpeByParts {
             OpeState::Bandit(p) => {
                 let e = ope::bandit_finish(&p, &c.ci).map_err(plugin_error)?;
                 named_finite(&[e.ipw, e.snipw, e.dm, e.dr, e.switch_dr, e.dros]).ok_or_else(overflow)?;
-                bandit_output(&e, p.summary.n as usize, None)
+                let note = p.model_outside.map(|(i, k, v)| model_note(c, i as usize, k, v));
+                bandit_output(&e, p.summary.n as usize, note)
             }
             OpeState::Trajectories(p, notes) => {
-                let e = ope::trajectory_finish(&p, &c.ci).map_err(plugin_error)?;
+                let e = ope::trajectory_finish(&p, c.gamma, &c.ci).map_err(plugin_error)?;
                 trajectory_output(&e, p.summary.n as usize, &notes, |ivs| named_finite(ivs).ok_or_else(overflow))?
             }
         };

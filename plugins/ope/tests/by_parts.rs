@@ -109,7 +109,7 @@ fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
 
     let betting = t(&[("ci", json!("betting")), ("reward_range", json!("-1,2"))]);
     let e = betting.partial(&[table(&l, 0..50)], &[]).unwrap_err().to_string();
-    assert!(e.contains("ci=betting is not computed by parts") && e.contains("takes ci=t or ci=bootstrap"), "{e}");
+    assert!(e.contains("ci=betting is not computed by parts") && e.contains("takes ci=t, bootstrap"), "{e}");
     let e = host
         .run_partitioned(
             "batch-pi",
@@ -163,10 +163,56 @@ fn the_bootstrap_and_trajectories_by_parts_equal_the_one_table_result() {
         let whole = [mdp.policy_table(&pi), q.clone()];
         testing::parts::check_partitionings(&mut rng, METHOD, &params, &whole, (n, &starts), parts, 1e-12);
     }
+    // the finite-sample kinds that need only sums: Hoeffding and empirical Bernstein, from the
+    // declared bounds (a range holding every reward, a bound on every ratio)
+    let col = |name: &str| match data.column(name) {
+        Some(quiver_host::Values::F64(v)) => v.clone(),
+        _ => panic!("column {name}"),
+    };
+    let (r, mu, pp) = (col("r"), col("mu_prob"), col("pi_prob"));
+    let (lo, hi) = r.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let wmax = mu.iter().zip(&pp).map(|(m, p)| p / m).fold(0.0f64, f64::max);
+    for ci in ["hoeffding", "empirical-bernstein"] {
+        let params = testing::params(&[
+            ("ci", json!(ci)),
+            ("reward_range", json!(format!("{},{}", lo - 0.1, hi + 0.1))),
+            ("weight_max", json!(wmax * 1.01)),
+        ]);
+        let parts = |r: std::ops::Range<usize>| vec![data.rows(r)];
+        let whole = [mdp.policy_table(&pi), q.clone()];
+        testing::parts::check_partitionings(&mut rng, METHOD, &params, &whole, (n, &starts), parts, 1e-12);
+        // bandit rows, one of whose reward model values leaves the range: DR keeps the bootstrap's
+        // interval, and the note names the row of the whole log
+        let mut l = log(9, 300);
+        l.f.iter_mut().find(|(c, _)| c == "qhat_1").unwrap().1[123] = 7.0;
+        let params = testing::params(&[
+            ("ci", json!(ci)),
+            ("reward_range", json!("-0.5,1.5")),
+            ("weight_max", json!(3.0)),
+            ("resamples", json!(100)),
+        ]);
+        let rows: Vec<usize> = (0..=300).collect();
+        testing::parts::check_partitionings(
+            &mut rng,
+            METHOD,
+            &params,
+            &[],
+            (300, &rows),
+            |r| vec![table(&l, r)],
+            1e-12,
+        );
+        let one = host_run(&params, &[table(&l, 0..300)]);
+        assert!(one["notes"][0].as_str().unwrap().contains("qhat_1 in row 124 is 7"), "{one}");
+        assert_eq!(one["ipw"]["valid"], "finite-sample", "{one}");
+    }
     // a policy table without Q-hat: the one-table run fits Q-hat on every episode, which no
     // partition sees
     let host = testing::host();
     let est = host.create(METHOD, &testing::params(&[("ci", json!("t"))]), testing::cpu()).unwrap();
     let e = est.partial(&[data.rows(0..starts[5]), mdp.policy_table(&pi)], &[]).unwrap_err().to_string();
     assert!(e.contains("needs a 'q' table"), "{e}");
+}
+
+fn host_run(params: &serde_json::Map<String, Value>, tables: &[Table]) -> Value {
+    testing::host().run(METHOD, params, tables, testing::cpu()).unwrap()
 }
