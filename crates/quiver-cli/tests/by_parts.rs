@@ -209,6 +209,23 @@ fn tables_given_in_parts_run_by_parts() {
     let (code, out, _) = json(&[format!("bandit={}", empty.display())], "ci=t");
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the directory holds no .csv or .parquet file"), "{out}");
+    // a value the plugin refuses in a later part: its row is the part's own, and the message says
+    // where that part starts in the whole log
+    std::fs::create_dir(dir.path().join("bad")).unwrap();
+    for (k, chunk) in [0..10, 10..170, 170..300].into_iter().enumerate() {
+        let mut body = header.to_string() + &rows[chunk].concat();
+        if k == 2 {
+            body = body.replacen("\n0,", "\n7,", 1).replacen("\n1,", "\n7,", 1);
+        }
+        std::fs::write(dir.path().join(format!("bad/part-{k}.csv")), body).unwrap();
+    }
+    let (code, out, _) = json(&[format!("bandit={}/bad", dir.path().display())], "ci=t");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("column 'a', row 1: value 7")
+            && out.contains("partition 3 of the run by parts, which holds table 'bandit' from row 171 of all the data"),
+        "{out}"
+    );
     let nothing = format!("bandit={}/parts/none-*.csv", dir.path().display());
     let (code, out, _) = json(&[nothing], "ci=t");
     assert_eq!(code, Some(2), "{out}");

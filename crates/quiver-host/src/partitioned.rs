@@ -126,6 +126,24 @@ impl<'e> Merger<'e> {
     }
 }
 
+/// A plugin's refusal of a partition, said to be of that partition: the rows a plugin names are
+/// the partition's own, so the message says where the partition starts in each table.
+fn in_partition(e: HostError, k: usize, offsets: &[(String, u64)]) -> HostError {
+    match e {
+        HostError::Plugin { method, kind, message } if message.contains(", row ") => {
+            let starts: Vec<String> =
+                offsets.iter().map(|(role, o)| format!("table '{role}' from row {} of all the data", o + 1)).collect();
+            let message = format!(
+                "{message} (rows counted within partition {} of the run by parts, which holds {})",
+                k + 1,
+                starts.join(", ")
+            );
+            HostError::Plugin { method, kind, message }
+        }
+        other => other,
+    }
+}
+
 /// The roles a run by parts of this method gives whole to every partition (the manifest property
 /// `"whole"`, e.g. a selector's calibration set), beside the partitioned ones.
 pub fn whole_roles(manifest: &quiver_abi::Manifest) -> Vec<String> {
@@ -176,7 +194,7 @@ impl Host {
         let whole_views: Vec<TableView<'_>> = whole.iter().zip(&whole_columns).map(|(t, c)| t.view(c)).collect();
         let mut merger = Merger::new(&est);
         let mut offsets: Vec<(String, u64)> = Vec::new();
-        for partition in partitions {
+        for (k, partition) in partitions.into_iter().enumerate() {
             let mut tables = partition?;
             if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
                 return Err(HostError::Parameter(format!(
@@ -194,7 +212,8 @@ impl Host {
                 let mut all = views.to_vec();
                 all.extend(whole_views.iter().cloned());
                 est.partial_on(&all, &here)
-            })?;
+            })
+            .map_err(|e| in_partition(e, k, &here))?;
             merger.push(state)?;
             for t in &tables {
                 match offsets.iter_mut().find(|(r, _)| *r == t.role) {
