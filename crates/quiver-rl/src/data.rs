@@ -48,6 +48,39 @@ impl States<'_> {
     }
 }
 
+/// The first and last episode ids of a partition of transitions (runs by parts, docs/scale.md):
+/// two partitions in order whose boundary falls inside an episode — the first one's last id is the
+/// next one's first — are refused when merged, as the one-table run refuses an episode that starts
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpisodeSpan {
+    /// The id of the partition's first episode.
+    pub first: i64,
+    /// The id of its last.
+    pub last: i64,
+}
+
+impl EpisodeSpan {
+    /// The span of `data`'s episodes (`None` for no rows).
+    pub fn of(data: &Transitions<'_>) -> Option<EpisodeSpan> {
+        Some(EpisodeSpan { first: *data.episode_ids.first()?, last: *data.episode_ids.last()? })
+    }
+    /// The span of two partitions in order (`a`'s rows first), or the episode their boundary cuts.
+    pub fn merge(a: Option<EpisodeSpan>, b: Option<EpisodeSpan>) -> Result<Option<EpisodeSpan>, crate::RlError> {
+        Ok(match (a, b) {
+            (Some(a), Some(b)) if a.last == b.first => {
+                return Err(crate::RlError::input(format!(
+                    "table 'transitions': episode {} is cut between two partitions (its rows are in both): cut the \
+                     data between episodes",
+                    a.last
+                )))
+            }
+            (Some(a), Some(b)) => Some(EpisodeSpan { first: a.first, last: b.last }),
+            (a, b) => a.or(b),
+        })
+    }
+}
+
 /// Logged transitions: rows grouped in episodes, each row (s, a, r, s′, done).
 #[derive(Debug, Clone)]
 pub struct Transitions<'a> {

@@ -41,7 +41,7 @@ pub mod tabular;
 /// Link OpenBLAS (BLAS and LAPACK) into every crate that uses this one.
 extern crate blas_src;
 
-pub use data::{NStep, States, TransitionColumns, Transitions};
+pub use data::{EpisodeSpan, NStep, States, TransitionColumns, Transitions};
 pub use error::{Result, RlError};
 pub use features::{FeatureMap, GivenColumns, NextTarget, PairIndex, Rff};
 pub use linear::Moments;

@@ -217,6 +217,8 @@ pub struct TrajectoryPartial {
     pub boot: ResampledSums,
     /// The model's range (Q̂ and V̂) and whether it was fitted on other data (a `q` table).
     pub model_range: Option<(f64, f64, bool)>,
+    /// The first and last episode ids (an episode cut between partitions is refused).
+    pub span: Option<crate::EpisodeSpan>,
 }
 
 /// The contribution of one partition of whole episodes ([`mergeable`] specs only).
@@ -248,6 +250,8 @@ pub fn trajectory_partial(
         ess,
         boot: resampled(&x, UnitKeys::Ids(input.ids), spec),
         model_range: input.model_range.map(|(r, external)| (r.a, r.b, external)),
+        span: (!input.ids.is_empty())
+            .then(|| crate::EpisodeSpan { first: input.ids[0] as i64, last: input.ids[input.ids.len() - 1] as i64 }),
     })
 }
 
@@ -291,6 +295,7 @@ pub fn trajectory_merge(a: &TrajectoryPartial, b: &TrajectoryPartial) -> Result<
         ess: (top, a1 + b1, a2 + b2),
         boot,
         model_range: a.model_range.or(b.model_range),
+        span: crate::EpisodeSpan::merge(a.span, b.span)?,
     })
 }
 

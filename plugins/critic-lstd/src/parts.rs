@@ -40,6 +40,8 @@ pub struct DensePartial {
     pub start: Option<Vec<f64>>,
     /// The largest |r| (for the overflow message).
     pub largest_r: f64,
+    /// The first and last episode ids (an episode cut between partitions is refused).
+    pub span: Option<quiver_rl::EpisodeSpan>,
 }
 
 impl DensePartial {
@@ -95,6 +97,7 @@ impl DensePartial {
                 _ => None,
             },
             largest_r: a.largest_r.max(b.largest_r),
+            span: quiver_rl::EpisodeSpan::merge(a.span, b.span).map_err(plugin_error)?,
             ..a
         })
     }
@@ -179,6 +182,7 @@ impl CriticLstd {
             b: mo.b.to_vec(),
             start,
             largest_r,
+            span: quiver_rl::EpisodeSpan::of(data),
         })
     }
 

@@ -132,4 +132,10 @@ fn lstd_by_parts_equals_the_one_table_result() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("features=onehot is not computed by parts"), "{e}");
+    // partitions cut inside an episode: refused when merged, naming the episode
+    let est = host.create("critic-lstd", &testing::params(&[("features", json!("rff"))]), testing::cpu()).unwrap();
+    let cut = starts[2] + 1;
+    let (a, b) = (est.partial(&[table.rows(0..cut)], &[]).unwrap(), est.partial(&[table.rows(cut..n)], &[]).unwrap());
+    let e = est.merge(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("is cut between two partitions"), "{e}");
 }

@@ -211,6 +211,11 @@ fn the_bootstrap_and_trajectories_by_parts_equal_the_one_table_result() {
     let est = host.create(METHOD, &testing::params(&[("ci", json!("t"))]), testing::cpu()).unwrap();
     let e = est.partial(&[data.rows(0..starts[5]), mdp.policy_table(&pi)], &[]).unwrap_err().to_string();
     assert!(e.contains("needs a 'q' table"), "{e}");
+    // partitions cut inside an episode: refused when merged, naming the episode
+    let cut = (0..n).find(|&i| !starts.contains(&i) && i > starts[3]).unwrap();
+    let (a, b) = (est.partial(&[data.rows(0..cut)], &[]).unwrap(), est.partial(&[data.rows(cut..n)], &[]).unwrap());
+    let e = est.merge(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("is cut between two partitions"), "{e}");
 }
 
 fn host_run(params: &serde_json::Map<String, Value>, tables: &[Table]) -> Value {
