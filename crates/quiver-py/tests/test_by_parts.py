@@ -91,8 +91,9 @@ def test_a_selector_by_parts_reads_its_calibration_whole():
     r = est.finish(state)
     close(one.to_dict(), r.to_dict(), rel=0.0)
     assert len(r.selected) > 0
-    with pytest.raises(quiver.InvalidParameterError, match="counts of rows"):
-        est.partial(calibration=cal, test=test, offsets={"test": -1})
+    for bad in (-1, 2**70):
+        with pytest.raises(quiver.InvalidParameterError, match="counts of rows"):
+            est.partial(calibration=cal, test=test, offsets={"test": bad})
 
 
 def test_dask_local_cluster_equals_run():

@@ -203,8 +203,8 @@ class Estimator:
         uniforms — draw for each row's place in the whole table. Tables the method reads whole
         (``whole_roles``, e.g. a calibration set) go to every partition as they are."""
         pairs = [(str(k), int(v)) for k, v in (offsets or {}).items()]
-        if any(v < 0 for _, v in pairs):
-            raise InvalidParameterError(f"offsets {offsets}: counts of rows, >= 0")
+        if any(not 0 <= v < 2**63 for _, v in pairs):
+            raise InvalidParameterError(f"offsets {offsets}: counts of rows, >= 0 and below 2^63")
         return self._native.partial(_native_tables(self._manifest, tables), pairs)
 
     @property
