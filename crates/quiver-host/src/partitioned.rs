@@ -194,7 +194,18 @@ impl Host {
         let whole_views: Vec<TableView<'_>> = whole.iter().zip(&whole_columns).map(|(t, c)| t.view(c)).collect();
         let mut merger = Merger::new(&est);
         let mut offsets: Vec<(String, u64)> = Vec::new();
-        for (k, partition) in partitions.into_iter().enumerate() {
+        let partitions = partitions.into_iter();
+        // the partitions' progress (the observer may stop the run between two of them)
+        let total = partitions.size_hint().1.unwrap_or(0) as u64;
+        let go_on = |done: u64| progress.is_none_or(|p| (p.0)(done, total, "partitions"));
+        for (k, partition) in partitions.enumerate() {
+            if !go_on(k as u64) {
+                return Err(HostError::Plugin {
+                    method: method.into(),
+                    kind: quiver_abi::ErrorKind::Cancelled,
+                    message: format!("cancelled after {k} partition(s) of the run by parts"),
+                });
+            }
             let mut tables = partition?;
             if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
                 return Err(HostError::Parameter(format!(
@@ -222,6 +233,7 @@ impl Host {
                 }
             }
         }
+        go_on(total.max(1));
         let state = merger.into_state()?.ok_or_else(|| {
             HostError::Parameter(format!("a partitioned run of '{method}' was given no rows in any partition"))
         })?;

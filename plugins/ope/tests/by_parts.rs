@@ -110,6 +110,22 @@ fn states_refuse_what_is_not_theirs_and_unmergeable_kinds_say_why() {
     let betting = t(&[("ci", json!("betting")), ("reward_range", json!("-1,2"))]);
     let e = betting.partial(&[table(&l, 0..50)], &[]).unwrap_err().to_string();
     assert!(e.contains("ci=betting is not computed by parts") && e.contains("takes ci=t, bootstrap"), "{e}");
+    // the observer hears of each partition and may stop the run between two
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log_of = seen.clone();
+    let stop = quiver_host::Progress::new(move |done, total, label| {
+        log_of.lock().unwrap().push((done, total, label.to_string()));
+        done < 2
+    });
+    let params = testing::params(&[("ci", json!("t"))]);
+    let parts = (0..4).map(|k| Ok(vec![table(&l, k * 25..(k + 1) * 25)]));
+    let e = host.run_partitioned(METHOD, &params, Vec::new(), parts, testing::cpu(), Some(&stop)).unwrap_err();
+    assert_eq!(e.plugin_kind(), Some(quiver_host::ErrorKind::Cancelled), "{e}");
+    assert!(e.to_string().contains("cancelled after 2 partition(s)"), "{e}");
+    assert_eq!(
+        seen.lock().unwrap().iter().filter(|s| s.2 == "partitions").map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(0, 4), (1, 4), (2, 4)]
+    );
     let e = host
         .run_partitioned(
             "batch-pi",
