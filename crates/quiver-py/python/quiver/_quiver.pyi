@@ -1,11 +1,12 @@
 """Type stubs of the native extension ``quiver._quiver`` (the Rust host)."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 _Columns = Sequence[Tuple[str, np.ndarray]]
-_Tables = Sequence[Tuple[str, _Columns]]
+# a table: its columns, or an object exporting Arrow data (``__arrow_c_stream__``)
+_Tables = Sequence[Tuple[str, Union[_Columns, Any]]]
 _Arrays = List[Tuple[str, np.ndarray]]
 
 class Host:
@@ -26,6 +27,9 @@ class Estimator:
     @property
     def method(self) -> str: ...
     def step(self, step: str, tables: _Tables) -> Tuple[Optional[str], _Arrays]: ...
+    def partial(self, tables: _Tables, offsets: Sequence[Tuple[str, int]]) -> bytes: ...
+    def merge(self, a: bytes, b: bytes) -> bytes: ...
+    def finish(self, state: bytes) -> Tuple[str, _Arrays]: ...
 
 def abi_version() -> str: ...
 def cuda_libraries() -> Tuple[bool, bool]: ...
