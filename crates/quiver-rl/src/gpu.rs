@@ -208,14 +208,21 @@ pub fn nstep_returns_cuda(
 
 /// [`crate::bootstrap::Plan::stats_cpu`] on the GPU: the same counts (the kernels use the same
 /// counter-based generator and the same Poisson inversion), so the slot sums agree up to the order
-/// of the additions; the device returns each batch's sums and sizes and the host reduces them by
-/// the plan's `stat`. Resamples go in batches of at most [`MAX_DEVICE_COUNTS`] counts (and as many
-/// slot sums).
+/// of the additions; the device returns the sums and sizes ([`resample_sums_cuda`]) and the host
+/// reduces them by the plan's `stat`.
 pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<f64>>, RlError> {
+    Ok(resample_sums_cuda(plan)?.stats(plan.stat))
+}
+
+/// [`crate::bootstrap::Plan::sums_cpu`] on the GPU: every resample's slot sums and size (what a
+/// partition contributes to a bootstrap by parts). Resamples go in batches of at most
+/// [`MAX_DEVICE_COUNTS`] counts (and as many rows of sums).
+pub fn resample_sums_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<crate::bootstrap::ResampledSums, RlError> {
     let x = plan.x;
     let (n, width) = (x.units(), x.width);
+    let row = width + 1;
     if n == 0 || plan.resamples == 0 {
-        return Ok(vec![(plan.stat)(&vec![0.0; width], 0.0); plan.resamples]);
+        return Ok(crate::bootstrap::ResampledSums { width, sums: vec![0.0; plan.resamples * row] });
     }
     let stream = quiver_gpu::stream()?;
     let counts_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "bootstrap_counts")?;
@@ -230,13 +237,12 @@ pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<
         crate::bootstrap::UnitKeys::From(first) => (None, first),
     };
     let null: u64 = 0;
-    let row = width + 1;
     let batch = (MAX_DEVICE_COUNTS / n.max(row)).clamp(1, plan.resamples.min(65_535));
     let mut d_counts = stream.alloc_zeros::<u32>(batch * n).map_err(GpuError::from)?;
     let mut d_sums = stream.alloc_zeros::<f64>(batch * row).map_err(GpuError::from)?;
     let (shared, use_shared) = if row <= MAX_SHARED_SLOTS { ((row * 8) as u32, 1i32) } else { (0u32, 0i32) };
     let (ni, wi) = (n as i64, width as i32);
-    let mut out = Vec::with_capacity(plan.resamples);
+    let mut out = Vec::with_capacity(plan.resamples * row);
     for b0 in (0..plan.resamples).step_by(batch) {
         let nb = batch.min(plan.resamples - b0);
         stream.memset_zeros(&mut d_sums).map_err(GpuError::from)?;
@@ -261,7 +267,7 @@ pub fn resample_stats_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<Vec<Vec<
         // resample.
         unsafe { launch.launch(grid(n.min(64 * 256), nb, shared)) }.map_err(GpuError::from)?;
         let sums = stream.clone_dtoh(&d_sums).map_err(GpuError::from)?;
-        out.extend(sums.chunks(row).take(nb).map(|c| (plan.stat)(&c[..width], c[width])));
+        out.extend_from_slice(&sums[..nb * row]);
     }
-    Ok(out)
+    Ok(crate::bootstrap::ResampledSums { width, sums: out })
 }

@@ -88,10 +88,19 @@ pub fn mergeable(spec: &CiSpec) -> Result<(), RlError> {
     }
 }
 
-/// Every resample's sums of the units `x` of a partition (CPU).
-fn resampled(x: &crate::bootstrap::UnitMatrix, keys: UnitKeys<'_>, spec: &CiSpec) -> ResampledSums {
+/// Computes every resample's sums of a plan's units: [`Plan::sums_cpu`], or the GPU's
+/// [`crate::gpu::resample_sums_cuda`] (the same counts).
+pub type SumsResampler<'r> = &'r dyn Fn(&Plan<'_>) -> Result<ResampledSums, RlError>;
+
+/// Every resample's sums of the units `x` of a partition.
+fn resampled(
+    x: &crate::bootstrap::UnitMatrix,
+    keys: UnitKeys<'_>,
+    spec: &CiSpec,
+    sums: SumsResampler<'_>,
+) -> Result<ResampledSums, RlError> {
     let none = |_: &[f64], _: f64| Vec::new();
-    Plan { x, keys, resamples: spec.resamples, seed: spec.seed, stat: &none }.sums_cpu()
+    sums(&Plan { x, keys, resamples: spec.resamples, seed: spec.seed, stat: &none })
 }
 
 fn add_boot(a: &Option<ResampledSums>, b: &Option<ResampledSums>) -> Result<Option<ResampledSums>, RlError> {
@@ -125,6 +134,7 @@ pub struct BanditPartial {
 pub fn bandit_partial(
     input: &BanditInput<'_>,
     spec: &CiSpec,
+    sums: SumsResampler<'_>,
     refuse: &dyn Fn(BadRow) -> RlError,
 ) -> Result<BanditPartial, RlError> {
     mergeable(spec)?;
@@ -142,7 +152,7 @@ pub fn bandit_partial(
     // `ci=bootstrap`; DM's, SNIPW's, Switch-DR's and DRos's under the finite-sample kinds)
     let boot = if crate::ope::bandit_needs_bootstrap(spec) {
         let x = input.units().map_err(refuse)?;
-        Some(resampled(&x, UnitKeys::From(input.first), spec))
+        Some(resampled(&x, UnitKeys::From(input.first), spec, sums)?)
     } else {
         None
     };
@@ -226,6 +236,7 @@ pub fn trajectory_partial(
     input: &TrajectoryInput<'_>,
     gamma: f64,
     spec: &CiSpec,
+    sums: SumsResampler<'_>,
 ) -> Result<TrajectoryPartial, RlError> {
     mergeable(spec)?;
     let h = input.horizon();
@@ -248,7 +259,7 @@ pub fn trajectory_partial(
         summary: SummaryState::of(&Summary::of(&values)),
         all,
         ess,
-        boot: resampled(&x, UnitKeys::Ids(input.ids), spec),
+        boot: resampled(&x, UnitKeys::Ids(input.ids), spec, sums)?,
         model_range: input.model_range.map(|(r, external)| (r.a, r.b, external)),
         span: (!input.ids.is_empty())
             .then(|| crate::EpisodeSpan { first: input.ids[0] as i64, last: input.ids[input.ids.len() - 1] as i64 }),

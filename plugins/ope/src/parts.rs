@@ -4,6 +4,7 @@
 //! interval — the same, up to the rounding of sums, as the data in one table.
 
 use crate::{bandit_output, model_note, named_finite, trajectory_output, Ope};
+use quiver_rl::bootstrap::ResampledSums;
 use quiver_rl::ope;
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::PluginError;
@@ -24,6 +25,13 @@ pub enum OpeState {
 /// The `ope` estimator computed by parts.
 pub struct OpeByParts(pub(crate) Ope);
 
+impl OpeByParts {
+    /// The bootstrap's sums of a partition, on the resolved device (the same counts on both).
+    fn sums(&self, plan: &quiver_rl::bootstrap::Plan<'_>) -> Result<ResampledSums, quiver_rl::RlError> {
+        self.0.ctx.dispatch(|| Ok(plan.sums_cpu()), || quiver_rl::gpu::resample_sums_cuda(plan))
+    }
+}
+
 fn overflow() -> PluginError {
     PluginError::input(
         "the estimates overflow double precision: an importance weight pi/mu or a reward of the data is past the \
@@ -43,12 +51,15 @@ impl MergeableImpl for OpeByParts {
                  or RL trajectories; give one of them",
             )),
             (Some(t), None) => self.0.with_bandit_input(&t, offsets.of("bandit"), |input, refuse| {
-                ope::bandit_partial(input, &c.ci, refuse).map(OpeState::Bandit).map_err(plugin_error)
+                ope::bandit_partial(input, &c.ci, &|plan| self.sums(plan), refuse)
+                    .map(OpeState::Bandit)
+                    .map_err(plugin_error)
             }),
             (None, Some(_)) => {
                 // whole episodes: the bootstrap keys them by their ids, not their place
                 let p = self.0.prepare(tables, true)?;
-                let partial = ope::trajectory_partial(&p.input(), c.gamma, &c.ci).map_err(plugin_error)?;
+                let partial = ope::trajectory_partial(&p.input(), c.gamma, &c.ci, &|plan| self.sums(plan))
+                    .map_err(plugin_error)?;
                 Ok(OpeState::Trajectories(partial, p.notes))
             }
             (None, None) => Err(PluginError::input(
