@@ -284,3 +284,35 @@ fn a_selector_reads_its_calibration_whole_and_its_test_units_by_parts() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("table 'calibration' is read whole by every partition: give it once"), "{out}");
 }
+
+/// A partition's bootstrap state (resamples × slots, the slots growing with the horizon) past the
+/// memory limit is refused before it is allocated, naming what would take the memory.
+#[test]
+fn a_bootstrap_state_past_the_memory_limit_is_refused_before_it_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let episode = |id: u32| {
+        let mut body = String::from("episode,t,s,a,r,s_next,done,mu_prob,pi_prob\n");
+        for t in 0..2000 {
+            body.push_str(&format!("{id},{t},0,0,1.0,0,0,0.5,0.5\n"));
+        }
+        write(dir.path(), &format!("ep-{id}.csv"), &body)
+    };
+    let (a, b) = (episode(0), episode(1));
+    let (a, b) = (format!("transitions={a}"), format!("transitions={b}"));
+    let o = quiver(&[
+        "run",
+        "ope",
+        "--set",
+        "ci=bootstrap",
+        "--set",
+        "resamples=1000000",
+        "--max-memory",
+        "1G",
+        "--input",
+        &a,
+        "--input",
+        &b,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("the bootstrap's resampled sums of a partition"), "{}", text(&o));
+}

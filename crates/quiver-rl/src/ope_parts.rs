@@ -99,6 +99,10 @@ fn resampled(
     spec: &CiSpec,
     sums: SumsResampler<'_>,
 ) -> Result<ResampledSums, RlError> {
+    // B rows of width + 1 sums, held and then sealed into the state (a second copy): refused
+    // before they are allocated when past the memory limit (many resamples of long episodes)
+    let bytes = spec.resamples as f64 * (x.width + 1) as f64 * 8.0 * 2.0;
+    quiver_numerics::memory::reserve(bytes, "the bootstrap's resampled sums of a partition (resamples x slots)")?;
     let none = |_: &[f64], _: f64| Vec::new();
     sums(&Plan { x, keys, resamples: spec.resamples, seed: spec.seed, stat: &none })
 }
