@@ -26,8 +26,32 @@ use rayon::prelude::*;
 
 pub use quiver_numerics::splitmix::{mix, PHI};
 
-/// e^{−1}, P(Poisson(1) = 0).
-const EXP_MINUS_ONE: f64 = 0.367_879_441_171_442_33;
+/// The Poisson(1) CDF at 0..20 as the recursion p_k = p_{k−1}/k, F_k = F_{k−1} + p_k from
+/// p_0 = e^{−1} computes it in double precision (the CUDA kernel holds the same constants; a test
+/// checks them against the recursion).
+#[rustfmt::skip]
+const POISSON1_CDF: [f64; 20] = [
+    0.36787944117144233,
+    0.7357588823428847,
+    0.9196986029286058,
+    0.9810118431238463,
+    0.9963401531726563,
+    0.9994058151824183,
+    0.999916758850712,
+    0.9999897508033253,
+    0.999998874797402,
+    0.9999998885745216,
+    0.9999999899522336,
+    0.9999999991683892,
+    0.9999999999364022,
+    0.9999999999954802,
+    0.9999999999997,
+    0.9999999999999813,
+    0.9999999999999989,
+    0.9999999999999999,
+    1.0,
+    1.0,
+];
 
 /// The key of resample `b` under `seed`.
 #[inline]
@@ -36,18 +60,20 @@ pub fn resample_key(seed: u64, b: u64) -> u64 {
 }
 
 /// A Poisson(1) variate from the 64-bit word `u`: the inverse of its CDF at the uniform of u's top
-/// 53 bits (at most 20; the exact same operations as the CUDA kernel's).
+/// 53 bits — the first k with U < F_k, at most 20 ([`POISSON1_CDF`]; the CUDA kernel's same
+/// comparisons).
 #[inline]
 pub fn poisson1(u: u64) -> u32 {
     let x = (u >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
-    let (mut k, mut p) = (0u32, EXP_MINUS_ONE);
-    let mut cdf = p;
-    while x >= cdf && k < 20 {
-        k += 1;
-        p /= f64::from(k);
-        cdf += p;
+    // the table rises, so the first k with U < F_k is the number of F_j ≤ U: counted without a
+    // branch over the first six (all but 6·10^-4 of the draws), then one by one
+    let mut k: usize = POISSON1_CDF[..6].iter().map(|&f| usize::from(x >= f)).sum();
+    if k == 6 {
+        while k < 20 && x >= POISSON1_CDF[k] {
+            k += 1;
+        }
     }
-    k
+    k as u32
 }
 
 /// The count of the unit with key `unit` in the resample with key `key`.
@@ -263,6 +289,21 @@ pub fn percentile_interval(stats: impl IntoIterator<Item = f64>, alpha: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// e^{−1}, P(Poisson(1) = 0).
+    const EXP_MINUS_ONE: f64 = 0.367_879_441_171_442_33;
+
+    #[test]
+    fn the_cdf_table_is_the_recursion_in_double_precision() {
+        let (mut p, mut cdf) = (EXP_MINUS_ONE, EXP_MINUS_ONE);
+        for (k, &f) in POISSON1_CDF.iter().enumerate() {
+            if k > 0 {
+                p /= k as f64;
+                cdf += p;
+            }
+            assert_eq!(f.to_bits(), cdf.to_bits(), "F_{k}");
+        }
+    }
 
     #[test]
     fn counts_are_poisson_one_and_reproducible() {
