@@ -469,7 +469,7 @@ pub fn trajectory(
                 ope_bounds::weighted_betting(&pdis[0], &pdis[1], scale, b.estimate, spec.alpha),
             );
             if let (Some([.., dr]), Some((_, external))) = (bounds, input.model_range) {
-                let (lower, upper) = ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha);
+                let (lower, upper) = ope_bounds::betting_mean(&column(3), dr, range, spec.alpha);
                 let valid = if external { Validity::FiniteSample } else { Validity::Asymptotic };
                 est.dr = Some(Interval::new(summary.mean[3], (lower, upper), valid));
             }
@@ -767,8 +767,7 @@ pub fn bandit(
                 est.model_outside = first;
                 if first.is_none() {
                     let (_, dr) = bandit_value_bounds(&d);
-                    est.dr =
-                        Interval::finite(s.mean[3], ope_bounds::bounded_mean(&column(3), dr, range, kind, spec.alpha));
+                    est.dr = Interval::finite(s.mean[3], ope_bounds::betting_mean(&column(3), dr, range, spec.alpha));
                 }
             } else {
                 bandit_bounded(&mut est, &s, &d, kind, spec.alpha, first);

@@ -70,26 +70,16 @@ pub fn finish(estimate: f64, (lo, hi): (f64, f64), range: Range1) -> (f64, f64) 
     (lo.min(estimate), hi.max(estimate))
 }
 
-/// The interval of the mean of `values` (i.i.d., each in `bounds`) by `kind`, clipped to the
-/// value's possible range `range`.
-pub fn bounded_mean(values: &[f64], bounds: Range1, range: Range1, kind: FiniteKind, alpha: f64) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
+/// The betting interval of the mean of `values` (i.i.d., each in `bounds`), clipped to the value's
+/// possible range `range`. (Hoeffding's and the empirical Bernstein interval need only a summary:
+/// [`bounded_mean_from`].)
+pub fn betting_mean(values: &[f64], bounds: Range1, range: Range1, alpha: f64) -> (f64, f64) {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
     let width = bounds.b - bounds.a;
-    match kind {
-        FiniteKind::Betting => {
-            let plus: Vec<f64> = values.iter().map(|v| ((v - bounds.a) / width).clamp(0.0, 1.0)).collect();
-            let minus: Vec<f64> = plus.iter().map(|p| 1.0 - p).collect();
-            let (l, u) = betting::interval_from_pair(&plus, &minus, alpha);
-            finish(mean, (bounds.a + width * l, bounds.a + width * u), range)
-        }
-        _ => {
-            // the deviation in the values' unit: their variance underflows near 1e-200
-            let unit = crate::ope::pow2_scale(values.iter().fold(0.0f64, |m, v| m.max(v.abs())));
-            let sd = (values.iter().map(|v| ((v - mean) / unit).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() * unit;
-            bounded_mean_from(n, mean, sd, bounds, range, kind, alpha).expect("not betting")
-        }
-    }
+    let plus: Vec<f64> = values.iter().map(|v| ((v - bounds.a) / width).clamp(0.0, 1.0)).collect();
+    let minus: Vec<f64> = plus.iter().map(|p| 1.0 - p).collect();
+    let (l, u) = betting::interval_from_pair(&plus, &minus, alpha);
+    finish(mean, (bounds.a + width * l, bounds.a + width * u), range)
 }
 
 /// Hoeffding's or the empirical Bernstein interval of a mean from the values' count, mean and
