@@ -277,23 +277,61 @@ pub fn mean_interval(x: &[f64], spec: &CiSpec) -> Interval {
     })
 }
 
-/// The effective sample size of weights, (Σw)² / Σw² — computed on the weights divided by the
-/// largest, which leaves it unchanged and keeps it finite for weights near the ends of the double
-/// range (π/μ with μ = 1e-300 squares to infinity).
+/// The effective sample size of weights, (Σw)² / Σw² ([`WeightSums`]).
 pub fn effective_sample_size(w: impl IntoIterator<Item = f64>) -> f64 {
-    let w: Vec<f64> = w.into_iter().collect();
-    let top = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if !(top > 0.0 && top.is_finite()) {
-        return 0.0;
+    WeightSums::of(w).ess()
+}
+
+/// What the effective sample size (Σw)² / Σw² is computed from: the largest |w| (`top`), and the
+/// sums of w/top and (w/top)² — on the weights divided by the largest, which leaves the ESS
+/// unchanged and keeps it finite for weights near the ends of the double range (π/μ with μ =
+/// 1e-300 squares to infinity). Mergeable: a run by parts adds two partitions' sums in units of the
+/// larger top.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WeightSums {
+    /// The largest |w|.
+    pub top: f64,
+    /// Σ w/top (0 when top is 0 or not finite).
+    pub sum: f64,
+    /// Σ (w/top)².
+    pub squares: f64,
+}
+
+impl WeightSums {
+    /// The sums of the weights `w`.
+    pub fn of(w: impl IntoIterator<Item = f64>) -> Self {
+        let w: Vec<f64> = w.into_iter().collect();
+        let top = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if !(top > 0.0 && top.is_finite()) {
+            return WeightSums { top, sum: 0.0, squares: 0.0 };
+        }
+        let (sum, squares) = w.iter().fold((0.0, 0.0), |(a, b), &x| {
+            let x = x / top;
+            (a + x, b + x * x)
+        });
+        WeightSums { top, sum, squares }
     }
-    let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &x| {
-        let x = x / top;
-        (a + x, b + x * x)
-    });
-    if s2 > 0.0 {
-        s * s / s2
-    } else {
-        0.0
+    /// The sums of two sets of weights.
+    pub fn merge(self, other: WeightSums) -> WeightSums {
+        let top = self.top.max(other.top);
+        let rescale = |p: WeightSums| {
+            if top.is_finite() && p.top > 0.0 {
+                let f = p.top / top;
+                (p.sum * f, p.squares * f * f)
+            } else {
+                (0.0, 0.0)
+            }
+        };
+        let ((a1, a2), (b1, b2)) = (rescale(self), rescale(other));
+        WeightSums { top, sum: a1 + b1, squares: a2 + b2 }
+    }
+    /// (Σw)² / Σw²: 0 when every weight is 0, or one is not finite.
+    pub fn ess(&self) -> f64 {
+        if self.top > 0.0 && self.top.is_finite() && self.squares > 0.0 {
+            self.sum * self.sum / self.squares
+        } else {
+            0.0
+        }
     }
 }
 
@@ -387,6 +425,11 @@ impl TrajectoryInput<'_> {
     }
 }
 
+/// The sums of the episodes' final weights w_T (their ESS).
+pub fn final_weights(input: &TrajectoryInput<'_>) -> WeightSums {
+    WeightSums::of(input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1]))
+}
+
 /// Slots of the trajectory unit matrix at horizon `h`: 4 values, H numerators, H denominators,
 /// H + 1 final weights.
 pub fn trajectory_width(h: usize) -> usize {
@@ -446,7 +489,7 @@ pub fn trajectory(
     let stat = |s: &[f64], size: f64| trajectory_stat(s, size, h);
     let keys = UnitKeys::Ids(input.ids);
     let stats = resample(&Plan { x: &x, keys, resamples: spec.resamples, seed: spec.seed, stat: &stat })?;
-    let ess = crate::ope_parts::final_weights_ess(input);
+    let ess = final_weights(input).ess();
     let mut est = crate::ope_parts::trajectory_estimates(&summary, &all, h, &stats, spec, input.model.is_some(), ess);
     if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
         let column = |j: usize| values.iter().map(|v| v[j]).collect::<Vec<f64>>();

@@ -15,9 +15,9 @@
 
 use crate::bootstrap::{percentile_interval, Plan, ResampledSums, UnitKeys};
 use crate::ope::{
-    bandit_bounded, bandit_stat, effective_sample_size, estimates_from_summary, model_outside, sn_pdis_from_sums,
+    bandit_bounded, bandit_stat, estimates_from_summary, final_weights, model_outside, sn_pdis_from_sums,
     trajectory_bounded, trajectory_stat, trajectory_width, widen_trajectory_sums, BadRow, BanditEstimates, BanditInput,
-    CiSpec, Interval, Summary, TrajectoryEstimates, TrajectoryInput, BANDIT_VALUES,
+    CiSpec, Interval, Summary, TrajectoryEstimates, TrajectoryInput, WeightSums, BANDIT_VALUES,
 };
 use crate::ope_bounds::{FiniteKind, Range1};
 use crate::RlError;
@@ -107,14 +107,13 @@ fn resampled(
     sums(&Plan { x, keys, resamples: spec.resamples, seed: spec.seed, stat: &none })
 }
 
-fn add_boot(a: &Option<ResampledSums>, b: &Option<ResampledSums>) -> Result<Option<ResampledSums>, RlError> {
+fn add_boot(a: Option<ResampledSums>, b: Option<ResampledSums>) -> Result<Option<ResampledSums>, RlError> {
     Ok(match (a, b) {
-        (Some(a), Some(b)) => {
-            let mut s = a.clone();
-            s.add(b).map_err(RlError::input)?;
-            Some(s)
+        (Some(mut a), Some(b)) => {
+            a.add(&b).map_err(RlError::input)?;
+            Some(a)
         }
-        (a, b) => a.clone().or_else(|| b.clone()),
+        (a, b) => a.or(b),
     })
 }
 
@@ -170,7 +169,7 @@ pub fn bandit_partial(
 }
 
 /// Two partitions' contributions as one (`a`'s rows first).
-pub fn bandit_merge(a: &BanditPartial, b: &BanditPartial) -> Result<BanditPartial, RlError> {
+pub fn bandit_merge(a: BanditPartial, b: BanditPartial) -> Result<BanditPartial, RlError> {
     let (na, nb) = (a.summary.n, b.summary.n);
     if na > 0.0 && nb > 0.0 && a.n_actions != b.n_actions {
         return Err(RlError::input(format!(
@@ -182,7 +181,7 @@ pub fn bandit_merge(a: &BanditPartial, b: &BanditPartial) -> Result<BanditPartia
     Ok(BanditPartial {
         n_actions: if na > 0.0 { a.n_actions } else { b.n_actions },
         summary: a.summary.merge::<BANDIT_VALUES>(&b.summary)?,
-        boot: add_boot(&a.boot, &b.boot)?,
+        boot: add_boot(a.boot, b.boot)?,
         // the first of the log: the earlier partition's, else the later's
         model_outside: a.model_outside.or(b.model_outside),
     })
@@ -225,8 +224,8 @@ pub struct TrajectoryPartial {
     pub summary: SummaryState,
     /// The unit matrix's column sums ([`TrajectoryInput::units`], horizon `h`).
     pub all: Vec<f64>,
-    /// The episodes' largest final weight, and Σ (w/max), Σ (w/max)² (the ESS).
-    pub ess: (f64, f64, f64),
+    /// The episodes' final weights' sums (the ESS).
+    pub ess: WeightSums,
     /// Every resample's sums and size (horizon `h`).
     pub boot: ResampledSums,
     /// The model's range (Q̂ and V̂) and whether it was fitted on other data (a `q` table).
@@ -248,21 +247,12 @@ pub fn trajectory_partial(
     let ones = vec![1u32; values.len()];
     let mut all = vec![0.0; x.width];
     x.weighted_sums(&ones, &mut all);
-    let last: Vec<f64> = input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1]).collect();
-    // as `effective_sample_size`: sums of the weights over the largest |w| (none when it is 0 or
-    // not finite, and then the ESS is 0)
-    let top = last.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let ess = if top > 0.0 && top.is_finite() {
-        (top, last.iter().map(|w| w / top).sum(), last.iter().map(|w| (w / top) * (w / top)).sum())
-    } else {
-        (top, 0.0, 0.0)
-    };
     Ok(TrajectoryPartial {
         h,
         model: input.model.is_some(),
         summary: SummaryState::of(&Summary::of(&values)),
         all,
-        ess,
+        ess: final_weights(input),
         boot: resampled(&x, UnitKeys::Ids(input.ids), spec, sums)?,
         model_range: input.model_range.map(|(r, external)| (r.a, r.b, external)),
         span: (!input.ids.is_empty())
@@ -270,44 +260,35 @@ pub fn trajectory_partial(
     })
 }
 
-/// Two partitions' contributions as one.
-pub fn trajectory_merge(a: &TrajectoryPartial, b: &TrajectoryPartial) -> Result<TrajectoryPartial, RlError> {
+/// Two partitions' contributions as one (`a`'s episodes first).
+pub fn trajectory_merge(a: TrajectoryPartial, b: TrajectoryPartial) -> Result<TrajectoryPartial, RlError> {
     if a.summary.n > 0.0 && b.summary.n > 0.0 && a.model != b.model {
         return Err(RlError::input(
             "the partitions of table 'transitions' differ: DM and DR were estimated in one and not in another",
         ));
     }
     let h = a.h.max(b.h);
-    let widen = |p: &TrajectoryPartial| -> ResampledSums {
-        if p.h == h {
-            return p.boot.clone();
+    // a partition's sums in the layout of horizon h (its own, moved, when that is h)
+    let widen = |p_h: usize, boot: ResampledSums| -> ResampledSums {
+        if p_h == h {
+            return boot;
         }
-        let sums = p.boot.sums.chunks(p.boot.width + 1).flat_map(|r| widen_trajectory_sums(r, p.h, h)).collect();
+        let sums = boot.sums.chunks(boot.width + 1).flat_map(|r| widen_trajectory_sums(r, p_h, h)).collect();
         ResampledSums { width: trajectory_width(h), sums }
     };
-    let mut boot = widen(a);
-    boot.add(&widen(b)).map_err(RlError::input)?;
+    let mut boot = widen(a.h, a.boot);
+    boot.add(&widen(b.h, b.boot)).map_err(RlError::input)?;
     let all: Vec<f64> = widen_trajectory_sums(&a.all, a.h, h)
         .iter()
         .zip(widen_trajectory_sums(&b.all, b.h, h))
         .map(|(x, y)| x + y)
         .collect();
-    // the ESS sums in units of the larger final weight
-    let top = a.ess.0.max(b.ess.0);
-    let rescale = |(m, s1, s2): (f64, f64, f64)| {
-        if top.is_finite() && m > 0.0 {
-            (s1 * (m / top), s2 * (m / top) * (m / top))
-        } else {
-            (0.0, 0.0)
-        }
-    };
-    let ((a1, a2), (b1, b2)) = (rescale(a.ess), rescale(b.ess));
     Ok(TrajectoryPartial {
         h,
         model: a.model || b.model,
         summary: a.summary.merge::<4>(&b.summary)?,
         all,
-        ess: (top, a1 + b1, a2 + b2),
+        ess: a.ess.merge(b.ess),
         boot,
         model_range: a.model_range.or(b.model_range),
         span: crate::EpisodeSpan::merge(a.span, b.span)?,
@@ -322,10 +303,8 @@ pub fn trajectory_finish(p: &TrajectoryPartial, gamma: f64, spec: &CiSpec) -> Re
     }
     let h = p.h;
     let stats = p.boot.stats(&|s: &[f64], size: f64| trajectory_stat(s, size, h));
-    let (top, s1, s2) = p.ess;
-    let ess = if top > 0.0 && top.is_finite() && s2 > 0.0 { s1 * s1 / s2 } else { 0.0 };
     let s = p.summary.summary::<4>()?;
-    let mut est = trajectory_estimates(&s, &p.all, h, &stats, spec, p.model, ess);
+    let mut est = trajectory_estimates(&s, &p.all, h, &stats, spec, p.model, p.ess.ess());
     if let (Some(kind), Some(d)) = (spec.method.finite(), spec.declared) {
         let model_range = p.model_range.map(|(a, b, external)| (Range1 { a, b }, external));
         trajectory_bounded(&mut est, &s, &d, kind, spec.alpha, (gamma, h), model_range);
@@ -355,9 +334,4 @@ pub(crate) fn trajectory_estimates(
         dr: model.then(|| mean_iv(3)),
         ess,
     }
-}
-
-/// The effective sample size of the final weights (the one-table run's).
-pub(crate) fn final_weights_ess(input: &TrajectoryInput<'_>) -> f64 {
-    effective_sample_size(input.episodes.iter().filter(|e| !e.is_empty()).map(|e| input.w[e.end - 1]))
 }

@@ -70,10 +70,10 @@ impl MergeableImpl for OpeByParts {
     fn merge(&self, a: OpeState, b: OpeState) -> Result<OpeState, PluginError> {
         match (a, b) {
             (OpeState::Bandit(a), OpeState::Bandit(b)) => {
-                ope::bandit_merge(&a, &b).map(OpeState::Bandit).map_err(plugin_error)
+                ope::bandit_merge(a, b).map(OpeState::Bandit).map_err(plugin_error)
             }
             (OpeState::Trajectories(a, notes), OpeState::Trajectories(b, _)) => {
-                ope::trajectory_merge(&a, &b).map(|m| OpeState::Trajectories(m, notes)).map_err(plugin_error)
+                ope::trajectory_merge(a, b).map(|m| OpeState::Trajectories(m, notes)).map_err(plugin_error)
             }
             _ => Err(PluginError::input(
                 "table 'states': a bandit log's state and a trajectories' state do not merge (every partition holds \
