@@ -27,10 +27,10 @@ use rayon::prelude::*;
 pub use quiver_numerics::splitmix::{mix, PHI};
 
 /// The Poisson(1) CDF at 0..20 as the recursion p_k = p_{k−1}/k, F_k = F_{k−1} + p_k from
-/// p_0 = e^{−1} computes it in double precision (the CUDA kernel holds the same constants; a test
-/// checks them against the recursion).
+/// p_0 = e^{−1} computes it in double precision (a test checks them against the recursion; the
+/// CUDA kernel is given these constants, `crate::gpu::ope_kernel`).
 #[rustfmt::skip]
-const POISSON1_CDF: [f64; 20] = [
+pub const POISSON1_CDF: [f64; 20] = [
     0.36787944117144233,
     0.7357588823428847,
     0.9196986029286058,

@@ -139,8 +139,22 @@ pub fn accumulate_dense_cuda(rows: &DenseRows<'_, '_>, progress: &dyn Progress) 
 }
 
 /// CUDA source of the OPE kernels: the segmented scans (`episode_weights`, `nstep_returns`) and
-/// the counter-based Poisson bootstrap (`bootstrap_counts`, `resample_sums`).
-pub const OPE_KERNEL: &str = include_str!("kernels/ope.cu");
+/// the counter-based Poisson bootstrap (`bootstrap_counts`, `resample_sums`), after the
+/// `POISSON1_CDF` table written from the CPU's own constants ([`crate::bootstrap::POISSON1_CDF`]),
+/// so the two devices invert one table.
+pub fn ope_kernel() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        // `{:?}` writes each double's shortest exact decimal, which CUDA reads back to the same bits
+        let table: Vec<String> = crate::bootstrap::POISSON1_CDF.iter().map(|f| format!("{f:?}")).collect();
+        format!(
+            "__constant__ double POISSON1_CDF[{}] = {{{}}};\n{}",
+            table.len(),
+            table.join(", "),
+            include_str!("kernels/ope.cu")
+        )
+    })
+}
 
 /// Most counts held on the device at once (resamples × units), 1 GiB of u32.
 pub const MAX_DEVICE_COUNTS: usize = 1 << 28;
@@ -160,7 +174,7 @@ fn grid(n: usize, y: usize, shared: u32) -> quiver_gpu::cudarc::driver::LaunchCo
 /// [`crate::ope::episode_weights`] on the GPU: one thread per episode.
 pub fn episode_weights_cuda(rho: &[f64], episodes: &[std::ops::Range<usize>]) -> Result<Vec<f64>, RlError> {
     let stream = quiver_gpu::stream()?;
-    let f = quiver_gpu::kernel("ope", OPE_KERNEL, "episode_weights")?;
+    let f = quiver_gpu::kernel("ope", ope_kernel(), "episode_weights")?;
     let start: Vec<i64> = episodes.iter().map(|e| e.start as i64).collect();
     let end: Vec<i64> = episodes.iter().map(|e| e.end as i64).collect();
     let d_rho = stream.clone_htod(rho).map_err(GpuError::from)?;
@@ -187,7 +201,7 @@ pub fn nstep_returns_cuda(
     gamma: f64,
 ) -> Result<(Vec<f64>, Vec<i32>), RlError> {
     let stream = quiver_gpu::stream()?;
-    let f = quiver_gpu::kernel("ope", OPE_KERNEL, "nstep_returns")?;
+    let f = quiver_gpu::kernel("ope", ope_kernel(), "nstep_returns")?;
     let n = r.len();
     let d_r = stream.clone_htod(r).map_err(GpuError::from)?;
     let d_end = stream.clone_htod(episode_end).map_err(GpuError::from)?;
@@ -225,8 +239,8 @@ pub fn resample_sums_cuda(plan: &crate::bootstrap::Plan<'_>) -> Result<crate::bo
         return Ok(crate::bootstrap::ResampledSums { width, sums: vec![0.0; plan.resamples * row] });
     }
     let stream = quiver_gpu::stream()?;
-    let counts_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "bootstrap_counts")?;
-    let sums_fn = quiver_gpu::kernel("ope", OPE_KERNEL, "resample_sums")?;
+    let counts_fn = quiver_gpu::kernel("ope", ope_kernel(), "bootstrap_counts")?;
+    let sums_fn = quiver_gpu::kernel("ope", ope_kernel(), "resample_sums")?;
     let offsets: Vec<i64> = x.offsets.iter().map(|&o| o as i64).collect();
     let d_off = stream.clone_htod(&offsets).map_err(GpuError::from)?;
     let d_slots = stream.clone_htod(&x.slots).map_err(GpuError::from)?;

@@ -356,6 +356,6 @@ quiver_testing::device_test!(
 #[test]
 fn ope_kernels_compile_to_ptx() {
     for entry in ["episode_weights", "nstep_returns", "bootstrap_counts", "resample_sums"] {
-        testing::assert_kernel_compiles("ope", quiver_rl::gpu::OPE_KERNEL, entry);
+        testing::assert_kernel_compiles("ope", quiver_rl::gpu::ope_kernel(), entry);
     }
 }

@@ -12,29 +12,8 @@ __device__ __forceinline__ unsigned long long mix(unsigned long long z) {
     return z ^ (z >> 31);
 }
 
-// The Poisson(1) CDF at 0..20, the constants of quiver_rl::bootstrap::POISSON1_CDF.
-__constant__ double POISSON1_CDF[20] = {
-    0.36787944117144233,
-    0.7357588823428847,
-    0.9196986029286058,
-    0.9810118431238463,
-    0.9963401531726563,
-    0.9994058151824183,
-    0.999916758850712,
-    0.9999897508033253,
-    0.999998874797402,
-    0.9999998885745216,
-    0.9999999899522336,
-    0.9999999991683892,
-    0.9999999999364022,
-    0.9999999999954802,
-    0.9999999999997,
-    0.9999999999999813,
-    0.9999999999999989,
-    0.9999999999999999,
-    1.0,
-    1.0
-};
+// POISSON1_CDF[20], the Poisson(1) CDF at 0..20: the host prepends the constants of
+// quiver_rl::bootstrap::POISSON1_CDF (quiver_rl::gpu::ope_kernel), so both read one table.
 
 // The same comparisons as quiver_rl::bootstrap::poisson1: the first k with U < F_k, at most 20.
 __device__ __forceinline__ unsigned int poisson1(unsigned long long u) {
