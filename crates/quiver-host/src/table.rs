@@ -34,9 +34,13 @@ impl Values {
             _ => unreachable!("the parts of one column have one type (checked by the callers)"),
         }
     }
+    /// Whether `other` can be appended to this column: numbers or flags of the same kind.
+    fn appends(&self, other: &Values) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && !matches!(self, Values::Bytes { .. })
+    }
     /// Append `more`, a column of the same kind (numbers or flags); another kind is an error.
     pub fn append_values(&mut self, more: Values) -> Result<(), String> {
-        if std::mem::discriminant(self) != std::mem::discriminant(&more) || matches!(self, Values::Bytes { .. }) {
+        if !self.appends(&more) {
             return Err("the parts of the column hold values of different types".into());
         }
         self.extend(more);
@@ -230,9 +234,7 @@ impl Table {
     /// kinds (a table built a part at a time); another layout is an error and changes nothing.
     pub fn append(&mut self, more: Table) -> Result<(), String> {
         let same = self.columns.len() == more.columns.len()
-            && self.columns.iter().zip(&more.columns).all(|((a, x), (b, y))| {
-                a == b && std::mem::discriminant(x) == std::mem::discriminant(y) && !matches!(x, Values::Bytes { .. })
-            });
+            && self.columns.iter().zip(&more.columns).all(|((a, x), (b, y))| a == b && x.appends(y));
         if !same {
             return Err(format!("table '{}': the rows to append have other columns", self.role));
         }

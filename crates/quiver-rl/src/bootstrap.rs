@@ -198,9 +198,8 @@ impl Plan<'_> {
             .map_init(
                 || (vec![0u32; n], vec![0.0; self.x.width]),
                 |(counts, sums), b| {
-                    let size = resample_counts(self.seed, b, self.keys, counts);
-                    self.x.weighted_sums(counts, sums);
-                    (self.stat)(sums, size as f64)
+                    let size = self.resample(b, counts, sums);
+                    (self.stat)(sums, size)
                 },
             )
             .collect()
@@ -210,20 +209,19 @@ impl Plan<'_> {
     /// the units contributes to the bootstrap of the whole ([`ResampledSums`]).
     pub fn sums_cpu(&self) -> ResampledSums {
         let (n, w) = (self.x.units(), self.x.width);
-        let rows: Vec<Vec<f64>> = (0..self.resamples as u64)
-            .into_par_iter()
-            .map_init(
-                || vec![0u32; n],
-                |counts, b| {
-                    let size = resample_counts(self.seed, b, self.keys, counts);
-                    let mut row = vec![0.0; w + 1];
-                    self.x.weighted_sums(counts, &mut row[..w]);
-                    row[w] = size as f64;
-                    row
-                },
-            )
-            .collect();
-        ResampledSums { width: w, sums: rows.concat() }
+        let mut sums = vec![0.0; self.resamples * (w + 1)];
+        sums.par_chunks_mut(w + 1).enumerate().for_each_init(
+            || vec![0u32; n],
+            |counts, (b, row)| row[w] = self.resample(b as u64, counts, &mut row[..w]),
+        );
+        ResampledSums { width: w, sums }
+    }
+
+    /// Resample `b`: its counts into `counts`, its slot sums into `sums`; returns its size.
+    fn resample(&self, b: u64, counts: &mut [u32], sums: &mut [f64]) -> f64 {
+        let size = resample_counts(self.seed, b, self.keys, counts);
+        self.x.weighted_sums(counts, sums);
+        size as f64
     }
 }
 
