@@ -164,12 +164,12 @@ fn run_case(exe: &Path, k: usize, n: usize, file: &Path) -> Result<Value, String
 }
 
 /// For each method: write its file, run its scale cases each in a fresh process (a one-table case
-/// only when the host would take the table: a quarter of the machine's memory), and remove the file (10^7 bandit rows
-/// are 1.7 GB, 10^8 are 17 GB); then the Dask comparison on the bandit file (10^7 rows at most).
+/// only when the host would take the table: its working copies within the memory limit), and
+/// remove the file (10^7 bandit rows are 1.7 GB, 10^8 are 17 GB); then the Dask comparison on the
+/// bandit file (10^7 rows at most).
 pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let memory = machine_memory();
     let mut cases = Vec::new();
     let mut seconds = std::collections::HashMap::new();
     let mut dask = json!({"skipped": "more than 10^7 rows"});
@@ -179,13 +179,15 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
         testing::parts::write_parquet(&file, data(method, n))?;
         let bytes = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
         println!("  wrote {} ({:.0} MB) in {:.0} s", file.display(), bytes as f64 / 1e6, t.elapsed().as_secs_f64());
-        for (k, (name, m, _, source)) in SCALE_CASES.iter().enumerate() {
+        for (k, (name, m, role, source)) in SCALE_CASES.iter().enumerate() {
             if *m != method {
                 continue;
             }
             let table = n as f64 * row_bytes(method);
-            // the host refuses a table past 80% of the memory over its working copies (3)
-            if *source != Source::ByParts && table > memory / 4.0 {
+            // a one-table case only where the host (and the plugin) would take the table: the
+            // host's own rule, its working copies within the memory limit
+            let budget = quiver_host::InputBudget::from_limit();
+            if *source != Source::ByParts && budget.check(table, role, &file, None).is_err() {
                 println!("  {name:48} skipped: the table would take {:.1} GB", table / 1e9);
                 cases.push(
                     json!({"case": name, "n": n, "skipped": format!("the table would take {:.1} GB", table / 1e9)}),
@@ -230,12 +232,4 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
     });
     println!("  {ratios}");
     Ok(json!({"rows": n, "cases": cases, "ratios": ratios, "dask": dask}))
-}
-
-/// The machine's memory (MemTotal), in bytes; 16 GB when unknown.
-fn machine_memory() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(16e9, |kb| kb * 1024.0)
 }
