@@ -15,11 +15,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use quiver_host::{ColumnKind, TableSpec, Values};
 
-/// Whether `obj` exports Arrow data (`__arrow_c_stream__`) and is not a pandas object (pandas
-/// exports through pyarrow, converting; its NumPy columns are lent as they are instead).
+/// Whether `obj` is a table the Python side passed as Arrow data (`quiver._tables.is_arrow` decides:
+/// an object with `__arrow_c_stream__` that is not a pandas one); other tables come as columns.
 pub(crate) fn is_arrow(obj: &Bound<'_, PyAny>) -> bool {
-    let pandas = obj.get_type().module().map(|m| m.to_string().starts_with("pandas")).unwrap_or(false);
-    !pandas && obj.hasattr("__arrow_c_stream__").unwrap_or(false)
+    obj.hasattr("__arrow_c_stream__").unwrap_or(false)
 }
 
 /// The columns of an Arrow table, as the call's input, with the number of rows.
