@@ -369,8 +369,26 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 // the partitions' columns, freed one after another, reuse the same pages
                 quiver_host::retain_freed_memory();
                 let whole_tables = quiver_host::read_partition(manifest, &given_whole)?;
-                let read = parts.iter().map(|part| quiver_host::read_partition(manifest, part));
-                host.run_partitioned(method, &params, whole_tables, read, ctx, Some(&progress))?
+                // the partition being read: a bad value found in it counts rows from its own files'
+                // first, so the message says which files those are
+                let current = std::cell::Cell::new(None);
+                let read = parts.iter().enumerate().map(|(k, part)| {
+                    current.set(Some(k));
+                    quiver_host::read_partition(manifest, part)
+                });
+                host.run_partitioned(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
+                    match (e, current.get()) {
+                        (HostError::Input(i), Some(k)) if !matches!(i, quiver_host::InputError::File { .. }) => {
+                            let files: Vec<String> = parts[k].iter().map(|p| p.path.display().to_string()).collect();
+                            HostError::Parameter(format!(
+                                "{i} (in {}: partition {} of the run by parts)",
+                                files.join(", "),
+                                k + 1
+                            ))
+                        }
+                        (e, _) => e,
+                    }
+                })?
             } else {
                 let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
                 note_ignored(&tables);

@@ -280,6 +280,16 @@ fn a_selector_reads_its_calibration_whole_and_its_test_units_by_parts() {
         assert_eq!(code, Some(0), "{test}: {out}");
         assert_eq!(parts.unwrap(), one, "{test}");
     }
+    // a bad value in a later part: its row counts from that file's first, and the file is named
+    let nan = write(dir.path(), "nan.csv", &format!("{header}\nN9,1.0\nN10,nan\n"));
+    let (code, out, _) =
+        run(&[calibration.clone(), format!("test={}/test-0.csv", dir.path().display()), format!("test={nan}")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("row 2 (line 3): value NaN is not finite (in ")
+            && out.contains("nan.csv: partition 2 of the run by parts)"),
+        "{out}"
+    );
     let (code, out, _) = run(&[calibration.clone(), calibration, format!("test={}/test-*.csv", dir.path().display())]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("table 'calibration' is read whole by every partition: give it once"), "{out}");
