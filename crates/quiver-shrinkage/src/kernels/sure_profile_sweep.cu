@@ -1,7 +1,9 @@
 // Xie, Kou & Brown's profile SURE (sure-normal xkb-estimated): the point sums of one sweep, for
 // many units at many points in one launch. Points are t in [0, 1] (lambda = s t / (1 - t)); at a
-// point t < 1, unit i has u = b/A = (1 - t) / (A (1 - t) + s t), b = A u, w = b^2 and, in lambda,
-// w' = -2 w u, w'' = 6 w u^2. With x centred at `mean`, the twelve sums of a point are
+// point t < 1, unit i has, with A~ = A/s, u = s b/A = (1 - t) / (A~ (1 - t) + t), b = A~ u,
+// w = b^2 and, in lambda~ = lambda/s (derivatives of order one whatever A's units), w' = -2 w u,
+// w'' = 6 w u^2 -- the CPU sweep's arithmetic (ProfiledRisk::point_chunk), operation for
+// operation. With x centred at `mean`, the twelve sums of a point are
 //   S0, S1, S2, S1+ (w x^j; the last over x > 0 only), D0, D1, D2, D1+ (w' x^j), E0, E1, E2
 //   (w'' x^j) and G = sum of -2 A b
 // (the layout of the CPU sweep; points at t = 1 have b = 0 and are left at zero). Grid row q
@@ -15,13 +17,13 @@ extern "C" __global__ void sure_profile_sweep(
     int q = blockIdx.y;
     double t = ts[q];
     if (t >= 1.0) return;              // the whole block: q is the block's
-    double one_t = 1.0 - t, st = s * t;
+    double one_t = 1.0 - t, inv_s = 1.0 / s;
     double acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < p; i += (long long)gridDim.x * blockDim.x) {
         double xi = x[i] - mean, ai = a[i];
-        double u = one_t / (ai * one_t + st);
-        double b = ai * u;
+        double u = one_t / (ai * inv_s * one_t + t);
+        double b = ai * inv_s * u;
         double w = b * b, w1 = -2.0 * w * u, w2 = 6.0 * w * u * u;
         double xp = xi > 0.0 ? xi : 0.0, x2 = xi * xi;
         acc[0] += w;  acc[1] += w * xi;  acc[2] += w * x2;  acc[3] += w * xp;
