@@ -7,9 +7,11 @@
 //! case: sizes, Quiver's median, the baseline's, the ratio) and `report.svg` (speed-ups).
 //!
 //! Usage: `quiver-bench --python PATH --out DIR [--quick] [--repeats N] [--only SUBSTRING]
-//! [--scale-rows N]` (xtask passes the first two; `--only` keeps the cases whose name contains
-//! SUBSTRING, and builds only their data; `--only memory` and `--only scale` run the peak-memory
-//! cases and the runs by parts alone, the latter on `--scale-rows` rows, 10^7 by default).
+//! [--baselines numpy|full|none] [--scale-rows N]` (xtask passes the first two; `--only` keeps
+//! the cases whose name contains SUBSTRING, or any of several separated by commas, and builds
+//! only their data; `--only memory` and `--only scale` run the peak-memory cases and the runs by
+//! parts alone, the latter on `--scale-rows` rows, 10^7 by default; `--baselines none` times
+//! Quiver alone).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_host::{DeviceRequest, Host, RunContext, Table};
@@ -44,6 +46,9 @@ struct Args {
     only: Option<String>,
     /// `--baselines full`: the interpreter with SCOPE-RL installed.
     python_full: Option<PathBuf>,
+    /// `--baselines none`: time Quiver alone (the CPU twins of a GPU run, whose baselines an
+    /// earlier run on the same machine already timed).
+    no_baselines: bool,
     /// Internal: measure memory case K in this process (and its row count).
     memory_case: Option<(usize, usize)>,
     /// Internal: run scale case K in this process (`--scale-case`, on `--scale-file`).
@@ -61,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         repeats: 7,
         only: None,
         python_full: None,
+        no_baselines: false,
         memory_case: None,
         scale_case: None,
         scale_rows: 10_000_000,
@@ -75,7 +81,8 @@ fn parse_args() -> Result<Args, String> {
             "--only" => a.only = Some(it.next().ok_or("--only needs a case name (a substring)")?),
             "--baselines" => match it.next().as_deref() {
                 Some("full") | Some("numpy") => {}
-                _ => return Err("--baselines takes numpy (the default) or full".into()),
+                Some("none") => a.no_baselines = true,
+                _ => return Err("--baselines takes numpy (the default), full or none".into()),
             },
             "--python-full" => a.python_full = Some(it.next().ok_or("--python-full needs a path")?.into()),
             "--memory-case" => {
@@ -125,9 +132,16 @@ struct Case {
 /// The `--only` filter, set once by `real_main`.
 static ONLY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// Whether the `--only` filter keeps the case named `name`: it names one substring or several
+/// separated by commas (`--only "conformal-selection,critic-lstd lstdq"`), and a case is kept
+/// when its name contains any of them.
+fn only_keeps(only: &str, name: &str) -> bool {
+    only.split(',').any(|o| name.contains(o))
+}
+
 /// Whether `--only` leaves out the case named `name` (its data are then not built).
 fn skipped(name: &str) -> bool {
-    ONLY.get().and_then(Option::as_deref).is_some_and(|o| !name.contains(o))
+    ONLY.get().and_then(Option::as_deref).is_some_and(|o| !only_keeps(o, name))
 }
 
 /// The device part of a case's name.
@@ -242,7 +256,7 @@ fn real_main() -> Result<(), String> {
     let (agg_exact, agg_grad) = if args.quick { (1_000, 10_000) } else { (10_000, 100_000) };
     let (qa_lp, qa_adam) = (data.join("qa-lp"), data.join("qa-adam"));
     // these data are large (10^8 numbers): built only when a case of theirs is wanted
-    let wanted = |names: &[&str]| args.only.as_ref().is_none_or(|o| names.iter().any(|n| n.contains(o.as_str())));
+    let wanted = |names: &[&str]| args.only.as_ref().is_none_or(|o| names.iter().any(|n| only_keeps(o, n)));
     if wanted(&[AGG_EXACT]) {
         let lp_tables = Arc::new(aggregation_tables(Some(&qa_lp), agg_exact, 10, 99, 23));
         cases.push(aggregation_case(&host, &qa_lp, lp_tables, "exact", None, DeviceRequest::Cpu));
@@ -281,25 +295,38 @@ fn real_main() -> Result<(), String> {
         cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
     }
     if let Some(only) = &args.only {
-        cases.retain(|c| c.name.contains(only.as_str()));
+        cases.retain(|c| only_keeps(only, &c.name));
     }
     let bar = ProgressBar::new((cases.len() * 2) as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
     let mut report_cases = Vec::new();
     let mut numpy_version = Value::Null;
+    // cases whose Quiver run failed or whose answer differs from the baseline's
+    let mut disagreements: Vec<String> = Vec::new();
     for case in cases.iter_mut() {
         bar.set_message(format!("{} (quiver)", case.name));
         let mut times = Vec::new();
         let mut result = Value::Null;
         let repeats = case.repeats.unwrap_or(args.repeats).min(args.repeats);
-        (case.quiver)()?; // warm-up: first-touch allocations, kernel compilation
-        for _ in 0..repeats {
-            let t = Instant::now();
-            result = (case.quiver)()?;
-            times.push(t.elapsed().as_secs_f64());
-        }
+        // warm-up (first-touch allocations, kernel compilation), then the timed runs; a case that
+        // fails is reported and the run goes on to the next
+        let timed = (case.quiver)().and_then(|_| {
+            for _ in 0..repeats {
+                let t = Instant::now();
+                result = (case.quiver)()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            Ok(())
+        });
         bar.inc(1);
-        let Some(script) = case.script else {
+        if let Err(e) = timed {
+            bar.println(format!("{}: Quiver failed: {e}", case.name));
+            bar.inc(1);
+            report_cases.push(json!({"case": case.name, "sizes": case.sizes, "error": e, "baseline": null}));
+            disagreements.push(format!("{} (failed)", case.name));
+            continue;
+        }
+        let Some(script) = case.script.filter(|_| !args.no_baselines) else {
             bar.inc(1);
             report_cases.push(json!({
                 "case": case.name,
@@ -373,8 +400,10 @@ fn real_main() -> Result<(), String> {
             row["effective_gb_per_s"] = json!(8.0 * (n + 3.0 * n) / q / 1e9);
         }
         if !agree {
-            bar.abandon();
-            return Err(format!("{}: Quiver and the baseline disagree: {result} vs {}", case.name, base["result"]));
+            // the other cases still run and the report is still written (a GPU lease is short:
+            // one wrong case must not cost the timings of the rest); the run fails at the end
+            bar.println(format!("{}: Quiver and the baseline disagree: {result} vs {}", case.name, base["result"]));
+            disagreements.push(case.name.clone());
         }
         report_cases.push(row);
     }
@@ -437,6 +466,10 @@ fn real_main() -> Result<(), String> {
     plot(&svg, &rows)?;
     println!("{:44} {:>12} {:>12} {:>8}", "case", "quiver (s)", "numpy (s)", "ratio");
     for c in report["cases"].as_array().expect("cases") {
+        if let Some(e) = c["error"].as_str() {
+            println!("{:44} failed: {e}", c["case"].as_str().unwrap_or(""));
+            continue;
+        }
         if c["baseline"].is_null() {
             println!(
                 "{:44} {:>12.4} {:>12} {:>8}",
@@ -456,5 +489,9 @@ fn real_main() -> Result<(), String> {
         );
     }
     println!("report: {} and {}", json_path.display(), svg.display());
-    Ok(())
+    if disagreements.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("cases that failed or disagree with their baseline: {}", disagreements.join("; ")))
+    }
 }
