@@ -11,10 +11,13 @@
 //! * `bench`      — build, then run the benchmark harness (Quiver and the NumPy baselines side by
 //!   side) and write `target/bench/report.json` and `target/bench/report.svg`.
 //! * `new-plugin NAME --family F` — a plugin skeleton that passes fmt, clippy and its own tests.
+//! * `gpu-bundle` — the test binaries, bench, plugins and libraries a GPU machine without Rust
+//!   needs, packed into `target/gpu/` beside the script that runs the CUDA checks there.
 //!
 //! Plain `std::process::Command`, `cargo metadata` for the workspace's shape, few dependencies.
 
 mod env;
+mod gpu;
 mod new_plugin;
 mod python;
 
@@ -79,6 +82,8 @@ enum Task {
     },
     /// A plugin skeleton: rustfmt- and clippy-clean, with a test and a built-in example.
     NewPlugin(new_plugin::Args),
+    /// Pack what a GPU machine without Rust needs for the CUDA checks into target/gpu/.
+    GpuBundle,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Task::Demo => demo(),
         Task::Bench { args } => bench(&args),
         Task::NewPlugin(args) => new_plugin::run(&root(), &args),
+        Task::GpuBundle => gpu::bundle(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
