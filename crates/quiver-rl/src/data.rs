@@ -300,23 +300,9 @@ impl<'a> Transitions<'a> {
     }
 
     /// Per row i, the discounted reward sum of its h-step window, Σ_{k<h′} γ^k r_{i+k}, and h′ =
-    /// min(h, rows left in the episode) — a segmented scan ([`crate::gpu::nstep_returns_cuda`] is
-    /// the same on the GPU).
+    /// min(h, rows left in the episode) — [`nstep_returns_in`] over this table's episodes.
     pub fn nstep_returns(&self, h: usize, gamma: f64) -> (Vec<f64>, Vec<i32>) {
-        let (mut ret, mut len) = (vec![0.0; self.n], vec![0i32; self.n]);
-        for e in &self.episodes {
-            for i in e.clone() {
-                let stop = e.end.min(i + h);
-                let (mut acc, mut disc) = (0.0, 1.0);
-                for k in i..stop {
-                    acc += disc * self.r[k];
-                    disc *= gamma;
-                }
-                ret[i] = acc;
-                len[i] = (stop - i) as i32;
-            }
-        }
-        (ret, len)
+        nstep_returns_in(self.r, &self.episodes, h, gamma)
     }
 
     /// The first row of each episode (its initial state: the start distribution d₀).
@@ -361,6 +347,27 @@ impl<'a> Transitions<'a> {
         self.n_actions = self.n_actions.max(ids.iter().max().map_or(0, |&m| m as usize + 1));
         Ok(self.a_next.insert(ids))
     }
+}
+
+/// Per row i of `r`, the discounted reward sum of its h-step window inside its episode (one of
+/// `episodes`, contiguous row ranges), Σ_{k<h′} γ^k r_{i+k}, and h′ = min(h, rows left in the
+/// episode): a segmented scan, the CPU twin of the `nstep_returns` kernel
+/// ([`crate::gpu::nstep_returns_cuda`]). Rows outside every episode get 0 and 0.
+pub fn nstep_returns_in(r: &[f64], episodes: &[Range<usize>], h: usize, gamma: f64) -> (Vec<f64>, Vec<i32>) {
+    let (mut ret, mut len) = (vec![0.0; r.len()], vec![0i32; r.len()]);
+    for e in episodes {
+        for i in e.clone() {
+            let stop = e.end.min(i + h);
+            let (mut acc, mut disc) = (0.0, 1.0);
+            for rk in &r[i..stop] {
+                acc += disc * rk;
+                disc *= gamma;
+            }
+            ret[i] = acc;
+            len[i] = (stop - i) as i32;
+        }
+    }
+    (ret, len)
 }
 
 #[cfg(test)]

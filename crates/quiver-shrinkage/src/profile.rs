@@ -493,6 +493,44 @@ mod tests {
     use super::*;
     use crate::test_rng::lcg;
 
+    /// The CUDA kernel, run on the CPU (quiver-cuda-emulator), sums what the CPU pass sums at
+    /// every point, with A over twelve orders of magnitude and its mean far from 1 (the kernel once
+    /// took its derivatives in λ after the CPU had moved to λ/s: off by s and s²).
+    #[test]
+    fn the_kernel_sums_what_the_cpu_pass_sums() {
+        let Some(m) = quiver_cuda_emulator::skip_or_panic(quiver_cuda_emulator::Module::compile(
+            "sure_profile_sweep",
+            PROFILE_KERNEL,
+        )) else {
+            return;
+        };
+        type Kernel = unsafe extern "C" fn(*const f64, *const f64, i64, f64, f64, *const f64, i32, *mut f64);
+        // SAFETY: the kernel's parameters (sure_profile_sweep.cu).
+        let kernel: Kernel = unsafe { m.function("sure_profile_sweep") }.unwrap();
+        let mut r = lcg(5);
+        let p = 3000;
+        let a: Vec<f64> = (0..p)
+            .map(|i| match i % 10 {
+                0 => 1e-6 * (1.0 + r()),
+                1 => 1e6 * r(),
+                _ => 0.5 + 7.0 * r(),
+            })
+            .collect();
+        let x: Vec<f64> = (0..p).map(|_| 4.0 * r() - 1.0).collect();
+        let risk = ProfiledRisk::new(&x, &a);
+        assert!((risk.s - 1.0).abs() > 1.0, "the scale must not be 1: {}", risk.s);
+        let ts: Vec<f64> = (0..=12).map(|i| i as f64 / 12.0).collect();
+        let cpu = risk.point_sums(&ts);
+        let mut out = vec![0.0; POINT * ts.len()];
+        let (xp, ap, tp, op) = (x.as_ptr(), a.as_ptr(), ts.as_ptr(), out.as_mut_ptr());
+        let (mean, s, k) = (risk.mean, risk.s, ts.len());
+        // SAFETY: x and a hold p values, ts k, out 12 k; the grid's rows are the points, as the
+        // CUDA launch's (fewer blocks a row: the loop strides).
+        m.launch((3, k as u32, 1), (256, 1, 1), 0, || unsafe { kernel(xp, ap, p as i64, mean, s, tp, k as i32, op) })
+            .unwrap();
+        quiver_cuda_emulator::assert_close("point sums", &cpu, &out, 1e-9);
+    }
+
     /// XKB's SURE(λ, μ̂(λ)) written out directly.
     fn direct(x: &[f64], a: &[f64], lambda: f64) -> f64 {
         let b: Vec<f64> = a.iter().map(|&ai| if lambda.is_infinite() { 0.0 } else { ai / (ai + lambda) }).collect();

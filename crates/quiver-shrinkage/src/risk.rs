@@ -831,6 +831,42 @@ mod tests {
     use super::*;
     use crate::test_rng::lcg;
 
+    /// The CUDA sweep kernel, run on the CPU (quiver-cuda-emulator), sums what the CPU sweep
+    /// sums — the points' R, R′, R″ and both cell bounds — for both orientations of b(λ).
+    #[test]
+    fn the_kernel_sums_what_the_cpu_sweep_sums() {
+        let Some(m) =
+            quiver_cuda_emulator::skip_or_panic(quiver_cuda_emulator::Module::compile("sure_sweep", SURE_KERNEL))
+        else {
+            return;
+        };
+        type Kernel =
+            unsafe extern "C" fn(*const f64, *const f64, *const f64, i64, i32, f64, *const f64, i32, *mut f64);
+        // SAFETY: the kernel's parameters (sure_sweep.cu).
+        let kernel: Kernel = unsafe { m.function("sure_sweep") }.unwrap();
+        for weight in [Weight::Decreasing, Weight::Increasing] {
+            let mut r = lcg(9);
+            let p = 2500;
+            let h: Vec<f64> = (0..p).map(|i| if i % 2 == 0 { 0.01 + r() } else { 5.0 + 200.0 * r() }).collect();
+            let d: Vec<f64> = (0..p).map(|i| if i % 7 == 0 { 0.0 } else { 10.0 * r() }).collect();
+            let e: Vec<f64> = (0..p).map(|_| 3.0 * r() - 1.0).collect();
+            let risk = QuadraticRisk { d, e, h, c: 2.0, weight };
+            let ts: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
+            let cpu = risk.sums_cpu(&ts);
+            let k = ts.len();
+            let mut out = vec![0.0; 3 * k + 2 * (k - 1)];
+            let (dp, ep, hp, tp, op) =
+                (risk.d.as_ptr(), risk.e.as_ptr(), risk.h.as_ptr(), ts.as_ptr(), out.as_mut_ptr());
+            let (inc, s) = ((weight == Weight::Increasing) as i32, risk.scale());
+            // SAFETY: d, e, h hold p values, ts k, out 3k + 2(k − 1); grid rows are the points.
+            m.launch((2, k as u32, 1), (256, 1, 1), 0, || unsafe {
+                kernel(dp, ep, hp, p as i64, inc, s, tp, k as i32, op)
+            })
+            .unwrap();
+            quiver_cuda_emulator::assert_close(&format!("{weight:?} sweep sums"), &cpu, &out, 1e-9);
+        }
+    }
+
     #[test]
     fn cell_bounds_are_lower_bounds_and_the_minimum_is_global() {
         for seed in 0..40 {

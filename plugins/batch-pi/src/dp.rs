@@ -212,6 +212,47 @@ pub fn max_compose_cuda(vals: &[f64], m: usize, q: usize, op: Compose) -> Result
 mod tests {
     use super::*;
 
+    /// The row kernel, run on the CPU (quiver-cuda-emulator) one launch per row window as
+    /// [`max_compose_cuda`] launches it, gives [`max_compose_cpu`]'s value exactly, for sums and
+    /// maxima, with ties among the scores.
+    #[test]
+    fn the_row_kernel_gives_the_cpu_dp() {
+        let Some(module) =
+            quiver_cuda_emulator::skip_or_panic(quiver_cuda_emulator::Module::compile("mean_dp_row", MEAN_DP_KERNEL))
+        else {
+            return;
+        };
+        type Kernel = unsafe extern "C" fn(*const f64, *const f64, i64, i64, i64, i64, f64, i32, *mut f64);
+        // SAFETY: mean_dp_row's parameters (kernels/mean_dp.cu).
+        let kernel: Kernel = unsafe { module.function("mean_dp_row") }.unwrap();
+        let mut state = 3u64;
+        for case in 0..6 {
+            let n = 5 + case * 7;
+            let mut vals: Vec<f64> =
+                (0..n).map(|_| (quiver_numerics::splitmix::next(&mut state) % 9) as f64 * 0.5).collect();
+            vals.sort_by(f64::total_cmp);
+            vals.push(vals[n - 1] + 1.0);
+            let (m, op) = (2 + case % 3, if case % 2 == 0 { Compose::Sum } else { Compose::Max });
+            let q = m * (n + 1) / 2;
+            let cpu = max_compose_cpu(&vals, m, q, op);
+            let (w, sat) = (reversed(&vals), saturation_values(vals[n], m, op));
+            let (mut prev, mut cur) = (vec![op.identity(); q + 1], vec![f64::NEG_INFINITY; q + 1]);
+            for i in 1..=m {
+                let (lo, hi) = window(i, m, n, q);
+                let (pp, wp, cp) = (prev.as_ptr(), w.as_ptr(), cur.as_mut_ptr());
+                let threads = hi + 1 - lo;
+                // SAFETY: prev and cur hold q + 1 values, w n + 1; one thread per j in [lo, hi].
+                module
+                    .launch((threads.div_ceil(32) as u32, 1, 1), (32, 1, 1), 0, || unsafe {
+                        kernel(pp, wp, n as i64, i as i64, lo as i64, hi as i64, sat[i - 1], op.code(), cp)
+                    })
+                    .unwrap();
+                std::mem::swap(&mut prev, &mut cur);
+            }
+            assert_eq!(prev[q], cpu, "n = {n}, m = {m}, {op:?}");
+        }
+    }
+
     /// The naive DP, written straight from the recurrence (None = no rank vector reaches j).
     fn naive(vals: &[f64], m: usize, q: usize, op: Compose) -> f64 {
         let n = vals.len() - 1;

@@ -1,0 +1,215 @@
+//! quiver-rl's CUDA kernels run on the CPU (quiver-cuda-emulator) against their CPU twins, so a
+//! change to either side that the other misses fails here, on machines without a GPU: the
+//! segmented scans (`episode_weights`, `nstep_returns`), the Poisson bootstrap (`bootstrap_counts`
+//! equal to the CPU's counts bit for bit; `resample_sums` with and without shared memory), and
+//! the random Fourier features (`rff_rows`). The `device_test!` CUDA halves check the same on a
+//! GPU, with its own rounding and the launch code around the kernels.
+
+use quiver_cuda_emulator::{assert_close, skip_or_panic, Module};
+use quiver_rl::bootstrap::{resample_counts, Plan, UnitKeys, UnitMatrix};
+use quiver_rl::features::Rff;
+use std::ops::Range;
+
+fn lcg(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn ope_module() -> Option<Module> {
+    skip_or_panic(Module::compile("ope", quiver_rl::gpu::ope_kernel()))
+}
+
+/// Episodes of 1 to 12 rows covering `n` rows.
+fn episodes(n: usize, r: &mut impl FnMut() -> f64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + 1 + (r() * 12.0) as usize).min(n);
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+#[test]
+fn episode_weights_kernel_is_the_cpu_scan() {
+    let Some(m) = ope_module() else { return };
+    type K = unsafe extern "C" fn(*const f64, *const i64, *const i64, i64, *mut f64);
+    // SAFETY: episode_weights's parameters (ope.cu).
+    let k: K = unsafe { m.function("episode_weights") }.unwrap();
+    let mut r = lcg(1);
+    let n = 3000;
+    let rho: Vec<f64> = (0..n).map(|_| 0.2 + 2.0 * r()).collect();
+    let eps = episodes(n, &mut r);
+    let cpu = quiver_rl::ope::episode_weights(&rho, &eps);
+    let (start, end): (Vec<i64>, Vec<i64>) = eps.iter().map(|e| (e.start as i64, e.end as i64)).unzip();
+    let mut w = vec![0.0; n];
+    let (rp, sp, ep, wp, ne) = (rho.as_ptr(), start.as_ptr(), end.as_ptr(), w.as_mut_ptr(), eps.len() as i64);
+    // SAFETY: one thread per episode; every episode lies inside rho and w.
+    m.launch((eps.len().div_ceil(64) as u32, 1, 1), (64, 1, 1), 0, || unsafe { k(rp, sp, ep, ne, wp) }).unwrap();
+    assert_eq!(cpu, w, "the same products in the same order");
+}
+
+#[test]
+fn nstep_returns_kernel_is_the_cpu_scan() {
+    let Some(m) = ope_module() else { return };
+    type K = unsafe extern "C" fn(*const f64, *const i64, i64, i32, f64, *mut f64, *mut i32);
+    // SAFETY: nstep_returns's parameters (ope.cu).
+    let k: K = unsafe { m.function("nstep_returns") }.unwrap();
+    let mut r = lcg(2);
+    let n = 2000;
+    let rewards: Vec<f64> = (0..n).map(|_| r() - 0.3).collect();
+    let eps = episodes(n, &mut r);
+    let mut ends = vec![0i64; n];
+    for e in &eps {
+        ends[e.clone()].iter_mut().for_each(|x| *x = e.end as i64);
+    }
+    for h in [1usize, 4, 50] {
+        let (cpu_ret, cpu_len) = quiver_rl::data::nstep_returns_in(&rewards, &eps, h, 0.97);
+        let (mut ret, mut len) = (vec![0.0; n], vec![0i32; n]);
+        let (rp, ep, op, lp) = (rewards.as_ptr(), ends.as_ptr(), ret.as_mut_ptr(), len.as_mut_ptr());
+        // SAFETY: one thread per row; r, ends, ret and len hold n values.
+        m.launch((n.div_ceil(128) as u32, 1, 1), (128, 1, 1), 0, || unsafe {
+            k(rp, ep, n as i64, h as i32, 0.97, op, lp)
+        })
+        .unwrap();
+        assert_eq!(cpu_len, len, "h = {h}");
+        assert_eq!(cpu_ret, ret, "h = {h}: the same sums in the same order");
+    }
+}
+
+/// A units × slots matrix of `n` units with up to three entries each.
+fn unit_matrix(n: usize, width: usize, r: &mut impl FnMut() -> f64) -> UnitMatrix {
+    let mut x = UnitMatrix::new(width);
+    for _ in 0..n {
+        let k = (r() * 4.0) as usize;
+        let mut slots: Vec<usize> = (0..k).map(|_| (r() * width as f64) as usize).collect();
+        slots.sort();
+        slots.dedup();
+        x.push_unit(slots.into_iter().map(|s| (s, 10.0 * r() - 3.0)));
+    }
+    x
+}
+
+#[test]
+fn bootstrap_kernels_draw_the_cpu_counts_and_add_the_cpu_sums() {
+    let Some(m) = ope_module() else { return };
+    type Counts = unsafe extern "C" fn(u64, u64, i64, *const u64, u64, *mut u32);
+    type Sums = unsafe extern "C" fn(*const u32, *const i64, *const u32, *const f64, i64, i32, i32, *mut f64);
+    // SAFETY: the parameters of bootstrap_counts and resample_sums (ope.cu).
+    let (counts_k, sums_k): (Counts, Sums) =
+        unsafe { (m.function("bootstrap_counts").unwrap(), m.function("resample_sums").unwrap()) };
+    let mut r = lcg(3);
+    let (n, width, resamples, seed) = (700usize, 9usize, 6usize, 42u64);
+    let x = unit_matrix(n, width, &mut r);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 7919 + 13).collect();
+    let stat = |s: &[f64], _: f64| s.to_vec();
+    for (keys, key_ptr, first) in
+        [(UnitKeys::From(1000), std::ptr::null(), 1000u64), (UnitKeys::Ids(&ids), ids.as_ptr(), 0)]
+    {
+        // the counts, bit for bit
+        let mut counts = vec![0u32; resamples * n];
+        let cp = counts.as_mut_ptr();
+        // SAFETY: n units × `resamples` rows of counts; keys null or n ids.
+        m.launch((n.div_ceil(64) as u32, resamples as u32, 1), (64, 1, 1), 0, || unsafe {
+            counts_k(seed, 0, n as i64, key_ptr, first, cp)
+        })
+        .unwrap();
+        let mut cpu_row = vec![0u32; n];
+        for b in 0..resamples {
+            resample_counts(seed, b as u64, keys, &mut cpu_row);
+            assert_eq!(cpu_row, counts[b * n..(b + 1) * n], "resample {b}: the counts differ");
+        }
+        // the sums and sizes, through shared memory and straight to global memory
+        let plan = Plan { x: &x, keys, resamples, seed, stat: &stat };
+        let cpu = plan.sums_cpu();
+        let offsets: Vec<i64> = x.offsets.iter().map(|&o| o as i64).collect();
+        for use_shared in [1, 0] {
+            let mut sums = vec![0.0; resamples * (width + 1)];
+            let (cp, op, sp, vp, outp) =
+                (counts.as_ptr(), offsets.as_ptr(), x.slots.as_ptr(), x.values.as_ptr(), sums.as_mut_ptr());
+            let shared = if use_shared == 1 { (width + 1) * 8 } else { 0 };
+            // SAFETY: counts hold `resamples` rows of n; offsets n + 1 entries bounding slots and
+            // values; sums `resamples` rows of width + 1; the shared buffer width + 1 doubles.
+            m.launch((3, resamples as u32, 1), (64, 1, 1), shared, || unsafe {
+                sums_k(cp, op, sp, vp, n as i64, width as i32, use_shared, outp)
+            })
+            .unwrap();
+            assert_close(&format!("resampled sums (shared memory: {use_shared})"), &cpu.sums, &sums, 1e-12);
+        }
+    }
+}
+
+#[test]
+fn rff_rows_kernel_builds_the_cpu_features() {
+    let Some(m) = skip_or_panic(Module::compile("rff_rows", quiver_rl::gpu::RFF_KERNEL)) else { return };
+    type K = unsafe extern "C" fn(
+        *const f64,
+        *const f64,
+        *const i64,
+        *const f64,
+        *const f64,
+        *const f64,
+        i32,
+        i32,
+        i32,
+        i32,
+        f64,
+        *mut f64,
+        *mut f64,
+    );
+    // SAFETY: rff_rows's parameters (rff_rows.cu).
+    let k: K = unsafe { m.function("rff_rows") }.unwrap();
+    let mut r = lcg(4);
+    let (rows, state_dim, dim, actions) = (300usize, 3usize, 16usize, 3usize);
+    let rff = Rff::new(state_dim, dim, 0.7, 11, actions);
+    let s: Vec<f64> = (0..rows * state_dim).map(|_| 4.0 * r() - 2.0).collect();
+    let s_next: Vec<f64> = (0..rows * state_dim).map(|_| 4.0 * r() - 2.0).collect();
+    let a: Vec<i64> = (0..rows).map(|_| (r() * actions as f64) as i64).collect();
+    // the target's probabilities at s′, zero on rows whose episode ends
+    let pnext: Vec<f64> = (0..rows * actions).map(|i| if (i / actions) % 5 == 0 { 0.0 } else { r() }).collect();
+    let d = dim * actions;
+    let (mut phi, mut next) = (vec![0.0; rows * d], vec![0.0; rows * d]);
+    let args = (s.as_ptr(), s_next.as_ptr(), a.as_ptr(), pnext.as_ptr(), rff.w.as_ptr(), rff.b.as_ptr());
+    let (pp, np) = (phi.as_mut_ptr(), next.as_mut_ptr());
+    // SAFETY: one thread per (row, feature); the buffers hold the sizes the kernel indexes.
+    m.launch(((rows * dim).div_ceil(128) as u32, 1, 1), (128, 1, 1), 0, || unsafe {
+        k(
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            args.4,
+            args.5,
+            rows as i32,
+            state_dim as i32,
+            dim as i32,
+            actions as i32,
+            rff.scale,
+            pp,
+            np,
+        )
+    })
+    .unwrap();
+    // the CPU's ψ, laid out as the kernel lays it out: e_a ⊗ ψ(s) and Σ_q p_q e_q ⊗ ψ(s′)
+    let (mut cpu_phi, mut cpu_next) = (vec![0.0; rows * d], vec![0.0; rows * d]);
+    let mut psi = vec![0.0; dim];
+    for i in 0..rows {
+        rff.psi(|c| s[i * state_dim + c], &mut psi);
+        let ai = a[i] as usize;
+        cpu_phi[i * d + ai * dim..i * d + (ai + 1) * dim].copy_from_slice(&psi);
+        rff.psi(|c| s_next[i * state_dim + c], &mut psi);
+        for q in 0..actions {
+            for j in 0..dim {
+                cpu_next[i * d + q * dim + j] = pnext[i * actions + q] * psi[j];
+            }
+        }
+    }
+    // the CPU's own cos (features::cos) and the C library's agree to ~1e-15
+    let abs = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    assert!(abs(&cpu_phi, &phi) <= 1e-13, "phi: {}", abs(&cpu_phi, &phi));
+    assert!(abs(&cpu_next, &next) <= 1e-13, "next: {}", abs(&cpu_next, &next));
+}
