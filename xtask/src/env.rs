@@ -1,5 +1,6 @@
 //! The environment the build, tests and benches need, set up by the project itself:
-//! a C linker (`cc`) for Rust, OpenBLAS (`libopenblas-dev`) for the critics' linear algebra, `cargo-nextest` where available, and a Python virtual environment
+//! a C linker (`cc`) for Rust, OpenBLAS (`libopenblas-dev`) for the critics' linear algebra, a C++
+//! compiler (`g++`) for the CUDA kernels' runs on the CPU, `cargo-nextest` where available, and a Python virtual environment
 //! under `target/pyenv` holding NVRTC (from PyPI, for the PTX tests) and NumPy (for the baselines).
 //! What is missing is installed when possible (Debian's apt-get as root, pip into the venv);
 //! otherwise the error gives the exact command to run.
@@ -44,6 +45,17 @@ pub fn check_toolchain() -> Result<(), String> {
         apt_install(&["libopenblas-dev"], "OpenBLAS (libopenblas-dev) is missing; the critics link it")?;
     }
     Ok(())
+}
+
+/// The C++ compiler the kernel emulator builds CUDA kernels with (`quiver-cuda-emulator`; `$CXX`,
+/// else `c++`): installed (`g++`) when missing, as the tests that run each kernel on the CPU
+/// against its CPU twin need it.
+pub fn check_cxx() -> Result<(), String> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    if found(&cxx, "--version") {
+        return Ok(());
+    }
+    apt_install(&["g++"], "no C++ compiler (`c++`) found; the CUDA kernels' CPU runs need one")
 }
 
 /// Whether the OpenBLAS development library is where the linker looks.

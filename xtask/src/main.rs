@@ -253,6 +253,11 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         println!("xtask: NumPy unavailable ({why}); the tests against NumPy reference formulas will be skipped");
     }
     let quiver = build()?;
+    // the kernels' CPU runs (quiver-cuda-emulator) then fail rather than skip
+    let cxx = env::check_cxx();
+    if let Err(why) = &cxx {
+        println!("xtask: {why}; the CUDA kernels' runs on the CPU will be skipped");
+    }
     let nextest = env::has_nextest();
     let suite = |extra: &[&str]| {
         let mut cmd = cargo();
@@ -267,6 +272,9 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         }
         cmd.args(args);
         cmd.env("QUIVER_PLUGIN_PATH", plugins_dir());
+        if cxx.is_ok() {
+            cmd.env("QUIVER_REQUIRE_CXX", "1");
+        }
         if let Ok(py) = &numpy {
             cmd.env("QUIVER_PYTHON", py.python());
         }
