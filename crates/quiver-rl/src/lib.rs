@@ -33,6 +33,7 @@ pub mod gpu;
 pub mod linear;
 pub mod ope;
 pub mod ope_bounds;
+pub mod ope_many;
 pub mod ope_parts;
 pub mod policy;
 pub mod quantile_dp;

@@ -45,7 +45,7 @@ extern "C" {
 
 /// OpenBLAS on one thread: the chunks already run in parallel (one worker per chunk), and
 /// OpenBLAS threads inside rayon workers would oversubscribe the cores.
-fn single_threaded_blas() {
+pub(crate) fn single_threaded_blas() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: a plain setter of OpenBLAS's global thread count, called once per process.
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
