@@ -530,6 +530,29 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value, dir
                 .collect();
             format!("exact value {exact:.3}; {}", parts.join("; "))
         }
+        "ope-many" => {
+            // every policy's control-variate estimate and interval against its exact value
+            let key = json["values_are"].as_str().ok_or("no values_are")?;
+            let e = &json[key];
+            let col =
+                |c: &str| -> Vec<f64> { e[c].as_array().into_iter().flatten().filter_map(Value::as_f64).collect() };
+            let (est, lo, hi, ratio) = (col("estimate"), col("lower"), col("upper"), col("variance_ratio"));
+            let covered = (0..truth.len()).filter(|&k| lo.get(k) <= truth.get(k) && truth.get(k) <= hi.get(k)).count();
+            let best = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0);
+            format!(
+                "{key}: {covered} of {} intervals hold the exact value; the best policy is {} (exact {:.3}), the \
+                 estimates pick {} ({:.3} [{:.3}, {:.3}]); variance ratios plain/CV {:.1} to {:.1}",
+                truth.len(),
+                best(truth),
+                truth[best(truth)],
+                best(&est),
+                est.get(best(&est)).copied().unwrap_or(f64::NAN),
+                lo.get(best(&est)).copied().unwrap_or(f64::NAN),
+                hi.get(best(&est)).copied().unwrap_or(f64::NAN),
+                ratio.iter().copied().fold(f64::INFINITY, f64::min),
+                ratio.iter().copied().fold(0.0, f64::max),
+            )
+        }
         "aggregation" => aggregation_check(truth, json, &dir.join("test.csv"))?,
         other => return Err(format!("unknown check '{other}'")),
     })
