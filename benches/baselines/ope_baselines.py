@@ -13,6 +13,11 @@ Quiver against.
   with w = pi[a] / mu; and SCOPE-RL's t interval, mean +- t_{1-alpha/2, n-1} s / sqrt(n), for each
   (SNIPW: the delta method, u = w (r - R) over mean w). (`obp` itself needs Python < 3.11 and does
   not install here.)
+* many: K target policies from one bandit log (`ope-many`), IPW and DR, each plain (mean and t
+  interval) and with the K importance weights minus 1 as control variates: the intercept of the
+  least-squares fit of each policy's per-round values on them, its standard error and a t interval
+  with n - 1 - rank degrees of freedom (the regression estimator; `np.linalg.pinv` of the centred
+  cross-product matrix, as a NumPy user would write it).
 * trajectory: TIS, PDIS, SN-PDIS, DM and per-decision DR on episodes of equal length H (arrays
   n x H), and their percentile bootstrap as SCOPE-RL computes it: a loop over resamples, each
   drawing n episodes with replacement and recomputing every estimator on them.
@@ -112,9 +117,48 @@ def trajectory(spec):
     return run
 
 
+def many(spec):
+    d, k, alpha = spec["data"], spec["policies"], spec["alpha"]
+    r, mu, q = load(d, "r"), load(d, "mu_prob"), load(d, "qhat")
+    target = np.stack([load(d, f"target_{j}") for j in range(k)], axis=1)
+    vhat = np.stack([load(d, f"vhat_{j}") for j in range(k)], axis=1)
+
+    def run():
+        n = len(r)
+        w = target / mu[:, None]
+        c = w - 1.0
+        c_mean = c.mean(axis=0)
+        cc = c - c_mean
+        s_cc = cc.T @ cc
+        pinv = np.linalg.pinv(s_cc, rcond=1e-10, hermitian=True)
+        rank = np.linalg.matrix_rank(s_cc, hermitian=True)
+        dof = n - 1 - rank
+        leverage = 1.0 / n + c_mean @ pinv @ c_mean
+        t_plain = stats.t.ppf(1 - alpha / 2, n - 1)
+        t_cv = stats.t.ppf(1 - alpha / 2, dof)
+        out = {}
+        for name, y in (("ipw", w * r[:, None]), ("dr", vhat + w * (r - q)[:, None])):
+            y_mean = y.mean(axis=0)
+            yc = y - y_mean
+            s_cy = cc.T @ yc
+            s_yy = (yc * yc).sum(axis=0)
+            beta = pinv @ s_cy
+            cv = y_mean - c_mean @ beta
+            se_cv = np.sqrt(np.maximum(s_yy - (beta * s_cy).sum(axis=0), 0) / dof * leverage)
+            se = np.sqrt(s_yy / (n - 1) / n)
+            for j in range(k):
+                out[f"{name}_{j}"] = {"estimate": y_mean[j], "lower": y_mean[j] - t_plain * se[j],
+                                      "upper": y_mean[j] + t_plain * se[j]}
+                out[f"{name}_cv_{j}"] = {"estimate": cv[j], "lower": cv[j] - t_cv * se_cv[j],
+                                         "upper": cv[j] + t_cv * se_cv[j]}
+        return out
+
+    return run
+
+
 def main():
     spec = json.loads(sys.argv[1])
-    run = bandit(spec) if spec["mode"] == "bandit" else trajectory(spec)
+    run = {"bandit": bandit, "trajectory": trajectory, "many": many}[spec["mode"]](spec)
     times, result = time_runs(run, spec.get("repeats", 1))
     result = {k: ({kk: float(vv) for kk, vv in v.items()} if isinstance(v, dict) else float(v)) for k, v in result.items()}
     print(json.dumps({"numpy": np.__version__, "times": times, "result": {"estimates": result}}))

@@ -32,6 +32,7 @@ mod scale;
 
 use cases::aggregation::*;
 use cases::critics::*;
+use cases::ope_many::*;
 use cases::selection::*;
 use cases::shrinkage::*;
 use memory::*;
@@ -230,6 +231,7 @@ fn real_main() -> Result<(), String> {
     let (bandit_n, episodes) = if args.quick { (1_000_000, 10_000) } else { (10_000_000, 100_000) };
     cases.extend(ope_bandit_case(&host, &data.join("ob"), bandit_n));
     cases.extend(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000, None));
+    cases.extend(ope_many_case(&host, &data.join("om"), if args.quick { 100_000 } else { 1_000_000 }, 100));
     if let Some(py) = &args.python_full {
         // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
         let name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)";

@@ -2,5 +2,6 @@
 
 pub(crate) mod aggregation;
 pub(crate) mod critics;
+pub(crate) mod ope_many;
 pub(crate) mod selection;
 pub(crate) mod shrinkage;
