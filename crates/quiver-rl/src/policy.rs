@@ -111,6 +111,11 @@ impl Policy {
         self.at(s).and_then(|(acts, ps)| acts.iter().position(|&x| x == a).map(|i| ps[i])).unwrap_or(0.0)
     }
 
+    /// One more than the largest state id with a row.
+    pub fn n_states(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
     /// One more than the largest action id with a row.
     pub fn n_actions(&self) -> usize {
         self.actions.iter().max().map_or(0, |&m| m as usize + 1)

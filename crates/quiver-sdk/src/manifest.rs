@@ -378,6 +378,11 @@ pub mod column {
     pub fn boolean_opt(name: &str, doc: &str) -> ColumnSpec {
         spec(name, ColumnKind::Bool, false, doc)
     }
+    /// A family of i64 columns whose names start with `prefix` (`a_` matches `a_0`, `a_1`: one
+    /// action column per agent); `required`: at least one must be present.
+    pub fn i64_prefix(prefix: &str, required: bool, doc: &str) -> ColumnSpec {
+        ColumnSpec { prefix: true, ..spec(prefix, ColumnKind::I64, required, doc) }
+    }
     /// A family of f64 columns whose names start with `prefix` (`q_` matches `q_gbm_0.05`);
     /// `required`: at least one must be present.
     pub fn f64_prefix(prefix: &str, required: bool, doc: &str) -> ColumnSpec {
