@@ -31,6 +31,7 @@ pub mod expectile;
 pub mod features;
 pub mod gpu;
 pub mod linear;
+pub mod low_rank;
 pub mod multi_agent;
 pub mod ope;
 pub mod ope_bounds;

@@ -1,0 +1,273 @@
+//! Low-rank Q estimation on a (state × action) grid (Shah, Song, Xu & Yang, "Sample efficient
+//! reinforcement learning via low-rank matrix estimation", NeurIPS 2020), from logged data.
+//!
+//! Q^π is low rank where the model is — rewards R(s, a) and transition laws P(s′|s, a) that vary
+//! with the state and the action through r factors, the paper's setting. The data see only some
+//! (s, a) cells Ω. The model is completed, then evaluated exactly:
+//!
+//! * R̂ (states × actions, observed on Ω) is completed at rank r; so is, for every next state s′,
+//!   the matrix P̂(s′|·,·) (with the continuation mass Σ_s′ P̂, to which each completed cell's law
+//!   is scaled after negative entries are cut). Completion: the factors U (states × r) and
+//!   V (actions × r) of the least-squares fit of UVᵀ on Ω, started from the truncated SVD of
+//!   P_Ω(M)/p (the spectral estimate, p the share of cells observed; Keshavan, Montanari & Oh 2010)
+//!   and refined by alternating least squares with a small ridge (Jain, Netrapalli & Sanghavi
+//!   2013); observed cells keep their data.
+//! * Q^π of the completed model by value iteration (a γ-contraction: every completed law has mass
+//!   at most 1), to `tol`.
+//!
+//! With every cell observed nothing is completed and Q is the empirical model's tabular Q^π.
+//! (Completing the Bellman backups instead — complete Q, back up, complete again — was tried
+//! first: the completion's extrapolation fed back through V and the iteration stalled at a wrong
+//! fit, or diverged; completing the model once keeps the evaluation a contraction.)
+
+use crate::policy::Policy;
+use crate::tabular::EmpiricalModel;
+use crate::RlError;
+use ndarray::Array2;
+use quiver_numerics::{checkpoint, Progress};
+
+/// Most alternating least-squares sweeps of one completion.
+pub const ALS_SWEEPS: usize = 500;
+
+/// The default ridge of the factors' least squares, relative to the largest observed value: keeps
+/// a row or column with few observed cells solvable while biasing the fit by far less than the
+/// data's own noise. An over-specified rank with few cells per state needs more (1e-3 is
+/// measured to hold such a fit; it also shrinks small entries).
+pub const DEFAULT_RIDGE: f64 = 1e-6;
+
+/// The completed fit.
+#[derive(Debug, Clone)]
+pub struct LowRankFit {
+    /// The grid's rows: the states with data, ascending.
+    pub states: Vec<u32>,
+    /// Q on the grid, one row per state of `states`, one column per action.
+    pub q: Array2<f64>,
+    /// Which cells the data observed.
+    pub observed: Array2<bool>,
+    /// The rank used.
+    pub rank: usize,
+    /// The singular values of the completed reward matrix (all of them, descending).
+    pub reward_singular_values: Vec<f64>,
+    /// Value-iteration sweeps done.
+    pub iterations: usize,
+    /// The last sweep's relative change.
+    pub change: f64,
+}
+
+/// The spectral start: the truncated SVD of P_Ω(Y)/p, split evenly into U = U_r S_r^½ and
+/// V = V_r S_r^½.
+fn spectral_start(
+    y: &Array2<f64>,
+    observed: &Array2<bool>,
+    rank: usize,
+) -> Result<(Array2<f64>, Array2<f64>), RlError> {
+    use ndarray_linalg::SVD;
+    let share = observed.iter().filter(|&&b| b).count() as f64 / observed.len().max(1) as f64;
+    let m = Array2::from_shape_fn(y.dim(), |c| if observed[c] { y[c] / share } else { 0.0 });
+    let (u, s, vt) = m.svd(true, true).map_err(|e| RlError::Internal(format!("SVD of the Q grid: {e}")))?;
+    let (u, vt) = (u.expect("asked for U"), vt.expect("asked for V^T"));
+    let (rows, cols) = y.dim();
+    let uf = Array2::from_shape_fn((rows, rank), |(i, k)| u[(i, k)] * s[k].sqrt());
+    let vf = Array2::from_shape_fn((cols, rank), |(j, k)| vt[(k, j)] * s[k].sqrt());
+    Ok((uf, vf))
+}
+
+/// Solve (Σ_w f_w f_wᵀ + ρI) x = Σ_w y_w f_w for one row of a factor: the rows `fs` of the other
+/// factor at the observed cells, with values `ys`.
+fn ridge_row(
+    fs: &[ndarray::ArrayView1<'_, f64>],
+    ys: &[f64],
+    rank: usize,
+    rho: f64,
+) -> Result<ndarray::Array1<f64>, RlError> {
+    use ndarray_linalg::Solve;
+    let mut a = Array2::<f64>::eye(rank) * rho;
+    let mut b = ndarray::Array1::<f64>::zeros(rank);
+    for (f, &yv) in fs.iter().zip(ys) {
+        for p in 0..rank {
+            b[p] += yv * f[p];
+            for q in 0..rank {
+                a[(p, q)] += f[p] * f[q];
+            }
+        }
+    }
+    a.solve_into(b).map_err(|e| RlError::Internal(format!("a factor's least squares: {e}")))
+}
+
+/// `sweeps` of alternating least squares of UVᵀ to Y on the observed cells.
+fn alternate(
+    y: &Array2<f64>,
+    observed: &Array2<bool>,
+    mut u: Array2<f64>,
+    mut v: Array2<f64>,
+    sweeps: usize,
+    ridge: f64,
+) -> Result<(Array2<f64>, Array2<f64>), RlError> {
+    let (rows, cols) = y.dim();
+    let rank = u.ncols();
+    let scale = y.iter().zip(observed.iter()).filter(|(_, &o)| o).fold(0.0f64, |m, (x, _)| m.max(x.abs()));
+    let rho = ridge * scale.max(f64::MIN_POSITIVE);
+    for _ in 0..sweeps {
+        for i in 0..rows {
+            let seen: Vec<usize> = (0..cols).filter(|&j| observed[(i, j)]).collect();
+            let fs: Vec<_> = seen.iter().map(|&j| v.row(j)).collect();
+            let ys: Vec<f64> = seen.iter().map(|&j| y[(i, j)]).collect();
+            let x = ridge_row(&fs, &ys, rank, rho)?;
+            u.row_mut(i).assign(&x);
+        }
+        for j in 0..cols {
+            let seen: Vec<usize> = (0..rows).filter(|&i| observed[(i, j)]).collect();
+            let fs: Vec<_> = seen.iter().map(|&i| u.row(i)).collect();
+            let ys: Vec<f64> = seen.iter().map(|&i| y[(i, j)]).collect();
+            let x = ridge_row(&fs, &ys, rank, rho)?;
+            v.row_mut(j).assign(&x);
+        }
+    }
+    Ok((u, v))
+}
+
+/// `m` completed at rank `rank` off the observed cells (kept as they are); `ridge` relative to the
+/// largest observed value ([`DEFAULT_RIDGE`]).
+pub fn complete(m: &Array2<f64>, observed: &Array2<bool>, rank: usize, ridge: f64) -> Result<Array2<f64>, RlError> {
+    if observed.iter().all(|&o| o) {
+        return Ok(m.clone());
+    }
+    let (mut u, mut v) = spectral_start(m, observed, rank)?;
+    let mut last = u.dot(&v.t());
+    for _ in 0..ALS_SWEEPS {
+        (u, v) = alternate(m, observed, u, v, 1, ridge)?;
+        let z = u.dot(&v.t());
+        let delta = (&z - &last).iter().fold(0.0f64, |a, x| a.max(x.abs()));
+        let scale = z.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+        last = z;
+        if delta <= 1e-12 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+    }
+    Ok(Array2::from_shape_fn(m.dim(), |c| if observed[c] { m[c] } else { last[c] }))
+}
+
+fn singular_values(m: &Array2<f64>) -> Result<Vec<f64>, RlError> {
+    use ndarray_linalg::SVD;
+    let (_, s, _) = m.svd(false, false).map_err(|e| RlError::Internal(format!("SVD of the reward grid: {e}")))?;
+    Ok(s.to_vec())
+}
+
+/// Q of π from `model` on the grid of the states with data × `actions` actions: the model
+/// completed at rank `rank`, then evaluated to relative change `tol` or `max_iter` sweeps (see the
+/// module documentation), `ridge` the completions' ([`complete`]). States reached as s′ with no data of their own are dead ends (V = 0),
+/// as for the tabular critics; an action π takes that the data never took at any state has no
+/// observed cell to complete from and is refused.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    model: &EmpiricalModel,
+    pi: &Policy,
+    actions: usize,
+    gamma: f64,
+    rank: usize,
+    ridge: f64,
+    tol: f64,
+    max_iter: usize,
+    progress: &dyn Progress,
+) -> Result<LowRankFit, RlError> {
+    let mut states: Vec<u32> = model.at_state.keys().copied().collect();
+    states.sort_unstable();
+    let row: std::collections::HashMap<u32, usize> = states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+    let n = states.len();
+    if rank == 0 || rank > n.min(actions) {
+        return Err(RlError::Parameter(format!(
+            "rank {rank} is not between 1 and min(states, actions) = {} on this {n} x {actions} grid (states with data \
+             x actions)",
+            n.min(actions)
+        )));
+    }
+    let mut observed = Array2::<bool>::from_elem((n, actions), false);
+    for &(s, a) in &model.pairs.pairs {
+        observed[(row[&s], a as usize)] = true;
+    }
+    let taken: Vec<bool> = (0..actions).map(|a| (0..n).any(|i| observed[(i, a)])).collect();
+    // π at every state with data, on actions some cell of whose column is observed
+    for &s in &states {
+        let (acts, ps) = pi.at(s).ok_or_else(|| {
+            RlError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
+        })?;
+        if let Some((&a, _)) =
+            acts.iter().zip(ps).find(|(&a, &p)| p > 0.0 && !taken.get(a as usize).copied().unwrap_or(false))
+        {
+            return Err(RlError::input(format!(
+                "the target policy takes action {a} at state {s}, and the data never took action {a} at any state: no \
+                 cell of its column is observed, so the completion has nothing to estimate it from"
+            )));
+        }
+    }
+    // R̂ completed
+    let mut r = Array2::<f64>::zeros((n, actions));
+    for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {
+        r[(row[&s], a as usize)] = model.reward[k];
+    }
+    let r = complete(&r, &observed, rank, ridge)?;
+    // each next state's P̂(s′|·,·) completed, and the continuation mass; the completed cells' laws
+    // cut at 0 and scaled to the completed mass (in [0, 1])
+    let mut next_states: Vec<u32> = model.next.iter().flatten().map(|x| x.0).collect();
+    next_states.sort_unstable();
+    next_states.dedup();
+    let mut mass = Array2::<f64>::zeros((n, actions));
+    let mut laws: Vec<Array2<f64>> = Vec::with_capacity(next_states.len());
+    let column: std::collections::HashMap<u32, usize> = next_states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+    let mut slices = vec![Array2::<f64>::zeros((n, actions)); next_states.len()];
+    for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {
+        for &(s2, p) in &model.next[k] {
+            slices[column[&s2]][(row[&s], a as usize)] = p;
+            mass[(row[&s], a as usize)] += p;
+        }
+    }
+    let mass = complete(&mass, &observed, rank, ridge)?.mapv(|x| x.clamp(0.0, 1.0));
+    for (j, slice) in slices.iter().enumerate() {
+        laws.push(complete(slice, &observed, rank, ridge)?.mapv(|x| x.max(0.0)));
+        checkpoint(progress, j as u64 + 1, next_states.len() as u64 + max_iter as u64, "completing the model")?;
+    }
+    for i in 0..n {
+        for a in 0..actions {
+            if observed[(i, a)] {
+                continue;
+            }
+            let total: f64 = laws.iter().map(|l| l[(i, a)]).sum();
+            let f = if total > 0.0 { mass[(i, a)] / total } else { 0.0 };
+            laws.iter_mut().for_each(|l| l[(i, a)] *= f);
+        }
+    }
+    // Q^π of the completed model by value iteration
+    let mut q = r.clone();
+    let (mut change, mut iterations) = (f64::INFINITY, 0);
+    while iterations < max_iter {
+        let v: Vec<f64> = next_states
+            .iter()
+            .map(|&s2| match (row.get(&s2), pi.at(s2)) {
+                (Some(&i), Some((acts, ps))) => acts.iter().zip(ps).map(|(&a, &p)| p * q[(i, a as usize)]).sum(),
+                _ => 0.0,
+            })
+            .collect();
+        let mut next = r.clone();
+        for (law, vs) in laws.iter().zip(&v) {
+            if *vs != 0.0 {
+                next.zip_mut_with(law, |x, p| *x += gamma * p * vs);
+            }
+        }
+        let delta = (&next - &q).iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let scale = next.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        q = next;
+        iterations += 1;
+        change = quiver_numerics::convergence::relative(delta, scale);
+        checkpoint(
+            progress,
+            (next_states.len() + iterations) as u64,
+            next_states.len() as u64 + max_iter as u64,
+            "evaluating",
+        )?;
+        if change <= tol {
+            break;
+        }
+    }
+    let reward_singular_values = singular_values(&r)?;
+    Ok(LowRankFit { states, q, observed, rank, reward_singular_values, iterations, change })
+}
