@@ -536,12 +536,16 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value, dir
             let e = &json[key];
             let col =
                 |c: &str| -> Vec<f64> { e[c].as_array().into_iter().flatten().filter_map(Value::as_f64).collect() };
-            let (est, lo, hi, ratio) = (col("estimate"), col("lower"), col("upper"), col("variance_ratio"));
+            let (est, lo, hi) = (col("estimate"), col("lower"), col("upper"));
+            // how much the control variates take out of IPW's variance (DR's own model already
+            // takes most of what they would)
+            let ratio: Vec<f64> =
+                json["ipw_cv"]["variance_ratio"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
             let covered = (0..truth.len()).filter(|&k| lo.get(k) <= truth.get(k) && truth.get(k) <= hi.get(k)).count();
             let best = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0);
             format!(
                 "{key}: {covered} of {} intervals hold the exact value; the best policy is {} (exact {:.3}), the \
-                 estimates pick {} ({:.3} [{:.3}, {:.3}]); variance ratios plain/CV {:.1} to {:.1}",
+                 estimates pick {} ({:.3} [{:.3}, {:.3}]); IPW's variance over IPW-CV's {:.2} to {:.2}",
                 truth.len(),
                 best(truth),
                 truth[best(truth)],
