@@ -455,7 +455,7 @@ pub fn read_csv_within(
     // refused at once, before the reader would take all of it as one enormous header field; the
     // file's length and whether it ends with a newline give each record's line (below). A pipe or
     // a FIFO (`/dev/stdin`) cannot seek: it is read into memory first, within the budget.
-    let (mut reader, file_len, ends_with_newline) = {
+    let (mut reader, file_len, ends_with_newline, crlf) = {
         use std::io::{Read, Seek, SeekFrom};
         let io = |e: std::io::Error| file_err(e.to_string());
         let mut f = std::fs::File::open(path).map_err(io)?;
@@ -487,7 +487,10 @@ pub fn read_csv_within(
                  FILE.npy:NAME1,NAME2,..."
             )));
         }
-        (csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(source), file_len, ends_with_newline)
+        // lines ended by CR LF (files written on Windows, and by Python's csv module): the reader
+        // stops a record at the CR, so the LF is counted only when the next record is read
+        let crlf = head.iter().position(|&b| b == b'\n').is_some_and(|at| at > 0 && head[at - 1] == b'\r');
+        (csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(source), file_len, ends_with_newline, crlf)
     };
     let headers: Vec<String> =
         reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(String::from).collect();
@@ -563,7 +566,10 @@ pub fn read_csv_within(
         let after = reader.position();
         let inside: u64 = record.iter().map(|f| f.bytes().filter(|&b| b == b'\n').count() as u64).sum();
         let unterminated = after.byte() >= file_len && !ends_with_newline;
-        let line = (after.line() - inside).saturating_sub(if unterminated { 0 } else { 1 }).max(2);
+        // the reader has counted this record's own line end unless there is none (the file's last
+        // line, unterminated) or it is a CR LF whose LF comes with the next read
+        let counted = !unterminated && !crlf;
+        let line = (after.line() - inside).saturating_sub(u64::from(counted)).max(2);
         match &mut lines {
             Some(l) => l.push(line),
             None if line != row as u64 + 2 => {
@@ -719,6 +725,26 @@ mod tests {
         assert!(read_csv(f.path(), "calibration", Some(&spec())).unwrap_err().to_string().contains("twice"));
         let f = csv("y\n1\n2,3\n");
         assert!(read_csv(f.path(), "calibration", Some(&spec())).unwrap_err().to_string().contains("row 2 (line 3)"));
+    }
+
+    /// Lines ended by CR LF (Windows, Python's csv module) are numbered as LF lines are: the bad
+    /// value on line 4 is named there, with or without a final line end, after a blank line, and
+    /// inside a quoted field that spans lines.
+    #[test]
+    fn crlf_files_name_the_same_lines() {
+        for (text, want) in [
+            ("y\r\n1\r\n2\r\nabc\r\n", "row 3 (line 4)"),
+            ("y\r\n1\r\n2\r\nabc", "row 3 (line 4)"),
+            ("y\r\n1\r\n\r\nabc\r\n", "row 2 (line 4)"),
+            ("y,id\r\n1,\"a\r\nb\"\r\nabc,c\r\n", "row 2 (line 4)"),
+        ] {
+            let f = csv(text);
+            let e = read_csv(f.path(), "calibration", Some(&spec())).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        let f = csv("y\r\n1\r\nNaN\r\n");
+        let e = read_csv(f.path(), "calibration", Some(&spec())).unwrap().validate(&spec()).unwrap_err();
+        assert_eq!(e.to_string(), "table 'calibration', column 'y', row 2 (line 3): value NaN is not finite");
     }
 
     #[test]
