@@ -200,6 +200,14 @@ pub fn fit(
             )));
         }
     }
+    // the completions square the values (SVD, least squares): past 1e150 they would overflow
+    let largest = model.reward.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if largest.is_nan() || largest > 1e150 {
+        return Err(RlError::input(format!(
+            "the rewards reach {largest:e}: the completion squares them, past the double range; rescale the rewards \
+             (divide them by {largest:e})"
+        )));
+    }
     // R̂ completed
     let mut r = Array2::<f64>::zeros((n, actions));
     for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {

@@ -229,6 +229,15 @@ fn rank_and_support_are_checked() {
         host.run(METHOD, &testing::params(&[]), &[narrow.log(8, 100, 10, 0.1), narrow.policy()], testing::cpu()),
         "the data never took action 2 at any state",
     );
+    // rewards the completion's squares would overflow: refused with the scale, not a LAPACK error
+    let mut huge = world.log(6, 100, 10, 0.1);
+    if let Some((_, quiver_host::Values::F64(r))) = huge.columns.iter_mut().find(|(n, _)| n == "r") {
+        r.iter_mut().for_each(|x| *x *= 1e300);
+    }
+    testing::expect_error(
+        host.run(METHOD, &testing::params(&[]), &[huge, world.policy()], testing::cpu()),
+        "rescale the rewards",
+    );
 }
 
 #[test]
