@@ -78,6 +78,40 @@ fn read_input<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<ManyInput<'a>, PluginE
     Ok(ManyInput { r, mu, targets, model })
 }
 
+/// The co-moments of table `t`'s rows; where a sum leaves the double range, the error names the
+/// first row and policy whose weight or value is not finite.
+fn moments_of(t: &quiver_sdk::TableRef<'_>, input: &ManyInput<'_>) -> Result<CoMoments, PluginError> {
+    let m = ope_many::co_moments(input);
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+    if finite(&m.cc) && finite(&m.cy) && finite(&m.yy) && finite(&m.mean_c) && finite(&m.mean_y) {
+        return Ok(m);
+    }
+    for i in 0..input.n() {
+        for (k, target) in input.targets.iter().enumerate() {
+            let w = target[i] / input.mu[i];
+            let mut values = vec![w, w * input.r[i]];
+            if let Some((v, q)) = &input.model {
+                values.push(v[k][i] + w * (input.r[i] - q[i]));
+            }
+            if values.iter().any(|x| !x.is_finite() || x.abs() > 1e150) {
+                return Err(t.row_error(
+                    "mu_prob",
+                    i,
+                    format!(
+                        "the weight target_{k}/mu_prob = {} (or its value with the reward) overflows the sums: check \
+                         mu_prob, or rescale the rewards",
+                        quiver_sdk::compact(w)
+                    ),
+                ));
+            }
+        }
+    }
+    Err(PluginError::input(
+        "the sums of products overflow double precision: the importance weights target/mu_prob or the rewards are too \
+         large (rescale the rewards)",
+    ))
+}
+
 fn columns_json(e: &PolicyEstimates) -> Value {
     let list = |v: &[f64]| Value::Array(v.iter().map(|&x| quiver_sdk::json_f64(x)).collect());
     let mut out = json!({
@@ -135,7 +169,7 @@ impl CriticImpl for OpeMany {
         let t = tables.get("bandit")?;
         t.non_empty()?;
         let input = read_input(&t)?;
-        let m = ope_many::co_moments(&input);
+        let m = moments_of(&t, &input)?;
         self.result = Some(self.result(&m)?);
         Ok(())
     }
@@ -153,7 +187,7 @@ impl MergeableImpl for OpeManyByParts {
     type Output = CriticResult;
     fn partial(&self, tables: &Tables<'_>, _offsets: &Offsets) -> Result<CoMoments, PluginError> {
         let t = tables.get("bandit")?;
-        Ok(ope_many::co_moments(&read_input(&t)?))
+        moments_of(&t, &read_input(&t)?)
     }
     fn merge(&self, a: CoMoments, b: CoMoments) -> Result<CoMoments, PluginError> {
         a.merge(b).map_err(plugin_error)

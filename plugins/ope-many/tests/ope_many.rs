@@ -295,6 +295,10 @@ fn bad_input_names_table_column_and_row() {
         .with_f64("target_1", vec![0.7, 0.1, 0.3]);
     fail(few, "needs more rows than directions + 1");
     fail(good.rows(0..0), "table 'bandit' is empty");
+    // a weight past the sums' range: the row is named
+    let mut mu = f64s(&good, "mu_prob");
+    mu[6] = 1e-300;
+    fail(replaced(&good, "mu_prob", mu), "table 'bandit', column 'mu_prob', row 7: the weight target_0/mu_prob");
 }
 
 #[test]
