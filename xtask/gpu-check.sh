@@ -6,7 +6,8 @@
 #   1. the CUDA halves of the device tests (CUDA against the CPU path); stops here if no GPU is usable
 #   2. the conformance suite with a GPU present (`auto` and `cuda` then take the GPU)
 #   3. the bench's CUDA cases beside their NumPy baselines
-#   4. the bench's cases that run wherever `auto` puts them (the OPE bootstrap, the chunked critic):
+#   4. the bench's cases that run wherever `auto` puts them (the OPE bootstrap, the chunked critic,
+#      ope-many's co-moments):
 #      on the GPU, then with the GPU hidden (CUDA_VISIBLE_DEVICES=), with the CPU twins of phase 3
 #   5. the plugins' whole test suites with a GPU present
 # Logs and JSON reports go to $OUT (the device tool's folder), else ./gpu-out.
@@ -55,12 +56,12 @@ fi
 
 echo "== 4. where auto puts them: on the GPU, then with the GPU hidden; the CPU twins ($SECONDS s)"
 if left 60; then
-  timeout 90 bench --out /tmp/qb-auto --repeats 3 --baselines none --only "ope trajectories,critic-chunked DQC" > "$OUT/bench-auto-gpu.log" 2>&1
+  timeout 90 bench --out /tmp/qb-auto --repeats 3 --baselines none --only "ope trajectories,critic-chunked DQC,ope-many" > "$OUT/bench-auto-gpu.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed" "$OUT/bench-auto-gpu.log"; cp /tmp/qb-auto/report.json "$OUT/bench-auto-gpu.json" 2>/dev/null
 fi
 if left 60; then
   CUDA_VISIBLE_DEVICES= timeout 150 bench --out /tmp/qb-cpu --repeats 3 --baselines none \
-    --only "ope trajectories,critic-chunked DQC,batch-pi mean cpu,sure-normal cpu,sure-normal xkb-estimated cpu,critic-lstd lstdq cpu,quantile-aggregation gradient medium (Adam)" \
+    --only "ope trajectories,critic-chunked DQC,ope-many,batch-pi mean cpu,sure-normal cpu,sure-normal xkb-estimated cpu,critic-lstd lstdq cpu,quantile-aggregation gradient medium (Adam)" \
     > "$OUT/bench-cpu.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed" "$OUT/bench-cpu.log"; cp /tmp/qb-cpu/report.json "$OUT/bench-cpu.json" 2>/dev/null
 fi

@@ -227,6 +227,123 @@ pub fn co_moments(input: &ManyInput<'_>) -> CoMoments {
         .expect("chunks of one input have one shape")
 }
 
+/// CUDA source of the chunk kernels (`many_rows`, `column_sums`, `centre`).
+pub const OPE_MANY_KERNEL: &str = include_str!("kernels/ope_many.cu");
+
+/// Rows per chunk on the GPU.
+pub const GPU_CHUNK_ROWS: usize = 1 << 16;
+
+impl CoMoments {
+    /// The co-moments of one chunk from its count, column means (K + R), S_CC | S_CY as the
+    /// K × (K + R) block `block` (column-major, as cuBLAS leaves it) and the responses' sums of
+    /// squares.
+    fn of_chunk(k: usize, rr: usize, m: usize, means: &[f64], block: &[f64], yy: Vec<f64>) -> CoMoments {
+        let mut out = CoMoments::empty(k, rr);
+        out.n = m as u64;
+        out.mean_c.copy_from_slice(&means[..k]);
+        out.mean_y.copy_from_slice(&means[k..]);
+        for j in 0..k {
+            for l in 0..k {
+                out.cc[j * k + l] = block[j + l * k];
+            }
+            for y in 0..rr {
+                out.cy[j * rr + y] = block[j + (k + y) * k];
+            }
+        }
+        out.yy = yy;
+        out
+    }
+}
+
+/// [`co_moments`] on an NVIDIA GPU: each chunk of [`GPU_CHUNK_ROWS`] rows is copied to the device,
+/// `many_rows` builds its [C | Y], `column_sums` and `centre` centre it (the CPU's order of sums),
+/// cuBLAS multiplies C_cᵀ[C_c | Y_c], and the chunks' co-moments merge on the host in row order —
+/// the CPU path's result up to the order of the products' sums.
+pub fn co_moments_cuda(input: &ManyInput<'_>) -> Result<CoMoments, RlError> {
+    use quiver_gpu::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+    use quiver_gpu::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use quiver_gpu::GpuError;
+    let (n, k, rr) = (input.n(), input.policies(), input.responses());
+    let width = k + rr;
+    let stream = quiver_gpu::stream()?;
+    let blas = quiver_gpu::cublas()?;
+    let rows_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "many_rows")?;
+    let sums_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "column_sums")?;
+    let centre_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "centre")?;
+    let chunk = GPU_CHUNK_ROWS.min(n.max(1));
+    let mut z = stream.alloc_zeros::<f64>(chunk * width).map_err(GpuError::from)?;
+    let mut sums = stream.alloc_zeros::<f64>(width).map_err(GpuError::from)?;
+    let mut sumsq = stream.alloc_zeros::<f64>(rr.max(1)).map_err(GpuError::from)?;
+    let mut block = stream.alloc_zeros::<f64>(k * width).map_err(GpuError::from)?;
+    let columns = |cols: &[&[f64]], rows: std::ops::Range<usize>| -> Vec<f64> {
+        cols.iter().flat_map(|c| c[rows.clone()].iter().copied()).collect()
+    };
+    let per_column =
+        LaunchConfig { grid_dim: (width.div_ceil(128) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    let mut total = CoMoments::empty(k, rr);
+    for start in (0..n).step_by(chunk) {
+        let rows = start..(start + chunk).min(n);
+        let m = rows.len();
+        let d_r = stream.clone_htod(&input.r[rows.clone()]).map_err(GpuError::from)?;
+        let d_mu = stream.clone_htod(&input.mu[rows.clone()]).map_err(GpuError::from)?;
+        let d_t = stream.clone_htod(&columns(&input.targets, rows.clone())).map_err(GpuError::from)?;
+        let model = match &input.model {
+            Some((v, q)) => Some((
+                stream.clone_htod(&columns(v, rows.clone())).map_err(GpuError::from)?,
+                stream.clone_htod(&q[rows.clone()]).map_err(GpuError::from)?,
+            )),
+            None => None,
+        };
+        let null: u64 = 0;
+        let (mi, ki, wi) = (m as i64, k as i32, width as i32);
+        let mut launch = stream.launch_builder(&rows_fn);
+        launch.arg(&d_r).arg(&d_mu).arg(&d_t);
+        match &model {
+            Some((v, q)) => launch.arg(v).arg(q),
+            None => launch.arg(&null).arg(&null),
+        };
+        launch.arg(&mi).arg(&ki).arg(&mut z);
+        // SAFETY: the argument types and order match `many_rows`; r and mu hold m values, the
+        // targets (and vhat) k columns of m, qhat m, z at least m × width; one thread per (row,
+        // policy).
+        unsafe { launch.launch(quiver_gpu::launch_config(m * k)) }.map_err(GpuError::from)?;
+        let mut launch = stream.launch_builder(&sums_fn);
+        launch.arg(&z).arg(&mi).arg(&wi).arg(&mut sums);
+        // SAFETY: `column_sums`'s arguments; z holds m × width, sums width; one thread per column.
+        unsafe { launch.launch(per_column) }.map_err(GpuError::from)?;
+        let means: Vec<f64> =
+            stream.clone_dtoh(&sums).map_err(GpuError::from)?.into_iter().map(|x| x / m as f64).collect();
+        let d_means = stream.clone_htod(&means).map_err(GpuError::from)?;
+        let mut launch = stream.launch_builder(&centre_fn);
+        launch.arg(&mut z).arg(&mi).arg(&wi).arg(&ki).arg(&d_means).arg(&mut sumsq);
+        // SAFETY: `centre`'s arguments; z holds m × width, means width, sumsq width − k; one thread
+        // per column.
+        unsafe { launch.launch(per_column) }.map_err(GpuError::from)?;
+        // row-major z (m × W) is the column-major Zᵀ (W × m): the K × W block Z₁ᵀZ is Zᵀ's first K
+        // rows times its transpose, column-major with leading dimension K
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_N,
+            transb: cublasOperation_t::CUBLAS_OP_T,
+            m: ki,
+            n: wi,
+            k: m as i32,
+            alpha: 1.0,
+            lda: wi,
+            ldb: wi,
+            beta: 0.0,
+            ldc: ki,
+        };
+        // SAFETY: z holds m × width doubles (read as W × m column-major, its first K rows the left
+        // factor), block K × W.
+        unsafe { blas.gemm(cfg, &z, &z, &mut block) }.map_err(|e| GpuError::Driver(format!("cuBLAS: {e:?}")))?;
+        let host_block = stream.clone_dtoh(&block).map_err(GpuError::from)?;
+        let mut yy = stream.clone_dtoh(&sumsq).map_err(GpuError::from)?;
+        yy.truncate(rr);
+        total = total.merge(CoMoments::of_chunk(k, rr, m, &means, &host_block, yy))?;
+    }
+    Ok(total)
+}
+
 /// One estimator's values for every policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyEstimates {

@@ -213,3 +213,61 @@ fn rff_rows_kernel_builds_the_cpu_features() {
     assert!(abs(&cpu_phi, &phi) <= 1e-13, "phi: {}", abs(&cpu_phi, &phi));
     assert!(abs(&cpu_next, &next) <= 1e-13, "next: {}", abs(&cpu_next, &next));
 }
+
+/// `ope-many`'s chunk kernels — `many_rows` builds [C | Y], `column_sums` and `centre` centre it
+/// and sum the responses' squares — run on the CPU give the CPU pass's means and sums of
+/// squares exactly (the same sums in the same order), and with the product of the centred chunk
+/// its co-moments.
+#[test]
+fn ope_many_chunk_kernels_give_the_cpu_co_moments() {
+    use quiver_rl::ope_many::{co_moments, ManyInput, OPE_MANY_KERNEL};
+    let Some(m) = skip_or_panic(Module::compile("ope_many", OPE_MANY_KERNEL)) else { return };
+    type Rows = unsafe extern "C" fn(*const f64, *const f64, *const f64, *const f64, *const f64, i64, i32, *mut f64);
+    type Sums = unsafe extern "C" fn(*const f64, i64, i32, *mut f64);
+    type Centre = unsafe extern "C" fn(*mut f64, i64, i32, i32, *const f64, *mut f64);
+    // SAFETY: the kernels' parameters (ope_many.cu).
+    let (rows_k, sums_k, centre_k): (Rows, Sums, Centre) = unsafe {
+        (m.function("many_rows").unwrap(), m.function("column_sums").unwrap(), m.function("centre").unwrap())
+    };
+    let mut rng = lcg(5);
+    let (n, k) = (500usize, 4usize);
+    let r: Vec<f64> = (0..n).map(|_| rng()).collect();
+    let mu: Vec<f64> = (0..n).map(|_| 0.1 + 0.8 * rng()).collect();
+    let t: Vec<Vec<f64>> = (0..k).map(|_| (0..n).map(|_| rng()).collect()).collect();
+    let v: Vec<Vec<f64>> = (0..k).map(|_| (0..n).map(|_| rng()).collect()).collect();
+    let q: Vec<f64> = (0..n).map(|_| rng()).collect();
+    let input = ManyInput {
+        r: &r,
+        mu: &mu,
+        targets: t.iter().map(Vec::as_slice).collect(),
+        model: Some((v.iter().map(Vec::as_slice).collect(), &q)),
+    };
+    let cpu = co_moments(&input);
+    let width = 3 * k;
+    let (tc, vc): (Vec<f64>, Vec<f64>) = (t.concat(), v.concat());
+    let mut z = vec![0.0; n * width];
+    let ptrs = (r.as_ptr(), mu.as_ptr(), tc.as_ptr(), vc.as_ptr(), q.as_ptr(), z.as_mut_ptr());
+    // SAFETY: columns of n values (k of them for the targets and vhat), z n × width.
+    m.launch(((n * k).div_ceil(64) as u32, 1, 1), (64, 1, 1), 0, || unsafe {
+        rows_k(ptrs.0, ptrs.1, ptrs.2, ptrs.3, ptrs.4, n as i64, k as i32, ptrs.5)
+    })
+    .unwrap();
+    let mut sums = vec![0.0; width];
+    let (zp, sp) = (z.as_ptr(), sums.as_mut_ptr());
+    // SAFETY: z n × width, sums width; one thread per column.
+    m.launch((1, 1, 1), (64, 1, 1), 0, || unsafe { sums_k(zp, n as i64, width as i32, sp) }).unwrap();
+    let means: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+    let mut sumsq = vec![0.0; 2 * k];
+    let (zp, mp, qp) = (z.as_mut_ptr(), means.as_ptr(), sumsq.as_mut_ptr());
+    // SAFETY: z n × width, means width, sumsq width − k; one thread per column.
+    m.launch((1, 1, 1), (64, 1, 1), 0, || unsafe { centre_k(zp, n as i64, width as i32, k as i32, mp, qp) }).unwrap();
+    assert_eq!(cpu.mean_c, means[..k], "the means, bit for bit");
+    assert_eq!(cpu.mean_y, means[k..]);
+    assert_eq!(cpu.yy, sumsq, "the sums of squares, bit for bit");
+    // the product cuBLAS computes, here by loops: S_CC and S_CY from the centred chunk
+    let dot = |a: usize, b: usize| (0..n).map(|i| z[i * width + a] * z[i * width + b]).sum::<f64>();
+    let cc: Vec<f64> = (0..k * k).map(|x| dot(x / k, x % k)).collect();
+    let cy: Vec<f64> = (0..k * 2 * k).map(|x| dot(x / (2 * k), k + x % (2 * k))).collect();
+    assert_close("S_CC", &cpu.cc, &cc, 1e-12);
+    assert_close("S_CY", &cpu.cy, &cy, 1e-12);
+}

@@ -13,7 +13,8 @@
 //! 10^6 rounds and 100 policies is 1.6 GB, not 8.
 //!
 //! One pass over the rows (chunks merged exactly), so the method also runs by parts
-//! (docs/scale.md): a partition's state is its co-moments.
+//! (docs/scale.md): a partition's state is its co-moments. CUDA: each chunk's [C | Y] is built and
+//! centred on the GPU and its product C_cᵀ[C_c | Y_c] is cuBLAS's (`co_moments_cuda`).
 
 use quiver_rl::ope_many::{self, CoMoments, ManyEstimates, ManyInput, PolicyEstimates};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
@@ -80,8 +81,9 @@ fn read_input<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<ManyInput<'a>, PluginE
 
 /// The co-moments of table `t`'s rows; where a sum leaves the double range, the error names the
 /// first row and policy whose weight or value is not finite.
-fn moments_of(t: &quiver_sdk::TableRef<'_>, input: &ManyInput<'_>) -> Result<CoMoments, PluginError> {
-    let m = ope_many::co_moments(input);
+fn moments_of(ctx: &Context, t: &quiver_sdk::TableRef<'_>, input: &ManyInput<'_>) -> Result<CoMoments, PluginError> {
+    let m =
+        ctx.dispatch(|| Ok(ope_many::co_moments(input)), || ope_many::co_moments_cuda(input)).map_err(plugin_error)?;
     let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
     if finite(&m.cc) && finite(&m.cy) && finite(&m.yy) && finite(&m.mean_c) && finite(&m.mean_y) {
         return Ok(m);
@@ -169,7 +171,7 @@ impl CriticImpl for OpeMany {
         let t = tables.get("bandit")?;
         t.non_empty()?;
         let input = read_input(&t)?;
-        let m = moments_of(&t, &input)?;
+        let m = moments_of(&self.ctx, &t, &input)?;
         self.result = Some(self.result(&m)?);
         Ok(())
     }
@@ -187,7 +189,7 @@ impl MergeableImpl for OpeManyByParts {
     type Output = CriticResult;
     fn partial(&self, tables: &Tables<'_>, _offsets: &Offsets) -> Result<CoMoments, PluginError> {
         let t = tables.get("bandit")?;
-        moments_of(&t, &read_input(&t)?)
+        moments_of(&self.0.ctx, &t, &read_input(&t)?)
     }
     fn merge(&self, a: CoMoments, b: CoMoments) -> Result<CoMoments, PluginError> {
         a.merge(b).map_err(plugin_error)
@@ -217,6 +219,7 @@ impl Plugin for OpeManyPlugin {
                  examples, section 8.9 (regression estimators); Dudik, Langford & Li, Doubly robust policy \
                  evaluation and learning, ICML (2011); Chan, Golub & LeVeque (1979) (merging co-moments)",
             )
+            .cuda()
             .config::<Config>()
             .table(
                 TableBuilder::new("bandit", "contextual-bandit logs: one row per round")

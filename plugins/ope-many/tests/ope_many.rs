@@ -317,6 +317,35 @@ fn by_parts_equals_one_table() {
     );
 }
 
+quiver_testing::device_test!(
+    /// The co-moments on each device give the CPU's estimates and intervals (to 1e-10 relative:
+    /// the GPU's products sum in another order); the CUDA half runs where a GPU is present.
+    estimates_equal_the_cpu_path_on_every_device,
+    |device| {
+        let world = World::new(21, 5, 4, 12);
+        // three GPU chunks and a part of one
+        let log = world.log(22, 3 * (1 << 16) + 1234, true);
+        let host = testing::host();
+        let params = testing::params(&[]);
+        let cpu = host.run(METHOD, &params, std::slice::from_ref(&log), testing::cpu()).unwrap();
+        let got = host.run(METHOD, &params, &[log], testing::ctx(device)).unwrap();
+        assert_eq!(got["device"], if device == quiver_host::Device::Cuda { "cuda" } else { "cpu" });
+        for key in ["ipw", "ipw_cv", "dr", "dr_cv"] {
+            for field in ["estimate", "se", "lower", "upper"] {
+                let (a, b) = (col(&cpu, key, field), col(&got, key, field));
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-10 * x.abs().max(1e-3), "{key}.{field}: {x} vs {y}");
+                }
+            }
+        }
+    }
+);
+
+#[test]
+fn kernel_compiles_to_ptx() {
+    testing::assert_kernel_compiles("ope_many", quiver_rl::ope_many::OPE_MANY_KERNEL, "many_rows");
+}
+
 #[test]
 fn conforms() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ope-many");
