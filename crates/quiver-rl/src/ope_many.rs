@@ -214,17 +214,32 @@ fn gemm_first_columns(acc: &mut [f64], z: &[f64], rows: usize, width: usize, k: 
     }
 }
 
-/// The co-moments of every row of `input`: chunks of [`CHUNK_ROWS`] on all cores (BLAS on one
-/// thread each), merged in row order — the same sums whatever the number of threads.
+/// Most target policies: the state holds K × 3K sums (for 4096 policies, 400 MB).
+pub const MAX_POLICIES: usize = 4096;
+
+/// Rows per chunk for `width` columns: [`CHUNK_ROWS`], or fewer so that a chunk's matrix stays
+/// near 32 MB however many policies there are.
+fn chunk_rows(width: usize) -> usize {
+    CHUNK_ROWS.min((1usize << 22) / width.max(1)).max(16)
+}
+
+/// The co-moments of every row of `input`: chunks on all cores (BLAS on one thread each), taken
+/// a few at a time and merged in row order — the same sums whatever the number of threads, and
+/// at most a few chunks' sums held at once (each is K × 3K numbers).
 pub fn co_moments(input: &ManyInput<'_>) -> CoMoments {
     crate::linear::single_threaded_blas();
     let n = input.n();
-    let chunks: Vec<std::ops::Range<usize>> = (0..n).step_by(CHUNK_ROWS).map(|s| s..(s + CHUNK_ROWS).min(n)).collect();
-    let parts: Vec<CoMoments> = chunks.into_par_iter().map(|rows| CoMoments::of_rows(input, rows)).collect();
-    parts
-        .into_iter()
-        .try_fold(CoMoments::empty(input.policies(), input.responses()), CoMoments::merge)
-        .expect("chunks of one input have one shape")
+    let rows = chunk_rows(input.policies() + input.responses());
+    let chunks: Vec<std::ops::Range<usize>> = (0..n).step_by(rows).map(|s| s..(s + rows).min(n)).collect();
+    let batch = 2 * rayon::current_num_threads().max(1);
+    let mut total = CoMoments::empty(input.policies(), input.responses());
+    for group in chunks.chunks(batch) {
+        let parts: Vec<CoMoments> = group.par_iter().map(|r| CoMoments::of_rows(input, r.clone())).collect();
+        for part in parts {
+            total = total.merge(part).expect("chunks of one input have one shape");
+        }
+    }
+    total
 }
 
 /// CUDA source of the chunk kernels (`many_rows`, `column_sums`, `centre`).
@@ -255,7 +270,8 @@ impl CoMoments {
     }
 }
 
-/// [`co_moments`] on an NVIDIA GPU: each chunk of [`GPU_CHUNK_ROWS`] rows is copied to the device,
+/// [`co_moments`] on an NVIDIA GPU: each chunk of [`GPU_CHUNK_ROWS`] rows (fewer when the policies
+/// are many) is copied to the device,
 /// `many_rows` builds its [C | Y], `column_sums` and `centre` centre it (the CPU's order of sums),
 /// cuBLAS multiplies C_cᵀ[C_c | Y_c], and the chunks' co-moments merge on the host in row order —
 /// the CPU path's result up to the order of the products' sums.
@@ -270,7 +286,8 @@ pub fn co_moments_cuda(input: &ManyInput<'_>) -> Result<CoMoments, RlError> {
     let rows_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "many_rows")?;
     let sums_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "column_sums")?;
     let centre_fn = quiver_gpu::kernel("ope_many", OPE_MANY_KERNEL, "centre")?;
-    let chunk = GPU_CHUNK_ROWS.min(n.max(1));
+    // at most about 1 GB of chunk matrix on the device
+    let chunk = GPU_CHUNK_ROWS.min((1usize << 27) / width.max(1)).max(16).min(n.max(1));
     let mut z = stream.alloc_zeros::<f64>(chunk * width).map_err(GpuError::from)?;
     let mut sums = stream.alloc_zeros::<f64>(width).map_err(GpuError::from)?;
     let mut sumsq = stream.alloc_zeros::<f64>(rr.max(1)).map_err(GpuError::from)?;

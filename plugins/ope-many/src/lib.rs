@@ -48,6 +48,17 @@ fn read_input<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<ManyInput<'a>, PluginE
             "table 'bandit' needs target_0..target_<K-1>: each target policy's probability of the logged action",
         ));
     }
+    if targets.len() > ope_many::MAX_POLICIES {
+        return Err(PluginError::new(
+            quiver_sdk::abi::ErrorKind::Unsupported,
+            format!(
+                "table 'bandit' has {} target_ columns: at most {} policies a run (its sums grow as the square of their \
+                 number); evaluate them in groups",
+                targets.len(),
+                ope_many::MAX_POLICIES
+            ),
+        ));
+    }
     let vhat = quiver_critic_kit::read::numbered_columns(t, "vhat_")?;
     let qhat = t.f64_opt("qhat")?;
     let model =

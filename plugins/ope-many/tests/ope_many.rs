@@ -295,6 +295,12 @@ fn bad_input_names_table_column_and_row() {
         .with_f64("target_1", vec![0.7, 0.1, 0.3]);
     fail(few, "needs more rows than directions + 1");
     fail(good.rows(0..0), "table 'bandit' is empty");
+    // more policies than one run's sums may hold
+    let mut many = Table::new("bandit").with_f64("r", vec![1.0; 3]).with_f64("mu_prob", vec![0.5; 3]);
+    for k in 0..4097 {
+        many = many.with_f64(&format!("target_{k}"), vec![0.5; 3]);
+    }
+    fail(many, "at most 4096 policies a run");
     // a weight past the sums' range: the row is named
     let mut mu = f64s(&good, "mu_prob");
     mu[6] = 1e-300;
