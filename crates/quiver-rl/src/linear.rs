@@ -53,11 +53,26 @@ pub(crate) fn single_threaded_blas() {
 
 /// `acc += xᵀ y` for row-major x (rows × p) and y (rows × q), acc row-major p × q (dgemm).
 pub fn add_xty(acc: &mut [f64], x: &[f64], y: &[f64], rows: usize, p: usize, q: usize) {
-    if rows == 0 {
+    add_xty_strided(acc, (x, p), (y, q), rows, p, q);
+}
+
+/// [`add_xty`] for factors that are the first p (or q) columns of wider row-major matrices, given
+/// with their row lengths (leading dimensions): `(x, ldx)` holds rows × ldx values, of which each
+/// row's first p are x's; likewise `(y, ldy)`; acc is p × q.
+pub fn add_xty_strided(
+    acc: &mut [f64],
+    (x, ldx): (&[f64], usize),
+    (y, ldy): (&[f64], usize),
+    rows: usize,
+    p: usize,
+    q: usize,
+) {
+    if rows == 0 || p == 0 || q == 0 {
         return;
     }
-    assert!(x.len() >= rows * p && y.len() >= rows * q && acc.len() == p * q);
-    // SAFETY: the lengths were checked above; row-major layouts with leading dimensions p, q, q.
+    assert!(p <= ldx && q <= ldy && x.len() >= (rows - 1) * ldx + p && y.len() >= (rows - 1) * ldy + q);
+    assert_eq!(acc.len(), p * q);
+    // SAFETY: the lengths were checked above; row-major layouts with leading dimensions ldx, ldy, q.
     unsafe {
         cblas_sys::cblas_dgemm(
             cblas_sys::CblasRowMajor,
@@ -68,9 +83,9 @@ pub fn add_xty(acc: &mut [f64], x: &[f64], y: &[f64], rows: usize, p: usize, q: 
             rows as i32,
             1.0,
             x.as_ptr(),
-            p as i32,
+            ldx as i32,
             y.as_ptr(),
-            q as i32,
+            ldy as i32,
             1.0,
             acc.as_mut_ptr(),
             q as i32,

@@ -131,7 +131,7 @@ impl CoMoments {
         out.mean_y.copy_from_slice(&means[k..]);
         // [S_CC | S_CY] = C_cᵀ [C_c | Y_c]: the first K columns of z against all of them
         let mut block = vec![0.0; k * width];
-        gemm_first_columns(&mut block, &z, m, width, k);
+        crate::linear::add_xty_strided(&mut block, (&z, width), (&z, width), m, k, width);
         for j in 0..k {
             out.cc[j * k..(j + 1) * k].copy_from_slice(&block[j * width..j * width + k]);
             out.cy[j * rr..(j + 1) * rr].copy_from_slice(&block[j * width + k..(j + 1) * width]);
@@ -182,35 +182,6 @@ impl CoMoments {
         out.mean_y.iter_mut().zip(&dy).for_each(|(m, d)| *m += d * nb / n);
         out.n += other.n;
         Ok(out)
-    }
-}
-
-/// `acc` (K × width, row-major) = z[:, ..K]ᵀ z for row-major z (rows × width): dgemm with the
-/// first K columns as the left factor.
-fn gemm_first_columns(acc: &mut [f64], z: &[f64], rows: usize, width: usize, k: usize) {
-    if rows == 0 || k == 0 {
-        return;
-    }
-    assert!(z.len() >= rows * width && acc.len() == k * width && k <= width);
-    // SAFETY: lengths checked above; z is rows × width row-major (leading dimension width), its
-    // first k columns the transposed left factor, acc k × width with leading dimension width.
-    unsafe {
-        cblas_sys::cblas_dgemm(
-            cblas_sys::CblasRowMajor,
-            cblas_sys::CblasTrans,
-            cblas_sys::CblasNoTrans,
-            k as i32,
-            width as i32,
-            rows as i32,
-            1.0,
-            z.as_ptr(),
-            width as i32,
-            z.as_ptr(),
-            width as i32,
-            0.0,
-            acc.as_mut_ptr(),
-            width as i32,
-        );
     }
 }
 
