@@ -44,6 +44,8 @@ pub struct LowRankFit {
     pub q: Array2<f64>,
     /// Which cells the data observed.
     pub observed: Array2<bool>,
+    /// V(s) = Σ_a π(a|s) Q(s, a) at each state of `states`.
+    pub v: Vec<(u32, f64)>,
     /// The rank used.
     pub rank: usize,
     /// The singular values of the completed reward matrix (all of them, descending).
@@ -188,9 +190,7 @@ pub fn fit(
     let taken: Vec<bool> = (0..actions).map(|a| (0..n).any(|i| observed[(i, a)])).collect();
     // π at every state with data, on actions some cell of whose column is observed
     for &s in &states {
-        let (acts, ps) = pi.at(s).ok_or_else(|| {
-            RlError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
-        })?;
+        let (acts, ps) = pi.at(s).ok_or_else(|| crate::tabular::missing_policy(s))?;
         if let Some((&a, _)) =
             acts.iter().zip(ps).find(|(&a, &p)| p > 0.0 && !taken.get(a as usize).copied().unwrap_or(false))
         {
@@ -277,5 +277,13 @@ pub fn fit(
         }
     }
     let reward_singular_values = singular_values(&r)?;
-    Ok(LowRankFit { states, q, observed, rank, reward_singular_values, iterations, change })
+    // every action π takes at these states is a column of the grid (checked above)
+    let v = states
+        .iter()
+        .map(|&s| {
+            let value = crate::linear::policy_value(pi, s, |_, a| Some(q[(row[&s], a as usize)]));
+            (s, value.expect("π has a row at every state with data"))
+        })
+        .collect();
+    Ok(LowRankFit { states, q, observed, v, rank, reward_singular_values, iterations, change })
 }

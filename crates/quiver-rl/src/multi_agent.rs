@@ -131,6 +131,8 @@ pub struct CfcqlFit {
     pub q: Array1<f64>,
     /// The unpenalised Q^π of the same model.
     pub plain: Array1<f64>,
+    /// π over joint actions ([`joint_policy`]).
+    pub pi: Policy,
     /// Per state with data: (s, λ per agent, CFCQL's penalty averaged under π, CQL's joint one),
     /// both per unit of α.
     pub states: Vec<(u32, Vec<f64>, f64, f64)>,
@@ -163,9 +165,7 @@ pub fn cfcql(
     for s in state_ids {
         let pairs = &model.at_state[&s];
         let n_s: f64 = pairs.iter().map(|&k| model.count[k]).sum();
-        let (acts, probs) = pi.at(s).ok_or_else(|| {
-            RlError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
-        })?;
+        let (acts, probs) = pi.at(s).ok_or_else(|| crate::tabular::missing_policy(s))?;
         let at = |id: u32| model.pairs.get(s, id);
         for &id in acts {
             if at(id).is_none() {
@@ -244,5 +244,5 @@ pub fn cfcql(
     let penalty: Vec<f64> = excess.iter().map(|e| -alpha * e).collect();
     let plain = model.policy_q(&pi, gamma, &vec![0.0; model.len()])?;
     let q = model.policy_q(&pi, gamma, &penalty)?;
-    Ok(CfcqlFit { q, plain, states })
+    Ok(CfcqlFit { q, plain, pi, states })
 }

@@ -121,7 +121,8 @@ impl EmpiricalModel {
     }
 }
 
-fn missing_policy(s: u32) -> RlError {
+/// The error of a state the data reaches where the `policy` table has no row.
+pub(crate) fn missing_policy(s: u32) -> RlError {
     RlError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
 }
 

@@ -83,9 +83,8 @@ impl CriticImpl for CriticCfcql {
             .map_err(plugin_error)?;
         let (q, plain) = (fit.q.to_vec(), fit.plain.to_vec());
         setup::ensure_finite("values", q.iter().chain(&plain).copied(), &data)?;
-        let pi = quiver_rl::multi_agent::joint_policy(&joint, &per_agent).map_err(plugin_error)?;
-        let v = setup::state_values(&data, &model.pairs, &q, Some(&pi))?;
-        let v_plain = setup::state_values(&data, &model.pairs, &plain, Some(&pi))?;
+        let v = setup::state_values(&data, &model.pairs, &q, Some(&fit.pi))?;
+        let v_plain = setup::state_values(&data, &model.pairs, &plain, Some(&fit.pi))?;
         let gap: Vec<(u32, f64)> = v.iter().zip(&v_plain).map(|(a, b)| (a.0, a.1 - b.1)).collect();
         let penalties = json!({
             "s": fit.states.iter().map(|x| x.0).collect::<Vec<_>>(),

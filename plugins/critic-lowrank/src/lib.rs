@@ -70,18 +70,6 @@ impl CriticImpl for CriticLowRank {
             .map_err(plugin_error)?;
         let q: Vec<f64> = fit.q.iter().copied().collect();
         setup::ensure_finite("values", q.iter().copied(), &data)?;
-        // V(s) = Σ_a π(a|s) Q(s, a) over the completed row
-        let v: Vec<(u32, f64)> = fit
-            .states
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let (acts, ps) = pi.at(s).ok_or_else(|| {
-                    PluginError::input(format!("table 'policy' has no row for state {s}, which the data reaches"))
-                })?;
-                Ok((s, acts.iter().zip(ps).map(|(&a, &p)| p * fit.q[(i, a as usize)]).sum()))
-            })
-            .collect::<Result<_, PluginError>>()?;
         let cells = fit.observed.len();
         let seen = fit.observed.iter().filter(|&&b| b).count();
         let mut summary = json!({
@@ -92,8 +80,8 @@ impl CriticImpl for CriticLowRank {
             "rows": data.n,
             "episodes": data.episodes.len(),
             "q": grid_json(&fit),
-            "v": setup::v_json(&v),
-            "j": setup::start_value(&data, &v),
+            "v": setup::v_json(&fit.v),
+            "j": setup::start_value(&data, &fit.v),
         });
         setup::report_iterations(&mut summary, "the evaluation ", fit.iterations, fit.change, st.tol, st.max_iter, "");
         let dead = model.dead_ends();
