@@ -23,7 +23,7 @@ pub fn numbered_columns<'a>(t: &TableRef<'a>, prefix: &str) -> Result<Vec<&'a [f
     Ok(found.into_iter().map(|(_, c)| c).collect())
 }
 
-fn id_column(t: &TableRef<'_>, column: &'static str, limit: usize) -> Result<Vec<u32>, PluginError> {
+fn id_column(t: &TableRef<'_>, column: &str, limit: usize) -> Result<Vec<u32>, PluginError> {
     ids("transitions", column, t.i64(column)?, limit).map_err(plugin_error)
 }
 
@@ -32,6 +32,7 @@ fn id_column(t: &TableRef<'_>, column: &'static str, limit: usize) -> Result<Vec
 /// columns); optional `a_next`, `mu_prob`, `pi_prob` ([`Transitions::new`] checks the episodes).
 /// Every error names the table, column and row.
 pub fn transitions<'a>(t: &TableRef<'a>) -> Result<Transitions<'a>, PluginError> {
+    // an empty table is refused as empty before any column is read (transitions_acting checks again)
     t.non_empty()?;
     let a = id_column(t, "a", MAX_ACTIONS)?;
     transitions_acting(t, a)
@@ -114,7 +115,7 @@ pub fn multi_agent<'a>(tables: &Tables<'a>) -> Result<(Transitions<'a>, JointAct
     let mut columns = Vec::new();
     while t.has(&format!("a_{}", columns.len())) {
         let name = format!("a_{}", columns.len());
-        columns.push(id_column_named(&t, &name)?);
+        columns.push(id_column(&t, &name, MAX_ACTIONS)?);
     }
     if columns.is_empty() {
         return Err(PluginError::input(format!(
@@ -189,15 +190,4 @@ pub fn multi_agent<'a>(tables: &Tables<'a>) -> Result<(Transitions<'a>, JointAct
         pi.check_covers(&data).map_err(plugin_error)?;
     }
     Ok((data, joint, policies))
-}
-
-fn id_column_named(t: &TableRef<'_>, column: &str) -> Result<Vec<u32>, PluginError> {
-    let v = t.i64(column)?;
-    t.check_each(
-        column,
-        v,
-        |x| x >= 0 && (x as u64) < MAX_ACTIONS as u64,
-        &format!("must be an id in 0..{MAX_ACTIONS}"),
-    )?;
-    Ok(v.iter().map(|&x| x as u32).collect())
 }

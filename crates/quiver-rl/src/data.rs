@@ -123,7 +123,7 @@ pub struct NStep {
 }
 
 /// Check that every value of `column` of `table` is an id in `0..limit` and convert them.
-pub fn ids(table: &'static str, column: &'static str, values: &[i64], limit: usize) -> Result<Vec<u32>, RlError> {
+pub fn ids(table: &'static str, column: &str, values: &[i64], limit: usize) -> Result<Vec<u32>, RlError> {
     check_each(
         table,
         column,
