@@ -61,27 +61,23 @@ fn read_input<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<ManyInput<'a>, PluginE
     }
     let vhat = quiver_critic_kit::read::numbered_columns(t, "vhat_")?;
     let qhat = t.f64_opt("qhat")?;
-    let model =
-        match (vhat.is_empty(), qhat) {
-            (true, None) => None,
-            (false, Some(q)) if vhat.len() == targets.len() => Some((vhat, q)),
-            (false, Some(_)) => {
-                return Err(PluginError::input(format!(
-            "table 'bandit' has {} target_ columns but {} vhat_ columns: DR needs one model value per target policy",
-            targets.len(),
-            vhat.len()
-        )))
-            }
-            (false, None) => return Err(PluginError::input(
-                "table 'bandit' has vhat_ columns but no 'qhat' (the model's prediction for the logged action): DR \
-                 needs both",
-            )),
-            (true, Some(_)) => {
-                return Err(PluginError::input(
-                    "table 'bandit' has 'qhat' but no vhat_<k> columns (each policy's model value): DR needs both",
-                ))
-            }
-        };
+    let needs_both = |what: &str| PluginError::input(format!("table 'bandit' has {what}: DR needs both"));
+    let model = match (vhat.is_empty(), qhat) {
+        (true, None) => None,
+        (false, Some(q)) if vhat.len() == targets.len() => Some((vhat, q)),
+        (false, Some(_)) => {
+            return Err(PluginError::input(format!(
+                "table 'bandit' has {} target_ columns but {} vhat_ columns: DR needs one model value per target \
+                 policy",
+                targets.len(),
+                vhat.len()
+            )))
+        }
+        (false, None) => {
+            return Err(needs_both("vhat_ columns but no 'qhat' (the model's prediction for the logged action)"))
+        }
+        (true, Some(_)) => return Err(needs_both("'qhat' but no vhat_<k> columns (each policy's model value)")),
+    };
     let (r, mu) = (t.f64("r")?, t.f64("mu_prob")?);
     t.check_each("mu_prob", mu, |v| v > 0.0 && v <= 1.0, "is not a probability in (0, 1]")?;
     for (k, col) in targets.iter().enumerate() {
