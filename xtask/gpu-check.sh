@@ -34,7 +34,7 @@ grep -E "NVIDIA H|NVIDIA A|Driver Version|cores" "$OUT/machine.txt"
 export QUIVER_PLUGIN_PATH=$Q/plugins QUIVER_REQUIRE_NVRTC=1 RUST_BACKTRACE=1
 cd "$BUILT_AT" || exit 1
 left() { [ $SECONDS -lt $((BUDGET - $1)) ]; }
-bench() { "$Q/bin/quiver-bench" --python python3 "$@"; }
+B="$Q/bin/quiver-bench --python python3"
 
 echo "== 1. the CUDA halves of the device tests ($SECONDS s)"
 for b in "$Q"/bin/*; do
@@ -50,17 +50,17 @@ for b in "$Q"/bin/conformance-*; do timeout 120 "$b" > "$OUT/conformance.log" 2>
 
 echo "== 3. the bench's CUDA cases beside NumPy ($SECONDS s)"
 if left 150; then
-  timeout 240 bench --out /tmp/qb-cuda --repeats 3 --only cuda > "$OUT/bench-cuda.log" 2>&1
+  timeout 240 $B --out /tmp/qb-cuda --repeats 3 --only cuda > "$OUT/bench-cuda.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed|disagree" "$OUT/bench-cuda.log"; cp /tmp/qb-cuda/report.json "$OUT/bench-cuda.json" 2>/dev/null
 fi
 
 echo "== 4. where auto puts them: on the GPU, then with the GPU hidden; the CPU twins ($SECONDS s)"
 if left 60; then
-  timeout 90 bench --out /tmp/qb-auto --repeats 3 --baselines none --only "ope trajectories,critic-chunked DQC,ope-many" > "$OUT/bench-auto-gpu.log" 2>&1
+  timeout 90 $B --out /tmp/qb-auto --repeats 3 --baselines none --only "ope trajectories,critic-chunked DQC,ope-many" > "$OUT/bench-auto-gpu.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed" "$OUT/bench-auto-gpu.log"; cp /tmp/qb-auto/report.json "$OUT/bench-auto-gpu.json" 2>/dev/null
 fi
 if left 60; then
-  CUDA_VISIBLE_DEVICES= timeout 150 bench --out /tmp/qb-cpu --repeats 3 --baselines none \
+  CUDA_VISIBLE_DEVICES= timeout 150 $B --out /tmp/qb-cpu --repeats 3 --baselines none \
     --only "ope trajectories,critic-chunked DQC,ope-many,batch-pi mean cpu,sure-normal cpu,sure-normal xkb-estimated cpu,critic-lstd lstdq cpu,quantile-aggregation gradient medium (Adam)" \
     > "$OUT/bench-cpu.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed" "$OUT/bench-cpu.log"; cp /tmp/qb-cpu/report.json "$OUT/bench-cpu.json" 2>/dev/null
