@@ -111,11 +111,16 @@ fn build_dir() -> PathBuf {
 /// A host with exactly one plugin loaded: the cdylib of the library crate `crate_name`
 /// (underscores) that cargo built beside the running test binary. A plugin crate's
 /// integration tests use this to go through the real boundary with no build step of their own.
+/// A test binary shipped without its build folder (`cargo xtask gpu-bundle`) finds the plugin in
+/// the folders of `QUIVER_PLUGIN_PATH` instead.
 pub fn own_plugin(crate_name: &str) -> Host {
     let file = format!("{}{crate_name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     // deps/ first: a test build writes the cdylib there and copies it up to target/<profile>/
     // only when the library itself is a build root, so the copy above can be stale
-    let candidates = [build_dir().join("deps").join(&file), build_dir().join(&file)];
+    let mut candidates = vec![build_dir().join("deps").join(&file), build_dir().join(&file)];
+    if let Some(dirs) = std::env::var_os("QUIVER_PLUGIN_PATH") {
+        candidates.extend(std::env::split_paths(&dirs).map(|d| d.join(&file)));
+    }
     let path = candidates.iter().find(|p| p.is_file()).unwrap_or_else(|| {
         panic!("{} was not built: is the crate's crate-type [\"cdylib\", \"rlib\"]?", candidates[0].display())
     });
