@@ -328,11 +328,14 @@ fn real_main() -> Result<(), String> {
             disagreements.push(format!("{} (failed)", case.name));
             continue;
         }
+        // the device the run used, where the case reports it (a case given `auto` may land on either)
+        let device = result.as_object_mut().and_then(|o| o.remove("device")).unwrap_or(Value::Null);
         let Some(script) = case.script.filter(|_| !args.no_baselines) else {
             bar.inc(1);
             report_cases.push(json!({
                 "case": case.name,
                 "sizes": case.sizes,
+                "device": device,
                 "quiver_median_s": median(times.clone()),
                 "quiver_times_s": times,
                 "baseline": null,
@@ -354,6 +357,7 @@ fn real_main() -> Result<(), String> {
         let mut row = json!({
             "case": case.name,
             "sizes": case.sizes,
+            "device": device,
             "quiver_median_s": q,
             "quiver_times_s": times,
             "baseline": match (case.python.is_some(), script) {
@@ -472,19 +476,17 @@ fn real_main() -> Result<(), String> {
             println!("{:44} failed: {e}", c["case"].as_str().unwrap_or(""));
             continue;
         }
+        let label = match c["device"].as_str() {
+            Some(d) => format!("{} n={} [{d}]", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+            None => format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+        };
         if c["baseline"].is_null() {
-            println!(
-                "{:44} {:>12.4} {:>12} {:>8}",
-                format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
-                c["quiver_median_s"].as_f64().unwrap_or(0.0),
-                "-",
-                "-"
-            );
+            println!("{:44} {:>12.4} {:>12} {:>8}", label, c["quiver_median_s"].as_f64().unwrap_or(0.0), "-", "-");
             continue;
         }
         println!(
             "{:44} {:>12.4} {:>12.4} {:>7.2}x",
-            format!("{} n={}", c["case"].as_str().unwrap_or(""), c["sizes"]["n"]),
+            label,
             c["quiver_median_s"].as_f64().unwrap_or(0.0),
             c["baseline_median_s"].as_f64().unwrap_or(0.0),
             c["ratio_baseline_over_quiver"].as_f64().unwrap_or(0.0)

@@ -100,13 +100,15 @@ pub(crate) fn aggregation_case(
         data: dir.to_path_buf(),
         repeats: Some(1),
         quiver: Box::new(move || {
-            let mut h =
-                host.create("quantile-aggregation", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            let mut h = host
+                .create("quantile-aggregation", &params, RunContext { device, threads: 0, ..Default::default() })
+                .map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             h.step("calibrate", &tables).map_err(|e| e.to_string())?;
             let r = h.step("predict", &tables).map_err(|e| e.to_string())?;
             let v: Value = r.summary.clone();
-            Ok(json!({"objective": v["objective"], "compare": compare, "solver_details": v["solver_details"]}))
+            Ok(json!({"objective": v["objective"], "compare": compare, "solver_details": v["solver_details"],
+                      "device": v["device"]}))
         }),
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, devic
             let mut h = host.create("critic-lstd", &params, ctx).map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
-            Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
+            Ok(json!({"j": v["j"], "iterations": v["iterations"], "device": v["device"]}))
         }),
     })
 }
@@ -269,7 +269,9 @@ pub(crate) fn ope_trajectory_case(
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.create("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            // `auto`: the bootstrap's resampled sums run on the GPU where there is one
+            let ctx = RunContext { device: DeviceRequest::Auto, threads: 0, ..Default::default() };
+            let mut h = host.create("ope", &params, ctx).map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             let keys = ["tis", "pdis", "sn_pdis", "dm", "dr"];
@@ -278,7 +280,7 @@ pub(crate) fn ope_trajectory_case(
                 keys.iter().map(|k| (k.to_string(), json!({"estimate": v[*k]["estimate"]}))).collect();
             let iv: serde_json::Map<String, Value> =
                 keys.iter().map(|k| (k.to_string(), json!([v[*k]["lower"], v[*k]["upper"]]))).collect();
-            Ok(json!({"estimates": est, "intervals": iv}))
+            Ok(json!({"estimates": est, "intervals": iv, "device": v["device"]}))
         }),
     })
 }
@@ -313,11 +315,12 @@ pub(crate) fn dqc_case(host: &Host, episodes: usize) -> Option<Case> {
         data: PathBuf::new(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.create("critic-chunked", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            let ctx = RunContext { device: DeviceRequest::Auto, threads: 0, ..Default::default() };
+            let mut h = host.create("critic-chunked", &params, ctx).map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             Ok(json!({"iterations": v["iterations"], "converged": v["converged"], "j": v["j"],
-                      "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len)}))
+                      "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len), "device": v["device"]}))
         }),
     })
 }
@@ -374,7 +377,7 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
             let mut h = host.create("critic-quantile", &params, RunContext::default()).map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
-            Ok(json!({"j": v["j"], "iterations": v["iterations"]}))
+            Ok(json!({"j": v["j"], "iterations": v["iterations"], "device": v["device"]}))
         }),
     })
 }

@@ -73,7 +73,9 @@ pub(crate) fn ope_many_case(host: &Host, dir: &Path, n: usize, k: usize) -> Opti
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let v = host.run("ope-many", &params, &tables, RunContext::default()).map_err(|e| e.to_string())?;
+            // `auto`: the co-moments on the GPU where there is one
+            let ctx = RunContext { device: DeviceRequest::Auto, threads: 0, ..Default::default() };
+            let v = host.run("ope-many", &params, &tables, ctx).map_err(|e| e.to_string())?;
             // every policy's four estimates, with their intervals, keyed as the baseline keys them
             let mut est = serde_json::Map::new();
             for key in ["ipw", "ipw_cv", "dr", "dr_cv"] {
@@ -85,7 +87,7 @@ pub(crate) fn ope_many_case(host: &Host, dir: &Path, n: usize, k: usize) -> Opti
                     );
                 }
             }
-            Ok(json!({"estimates": est, "rank": v["controls"]["rank"]}))
+            Ok(json!({"estimates": est, "rank": v["controls"]["rank"], "device": v["device"]}))
         }),
     })
 }

@@ -68,7 +68,7 @@ pub(crate) fn selection_case(
             let selected = r.i64s("selected").ok_or("no selected units")?;
             let sum: i64 = selected.iter().sum();
             let k: usize = selected.len();
-            Ok(json!({"k_star": k, "n_selected": k, "selected_sum": sum}))
+            Ok(json!({"k_star": k, "n_selected": k, "selected_sum": sum, "device": r.summary["device"]}))
         }),
     })
 }
@@ -148,11 +148,13 @@ pub(crate) fn batch_case(
             h.step("calibrate", std::slice::from_ref(&cal)).map_err(|e| e.to_string())?;
             let r = h.step("bound", &[]).map_err(|e| e.to_string())?;
             let v: Value = r.summary.clone();
-            Ok(match mode_owned.as_str() {
+            let mut out = match mode_owned.as_str() {
                 "mean" => json!({"Q": v["Q"], "bound": v["bound"]}),
                 "pac" => json!({"zeta": v["zeta"], "k": v["k"]}),
                 _ => json!({"k": v["k"]}),
-            })
+            };
+            out["device"] = v["device"].clone();
+            Ok(out)
         }),
     })
 }

@@ -61,7 +61,7 @@ pub(crate) fn shrinkage_case(
             // xkb-estimated's search minimises XKB's profile SURE, reported as `sure_xkb` (its risk
             // estimate is the unbiased one of the estimator returned)
             let risk = v.get("sure_xkb").and_then(Value::as_f64).or(r.number("sure")).or(r.number("ure"));
-            Ok(json!({"risk": risk, "sweeps": v["sweeps"]}))
+            Ok(json!({"risk": risk, "sweeps": v["sweeps"], "device": v["device"]}))
         }),
     })
 }
