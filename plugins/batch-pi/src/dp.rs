@@ -200,7 +200,8 @@ pub fn max_compose_cuda(vals: &[f64], m: usize, q: usize, op: Compose) -> Result
         let mut launch = stream.launch_builder(&f);
         launch.arg(&d_prev).arg(&d_w).arg(&n64).arg(&i64_).arg(&lo64).arg(&hi64).arg(&full).arg(&code).arg(&mut d_cur);
         // SAFETY: arguments match the kernel; prev/cur hold q + 1 values and w holds n + 1; the
-        // kernel reads prev[t] for max(i−1, j−n−1) ≤ t < j ≤ hi ≤ q and w[n+1−j+t] ∈ [0, n].
+        // kernel reads prev[t] for 0 ≤ t < hi ≤ q and w[n+1−d] for 1 ≤ d ≤ n + 1; launch_config's
+        // blocks of 256 threads fit its shared tiles (TILE = 256).
         unsafe { launch.launch(quiver_gpu::launch_config(hi + 1 - lo)) }?;
         std::mem::swap(&mut d_prev, &mut d_cur);
     }
@@ -214,7 +215,9 @@ mod tests {
 
     /// The row kernel, run on the CPU (quiver-cuda-emulator) one launch per row window as
     /// [`max_compose_cuda`] launches it, gives [`max_compose_cpu`]'s value exactly, for sums and
-    /// maxima, with ties among the scores.
+    /// maxima, with ties among the scores, in blocks of 32 and 64 threads, with n + 1 from below
+    /// one block to several (the kernel's shared-memory tiles over the offsets). The scores are
+    /// negative, so that a staged value the kernel should not read (0) would win if it were read.
     #[test]
     fn the_row_kernel_gives_the_cpu_dp() {
         let Some(module) =
@@ -226,13 +229,15 @@ mod tests {
         // SAFETY: mean_dp_row's parameters (kernels/mean_dp.cu).
         let kernel: Kernel = unsafe { module.function("mean_dp_row") }.unwrap();
         let mut state = 3u64;
-        for case in 0..6 {
-            let n = 5 + case * 7;
+        // (n, threads per block): n + 1 = block + 1 needs a last tile of one offset
+        let shapes = [(5, 32), (32, 32), (18, 64), (64, 64), (44, 32), (31, 64), (96, 32), (63, 64)];
+        for (case, (&(n, block), op)) in shapes.iter().flat_map(|s| [(s, Compose::Sum), (s, Compose::Max)]).enumerate()
+        {
             let mut vals: Vec<f64> =
-                (0..n).map(|_| (quiver_numerics::splitmix::next(&mut state) % 9) as f64 * 0.5).collect();
+                (0..n).map(|_| (quiver_numerics::splitmix::next(&mut state) % 9) as f64 * 0.5 - 20.0).collect();
             vals.sort_by(f64::total_cmp);
             vals.push(vals[n - 1] + 1.0);
-            let (m, op) = (2 + case % 3, if case % 2 == 0 { Compose::Sum } else { Compose::Max });
+            let m = 2 + (case / 2) % 3;
             let q = m * (n + 1) / 2;
             let cpu = max_compose_cpu(&vals, m, q, op);
             let (w, sat) = (reversed(&vals), saturation_values(vals[n], m, op));
@@ -243,10 +248,14 @@ mod tests {
                 let threads = hi + 1 - lo;
                 // SAFETY: prev and cur hold q + 1 values, w n + 1; one thread per j in [lo, hi].
                 module
-                    .launch((threads.div_ceil(32) as u32, 1, 1), (32, 1, 1), 0, || unsafe {
+                    .launch((threads.div_ceil(block) as u32, 1, 1), (block as u32, 1, 1), 0, || unsafe {
                         kernel(pp, wp, n as i64, i as i64, lo as i64, hi as i64, sat[i - 1], op.code(), cp)
                     })
                     .unwrap();
+                // every cell of the window, not only the one the bound reads
+                let mut expect = vec![f64::NEG_INFINITY; q + 1];
+                row(RowTask { prev: &prev, w: &w, n, i, lo, hi, full: sat[i - 1], op }, &mut expect);
+                assert_eq!(cur[lo..=hi], expect[lo..=hi], "row {i}: n = {n}, m = {m}, {op:?}");
                 std::mem::swap(&mut prev, &mut cur);
             }
             assert_eq!(prev[q], cpu, "n = {n}, m = {m}, {op:?}");
