@@ -372,11 +372,14 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 // the partition being read: a bad value found in it counts rows from its own files'
                 // first, so the message says which files those are
                 let current = std::cell::Cell::new(None);
-                let read = parts.iter().enumerate().map(|(k, part)| {
-                    current.set(Some(k));
-                    quiver_host::read_partition(manifest, part)
-                });
-                host.run_partitioned(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
+                // read afresh for each pass over the data (a method computed in rounds makes several)
+                let read = || {
+                    Ok(parts.iter().enumerate().map(|(k, part)| {
+                        current.set(Some(k));
+                        quiver_host::read_partition(manifest, part)
+                    }))
+                };
+                host.run_in_rounds(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
                     match (e, current.get()) {
                         (HostError::Input(i), Some(k)) if !matches!(i, quiver_host::InputError::File { .. }) => {
                             let files: Vec<String> = parts[k].iter().map(|p| p.path.display().to_string()).collect();

@@ -35,7 +35,7 @@ pub use inputs::*;
 pub use loading::*;
 pub use output::*;
 pub use parquet_input::{is_parquet, parquet_row_groups, read_parquet_within, values_of_arrow};
-pub use partitioned::{whole_roles, Merger};
+pub use partitioned::{whole_roles, Finished, Merger};
 pub use progress::*;
 pub use run::*;
 

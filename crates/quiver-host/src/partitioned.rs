@@ -11,11 +11,28 @@ use serde_json::{Map, Value};
 /// The steps of a method computed by parts.
 const STEPS: [&str; 3] = ["partial", "merge", "finish"];
 
+/// What `finish` of a method computed in rounds gives: the result, or the broadcast of another
+/// pass over the data (docs/scale.md).
+#[derive(Debug)]
+pub enum Finished {
+    /// The result: what the one-call run returns.
+    Result(RunOutput),
+    /// Run `partial` over every partition again with this broadcast, merge, and finish with it.
+    Again(Vec<u8>),
+}
+
 impl Estimator {
     /// Whether the method can be computed by parts (its manifest declares `partial`, `merge` and
     /// `finish`).
     pub fn is_mergeable(&self) -> bool {
         STEPS.iter().all(|s| self.manifest().step(s).is_some())
+    }
+
+    /// Whether the method may take several passes over the data (the manifest property
+    /// `"rounds"`): its `finish` may answer with a broadcast ([`Estimator::finish_round`]).
+    pub fn in_rounds(&self) -> bool {
+        let properties: Value = serde_json::from_str(self.manifest().properties_json.as_str()).unwrap_or(Value::Null);
+        properties.get("rounds").and_then(Value::as_bool).unwrap_or(false)
     }
 
     fn require_mergeable(&self) -> Result<(), HostError> {
@@ -32,19 +49,40 @@ impl Estimator {
     /// The sealed state of one partition: its `tables` (checked against the manifest first), and
     /// `offsets`, the rows of each table in the partitions before it.
     pub fn partial(&self, tables: &[Table], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        self.partial_in_round(tables, offsets, None)
+    }
+
+    /// [`Estimator::partial`] in the round of `broadcast` (what [`Estimator::finish_round`] gave;
+    /// `None` in the first round).
+    pub fn partial_in_round(
+        &self,
+        tables: &[Table],
+        offsets: &[(String, u64)],
+        broadcast: Option<&[u8]>,
+    ) -> Result<Vec<u8>, HostError> {
         self.require_mergeable()?;
         validate_owned(self.manifest(), tables)?;
-        with_views(tables, |views| self.partial_on(views, offsets))
+        with_views(tables, |views| self.partial_on(views, offsets, broadcast))
     }
 
-    /// [`Estimator::partial`] on borrowed tables (no copy of their columns).
-    pub fn partial_views(&self, views: &[TableView<'_>], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+    /// [`Estimator::partial_in_round`] on borrowed tables (no copy of their columns).
+    pub fn partial_views(
+        &self,
+        views: &[TableView<'_>],
+        offsets: &[(String, u64)],
+        broadcast: Option<&[u8]>,
+    ) -> Result<Vec<u8>, HostError> {
         self.require_mergeable()?;
         validate_views(self.manifest(), views)?;
-        self.partial_on(views, offsets)
+        self.partial_on(views, offsets, broadcast)
     }
 
-    fn partial_on(&self, views: &[TableView<'_>], offsets: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+    fn partial_on(
+        &self,
+        views: &[TableView<'_>],
+        offsets: &[(String, u64)],
+        broadcast: Option<&[u8]>,
+    ) -> Result<Vec<u8>, HostError> {
         let mut partition = Table::new("partition");
         for (role, offset) in offsets {
             partition = partition.with_i64(role, vec![*offset as i64]);
@@ -54,31 +92,83 @@ impl Estimator {
         if !offsets.is_empty() {
             all.push(partition.view(&columns));
         }
+        let bytes_offsets = [0, broadcast.map_or(0, <[u8]>::len) as u64];
+        let broadcast_columns =
+            broadcast.map(|b| [ColumnView::new("broadcast", ColumnData::Bytes(BytesColumn::new(b, &bytes_offsets)))]);
+        if let Some(c) = &broadcast_columns {
+            self.require_rounds()?;
+            all.push(TableView::new("broadcast", 1, c));
+        }
         let out = self.query_views("partial", &all)?;
         self.state_of(out)
+    }
+
+    fn require_rounds(&self) -> Result<(), HostError> {
+        if self.in_rounds() {
+            return Ok(());
+        }
+        Err(HostError::Parameter(format!(
+            "method '{}' is computed by parts in one pass: it takes no broadcast",
+            self.method()
+        )))
     }
 
     /// Two states as one (`a`'s partitions before `b`'s).
     pub fn merge(&self, a: &[u8], b: &[u8]) -> Result<Vec<u8>, HostError> {
         self.require_mergeable()?;
-        let out = self.on_states("merge", &[a, b])?;
+        let out = self.on_states("merge", &[a, b], None)?;
         self.state_of(out)
     }
 
-    /// The result from the state of all the data: what the one-call run returns.
+    /// The result from the state of all the data: what the one-call run returns. A method computed
+    /// in rounds that asks for another pass is an error here: drive it with
+    /// [`Estimator::finish_round`] (or [`Host::run_in_rounds`]).
     pub fn finish(&self, state: &[u8]) -> Result<RunOutput, HostError> {
-        self.require_mergeable()?;
-        self.on_states("finish", &[state])
+        match self.finish_round(state, None)? {
+            Finished::Result(out) => Ok(out),
+            Finished::Again(_) => Err(HostError::Parameter(format!(
+                "method '{}' needs another pass over the data after this one (it is computed in rounds): run \
+                 partial over the partitions again with the broadcast that finish_round returns",
+                self.method()
+            ))),
+        }
     }
 
-    fn on_states(&self, step: &str, states: &[&[u8]]) -> Result<RunOutput, HostError> {
+    /// The result from the state of all the data in the round of `broadcast` (`None`: the first),
+    /// or the broadcast of the next round.
+    pub fn finish_round(&self, state: &[u8], broadcast: Option<&[u8]>) -> Result<Finished, HostError> {
+        self.require_mergeable()?;
+        if broadcast.is_some() {
+            self.require_rounds()?;
+        }
+        let out = self.on_states("finish", &[state], broadcast)?;
+        let mut out = out;
+        match out.arrays.iter().position(|(n, _)| n == "broadcast") {
+            Some(k) => match out.arrays.swap_remove(k).1.values {
+                ArrayValues::Bytes(b) => Ok(Finished::Again(b.into_vec())),
+                _ => Err(HostError::BadResult {
+                    method: self.method().into(),
+                    reason: "its finish step returned a 'broadcast' array that is not bytes".into(),
+                }),
+            },
+            None => Ok(Finished::Result(out)),
+        }
+    }
+
+    fn on_states(&self, step: &str, states: &[&[u8]], broadcast: Option<&[u8]>) -> Result<RunOutput, HostError> {
         let (mut data, mut offsets) = (Vec::new(), vec![0u64]);
         for s in states {
             data.extend_from_slice(s);
             offsets.push(data.len() as u64);
         }
         let columns = [ColumnView::new("state", ColumnData::Bytes(BytesColumn::new(&data, &offsets)))];
-        let views = [TableView::new("states", states.len(), &columns)];
+        let bytes_offsets = [0, broadcast.map_or(0, <[u8]>::len) as u64];
+        let broadcast_columns =
+            broadcast.map(|b| [ColumnView::new("broadcast", ColumnData::Bytes(BytesColumn::new(b, &bytes_offsets)))]);
+        let mut views = vec![TableView::new("states", states.len(), &columns)];
+        if let Some(c) = &broadcast_columns {
+            views.push(TableView::new("broadcast", 1, c));
+        }
         self.query_views(step, &views)
     }
 
@@ -161,17 +251,47 @@ impl Host {
     /// and finishing once. `whole` holds the tables given whole to every partition (the roles of
     /// [`whole_roles`]; read once, lent to each partition without a copy). Partitions whose tables
     /// are all empty contribute nothing. The result equals the one-table run's up to the rounding
-    /// of sums (docs/scale.md).
+    /// of sums (docs/scale.md). A method computed in rounds needs partitions it can read again:
+    /// [`Host::run_in_rounds`].
     pub fn run_partitioned<I>(
         &self,
         method: &str,
         params: &Map<String, Value>,
-        mut whole: Vec<Table>,
+        whole: Vec<Table>,
         partitions: I,
         ctx: RunContext,
         progress: Option<&Progress>,
     ) -> Result<RunOutput, HostError>
     where
+        I: IntoIterator<Item = Result<Vec<Table>, HostError>>,
+    {
+        let mut once = Some(partitions);
+        let again = || {
+            once.take().ok_or_else(|| {
+                HostError::Parameter(format!(
+                    "method '{method}' takes several passes over the data (it is computed in rounds), and these \
+                     partitions can be read only once: give partitions that can be read again (Host::run_in_rounds)"
+                ))
+            })
+        };
+        self.run_in_rounds(method, params, whole, again, ctx, progress)
+    }
+
+    /// [`Host::run_partitioned`] for any mergeable method, those computed in rounds included:
+    /// `partitions()` gives the partitions afresh for each pass over the data — the first, and one
+    /// more each time `finish` answers with a broadcast (the method's round), until it gives the
+    /// result. A one-pass method reads them once.
+    pub fn run_in_rounds<F, I>(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        mut whole: Vec<Table>,
+        mut partitions: F,
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError>
+    where
+        F: FnMut() -> Result<I, HostError>,
         I: IntoIterator<Item = Result<Vec<Table>, HostError>>,
     {
         let est = self.create_observed(method, params, ctx, progress)?;
@@ -192,51 +312,59 @@ impl Host {
         }
         let whole_columns: Vec<Vec<ColumnView<'_>>> = whole.iter().map(Table::column_views).collect();
         let whole_views: Vec<TableView<'_>> = whole.iter().zip(&whole_columns).map(|(t, c)| t.view(c)).collect();
-        let mut merger = Merger::new(&est);
-        let mut offsets: Vec<(String, u64)> = Vec::new();
-        let partitions = partitions.into_iter();
-        // the partitions' progress (the observer may stop the run between two of them)
-        let total = partitions.size_hint().1.unwrap_or(0) as u64;
-        let go_on = |done: u64| progress.is_none_or(|p| (p.0)(done, total, "partitions"));
-        for (k, partition) in partitions.enumerate() {
-            if !go_on(k as u64) {
-                return Err(HostError::Plugin {
-                    method: method.into(),
-                    kind: quiver_abi::ErrorKind::Cancelled,
-                    message: format!("cancelled after {k} partition(s) of the run by parts"),
-                });
-            }
-            let mut tables = partition?;
-            if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
-                return Err(HostError::Parameter(format!(
-                    "table '{}' is given whole to every partition of '{method}': give it once, not in parts",
-                    t.role
-                )));
-            }
-            if tables.iter().all(|t| t.nrows == 0) {
-                continue;
-            }
-            crate::validate_tables_beside(est.manifest(), &mut tables, &whole)?;
-            let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
-            let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
-            let state = with_views(&tables, |views| {
-                let mut all = views.to_vec();
-                all.extend(whole_views.iter().cloned());
-                est.partial_on(&all, &here)
-            })
-            .map_err(|e| in_partition(e, k, &here))?;
-            merger.push(state)?;
-            for t in &tables {
-                match offsets.iter_mut().find(|(r, _)| *r == t.role) {
-                    Some(o) => o.1 += t.nrows as u64,
-                    None => offsets.push((t.role.clone(), t.nrows as u64)),
+        let mut broadcast: Option<Vec<u8>> = None;
+        for pass in 1.. {
+            let mut merger = Merger::new(&est);
+            let mut offsets: Vec<(String, u64)> = Vec::new();
+            let partitions = partitions()?.into_iter();
+            // the partitions' progress (the observer may stop the run between two of them)
+            let total = partitions.size_hint().1.unwrap_or(0) as u64;
+            let label = if pass == 1 { "partitions".to_string() } else { format!("partitions (pass {pass})") };
+            let go_on = |done: u64| progress.is_none_or(|p| (p.0)(done, total, &label));
+            for (k, partition) in partitions.enumerate() {
+                if !go_on(k as u64) {
+                    return Err(HostError::Plugin {
+                        method: method.into(),
+                        kind: quiver_abi::ErrorKind::Cancelled,
+                        message: format!("cancelled after {k} partition(s) of the run by parts"),
+                    });
+                }
+                let mut tables = partition?;
+                if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
+                    return Err(HostError::Parameter(format!(
+                        "table '{}' is given whole to every partition of '{method}': give it once, not in parts",
+                        t.role
+                    )));
+                }
+                if tables.iter().all(|t| t.nrows == 0) {
+                    continue;
+                }
+                crate::validate_tables_beside(est.manifest(), &mut tables, &whole)?;
+                let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
+                let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
+                let state = with_views(&tables, |views| {
+                    let mut all = views.to_vec();
+                    all.extend(whole_views.iter().cloned());
+                    est.partial_on(&all, &here, broadcast.as_deref())
+                })
+                .map_err(|e| in_partition(e, k, &here))?;
+                merger.push(state)?;
+                for t in &tables {
+                    match offsets.iter_mut().find(|(r, _)| *r == t.role) {
+                        Some(o) => o.1 += t.nrows as u64,
+                        None => offsets.push((t.role.clone(), t.nrows as u64)),
+                    }
                 }
             }
+            go_on(total.max(1));
+            let state = merger.into_state()?.ok_or_else(|| {
+                HostError::Parameter(format!("a partitioned run of '{method}' was given no rows in any partition"))
+            })?;
+            match est.finish_round(&state, broadcast.as_deref())? {
+                Finished::Result(out) => return Ok(out),
+                Finished::Again(next) => broadcast = Some(next),
+            }
         }
-        go_on(total.max(1));
-        let state = merger.into_state()?.ok_or_else(|| {
-            HostError::Parameter(format!("a partitioned run of '{method}' was given no rows in any partition"))
-        })?;
-        est.finish(&state)
+        unreachable!("the passes end with a result or an error")
     }
 }

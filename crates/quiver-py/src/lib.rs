@@ -176,18 +176,21 @@ impl Estimator {
     }
 
     /// The state of one partition of a run by parts (docs/scale.md), as bytes; `offsets` gives,
-    /// per partitioned table, its rows in the partitions before this one.
+    /// per partitioned table, its rows in the partitions before this one; `broadcast`, the round's
+    /// broadcast of a method computed in rounds (none in the first).
+    #[pyo3(signature = (tables, offsets, broadcast=None))]
     fn partial<'py>(
         &self,
         py: Python<'py>,
         tables: PyTables<'py>,
         offsets: Vec<(String, u64)>,
+        broadcast: Option<Vec<u8>>,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let input = Input::read(&self.manifest, &tables)?;
         let state = {
             let columns = input.columns();
             let views = input.views(&columns);
-            py.detach(|| self.locked(|e| e.partial_views(&views, &offsets)))
+            py.detach(|| self.locked(|e| e.partial_views(&views, &offsets, broadcast.as_deref())))
         };
         drop(input);
         Ok(pyo3::types::PyBytes::new(py, &state.map_err(interrupted)?))
@@ -203,6 +206,26 @@ impl Estimator {
     fn finish<'py>(&self, py: Python<'py>, state: Vec<u8>) -> PyResult<(String, PyArrays<'py>)> {
         let out = py.detach(|| self.locked(|e| e.finish(&state))).map_err(interrupted)?;
         output(py, out)
+    }
+
+    /// A round's end for a method computed in rounds: `(summary, arrays, None)` with the result,
+    /// or `(None, None, broadcast)` when another pass over the data is needed.
+    #[pyo3(signature = (state, broadcast=None))]
+    #[allow(clippy::type_complexity)]
+    fn finish_round<'py>(
+        &self,
+        py: Python<'py>,
+        state: Vec<u8>,
+        broadcast: Option<Vec<u8>>,
+    ) -> PyResult<(Option<String>, Option<PyArrays<'py>>, Option<Bound<'py, pyo3::types::PyBytes>>)> {
+        let out = py.detach(|| self.locked(|e| e.finish_round(&state, broadcast.as_deref()))).map_err(interrupted)?;
+        match out {
+            quiver_host::Finished::Result(out) => {
+                let (summary, arrays) = output(py, out)?;
+                Ok((Some(summary), Some(arrays), None))
+            }
+            quiver_host::Finished::Again(b) => Ok((None, None, Some(pyo3::types::PyBytes::new(py, &b)))),
+        }
     }
 }
 

@@ -67,6 +67,43 @@ def test_partial_merge_finish_in_process_equal_run():
     assert not quiver.Estimator("batch-pi").mergeable
 
 
+def normal_means(p: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = 0.1 + 3.9 * rng.random(p)
+    return pd.DataFrame({"x": 1.0 + 2.0 * (rng.random(p) - 0.5) + np.sqrt(a) * rng.standard_normal(p), "a": a})
+
+
+def close_shrinkage(one, r, where):
+    """Two SURE results equal to 1e-12, the certified gap (a difference of two risks) to 1e-15."""
+    a, b = one.to_dict(), r.to_dict()
+    gap_a, gap_b = a.pop("certified_gap", 0.0), b.pop("certified_gap", 0.0)
+    assert abs(gap_a - gap_b) <= 1e-15, f"{where}: certified_gap {gap_a} vs {gap_b}"
+    close(a, b, where)
+
+
+def test_a_method_in_rounds_by_hand():
+    df = normal_means(400, seed=2)
+    one = quiver.run("sure-normal", data=df, method="xkb-grand-mean", curve=10, device="cpu")
+    est = quiver.Estimator("sure-normal", method="xkb-grand-mean", curve=10, device="cpu")
+    assert est.mergeable and est.rounds and not quiver.Estimator("ope").rounds
+    cuts = [0, 150, 151, 400]
+    broadcast, passes = None, 0
+    while True:
+        passes += 1
+        states = [est.partial(data=df.iloc[a:b], broadcast=broadcast) for a, b in zip(cuts, cuts[1:])]
+        state = states[0]
+        for s in states[1:]:
+            state = est.merge(state, s)
+        result, broadcast = est.finish_round(state, broadcast)
+        if result is not None:
+            break
+        assert passes < 100
+    assert passes >= 3  # the moments, at least one sweep, the estimates
+    close_shrinkage(one, result, "by hand")
+    with pytest.raises(quiver.InvalidParameterError, match="needs another pass"):
+        est.finish(est.partial(data=df))
+
+
 def selection_tables(n: int, m: int, seed: int = 0):
     """Calibration and test units whose scores tie often (rounded to a tenth)."""
     rng = np.random.default_rng(seed)
@@ -117,6 +154,13 @@ def test_dask_local_cluster_equals_run():
             ddf = dd.from_pandas(test, npartitions=parts, sort=False)
             r = quiver.dask.run("conformal-selection", ddf, role="test", whole={"calibration": cal}, q=0.3)
             close(sel.to_dict(), r.to_dict(), f"selection, {parts} partitions", rel=0.0)
+        # a method computed in rounds: one map over the partitions per pass
+        means = normal_means(2000, seed=6)
+        sn = quiver.run("sure-normal", data=means, method="xkb-location", location=0.5, device="cpu")
+        for parts in [1, 7]:
+            ddf = dd.from_pandas(means, npartitions=parts, sort=False)
+            r = quiver.dask.run("sure-normal", ddf, role="data", method="xkb-location", location=0.5)
+            close_shrinkage(sn, r, f"sure-normal, {parts} partitions")
         with pytest.raises(quiver.InvalidParameterError, match="cannot be given whole"):
             quiver.dask.run("ope", dd.from_pandas(df, npartitions=2), role="bandit", whole={"test": test}, ci="t")
         with pytest.raises(quiver.InvalidParameterError, match="cannot be computed by parts"):

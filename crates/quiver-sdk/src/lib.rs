@@ -40,7 +40,7 @@ pub use family::{
     AggregationResult, BatchResult, CriticResult, Family, OwnedMatrix, SelectionResult, ShrinkageResult, StepResult,
 };
 pub use manifest::{column, param, ManifestBuilder, Param, TableBuilder};
-pub use mergeable::{MergeableImpl, Offsets};
+pub use mergeable::{MergeableImpl, Offsets, Round, RoundsImpl};
 pub use ndarray;
 pub use params::{Choice, Params};
 pub use quiver_abi as abi;

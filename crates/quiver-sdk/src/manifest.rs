@@ -11,6 +11,7 @@ pub struct ManifestBuilder {
     family: Option<Family>,
     step_tables: Vec<(String, Vec<String>)>,
     mergeable: Option<Vec<String>>,
+    rounds: bool,
     whole: Vec<String>,
 }
 
@@ -45,6 +46,7 @@ impl ManifestBuilder {
             family: None,
             step_tables: Vec::new(),
             mergeable: None,
+            rounds: false,
             whole: Vec::new(),
         }
     }
@@ -88,6 +90,15 @@ impl ManifestBuilder {
     pub fn mergeable(mut self, data: &[&str]) -> Self {
         self.mergeable = Some(data.iter().map(|r| r.to_string()).collect());
         self.property("mergeable", serde_json::json!(true))
+    }
+    /// Declare a method computed by parts in several passes over the data
+    /// ([`crate::mergeable::RoundsImpl`], boxed with [`crate::Created::in_rounds`]): `partial` and
+    /// `finish` also read the table `broadcast`, and the property `"rounds": true` tells a driver
+    /// to run the partitions again while `finish` answers with a broadcast. Call after
+    /// [`ManifestBuilder::mergeable`].
+    pub fn rounds(mut self) -> Self {
+        self.rounds = true;
+        self.property(crate::mergeable::ROUNDS, serde_json::json!(true))
     }
     /// Roles that a run by parts gives **whole** to every partition, beside the partitioned
     /// roles of [`ManifestBuilder::mergeable`] — small tables every partition needs, such as the
@@ -192,13 +203,25 @@ impl ManifestBuilder {
             }
         }
         if let Some(data) = self.mergeable.take() {
-            use crate::mergeable::{FINISH, MERGE, PARTIAL, PARTITION, STATES};
-            let partial: Vec<&str> =
-                data.iter().chain(self.whole.iter()).map(String::as_str).chain([PARTITION]).collect();
+            use crate::mergeable::{BROADCAST, FINISH, MERGE, PARTIAL, PARTITION, STATES};
+            let round: &[&str] = if self.rounds { &[BROADCAST] } else { &[] };
+            let partial: Vec<&str> = data
+                .iter()
+                .chain(self.whole.iter())
+                .map(String::as_str)
+                .chain([PARTITION])
+                .chain(round.iter().copied())
+                .collect();
+            let finish: Vec<&str> = [STATES].into_iter().chain(round.iter().copied()).collect();
+            let finish_doc = if self.rounds {
+                "the result from the state of all the data, or the broadcast of another round"
+            } else {
+                "the result from the state of all the data"
+            };
             let steps = [
                 (PARTIAL, partial, "the state of one partition of the data"),
                 (MERGE, vec![STATES], "two partitions' states as one"),
-                (FINISH, vec![STATES], "the result from the state of all the data"),
+                (FINISH, finish, finish_doc),
             ];
             for (name, roles, doc) in steps {
                 self.m.steps.push(StepSpec {

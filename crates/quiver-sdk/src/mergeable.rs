@@ -19,6 +19,16 @@
 //! one column per data table, the number of that table's rows in the partitions before it
 //! ([`Offsets`]). A method may also read tables **whole** in every partition (a selector's
 //! calibration set beside its partitioned test units: [`crate::ManifestBuilder::given_whole`]).
+//!
+//! **Rounds.** A method whose answer takes several passes over the data (SURE's search for λ̂:
+//! each sweep a sum over units at points the previous sweeps chose) implements [`RoundsImpl`]
+//! instead: `finish` may answer [`Round::Again`] with a **broadcast** — the next pass's small
+//! instructions (the λ points to sweep), sealed like a state but as a broadcast (magic `QVBC`) —
+//! and the driver runs `partial` over every partition again with the table `broadcast` (bytes
+//! column `broadcast`, one row), merges, and finishes with that broadcast, until `finish` returns
+//! the result ([`Round::Done`]). Every state and broadcast carries its round, so states of
+//! different rounds refuse to merge. [`crate::ManifestBuilder::rounds`] declares it (property
+//! `"rounds": true`).
 
 use crate::{Context, Created, Result, StepResult, Tables};
 use quiver_abi::abi_stable::sabi_trait::TD_Opaque;
@@ -42,6 +52,10 @@ pub const PARTITION: &str = "partition";
 /// The manifest property listing the roles given whole to every partition
 /// ([`crate::ManifestBuilder::given_whole`]).
 pub const WHOLE: &str = "whole";
+/// The table (and its bytes column, and the output array of `finish`) holding a round's broadcast.
+pub const BROADCAST: &str = "broadcast";
+/// The manifest property of a method computed in rounds ([`crate::ManifestBuilder::rounds`]).
+pub const ROUNDS: &str = "rounds";
 
 /// A method computed by parts: see the [module](self) documentation.
 pub trait MergeableImpl: Send + Sync + 'static {
@@ -55,6 +69,61 @@ pub trait MergeableImpl: Send + Sync + 'static {
     fn merge(&self, a: Self::State, b: Self::State) -> Result<Self::State>;
     /// The result from the state of all the data.
     fn finish(&self, state: Self::State) -> Result<Self::Output>;
+}
+
+/// What `finish` of a method computed in rounds answers: another pass over the data with this
+/// broadcast, or the result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Round<B, O> {
+    /// Run `partial` over every partition again with this broadcast, merge, and finish again.
+    Again(B),
+    /// The result.
+    Done(O),
+}
+
+/// A method computed by parts in several passes over the data (see the [module](self)
+/// documentation): each round's `partial` reads the round's broadcast, `None` in the first.
+pub trait RoundsImpl: Send + Sync + 'static {
+    /// What the driver sends every partition in a round after the first: small.
+    type Broadcast: Serialize + DeserializeOwned;
+    /// What a partition contributes in a round.
+    type State: Serialize + DeserializeOwned;
+    /// The result `finish` returns at the end — the same JSON as the one-call run.
+    type Output: StepResult;
+    /// The state of one partition in the round of `broadcast` (`None`: the first round).
+    fn partial(
+        &self,
+        tables: &Tables<'_>,
+        offsets: &Offsets,
+        broadcast: Option<&Self::Broadcast>,
+    ) -> Result<Self::State>;
+    /// Two partitions' states of one round as one (`a`'s rows before `b`'s).
+    fn merge(&self, a: Self::State, b: Self::State) -> Result<Self::State>;
+    /// From the state of all the data in the round of `broadcast`: the next round's broadcast, or
+    /// the result.
+    fn finish(
+        &self,
+        state: Self::State,
+        broadcast: Option<&Self::Broadcast>,
+    ) -> Result<Round<Self::Broadcast, Self::Output>>;
+}
+
+/// A one-pass [`MergeableImpl`] as a method of one round.
+struct OnePass<M>(M);
+
+impl<M: MergeableImpl> RoundsImpl for OnePass<M> {
+    type Broadcast = ();
+    type State = M::State;
+    type Output = M::Output;
+    fn partial(&self, tables: &Tables<'_>, offsets: &Offsets, _: Option<&()>) -> Result<M::State> {
+        self.0.partial(tables, offsets)
+    }
+    fn merge(&self, a: M::State, b: M::State) -> Result<M::State> {
+        self.0.merge(a, b)
+    }
+    fn finish(&self, state: M::State, _: Option<&()>) -> Result<Round<(), M::Output>> {
+        self.0.finish(state).map(Round::Done)
+    }
 }
 
 /// Where a partition starts: for each data table, the rows of that table in the partitions before
@@ -87,7 +156,9 @@ impl Offsets {
 }
 
 const MAGIC: &[u8; 4] = b"QVST";
-const FORMAT: u8 = 1;
+const BROADCAST_MAGIC: &[u8; 4] = b"QVBC";
+/// 2: the round after the parameters' hash.
+const FORMAT: u8 = 2;
 
 /// Who made a state: the method, its version and a hash of its parameters (as used, defaults
 /// filled in).
@@ -131,14 +202,19 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 /// Seal `state` for `owner`: magic `QVST`, format, method, version, parameters' hash, payload
 /// length and payload (postcard), then the FNV-1a checksum of all that.
 pub fn seal<T: Serialize>(owner: &StateOwner, state: &T) -> Result<Vec<u8>> {
+    seal_as(MAGIC, owner, 0, state)
+}
+
+fn seal_as<T: Serialize>(magic: &[u8; 4], owner: &StateOwner, round: u32, state: &T) -> Result<Vec<u8>> {
     let payload = postcard::to_allocvec(state)
         .map_err(|e| PluginError::new(ErrorKind::Internal, format!("could not serialise a state: {e}")))?;
     let mut out = Vec::with_capacity(payload.len() + 64);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.push(FORMAT);
     put_text(&mut out, &owner.method);
     put_text(&mut out, &owner.version);
     out.extend_from_slice(&owner.parameters.to_le_bytes());
+    out.extend_from_slice(&round.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&payload);
     let sum = fnv1a(&out);
@@ -170,66 +246,107 @@ impl<'a> Reader<'a> {
 /// Open a state sealed by [`seal`] for `owner`: an error — naming what differs — when it was made
 /// by another method, version or parameters; when it is truncated, corrupted or not a state.
 pub fn open<T: DeserializeOwned>(owner: &StateOwner, bytes: &[u8]) -> Result<T> {
-    let bad = |why: &str| PluginError::input(format!("table '{STATES}', column '{STATE}': {why}"));
-    if bytes.len() < MAGIC.len() + 1 || &bytes[..4] != MAGIC {
-        return Err(bad("not a Quiver state (no QVST header)"));
+    open_as(MAGIC, (STATES, STATE), owner, bytes).map(|(_, t)| t)
+}
+
+/// [`open`] for the envelope `magic` (a state or a broadcast) read from table `at.0`, column
+/// `at.1`: the round it was made in, and the payload.
+fn open_as<T: DeserializeOwned>(
+    magic: &[u8; 4],
+    at: (&str, &str),
+    owner: &StateOwner,
+    bytes: &[u8],
+) -> Result<(u32, T)> {
+    let what = if magic == MAGIC { "state" } else { "broadcast" };
+    let bad = |why: &str| PluginError::input(format!("table '{}', column '{}': {why}", at.0, at.1));
+    let truncated = || bad(&format!("a truncated {what}"));
+    if bytes.len() < magic.len() + 1 || &bytes[..4] != magic {
+        let other = if magic == MAGIC { BROADCAST_MAGIC } else { MAGIC };
+        if bytes.len() >= 4 && &bytes[..4] == other {
+            return Err(bad(&format!(
+                "a {} where a {what} belongs",
+                if magic == MAGIC { "broadcast" } else { "state" }
+            )));
+        }
+        let header = std::str::from_utf8(magic).expect("ASCII");
+        return Err(bad(&format!("not a Quiver {what} (no {header} header)")));
     }
     if bytes.len() < 8 + 13 {
-        return Err(bad("a truncated state"));
+        return Err(truncated());
     }
     let (body, sum) = bytes.split_at(bytes.len() - 8);
     if fnv1a(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
-        return Err(bad("a corrupted or truncated state (its checksum does not match)"));
+        return Err(bad(&format!("a corrupted or truncated {what} (its checksum does not match)")));
     }
     let mut r = Reader(&body[4..]);
-    let format = r.take(1).ok_or_else(|| bad("a truncated state"))?[0];
+    let format = r.take(1).ok_or_else(truncated)?[0];
     if format != FORMAT {
-        return Err(bad(&format!("state format {format}, this build reads format {FORMAT}")));
+        return Err(bad(&format!("{what} format {format}, this build reads format {FORMAT}")));
     }
-    let (method, version) =
-        (r.text().ok_or_else(|| bad("a truncated state"))?, r.text().ok_or_else(|| bad("a truncated state"))?);
-    let parameters = r.u64().ok_or_else(|| bad("a truncated state"))?;
+    let (method, version) = (r.text().ok_or_else(truncated)?, r.text().ok_or_else(truncated)?);
+    let parameters = r.u64().ok_or_else(truncated)?;
     if method != owner.method {
         return Err(bad(&format!(
-            "a state of method '{method}', not '{}': states merge only within a method",
+            "a {what} of method '{method}', not '{}': states merge only within a method",
             owner.method
         )));
     }
     if version != owner.version {
         return Err(bad(&format!(
-            "a state of {method} {version}, not {}: merge states made by the same version",
+            "a {what} of {method} {version}, not {}: merge states made by the same version",
             owner.version
         )));
     }
     if parameters != owner.parameters {
-        return Err(bad("a state made with other parameters: every partition of a run uses the same parameters"));
+        return Err(bad(&format!(
+            "a {what} made with other parameters: every partition of a run uses the same parameters"
+        )));
     }
-    let len = r.u64().ok_or_else(|| bad("a truncated state"))?;
-    let payload = usize::try_from(len).ok().and_then(|n| r.take(n)).ok_or_else(|| bad("a truncated state"))?;
+    let round = u32::from_le_bytes(r.take(4).ok_or_else(truncated)?.try_into().expect("4 bytes"));
+    let len = r.u64().ok_or_else(truncated)?;
+    let payload = usize::try_from(len).ok().and_then(|n| r.take(n)).ok_or_else(truncated)?;
     if !r.0.is_empty() {
-        return Err(bad("bytes after the state's payload"));
+        return Err(bad(&format!("bytes after the {what}'s payload")));
     }
-    postcard::from_bytes(payload).map_err(|e| bad(&format!("its payload does not decode ({e})")))
+    let value = postcard::from_bytes(payload).map_err(|e| bad(&format!("its payload does not decode ({e})")))?;
+    Ok((round, value))
 }
 
-/// The one estimator object with `partial`, `merge` and `finish` beside the family's steps.
-struct MergeAdapter<M: MergeableImpl> {
+/// Most rounds a method may ask for: a search that never ends is a defect, stopped here.
+pub const MAX_ROUNDS: u32 = 10_000;
+
+struct MergeAdapter<M: RoundsImpl> {
     inner: quiver_abi::EstimatorBox,
     merge: M,
     owner: StateOwner,
 }
 
-impl<M: MergeableImpl> MergeAdapter<M> {
-    fn states(&self, tables: &Tables<'_>, rows: usize) -> Result<Vec<M::State>> {
+impl<M: RoundsImpl> MergeAdapter<M> {
+    fn states(&self, tables: &Tables<'_>, rows: usize) -> Result<Vec<(u32, M::State)>> {
         let t = tables.get(STATES)?;
         let col = t.bytes(STATE)?;
         if col.len() != rows {
             return Err(PluginError::input(format!("table '{STATES}': {rows} state(s) expected, {} given", col.len())));
         }
-        (0..rows).map(|i| open(&self.owner, col.get(i).expect("a valid column's row"))).collect()
+        (0..rows)
+            .map(|i| open_as(MAGIC, (STATES, STATE), &self.owner, col.get(i).expect("a valid column's row")))
+            .collect()
     }
-    fn sealed(&self, state: &M::State) -> Result<StepOutput> {
-        let bytes = seal(&self.owner, state)?;
+    /// The round's broadcast (table `broadcast`, one row), `(0, None)` without one.
+    fn broadcast(&self, tables: &Tables<'_>) -> Result<(u32, Option<M::Broadcast>)> {
+        let Some(t) = tables.opt(BROADCAST) else { return Ok((0, None)) };
+        let col = t.bytes(BROADCAST)?;
+        if col.len() != 1 {
+            return Err(PluginError::input(format!(
+                "table '{BROADCAST}': one broadcast expected, {} given",
+                col.len()
+            )));
+        }
+        let (round, b) = open_as(BROADCAST_MAGIC, (BROADCAST, BROADCAST), &self.owner, col.get(0).expect("one row"))?;
+        Ok((round, Some(b)))
+    }
+    fn sealed(&self, round: u32, state: &M::State) -> Result<StepOutput> {
+        let bytes = seal_as(MAGIC, &self.owner, round, state)?;
         let mut array = NamedArray::vector(STATE, ArrayData::Bytes(RVec::from(bytes)));
         array.in_json = false;
         Ok(StepOutput::new(Default::default(), RVec::from(vec![array])))
@@ -238,26 +355,53 @@ impl<M: MergeableImpl> MergeAdapter<M> {
         match name {
             PARTIAL => {
                 let offsets = Offsets::read(tables)?;
-                let state = self.merge.partial(tables, &offsets)?;
-                self.sealed(&state)
+                let (round, broadcast) = self.broadcast(tables)?;
+                let state = self.merge.partial(tables, &offsets, broadcast.as_ref())?;
+                self.sealed(round, &state)
             }
             MERGE => {
                 let mut s = self.states(tables, 2)?;
-                let (b, a) = (s.pop().expect("two"), s.pop().expect("two"));
+                let ((rb, b), (ra, a)) = (s.pop().expect("two"), s.pop().expect("two"));
+                if ra != rb {
+                    return Err(PluginError::input(format!(
+                        "table '{STATES}': a state of round {ra} and one of round {rb}: states merge only within a round"
+                    )));
+                }
                 let merged = self.merge.merge(a, b)?;
-                self.sealed(&merged)
+                self.sealed(ra, &merged)
             }
             _ => {
-                let state = self.states(tables, 1)?.pop().expect("one");
-                let out = self.merge.finish(state)?;
-                out.check_finite()?;
-                out.into_output()
+                let (round, state) = self.states(tables, 1)?.pop().expect("one");
+                let (given, broadcast) = self.broadcast(tables)?;
+                if given != round {
+                    return Err(PluginError::input(format!(
+                        "table '{BROADCAST}': the broadcast of round {given} with a state of round {round}: finish a \
+                         round with the broadcast its partitions were given"
+                    )));
+                }
+                match self.merge.finish(state, broadcast.as_ref())? {
+                    Round::Done(out) => {
+                        out.check_finite()?;
+                        out.into_output()
+                    }
+                    Round::Again(_) if round + 1 >= MAX_ROUNDS => Err(PluginError::new(
+                        ErrorKind::Numerical,
+                        format!("the run by parts asked for more than {MAX_ROUNDS} passes over the data"),
+                    )),
+                    Round::Again(next) => {
+                        let bytes = seal_as(BROADCAST_MAGIC, &self.owner, round + 1, &next)?;
+                        let mut array = NamedArray::vector(BROADCAST, ArrayData::Bytes(RVec::from(bytes)));
+                        array.in_json = false;
+                        let summary = serde_json::json!({ "round": round + 1 }).to_string();
+                        Ok(StepOutput::new(summary.into(), RVec::from(vec![array])))
+                    }
+                }
             }
         }
     }
 }
 
-impl<M: MergeableImpl> quiver_abi::EstimatorObject for MergeAdapter<M> {
+impl<M: RoundsImpl> quiver_abi::EstimatorObject for MergeAdapter<M> {
     fn step(&mut self, name: RStr<'_>, tables: TableViews<'_>) -> PluginResult<StepOutput> {
         self.inner.step(name, tables)
     }
@@ -273,7 +417,12 @@ impl Created {
     /// This estimator, computable by parts: `partial`, `merge` and `finish` run `merge`'s methods
     /// (declare them with [`crate::ManifestBuilder::mergeable`]); `ctx` names the states' owner.
     pub fn mergeable<M: MergeableImpl>(self, merge: M, ctx: &Context) -> Created {
-        let adapter = MergeAdapter { inner: self.object, merge, owner: StateOwner::of(ctx) };
+        self.in_rounds(OnePass(merge), ctx)
+    }
+    /// This estimator, computable by parts in several passes over the data (declare it with
+    /// [`crate::ManifestBuilder::mergeable`] and [`crate::ManifestBuilder::rounds`]).
+    pub fn in_rounds<M: RoundsImpl>(self, rounds: M, ctx: &Context) -> Created {
+        let adapter = MergeAdapter { inner: self.object, merge: rounds, owner: StateOwner::of(ctx) };
         Created { family: self.family, object: quiver_abi::EstimatorObject_TO::from_value(adapter, TD_Opaque) }
     }
 }
@@ -306,5 +455,23 @@ mod tests {
             assert!(open::<(u64, Vec<f64>, Option<String>)>(&me, &b).is_err(), "byte {i} changed");
         }
         assert!(open::<u64>(&me, b"not a state at all").unwrap_err().message.contains("no QVST header"));
+    }
+
+    /// A broadcast keeps its round, is never taken for a state (nor a state for a broadcast), and
+    /// a damaged one is an error.
+    #[test]
+    fn broadcasts_carry_their_round_and_are_not_states() {
+        let me = owner("sure-normal", "0.1.0", 3);
+        let b = seal_as(BROADCAST_MAGIC, &me, 7, &vec![0.25f64, 0.5]).unwrap();
+        let at = (BROADCAST, BROADCAST);
+        assert_eq!(open_as::<Vec<f64>>(BROADCAST_MAGIC, at, &me, &b).unwrap(), (7, vec![0.25, 0.5]));
+        let e = open::<Vec<f64>>(&me, &b).unwrap_err().message.to_string();
+        assert!(e.contains("a broadcast where a state belongs"), "{e}");
+        let state = seal_as(MAGIC, &me, 2, &1u64).unwrap();
+        let e = open_as::<u64>(BROADCAST_MAGIC, at, &me, &state).unwrap_err().message.to_string();
+        assert!(e.contains("table 'broadcast', column 'broadcast': a state where a broadcast belongs"), "{e}");
+        for cut in 0..b.len() {
+            assert!(open_as::<Vec<f64>>(BROADCAST_MAGIC, at, &me, &b[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

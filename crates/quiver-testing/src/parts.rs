@@ -19,21 +19,38 @@ pub fn random_partitions(rng: &mut impl Rng, n: usize, boundaries: &[usize], par
 /// Every number of `a` and `b` equal to `rel` (relative to the larger), every other value equal,
 /// and the same keys in the same order; `at` names where a difference is.
 pub fn assert_json_close(a: &Value, b: &Value, rel: f64, at: &str) {
+    assert_json_within(a, b, Close { rel, abs: 0.0 }, at)
+}
+
+/// How close two numbers must be: |x − y| ≤ rel·max(|x|, |y|) + abs. An absolute part serves
+/// numbers that are differences of nearly equal sums (a certified gap), whose relative error is
+/// the sums' rounding over the difference.
+#[derive(Debug, Clone, Copy)]
+pub struct Close {
+    /// Relative to the larger number.
+    pub rel: f64,
+    /// Absolute.
+    pub abs: f64,
+}
+
+/// [`assert_json_close`] to `close`.
+pub fn assert_json_within(a: &Value, b: &Value, close: Close, at: &str) {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().expect("a number"), y.as_f64().expect("a number"));
-            assert!((x - y).abs() <= rel * x.abs().max(y.abs()).max(1e-300), "{at}: {x} vs {y}");
+            let tol = close.rel * x.abs().max(y.abs()).max(1e-300) + close.abs;
+            assert!((x - y).abs() <= tol, "{at}: {x} vs {y}");
         }
         (Value::Object(x), Value::Object(y)) => {
             assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{at}");
             for (k, v) in x {
-                assert_json_close(v, &y[k], rel, &format!("{at}.{k}"));
+                assert_json_within(v, &y[k], close, &format!("{at}.{k}"));
             }
         }
         (Value::Array(x), Value::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{at}");
             for (i, (u, v)) in x.iter().zip(y).enumerate() {
-                assert_json_close(u, v, rel, &format!("{at}[{i}]"));
+                assert_json_within(u, v, close, &format!("{at}[{i}]"));
             }
         }
         _ => assert_eq!(a, b, "{at}"),
@@ -53,17 +70,30 @@ pub fn check_partitionings(
     tables: impl Fn(Range<usize>) -> Vec<quiver_host::Table>,
     rel: f64,
 ) {
+    check_partitionings_within(rng, method, params, whole, (n, boundaries), tables, Close { rel, abs: 0.0 })
+}
+
+/// [`check_partitionings`] with every number equal to `close`.
+pub fn check_partitionings_within(
+    rng: &mut impl Rng,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+    whole: &[quiver_host::Table],
+    (n, boundaries): (usize, &[usize]),
+    tables: impl Fn(Range<usize>) -> Vec<quiver_host::Table>,
+    close: Close,
+) {
     let host = crate::host();
     let all: Vec<quiver_host::Table> = whole.iter().cloned().chain(tables(0..n)).collect();
     let one = host.run(method, params, &all, crate::cpu()).unwrap();
     for parts in [1, 2, 7, 64] {
         let ranges = random_partitions(rng, n, boundaries, parts);
-        let partitions = ranges.iter().map(|r| Ok(tables(r.clone())));
+        let partitions = || Ok(ranges.iter().map(|r| Ok(tables(r.clone()))));
         let by_parts = host
-            .run_partitioned(method, params, whole.to_vec(), partitions, crate::cpu(), None)
+            .run_in_rounds(method, params, whole.to_vec(), partitions, crate::cpu(), None)
             .unwrap_or_else(|e| panic!("{method}, {parts} partitions {ranges:?}: {e}"))
             .into_json();
-        assert_json_close(&one, &by_parts, rel, &format!("{method}, n = {n}, {parts} partitions {ranges:?}"));
+        assert_json_within(&one, &by_parts, close, &format!("{method}, n = {n}, {parts} partitions {ranges:?}"));
     }
 }
 

@@ -195,17 +195,28 @@ class Estimator:
         :meth:`finish`; ``docs/scale.md``)."""
         return all(s in self.steps for s in ("partial", "merge", "finish"))
 
-    def partial(self, *, offsets: Optional[Dict[str, int]] = None, **tables: Any) -> bytes:
+    @property
+    def rounds(self) -> bool:
+        """Whether the method may take several passes over the data when computed by parts
+        (:meth:`finish_round` then answers with a broadcast for the next pass)."""
+        return bool((self._manifest.get("properties") or {}).get("rounds", False))
+
+    def partial(
+        self, *, offsets: Optional[Dict[str, int]] = None, broadcast: Optional[bytes] = None, **tables: Any
+    ) -> bytes:
         """The state of one partition of the data (its tables by role): bytes that say which
         method, version and parameters made them, to :meth:`merge` and :meth:`finish`.
         ``offsets`` gives, per partitioned table, its rows in the partitions before this one (0
         when not given): methods that draw per row — conformal-selection's tie-breaking
         uniforms — draw for each row's place in the whole table. Tables the method reads whole
-        (``whole_roles``, e.g. a calibration set) go to every partition as they are."""
+        (``whole_roles``, e.g. a calibration set) go to every partition as they are.
+        ``broadcast``: for a method computed in rounds, what :meth:`finish_round` returned at the
+        end of the previous pass (``None`` in the first)."""
         pairs = [(str(k), int(v)) for k, v in (offsets or {}).items()]
         if any(not 0 <= v < 2**63 for _, v in pairs):
             raise InvalidParameterError(f"offsets {offsets}: counts of rows, >= 0 and below 2^63")
-        return self._native.partial(_native_tables(self._manifest, tables), pairs)
+        b = None if broadcast is None else bytes(broadcast)
+        return self._native.partial(_native_tables(self._manifest, tables), pairs, b)
 
     @property
     def whole_roles(self) -> List[str]:
@@ -223,6 +234,19 @@ class Estimator:
         summary, arrays = self._native.finish(bytes(state))
         cls = self._result if self._result is not Result else RESULT_OF_FAMILY.get(self._manifest["family"], Result)
         return _result(cls, self.method, summary, arrays)
+
+    def finish_round(
+        self, state: bytes, /, broadcast: Optional[bytes] = None
+    ) -> Tuple[Optional[Result], Optional[bytes]]:
+        """The end of one pass of a method computed in rounds (:attr:`rounds`): ``(result,
+        None)``, or ``(None, broadcast)`` when another pass is needed — run :meth:`partial` over
+        every partition again with ``broadcast=broadcast``, merge, and call this again with it."""
+        b = None if broadcast is None else bytes(broadcast)
+        summary, arrays, again = self._native.finish_round(bytes(state), b)
+        if again is not None:
+            return None, bytes(again)
+        cls = self._result if self._result is not Result else RESULT_OF_FAMILY.get(self._manifest["family"], Result)
+        return _result(cls, self.method, summary, arrays), None
 
     def _step(self, step: str, default_role: Optional[str], table: Any, tables: Dict[str, Any]) -> Optional[Result]:
         if table is not None:

@@ -49,12 +49,15 @@ def _partial(
     frame: Any,
     first: int,
     whole: Dict[str, Any],
+    broadcast: Optional[bytes] = None,
 ) -> Optional[bytes]:
     """The state of one partition, whose first row is row ``first`` of the whole table, with the
-    tables read whole; ``None`` for an empty one (it contributes nothing)."""
+    tables read whole (and the round's broadcast, for a method computed in rounds); ``None`` for
+    an empty one (it contributes nothing)."""
     if len(frame) == 0:
         return None
-    return _estimator(method, plugins, device, params).partial(offsets={role: first}, **whole, **{role: frame})
+    est = _estimator(method, plugins, device, params)
+    return est.partial(offsets={role: first}, broadcast=broadcast, **whole, **{role: frame})
 
 
 def _starts(*lengths: int) -> List[int]:
@@ -91,7 +94,10 @@ def run(
     when one is active). ``whole`` holds the tables the method reads whole in every partition
     (``Estimator.whole_roles``: a selector's calibration set, as a pandas DataFrame or a mapping of
     columns), shipped to the workers once. Returns the result :func:`quiver.run` returns on the
-    data as one table, to the rounding of sums."""
+    data as one table, to the rounding of sums. A method computed in rounds (``Estimator.rounds``:
+    SURE's search for λ̂) maps over the partitions once per pass, each pass with the broadcast
+    the previous one finished with; ``data.persist()`` first keeps the partitions in the
+    workers' memory between passes instead of reading them again."""
     import dask
     import dask.dataframe as dd
 
@@ -119,13 +125,17 @@ def run(
     # the partitions' lengths; each partition is read once for both)
     starts = dask.delayed(_starts, nout=len(parts))(*[dask.delayed(len)(p) for p in parts])
     shared = dask.delayed(whole) if whole else {}
-    level: List[Any] = [
-        dask.delayed(_partial)(*args, role, part, starts[i], shared) for i, part in enumerate(parts)
-    ]
-    while len(level) > 1:
-        groups: Sequence[List[Any]] = [level[i : i + split_every] for i in range(0, len(level), split_every)]
-        level = [dask.delayed(_merge)(*args, *g) for g in groups]
-    (state,) = dask.compute(level[0])
-    if state is None:
-        raise InvalidParameterError(f"a run by parts of '{method}' was given no rows in any partition")
-    return local.finish(state)
+    broadcast: Optional[bytes] = None
+    while True:
+        level: List[Any] = [
+            dask.delayed(_partial)(*args, role, part, starts[i], shared, broadcast) for i, part in enumerate(parts)
+        ]
+        while len(level) > 1:
+            groups: Sequence[List[Any]] = [level[i : i + split_every] for i in range(0, len(level), split_every)]
+            level = [dask.delayed(_merge)(*args, *g) for g in groups]
+        (state,) = dask.compute(level[0])
+        if state is None:
+            raise InvalidParameterError(f"a run by parts of '{method}' was given no rows in any partition")
+        result, broadcast = local.finish_round(state, broadcast)
+        if result is not None:
+            return result
