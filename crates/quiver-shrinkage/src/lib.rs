@@ -1,7 +1,8 @@
 //! Shared machinery of Quiver's SURE shrinkage plugins (`sure-normal`, `sure-binomial`):
 //! [`risk`] — unbiased risk estimates of linear shrinkage and their certified global minimisation
 //! over λ (CPU and CUDA sweeps); [`profile`] — XKB's SURE with the location profiled out
-//! (`xkb-estimated`), certified by the same branch and bound (CPU and CUDA sweeps); [`ebci`] — robust empirical-Bayes confidence intervals
+//! (`xkb-estimated`), certified by the same branch and bound (CPU and CUDA sweeps); [`replay`] —
+//! that search driven one pass over the data at a time (runs by parts); [`ebci`] — robust empirical-Bayes confidence intervals
 //! (Armstrong, Kolesár & Plagborg-Møller 2022), critical values by their defining optimisation,
 //! and [`ebci_settings`] — the plugins' shared `ci`/`alpha`/`kurtosis` parameters.
 
@@ -9,6 +10,7 @@ pub mod arcsine;
 pub mod ebci;
 pub mod ebci_settings;
 pub mod profile;
+pub mod replay;
 pub mod risk;
 
 pub use profile::ProfiledRisk;

@@ -460,12 +460,17 @@ impl QuadraticRisk {
     /// on the thread count); within a chunk one point at a time over contiguous arrays, so the
     /// loops vectorise.
     pub fn sweep_t_cpu(&self, ts: &[f64]) -> SweepResult {
-        let total = self.sums_cpu(ts);
+        let total = self.sweep_sums(ts, self.scale());
         self.finish(ts, &total)
     }
 
-    fn sums_cpu(&self, ts: &[f64]) -> Vec<f64> {
-        let (s, inc) = (self.scale(), self.weight == Weight::Increasing);
+    /// The sums of one sweep at `ts` on the CPU, before [`sweep_of_sums`] turns them into risks
+    /// and bounds: for each point Σ terms of R, R′, R″, then for each cell two sums of its
+    /// bounds, with the points t mapped to λ = s·t/(1 − t) by `s` (the whole data's
+    /// [`QuadraticRisk::scale`]). Sums over units: with one `s`, the sums of disjoint sets of
+    /// units add up to those of their union.
+    pub fn sweep_sums(&self, ts: &[f64], s: f64) -> Vec<f64> {
+        let inc = self.weight == Weight::Increasing;
         let width = 3 * ts.len() + 2 * ts.len().saturating_sub(1);
         parallel_sums(
             self.len(),
@@ -480,23 +485,7 @@ impl QuadraticRisk {
 
     /// The sweep's sums as risks and bounds.
     fn finish(&self, ts: &[f64], total: &[f64]) -> SweepResult {
-        let k = ts.len();
-        let n = self.len() as f64;
-        let value: Vec<f64> = (0..k).map(|q| (total[3 * q] + self.c) / n).collect();
-        let slope: Vec<f64> = (0..k).map(|q| total[3 * q + 1] / n).collect();
-        let curvature: Vec<f64> = (0..k).map(|q| total[3 * q + 2] / n).collect();
-        // rounding: the sums of ~10^7 terms carry a relative error far below this allowance
-        let unit = (self.c / n).abs();
-        let cell_bound = (0..k.saturating_sub(1))
-            .map(|q| {
-                let first = (total[3 * k + 2 * q] + self.c) / n;
-                let m = total[3 * k + 2 * q + 1] / n;
-                let second = taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
-                let slack = 1e-12 * (value[q].abs() + value[q + 1].abs() + unit);
-                combine_bounds(first, second, value[q], value[q + 1], slack)
-            })
-            .collect();
-        SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
+        sweep_of_sums(self.len(), self.c, ts, total)
     }
 
     /// One sweep on the CPU at λ values (ascending; `∞` allowed): R at each and the lower bound
@@ -526,6 +515,28 @@ impl QuadraticRisk {
         let s = self.scale();
         branch_and_bound(&mut |ts: &[f64]| sweeper.sweep(ts), unit, 1e-2, s)
     }
+}
+
+/// A sweep at `ts` from its sums ([`QuadraticRisk::sweep_sums`], added over any split of the
+/// `n` units) and the constant c = Σ c_i: R = (Σ terms + c)/n, R′, R″ and each cell's bound.
+pub fn sweep_of_sums(n: usize, c: f64, ts: &[f64], total: &[f64]) -> SweepResult {
+    let k = ts.len();
+    let n = n as f64;
+    let value: Vec<f64> = (0..k).map(|q| (total[3 * q] + c) / n).collect();
+    let slope: Vec<f64> = (0..k).map(|q| total[3 * q + 1] / n).collect();
+    let curvature: Vec<f64> = (0..k).map(|q| total[3 * q + 2] / n).collect();
+    // rounding: the sums of ~10^7 terms carry a relative error far below this allowance
+    let unit = (c / n).abs();
+    let cell_bound = (0..k.saturating_sub(1))
+        .map(|q| {
+            let first = (total[3 * k + 2 * q] + c) / n;
+            let m = total[3 * k + 2 * q + 1] / n;
+            let second = taylor_bound(ts[q], ts[q + 1], [value[q], slope[q]], [value[q + 1], slope[q + 1]], m);
+            let slack = 1e-12 * (value[q].abs() + value[q + 1].abs() + unit);
+            combine_bounds(first, second, value[q], value[q + 1], slack)
+        })
+        .collect();
+    SweepResult { ts: ts.to_vec(), value, slope, curvature, cell_bound }
 }
 
 /// t = λ/(s + λ), the inverse of [`lambda_of_t`] (λ = ∞: t = 1).
@@ -789,7 +800,13 @@ impl<'a> Sweeper<'a> {
 
     /// One sweep at points `ts` (ascending, in [0, 1], at most [`MAX_SWEEP`]).
     pub fn sweep(&mut self, ts: &[f64]) -> Result<SweepResult, quiver_gpu::GpuError> {
-        let Some(dev) = &self.device else { return Ok(self.risk.sweep_t_cpu(ts)) };
+        let total = self.sums(ts)?;
+        Ok(self.risk.finish(ts, &total))
+    }
+
+    /// The sums of one sweep at `ts` ([`QuadraticRisk::sweep_sums`]), on this sweeper's device.
+    pub fn sums(&mut self, ts: &[f64]) -> Result<Vec<f64>, quiver_gpu::GpuError> {
+        let Some(dev) = &self.device else { return Ok(self.risk.sweep_sums(ts, self.risk.scale())) };
         use quiver_gpu::cudarc::driver::{LaunchConfig, PushKernelArg};
         let k = ts.len();
         let risk = self.risk;
@@ -803,8 +820,7 @@ impl<'a> Sweeper<'a> {
         // SAFETY: arguments match the kernel; d, e, h hold p values, ts k values, the output
         // 3k + 2(k − 1); one grid row per point.
         unsafe { launch.launch(cfg) }?;
-        let total = dev.stream.clone_dtoh(&out)?;
-        Ok(risk.finish(ts, &total))
+        Ok(dev.stream.clone_dtoh(&out)?)
     }
 }
 
@@ -852,7 +868,7 @@ mod tests {
             let e: Vec<f64> = (0..p).map(|_| 3.0 * r() - 1.0).collect();
             let risk = QuadraticRisk { d, e, h, c: 2.0, weight };
             let ts: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
-            let cpu = risk.sums_cpu(&ts);
+            let cpu = risk.sweep_sums(&ts, risk.scale());
             let k = ts.len();
             let mut out = vec![0.0; 3 * k + 2 * (k - 1)];
             let (dp, ep, hp, tp, op) =
