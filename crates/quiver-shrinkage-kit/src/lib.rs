@@ -1,7 +1,9 @@
 //! The plugin side of Quiver's SURE shrinkage: the robust-EBCI settings both shrinkage plugins
 //! take — `ci`, `alpha`, `kurtosis` — declared and read in one place, so that `sure-normal` and
 //! `sure-binomial` name and check them alike; the algorithms live in `quiver-shrinkage`, which
-//! knows nothing of plugins.
+//! knows nothing of plugins. [`by_parts`] drives either plugin computed by parts, in rounds.
+
+pub mod by_parts;
 
 use quiver_shrinkage::ebci_settings::{Intervals, Kurtosis};
 use quiver_shrinkage::risk::Sweep;

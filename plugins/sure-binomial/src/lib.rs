@@ -27,17 +27,20 @@
 //! the proportion scale units near p = 1/2 have both the largest σ_i and, in mixtures, the
 //! largest deviations, and the average coverage fell short (0.8955 at α = 0.1).
 
+pub mod by_parts;
+
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
     ErrorKind, Manifest, PluginError,
 };
 use quiver_sdk::plugin_error;
-use quiver_sdk::serde_json::json;
+use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{
     choices, column, compact, json_f64, Context, ManifestBuilder, Plugin, ShrinkageImpl, TableBuilder, Tables,
 };
 use quiver_sdk::{Created, Family, ShrinkageResult};
 use quiver_shrinkage::{QuadraticRisk, Weight};
+use quiver_shrinkage_kit::by_parts::Plan;
 use quiver_shrinkage_kit::EbciSettings;
 
 choices! {
@@ -188,8 +191,17 @@ fn counts<'a>(t: &quiver_sdk::TableRef<'a>, yname: &str, nname: &str) -> Result<
 }
 
 impl Units {
-    /// Read and check the `data` table.
+    /// Read and check the `data` table: at least two units.
     pub fn read(t: &quiver_sdk::TableRef<'_>, two_sample: bool) -> Result<Units, PluginError> {
+        let u = Units::read_rows(t, two_sample)?;
+        if u.raw.len() < 2 {
+            return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
+        }
+        Ok(u)
+    }
+
+    /// Read and check the rows of the `data` table (any number: a partition of a run by parts).
+    pub fn read_rows(t: &quiver_sdk::TableRef<'_>, two_sample: bool) -> Result<Units, PluginError> {
         let vhat = |p: f64, n: f64| p * (1.0 - p) / (n - 1.0);
         let m_col = t.f64_opt("m")?;
         // a target is a proportion (one sample) or a difference of two (two samples): outside
@@ -222,9 +234,6 @@ impl Units {
             let var = p.iter().zip(n).map(|(&p, &n)| vhat(p, n)).collect();
             (p, var, n.to_vec(), pooled)
         };
-        if raw.len() < 2 {
-            return Err(PluginError::input("table 'data' has a single unit: shrinkage needs at least 2"));
-        }
         let target_column = m_col.map(<[f64]>::to_vec);
         Ok(Units { raw, target_column, pooled, var, h, one_sample: !two_sample })
     }
@@ -312,32 +321,22 @@ impl ShrinkageImpl for SureBinomial {
         let mut u = Units::read(&data, cfg.two_sample)?;
         let risk = u.take_risk();
         let sweep = quiver_shrinkage_kit::sweep(self.ctx.device());
-        let mut json = self.ctx.result_json(json!({
-            "units": u.raw.len(),
-            "target": if data.has("m") { "column m".to_string() } else { format!("pooled {}", u.pooled) },
-        }));
-        let (lambda, ure) = match cfg.lambda {
-            Some(l) => (l, risk.at(l)),
+        let (lambda, ure, minimum) = match cfg.lambda {
+            Some(l) => (l, risk.at(l), None),
             None => {
                 let m = risk.minimize(sweep).map_err(plugin_error)?;
-                json["ure_lower_bound"] = json!(m.lower_bound);
-                json["certified_gap"] = json!(m.risk - m.lower_bound);
-                json["sweeps"] = json!(m.sweeps);
-                json["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
-                (m.lambda, m.risk)
+                (m.lambda, m.risk, Some(m))
             }
         };
-        if cfg.curve > 0 {
-            let s = risk.scale();
-            let ls: Vec<f64> = (0..=cfg.curve)
-                .map(|i| i as f64 / cfg.curve as f64)
-                .map(|t| if t >= 1.0 { f64::INFINITY } else { s * t / (1.0 - t) })
-                .collect();
+        let curve = if cfg.curve > 0 {
+            let ls = quiver_shrinkage_kit::by_parts::curve_lambdas(risk.scale(), cfg.curve);
             let vs = risk.curve(&ls, sweep).map_err(plugin_error)?;
-            json["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
-        }
-        json["lambda_hat"] = json_f64(lambda);
-        json["ure"] = json!(ure);
+            Some((ls, vs))
+        } else {
+            None
+        };
+        let plan = Plan { lambda, risk: ure, minimum, curve };
+        let mut json = summary(&self.ctx, u.raw.len(), (!data.has("m")).then_some(u.pooled), &plan);
         let intervals = if cfg.intervals {
             // (the EBCI, the scale's description, its centre, its guarantee, the map back)
             let (ebci, scale, centre, guarantee, back) = if cfg.arcsine {
@@ -406,6 +405,28 @@ impl ShrinkageImpl for SureBinomial {
     }
 }
 
+/// The result's JSON before the intervals, as the one-call and the by-parts runs both write it:
+/// the units, the target (`pooled`: the pooled mean; `None`: the column m), the search's
+/// certificate, the curve, λ̂ and the URE there.
+pub(crate) fn summary(ctx: &Context, units: usize, pooled: Option<f64>, plan: &Plan) -> Value {
+    let mut json = ctx.result_json(json!({
+        "units": units,
+        "target": pooled.map_or("column m".to_string(), |p| format!("pooled {p}")),
+    }));
+    if let Some(m) = &plan.minimum {
+        json["ure_lower_bound"] = json!(m.lower_bound);
+        json["certified_gap"] = json!(m.risk - m.lower_bound);
+        json["sweeps"] = json!(m.sweeps);
+        json["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
+    }
+    if let Some((ls, vs)) = &plan.curve {
+        json["curve"] = json!(ls.iter().zip(vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
+    }
+    json["lambda_hat"] = json_f64(plan.lambda);
+    json["ure"] = json!(plan.risk);
+    json
+}
+
 /// The plugin.
 pub struct SureBinomialPlugin;
 
@@ -436,13 +457,18 @@ impl Plugin for SureBinomialPlugin {
                     .column(column::f64_opt("n2", "two samples: trials in group 2 (>= 2)"))
                     .column(column::f64_opt("m", "shrinkage target per unit (default: the pooled mean)")),
             )
+            .mergeable(&["data"])
+            .rounds()
             .build()
     }
 
     type Config = Settings;
 
     fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::shrinkage(SureBinomial { config: Config::new(&settings), ctx }))
+        let config = Config::new(&settings);
+        let by_parts =
+            quiver_shrinkage_kit::by_parts::ByParts(SureBinomial { config: config.clone(), ctx: ctx.clone() });
+        Ok(quiver_sdk::shrinkage(SureBinomial { config, ctx: ctx.clone() }).in_rounds(by_parts, &ctx))
     }
 }
 

@@ -24,6 +24,8 @@
 //! second and fourth moments of the means around m estimated from the data. Centred at AKP's own
 //! shrinkage, not at the SURE estimate.
 
+pub mod by_parts;
+
 use quiver_sdk::abi::{
     abi_stable::std_types::{ROption, RVec},
     Manifest, PluginError,
@@ -119,6 +121,27 @@ pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRis
     }
 }
 
+/// The summary of an `xkb-location` / `xkb-grand-mean` run, in the order the one-call and the
+/// by-parts runs both write it: the search's certificate (when λ was searched), the curve, the
+/// location.
+pub(crate) fn xkb_summary(
+    out: &mut Value,
+    minimum: Option<&quiver_shrinkage::Minimum>,
+    curve: Option<&(Vec<f64>, Vec<f64>)>,
+    mu: f64,
+) {
+    if let Some(m) = minimum {
+        out["sure_lower_bound"] = json!(m.lower_bound);
+        out["certified_gap"] = json!(m.risk - m.lower_bound);
+        out["sweeps"] = json!(m.sweeps);
+        out["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
+    }
+    if let Some((ls, vs)) = curve {
+        out["curve"] = json!(ls.iter().zip(vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
+    }
+    out["location"] = json!(mu);
+}
+
 /// Most units whose `xkb-monotone` shrinkage factors are listed in the JSON summary.
 pub const MAX_FACTORS_IN_JSON: usize = 100_000;
 
@@ -179,26 +202,21 @@ impl SureNormal {
                 let grand = cfg.method == Method::XkbGrandMean;
                 let mu = if grand { xbar } else { cfg.location };
                 let risk = xkb_risk(x, a, mu, grand);
-                let (lambda, sure) = match cfg.lambda {
-                    Some(l) => (l, risk.at(l)),
+                let (lambda, sure, minimum) = match cfg.lambda {
+                    Some(l) => (l, risk.at(l), None),
                     None => {
                         let m = risk.minimize(quiver_shrinkage_kit::sweep(self.ctx.device())).map_err(plugin_error)?;
-                        out["sure_lower_bound"] = json!(m.lower_bound);
-                        out["certified_gap"] = json!(m.risk - m.lower_bound);
-                        out["sweeps"] = json!(m.sweeps);
-                        out["lambda_bracket"] = json!([json_f64(m.bracket.0), json_f64(m.bracket.1)]);
-                        (m.lambda, m.risk)
+                        (m.lambda, m.risk, Some(m))
                     }
                 };
-                if cfg.curve > 0 {
-                    let s = risk.scale();
-                    let ls: Vec<f64> = (0..=cfg.curve)
-                        .map(|i| quiver_shrinkage::risk::lambda_of_t(s, i as f64 / cfg.curve as f64))
-                        .collect();
+                let curve = if cfg.curve > 0 {
+                    let ls = quiver_shrinkage_kit::by_parts::curve_lambdas(risk.scale(), cfg.curve);
                     let vs = risk.curve(&ls, quiver_shrinkage_kit::sweep(self.ctx.device())).map_err(plugin_error)?;
-                    out["curve"] = json!(ls.iter().zip(&vs).map(|(l, v)| json!([json_f64(*l), v])).collect::<Vec<_>>());
-                }
-                out["location"] = json!(mu);
+                    Some((ls, vs))
+                } else {
+                    None
+                };
+                xkb_summary(&mut out, minimum.as_ref(), curve.as_ref(), mu);
                 drop(risk);
                 (xkb_estimates(lambda, mu), lambda, sure)
             }
@@ -327,10 +345,7 @@ impl ShrinkageImpl for SureNormal {
             Method::XkbLocation | Method::XkbGrandMean | Method::XkbEstimated => self.ctx.clone(),
             other => self.ctx.on_cpu(&format!("{} has no CUDA path", quiver_sdk::Choice::name(other))),
         };
-        let mut json = ctx.result_json(json!({"p": x.len()}));
-        for (k, v) in summary.as_object().expect("object") {
-            json[k] = v.clone();
-        }
+        let mut json = result_json(&ctx, x.len(), &summary);
         let intervals = if self.config.ebci.intervals() {
             // AKP's intervals toward the method's location, the variances a_i known
             let m = json["location"].as_f64().unwrap_or(f64::NAN);
@@ -352,14 +367,35 @@ impl ShrinkageImpl for SureNormal {
         } else {
             ROption::RNone
         };
-        Ok(ShrinkageResult {
-            device: ctx.device(),
-            lambda_hat: if lambda_hat.is_nan() { ROption::RNone } else { ROption::RSome(lambda_hat) },
-            risk_estimate: ROption::RSome(sure),
-            estimates: RVec::from(estimates),
-            intervals,
-            json: json.to_string().into(),
-        })
+        Ok(shrinkage_result(&ctx, &json, estimates, lambda_hat, sure, intervals))
+    }
+}
+
+/// The result's JSON: the run's context, the number of units, then the method's summary.
+pub(crate) fn result_json(ctx: &Context, p: usize, summary: &Value) -> Value {
+    let mut json = ctx.result_json(json!({"p": p}));
+    for (k, v) in summary.as_object().expect("object") {
+        json[k] = v.clone();
+    }
+    json
+}
+
+/// The result, from its JSON and the per-unit arrays (λ̂ NaN: none).
+pub(crate) fn shrinkage_result(
+    ctx: &Context,
+    json: &Value,
+    estimates: Vec<f64>,
+    lambda_hat: f64,
+    sure: f64,
+    intervals: ROption<RVec<f64>>,
+) -> ShrinkageResult {
+    ShrinkageResult {
+        device: ctx.device(),
+        lambda_hat: if lambda_hat.is_nan() { ROption::RNone } else { ROption::RSome(lambda_hat) },
+        risk_estimate: ROption::RSome(sure),
+        estimates: RVec::from(estimates),
+        intervals,
+        json: json.to_string().into(),
     }
 }
 
@@ -388,13 +424,16 @@ impl Plugin for SureNormalPlugin {
                     .column(column::f64("x", "observation"))
                     .column(column::f64("a", "its known variance A_i (> 0)")),
             )
+            .mergeable(&["data"])
+            .rounds()
             .build()
     }
 
     type Config = Config;
 
     fn create(config: Config, ctx: Context) -> Result<Created, PluginError> {
-        Ok(quiver_sdk::shrinkage(SureNormal { config, ctx }))
+        let by_parts = quiver_shrinkage_kit::by_parts::ByParts(SureNormal { config: config.clone(), ctx: ctx.clone() });
+        Ok(quiver_sdk::shrinkage(SureNormal { config, ctx: ctx.clone() }).in_rounds(by_parts, &ctx))
     }
 }
 
