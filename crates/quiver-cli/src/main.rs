@@ -362,7 +362,11 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             let by_parts = plugin.manifest.step("partial").is_some();
             let whole = quiver_host::whole_roles(&plugin.manifest);
             let (given_whole, parts) = partitions(&inputs, by_parts, &whole)?;
-            let result = if parts.len() > 1 && by_parts {
+            // each table given once, cut only into its Parquet file's row groups: a method that
+            // refuses these settings by parts (ErrorKind::Unsupported from its first partition)
+            // then reads the file whole, as a method not computed by parts does
+            let implicit_parts = inputs.iter().all(|(r, _)| inputs.iter().filter(|(q, _)| q == r).count() == 1);
+            let by_parts_result = if parts.len() > 1 && by_parts {
                 // one partition read at a time: memory holds one partition, the tables every
                 // partition reads whole, and the states
                 let manifest = &plugin.manifest;
@@ -379,23 +383,40 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                         quiver_host::read_partition(manifest, part)
                     }))
                 };
-                host.run_in_rounds(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
-                    match (e, current.get()) {
-                        (HostError::Input(i), Some(k)) if !matches!(i, quiver_host::InputError::File { .. }) => {
-                            let files: Vec<String> = parts[k].iter().map(|p| p.path.display().to_string()).collect();
-                            HostError::Parameter(format!(
-                                "{i} (in {}: partition {} of the run by parts)",
-                                files.join(", "),
-                                k + 1
-                            ))
+                let result =
+                    host.run_in_rounds(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
+                        match (e, current.get()) {
+                            (HostError::Input(i), Some(k)) if !matches!(i, quiver_host::InputError::File { .. }) => {
+                                let files: Vec<String> =
+                                    parts[k].iter().map(|p| p.path.display().to_string()).collect();
+                                HostError::Parameter(format!(
+                                    "{i} (in {}: partition {} of the run by parts)",
+                                    files.join(", "),
+                                    k + 1
+                                ))
+                            }
+                            (e, _) => e,
                         }
-                        (e, _) => e,
+                    });
+                match result {
+                    Err(HostError::Plugin { kind: quiver_host::ErrorKind::Unsupported, message, .. })
+                        if implicit_parts =>
+                    {
+                        eprintln!("note: {message}; reading the whole file instead");
+                        None
                     }
-                })?
+                    other => Some(other?),
+                }
             } else {
-                let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
-                note_ignored(&tables);
-                host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?
+                None
+            };
+            let result = match by_parts_result {
+                Some(result) => result,
+                None => {
+                    let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
+                    note_ignored(&tables);
+                    host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?
+                }
             };
             if let Some(notice) = result.summary.get("notice").and_then(Value::as_str) {
                 eprintln!("{notice}");

@@ -130,15 +130,22 @@ fn methods_not_computed_by_parts_read_the_whole_file() {
         ],
         5,
     );
-    let run = |input: String| {
-        let o = quiver(&["run", "sure-normal", "--json", "--set", "method=xkb-grand-mean", "--input", &input]);
+    let run = |method: &str, input: String| {
+        let o = quiver(&["run", "sure-normal", "--json", "--set", method, "--input", &input]);
         assert!(o.status.success(), "{}", text(&o));
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+        (serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(), text(&o))
     };
-    let from_csv =
-        run(format!("data={}", testing::workspace_root().join("examples/sure-normal/baseball.csv").display()));
-    let from_parquet = run(format!("data={}", pq.display()));
+    let csv = format!("data={}", testing::workspace_root().join("examples/sure-normal/baseball.csv").display());
+    let (from_csv, _) = run("method=xkb-monotone", csv.clone());
+    // a method computed by parts that refuses these settings by parts (xkb-monotone: an isotonic
+    // regression over all units) reads the one file whole, and says so
+    let (from_parquet, said) = run("method=xkb-monotone", format!("data={}", pq.display()));
     assert_eq!(from_csv, from_parquet);
+    assert!(said.contains("is not computed by parts") && said.contains("reading the whole file instead"), "{said}");
+    // the same file in rounds, by row group: the one-table answer to rounding
+    let (whole, _) = run("method=xkb-grand-mean", csv);
+    let (parts, _) = run("method=xkb-grand-mean", format!("data={}", pq.display()));
+    testing::parts::assert_json_within(&whole, &parts, testing::parts::Close { rel: 1e-12, abs: 1e-15 }, "baseball");
 }
 
 /// A table given in parts — the role repeated, or a file pattern — runs a mergeable method by

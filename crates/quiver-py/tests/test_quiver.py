@@ -195,7 +195,8 @@ def test_the_generic_estimator_runs_any_family_by_step_name():
     np.testing.assert_array_equal(a.p_values, r.p_values)
     with pytest.raises(quiver.InvalidParameterError, match="has no step 'bound'.*calibrate, select"):
         est.step("bound", test=test)
-    assert [s["name"] for s in quiver.info("sure-normal")["steps"]] == ["estimate"]
+    assert [s["name"] for s in quiver.info("sure-normal")["steps"]] == ["estimate", "partial", "merge", "finish"]
+    assert [s["name"] for s in quiver.info("batch-pi")["steps"]] == ["calibrate", "bound"]
 
 
 def test_tables_as_dicts_structured_arrays_and_lists_give_the_same_selection():
