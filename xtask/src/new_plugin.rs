@@ -33,12 +33,13 @@ macro_rules! template {
     };
 }
 
-const TEMPLATES: [Template; 5] = [
+const TEMPLATES: [Template; 6] = [
     template!("critic", ["transitions.csv"]),
     template!("quantile-aggregator", ["test.csv"]),
     template!("conformal-selector", ["calibration.csv", "test.csv"]),
     template!("shrinkage", ["data.csv"]),
     template!("batch-pi", ["calibration.csv"]),
+    template!("evaluator", ["scores.csv"]),
 ];
 
 /// The family names `--family` takes.
@@ -51,7 +52,8 @@ pub fn families() -> Vec<&'static str> {
 pub struct Args {
     /// The method name, kebab-case (`my-method`): also the crate's name.
     name: String,
-    /// The estimator family: critic, quantile-aggregator, conformal-selector, shrinkage, batch-pi.
+    /// The estimator family: critic, quantile-aggregator, conformal-selector, shrinkage, batch-pi,
+    /// evaluator.
     #[arg(long)]
     family: String,
     /// Generate a standalone crate in this folder instead of `plugins/NAME`.

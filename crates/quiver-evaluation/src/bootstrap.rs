@@ -40,7 +40,13 @@ pub fn resample_into(runs: Runs<'_>, seed: u64, stream: u64, b: u64, out: &mut V
 
 /// The metrics of `resamples` stratified resamples of one algorithm's runs (stream `stream`):
 /// `out[m][b]` is metric m on resample b. Resamples run on every core.
-pub fn bootstrap_metrics(runs: Runs<'_>, metrics: &[Metric], resamples: usize, seed: u64, stream: u64) -> Vec<Vec<f64>> {
+pub fn bootstrap_metrics(
+    runs: Runs<'_>,
+    metrics: &[Metric],
+    resamples: usize,
+    seed: u64,
+    stream: u64,
+) -> Vec<Vec<f64>> {
     let per_resample: Vec<Vec<f64>> = (0..resamples as u64)
         .into_par_iter()
         .map_init(
@@ -56,13 +62,7 @@ pub fn bootstrap_metrics(runs: Runs<'_>, metrics: &[Metric], resamples: usize, s
 
 /// The probability of improvement of `x` over `y` on `resamples` pairs of stratified resamples,
 /// each algorithm's drawn from its own stream (independently, as `rliable` draws them).
-pub fn bootstrap_improvement(
-    x: Runs<'_>,
-    y: Runs<'_>,
-    streams: (u64, u64),
-    resamples: usize,
-    seed: u64,
-) -> Vec<f64> {
+pub fn bootstrap_improvement(x: Runs<'_>, y: Runs<'_>, streams: (u64, u64), resamples: usize, seed: u64) -> Vec<f64> {
     (0..resamples as u64)
         .into_par_iter()
         .map_init(

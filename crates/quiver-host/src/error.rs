@@ -207,7 +207,7 @@ pub enum HostError {
         known: String,
     },
     /// The method is of another family than the handle asked for.
-    #[error("method '{name}' is a {found}, not a {wanted}")]
+    #[error("method '{name}' is of family '{found}', not '{wanted}'")]
     WrongFamily {
         /// Method.
         name: String,

@@ -392,6 +392,9 @@ def test_bad_parameters_methods_and_devices():
         quiver.ConformalSelector("nope")
     with pytest.raises(quiver.InvalidParameterError, match="is a shrinkage, not a conformal-selector"):
         quiver.ConformalSelector("sure-normal")
+    # the sixth family's class checks its family as the others do
+    with pytest.raises(quiver.InvalidParameterError, match="is a critic, not an evaluator: use quiver.Critic"):
+        quiver.Evaluator("ope")
     with pytest.raises(quiver.InvalidParameterError, match="device 'gpu'"):
         quiver.ConformalSelector("conformal-selection", device="gpu")
     with pytest.raises(quiver.InvalidParameterError, match="threads"):

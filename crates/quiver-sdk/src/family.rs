@@ -28,6 +28,10 @@ pub enum Family {
     /// Prediction sets for a function of a whole batch (Lee et al., 2024): `calibrate`, then
     /// `bound`.
     BatchPredictor,
+    /// Judging results rather than producing them — aggregate metrics of RL runs with stratified
+    /// bootstrap intervals (Agarwal et al., 2021), the risk–return of OPE estimators (Kiyohara et
+    /// al., 2024): `evaluate`.
+    Evaluator,
 }
 
 /// One step of a family: name, whether it changes the estimator, the table roles it prefers
@@ -58,12 +62,13 @@ const fn step_needing(
 
 impl Family {
     /// Every family, in a fixed order.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Critic,
         Family::QuantileAggregator,
         Family::ConformalSelector,
         Family::Shrinkage,
         Family::BatchPredictor,
+        Family::Evaluator,
     ];
 
     /// The label in manifests and on the command line.
@@ -74,6 +79,7 @@ impl Family {
             Family::ConformalSelector => "conformal-selector",
             Family::Shrinkage => "shrinkage",
             Family::BatchPredictor => "batch-pi",
+            Family::Evaluator => "evaluator",
         }
     }
 
@@ -90,6 +96,7 @@ impl Family {
             Family::ConformalSelector => SELECTOR_STEPS,
             Family::Shrinkage => SHRINKAGE_STEPS,
             Family::BatchPredictor => BATCH_STEPS,
+            Family::Evaluator => EVALUATOR_STEPS,
         }
     }
 }
@@ -113,6 +120,9 @@ const BATCH_STEPS: &[FamilyStep] = &[
     step_needing("calibrate", true, &["calibration"], "ingest the calibration scores"),
     step("bound", false, &["test"], "the set or bound for the batch"),
 ];
+
+const EVALUATOR_STEPS: &[FamilyStep] =
+    &[step("evaluate", false, &["*"], "the evaluation statistics of the given results")];
 
 /// What a family's step returns in plain Rust, and its one encoding as a [`StepOutput`]: the
 /// summary JSON, then the typed per-unit arrays in a fixed order.
@@ -319,6 +329,23 @@ impl StepResult for ShrinkageResult {
             arrays.push(NamedArray::vector("upper", ArrayData::F64(RVec::from(&iv[p..]))));
         }
         Ok(StepOutput::new(self.json, RVec::from(arrays)))
+    }
+}
+
+/// Result of an evaluator: its statistics, as JSON (metrics per algorithm or estimator with their
+/// intervals, curves); nothing per unit.
+#[derive(Clone, Debug)]
+pub struct EvaluationResult {
+    /// The complete JSON result.
+    pub json: RString,
+}
+
+impl StepResult for EvaluationResult {
+    fn check_finite(&self) -> Result<()> {
+        Ok(())
+    }
+    fn into_output(self) -> Result<StepOutput> {
+        Ok(StepOutput::new(self.json, RVec::new()))
     }
 }
 

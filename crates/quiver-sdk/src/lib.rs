@@ -13,10 +13,10 @@
 //! * turns ABI table views into slices and `ndarray` views without copying ([`TableRef::f64`]).
 //!
 //! The estimator itself implements one of the family traits ([`ConformalSelectorImpl`],
-//! [`BatchPredictorImpl`], [`QuantileAggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`]) in
-//! plain Rust, and [`Plugin::create`] boxes it with the matching constructor
+//! [`BatchPredictorImpl`], [`QuantileAggregatorImpl`], [`ShrinkageImpl`], [`CriticImpl`],
+//! [`EvaluatorImpl`]) in plain Rust, and [`Plugin::create`] boxes it with the matching constructor
 //! ([`conformal_selector`], [`batch_predictor`], [`quantile_aggregator`], [`shrinkage`],
-//! [`critic`]), which maps the trait's methods onto the ABI's one estimator object (named steps,
+//! [`critic`], [`evaluator`]), which maps the trait's methods onto the ABI's one estimator object (named steps,
 //! [`quiver_abi::EstimatorObject`]) and the typed result onto a [`quiver_abi::StepOutput`]. A
 //! method of a family the SDK has no trait for implements that object directly and declares its
 //! steps with [`ManifestBuilder::custom`] (docs/extending.md).
@@ -37,7 +37,8 @@ mod tables;
 
 pub use config::{ConfigFields, FromParam, NoParams, PluginConfig};
 pub use family::{
-    AggregationResult, BatchResult, CriticResult, Family, OwnedMatrix, SelectionResult, ShrinkageResult, StepResult,
+    AggregationResult, BatchResult, CriticResult, EvaluationResult, Family, OwnedMatrix, SelectionResult,
+    ShrinkageResult, StepResult,
 };
 pub use manifest::{column, param, ManifestBuilder, Param, TableBuilder};
 pub use mergeable::{MergeableImpl, Offsets, Round, RoundsImpl};
@@ -286,6 +287,12 @@ pub trait ShrinkageImpl: Send + Sync + 'static {
     fn estimate(&self, tables: &Tables<'_>) -> Result<ShrinkageResult>;
 }
 
+/// An evaluator in plain Rust: `evaluate`.
+pub trait EvaluatorImpl: Send + Sync + 'static {
+    /// The evaluation statistics of the given results.
+    fn evaluate(&self, tables: &Tables<'_>) -> Result<EvaluationResult>;
+}
+
 /// A critic in plain Rust: `fit` then `values`.
 pub trait CriticImpl: Send + Sync + 'static {
     /// Fit on transitions.
@@ -415,6 +422,7 @@ family_adapter!(BatchAdapter, BatchPredictorImpl, Family::BatchPredictor, step: 
 family_adapter!(AggregatorAdapter, QuantileAggregatorImpl, Family::QuantileAggregator, step: [fit, calibrate], query: [predict]);
 family_adapter!(ShrinkageAdapter, ShrinkageImpl, Family::Shrinkage, step: [], query: [estimate]);
 family_adapter!(CriticAdapter, CriticImpl, Family::Critic, step: [fit], query: [values]);
+family_adapter!(EvaluatorAdapter, EvaluatorImpl, Family::Evaluator, step: [], query: [evaluate]);
 
 /// Box a conformal selector.
 pub fn conformal_selector(value: impl ConformalSelectorImpl) -> Created {
@@ -438,6 +446,12 @@ pub fn quantile_aggregator(value: impl QuantileAggregatorImpl) -> Created {
 pub fn shrinkage(value: impl ShrinkageImpl) -> Created {
     let object = quiver_abi::EstimatorObject_TO::from_value(ShrinkageAdapter(value), TD_Opaque);
     Created { family: Family::Shrinkage.label(), object }
+}
+
+/// Box an evaluator.
+pub fn evaluator(value: impl EvaluatorImpl) -> Created {
+    let object = quiver_abi::EstimatorObject_TO::from_value(EvaluatorAdapter(value), TD_Opaque);
+    Created { family: Family::Evaluator.label(), object }
 }
 
 /// Box a critic.

@@ -321,7 +321,7 @@ fn bad_input_gives_clear_errors() {
     let e = host.create("conformal-selektion", &p, testing::cpu()).err().unwrap();
     assert!(e.to_string().contains("unknown method 'conformal-selektion'"), "{e}");
     let e = host.create_as(METHOD, "shrinkage", &p, testing::cpu()).err().unwrap();
-    assert!(e.to_string().contains("is a conformal-selector, not a shrinkage"), "{e}");
+    assert!(e.to_string().contains("is of family 'conformal-selector', not 'shrinkage'"), "{e}");
 }
 
 quiver_testing::device_test!(

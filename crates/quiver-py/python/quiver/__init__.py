@@ -9,7 +9,7 @@ host as the ``quiver`` command line.
 >>> result.selected, result.p_values, result.threshold
 
 Families: :class:`ConformalSelector`, :class:`BatchPredictor`, :class:`Shrinkage`,
-:class:`QuantileAggregator`, :class:`Critic`; :func:`run` runs any method's whole lifecycle.
+:class:`QuantileAggregator`, :class:`Critic`, :class:`Evaluator`; :func:`run` runs any method's whole lifecycle.
 Tables are pandas DataFrames, dicts of 1-D arrays or structured arrays; contiguous ``float64``
 columns reach the plugin without a copy. See ``docs/python.md``.
 """
@@ -32,13 +32,22 @@ from ._estimators import (
     ConformalSelector,
     Critic,
     Estimator,
+    Evaluator,
     QuantileAggregator,
     Shrinkage,
     run,
 )
 from ._host import describe, doctor, info, methods, plugin_dirs
 from ._quiver import abi_version
-from ._results import AggregationResult, BatchResult, CriticResult, Result, SelectionResult, ShrinkageResult
+from ._results import (
+    AggregationResult,
+    BatchResult,
+    CriticResult,
+    EvaluationResult,
+    Result,
+    SelectionResult,
+    ShrinkageResult,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +62,8 @@ __all__ = [
     "CriticResult",
     "DeviceError",
     "Estimator",
+    "EvaluationResult",
+    "Evaluator",
     "InvalidInputError",
     "InvalidParameterError",
     "PluginPanicError",

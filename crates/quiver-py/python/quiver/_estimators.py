@@ -17,6 +17,7 @@ from ._results import (
     AggregationResult,
     BatchResult,
     CriticResult,
+    EvaluationResult,
     Result,
     SelectionResult,
     ShrinkageResult,
@@ -164,8 +165,12 @@ class Estimator:
         reg = registry(plugins)
         manifest = reg.manifest(method)
         if self.family and manifest["family"] != self.family:
+
+            def a(word: str) -> str:
+                return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
             raise InvalidParameterError(
-                f"method '{method}' is a {manifest['family']}, not a {self.family}: use "
+                f"method '{method}' is {a(manifest['family'])}, not {a(self.family)}: use "
                 f"quiver.{_CLASS_OF_FAMILY.get(manifest['family'], 'run')} for it"
             )
         self.method = method
@@ -347,10 +352,23 @@ class Critic(Estimator):
         return self._step("values", "queries", queries, tables)  # type: ignore[return-value]
 
 
+class Evaluator(Estimator):
+    """Judging results rather than producing them (the ``evaluator`` family):
+    ``Evaluator("my-evaluator").evaluate(scores=df)``."""
+
+    family = "evaluator"
+    _result = EvaluationResult
+
+    def evaluate(self, **tables: Any) -> EvaluationResult:
+        """The evaluation statistics of the tables given by role."""
+        return self._step("evaluate", None, None, tables)  # type: ignore[return-value]
+
+
 _CLASS_OF_FAMILY = {
     "conformal-selector": "ConformalSelector",
     "batch-pi": "BatchPredictor",
     "shrinkage": "Shrinkage",
     "quantile-aggregator": "QuantileAggregator",
     "critic": "Critic",
+    "evaluator": "Evaluator",
 }

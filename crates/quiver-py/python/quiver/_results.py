@@ -181,10 +181,16 @@ class CriticResult(Result):
         return self._fields.get("values")
 
 
+class EvaluationResult(Result):
+    """An evaluator's statistics (the ``evaluator`` family): metrics per algorithm or estimator
+    with their intervals, curves — every field of the JSON result, nothing per unit."""
+
+
 RESULT_OF_FAMILY = {
     "conformal-selector": SelectionResult,
     "batch-pi": BatchResult,
     "shrinkage": ShrinkageResult,
     "quantile-aggregator": AggregationResult,
     "critic": CriticResult,
+    "evaluator": EvaluationResult,
 }
