@@ -333,3 +333,49 @@ fn a_bootstrap_state_past_the_memory_limit_is_refused_before_it_is_allocated() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("the bootstrap's resampled sums of a partition"), "{}", text(&o));
 }
+
+/// Text columns (labels) from Parquet: rl-aggregate's `algorithm` and `task` as string columns,
+/// in row groups of 7 rows (a label column cut across groups), give the CSV file's result; a
+/// null label is named by its row.
+#[test]
+fn text_columns_read_from_parquet_as_from_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = testing::workspace_root().join("examples/rl-aggregate");
+    let csv = std::fs::read_to_string(example.join("scores.csv")).unwrap();
+    let (mut alg, mut task, mut run, mut score) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        alg.push(f[0].to_string());
+        task.push(f[1].to_string());
+        run.push(f[2].parse::<i64>().unwrap());
+        score.push(f[3].parse::<f64>().unwrap());
+    }
+    let pq = dir.path().join("scores.parquet");
+    let columns = |task: Vec<Option<String>>| {
+        vec![
+            ("algorithm", Arc::new(StringArray::from(alg.clone())) as ArrayRef),
+            ("task", Arc::new(StringArray::from(task)) as ArrayRef),
+            ("run", Arc::new(Int64Array::from(run.clone())) as ArrayRef),
+            ("score", Arc::new(Float64Array::from(score.clone())) as ArrayRef),
+        ]
+    };
+    write_parquet(&pq, columns(task.iter().cloned().map(Some).collect()), 7);
+    let norm = format!("normalization={}", example.join("normalization.csv").display());
+    let run_on = |scores: String| {
+        quiver(&["run", "rl-aggregate", "--json", "--set", "resamples=300", "--input", &scores, "--input", &norm])
+    };
+    let from_csv = run_on(format!("scores={}", example.join("scores.csv").display()));
+    let from_parquet = run_on(format!("scores={}", pq.display()));
+    assert!(from_parquet.status.success(), "{}", text(&from_parquet));
+    assert_eq!(from_csv.stdout, from_parquet.stdout);
+    let mut with_null: Vec<Option<String>> = task.iter().cloned().map(Some).collect();
+    with_null[9] = None;
+    write_parquet(&pq, columns(with_null), 7);
+    let o = run_on(format!("scores={}", pq.display()));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("row 10") && text(&o).contains("a null (missing) value in column 'task'"),
+        "{}",
+        text(&o)
+    );
+}

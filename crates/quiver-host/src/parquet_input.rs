@@ -17,7 +17,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
-use quiver_abi::TableSpec;
+use quiver_abi::{ColumnKind, TableSpec};
 use std::path::Path;
 
 /// Whether `path` names a Parquet file (by its extension).
@@ -68,7 +68,12 @@ pub fn read_parquet_within(
     let (mut keep, mut ignored) = (Vec::new(), Vec::new());
     for (i, field) in schema.fields().iter().enumerate() {
         let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary
+        );
         match crate::column_kind(spec, field.name()) {
+            Some(ColumnKind::Bytes) if text => keep.push(i),
             Some(_) if numeric => keep.push(i),
             _ => ignored.push(field.name().clone()),
         }
@@ -227,6 +232,32 @@ fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crat
             let a = array.as_boolean();
             crate::Values::Bool((0..a.len()).map(|i| a.value(i)).collect())
         }
+        DataType::Utf8 => text(array.as_string::<i32>().iter(), null)?,
+        DataType::LargeUtf8 => text(array.as_string::<i64>().iter(), null)?,
+        DataType::Utf8View => text(array.as_string_view().iter(), null)?,
+        DataType::Binary => bytes(array.as_binary::<i32>().iter(), null)?,
+        DataType::LargeBinary => bytes(array.as_binary::<i64>().iter(), null)?,
         other => return Err((0, format!("column '{name}' holds {other}, which no method reads"))),
     })
+}
+
+/// Text rows (labels) as a bytes column; a null is an error naming its row.
+fn text<'a>(
+    rows: impl Iterator<Item = Option<&'a str>>,
+    null: impl Fn(usize) -> (usize, String),
+) -> Result<crate::Values, (usize, String)> {
+    bytes(rows.map(|r| r.map(str::as_bytes)), null)
+}
+
+/// Byte-string rows as a bytes column; a null is an error naming its row.
+fn bytes<'a>(
+    rows: impl Iterator<Item = Option<&'a [u8]>>,
+    null: impl Fn(usize) -> (usize, String),
+) -> Result<crate::Values, (usize, String)> {
+    let (mut data, mut offsets) = (Vec::new(), vec![0u64]);
+    for (i, r) in rows.enumerate() {
+        data.extend_from_slice(r.ok_or_else(|| null(i))?);
+        offsets.push(data.len() as u64);
+    }
+    Ok(crate::Values::Bytes { data, offsets })
 }

@@ -31,14 +31,19 @@ impl Values {
             (Values::F64(a), Values::F64(b)) => a.extend(b),
             (Values::I64(a), Values::I64(b)) => a.extend(b),
             (Values::Bool(a), Values::Bool(b)) => a.extend(b),
+            (Values::Bytes { data, offsets }, Values::Bytes { data: more, offsets: at }) => {
+                let base = data.len() as u64;
+                data.extend_from_slice(&more);
+                offsets.extend(at.iter().skip(1).map(|o| o + base));
+            }
             _ => unreachable!("the parts of one column have one type (checked by the callers)"),
         }
     }
-    /// Whether `other` can be appended to this column: numbers or flags of the same kind.
+    /// Whether `other` can be appended to this column: values of the same kind.
     fn appends(&self, other: &Values) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other) && !matches!(self, Values::Bytes { .. })
+        std::mem::discriminant(self) == std::mem::discriminant(other)
     }
-    /// Append `more`, a column of the same kind (numbers or flags); another kind is an error.
+    /// Append `more`, a column of the same kind (numbers, flags or text); another kind is an error.
     pub fn append_values(&mut self, more: Values) -> Result<(), String> {
         if !self.appends(&more) {
             return Err("the parts of the column hold values of different types".into());
@@ -216,6 +221,11 @@ impl Table {
             offsets.push(data.len() as u64);
         }
         self.push(name, Values::Bytes { data, offsets })
+    }
+    /// Add a text column (labels), one string per row, as UTF-8 bytes.
+    pub fn with_text<S: AsRef<str>>(self, name: &str, rows: &[S]) -> Self {
+        let rows: Vec<&[u8]> = rows.iter().map(|r| r.as_ref().as_bytes()).collect();
+        self.with_bytes(name, &rows)
     }
     /// The rows `rows` of this table as a table of their own (a copy; a partition of it, in tests
     /// of methods computed by parts). Errors in it count rows from this table's first.

@@ -48,7 +48,7 @@ pub(crate) fn read<'py>(
         let name = field.name();
         let want = spec.and_then(|s| quiver_host::column_kind(s, name));
         let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
-        if !numeric {
+        if !numeric && want != Some(quiver_host::ColumnKind::Bytes) {
             if want.is_some() {
                 let reason = format!("expected numbers, got {} values", field.data_type());
                 return Err(column_error(py, role, name, None, &reason));
@@ -129,6 +129,7 @@ fn column<'py>(
         }
         (Values::Bool(_), Some(ColumnKind::I64)) => return Err((None, "expected i64 values, got booleans".into())),
         (Values::Bool(v), _) => Column::OwnedBool(v),
-        (Values::Bytes { .. }, _) => return Err((None, "expected numbers, got bytes".into())),
+        (Values::Bytes { data, offsets }, Some(ColumnKind::Bytes)) => Column::OwnedBytes(data, offsets),
+        (Values::Bytes { .. }, _) => return Err((None, "expected numbers, got text".into())),
     })
 }

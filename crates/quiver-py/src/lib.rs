@@ -251,6 +251,8 @@ enum Column<'py> {
     OwnedF64(Vec<f64>),
     OwnedI64(Vec<i64>),
     OwnedBool(Vec<bool>),
+    /// Text (labels), as UTF-8 bytes and their row offsets.
+    OwnedBytes(Vec<u8>, Vec<u64>),
 }
 
 /// The tables of one call: `(role, [(name, column)])`, kept alive while the plugin reads them.
@@ -303,6 +305,7 @@ impl<'py> Input<'py> {
                             Column::OwnedF64(v) => ColumnData::f64(v),
                             Column::OwnedI64(v) => ColumnData::i64(v),
                             Column::OwnedBool(v) => ColumnData::bool(v),
+                            Column::OwnedBytes(d, o) => ColumnData::Bytes(quiver_host::BytesColumn::new(d, o)),
                         };
                         ColumnView::new(name, data)
                     })
@@ -325,11 +328,23 @@ fn column_len(c: &Column<'_>) -> usize {
         Column::OwnedF64(v) => v.len(),
         Column::OwnedI64(v) => v.len(),
         Column::OwnedBool(v) => v.len(),
+        Column::OwnedBytes(_, o) => o.len().saturating_sub(1),
     }
 }
 
 fn read_column<'py>(obj: &Bound<'py, PyAny>, want: Option<quiver_host::ColumnKind>) -> Result<Column<'py>, String> {
     use quiver_host::ColumnKind as K;
+    if want == Some(K::Bytes) {
+        // a text column: the Python side hands over a list of UTF-8 byte strings
+        let rows: Vec<Vec<u8>> = obj.extract().map_err(|_| "expected text (a list of str)".to_string())?;
+        let (mut data, mut offsets) = (Vec::new(), Vec::with_capacity(rows.len() + 1));
+        offsets.push(0);
+        for r in rows {
+            data.extend_from_slice(&r);
+            offsets.push(data.len() as u64);
+        }
+        return Ok(Column::OwnedBytes(data, offsets));
+    }
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f64>>() {
         // borrowed where numpy can lend it as a slice (contiguous and aligned); copied once
         // otherwise (a strided view, a buffer another library owns at an odd offset)

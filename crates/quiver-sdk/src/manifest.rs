@@ -393,6 +393,11 @@ pub mod column {
     pub fn i64_opt(name: &str, doc: &str) -> ColumnSpec {
         spec(name, ColumnKind::I64, false, doc)
     }
+    /// A required text column (labels: UTF-8 bytes per row; a CSV's text, a Parquet or Arrow
+    /// string column, a Python column of str).
+    pub fn text(name: &str, doc: &str) -> ColumnSpec {
+        spec(name, ColumnKind::Bytes, true, doc)
+    }
     /// A required boolean (0/1) column.
     pub fn boolean(name: &str, doc: &str) -> ColumnSpec {
         spec(name, ColumnKind::Bool, true, doc)

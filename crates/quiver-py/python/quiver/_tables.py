@@ -55,7 +55,8 @@ def _items(table: Any, role: str) -> Iterable[Tuple[Any, Any]]:
 
 
 def _declared_type(spec: Optional[Dict[str, Any]], name: str) -> Optional[str]:
-    """The type (``f64``, ``i64``, ``bool``) the manifest gives column ``name``, if it names it."""
+    """The type (``f64``, ``i64``, ``bool``, ``bytes``: text) the manifest gives column ``name``, if
+    it names it."""
     if spec is None:
         return None
     best = None
@@ -94,6 +95,28 @@ def _integral(a: np.ndarray, role: str, name: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def _text(col: Any, role: str, name: str) -> List[bytes]:
+    """A text column (labels: str, bytes, or whole numbers written as text) as UTF-8 byte strings;
+    a missing or non-text value is refused with its row."""
+    values = col.tolist() if hasattr(col, "tolist") else list(col)
+    out: List[bytes] = []
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            out.append(v.encode("utf-8"))
+        elif isinstance(v, bytes):
+            out.append(v)
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            out.append(str(int(v)).encode("utf-8"))
+        else:
+            raise InvalidInputError(
+                f"table '{role}', column '{name}', row {i + 1}: expected text (a label), got {v!r}",
+                table=role,
+                column=name,
+                row=i,
+            )
+    return out
+
+
 def _array(col: Any) -> np.ndarray:
     to_numpy = getattr(col, "to_numpy", None)
     if to_numpy is not None and not isinstance(col, np.ndarray):
@@ -122,6 +145,9 @@ def columns(table: Any, role: str, spec: Optional[Dict[str, Any]]) -> Columns:
         seen_set.add(name)
         declared_type = _declared_type(spec, name)
         declared = declared_type is not None
+        if declared_type == "bytes":
+            out.append((name, _text(col, role, name)))  # type: ignore[arg-type]
+            continue
         try:
             a = _array(col)
         except Exception as e:  # noqa: BLE001 - any failure to read a column is bad input
