@@ -495,13 +495,27 @@ fn print_result(result: &quiver_host::RunOutput) {
     };
     let shown: Vec<&(String, quiver_host::OutputArray)> =
         result.arrays.iter().filter(|(n, a)| a.in_json && !obj.contains_key(n)).collect();
-    let width = obj.keys().chain(shown.iter().map(|(n, _)| n)).map(String::len).max().unwrap_or(0);
+    // the names printed: the fields, a table of tables' `field.key` lines, the arrays
+    let nested = obj.iter().flat_map(|(k, v)| match v {
+        Value::Object(o) if o.values().all(Value::is_object) => o.keys().map(|k2| k.len() + 1 + k2.len()).collect(),
+        _ => Vec::new(),
+    });
+    let width = obj.keys().chain(shown.iter().map(|(n, _)| n)).map(String::len).chain(nested).max().unwrap_or(0);
     let list = |len: usize, item: &dyn Fn(usize) -> String| {
         let head: Vec<String> = (0..len.min(8)).map(item).collect();
         format!("[{len} values] {}{}", head.join(", "), if len > 8 { ", ..." } else { "" })
     };
     for (k, val) in obj {
         let shown = match val {
+            // a table of tables (an evaluator's metrics per algorithm): one line per inner key
+            Value::Object(o) if !o.is_empty() && o.values().all(|v| v.is_object() && estimate(v).is_none()) => {
+                for (k2, v2) in o {
+                    let inner = v2.as_object().expect("checked").iter();
+                    let line = inner.map(|(k3, v3)| format!("{k3}={}", short(v3))).collect::<Vec<_>>().join("  ");
+                    say!("{:width$}  {line}", format!("{k}.{k2}"));
+                }
+                continue;
+            }
             Value::Array(a) => list(a.len(), &|i| short(&a[i])),
             Value::Object(o) => o.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(" "),
             Value::Null => continue,
@@ -520,7 +534,25 @@ fn print_result(result: &quiver_host::RunOutput) {
     }
 }
 
+/// An estimate with its interval — `{"estimate": e, "lower": l, "upper": u}` and any labels beside
+/// them — as `labels e [l, u]`.
+fn estimate(v: &Value) -> Option<String> {
+    let o = v.as_object()?;
+    let e = o.get("estimate").filter(|e| e.is_number())?;
+    let labels: Vec<String> =
+        o.iter().filter(|(_, x)| x.is_string()).map(|(k, x)| format!("{k}={}", short(x))).collect();
+    let interval = match (o.get("lower"), o.get("upper")) {
+        (Some(l), Some(u)) => format!(" [{}, {}]", short(l), short(u)),
+        _ => String::new(),
+    };
+    let head = if labels.is_empty() { String::new() } else { format!("{} ", labels.join(" ")) };
+    Some(format!("{head}{}{interval}", short(e)))
+}
+
 fn short(v: &Value) -> String {
+    if let Some(e) = estimate(v) {
+        return e;
+    }
     match v {
         Value::Number(n) => match n.as_f64() {
             // very small and very large values in scientific notation (shortest round-trip form),
