@@ -252,6 +252,12 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
     if let Err(why) = &numpy {
         println!("xtask: NumPy unavailable ({why}); the tests against NumPy reference formulas will be skipped");
     }
+    // rliable 1.2.0, which rl-aggregate is checked against, in its own environment: its pinned
+    // `arch` needs pandas < 3
+    let rliable = env::python_env_in("pyenv-rliable", &["pandas<3", "rliable==1.2.0"]);
+    if let Err(why) = &rliable {
+        println!("xtask: rliable unavailable ({why}); rl-aggregate's comparison with it will be skipped");
+    }
     let quiver = build()?;
     // the kernels' CPU runs (quiver-cuda-emulator) then fail rather than skip
     let cxx = env::check_cxx();
@@ -277,6 +283,9 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         }
         if let Ok(py) = &numpy {
             cmd.env("QUIVER_PYTHON", py.python());
+        }
+        if let Ok(py) = &rliable {
+            cmd.env("QUIVER_RLIABLE_PYTHON", py.python()).env("QUIVER_REQUIRE_RLIABLE", "1");
         }
         if let Ok(py) = &nvrtc {
             if let Some(lib) = py.nvrtc_lib() {
@@ -331,12 +340,20 @@ fn bench(args: &[String]) -> Result {
     } else {
         None
     };
+    // rliable 1.2.0 for rl-aggregate's case, in its own environment (its pinned arch needs pandas < 3)
+    let rliable = env::python_env_in("pyenv-rliable", &["pandas<3", "rliable==1.2.0"]);
+    if let Err(why) = &rliable {
+        println!("xtask: rliable unavailable ({why}); rl-aggregate's case runs without its baseline");
+    }
     build()?;
     // the Python-package case calls the wheel just built from the baseline interpreter
     python::install(&py, &python::built_wheel()?)?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "quiver-bench", "--"]);
     cmd.args(args);
+    if let Ok(py) = &rliable {
+        cmd.arg("--python-rliable").arg(py.python());
+    }
     if let Some(py) = &full_py {
         cmd.arg("--python-full").arg(py.python());
     }

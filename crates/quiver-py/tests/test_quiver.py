@@ -588,3 +588,23 @@ def test_numerical_failures_have_their_own_class():
     assert issubclass(quiver.NumericalError, quiver.QuiverError)
     assert issubclass(quiver.NumericalError, ArithmeticError)
     assert not issubclass(quiver.NumericalError, ValueError)
+
+
+def test_an_evaluator_reads_text_columns_from_pandas_and_arrow():
+    """rl-aggregate's labels are text: str columns of a DataFrame and string columns of a pyarrow
+    Table give the same result; a missing label is refused with its row."""
+    rng = np.random.default_rng(3)
+    rows = [(a, f"task {t}", r, 0.5 + 0.1 * i + rng.random()) for i, a in enumerate(["ppo", "sac"]) for t in range(3) for r in range(4)]
+    df = pd.DataFrame(rows, columns=["algorithm", "task", "run", "score"])
+    r = quiver.Evaluator("rl-aggregate", resamples=200, seed=1).evaluate(scores=df)
+    assert isinstance(r, quiver.EvaluationResult)
+    assert r.algorithms == ["ppo", "sac"]
+    by_hand = df[df.algorithm == "sac"].score.mean()
+    assert abs(r.metrics["mean"]["sac"]["estimate"] - by_hand) < 1e-12
+    pa = pytest.importorskip("pyarrow")
+    same = quiver.run("rl-aggregate", scores=pa.Table.from_pandas(df), resamples=200, seed=1, device="cpu")
+    assert same.metrics == r.metrics
+    bad = df.astype({"task": object})
+    bad.loc[5, "task"] = None
+    with pytest.raises(quiver.InvalidInputError, match=r"table 'scores', column 'task', row 6: expected text"):
+        quiver.run("rl-aggregate", scores=bad, resamples=10)
