@@ -32,6 +32,7 @@ mod scale;
 
 use cases::aggregation::*;
 use cases::critics::*;
+use cases::evaluation::*;
 use cases::ope_many::*;
 use cases::selection::*;
 use cases::shrinkage::*;
@@ -47,6 +48,7 @@ struct Args {
     only: Option<String>,
     /// `--baselines full`: the interpreter with SCOPE-RL installed.
     python_full: Option<PathBuf>,
+    python_rliable: Option<PathBuf>,
     /// `--baselines none`: time Quiver alone (the CPU twins of a GPU run, whose baselines an
     /// earlier run on the same machine already timed).
     no_baselines: bool,
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         repeats: 7,
         only: None,
         python_full: None,
+        python_rliable: None,
         no_baselines: false,
         memory_case: None,
         scale_case: None,
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
                 _ => return Err("--baselines takes numpy (the default), full or none".into()),
             },
             "--python-full" => a.python_full = Some(it.next().ok_or("--python-full needs a path")?.into()),
+            "--python-rliable" => a.python_rliable = Some(it.next().ok_or("--python-rliable needs a path")?.into()),
             "--memory-case" => {
                 let k = it.next().and_then(|k| k.parse().ok()).ok_or("--memory-case needs a number")?;
                 a.memory_case = Some((k, a.memory_case.map_or(10_000_000, |m| m.1)));
@@ -241,6 +245,12 @@ fn real_main() -> Result<(), String> {
             cases.push(case);
         }
     }
+    cases.extend(rl_aggregate_case(
+        &host,
+        &data.join("rl"),
+        if args.quick { 5_000 } else { 50_000 },
+        args.python_rliable.as_deref(),
+    ));
     cases.extend(dqc_case(&host, episodes));
     // the quantile critic: side by side with the written-out operator at N = 16 (NumPy sorts 1.3·10^6
     // atoms an iteration, ~230 iterations), and Quiver alone where the goals are (N = 128; 10^6
@@ -363,6 +373,7 @@ fn real_main() -> Result<(), String> {
             "baseline": match (case.python.is_some(), script) {
                 (_, "python_api_baselines.py") => format!("Quiver from Python (benches/baselines/{script})"),
                 (true, "scope_rl_baselines.py") => format!("SCOPE-RL (benches/baselines/{script})"),
+                (true, "rliable_baselines.py") => format!("rliable 1.2.0 (benches/baselines/{script})"),
                 (true, _) => format!("PyTorch on the CPU (benches/baselines/{script})"),
                 _ => format!("NumPy/SciPy (benches/baselines/{script})"),
             },
