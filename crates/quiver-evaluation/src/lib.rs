@@ -3,9 +3,11 @@
 //! median, interquartile mean, optimality gap, probability of improvement, performance profiles;
 //! Agarwal et al., NeurIPS 2021); [`bootstrap`] — their stratified bootstrap (each task keeps its
 //! run count; counter-based draws, reproducible on any number of threads) with percentile and BCa
-//! intervals.
+//! intervals; [`assessment`] — how well an off-policy estimator chooses policies (SharpeRatio@k,
+//! regret@k, nDCG@k, Spearman's ρ, MSE, safety errors; Kiyohara et al., ICLR 2024).
 
 pub mod aggregate;
+pub mod assessment;
 pub mod bootstrap;
 
 pub use aggregate::Metric;
