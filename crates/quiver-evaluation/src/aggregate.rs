@@ -66,18 +66,23 @@ impl Metric {
     }
 }
 
-fn pooled_mean(values: impl Iterator<Item = f64>) -> f64 {
+fn pooled_mean(values: impl Iterator<Item = f64> + Clone) -> f64 {
     let (mut sum, mut n) = (0.0, 0usize);
-    for v in values {
+    for v in values.clone() {
         sum += v;
         n += 1;
     }
-    sum / n as f64
+    if sum.is_finite() {
+        sum / n as f64
+    } else {
+        // the sum overflowed (scores near 1e308): each term divided first
+        values.map(|v| v / n as f64).sum()
+    }
 }
 
-/// The mean of `x`.
+/// The mean of `x` (each term divided by n first where the plain sum overflows).
 pub fn mean(x: &[f64]) -> f64 {
-    x.iter().sum::<f64>() / x.len() as f64
+    pooled_mean(x.iter().copied())
 }
 
 /// The median of `x` (reordered): the middle value, or the mean of the two middle values.
@@ -89,7 +94,8 @@ pub fn median(x: &mut [f64]) -> f64 {
         upper
     } else {
         let lower = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (lower + upper)
+        // halving is exact, so this is 0.5·(lower + upper) wherever that sum does not overflow
+        0.5 * lower + 0.5 * upper
     }
 }
 
@@ -166,6 +172,17 @@ mod tests {
         assert!((Metric::OptimalityGap(1.0).of(&runs, &mut s) - gap).abs() < 1e-15);
         let mut odd = vec![3.0, 1.0, 2.0];
         assert_eq!(median(&mut odd), 2.0);
+    }
+
+    /// Scores near the largest double: the means are numbers, not infinities.
+    #[test]
+    fn means_of_huge_scores_do_not_overflow() {
+        let runs = vec![vec![1e308, 1e308], vec![-1e308, 1.7e308]];
+        let mut s = Vec::new();
+        for m in [Metric::Mean, Metric::Median, Metric::Iqm] {
+            assert!(m.of(&runs, &mut s).is_finite(), "{m:?}");
+        }
+        assert_eq!(Metric::Mean.of(&runs, &mut s), (1e308 / 4.0) * 2.0 + (-1e308 / 4.0) + 1.7e308 / 4.0);
     }
 
     /// The selections keep the values a sort keeps, for every length and many ties.

@@ -82,7 +82,13 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
+    let (a, b, f) = (sorted[lo], sorted[hi], pos - lo as f64);
+    if (b - a).is_finite() {
+        a + f * (b - a)
+    } else {
+        // ends of opposite sign near the largest double: weighted, never their difference
+        a * (1.0 - f) + b * f
+    }
 }
 
 /// The percentile interval at level 1 − α: the α/2 and 1 − α/2 quantiles of the resampled values.
