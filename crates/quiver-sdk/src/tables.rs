@@ -218,6 +218,17 @@ impl<'a> TableRef<'a> {
             ))),
         }
     }
+    /// A text column (labels, [`crate::column::text`]): one `&str` per row, borrowed; a row that is
+    /// not UTF-8 is an error naming the table, column and row.
+    pub fn texts(&self, name: &str) -> Result<Vec<&'a str>, PluginError> {
+        let col = self.bytes(name)?;
+        (0..col.len())
+            .map(|i| {
+                std::str::from_utf8(col.get(i).expect("a checked column's row"))
+                    .map_err(|_| self.row_error(name, i, "is not UTF-8 text"))
+            })
+            .collect()
+    }
     /// A bytes column (variable-length byte strings, one per row), checked: its offsets describe
     /// rows inside its data, one per row of the table.
     pub fn bytes(&self, name: &str) -> Result<quiver_abi::BytesColumn<'a>, PluginError> {

@@ -31,14 +31,6 @@ pub struct OpeAssessment {
     ctx: Context,
 }
 
-/// Row `i` of text column `name`.
-fn label(t: &TableRef<'_>, name: &str, i: usize) -> Result<String, PluginError> {
-    let col = t.bytes(name)?;
-    std::str::from_utf8(col.get(i).expect("a checked column's row"))
-        .map(str::to_string)
-        .map_err(|_| t.row_error(name, i, "is not UTF-8 text"))
-}
-
 /// The true values: candidates (in the table's order) and the behaviour policy's value.
 struct Truth {
     candidates: Vec<String>,
@@ -50,10 +42,11 @@ fn read_truth(t: &TableRef<'_>) -> Result<Truth, PluginError> {
     t.non_empty()?;
     let value = t.f64("value")?;
     let behaviour = t.flags("behavior")?;
+    let policy = t.texts("policy")?;
     let (mut candidates, mut values, mut found) = (Vec::new(), Vec::new(), None);
     let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 0..t.nrows() {
-        let p = label(t, "policy", i)?;
+        let p = policy[i].to_string();
         if let Some(first) = seen.insert(p.clone(), i) {
             return Err(t.row_error(
                 "policy",
@@ -94,6 +87,7 @@ fn read_estimates(
     t.non_empty()?;
     let estimate = t.f64("estimate")?;
     let (lower, upper) = (t.f64_opt("lower")?, t.f64_opt("upper")?);
+    let (estimator, policy) = (t.texts("estimator")?, t.texts("policy")?);
     if lower.is_some() != upper.is_some() {
         return Err(PluginError::input("table 'estimates': give both 'lower' and 'upper', or neither"));
     }
@@ -102,8 +96,8 @@ fn read_estimates(
     let mut out: Vec<(String, Vec<Option<f64>>, Vec<(f64, f64)>)> = Vec::new();
     let mut rows: HashMap<(usize, usize), usize> = HashMap::new();
     for i in 0..t.nrows() {
-        let (e, p) = (label(t, "estimator", i)?, label(t, "policy", i)?);
-        let Some(&j) = index.get(p.as_str()) else {
+        let (e, p) = (estimator[i].to_string(), policy[i]);
+        let Some(&j) = index.get(p) else {
             return Err(t.row_error(
                 "policy",
                 i,

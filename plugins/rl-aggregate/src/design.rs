@@ -21,17 +21,6 @@ pub struct Design {
     pub normalised: bool,
 }
 
-/// Row `i` of the text column `name` (a label), as UTF-8.
-fn label(
-    t: &TableRef<'_>,
-    name: &str,
-    col: &quiver_sdk::abi::BytesColumn<'_>,
-    i: usize,
-) -> Result<String, PluginError> {
-    let bytes = col.get(i).expect("a checked column's row");
-    std::str::from_utf8(bytes).map(str::to_string).map_err(|_| t.row_error(name, i, "is not UTF-8 text"))
-}
-
 /// The index of `key` in `order`, appended when new.
 fn index_of(order: &mut Vec<String>, seen: &mut HashMap<String, usize>, key: String) -> usize {
     if let Some(&i) = seen.get(&key) {
@@ -47,7 +36,7 @@ impl Design {
     pub fn read(tables: &Tables<'_>) -> Result<Design, PluginError> {
         let t = tables.get("scores")?;
         t.non_empty()?;
-        let (alg_col, task_col) = (t.bytes("algorithm")?, t.bytes("task")?);
+        let (alg_col, task_col) = (t.texts("algorithm")?, t.texts("task")?);
         let score = t.f64("score")?;
         let run = t.i64_opt("run")?;
         let scale = match tables.opt("normalization") {
@@ -60,8 +49,8 @@ impl Design {
         // (algorithm, task, run) → the row that first named it
         let mut runs_seen: HashMap<(usize, usize, i64), usize> = HashMap::new();
         for i in 0..t.nrows() {
-            let a = index_of(&mut algorithms, &mut seen_a, label(&t, "algorithm", &alg_col, i)?);
-            let k = index_of(&mut tasks, &mut seen_t, label(&t, "task", &task_col, i)?);
+            let a = index_of(&mut algorithms, &mut seen_a, alg_col[i].to_string());
+            let k = index_of(&mut tasks, &mut seen_t, task_col[i].to_string());
             if let Some(r) = run {
                 if let Some(first) = runs_seen.insert((a, k, r[i]), i) {
                     return Err(t.row_error(
@@ -132,12 +121,12 @@ impl Design {
 
     /// The `normalization` table: task → (low, high), high ≠ low, one row per task.
     fn normalization(n: &TableRef<'_>) -> Result<HashMap<String, (f64, f64)>, PluginError> {
-        let col = n.bytes("task")?;
+        let col = n.texts("task")?;
         let (low, high) = (n.f64("low")?, n.f64("high")?);
         let mut out: HashMap<String, (f64, f64)> = HashMap::new();
         let mut rows: HashMap<String, usize> = HashMap::new();
         for i in 0..n.nrows() {
-            let task = label(n, "task", &col, i)?;
+            let task = col[i].to_string();
             if low[i] == high[i] {
                 return Err(n.row_error(
                     "high",
