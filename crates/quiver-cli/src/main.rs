@@ -71,6 +71,10 @@ enum Command {
         /// Also write the JSON result to this file.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Also draw the result's picture into this SVG file (rl-aggregate, ope-assessment), after
+        /// the result is printed.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
         /// Most memory the method may plan to use (bytes, or 512M, 8G, ...; default: 80% of the
         /// machine's memory, or $QUIVER_MAX_MEMORY). Larger requests are refused before they start.
         #[arg(long, value_name = "SIZE")]
@@ -333,7 +337,7 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { method, inputs, sets, device, threads, json, output, max_memory } => {
+        Command::Run { method, inputs, sets, device, threads, json, output, plot, max_memory } => {
             if let Some(size) = max_memory {
                 let bytes = quiver_sdk::memory::parse_size(size).ok_or_else(|| {
                     HostError::Parameter(format!("--max-memory '{size}' is not a size (bytes, or e.g. 512M, 8G)"))
@@ -438,6 +442,16 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
                 }
             } else {
                 print_result(&result);
+            }
+            // the picture comes after the result: a bad path loses nothing already computed
+            if let Some(path) = plot {
+                match quiver_plot::plot(method, &result.summary, path) {
+                    Ok(drawn) => eprintln!("picture: {} ({})", path.display(), drawn.panels.join("; ")),
+                    Err(e) => {
+                        eprintln!("error: --plot: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -295,7 +295,9 @@ fn algorithm_crates_depend_on_neither_the_sdk_nor_the_abi() {
         names.dedup();
         names
     };
-    for krate in ["quiver-numerics", "quiver-gpu", "quiver-rl", "quiver-shrinkage", "quiver-aggregation"] {
+    for krate in
+        ["quiver-numerics", "quiver-gpu", "quiver-rl", "quiver-shrinkage", "quiver-aggregation", "quiver-evaluation"]
+    {
         let deps = tree(krate);
         assert!(deps.iter().any(|d| d == krate), "{krate}: `cargo tree` lists the crate itself: {deps:?}");
         for forbidden in ["quiver-sdk", "quiver-abi", "quiver-host", "abi_stable"] {
@@ -548,4 +550,45 @@ fn npy_matrices_with_named_columns() {
     assert_eq!(a["p_values"], b["p_values"]);
     let o = quiver(&["run", "conformal-selection", "--input", &format!("calibration={}", cal_npy.display())]);
     assert!(text(&o).1.contains("name the columns of a .npy matrix"), "{}", text(&o).1);
+}
+
+/// `--plot FILE.svg` draws the picture after printing the result; a path it cannot write, or a
+/// format it does not draw, is an error (exit 2) after the result, never instead of it; a method
+/// without a picture says so.
+#[test]
+fn plots_follow_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = testing::workspace_root().join("examples/ope-assessment");
+    let inputs = [
+        format!("estimates={}", ex.join("estimates.csv").display()),
+        format!("truth={}", ex.join("truth.csv").display()),
+    ];
+    let run =
+        |plot: &str| quiver(&["run", "ope-assessment", "--input", &inputs[0], "--input", &inputs[1], "--plot", plot]);
+    let svg = dir.path().join("sharpe.svg");
+    let o = run(&svg.display().to_string());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let body = std::fs::read_to_string(&svg).unwrap();
+    assert!(body.trim_start().starts_with("<svg") && body.trim_end().ends_with("</svg>"));
+    assert!(body.contains("SharpeRatio@k"));
+    for (bad, why) in
+        [(dir.path().join("missing/x.svg"), "no folder"), (dir.path().join("x.png"), "write an .svg file")]
+    {
+        let o = run(&bad.display().to_string());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(out.contains("estimators.dr"), "the result is printed first: {out}");
+        assert!(err.contains(why), "{err}");
+    }
+    let bandit = testing::workspace_root().join("examples/sure-normal/baseball.csv");
+    let o = quiver(&[
+        "run",
+        "sure-normal",
+        "--input",
+        &format!("data={}", bandit.display()),
+        "--plot",
+        &svg.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("method 'sure-normal' has no picture yet"), "{:?}", text(&o));
 }
