@@ -399,7 +399,8 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
     let text = std::fs::read_to_string(script).map_err(|e| e.to_string())?;
     println!("== {method} ==");
     let mut inputs = Vec::new();
-    for block in text.split("\n---\n") {
+    let blocks = text.split("\n---\n").count();
+    for (b, block) in text.split("\n---\n").enumerate() {
         let mut cmd = Command::new(quiver);
         cmd.args(["run", method, "--plugins"]).arg(plugins_dir());
         let mut sets = Vec::new();
@@ -428,9 +429,20 @@ fn demo_one(quiver: &Path, method: &str, dir: &Path, script: &Path) -> Result {
             return Err(format!("{method}: {}", String::from_utf8_lossy(&human.stderr)));
         }
         print!("{}", String::from_utf8_lossy(&human.stdout));
-        let json_out = cmd.arg("--json").output().map_err(|e| e.to_string())?;
+        // the JSON run also draws the method's picture, where it has one, into target/demo
+        let demo_dir = root().join("target/demo");
+        std::fs::create_dir_all(&demo_dir).map_err(|e| e.to_string())?;
+        let picture =
+            demo_dir.join(format!("{method}{}.svg", if blocks > 1 { format!("-{}", b + 1) } else { String::new() }));
+        let json_out = cmd.arg("--json").arg("--plot").arg(&picture).output().map_err(|e| e.to_string())?;
         let json: Value = serde_json::from_slice(&json_out.stdout)
             .map_err(|e| format!("{method}: `quiver run --json` printed no JSON: {e}"))?;
+        let said = String::from_utf8_lossy(&json_out.stderr);
+        if json_out.status.success() {
+            println!("picture: {}", picture.display());
+        } else if !said.contains("has no picture yet") {
+            return Err(format!("{method}: --plot {}: {said}", picture.display()));
+        }
         for check in checks {
             let (kind, file) = check.split_once(' ').ok_or("bad check line")?;
             let raw = read_column(&dir.join(file), "raw").ok();

@@ -54,13 +54,23 @@ pub fn build_wheel() -> Result<PathBuf> {
     Ok(wheel)
 }
 
-/// Install `wheel` into `target/pyenv` (with pytest, pandas, MAPIE, and Dask for `quiver.dask`) and
+/// Install `wheel` into `target/pyenv` (with pytest, pandas, MAPIE, Dask for `quiver.dask`, and
+/// matplotlib for `result.plot()`) and
 /// run the package's pytest suite: every example through Python and the CLI, bad input, zero-copy,
 /// a panicking plugin, MAPIE agreement, runs by parts on a local Dask cluster.
 pub fn test(cli: &Path) -> Result {
     let wheel = built_wheel()?;
-    let py = env::python_env(&["numpy", "pytest", "pandas", "mapie", "dask[dataframe]", "distributed", "pyarrow"])
-        .map_err(|e| format!("the Python tests need pytest, pandas, MAPIE and Dask: {e}"))?;
+    let py = env::python_env(&[
+        "numpy",
+        "pytest",
+        "pandas",
+        "mapie",
+        "dask[dataframe]",
+        "distributed",
+        "pyarrow",
+        "matplotlib",
+    ])
+    .map_err(|e| format!("the Python tests need pytest, pandas, MAPIE, Dask and matplotlib: {e}"))?;
     install(&py, &wheel)?;
     let faulty = faulty_plugin()?;
     let mut cmd = Command::new(py.python());

@@ -608,3 +608,27 @@ def test_an_evaluator_reads_text_columns_from_pandas_and_arrow():
     bad.loc[5, "task"] = None
     with pytest.raises(quiver.InvalidInputError, match=r"table 'scores', column 'task', row 6: expected text"):
         quiver.run("rl-aggregate", scores=bad, resamples=10)
+
+
+def test_evaluation_results_plot_under_agg():
+    """result.plot() draws with matplotlib (Agg here) and returns the Axes: the interval plot of
+    rl-aggregate, the SharpeRatio@k curves of ope-assessment."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(5)
+    rows = [(a, f"t{t}", rng.random() + i) for i, a in enumerate(["x", "y", "z"]) for t in range(3) for _ in range(3)]
+    r = quiver.run("rl-aggregate", scores=pd.DataFrame(rows, columns=["algorithm", "task", "score"]), resamples=50)
+    ax = r.plot(metric="mean")
+    # an interval line and an estimate marker per algorithm
+    assert len(ax.lines) == 6
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
+    with pytest.raises(KeyError, match="metric 'best'"):
+        r.plot(metric="best")
+    ex = os.environ["QUIVER_EXAMPLES"]
+    a = quiver.run(
+        "ope-assessment",
+        estimates=pd.read_csv(f"{ex}/ope-assessment/estimates.csv"),
+        truth=pd.read_csv(f"{ex}/ope-assessment/truth.csv"),
+    )
+    ax = a.plot()
+    assert len(ax.lines) == 3 and ax.get_legend() is not None

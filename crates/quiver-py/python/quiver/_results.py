@@ -185,6 +185,47 @@ class EvaluationResult(Result):
     """An evaluator's statistics (the ``evaluator`` family): metrics per algorithm or estimator
     with their intervals, curves — every field of the JSON result, nothing per unit."""
 
+    def plot(self, ax: Any = None, metric: Optional[str] = None) -> Any:
+        """Draw the result with matplotlib and return the Axes (a new figure's when ``ax`` is
+        ``None``): ``rl-aggregate`` — one metric's estimate and interval per algorithm (``metric``,
+        default the first reported); ``ope-assessment`` — SharpeRatio@k against k per estimator.
+        The command line draws the same pictures (``quiver run ... --plot FILE.svg``)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("result.plot() needs matplotlib: pip install matplotlib") from e
+        f = self._fields
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 5))
+        if "metrics" in f and "algorithms" in f:
+            metrics = f["metrics"]
+            name = metric or next(iter(metrics))
+            if name not in metrics:
+                raise KeyError(f"metric '{name}' is not in this result (it has: {', '.join(metrics)})")
+            algos = list(f["algorithms"])
+            for i, a in enumerate(algos):
+                v = metrics[name][a]
+                ax.plot([v["lower"], v["upper"]], [i, i], linewidth=4, color=f"C{i}")
+                ax.plot([v["estimate"]], [i], "o", markersize=8, color=f"C{i}")
+            ax.set_yticks(range(len(algos)))
+            ax.set_yticklabels(algos)
+            level = 100 * (1 - float(f.get("alpha", 0.05)))
+            ax.set_title(f"{name} with {level:.0f}% stratified bootstrap intervals")
+            ax.set_xlabel("normalised score")
+        elif "estimators" in f:
+            for i, (name, v) in enumerate(f["estimators"].items()):
+                sr = v["top_k"]["sharpe_ratio"]
+                ks = [k + 1 for k, s in enumerate(sr) if s is not None]
+                ax.plot(ks, [s for s in sr if s is not None], "o-", color=f"C{i}", label=name)
+            ax.set_xlabel("k: policies deployed for A/B tests")
+            ax.set_ylabel("SharpeRatio@k")
+            ax.set_title("SharpeRatio@k: (best@k - J(behaviour)) / std@k")
+            if len(f["estimators"]) > 1:
+                ax.legend()
+        else:
+            raise NotImplementedError(f"{self._method} has no picture yet")
+        return ax
+
 
 RESULT_OF_FAMILY = {
     "conformal-selector": SelectionResult,
