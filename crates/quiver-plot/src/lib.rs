@@ -145,12 +145,12 @@ fn rl_aggregate(r: &Value, path: &Path) -> Result<Drawn, PlotError> {
     if let Some(p) = profile {
         let tau: Vec<f64> =
             p["tau"].as_array().ok_or(PlotError::Missing("profile.tau"))?.iter().filter_map(number).collect();
-        let curves: Vec<(String, Vec<f64>, Vec<f64>, Vec<f64>)> = algorithms
+        let curves: Vec<Band> = algorithms
             .iter()
             .filter_map(|a| {
                 let c = &p["run_score"][a];
                 let list = |k: &str| -> Option<Vec<f64>> { Some(c[k].as_array()?.iter().filter_map(number).collect()) };
-                Some((a.clone(), list("fraction")?, list("lower")?, list("upper")?))
+                Some(Band { name: a.clone(), value: list("fraction")?, lower: list("lower")?, upper: list("upper")? })
             })
             .collect();
         let title = "Performance profiles: fraction of runs with score > tau".to_string();
@@ -173,6 +173,14 @@ fn metric_title(name: &str) -> String {
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// A curve with a band around it.
+struct Band {
+    name: String,
+    value: Vec<f64>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+}
 
 /// Horizontal intervals with a dot at each estimate, one row per label.
 fn intervals(
@@ -220,7 +228,7 @@ fn profiles(
     area: &Area<'_>,
     title: &str,
     tau: &[f64],
-    curves: &[(String, Vec<f64>, Vec<f64>, Vec<f64>)],
+    curves: &[Band],
 ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let (lo, hi) = (tau.first().copied().unwrap_or(0.0), tau.last().copied().unwrap_or(1.0));
     let hi = if hi > lo { hi } else { lo + 1.0 };
@@ -237,14 +245,14 @@ fn profiles(
         .x_desc("normalised score tau")
         .y_desc("fraction of runs above tau")
         .draw()?;
-    for (i, (name, f, l, u)) in curves.iter().enumerate() {
-        let band: Vec<(f64, f64)> =
-            tau.iter().zip(u).map(|(t, v)| (*t, *v)).chain(tau.iter().zip(l).rev().map(|(t, v)| (*t, *v))).collect();
+    for (i, c) in curves.iter().enumerate() {
+        let upper = tau.iter().zip(&c.upper).map(|(t, v)| (*t, *v));
+        let band: Vec<(f64, f64)> = upper.chain(tau.iter().zip(&c.lower).rev().map(|(t, v)| (*t, *v))).collect();
         chart.draw_series(std::iter::once(Polygon::new(band, colour(i).mix(0.2).filled())))?;
-        let line =
-            chart.draw_series(LineSeries::new(tau.iter().zip(f).map(|(t, v)| (*t, *v)), colour(i).stroke_width(2)))?;
+        let points = tau.iter().zip(&c.value).map(|(t, v)| (*t, *v));
+        let line = chart.draw_series(LineSeries::new(points, colour(i).stroke_width(2)))?;
         if curves.len() > 1 {
-            line.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour(i)));
+            line.label(c.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour(i)));
         }
     }
     if curves.len() > 1 {
