@@ -92,9 +92,8 @@ impl Estimator {
         if !offsets.is_empty() {
             all.push(partition.view(&columns));
         }
-        let bytes_offsets = [0, broadcast.map_or(0, <[u8]>::len) as u64];
-        let broadcast_columns =
-            broadcast.map(|b| [ColumnView::new("broadcast", ColumnData::Bytes(BytesColumn::new(b, &bytes_offsets)))]);
+        let bytes_offsets = broadcast_offsets(broadcast);
+        let broadcast_columns = broadcast.map(|b| broadcast_column(b, &bytes_offsets));
         if let Some(c) = &broadcast_columns {
             self.require_rounds()?;
             all.push(TableView::new("broadcast", 1, c));
@@ -141,8 +140,7 @@ impl Estimator {
         if broadcast.is_some() {
             self.require_rounds()?;
         }
-        let out = self.on_states("finish", &[state], broadcast)?;
-        let mut out = out;
+        let mut out = self.on_states("finish", &[state], broadcast)?;
         match out.arrays.iter().position(|(n, _)| n == "broadcast") {
             Some(k) => match out.arrays.swap_remove(k).1.values {
                 ArrayValues::Bytes(b) => Ok(Finished::Again(b.into_vec())),
@@ -162,9 +160,8 @@ impl Estimator {
             offsets.push(data.len() as u64);
         }
         let columns = [ColumnView::new("state", ColumnData::Bytes(BytesColumn::new(&data, &offsets)))];
-        let bytes_offsets = [0, broadcast.map_or(0, <[u8]>::len) as u64];
-        let broadcast_columns =
-            broadcast.map(|b| [ColumnView::new("broadcast", ColumnData::Bytes(BytesColumn::new(b, &bytes_offsets)))]);
+        let bytes_offsets = broadcast_offsets(broadcast);
+        let broadcast_columns = broadcast.map(|b| broadcast_column(b, &bytes_offsets));
         let mut views = vec![TableView::new("states", states.len(), &columns)];
         if let Some(c) = &broadcast_columns {
             views.push(TableView::new("broadcast", 1, c));
@@ -181,6 +178,16 @@ impl Estimator {
             }),
         }
     }
+}
+
+/// The offsets of a one-row bytes column holding `broadcast`.
+fn broadcast_offsets(broadcast: Option<&[u8]>) -> [u64; 2] {
+    [0, broadcast.map_or(0, <[u8]>::len) as u64]
+}
+
+/// The table `broadcast`'s one column, over `bytes` cut at `offsets` ([`broadcast_offsets`]).
+fn broadcast_column<'a>(bytes: &'a [u8], offsets: &'a [u64; 2]) -> [ColumnView<'a>; 1] {
+    [ColumnView::new("broadcast", ColumnData::Bytes(BytesColumn::new(bytes, offsets)))]
 }
 
 /// States merged as they arrive, in a balanced tree: like a binary counter, a new state merges
