@@ -48,6 +48,9 @@ pub struct LowRankFit {
     pub v: Vec<(u32, f64)>,
     /// The rank used.
     pub rank: usize,
+    /// With the rank chosen by cross-validation (`rank` 0 asked): the held-out mean squared
+    /// error of the observed rewards at each candidate rank 1, 2, ….
+    pub rank_errors: Option<Vec<f64>>,
     /// The singular values of the completed reward matrix (all of them, descending).
     pub reward_singular_values: Vec<f64>,
     /// Value-iteration sweeps done.
@@ -149,6 +152,47 @@ pub fn complete(m: &Array2<f64>, observed: &Array2<bool>, rank: usize, ridge: f6
     Ok(Array2::from_shape_fn(m.dim(), |c| if observed[c] { m[c] } else { last[c] }))
 }
 
+/// Folds of the cross-validation of [`choose_rank`].
+pub const RANK_FOLDS: usize = 5;
+/// The largest rank [`choose_rank`] tries.
+pub const MAX_AUTO_RANK: usize = 10;
+
+/// The rank in 1..=`max_rank` whose completion best predicts held-out observed cells of `m`:
+/// the observed cells are split into [`RANK_FOLDS`] folds (by a SplitMix64 hash of their place, so
+/// the split is fixed), each fold completed from the others at every candidate rank, and the
+/// squared errors on the held-out cells summed; the smallest rank within 1 % of the least error
+/// wins (a larger rank fits noise as readily as signal). Returns the rank and each rank's mean
+/// squared held-out error.
+pub fn choose_rank(
+    m: &Array2<f64>,
+    observed: &Array2<bool>,
+    max_rank: usize,
+    ridge: f64,
+) -> Result<(usize, Vec<f64>), RlError> {
+    let cells: Vec<(usize, usize)> = observed.indexed_iter().filter(|(_, &o)| o).map(|(c, _)| c).collect();
+    let fold = |k: usize| (quiver_numerics::splitmix::mix(k as u64 + 1) % RANK_FOLDS as u64) as usize;
+    let mut errors = vec![0.0; max_rank];
+    for f in 0..RANK_FOLDS {
+        let held: Vec<(usize, usize)> =
+            cells.iter().enumerate().filter(|(k, _)| fold(*k) == f).map(|(_, &c)| c).collect();
+        if held.is_empty() {
+            continue;
+        }
+        let mut train = observed.clone();
+        for &c in &held {
+            train[c] = false;
+        }
+        for (r, e) in errors.iter_mut().enumerate() {
+            let z = complete(m, &train, r + 1, ridge)?;
+            *e += held.iter().map(|&c| (z[c] - m[c]).powi(2)).sum::<f64>();
+        }
+    }
+    errors.iter_mut().for_each(|e| *e /= cells.len().max(1) as f64);
+    let least = errors.iter().copied().fold(f64::INFINITY, f64::min);
+    let rank = errors.iter().position(|&e| e <= least * 1.01).map_or(1, |i| i + 1);
+    Ok((rank, errors))
+}
+
 fn singular_values(m: &Array2<f64>) -> Result<Vec<f64>, RlError> {
     use ndarray_linalg::SVD;
     let (_, s, _) = m.svd(false, false).map_err(|e| RlError::Internal(format!("SVD of the reward grid: {e}")))?;
@@ -156,7 +200,8 @@ fn singular_values(m: &Array2<f64>) -> Result<Vec<f64>, RlError> {
 }
 
 /// Q of π from `model` on the grid of the states with data × `actions` actions: the model
-/// completed at rank `rank`, then evaluated to relative change `tol` or `max_iter` sweeps (see the
+/// completed at rank `rank` (0: chosen by [`choose_rank`] on the observed rewards, up to
+/// [`MAX_AUTO_RANK`]), then evaluated to relative change `tol` or `max_iter` sweeps (see the
 /// module documentation), `ridge` the completions' ([`complete`]). States reached as s′ with no data of their own are dead ends (V = 0),
 /// as for the tabular critics; an action π takes that the data never took at any state has no
 /// observed cell to complete from and is refused.
@@ -176,10 +221,10 @@ pub fn fit(
     states.sort_unstable();
     let row: std::collections::HashMap<u32, usize> = states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
     let n = states.len();
-    if rank == 0 || rank > n.min(actions) {
+    if rank > n.min(actions) {
         return Err(RlError::Parameter(format!(
-            "rank {rank} is not between 1 and min(states, actions) = {} on this {n} x {actions} grid (states with data \
-             x actions)",
+            "rank {rank} is above min(states, actions) = {} on this {n} x {actions} grid (states with data x \
+             actions); rank 0 chooses it by cross-validation",
             n.min(actions)
         )));
     }
@@ -213,6 +258,14 @@ pub fn fit(
     for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {
         r[(row[&s], a as usize)] = model.reward[k];
     }
+    // rank 0: chosen by cross-validation of the observed rewards
+    let (rank, rank_errors) = match rank {
+        0 => {
+            let (r, e) = choose_rank(&r, &observed, MAX_AUTO_RANK.min(n.min(actions)), ridge)?;
+            (r, Some(e))
+        }
+        r => (r, None),
+    };
     let r = complete(&r, &observed, rank, ridge)?;
     // each next state's P̂(s′|·,·) completed, and the continuation mass; the completed cells' laws
     // cut at 0 and scaled to the completed mass (in [0, 1])
@@ -285,5 +338,5 @@ pub fn fit(
             (s, value.expect("π has a row at every state with data"))
         })
         .collect();
-    Ok(LowRankFit { states, q, observed, v, rank, reward_singular_values, iterations, change })
+    Ok(LowRankFit { states, q, observed, v, rank, rank_errors, reward_singular_values, iterations, change })
 }

@@ -21,7 +21,7 @@ quiver_sdk::config! {
         /// Discount γ ∈ [0, 1).
         pub gamma: f64 = float(Some(0.9), "discount").at_least(0.0).less_than(1.0),
         /// The model's rank r.
-        pub rank: usize = int(Some(1), "the rank of the completed reward and transition matrices (Q's can be one more)").at_least(1.0).at_most(10_000.0),
+        pub rank: usize = int(Some(1), "the rank of the completed reward and transition matrices (Q's can be one more); 0: chosen by 5-fold cross-validation of the observed rewards, up to 10").at_least(0.0).at_most(10_000.0),
         /// The completions' ridge, relative to the largest observed value.
         pub ridge: f64 = float(
             Some(quiver_rl::low_rank::DEFAULT_RIDGE),
@@ -83,6 +83,13 @@ impl CriticImpl for CriticLowRank {
             "v": setup::v_json(&fit.v),
             "j": setup::start_value(&data, &fit.v),
         });
+        if let Some(errors) = &fit.rank_errors {
+            summary["rank_chosen_by"] = json!({
+                "method": "5-fold cross-validation of the observed rewards: the smallest rank within 1% of the least \
+                           held-out mean squared error",
+                "errors": errors,
+            });
+        }
         setup::report_iterations(&mut summary, "the evaluation ", fit.iterations, fit.change, st.tol, st.max_iter, "");
         let dead = model.dead_ends();
         if !dead.is_empty() {

@@ -205,6 +205,11 @@ fn a_fifth_of_the_cells_complete_a_rank_two_q() {
     assert!(count >= 600, "{count} unobserved cells");
     assert!(rmse <= 0.05 * spread, "RMSE {rmse} vs spread {spread}");
     assert!(rmse * 5.0 <= naive_rmse, "RMSE {rmse} vs the naive fill's {naive_rmse}");
+    // the rank chosen by cross-validation of the observed rewards: the model's (1), and the same Q
+    let auto = run(&[world.log(4, 400, 50, 0.2), world.policy()], &[("rank", json!(0))]);
+    println!("rank chosen: {} (errors {})", auto["rank"], auto["rank_chosen_by"]["errors"]);
+    assert_eq!(auto["rank"], 1, "{}", auto["rank_chosen_by"]);
+    assert_eq!(auto["q"], v["q"]);
     // one rank more than the model's, held by a larger ridge
     let v2 = run(&[world.log(4, 400, 50, 0.2), world.policy()], &[("rank", json!(2)), ("ridge", json!(1e-3))]);
     let errs: Vec<f64> = grid(&v2).iter().filter(|c| !c.3).map(|&(s, a, x, _)| (x - exact[s][a]).powi(2)).collect();
@@ -220,7 +225,7 @@ fn rank_and_support_are_checked() {
     let tables = [world.log(6, 100, 10, 0.1), world.policy()];
     testing::expect_error(
         host.run(METHOD, &testing::params(&[("rank", json!(5))]), &tables, testing::cpu()),
-        "rank 5 is not between 1 and min(states, actions) = 4",
+        "rank 5 is above min(states, actions) = 4",
     );
     // an action no state's data ever took
     let mut narrow = Grid::new(7, 5, 4, 2);
