@@ -38,14 +38,15 @@ pub fn resample_into(runs: Runs<'_>, seed: u64, stream: u64, b: u64, out: &mut V
     }
 }
 
-/// The metrics of `resamples` stratified resamples of one algorithm's runs (stream `stream`):
-/// `out[m][b]` is metric m on resample b. Resamples run on every core.
-pub fn bootstrap_metrics(
+/// `statistics` of each of `resamples` stratified resamples of one algorithm's runs (stream
+/// `stream`): `out[k][b]` is statistic k on resample b. Resamples run on every core; each is
+/// drawn by its own key, so the result does not depend on the threads.
+pub fn bootstrap_with(
     runs: Runs<'_>,
-    metrics: &[Metric],
     resamples: usize,
     seed: u64,
     stream: u64,
+    statistics: impl Fn(Runs<'_>, &mut Vec<f64>) -> Vec<f64> + Sync,
 ) -> Vec<Vec<f64>> {
     let per_resample: Vec<Vec<f64>> = (0..resamples as u64)
         .into_par_iter()
@@ -53,11 +54,30 @@ pub fn bootstrap_metrics(
             || (Vec::new(), Vec::new()),
             |(resampled, scratch), b| {
                 resample_into(runs, seed, stream, b, resampled);
-                metrics.iter().map(|m| m.of(resampled, scratch)).collect()
+                statistics(resampled, scratch)
             },
         )
         .collect();
-    (0..metrics.len()).map(|m| per_resample.iter().map(|r| r[m]).collect()).collect()
+    let width = per_resample.first().map_or(0, Vec::len);
+    (0..width).map(|k| per_resample.iter().map(|r| r[k]).collect()).collect()
+}
+
+/// The metrics of `resamples` stratified resamples of one algorithm's runs (stream `stream`):
+/// `out[m][b]` is metric m on resample b ([`bootstrap_with`]).
+pub fn bootstrap_metrics(
+    runs: Runs<'_>,
+    metrics: &[Metric],
+    resamples: usize,
+    seed: u64,
+    stream: u64,
+) -> Vec<Vec<f64>> {
+    let out =
+        bootstrap_with(runs, resamples, seed, stream, |r, scratch| metrics.iter().map(|m| m.of(r, scratch)).collect());
+    if out.is_empty() {
+        vec![Vec::new(); metrics.len()]
+    } else {
+        out
+    }
 }
 
 /// The probability of improvement of `x` over `y` on `resamples` pairs of stratified resamples,

@@ -21,8 +21,7 @@ pub mod design;
 use design::Design;
 use quiver_evaluation::aggregate::{average_score_profile, probability_of_improvement, run_score_profile, Metric};
 use quiver_evaluation::bootstrap::{
-    bca_interval, bootstrap_improvement, bootstrap_metrics, jackknife, percentile_interval, quantile_sorted,
-    resample_into,
+    bca_interval, bootstrap_improvement, bootstrap_metrics, bootstrap_with, jackknife, percentile_interval,
 };
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
@@ -166,28 +165,19 @@ impl RlAggregate {
         let mut average_score = Map::new();
         for (a, name) in d.algorithms.iter().enumerate() {
             let runs = &d.runs[a];
-            let (mut rs, mut avg) = (vec![Vec::with_capacity(cfg.resamples); taus.len()], vec![Vec::new(); taus.len()]);
-            let mut resampled = Vec::new();
-            for b in 0..cfg.resamples as u64 {
-                resample_into(runs, cfg.seed, a as u64, b, &mut resampled);
-                for (k, v) in run_score_profile(&resampled, &taus).into_iter().enumerate() {
-                    rs[k].push(v);
-                }
-                for (k, v) in average_score_profile(&resampled, &taus).into_iter().enumerate() {
-                    avg[k].push(v);
-                }
-            }
-            let band = |samples: &mut Vec<Vec<f64>>| -> (Vec<f64>, Vec<f64>) {
-                samples
-                    .iter_mut()
-                    .map(|s| {
-                        s.sort_unstable_by(f64::total_cmp);
-                        (quantile_sorted(s, cfg.alpha / 2.0), quantile_sorted(s, 1.0 - cfg.alpha / 2.0))
-                    })
-                    .unzip()
+            // per resample: the run-score profile at every τ, then the average-score profile
+            let n = taus.len();
+            let mut boot = bootstrap_with(runs, cfg.resamples, cfg.seed, a as u64, |r, _| {
+                let mut v = run_score_profile(r, &taus);
+                v.extend(average_score_profile(r, &taus));
+                v
+            });
+            let avg = boot.split_off(n);
+            let band = |samples: &[Vec<f64>]| -> (Vec<f64>, Vec<f64>) {
+                samples.iter().map(|s| percentile_interval(s, cfg.alpha)).unzip()
             };
-            let (rl, ru) = band(&mut rs);
-            let (al, au) = band(&mut avg);
+            let (rl, ru) = band(&boot);
+            let (al, au) = band(&avg);
             run_score
                 .insert(name.clone(), json!({"fraction": run_score_profile(runs, &taus), "lower": rl, "upper": ru}));
             average_score.insert(
