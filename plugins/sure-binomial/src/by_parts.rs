@@ -11,7 +11,7 @@ use quiver_sdk::abi::{
     ErrorKind, PluginError,
 };
 use quiver_sdk::{ShrinkageResult, Tables};
-use quiver_shrinkage::{QuadraticRisk, Weight};
+use quiver_shrinkage::QuadraticRisk;
 use quiver_shrinkage_kit::by_parts::{scale, Plan, SurePasses, Whole};
 use serde::{Deserialize, Serialize};
 
@@ -119,13 +119,9 @@ impl SurePasses for SureBinomial {
     }
 
     fn estimates(&self, tables: &Tables<'_>, w: &Whole<Target>, lambda: f64) -> Result<Vec<f64>, PluginError> {
-        let u = self.units(tables, w)?;
-        Ok((0..u.raw.len())
-            .map(|i| {
-                let b = quiver_shrinkage::risk::weight(u.h[i], lambda, Weight::Increasing);
-                (1.0 - b) * u.raw[i] + b * u.target(i)
-            })
-            .collect())
+        let mut u = self.units(tables, w)?;
+        let h = std::mem::take(&mut u.h);
+        Ok(u.shrink(&h, lambda))
     }
 
     fn fixed_lambda(&self) -> Option<f64> {

@@ -262,6 +262,17 @@ impl Units {
         self.target_column.as_ref().map_or(self.pooled, |m| m[i])
     }
 
+    /// The estimates at λ, (1 − b_i)·raw_i + b_i·m_i with b_i = λ/(h_i + λ), written over the raw
+    /// estimates (no second per-unit array); `h` the λ scales ([`Units::take_risk`] moves them out).
+    pub fn shrink(&mut self, h: &[f64], lambda: f64) -> Vec<f64> {
+        let mut estimates = std::mem::take(&mut self.raw);
+        for (i, e) in estimates.iter_mut().enumerate() {
+            let b = quiver_shrinkage::risk::weight(h[i], lambda, Weight::Increasing);
+            *e = (1.0 - b) * *e + b * self.target(i);
+        }
+        estimates
+    }
+
     /// The URE as a sum of quadratics in b_i: d = (θ̂ − m)², e = C = V̂, b = λ/(h + λ). V̂ and h
     /// move into the risk, without copies: read them from it afterwards (`risk.e`, `risk.h`).
     pub fn take_risk(&mut self) -> QuadraticRisk {
@@ -382,11 +393,7 @@ impl ShrinkageImpl for SureBinomial {
             None
         };
         // the estimates overwrite the raw proportions (no second per-unit array)
-        let mut estimates = std::mem::take(&mut u.raw);
-        for (i, e) in estimates.iter_mut().enumerate() {
-            let b = quiver_shrinkage::risk::weight(risk.h[i], lambda, Weight::Increasing);
-            *e = (1.0 - b) * *e + b * u.target(i);
-        }
+        let estimates = u.shrink(&risk.h, lambda);
         if let Some(ends) = &intervals {
             quiver_shrinkage::ebci_settings::note_centring(&mut json["ebci"], &estimates, ends);
         }

@@ -1,15 +1,15 @@
 //! `sure-normal` computed by parts, in rounds (docs/scale.md; the driver is
 //! `quiver_shrinkage_kit::by_parts`): `xkb-location` and `xkb-grand-mean`, λ searched or fixed,
 //! with the SURE curve. The first pass sums the units, Σ x_i (the grand mean) and Σ A_i (c, and
-//! the scale s = mean of A); the sweeps' terms are those of [`crate::xkb_risk`] toward the
-//! broadcast μ. `james-stein`, `xkb-estimated`, `xkb-monotone` and `ci=robust-ebci` are not
-//! computed by parts yet: each is refused by name.
+//! the scale s = mean of A); the sweeps' terms are [`crate::xkb_risk`]'s toward the broadcast μ,
+//! and the estimates [`crate::xkb_estimates`]. `james-stein`, `xkb-estimated`, `xkb-monotone` and
+//! `ci=robust-ebci` are not computed by parts yet: each is refused by name.
 
-use crate::{result_json, shrinkage_result, xkb_summary, Method, SureNormal};
+use crate::{result_json, shrinkage_result, xkb_estimates, xkb_risk, xkb_summary, Method, SureNormal};
 use quiver_sdk::abi::{abi_stable::std_types::ROption, ErrorKind, PluginError};
 use quiver_sdk::serde_json::json;
 use quiver_sdk::{ShrinkageResult, Tables};
-use quiver_shrinkage::{QuadraticRisk, Weight};
+use quiver_shrinkage::QuadraticRisk;
 use quiver_shrinkage_kit::by_parts::{scale, Plan, SurePasses, Whole};
 use serde::{Deserialize, Serialize};
 
@@ -67,21 +67,13 @@ impl SurePasses for SureNormal {
 
     fn risk(&self, tables: &Tables<'_>, w: &Whole<f64>) -> Result<QuadraticRisk, PluginError> {
         let (x, a) = columns(tables)?;
-        // xkb_risk's terms: e = (1 − 1/p)·A toward the grand mean (its degrees of freedom)
-        let factor = if self.config.method == Method::XkbGrandMean { 1.0 - 1.0 / w.n as f64 } else { 1.0 };
-        Ok(QuadraticRisk {
-            d: x.iter().map(|xi| (xi - w.target).powi(2)).collect(),
-            e: a.iter().map(|ai| factor * ai).collect(),
-            h: a.to_vec(),
-            c: 0.0,
-            weight: Weight::Decreasing,
-        })
+        // the grand mean's degrees of freedom are the whole data's: 1 − 1/p over every unit
+        Ok(xkb_risk(x, a, w.target, self.config.method == Method::XkbGrandMean, w.n as usize))
     }
 
     fn estimates(&self, tables: &Tables<'_>, w: &Whole<f64>, lambda: f64) -> Result<Vec<f64>, PluginError> {
         let (x, a) = columns(tables)?;
-        let b = |ai: f64| quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing);
-        Ok(x.iter().zip(a).map(|(&xi, &ai)| xi - b(ai) * (xi - w.target)).collect())
+        Ok(xkb_estimates(x, a, lambda, w.target))
     }
 
     fn fixed_lambda(&self) -> Option<f64> {

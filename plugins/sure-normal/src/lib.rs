@@ -106,11 +106,11 @@ impl quiver_sdk::PluginConfig for Config {
     }
 }
 
-/// The per-unit quadratic risk of the XKB forms toward a fixed μ (grand mean: `shrink_e` = 1 − 1/p).
-pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool) -> QuadraticRisk {
+/// The per-unit quadratic risk of the XKB forms toward a fixed μ (grand mean: e = (1 − 1/p)·A,
+/// p = `units`, the number of units of the whole data — `x.len()` unless `x` is one partition).
+pub fn xkb_risk(x: &[f64], a: &[f64], mu: f64, grand_mean: bool, units: usize) -> QuadraticRisk {
     use rayon::prelude::*;
-    let p = x.len() as f64;
-    let factor = if grand_mean { 1.0 - 1.0 / p } else { 1.0 };
+    let factor = if grand_mean { 1.0 - 1.0 / units as f64 } else { 1.0 };
     // three arrays of p values: built on every core (at p = 10^7 this was a fifth of the run)
     QuadraticRisk {
         d: x.par_iter().map(|xi| (xi - mu).powi(2)).collect(),
@@ -142,6 +142,15 @@ pub(crate) fn xkb_summary(
     out["location"] = json!(mu);
 }
 
+/// The XKB estimates at λ toward μ: x − b(x − μ), b = A/(A + λ), on every core.
+pub fn xkb_estimates(x: &[f64], a: &[f64], lambda: f64, mu: f64) -> Vec<f64> {
+    use rayon::prelude::*;
+    x.par_iter()
+        .zip(a)
+        .map(|(&xi, &ai)| xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu))
+        .collect()
+}
+
 /// Most units whose `xkb-monotone` shrinkage factors are listed in the JSON summary.
 pub const MAX_FACTORS_IN_JSON: usize = 100_000;
 
@@ -161,14 +170,6 @@ impl SureNormal {
         let shrink = |b: &[f64], mu: f64| -> Vec<f64> {
             use rayon::prelude::*;
             x.par_iter().zip(b).map(|(xi, bi)| xi - bi * (xi - mu)).collect()
-        };
-        // the XKB estimates at λ toward μ: x − b(x − μ), b = A/(A + λ), on every core
-        let xkb_estimates = |lambda: f64, mu: f64| -> Vec<f64> {
-            use rayon::prelude::*;
-            x.par_iter()
-                .zip(a)
-                .map(|(&xi, &ai)| xi - quiver_shrinkage::risk::weight(ai, lambda, Weight::Decreasing) * (xi - mu))
-                .collect()
         };
         let (estimates, lambda_hat, sure) = match cfg.method {
             Method::JamesStein => {
@@ -193,7 +194,7 @@ impl SureNormal {
                 let ss: f64 = x.iter().map(|xi| (xi - mu).powi(2)).sum();
                 let b = if ss > 0.0 { (dof * a[0] / ss).min(1.0) } else { 1.0 };
                 let lambda = if b > 0.0 { a[0] * (1.0 - b) / b } else { f64::INFINITY };
-                let risk = xkb_risk(x, a, mu, cfg.target == Target::GrandMean);
+                let risk = xkb_risk(x, a, mu, cfg.target == Target::GrandMean, x.len());
                 out["location"] = json!(mu);
                 out["shrinkage_factor"] = json!(b);
                 (shrink(&vec![b; p], mu), lambda, risk.at(lambda))
@@ -201,7 +202,7 @@ impl SureNormal {
             Method::XkbLocation | Method::XkbGrandMean => {
                 let grand = cfg.method == Method::XkbGrandMean;
                 let mu = if grand { xbar } else { cfg.location };
-                let risk = xkb_risk(x, a, mu, grand);
+                let risk = xkb_risk(x, a, mu, grand, x.len());
                 let (lambda, sure, minimum) = match cfg.lambda {
                     Some(l) => (l, risk.at(l), None),
                     None => {
@@ -218,7 +219,7 @@ impl SureNormal {
                 };
                 xkb_summary(&mut out, minimum.as_ref(), curve.as_ref(), mu);
                 drop(risk);
-                (xkb_estimates(lambda, mu), lambda, sure)
+                (xkb_estimates(x, a, lambda, mu), lambda, sure)
             }
             Method::XkbEstimated => {
                 let profile = quiver_shrinkage::ProfiledRisk::new(x, a);
@@ -260,7 +261,7 @@ impl SureNormal {
                     out["curve"] = json!(pts);
                 }
                 out["location"] = json!(mu);
-                (xkb_estimates(lambda, mu), lambda, unbiased)
+                (xkb_estimates(x, a, lambda, mu), lambda, unbiased)
             }
             Method::XkbMonotone => {
                 let mu = if cfg.target == Target::GrandMean { xbar } else { cfg.location };
