@@ -174,6 +174,22 @@ fn metric_title(name: &str) -> String {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
+/// The legend of a chart of several series: readable type on a pale box.
+fn legend<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+}
+
 /// A curve with a band around it.
 struct Band {
     name: String,
@@ -256,12 +272,7 @@ fn profiles(
         }
     }
     if curves.len() > 1 {
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart)?;
     }
     Ok(())
 }
@@ -312,13 +323,7 @@ fn ope_assessment(r: &Value, path: &Path) -> Result<Drawn, PlotError> {
         }
     }
     if curves.len() > 1 {
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+        legend(&mut chart).map_err(&err)?;
     }
     root.present().map_err(&err)?;
     Ok(Drawn { panels: vec![title.to_string()], series: vec![curves.len()] })
