@@ -103,6 +103,12 @@ pub fn python_env(packages: &[&str]) -> Result<PyEnv, String> {
     python_env_in("pyenv", packages)
 }
 
+/// `target/pyenv-rliable`: rliable 1.2.0, which `rl-aggregate` is checked and timed against, in
+/// an environment of its own — its pinned `arch` fails to import with pandas 3.
+pub fn rliable_env() -> Result<PyEnv, String> {
+    python_env_in("pyenv-rliable", &["pandas<3", "rliable==1.2.0"])
+}
+
 /// Create (once) `target/<name>` and pip-install `packages` into it (once each).
 pub fn python_env_in(name: &str, packages: &[&str]) -> Result<PyEnv, String> {
     let dir = crate::root().join("target").join(name);

@@ -252,9 +252,7 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
     if let Err(why) = &numpy {
         println!("xtask: NumPy unavailable ({why}); the tests against NumPy reference formulas will be skipped");
     }
-    // rliable 1.2.0, which rl-aggregate is checked against, in its own environment: its pinned
-    // `arch` needs pandas < 3
-    let rliable = env::python_env_in("pyenv-rliable", &["pandas<3", "rliable==1.2.0"]);
+    let rliable = env::rliable_env();
     if let Err(why) = &rliable {
         println!("xtask: rliable unavailable ({why}); rl-aggregate's comparison with it will be skipped");
     }
@@ -340,8 +338,7 @@ fn bench(args: &[String]) -> Result {
     } else {
         None
     };
-    // rliable 1.2.0 for rl-aggregate's case, in its own environment (its pinned arch needs pandas < 3)
-    let rliable = env::python_env_in("pyenv-rliable", &["pandas<3", "rliable==1.2.0"]);
+    let rliable = env::rliable_env();
     if let Err(why) = &rliable {
         println!("xtask: rliable unavailable ({why}); rl-aggregate's case runs without its baseline");
     }
