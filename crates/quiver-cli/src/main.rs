@@ -510,9 +510,8 @@ fn print_result(result: &quiver_host::RunOutput) {
     let shown: Vec<&(String, quiver_host::OutputArray)> =
         result.arrays.iter().filter(|(n, a)| a.in_json && !obj.contains_key(n)).collect();
     // the names printed: the fields, a table of tables' `field.key` lines, the arrays
-    let nested = obj.iter().flat_map(|(k, v)| match v {
-        Value::Object(o) if o.values().all(Value::is_object) => o.keys().map(|k2| k.len() + 1 + k2.len()).collect(),
-        _ => Vec::new(),
+    let nested = obj.iter().flat_map(|(k, v)| {
+        table_of_tables(v).into_iter().flat_map(move |o| o.keys().map(move |k2| k.len() + 1 + k2.len()))
     });
     let width = obj.keys().chain(shown.iter().map(|(n, _)| n)).map(String::len).chain(nested).max().unwrap_or(0);
     let list = |len: usize, item: &dyn Fn(usize) -> String| {
@@ -520,16 +519,16 @@ fn print_result(result: &quiver_host::RunOutput) {
         format!("[{len} values] {}{}", head.join(", "), if len > 8 { ", ..." } else { "" })
     };
     for (k, val) in obj {
-        let shown = match val {
-            // a table of tables (an evaluator's metrics per algorithm): one line per inner key
-            Value::Object(o) if !o.is_empty() && o.values().all(|v| v.is_object() && estimate(v).is_none()) => {
-                for (k2, v2) in o {
-                    let inner = v2.as_object().expect("checked").iter();
-                    let line = inner.map(|(k3, v3)| format!("{k3}={}", short(v3))).collect::<Vec<_>>().join("  ");
-                    say!("{:width$}  {line}", format!("{k}.{k2}"));
-                }
-                continue;
+        // a table of tables (an evaluator's metrics per algorithm): one line per inner key
+        if let Some(o) = table_of_tables(val) {
+            for (k2, v2) in o {
+                let inner = v2.as_object().expect("checked").iter();
+                let line = inner.map(|(k3, v3)| format!("{k3}={}", short(v3))).collect::<Vec<_>>().join("  ");
+                say!("{:width$}  {line}", format!("{k}.{k2}"));
             }
+            continue;
+        }
+        let shown = match val {
             Value::Array(a) => list(a.len(), &|i| short(&a[i])),
             Value::Object(o) => o.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(" "),
             Value::Null => continue,
@@ -546,6 +545,12 @@ fn print_result(result: &quiver_host::RunOutput) {
             say!("{k:width$}  {}", list(a.len(), &|i| short(&a.get_json(i))));
         }
     }
+}
+
+/// `v` as a table of tables — an object whose every field is an object that is not an estimate
+/// (an evaluator's metrics per algorithm) — printed one line per field.
+fn table_of_tables(v: &Value) -> Option<&serde_json::Map<String, Value>> {
+    v.as_object().filter(|o| !o.is_empty() && o.values().all(|x| x.is_object() && estimate(x).is_none()))
 }
 
 /// An estimate with its interval — `{"estimate": e, "lower": l, "upper": u}` and any labels beside
