@@ -102,11 +102,15 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(sorted.len() - 1);
-    let (a, b, f) = (sorted[lo], sorted[hi], pos - lo as f64);
+    lerp(sorted[lo], sorted[hi], pos - lo as f64)
+}
+
+/// a + f·(b − a) for f in [0, 1]; where b − a overflows (ends of opposite sign near the largest
+/// double), the weighted form a·(1 − f) + b·f, which never forms the difference.
+pub fn lerp(a: f64, b: f64, f: f64) -> f64 {
     if (b - a).is_finite() {
         a + f * (b - a)
     } else {
-        // ends of opposite sign near the largest double: weighted, never their difference
         a * (1.0 - f) + b * f
     }
 }

@@ -21,7 +21,7 @@ pub mod design;
 use design::Design;
 use quiver_evaluation::aggregate::{average_score_profile, probability_of_improvement, run_score_profile, Metric};
 use quiver_evaluation::bootstrap::{
-    bca_interval, bootstrap_improvement, bootstrap_metrics, bootstrap_with, jackknife, percentile_interval,
+    bca_interval, bootstrap_improvement, bootstrap_metrics, bootstrap_with, jackknife, lerp, percentile_interval,
 };
 use quiver_sdk::abi::{ErrorKind, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
@@ -160,7 +160,17 @@ impl RlAggregate {
         let cfg = &self.config;
         let all = d.runs.iter().flatten().flatten();
         let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
-        let taus: Vec<f64> = (0..=points).map(|i| lo + (hi - lo) * i as f64 / points as f64).collect();
+        // evenly spaced from the lowest score to the highest; where hi − lo overflows (scores of
+        // both signs near ±1e308), the weighted form of lerp
+        let tau = |i: usize| {
+            let t = lo + (hi - lo) * i as f64 / points as f64;
+            if t.is_finite() {
+                t
+            } else {
+                lerp(lo, hi, i as f64 / points as f64)
+            }
+        };
+        let taus: Vec<f64> = (0..=points).map(tau).collect();
         let mut run_score = Map::new();
         let mut average_score = Map::new();
         for (a, name) in d.algorithms.iter().enumerate() {

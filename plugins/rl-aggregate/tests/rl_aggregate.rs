@@ -181,6 +181,25 @@ fn improvement_and_profiles() {
     assert_eq!(r["improvement"][0]["estimate"], 0.5);
 }
 
+/// Scores of both signs near the largest double: the profile's τ grid and the intervals stay
+/// numbers (a probe found the grid null with success).
+#[test]
+fn scores_near_the_largest_double_stay_numbers() {
+    let t = Table::new("scores")
+        .with_text("algorithm", &["a", "a", "a", "a"])
+        .with_text("task", &["x", "x", "y", "y"])
+        .with_f64("score", vec![-1.5e308, 1.5e308, 1.0, 2.0]);
+    let r = run(json!({"resamples": 20, "profile": 4}), &[t]).unwrap();
+    let tau: Vec<f64> = r["profile"]["tau"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!((tau[0], tau[4]), (-1.5e308, 1.5e308));
+    assert!(tau.windows(2).all(|w| w[0] < w[1]), "{tau:?}");
+    for m in ["iqm", "median", "mean", "optimality_gap"] {
+        for end in ["estimate", "lower", "upper"] {
+            assert!(r["metrics"][m]["a"][end].is_f64(), "{m} {end}: {}", r["metrics"][m]["a"]);
+        }
+    }
+}
+
 #[test]
 fn normalization_maps_each_task() {
     let (t, cells) = scores(4, 1, 2, 3);
