@@ -19,7 +19,7 @@ pub fn random_partitions(rng: &mut impl Rng, n: usize, boundaries: &[usize], par
 /// Every number of `a` and `b` equal to `rel` (relative to the larger), every other value equal,
 /// and the same keys in the same order; `at` names where a difference is.
 pub fn assert_json_close(a: &Value, b: &Value, rel: f64, at: &str) {
-    assert_json_within(a, b, Close { rel, abs: 0.0 }, at)
+    assert_json_within(a, b, rel.into(), at)
 }
 
 /// How close two numbers must be: |x − y| ≤ rel·max(|x|, |y|) + abs. An absolute part serves
@@ -31,6 +31,13 @@ pub struct Close {
     pub rel: f64,
     /// Absolute.
     pub abs: f64,
+}
+
+/// A relative tolerance alone.
+impl From<f64> for Close {
+    fn from(rel: f64) -> Close {
+        Close { rel, abs: 0.0 }
+    }
 }
 
 /// [`assert_json_close`] to `close`.
@@ -59,8 +66,9 @@ pub fn assert_json_within(a: &Value, b: &Value, close: Close, at: &str) {
 
 /// Run `method` on all `n` rows in one call and by parts — cut into 1, 2, 7 and 64 partitions at
 /// random among `boundaries` (uneven, some empty) — and require every number of the two results
-/// equal to `rel` (0: bit for bit). `tables(rows)` builds the partitioned tables of `rows`;
-/// `whole` are the tables every partition reads whole (the one-call run gets them too).
+/// equal to `close` (a relative tolerance, 0: bit for bit; or a [`Close`]). `tables(rows)` builds
+/// the partitioned tables of `rows`; `whole` are the tables every partition reads whole (the
+/// one-call run gets them too).
 pub fn check_partitionings(
     rng: &mut impl Rng,
     method: &str,
@@ -68,21 +76,9 @@ pub fn check_partitionings(
     whole: &[quiver_host::Table],
     (n, boundaries): (usize, &[usize]),
     tables: impl Fn(Range<usize>) -> Vec<quiver_host::Table>,
-    rel: f64,
+    close: impl Into<Close>,
 ) {
-    check_partitionings_within(rng, method, params, whole, (n, boundaries), tables, Close { rel, abs: 0.0 })
-}
-
-/// [`check_partitionings`] with every number equal to `close`.
-pub fn check_partitionings_within(
-    rng: &mut impl Rng,
-    method: &str,
-    params: &serde_json::Map<String, Value>,
-    whole: &[quiver_host::Table],
-    (n, boundaries): (usize, &[usize]),
-    tables: impl Fn(Range<usize>) -> Vec<quiver_host::Table>,
-    close: Close,
-) {
+    let close = close.into();
     let host = crate::host();
     let all: Vec<quiver_host::Table> = whole.iter().cloned().chain(tables(0..n)).collect();
     let one = host.run(method, params, &all, crate::cpu()).unwrap();

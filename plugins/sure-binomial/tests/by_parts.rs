@@ -49,7 +49,7 @@ fn by_parts_equals_one_table() {
         (json!({"sample": "two"}), &["y1", "n1", "y2", "n2", "m"][..]),
     ] {
         let params = params.as_object().unwrap().clone();
-        testing::parts::check_partitionings_within(
+        testing::parts::check_partitionings(
             &mut rng,
             "sure-binomial",
             &params,

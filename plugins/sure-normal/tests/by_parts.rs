@@ -35,7 +35,7 @@ fn by_parts_equals_one_table() {
         json!({"method": "xkb-location", "location": -3.0}),
     ] {
         let params = params.as_object().unwrap().clone();
-        testing::parts::check_partitionings_within(
+        testing::parts::check_partitionings(
             &mut rng,
             "sure-normal",
             &params,
