@@ -94,9 +94,16 @@ pub struct CpuGradient<'a> {
 const STREAMED_TERMS: usize = 32;
 
 impl CpuGradient<'_> {
-    /// Per level of `lv`: the loss over the rows of `blocks`, and (when `want_grad`) the
-    /// gradient sum of each of its terms, in term order (levels after one another).
-    fn levels(&self, lv: std::ops::Range<usize>, blocks: &[usize], w: &[f64], want_grad: bool) -> (Vec<f64>, Vec<f64>) {
+    /// Per level of `lv`: the loss over the rows of `ranges` (each at most [`BLOCK_ROWS`] rows),
+    /// and (when `want_grad`) the gradient sum of each of its terms, in term order (levels after
+    /// one another).
+    fn levels(
+        &self,
+        lv: std::ops::Range<usize>,
+        ranges: &[std::ops::Range<usize>],
+        w: &[f64],
+        want_grad: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
         let nt = self.s.n_terms();
         let mut grad = if want_grad { vec![0.0; lv.len() * nt] } else { Vec::new() };
         let mut losses = vec![0.0; lv.len()];
@@ -106,8 +113,8 @@ impl CpuGradient<'_> {
         let mut cols: Vec<&[f64]> = Vec::with_capacity(STREAMED_TERMS);
         let mut wts: Vec<f64> = Vec::with_capacity(STREAMED_TERMS);
         let mut sums = [0.0f64; STREAMED_TERMS];
-        for &b in blocks {
-            let rows = block_rows(b, self.block, self.y.len());
+        for rows in ranges {
+            let rows = rows.clone();
             let len = rows.len();
             let y = &self.y[rows.clone()];
             for (li, k) in lv.clone().enumerate() {
@@ -162,10 +169,19 @@ impl CpuGradient<'_> {
 }
 
 impl GlobalGradient for CpuGradient<'_> {
-    /// One task per thread takes a run of output levels over all the blocks (reading its
+    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, AggregationError> {
+        let n = self.y.len();
+        let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|&b| block_rows(b, self.block, n)).collect();
+        Ok(self.eval_ranges(&ranges, w, grad))
+    }
+}
+
+impl CpuGradient<'_> {
+    /// [`GlobalGradient::eval`] over row ranges of the table (each at most [`BLOCK_ROWS`] rows):
+    /// one task per thread takes a run of output levels over all the ranges (reading its
     /// levels' columns as row streams); the per-level sums are added in level order, so the
     /// result does not depend on the number of threads.
-    fn eval(&mut self, blocks: &[usize], w: &[f64], grad: Option<&mut [f64]>) -> Result<f64, AggregationError> {
+    pub fn eval_ranges(&self, ranges: &[std::ops::Range<usize>], w: &[f64], grad: Option<&mut [f64]>) -> f64 {
         use rayon::prelude::*;
         let want = grad.is_some();
         let k = self.levels.len();
@@ -173,7 +189,7 @@ impl GlobalGradient for CpuGradient<'_> {
         let tasks: Vec<std::ops::Range<usize>> =
             (0..k).step_by(per_task).map(|k0| k0..(k0 + per_task).min(k)).collect();
         let parts: Vec<(Vec<f64>, Vec<f64>)> =
-            tasks.clone().into_par_iter().map(|lv| self.levels(lv, blocks, w, want)).collect();
+            tasks.clone().into_par_iter().map(|lv| self.levels(lv, ranges, w, want)).collect();
         let nt = self.s.n_terms();
         let mut loss = 0.0;
         let mut grad = grad;
@@ -187,7 +203,7 @@ impl GlobalGradient for CpuGradient<'_> {
                 }
             }
         }
-        Ok(loss)
+        loss
     }
 }
 
@@ -200,7 +216,8 @@ fn shuffle(v: &mut [usize], state: &mut u64) {
 }
 
 /// Adam moments and step.
-struct Adam {
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Adam {
     m: Vec<f64>,
     v: Vec<f64>,
     t: i32,
@@ -211,10 +228,10 @@ impl Adam {
     const B1: f64 = 0.9;
     const B2: f64 = 0.999;
     const EPS: f64 = 1e-8;
-    fn new(p: usize, lr: f64) -> Adam {
+    pub(crate) fn new(p: usize, lr: f64) -> Adam {
         Adam { m: vec![0.0; p], v: vec![0.0; p], t: 0, lr }
     }
-    fn step(&mut self, params: &mut [f64], grad: &[f64]) {
+    pub(crate) fn step(&mut self, params: &mut [f64], grad: &[f64]) {
         self.t = self.t.saturating_add(1);
         let (c1, c2) = (1.0 - Self::B1.powi(self.t), 1.0 - Self::B2.powi(self.t));
         for ((p, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
@@ -225,20 +242,94 @@ impl Adam {
     }
 }
 
-/// The split of the fit rows' blocks into training and held-out blocks.
+/// Which of the fit rows' blocks are held out for early stopping: `round(holdout · blocks)` of
+/// them (at least one, and at least one left to train on, when there are two blocks or more),
+/// those a seeded pseudo-random permutation of the blocks puts first. The permutation is a
+/// four-round Feistel network on the smallest even power of two ≥ the number of blocks, walked
+/// until it lands inside (Black & Rogaway, "Ciphers with arbitrary finite domains", 2002), so
+/// that whether block b is held out is a function of b alone: a partition of the rows decides
+/// for its own blocks without the others (a run by parts holds out exactly the one-table run's).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Split {
+    /// Rows of the fit table.
+    pub n: usize,
+    /// Rows per block ([`block_size`]).
+    pub block: usize,
+    /// Blocks.
+    pub blocks: usize,
+    /// Blocks held out.
+    pub held: usize,
+    /// Half the permutation's bits.
+    half: u32,
+    /// The keys of the four rounds.
+    keys: [u64; 4],
+}
+
+impl Split {
+    /// The split of `n` rows for `holdout` (a fraction in [0, 1)) and `seed`.
+    pub fn new(n: usize, holdout: f64, seed: u64) -> Split {
+        let block = block_size(n);
+        let blocks = n.div_ceil(block);
+        let held = if holdout > 0.0 && blocks >= 2 {
+            ((holdout * blocks as f64).round() as usize).clamp(1, blocks - 1)
+        } else {
+            0
+        };
+        let bits = usize::BITS - blocks.saturating_sub(1).leading_zeros();
+        let mut state = seed ^ 0x5EED_0FA6_6E6A_7E00;
+        let keys = std::array::from_fn(|_| quiver_numerics::splitmix::next(&mut state));
+        Split { n, block, blocks, held, half: bits.div_ceil(2), keys }
+    }
+    /// Block `b`'s place in the permutation (a bijection of 0..blocks).
+    pub fn place(&self, b: usize) -> usize {
+        let mask = (1u64 << self.half) - 1;
+        let mut x = b as u64;
+        loop {
+            let (mut l, mut r) = (x >> self.half, x & mask);
+            for &k in &self.keys {
+                let mut h = r ^ k;
+                let f = quiver_numerics::splitmix::next(&mut h) & mask;
+                (l, r) = (r, l ^ f);
+            }
+            x = (l << self.half) | r;
+            if (x as usize) < self.blocks {
+                return x as usize;
+            }
+        }
+    }
+    /// Whether block `b` is held out.
+    pub fn held_out(&self, b: usize) -> bool {
+        self.held > 0 && self.place(b) < self.held
+    }
+    /// The training and the held-out blocks, each in ascending order.
+    pub fn blocks(&self) -> (Vec<usize>, Vec<usize>) {
+        (0..self.blocks).partition(|&b| !self.held_out(b))
+    }
+    /// Rows in the training and in the held-out blocks.
+    pub fn rows(&self) -> (usize, usize) {
+        let (train, hold) = self.blocks();
+        (rows_in(&train, self.block, self.n), rows_in(&hold, self.block, self.n))
+    }
+    /// The training and held-out row ranges of the rows `start..start + len` of the fit table, as
+    /// ranges of those rows (0 = `start`), cut at block boundaries.
+    pub fn ranges(&self, start: usize, len: usize) -> (Vec<std::ops::Range<usize>>, Vec<std::ops::Range<usize>>) {
+        let (mut train, mut hold) = (Vec::new(), Vec::new());
+        let mut i = start;
+        while i < start + len {
+            let b = i / self.block;
+            let end = ((b + 1) * self.block).min(start + len);
+            if self.held_out(b) { &mut hold } else { &mut train }.push(i - start..end - start);
+            i = end;
+        }
+        (train, hold)
+    }
+}
+
+/// The split of the fit rows' blocks ([`Split`]) and the seeded state of the epochs' shuffles.
 fn split(n: usize, cfg: &AdamConfig) -> (usize, Vec<usize>, Vec<usize>, u64) {
-    let block = block_size(n);
-    let nb = n.div_ceil(block);
-    let mut state = cfg.seed ^ 0x5EED_0FA6_6E6A_7E00;
-    let mut order: Vec<usize> = (0..nb).collect();
-    shuffle(&mut order, &mut state);
-    let n_hold =
-        if cfg.holdout > 0.0 && nb >= 2 { ((cfg.holdout * nb as f64).round() as usize).clamp(1, nb - 1) } else { 0 };
-    let mut hold = order[..n_hold].to_vec();
-    let mut train = order[n_hold..].to_vec();
-    hold.sort_unstable();
-    train.sort_unstable();
-    (block, train, hold, state)
+    let sp = Split::new(n, cfg.holdout, cfg.seed);
+    let (train, hold) = sp.blocks();
+    (sp.block, train, hold, cfg.seed ^ 0x0A7E_5EED_5417_FF1E)
 }
 
 /// Rows in a set of blocks.
@@ -343,7 +434,7 @@ pub fn fit_global(
 }
 
 /// ∂L/∂z = w ⊙ (a − Σ_group w a), times `norm`.
-fn softmax_backward(w: &[f64], a: &[f64], norm: f64, size: usize, out: &mut [f64]) {
+pub(crate) fn softmax_backward(w: &[f64], a: &[f64], norm: f64, size: usize, out: &mut [f64]) {
     for ((wg, ag), og) in w.chunks(size).zip(a.chunks(size)).zip(out.chunks_mut(size)) {
         let mean: f64 = wg.iter().zip(ag).map(|(x, y)| x * y).sum();
         for ((o, &x), &y) in og.iter_mut().zip(wg).zip(ag) {

@@ -5,7 +5,7 @@
 use crate::AggregationError;
 
 /// The base models and levels read from the `q_` column names of the `fit` table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     /// Model names, in the order of their first column.
     pub models: Vec<String>,

@@ -11,6 +11,8 @@
 //! - [`model`]: weight structures (coarse, medium, fine; global or local), prediction, baselines.
 //! - [`lp`]: exact global weights by linear programming (Clarabel).
 //! - [`adam`]: softmax weights by Adam on minibatches with early stopping (CPU threads, CUDA).
+//! - [`full_batch`]: the same fit with full-batch steps, driven one pass over the data at a time
+//!   (a run by parts).
 //! - [`calibrate`]: sorting / PAVA across levels, CQR adjustments, nesting.
 //! - [`score`]: pinball, coverage, width, interval score, WIS, crossings.
 
@@ -18,6 +20,7 @@ pub mod adam;
 pub mod calibrate;
 mod error;
 pub mod forecasts;
+pub mod full_batch;
 pub mod gpu;
 pub mod lp;
 pub mod model;
@@ -26,4 +29,4 @@ pub mod score;
 pub use error::AggregationError;
 pub use forecasts::{Forecasts, Layout};
 pub use model::{Granularity, Structure, WeightKind, Weights};
-pub use score::{QuantileMatrix, Scores};
+pub use score::{QuantileMatrix, ScoreSums, Scores};

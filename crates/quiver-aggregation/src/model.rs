@@ -155,9 +155,35 @@ pub fn center_scale(v: &[f64]) -> (f64, f64) {
     if !(big > 0.0 && big.is_finite()) {
         return (mean, 1.0);
     }
-    let var = v.iter().map(|x| ((x - mean) / big).powi(2)).sum::<f64>() / n;
-    let sd = big * var.sqrt();
-    (mean, if sd > 0.0 && sd.is_finite() { sd } else { 1.0 })
+    let squares = v.iter().map(|x| ((x - mean) / big).powi(2)).sum::<f64>();
+    (mean, spread(n, big, squares))
+}
+
+/// The standard deviation big · √(squares / n) from the sum of squared scaled deviations
+/// Σ ((x − mean) / big)², with big = max |x − mean|; 1 where it is 0 or not finite.
+fn spread(n: f64, big: f64, squares: f64) -> f64 {
+    if !(big > 0.0 && big.is_finite()) {
+        return 1.0;
+    }
+    let sd = big * (squares / n).sqrt();
+    if sd > 0.0 && sd.is_finite() {
+        sd
+    } else {
+        1.0
+    }
+}
+
+/// [`problem_scale`]'s scale from sums over the rows (a run by parts): `n` outcomes,
+/// big = max |y − mean|, Σ ((y − mean) / big)², whether they are all equal, and then the
+/// forecasts' largest distance `far` from their mean.
+pub fn problem_scale_of(n: usize, big: f64, squares: f64, constant: bool, far: f64) -> f64 {
+    if !constant {
+        spread(n.max(1) as f64, big, squares)
+    } else if far > 0.0 && far.is_finite() {
+        far
+    } else {
+        1.0
+    }
 }
 
 /// The shift and scale of an aggregation problem (for the LP's standardisation and Adam's

@@ -113,62 +113,106 @@ const SCORE_ROWS: usize = 4096;
 /// [`score`] of the quantiles `q(i, k)` (row i, level k), e.g. read straight from a model's
 /// forecast columns. Rows are scored in parallel chunks whose sums are added in row order.
 pub fn score_with(levels: &[f64], y: &[f64], q: impl Fn(usize, usize) -> f64 + Sync) -> Scores {
-    use rayon::prelude::*;
-    let k = levels.len();
-    let n = y.len();
-    let (ints, median) = intervals(levels);
-    let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
-    // per chunk: pinball per level, (covered, width, score) per interval, WIS sum, crossings
-    let chunk = |start: usize| {
-        let mut pin = vec![0.0; k];
-        let mut acc = vec![(0.0, 0.0, 0.0); ints.len()];
-        let (mut wis_sum, mut crossing) = (0.0, 0usize);
-        let mut row = vec![0.0; k];
-        let end = (start + SCORE_ROWS).min(n);
-        for (i, &yi) in y[start..end].iter().enumerate().map(|(r, v)| (start + r, v)) {
-            for (kk, r) in row.iter_mut().enumerate() {
-                *r = q(i, kk);
-            }
-            crossing += usize::from(row.windows(2).any(|w| w[0] > w[1]));
-            for (kk, (&t, &qk)) in levels.iter().zip(&row).enumerate() {
-                pin[kk] += pinball(t, yi, qk);
-            }
-            let mut w = median.map_or(0.0, |m| 0.5 * (yi - row[m]).abs());
-            for (a, iv) in acc.iter_mut().zip(&ints) {
-                let (lo, hi) = (row[iv.lo], row[iv.hi]);
-                let s = interval_score(iv.alpha, yi, lo, hi);
-                a.0 += f64::from(u8::from(lo <= yi && yi <= hi));
-                a.1 += hi - lo;
-                a.2 += s;
-                w += iv.alpha / 2.0 * s;
-            }
-            wis_sum += w / wis_norm;
+    ScoreSums::of(levels, y, q).scores(levels)
+}
+
+/// The sums behind [`Scores`] — per level the summed pinball loss, per central interval the
+/// rows covered, the summed widths and interval scores, the summed WIS, the crossing rows and the
+/// rows — which rows in parts add up to ([`ScoreSums::add`]): the scores of a run by parts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScoreSums {
+    pinball: Vec<f64>,
+    intervals: Vec<(f64, f64, f64)>,
+    wis: f64,
+    crossing_rows: usize,
+    n: usize,
+}
+
+impl ScoreSums {
+    /// No rows, for `levels`.
+    pub fn empty(levels: &[f64]) -> ScoreSums {
+        ScoreSums {
+            pinball: vec![0.0; levels.len()],
+            intervals: vec![(0.0, 0.0, 0.0); intervals(levels).0.len()],
+            wis: 0.0,
+            crossing_rows: 0,
+            n: 0,
         }
-        (pin, acc, wis_sum, crossing)
-    };
-    let parts: Vec<_> = (0..n).into_par_iter().step_by(SCORE_ROWS).map(chunk).collect();
-    let mut pin = vec![0.0; k];
-    let mut ints_acc = vec![(0.0, 0.0, 0.0); ints.len()];
-    let (mut wis_sum, mut crossing) = (0.0, 0);
-    for (p, a, w, c) in parts {
-        pin.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
-        for (x, y) in ints_acc.iter_mut().zip(&a) {
+    }
+
+    /// The sums over the rows of `y` of the quantiles `q(i, k)`.
+    pub fn of(levels: &[f64], y: &[f64], q: impl Fn(usize, usize) -> f64 + Sync) -> ScoreSums {
+        use rayon::prelude::*;
+        let k = levels.len();
+        let n = y.len();
+        let (ints, median) = intervals(levels);
+        let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
+        // per chunk: pinball per level, (covered, width, score) per interval, WIS sum, crossings
+        let chunk = |start: usize| {
+            let mut sums = ScoreSums::empty(levels);
+            let mut row = vec![0.0; k];
+            let end = (start + SCORE_ROWS).min(n);
+            for (i, &yi) in y[start..end].iter().enumerate().map(|(r, v)| (start + r, v)) {
+                for (kk, r) in row.iter_mut().enumerate() {
+                    *r = q(i, kk);
+                }
+                sums.crossing_rows += usize::from(row.windows(2).any(|w| w[0] > w[1]));
+                for (kk, (&t, &qk)) in levels.iter().zip(&row).enumerate() {
+                    sums.pinball[kk] += pinball(t, yi, qk);
+                }
+                let mut w = median.map_or(0.0, |m| 0.5 * (yi - row[m]).abs());
+                for (a, iv) in sums.intervals.iter_mut().zip(&ints) {
+                    let (lo, hi) = (row[iv.lo], row[iv.hi]);
+                    let s = interval_score(iv.alpha, yi, lo, hi);
+                    a.0 += f64::from(u8::from(lo <= yi && yi <= hi));
+                    a.1 += hi - lo;
+                    a.2 += s;
+                    w += iv.alpha / 2.0 * s;
+                }
+                sums.wis += w / wis_norm;
+            }
+            sums.n = end - start;
+            sums
+        };
+        let parts: Vec<ScoreSums> = (0..n).into_par_iter().step_by(SCORE_ROWS).map(chunk).collect();
+        parts.into_iter().fold(ScoreSums::empty(levels), |mut a, b| {
+            a.add(&b);
+            a
+        })
+    }
+
+    /// Add the sums of further rows (of the same levels).
+    pub fn add(&mut self, b: &ScoreSums) {
+        self.pinball.iter_mut().zip(&b.pinball).for_each(|(x, y)| *x += y);
+        for (x, y) in self.intervals.iter_mut().zip(&b.intervals) {
             x.0 += y.0;
             x.1 += y.1;
             x.2 += y.2;
         }
-        wis_sum += w;
-        crossing += c;
+        self.wis += b.wis;
+        self.crossing_rows += b.crossing_rows;
+        self.n += b.n;
     }
-    let nf = n.max(1) as f64;
-    pin.iter_mut().for_each(|p| *p /= nf);
-    Scores {
-        mean_pinball: pin.iter().sum::<f64>() / k as f64,
-        pinball: pin,
-        intervals: ints.iter().zip(ints_acc).map(|(iv, a)| (*iv, a.0 / nf, a.1 / nf, a.2 / nf)).collect(),
-        wis: (wis_norm > 0.0).then_some(wis_sum / nf),
-        crossing_rows: crossing,
-        n,
+
+    /// The rows summed.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// The scores: each sum over the rows divided by their number.
+    pub fn scores(&self, levels: &[f64]) -> Scores {
+        let (ints, median) = intervals(levels);
+        let wis_norm = ints.len() as f64 + if median.is_some() { 0.5 } else { 0.0 };
+        let nf = self.n.max(1) as f64;
+        let pin: Vec<f64> = self.pinball.iter().map(|p| p / nf).collect();
+        Scores {
+            mean_pinball: pin.iter().sum::<f64>() / levels.len() as f64,
+            pinball: pin,
+            intervals: ints.iter().zip(&self.intervals).map(|(iv, a)| (*iv, a.0 / nf, a.1 / nf, a.2 / nf)).collect(),
+            wis: (wis_norm > 0.0).then_some(self.wis / nf),
+            crossing_rows: self.crossing_rows,
+            n: self.n,
+        }
     }
 }
 

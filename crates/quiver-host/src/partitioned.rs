@@ -4,7 +4,7 @@
 //! O(log partitions) states are held at a time.
 
 use crate::run::{validate_owned, validate_views, with_views};
-use crate::{ArrayValues, Estimator, Host, HostError, Progress, RunContext, RunOutput, Table};
+use crate::{ArrayValues, Estimator, Host, HostError, InputError, Progress, RunContext, RunOutput, Table};
 use quiver_abi::{BytesColumn, ColumnData, ColumnView, TableView};
 use serde_json::{Map, Value};
 
@@ -223,10 +223,16 @@ impl<'e> Merger<'e> {
     }
 }
 
-/// A plugin's refusal of a partition, said to be of that partition: the rows a plugin names are
-/// the partition's own, so the message says where the partition starts in each table.
+/// A refusal of a partition, said of all the data: a bad cell the host finds in a table from
+/// memory is named by its row of all the data; the rows a plugin names are the partition's own,
+/// so the message says where the partition starts in each table.
 fn in_partition(e: HostError, k: usize, offsets: &[(String, u64)]) -> HostError {
     match e {
+        HostError::Input(InputError::Cell { table, column, row, reason }) => {
+            let before = offsets.iter().find(|(r, _)| *r == table).map_or(0, |o| o.1);
+            let row = row.saturating_add(usize::try_from(before).unwrap_or(usize::MAX));
+            HostError::Input(InputError::Cell { table, column, row, reason })
+        }
         HostError::Plugin { method, kind, message } if message.contains(", row ") => {
             let starts: Vec<String> =
                 offsets.iter().map(|(role, o)| format!("table '{role}' from row {} of all the data", o + 1)).collect();
@@ -346,9 +352,10 @@ impl Host {
                 if tables.iter().all(|t| t.nrows == 0) {
                     continue;
                 }
-                crate::validate_tables_beside(est.manifest(), &mut tables, &whole)?;
                 let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
                 let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
+                crate::validate_tables_beside(est.manifest(), &mut tables, &whole)
+                    .map_err(|e| in_partition(e, k, &here))?;
                 let state = with_views(&tables, |views| {
                     let mut all = views.to_vec();
                     all.extend(whole_views.iter().cloned());

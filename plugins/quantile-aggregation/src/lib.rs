@@ -12,7 +12,7 @@
 use quiver_aggregation::adam::{self, AdamConfig, AdamReport, CpuGradient};
 use quiver_aggregation::calibrate::{cqr_adjustment, nest, Monotone};
 use quiver_aggregation::model::{self, Granularity, Structure, WeightKind, Weights};
-use quiver_aggregation::score::{self, intervals, Interval, QuantileMatrix};
+use quiver_aggregation::score::{self, intervals, Interval, QuantileMatrix, Scores};
 use quiver_aggregation::{gpu, lp, AggregationError, Forecasts, Layout};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Device, ErrorKind, Manifest, PluginError};
@@ -21,6 +21,9 @@ use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, TableBuilder};
 use quiver_sdk::{AggregationResult, Created, Family, OwnedMatrix};
 use quiver_sdk::{Context, ManifestBuilder, Plugin, QuantileAggregatorImpl, TableRef, Tables};
+
+mod by_parts;
+pub use by_parts::AggregationByParts;
 
 quiver_sdk::choices! {
     /// How global weights are found.
@@ -204,18 +207,13 @@ impl QuantileAggregation {
     fn metrics(&self, layout: &Layout, fc: &Forecasts<'_>, agg: Option<&QuantileMatrix>) -> Value {
         let Some(y) = fc.y else { return Value::Null };
         let (j, k) = (layout.n_models(), layout.n_levels());
-        let models: Map<String, Value> = (0..j)
+        let models: Vec<Scores> = (0..j)
             .map(|m| {
                 let cols = &fc.q[m * k..(m + 1) * k];
-                let s = score::score_with(&layout.levels, y, |i, kk| cols[kk][i]);
-                (layout.models[m].clone(), s.to_json(&layout.levels))
+                score::score_with(&layout.levels, y, |i, kk| cols[kk][i])
             })
             .collect();
-        let mut out = json!({ "models": models });
-        if let Some(a) = agg {
-            out["aggregate"] = score::score(a, &layout.levels, y).to_json(&layout.levels);
-        }
-        out
+        metrics_json(layout, &models, agg.map(|a| score::score(a, &layout.levels, y)).as_ref())
     }
 
     /// The central intervals to calibrate: every symmetric pair, or those of `alphas`.
@@ -245,20 +243,16 @@ impl QuantileAggregation {
             .collect()
     }
 
-    fn fit_weights(
-        &self,
-        s: &Structure,
-        layout: &Layout,
-        fc: &Forecasts<'_>,
-        y: &[f64],
-    ) -> Result<(Weights, Value, Device), PluginError> {
-        let n = fc.n;
+    /// Whether global weights of `s` over `n` fit rows are found by the exact LP (else by Adam):
+    /// `solver`, or under `auto` the LP's size; an error where the settings contradict.
+    fn solves_exactly(&self, s: &Structure, n: usize) -> Result<bool, PluginError> {
         let local = self.cfg.weights == WeightKind::Local;
-        let lp_size = lp::memory_nonzeros(s, n, self.cfg.noncross);
         let exact = match self.cfg.solver {
             Solver::Exact => true,
             Solver::Gradient => false,
-            Solver::Auto => !local && (self.cfg.noncross || lp_size <= AUTO_EXACT_NONZEROS),
+            Solver::Auto => {
+                !local && (self.cfg.noncross || lp::memory_nonzeros(s, n, self.cfg.noncross) <= AUTO_EXACT_NONZEROS)
+            }
         };
         if exact && local {
             return Err(PluginError::param(
@@ -271,6 +265,20 @@ impl QuantileAggregation {
                  pava makes the quantiles non-crossing)",
             ));
         }
+        Ok(exact)
+    }
+
+    fn fit_weights(
+        &self,
+        s: &Structure,
+        layout: &Layout,
+        fc: &Forecasts<'_>,
+        y: &[f64],
+    ) -> Result<(Weights, Value, Device), PluginError> {
+        let n = fc.n;
+        let local = self.cfg.weights == WeightKind::Local;
+        let lp_size = lp::memory_nonzeros(s, n, self.cfg.noncross);
+        let exact = self.solves_exactly(s, n)?;
         if exact {
             quiver_sdk::memory::reserve(
                 lp_size * lp::BYTES_PER_NONZERO,
@@ -334,6 +342,17 @@ impl QuantileAggregation {
         };
         Ok((weights, gradient_json(&report, &self.cfg.adam, device), device))
     }
+}
+
+/// The metrics value: `{"models": {model: scores}, "aggregate": scores}`.
+fn metrics_json(layout: &Layout, models: &[Scores], agg: Option<&Scores>) -> Value {
+    let models: Map<String, Value> =
+        layout.models.iter().zip(models).map(|(m, s)| (m.clone(), s.to_json(&layout.levels))).collect();
+    let mut out = json!({ "models": models });
+    if let Some(a) = agg {
+        out["aggregate"] = a.to_json(&layout.levels);
+    }
+    out
 }
 
 /// `{model: WIS, ..., aggregate: WIS}` from a metrics value (the line a reader looks at first).
@@ -651,6 +670,10 @@ impl Plugin for QuantileAggregationPlugin {
             .table(forecast_table("test", "rows to predict (y optional: metrics when present)").optional())
             // a run predicts the test rows, except granularity=none, which scores the fit table
             .step_requires_unless("predict", "test", ("granularity", "none"))
+            // by parts (solver=gradient, full-batch steps): the fit rows partitioned, one pass an epoch
+            .mergeable(&["fit"])
+            .given_whole(&["calibration", "test"])
+            .rounds()
             .build()
     }
 
@@ -658,7 +681,9 @@ impl Plugin for QuantileAggregationPlugin {
 
     fn create(settings: Settings, ctx: Context) -> Result<Created, PluginError> {
         let cfg = Config::new(settings)?;
-        Ok(quiver_sdk::quantile_aggregator(QuantileAggregation { cfg, ctx, fitted: None, cqr: None }))
+        let by_parts = AggregationByParts { cfg: cfg.clone(), ctx: ctx.clone() };
+        Ok(quiver_sdk::quantile_aggregator(QuantileAggregation { cfg, ctx: ctx.clone(), fitted: None, cqr: None })
+            .in_rounds(by_parts, &ctx))
     }
 }
 
