@@ -379,3 +379,63 @@ fn text_columns_read_from_parquet_as_from_csv() {
         text(&o)
     );
 }
+
+/// `quantile-aggregation` fits its weights by parts (full-batch Adam, one pass of the files an
+/// epoch) from CSV parts and from a Parquet file's row groups, the calibration and test tables
+/// read whole: the one-table run's result, to rounding. With `solver=auto` the parts are refused
+/// by name (the exact LP needs every row), and one Parquet file is then read whole instead.
+#[test]
+fn quantile_aggregation_fits_its_weights_by_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = |f: &str| testing::workspace_root().join("examples/quantile-aggregation").join(f);
+    let whole = [
+        format!("calibration={}", example("calibration.csv").display()),
+        format!("test={}", example("test.csv").display()),
+    ];
+    let fit = std::fs::read_to_string(example("fit.csv")).unwrap();
+    let (header, rows) = fit.split_once('\n').unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    let cut = [0, 500, 1400, rows.len()];
+    for k in 0..3 {
+        let body = format!("{header}\n{}\n", rows[cut[k]..cut[k + 1]].join("\n"));
+        std::fs::write(dir.path().join(format!("fit-{k}.csv")), body).unwrap();
+    }
+    let columns: Vec<(&str, ArrayRef)> = header
+        .split(',')
+        .enumerate()
+        .map(|(i, name)| {
+            let v: Vec<f64> = rows.iter().map(|r| r.split(',').nth(i).unwrap().parse().unwrap()).collect();
+            (name, Arc::new(Float64Array::from(v)) as ArrayRef)
+        })
+        .collect();
+    let pq = dir.path().join("fit.parquet");
+    write_parquet(&pq, columns, 600);
+    let run = |settings: &[&str], fit: String| {
+        let mut args = vec!["run", "quantile-aggregation", "--json", "--set", "conformal=cqr"];
+        for s in settings {
+            args.extend(["--set", s]);
+        }
+        let fit = format!("fit={fit}");
+        for i in whole.iter().chain([&fit]) {
+            args.extend(["--input", i.as_str()]);
+        }
+        let o = quiver(&args);
+        (o.status.code(), text(&o), serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    };
+    let gradient = ["solver=gradient", "batch_rows=100000", "max_epochs=40"];
+    let (code, out, one) = run(&gradient, example("fit.csv").display().to_string());
+    assert_eq!(code, Some(0), "{out}");
+    let one = one.unwrap();
+    for fit in [format!("{}/fit-*.csv", dir.path().display()), pq.display().to_string()] {
+        let (code, out, parts) = run(&gradient, fit.clone());
+        assert_eq!(code, Some(0), "{fit}: {out}");
+        testing::parts::assert_json_close(&one, &parts.unwrap(), 1e-10, &fit);
+    }
+    let (code, out, _) = run(&[], format!("{}/fit-*.csv", dir.path().display()));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("solver=auto solves the exact linear program for 2000 fit rows"), "{out}");
+    let (code, out, exact) = run(&[], pq.display().to_string());
+    assert_eq!(code, Some(0), "{out}");
+    let (_, _, one_exact) = run(&[], example("fit.csv").display().to_string());
+    assert_eq!(exact.unwrap(), one_exact.unwrap());
+}

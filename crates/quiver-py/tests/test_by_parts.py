@@ -30,6 +30,19 @@ def bandit(n: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+def forecasts(n: int, seed: int) -> pd.DataFrame:
+    """Outcomes and three models' quantile forecasts at 0.1, 0.5 and 0.9 (biased, over- and
+    under-dispersed)."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n)
+    df = pd.DataFrame({"y": y})
+    for name, bias, spread in [("a", 0.3, 1.0), ("b", -0.2, 0.5), ("c", 0.0, 2.0)]:
+        centre = y + bias + rng.normal(scale=0.5, size=n)
+        for level, z in [(0.1, -1.28), (0.5, 0.0), (0.9, 1.28)]:
+            df[f"q_{name}_{level}"] = centre + spread * z
+    return df
+
+
 def close(a, b, where="result", rel=1e-12):
     if isinstance(a, dict):
         assert list(a) == list(b), f"{where}: keys"
@@ -161,6 +174,15 @@ def test_dask_local_cluster_equals_run():
             ddf = dd.from_pandas(means, npartitions=parts, sort=False)
             r = quiver.dask.run("sure-normal", ddf, role="data", method="xkb-location", location=0.5)
             close_shrinkage(sn, r, f"sure-normal, {parts} partitions")
+        # full-batch Adam: one map over the fit rows' partitions per epoch, calibration and test whole
+        fit, cal, test = (forecasts(n, seed) for n, seed in [(1500, 7), (200, 8), (100, 9)])
+        settings = dict(solver="gradient", batch_rows=10**6, max_epochs=15, conformal="cqr")
+        qa = quiver.run("quantile-aggregation", fit=fit, calibration=cal, test=test, device="cpu", **settings)
+        for parts in [1, 7]:
+            ddf = dd.from_pandas(fit, npartitions=parts, sort=False)
+            whole = {"calibration": cal, "test": test}
+            r = quiver.dask.run("quantile-aggregation", ddf, role="fit", whole=whole, **settings)
+            close(qa.to_dict(), r.to_dict(), f"quantile-aggregation, {parts} partitions", rel=1e-10)
         with pytest.raises(quiver.InvalidParameterError, match="cannot be given whole"):
             quiver.dask.run("ope", dd.from_pandas(df, npartitions=2), role="bandit", whole={"test": test}, ci="t")
         with pytest.raises(quiver.InvalidParameterError, match="cannot be computed by parts"):
