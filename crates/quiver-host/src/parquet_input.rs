@@ -148,6 +148,12 @@ impl Read<'_> {
         for batch in reader {
             let batch = batch.map_err(|e| file_error(role, path, format!("cannot read ({e})")))?;
             for (k, (field, array)) in batch.schema().fields().iter().zip(batch.columns()).enumerate() {
+                // doubles and 64-bit integers without nulls: copied once, straight into the column
+                if let Some((_, _, v)) = columns.get_mut(k) {
+                    if append_plain(v, array) {
+                        continue;
+                    }
+                }
                 let none_is_minus_one = crate::table::empty_means_none(self.spec, field.name());
                 let values =
                     convert(array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
@@ -169,6 +175,20 @@ impl Read<'_> {
         }
         Ok(columns)
     }
+}
+
+/// Append `array` to `v` when both are doubles or both 64-bit integers and the array has no null
+/// (nothing to check per row); false, with `v` untouched, otherwise.
+fn append_plain(v: &mut crate::Values, array: &ArrayRef) -> bool {
+    if array.null_count() != 0 {
+        return false;
+    }
+    match (v, array.data_type()) {
+        (crate::Values::F64(v), DataType::Float64) => v.extend_from_slice(array.as_primitive::<Float64Type>().values()),
+        (crate::Values::I64(v), DataType::Int64) => v.extend_from_slice(array.as_primitive::<Int64Type>().values()),
+        _ => return false,
+    }
+    true
 }
 
 /// An Arrow array — a column of table `spec` named `name` — as Quiver's values (a copy): floats as
