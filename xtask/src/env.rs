@@ -88,6 +88,22 @@ impl PyEnv {
     pub fn bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)
     }
+    /// Install `pkg` without its dependencies (once): a package whose own code a test runs but
+    /// whose heavy dependencies it never calls (SCOPE-RL's top-k statistics, without PyTorch).
+    pub fn install_alone(&self, pkg: &str) -> Result<(), String> {
+        let marker = self.dir.join(format!(".installed-alone-{pkg}"));
+        if marker.is_file() {
+            return Ok(());
+        }
+        println!("xtask: installing {pkg} (without its dependencies) into {}", self.dir.display());
+        let status = Command::new(self.python())
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", pkg])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            return Err(format!("`pip install --no-deps {pkg}` failed (no network to PyPI?)"));
+        }
+        std::fs::write(&marker, "").map_err(|e| e.to_string())
+    }
     /// The folder holding libnvrtc, when the NVRTC wheel is installed.
     pub fn nvrtc_lib(&self) -> Option<PathBuf> {
         let lib = self.dir.join("lib");

@@ -54,6 +54,9 @@ pub fn build_wheel() -> Result<PathBuf> {
     Ok(wheel)
 }
 
+/// The SCOPE-RL release `ope-assessment` is compared with.
+const SCOPE_RL: &str = "scope-rl==0.2.1";
+
 /// Install `wheel` into `target/pyenv` (with pytest, pandas, MAPIE, Dask for `quiver.dask`, and
 /// matplotlib for `result.plot()`) and
 /// run the package's pytest suite: every example through Python and the CLI, bad input, zero-copy,
@@ -71,6 +74,9 @@ pub fn test(cli: &Path) -> Result {
         "matplotlib",
     ])
     .map_err(|e| format!("the Python tests need pytest, pandas, MAPIE, Dask and matplotlib: {e}"))?;
+    // ope-assessment is checked against SCOPE-RL's own top-k code (PyTorch and d3rlpy, which
+    // that code never calls, stay out)
+    py.install_alone(SCOPE_RL)?;
     install(&py, &wheel)?;
     let faulty = faulty_plugin()?;
     let mut cmd = Command::new(py.python());
@@ -81,7 +87,8 @@ pub fn test(cli: &Path) -> Result {
         .env_remove(crate::PLUGIN_PATH_ENV)
         .env("QUIVER_CLI", cli)
         .env("QUIVER_EXAMPLES", root().join("examples"))
-        .env("QUIVER_FAULTY_PLUGIN", &faulty);
+        .env("QUIVER_FAULTY_PLUGIN", &faulty)
+        .env("QUIVER_REQUIRE_SCOPE_RL", "1");
     println!("xtask: the Python package's tests (pytest, on the installed wheel)");
     run(&mut cmd)
 }
