@@ -414,12 +414,19 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             } else {
                 None
             };
-            let result = match by_parts_result {
-                Some(result) => result,
+            // the tables a picture may show beside the result: all of them, or those read whole
+            let (result, read_tables) = match by_parts_result {
+                Some(result) => {
+                    let whole = match plot {
+                        Some(_) => quiver_host::read_partition(&plugin.manifest, &given_whole).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    (result, whole)
+                }
                 None => {
                     let tables = quiver_host::read_inputs(&plugin.manifest, &inputs)?;
                     note_ignored(&tables);
-                    host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?
+                    (host.run_output_observed(method, &params, &tables, ctx, Some(&progress))?, tables)
                 }
             };
             if let Some(notice) = result.summary.get("notice").and_then(Value::as_str) {
@@ -445,7 +452,10 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             }
             // the picture comes after the result: a bad path loses nothing already computed
             if let Some(path) = plot {
-                match quiver_plot::plot(method, &result.summary, path) {
+                let array = |name: &str| result.matrix(name).map(|(_, cols, v)| (v.to_vec(), cols.max(1)));
+                let input = |role: &str, column: &str| input_column(&read_tables, role, column);
+                let source = quiver_figure::Source { summary: &result.summary, array: &array, input: &input };
+                match quiver_plot::plot(method, &source, path) {
                     Ok(drawn) => eprintln!("picture: {} ({})", path.display(), drawn.panels.join("; ")),
                     Err(e) => {
                         eprintln!("error: --plot: {e}");
@@ -456,6 +466,17 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor(host)),
+    }
+}
+
+/// A numeric column of the table `role` the run read (flags as 0 and 1), for a picture.
+fn input_column(tables: &[quiver_host::Table], role: &str, column: &str) -> Option<Vec<f64>> {
+    let t = tables.iter().find(|t| t.role == role)?;
+    match &t.columns.iter().find(|(name, _)| name == column)?.1 {
+        quiver_host::Values::F64(v) => Some(v.clone()),
+        quiver_host::Values::I64(v) => Some(v.iter().map(|&x| x as f64).collect()),
+        quiver_host::Values::Bool(v) => Some(v.iter().map(|&b| f64::from(u8::from(b))).collect()),
+        quiver_host::Values::Bytes { .. } => None,
     }
 }
 

@@ -1,29 +1,23 @@
-//! Pictures of results, drawn from a method's JSON result (never by running anything again) with
-//! `plotters` into SVG: what `quiver run METHOD ... --plot FILE.svg` writes.
-//!
-//! * `rl-aggregate`: each aggregate metric's estimate and interval per algorithm (the interval
-//!   plot of Agarwal et al. 2021), the probability of improvement of each pair, and the
-//!   performance profiles with their bands;
-//! * `ope-assessment`: SharpeRatio@k against k for each estimator (Kiyohara et al. 2024).
-//!
-//! Other methods have no picture yet: [`PlotError::NoPicture`] says so.
+//! Pictures of results: a [`quiver_figure::Figure`] — what a method's picture shows, built from
+//! its result — drawn with `plotters` into SVG, one panel of 800 × 500 above the other: what
+//! `quiver run METHOD ... --plot FILE.svg` writes. Forest plots (a row per label, a dot at the
+//! estimate and a bar over the interval) and series on numeric axes (lines, dots, steps, shaded
+//! bands, error bars), with labelled reference lines and a legend where a panel has more than
+//! one named series.
 
 use plotters::prelude::*;
-use serde_json::Value;
+use quiver_figure::{Axis, Figure, IntervalRow, Kind, Panel, Reference, Series, Style};
 use std::path::Path;
 
 /// Why no picture was drawn.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    /// The method has no picture (yet).
-    #[error("method '{0}' has no picture yet (pictures: rl-aggregate, ope-assessment)")]
-    NoPicture(String),
+    /// The method has no picture, or the result or inputs lack what it shows.
+    #[error(transparent)]
+    Figure(#[from] quiver_figure::FigureError),
     /// The file name's extension is not one this crate writes.
-    #[error("{0}: write an .svg file (the only format drawn here)")]
+    #[error("{0}: write an .svg file (the format drawn here)")]
     Format(String),
-    /// The result lacks what the picture shows.
-    #[error("the result has no '{0}' to draw")]
-    Missing(&'static str),
     /// Drawing or writing failed (a missing folder, a read-only file).
     #[error("could not write the picture {path}: {reason}")]
     Write {
@@ -44,8 +38,8 @@ pub struct Drawn {
     pub series: Vec<usize>,
 }
 
-/// Width and height of a picture, in pixels: readable at 800 × 500 per panel.
-const PANEL: (u32, u32) = (800, 500);
+/// Width and height of a panel, in pixels: readable at 800 × 500.
+pub const PANEL: (u32, u32) = (800, 500);
 
 /// A categorical palette (colour-blind friendly: Okabe & Ito).
 const COLOURS: [RGBColor; 8] = [
@@ -59,35 +53,62 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
 ];
 
+/// Reference lines: a mid grey.
+const REFERENCE: RGBColor = RGBColor(110, 110, 110);
+
 fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
-/// Draw the picture of `method`'s `result` into `path` (an `.svg` file).
-pub fn plot(method: &str, result: &Value, path: &Path) -> Result<Drawn, PlotError> {
+/// Draw the picture of `method`'s result (`source`) into `path` (an `.svg` file).
+pub fn plot(method: &str, source: &quiver_figure::Source<'_>, path: &Path) -> Result<Drawn, PlotError> {
+    check_path(path)?;
+    let figure = quiver_figure::figure(method, source)?;
+    draw(&figure, path)
+}
+
+/// The path's format and folder, checked before anything is drawn.
+fn check_path(path: &Path) -> Result<(), PlotError> {
     let svg = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     if !svg {
         return Err(PlotError::Format(path.display().to_string()));
     }
-    let write_err = |e: String| PlotError::Write { path: path.display().to_string(), reason: e };
     // a missing folder would make plotters panic at the first write: checked first
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            return Err(write_err(format!("no folder {}", dir.display())));
+            return Err(PlotError::Write {
+                path: path.display().to_string(),
+                reason: format!("no folder {}", dir.display()),
+            });
         }
     }
-    let drawn = match method {
-        "rl-aggregate" => rl_aggregate(result, path),
-        "ope-assessment" => ope_assessment(result, path),
-        other => return Err(PlotError::NoPicture(other.to_string())),
-    }?;
-    // plotters reports a failed write only when the backend is dropped: read it back
-    std::fs::metadata(path).map_err(|e| write_err(e.to_string()))?;
-    Ok(drawn)
+    Ok(())
 }
 
-fn number(v: &Value) -> Option<f64> {
-    v.as_f64()
+/// Draw `figure` into `path` (an `.svg` file), its panels one above the other.
+pub fn draw(figure: &Figure, path: &Path) -> Result<Drawn, PlotError> {
+    check_path(path)?;
+    let n = figure.panels.len().max(1);
+    let root = SVGBackend::new(path, (PANEL.0, PANEL.1 * n as u32)).into_drawing_area();
+    let err = drawing(path);
+    root.fill(&WHITE).map_err(&err)?;
+    let areas = root.split_evenly((n, 1));
+    let mut drawn = Drawn { panels: Vec::new(), series: Vec::new() };
+    for (panel, area) in figure.panels.iter().zip(&areas) {
+        let series = match &panel.kind {
+            Kind::Intervals { rows, reference } => intervals(area, panel, rows, reference.as_ref()).map_err(&err)?,
+            Kind::Xy { series, references, x_integer } => {
+                xy(area, panel, series, references, *x_integer).map_err(&err)?
+            }
+        };
+        drawn.panels.push(panel.title.clone());
+        drawn.series.push(series);
+    }
+    root.present().map_err(&err)?;
+    // plotters reports a failed write only when the backend is dropped: read it back
+    std::fs::metadata(path)
+        .map_err(|e| PlotError::Write { path: path.display().to_string(), reason: e.to_string() })?;
+    Ok(drawn)
 }
 
 /// Map a plotters error to [`PlotError::Write`].
@@ -95,244 +116,232 @@ fn drawing<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
     move |e| PlotError::Write { path: path.display().to_string(), reason: format!("{e:?}") }
 }
 
-/// `rl-aggregate`: one panel per metric (estimate and interval per algorithm), then P(X > Y), then
-/// the run-score profile.
-fn rl_aggregate(r: &Value, path: &Path) -> Result<Drawn, PlotError> {
-    let metrics = r["metrics"].as_object().ok_or(PlotError::Missing("metrics"))?;
-    let algorithms: Vec<String> = r["algorithms"]
-        .as_array()
-        .ok_or(PlotError::Missing("algorithms"))?
-        .iter()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
-    let improvement = r["improvement"].as_array().filter(|p| !p.is_empty());
-    let profile = r.get("profile").filter(|p| p.is_object());
-    let panels = metrics.len() + usize::from(improvement.is_some()) + usize::from(profile.is_some());
-    let root = SVGBackend::new(path, (PANEL.0, PANEL.1 * panels as u32)).into_drawing_area();
-    let err = drawing(path);
-    root.fill(&WHITE).map_err(&err)?;
-    let areas = root.split_evenly((panels, 1));
-    let mut drawn = Drawn { panels: Vec::new(), series: Vec::new() };
-    let level = 100.0 * (1.0 - r["alpha"].as_f64().unwrap_or(0.05));
-    for ((name, per_alg), area) in metrics.iter().zip(&areas) {
-        let rows: Vec<(String, f64, f64, f64)> = algorithms
-            .iter()
-            .filter_map(|a| {
-                let v = &per_alg[a];
-                Some((a.clone(), number(&v["estimate"])?, number(&v["lower"])?, number(&v["upper"])?))
-            })
-            .collect();
-        let title = format!("{} with {level:.0}% stratified bootstrap intervals", metric_title(name));
-        intervals(area, &title, "normalised score", &rows).map_err(&err)?;
-        drawn.panels.push(title);
-        drawn.series.push(1);
-    }
-    let mut next = metrics.len();
-    if let Some(pairs) = improvement {
-        let rows: Vec<(String, f64, f64, f64)> = pairs
-            .iter()
-            .filter_map(|p| {
-                let label = format!("P({} > {})", p["x"].as_str()?, p["y"].as_str()?);
-                Some((label, number(&p["estimate"])?, number(&p["lower"])?, number(&p["upper"])?))
-            })
-            .collect();
-        let title = format!("Probability of improvement with {level:.0}% intervals");
-        intervals(&areas[next], &title, "probability (0.5: no difference)", &rows).map_err(&err)?;
-        drawn.panels.push(title);
-        drawn.series.push(1);
-        next += 1;
-    }
-    if let Some(p) = profile {
-        let tau: Vec<f64> =
-            p["tau"].as_array().ok_or(PlotError::Missing("profile.tau"))?.iter().filter_map(number).collect();
-        let curves: Vec<Band> = algorithms
-            .iter()
-            .filter_map(|a| {
-                let c = &p["run_score"][a];
-                let list = |k: &str| -> Option<Vec<f64>> { Some(c[k].as_array()?.iter().filter_map(number).collect()) };
-                Some(Band { name: a.clone(), value: list("fraction")?, lower: list("lower")?, upper: list("upper")? })
-            })
-            .collect();
-        let title = "Performance profiles: fraction of runs with score > tau".to_string();
-        profiles(&areas[next], &title, &tau, &curves).map_err(&err)?;
-        drawn.panels.push(title);
-        drawn.series.push(curves.len());
-    }
-    root.present().map_err(&err)?;
-    Ok(drawn)
-}
-
-fn metric_title(name: &str) -> String {
-    match name {
-        "iqm" => "Interquartile mean (IQM)".into(),
-        "median" => "Median of task means".into(),
-        "mean" => "Mean".into(),
-        "optimality_gap" => "Optimality gap (lower is better)".into(),
-        other => other.into(),
-    }
-}
-
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type DrawResult<T> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
 
-/// The legend of a chart of several series: readable type on a pale box.
+/// The legend of a chart of several series: readable type on a pale box, in the corner `at`.
 fn legend<'a, 'b: 'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-) -> Result<(), DrawingAreaErrorKind<std::io::Error>>
+    at: SeriesLabelPosition,
+) -> DrawResult<()>
 where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
+    X: Ranged,
+    Y: Ranged,
 {
     chart
         .configure_series_labels()
+        .position(at)
         .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
 }
 
-/// A curve with a band around it.
-struct Band {
-    name: String,
-    value: Vec<f64>,
-    lower: Vec<f64>,
-    upper: Vec<f64>,
+/// The finite range of `values`, padded by 6 % (a single value gets a unit either side).
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.06).max(1e-9 * hi.abs().max(lo.abs())).max(f64::MIN_POSITIVE);
+    if hi > lo {
+        (lo - pad, hi + pad)
+    } else {
+        (lo - lo.abs().max(1.0) * 0.5, hi + hi.abs().max(1.0) * 0.5)
+    }
 }
 
-/// Horizontal intervals with a dot at each estimate, one row per label.
-fn intervals(
-    area: &Area<'_>,
-    title: &str,
-    x_label: &str,
-    rows: &[(String, f64, f64, f64)],
-) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
-    let lo = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
-    let hi = rows.iter().map(|r| r.3).fold(f64::NEG_INFINITY, f64::max);
-    let pad = ((hi - lo) * 0.08).max(1e-12 * hi.abs().max(1.0));
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() { (lo - pad, hi + pad) } else { (0.0, 1.0) };
-    let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+/// The corner of the plotting area with the fewest of the series' points: where the legend
+/// hides the least.
+fn emptiest_corner(series: &[Series], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
+    let mut count = [0usize; 4];
+    let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    for s in series {
+        for (x, y) in s.x.iter().zip(&s.y) {
+            count[usize::from(*x >= xm) + 2 * usize::from(*y < ym)] += 1;
+        }
+    }
+    let corners = [
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerLeft,
+        SeriesLabelPosition::LowerRight,
+    ];
+    // ties go to the upper right, where readers look for a legend
+    let best = [1, 0, 3, 2].into_iter().min_by_key(|&i| count[i]).unwrap_or(1);
+    corners[best].clone()
+}
+
+/// A forest plot: one row per label, the interval as a thick bar and the estimate as a dot.
+fn intervals(area: &Area<'_>, panel: &Panel, rows: &[IntervalRow], reference: Option<&Reference>) -> DrawResult<usize> {
+    let ends = rows.iter().flat_map(|r| [Some(r.estimate), r.interval.map(|i| i.0), r.interval.map(|i| i.1)]).flatten();
+    let (lo, hi) = range(ends.chain(reference.map(|r| r.value)));
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32;
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
+        .caption(&panel.title, ("sans-serif", 19))
         .margin(16)
         .x_label_area_size(44)
-        .y_label_area_size(170)
+        .y_label_area_size((widest * 8 + 16).clamp(60, 260))
         .build_cartesian_2d(lo..hi, (0..rows.len().saturating_sub(1)).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
-        .x_desc(x_label)
+        .x_desc(&panel.x_label)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
         .draw()?;
-    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        PathElement::new(
-            vec![(r.2, SegmentValue::CenterOf(i)), (r.3, SegmentValue::CenterOf(i))],
+    if let Some(r) = reference {
+        let top = SegmentValue::Exact(rows.len());
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(r.value, SegmentValue::Exact(0)), (r.value, top)],
+                REFERENCE,
+            )))?
+            .label(r.label.clone())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], REFERENCE));
+    }
+    chart.draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+        let (a, b) = r.interval.filter(|(a, b)| a.is_finite() && b.is_finite())?;
+        Some(PathElement::new(
+            vec![(a, SegmentValue::CenterOf(i)), (b, SegmentValue::CenterOf(i))],
             colour(i).stroke_width(4),
-        )
+        ))
     }))?;
     chart.draw_series(
-        rows.iter().enumerate().map(|(i, r)| Circle::new((r.1, SegmentValue::CenterOf(i)), 6, colour(i).filled())),
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| Circle::new((r.estimate, SegmentValue::CenterOf(i)), 6, colour(i).filled())),
     )?;
-    Ok(())
+    if reference.is_some_and(|r| !r.label.is_empty()) {
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    }
+    Ok(1)
 }
 
-/// Curves with shaded bands, one per series, and a legend when there is more than one.
-fn profiles(
+/// Series on numeric axes, with their bands and bars, and reference lines.
+fn xy(
     area: &Area<'_>,
-    title: &str,
-    tau: &[f64],
-    curves: &[Band],
-) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
-    let (lo, hi) = (tau.first().copied().unwrap_or(0.0), tau.last().copied().unwrap_or(1.0));
-    let hi = if hi > lo { hi } else { lo + 1.0 };
+    panel: &Panel,
+    series: &[Series],
+    references: &[Reference],
+    x_integer: bool,
+) -> DrawResult<usize> {
+    let xs = series.iter().flat_map(|s| s.x.iter().copied());
+    let x_refs = references.iter().filter(|r| r.axis == Axis::X).map(|r| r.value);
+    let (x0, x1) = range(xs.chain(x_refs));
+    let ys = series.iter().flat_map(|s| {
+        let band = s.band.iter().flat_map(|(l, u)| l.iter().chain(u));
+        let bars = s.bars.iter().flat_map(|(l, u)| l.iter().chain(u));
+        s.y.iter().chain(band).chain(bars).copied()
+    });
+    let y_refs = references.iter().filter(|r| r.axis == Axis::Y).map(|r| r.value);
+    let (y0, y1) = range(ys.chain(y_refs));
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
+        .caption(&panel.title, ("sans-serif", 19))
         .margin(16)
         .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(lo..hi, 0.0..1.0)?;
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
     chart
         .configure_mesh()
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
-        .x_desc("normalised score tau")
-        .y_desc("fraction of runs above tau")
-        .draw()?;
-    for (i, c) in curves.iter().enumerate() {
-        let upper = tau.iter().zip(&c.upper).map(|(t, v)| (*t, *v));
-        let band: Vec<(f64, f64)> = upper.chain(tau.iter().zip(&c.lower).rev().map(|(t, v)| (*t, *v))).collect();
-        chart.draw_series(std::iter::once(Polygon::new(band, colour(i).mix(0.2).filled())))?;
-        let points = tau.iter().zip(&c.value).map(|(t, v)| (*t, *v));
-        let line = chart.draw_series(LineSeries::new(points, colour(i).stroke_width(2)))?;
-        if curves.len() > 1 {
-            line.label(c.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour(i)));
-        }
-    }
-    if curves.len() > 1 {
-        legend(&mut chart)?;
-    }
-    Ok(())
-}
-
-/// `ope-assessment`: SharpeRatio@k against k, one curve per estimator.
-fn ope_assessment(r: &Value, path: &Path) -> Result<Drawn, PlotError> {
-    let est = r["estimators"].as_object().ok_or(PlotError::Missing("estimators"))?;
-    let curves: Vec<(String, Vec<(f64, f64)>)> = est
-        .iter()
-        .map(|(name, v)| {
-            let pts = v["top_k"]["sharpe_ratio"]
-                .as_array()
-                .map(|a| a.iter().enumerate().filter_map(|(k, s)| Some(((k + 1) as f64, s.as_f64()?))).collect())
-                .unwrap_or_default();
-            (name.clone(), pts)
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
+        // whole-number axes label whole numbers only (a tick at 1.5 would read "2")
+        .x_label_formatter(&|x| match x_integer {
+            true if (x - x.round()).abs() > 1e-9 => String::new(),
+            true => format!("{x:.0}"),
+            false => quiver_figure::short(*x),
         })
-        .collect();
-    let kmax = r["candidates"].as_f64().unwrap_or(1.0).max(2.0);
-    let ys = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1));
-    let (lo, hi) = ys.fold((0.0f64, f64::NEG_INFINITY), |(l, h), y| (l.min(y), h.max(y)));
-    let hi = if hi > lo { hi * 1.08 } else { lo + 1.0 };
-    let root = SVGBackend::new(path, PANEL).into_drawing_area();
-    let err = drawing(path);
-    root.fill(&WHITE).map_err(&err)?;
-    let title = "SharpeRatio@k: (best@k - J(behaviour)) / std@k of each estimator's top k";
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(1.0..kmax, lo..hi)
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .label_style(("sans-serif", 14))
-        .axis_desc_style(("sans-serif", 15))
-        .x_desc("k: policies deployed for A/B tests")
-        .x_label_formatter(&|k| format!("{k:.0}"))
-        .y_desc("SharpeRatio@k (higher: better return for the risk)")
-        .draw()
-        .map_err(&err)?;
-    for (i, (name, pts)) in curves.iter().enumerate() {
-        let line = chart
-            .draw_series(LineSeries::new(pts.iter().copied(), colour(i).stroke_width(2)).point_size(4))
-            .map_err(&err)?;
-        if curves.len() > 1 {
-            line.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour(i)));
+        .y_label_formatter(&|y| quiver_figure::short(*y))
+        .draw()?;
+    let named = series.iter().filter(|s| !s.name.is_empty()).count()
+        + references.iter().filter(|r| !r.label.is_empty()).count();
+    for r in references {
+        let line = match r.axis {
+            Axis::X => vec![(r.value, y0), (r.value, y1)],
+            Axis::Y => vec![(x0, r.value), (x1, r.value)],
+        };
+        let drawn = chart.draw_series(std::iter::once(PathElement::new(line, REFERENCE.stroke_width(1))))?;
+        if !r.label.is_empty() && named > 1 {
+            drawn.label(r.label.clone()).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], REFERENCE));
         }
     }
-    if curves.len() > 1 {
-        legend(&mut chart).map_err(&err)?;
+    for (i, s) in series.iter().enumerate() {
+        let c = colour(i);
+        let pts: Vec<(f64, f64)> =
+            s.x.iter().zip(&s.y).map(|(x, y)| (*x, *y)).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+        if let Some((l, u)) = &s.band {
+            let upper = s.x.iter().zip(u).map(|(x, v)| (*x, *v));
+            let band: Vec<(f64, f64)> = upper
+                .chain(s.x.iter().zip(l).rev().map(|(x, v)| (*x, *v)))
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled())))?;
+        }
+        if let Some((l, u)) = &s.bars {
+            chart.draw_series(
+                s.x.iter()
+                    .zip(l.iter().zip(u))
+                    .filter(|(x, (a, b))| x.is_finite() && a.is_finite() && b.is_finite())
+                    .map(|(x, (a, b))| PathElement::new(vec![(*x, *a), (*x, *b)], c.mix(0.6).stroke_width(2))),
+            )?;
+        }
+        let drawn = match s.style {
+            Style::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?,
+            Style::Guide => chart.draw_series(LineSeries::new(pts, REFERENCE.stroke_width(1)))?,
+            Style::LinePoints => chart.draw_series(LineSeries::new(pts, c.stroke_width(2)).point_size(4))?,
+            Style::Points => {
+                // a few marked points (λ̂, the selected) stand out; many are dots
+                let r = if pts.len() <= 5 { 6 } else { 3 };
+                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, r, c.filled())))?
+            }
+            Style::Step => {
+                let mut steps = Vec::with_capacity(2 * pts.len());
+                for (k, p) in pts.iter().enumerate() {
+                    if k > 0 {
+                        steps.push((p.0, pts[k - 1].1));
+                    }
+                    steps.push(*p);
+                }
+                chart.draw_series(LineSeries::new(steps, c.stroke_width(2)))?
+            }
+        };
+        if !s.name.is_empty() && named > 1 {
+            let c = if s.style == Style::Guide { REFERENCE } else { c };
+            drawn.label(s.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        }
     }
-    root.present().map_err(&err)?;
-    Ok(Drawn { panels: vec![title.to_string()], series: vec![curves.len()] })
+    if named > 1 {
+        legend(&mut chart, emptiest_corner(series, (x0, x1), (y0, y1)))?;
+    }
+    Ok(series.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use quiver_figure::Source;
+    use serde_json::{json, Value};
+
+    fn no_array(_: &str) -> Option<(Vec<f64>, usize)> {
+        None
+    }
+
+    fn no_input(_: &str, _: &str) -> Option<Vec<f64>> {
+        None
+    }
+
+    fn source(v: &Value) -> Source<'_> {
+        Source { summary: v, array: &no_array, input: &no_input }
+    }
 
     fn aggregate_result() -> Value {
         let iv = |e: f64| json!({"estimate": e, "lower": e - 0.1, "upper": e + 0.1});
@@ -371,7 +380,7 @@ mod tests {
     fn the_aggregate_picture_has_a_mark_per_estimate_and_a_band_per_profile() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agg.svg");
-        let drawn = plot("rl-aggregate", &aggregate_result(), &path).unwrap();
+        let drawn = plot("rl-aggregate", &source(&aggregate_result()), &path).unwrap();
         assert_eq!(drawn.panels.len(), 4);
         assert_eq!(drawn.series, vec![1, 1, 1, 3]);
         let svg = std::fs::read_to_string(&path).unwrap();
@@ -398,7 +407,7 @@ mod tests {
                 "dr": {"top_k": {"sharpe_ratio": [null, 3.0, 2.5, 2.0]}},
             },
         });
-        let drawn = plot("ope-assessment", &r, &path).unwrap();
+        let drawn = plot("ope-assessment", &source(&r), &path).unwrap();
         assert_eq!(drawn.series, vec![2]);
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(well_formed(&svg));
@@ -414,10 +423,13 @@ mod tests {
     fn bad_requests_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let r = aggregate_result();
+        let r = source(&r);
         assert!(matches!(plot("rl-aggregate", &r, &dir.path().join("a.png")), Err(PlotError::Format(_))));
         let e = plot("rl-aggregate", &r, &dir.path().join("missing/a.svg")).unwrap_err();
         assert!(e.to_string().contains("no folder"), "{e}");
-        assert!(matches!(plot("ope", &r, &dir.path().join("a.svg")), Err(PlotError::NoPicture(_))));
-        assert!(matches!(plot("ope-assessment", &json!({}), &dir.path().join("a.svg")), Err(PlotError::Missing(_))));
+        let e = plot("nothing", &r, &dir.path().join("a.svg")).unwrap_err().to_string();
+        assert!(e.contains("has no picture"), "{e}");
+        let e = plot("ope-assessment", &source(&json!({})), &dir.path().join("a.svg")).unwrap_err().to_string();
+        assert!(e.contains("the result has no 'estimators'"), "{e}");
     }
 }

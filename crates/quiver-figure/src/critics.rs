@@ -1,0 +1,49 @@
+//! The critics' picture: the estimated value V(s) of each state — beside the unpenalised V for
+//! the conservative critics (CQL, CFCQL: how much pessimism the penalty bought), with the
+//! 10–90 % band of the return distribution for the quantile critic.
+
+use crate::{numbers, FigureError, Kind, Panel, Series, Source, Style};
+
+/// The states and values of a `{s, v}` table of the result (states as numbers).
+fn table(src: &Source<'_>, key: &str) -> Option<(Vec<f64>, Vec<f64>)> {
+    let t = &src.summary[key];
+    let (s, v) = (numbers(&t["s"])?, numbers(&t["v"])?);
+    (s.len() == v.len() && !s.is_empty()).then_some((s, v))
+}
+
+/// V per state, and the unpenalised V or the quantile band where the critic has them.
+pub fn critic(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureError> {
+    let (s, v) = table(src, "v").ok_or(FigureError::Missing("v (values per state)".into()))?;
+    let mut main = Series::new("V(s)", Style::LinePoints, s.clone(), v);
+    let mut series = Vec::new();
+    let mut title = format!("{method}: the estimated value of each state");
+    if let (Some(levels), Some(q)) = (numbers(&src.summary["levels"]), src.summary["state_quantiles"]["q"].as_array()) {
+        let nearest = |t: f64| {
+            levels.iter().enumerate().min_by(|a, b| (a.1 - t).abs().total_cmp(&(b.1 - t).abs())).map(|(i, _)| i)
+        };
+        if let (Some(lo), Some(hi)) = (nearest(0.1), nearest(0.9)) {
+            let rows: Option<Vec<Vec<f64>>> = q.iter().map(numbers).collect();
+            if let Some(rows) = rows.filter(|r| r.len() == s.len()) {
+                main.band = Some((rows.iter().map(|r| r[lo]).collect(), rows.iter().map(|r| r[hi]).collect()));
+                title = format!(
+                    "{method}: the value of each state with the return distribution's {:.0}-{:.0}% quantiles",
+                    100.0 * levels[lo],
+                    100.0 * levels[hi]
+                );
+            }
+        }
+    }
+    series.push(main);
+    if let Some((su, vu)) = table(src, "v_unpenalized") {
+        series[0].name = "V(s), penalised".into();
+        series.push(Series::new("V(s) without the penalty", Style::LinePoints, su, vu));
+        title = format!("{method}: the conservative value of each state beside the unpenalised one");
+    }
+    Ok(vec![Panel {
+        key: "values".into(),
+        title,
+        x_label: "state s".into(),
+        y_label: "value V(s) (discounted return)".into(),
+        kind: Kind::Xy { series, references: Vec::new(), x_integer: true },
+    }])
+}
