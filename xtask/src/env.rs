@@ -47,6 +47,21 @@ pub fn check_toolchain() -> Result<(), String> {
     Ok(())
 }
 
+/// A TrueType font for the text of PNG pictures (`quiver run ... --plot x.png`, whose test renders
+/// one): Debian's `fonts-dejavu-core` when the system has no font at all.
+pub fn check_fonts() -> Result<(), String> {
+    fn has_font(dir: &Path) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let p = e.path();
+            p.is_dir() && has_font(&p) || p.extension().is_some_and(|x| x == "ttf" || x == "otf")
+        })
+    }
+    if has_font(Path::new("/usr/share/fonts")) {
+        return Ok(());
+    }
+    apt_install(&["fonts-dejavu-core"], "no TrueType font found; PNG pictures need one for their text")
+}
+
 /// The C++ compiler the kernel emulator builds CUDA kernels with (`quiver-cuda-emulator`; `$CXX`,
 /// else `c++`): installed (`g++`) when missing, as the tests that run each kernel on the CPU
 /// against its CPU twin need it.

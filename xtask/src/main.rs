@@ -257,6 +257,8 @@ fn test(gpu: Gpu, args: &[String]) -> Result {
         println!("xtask: rliable unavailable ({why}); rl-aggregate's comparison with it will be skipped");
     }
     let quiver = build()?;
+    // the PNG pictures' text (a test renders one)
+    env::check_fonts()?;
     // the kernels' CPU runs (quiver-cuda-emulator) then fail rather than skip
     let cxx = env::check_cxx();
     if let Err(why) = &cxx {

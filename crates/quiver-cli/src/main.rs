@@ -71,9 +71,9 @@ enum Command {
         /// Also write the JSON result to this file.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Also draw the result's picture into this SVG file (rl-aggregate, ope-assessment), after
-        /// the result is printed.
-        #[arg(long, value_name = "FILE.svg")]
+        /// Also draw the result's picture into this SVG or PNG file, after the result is printed
+        /// (every method has one: docs/<family>.md shows them).
+        #[arg(long, value_name = "FILE.svg|FILE.png")]
         plot: Option<PathBuf>,
         /// Most memory the method may plan to use (bytes, or 512M, 8G, ...; default: 80% of the
         /// machine's memory, or $QUIVER_MAX_MEMORY). Larger requests are refused before they start.

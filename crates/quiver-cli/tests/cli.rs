@@ -552,9 +552,9 @@ fn npy_matrices_with_named_columns() {
     assert!(text(&o).1.contains("name the columns of a .npy matrix"), "{}", text(&o).1);
 }
 
-/// `--plot FILE.svg` draws the picture after printing the result; a path it cannot write, or a
-/// format it does not draw, is an error (exit 2) after the result, never instead of it; a method
-/// without a picture says so.
+/// `--plot FILE.svg` (or `.png`) draws the picture after printing the result; a path it cannot
+/// write (a missing folder, a folder in the file's place) or a format it does not draw is an
+/// error (exit 2) after the result, never instead of it.
 #[test]
 fn plots_follow_the_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -571,24 +571,35 @@ fn plots_follow_the_result() {
     let body = std::fs::read_to_string(&svg).unwrap();
     assert!(body.trim_start().starts_with("<svg") && body.trim_end().ends_with("</svg>"));
     assert!(body.contains("SharpeRatio@k"));
-    for (bad, why) in
-        [(dir.path().join("missing/x.svg"), "no folder"), (dir.path().join("x.png"), "write an .svg file")]
-    {
+    let taken = dir.path().join("taken.svg");
+    std::fs::create_dir(&taken).unwrap();
+    for (bad, why) in [
+        (dir.path().join("missing/x.svg"), "no folder"),
+        (dir.path().join("x.jpg"), "write an .svg or a .png file"),
+        (taken, "could not write the picture"),
+    ] {
         let o = run(&bad.display().to_string());
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(out.contains("estimators.dr"), "the result is printed first: {out}");
         assert!(err.contains(why), "{err}");
     }
-    let bandit = testing::workspace_root().join("examples/sure-normal/baseball.csv");
+    // a PNG, at 800 x 500 a panel: the shrinkage picture (one panel without a curve)
+    let baseball = testing::workspace_root().join("examples/sure-normal/baseball.csv");
+    let png = dir.path().join("shrinkage.png");
     let o = quiver(&[
         "run",
         "sure-normal",
         "--input",
-        &format!("data={}", bandit.display()),
+        &format!("data={}", baseball.display()),
         "--plot",
-        &svg.display().to_string(),
+        &png.display().to_string(),
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("method 'sure-normal' has no picture yet"), "{:?}", text(&o));
+    assert!(o.status.success(), "{:?}", text(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert_eq!(
+        (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap())),
+        (800, 500)
+    );
 }

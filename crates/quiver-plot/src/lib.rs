@@ -1,6 +1,7 @@
 //! Pictures of results: a [`quiver_figure::Figure`] — what a method's picture shows, built from
-//! its result — drawn with `plotters` into SVG, one panel of 800 × 500 above the other: what
-//! `quiver run METHOD ... --plot FILE.svg` writes. Forest plots (a row per label, a dot at the
+//! its result — drawn with `plotters` into SVG, one panel of 800 × 500 above the other, and
+//! rendered to PNG by `resvg` (its text in a system font: DejaVu Sans, Liberation Sans, ...):
+//! what `quiver run METHOD ... --plot FILE.svg` (or `.png`) writes. Forest plots (a row per label, a dot at the
 //! estimate and a bar over the interval) and series on numeric axes (lines, dots, steps, shaded
 //! bands, error bars), with labelled reference lines and a legend where a panel has more than
 //! one named series.
@@ -16,8 +17,11 @@ pub enum PlotError {
     #[error(transparent)]
     Figure(#[from] quiver_figure::FigureError),
     /// The file name's extension is not one this crate writes.
-    #[error("{0}: write an .svg file (the format drawn here)")]
+    #[error("{0}: write an .svg or a .png file")]
     Format(String),
+    /// A PNG's text needs a font, and the system has none.
+    #[error("{0}: a PNG's text needs a TrueType font and none was found (apt install fonts-dejavu-core, or set QUIVER_FONT to a .ttf file; an .svg needs none)")]
+    NoFont(String),
     /// Drawing or writing failed (a missing folder, a read-only file).
     #[error("could not write the picture {path}: {reason}")]
     Write {
@@ -60,20 +64,29 @@ fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
-/// Draw the picture of `method`'s result (`source`) into `path` (an `.svg` file).
+/// Draw the picture of `method`'s result (`source`) into `path` (an `.svg` or `.png` file).
 pub fn plot(method: &str, source: &quiver_figure::Source<'_>, path: &Path) -> Result<Drawn, PlotError> {
     check_path(path)?;
     let figure = quiver_figure::figure(method, source)?;
     draw(&figure, path)
 }
 
+/// The formats written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
 /// The path's format and folder, checked before anything is drawn.
-fn check_path(path: &Path) -> Result<(), PlotError> {
-    let svg = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-    if !svg {
-        return Err(PlotError::Format(path.display().to_string()));
-    }
-    // a missing folder would make plotters panic at the first write: checked first
+fn check_path(path: &Path) -> Result<Format, PlotError> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let format = match ext.as_deref() {
+        Some("svg") => Format::Svg,
+        Some("png") => Format::Png,
+        _ => return Err(PlotError::Format(path.display().to_string())),
+    };
+    // a missing folder is said before anything is drawn
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             return Err(PlotError::Write {
@@ -82,38 +95,87 @@ fn check_path(path: &Path) -> Result<(), PlotError> {
             });
         }
     }
-    Ok(())
+    Ok(format)
 }
 
-/// Draw `figure` into `path` (an `.svg` file), its panels one above the other.
+/// Draw `figure` into `path` (`.svg`, or `.png` of the same size), its panels one above the
+/// other.
 pub fn draw(figure: &Figure, path: &Path) -> Result<Drawn, PlotError> {
-    check_path(path)?;
-    let n = figure.panels.len().max(1);
-    let root = SVGBackend::new(path, (PANEL.0, PANEL.1 * n as u32)).into_drawing_area();
-    let err = drawing(path);
-    root.fill(&WHITE).map_err(&err)?;
-    let areas = root.split_evenly((n, 1));
-    let mut drawn = Drawn { panels: Vec::new(), series: Vec::new() };
-    for (panel, area) in figure.panels.iter().zip(&areas) {
-        let series = match &panel.kind {
-            Kind::Intervals { rows, reference } => intervals(area, panel, rows, reference.as_ref()).map_err(&err)?,
-            Kind::Xy { series, references, x_integer } => {
-                xy(area, panel, series, references, *x_integer).map_err(&err)?
-            }
-        };
-        drawn.panels.push(panel.title.clone());
-        drawn.series.push(series);
+    let format = check_path(path)?;
+    let write = |reason: String| PlotError::Write { path: path.display().to_string(), reason };
+    let (svg, drawn) = svg_of(figure).map_err(write)?;
+    match format {
+        Format::Svg => std::fs::write(path, svg).map_err(|e| write(e.to_string()))?,
+        Format::Png => {
+            let png = png_of(&svg).map_err(|e| match e {
+                PngError::NoFont => PlotError::NoFont(path.display().to_string()),
+                PngError::Other(reason) => write(reason),
+            })?;
+            std::fs::write(path, png).map_err(|e| write(e.to_string()))?;
+        }
     }
-    root.present().map_err(&err)?;
-    // plotters reports a failed write only when the backend is dropped: read it back
-    std::fs::metadata(path)
-        .map_err(|e| PlotError::Write { path: path.display().to_string(), reason: e.to_string() })?;
     Ok(drawn)
 }
 
-/// Map a plotters error to [`PlotError::Write`].
-fn drawing<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
-    move |e| PlotError::Write { path: path.display().to_string(), reason: format!("{e:?}") }
+/// The SVG document of `figure`, and what it drew.
+pub fn svg_of(figure: &Figure) -> Result<(String, Drawn), String> {
+    let n = figure.panels.len().max(1);
+    let mut svg = String::new();
+    let mut drawn = Drawn { panels: Vec::new(), series: Vec::new() };
+    {
+        let root = SVGBackend::with_string(&mut svg, (PANEL.0, PANEL.1 * n as u32)).into_drawing_area();
+        let err = |e: DrawingAreaErrorKind<std::io::Error>| format!("{e:?}");
+        root.fill(&WHITE).map_err(err)?;
+        let areas = root.split_evenly((n, 1));
+        for (panel, area) in figure.panels.iter().zip(&areas) {
+            let series = match &panel.kind {
+                Kind::Intervals { rows, reference } => intervals(area, panel, rows, reference.as_ref()).map_err(err)?,
+                Kind::Xy { series, references, x_integer } => {
+                    xy(area, panel, series, references, *x_integer).map_err(err)?
+                }
+            };
+            drawn.panels.push(panel.title.clone());
+            drawn.series.push(series);
+        }
+        root.present().map_err(err)?;
+    }
+    Ok((svg, drawn))
+}
+
+/// Why a PNG was not rendered.
+enum PngError {
+    NoFont,
+    Other(String),
+}
+
+/// Font families tried for a PNG's text (after `$QUIVER_FONT`): those Debian and others install.
+const FONT_FAMILIES: [&str; 4] = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans"];
+
+/// An SVG document rendered to PNG at its own size (resvg), its text in `$QUIVER_FONT` or a
+/// system sans-serif font.
+fn png_of(svg: &str) -> Result<Vec<u8>, PngError> {
+    let mut options = resvg::usvg::Options::default();
+    let chosen = std::env::var_os("QUIVER_FONT");
+    let db = options.fontdb_mut();
+    if let Some(font) = &chosen {
+        db.load_font_file(font)
+            .map_err(|e| PngError::Other(format!("QUIVER_FONT {}: {e}", Path::new(font).display())))?;
+    }
+    let own: Option<String> = db.faces().next().and_then(|f| f.families.first().map(|(name, _)| name.clone()));
+    db.load_system_fonts();
+    let families: Vec<String> = db.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+    let family = own
+        .or_else(|| FONT_FAMILIES.iter().find(|f| families.iter().any(|n| n == *f)).map(|f| f.to_string()))
+        .or_else(|| families.first().cloned())
+        .ok_or(PngError::NoFont)?;
+    db.set_sans_serif_family(family);
+    let tree = resvg::usvg::Tree::from_str(svg, &options)
+        .map_err(|e| PngError::Other(format!("the SVG does not parse: {e}")))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| PngError::Other(format!("no {} x {} image", size.width(), size.height())))?;
+    resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| PngError::Other(e.to_string()))
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
@@ -368,12 +430,9 @@ mod tests {
         })
     }
 
-    /// An SVG document: one root element, every element closed.
+    /// An SVG document as an SVG renderer reads it (usvg): it parses, at the size drawn.
     fn well_formed(svg: &str) -> bool {
-        let t = svg.trim();
-        let opened = t.matches("<").count() - t.matches("</").count() - t.matches("<?").count();
-        let closed = t.matches("</").count() + t.matches("/>").count();
-        t.starts_with("<svg") && t.ends_with("</svg>") && opened == closed
+        resvg::usvg::Tree::from_str(svg, &resvg::usvg::Options::default()).is_ok_and(|t| t.size().width() == 800.0)
     }
 
     #[test]
@@ -419,12 +478,28 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 6);
     }
 
+    /// A PNG of the same picture: 800 × 500 a panel, with dark pixels (lines, dots, text).
+    #[test]
+    fn a_png_renders_at_the_panels_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agg.PNG");
+        let drawn = plot("rl-aggregate", &source(&aggregate_result()), &path).unwrap();
+        let png = std::fs::read(&path).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let (w, h) =
+            (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+        assert_eq!((w, h), (800, 500 * drawn.panels.len() as u32));
+        let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).unwrap();
+        let dark = pixmap.pixels().iter().filter(|p| p.red() < 100 && p.green() < 100 && p.blue() < 100).count();
+        assert!(dark > 1000, "{dark} dark pixels");
+    }
+
     #[test]
     fn bad_requests_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let r = aggregate_result();
         let r = source(&r);
-        assert!(matches!(plot("rl-aggregate", &r, &dir.path().join("a.png")), Err(PlotError::Format(_))));
+        assert!(matches!(plot("rl-aggregate", &r, &dir.path().join("a.jpg")), Err(PlotError::Format(_))));
         let e = plot("rl-aggregate", &r, &dir.path().join("missing/a.svg")).unwrap_err();
         assert!(e.to_string().contains("no folder"), "{e}");
         let e = plot("nothing", &r, &dir.path().join("a.svg")).unwrap_err().to_string();

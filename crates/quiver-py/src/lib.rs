@@ -545,6 +545,30 @@ fn cuda_libraries() -> (bool, bool) {
     quiver_host::cuda_libraries()
 }
 
+/// The figure of `method`'s result as JSON (`quiver_figure::Figure`): from its JSON `summary`,
+/// its typed `arrays` (name → values and columns) and the input tables' numeric columns
+/// (`inputs`: table → column → values). `result.plot()` draws it with matplotlib.
+#[pyfunction]
+fn figure(
+    method: &str,
+    summary: &str,
+    arrays: std::collections::HashMap<String, (Vec<f64>, usize)>,
+    inputs: std::collections::HashMap<String, std::collections::HashMap<String, Vec<f64>>>,
+) -> PyResult<String> {
+    let summary: Value = serde_json::from_str(summary)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("the result's JSON does not parse: {e}")))?;
+    let array = |name: &str| arrays.get(name).cloned();
+    let input = |table: &str, column: &str| inputs.get(table)?.get(column).cloned();
+    let source = quiver_figure::Source { summary: &summary, array: &array, input: &input };
+    match quiver_figure::figure(method, &source) {
+        Ok(f) => serde_json::to_string(&f).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string())),
+        Err(e @ quiver_figure::FigureError::NoPicture(_)) => {
+            Err(pyo3::exceptions::PyNotImplementedError::new_err(e.to_string()))
+        }
+        Err(e) => Err(pyo3::exceptions::PyValueError::new_err(e.to_string())),
+    }
+}
+
 /// The `quiver._quiver` extension module.
 #[pymodule]
 fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -552,5 +576,6 @@ fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Estimator>()?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_libraries, m)?)?;
+    m.add_function(wrap_pyfunction!(figure, m)?)?;
     Ok(())
 }

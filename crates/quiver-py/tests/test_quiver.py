@@ -160,6 +160,35 @@ def test_every_example_gives_the_cli_numbers(method, inputs, sets):
     assert_same(cli, plain(r.to_dict()))
 
 
+@pytest.mark.skipif(CLI is None, reason="QUIVER_CLI (the quiver binary) is not set")
+@pytest.mark.parametrize("method,inputs,sets", example_blocks())
+def test_every_example_draws_the_same_picture_from_python_and_the_cli(method, inputs, sets, tmp_path):
+    """The CLI's SVG (a well-formed XML document) has the panels whose titles the Python figure
+    names, and every panel draws on a matplotlib Axes (Agg)."""
+    import xml.etree.ElementTree as ET
+
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    svg = tmp_path / "picture.svg"
+    cmd = [CLI, "run", method, "--plugins", BUNDLED, "--device", "cpu", "--plot", str(svg)]
+    for role, path in inputs.items():
+        cmd += ["--input", f"{role}={path}"]
+    for s in sets:
+        cmd += ["--set", s]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    texts = {(e.text or "").strip() for e in ET.parse(svg).getroot().iter() if e.tag.endswith("text")}
+    tables = {role: pd.read_csv(path) for role, path in inputs.items()}
+    r = quiver.run(method, device="cpu", **tables, **typed(method, sets))
+    panels = r.figure()["panels"]
+    assert panels, method
+    for p in panels:
+        assert p["title"] in texts, (p["title"], sorted(texts)[:20])
+        ax = r.plot(panel=p["key"])
+        assert ax.get_title() == p["title"]
+        assert ax.lines or ax.collections, f"{method}: panel {p['key']} drew nothing"
+        matplotlib.pyplot.close(ax.figure)
+
+
 # ------------------------------------------------------------------------------------------------
 # families
 

@@ -27,13 +27,13 @@ from ._tables import columns, is_arrow
 _DEVICES = ("auto", "cpu", "cuda")
 
 
-def _result(cls: type, method: str, summary_json: str, arrays: list) -> Result:
+def _result(cls: type, method: str, summary_json: str, arrays: list, inputs: Optional[Dict[str, Any]] = None) -> Result:
     summary = json.loads(summary_json)
     notice = summary.get("notice")
     if isinstance(notice, str):
         # shown once per call site by Python's default warning filter
         warnings.warn(notice, QuiverWarning, stacklevel=3)
-    return cls(method, summary, dict(arrays))
+    return cls(method, summary, dict(arrays), inputs)
 
 
 def _param_value(name: str, kind: str, value: Any) -> Any:
@@ -130,7 +130,7 @@ def run(
         _check_device(device),
         _check_threads(threads),
     )
-    return _result(RESULT_OF_FAMILY.get(manifest["family"], Result), method, summary, arrays)
+    return _result(RESULT_OF_FAMILY.get(manifest["family"], Result), method, summary, arrays, tables)
 
 
 class Estimator:
@@ -261,10 +261,13 @@ class Estimator:
                 raise TypeError(f"{step}() got the '{default_role}' table twice")
             tables = {default_role: table, **tables}
         summary, arrays = self._native.step(step, _native_tables(self._manifest, tables))
+        # the tables of every step so far: a result's picture may show them (the calibration set)
+        seen = self.__dict__.setdefault("_tables_seen", {})
+        seen.update(tables)
         if summary is None:
             return None
         cls = self._result if self._result is not Result else RESULT_OF_FAMILY.get(self._manifest["family"], Result)
-        return _result(cls, self.method, summary, arrays)
+        return _result(cls, self.method, summary, arrays, seen)
 
 
 class ConformalSelector(Estimator):

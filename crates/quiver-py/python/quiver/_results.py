@@ -30,17 +30,137 @@ def _numbers(v: Any) -> Any:
     return v
 
 
+def _numeric_columns(table: Any) -> Dict[str, List[float]]:
+    """The numeric columns of a table (a pandas DataFrame, a dict of arrays, an Arrow table) as
+    lists of floats, for a picture."""
+    if hasattr(table, "column_names") and hasattr(table, "column"):  # pyarrow
+        cols = {c: table.column(c).to_numpy() for c in table.column_names}
+    elif hasattr(table, "columns") and hasattr(table, "__getitem__"):  # pandas
+        cols = {str(c): np.asarray(table[c]) for c in table.columns}
+    elif isinstance(table, dict):
+        cols = {str(c): np.asarray(v) for c, v in table.items()}
+    else:
+        return {}
+    return {c: v.astype(np.float64).tolist() for c, v in cols.items() if v.ndim == 1 and v.dtype.kind in "fiub"}
+
+
+def _draw_panel(ax: Any, panel: Dict[str, Any]) -> None:
+    """One panel of a figure (:meth:`Result.figure`) on a matplotlib Axes."""
+    marks = panel["kind"]
+    if marks["kind"] == "intervals":
+        rows = marks["rows"]
+        for i, r in enumerate(rows):
+            if r["interval"] is not None and None not in r["interval"]:
+                ax.plot(r["interval"], [i, i], linewidth=4, color=f"C{i}")
+            ax.plot([r["estimate"]], [i], "o", markersize=8, color=f"C{i}")
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([r["label"] for r in rows])
+        ref = marks.get("reference")
+        if ref is not None:
+            ax.axvline(ref["value"], color="grey", linewidth=1, label=ref["label"])
+            if ref["label"]:
+                ax.legend()
+    else:
+        labelled = 0
+        for i, s in enumerate(marks["series"]):
+            colour = "grey" if s["style"] == "guide" else f"C{i}"
+            x = np.asarray(s["x"], dtype=float)
+            y = np.asarray([np.nan if v is None else v for v in s["y"]], dtype=float)
+            if s.get("band") is not None:
+                lo, hi = (np.asarray([np.nan if v is None else v for v in b], dtype=float) for b in s["band"])
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
+            if s.get("bars") is not None:
+                lo, hi = (np.asarray([np.nan if v is None else v for v in b], dtype=float) for b in s["bars"])
+                ax.vlines(x, lo, hi, color=colour, alpha=0.6)
+            label = s["name"] or None
+            labelled += label is not None
+            style = s["style"]
+            if style == "points":
+                ax.plot(x, y, "o", markersize=8 if len(x) <= 5 else 3, color=colour, label=label)
+            elif style == "line_points":
+                ax.plot(x, y, "o-", markersize=4, color=colour, label=label)
+            elif style == "step":
+                ax.step(x, y, where="post", color=colour, label=label)
+            elif style == "guide":
+                ax.plot(x, y, color=colour, linewidth=1, label=label)
+            else:
+                ax.plot(x, y, color=colour, label=label)
+        for r in marks["references"]:
+            line = ax.axvline if r["axis"] == "x" else ax.axhline
+            line(r["value"], color="grey", linewidth=1, linestyle="--", label=r["label"] or None)
+            labelled += bool(r["label"])
+        if labelled > 1:
+            ax.legend()
+    ax.set_title(panel["title"])
+    ax.set_xlabel(panel["x_label"])
+    if panel["y_label"]:
+        ax.set_ylabel(panel["y_label"])
+
+
 class Result:
     """A method's result. Every field of the JSON result is an attribute (and an item:
     ``r.threshold`` or ``r["threshold"]``); per-unit values are NumPy arrays, infinite ends are
     ``float('inf')``. ``to_dict()`` gives plain Python values; in a notebook the result renders
     as a table."""
 
-    def __init__(self, method: str, summary: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        method: str,
+        summary: Dict[str, Any],
+        arrays: Dict[str, np.ndarray],
+        inputs: Optional[Dict[str, Any]] = None,
+    ) -> None:
         fields = {k: _numbers(v) for k, v in summary.items()}
         fields.update(arrays)
         object.__setattr__(self, "_method", method)
         object.__setattr__(self, "_fields", fields)
+        object.__setattr__(self, "_summary", summary)
+        object.__setattr__(self, "_arrays", arrays)
+        # the tables the run read, for the pictures that show them beside the result
+        object.__setattr__(self, "_inputs", dict(inputs or {}))
+
+    def figure(self, **tables: Any) -> Dict[str, Any]:
+        """What this result's picture shows, as data: ``{"panels": [...]}``, each panel a title,
+        axis labels and its marks (a forest plot's rows, or series of points with bands, bars
+        and reference lines) — the figure ``quiver run ... --plot`` draws. Tables given here
+        (``calibration=df``) replace those the run read."""
+        from ._quiver import figure
+
+        inputs = {**self._inputs, **tables}
+        arrays = {}
+        for name, a in self._arrays.items():
+            a = np.asarray(a)
+            if a.dtype.kind in "fiub" and a.ndim in (1, 2):
+                arrays[name] = (a.astype(np.float64).ravel().tolist(), 1 if a.ndim == 1 else a.shape[1])
+        native_inputs = {role: _numeric_columns(t) for role, t in inputs.items()}
+        return json.loads(figure(self._method, json.dumps(self._summary), arrays, native_inputs))
+
+    def plot(self, ax: Any = None, panel: Optional[str] = None, *, metric: Optional[str] = None, **tables: Any) -> Any:
+        """Draw one panel of this result's picture with matplotlib and return the Axes (a new
+        figure's when ``ax`` is ``None``), so it composes with a figure of your own. ``panel``
+        (or ``metric``) names the panel — e.g. ``"iqm"``, ``"improvement"``, ``"profile"`` of
+        rl-aggregate, ``"curve"`` of sure-normal; the first by default. The command line draws
+        every panel (``quiver run ... --plot FILE.svg``). Tables given here replace the run's
+        (a picture of the calibration scores needs ``calibration=``)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("result.plot() needs matplotlib: pip install matplotlib") from e
+        panels = self.figure(**tables)["panels"]
+        name = panel or metric
+        if name is None:
+            chosen = panels[0]
+        else:
+            found = [p for p in panels if p["key"] == name]
+            if not found:
+                what = "metric" if metric is not None else "panel"
+                have = ", ".join(p["key"] for p in panels)
+                raise KeyError(f"{what} '{name}' is not in this result's picture (it has: {have})")
+            chosen = found[0]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 5))
+        _draw_panel(ax, chosen)
+        return ax
 
     @property
     def method(self) -> str:
@@ -185,46 +305,7 @@ class EvaluationResult(Result):
     """An evaluator's statistics (the ``evaluator`` family): metrics per algorithm or estimator
     with their intervals, curves — every field of the JSON result, nothing per unit."""
 
-    def plot(self, ax: Any = None, metric: Optional[str] = None) -> Any:
-        """Draw the result with matplotlib and return the Axes (a new figure's when ``ax`` is
-        ``None``): ``rl-aggregate`` — one metric's estimate and interval per algorithm (``metric``,
-        default the first reported); ``ope-assessment`` — SharpeRatio@k against k per estimator.
-        The command line draws the same pictures (``quiver run ... --plot FILE.svg``)."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("result.plot() needs matplotlib: pip install matplotlib") from e
-        f = self._fields
-        if ax is None:
-            _, ax = plt.subplots(figsize=(8, 5))
-        if "metrics" in f and "algorithms" in f:
-            metrics = f["metrics"]
-            name = metric or next(iter(metrics))
-            if name not in metrics:
-                raise KeyError(f"metric '{name}' is not in this result (it has: {', '.join(metrics)})")
-            algos = list(f["algorithms"])
-            for i, a in enumerate(algos):
-                v = metrics[name][a]
-                ax.plot([v["lower"], v["upper"]], [i, i], linewidth=4, color=f"C{i}")
-                ax.plot([v["estimate"]], [i], "o", markersize=8, color=f"C{i}")
-            ax.set_yticks(range(len(algos)))
-            ax.set_yticklabels(algos)
-            level = 100 * (1 - float(f.get("alpha", 0.05)))
-            ax.set_title(f"{name} with {level:.0f}% stratified bootstrap intervals")
-            ax.set_xlabel("normalised score")
-        elif "estimators" in f:
-            for i, (name, v) in enumerate(f["estimators"].items()):
-                sr = v["top_k"]["sharpe_ratio"]
-                ks = [k + 1 for k, s in enumerate(sr) if s is not None]
-                ax.plot(ks, [s for s in sr if s is not None], "o-", color=f"C{i}", label=name)
-            ax.set_xlabel("k: policies deployed for A/B tests")
-            ax.set_ylabel("SharpeRatio@k")
-            ax.set_title("SharpeRatio@k: (best@k - J(behaviour)) / std@k")
-            if len(f["estimators"]) > 1:
-                ax.legend()
-        else:
-            raise NotImplementedError(f"{self._method} has no picture yet")
-        return ax
+    pass
 
 
 RESULT_OF_FAMILY = {
