@@ -72,8 +72,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every installed method on its built-in example.
+    /// Run every installed method on its built-in example (pictures into target/demo).
     Demo,
+    /// Run the demo and copy its pictures into docs/pictures, where the docs show them.
+    Pictures,
     /// Benchmarks against the NumPy/SciPy baselines -> target/bench/report.json and report.svg.
     Bench {
         /// Passed on to the benchmark harness (`--quick`, `--repeats N`).
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Task::Build => build().map(|_| ()),
         Task::Test { gpu, args } => test(gpu, &args),
         Task::Demo => demo(),
+        Task::Pictures => pictures(),
         Task::Bench { args } => bench(&args),
         Task::NewPlugin(args) => new_plugin::run(&root(), &args),
         Task::GpuBundle => gpu::bundle(),
@@ -387,6 +390,24 @@ fn demo() -> Result {
         }
         demo_one(&quiver, &method, &dir, &script)?;
     }
+    Ok(())
+}
+
+/// `cargo xtask demo`, then every picture it drew copied into docs/pictures (the docs pages show
+/// them; they are checked in, and this is how they are made again).
+fn pictures() -> Result {
+    demo()?;
+    let (from, to) = (root().join("target/demo"), root().join("docs/pictures"));
+    std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+    let mut copied = 0;
+    for entry in std::fs::read_dir(&from).map_err(|e| e.to_string())?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "svg") {
+            std::fs::copy(&path, to.join(entry.file_name())).map_err(|e| e.to_string())?;
+            copied += 1;
+        }
+    }
+    println!("xtask: {copied} pictures -> {}", to.display());
     Ok(())
 }
 
