@@ -177,14 +177,20 @@ pub enum FigureError {
     },
 }
 
+/// A typed array of a result by name: its values (row-major) and columns (1 for a vector).
+pub type ArrayOf<'a> = &'a dyn Fn(&str) -> Option<(Vec<f64>, usize)>;
+
+/// A numeric column of an input table by `(table, column)`.
+pub type InputOf<'a> = &'a dyn Fn(&str, &str) -> Option<Vec<f64>>;
+
 /// What a figure is made from: the result and, for some pictures, the run's input tables.
 pub struct Source<'a> {
     /// The result's JSON summary (fields without the typed arrays, or with them).
     pub summary: &'a Value,
     /// A typed array of the result by name: its values (row-major) and columns (1 for a vector).
-    pub array: &'a dyn Fn(&str) -> Option<(Vec<f64>, usize)>,
+    pub array: ArrayOf<'a>,
     /// A numeric column of an input table: `(table, column)`.
-    pub input: &'a dyn Fn(&str, &str) -> Option<Vec<f64>>,
+    pub input: InputOf<'a>,
 }
 
 impl Source<'_> {

@@ -3,11 +3,7 @@
 use super::*;
 use serde_json::json;
 
-fn source<'a>(
-    summary: &'a Value,
-    array: &'a dyn Fn(&str) -> Option<(Vec<f64>, usize)>,
-    input: &'a dyn Fn(&str, &str) -> Option<Vec<f64>>,
-) -> Source<'a> {
+fn source<'a>(summary: &'a Value, array: ArrayOf<'a>, input: InputOf<'a>) -> Source<'a> {
     Source { summary, array, input }
 }
 

@@ -278,6 +278,7 @@ fn intervals(area: &Area<'_>, panel: &Panel, rows: &[IntervalRow], reference: Op
     chart.draw_series(
         rows.iter()
             .enumerate()
+            .filter(|(_, r)| r.estimate.is_finite())
             .map(|(i, r)| Circle::new((r.estimate, SegmentValue::CenterOf(i)), 6, colour(i).filled())),
     )?;
     if reference.is_some_and(|r| !r.label.is_empty()) {
@@ -476,6 +477,24 @@ mod tests {
         assert_eq!(svg.lines().filter(|l| l.trim() == "dr").count(), 1, "a legend of the two estimators");
         // k = 2, 3, 4 for each estimator: the points
         assert_eq!(svg.matches("<circle").count(), 6);
+    }
+
+    /// The BH picture of five p-values, two selected: five dots, two larger marks over the
+    /// selected, one BH line, k* as a reference line, a legend of the four.
+    #[test]
+    fn the_bh_picture_of_five_p_values_has_five_points_and_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bh.svg");
+        let r = json!({"parameters": {"q": 0.2}, "k_star": 2, "p_values": [0.5, 0.01, 0.9, 0.05, 0.3]});
+        let drawn = plot("conformal-selection", &source(&r), &path).unwrap();
+        assert_eq!(drawn.series, vec![3]);
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(well_formed(&svg));
+        assert_eq!(svg.matches("<circle").count(), 5 + 2);
+        // the BH line is the one thick line (axes, ticks, the reference and legend marks are thin)
+        let thick = svg.lines().filter(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\"")).count();
+        assert_eq!(thick, 1);
+        assert!(svg.contains("BH line q j / m (q = 0.2)") && svg.contains("k*"));
     }
 
     /// A PNG of the same picture: 800 × 500 a panel, with dark pixels (lines, dots, text).
