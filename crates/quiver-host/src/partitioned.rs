@@ -223,24 +223,25 @@ impl<'e> Merger<'e> {
     }
 }
 
-/// A refusal of a partition, said of all the data: a bad cell the host finds in a table from
-/// memory is named by its row of all the data; the rows a plugin names are the partition's own,
-/// so the message says where the partition starts in each table.
-fn in_partition(e: HostError, k: usize, offsets: &[(String, u64)]) -> HostError {
+/// A refusal of a partition, said to be of that partition: the rows a plugin names, and those of
+/// a bad cell the host finds in a table from memory, are the partition's own, so the message
+/// says where the partition starts in each table. (A table read from a file counts its rows from
+/// the file's first, and the caller names the file.)
+fn in_partition(e: HostError, k: usize, offsets: &[(String, u64)], tables: &[Table]) -> HostError {
+    let starts = || -> String {
+        let starts: Vec<String> =
+            offsets.iter().map(|(role, o)| format!("table '{role}' from row {} of all the data", o + 1)).collect();
+        format!("(rows counted within partition {} of the run by parts, which holds {})", k + 1, starts.join(", "))
+    };
     match e {
-        HostError::Input(InputError::Cell { table, column, row, reason }) => {
-            let before = offsets.iter().find(|(r, _)| *r == table).map_or(0, |o| o.1);
-            let row = row.saturating_add(usize::try_from(before).unwrap_or(usize::MAX));
+        HostError::Input(InputError::Cell { table, column, row, reason })
+            if tables.iter().any(|t| t.role == table && t.first_row == 0 && !t.from_text) =>
+        {
+            let reason = format!("{reason} {}", starts());
             HostError::Input(InputError::Cell { table, column, row, reason })
         }
         HostError::Plugin { method, kind, message } if message.contains(", row ") => {
-            let starts: Vec<String> =
-                offsets.iter().map(|(role, o)| format!("table '{role}' from row {} of all the data", o + 1)).collect();
-            let message = format!(
-                "{message} (rows counted within partition {} of the run by parts, which holds {})",
-                k + 1,
-                starts.join(", ")
-            );
+            let message = format!("{message} {}", starts());
             HostError::Plugin { method, kind, message }
         }
         other => other,
@@ -355,13 +356,13 @@ impl Host {
                 let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
                 let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
                 crate::validate_tables_beside(est.manifest(), &mut tables, &whole)
-                    .map_err(|e| in_partition(e, k, &here))?;
+                    .map_err(|e| in_partition(e, k, &here, &tables))?;
                 let state = with_views(&tables, |views| {
                     let mut all = views.to_vec();
                     all.extend(whole_views.iter().cloned());
                     est.partial_on(&all, &here, broadcast.as_deref())
                 })
-                .map_err(|e| in_partition(e, k, &here))?;
+                .map_err(|e| in_partition(e, k, &here, &tables))?;
                 merger.push(state)?;
                 for t in &tables {
                     match offsets.iter_mut().find(|(r, _)| *r == t.role) {

@@ -110,11 +110,11 @@ fn what_is_not_computed_by_parts_is_refused_by_name() {
         let e = refusal(&settings, &d, &halves, 3000);
         assert!(e.contains(expect), "{settings:?}: {e}");
     }
-    // a bad value is named by its row of all the data
+    // a bad value is named by its row in the partition and where the partition starts
     let mut bad = data(3, 3120, 2, &[0.1, 0.5, 0.9]);
     bad.q[1][1520] = f64::NAN;
     let e = refusal(&[("solver", json!("gradient")), full.clone()], &bad, &halves, 3000);
-    assert!(e.contains("q_m0_0.5") && e.contains("row 1521:"), "{e}");
+    assert!(e.contains("column 'q_m0_0.5', row 21:") && e.contains("table 'fit' from row 1501 of all the data"), "{e}");
     // partitions with other columns refuse to merge
     let host = testing::host();
     let other = data(4, 3120, 3, &[0.1, 0.5, 0.9]);
