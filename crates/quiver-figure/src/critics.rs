@@ -11,9 +11,41 @@ fn table(src: &Source<'_>, key: &str) -> Option<(Vec<f64>, Vec<f64>)> {
     (s.len() == v.len() && !s.is_empty()).then_some((s, v))
 }
 
-/// V per state, and the unpenalised V or the quantile band where the critic has them.
+/// The queried values along the queries' state (its first coordinate for continuous states), in
+/// the order of the state: a critic with continuous states has no table of V per state.
+fn along_queries(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureError> {
+    let values = src.numbers("values").ok_or(FigureError::Missing("v (values per state) or values".into()))?;
+    let (column, s) = ["s", "s_0"]
+        .iter()
+        .find_map(|c| Some((*c, (src.input)("queries", c)?)))
+        .filter(|(_, s)| s.len() == values.len())
+        .ok_or_else(|| FigureError::NeedsInput {
+            method: method.into(),
+            table: "queries".into(),
+            column: "s_0".into(),
+        })?;
+    let mut order: Vec<usize> = (0..s.len()).collect();
+    order.sort_by(|&a, &b| s[a].total_cmp(&s[b]));
+    let keep: Vec<usize> = crate::thin(order.len(), 2000).into_iter().map(|i| order[i]).collect();
+    let series = vec![Series::new(
+        "",
+        Style::LinePoints,
+        keep.iter().map(|&i| s[i]).collect(),
+        keep.iter().map(|&i| values[i]).collect(),
+    )];
+    Ok(vec![Panel {
+        key: "values".into(),
+        title: format!("{method}: the estimated value at each queried state"),
+        x_label: format!("state ({column} of the query)"),
+        y_label: "value (discounted return)".into(),
+        kind: Kind::Xy { series, references: Vec::new(), x_integer: false },
+    }])
+}
+
+/// V per state, and the unpenalised V or the quantile band where the critic has them; for
+/// continuous states, the queried values along the state.
 pub fn critic(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureError> {
-    let (s, v) = table(src, "v").ok_or(FigureError::Missing("v (values per state)".into()))?;
+    let Some((s, v)) = table(src, "v") else { return along_queries(method, src) };
     let mut main = Series::new("V(s)", Style::LinePoints, s.clone(), v);
     let mut series = Vec::new();
     let mut title = format!("{method}: the estimated value of each state");

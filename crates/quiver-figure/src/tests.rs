@@ -143,6 +143,14 @@ fn critics_draw_v_per_state_and_the_unpenalised_v() {
     let (series, _) = xy(&f.panels[0]);
     assert_eq!(series[0].band, Some((vec![0.0, 1.0], vec![2.0, 3.0])));
     assert!(matches!(figure("critic-lstd", &source(&json!({}), &no_array, &no_input)), Err(FigureError::Missing(_))));
+    // continuous states: the queried values along the queries' first coordinate, in its order
+    let array = |n: &str| (n == "values").then(|| (vec![3.0, 1.0, 2.0], 1));
+    let e = figure("critic-lstd", &source(&json!({}), &array, &no_input)).unwrap_err();
+    assert!(e.to_string().contains("column 's_0' of table 'queries'"), "{e}");
+    let input = |t: &str, c: &str| (t == "queries" && c == "s_0").then(|| vec![0.9, 0.1, 0.5]);
+    let f = figure("critic-lstd", &source(&json!({}), &array, &input)).unwrap();
+    let (series, _) = xy(&f.panels[0]);
+    assert_eq!((series[0].x.clone(), series[0].y.clone()), (vec![0.1, 0.5, 0.9], vec![1.0, 2.0, 3.0]));
 }
 
 #[test]

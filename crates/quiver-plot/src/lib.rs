@@ -199,19 +199,20 @@ where
         .draw()
 }
 
-/// The finite range of `values`, padded by 6 % (a single value gets a unit either side).
+/// The finite range of `values`, padded by 6 % (a single value gets a unit, or half itself,
+/// either side), within the doubles: values near ±1.8e308 do not overflow it.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) =
         values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !(lo.is_finite() && hi.is_finite()) {
         return (0.0, 1.0);
     }
-    let pad = ((hi - lo) * 0.06).max(1e-9 * hi.abs().max(lo.abs())).max(f64::MIN_POSITIVE);
-    if hi > lo {
-        (lo - pad, hi + pad)
-    } else {
-        (lo - lo.abs().max(1.0) * 0.5, hi + hi.abs().max(1.0) * 0.5)
-    }
+    let pad = if hi > lo { (hi / 2.0 - lo / 2.0) * 0.12 } else { lo.abs().max(1.0) * 0.5 };
+    let pad = pad.max(1e-9 * hi.abs().max(lo.abs())).max(f64::MIN_POSITIVE);
+    // the axis's width must itself be a double (plotters' ticks loop forever on an infinite one):
+    // values beyond ±4.5e307 sit on the panel's edge
+    const EDGE: f64 = f64::MAX / 4.0;
+    ((lo - pad).clamp(-EDGE, EDGE / 2.0), (hi + pad).clamp(-EDGE / 2.0, EDGE))
 }
 
 /// The corner of the plotting area with the fewest of the series' points: where the legend
@@ -495,6 +496,28 @@ mod tests {
         let thick = svg.lines().filter(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\"")).count();
         assert_eq!(thick, 1);
         assert!(svg.contains("BH line q j / m (q = 0.2)") && svg.contains("k*"));
+    }
+
+    /// Points near the largest doubles, NaN and infinite values, and an empty series draw (no
+    /// overflowing axis, no panic).
+    #[test]
+    fn extreme_values_draw() {
+        use quiver_figure::{Figure, IntervalRow, Kind, Panel, Series, Style};
+        let series = vec![
+            Series::new("huge", Style::LinePoints, vec![-1.7e308, 0.0, 1.7e308], vec![1.7e308, f64::NAN, -1.7e308]),
+            Series::new("none", Style::Points, vec![], vec![]),
+        ];
+        let rows = vec![
+            IntervalRow { label: "a".into(), estimate: f64::INFINITY, interval: Some((f64::NEG_INFINITY, 1.0)) },
+            IntervalRow { label: "b".into(), estimate: 1e-320, interval: None },
+        ];
+        let panel = |kind| Panel { key: "k".into(), title: "t".into(), x_label: "x".into(), y_label: "y".into(), kind };
+        let xy = Figure { panels: vec![panel(Kind::Xy { series, references: Vec::new(), x_integer: false })] };
+        let (svg, drawn) = svg_of(&xy).unwrap();
+        assert!(well_formed(&svg) && drawn.series == vec![2]);
+        let forest = Figure { panels: vec![panel(Kind::Intervals { rows, reference: None })] };
+        let (svg, drawn) = svg_of(&forest).unwrap();
+        assert!(well_formed(&svg) && drawn.series == vec![1]);
     }
 
     /// A PNG of the same picture: 800 × 500 a panel, with dark pixels (lines, dots, text).
