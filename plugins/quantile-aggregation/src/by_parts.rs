@@ -60,8 +60,10 @@ enum Pass {
 /// A partition's contribution to one pass.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PassState {
-    /// The first pass.
-    Count { layout: Layout, n: usize, y_min: f64, y_max: f64 },
+    /// The first pass: also the fit rows the partition holds (`start..end` of all of them;
+    /// none when it is empty), so that partitions given without their offsets, or out of order,
+    /// are refused at once rather than after the epochs.
+    Count { layout: Layout, n: usize, y_min: f64, y_max: f64, span: Option<(u64, u64)> },
     /// Σ y / n.
     Centre { sum: f64 },
     /// The spread's sum of squares and the forecasts' largest distance from the mean.
@@ -294,11 +296,19 @@ impl RoundsImpl for AggregationByParts {
         let (layout, fc) = self.read(tables)?;
         let Some(b) = broadcast else {
             let Some(fc) = fc else {
-                return Ok(PassState::Count { layout, n: 0, y_min: f64::INFINITY, y_max: f64::NEG_INFINITY });
+                return Ok(PassState::Count {
+                    layout,
+                    n: 0,
+                    y_min: f64::INFINITY,
+                    y_max: f64::NEG_INFINITY,
+                    span: None,
+                });
             };
             let y = fc.y.expect("read with y");
             let (y_min, y_max) = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            return Ok(PassState::Count { layout, n: fc.n, y_min, y_max });
+            let start = offsets.of("fit");
+            let span = Some((start, start.saturating_add(fc.n as u64)));
+            return Ok(PassState::Count { layout, n: fc.n, y_min, y_max, span });
         };
         if layout != b.layout {
             return Err(PluginError::input(
@@ -349,7 +359,10 @@ impl RoundsImpl for AggregationByParts {
     fn merge(&self, a: PassState, b: PassState) -> Result<PassState, PluginError> {
         use PassState as S;
         Ok(match (a, b) {
-            (S::Count { layout, n, y_min, y_max }, S::Count { layout: l2, n: n2, y_min: a2, y_max: b2 }) => {
+            (
+                S::Count { layout, n, y_min, y_max, span },
+                S::Count { layout: l2, n: n2, y_min: a2, y_max: b2, span: span2 },
+            ) => {
                 if layout != l2 {
                     return Err(PluginError::input(format!(
                         "table 'fit': the partitions' forecast columns differ (models {:?} at levels {:?}, and \
@@ -357,7 +370,19 @@ impl RoundsImpl for AggregationByParts {
                         layout.models, layout.levels, l2.models, l2.levels
                     )));
                 }
-                S::Count { layout, n: n + n2, y_min: y_min.min(a2), y_max: y_max.max(b2) }
+                let span = match (span, span2) {
+                    (Some(a), Some(b)) if a.1 != b.0 => {
+                        return Err(PluginError::input(format!(
+                            "table 'states': a partition of fit rows {}..{} merged with one of rows {}..{}: give each \
+                             partition the rows before it (table 'partition', or `offsets` in Python) and merge them \
+                             in order",
+                            a.0, a.1, b.0, b.1
+                        )))
+                    }
+                    (Some(a), Some(b)) => Some((a.0, b.1)),
+                    (a, b) => a.or(b),
+                };
+                S::Count { layout, n: n + n2, y_min: y_min.min(a2), y_max: y_max.max(b2), span }
             }
             (S::Centre { sum }, S::Centre { sum: s2 }) => S::Centre { sum: sum + s2 },
             (S::Spread { squares, far }, S::Spread { squares: s2, far: f2 }) => {
@@ -395,7 +420,7 @@ impl RoundsImpl for AggregationByParts {
     ) -> Result<Round<Broadcast, AggregationResult>, PluginError> {
         let wrong = || PluginError::input("table 'states': a state of another pass than the broadcast's");
         let Some(b) = broadcast else {
-            let PassState::Count { layout, n, y_min, y_max } = state else { return Err(wrong()) };
+            let PassState::Count { layout, n, y_min, y_max, .. } = state else { return Err(wrong()) };
             return Ok(Round::Again(self.plan(layout, n, (y_min, y_max))?));
         };
         let mut next = b.clone();

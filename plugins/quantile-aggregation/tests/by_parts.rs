@@ -190,6 +190,11 @@ fn the_passes_are_checked() {
     assert_eq!(passes, 3 + 4 + 1);
     let one = host.run(METHOD, &settings, &part(0..300), testing::cpu()).unwrap();
     testing::parts::assert_json_close(&one, &result.into_json(), 1e-12, "by hand");
+    // partitions without their offsets are refused in the first pass
+    let s1 = est.partial_in_round(&part(0..100), &offsets(0), None).unwrap();
+    let s2 = est.partial_in_round(&part(100..300), &offsets(0), None).unwrap();
+    let e = est.merge(&s1, &s2).unwrap_err().to_string();
+    assert!(e.contains("a partition of fit rows 0..100 merged with one of rows 0..200"), "{e}");
     // the last pass with both partitions at row 0
     let last = b.unwrap();
     let s1 = est.partial_in_round(&part(0..100), &offsets(0), Some(&last)).unwrap();
