@@ -30,7 +30,10 @@ impl<'a> Tables<'a> {
     /// The table with role `role`, or an error naming it and the roles that were given.
     pub fn get(&self, role: &str) -> Result<TableRef<'a>, PluginError> {
         self.opt(role).ok_or_else(|| {
-            let given: Vec<&str> = self.views.iter().map(|t| t.role.as_str()).collect();
+            // the protocol's own tables of a run by parts are not the user's to give
+            let internal = [crate::mergeable::PARTITION, crate::mergeable::BROADCAST, crate::mergeable::STATES];
+            let given: Vec<&str> =
+                self.views.iter().map(|t| t.role.as_str()).filter(|r| !internal.contains(r)).collect();
             PluginError::input(format!(
                 "no '{role}' table was given (given: {})",
                 if given.is_empty() { "none".to_string() } else { given.join(", ") }

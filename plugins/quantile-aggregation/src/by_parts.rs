@@ -19,7 +19,7 @@
 //!
 //! The mean and median baselines have no weights: they take the count pass and the last.
 
-use crate::{gradient_json, metrics_json, wis_line, Config, Fitted, QuantileAggregation, Solver};
+use crate::{gradient_json, metrics_json, wis_line, Config, Conformal, Fitted, QuantileAggregation, Solver};
 use quiver_aggregation::adam::{CpuGradient, Split};
 use quiver_aggregation::full_batch::FullBatch;
 use quiver_aggregation::model::{problem_scale_of, Granularity, Structure, WeightKind, Weights};
@@ -295,6 +295,14 @@ impl RoundsImpl for AggregationByParts {
         self.refuse_settings()?;
         let (layout, fc) = self.read(tables)?;
         let Some(b) = broadcast else {
+            // the tables the last pass reads whole, asked for before any epoch is spent
+            let needed = [("test", true), ("calibration", self.cfg.conformal == Conformal::Cqr)];
+            if let Some((role, _)) = needed.iter().find(|(role, need)| *need && tables.opt(role).is_none()) {
+                let why = if *role == "test" { "the run predicts its rows" } else { "conformal=cqr calibrates on it" };
+                return Err(PluginError::input(format!(
+                    "no '{role}' table was given: by parts it is given whole to every partition ({why})"
+                )));
+            }
             let Some(fc) = fc else {
                 return Ok(PassState::Count {
                     layout,

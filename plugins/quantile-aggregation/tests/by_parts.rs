@@ -110,6 +110,16 @@ fn what_is_not_computed_by_parts_is_refused_by_name() {
         let e = refusal(&settings, &d, &halves, 3000);
         assert!(e.contains(expect), "{settings:?}: {e}");
     }
+    // the tables the last pass reads whole are asked for in the first
+    let host = testing::host();
+    let settings = params(&[("solver", json!("gradient")), full.clone(), ("conformal", json!("cqr"))]);
+    for (given, missing) in
+        [(vec![], "no 'test' table"), (vec![d.table("test", 3000..3120, true)], "no 'calibration' table")]
+    {
+        let partitions = || Ok(halves.iter().map(|r| Ok(vec![d.table("fit", r.clone(), true)])));
+        let e = host.run_in_rounds(METHOD, &settings, given, partitions, testing::cpu(), None).unwrap_err().to_string();
+        assert!(e.contains(missing) && e.contains("given whole to every partition"), "{e}");
+    }
     // a bad value is named by its row in the partition and where the partition starts
     let mut bad = data(3, 3120, 2, &[0.1, 0.5, 0.9]);
     bad.q[1][1520] = f64::NAN;
