@@ -106,16 +106,24 @@ impl PyEnv {
     /// Install `pkg` without its dependencies (once): a package whose own code a test runs but
     /// whose heavy dependencies it never calls (SCOPE-RL's top-k statistics, without PyTorch).
     pub fn install_alone(&self, pkg: &str) -> Result<(), String> {
-        let marker = self.dir.join(format!(".installed-alone-{pkg}"));
+        self.pip_install_once(pkg, &["--no-deps"], &format!(".installed-alone-{pkg}"))
+    }
+    /// `pip install [flags] pkg` into this environment, unless the `marker` file says it was done.
+    fn pip_install_once(&self, pkg: &str, flags: &[&str], marker: &str) -> Result<(), String> {
+        let marker = self.dir.join(marker);
         if marker.is_file() {
             return Ok(());
         }
-        println!("xtask: installing {pkg} (without its dependencies) into {}", self.dir.display());
+        let with = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(" ")) };
+        println!("xtask: installing {pkg}{with} into {}", self.dir.display());
         let status = Command::new(self.python())
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", pkg])
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(flags)
+            .arg(pkg)
             .status();
         if !status.is_ok_and(|s| s.success()) {
-            return Err(format!("`pip install --no-deps {pkg}` failed (no network to PyPI?)"));
+            let flags: String = flags.iter().map(|f| format!("{f} ")).collect();
+            return Err(format!("`pip install {flags}{pkg}` failed (no network to PyPI?)"));
         }
         std::fs::write(&marker, "").map_err(|e| e.to_string())
     }
@@ -161,18 +169,7 @@ pub fn python_env_in(name: &str, packages: &[&str]) -> Result<PyEnv, String> {
         }
     }
     for pkg in packages {
-        let marker = dir.join(format!(".installed-{pkg}"));
-        if marker.is_file() {
-            continue;
-        }
-        println!("xtask: installing {pkg} into target/{name}");
-        let status = Command::new(env.python())
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", pkg])
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            return Err(format!("`pip install {pkg}` failed (no network to PyPI?)"));
-        }
-        std::fs::write(&marker, "").map_err(|e| e.to_string())?;
+        env.pip_install_once(pkg, &[], &format!(".installed-{pkg}"))?;
     }
     Ok(env)
 }
