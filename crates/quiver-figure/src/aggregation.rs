@@ -100,8 +100,7 @@ pub fn quantile_aggregation(src: &Source<'_>) -> Result<Vec<Panel>, FigureError>
     }
     if let Some((q, k)) = src.matrix("test_quantiles").filter(|(_, k)| *k >= 2 && *k == levels.len()) {
         let n = q.len() / k;
-        let mid =
-            levels.iter().enumerate().min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs())).map_or(0, |m| m.0);
+        let mid = crate::nearest_level(&levels, 0.5).unwrap_or(0);
         // the rows ordered by their middle forecast: the fan widens and narrows along it
         let mut order: Vec<usize> = thin(n, FAN_ROWS);
         order.sort_by(|&a, &b| q[a * k + mid].total_cmp(&q[b * k + mid]));

@@ -26,7 +26,7 @@ fn along_queries(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureErr
         })?;
     let mut order: Vec<usize> = (0..s.len()).collect();
     order.sort_by(|&a, &b| s[a].total_cmp(&s[b]));
-    let keep: Vec<usize> = crate::thin(order.len(), 2000).into_iter().map(|i| order[i]).collect();
+    let keep: Vec<usize> = crate::thin(order.len(), crate::MOST_POINTS).into_iter().map(|i| order[i]).collect();
     let series = vec![Series::new(
         "",
         Style::LinePoints,
@@ -50,10 +50,7 @@ pub fn critic(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureError>
     let mut series = Vec::new();
     let mut title = format!("{method}: the estimated value of each state");
     if let (Some(levels), Some(q)) = (numbers(&src.summary["levels"]), src.summary["state_quantiles"]["q"].as_array()) {
-        let nearest = |t: f64| {
-            levels.iter().enumerate().min_by(|a, b| (a.1 - t).abs().total_cmp(&(b.1 - t).abs())).map(|(i, _)| i)
-        };
-        if let (Some(lo), Some(hi)) = (nearest(0.1), nearest(0.9)) {
+        if let (Some(lo), Some(hi)) = (crate::nearest_level(&levels, 0.1), crate::nearest_level(&levels, 0.9)) {
             let rows: Option<Vec<Vec<f64>>> = q.iter().map(numbers).collect();
             if let Some(rows) = rows.filter(|r| r.len() == s.len()) {
                 main.band = Some((rows.iter().map(|r| r[lo]).collect(), rows.iter().map(|r| r[hi]).collect()));

@@ -287,6 +287,14 @@ fn level(alpha: Option<f64>) -> String {
     format!("{:.0}%", 100.0 * (1.0 - alpha.unwrap_or(0.05)))
 }
 
+/// Most points a curve or a cloud of per-unit values draws (per series).
+const MOST_POINTS: usize = 2000;
+
+/// The index of the level nearest `t` (the first of equally near ones; `None` without levels).
+fn nearest_level(levels: &[f64], t: f64) -> Option<usize> {
+    levels.iter().enumerate().min_by(|a, b| (a.1 - t).abs().total_cmp(&(b.1 - t).abs())).map(|(i, _)| i)
+}
+
 /// At most `most` of `n` indices, evenly spaced (all when n ≤ most): a picture of a million
 /// units draws a readable sample of them.
 fn thin(n: usize, most: usize) -> Vec<usize> {

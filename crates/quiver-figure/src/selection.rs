@@ -2,10 +2,7 @@
 //! (Jin & Candès 2023), the risk–coverage curve of a selective-risk threshold, and the
 //! calibration scores' distribution with a batch prediction bound (Lee et al.).
 
-use crate::{thin, FigureError, Kind, Panel, Reference, Series, Source, Style};
-
-/// Most points a curve of per-unit values draws.
-const MOST_POINTS: usize = 2000;
+use crate::{thin, FigureError, Kind, Panel, Reference, Series, Source, Style, MOST_POINTS};
 
 fn needs(method: &str, table: &str, column: &str) -> FigureError {
     FigureError::NeedsInput { method: method.into(), table: table.into(), column: column.into() }

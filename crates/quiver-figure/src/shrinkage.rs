@@ -2,10 +2,7 @@
 //! Bayes intervals when the run made them; Efron & Morris's picture of shrinkage toward the
 //! location), and SURE against λ with λ̂ where the run swept a curve (Xie, Kou & Brown 2012).
 
-use crate::{number, short, thin, FigureError, Kind, Panel, Reference, Series, Source, Style};
-
-/// Most units a picture draws.
-const MOST_UNITS: usize = 2000;
+use crate::{number, short, thin, FigureError, Kind, Panel, Reference, Series, Source, Style, MOST_POINTS};
 
 /// `raw` (when the input was given; else the units in the order of their estimates) against the
 /// estimates, with the intervals as bars, the diagonal and the location.
@@ -29,7 +26,7 @@ fn shrinkage_panel(
             o
         }
     };
-    let keep: Vec<usize> = thin(order.len(), MOST_UNITS).into_iter().map(|i| order[i]).collect();
+    let keep: Vec<usize> = thin(order.len(), MOST_POINTS).into_iter().map(|i| order[i]).collect();
     let x: Vec<f64> = match &with_raw {
         Some(r) => keep.iter().map(|&i| r[i]).collect(),
         None => (1..=keep.len()).map(|i| i as f64).collect(),
