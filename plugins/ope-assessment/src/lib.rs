@@ -7,6 +7,7 @@
 //! each estimator's coverage of the true values and mean width.
 
 use quiver_evaluation::assessment::{ndcg, ranking, safety_errors, spearman, top_k};
+use quiver_evaluation::Labels;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Map, Value};
 use quiver_sdk::{column, Context, ManifestBuilder, Plugin, TableBuilder, TableRef, Tables};
@@ -93,10 +94,11 @@ fn read_estimates(
     }
     let index: HashMap<&str, usize> = truth.candidates.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
     let k = truth.candidates.len();
-    let mut out: Vec<(String, Vec<Option<f64>>, Vec<(f64, f64)>)> = Vec::new();
+    let mut names = Labels::new();
+    let mut out: Vec<(Vec<Option<f64>>, Vec<(f64, f64)>)> = Vec::new();
     let mut rows: HashMap<(usize, usize), usize> = HashMap::new();
     for i in 0..t.nrows() {
-        let (e, p) = (estimator[i].to_string(), policy[i]);
+        let (e, p) = (estimator[i], policy[i]);
         let Some(&j) = index.get(p) else {
             return Err(t.row_error(
                 "policy",
@@ -104,13 +106,10 @@ fn read_estimates(
                 format!("policy '{p}' is not a candidate in table 'truth' (rows with behavior = 0)"),
             ));
         };
-        let a = match out.iter().position(|(n, _, _)| *n == e) {
-            Some(a) => a,
-            None => {
-                out.push((e.clone(), vec![None; k], vec![(f64::NAN, f64::NAN); k]));
-                out.len() - 1
-            }
-        };
+        let a = names.intern(e);
+        if a == out.len() {
+            out.push((vec![None; k], vec![(f64::NAN, f64::NAN); k]));
+        }
         if let Some(first) = rows.insert((a, j), i) {
             return Err(t.row_error(
                 "policy",
@@ -118,16 +117,19 @@ fn read_estimates(
                 format!("estimator '{e}' estimates policy '{p}' again (first in row {})", first + 1),
             ));
         }
-        out[a].1[j] = Some(estimate[i]);
+        out[a].0[j] = Some(estimate[i]);
         if let (Some(l), Some(u)) = (lower, upper) {
             if l[i] > u[i] {
                 return Err(t.row_error("lower", i, format!("{} is above upper ({})", l[i], u[i])));
             }
-            out[a].2[j] = (l[i], u[i]);
+            out[a].1[j] = (l[i], u[i]);
         }
     }
-    out.into_iter()
-        .map(|(name, est, iv)| {
+    names
+        .into_names()
+        .into_iter()
+        .zip(out)
+        .map(|(name, (est, iv))| {
             let est: Vec<f64> = est
                 .into_iter()
                 .enumerate()

@@ -95,6 +95,11 @@ fn unsupported(why: impl Into<String>) -> PluginError {
 }
 
 impl AggregationByParts {
+    /// The weights' structure on `layout` (`None` for the mean and median baselines).
+    fn structure(&self, layout: &Layout) -> Option<Structure> {
+        Structure::new(self.cfg.granularity, layout.n_models(), layout.n_levels())
+    }
+
     /// Settings a run by parts does not compute, refused by name before any data are read.
     fn refuse_settings(&self) -> Result<(), PluginError> {
         let c = &self.cfg;
@@ -136,7 +141,7 @@ impl AggregationByParts {
         fc: Option<Forecasts<'_>>,
         weights: Option<Vec<f64>>,
     ) -> Result<PassState, PluginError> {
-        let structure = Structure::new(self.cfg.granularity, layout.n_models(), layout.n_levels());
+        let structure = self.structure(&layout);
         let levels = layout.levels.clone();
         let mut est = QuantileAggregation {
             cfg: self.cfg.clone(),
@@ -181,7 +186,7 @@ impl AggregationByParts {
         if n == 0 {
             return Err(PluginError::input("table 'fit' is empty in every partition: no rows to fit the weights on"));
         }
-        let pass = match Structure::new(self.cfg.granularity, layout.n_models(), layout.n_levels()) {
+        let pass = match self.structure(&layout) {
             None => Pass::Last { weights: None, details: String::new() },
             Some(s) => {
                 let one = QuantileAggregation { cfg: self.cfg.clone(), ctx: self.ctx.clone(), fitted: None, cqr: None };
@@ -234,9 +239,7 @@ impl AggregationByParts {
             "levels": levels,
             "granularity": self.cfg.granularity.to_string(),
         });
-        if let (Some(w), Some(s)) =
-            (weights, Structure::new(self.cfg.granularity, layout.n_models(), layout.n_levels()))
-        {
+        if let (Some(w), Some(s)) = (weights, self.structure(&layout)) {
             out["weights"] = s.weights_json(w, &layout.models, levels);
             out["solver_details"] = quiver_sdk::serde_json::from_str(details)
                 .map_err(|e| quiver_sdk::state_error(format!("the fit's report does not parse ({e})")))?;
@@ -342,8 +345,7 @@ impl RoundsImpl for AggregationByParts {
                 PassState::Spread { squares, far }
             }
             Pass::Epoch(fit) => {
-                let s = Structure::new(self.cfg.granularity, b.layout.n_models(), b.layout.n_levels())
-                    .expect("a fit has weights");
+                let s = self.structure(&b.layout).expect("a fit has weights");
                 let mut gradient = vec![0.0; s.n_weights()];
                 let mut holdout_loss = 0.0;
                 if let Some(fc) = &fc {
@@ -439,8 +441,7 @@ impl RoundsImpl for AggregationByParts {
             }
             (PassState::Spread { squares, far }, Pass::Spread { big, .. }) => {
                 let scale = problem_scale_of(b.n, *big, squares, b.y_range.0 == b.y_range.1, far);
-                let s = Structure::new(self.cfg.granularity, b.layout.n_models(), b.layout.n_levels())
-                    .expect("a fit has weights");
+                let s = self.structure(&b.layout).expect("a fit has weights");
                 Pass::Epoch(Box::new(FullBatch::new(&s, b.n, scale, &self.cfg.adam)))
             }
             (PassState::Epoch { gradient, holdout_loss, rows }, Pass::Epoch(fit)) => {

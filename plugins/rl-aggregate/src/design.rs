@@ -3,6 +3,7 @@
 //! `normalization` table (`task`, `low`, `high`: score ↦ (score − low)/(high − low)), with every
 //! defect named by table, column and row.
 
+use quiver_evaluation::Labels;
 use quiver_sdk::abi::PluginError;
 use quiver_sdk::{TableRef, Tables};
 use std::collections::HashMap;
@@ -21,16 +22,6 @@ pub struct Design {
     pub normalised: bool,
 }
 
-/// The index of `key` in `order`, appended when new.
-fn index_of(order: &mut Vec<String>, seen: &mut HashMap<String, usize>, key: String) -> usize {
-    if let Some(&i) = seen.get(&key) {
-        return i;
-    }
-    seen.insert(key.clone(), order.len());
-    order.push(key);
-    order.len() - 1
-}
-
 impl Design {
     /// Read and check the tables.
     pub fn read(tables: &Tables<'_>) -> Result<Design, PluginError> {
@@ -43,14 +34,13 @@ impl Design {
             Some(n) => Some(Self::normalization(&n)?),
             None => None,
         };
-        let (mut algorithms, mut tasks) = (Vec::new(), Vec::new());
-        let (mut seen_a, mut seen_t) = (HashMap::new(), HashMap::new());
+        let (mut algorithms, mut tasks) = (Labels::new(), Labels::new());
         let mut cells: Vec<Vec<Vec<f64>>> = Vec::new();
         // (algorithm, task, run) → the row that first named it
         let mut runs_seen: HashMap<(usize, usize, i64), usize> = HashMap::new();
         for i in 0..t.nrows() {
-            let a = index_of(&mut algorithms, &mut seen_a, alg_col[i].to_string());
-            let k = index_of(&mut tasks, &mut seen_t, task_col[i].to_string());
+            let a = algorithms.intern(alg_col[i]);
+            let k = tasks.intern(task_col[i]);
             if let Some(r) = run {
                 if let Some(first) = runs_seen.insert((a, k, r[i]), i) {
                     return Err(t.row_error(
@@ -59,8 +49,8 @@ impl Design {
                         format!(
                             "run {} of algorithm '{}' on task '{}' is also in row {}: one row per run",
                             r[i],
-                            algorithms[a],
-                            tasks[k],
+                            algorithms.names()[a],
+                            tasks.names()[k],
                             first + 1
                         ),
                     ));
@@ -69,11 +59,14 @@ impl Design {
             let x = match &scale {
                 None => score[i],
                 Some(by_task) => {
-                    let Some(&(low, high)) = by_task.get(&tasks[k]) else {
+                    let Some(&(low, high)) = by_task.get(&tasks.names()[k]) else {
                         return Err(t.row_error(
                             "task",
                             i,
-                            format!("task '{}' has no row in table 'normalization' (task, low, high)", tasks[k]),
+                            format!(
+                                "task '{}' has no row in table 'normalization' (task, low, high)",
+                                tasks.names()[k]
+                            ),
                         ));
                     };
                     (score[i] - low) / (high - low)
@@ -102,21 +95,28 @@ impl Design {
                         return Err(PluginError::input(format!(
                             "table 'scores': algorithm '{}' has no run on task '{}': every algorithm needs runs on \
                              every task (the metrics aggregate over the same tasks)",
-                            algorithms[a], tasks[k]
+                            algorithms.names()[a],
+                            tasks.names()[k]
                         )))
                     }
                     1 => {
                         return Err(PluginError::input(format!(
                             "table 'scores': algorithm '{}' has one run on task '{}': the stratified bootstrap \
                              resamples each task's runs, so each needs at least 2",
-                            algorithms[a], tasks[k]
+                            algorithms.names()[a],
+                            tasks.names()[k]
                         )))
                     }
                     _ => {}
                 }
             }
         }
-        Ok(Design { algorithms, tasks, runs: cells, normalised: scale.is_some() })
+        Ok(Design {
+            algorithms: algorithms.into_names(),
+            tasks: tasks.into_names(),
+            runs: cells,
+            normalised: scale.is_some(),
+        })
     }
 
     /// The `normalization` table: task → (low, high), high ≠ low, one row per task.

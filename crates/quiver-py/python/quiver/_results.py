@@ -44,6 +44,11 @@ def _numeric_columns(table: Any) -> Dict[str, List[float]]:
     return {c: v.astype(np.float64).tolist() for c, v in cols.items() if v.ndim == 1 and v.dtype.kind in "fiub"}
 
 
+def _floats(values: List[Any]) -> np.ndarray:
+    """A figure's list of numbers (``None`` where JSON had no number: NaN, infinities) as floats."""
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _draw_panel(ax: Any, panel: Dict[str, Any]) -> None:
     """One panel of a figure (:meth:`Result.figure`) on a matplotlib Axes."""
     marks = panel["kind"]
@@ -64,13 +69,12 @@ def _draw_panel(ax: Any, panel: Dict[str, Any]) -> None:
         labelled = 0
         for i, s in enumerate(marks["series"]):
             colour = "grey" if s["style"] == "guide" else f"C{i}"
-            x = np.asarray(s["x"], dtype=float)
-            y = np.asarray([np.nan if v is None else v for v in s["y"]], dtype=float)
+            x, y = _floats(s["x"]), _floats(s["y"])
             if s.get("band") is not None:
-                lo, hi = (np.asarray([np.nan if v is None else v for v in b], dtype=float) for b in s["band"])
+                lo, hi = (_floats(b) for b in s["band"])
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
             if s.get("bars") is not None:
-                lo, hi = (np.asarray([np.nan if v is None else v for v in b], dtype=float) for b in s["bars"])
+                lo, hi = (_floats(b) for b in s["bars"])
                 ax.vlines(x, lo, hi, color=colour, alpha=0.6)
             label = s["name"] or None
             labelled += label is not None
