@@ -239,7 +239,7 @@ impl AggregationByParts {
             "levels": levels,
             "granularity": self.cfg.granularity.to_string(),
         });
-        if let (Some(w), Some(s)) = (weights, self.structure(&layout)) {
+        if let (Some(w), Some(s)) = (weights, self.structure(layout)) {
             out["weights"] = s.weights_json(w, &layout.models, levels);
             out["solver_details"] = quiver_sdk::serde_json::from_str(details)
                 .map_err(|e| quiver_sdk::state_error(format!("the fit's report does not parse ({e})")))?;
