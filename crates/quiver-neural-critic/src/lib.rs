@@ -1,0 +1,236 @@
+//! What Quiver's neural critics share (docs/critics.md, "Neural critics"): the transitions as
+//! network inputs ([`data`]), a Q network with its target and optimiser ([`qnet`]), the training
+//! loop ([`train`]), and here the pieces around them — checkpoints that keep the inputs' scaling,
+//! the values at a `queries` table, J, and the result's common fields.
+
+pub mod data;
+pub mod qnet;
+pub mod settings;
+pub mod train;
+
+use data::{Actions, Matrix, NeuralData, Standardise};
+use qnet::{At, QNet};
+use quiver_nn::Mlp;
+use quiver_sdk::abi::PluginError;
+use quiver_sdk::serde_json::{self, json, Value};
+use quiver_sdk::{plugin_error, TableRef};
+use settings::NetworkSettings;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What a checkpoint keeps beside its networks: how the inputs were scaled, the value scale, the
+/// head, and where the training stopped.
+#[derive(Debug, Clone)]
+pub struct Scaling {
+    /// The states' standardisation.
+    pub states: Standardise,
+    /// The continuous actions' standardisation.
+    pub actions: Option<Standardise>,
+    /// The unit of the networks' values: the root mean square reward of the data trained on.
+    pub value_scale: f64,
+}
+
+impl Scaling {
+    /// As JSON (the result's `scaling`).
+    pub fn to_json(&self) -> Value {
+        json!({"states": self.states.to_json(), "actions": self.actions.as_ref().map(Standardise::to_json),
+               "value_scale": self.value_scale})
+    }
+}
+
+/// Write `networks` with `scaling`, the method and the step reached to the file `save` names.
+pub fn save(
+    path: &str,
+    method: &str,
+    networks: &[(&str, &Mlp<f32>)],
+    scaling: &Scaling,
+    step: u64,
+) -> Result<(), PluginError> {
+    let meta = HashMap::from([
+        ("method".to_string(), method.to_string()),
+        ("step".to_string(), step.to_string()),
+        ("scaling".to_string(), scaling.to_json().to_string()),
+    ]);
+    quiver_nn::checkpoint::save(Path::new(path), networks, &meta).map_err(plugin_error)
+}
+
+/// A checkpoint read back.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Its networks, by name.
+    pub networks: HashMap<String, Mlp<f32>>,
+    /// How the inputs were scaled.
+    pub scaling: Scaling,
+    /// The training step it was written at.
+    pub step: u64,
+}
+
+/// A checkpoint read back for `method`: its networks, scaling and step.
+pub fn load(path: &str, method: &str) -> Result<Loaded, PluginError> {
+    let c = quiver_nn::checkpoint::load::<f32>(Path::new(path)).map_err(plugin_error)?;
+    let bad = |why: &str| PluginError::input(format!("checkpoint '{path}': {why}"));
+    let written_by = c.metadata.get("method").map(String::as_str).unwrap_or("?");
+    if written_by != method {
+        return Err(bad(&format!("written by '{written_by}', not '{method}'")));
+    }
+    let step = c.metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| bad("no training step"))?;
+    let scaling: Value =
+        c.metadata.get("scaling").and_then(|s| serde_json::from_str(s).ok()).ok_or_else(|| bad("no input scaling"))?;
+    let states = Standardise::from_json(&scaling["states"]).ok_or_else(|| bad("no state scaling"))?;
+    let actions = if scaling["actions"].is_null() {
+        None
+    } else {
+        Some(Standardise::from_json(&scaling["actions"]).ok_or_else(|| bad("a broken action scaling"))?)
+    };
+    let value_scale =
+        scaling["value_scale"].as_f64().filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| bad("no value scale"))?;
+    Ok(Loaded { networks: c.networks, scaling: Scaling { states, actions, value_scale }, step })
+}
+
+/// Take network `name` from a checkpoint's, checking that it has the shape the settings ask for.
+pub fn take_network(
+    networks: &mut HashMap<String, Mlp<f32>>,
+    name: &str,
+    expected: &quiver_nn::MlpSpec,
+    path: &str,
+) -> Result<Mlp<f32>, PluginError> {
+    let net = networks
+        .remove(name)
+        .ok_or_else(|| PluginError::input(format!("checkpoint '{path}' has no network '{name}'")))?;
+    if net.spec() != expected {
+        return Err(PluginError::input(format!(
+            "checkpoint '{path}': network '{name}' is {:?}, the settings and data ask for {:?} (hidden, layers and \
+             layer_norm must match, and the data must have the same state and action columns)",
+            net.spec(),
+            expected
+        )));
+    }
+    Ok(net)
+}
+
+/// The states (and actions) of a `queries` table, as the network reads them: Q at its rows when it
+/// gives actions (`a`, or `a_<k>`), V under the target policy when it gives π (`pi_<a>`, or
+/// `a_pi_<k>`); the rows are checked as the transitions' are.
+pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData) -> Result<(NeuralData, At), PluginError> {
+    qt.non_empty()?;
+    let s = quiver_critic_kit::read::numbered_columns(qt, "s_")?;
+    if s.len() != data.s.cols {
+        return Err(PluginError::input(format!(
+            "table 'queries' has {} state columns s_*, the network reads {}",
+            s.len(),
+            data.s.cols
+        )));
+    }
+    let n = qt.nrows();
+    let (actions, at) = match &data.actions {
+        Actions::Discrete { count, .. } => {
+            let empty = Matrix { rows: 0, cols: *count, data: Vec::new() };
+            if let Some(a) = qt.i64_opt("a")? {
+                let ids = quiver_rl::data::ids("queries", "a", a, *count).map_err(plugin_error)?;
+                (Actions::Discrete { a: ids, count: *count, pi_next: empty, pi: None }, At::Logged)
+            } else {
+                let pi = quiver_critic_kit::read::numbered_columns(qt, "pi_")?;
+                if pi.len() != *count {
+                    return Err(PluginError::input(format!(
+                        "table 'queries' needs 'a' for Q(s, a), or pi_0..pi_{} (pi(a|s) of every action) for V(s); it \
+                         has {} pi_* columns",
+                        count - 1,
+                        pi.len()
+                    )));
+                }
+                let identity = Standardise { mean: vec![0.0; *count], sd: vec![1.0; *count] };
+                let pi = Matrix::from_columns(&pi, &identity);
+                (Actions::Discrete { a: vec![0; n], count: *count, pi_next: empty, pi: Some(pi) }, At::PolicyHere)
+            }
+        }
+        Actions::Continuous { a, scale, .. } => {
+            let given = quiver_critic_kit::read::numbered_columns(qt, "a_")?;
+            let policy = quiver_critic_kit::read::numbered_columns(qt, "a_pi_")?;
+            let (cols, at) = match (given.is_empty(), policy.is_empty()) {
+                (false, _) => (given, At::Logged),
+                (true, false) => (policy, At::PolicyHere),
+                (true, true) => {
+                    return Err(PluginError::input(
+                        "table 'queries' needs a_<k> columns for Q(s, a), or a_pi_<k> (the target policy's action) for V(s)",
+                    ))
+                }
+            };
+            if cols.len() != a.cols {
+                return Err(PluginError::input(format!(
+                    "table 'queries' has {} action columns, the network reads {}",
+                    cols.len(),
+                    a.cols
+                )));
+            }
+            let m = Matrix::from_columns(&cols, scale);
+            let empty = Matrix { rows: 0, cols: a.cols, data: Vec::new() };
+            let actions = match at {
+                At::Logged => Actions::Continuous { a: m, a_next: empty, a_pi: None, scale: scale.clone() },
+                _ => Actions::Continuous { a: empty.clone(), a_next: empty, a_pi: Some(m), scale: scale.clone() },
+            };
+            (actions, at)
+        }
+    };
+    let s = Matrix::from_columns(&s, &data.state_scale);
+    let q = NeuralData {
+        n,
+        s_next: Matrix { rows: 0, cols: s.cols, data: Vec::new() },
+        s,
+        state_scale: data.state_scale.clone(),
+        actions,
+        r: Vec::new(),
+        done: Vec::new(),
+        first_rows: Vec::new(),
+    };
+    Ok((q, at))
+}
+
+/// J = the mean over episodes of V(s₀) = Q(s₀, π), in the rewards' units, when the data give π at
+/// the states (`pi_<a>` or `a_pi_<k>`); else `None`.
+pub fn start_value(net: &mut QNet, data: &NeuralData, value_scale: f64) -> Option<f64> {
+    let v = net
+        .online_q(data, &data.s, &data.first_rows.iter().map(|&i| i as u32).collect::<Vec<_>>(), At::PolicyHere)
+        .ok()?;
+    Some(v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64 * value_scale)
+}
+
+/// The values a neural critic returns: at the `queries` table's rows when given (Q or V), else Q at
+/// each logged (s, a); in the rewards' units.
+pub fn answer(
+    tables: &quiver_sdk::Tables<'_>,
+    out: &mut Value,
+    net: &mut QNet,
+    data: &NeuralData,
+    value_scale: f64,
+) -> Result<Vec<f64>, PluginError> {
+    let scale = |v: Vec<f64>| v.into_iter().map(|x| x * value_scale).collect::<Vec<f64>>();
+    match tables.opt("queries") {
+        None => Ok(scale(net.values(data, &data.s, At::Logged).map_err(internal)?)),
+        Some(qt) => {
+            let (q, at) = read_queries(&qt, data)?;
+            let v = scale(net.values(&q, &q.s, at).map_err(internal)?);
+            out["values"] = json!(v);
+            Ok(v)
+        }
+    }
+}
+
+fn internal(what: &str) -> PluginError {
+    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
+}
+
+/// The result's `network` field.
+pub fn network_json(net: &Mlp<f32>) -> Value {
+    let spec = net.spec();
+    json!({"inputs": spec.inputs, "hidden": spec.hidden, "outputs": spec.outputs, "layer_norm": spec.layer_norm,
+           "parameters": net.params.len()})
+}
+
+/// The result's `training` field.
+pub fn training_json(settings: &NetworkSettings, first_step: u64, curve: &train::Curve) -> Value {
+    json!({
+        "steps": settings.steps, "first_step": first_step, "batch": settings.batch, "lr": settings.lr,
+        "polyak": settings.polyak, "seed": settings.seed, "seconds": curve.seconds,
+        "final_loss": curve.loss.last(), "curve": curve.to_json(),
+    })
+}

@@ -1,0 +1,205 @@
+//! A Q network with its target copy and optimiser: Q(s, ·) with one output per action (discrete
+//! actions) or Q(s, a) with one output (continuous actions, the state and action concatenated),
+//! predicting values in units of the largest return the rewards allow, max|r|/(1 − γ) — so that
+//! the targets are of order one whatever the rewards' units (the fixed point is the same, divided
+//! by that scale).
+
+use crate::data::{Actions, Matrix, NeuralData};
+use crate::settings::NetworkSettings;
+use quiver_nn::{Adam, AdamConfig, Mlp, MlpSpec, NnError, Tape};
+
+/// How a network's inputs are put together and its outputs read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Input s; one output per action.
+    PerAction(usize),
+    /// Input (s, a) with `d` action dimensions; one output.
+    StateAction(usize),
+}
+
+impl Head {
+    /// The head of `data`'s actions.
+    pub fn of(data: &NeuralData) -> Head {
+        match &data.actions {
+            Actions::Discrete { count, .. } => Head::PerAction(*count),
+            Actions::Continuous { a, .. } => Head::StateAction(a.cols),
+        }
+    }
+    /// The network's spec for states of `state_dim` dimensions.
+    pub fn spec(self, state_dim: usize, settings: &NetworkSettings) -> MlpSpec {
+        let (inputs, outputs) = match self {
+            Head::PerAction(k) => (state_dim, k),
+            Head::StateAction(d) => (state_dim + d, 1),
+        };
+        MlpSpec { inputs, hidden: vec![settings.hidden; settings.layers], outputs, layer_norm: settings.layer_norm }
+    }
+}
+
+/// Which action each row of a batch is valued at.
+#[derive(Debug, Clone, Copy)]
+pub enum At {
+    /// The logged action (`a` or `a_<k>`).
+    Logged,
+    /// The target policy at the row's next state (`pi_next_<a>` averaged, or `a_next_<k>`).
+    PolicyNext,
+    /// The target policy at the row's state (`pi_<a>` averaged, or `a_pi_<k>`), when given.
+    PolicyHere,
+}
+
+/// A Q network, its Polyak-averaged target, Adam, and the buffers of a step.
+#[derive(Debug)]
+pub struct QNet {
+    /// The head.
+    pub head: Head,
+    /// The network trained.
+    pub online: Mlp<f32>,
+    /// Its target copy θ̄ (updated by Polyak averaging).
+    pub target: Mlp<f32>,
+    adam: Adam<f32>,
+    tape: Tape<f32>,
+    target_tape: Tape<f32>,
+    grad: Vec<f32>,
+    x: Vec<f32>,
+    rows: Vec<u32>,
+}
+
+impl QNet {
+    /// A fresh network (seeded) and its target, a copy of it; refused before allocating when the
+    /// training would need more memory than the limit.
+    pub fn new(head: Head, state_dim: usize, settings: &NetworkSettings, seed: u64) -> Result<QNet, NnError> {
+        let spec = head.spec(state_dim, settings);
+        spec.check()?;
+        quiver_numerics::memory::reserve(
+            spec.training_bytes(6, settings.batch, 4),
+            "the network's training (parameters, gradients, Adam's moments, the target, the batch's activations)",
+        )?;
+        let online = Mlp::new(spec, seed)?;
+        Ok(QNet::from_networks(head, online.clone(), online, settings))
+    }
+
+    /// A network and target given (a checkpoint's).
+    pub fn from_networks(head: Head, online: Mlp<f32>, target: Mlp<f32>, settings: &NetworkSettings) -> QNet {
+        let adam = Adam::new(AdamConfig { lr: settings.lr, ..Default::default() }, online.params.len());
+        let grad = vec![0.0; online.params.len()];
+        QNet {
+            head,
+            online,
+            target,
+            adam,
+            tape: Tape::new(),
+            target_tape: Tape::new(),
+            grad,
+            x: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Fill `x` with the inputs of `rows` at `states` (and, for a state-action head, their actions).
+    fn inputs(&mut self, states: &Matrix, rows: &[u32], actions: Option<&Matrix>) {
+        self.x.clear();
+        for &i in rows {
+            self.x.extend_from_slice(states.row(i as usize));
+            if let Some(a) = actions {
+                self.x.extend_from_slice(a.row(i as usize));
+            }
+        }
+    }
+
+    /// The continuous actions `at` points to, or `None` for a per-action head.
+    fn action_rows<'d>(&self, data: &'d NeuralData, at: At) -> Result<Option<&'d Matrix>, &'static str> {
+        let Head::StateAction(_) = self.head else { return Ok(None) };
+        match (&data.actions, at) {
+            (Actions::Continuous { a, .. }, At::Logged) => Ok(Some(a)),
+            (Actions::Continuous { a_next, .. }, At::PolicyNext) => Ok(Some(a_next)),
+            (Actions::Continuous { a_pi: Some(a), .. }, At::PolicyHere) => Ok(Some(a)),
+            (Actions::Continuous { a_pi: None, .. }, At::PolicyHere) => Err("a_pi_<k> columns"),
+            (Actions::Discrete { .. }, _) => Err("continuous actions"),
+        }
+    }
+
+    /// Read Q at `at` from per-row outputs `out` of a forward pass over `rows`.
+    fn read(&self, data: &NeuralData, out: &[f32], rows: &[u32], at: At) -> Result<Vec<f32>, &'static str> {
+        let Head::PerAction(k) = self.head else { return Ok(out.to_vec()) };
+        let Actions::Discrete { a, pi_next, pi, .. } = &data.actions else { return Err("discrete actions") };
+        let weights = match at {
+            At::Logged => {
+                return Ok(rows.iter().enumerate().map(|(j, &i)| out[j * k + a[i as usize] as usize]).collect())
+            }
+            At::PolicyNext => pi_next,
+            At::PolicyHere => pi.as_ref().ok_or("pi_<a> columns")?,
+        };
+        Ok(rows
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| weights.row(i as usize).iter().zip(&out[j * k..(j + 1) * k]).map(|(p, q)| p * q).sum())
+            .collect())
+    }
+
+    /// Q of the **online** network at `rows` of `states` and the actions `at` names, keeping the
+    /// tape for [`QNet::step`].
+    pub fn online_q(
+        &mut self,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        self.rows.clear();
+        self.rows.extend_from_slice(rows);
+        let out = self.online.forward(&mut self.tape, &self.x, rows.len()).to_vec();
+        self.read(data, &out, rows, at)
+    }
+
+    /// Q of the **target** network at `rows` of `states` and the actions `at` names.
+    pub fn target_q(
+        &mut self,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        let out = self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec();
+        self.read(data, &out, rows, at)
+    }
+
+    /// One Adam step along the loss whose gradient in the values of the last
+    /// [`QNet::online_q`] (at the logged actions) is `dq`.
+    pub fn step(&mut self, data: &NeuralData, dq: &[f32]) {
+        let outputs = self.online.spec().outputs;
+        let mut dout = vec![0.0f32; self.rows.len() * outputs];
+        match (&self.head, &data.actions) {
+            (Head::PerAction(k), Actions::Discrete { a, .. }) => {
+                for (j, &i) in self.rows.iter().enumerate() {
+                    dout[j * k + a[i as usize] as usize] = dq[j];
+                }
+            }
+            _ => dout.copy_from_slice(dq),
+        }
+        self.online.backward(&mut self.tape, &dout, &mut self.grad);
+        self.adam.step(&mut self.online.params, &self.grad);
+    }
+
+    /// Set Adam's step size (the schedule's, at this step).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.adam.set_lr(lr);
+    }
+
+    /// θ̄ ← θ̄ + τ(θ − θ̄).
+    pub fn polyak(&mut self, tau: f64) {
+        self.target.polyak_toward(&self.online, tau);
+    }
+
+    /// Q of the online network at every row of `states` (in batches), with `at`.
+    pub fn values(&mut self, data: &NeuralData, states: &Matrix, at: At) -> Result<Vec<f64>, &'static str> {
+        let mut out = Vec::with_capacity(states.rows);
+        let all: Vec<u32> = (0..states.rows as u32).collect();
+        for rows in all.chunks(4096) {
+            out.extend(self.online_q(data, states, rows, at)?.into_iter().map(f64::from));
+        }
+        Ok(out)
+    }
+}
