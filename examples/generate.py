@@ -332,9 +332,41 @@ def aggregation():
     write(os.path.join(d, "truth.csv"), ["row", "truth"], [(str(i), f"{y:.4f}") for i, y in enumerate(ys)])
 
 
+def thermostat():
+    """critic-net-fqe: a room's temperature deviation from its setpoint, read every 10 minutes over
+    200 evenings of 40 readings, with the heating power the controller chose. The logged controller
+    is a proportional one with dithering; the proposed one is power = -0.5 x deviation, without.
+    Dynamics deviation' = 0.9 deviation + 0.5 power + N(0, 0.1^2); reward = -(deviation^2 + 0.1
+    power^2). Linear-quadratic, so V of the proposed controller is exactly -p s^2 - c with
+    p = (1 + 0.1 k^2)/(1 - gamma (0.9 + 0.5 k)^2), c = gamma 0.01 p/(1 - gamma): truth.csv holds
+    J, the mean of V over the evenings' first readings."""
+    rng = random.Random(11)
+    a, b, rho, sigma, gamma, k = 0.9, 0.5, 0.1, 0.1, 0.9, -0.5
+    rows, starts = [], []
+    for e in range(200):
+        x = rng.gauss(0.0, 1.0)
+        starts.append(x)
+        for t in range(40):
+            u = k * x + rng.gauss(0.0, 0.3)
+            x2 = a * x + b * u + sigma * rng.gauss(0.0, 1.0)
+            r = -(x * x + rho * u * u)
+            rows.append((str(e), str(t), f"{x:.6f}", f"{u:.6f}", f"{r:.6f}", f"{x2:.6f}", "0",
+                         f"{k * x2:.6f}", f"{k * x:.6f}"))
+            x = x2
+    m = a + b * k
+    p = (1 + rho * k * k) / (1 - gamma * m * m)
+    c = gamma * sigma * sigma * p / (1 - gamma)
+    j = sum(-p * s * s - c for s in starts) / len(starts)
+    d = os.path.join(HERE, "critic-net-fqe")
+    write(os.path.join(d, "transitions.csv"),
+          ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
+    write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
+
+
 if __name__ == "__main__":
     screening()
     judge()
     batch_errors()
     critics()
     aggregation()
+    thermostat()

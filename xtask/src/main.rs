@@ -568,6 +568,15 @@ fn truth_check(kind: &str, truth: &[f64], raw: Option<&[f64]>, json: &Value, dir
                 json["j"].as_f64().unwrap_or(f64::NAN)
             )
         }
+        "critic-j" => {
+            let exact = *truth.first().ok_or("truth.csv holds no value")?;
+            let j = json["j"].as_f64().ok_or("the result has no J")?;
+            format!(
+                "J {j:.4} against the exact {exact:.4}: {:.2} % off (after {} gradient steps)",
+                100.0 * (j - exact).abs() / exact.abs(),
+                json["training"]["steps"],
+            )
+        }
         "ope-j" => {
             let exact = *truth.first().ok_or("truth.csv holds no value")?;
             let parts: Vec<String> = ["tis", "pdis", "sn_pdis", "dm", "dr", "ipw", "snipw", "switch_dr", "dros"]

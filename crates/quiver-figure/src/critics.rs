@@ -42,9 +42,34 @@ fn along_queries(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureErr
     }])
 }
 
+/// A neural critic's training: the minibatch loss along the steps (the mean over each window of
+/// the `training.curve`) — where a flat tail says the training settled and a rising one that it did
+/// not.
+fn training(method: &str, src: &Source<'_>) -> Option<Panel> {
+    let curve = &src.summary["training"]["curve"];
+    let (step, loss) = (numbers(&curve["step"])?, numbers(&curve["loss"])?);
+    (step.len() == loss.len() && !step.is_empty()).then(|| Panel {
+        key: "training".into(),
+        title: format!("{method}: the training loss along the steps"),
+        x_label: "gradient step".into(),
+        y_label: "minibatch loss (mean over the window)".into(),
+        kind: Kind::Xy { series: vec![Series::new("", Style::Line, step, loss)], references: Vec::new(), x_integer: true },
+    })
+}
+
 /// V per state, and the unpenalised V or the quantile band where the critic has them; for
-/// continuous states, the queried values along the state.
+/// continuous states, the queried values along the state; for a neural critic, its training curve
+/// first.
 pub fn critic(method: &str, src: &Source<'_>) -> Result<Vec<Panel>, FigureError> {
+    if let Some(curve) = training(method, src) {
+        let mut panels = vec![curve];
+        // the values along the states when the run had a queries table (without one, the values
+        // are Q at the logged rows, which no single state axis orders)
+        if (src.input)("queries", "s_0").is_some() {
+            panels.extend(along_queries(method, src)?);
+        }
+        return Ok(panels);
+    }
     let Some((s, v)) = table(src, "v") else { return along_queries(method, src) };
     let mut main = Series::new("V(s)", Style::LinePoints, s.clone(), v);
     let mut series = Vec::new();

@@ -13,7 +13,7 @@
 //! * OPE: a forest plot of the estimators with their intervals (`ope`); every policy's estimate
 //!   and the control variates' variance reduction (`ope-many`);
 //! * critics: V per state (with the unpenalised V for the conservative critics, the return
-//!   distribution's 10–90 % band for the quantile critic);
+//!   distribution's 10–90 % band for the quantile critic); a neural critic's training curve;
 //! * quantile aggregation: coverage of each central interval against its nominal level, the
 //!   weights per level, and the test rows' quantile fan;
 //! * evaluators: the aggregate metrics' intervals, P(X > Y) and the performance profiles
@@ -252,6 +252,7 @@ pub const METHODS: &[&str] = &[
     "critic-expectile",
     "critic-lowrank",
     "critic-lstd",
+    "critic-net-fqe",
     "critic-quantile",
     "ope",
     "ope-assessment",

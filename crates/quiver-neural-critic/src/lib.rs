@@ -230,7 +230,7 @@ pub fn network_json(net: &Mlp<f32>) -> Value {
 pub fn training_json(settings: &NetworkSettings, first_step: u64, curve: &train::Curve) -> Value {
     json!({
         "steps": settings.steps, "first_step": first_step, "batch": settings.batch, "lr": settings.lr,
-        "polyak": settings.polyak, "seed": settings.seed, "seconds": curve.seconds,
+        "polyak": settings.polyak, "seed": settings.seed,
         "final_loss": curve.loss.last(), "curve": curve.to_json(),
     })
 }

@@ -28,8 +28,6 @@ pub struct Curve {
     pub step: Vec<u64>,
     /// The mean loss over the window.
     pub loss: Vec<f64>,
-    /// Seconds spent training.
-    pub seconds: f64,
 }
 
 impl Curve {
@@ -51,7 +49,6 @@ pub fn run(
     ctx: &Context,
     mut step: impl FnMut(u64, f64, &[u32]) -> Result<StepReport, PluginError>,
 ) -> Result<Curve, PluginError> {
-    let started = std::time::Instant::now();
     let steps = settings.steps as u64;
     let window = steps.div_ceil(CURVE_POINTS as u64).max(1);
     let mut curve = Curve::default();
@@ -90,7 +87,6 @@ pub fn run(
         }
     }
     ctx.progress(steps, steps, "training")?;
-    curve.seconds = started.elapsed().as_secs_f64();
     Ok(curve)
 }
 
@@ -98,12 +94,12 @@ pub fn run(
 /// rewards — and values, up to 1/(1 − γ) — are of order one whatever the rewards' units; the fixed
 /// point is the same, in that unit.
 pub fn value_scale(r: &[f64]) -> f64 {
-    let rms = (r.iter().map(|x| x * x).sum::<f64>() / r.len().max(1) as f64).sqrt();
-    if rms > 0.0 && rms.is_finite() {
-        rms
-    } else {
-        1.0
+    // scaled by the largest |r| first, so that rewards near 1e±200 neither underflow nor overflow
+    let m = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if !(m > 0.0 && m.is_finite()) {
+        return 1.0;
     }
+    m * (r.iter().map(|x| (x / m) * (x / m)).sum::<f64>() / r.len() as f64).sqrt()
 }
 
 /// max|r|/(1 − γ), the largest |value| any policy can have, in units of `unit`.

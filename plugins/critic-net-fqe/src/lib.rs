@@ -86,7 +86,8 @@ impl CriticImpl for CriticNetFqe {
         let (data, mut net, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
         let gamma = st.gamma as f32;
-        let inv_scale = (1.0 / scaling.value_scale) as f32;
+        // the rewards in the networks' unit, divided in f64 (rewards near 1e±200 have no f32)
+        let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
         let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
             quiver_nn::single_threaded_blas();
@@ -102,7 +103,7 @@ impl CriticImpl for CriticNetFqe {
                     .map(|(&i, (&qi, &ni))| {
                         let i = i as usize;
                         let boot = if data.done[i] { 0.0 } else { gamma * ni };
-                        let err = qi - (data.r[i] as f32 * inv_scale + boot);
+                        let err = qi - (reward[i] + boot);
                         loss += f64::from(err * err);
                         largest = largest.max(qi.abs());
                         2.0 * err / b

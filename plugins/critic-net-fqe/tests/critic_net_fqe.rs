@@ -7,6 +7,7 @@ use quiver_host::{Table, Values};
 use quiver_testing as testing;
 use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
 use serde_json::{json, Value};
+use std::path::Path;
 
 const METHOD: &str = "critic-net-fqe";
 
@@ -393,4 +394,24 @@ fn checkpoints_evaluate_and_resume() {
         &[("steps", json!(0)), ("init", json!(junk.to_str().unwrap()))],
         &["junk.safetensors"],
     );
+}
+
+#[test]
+fn conforms() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/critic-net-fqe");
+    testing::conformance::check_method_with(&testing::own_plugin("critic_net_fqe"), METHOD, &example);
+}
+
+/// Values are linear in the rewards' units: the networks learn in units of the rewards' root mean
+/// square, so J(c r) = c J(r) up to float rounding of the scaled inputs, from c = 1e-200 to 1e200.
+#[test]
+fn values_scale_with_the_rewards() {
+    let c = case();
+    let params = [("hidden", json!(32)), ("steps", json!(500))];
+    let j = run(&[c.data.clone()], &params).unwrap()["j"].as_f64().unwrap();
+    for k in [1e-200, 1e-3, 1e200] {
+        let scaled = changed(&c.data, "r", |r| r.iter_mut().for_each(|x| *x *= k));
+        let jk = run(&[scaled], &params).unwrap()["j"].as_f64().unwrap() / k;
+        assert!((jk - j).abs() <= 1e-3 * j.abs(), "scale {k}: {jk} vs {j}");
+    }
 }
