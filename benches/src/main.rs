@@ -236,6 +236,9 @@ fn real_main() -> Result<(), String> {
     cases.extend(ope_bandit_case(&host, &data.join("ob"), bandit_n));
     cases.extend(ope_trajectory_case(&host, &data.join("ot"), episodes, 1000, None));
     cases.extend(ope_many_case(&host, &data.join("om"), if args.quick { 100_000 } else { 1_000_000 }, 100));
+    // the neural critic: Quiver's time alone without PyTorch, beside it with `--baselines full`
+    let neural_steps = if args.quick { 1_000 } else { 10_000 };
+    cases.extend(neural_fqe_case(&host, &data.join("nf"), 100_000, neural_steps, args.python_full.as_deref()));
     if let Some(py) = &args.python_full {
         // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
         let name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)";

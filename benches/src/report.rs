@@ -28,6 +28,10 @@ pub(crate) fn agree(a: &Value, b: &Value) -> bool {
         return if a["compare"] == "equal" { (x - y).abs() <= 1e-7 * y.abs() } else { x <= y * (1.0 + 1e-3) };
     }
     if let (Some(x), Some(y)) = (a.get("j").and_then(Value::as_f64), b.get("j").and_then(Value::as_f64)) {
+        if a["compare"] == "statistical" {
+            // two trainings of a network from different random draws: the same J within 5 %
+            return (x - y).abs() <= 0.05 * x.abs().max(y.abs());
+        }
         // the same policy value from the same features (NumPy's cos and Quiver's differ by ~1e-16)
         return (x - y).abs() <= 1e-6 * x.abs().max(1.0);
     }

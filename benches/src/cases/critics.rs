@@ -381,3 +381,57 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
         }),
     })
 }
+
+/// Name of the neural FQE case (PyTorch baseline under `--baselines full`).
+pub(crate) const NEURAL_FQE: &str = "critic-net-fqe 2x256, 1e4 steps of 256";
+
+/// `critic-net-fqe` on `n` transitions (the critic cases' data: 2-D states, two actions), a 2 ×
+/// 256 MLP with layer norm trained for `steps` steps of 256 rows, against the same training loop in
+/// PyTorch on the CPU (benches/baselines/neural_baselines.py) when `torch` (an interpreter with
+/// PyTorch) is given. Two trainings from different random draws agree statistically: their J
+/// within 5 % (`compare: statistical`).
+pub(crate) fn neural_fqe_case(host: &Host, dir: &Path, n: usize, steps: usize, torch: Option<&Path>) -> Option<Case> {
+    if skipped(NEURAL_FQE) {
+        return None;
+    }
+    let (table, cols, first) = critic_table(n, 7);
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, v) in &cols {
+        write_f64(dir, name, v);
+    }
+    let a: Vec<f64> = match table.column("a") {
+        Some(quiver_host::Values::I64(v)) => v.iter().map(|&x| x as f64).collect(),
+        _ => unreachable!("built above"),
+    };
+    write_f64(dir, "a", &a);
+    write_f64(dir, "done", &vec![0.0; n]);
+    write_f64(dir, "first", &first.iter().map(|&i| i as f64).collect::<Vec<_>>());
+    let (hidden, layers, batch, lr, polyak, gamma) = (256, 2, 256, 3e-4, 0.005, 0.9);
+    let params = testing::params(&[
+        ("hidden", json!(hidden)),
+        ("layers", json!(layers)),
+        ("steps", json!(steps)),
+        ("batch", json!(batch)),
+        ("lr", json!(lr)),
+        ("polyak", json!(polyak)),
+        ("gamma", json!(gamma)),
+    ]);
+    let host = host.clone();
+    let tables = vec![table];
+    Some(Case {
+        name: NEURAL_FQE.into(),
+        sizes: json!({"n": n, "steps": steps, "batch": batch, "hidden": [hidden, hidden]}),
+        python: torch.map(Path::to_path_buf),
+        script: torch.map(|_| "neural_baselines.py"),
+        baseline: json!({"case": "fqe-torch", "state_dim": 2, "actions": 2, "hidden": hidden, "layers": layers,
+                         "steps": steps, "batch": batch, "lr": lr, "polyak": polyak, "gamma": gamma, "seed": 0}),
+        data: dir.to_path_buf(),
+        repeats: Some(1),
+        quiver: Box::new(move || {
+            let mut h = host.create("critic-net-fqe", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            Ok(json!({"j": v["j"], "compare": "statistical", "device": v["device"]}))
+        }),
+    })
+}

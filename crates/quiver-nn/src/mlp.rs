@@ -241,16 +241,16 @@ impl<T: Real> Mlp<T> {
                     for ((zrow, xrow), s) in
                         z.chunks_exact_mut(at.fan_out).zip(xhat.chunks_exact_mut(at.fan_out)).zip(rstd.iter_mut())
                     {
-                        let mean = zrow.iter().copied().sum::<T>() / n;
-                        let var = zrow.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / n;
+                        let mean = sum8(zrow, |v| v) / n;
+                        let var = sum8(zrow, |v| (v - mean) * (v - mean)) / n;
                         *s = T::one() / (var + eps).sqrt();
-                        for (j, (zv, xv)) in zrow.iter_mut().zip(xrow.iter_mut()).enumerate() {
+                        for (((zv, xv), &g), &b) in zrow.iter_mut().zip(xrow.iter_mut()).zip(gain).zip(shift) {
                             *xv = (*zv - mean) * *s;
-                            *zv = (*xv * gain[j] + shift[j]).max(T::zero());
+                            *zv = relu(*xv * g + b);
                         }
                     }
                 }
-                None => z.iter_mut().for_each(|v| *v = v.max(T::zero())),
+                None => z.iter_mut().for_each(|v| *v = relu(*v)),
             }
         }
     }
@@ -289,11 +289,7 @@ impl<T: Real> Mlp<T> {
                 // then the layer norm
                 let act = &piece.acts[l + 1][..r * at.fan_out];
                 let dy = &mut piece.delta[..r * at.fan_out];
-                dy.iter_mut().zip(act).for_each(|(d, &a)| {
-                    if a <= T::zero() {
-                        *d = T::zero()
-                    }
-                });
+                dy.iter_mut().zip(act).for_each(|(d, &a)| *d = if a > T::zero() { *d } else { T::zero() });
                 if let Some(g) = at.norm {
                     let gain = &self.params[g..g + at.fan_out];
                     let xhat = &piece.xhat[l][..r * at.fan_out];
@@ -303,18 +299,15 @@ impl<T: Real> Mlp<T> {
                     for ((drow, xrow), &s) in
                         dy.chunks_exact_mut(at.fan_out).zip(xhat.chunks_exact(at.fan_out)).zip(&piece.rstd[l][..r])
                     {
-                        let (mut m1, mut m2) = (T::zero(), T::zero());
-                        for j in 0..at.fan_out {
-                            gg[j] = gg[j] + drow[j] * xrow[j];
-                            gs[j] = gs[j] + drow[j];
-                            let dx = drow[j] * gain[j];
-                            drow[j] = dx;
-                            m1 = m1 + dx;
-                            m2 = m2 + dx * xrow[j];
+                        for ((((d, &x), a), b), &g) in drow.iter_mut().zip(xrow).zip(gg.iter_mut()).zip(gs.iter_mut()).zip(gain) {
+                            *a = *a + *d * x;
+                            *b = *b + *d;
+                            *d = *d * g;
                         }
-                        let (m1, m2) = (m1 / n, m2 / n);
-                        for j in 0..at.fan_out {
-                            drow[j] = s * (drow[j] - m1 - xrow[j] * m2);
+                        let m1 = sum8(drow, |d| d) / n;
+                        let m2 = dot8(drow, xrow) / n;
+                        for (d, &x) in drow.iter_mut().zip(xrow) {
+                            *d = s * (*d - m1 - x * m2);
                         }
                     }
                 }
@@ -362,6 +355,45 @@ impl<T: Real> Mlp<T> {
             t.iter_mut().zip(o).for_each(|(a, &b)| *a = *a + tau * (b - *a));
         });
     }
+}
+
+/// max(x, 0), written as a select (so that a loop of them vectorises).
+#[inline(always)]
+fn relu<T: Real>(x: T) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
+/// Σ f(x) over a slice with eight running sums, added in a fixed order: the same bits on every
+/// machine and thread count, and a loop the compiler vectorises (one running sum cannot be).
+#[inline(always)]
+fn sum8<T: Real>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + f(v));
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + f(v);
+        }
+    }
+    acc.iter().fold(tail, |s, &a| s + a)
+}
+
+/// Σ x_j y_j, as [`sum8`].
+#[inline(always)]
+fn dot8<T: Real>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (cx, cy) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail = cx.remainder().iter().zip(cy.remainder()).fold(T::zero(), |s, (&a, &b)| s + a * b);
+    for (a8, b8) in cx.zip(cy) {
+        for ((acc, &a), &b) in acc.iter_mut().zip(a8).zip(b8) {
+            *acc = *acc + a * b;
+        }
+    }
+    acc.iter().fold(tail, |s, &a| s + a)
 }
 
 /// What a forward pass keeps for the backward pass, per piece of [`ROW_CHUNK`] rows; reused from
