@@ -53,7 +53,11 @@ fn training(method: &str, src: &Source<'_>) -> Option<Panel> {
         title: format!("{method}: the training loss along the steps"),
         x_label: "gradient step".into(),
         y_label: "minibatch loss (mean over the window)".into(),
-        kind: Kind::Xy { series: vec![Series::new("", Style::Line, step, loss)], references: Vec::new(), x_integer: true },
+        kind: Kind::Xy {
+            series: vec![Series::new("", Style::Line, step, loss)],
+            references: Vec::new(),
+            x_integer: true,
+        },
     })
 }
 

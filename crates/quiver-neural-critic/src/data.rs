@@ -60,7 +60,8 @@ impl Matrix {
         let mut data = vec![0.0f32; rows * cols];
         for (k, c) in columns.iter().enumerate() {
             for (i, &v) in c.iter().enumerate() {
-                data[i * cols + k] = ((v - scale.mean[k]) / scale.sd[k]) as f32;
+                // v/sd − mean/sd rather than (v − mean)/sd: no overflow for columns near 1e308
+                data[i * cols + k] = (v / scale.sd[k] - scale.mean[k] / scale.sd[k]) as f32;
             }
         }
         Matrix { rows, cols, data }
@@ -89,11 +90,14 @@ impl Standardise {
             let other = b.get(k).map_or(&[][..], |c| c);
             let values = col.iter().chain(other);
             let n = (col.len() + other.len()).max(1) as f64;
-            let mean = values.clone().sum::<f64>() / n;
-            let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            // moments of x / max|x|, so that columns near 1e±300 neither overflow nor underflow
+            let m = values.clone().fold(0.0f64, |m, x| m.max(x.abs()));
+            let m = if m > 0.0 && m.is_finite() { m } else { 1.0 };
+            let mean = values.clone().map(|x| x / m).sum::<f64>() / n;
+            let var = values.map(|x| (x / m - mean) * (x / m - mean)).sum::<f64>() / n;
             let sd = var.sqrt();
-            out.mean.push(mean);
-            out.sd.push(if sd > 1e-12 * (1.0 + mean.abs()) { sd } else { 1.0 });
+            out.mean.push(mean * m);
+            out.sd.push(if sd > 1e-12 * (1.0 + mean.abs()) { sd * m } else { m });
         }
         out
     }

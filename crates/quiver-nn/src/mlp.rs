@@ -299,7 +299,9 @@ impl<T: Real> Mlp<T> {
                     for ((drow, xrow), &s) in
                         dy.chunks_exact_mut(at.fan_out).zip(xhat.chunks_exact(at.fan_out)).zip(&piece.rstd[l][..r])
                     {
-                        for ((((d, &x), a), b), &g) in drow.iter_mut().zip(xrow).zip(gg.iter_mut()).zip(gs.iter_mut()).zip(gain) {
+                        for ((((d, &x), a), b), &g) in
+                            drow.iter_mut().zip(xrow).zip(gg.iter_mut()).zip(gs.iter_mut()).zip(gain)
+                        {
                             *a = *a + *d * x;
                             *b = *b + *d;
                             *d = *d * g;
