@@ -160,10 +160,29 @@ pub struct NeuralData {
     pub first_rows: Vec<usize>,
 }
 
+/// What a critic reads of the target policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// π at the next states (`pi_next_<a>`, or `a_next_<k>`): a critic of a given target policy.
+    Policy,
+    /// The logged actions only: a critic of the data's own actions (IQL's expectile critic).
+    Actions,
+}
+
+/// [`read_for`] a critic of a given target policy.
+pub fn read(t: &TableRef<'_>, scales: Option<(&Standardise, Option<&Standardise>)>) -> Result<NeuralData, PluginError> {
+    read_for(t, scales, Needs::Policy)
+}
+
 /// Read and check the `transitions` table of a neural critic (errors name the table, column and
 /// row). With `scales` (from a checkpoint), states and actions are standardised with them instead
-/// of the data's own, so that a network trained before reads them as it did.
-pub fn read(t: &TableRef<'_>, scales: Option<(&Standardise, Option<&Standardise>)>) -> Result<NeuralData, PluginError> {
+/// of the data's own, so that a network trained before reads them as it did. With
+/// [`Needs::Actions`] the policy columns are neither needed nor read.
+pub fn read_for(
+    t: &TableRef<'_>,
+    scales: Option<(&Standardise, Option<&Standardise>)>,
+    needs: Needs,
+) -> Result<NeuralData, PluginError> {
     t.non_empty()?;
     let continuous = t.has("a_0");
     if continuous && t.has("a") {
@@ -211,7 +230,7 @@ pub fn read(t: &TableRef<'_>, scales: Option<(&Standardise, Option<&Standardise>
         let a = numbered_columns(t, "a_")?;
         let a_next = numbered_columns(t, "a_next_")?;
         let a_pi = numbered_columns(t, "a_pi_")?;
-        if a_next.len() != a.len() {
+        if needs == Needs::Policy && a_next.len() != a.len() {
             return Err(PluginError::input(format!(
                 "table 'transitions' has {} action columns a_* but {} a_next_* columns: give the target policy's \
                  action at s_next as a_next_0..a_next_{}",
@@ -238,11 +257,15 @@ pub fn read(t: &TableRef<'_>, scales: Option<(&Standardise, Option<&Standardise>
         };
         Actions::Continuous {
             a: Matrix::from_columns(&a, &scale),
-            a_next: Matrix::from_columns(&a_next, &scale),
+            a_next: if a_next.len() == a.len() {
+                Matrix::from_columns(&a_next, &scale)
+            } else {
+                Matrix { rows: 0, cols: a.len(), data: Vec::new() }
+            },
             a_pi: (!a_pi.is_empty()).then(|| Matrix::from_columns(&a_pi, &scale)),
             scale,
         }
-    } else {
+    } else if needs == Needs::Policy {
         let pc = policy_columns(t, &data)?;
         let identity = |k: usize| Standardise { mean: vec![0.0; k], sd: vec![1.0; k] };
         let count = pc.n_actions();
@@ -251,6 +274,14 @@ pub fn read(t: &TableRef<'_>, scales: Option<(&Standardise, Option<&Standardise>
             count,
             pi_next: Matrix::from_columns(&pc.next, &identity(count)),
             pi: pc.current.as_ref().map(|c| Matrix::from_columns(c, &identity(count))),
+        }
+    } else {
+        let count = data.n_actions;
+        Actions::Discrete {
+            a: data.a.clone(),
+            count,
+            pi_next: Matrix { rows: 0, cols: count, data: Vec::new() },
+            pi: None,
         }
     };
     Ok(NeuralData {

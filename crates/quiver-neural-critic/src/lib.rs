@@ -31,6 +31,16 @@ pub struct Scaling {
 }
 
 impl Scaling {
+    /// The scaling of `data` (its states' and continuous actions' maps) with the value unit
+    /// `value_scale`.
+    pub fn of(data: &NeuralData, value_scale: f64) -> Scaling {
+        let actions = match &data.actions {
+            Actions::Continuous { scale, .. } => Some(scale.clone()),
+            Actions::Discrete { .. } => None,
+        };
+        Scaling { states: data.state_scale.clone(), actions, value_scale }
+    }
+
     /// As JSON (the result's `scaling`).
     pub fn to_json(&self) -> Value {
         json!({"states": self.states.to_json(), "actions": self.actions.as_ref().map(Standardise::to_json),
@@ -110,8 +120,9 @@ pub fn take_network(
 
 /// The states (and actions) of a `queries` table, as the network reads them: Q at its rows when it
 /// gives actions (`a`, or `a_<k>`), V under the target policy when it gives π (`pi_<a>`, or
-/// `a_pi_<k>`); the rows are checked as the transitions' are.
-pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData) -> Result<(NeuralData, At), PluginError> {
+/// `a_pi_<k>`) — or, for a critic with a value network of its own (`value_net`), V(s) without π;
+/// the rows are checked as the transitions' are.
+pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Result<(NeuralData, At), PluginError> {
     qt.non_empty()?;
     let s = quiver_critic_kit::read::numbered_columns(qt, "s_")?;
     if s.len() != data.s.cols {
@@ -128,6 +139,8 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData) -> Result<(NeuralData,
             if let Some(a) = qt.i64_opt("a")? {
                 let ids = quiver_rl::data::ids("queries", "a", a, *count).map_err(plugin_error)?;
                 (Actions::Discrete { a: ids, count: *count, pi_next: empty, pi: None }, At::Logged)
+            } else if value_net {
+                (Actions::Discrete { a: vec![0; n], count: *count, pi_next: empty, pi: None }, At::PolicyHere)
             } else {
                 let pi = quiver_critic_kit::read::numbered_columns(qt, "pi_")?;
                 if pi.len() != *count {
@@ -149,13 +162,14 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData) -> Result<(NeuralData,
             let (cols, at) = match (given.is_empty(), policy.is_empty()) {
                 (false, _) => (given, At::Logged),
                 (true, false) => (policy, At::PolicyHere),
+                (true, true) if value_net => (vec![&[] as &[f64]; 0], At::PolicyHere),
                 (true, true) => {
                     return Err(PluginError::input(
                         "table 'queries' needs a_<k> columns for Q(s, a), or a_pi_<k> (the target policy's action) for V(s)",
                     ))
                 }
             };
-            if cols.len() != a.cols {
+            if cols.len() != a.cols && !(value_net && cols.is_empty()) {
                 return Err(PluginError::input(format!(
                     "table 'queries' has {} action columns, the network reads {}",
                     cols.len(),
@@ -207,12 +221,32 @@ pub fn answer(
     match tables.opt("queries") {
         None => Ok(scale(net.values(data, &data.s, At::Logged).map_err(internal)?)),
         Some(qt) => {
-            let (q, at) = read_queries(&qt, data)?;
+            let (q, at) = read_queries(&qt, data, false)?;
             let v = scale(net.values(&q, &q.s, at).map_err(internal)?);
             out["values"] = json!(v);
             Ok(v)
         }
     }
+}
+
+/// [`answer`] for a critic with a value network: V queries (no action columns) read `v`, with no
+/// need for π.
+pub fn answer_with_value(
+    tables: &quiver_sdk::Tables<'_>,
+    out: &mut Value,
+    q: &mut QNet,
+    v: &mut QNet,
+    data: &NeuralData,
+    value_scale: f64,
+) -> Result<Vec<f64>, PluginError> {
+    let Some(qt) = tables.opt("queries") else { return answer(tables, out, q, data, value_scale) };
+    let (queries, at) = read_queries(&qt, data, true)?;
+    // Q at given actions from the critic; V from the value network (which reads no action)
+    let net = if matches!(at, At::Logged) { q } else { v };
+    let values: Vec<f64> =
+        net.values(&queries, &queries.s, at).map_err(internal)?.into_iter().map(|x| x * value_scale).collect();
+    out["values"] = json!(values);
+    Ok(values)
 }
 
 fn internal(what: &str) -> PluginError {

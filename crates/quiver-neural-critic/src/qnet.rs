@@ -15,6 +15,8 @@ pub enum Head {
     PerAction(usize),
     /// Input (s, a) with `d` action dimensions; one output.
     StateAction(usize),
+    /// Input s; one output, a state's value V(s) (the action columns are not read).
+    Value,
 }
 
 impl Head {
@@ -30,6 +32,7 @@ impl Head {
         let (inputs, outputs) = match self {
             Head::PerAction(k) => (state_dim, k),
             Head::StateAction(d) => (state_dim + d, 1),
+            Head::Value => (state_dim, 1),
         };
         MlpSpec { inputs, hidden: vec![settings.hidden; settings.layers], outputs, layer_norm: settings.layer_norm }
     }
@@ -58,6 +61,7 @@ pub struct QNet {
     adam: Adam<f32>,
     tape: Tape<f32>,
     target_tape: Tape<f32>,
+    eval_tape: Tape<f32>,
     grad: Vec<f32>,
     x: Vec<f32>,
     rows: Vec<u32>,
@@ -88,6 +92,7 @@ impl QNet {
             adam,
             tape: Tape::new(),
             target_tape: Tape::new(),
+            eval_tape: Tape::new(),
             grad,
             x: Vec::new(),
             rows: Vec::new(),
@@ -119,7 +124,7 @@ impl QNet {
 
     /// Read Q at `at` from per-row outputs `out` of a forward pass over `rows`.
     fn read(&self, data: &NeuralData, out: &[f32], rows: &[u32], at: At) -> Result<Vec<f32>, &'static str> {
-        let Head::PerAction(k) = self.head else { return Ok(out.to_vec()) };
+        let Head::PerAction(k) = self.head else { return Ok(out.to_vec()) }; // one output a row
         let Actions::Discrete { a, pi_next, pi, .. } = &data.actions else { return Err("discrete actions") };
         let weights = match at {
             At::Logged => {
@@ -163,6 +168,21 @@ impl QNet {
         let actions = self.action_rows(data, at)?;
         self.inputs(states, rows, actions);
         let out = self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec();
+        self.read(data, &out, rows, at)
+    }
+
+    /// Q of the **online** network at `rows` of `states` and the actions `at` names, without
+    /// touching the tape of the step under way (a value read for another network's target).
+    pub fn eval_online(
+        &mut self,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        let out = self.online.forward(&mut self.eval_tape, &self.x, rows.len()).to_vec();
         self.read(data, &out, rows, at)
     }
 

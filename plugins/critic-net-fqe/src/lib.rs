@@ -56,14 +56,7 @@ impl CriticNetFqe {
                 let data = data::read(t, None)?;
                 let head = Head::of(&data);
                 let net = QNet::new(head, data.s.cols, st, st.seed).map_err(quiver_sdk::plugin_error)?;
-                let scaling = Scaling {
-                    states: data.state_scale.clone(),
-                    actions: match &data.actions {
-                        data::Actions::Continuous { scale, .. } => Some(scale.clone()),
-                        _ => None,
-                    },
-                    value_scale: train::value_scale(&data.r),
-                };
+                let scaling = Scaling::of(&data, train::value_scale(&data.r));
                 Ok((data, net, scaling, 0))
             }
             Some(path) => {
