@@ -252,6 +252,7 @@ pub const METHODS: &[&str] = &[
     "critic-expectile",
     "critic-lowrank",
     "critic-lstd",
+    "critic-net-dsac",
     "critic-net-fqe",
     "critic-net-iql",
     "critic-quantile",

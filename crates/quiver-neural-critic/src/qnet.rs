@@ -29,12 +29,22 @@ impl Head {
     }
     /// The network's spec for states of `state_dim` dimensions.
     pub fn spec(self, state_dim: usize, settings: &NetworkSettings) -> MlpSpec {
+        self.spec_wide(state_dim, settings, 1)
+    }
+    /// The spec of a network with `width` outputs per action (a distributional critic's mean and
+    /// spread: 2), laid out as `width` blocks of one output per action.
+    pub fn spec_wide(self, state_dim: usize, settings: &NetworkSettings, width: usize) -> MlpSpec {
         let (inputs, outputs) = match self {
             Head::PerAction(k) => (state_dim, k),
             Head::StateAction(d) => (state_dim + d, 1),
             Head::Value => (state_dim, 1),
         };
-        MlpSpec { inputs, hidden: vec![settings.hidden; settings.layers], outputs, layer_norm: settings.layer_norm }
+        MlpSpec {
+            inputs,
+            hidden: vec![settings.hidden; settings.layers],
+            outputs: outputs * width,
+            layer_norm: settings.layer_norm,
+        }
     }
 }
 
@@ -71,7 +81,19 @@ impl QNet {
     /// A fresh network (seeded) and its target, a copy of it; refused before allocating when the
     /// training would need more memory than the limit.
     pub fn new(head: Head, state_dim: usize, settings: &NetworkSettings, seed: u64) -> Result<QNet, NnError> {
-        let spec = head.spec(state_dim, settings);
+        QNet::new_wide(head, state_dim, settings, seed, 1)
+    }
+
+    /// [`QNet::new`] with `width` outputs per action ([`Head::spec_wide`]); read them with
+    /// [`QNet::online_raw`] and [`QNet::target_raw`], train with [`QNet::step_raw`].
+    pub fn new_wide(
+        head: Head,
+        state_dim: usize,
+        settings: &NetworkSettings,
+        seed: u64,
+        width: usize,
+    ) -> Result<QNet, NnError> {
+        let spec = head.spec_wide(state_dim, settings, width);
         spec.check()?;
         quiver_numerics::memory::reserve(
             spec.training_bytes(6, settings.batch, 4),
@@ -184,6 +206,42 @@ impl QNet {
         self.inputs(states, rows, actions);
         let out = self.online.forward(&mut self.eval_tape, &self.x, rows.len()).to_vec();
         self.read(data, &out, rows, at)
+    }
+
+    /// The online network's outputs at `rows` of `states` (with, for a state-action head, the
+    /// actions `at` names), all of them (rows × outputs), keeping the tape for [`QNet::step_raw`].
+    pub fn online_raw(
+        &mut self,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        self.rows.clear();
+        self.rows.extend_from_slice(rows);
+        Ok(self.online.forward(&mut self.tape, &self.x, rows.len()).to_vec())
+    }
+
+    /// The target network's outputs at `rows`, as [`QNet::online_raw`].
+    pub fn target_raw(
+        &mut self,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        Ok(self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec())
+    }
+
+    /// One Adam step along the loss whose gradient in every output of the last
+    /// [`QNet::online_raw`] is `dout`.
+    pub fn step_raw(&mut self, dout: &[f32]) {
+        self.online.backward(&mut self.tape, dout, &mut self.grad);
+        self.adam.step(&mut self.online.params, &self.grad);
     }
 
     /// One Adam step along the loss whose gradient in the values of the last
