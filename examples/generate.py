@@ -366,6 +366,11 @@ def thermostat():
     write(os.path.join(d, "transitions.csv"),
           ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
+    # critic-net-flow: the same evenings and proposal, read out through a learned flow
+    d = os.path.join(HERE, "critic-net-flow")
+    write(os.path.join(d, "transitions.csv"),
+          ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
+    write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
     # critic-net-iql: the same evenings; at tau = 0.5 its value is the logged (dithered)
     # controller's own: V = -p s^2 - c with the dither's variance 0.09 in the cost and the moves
     c_mu = (rho * 0.09 + gamma * p * (sigma * sigma + b * b * 0.09)) / (1 - gamma)

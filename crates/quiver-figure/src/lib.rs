@@ -253,6 +253,7 @@ pub const METHODS: &[&str] = &[
     "critic-lowrank",
     "critic-lstd",
     "critic-net-dsac",
+    "critic-net-flow",
     "critic-net-fqe",
     "critic-net-iql",
     "critic-quantile",

@@ -103,6 +103,18 @@ impl QNet {
         Ok(QNet::from_networks(head, online.clone(), online, settings))
     }
 
+    /// A network of any `spec` (inputs the caller assembles: [`QNet::online_on`]) and its target,
+    /// refused before allocating past the memory limit.
+    pub fn custom(spec: MlpSpec, settings: &NetworkSettings, seed: u64) -> Result<QNet, NnError> {
+        spec.check()?;
+        quiver_numerics::memory::reserve(
+            spec.training_bytes(6, settings.batch, 4),
+            "the network's training (parameters, gradients, Adam's moments, the target, the batch's activations)",
+        )?;
+        let online = Mlp::new(spec, seed)?;
+        Ok(QNet::from_networks(Head::Value, online.clone(), online, settings))
+    }
+
     /// A network and target given (a checkpoint's).
     pub fn from_networks(head: Head, online: Mlp<f32>, target: Mlp<f32>, settings: &NetworkSettings) -> QNet {
         let adam = Adam::new(AdamConfig { lr: settings.lr, ..Default::default() }, online.params.len());
@@ -237,8 +249,24 @@ impl QNet {
         Ok(self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec())
     }
 
+    /// The online network's outputs on `rows` rows of inputs `x` the caller assembled, keeping the
+    /// tape for [`QNet::step_raw`].
+    pub fn online_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+        self.online.forward(&mut self.tape, x, rows).to_vec()
+    }
+
+    /// The target network's outputs on inputs `x`, as [`QNet::online_on`].
+    pub fn target_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+        self.target.forward(&mut self.target_tape, x, rows).to_vec()
+    }
+
+    /// The online network's outputs on inputs `x`, without touching the step's tape.
+    pub fn eval_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+        self.online.forward(&mut self.eval_tape, x, rows).to_vec()
+    }
+
     /// One Adam step along the loss whose gradient in every output of the last
-    /// [`QNet::online_raw`] is `dout`.
+    /// [`QNet::online_raw`] (or [`QNet::online_on`]) is `dout`.
     pub fn step_raw(&mut self, dout: &[f32]) {
         self.online.backward(&mut self.tape, dout, &mut self.grad);
         self.adam.step(&mut self.online.params, &self.grad);

@@ -206,7 +206,8 @@ pub fn bad_parameters_are_refused(host: &Host, m: &Manifest) {
     assert!(e.to_string().contains("unknown parameter 'no_such_parameter'"), "{method}: {e}");
 }
 
-fn example_tables(m: &Manifest, run: &ExampleRun) -> (Map<String, Value>, Vec<Table>) {
+/// The parameters and input tables of an example run, read as the method's manifest declares them.
+pub fn example_tables(m: &Manifest, run: &ExampleRun) -> (Map<String, Value>, Vec<Table>) {
     let params = params_from_pairs(m, &run.sets).unwrap_or_else(|e| panic!("{}: example parameters: {e}", m.name));
     let tables = read_inputs(m, &run.inputs).unwrap_or_else(|e| panic!("{}: example inputs: {e}", m.name));
     (params, tables)

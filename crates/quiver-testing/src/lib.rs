@@ -14,6 +14,7 @@
 //!   the device contract holds).
 
 pub mod conformance;
+pub mod embed;
 pub mod examples;
 pub mod mdp;
 pub mod parts;
