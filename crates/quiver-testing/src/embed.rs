@@ -66,6 +66,15 @@ pub fn pair_queries(pairs: &[(usize, usize)], n_states: usize) -> Table {
     t
 }
 
+/// A `queries` table of every state (one-hot over `n_states`) and no action: V(s).
+pub fn state_queries(n_states: usize) -> Table {
+    let mut t = Table::new("queries");
+    for j in 0..n_states {
+        t = t.with_f64(&format!("s_{j}"), (0..n_states).map(|s| f64::from(s == j)).collect());
+    }
+    t
+}
+
 /// Every (s, a) pair, in the order s·A + a.
 pub fn all_pairs(n_states: usize, n_actions: usize) -> Vec<(usize, usize)> {
     (0..n_states * n_actions).map(|k| (k / n_actions, k % n_actions)).collect()

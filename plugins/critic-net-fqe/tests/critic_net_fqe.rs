@@ -5,58 +5,12 @@
 
 use quiver_host::{Table, Values};
 use quiver_testing as testing;
+use quiver_testing::embed::{all_pairs, flags, floats, ints, one_hot, pair_queries};
 use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
 use serde_json::{json, Value};
 use std::path::Path;
 
 const METHOD: &str = "critic-net-fqe";
-
-fn col<'t>(t: &'t Table, name: &str) -> &'t Values {
-    t.column(name).unwrap_or_else(|| panic!("column {name}"))
-}
-
-fn ints(t: &Table, name: &str) -> Vec<i64> {
-    match col(t, name) {
-        Values::I64(v) => v.clone(),
-        _ => panic!("{name}"),
-    }
-}
-
-/// The log of `mdp` with its states one-hot (`s_<k>`, `s_next_<k>`) and π per row (`pi_<a>`,
-/// `pi_next_<a>`).
-fn embedded(mdp: &FiniteMdp, log: &Table, pi: &Policy) -> Table {
-    let (s, s2) = (ints(log, "s"), ints(log, "s_next"));
-    let (sn, an) = (mdp.n_states, mdp.n_actions);
-    let mut t = Table::new("transitions")
-        .with_i64("episode", ints(log, "episode"))
-        .with_i64("t", ints(log, "t"))
-        .with_i64("a", ints(log, "a"));
-    for name in ["r", "done"] {
-        t = match col(log, name) {
-            Values::F64(v) => t.with_f64(name, v.clone()),
-            Values::Bool(v) => t.with_bool(name, v.clone()),
-            _ => unreachable!(),
-        };
-    }
-    for k in 0..sn {
-        t = t.with_f64(&format!("s_{k}"), s.iter().map(|&x| f64::from(x as usize == k)).collect());
-        t = t.with_f64(&format!("s_next_{k}"), s2.iter().map(|&x| f64::from(x as usize == k)).collect());
-    }
-    for a in 0..an {
-        t = t.with_f64(&format!("pi_{a}"), s.iter().map(|&x| pi[x as usize * an + a]).collect());
-        t = t.with_f64(&format!("pi_next_{a}"), s2.iter().map(|&x| pi[x as usize * an + a]).collect());
-    }
-    t
-}
-
-/// Every (s, a) pair as a query.
-fn all_pairs(sn: usize, an: usize) -> Table {
-    let mut t = Table::new("queries").with_i64("a", (0..sn * an).map(|k| (k % an) as i64).collect());
-    for j in 0..sn {
-        t = t.with_f64(&format!("s_{j}"), (0..sn * an).map(|k| f64::from(k / an == j)).collect());
-    }
-    t
-}
 
 struct Case {
     mdp: FiniteMdp,
@@ -76,7 +30,7 @@ fn case() -> Case {
         .into_iter()
         .map(|q| q.expect("every pair has data"))
         .collect();
-    Case { data: embedded(&mdp, &log, &pi), mdp, pi, log, exact }
+    Case { data: one_hot(&log, 5, Some((&pi, 3))), mdp, pi, log, exact }
 }
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Result<Value, quiver_host::HostError> {
@@ -110,7 +64,7 @@ fn values(v: &Value) -> Vec<f64> {
 #[test]
 fn it_converges_to_the_exact_q_of_the_empirical_model() {
     let c = case();
-    let v = run(&[c.data.clone(), all_pairs(5, 3)], &small(&[])).unwrap();
+    let v = run(&[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &small(&[])).unwrap();
     let q = values(&v);
     let scale = c.exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let worst = q.iter().zip(&c.exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -291,20 +245,8 @@ fn bad_input_and_settings_are_refused_with_their_place() {
         .with_i64("episode", ints(log, "episode"))
         .with_i64("t", ints(log, "t"))
         .with_i64("a", ints(log, "a"))
-        .with_f64(
-            "r",
-            match col(log, "r") {
-                Values::F64(v) => v.clone(),
-                _ => unreachable!(),
-            },
-        )
-        .with_bool(
-            "done",
-            match col(log, "done") {
-                Values::Bool(v) => v.clone(),
-                _ => unreachable!(),
-            },
-        );
+        .with_f64("r", floats(log, "r"))
+        .with_bool("done", flags(log, "done"));
     expect_error(&[bare], &quick, &["s_"]);
     // discrete states are pointed elsewhere
     expect_error(std::slice::from_ref(&c.log), &quick, &["discrete states", "one-hot"]);
@@ -343,14 +285,16 @@ fn a_seed_gives_the_same_network_on_any_thread_count() {
     let host = testing::host();
     let mut ctx = testing::cpu();
     ctx.threads = 1;
-    let one = host.run(METHOD, &params, &[c.data.clone(), all_pairs(5, 3)], ctx).unwrap();
+    let one = host.run(METHOD, &params, &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], ctx).unwrap();
     ctx.threads = 2;
-    let two = host.run(METHOD, &params, &[c.data.clone(), all_pairs(5, 3)], ctx).unwrap();
+    let two = host.run(METHOD, &params, &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], ctx).unwrap();
     assert_eq!(values(&one), values(&two));
     assert_eq!(one["training"]["curve"], two["training"]["curve"]);
-    let other =
-        run(&[c.data.clone(), all_pairs(5, 3)], &[("hidden", json!(32)), ("steps", json!(300)), ("seed", json!(6))])
-            .unwrap();
+    let other = run(
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
+        &[("hidden", json!(32)), ("steps", json!(300)), ("seed", json!(6))],
+    )
+    .unwrap();
     assert_ne!(values(&one), values(&other));
 }
 
@@ -368,29 +312,39 @@ fn checkpoints_evaluate_and_resume() {
     fn with<'a>(base: &[(&'a str, Value)], extra: &[(&'a str, Value)]) -> Vec<(&'a str, Value)> {
         base.iter().cloned().chain(extra.iter().cloned()).collect()
     }
-    let saved =
-        run(&[c.data.clone(), all_pairs(5, 3)], &with(&base, &[("steps", json!(600)), ("save", json!(p))])).unwrap();
-    let again =
-        run(&[c.data.clone(), all_pairs(5, 3)], &with(&base, &[("steps", json!(0)), ("init", json!(p))])).unwrap();
+    let saved = run(
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
+        &with(&base, &[("steps", json!(600)), ("save", json!(p))]),
+    )
+    .unwrap();
+    let again = run(
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
+        &with(&base, &[("steps", json!(0)), ("init", json!(p))]),
+    )
+    .unwrap();
     assert_eq!(values(&saved), values(&again));
     assert_eq!(saved["j"], again["j"]);
-    let resumed =
-        run(&[c.data.clone(), all_pairs(5, 3)], &with(&base, &[("steps", json!(600)), ("init", json!(p))])).unwrap();
+    let resumed = run(
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
+        &with(&base, &[("steps", json!(600)), ("init", json!(p))]),
+    )
+    .unwrap();
     assert_eq!(resumed["training"]["first_step"], 600);
-    let straight = run(&[c.data.clone(), all_pairs(5, 3)], &with(&base, &[("steps", json!(1200))])).unwrap();
+    let straight =
+        run(&[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &with(&base, &[("steps", json!(1200))])).unwrap();
     let (a, b) = (values(&resumed), values(&straight));
     let spread = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
     assert!(gap < 0.05 * spread, "resumed {a:?} vs straight {b:?}");
     expect_error(
-        &[c.data.clone(), all_pairs(5, 3)],
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
         &[("hidden", json!(16)), ("steps", json!(0)), ("init", json!(p))],
         &["fqe.safetensors", "hidden"],
     );
     std::fs::write(dir.path().join("junk.safetensors"), b"not a checkpoint").unwrap();
     let junk = dir.path().join("junk.safetensors");
     expect_error(
-        &[c.data.clone(), all_pairs(5, 3)],
+        &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)],
         &[("steps", json!(0)), ("init", json!(junk.to_str().unwrap()))],
         &["junk.safetensors"],
     );

@@ -4,56 +4,22 @@
 //! advantage weights are reported; a linear-quadratic system's behaviour value comes out within
 //! 5 %; checkpoints keep both networks; bad settings are refused.
 
-use quiver_host::{Table, Values};
+use quiver_host::Table;
 use quiver_testing as testing;
+use quiver_testing::embed::{one_hot, pair_queries, state_queries};
 use quiver_testing::mdp::{Empirical, FiniteMdp};
 use serde_json::{json, Value};
 use std::path::Path;
 
 const METHOD: &str = "critic-net-iql";
 
-fn ints(t: &Table, name: &str) -> Vec<i64> {
-    match t.column(name) {
-        Some(Values::I64(v)) => v.clone(),
-        _ => panic!("{name}"),
-    }
-}
-
-/// `log` with its states one-hot (no policy columns: IQL needs none).
-fn embedded(log: &Table, states: usize) -> Table {
-    let (s, s2) = (ints(log, "s"), ints(log, "s_next"));
-    let mut t = Table::new("transitions")
-        .with_i64("episode", ints(log, "episode"))
-        .with_i64("t", ints(log, "t"))
-        .with_i64("a", ints(log, "a"));
-    for name in ["r", "done"] {
-        t = match log.column(name) {
-            Some(Values::F64(v)) => t.with_f64(name, v.clone()),
-            Some(Values::Bool(v)) => t.with_bool(name, v.clone()),
-            _ => unreachable!(),
-        };
-    }
-    for k in 0..states {
-        t = t.with_f64(&format!("s_{k}"), s.iter().map(|&x| f64::from(x as usize == k)).collect());
-        t = t.with_f64(&format!("s_next_{k}"), s2.iter().map(|&x| f64::from(x as usize == k)).collect());
-    }
-    t
-}
-
-/// Every (s, a) pair the data took, as queries, and every state (V).
+/// The pairs as Q queries, or (without actions) every state as V queries.
 fn queries(pairs: &[(usize, usize)], states: usize, with_action: bool) -> Table {
-    let mut t = Table::new("queries");
     if with_action {
-        t = t.with_i64("a", pairs.iter().map(|&(_, a)| a as i64).collect());
-        for j in 0..states {
-            t = t.with_f64(&format!("s_{j}"), pairs.iter().map(|&(s, _)| f64::from(s == j)).collect());
-        }
+        pair_queries(pairs, states)
     } else {
-        for j in 0..states {
-            t = t.with_f64(&format!("s_{j}"), (0..states).map(|s| f64::from(s == j)).collect());
-        }
+        state_queries(states)
     }
-    t
 }
 
 struct Case {
@@ -69,7 +35,7 @@ fn case() -> Case {
     let behaviour = mdp.random_policy(3, |s, a| a != s % 3);
     let log = mdp.sample(9, &behaviour, None, 300, 30);
     let pairs = (0..5).flat_map(|s| (0..3).filter(move |&a| a != s % 3).map(move |a| (s, a))).collect();
-    Case { data: embedded(&log, 5), log, pairs }
+    Case { data: one_hot(&log, 5, None), log, pairs }
 }
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Value {
