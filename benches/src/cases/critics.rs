@@ -63,15 +63,10 @@ pub(crate) fn critic_table(n: usize, seed: u64) -> (Table, Columns, Vec<usize>) 
     (t, cols, first)
 }
 
-/// critic-lstd on `n` transitions with 2 × 128 random Fourier features, `lstdq` or `fqe`,
-/// against the NumPy version (benches/baselines/critic_baselines.py) on the same data and the
-/// same frequencies.
-pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRequest) -> Option<Case> {
-    let name = format!("critic-lstd {target} {}", device_tag(device));
-    if skipped(&name) {
-        return None;
-    }
-    let (table, cols, first) = critic_table(n, 5);
+/// [`critic_table`] of `n` rows from `seed`, its columns written to `dir` for the baselines (and
+/// `a`, `done`, the episodes' `first` rows); returns the table.
+fn critic_files(dir: &Path, n: usize, seed: u64) -> Table {
+    let (table, cols, first) = critic_table(n, seed);
     std::fs::create_dir_all(dir).unwrap();
     for (name, v) in &cols {
         write_f64(dir, name, v);
@@ -83,6 +78,18 @@ pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, devic
     write_f64(dir, "a", &a);
     write_f64(dir, "done", &vec![0.0; n]);
     write_f64(dir, "first", &first.iter().map(|&i| i as f64).collect::<Vec<_>>());
+    table
+}
+
+/// critic-lstd on `n` transitions with 2 × 128 random Fourier features, `lstdq` or `fqe`,
+/// against the NumPy version (benches/baselines/critic_baselines.py) on the same data and the
+/// same frequencies.
+pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, device: DeviceRequest) -> Option<Case> {
+    let name = format!("critic-lstd {target} {}", device_tag(device));
+    if skipped(&name) {
+        return None;
+    }
+    let table = critic_files(dir, n, 5);
     // ridge 1e-3: at 1e-6 the Gram matrix of these features has condition number ~3e10 and FQE
     // cannot reach tol = 1e-8 in floating point (it stalls near 1e-6, on either side)
     let (dim, seed, gamma, ridge, tol) = (128, 1u64, 0.9, 1e-3, 1e-8);
@@ -394,18 +401,7 @@ pub(crate) fn neural_fqe_case(host: &Host, dir: &Path, n: usize, steps: usize, t
     if skipped(NEURAL_FQE) {
         return None;
     }
-    let (table, cols, first) = critic_table(n, 7);
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, v) in &cols {
-        write_f64(dir, name, v);
-    }
-    let a: Vec<f64> = match table.column("a") {
-        Some(quiver_host::Values::I64(v)) => v.iter().map(|&x| x as f64).collect(),
-        _ => unreachable!("built above"),
-    };
-    write_f64(dir, "a", &a);
-    write_f64(dir, "done", &vec![0.0; n]);
-    write_f64(dir, "first", &first.iter().map(|&i| i as f64).collect::<Vec<_>>());
+    let table = critic_files(dir, n, 7);
     let (hidden, layers, batch, lr, polyak, gamma) = (256, 2, 256, 3e-4, 0.005, 0.9);
     let params = testing::params(&[
         ("hidden", json!(hidden)),

@@ -253,6 +253,69 @@ fn internal(what: &str) -> PluginError {
     PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
 }
 
+/// The values of a distributional critic, whose `moments(on, rows, at)` gives the return's mean
+/// and standard deviation (in the networks' unit) at `rows` of `on`: at the `queries` table's rows
+/// when given (`values` and `sd` in the result), else the mean at each logged (s, a); in the
+/// rewards' units.
+pub fn answer_moments(
+    tables: &quiver_sdk::Tables<'_>,
+    out: &mut Value,
+    data: &NeuralData,
+    value_scale: f64,
+    mut moments: impl FnMut(&NeuralData, &[u32], At) -> Result<Vec<(f64, f64)>, PluginError>,
+) -> Result<Vec<f64>, PluginError> {
+    let (asked, at) = match tables.opt("queries") {
+        Some(qt) => {
+            let (q, at) = read_queries(&qt, data, false)?;
+            (Some(q), at)
+        }
+        None => (None, At::Logged),
+    };
+    let on = asked.as_ref().unwrap_or(data);
+    let all: Vec<u32> = (0..on.n as u32).collect();
+    let mut m = Vec::with_capacity(on.n);
+    for rows in all.chunks(512) {
+        m.extend(moments(on, rows, at)?);
+    }
+    let values: Vec<f64> = m.iter().map(|x| x.0 * value_scale).collect();
+    if asked.is_some() {
+        out["values"] = json!(values);
+        out["sd"] = json!(m.iter().map(|x| x.1 * value_scale).collect::<Vec<f64>>());
+    }
+    Ok(values)
+}
+
+/// The result's fields every neural critic reports, in this order: `rows`, `episodes`, `j` (with a
+/// note when the data do not give π at the first states), `network` (of `net`), `training`,
+/// `scaling`, `saved`; a critic adds its own after them.
+#[allow(clippy::too_many_arguments)]
+pub fn summary(
+    data: &NeuralData,
+    j: Option<f64>,
+    net: &Mlp<f32>,
+    settings: &NetworkSettings,
+    first_step: u64,
+    curve: &train::Curve,
+    scaling: &Scaling,
+) -> Value {
+    let mut out = json!({
+        "rows": data.n,
+        "episodes": data.first_rows.len(),
+        "j": j,
+        "network": network_json(net),
+        "training": training_json(settings, first_step, curve),
+        "scaling": scaling.to_json(),
+        "saved": settings.save,
+    });
+    if j.is_none() {
+        out["notes"] = json!([
+            "J needs the target policy at the episodes' first states: pi_<a> columns (discrete actions) or a_pi_<k> \
+             (continuous)"
+        ]);
+    }
+    out
+}
+
 /// The result's `network` field.
 pub fn network_json(net: &Mlp<f32>) -> Value {
     let spec = net.spec();

@@ -59,6 +59,17 @@ pub enum At {
     PolicyHere,
 }
 
+/// Which network a forward pass runs, and on which tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The online network, keeping the tape for the step.
+    Train,
+    /// The target network.
+    Target,
+    /// The online network on a tape of its own (the step's stays as it is).
+    Eval,
+}
+
 /// A Q network, its Polyak-averaged target, Adam, and the buffers of a step.
 #[derive(Debug)]
 pub struct QNet {
@@ -174,6 +185,37 @@ impl QNet {
             .collect())
     }
 
+    /// The outputs of the network `pass` runs on inputs `x` (rows × inputs); a training pass keeps
+    /// its tape for the step (and the rows it read, for [`QNet::step`]).
+    fn run(&mut self, pass: Pass, x: &[f32], rows: usize) -> Vec<f32> {
+        match pass {
+            Pass::Train => self.online.forward(&mut self.tape, x, rows).to_vec(),
+            Pass::Target => self.target.forward(&mut self.target_tape, x, rows).to_vec(),
+            Pass::Eval => self.online.forward(&mut self.eval_tape, x, rows).to_vec(),
+        }
+    }
+
+    /// Every output of `pass` at `rows` of `states` with the actions `at` names.
+    fn raw(
+        &mut self,
+        pass: Pass,
+        data: &NeuralData,
+        states: &Matrix,
+        rows: &[u32],
+        at: At,
+    ) -> Result<Vec<f32>, &'static str> {
+        let actions = self.action_rows(data, at)?;
+        self.inputs(states, rows, actions);
+        if pass == Pass::Train {
+            self.rows.clear();
+            self.rows.extend_from_slice(rows);
+        }
+        let x = std::mem::take(&mut self.x);
+        let out = self.run(pass, &x, rows.len());
+        self.x = x;
+        Ok(out)
+    }
+
     /// Q of the **online** network at `rows` of `states` and the actions `at` names, keeping the
     /// tape for [`QNet::step`].
     pub fn online_q(
@@ -183,11 +225,7 @@ impl QNet {
         rows: &[u32],
         at: At,
     ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
-        self.inputs(states, rows, actions);
-        self.rows.clear();
-        self.rows.extend_from_slice(rows);
-        let out = self.online.forward(&mut self.tape, &self.x, rows.len()).to_vec();
+        let out = self.raw(Pass::Train, data, states, rows, at)?;
         self.read(data, &out, rows, at)
     }
 
@@ -199,9 +237,7 @@ impl QNet {
         rows: &[u32],
         at: At,
     ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
-        self.inputs(states, rows, actions);
-        let out = self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec();
+        let out = self.raw(Pass::Target, data, states, rows, at)?;
         self.read(data, &out, rows, at)
     }
 
@@ -214,9 +250,7 @@ impl QNet {
         rows: &[u32],
         at: At,
     ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
-        self.inputs(states, rows, actions);
-        let out = self.online.forward(&mut self.eval_tape, &self.x, rows.len()).to_vec();
+        let out = self.raw(Pass::Eval, data, states, rows, at)?;
         self.read(data, &out, rows, at)
     }
 
@@ -229,11 +263,7 @@ impl QNet {
         rows: &[u32],
         at: At,
     ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
-        self.inputs(states, rows, actions);
-        self.rows.clear();
-        self.rows.extend_from_slice(rows);
-        Ok(self.online.forward(&mut self.tape, &self.x, rows.len()).to_vec())
+        self.raw(Pass::Train, data, states, rows, at)
     }
 
     /// The target network's outputs at `rows`, as [`QNet::online_raw`].
@@ -244,25 +274,23 @@ impl QNet {
         rows: &[u32],
         at: At,
     ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
-        self.inputs(states, rows, actions);
-        Ok(self.target.forward(&mut self.target_tape, &self.x, rows.len()).to_vec())
+        self.raw(Pass::Target, data, states, rows, at)
     }
 
     /// The online network's outputs on `rows` rows of inputs `x` the caller assembled, keeping the
     /// tape for [`QNet::step_raw`].
     pub fn online_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
-        self.online.forward(&mut self.tape, x, rows).to_vec()
+        self.run(Pass::Train, x, rows)
     }
 
     /// The target network's outputs on inputs `x`, as [`QNet::online_on`].
     pub fn target_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
-        self.target.forward(&mut self.target_tape, x, rows).to_vec()
+        self.run(Pass::Target, x, rows)
     }
 
     /// The online network's outputs on inputs `x`, without touching the step's tape.
     pub fn eval_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
-        self.online.forward(&mut self.eval_tape, x, rows).to_vec()
+        self.run(Pass::Eval, x, rows)
     }
 
     /// One Adam step along the loss whose gradient in every output of the last

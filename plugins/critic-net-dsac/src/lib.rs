@@ -183,24 +183,11 @@ impl CriticImpl for CriticNetDsac {
         let start = moments(&mut critics, &data, &firsts, At::PolicyHere).ok();
         let unit = scaling.value_scale;
         let j = start.as_ref().map(|m| m.iter().map(|x| x.0).sum::<f64>() / m.len() as f64 * unit);
-        let mut summary = json!({
-            "rows": data.n,
-            "episodes": data.first_rows.len(),
-            "j": j,
-            "start_sd": start.as_ref().map(|m| m.iter().map(|x| x.1).sum::<f64>() / m.len() as f64 * unit),
-            "twin": twin,
-            "moving_sd": omega.map(|o| f64::from(o).sqrt() * unit),
-            "network": quiver_neural_critic::network_json(&critics[0].online),
-            "training": quiver_neural_critic::training_json(&st, first_step, &curve),
-            "scaling": scaling.to_json(),
-            "saved": st.save,
-        });
-        if j.is_none() {
-            summary["notes"] = json!([
-                "J needs the target policy at the episodes' first states: pi_<a> columns (discrete actions) or a_pi_<k> \
-                 (continuous)"
-            ]);
-        }
+        let mut summary =
+            quiver_neural_critic::summary(&data, j, &critics[0].online, &st, first_step, &curve, &scaling);
+        summary["start_sd"] = json!(start.as_ref().map(|m| m.iter().map(|x| x.1).sum::<f64>() / m.len() as f64 * unit));
+        summary["twin"] = json!(twin);
+        summary["moving_sd"] = json!(omega.map(|o| f64::from(o).sqrt() * unit));
         self.fitted = Some(Fitted { critics: Mutex::new(critics), data, scaling, summary });
         Ok(())
     }
@@ -209,25 +196,10 @@ impl CriticImpl for CriticNetDsac {
         let f = self.fitted.as_ref().ok_or_else(|| quiver_sdk::state_error("values() before fit()"))?;
         let mut out = f.summary.clone();
         let mut critics = f.critics.lock().map_err(|_| internal("an unpoisoned lock"))?;
-        let unit = f.scaling.value_scale;
-        let (asked, at) = match tables.opt("queries") {
-            Some(qt) => {
-                let (q, at) = quiver_neural_critic::read_queries(&qt, &f.data, false)?;
-                (Some(q), at)
-            }
-            None => (None, At::Logged),
-        };
-        let on = asked.as_ref().unwrap_or(&f.data);
-        let all: Vec<u32> = (0..on.n as u32).collect();
-        let mut m = Vec::with_capacity(on.n);
-        for rows in all.chunks(4096) {
-            m.extend(moments(&mut critics, on, rows, at)?);
-        }
-        let values: Vec<f64> = m.iter().map(|x| x.0 * unit).collect();
-        if asked.is_some() {
-            out["values"] = json!(values);
-            out["sd"] = json!(m.iter().map(|x| x.1 * unit).collect::<Vec<f64>>());
-        }
+        let values =
+            quiver_neural_critic::answer_moments(tables, &mut out, &f.data, f.scaling.value_scale, |on, rows, at| {
+                moments(&mut critics, on, rows, at)
+            })?;
         Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
     }
 }

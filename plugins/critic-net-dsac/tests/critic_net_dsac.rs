@@ -5,25 +5,11 @@
 
 use quiver_host::Table;
 use quiver_testing as testing;
-use quiver_testing::embed::{all_pairs, one_hot, pair_queries, return_variance};
-use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
+use quiver_testing::embed::{all_pairs, one_hot_case, pair_queries};
 use serde_json::{json, Value};
 use std::path::Path;
 
 const METHOD: &str = "critic-net-dsac";
-
-struct Case {
-    log: Table,
-    pi: Policy,
-    data: Table,
-}
-
-fn case() -> Case {
-    let mdp = FiniteMdp::random(7, 5, 3, 0.9);
-    let pi = mdp.random_policy(8, |_, _| true);
-    let log = mdp.sample(9, &vec![1.0 / 3.0; 15], None, 300, 30);
-    Case { data: one_hot(&log, 5, Some((&pi, 3))), log, pi }
-}
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Value {
     testing::host().run(METHOD, &testing::params(params), tables, testing::cpu()).unwrap()
@@ -38,9 +24,8 @@ fn column(v: &Value, key: &str) -> Vec<f64> {
 /// as by default).
 #[test]
 fn mean_and_spread_converge_to_the_exact_moments_of_the_return() {
-    let c = case();
-    let q: Vec<f64> = Empirical::of(&c.log, 5, 3).q(&c.pi, 0.9, &[0.0; 15]).into_iter().map(|x| x.unwrap()).collect();
-    let sd: Vec<f64> = return_variance(&c.log, &c.pi, &q, 3, 0.9).into_iter().map(f64::sqrt).collect();
+    let c = one_hot_case();
+    let (q, sd) = (c.exact_q(), c.exact_sd());
     let params = [
         ("hidden", json!(64)),
         ("steps", json!(3000)),
@@ -60,7 +45,7 @@ fn mean_and_spread_converge_to_the_exact_moments_of_the_return() {
 
 #[test]
 fn checkpoints_keep_the_twins() {
-    let c = case();
+    let c = one_hot_case();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dsac.safetensors");
     let p = json!(path.to_str().unwrap());

@@ -5,25 +5,11 @@
 
 use quiver_host::Table;
 use quiver_testing as testing;
-use quiver_testing::embed::{all_pairs, floats, one_hot, pair_queries, return_variance};
-use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
+use quiver_testing::embed::{all_pairs, floats, one_hot_case, pair_queries};
 use serde_json::{json, Value};
 use std::path::Path;
 
 const METHOD: &str = "critic-net-flow";
-
-struct Case {
-    log: Table,
-    pi: Policy,
-    data: Table,
-}
-
-fn case() -> Case {
-    let mdp = FiniteMdp::random(7, 5, 3, 0.9);
-    let pi = mdp.random_policy(8, |_, _| true);
-    let log = mdp.sample(9, &vec![1.0 / 3.0; 15], None, 300, 30);
-    Case { data: one_hot(&log, 5, Some((&pi, 3))), log, pi }
-}
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Value {
     testing::host().run(METHOD, &testing::params(params), tables, testing::cpu()).unwrap()
@@ -46,9 +32,8 @@ fn largest_gap(a: &[f64], b: &[f64]) -> f64 {
 /// out narrower than the midpoint rule's at every pair, as documented.
 #[test]
 fn the_read_out_converges_to_the_exact_q_and_the_midpoint_rule_to_the_spread() {
-    let c = case();
-    let q: Vec<f64> = Empirical::of(&c.log, 5, 3).q(&c.pi, 0.9, &[0.0; 15]).into_iter().map(|x| x.unwrap()).collect();
-    let sd: Vec<f64> = return_variance(&c.log, &c.pi, &q, 3, 0.9).into_iter().map(f64::sqrt).collect();
+    let c = one_hot_case();
+    let (q, sd) = (c.exact_q(), c.exact_sd());
     let (q_scale, sd_scale) = (q.iter().fold(0.0f64, |m, x| m.max(x.abs())), sd.iter().fold(0.0f64, |m, x| m.max(*x)));
     let mut spreads = Vec::new();
     for integrator in ["midpoint", "euler"] {
@@ -101,7 +86,7 @@ fn continuous_actions_on_a_linear_quadratic_system() {
 
 #[test]
 fn checkpoints_evaluate_what_was_saved() {
-    let c = case();
+    let c = one_hot_case();
     let dir = tempfile::tempdir().unwrap();
     let p = json!(dir.path().join("flow.safetensors").to_str().unwrap());
     let q = pair_queries(&all_pairs(5, 3), 5);

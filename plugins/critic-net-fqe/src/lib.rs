@@ -13,7 +13,7 @@ use quiver_neural_critic::train::{self, StepReport};
 use quiver_neural_critic::Scaling;
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
-use quiver_sdk::serde_json::{json, Value};
+use quiver_sdk::serde_json::Value;
 use quiver_sdk::{Context, Created, CriticImpl, CriticResult, Family, ManifestBuilder, Plugin, Tables};
 use std::sync::Mutex;
 
@@ -119,21 +119,7 @@ impl CriticImpl for CriticNetFqe {
             )?;
         }
         let j = quiver_neural_critic::start_value(&mut net, &data, scaling.value_scale);
-        let mut summary = json!({
-            "rows": data.n,
-            "episodes": data.first_rows.len(),
-            "j": j,
-            "network": quiver_neural_critic::network_json(&net.online),
-            "training": quiver_neural_critic::training_json(&st, first_step, &curve),
-            "scaling": scaling.to_json(),
-            "saved": st.save,
-        });
-        if j.is_none() {
-            summary["notes"] = json!([
-                "J needs the target policy at the episodes' first states: pi_<a> columns (discrete actions) or a_pi_<k> \
-                 (continuous)"
-            ]);
-        }
+        let summary = quiver_neural_critic::summary(&data, j, &net.online, &st, first_step, &curve, &scaling);
         self.fitted = Some(Fitted { net: Mutex::new(net), data, scaling, summary });
         Ok(())
     }

@@ -5,33 +5,11 @@
 
 use quiver_host::{Table, Values};
 use quiver_testing as testing;
-use quiver_testing::embed::{all_pairs, flags, floats, ints, one_hot, pair_queries};
-use quiver_testing::mdp::{Empirical, FiniteMdp, Policy};
+use quiver_testing::embed::{all_pairs, flags, floats, ints, one_hot_case, pair_queries};
 use serde_json::{json, Value};
 use std::path::Path;
 
 const METHOD: &str = "critic-net-fqe";
-
-struct Case {
-    mdp: FiniteMdp,
-    pi: Policy,
-    log: Table,
-    data: Table,
-    exact: Vec<f64>,
-}
-
-fn case() -> Case {
-    let mdp = FiniteMdp::random(7, 5, 3, 0.9);
-    let behaviour = vec![1.0 / 3.0; 15];
-    let pi = mdp.random_policy(8, |_, _| true);
-    let log = mdp.sample(9, &behaviour, None, 300, 30);
-    let exact = Empirical::of(&log, 5, 3)
-        .q(&pi, 0.9, &[0.0; 15])
-        .into_iter()
-        .map(|q| q.expect("every pair has data"))
-        .collect();
-    Case { data: one_hot(&log, 5, Some((&pi, 3))), mdp, pi, log, exact }
-}
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Result<Value, quiver_host::HostError> {
     testing::host().run(METHOD, &testing::params(params), tables, testing::cpu())
@@ -63,18 +41,19 @@ fn values(v: &Value) -> Vec<f64> {
 /// noise, which more rows per step or more steps average away).
 #[test]
 fn it_converges_to_the_exact_q_of_the_empirical_model() {
-    let c = case();
+    let c = one_hot_case();
+    let exact = c.exact_q();
     let v = run(&[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &small(&[])).unwrap();
     let q = values(&v);
-    let scale = c.exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let worst = q.iter().zip(&c.exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst <= 0.02 * scale, "largest error {worst} against max |Q| = {scale}: {q:?} vs {:?}", c.exact);
+    let scale = exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let worst = q.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 0.02 * scale, "largest error {worst} against max |Q| = {scale}: {q:?} vs {:?}", exact);
     // J: the mean over episodes of V(s0) = sum_a pi(a|s0) Q(s0, a)
     let starts: Vec<usize> = {
         let (ep, s) = (ints(&c.log, "episode"), ints(&c.log, "s"));
         (0..ep.len()).filter(|&i| i == 0 || ep[i] != ep[i - 1]).map(|i| s[i] as usize).collect()
     };
-    let v0 = c.mdp.v(&c.pi, &c.exact);
+    let v0 = c.mdp.v(&c.pi, &exact);
     let j = starts.iter().map(|&s| v0[s]).sum::<f64>() / starts.len() as f64;
     let got = v["j"].as_f64().expect("j");
     assert!((got - j).abs() <= 0.02 * scale, "J {got} vs {j}");
@@ -237,7 +216,7 @@ fn expect_error(tables: &[Table], params: &[(&str, Value)], needles: &[&str]) {
 
 #[test]
 fn bad_input_and_settings_are_refused_with_their_place() {
-    let c = case();
+    let c = one_hot_case();
     let quick = [("hidden", json!(8)), ("steps", json!(10))];
     // no state columns
     let log = &c.log;
@@ -280,7 +259,7 @@ fn bad_input_and_settings_are_refused_with_their_place() {
 
 #[test]
 fn a_seed_gives_the_same_network_on_any_thread_count() {
-    let c = case();
+    let c = one_hot_case();
     let params = testing::params(&[("hidden", json!(32)), ("steps", json!(300)), ("seed", json!(5))]);
     let host = testing::host();
     let mut ctx = testing::cpu();
@@ -304,7 +283,7 @@ fn a_seed_gives_the_same_network_on_any_thread_count() {
 /// shape is refused.
 #[test]
 fn checkpoints_evaluate_and_resume() {
-    let c = case();
+    let c = one_hot_case();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fqe.safetensors");
     let p = path.to_str().unwrap();
@@ -360,7 +339,7 @@ fn conforms() {
 /// square, so J(c r) = c J(r) up to float rounding of the scaled inputs, from c = 1e-200 to 1e200.
 #[test]
 fn values_scale_with_the_rewards() {
-    let c = case();
+    let c = one_hot_case();
     let params = [("hidden", json!(32)), ("steps", json!(500))];
     let j = run(std::slice::from_ref(&c.data), &params).unwrap()["j"].as_f64().unwrap();
     for k in [1e-200, 1e-3, 1e200] {

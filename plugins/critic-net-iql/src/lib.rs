@@ -158,18 +158,10 @@ impl CriticImpl for CriticNetIql {
         let firsts: Vec<u32> = data.first_rows.iter().map(|&i| i as u32).collect();
         let v0 = v.eval_online(&data, &data.s, &firsts, At::Logged).map_err(internal)?;
         let j = v0.iter().map(|&x| f64::from(x)).sum::<f64>() / v0.len().max(1) as f64 * scaling.value_scale;
-        let summary = json!({
-            "rows": data.n,
-            "episodes": data.first_rows.len(),
-            "tau": self.settings.tau,
-            "j": j,
-            "awr_weights": weights,
-            "network": quiver_neural_critic::network_json(&q.online),
-            "value_network": quiver_neural_critic::network_json(&v.online),
-            "training": quiver_neural_critic::training_json(&st, first_step, &curve),
-            "scaling": scaling.to_json(),
-            "saved": st.save,
-        });
+        let mut summary = quiver_neural_critic::summary(&data, Some(j), &q.online, &st, first_step, &curve, &scaling);
+        summary["tau"] = json!(self.settings.tau);
+        summary["awr_weights"] = weights;
+        summary["value_network"] = quiver_neural_critic::network_json(&v.online);
         self.fitted = Some(Fitted { nets: Mutex::new((q, v)), data, scaling, summary });
         Ok(())
     }
