@@ -348,3 +348,31 @@ fn values_scale_with_the_rewards() {
         assert!((jk - j).abs() <= 1e-3 * j.abs(), "scale {k}: {jk} vs {j}");
     }
 }
+
+/// The training reports its progress to the host's observer, and stops (a cancelled error, not a
+/// result) when the observer asks it to.
+#[test]
+fn a_progress_observer_follows_the_training_and_can_stop_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let c = one_hot_case();
+    let host = testing::host();
+    let params = testing::params(&[("hidden", json!(16)), ("steps", json!(1000))]);
+    let fit_with = |stop_at: u64| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let progress = quiver_host::Progress::new(move |done, total, label| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            assert!(label == "training" && total == 1000, "{label} {total}");
+            done < stop_at
+        });
+        let mut h = host.create_observed(METHOD, &params, testing::cpu(), Some(&progress)).unwrap();
+        drop(progress);
+        (h.step("fit", std::slice::from_ref(&c.data)), calls.load(Ordering::SeqCst))
+    };
+    let (ok, calls) = fit_with(u64::MAX);
+    assert!(ok.is_ok() && calls > 10, "{calls} progress reports");
+    let (stopped, _) = fit_with(500);
+    let e = testing::expect_error(stopped, "stopped on request during 'training' (500 of 1000 done)");
+    assert_eq!(e.plugin_kind(), Some(quiver_host::ErrorKind::Cancelled));
+}
