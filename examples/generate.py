@@ -379,6 +379,12 @@ def thermostat():
     write(os.path.join(d, "transitions.csv"), ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done"],
           [row[:7] for row in rows])
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j_mu:.6f}")])
+    # critic-net-dqc: the same evenings judged four readings at a time; at kappa 0.5 its value is
+    # again the logged controller's
+    d = os.path.join(HERE, "critic-net-dqc")
+    write(os.path.join(d, "transitions.csv"), ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done"],
+          [row[:7] for row in rows])
+    write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j_mu:.6f}")])
 
 
 if __name__ == "__main__":

@@ -252,6 +252,7 @@ pub const METHODS: &[&str] = &[
     "critic-expectile",
     "critic-lowrank",
     "critic-lstd",
+    "critic-net-dqc",
     "critic-net-dsac",
     "critic-net-flow",
     "critic-net-fqe",

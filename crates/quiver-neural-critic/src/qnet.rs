@@ -49,7 +49,7 @@ impl Head {
 }
 
 /// Which action each row of a batch is valued at.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum At {
     /// The logged action (`a` or `a_<k>`).
     Logged,

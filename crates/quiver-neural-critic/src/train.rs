@@ -107,3 +107,10 @@ pub fn return_bound(r: &[f64], gamma: f64, unit: f64) -> f64 {
     let m = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     (m / (1.0 - gamma) / unit).max(f64::MIN_POSITIVE)
 }
+
+/// The expectile loss |τ − 1(u < 0)| u² of a residual u = target − prediction (IQL's and DQC's
+/// value regressions), and its gradient in the prediction.
+pub fn expectile(u: f32, tau: f32) -> (f32, f32) {
+    let w = if u < 0.0 { 1.0 - tau } else { tau };
+    (w * u * u, -2.0 * w * u)
+}

@@ -55,12 +55,6 @@ fn internal(what: &str) -> PluginError {
     PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
 }
 
-/// IQL's expectile loss |τ − 1(u < 0)| u² and its gradient in V (u = q − v).
-fn expectile(u: f32, tau: f32) -> (f32, f32) {
-    let w = if u < 0.0 { 1.0 - tau } else { tau };
-    (w * u * u, -2.0 * w * u)
-}
-
 impl CriticNetIql {
     fn setup(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(NeuralData, QNet, QNet, Scaling, u64), PluginError> {
         let st = &self.settings.common;
@@ -116,7 +110,7 @@ impl CriticImpl for CriticNetIql {
                     .iter()
                     .zip(&vs)
                     .map(|(&qb, &vv)| {
-                        let (l, g) = expectile(qb - vv, tau);
+                        let (l, g) = train::expectile(qb - vv, tau);
                         v_loss += f64::from(l);
                         g / b
                     })
