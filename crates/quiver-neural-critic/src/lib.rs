@@ -274,7 +274,7 @@ pub fn answer_moments(
     let on = asked.as_ref().unwrap_or(data);
     let all: Vec<u32> = (0..on.n as u32).collect();
     let mut m = Vec::with_capacity(on.n);
-    for rows in all.chunks(512) {
+    for rows in all.chunks(256) {
         m.extend(moments(on, rows, at)?);
     }
     let values: Vec<f64> = m.iter().map(|x| x.0 * value_scale).collect();

@@ -52,3 +52,28 @@ impl NetworkSettings {
         }
     }
 }
+
+impl NetworkSettings {
+    /// What can be refused before any data are read: `steps = 0` without a network to start from
+    /// (it would report an untrained network's guesses), and a `save` file whose folder does not
+    /// exist (found before the training, not after it).
+    pub fn preflight(&self) -> Result<(), quiver_sdk::abi::PluginError> {
+        use quiver_sdk::abi::PluginError;
+        if self.steps == 0 && self.init.is_none() {
+            return Err(PluginError::param(
+                "parameter 'steps' = 0 evaluates the network of 'init' as it is: give 'init', or steps of training",
+            ));
+        }
+        if let Some(path) = &self.save {
+            let p = std::path::Path::new(path);
+            let folder = p.parent().filter(|f| !f.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if !folder.is_dir() || p.is_dir() {
+                return Err(PluginError::param(format!(
+                    "parameter 'save' = '{path}': {}",
+                    if p.is_dir() { "is a folder; name a file" } else { "its folder does not exist" }
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -171,6 +171,7 @@ fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Setti
 
 impl CriticImpl for CriticNetDqc {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.settings.common.preflight()?;
         let t = tables.get("transitions")?;
         let (data, mut nets, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();

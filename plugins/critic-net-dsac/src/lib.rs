@@ -138,6 +138,7 @@ impl CriticNetDsac {
 
 impl CriticImpl for CriticNetDsac {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.settings.common.preflight()?;
         let t = tables.get("transitions")?;
         let (data, mut critics, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();

@@ -112,7 +112,8 @@ impl CriticNetFlow {
     /// [`CriticNetFlow::read_out`] over every row of `on`, in chunks.
     fn read_all(&self, net: &mut QNet, on: &NeuralData, rows: &[u32], at: At) -> Result<Vec<(f64, f64)>, PluginError> {
         let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(512) {
+        // at most 2^16 read-outs at once (rows × samples), whatever the samples
+        for chunk in rows.chunks((65_536 / self.settings.samples).max(1)) {
             out.extend(self.read_out(net, on, chunk, at)?);
         }
         Ok(out)
@@ -121,6 +122,7 @@ impl CriticNetFlow {
 
 impl CriticImpl for CriticNetFlow {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.settings.common.preflight()?;
         let t = tables.get("transitions")?;
         let st = self.settings.common.clone();
         let (data, mut net, scaling, first_step) = match &st.init {
@@ -142,6 +144,13 @@ impl CriticImpl for CriticNetFlow {
                 (data, net, loaded.scaling, loaded.step)
             }
         };
+        // a step trains on batch × interpolants rows: refused before allocating past the limit
+        let rows = st.batch.saturating_mul(self.settings.interpolants);
+        quiver_numerics::memory::reserve(
+            net.online.spec().training_bytes(6, rows, 4),
+            "the velocity network's training (batch x interpolants rows)",
+        )
+        .map_err(quiver_sdk::plugin_error)?;
         let gamma = st.gamma as f32;
         let (steps, integrator, n_t) = (self.settings.flow_steps, self.settings.integrator, self.settings.interpolants);
         let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
@@ -225,7 +234,7 @@ impl CriticImpl for CriticNetFlow {
         let mut net = f.net.lock().map_err(|_| internal("an unpoisoned lock"))?;
         let values =
             quiver_neural_critic::answer_moments(tables, &mut out, &f.data, f.scaling.value_scale, |on, rows, at| {
-                self.read_out(&mut net, on, rows, at)
+                self.read_all(&mut net, on, rows, at)
             })?;
         Ok(CriticResult { device: self.ctx.device(), values: RVec::from(values), json: self.ctx.result_text(out) })
     }

@@ -75,6 +75,7 @@ impl CriticNetFqe {
 
 impl CriticImpl for CriticNetFqe {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.settings.common.preflight()?;
         let t = tables.get("transitions")?;
         let (data, mut net, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();

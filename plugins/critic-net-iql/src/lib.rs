@@ -90,6 +90,7 @@ impl CriticNetIql {
 
 impl CriticImpl for CriticNetIql {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
+        self.settings.common.preflight()?;
         let t = tables.get("transitions")?;
         let (data, mut q, mut v, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
