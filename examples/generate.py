@@ -362,28 +362,21 @@ def thermostat():
           ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
     # critic-net-dsac: the same evenings and proposal, with the return's spread beside J
+    # (its demo reads critic-net-fqe's transitions.csv: one log for the four continuous examples)
     d = os.path.join(HERE, "critic-net-dsac")
-    write(os.path.join(d, "transitions.csv"),
-          ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
     # critic-net-flow: the same evenings and proposal, read out through a learned flow
     d = os.path.join(HERE, "critic-net-flow")
-    write(os.path.join(d, "transitions.csv"),
-          ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done", "a_next_0", "a_pi_0"], rows)
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j:.6f}")])
     # critic-net-iql: the same evenings; at tau = 0.5 its value is the logged (dithered)
     # controller's own: V = -p s^2 - c with the dither's variance 0.09 in the cost and the moves
     c_mu = (rho * 0.09 + gamma * p * (sigma * sigma + b * b * 0.09)) / (1 - gamma)
     j_mu = sum(-p * s * s - c_mu for s in starts) / len(starts)
     d = os.path.join(HERE, "critic-net-iql")
-    write(os.path.join(d, "transitions.csv"), ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done"],
-          [row[:7] for row in rows])
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j_mu:.6f}")])
     # critic-net-dqc: the same evenings judged four readings at a time; at kappa 0.5 its value is
     # again the logged controller's
     d = os.path.join(HERE, "critic-net-dqc")
-    write(os.path.join(d, "transitions.csv"), ["episode", "t", "s_0", "a_0", "r", "s_next_0", "done"],
-          [row[:7] for row in rows])
     write(os.path.join(d, "truth.csv"), ["quantity", "truth"], [("j", f"{j_mu:.6f}")])
 
 
