@@ -66,6 +66,10 @@ impl Matrix {
         }
         Matrix { rows, cols, data }
     }
+    /// A matrix of no rows and `cols` columns (what a table without the columns gives).
+    pub fn empty(cols: usize) -> Matrix {
+        Matrix { rows: 0, cols, data: Vec::new() }
+    }
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
@@ -82,6 +86,10 @@ pub struct Standardise {
 }
 
 impl Standardise {
+    /// The map that leaves `k` columns as they are (probabilities).
+    pub fn identity(k: usize) -> Standardise {
+        Standardise { mean: vec![0.0; k], sd: vec![1.0; k] }
+    }
     /// The means and standard deviations of the columns of `a` and `b` together (a state and its
     /// next state share one map).
     pub fn of(a: &[&[f64]], b: &[&[f64]]) -> Standardise {
@@ -157,7 +165,7 @@ pub struct NeuralData {
     /// Whether the episode ends after the row.
     pub done: Vec<bool>,
     /// The first row of each episode.
-    pub first_rows: Vec<usize>,
+    pub first_rows: Vec<u32>,
 }
 
 /// What a critic reads of the target policy.
@@ -260,29 +268,24 @@ pub fn read_for(
             a_next: if a_next.len() == a.len() {
                 Matrix::from_columns(&a_next, &scale)
             } else {
-                Matrix { rows: 0, cols: a.len(), data: Vec::new() }
+                Matrix::empty(a.len())
             },
             a_pi: (!a_pi.is_empty()).then(|| Matrix::from_columns(&a_pi, &scale)),
             scale,
         }
     } else if needs == Needs::Policy {
         let pc = policy_columns(t, &data)?;
-        let identity = |k: usize| Standardise { mean: vec![0.0; k], sd: vec![1.0; k] };
         let count = pc.n_actions();
+        let identity = Standardise::identity(count);
         Actions::Discrete {
             a: data.a.clone(),
             count,
-            pi_next: Matrix::from_columns(&pc.next, &identity(count)),
-            pi: pc.current.as_ref().map(|c| Matrix::from_columns(c, &identity(count))),
+            pi_next: Matrix::from_columns(&pc.next, &identity),
+            pi: pc.current.as_ref().map(|c| Matrix::from_columns(c, &identity)),
         }
     } else {
         let count = data.n_actions;
-        Actions::Discrete {
-            a: data.a.clone(),
-            count,
-            pi_next: Matrix { rows: 0, cols: count, data: Vec::new() },
-            pi: None,
-        }
+        Actions::Discrete { a: data.a.clone(), count, pi_next: Matrix::empty(count), pi: None }
     };
     Ok(NeuralData {
         n: data.n,
@@ -292,6 +295,6 @@ pub fn read_for(
         actions,
         r: data.r.to_vec(),
         done: data.done.clone(),
-        first_rows: data.first_rows().collect(),
+        first_rows: data.first_rows().map(|i| i as u32).collect(),
     })
 }

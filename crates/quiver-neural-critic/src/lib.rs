@@ -4,6 +4,7 @@
 //! the values at a `queries` table, J, and the result's common fields.
 
 pub mod data;
+pub mod draws;
 pub mod qnet;
 pub mod settings;
 pub mod train;
@@ -39,6 +40,16 @@ impl Scaling {
             Actions::Discrete { .. } => None,
         };
         Scaling { states: data.state_scale.clone(), actions, value_scale }
+    }
+
+    /// The rewards `r` in the networks' unit, divided in f64 (rewards near 1e±200 have no f32).
+    pub fn rewards(&self, r: &[f64]) -> Vec<f32> {
+        r.iter().map(|x| (x / self.value_scale) as f32).collect()
+    }
+
+    /// max|r|/(1 − γ) in the networks' unit: the bound [`train::run`] holds the values to.
+    pub fn return_bound(&self, r: &[f64], gamma: f64) -> f64 {
+        train::return_bound(r, gamma, self.value_scale)
     }
 
     /// As JSON (the result's `scaling`).
@@ -97,6 +108,76 @@ pub fn load(path: &str, method: &str) -> Result<Loaded, PluginError> {
     Ok(Loaded { networks: c.networks, scaling: Scaling { states, actions, value_scale }, step })
 }
 
+/// Where a training starts: the data (read with the checkpoint's scaling when the run starts from
+/// `init`, so that a network trained before reads them as it did), the scaling, the first step,
+/// and the checkpoint's networks.
+#[derive(Debug)]
+pub struct Start {
+    /// The transitions.
+    pub data: NeuralData,
+    /// How the inputs are scaled.
+    pub scaling: Scaling,
+    /// The step the training starts at (the checkpoint's, else 0).
+    pub first_step: u64,
+    saved: Option<(String, HashMap<String, Mlp<f32>>)>,
+    settings: NetworkSettings,
+}
+
+/// Read the `transitions` table `t` for `method` (needing what `needs` says) and, with
+/// `settings.init`, its checkpoint.
+pub fn start(
+    t: &TableRef<'_>,
+    settings: &NetworkSettings,
+    method: &str,
+    needs: data::Needs,
+) -> Result<Start, PluginError> {
+    let settings = settings.clone();
+    match &settings.init {
+        None => {
+            let data = data::read_for(t, None, needs)?;
+            let scaling = Scaling::of(&data, train::value_scale(&data.r));
+            Ok(Start { data, scaling, first_step: 0, saved: None, settings })
+        }
+        Some(path) => {
+            let loaded = load(path, method)?;
+            let data = data::read_for(t, Some((&loaded.scaling.states, loaded.scaling.actions.as_ref())), needs)?;
+            Ok(Start {
+                data,
+                scaling: loaded.scaling,
+                first_step: loaded.step,
+                saved: Some((path.clone(), loaded.networks)),
+                settings,
+            })
+        }
+    }
+}
+
+impl Start {
+    /// Network `name` of shape `spec`: the checkpoint's (refused when it has another shape), or a
+    /// fresh one from `seed` ([`qnet::fresh`]).
+    pub fn network(&mut self, name: &str, spec: &quiver_nn::MlpSpec, seed: u64) -> Result<Mlp<f32>, PluginError> {
+        match &mut self.saved {
+            Some((path, networks)) => take_network(networks, name, spec, path),
+            None => qnet::fresh(spec, &self.settings, seed).map_err(plugin_error),
+        }
+    }
+
+    /// A network and its target: the checkpoint's two, or a fresh network and its copy.
+    pub fn pair(
+        &mut self,
+        names: (&str, &str),
+        spec: &quiver_nn::MlpSpec,
+        seed: u64,
+    ) -> Result<(Mlp<f32>, Mlp<f32>), PluginError> {
+        let online = self.network(names.0, spec, seed)?;
+        let target = match self.saved {
+            Some(_) => self.network(names.1, spec, seed)?,
+            None => online.clone(),
+        };
+        Ok((online, target))
+    }
+}
+
 /// Take network `name` from a checkpoint's, checking that it has the shape the settings ask for.
 pub fn take_network(
     networks: &mut HashMap<String, Mlp<f32>>,
@@ -135,7 +216,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
     let n = qt.nrows();
     let (actions, at) = match &data.actions {
         Actions::Discrete { count, .. } => {
-            let empty = Matrix { rows: 0, cols: *count, data: Vec::new() };
+            let empty = Matrix::empty(*count);
             if let Some(a) = qt.i64_opt("a")? {
                 let ids = quiver_rl::data::ids("queries", "a", a, *count).map_err(plugin_error)?;
                 (Actions::Discrete { a: ids, count: *count, pi_next: empty, pi: None }, At::Logged)
@@ -151,8 +232,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
                         pi.len()
                     )));
                 }
-                let identity = Standardise { mean: vec![0.0; *count], sd: vec![1.0; *count] };
-                let pi = Matrix::from_columns(&pi, &identity);
+                let pi = Matrix::from_columns(&pi, &Standardise::identity(*count));
                 (Actions::Discrete { a: vec![0; n], count: *count, pi_next: empty, pi: Some(pi) }, At::PolicyHere)
             }
         }
@@ -162,7 +242,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
             let (cols, at) = match (given.is_empty(), policy.is_empty()) {
                 (false, _) => (given, At::Logged),
                 (true, false) => (policy, At::PolicyHere),
-                (true, true) if value_net => (vec![&[] as &[f64]; 0], At::PolicyHere),
+                (true, true) if value_net => (Vec::new(), At::PolicyHere),
                 (true, true) => {
                     return Err(PluginError::input(
                         "table 'queries' needs a_<k> columns for Q(s, a), or a_pi_<k> (the target policy's action) for V(s)",
@@ -177,7 +257,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
                 )));
             }
             let m = Matrix::from_columns(&cols, scale);
-            let empty = Matrix { rows: 0, cols: a.cols, data: Vec::new() };
+            let empty = Matrix::empty(a.cols);
             let actions = match at {
                 At::Logged => Actions::Continuous { a: m, a_next: empty, a_pi: None, scale: scale.clone() },
                 _ => Actions::Continuous { a: empty.clone(), a_next: empty, a_pi: Some(m), scale: scale.clone() },
@@ -188,7 +268,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
     let s = Matrix::from_columns(&s, &data.state_scale);
     let q = NeuralData {
         n,
-        s_next: Matrix { rows: 0, cols: s.cols, data: Vec::new() },
+        s_next: Matrix::empty(s.cols),
         s,
         state_scale: data.state_scale.clone(),
         actions,
@@ -202,9 +282,7 @@ pub fn read_queries(qt: &TableRef<'_>, data: &NeuralData, value_net: bool) -> Re
 /// J = the mean over episodes of V(s₀) = Q(s₀, π), in the rewards' units, when the data give π at
 /// the states (`pi_<a>` or `a_pi_<k>`); else `None`.
 pub fn start_value(net: &mut QNet, data: &NeuralData, value_scale: f64) -> Option<f64> {
-    let v = net
-        .online_q(data, &data.s, &data.first_rows.iter().map(|&i| i as u32).collect::<Vec<_>>(), At::PolicyHere)
-        .ok()?;
+    let v = net.online_q(data, &data.s, &data.first_rows, At::PolicyHere).ok()?;
     Some(v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64 * value_scale)
 }
 
@@ -249,7 +327,9 @@ pub fn answer_with_value(
     Ok(values)
 }
 
-fn internal(what: &str) -> PluginError {
+/// A network asked for inputs its data do not hold (a defect of the critic, not of the input: the
+/// reader has checked what each critic needs).
+pub fn internal(what: &str) -> PluginError {
     PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
 }
 

@@ -1,8 +1,8 @@
 //! A Q network with its target copy and optimiser: Q(s, ·) with one output per action (discrete
 //! actions) or Q(s, a) with one output (continuous actions, the state and action concatenated),
-//! predicting values in units of the largest return the rewards allow, max|r|/(1 − γ) — so that
-//! the targets are of order one whatever the rewards' units (the fixed point is the same, divided
-//! by that scale).
+//! predicting values in units of the rewards' root mean square ([`crate::Scaling`]) — so that the
+//! targets are of order one whatever the rewards' units (the fixed point is the same, divided by
+//! that unit).
 
 use crate::data::{Actions, Matrix, NeuralData};
 use crate::settings::NetworkSettings;
@@ -48,6 +48,17 @@ impl Head {
     }
 }
 
+/// A fresh network of shape `spec` from `seed`, refused before allocating when its training (five
+/// parameter-sized vectors and the batch's activations) would pass the memory limit.
+pub fn fresh(spec: &MlpSpec, settings: &NetworkSettings, seed: u64) -> Result<Mlp<f32>, NnError> {
+    spec.check()?;
+    quiver_numerics::memory::reserve(
+        spec.training_bytes(6, settings.batch, 4),
+        "the network's training (parameters, gradients, Adam's moments, the target, the batch's activations)",
+    )?;
+    Mlp::new(spec.clone(), seed)
+}
+
 /// Which action each row of a batch is valued at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum At {
@@ -89,43 +100,6 @@ pub struct QNet {
 }
 
 impl QNet {
-    /// A fresh network (seeded) and its target, a copy of it; refused before allocating when the
-    /// training would need more memory than the limit.
-    pub fn new(head: Head, state_dim: usize, settings: &NetworkSettings, seed: u64) -> Result<QNet, NnError> {
-        QNet::new_wide(head, state_dim, settings, seed, 1)
-    }
-
-    /// [`QNet::new`] with `width` outputs per action ([`Head::spec_wide`]); read them with
-    /// [`QNet::online_raw`] and [`QNet::target_raw`], train with [`QNet::step_raw`].
-    pub fn new_wide(
-        head: Head,
-        state_dim: usize,
-        settings: &NetworkSettings,
-        seed: u64,
-        width: usize,
-    ) -> Result<QNet, NnError> {
-        let spec = head.spec_wide(state_dim, settings, width);
-        spec.check()?;
-        quiver_numerics::memory::reserve(
-            spec.training_bytes(6, settings.batch, 4),
-            "the network's training (parameters, gradients, Adam's moments, the target, the batch's activations)",
-        )?;
-        let online = Mlp::new(spec, seed)?;
-        Ok(QNet::from_networks(head, online.clone(), online, settings))
-    }
-
-    /// A network of any `spec` (inputs the caller assembles: [`QNet::online_on`]) and its target,
-    /// refused before allocating past the memory limit.
-    pub fn custom(spec: MlpSpec, settings: &NetworkSettings, seed: u64) -> Result<QNet, NnError> {
-        spec.check()?;
-        quiver_numerics::memory::reserve(
-            spec.training_bytes(6, settings.batch, 4),
-            "the network's training (parameters, gradients, Adam's moments, the target, the batch's activations)",
-        )?;
-        let online = Mlp::new(spec, seed)?;
-        Ok(QNet::from_networks(Head::Value, online.clone(), online, settings))
-    }
-
     /// A network and target given (a checkpoint's).
     pub fn from_networks(head: Head, online: Mlp<f32>, target: Mlp<f32>, settings: &NetworkSettings) -> QNet {
         let adam = Adam::new(AdamConfig { lr: settings.lr, ..Default::default() }, online.params.len());
@@ -313,8 +287,7 @@ impl QNet {
             }
             _ => dout.copy_from_slice(dq),
         }
-        self.online.backward(&mut self.tape, &dout, &mut self.grad);
-        self.adam.step(&mut self.online.params, &self.grad);
+        self.step_raw(&dout);
     }
 
     /// Set Adam's step size (the schedule's, at this step).

@@ -4,7 +4,6 @@ use quiver_nn::{Adam, AdamConfig, Mlp, MlpSpec, Tape};
 
 fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
-    quiver_nn::single_threaded_blas();
     let mut net = Mlp::<f32>::new(MlpSpec::new(4, &[256, 256], 1), 0).expect("network");
     let mut adam = Adam::new(AdamConfig::default(), net.params.len());
     let x: Vec<f32> = (0..256 * 4).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();

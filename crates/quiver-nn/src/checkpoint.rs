@@ -69,9 +69,8 @@ pub fn load<T: Real>(path: &Path) -> Result<Checkpoint<T>, NnError> {
         metadata.remove(&format!("spec.{name}"));
         let spec: MlpSpec = serde_json::from_str(&spec).map_err(|e| error(path, format!("network '{name}': {e}")))?;
         spec.check().map_err(|e| error(path, format!("network '{name}': {e}")))?;
-        let count = spec.parameter_count();
-        crate::reserve_floats::<T>(count, "a checkpoint's network")?;
-        let mut net = Mlp::<T>::from_params(spec, vec![T::zero(); count])?;
+        let params = quiver_numerics::memory::try_vec(spec.parameter_count(), T::zero(), "a checkpoint's network")?;
+        let mut net = Mlp::<T>::from_params(spec, params)?;
         for block in net.blocks() {
             let key = format!("{name}.{}", block.name);
             let t = file.tensor(&key).map_err(|e| error(path, format!("tensor '{key}': {e}")))?;

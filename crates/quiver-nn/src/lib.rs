@@ -29,10 +29,4 @@ mod real;
 pub use adam::{Adam, AdamConfig};
 pub use error::NnError;
 pub use mlp::{Block, Mlp, MlpSpec, Tape, LAYER_NORM_EPS, MAX_HIDDEN_LAYERS, MAX_WIDTH, ROW_CHUNK};
-pub use real::{single_threaded_blas, Real};
-
-/// Refuse (before allocating) `count` floats of `T` past the memory limit.
-pub fn reserve_floats<T>(count: usize, what: &str) -> Result<(), NnError> {
-    quiver_numerics::memory::reserve(count as f64 * std::mem::size_of::<T>() as f64, what)?;
-    Ok(())
-}
+pub use real::Real;

@@ -434,11 +434,12 @@ impl<T: Real> Tape<T> {
         self.pieces.resize_with(count, Piece::default);
         let spec = &net.spec;
         let widest = spec.hidden.iter().copied().chain([spec.inputs, spec.outputs]).max().unwrap_or(1);
+        // the input and each hidden layer's output
+        let widths = || std::iter::once(spec.inputs).chain(spec.hidden.iter().copied());
         for (p, piece) in self.pieces.iter_mut().enumerate() {
             piece.rows = ROW_CHUNK.min(rows - p * ROW_CHUNK);
-            let widths: Vec<usize> = std::iter::once(spec.inputs).chain(spec.hidden.iter().copied()).collect();
-            piece.acts.resize_with(widths.len(), Vec::new);
-            for (a, &w) in piece.acts.iter_mut().zip(&widths) {
+            piece.acts.resize_with(spec.hidden.len() + 1, Vec::new);
+            for (a, w) in piece.acts.iter_mut().zip(widths()) {
                 a.resize(piece.rows * w, T::zero());
             }
             piece.xhat.resize_with(spec.hidden.len(), Vec::new);

@@ -65,6 +65,7 @@ macro_rules! real {
                     return;
                 }
                 check_extents(ta, tb, (m, n, k), [a.len(), b.len(), c.len()], [lda, ldb, ldc]);
+                single_threaded_blas();
                 // SAFETY: every operand's extent was checked against its slice just above, and the
                 // sizes fit OpenBLAS's 32-bit integers.
                 unsafe {
@@ -103,10 +104,10 @@ extern "C" {
     fn openblas_set_num_threads(n: std::os::raw::c_int);
 }
 
-/// OpenBLAS on one thread: the network's work is split into fixed pieces on rayon's workers (so
-/// that its sums do not depend on the thread count), and OpenBLAS threads inside them would
-/// oversubscribe the cores. Quiver's other BLAS users set the same.
-pub fn single_threaded_blas() {
+/// OpenBLAS on one thread (set by the first GEMM): the network's work is split into fixed pieces
+/// on rayon's workers (so that its sums do not depend on the thread count), and OpenBLAS threads
+/// inside them would oversubscribe the cores. quiver-rl's moments set the same.
+fn single_threaded_blas() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: a plain setter of OpenBLAS's global thread count, called once per process.
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });

@@ -73,7 +73,6 @@ fn f32_and_f64_networks_agree() {
 fn one_step(threads: usize) -> Vec<f32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        quiver_nn::single_threaded_blas();
         let mut net = Mlp::<f32>::new(MlpSpec::new(6, &[64, 64], 4), 9).unwrap();
         let x: Vec<f32> = draws(6, 300 * 6).iter().map(|&v| v as f32).collect();
         let c: Vec<f32> = draws(7, 300 * 4).iter().map(|&v| v as f32).collect();
@@ -196,7 +195,6 @@ fn oversized_networks_are_refused_before_allocating() {
 
 #[test]
 fn a_network_learns_a_smooth_function() {
-    quiver_nn::single_threaded_blas();
     let mut net = Mlp::<f32>::new(MlpSpec::new(1, &[64, 64], 1), 0).unwrap();
     let mut adam = Adam::new(AdamConfig { lr: 3e-3, ..Default::default() }, net.params.len());
     let n = 512;

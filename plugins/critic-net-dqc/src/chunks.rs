@@ -21,35 +21,25 @@ pub struct Windows {
     pub last: Vec<u32>,
 }
 
-/// The windows of `data` (episodes from its first rows), rewards divided by `unit`.
+/// The windows of `data` (episodes from its first rows), rewards divided by `unit`: the h-step
+/// sums are quiver-rl's segmented scan ([`quiver_rl::data::nstep_returns_in`]).
 pub fn windows(data: &NeuralData, h: usize, gamma: f64, unit: f64) -> Windows {
-    let n = data.n;
-    let mut ends = vec![n; n];
-    let starts: Vec<usize> = data.first_rows.iter().copied().chain(std::iter::once(n)).collect();
-    for w in starts.windows(2) {
-        ends[w[0]..w[1]].iter_mut().for_each(|e| *e = w[1]);
-    }
-    let mut out = Windows {
+    let bounds: Vec<usize> = data.first_rows.iter().map(|&i| i as usize).chain(std::iter::once(data.n)).collect();
+    let episodes: Vec<std::ops::Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
+    let (sums, steps) = quiver_rl::data::nstep_returns_in(&data.r, &episodes, h, gamma);
+    let last: Vec<u32> = steps.iter().enumerate().map(|(t, &k)| (t + k as usize - 1) as u32).collect();
+    let weight = steps
+        .iter()
+        .zip(&last)
+        .map(|(&k, &l)| if data.done[l as usize] { 0.0 } else { (0..k).fold(1.0f64, |g, _| g * gamma) as f32 })
+        .collect();
+    Windows {
         h,
-        steps: Vec::with_capacity(n),
-        reward: Vec::with_capacity(n),
-        weight: Vec::new(),
-        last: Vec::new(),
-    };
-    for (t, &end) in ends.iter().enumerate() {
-        let steps = h.min(end - t);
-        let (mut sum, mut g) = (0.0f64, 1.0f64);
-        for k in 0..steps {
-            sum += g * data.r[t + k];
-            g *= gamma;
-        }
-        let last = t + steps - 1;
-        out.steps.push(steps as u32);
-        out.reward.push((sum / unit) as f32);
-        out.weight.push(if data.done[last] { 0.0 } else { g as f32 });
-        out.last.push(last as u32);
+        steps: steps.iter().map(|&k| k as u32).collect(),
+        reward: sums.iter().map(|x| (x / unit) as f32).collect(),
+        weight,
+        last,
     }
-    out
 }
 
 /// Width of one slot's encoding.

@@ -11,7 +11,7 @@ pub mod chunks;
 
 use chunks::Windows;
 use quiver_neural_critic::data::{self, NeuralData};
-use quiver_neural_critic::qnet::{At, QNet};
+use quiver_neural_critic::qnet::{At, Head, QNet};
 use quiver_neural_critic::settings::NetworkSettings;
 use quiver_neural_critic::train::{self, StepReport};
 use quiver_neural_critic::Scaling;
@@ -80,36 +80,6 @@ fn specs(data: &NeuralData, s: &Settings) -> [MlpSpec; 3] {
 }
 
 impl CriticNetDqc {
-    fn setup(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(NeuralData, Nets, Scaling, u64), PluginError> {
-        let st = &self.settings.common;
-        let read = |scales| data::read_for(t, scales, data::Needs::Actions);
-        let net = |spec: &MlpSpec, k: u64| {
-            QNet::custom(spec.clone(), st, st.seed ^ k.wrapping_mul(0x9e37_79b9)).map_err(quiver_sdk::plugin_error)
-        };
-        match &st.init {
-            None => {
-                let data = read(None)?;
-                let [c, p, v] = specs(&data, &self.settings);
-                let nets = Nets { chunk: net(&c, 1)?, partial: net(&p, 2)?, value: net(&v, 3)? };
-                let scaling = Scaling::of(&data, train::value_scale(&data.r));
-                Ok((data, nets, scaling, 0))
-            }
-            Some(path) => {
-                let loaded = quiver_neural_critic::load(path, METHOD)?;
-                let mut saved = loaded.networks;
-                let data = read(Some((&loaded.scaling.states, loaded.scaling.actions.as_ref())))?;
-                let [c, p, v] = specs(&data, &self.settings);
-                let mut take = |name, spec| quiver_neural_critic::take_network(&mut saved, name, spec, path);
-                let (c_on, c_target, p_on, v_on) =
-                    (take(NAMES[0], &c)?, take(NAMES[1], &c)?, take(NAMES[2], &p)?, take(NAMES[3], &v)?);
-                let mut nets = Nets { chunk: net(&c, 1)?, partial: net(&p, 2)?, value: net(&v, 3)? };
-                (nets.chunk.online, nets.chunk.target) = (c_on, c_target);
-                (nets.partial.online, nets.value.online) = (p_on, v_on);
-                Ok((data, nets, loaded.scaling, loaded.step))
-            }
-        }
-    }
-
     /// V (the value network) at `rows` of `states`, in the networks' unit.
     fn value(nets: &mut Nets, states: &quiver_neural_critic::data::Matrix, rows: &[u32]) -> Vec<f64> {
         let mut out = Vec::with_capacity(rows.len());
@@ -172,13 +142,23 @@ fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Setti
 impl CriticImpl for CriticNetDqc {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         self.settings.common.preflight()?;
-        let t = tables.get("transitions")?;
-        let (data, mut nets, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
+        let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Actions)?;
+        let [c, p, v] = specs(&start.data, &self.settings);
+        let seed = |k: u64| st.seed ^ k.wrapping_mul(0x9e37_79b9);
+        let (chunk, chunk_target) = start.pair((NAMES[0], NAMES[1]), &c, seed(1))?;
+        let partial = start.network(NAMES[2], &p, seed(2))?;
+        let value = start.network(NAMES[3], &v, seed(3))?;
+        // the partial-chunk and value networks have no targets (their copies are never read)
+        let mut nets = Nets {
+            chunk: QNet::from_networks(Head::Value, chunk, chunk_target, &st),
+            partial: QNet::from_networks(Head::Value, partial.clone(), partial, &st),
+            value: QNet::from_networks(Head::Value, value.clone(), value, &st),
+        };
+        let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let w = chunks::windows(&data, self.settings.h, st.gamma, scaling.value_scale);
-        let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
+        let bound = scaling.return_bound(&data.r, st.gamma);
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
-            quiver_nn::single_threaded_blas();
             train::run(&st, first_step, data.n, bound, &self.ctx, |_, lr, rows| {
                 for net in [&mut nets.chunk, &mut nets.partial, &mut nets.value] {
                     net.set_lr(lr);
@@ -193,8 +173,7 @@ impl CriticImpl for CriticNetDqc {
             let named: Vec<(&str, &quiver_nn::Mlp<f32>)> = NAMES.iter().copied().zip(all).collect();
             quiver_neural_critic::save(path, METHOD, &named, &scaling, last_step)?;
         }
-        let firsts: Vec<u32> = data.first_rows.iter().map(|&i| i as u32).collect();
-        let v0 = Self::value(&mut nets, &data.s, &firsts);
+        let v0 = Self::value(&mut nets, &data.s, &data.first_rows);
         let j = v0.iter().sum::<f64>() / v0.len().max(1) as f64 * scaling.value_scale;
         let mut summary =
             quiver_neural_critic::summary(&data, Some(j), &nets.chunk.online, &st, first_step, &curve, &scaling);

@@ -16,8 +16,8 @@
 //! (Sobel's variance Bellman equation: the Gaussian form is exact in the first two moments).
 
 use quiver_neural_critic::data::{Actions, NeuralData};
+use quiver_neural_critic::draws::{box_muller, pick, uniform};
 use quiver_neural_critic::qnet::{At, QNet};
-use quiver_numerics::splitmix::mix;
 
 /// The smallest spread, in the networks' value unit.
 pub const SIGMA_MIN: f32 = 1e-3;
@@ -35,11 +35,6 @@ pub fn softplus(u: f32) -> f32 {
 
 fn sigmoid(u: f32) -> f32 {
     1.0 / (1.0 + (-u).exp())
-}
-
-/// A uniform on (0, 1) from a counter.
-fn uniform(key: u64, counter: u64) -> f64 {
-    ((mix(key.wrapping_add(counter)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
 /// One critic's outputs at a row: (mean, σ, raw spread u) of action `a` (discrete: the
@@ -94,13 +89,7 @@ pub fn targets(
         let (a_next, values): (usize, Vec<f32>) = match &data.actions {
             Actions::Discrete { pi_next, .. } => {
                 let p = pi_next.row(i);
-                let u = uniform(key, counter) as f32;
-                let mut acc = 0.0;
-                let a = p.iter().position(|&w| {
-                    acc += w;
-                    u < acc
-                });
-                let a = a.unwrap_or_else(|| p.iter().rposition(|&w| w > 0.0).unwrap_or(0));
+                let a = pick(p, uniform(key, counter) as f32);
                 let v = raws.iter().map(|raw| (0..k).map(|x| p[x] * head(raw, j, x, k).0).sum()).collect();
                 (a, v)
             }
@@ -109,8 +98,7 @@ pub fn targets(
         let pick = (0..values.len()).min_by(|&x, &y| values[x].total_cmp(&values[y])).unwrap_or(0);
         let (m, sd, _) = head(&raws[pick], j, a_next, k);
         // z′ ~ N(m, sd²) by Box–Muller on two counters
-        let (u1, u2) = (uniform(key, counter + 1), uniform(key, counter + 2));
-        let normal = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+        let normal = box_muller(uniform(key, counter + 1), uniform(key, counter + 2));
         let cont = if data.done[i] { 0.0 } else { gamma };
         expected.push(reward[i] + cont * values[pick]);
         sampled.push(reward[i] + cont * (m + sd * normal));

@@ -12,7 +12,7 @@ use quiver_neural_critic::data::{self, Actions, NeuralData};
 use quiver_neural_critic::qnet::{At, Head, QNet};
 use quiver_neural_critic::settings::NetworkSettings;
 use quiver_neural_critic::train::{self, StepReport};
-use quiver_neural_critic::Scaling;
+use quiver_neural_critic::{internal, Scaling};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
@@ -49,10 +49,6 @@ pub struct CriticNetDsac {
     settings: Settings,
     ctx: Context,
     fitted: Option<Fitted>,
-}
-
-fn internal(what: &str) -> PluginError {
-    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
 }
 
 /// Mean and standard deviation of the return at `rows` of `states`: at the actions `at` names
@@ -102,53 +98,26 @@ fn moments(critics: &mut [QNet], data: &NeuralData, rows: &[u32], at: At) -> Res
     Ok(out)
 }
 
-impl CriticNetDsac {
-    fn setup(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(NeuralData, Vec<QNet>, Scaling, u64), PluginError> {
-        let st = &self.settings.common;
-        let count = if self.settings.twin { 2 } else { 1 };
-        match &st.init {
-            None => {
-                let data = data::read(t, None)?;
-                let head = Head::of(&data);
-                let critics = (0..count)
-                    .map(|c| QNet::new_wide(head, data.s.cols, st, st.seed ^ (c as u64 * 0x7477_696e), 2))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(quiver_sdk::plugin_error)?;
-                let scaling = Scaling::of(&data, train::value_scale(&data.r));
-                Ok((data, critics, scaling, 0))
-            }
-            Some(path) => {
-                let loaded = quiver_neural_critic::load(path, METHOD)?;
-                let mut nets = loaded.networks;
-                let data = data::read(t, Some((&loaded.scaling.states, loaded.scaling.actions.as_ref())))?;
-                let head = Head::of(&data);
-                let spec = head.spec_wide(data.s.cols, st, 2);
-                let critics = (0..count)
-                    .map(|c| {
-                        let online = quiver_neural_critic::take_network(&mut nets, NAMES[c], &spec, path)?;
-                        let target = quiver_neural_critic::take_network(&mut nets, TARGETS[c], &spec, path)?;
-                        Ok(QNet::from_networks(head, online, target, st))
-                    })
-                    .collect::<Result<Vec<_>, PluginError>>()?;
-                Ok((data, critics, loaded.scaling, loaded.step))
-            }
-        }
-    }
-}
-
 impl CriticImpl for CriticNetDsac {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         self.settings.common.preflight()?;
-        let t = tables.get("transitions")?;
-        let (data, mut critics, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
+        let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Policy)?;
+        let head = Head::of(&start.data);
+        let spec = head.spec_wide(start.data.s.cols, &st, 2);
+        let count = if self.settings.twin { 2 } else { 1 };
+        let mut critics = Vec::with_capacity(count);
+        for c in 0..count {
+            let (online, target) = start.pair((NAMES[c], TARGETS[c]), &spec, st.seed ^ (c as u64 * 0x7477_696e))?;
+            critics.push(QNet::from_networks(head, online, target, &st));
+        }
+        let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let (gamma, clip, twin) = (st.gamma as f32, self.settings.clip as f32, self.settings.twin);
-        let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
-        let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
+        let reward = scaling.rewards(&data.r);
+        let bound = scaling.return_bound(&data.r, st.gamma);
         let key = quiver_numerics::splitmix::mix(st.seed ^ 0x6473_6163_2d74_0000);
         let mut omega: Option<f32> = None;
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
-            quiver_nn::single_threaded_blas();
             train::run(&st, first_step, data.n, bound, &self.ctx, |step, lr, rows| {
                 let t =
                     gaussian::targets(&mut critics, &data, rows, &reward, gamma, twin, key, step).map_err(internal)?;
@@ -180,8 +149,7 @@ impl CriticImpl for CriticNetDsac {
             }
             quiver_neural_critic::save(path, METHOD, &nets, &scaling, last_step)?;
         }
-        let firsts: Vec<u32> = data.first_rows.iter().map(|&i| i as u32).collect();
-        let start = moments(&mut critics, &data, &firsts, At::PolicyHere).ok();
+        let start = moments(&mut critics, &data, &data.first_rows, At::PolicyHere).ok();
         let unit = scaling.value_scale;
         let j = start.as_ref().map(|m| m.iter().map(|x| x.0).sum::<f64>() / m.len() as f64 * unit);
         let mut summary =

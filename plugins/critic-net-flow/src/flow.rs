@@ -6,7 +6,7 @@
 //! t ∈ (0, 1), x_t = (1 − t) x₀ + t y, the velocity regresses on y − x₀.
 
 use quiver_neural_critic::data::{Actions, Matrix, NeuralData};
-use quiver_numerics::splitmix::mix;
+use quiver_neural_critic::draws::{box_muller, pick, uniform};
 
 quiver_sdk::choices! {
     /// How the read-out integrates the velocity field.
@@ -18,15 +18,9 @@ quiver_sdk::choices! {
     }
 }
 
-/// A uniform on (0, 1) from a counter.
-pub fn uniform(key: u64, counter: u64) -> f64 {
-    ((mix(key.wrapping_add(counter)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-}
-
 /// A standard normal from two counters (Box–Muller).
 pub fn normal(key: u64, counter: u64) -> f32 {
-    let (u1, u2) = (uniform(key, 2 * counter), uniform(key, 2 * counter + 1));
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    box_muller(uniform(key, 2 * counter), uniform(key, 2 * counter + 1))
 }
 
 /// Which action of each row the velocity field is conditioned on.
@@ -73,17 +67,7 @@ pub fn inputs(
                 let k = match (fixed, which) {
                     (Some(k), _) => k,
                     (None, Which::Logged) => a[i] as usize,
-                    (None, Which::Next) => {
-                        let p = pi_next.row(i);
-                        let u = uniform(key, counter + j as u64) as f32;
-                        let mut acc = 0.0;
-                        p.iter()
-                            .position(|&w| {
-                                acc += w;
-                                u < acc
-                            })
-                            .unwrap_or_else(|| p.iter().rposition(|&w| w > 0.0).unwrap_or(0))
-                    }
+                    (None, Which::Next) => pick(pi_next.row(i), uniform(key, counter + j as u64) as f32),
                     (None, Which::Here) => return Err("an action per row"),
                 };
                 act[k] = 1.0;

@@ -9,10 +9,11 @@ pub mod flow;
 
 use flow::{integrate, Integrator, Which};
 use quiver_neural_critic::data::{self, Actions, NeuralData};
-use quiver_neural_critic::qnet::{At, QNet};
+use quiver_neural_critic::draws::uniform;
+use quiver_neural_critic::qnet::{At, Head, QNet};
 use quiver_neural_critic::settings::NetworkSettings;
 use quiver_neural_critic::train::{self, StepReport};
-use quiver_neural_critic::Scaling;
+use quiver_neural_critic::{internal, Scaling};
 use quiver_nn::MlpSpec;
 use quiver_numerics::Choice;
 use quiver_sdk::abi::abi_stable::std_types::RVec;
@@ -53,10 +54,6 @@ pub struct CriticNetFlow {
     settings: Settings,
     ctx: Context,
     fitted: Option<Fitted>,
-}
-
-fn internal(what: &str) -> PluginError {
-    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
 }
 
 /// The velocity network's shape: inputs [s, action, t, x], one output.
@@ -123,27 +120,11 @@ impl CriticNetFlow {
 impl CriticImpl for CriticNetFlow {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         self.settings.common.preflight()?;
-        let t = tables.get("transitions")?;
         let st = self.settings.common.clone();
-        let (data, mut net, scaling, first_step) = match &st.init {
-            None => {
-                let data = data::read(&t, None)?;
-                let net = QNet::custom(spec(&data, &st), &st, st.seed).map_err(quiver_sdk::plugin_error)?;
-                let scaling = Scaling::of(&data, train::value_scale(&data.r));
-                (data, net, scaling, 0)
-            }
-            Some(path) => {
-                let loaded = quiver_neural_critic::load(path, METHOD)?;
-                let mut nets = loaded.networks;
-                let data = data::read(&t, Some((&loaded.scaling.states, loaded.scaling.actions.as_ref())))?;
-                let sp = spec(&data, &st);
-                let online = quiver_neural_critic::take_network(&mut nets, "v", &sp, path)?;
-                let target = quiver_neural_critic::take_network(&mut nets, "v_target", &sp, path)?;
-                let mut net = QNet::custom(sp, &st, st.seed).map_err(quiver_sdk::plugin_error)?;
-                (net.online, net.target) = (online, target);
-                (data, net, loaded.scaling, loaded.step)
-            }
-        };
+        let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Policy)?;
+        let (online, target) = start.pair(("v", "v_target"), &spec(&start.data, &st), st.seed)?;
+        let mut net = QNet::from_networks(Head::Value, online, target, &st);
+        let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         // a step trains on batch × interpolants rows: refused before allocating past the limit
         let rows = st.batch.saturating_mul(self.settings.interpolants);
         quiver_numerics::memory::reserve(
@@ -153,11 +134,10 @@ impl CriticImpl for CriticNetFlow {
         .map_err(quiver_sdk::plugin_error)?;
         let gamma = st.gamma as f32;
         let (steps, integrator, n_t) = (self.settings.flow_steps, self.settings.integrator, self.settings.interpolants);
-        let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
-        let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
+        let reward = scaling.rewards(&data.r);
+        let bound = scaling.return_bound(&data.r, st.gamma);
         let key = quiver_numerics::splitmix::mix(st.seed ^ 0x666c_6f77_0000_0000);
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
-            quiver_nn::single_threaded_blas();
             train::run(&st, first_step, data.n, bound, &self.ctx, |step, lr, rows| {
                 net.set_lr(lr);
                 let b = rows.len();
@@ -179,7 +159,7 @@ impl CriticImpl for CriticNetFlow {
                 for k in 0..n_t {
                     for j in 0..b {
                         let c = c0 + (2 * b + k * b + j) as u64;
-                        let t = ((k as f64 + flow::uniform(key, 2 * c + 1)) / n_t as f64) as f32;
+                        let t = ((k as f64 + uniform(key, 2 * c + 1)) / n_t as f64) as f32;
                         let z = flow::normal(key, c + (32 * b) as u64);
                         x.extend_from_slice(&one[j * width..(j + 1) * width]);
                         let len = x.len();
@@ -216,8 +196,7 @@ impl CriticImpl for CriticNetFlow {
                 last_step,
             )?;
         }
-        let firsts: Vec<u32> = data.first_rows.iter().map(|&i| i as u32).collect();
-        let start = self.read_all(&mut net, &data, &firsts, At::PolicyHere).ok();
+        let start = self.read_all(&mut net, &data, &data.first_rows, At::PolicyHere).ok();
         let unit = scaling.value_scale;
         let j = start.as_ref().map(|m| m.iter().map(|x| x.0).sum::<f64>() / m.len() as f64 * unit);
         let mut summary = quiver_neural_critic::summary(&data, j, &net.online, &st, first_step, &curve, &scaling);

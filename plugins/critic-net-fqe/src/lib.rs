@@ -10,7 +10,7 @@ use quiver_neural_critic::data::{self, NeuralData};
 use quiver_neural_critic::qnet::{At, Head, QNet};
 use quiver_neural_critic::settings::NetworkSettings;
 use quiver_neural_critic::train::{self, StepReport};
-use quiver_neural_critic::Scaling;
+use quiver_neural_critic::{internal, Scaling};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::Value;
@@ -43,48 +43,19 @@ pub struct CriticNetFqe {
     fitted: Option<Fitted>,
 }
 
-fn internal(what: &str) -> PluginError {
-    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
-}
-
-impl CriticNetFqe {
-    /// The data, the network (fresh or from `init`) and the scaling, and the step to start at.
-    fn setup(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(NeuralData, QNet, Scaling, u64), PluginError> {
-        let st = &self.settings.common;
-        match &st.init {
-            None => {
-                let data = data::read(t, None)?;
-                let head = Head::of(&data);
-                let net = QNet::new(head, data.s.cols, st, st.seed).map_err(quiver_sdk::plugin_error)?;
-                let scaling = Scaling::of(&data, train::value_scale(&data.r));
-                Ok((data, net, scaling, 0))
-            }
-            Some(path) => {
-                let quiver_neural_critic::Loaded { networks: mut nets, scaling, step } =
-                    quiver_neural_critic::load(path, METHOD)?;
-                let data = data::read(t, Some((&scaling.states, scaling.actions.as_ref())))?;
-                let head = Head::of(&data);
-                let spec = head.spec(data.s.cols, st);
-                let online = quiver_neural_critic::take_network(&mut nets, "q", &spec, path)?;
-                let target = quiver_neural_critic::take_network(&mut nets, "q_target", &spec, path)?;
-                Ok((data, QNet::from_networks(head, online, target, st), scaling, step))
-            }
-        }
-    }
-}
-
 impl CriticImpl for CriticNetFqe {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         self.settings.common.preflight()?;
-        let t = tables.get("transitions")?;
-        let (data, mut net, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
+        let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Policy)?;
+        let head = Head::of(&start.data);
+        let (online, target) = start.pair(("q", "q_target"), &head.spec(start.data.s.cols, &st), st.seed)?;
+        let mut net = QNet::from_networks(head, online, target, &st);
+        let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let gamma = st.gamma as f32;
-        // the rewards in the networks' unit, divided in f64 (rewards near 1e±200 have no f32)
-        let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
-        let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
+        let reward = scaling.rewards(&data.r);
+        let bound = scaling.return_bound(&data.r, st.gamma);
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
-            quiver_nn::single_threaded_blas();
             train::run(&st, first_step, data.n, bound, &self.ctx, |_, lr, rows| {
                 net.set_lr(lr);
                 let q = net.online_q(&data, &data.s, rows, At::Logged).map_err(internal)?;

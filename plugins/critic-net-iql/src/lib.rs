@@ -12,7 +12,7 @@ use quiver_neural_critic::data::{self, NeuralData};
 use quiver_neural_critic::qnet::{At, Head, QNet};
 use quiver_neural_critic::settings::NetworkSettings;
 use quiver_neural_critic::train::{self, StepReport};
-use quiver_neural_critic::Scaling;
+use quiver_neural_critic::{internal, Scaling};
 use quiver_sdk::abi::abi_stable::std_types::RVec;
 use quiver_sdk::abi::{Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
@@ -51,54 +51,22 @@ pub struct CriticNetIql {
     fitted: Option<Fitted>,
 }
 
-fn internal(what: &str) -> PluginError {
-    PluginError::new(quiver_sdk::abi::ErrorKind::Internal, format!("the network's inputs lack {what}"))
-}
-
-impl CriticNetIql {
-    fn setup(&self, t: &quiver_sdk::TableRef<'_>) -> Result<(NeuralData, QNet, QNet, Scaling, u64), PluginError> {
-        let st = &self.settings.common;
-        let read = |scales| data::read_for(t, scales, data::Needs::Actions);
-        match &st.init {
-            None => {
-                let data = read(None)?;
-                let head = Head::of(&data);
-                let q = QNet::new(head, data.s.cols, st, st.seed).map_err(quiver_sdk::plugin_error)?;
-                // the value network's own stream of initial weights
-                let v = QNet::new(Head::Value, data.s.cols, st, st.seed ^ 0x5641_4c55_4500_0000)
-                    .map_err(quiver_sdk::plugin_error)?;
-                let scaling = Scaling::of(&data, train::value_scale(&data.r));
-                Ok((data, q, v, scaling, 0))
-            }
-            Some(path) => {
-                let quiver_neural_critic::Loaded { networks: mut nets, scaling, step } =
-                    quiver_neural_critic::load(path, METHOD)?;
-                let data = read(Some((&scaling.states, scaling.actions.as_ref())))?;
-                let head = Head::of(&data);
-                let spec = head.spec(data.s.cols, st);
-                let vspec = Head::Value.spec(data.s.cols, st);
-                let take = |nets: &mut _, name, spec| quiver_neural_critic::take_network(nets, name, spec, path);
-                let q =
-                    QNet::from_networks(head, take(&mut nets, "q", &spec)?, take(&mut nets, "q_target", &spec)?, st);
-                let v_net = take(&mut nets, "v", &vspec)?;
-                let v = QNet::from_networks(Head::Value, v_net.clone(), v_net, st);
-                Ok((data, q, v, scaling, step))
-            }
-        }
-    }
-}
-
 impl CriticImpl for CriticNetIql {
     fn fit(&mut self, tables: &Tables<'_>) -> Result<(), PluginError> {
         self.settings.common.preflight()?;
-        let t = tables.get("transitions")?;
-        let (data, mut q, mut v, scaling, first_step) = self.setup(&t)?;
         let st = self.settings.common.clone();
+        let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Actions)?;
+        let (head, dim) = (Head::of(&start.data), start.data.s.cols);
+        let (online, target) = start.pair(("q", "q_target"), &head.spec(dim, &st), st.seed)?;
+        let mut q = QNet::from_networks(head, online, target, &st);
+        // the value network's own stream of initial weights (it has no target)
+        let v_net = start.network("v", &Head::Value.spec(dim, &st), st.seed ^ 0x5641_4c55_4500_0000)?;
+        let mut v = QNet::from_networks(Head::Value, v_net.clone(), v_net, &st);
+        let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let (gamma, tau) = (st.gamma as f32, self.settings.tau as f32);
-        let reward: Vec<f32> = data.r.iter().map(|r| (r / scaling.value_scale) as f32).collect();
-        let bound = train::return_bound(&data.r, st.gamma, scaling.value_scale);
+        let reward = scaling.rewards(&data.r);
+        let bound = scaling.return_bound(&data.r, st.gamma);
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
-            quiver_nn::single_threaded_blas();
             train::run(&st, first_step, data.n, bound, &self.ctx, |_, lr, rows| {
                 q.set_lr(lr);
                 v.set_lr(lr);
@@ -150,8 +118,7 @@ impl CriticImpl for CriticNetIql {
             )?;
         }
         let weights = advantage_weights(&mut q, &mut v, &data, self.settings.beta)?;
-        let firsts: Vec<u32> = data.first_rows.iter().map(|&i| i as u32).collect();
-        let v0 = v.eval_online(&data, &data.s, &firsts, At::Logged).map_err(internal)?;
+        let v0 = v.eval_online(&data, &data.s, &data.first_rows, At::Logged).map_err(internal)?;
         let j = v0.iter().map(|&x| f64::from(x)).sum::<f64>() / v0.len().max(1) as f64 * scaling.value_scale;
         let mut summary = quiver_neural_critic::summary(&data, Some(j), &q.online, &st, first_step, &curve, &scaling);
         summary["tau"] = json!(self.settings.tau);
