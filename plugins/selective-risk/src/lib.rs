@@ -162,6 +162,56 @@ impl Calibrated {
     }
 }
 
+/// LTT's candidates and their (accepted, errors among accepted) counts straight from the unsorted
+/// calibration — the same as [`Calibrated::candidates`] then [`Calibrated::counts_cpu`], without
+/// sorting n scores for G quantiles: the quantiles S_(⌈g n / G⌉) by selection
+/// ([`quiver_numerics::ranks::order_statistics`]), then one parallel pass that puts each judgment
+/// in the bucket of the first candidate at or above its score, and prefix sums over the buckets.
+pub fn ltt_counts(scores: &[f64], errors: &[bool], grid: usize) -> (Vec<f64>, Vec<(i64, i64)>) {
+    use rayon::prelude::*;
+    let n = scores.len();
+    let mut ranks: Vec<usize> = (1..=grid).map(|g| (g * n).div_ceil(grid).max(1) - 1).collect();
+    ranks.dedup();
+    let mut lambdas = quiver_numerics::ranks::order_statistics(scores, &ranks);
+    lambdas.dedup();
+    let buckets = lambdas.len();
+    // per bucket: judgments whose first candidate at or above their score is this one, and errors
+    let per_bucket = scores
+        .par_chunks(1 << 16)
+        .zip(errors.par_chunks(1 << 16))
+        .fold(
+            || vec![(0i64, 0i64); buckets],
+            |mut acc, (s, e)| {
+                for (&v, &wrong) in s.iter().zip(e) {
+                    let b = lambdas.partition_point(|&l| l < v);
+                    if b < buckets {
+                        acc[b].0 += 1;
+                        acc[b].1 += wrong as i64;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![(0i64, 0i64); buckets],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    x.0 += y.0;
+                    x.1 += y.1;
+                }
+                a
+            },
+        );
+    let counts = per_bucket
+        .into_iter()
+        .scan((0i64, 0i64), |run, (acc, err)| {
+            *run = (run.0 + acc, run.1 + err);
+            Some(*run)
+        })
+        .collect();
+    (lambdas, counts)
+}
+
 /// The calibrated decision.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
@@ -264,6 +314,13 @@ impl SelectiveRisk {
     fn decide(&self, tables: &Tables<'_>) -> Result<(Decision, usize), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
+        if self.config.rule == Rule::Ltt && self.ctx.device() == quiver_sdk::abi::Device::Cpu {
+            // G quantiles and their counts: no sort of the calibration
+            let scores = read_scores(&cal)?;
+            let errors = cal.flags("error")?;
+            let (lambdas, counts) = ltt_counts(&scores, &errors, self.config.grid);
+            return Ok((decide(&self.config, &lambdas, &counts), scores.len()));
+        }
         let calibrated = {
             let scores = read_scores(&cal)?;
             let errors = cal.flags("error")?;
@@ -416,6 +473,30 @@ quiver_sdk::export_plugin!(SelectiveRiskPlugin);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ltt_counts_without_a_sort_equal_the_sorted_counts() {
+        let mut state = 777u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for (n, grid, ties) in [(1, 1, false), (7, 50, true), (200, 10, true), (5000, 50, false), (300_000, 37, true)] {
+            let scores: Vec<f64> =
+                (0..n).map(|_| if ties { (next() * 40.0).floor() - 20.0 } else { next() - 0.5 }).collect();
+            let errors: Vec<bool> = scores.iter().map(|s| next() < 0.5 + s / 80.0).collect();
+            let cal = Calibrated::new(&scores, &errors);
+            let lambdas = cal.candidates(Rule::Ltt, grid);
+            let want = (lambdas.clone(), cal.counts_cpu(&lambdas));
+            let got = ltt_counts(&scores, &errors, grid);
+            assert_eq!(
+                got.0.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+                lambdas.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+                "n = {n}"
+            );
+            assert_eq!(got.1, want.1, "n = {n}, grid = {grid}");
+        }
+    }
 
     #[test]
     fn the_one_pass_scope_rule_equals_the_rule_over_every_candidate() {
