@@ -268,57 +268,75 @@ pub fn read_npy_within(
     budget.take(rows as f64 * cols as f64 * 8.0, role, path, None)?;
     let alloc_err = |_| err(format!("the system refused the memory for {rows} x {cols} values"));
     let width = dtype.width();
-    let mut columns: Vec<Vec<u8>> = Vec::with_capacity(cols);
+    // typed columns filled a block of rows at a time: no column of raw bytes beside them
+    let mut columns: Vec<Values> = Vec::with_capacity(cols);
     for _ in 0..cols {
-        let mut c = Vec::new();
-        c.try_reserve_exact(rows * width).map_err(alloc_err)?;
-        columns.push(c);
+        columns.push(dtype.empty_column(rows).map_err(alloc_err)?);
     }
     let short = |_| err("the data ended early".into());
+    let block_rows = (1 << 16).min(rows.max(1));
     if header.fortran || cols == 1 {
-        for c in columns.iter_mut() {
-            c.resize(rows * width, 0);
-            reader.read_exact(c).map_err(short)?;
+        // column after column
+        let mut block = vec![0u8; block_rows * width];
+        for column in columns.iter_mut() {
+            let mut done = 0;
+            while done < rows {
+                let n = block_rows.min(rows - done);
+                let bytes = &mut block[..n * width];
+                reader.read_exact(bytes).map_err(short)?;
+                dtype.extend(column, bytes.chunks_exact(width));
+                done += n;
+            }
         }
     } else {
         // C order: rows of `cols` values, scattered into the columns a block of rows at a time
-        let block_rows = (1 << 16).min(rows.max(1));
         let mut block = vec![0u8; block_rows * cols * width];
         let mut done = 0;
         while done < rows {
             let n = block_rows.min(rows - done);
             let bytes = &mut block[..n * cols * width];
             reader.read_exact(bytes).map_err(short)?;
-            for r in 0..n {
-                for (c, col) in columns.iter_mut().enumerate() {
-                    let at = (r * cols + c) * width;
-                    col.extend_from_slice(&bytes[at..at + width]);
-                }
+            for (c, column) in columns.iter_mut().enumerate() {
+                dtype.extend(column, bytes.chunks_exact(width).skip(c).step_by(cols));
             }
             done += n;
         }
     }
     let mut table = Table::new(role);
     table.nrows = rows;
-    for (name, raw) in names.iter().zip(columns) {
-        let values = match dtype {
-            Dtype::F8 => {
-                Values::F64(raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8"))).collect())
-            }
-            Dtype::F4 => {
-                Values::F64(raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4")) as f64).collect())
-            }
-            Dtype::I8 => {
-                Values::I64(raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect())
-            }
-            Dtype::I4 => {
-                Values::I64(raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")) as i64).collect())
-            }
-            Dtype::B1 => Values::Bool(raw.iter().map(|&b| b != 0).collect()),
-        };
-        table.columns.push((name.clone(), values));
-    }
+    table.columns = names.iter().cloned().zip(columns).collect();
     Ok(table)
+}
+
+impl Dtype {
+    /// An empty column of this dtype's table type with room for `rows` values.
+    fn empty_column(self, rows: usize) -> Result<Values, std::collections::TryReserveError> {
+        fn reserved<T>(rows: usize) -> Result<Vec<T>, std::collections::TryReserveError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(rows)?;
+            Ok(v)
+        }
+        Ok(match self {
+            Dtype::F8 | Dtype::F4 => Values::F64(reserved(rows)?),
+            Dtype::I8 | Dtype::I4 => Values::I64(reserved(rows)?),
+            Dtype::B1 => Values::Bool(reserved(rows)?),
+        })
+    }
+
+    /// Append the values stored little-endian in `raw` (one slice of this dtype's width each).
+    fn extend<'a>(self, column: &mut Values, raw: impl Iterator<Item = &'a [u8]>) {
+        fn bytes<const N: usize>(b: &[u8]) -> [u8; N] {
+            b.try_into().expect("a value's width")
+        }
+        match (self, column) {
+            (Dtype::F8, Values::F64(v)) => v.extend(raw.map(|b| f64::from_le_bytes(bytes(b)))),
+            (Dtype::F4, Values::F64(v)) => v.extend(raw.map(|b| f32::from_le_bytes(bytes(b)) as f64)),
+            (Dtype::I8, Values::I64(v)) => v.extend(raw.map(|b| i64::from_le_bytes(bytes(b)))),
+            (Dtype::I4, Values::I64(v)) => v.extend(raw.map(|b| i32::from_le_bytes(bytes(b)) as i64)),
+            (Dtype::B1, Values::Bool(v)) => v.extend(raw.map(|b| b[0] != 0)),
+            _ => unreachable!("a column is made by its dtype's empty_column"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,14 +32,18 @@ pub fn benjamini_hochberg(p_values: &[f64], q: f64) -> (usize, Vec<u64>) {
     if m == 0 {
         return (0, Vec::new());
     }
-    // ranks are recomputed for the selection instead of held (8 bytes a unit less)
-    let mut hist = vec![0u32; m + 2];
+    // ranks are recomputed for the selection instead of held (8 bytes a unit less), and the
+    // histogram stops at k₀ = #{j : r_j ≤ m} = #{j : p_j ≤ q}: no k past it can have k units
+    // with r_j ≤ k (4·k₀ bytes instead of 4·m, a tenth of it at q = 0.1 with few signals)
+    let mf = m as f64;
+    let k0 = p_values.iter().filter(|&&p| p <= q * mf / mf).count();
+    let mut hist = vec![0u32; k0 + 2];
     for &p in p_values {
-        hist[bh_rank(p, q, m)] += 1;
+        hist[bh_rank(p, q, m).min(k0 + 1)] += 1;
     }
     let mut cum = 0usize;
     let mut k_star = 0usize;
-    for (k, &h) in hist.iter().enumerate().take(m + 1).skip(1) {
+    for (k, &h) in hist.iter().enumerate().take(k0 + 1).skip(1) {
         cum += h as usize;
         if cum >= k {
             k_star = k;

@@ -187,19 +187,30 @@ pub fn counts_below_by<T: Send + Copy + Default>(
     query: impl Fn(usize) -> f64 + Sync,
     f: impl Fn(usize, u64, u64) -> T + Sync,
 ) -> Vec<T> {
-    if m < 1 << 16 || sorted.len() > u32::MAX as usize {
-        return (0..m)
-            .into_par_iter()
-            .map(|j| {
-                let (lt, le) = count_one(sorted, query(j));
-                f(j, lt, le)
-            })
-            .collect();
+    let mut out = vec![T::default(); m];
+    counts_below_over(sorted, &mut out, query, |j, o, lt, le| *o = f(j, lt, le));
+    out
+}
+
+/// [`counts_below_by`] that updates `out[j]` in place by `f(j, &mut out[j], lt, le)` for each
+/// query j < `out.len()`: an array that holds one number per query (a tie-breaking uniform)
+/// becomes the results (a p-value) without a second array.
+pub fn counts_below_over<T: Send>(
+    sorted: &[f64],
+    out: &mut [T],
+    query: impl Fn(usize) -> f64 + Sync,
+    f: impl Fn(usize, &mut T, u64, u64) + Sync,
+) {
+    if out.len() < 1 << 16 || sorted.len() > u32::MAX as usize {
+        out.par_iter_mut().enumerate().for_each(|(j, o)| {
+            let (lt, le) = count_one(sorted, query(j));
+            f(j, o, lt, le)
+        });
+        return;
     }
     let index = SortedIndex::new(sorted);
     const BLOCK: usize = 1 << 17;
     let groups = index.segments();
-    let mut out = vec![T::default(); m];
     out.par_chunks_mut(BLOCK).enumerate().for_each_init(
         || (vec![0usize; groups + 1], Vec::<(u32, u8)>::new(), Vec::<(f64, u32, u32)>::new()),
         |(starts, located, queued), (k, out)| {
@@ -222,16 +233,15 @@ pub fn counts_below_by<T: Send + Copy + Default>(
             }
             for &(v, j, bucket) in queued.iter() {
                 let (lt, le) = index.count_in(bucket as usize, v);
-                out[j as usize] = f(first + j as usize, lt, le);
+                f(first + j as usize, &mut out[j as usize], lt, le);
             }
         },
     );
-    out
 }
 
 /// An index over ascending values that narrows a query to a few of them in O(1) expected time:
 /// K ≤ 256 equal-count segments cut at the values of ranks s·n/K (found by a binary search over
-/// the K knots, which sit in L1), each cut into P ≈ n/(2K) buckets linear in the value,
+/// the K knots, which sit in L1), each cut into P ≈ n/(4K) buckets linear in the value,
 /// `b(v) = s·P + clamp(⌊(v − knot_s) · P / (knot_{s+1} − knot_s)⌋, 0, P − 1)`, and the first
 /// position of each bucket in `sorted`. `b` is non-decreasing in v (equal values, −0 and +0
 /// included, share a bucket), so every value in an earlier bucket is below the query and every
@@ -263,7 +273,7 @@ impl<'a> SortedIndex<'a> {
         assert!(sorted.len() <= u32::MAX as usize, "SortedIndex: at most 2^32 - 1 values");
         let n = sorted.len();
         let k = n.clamp(1, 256);
-        let per_segment = (n / (2 * k)).max(1);
+        let per_segment = (n / (4 * k)).max(1);
         let knot = |s: usize| {
             if n == 0 {
                 0.0
@@ -365,7 +375,7 @@ impl<'a> SortedIndex<'a> {
         let (start, end) = (self.starts[bucket] as usize, self.starts[bucket + 1] as usize);
         let section = &self.sorted[start..end];
         let (lt, le) = if section.len() <= 16 {
-            // a bucket holds about two values: count them without branches
+            // a bucket holds about four values: count them without branches
             section.iter().fold((0u64, 0u64), |(lt, le), &s| (lt + (s < v) as u64, le + (s <= v) as u64))
         } else {
             count_one(section, v)

@@ -123,30 +123,39 @@ impl Calibrated {
 
     /// Conformal p-values on the CPU (the exact expressions of the CUDA kernel).
     pub fn p_values_cpu(&self, test_scores: &[f64], test_w: Option<&[f64]>, u: &[f64]) -> Vec<f64> {
-        self.p_values_by(test_scores.len(), |j| test_scores[j], test_w, u)
+        self.p_values_by(test_scores.len(), |j| test_scores[j], test_w, u.into())
     }
 
-    /// [`Calibrated::p_values_cpu`] with the m test scores computed on demand (no array of them).
+    /// [`Calibrated::p_values_cpu`] with the m test scores computed on demand (no array of them);
+    /// uniforms given as an owned array become the p-values in place (no second m-long array).
     pub fn p_values_by(
         &self,
         m: usize,
         score: impl Fn(usize) -> f64 + Sync,
         test_w: Option<&[f64]>,
-        u: &[f64],
+        u: std::borrow::Cow<'_, [f64]>,
     ) -> Vec<f64> {
         // each p-value straight from its counts (the counts themselves are never held)
         let n = self.sorted.len() as f64;
-        match (&self.weight_prefix, test_w) {
-            (Some(wp), Some(tw)) => {
-                let total = wp[self.sorted.len()];
-                quiver_numerics::ranks::counts_below_by(&self.sorted, m, &score, |j, lt, le| {
-                    let (lt, le) = (lt as usize, le as usize);
-                    (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u[j]) / (tw[j] + total)
-                })
+        let total = self.weight_prefix.as_ref().map(|wp| wp[self.sorted.len()]);
+        let p_value = |j: usize, u: f64, lt: u64, le: u64| match (&self.weight_prefix, test_w, total) {
+            (Some(wp), Some(tw), Some(total)) => {
+                let (lt, le) = (lt as usize, le as usize);
+                (wp[lt] + (tw[j] + (wp[le] - wp[lt])) * u) / (tw[j] + total)
             }
-            _ => quiver_numerics::ranks::counts_below_by(&self.sorted, m, &score, |j, lt, le| {
-                (lt as f64 + u[j] * (1.0 + (le - lt) as f64)) / (n + 1.0)
-            }),
+            _ => (lt as f64 + u * (1.0 + (le - lt) as f64)) / (n + 1.0),
+        };
+        match u {
+            std::borrow::Cow::Owned(mut p) => {
+                debug_assert_eq!(p.len(), m);
+                quiver_numerics::ranks::counts_below_over(&self.sorted, &mut p, &score, |j, o, lt, le| {
+                    *o = p_value(j, *o, lt, le)
+                });
+                p
+            }
+            std::borrow::Cow::Borrowed(u) => {
+                quiver_numerics::ranks::counts_below_by(&self.sorted, m, &score, |j, lt, le| p_value(j, u[j], lt, le))
+            }
         }
     }
 
@@ -324,9 +333,15 @@ impl ConformalSelection {
             None => tie_break_uniforms(first, m, self.config.tie_break, self.config.seed).into(),
         };
         let threads = self.ctx.threads();
+        // drawn uniforms are overwritten by the p-values (whichever device runs takes them)
+        let u = std::cell::RefCell::new(Some(u));
+        let take = || u.borrow_mut().take().expect("one device runs");
         self.ctx.dispatch(
-            || quiver_numerics::with_threads(threads, || cal.p_values_by(m, score, w, &u)).map_err(internal),
-            || cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &u).map_err(plugin_error),
+            || {
+                let u = take();
+                quiver_numerics::with_threads(threads, move || cal.p_values_by(m, score, w, u)).map_err(internal)
+            },
+            || cal.p_values_cuda(&(0..m).map(score).collect::<Vec<f64>>(), w, &take()).map_err(plugin_error),
         )
     }
 
