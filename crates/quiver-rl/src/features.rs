@@ -268,39 +268,86 @@ impl DenseRows<'_, '_> {
                 }
             }
             FeatureMap::Rff(rff) => {
-                let States::Continuous { s, s_next } = &self.data.states else {
-                    unreachable!("rff features are built only for continuous states")
-                };
                 let dd = rff.dim;
                 let mut psi = vec![0.0; dd];
                 for (row, i) in rows.enumerate() {
-                    rff.psi(|k| s[k][i], &mut psi);
                     let a = self.data.a[i] as usize;
+                    self.rff_row(rff, i, &mut psi, &mut next[row * d..(row + 1) * d]);
                     phi[row * d + a * dd..row * d + (a + 1) * dd].copy_from_slice(&psi);
-                    if self.data.done[i] {
-                        continue;
-                    }
-                    rff.psi(|k| s_next[k][i], &mut psi);
-                    let out = &mut next[row * d..(row + 1) * d];
-                    match self.target {
-                        NextTarget::Columns(pc) => {
-                            for (a2, col) in pc.next.iter().enumerate().take(rff.n_actions) {
-                                let p = col[i];
-                                if p != 0.0 {
-                                    out[a2 * dd..(a2 + 1) * dd].iter_mut().zip(&psi).for_each(|(o, v)| *o = p * v);
-                                }
-                            }
-                        }
-                        NextTarget::NextAction => {
-                            let a2 = self.data.a_next.as_ref().expect("a_next checked")[i] as usize;
-                            out[a2 * dd..(a2 + 1) * dd].copy_from_slice(&psi);
-                        }
-                        NextTarget::Policy(_) => unreachable!("continuous states take the policy from columns"),
-                    }
                 }
             }
             FeatureMap::OneHot(_) => unreachable!("one-hot features are accumulated sparsely"),
         }
+    }
+
+    /// The action blocks of random Fourier features, (actions, D): φ(s, a) = e_a ⊗ ψ(s) is zero
+    /// outside block a, so the moments can be accumulated block by block ([`DenseRows::fill_by_action`]).
+    pub fn action_blocks(&self) -> Option<(usize, usize)> {
+        match self.map {
+            FeatureMap::Rff(rff) => Some((rff.n_actions, rff.dim)),
+            _ => None,
+        }
+    }
+
+    /// Rows `rows` of RFF features grouped by action (stable within an action): ψ(s_i) into `psi`
+    /// (D columns), the target's next-state features into `next` (d columns) and r_i into `r`, in
+    /// the same order; returns the first position of each action's rows (actions + 1 entries).
+    pub fn fill_by_action(
+        &self,
+        rows: std::ops::Range<usize>,
+        psi: &mut [f64],
+        next: &mut [f64],
+        r: &mut [f64],
+    ) -> Vec<usize> {
+        let FeatureMap::Rff(rff) = self.map else { unreachable!("action blocks are RFF's") };
+        let (d, dd) = (self.map.dim(), rff.dim);
+        let mut starts = vec![0usize; rff.n_actions + 1];
+        for i in rows.clone() {
+            starts[self.data.a[i] as usize + 1] += 1;
+        }
+        for a in 0..rff.n_actions {
+            starts[a + 1] += starts[a];
+        }
+        let mut at = starts.clone();
+        next[..rows.len() * d].fill(0.0);
+        for i in rows {
+            let a = self.data.a[i] as usize;
+            let row = at[a];
+            at[a] += 1;
+            self.rff_row(rff, i, &mut psi[row * dd..(row + 1) * dd], &mut next[row * d..(row + 1) * d]);
+            r[row] = self.data.r[i];
+        }
+        starts
+    }
+
+    /// ψ(s_i) into `psi`, and the target's features at s′_i into `next` (d values, zero on
+    /// entry; left zero where the episode ends).
+    fn rff_row(&self, rff: &Rff, i: usize, psi: &mut [f64], next: &mut [f64]) {
+        let States::Continuous { s, s_next } = &self.data.states else {
+            unreachable!("rff features are built only for continuous states")
+        };
+        let dd = rff.dim;
+        if self.data.done[i] {
+            rff.psi(|k| s[k][i], psi);
+            return;
+        }
+        rff.psi(|k| s_next[k][i], psi);
+        match self.target {
+            NextTarget::Columns(pc) => {
+                for (a2, col) in pc.next.iter().enumerate().take(rff.n_actions) {
+                    let p = col[i];
+                    if p != 0.0 {
+                        next[a2 * dd..(a2 + 1) * dd].iter_mut().zip(psi.iter()).for_each(|(o, v)| *o = p * v);
+                    }
+                }
+            }
+            NextTarget::NextAction => {
+                let a2 = self.data.a_next.as_ref().expect("a_next checked")[i] as usize;
+                next[a2 * dd..(a2 + 1) * dd].copy_from_slice(psi);
+            }
+            NextTarget::Policy(_) => unreachable!("continuous states take the policy from columns"),
+        }
+        rff.psi(|k| s[k][i], psi);
     }
 }
 

@@ -93,6 +93,49 @@ pub fn add_xty_strided(
     }
 }
 
+/// `acc += xᵀ x`, upper triangle only, for row-major x (rows × p), acc row-major p × p (dsyrk:
+/// half the products of [`add_xty`]; the lower triangle is left as it is).
+pub fn add_xtx_upper(acc: &mut [f64], x: &[f64], rows: usize, p: usize) {
+    if rows == 0 || p == 0 {
+        return;
+    }
+    assert!(x.len() >= rows * p && acc.len() == p * p);
+    // SAFETY: the lengths were checked above; row-major x with leading dimension p, acc p × p.
+    unsafe {
+        cblas_sys::cblas_dsyrk(
+            cblas_sys::CblasRowMajor,
+            cblas_sys::CblasUpper,
+            cblas_sys::CblasTrans,
+            p as i32,
+            rows as i32,
+            1.0,
+            x.as_ptr(),
+            p as i32,
+            1.0,
+            acc.as_mut_ptr(),
+            p as i32,
+        );
+    }
+}
+
+/// The d × d block-diagonal symmetric matrix (d = actions · dd) whose block a is the symmetric
+/// matrix with the upper triangle of `packed[a·dd² ..]` (row-major dd × dd).
+fn blocks_to_symmetric(packed: &[f64], actions: usize, dd: usize) -> Vec<f64> {
+    let d = actions * dd;
+    let mut c = vec![0.0; d * d];
+    for a in 0..actions {
+        let block = &packed[a * dd * dd..(a + 1) * dd * dd];
+        for i in 0..dd {
+            for j in i..dd {
+                let v = block[i * dd + j];
+                c[(a * dd + i) * d + a * dd + j] = v;
+                c[(a * dd + j) * d + a * dd + i] = v;
+            }
+        }
+    }
+    c
+}
+
 struct Partial {
     c: Vec<f64>,
     m: Vec<f64>,
@@ -120,6 +163,7 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Re
     let d = rows.map.dim();
     let n = data.n;
     let chunks = n.div_ceil(CHUNK_ROWS);
+    let blocks = rows.action_blocks();
     let done_chunks = std::sync::atomic::AtomicU64::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     // one accumulator (2d² values) and one pair of chunk buffers per worker: cap the workers so that
@@ -133,16 +177,32 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Re
             .map(|w| {
                 let (mut acc, mut phi, mut next) =
                     (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]);
+                let mut r = vec![0.0; if blocks.is_some() { CHUNK_ROWS } else { 0 }];
                 for k in (w..chunks).step_by(workers) {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
                     let range = k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(n);
                     let m = range.len();
-                    rows.fill(range.clone(), &mut phi[..m * d], &mut next[..m * d]);
-                    add_xty(&mut acc.c, &phi, &phi, m, d, d);
-                    add_xty(&mut acc.m, &phi, &next, m, d, d);
-                    add_xty(&mut acc.b, &phi, &data.r[range], m, d, 1);
+                    if let Some((actions, dd)) = blocks {
+                        // φ(s, a) = e_a ⊗ ψ(s): block a of C gets the a-rows' ψψᵀ (the other
+                        // blocks of C are zero), block-row a of M their ψ φ̄′ᵀ, block a of b ψ r —
+                        // a quarter of the products of C and half of M's for two actions
+                        let psi = &mut phi[..m * dd];
+                        let starts = rows.fill_by_action(range, psi, &mut next[..m * d], &mut r[..m]);
+                        for a in 0..actions {
+                            let (lo, hi) = (starts[a], starts[a + 1]);
+                            let (x, y) = (&psi[lo * dd..hi * dd], &next[lo * d..hi * d]);
+                            add_xtx_upper(&mut acc.c[a * dd * dd..(a + 1) * dd * dd], x, hi - lo, dd);
+                            add_xty(&mut acc.m[a * dd * d..(a + 1) * dd * d], x, y, hi - lo, dd, d);
+                            add_xty(&mut acc.b[a * dd..(a + 1) * dd], x, &r[lo..hi], hi - lo, dd, 1);
+                        }
+                    } else {
+                        rows.fill(range.clone(), &mut phi[..m * d], &mut next[..m * d]);
+                        add_xty(&mut acc.c, &phi, &phi, m, d, d);
+                        add_xty(&mut acc.m, &phi, &next, m, d, d);
+                        add_xty(&mut acc.b, &phi, &data.r[range], m, d, 1);
+                    }
                     let finished = done_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if checkpoint(progress, finished, chunks as u64, "moments").is_err() {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -154,6 +214,11 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Re
         partials.into_iter().fold(Partial::zeros(d), Partial::add)
     })
     .map_err(|e| RlError::Internal(e.to_string()))?;
+    let mut result = result;
+    if let Some((actions, dd)) = blocks {
+        // the blocks of C were held packed (block a at a·D², its upper triangle): place them
+        result.c = blocks_to_symmetric(&result.c, actions, dd);
+    }
     checkpoint(progress, done_chunks.load(std::sync::atomic::Ordering::Relaxed), chunks as u64, "moments")?;
     Ok(Moments {
         c: Array2::from_shape_vec((d, d), result.c).expect("d × d"),
@@ -358,6 +423,68 @@ pub fn policy_value(pi: &Policy, s: u32, q: impl Fn(u32, u32) -> Option<f64>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rff_moments_by_action_block_equal_the_dense_products() {
+        use crate::data::{States, TransitionColumns, Transitions};
+        use crate::features::{DenseRows, FeatureMap, NextTarget, Rff};
+        use crate::policy::PolicyColumns;
+        // 3 actions, 2-D states, rows over several chunks, episodes of 7 steps (the last ends)
+        let n = 3 * CHUNK_ROWS + 123;
+        let mut st = 9u64;
+        let mut u = move || {
+            st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (st >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let col = |u: &mut dyn FnMut() -> f64| (0..n).map(|_| u() * 4.0 - 2.0).collect::<Vec<f64>>();
+        let (s0, s1, t0, t1, r) = (col(&mut u), col(&mut u), col(&mut u), col(&mut u), col(&mut u));
+        let a: Vec<u32> = (0..n).map(|_| (u() * 3.0) as u32).collect();
+        // the next row's action where the episode goes on (-1 where it ends)
+        let a_next: Vec<i64> = (0..n).map(|i| if i % 7 == 6 || i + 1 == n { -1 } else { a[i + 1] as i64 }).collect();
+        let p: Vec<Vec<f64>> = {
+            let raw: Vec<[f64; 3]> = (0..n).map(|_| [u(), u(), if u() < 0.3 { 0.0 } else { u() }]).collect();
+            (0..3).map(|k| raw.iter().map(|w| w[k] / (w[0] + w[1] + w[2])).collect()).collect()
+        };
+        let episode: Vec<i64> = (0..n as i64).map(|i| i / 7).collect();
+        let t: Vec<i64> = (0..n as i64).map(|i| i % 7).collect();
+        let done: Vec<bool> = (0..n).map(|i| i % 7 == 6).collect();
+        let mut data = Transitions::new(TransitionColumns {
+            episode: &episode,
+            t: &t,
+            states: States::Continuous { s: vec![&s0, &s1], s_next: vec![&t0, &t1] },
+            a: a.clone(),
+            a_next: Some(&a_next),
+            r: &r,
+            done,
+            mu_prob: None,
+            pi_prob: None,
+        })
+        .unwrap();
+        data.use_a_next("the test").unwrap();
+        let map = FeatureMap::Rff(Rff::new(2, 16, 1.0, 5, 3));
+        let columns = PolicyColumns { next: p.iter().map(|c| c.as_slice()).collect(), current: None };
+        for target in [NextTarget::Columns(&columns), NextTarget::NextAction] {
+            let rows = DenseRows { data: &data, map: &map, given: None, target };
+            let blocked = accumulate_dense(&rows, &quiver_numerics::Silent).unwrap();
+            let d = map.dim();
+            let (mut phi, mut next) = (vec![0.0; n * d], vec![0.0; n * d]);
+            rows.fill(0..n, &mut phi, &mut next);
+            let (mut c, mut m, mut b) = (vec![0.0; d * d], vec![0.0; d * d], vec![0.0; d]);
+            add_xty(&mut c, &phi, &phi, n, d, d);
+            add_xty(&mut m, &phi, &next, n, d, d);
+            add_xty(&mut b, &phi, &r, n, d, 1);
+            let close = |x: &[f64], y: &[f64], what: &str| {
+                let scale = y.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    assert!((p - q).abs() <= 1e-12 * scale, "{what}[{i}]: {p} vs {q}");
+                }
+            };
+            close(blocked.c.as_slice().unwrap(), &c, "C");
+            close(blocked.m.as_slice().unwrap(), &m, "M");
+            close(blocked.b.as_slice().unwrap(), &b, "b");
+            assert!(blocked.c == blocked.c.t(), "C is exactly symmetric");
+        }
+    }
 
     #[test]
     fn xty_matches_the_naive_product() {
