@@ -112,7 +112,7 @@ impl CpuGradient<'_> {
         let streamed = nt <= STREAMED_TERMS;
         let mut cols: Vec<&[f64]> = Vec::with_capacity(STREAMED_TERMS);
         let mut wts: Vec<f64> = Vec::with_capacity(STREAMED_TERMS);
-        let mut sums = [0.0f64; STREAMED_TERMS];
+        let mut lanes = [[0.0f64; TILE]; STREAMED_TERMS];
         for rows in ranges {
             let rows = rows.clone();
             let len = rows.len();
@@ -128,7 +128,20 @@ impl CpuGradient<'_> {
                         cols.push(&self.q[c][rows.clone()]);
                         wts.push(w[wi]);
                     }
-                    for (r, a) in acc.iter_mut().enumerate() {
+                    // tiles of 8 rows: each term's 8 values multiply-added into 8 sums held in
+                    // registers (vector instructions), the terms added in term order as before
+                    let tiles = len / TILE;
+                    for t in 0..tiles {
+                        let mut a = [0.0f64; TILE];
+                        for (col, &wv) in cols.iter().zip(&wts) {
+                            let x: &[f64; TILE] = col[t * TILE..(t + 1) * TILE].try_into().expect("a tile");
+                            for i in 0..TILE {
+                                a[i] += wv * x[i];
+                            }
+                        }
+                        acc[t * TILE..(t + 1) * TILE].copy_from_slice(&a);
+                    }
+                    for (r, a) in acc.iter_mut().enumerate().skip(tiles * TILE) {
                         *a = cols.iter().zip(&wts).map(|(col, wv)| wv * col[r]).sum();
                     }
                 } else {
@@ -149,23 +162,60 @@ impl CpuGradient<'_> {
                 }
                 let grad = &mut grad[li * nt..(li + 1) * nt];
                 if streamed {
-                    let sums = &mut sums[..cols.len()];
-                    sums.iter_mut().for_each(|x| *x = 0.0);
-                    for (r, &gr) in g[..len].iter().enumerate() {
-                        for (sm, col) in sums.iter_mut().zip(&cols) {
-                            *sm += gr * col[r];
+                    // per term, 8 partial sums (row mod 8) over the block's tiles, then added
+                    // pairwise: vector multiply-adds with no chain through one running sum
+                    let lanes = &mut lanes[..cols.len()];
+                    lanes.iter_mut().for_each(|l| *l = [0.0; TILE]);
+                    let tiles = len / TILE;
+                    for t in 0..tiles {
+                        let gt: &[f64; TILE] = g[t * TILE..(t + 1) * TILE].try_into().expect("a tile");
+                        for (l, col) in lanes.iter_mut().zip(&cols) {
+                            let x: &[f64; TILE] = col[t * TILE..(t + 1) * TILE].try_into().expect("a tile");
+                            for i in 0..TILE {
+                                l[i] += gt[i] * x[i];
+                            }
                         }
                     }
-                    grad.iter_mut().zip(sums.iter()).for_each(|(a, b)| *a += b);
+                    for r in tiles * TILE..len {
+                        for (l, col) in lanes.iter_mut().zip(&cols) {
+                            l[r % TILE] += g[r] * col[r];
+                        }
+                    }
+                    grad.iter_mut().zip(lanes.iter()).for_each(|(a, l)| *a += lane_sum(l));
                 } else {
                     for (gt, (c, _)) in grad.iter_mut().zip(self.s.terms(k)) {
-                        *gt += g[..len].iter().zip(&self.q[c][rows.clone()]).map(|(a, b)| a * b).sum::<f64>();
+                        *gt += dot(&g[..len], &self.q[c][rows.clone()]);
                     }
                 }
             }
         }
         (losses, grad)
     }
+}
+
+/// Rows per tile of the streamed gradient: one cache line of each column, eight sums.
+const TILE: usize = 8;
+
+/// The eight partial sums added pairwise.
+fn lane_sum(l: &[f64; TILE]) -> f64 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// Σ a_i b_i in eight interleaved partial sums (lanes i mod 8, added pairwise at the end): the
+/// compiler turns it into vector multiply-adds, where one running sum would wait on each add.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; TILE];
+    let (ca, cb) = (a.chunks_exact(TILE), b.chunks_exact(TILE));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..TILE {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        lanes[i] += x * y;
+    }
+    lane_sum(&lanes)
 }
 
 impl GlobalGradient for CpuGradient<'_> {
