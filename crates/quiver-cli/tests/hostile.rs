@@ -731,7 +731,7 @@ fn fourier_features_without_a_phase_name_the_bandwidth() {
 
 /// Work the parameters make enormous is estimated from the sizes and refused before it starts,
 /// with the estimate and what to change: LSTD's moments with thousands of random Fourier features
-/// on the CPU (2·n·d²), and the exact LP of fine quantile aggregation over many models and levels
+/// on the CPU (one block of C and one block row of M a row), and the exact LP of fine quantile aggregation over many models and levels
 /// (the interior point's n·Σ_k terms(k)² per iteration). Both ran for minutes before.
 #[test]
 fn enormous_work_is_estimated_and_refused_before_it_starts() {
@@ -762,7 +762,7 @@ fn enormous_work_is_estimated_and_refused_before_it_starts() {
     ]);
     exited(&o, 2);
     assert!(
-        text(&o).contains("20000 rows x 4096 features: the moments take 6.7e11 multiply-adds on the CPU")
+        text(&o).contains("20000 rows x 4096 features: the moments take 2.1e11 multiply-adds on the CPU")
             && text(&o).contains("lower dim"),
         "{}",
         text(&o)

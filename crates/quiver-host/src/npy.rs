@@ -363,6 +363,40 @@ mod tests {
         std::fs::write(&p, npy("<i4", "True", "(2,)", &ints)).unwrap();
         let t = read_npy(&p, "test", &["n".to_string()]).unwrap();
         assert_eq!(t.column("n"), Some(&Values::I64(vec![7, -8])));
+        // every dtype, in both orders, over more rows than one block of the reader (2^16)
+        let rows = (1usize << 16) + 3;
+        let value = |i: usize, c: usize| (i * 3 + c) as f64 - 7.0;
+        for (descr, width) in [("<f8", 8usize), ("<f4", 4), ("<i8", 8), ("<i4", 4), ("|b1", 1)] {
+            for fortran in [false, true] {
+                let at = |k: usize| if fortran { (k % rows, k / rows) } else { (k / 2, k % 2) };
+                let payload: Vec<u8> = (0..2 * rows)
+                    .flat_map(|k| {
+                        let (i, c) = at(k);
+                        let v = value(i, c);
+                        match descr {
+                            "<f8" => v.to_le_bytes().to_vec(),
+                            "<f4" => (v as f32).to_le_bytes().to_vec(),
+                            "<i8" => (v as i64).to_le_bytes().to_vec(),
+                            "<i4" => (v as i32).to_le_bytes().to_vec(),
+                            _ => vec![(v as i64 % 2 != 0) as u8],
+                        }
+                    })
+                    .collect();
+                assert_eq!(payload.len(), 2 * rows * width);
+                let order = if fortran { "True" } else { "False" };
+                let m = dir.path().join("m.npy");
+                std::fs::write(&m, npy(descr, order, &format!("({rows}, 2)"), &payload)).unwrap();
+                let t = read_npy(&m, "test", &names).unwrap();
+                for (c, name) in ["a", "b"].into_iter().enumerate() {
+                    let want = match descr {
+                        "<f8" | "<f4" => Values::F64((0..rows).map(|i| value(i, c)).collect()),
+                        "<i8" | "<i4" => Values::I64((0..rows).map(|i| value(i, c) as i64).collect()),
+                        _ => Values::Bool((0..rows).map(|i| value(i, c) as i64 % 2 != 0).collect()),
+                    };
+                    assert!(t.column(name) == Some(&want), "{descr}, fortran {fortran}, column {name}");
+                }
+            }
+        }
         // errors name the table and file
         assert!(read_npy(&p, "test", &names).unwrap_err().to_string().contains("1 column(s) but 2 name(s)"));
         std::fs::write(&p, b"not numpy").unwrap();

@@ -19,11 +19,14 @@ use ndarray_linalg::{FactorizeInto, ReciprocalConditionNum, Solve};
 use quiver_numerics::{checkpoint, Progress};
 use rayon::prelude::*;
 
-/// Rows per chunk of the dense accumulation (two 4096 × d blocks per worker).
+/// Rows per chunk of the dense accumulation (two 4096 × d blocks per lane).
 pub const CHUNK_ROWS: usize = 4096;
 
-/// Memory the parallel accumulation's per-worker buffers may take together (bytes).
+/// Memory the parallel accumulation's per-lane buffers may take together (bytes).
 pub const MOMENTS_MEMORY: usize = 2 << 30;
+
+/// Lanes of the dense accumulation: fixed, so that its sums are the same on any number of cores.
+pub const LANES: usize = 8;
 
 /// Largest number of features of a critic (the d × d moments live in memory; LU is O(d³)).
 pub const MAX_FEATURES: usize = 4096;
@@ -154,8 +157,22 @@ impl Partial {
     }
 }
 
+/// The multiply-adds [`accumulate_dense`] takes: n·(2d² + d) for dense rows; with action blocks
+/// (random Fourier features, D per action) n·(D(D + 1)/2 + D·d + D) — one block of C's upper
+/// triangle, one block row of M and one block of b per row.
+pub fn moment_work(rows: &DenseRows<'_, '_>) -> f64 {
+    let (n, d) = (rows.data.n as f64, rows.map.dim() as f64);
+    match rows.action_blocks() {
+        Some((_, dd)) => {
+            let dd = dd as f64;
+            n * (dd * (dd + 1.0) / 2.0 + dd * d + dd)
+        }
+        None => n * (2.0 * d * d + d),
+    }
+}
+
 /// One pass over the data with dense features (`rff`, `given`): chunks of [`CHUNK_ROWS`] rows,
-/// in parallel, each multiplied into its worker's moments by BLAS, then summed. Reports progress
+/// in parallel, each multiplied into its lane's moments by BLAS, the lanes then summed in order (the same sums on any number of threads). Reports progress
 /// per chunk and stops when asked.
 pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Result<Moments, RlError> {
     single_threaded_blas();
@@ -166,19 +183,22 @@ pub fn accumulate_dense(rows: &DenseRows<'_, '_>, progress: &dyn Progress) -> Re
     let blocks = rows.action_blocks();
     let done_chunks = std::sync::atomic::AtomicU64::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
-    // one accumulator (2d² values) and one pair of chunk buffers per worker: cap the workers so that
-    // they fit in MOMENTS_MEMORY; worker w takes chunks w, w + W, w + 2W, … (chunks cost the same)
-    // and the accumulators are added in worker order, so the sums do not depend on scheduling
-    let per_worker = (2 * d * d + d + 2 * CHUNK_ROWS * d) * std::mem::size_of::<f64>();
+    // LANES lanes (fewer when their accumulators and chunk buffers would not fit in
+    // MOMENTS_MEMORY), lane l taking chunks l, l + L, l + 2L, …, each with its own accumulator
+    // (2d² values), the lanes' sums added in lane order: the sums depend neither on the
+    // scheduling nor on the number of threads, and with more lanes than threads a core slowed by
+    // other work leaves its lanes to the others
+    let per_lane = (2 * d * d + d + 2 * CHUNK_ROWS * d) * std::mem::size_of::<f64>();
+    let lanes = LANES.min((MOMENTS_MEMORY / per_lane).max(1)).min(chunks.max(1));
     let result = quiver_numerics::with_threads(progress.threads(), || {
-        let workers = rayon::current_num_threads().min((MOMENTS_MEMORY / per_worker).max(1)).min(chunks.max(1));
-        let partials: Vec<Partial> = (0..workers)
+        let partials: Vec<Partial> = (0..lanes)
             .into_par_iter()
+            .with_max_len(1)
             .map(|w| {
                 let (mut acc, mut phi, mut next) =
                     (Partial::zeros(d), vec![0.0; CHUNK_ROWS * d], vec![0.0; CHUNK_ROWS * d]);
                 let mut r = vec![0.0; if blocks.is_some() { CHUNK_ROWS } else { 0 }];
-                for k in (w..chunks).step_by(workers) {
+                for k in (w..chunks).step_by(lanes) {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
@@ -424,6 +444,17 @@ pub fn policy_value(pi: &Policy, s: u32, q: impl Fn(u32, u32) -> Option<f64>) ->
 mod tests {
     use super::*;
 
+    /// Progress that asks for one thread.
+    struct OneThread;
+    impl quiver_numerics::Progress for OneThread {
+        fn report(&self, _: u64, _: u64, _: &str) -> bool {
+            true
+        }
+        fn threads(&self) -> u32 {
+            1
+        }
+    }
+
     #[test]
     fn rff_moments_by_action_block_equal_the_dense_products() {
         use crate::data::{States, TransitionColumns, Transitions};
@@ -479,6 +510,9 @@ mod tests {
                     assert!((p - q).abs() <= 1e-12 * scale, "{what}[{i}]: {p} vs {q}");
                 }
             };
+            // the same bits on one thread as on every core
+            let one = accumulate_dense(&rows, &OneThread).unwrap();
+            assert!(one.c == blocked.c && one.m == blocked.m && one.b == blocked.b, "1 thread vs all");
             close(blocked.c.as_slice().unwrap(), &c, "C");
             close(blocked.m.as_slice().unwrap(), &m, "M");
             close(blocked.b.as_slice().unwrap(), &b, "b");

@@ -68,8 +68,10 @@ struct Fitted {
     summary: Value,
 }
 
-/// Most multiply-adds the moments may take on the CPU (2·n·d²). Measured here (2 vCPUs, OpenBLAS):
-/// 20 000 rows × 4 096 features (dim = 2048, two actions) is 6.7e11 and took about 170 s.
+/// Most multiply-adds the moments may take on the CPU ([`linear::moment_work`]). Measured here
+/// (2 vCPUs, OpenBLAS): 20 000 rows × 4 096 features (dim = 2048, two actions) is 2.1e11 and the
+/// run took about 165 s (the d × d solves as much as the moments); 10^6 rows × 256 features,
+/// 4.1e10, 1.9 s.
 pub const MAX_CPU_MOMENT_WORK: f64 = 2e11;
 
 /// The estimator.
@@ -87,16 +89,15 @@ impl CriticLstd {
                 format!("{} features: at most {MAX_FEATURES} (lower dim)", rows.map.dim()),
             ));
         }
-        // the moments C = ΦᵀΦ and M = ΦᵀΦ̄′ take 2·n·d² multiply-adds: on the CPU, past
-        // MAX_CPU_MOMENT_WORK that is minutes (cuBLAS does it in a second)
-        let (n, d) = (rows.data.n as f64, rows.map.dim() as f64);
-        let work = 2.0 * n * d * d;
+        // the moments' multiply-adds: on the CPU, past MAX_CPU_MOMENT_WORK that is minutes
+        // (cuBLAS does it in seconds)
+        let work = linear::moment_work(rows);
         if self.ctx.device() == Device::Cpu && work > MAX_CPU_MOMENT_WORK {
             return Err(PluginError::new(
                 ErrorKind::Unsupported,
                 format!(
                     "{} rows x {} features: the moments take {work:.1e} multiply-adds on the CPU (limit \
-                     {MAX_CPU_MOMENT_WORK:.0e}, about a minute here): lower dim (the work grows as its square), or run \
+                     {MAX_CPU_MOMENT_WORK:.0e}: minutes on a small machine): lower dim (the work grows as its square), or run \
                      on a GPU (--device cuda)",
                     rows.data.n,
                     rows.map.dim()
