@@ -320,20 +320,19 @@ impl SelectiveRisk {
     fn decide(&self, tables: &Tables<'_>) -> Result<(Decision, usize), PluginError> {
         let cal = tables.get("calibration")?;
         cal.non_empty()?;
-        if self.config.rule == Rule::Ltt && self.ctx.device() == quiver_sdk::abi::Device::Cpu {
-            let scores = read_scores(&cal)?;
-            if self.config.grid.saturating_mul(LTT_ROWS_PER_CANDIDATE) <= scores.len() {
-                // G quantiles and their counts: no sort of the calibration
-                let errors = cal.flags("error")?;
-                let (lambdas, counts) = ltt_counts(&scores, &errors, self.config.grid);
-                return Ok((decide(&self.config, &lambdas, &counts), scores.len()));
-            }
+        let scores = read_scores(&cal)?;
+        let errors = cal.flags("error")?;
+        if self.config.rule == Rule::Ltt
+            && self.ctx.device() == quiver_sdk::abi::Device::Cpu
+            && self.config.grid.saturating_mul(LTT_ROWS_PER_CANDIDATE) <= scores.len()
+        {
+            // G quantiles and their counts: no sort of the calibration
+            let (lambdas, counts) = ltt_counts(&scores, &errors, self.config.grid);
+            return Ok((decide(&self.config, &lambdas, &counts), scores.len()));
         }
-        let calibrated = {
-            let scores = read_scores(&cal)?;
-            let errors = cal.flags("error")?;
-            Calibrated::new(&scores, &errors)
-        };
+        let calibrated = Calibrated::new(&scores, &errors);
+        // (the scores computed from p_fwd and p_rev are not needed past the sorted copy)
+        drop((scores, errors));
         let n = calibrated.sorted.len();
         if self.config.rule == Rule::Scope && self.ctx.device() == quiver_sdk::abi::Device::Cpu {
             // one pass down the sorted scores: no candidate or count arrays
