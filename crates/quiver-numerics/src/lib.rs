@@ -28,7 +28,7 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq)]
 pub enum NumericsError {
     /// A level or probability outside its range.
-    #[error("{name} = {value} must be in {range}")]
+    #[error("{name} = {} must be in {range}", compact(value))]
     OutOfRange {
         /// Parameter name.
         name: &'static str,

@@ -297,7 +297,16 @@ pub fn read_scores<'a>(t: &quiver_sdk::TableRef<'a>) -> Result<std::borrow::Cow<
             .iter()
             .zip(r.iter())
             .enumerate()
-            .map(|(i, (&a, &b))| quiver_numerics::bpe_score(a, b).map_err(|e| t.row_error("p_fwd", i, e)))
+            .map(|(i, (&a, &b))| {
+                quiver_numerics::bpe_score(a, b).map_err(|e| {
+                    // the column whose value is out of range
+                    let column = match &e {
+                        quiver_numerics::NumericsError::OutOfRange { name, .. } => name,
+                        _ => "p_fwd",
+                    };
+                    t.row_error(column, i, e)
+                })
+            })
             .collect::<Result<Vec<f64>, PluginError>>()
             .map(std::borrow::Cow::Owned),
         _ => Err(PluginError::input(format!(

@@ -245,6 +245,17 @@ fn bad_input_gives_clear_errors() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("row 2: p_fwd = 1.5 must be in [0, 1]"), "{e}");
+    // the column named is the one out of range, its value written short
+    let e = sel
+        .step(
+            "calibrate",
+            &[Table::new("calibration")
+                .with_f64("p_fwd", vec![0.5, 0.5])
+                .with_f64("p_rev", vec![0.5, 1e300])
+                .with_i64("error", vec![0, 1])],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("column 'p_rev', row 2: p_rev = 1e300 must be in [0, 1]"), "{e}");
     let e = sel
         .step("calibrate", &[Table::new("calibration").with_f64("score", vec![f64::NAN]).with_i64("error", vec![0])])
         .unwrap_err();
