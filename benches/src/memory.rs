@@ -43,6 +43,17 @@ pub(crate) fn peak_rss() -> Option<f64> {
     Some(kb * 1024.0)
 }
 
+/// CPU seconds this process has used so far, all threads, user and system (`/proc/self/stat`,
+/// in the kernel's clock ticks of 1/100 s).
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name (which may hold spaces, so it ends at the last ')')
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// Peak memory of one method run through the host on `tables` (the process's high-water mark is
 /// reset once the data are built), as a multiple of the input tables' bytes.
 pub(crate) fn memory_of(

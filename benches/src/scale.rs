@@ -27,9 +27,11 @@ enum Source {
     InMemory,
 }
 
-/// The scale cases: (name, method, role, source).
-const SCALE_CASES: [(&str, &str, &str, Source); 6] = [
+/// The scale cases: (name, method, role, source). The cases by parts read the file the bench
+/// writes snappy-compressed (as pandas and pyarrow write), except the one named uncompressed.
+const SCALE_CASES: [(&str, &str, &str, Source); 7] = [
     ("ope bandit by parts from Parquet", "ope", "bandit", Source::ByParts),
+    ("ope bandit by parts from uncompressed Parquet", "ope", "bandit", Source::ByParts),
     ("ope bandit, the whole file read, one run", "ope", "bandit", Source::WholeFile),
     ("ope bandit, one table already in memory", "ope", "bandit", Source::InMemory),
     ("critic-lstd lstdq by parts from Parquet", "critic-lstd", "transitions", Source::ByParts),
@@ -88,28 +90,34 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
     quiver_host::retain_freed_memory();
     let params = params(method);
     let manifest = &host.get(method).map_err(|e| e.to_string())?.manifest;
-    let part = |g: Option<usize>| PartInput { role: role.into(), path: file.into(), row_group: g };
+    let part = || PartInput { role: role.into(), path: file.into(), row_group: None };
     let mut read_only = None;
-    let (seconds, result) = match source {
+    let (seconds, cpu_seconds, result) = match source {
         Source::ByParts => {
-            let row_groups = quiver_host::parquet_row_groups(file, role).map_err(|e| e.to_string())?;
-            // the file alone: every row group read and dropped (what decoding costs)
+            // as `quiver run` reads a Parquet input by parts: slices on every core where the
+            // method may cut the table anywhere, the row groups one at a time otherwise
+            let mut budget = quiver_host::InputBudget::from_limit();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let parts =
+                quiver_host::ParquetParts::open(manifest, role, file, quiver_host::SLICE_ROWS, cores, &mut budget)
+                    .map_err(|e| e.to_string())?;
+            let workers = if parts.sliced() { cores } else { 1 };
+            // the file alone: every partition read and dropped on the same workers (what decoding costs)
             let t = Instant::now();
-            for g in 0..row_groups {
-                drop(quiver_host::read_partition(manifest, &[part(Some(g))]).map_err(|e| e.to_string())?);
-            }
+            read_streams(&parts, workers)?;
             read_only = Some(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            let read = (0..row_groups).map(|g| quiver_host::read_partition(manifest, &[part(Some(g))]));
-            let out = host.run_partitioned(method, &params, Vec::new(), read, RunContext::default(), None);
-            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?.into_json())
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            let out = host.run_streams(method, &params, Vec::new(), &parts, workers, RunContext::default(), None);
+            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?.into_json())
         }
         Source::WholeFile => {
-            let t = Instant::now();
-            let tables = quiver_host::read_partition(manifest, &[part(None)]).map_err(|e| e.to_string())?;
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            let tables = quiver_host::read_partition(manifest, &[part()]).map_err(|e| e.to_string())?;
             read_only = Some(t.elapsed().as_secs_f64());
             let out = host.run(method, &params, &tables, RunContext::default());
-            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?)
+            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?)
         }
         Source::InMemory => {
             let mut all: Option<Table> = None;
@@ -120,14 +128,36 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
                 }
             }
             let table = all.ok_or("no rows")?;
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_seconds());
             let out = host.run(method, &params, std::slice::from_ref(&table), RunContext::default());
-            (t.elapsed().as_secs_f64(), out.map_err(|e| format!("{name}: {e}"))?)
+            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?)
         }
     };
     let estimate = if method == "ope" { result["dr"]["estimate"].clone() } else { result["j"].clone() };
-    Ok(json!({"case": name, "n": n, "seconds": seconds, "read_seconds": read_only, "peak_rss_bytes": peak_rss(),
-              "estimate": estimate}))
+    Ok(
+        json!({"case": name, "n": n, "seconds": seconds, "cpu_seconds": cpu_seconds, "read_seconds": read_only, "peak_rss_bytes": peak_rss(),
+              "estimate": estimate}),
+    )
+}
+
+/// Every partition of `streams` read and dropped, stream `g` by worker `g % workers`.
+fn read_streams(streams: &dyn quiver_host::PartitionStreams, workers: usize) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|t| {
+                scope.spawn(move || -> Result<(), String> {
+                    for g in (t..streams.streams()).step_by(workers) {
+                        for p in streams.open(g).map_err(|e| e.to_string())? {
+                            drop(p.map_err(|e| e.to_string())?);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a reading thread panicked".to_string())?)
+    })
 }
 
 /// Bytes a row of each method's table takes in memory (23 and 14 columns of 8 bytes, give or take
@@ -138,6 +168,15 @@ fn row_bytes(method: &str) -> f64 {
     } else {
         112.0
     }
+}
+
+/// Write method `method`'s `n` rows as the Parquet file `file`, snappy-compressed or not.
+fn write_scale_file(file: &Path, method: &str, n: usize, compressed: bool) -> Result<(), String> {
+    let t = Instant::now();
+    testing::parts::write_parquet_as(file, data(method, n), compressed)?;
+    let bytes = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    println!("  wrote {} ({:.0} MB) in {:.0} s", file.display(), bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Run scale case `k` in a fresh process (this binary with `--scale-case`).
@@ -175,13 +214,17 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
     let mut dask = json!({"skipped": "more than 10^7 rows"});
     for method in ["ope", "critic-lstd"] {
         let file = dir.join(format!("{method}-{n}.parquet"));
-        let t = Instant::now();
-        testing::parts::write_parquet(&file, data(method, n))?;
-        let bytes = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
-        println!("  wrote {} ({:.0} MB) in {:.0} s", file.display(), bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+        write_scale_file(&file, method, n, true)?;
         for (k, (name, m, role, source)) in SCALE_CASES.iter().enumerate() {
             if *m != method {
                 continue;
+            }
+            let uncompressed = name.contains("uncompressed");
+            if uncompressed {
+                // the same rows, the pages written as they are (the snappy file gone first: at
+                // 10^8 rows each is 17 GB)
+                let _ = std::fs::remove_file(&file);
+                write_scale_file(&file, method, n, false)?;
             }
             let table = n as f64 * row_bytes(method);
             // a one-table case only where the host (and the plugin) would take the table: the
@@ -200,6 +243,10 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
             })?;
             seconds.insert(k, v["seconds"].as_f64().unwrap_or(f64::NAN));
             cases.push(v);
+            if uncompressed {
+                let _ = std::fs::remove_file(&file);
+                write_scale_file(&file, method, n, true)?;
+            }
         }
         if method == "ope" && n <= 10_000_000 {
             let spec =
@@ -225,10 +272,11 @@ pub(crate) fn scale_report(python: &Path, dir: &Path, n: usize) -> Result<Value,
         _ => Value::Null,
     };
     let ratios = json!({
-        "ope_by_parts_over_whole_file": ratio(0, 1),
-        "ope_by_parts_over_in_memory": ratio(0, 2),
-        "lstd_by_parts_over_whole_file": ratio(3, 4),
-        "lstd_by_parts_over_in_memory": ratio(3, 5),
+        "ope_by_parts_over_whole_file": ratio(0, 2),
+        "ope_by_parts_over_in_memory": ratio(0, 3),
+        "ope_by_parts_uncompressed_over_in_memory": ratio(1, 3),
+        "lstd_by_parts_over_whole_file": ratio(4, 5),
+        "lstd_by_parts_over_in_memory": ratio(4, 6),
     });
     println!("  {ratios}");
     Ok(json!({"rows": n, "cases": cases, "ratios": ratios, "dask": dask}))

@@ -9,7 +9,9 @@
 //! The CLI is generic: it reads each method's manifest, never per-method code.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use quiver_host::{manifest_json, DeviceRequest, ErrorKind, Host, HostError, PartInput, Progress, RunContext};
+mod by_parts;
+
+use quiver_host::{manifest_json, DeviceRequest, ErrorKind, Host, HostError, Progress, RunContext};
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -243,51 +245,6 @@ fn expand_globs(inputs: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf)>
     Ok(out)
 }
 
-/// The partitions of a run: one when every table is given once as one file; with a table given
-/// in parts (the same role several times, a pattern matching several files, or — for a method
-/// computed by parts — a Parquet file of several row groups), every table must be given in as
-/// many parts, and partition i holds the i-th part of each — except the roles in `whole`, which
-/// a method computed by parts reads whole in every partition (returned first, once each).
-fn partitions(
-    inputs: &[(String, PathBuf)],
-    by_parts: bool,
-    whole: &[String],
-) -> Result<(Vec<PartInput>, Vec<Vec<PartInput>>), HostError> {
-    let mut roles: Vec<(&str, Vec<PartInput>)> = Vec::new();
-    let mut given_whole: Vec<PartInput> = Vec::new();
-    for (role, path) in inputs {
-        if by_parts && whole.contains(role) {
-            if given_whole.iter().any(|p| &p.role == role) {
-                return Err(HostError::Parameter(format!(
-                    "table '{role}' is read whole by every partition: give it once (one file), not in parts"
-                )));
-            }
-            given_whole.push(PartInput { role: role.clone(), path: path.clone(), row_group: None });
-            continue;
-        }
-        let groups =
-            if by_parts && quiver_host::is_parquet(path) { quiver_host::parquet_row_groups(path, role)? } else { 0 };
-        let parts: Vec<PartInput> = if groups > 1 {
-            (0..groups).map(|g| PartInput { role: role.clone(), path: path.clone(), row_group: Some(g) }).collect()
-        } else {
-            vec![PartInput { role: role.clone(), path: path.clone(), row_group: None }]
-        };
-        match roles.iter_mut().find(|(r, _)| r == role) {
-            Some((_, p)) => p.extend(parts),
-            None => roles.push((role, parts)),
-        }
-    }
-    let parts = roles.iter().map(|(_, p)| p.len()).max().unwrap_or(1);
-    if let Some((role, p)) = roles.iter().find(|(_, p)| p.len() != parts) {
-        return Err(HostError::Parameter(format!(
-            "table '{role}' is given in {} part(s) and another in {parts}: a run by parts reads every table in as \
-             many parts (partition i holds the i-th part of each)",
-            p.len()
-        )));
-    }
-    Ok((given_whole, (0..parts).map(|i| roles.iter().map(|(_, p)| p[i].clone()).collect()).collect()))
-}
-
 /// Say which non-numeric columns were ignored: a count and the first few names (a file of 10^5
 /// text columns is one line, not 10^5 names).
 fn note_ignored(tables: &[quiver_host::Table]) {
@@ -365,52 +322,9 @@ fn run(command: &Command, host: &Host) -> Result<ExitCode, HostError> {
             let ctx = RunContext { device, threads: *threads, ..Default::default() };
             let by_parts = plugin.manifest.step("partial").is_some();
             let whole = quiver_host::whole_roles(&plugin.manifest);
-            let (given_whole, parts) = partitions(&inputs, by_parts, &whole)?;
-            // each table given once, cut only into its Parquet file's row groups: a method that
-            // refuses these settings by parts (ErrorKind::Unsupported from its first partition)
-            // then reads the file whole, as a method not computed by parts does
-            let implicit_parts = inputs.iter().all(|(r, _)| inputs.iter().filter(|(q, _)| q == r).count() == 1);
-            let by_parts_result = if parts.len() > 1 && by_parts {
-                // one partition read at a time: memory holds one partition, the tables every
-                // partition reads whole, and the states
-                let manifest = &plugin.manifest;
-                // the partitions' columns, freed one after another, reuse the same pages
-                quiver_host::retain_freed_memory();
-                let whole_tables = quiver_host::read_partition(manifest, &given_whole)?;
-                // the partition being read: a bad value found in it counts rows from its own files'
-                // first, so the message says which files those are
-                let current = std::cell::Cell::new(None);
-                // read afresh for each pass over the data (a method computed in rounds makes several)
-                let read = || {
-                    Ok(parts.iter().enumerate().map(|(k, part)| {
-                        current.set(Some(k));
-                        quiver_host::read_partition(manifest, part)
-                    }))
-                };
-                let result =
-                    host.run_in_rounds(method, &params, whole_tables, read, ctx, Some(&progress)).map_err(|e| {
-                        match (e, current.get()) {
-                            (HostError::Input(i), Some(k)) if !matches!(i, quiver_host::InputError::File { .. }) => {
-                                let files: Vec<String> =
-                                    parts[k].iter().map(|p| p.path.display().to_string()).collect();
-                                HostError::Parameter(format!(
-                                    "{i} (in {}: partition {} of the run by parts)",
-                                    files.join(", "),
-                                    k + 1
-                                ))
-                            }
-                            (e, _) => e,
-                        }
-                    });
-                match result {
-                    Err(HostError::Plugin { kind: quiver_host::ErrorKind::Unsupported, message, .. })
-                        if implicit_parts =>
-                    {
-                        eprintln!("note: {message}; reading the whole file instead");
-                        None
-                    }
-                    other => Some(other?),
-                }
+            let (given_whole, parts) = by_parts::partitions(&inputs, by_parts, &whole)?;
+            let by_parts_result = if by_parts {
+                by_parts::run(host, plugin, &params, &inputs, (&given_whole, &parts), ctx, &progress)?
             } else {
                 None
             };

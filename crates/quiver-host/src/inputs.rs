@@ -94,7 +94,7 @@ pub fn read_partition(manifest: &Manifest, inputs: &[PartInput]) -> Result<Vec<T
     Ok(tables)
 }
 
-fn table_spec<'m>(manifest: &'m Manifest, role: &str) -> Result<&'m quiver_abi::TableSpec, HostError> {
+pub(crate) fn table_spec<'m>(manifest: &'m Manifest, role: &str) -> Result<&'m quiver_abi::TableSpec, HostError> {
     Ok(manifest.tables.iter().find(|t| t.role.as_str() == role).ok_or_else(|| InputError::UnknownTable {
         method: manifest.name.to_string(),
         table: role.to_string(),

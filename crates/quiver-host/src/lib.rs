@@ -13,9 +13,10 @@
 //! unloaded.
 //!
 //! One concern a file: `loading` (the search path, the checks, the registry's lookups), `inputs`
-//! (`KEY=VALUE` parameters, `ROLE=PATH` tables), `table`, `npy` and `parquet_input` (reading and
-//! validating tables), `run` (the estimator handle, the device contract, one-call runs),
-//! `partitioned` (runs by parts: partial, merge, finish; docs/scale.md), `output` (typed arrays and
+//! (`KEY=VALUE` parameters, `ROLE=PATH` tables), `table`, `npy`, `parquet_input` and `parquet_parts` (reading and
+//! validating tables; a Parquet file streamed in slices), `run` (the estimator handle, the device contract, one-call runs),
+//! `partitioned` (runs by parts: partial, merge, finish; docs/scale.md), `streams` (runs by parts
+//! on several workers), `output` (typed arrays and
 //! JSON), `progress` (the observer), `error`. Their public items are re-exported here.
 
 mod allocator;
@@ -25,9 +26,11 @@ mod loading;
 pub mod npy;
 mod output;
 mod parquet_input;
+mod parquet_parts;
 mod partitioned;
 mod progress;
 mod run;
+mod streams;
 pub mod table;
 
 pub use allocator::retain_freed_memory;
@@ -35,9 +38,11 @@ pub use inputs::*;
 pub use loading::*;
 pub use output::*;
 pub use parquet_input::{is_parquet, parquet_row_groups, read_parquet_within, values_of_arrow};
+pub use parquet_parts::{cut_anywhere_roles, ParquetParts, SLICE_ROWS};
 pub use partitioned::{whole_roles, Finished, Merger};
 pub use progress::*;
 pub use run::*;
+pub use streams::{PartitionStreams, Partitions};
 
 pub use error::{HostError, InputError, LoadError};
 pub use quiver_abi::{

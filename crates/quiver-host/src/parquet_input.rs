@@ -25,7 +25,7 @@ pub fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("parq"))
 }
 
-fn file_error(role: &str, path: &Path, reason: impl std::fmt::Display) -> InputError {
+pub(crate) fn file_error(role: &str, path: &Path, reason: impl std::fmt::Display) -> InputError {
     InputError::File { table: role.into(), path: path.into(), reason: reason.to_string() }
 }
 
@@ -63,21 +63,7 @@ pub fn read_parquet_within(
     let first_row: usize =
         (0..groups.first().copied().unwrap_or(0)).map(|g| meta.row_group(g).num_rows() as usize).sum();
     let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
-    // keep the leaf columns the table declares; the others are named as ignored
-    let schema = arrow_meta.schema().clone();
-    let (mut keep, mut ignored) = (Vec::new(), Vec::new());
-    for (i, field) in schema.fields().iter().enumerate() {
-        let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
-        let text = matches!(
-            field.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary
-        );
-        match crate::column_kind(spec, field.name()) {
-            Some(ColumnKind::Bytes) if text => keep.push(i),
-            Some(_) if numeric => keep.push(i),
-            _ => ignored.push(field.name().clone()),
-        }
-    }
+    let (keep, ignored) = projection(arrow_meta.schema(), spec);
     budget.take(rows as f64 * 8.0 * keep.len() as f64, role, path, None)?;
     // the columns decoded on several threads at once, each thread a share of them (decoding,
     // not the method, is most of a run by parts over a file)
@@ -113,6 +99,25 @@ pub fn read_parquet_within(
     table.columns = columns.into_iter().map(|(_, name, v)| (name, v)).collect();
     table.ignored = ignored;
     Ok(table)
+}
+
+/// The leaf columns of a file's `schema` that table `spec` declares (by name or prefix), as
+/// indices, and the names of the others (ignored, as a CSV's text columns are).
+pub(crate) fn projection(schema: &arrow_schema::Schema, spec: &TableSpec) -> (Vec<usize>, Vec<String>) {
+    let (mut keep, mut ignored) = (Vec::new(), Vec::new());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary
+        );
+        match crate::column_kind(spec, field.name()) {
+            Some(ColumnKind::Bytes) if text => keep.push(i),
+            Some(_) if numeric => keep.push(i),
+            _ => ignored.push(field.name().clone()),
+        }
+    }
+    (keep, ignored)
 }
 
 /// A decoded column: its index in the file's schema, its name and its values.
@@ -204,7 +209,7 @@ pub fn values_of_arrow(
 }
 
 /// An Arrow array as Quiver's values; a null (or an unsigned value past i64) is `(row, why)`.
-fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
+pub(crate) fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
     let null = |i: usize| (i, format!("a null (missing) value in column '{name}'"));
     // no null buffer (the common case): no per-row check
     let first_null = || if array.null_count() == 0 { None } else { (0..array.len()).find(|&i| array.is_null(i)) };

@@ -299,7 +299,7 @@ impl Host {
         &self,
         method: &str,
         params: &Map<String, Value>,
-        mut whole: Vec<Table>,
+        whole: Vec<Table>,
         mut partitions: F,
         ctx: RunContext,
         progress: Option<&Progress>,
@@ -308,6 +308,44 @@ impl Host {
         F: FnMut() -> Result<I, HostError>,
         I: IntoIterator<Item = Result<Vec<Table>, HostError>>,
     {
+        self.run_passes(method, params, whole, ctx, progress, |pass, merger| {
+            let partitions = partitions()?.into_iter();
+            // the partitions' progress (the observer may stop the run between two of them)
+            let total = partitions.size_hint().1.unwrap_or(0) as u64;
+            let mut offsets: Vec<(String, u64)> = Vec::new();
+            for (k, partition) in partitions.enumerate() {
+                pass.go_on(k as u64, total)?;
+                let tables = partition?;
+                pass.refuse_whole(&tables)?;
+                if tables.iter().all(|t| t.nrows == 0) {
+                    continue;
+                }
+                let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
+                let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
+                let rows: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), t.nrows as u64)).collect();
+                merger.push(pass.state(k, tables, &here)?)?;
+                for (role, n) in rows {
+                    match offsets.iter_mut().find(|(r, _)| *r == role) {
+                        Some(o) => o.1 += n,
+                        None => offsets.push((role, n)),
+                    }
+                }
+            }
+            pass.go_on(total, total)
+        })
+    }
+
+    /// The passes of a run by parts: `pass` computes one pass's states into the merger (through
+    /// [`Pass::state`]); then `finish` gives the result, or a broadcast and another pass.
+    pub(crate) fn run_passes(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        mut whole: Vec<Table>,
+        ctx: RunContext,
+        progress: Option<&Progress>,
+        mut pass: impl FnMut(&Pass<'_>, &mut Merger<'_>) -> Result<(), HostError>,
+    ) -> Result<RunOutput, HostError> {
         let est = self.create_observed(method, params, ctx, progress)?;
         est.require_mergeable()?;
         let given_whole = whole_roles(est.manifest());
@@ -327,51 +365,19 @@ impl Host {
         let whole_columns: Vec<Vec<ColumnView<'_>>> = whole.iter().map(Table::column_views).collect();
         let whole_views: Vec<TableView<'_>> = whole.iter().zip(&whole_columns).map(|(t, c)| t.view(c)).collect();
         let mut broadcast: Option<Vec<u8>> = None;
-        for pass in 1.. {
+        for number in 1.. {
+            let label = if number == 1 { "partitions".to_string() } else { format!("partitions (pass {number})") };
+            let this = Pass {
+                est: &est,
+                whole: &whole,
+                whole_views: &whole_views,
+                given_whole: &given_whole,
+                broadcast: broadcast.as_deref(),
+                label,
+                progress,
+            };
             let mut merger = Merger::new(&est);
-            let mut offsets: Vec<(String, u64)> = Vec::new();
-            let partitions = partitions()?.into_iter();
-            // the partitions' progress (the observer may stop the run between two of them)
-            let total = partitions.size_hint().1.unwrap_or(0) as u64;
-            let label = if pass == 1 { "partitions".to_string() } else { format!("partitions (pass {pass})") };
-            let go_on = |done: u64| progress.is_none_or(|p| (p.0)(done, total, &label));
-            for (k, partition) in partitions.enumerate() {
-                if !go_on(k as u64) {
-                    return Err(HostError::Plugin {
-                        method: method.into(),
-                        kind: quiver_abi::ErrorKind::Cancelled,
-                        message: format!("cancelled after {k} partition(s) of the run by parts"),
-                    });
-                }
-                let mut tables = partition?;
-                if let Some(t) = tables.iter().find(|t| given_whole.contains(&t.role)) {
-                    return Err(HostError::Parameter(format!(
-                        "table '{}' is given whole to every partition of '{method}': give it once, not in parts",
-                        t.role
-                    )));
-                }
-                if tables.iter().all(|t| t.nrows == 0) {
-                    continue;
-                }
-                let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
-                let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
-                crate::validate_tables_beside(est.manifest(), &mut tables, &whole)
-                    .map_err(|e| in_partition(e, k, &here, &tables))?;
-                let state = with_views(&tables, |views| {
-                    let mut all = views.to_vec();
-                    all.extend(whole_views.iter().cloned());
-                    est.partial_on(&all, &here, broadcast.as_deref())
-                })
-                .map_err(|e| in_partition(e, k, &here, &tables))?;
-                merger.push(state)?;
-                for t in &tables {
-                    match offsets.iter_mut().find(|(r, _)| *r == t.role) {
-                        Some(o) => o.1 += t.nrows as u64,
-                        None => offsets.push((t.role.clone(), t.nrows as u64)),
-                    }
-                }
-            }
-            go_on(total.max(1));
+            pass(&this, &mut merger)?;
             let state = merger.into_state()?.ok_or_else(|| {
                 HostError::Parameter(format!("a partitioned run of '{method}' was given no rows in any partition"))
             })?;
@@ -381,5 +387,55 @@ impl Host {
             }
         }
         unreachable!("the passes end with a result or an error")
+    }
+}
+
+/// One pass over the data of a run by parts: what computing a partition's state needs.
+pub(crate) struct Pass<'a> {
+    est: &'a Estimator,
+    whole: &'a [Table],
+    whole_views: &'a [TableView<'a>],
+    given_whole: &'a [String],
+    broadcast: Option<&'a [u8]>,
+    label: String,
+    progress: Option<&'a Progress>,
+}
+
+impl Pass<'_> {
+    /// Tell the observer that `done` of `total` partitions are done; an error when it stops the run.
+    pub(crate) fn go_on(&self, done: u64, total: u64) -> Result<(), HostError> {
+        if self.progress.is_none_or(|p| (p.0)(done, total, &self.label)) {
+            return Ok(());
+        }
+        Err(HostError::Plugin {
+            method: self.est.method().into(),
+            kind: quiver_abi::ErrorKind::Cancelled,
+            message: format!("cancelled after {done} partition(s) of the run by parts"),
+        })
+    }
+
+    /// A partition that holds a table given whole is refused.
+    pub(crate) fn refuse_whole(&self, tables: &[Table]) -> Result<(), HostError> {
+        match tables.iter().find(|t| self.given_whole.contains(&t.role)) {
+            Some(t) => Err(HostError::Parameter(format!(
+                "table '{}' is given whole to every partition of '{}': give it once, not in parts",
+                t.role,
+                self.est.method()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The state of partition `k` (its tables checked against the manifest first, beside the
+    /// tables given whole), its tables starting after `here` rows of each.
+    pub(crate) fn state(&self, k: usize, mut tables: Vec<Table>, here: &[(String, u64)]) -> Result<Vec<u8>, HostError> {
+        crate::validate_tables_beside(self.est.manifest(), &mut tables, self.whole)
+            .map_err(|e| in_partition(e, k, here, &tables))?;
+        with_views(&tables, |views| {
+            let mut all = views.to_vec();
+            all.extend(self.whole_views.iter().cloned());
+            self.est.partial_on(&all, here, self.broadcast)
+        })
+        .map_err(|e| in_partition(e, k, here, &tables))
     }
 }

@@ -109,6 +109,16 @@ impl ManifestBuilder {
         let list: Vec<&str> = roles.to_vec();
         self.property(crate::mergeable::WHOLE, serde_json::json!(list))
     }
+    /// Partitioned roles (of [`ManifestBuilder::mergeable`]) whose every row is a unit of its
+    /// own — a bandit round, a test unit, a fit row — so that a run by parts may cut them between
+    /// any two rows: the host then streams a large file in small slices rather than by the file's
+    /// own parts (docs/scale.md). Leave out a role whose rows belong together (an RL log's
+    /// episodes): its partitions stay the parts the data came in. The property `"cut_anywhere"`
+    /// lists them; a method must give the same result however such a table is cut.
+    pub fn cut_anywhere(self, roles: &[&str]) -> Self {
+        let list: Vec<&str> = roles.to_vec();
+        self.property(crate::mergeable::CUT_ANYWHERE, serde_json::json!(list))
+    }
     /// The roles step `step` reads, instead of those its family names.
     pub fn step_tables(mut self, step: &str, roles: &[&str]) -> Self {
         self.step_tables.push((step.to_string(), roles.iter().map(|r| r.to_string()).collect()));

@@ -56,6 +56,9 @@ pub const WHOLE: &str = "whole";
 pub const BROADCAST: &str = "broadcast";
 /// The manifest property of a method computed in rounds ([`crate::ManifestBuilder::rounds`]).
 pub const ROUNDS: &str = "rounds";
+/// The manifest property listing the partitioned roles whose rows a partition boundary may fall
+/// between anywhere ([`crate::ManifestBuilder::cut_anywhere`]).
+pub const CUT_ANYWHERE: &str = "cut_anywhere";
 
 /// A method computed by parts: see the [module](self) documentation.
 pub trait MergeableImpl: Send + Sync + 'static {

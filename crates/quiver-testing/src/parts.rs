@@ -100,6 +100,15 @@ pub fn write_parquet(
     path: &std::path::Path,
     groups: impl IntoIterator<Item = quiver_host::Table>,
 ) -> Result<u64, String> {
+    write_parquet_as(path, groups, true)
+}
+
+/// [`write_parquet`], snappy-compressed or not (`compressed`: the pages written as they are).
+pub fn write_parquet_as(
+    path: &std::path::Path,
+    groups: impl IntoIterator<Item = quiver_host::Table>,
+    compressed: bool,
+) -> Result<u64, String> {
     use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
     use parquet::arrow::ArrowWriter;
     use parquet::basic::Compression;
@@ -128,7 +137,7 @@ pub fn write_parquet(
         rows += batch.num_rows() as u64;
         if writer.is_none() {
             let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
+                .set_compression(if compressed { Compression::SNAPPY } else { Compression::UNCOMPRESSED })
                 .set_max_row_group_size(usize::MAX)
                 .build();
             let f = file.take().expect("once");

@@ -467,6 +467,7 @@ impl Plugin for ConformalSelectionPlugin {
                     .column(column::f64_opt("u", "tie-breaking uniform in [0, 1]")),
             )
             .mergeable(&["test"])
+            .cut_anywhere(&["test"])
             .given_whole(&["calibration"])
             .build()
     }

@@ -241,6 +241,7 @@ impl Plugin for OpeManyPlugin {
                     .column(column::f64_opt("qhat", "the reward model's prediction for the logged action (for DR)")),
             )
             .mergeable(&["bandit"])
+            .cut_anywhere(&["bandit"])
             .build()
     }
 

@@ -673,6 +673,7 @@ impl Plugin for OpePlugin {
             )
             // bandit logs with ci=t, by parts (docs/scale.md)
             .mergeable(&["bandit", "transitions"])
+            .cut_anywhere(&["bandit"])
             .given_whole(&["policy", "q"])
             .build()
     }

@@ -672,6 +672,7 @@ impl Plugin for QuantileAggregationPlugin {
             .step_requires_unless("predict", "test", ("granularity", "none"))
             // by parts (solver=gradient, full-batch steps): the fit rows partitioned, one pass an epoch
             .mergeable(&["fit"])
+            .cut_anywhere(&["fit"])
             .given_whole(&["calibration", "test"])
             .rounds()
             .build()

@@ -471,6 +471,7 @@ impl Plugin for SelectiveRiskPlugin {
                     .column(column::f64_opt("p_rev", "for the BPE score")),
             )
             .mergeable(&["test"])
+            .cut_anywhere(&["test"])
             .given_whole(&["calibration"])
             .build()
     }

@@ -465,6 +465,7 @@ impl Plugin for SureBinomialPlugin {
                     .column(column::f64_opt("m", "shrinkage target per unit (default: the pooled mean)")),
             )
             .mergeable(&["data"])
+            .cut_anywhere(&["data"])
             .rounds()
             .build()
     }

@@ -426,6 +426,7 @@ impl Plugin for SureNormalPlugin {
                     .column(column::f64("a", "its known variance A_i (> 0)")),
             )
             .mergeable(&["data"])
+            .cut_anywhere(&["data"])
             .rounds()
             .build()
     }

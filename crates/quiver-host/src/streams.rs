@@ -1,0 +1,160 @@
+//! Runs by parts with several workers (docs/scale.md): the partitions come in independent
+//! **streams** — a Parquet file's row groups — each read in order by one worker, which checks
+//! and computes the state of each of its partitions right after reading it (the partition still
+//! in the processor's caches); the run merges the states in the streams' order, so the result
+//! does not depend on the number of workers. One pass of a method computed in rounds is one
+//! round of the workers.
+
+use crate::partitioned::Pass;
+use crate::{Host, HostError, Progress, RunContext, RunOutput, Table};
+use serde_json::{Map, Value};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// States a worker may have computed ahead of the merge (small: a state is sums, not rows).
+const STATES_AHEAD: usize = 256;
+
+/// One stream's partitions, in order: each the tables of one partition, or the error that ends
+/// the stream.
+pub type Partitions<'a> = Box<dyn Iterator<Item = Result<Vec<Table>, HostError>> + 'a>;
+
+/// The partitions of a run in independent streams, each read in order by one worker.
+pub trait PartitionStreams: Sync {
+    /// How many streams there are.
+    fn streams(&self) -> usize;
+    /// How many partitions stream `g` gives (for progress).
+    fn partitions(&self, g: usize) -> usize;
+    /// Stream `g`: its partitions in order, read in the calling thread. Each partition's tables
+    /// count their rows from their whole table's first ([`Table::first_row`]): that is the
+    /// partition's place, the offset a method keys its rows by.
+    fn open(&self, g: usize) -> Result<Partitions<'_>, HostError>;
+}
+
+/// What a worker sends the merge: a partition's state, the error that ends its work, or the end
+/// of a stream.
+enum Done {
+    State(Vec<u8>),
+    Failed(HostError),
+    StreamEnd,
+}
+
+impl Host {
+    /// Run `method` by parts over `streams` on `workers` threads (at least one; worker `t` reads
+    /// streams `t`, `t + workers`, …): like [`Host::run_in_rounds`], with the partitions read,
+    /// checked and computed on the workers, and the states merged in the streams' order — the
+    /// same result for any number of workers. `whole` holds the tables given whole to every
+    /// partition. The first error in the streams' order is returned; a panic while reading a
+    /// stream is an error, not a crash.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_streams(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        whole: Vec<Table>,
+        streams: &dyn PartitionStreams,
+        workers: usize,
+        ctx: RunContext,
+        progress: Option<&Progress>,
+    ) -> Result<RunOutput, HostError> {
+        let count = streams.streams();
+        let workers = workers.clamp(1, count.max(1));
+        let total: u64 = (0..count).map(|g| streams.partitions(g) as u64).sum();
+        self.run_passes(method, params, whole, ctx, progress, |pass, merger| {
+            std::thread::scope(|scope| {
+                let mut receivers = Vec::with_capacity(workers);
+                for t in 0..workers {
+                    let (tx, rx) = sync_channel(STATES_AHEAD);
+                    receivers.push(rx);
+                    scope.spawn(move || work(pass, streams, (t..count).step_by(workers), &tx));
+                }
+                // dropping the receivers (on return) ends the workers at their next state
+                merge_in_order(pass, merger, &receivers, count, total)
+            })
+        })
+    }
+}
+
+/// A worker: the states of every partition of its streams, in order, sent to the merge.
+fn work(pass: &Pass<'_>, streams: &dyn PartitionStreams, mine: impl Iterator<Item = usize>, out: &SyncSender<Done>) {
+    for g in mine {
+        let kept_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream_states(pass, streams, g, out)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                let failed = HostError::Parameter(format!("reading part {} of the input failed: {why}", g + 1));
+                let _ = out.send(Done::Failed(failed));
+                false
+            });
+        if !kept_on {
+            return;
+        }
+    }
+}
+
+/// Stream `g`'s states sent to the merge, then its end; false when the work stops (an error
+/// sent, or the merge gone).
+fn stream_states(pass: &Pass<'_>, streams: &dyn PartitionStreams, g: usize, out: &SyncSender<Done>) -> bool {
+    let partitions = match streams.open(g) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = out.send(Done::Failed(e));
+            return false;
+        }
+    };
+    // partitions are numbered across the streams, in messages
+    let before: usize = (0..g).map(|h| streams.partitions(h)).sum();
+    for (k, partition) in partitions.enumerate() {
+        let k = before + k;
+        let state = partition.and_then(|tables| {
+            pass.refuse_whole(&tables)?;
+            if tables.iter().all(|t| t.nrows == 0) {
+                return Ok(None);
+            }
+            let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), t.first_row as u64)).collect();
+            pass.state(k, tables, &here).map(Some)
+        });
+        let message = match state {
+            Ok(Some(s)) => Done::State(s),
+            Ok(None) => continue,
+            Err(e) => Done::Failed(e),
+        };
+        let failed = matches!(message, Done::Failed(_));
+        if out.send(message).is_err() || failed {
+            return false;
+        }
+    }
+    out.send(Done::StreamEnd).is_ok()
+}
+
+/// The workers' states merged stream by stream, in order.
+fn merge_in_order(
+    pass: &Pass<'_>,
+    merger: &mut crate::Merger<'_>,
+    receivers: &[Receiver<Done>],
+    count: usize,
+    total: u64,
+) -> Result<(), HostError> {
+    let mut done = 0u64;
+    for g in 0..count {
+        loop {
+            pass.go_on(done, total)?;
+            match receivers[g % receivers.len()].recv() {
+                Ok(Done::State(s)) => {
+                    merger.push(s)?;
+                    done += 1;
+                }
+                Ok(Done::Failed(e)) => return Err(e),
+                Ok(Done::StreamEnd) => break,
+                Err(_) => {
+                    return Err(HostError::Parameter(format!(
+                        "the worker reading part {} of the input stopped without a result",
+                        g + 1
+                    )))
+                }
+            }
+        }
+    }
+    pass.go_on(total, total)
+}
