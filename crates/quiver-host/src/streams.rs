@@ -8,10 +8,11 @@
 use crate::partitioned::Pass;
 use crate::{Host, HostError, Progress, RunContext, RunOutput, Table};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-/// States a worker may have computed ahead of the merge (small: a state is sums, not rows).
-const STATES_AHEAD: usize = 256;
+/// States of one stream that may wait for the merge (small: a state is sums, not rows).
+const STATES_AHEAD: usize = 64;
 
 /// One stream's partitions, in order: each the tables of one partition, or the error that ends
 /// the stream.
@@ -38,8 +39,8 @@ enum Done {
 }
 
 impl Host {
-    /// Run `method` by parts over `streams` on `workers` threads (at least one; worker `t` reads
-    /// streams `t`, `t + workers`, …): like [`Host::run_in_rounds`], with the partitions read,
+    /// Run `method` by parts over `streams` on `workers` threads (at least one; each takes the
+    /// next stream not yet taken, so that they finish together): like [`Host::run_in_rounds`], with the partitions read,
     /// checked and computed on the workers, and the states merged in the streams' order — the
     /// same result for any number of workers. `whole` holds the tables given whole to every
     /// partition. The first error in the streams' order is returned; a panic while reading a
@@ -59,23 +60,28 @@ impl Host {
         let workers = workers.clamp(1, count.max(1));
         let total: u64 = (0..count).map(|g| streams.partitions(g) as u64).sum();
         self.run_passes(method, params, whole, ctx, progress, |pass, merger| {
+            let (senders, receivers): (Vec<SyncSender<Done>>, Vec<Receiver<Done>>) =
+                (0..count).map(|g| sync_channel(streams.partitions(g).min(STATES_AHEAD) + 1)).unzip();
+            let next = AtomicUsize::new(0);
             std::thread::scope(|scope| {
-                let mut receivers = Vec::with_capacity(workers);
-                for t in 0..workers {
-                    let (tx, rx) = sync_channel(STATES_AHEAD);
-                    receivers.push(rx);
-                    scope.spawn(move || work(pass, streams, (t..count).step_by(workers), &tx));
+                for _ in 0..workers {
+                    scope.spawn(|| work(pass, streams, &next, &senders));
                 }
-                // dropping the receivers (on return) ends the workers at their next state
-                merge_in_order(pass, merger, &receivers, count, total)
+                // the receivers dropped (on return, before the workers are joined) end the workers
+                // at their next state
+                merge_in_order(pass, merger, receivers, total)
             })
         })
     }
 }
 
-/// A worker: the states of every partition of its streams, in order, sent to the merge.
-fn work(pass: &Pass<'_>, streams: &dyn PartitionStreams, mine: impl Iterator<Item = usize>, out: &SyncSender<Done>) {
-    for g in mine {
+/// A worker: the states of every partition of the next stream not yet taken, in order, sent to
+/// the merge through that stream's channel; then the next stream, until none is left or the work
+/// stops (an error sent, or the merge gone).
+fn work(pass: &Pass<'_>, streams: &dyn PartitionStreams, next: &AtomicUsize, out: &[SyncSender<Done>]) {
+    loop {
+        let g = next.fetch_add(1, Ordering::Relaxed);
+        let Some(out) = out.get(g) else { return };
         let kept_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream_states(pass, streams, g, out)))
             .unwrap_or_else(|panic| {
                 let why = panic
@@ -132,15 +138,14 @@ fn stream_states(pass: &Pass<'_>, streams: &dyn PartitionStreams, g: usize, out:
 fn merge_in_order(
     pass: &Pass<'_>,
     merger: &mut crate::Merger<'_>,
-    receivers: &[Receiver<Done>],
-    count: usize,
+    receivers: Vec<Receiver<Done>>,
     total: u64,
 ) -> Result<(), HostError> {
     let mut done = 0u64;
-    for g in 0..count {
+    for (g, from) in receivers.iter().enumerate() {
         loop {
             pass.go_on(done, total)?;
-            match receivers[g % receivers.len()].recv() {
+            match from.recv() {
                 Ok(Done::State(s)) => {
                     merger.push(s)?;
                     done += 1;
