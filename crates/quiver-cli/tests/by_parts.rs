@@ -100,6 +100,19 @@ fn parquet_row_groups_run_by_parts_and_give_the_one_table_result() {
     let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", none.display())]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("table 'bandit' is empty"), "{}", text(&o));
+    // a declared column of text, where the method reads numbers: named with both types, not
+    // reported missing
+    let mut text_r = bandit_columns(&a, &rest, None);
+    text_r[1].1 = Arc::new(StringArray::from(vec!["0.5"; a.len()]));
+    let texty = dir.path().join("texty.parquet");
+    write_parquet(&texty, text_r, 64);
+    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", texty.display())]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("column 'r' holds Utf8 values, and the method reads numbers from it (f64)"),
+        "{}",
+        text(&o)
+    );
     // not a Parquet file
     let fake = dir.path().join("fake.parquet");
     std::fs::write(&fake, "a,b\n1,2\n").unwrap();

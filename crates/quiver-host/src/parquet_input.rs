@@ -63,7 +63,7 @@ pub fn read_parquet_within(
     let first_row: usize =
         (0..groups.first().copied().unwrap_or(0)).map(|g| meta.row_group(g).num_rows() as usize).sum();
     let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
-    let (keep, ignored) = projection(arrow_meta.schema(), spec);
+    let (keep, ignored) = projection(arrow_meta.schema(), spec, role, path)?;
     budget.take(rows as f64 * 8.0 * keep.len() as f64, role, path, None)?;
     // the columns decoded on several threads at once, each thread a share of them (decoding,
     // not the method, is most of a run by parts over a file)
@@ -101,9 +101,16 @@ pub fn read_parquet_within(
     Ok(table)
 }
 
-/// The leaf columns of a file's `schema` that table `spec` declares (by name or prefix), as
-/// indices, and the names of the others (ignored, as a CSV's text columns are).
-pub(crate) fn projection(schema: &arrow_schema::Schema, spec: &TableSpec) -> (Vec<usize>, Vec<String>) {
+/// The leaf columns of a file's `schema` that table `spec` (role `role`, file `path`) declares (by
+/// name or prefix), as indices, and the names of the others (ignored, as a CSV's text columns
+/// are). A declared column whose values are of another sort — text where numbers are read,
+/// numbers where labels are — is an error naming it and both types, not a column left out.
+pub(crate) fn projection(
+    schema: &arrow_schema::Schema,
+    spec: &TableSpec,
+    role: &str,
+    path: &Path,
+) -> Result<(Vec<usize>, Vec<String>), InputError> {
     let (mut keep, mut ignored) = (Vec::new(), Vec::new());
     for (i, field) in schema.fields().iter().enumerate() {
         let numeric = field.data_type().is_numeric() || *field.data_type() == DataType::Boolean;
@@ -113,11 +120,24 @@ pub(crate) fn projection(schema: &arrow_schema::Schema, spec: &TableSpec) -> (Ve
         );
         match crate::column_kind(spec, field.name()) {
             Some(ColumnKind::Bytes) if text => keep.push(i),
-            Some(_) if numeric => keep.push(i),
-            _ => ignored.push(field.name().clone()),
+            Some(kind) if numeric && kind != ColumnKind::Bytes => keep.push(i),
+            Some(kind) => {
+                let wanted = if kind == ColumnKind::Bytes { "text (labels)" } else { "numbers" };
+                return Err(file_error(
+                    role,
+                    path,
+                    format!(
+                        "column '{}' holds {} values, and the method reads {wanted} from it ({})",
+                        field.name(),
+                        field.data_type(),
+                        kind.name()
+                    ),
+                ));
+            }
+            None => ignored.push(field.name().clone()),
         }
     }
-    (keep, ignored)
+    Ok((keep, ignored))
 }
 
 /// A decoded column: its index in the file's schema, its name and its values.

@@ -165,7 +165,7 @@ impl ParquetParts {
         let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
         let meta = ArrowReaderMetadata::load(&file, Default::default())
             .map_err(|e| file_error(role, path, format!("not a Parquet file ({e})")))?;
-        let (keep, ignored) = projection(meta.schema(), &spec);
+        let (keep, ignored) = projection(meta.schema(), &spec, role, path)?;
         let mut groups = Vec::new();
         let mut rows = 0;
         for g in 0..meta.metadata().num_row_groups() {
