@@ -58,14 +58,22 @@ impl Host {
     ) -> Result<RunOutput, HostError> {
         let count = streams.streams();
         let workers = workers.clamp(1, count.max(1));
-        let total: u64 = (0..count).map(|g| streams.partitions(g) as u64).sum();
+        // each stream's first partition, numbered across the streams (for messages)
+        let firsts: Vec<usize> = (0..count)
+            .scan(0usize, |before, g| {
+                let first = *before;
+                *before = streams.partitions(g).saturating_add(*before);
+                Some(first)
+            })
+            .collect();
+        let total = (0..count).fold(0u64, |t, g| t.saturating_add(streams.partitions(g) as u64));
         self.run_passes(method, params, whole, ctx, progress, |pass, merger| {
             let (senders, receivers): (Vec<SyncSender<Done>>, Vec<Receiver<Done>>) =
                 (0..count).map(|g| sync_channel(streams.partitions(g).min(STATES_AHEAD) + 1)).unzip();
             let next = AtomicUsize::new(0);
             std::thread::scope(|scope| {
                 for _ in 0..workers {
-                    scope.spawn(|| work(pass, streams, &next, &senders));
+                    scope.spawn(|| work(pass, streams, &firsts, &next, &senders));
                 }
                 // the receivers dropped (on return, before the workers are joined) end the workers
                 // at their next state
@@ -78,21 +86,29 @@ impl Host {
 /// A worker: the states of every partition of the next stream not yet taken, in order, sent to
 /// the merge through that stream's channel; then the next stream, until none is left or the work
 /// stops (an error sent, or the merge gone).
-fn work(pass: &Pass<'_>, streams: &dyn PartitionStreams, next: &AtomicUsize, out: &[SyncSender<Done>]) {
+fn work(
+    pass: &Pass<'_>,
+    streams: &dyn PartitionStreams,
+    firsts: &[usize],
+    next: &AtomicUsize,
+    out: &[SyncSender<Done>],
+) {
     loop {
         let g = next.fetch_add(1, Ordering::Relaxed);
         let Some(out) = out.get(g) else { return };
-        let kept_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream_states(pass, streams, g, out)))
-            .unwrap_or_else(|panic| {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
-                let failed = HostError::Parameter(format!("reading part {} of the input failed: {why}", g + 1));
-                let _ = out.send(Done::Failed(failed));
-                false
-            });
+        let kept_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stream_states(pass, streams, (g, firsts[g]), out)
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            let failed = HostError::Parameter(format!("reading part {} of the input failed: {why}", g + 1));
+            let _ = out.send(Done::Failed(failed));
+            false
+        });
         if !kept_on {
             return;
         }
@@ -100,8 +116,13 @@ fn work(pass: &Pass<'_>, streams: &dyn PartitionStreams, next: &AtomicUsize, out
 }
 
 /// Stream `g`'s states sent to the merge, then its end; false when the work stops (an error
-/// sent, or the merge gone).
-fn stream_states(pass: &Pass<'_>, streams: &dyn PartitionStreams, g: usize, out: &SyncSender<Done>) -> bool {
+/// sent, or the merge gone). Its partitions are numbered from `first` in messages.
+fn stream_states(
+    pass: &Pass<'_>,
+    streams: &dyn PartitionStreams,
+    (g, first): (usize, usize),
+    out: &SyncSender<Done>,
+) -> bool {
     let partitions = match streams.open(g) {
         Ok(p) => p,
         Err(e) => {
@@ -109,10 +130,8 @@ fn stream_states(pass: &Pass<'_>, streams: &dyn PartitionStreams, g: usize, out:
             return false;
         }
     };
-    // partitions are numbered across the streams, in messages
-    let before: usize = (0..g).map(|h| streams.partitions(h)).sum();
     for (k, partition) in partitions.enumerate() {
-        let k = before + k;
+        let k = first.saturating_add(k);
         let state = partition.and_then(|tables| {
             pass.refuse_whole(&tables)?;
             if tables.iter().all(|t| t.nrows == 0) {
