@@ -19,7 +19,6 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use quiver_abi::{Manifest, TableSpec};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Rows of a slice: 2^15 rows of 23 doubles are 6 MB (measured with `ope` on 10^7 bandit rows,
@@ -30,12 +29,7 @@ pub const SLICE_ROWS: usize = 1 << 15;
 /// The roles of a method's tables that a run by parts may cut between any two rows (the manifest
 /// property `"cut_anywhere"`).
 pub fn cut_anywhere_roles(manifest: &Manifest) -> Vec<String> {
-    let properties: Value = serde_json::from_str(manifest.properties_json.as_str()).unwrap_or(Value::Null);
-    properties
-        .get("cut_anywhere")
-        .and_then(Value::as_array)
-        .map(|roles| roles.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
+    crate::partitioned::roles_property(manifest, "cut_anywhere")
 }
 
 /// Bytes `start..end` of a Parquet file mapped into memory, read at the file's own offsets: the

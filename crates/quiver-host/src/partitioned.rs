@@ -251,9 +251,14 @@ fn in_partition(e: HostError, k: usize, offsets: &[(String, u64)], tables: &[Tab
 /// The roles a run by parts of this method gives whole to every partition (the manifest property
 /// `"whole"`, e.g. a selector's calibration set), beside the partitioned ones.
 pub fn whole_roles(manifest: &quiver_abi::Manifest) -> Vec<String> {
+    roles_property(manifest, "whole")
+}
+
+/// The roles a manifest property lists (none when it is absent or not a list of names).
+pub(crate) fn roles_property(manifest: &quiver_abi::Manifest, key: &str) -> Vec<String> {
     let properties: Value = serde_json::from_str(manifest.properties_json.as_str()).unwrap_or(Value::Null);
     properties
-        .get("whole")
+        .get(key)
         .and_then(Value::as_array)
         .map(|roles| roles.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
