@@ -84,7 +84,7 @@ pub(crate) fn run(
             let mut budget = quiver_host::InputBudget::from_limit();
             let file =
                 quiver_host::ParquetParts::open(manifest, role, path, quiver_host::SLICE_ROWS, workers, &mut budget)?;
-            let partitions: usize = (0..file.streams()).map(|g| file.partitions(g)).sum();
+            let partitions = (0..file.streams()).fold(0usize, |n, g| n.saturating_add(file.partitions(g)));
             if partitions < 2 {
                 return Ok(None);
             }
