@@ -327,16 +327,16 @@ impl Host {
                 }
                 let before = |role: &str| offsets.iter().find(|(r, _)| r == role).map_or(0, |o| o.1);
                 let here: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), before(&t.role))).collect();
-                let rows: Vec<(String, u64)> = tables.iter().map(|t| (t.role.clone(), t.nrows as u64)).collect();
-                merger.push(pass.state(k, tables, &here)?)?;
-                for (role, n) in rows {
-                    match offsets.iter_mut().find(|(r, _)| *r == role) {
-                        Some(o) => o.1 += n,
-                        None => offsets.push((role, n)),
+                for t in &tables {
+                    match offsets.iter_mut().find(|(r, _)| *r == t.role) {
+                        Some(o) => o.1 += t.nrows as u64,
+                        None => offsets.push((t.role.clone(), t.nrows as u64)),
                     }
                 }
+                merger.push(pass.state(k, tables, &here)?)?;
             }
-            pass.go_on(total, total)
+            pass.finished(total);
+            Ok(())
         })
     }
 
@@ -417,6 +417,14 @@ impl Pass<'_> {
             kind: quiver_abi::ErrorKind::Cancelled,
             message: format!("cancelled after {done} partition(s) of the run by parts"),
         })
+    }
+
+    /// Tell the observer that the pass's `total` partitions are done (`done` at least one, so
+    /// that a bar ends full); the run goes on to `finish` whatever it answers.
+    pub(crate) fn finished(&self, total: u64) {
+        if let Some(p) = self.progress {
+            (p.0)(total.max(1), total, &self.label);
+        }
     }
 
     /// A partition that holds a table given whole is refused.

@@ -180,5 +180,6 @@ fn merge_in_order(
             }
         }
     }
-    pass.go_on(total, total)
+    pass.finished(total);
+    Ok(())
 }
