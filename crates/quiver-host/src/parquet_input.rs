@@ -15,7 +15,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use quiver_abi::{ColumnKind, TableSpec};
 use std::path::Path;
@@ -160,14 +160,10 @@ impl Read<'_> {
         let (role, path) = (self.role, self.path);
         let file = std::fs::File::open(path).map_err(|e| file_error(role, path, e))?;
         let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), which.iter().copied());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
-            .with_row_groups(self.groups.to_vec())
-            .with_projection(mask)
-            // batches of 2^16 rows: each batch's Arrow arrays are freed once copied out, so a row
-            // group's columns are held once (in the table), not twice
-            .with_batch_size(self.rows.clamp(1, 1 << 16))
-            .build()
-            .map_err(|e| file_error(role, path, e))?;
+        // batches of 2^16 rows: each batch's Arrow arrays are freed once copied out, so a row
+        // group's columns are held once (in the table), not twice
+        let batch = self.rows.clamp(1, 1 << 16);
+        let reader = batches(file, self.meta, self.groups.to_vec(), mask, batch, (role, path))?;
         let mut columns: Vec<Decoded> = Vec::new();
         let mut at = 0usize;
         for batch in reader {
@@ -179,14 +175,7 @@ impl Read<'_> {
                         continue;
                     }
                 }
-                let none_is_minus_one = crate::table::empty_means_none(self.spec, field.name());
-                let values =
-                    convert(array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
-                        table: role.into(),
-                        column: field.name().clone(),
-                        row: self.first_row + at + row + 1,
-                        reason: why,
-                    })?;
+                let values = arrow_values(array, field.name(), self.spec, role, self.first_row + at)?;
                 match columns.get_mut(k) {
                     Some((_, _, v)) => v.extend(values),
                     None => {
@@ -200,6 +189,42 @@ impl Read<'_> {
         }
         Ok(columns)
     }
+}
+
+/// A reader of `meta`'s file (read through `input`) in batches of `batch` rows: the row groups
+/// `groups`, the columns of `mask`. Errors name table `role` and its file.
+pub(crate) fn batches<T: parquet::file::reader::ChunkReader + 'static>(
+    input: T,
+    meta: &ArrowReaderMetadata,
+    groups: Vec<usize>,
+    mask: ProjectionMask,
+    batch: usize,
+    (role, path): (&str, &Path),
+) -> Result<ParquetRecordBatchReader, InputError> {
+    ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta.clone())
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(batch)
+        .build()
+        .map_err(|e| file_error(role, path, e))
+}
+
+/// Column `name` of table `spec` (role `role`) from an Arrow array whose first row is the
+/// source's row `first_row` + 1: its values ([`values_of_arrow`]), or the error naming the
+/// table, column and row.
+pub(crate) fn arrow_values(
+    array: &ArrayRef,
+    name: &str,
+    spec: &TableSpec,
+    role: &str,
+    first_row: usize,
+) -> Result<crate::Values, InputError> {
+    values_of_arrow(array, name, Some(spec)).map_err(|(row, why)| InputError::Cell {
+        table: role.into(),
+        column: name.into(),
+        row: first_row + row + 1,
+        reason: why,
+    })
 }
 
 /// Append `array` to `v` when both are doubles or both 64-bit integers and the array has no null
@@ -229,7 +254,7 @@ pub fn values_of_arrow(
 }
 
 /// An Arrow array as Quiver's values; a null (or an unsigned value past i64) is `(row, why)`.
-pub(crate) fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
+fn convert(array: &ArrayRef, name: &str, none_is_minus_one: bool) -> Result<crate::Values, (usize, String)> {
     let null = |i: usize| (i, format!("a null (missing) value in column '{name}'"));
     // no null buffer (the common case): no per-row check
     let first_null = || if array.null_count() == 0 { None } else { (0..array.len()).find(|&i| array.is_null(i)) };

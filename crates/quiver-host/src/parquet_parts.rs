@@ -11,12 +11,12 @@
 //! The row group a worker reads is mapped into memory (no copy out of the page cache), and
 //! doubles and 64-bit integers without nulls are taken from the decoder without a copy.
 
-use crate::parquet_input::{convert, file_error, projection};
+use crate::parquet_input::{arrow_values, batches, file_error, projection};
 use crate::streams::PartitionStreams;
 use crate::{HostError, InputBudget, InputError, Table};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader};
 use parquet::arrow::ProjectionMask;
 use quiver_abi::{Manifest, TableSpec};
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ impl parquet::file::reader::ChunkReader for MappedRange {
 
 /// The values of a column of doubles or 64-bit integers without nulls, without a copy: the Arrow
 /// reader decodes them into a `Vec`, which is taken back from the array when nothing else holds
-/// it (copied when something does). Any other array is given back, for [`convert`].
+/// it (copied when something does). Any other array is given back, for [`arrow_values`].
 fn take_plain(array: ArrayRef) -> Result<crate::Values, ArrayRef> {
     if array.null_count() != 0 || !matches!(array.data_type(), DataType::Float64 | DataType::Int64) {
         return Err(array);
@@ -107,23 +107,22 @@ fn take_plain(array: ArrayRef) -> Result<crate::Values, ArrayRef> {
     let (kind, len, buffer) = (data.data_type().clone(), data.len(), data.buffers()[0].clone());
     // the buffer's other holders gone, it is this function's alone
     drop((data, array));
-    // shared after all (not by the reader's arrays): copied
     Ok(match kind {
-        DataType::Float64 => crate::Values::F64(match buffer.into_vec::<f64>() {
-            Ok(mut v) => {
-                v.truncate(len);
-                v
-            }
-            Err(shared) => shared.typed_data::<f64>()[..len].to_vec(),
-        }),
-        _ => crate::Values::I64(match buffer.into_vec::<i64>() {
-            Ok(mut v) => {
-                v.truncate(len);
-                v
-            }
-            Err(shared) => shared.typed_data::<i64>()[..len].to_vec(),
-        }),
+        DataType::Float64 => crate::Values::F64(owned(buffer, len)),
+        _ => crate::Values::I64(owned(buffer, len)),
     })
+}
+
+/// The first `len` values of `buffer` as a `Vec`: the buffer's own allocation when it is
+/// unshared and was a `Vec` of `T`, else a copy.
+fn owned<T: arrow_buffer::ArrowNativeType>(buffer: arrow_buffer::Buffer, len: usize) -> Vec<T> {
+    match buffer.into_vec::<T>() {
+        Ok(mut v) => {
+            v.truncate(len);
+            v
+        }
+        Err(shared) => shared.typed_data::<T>()[..len].to_vec(),
+    }
 }
 
 /// A Parquet file read as the partitions of table `role` of a method: its row groups as the
@@ -200,20 +199,10 @@ impl ParquetParts {
         let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
         let end = ranges.map(|(s, l)| s.saturating_add(l)).max().unwrap_or(0);
         let mask = ProjectionMask::roots(&schema, self.keep.iter().copied());
-        let fail = |e: parquet::errors::ParquetError| file_error(&self.role, &self.path, e);
+        let at = (self.role.as_str(), self.path.as_path());
         match MappedRange::map(&file, start, end) {
-            Some(mapped) => ParquetRecordBatchReaderBuilder::new_with_metadata(mapped, self.meta.clone())
-                .with_row_groups(vec![g])
-                .with_projection(mask)
-                .with_batch_size(batch)
-                .build()
-                .map_err(fail),
-            None => ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
-                .with_row_groups(vec![g])
-                .with_projection(mask)
-                .with_batch_size(batch)
-                .build()
-                .map_err(fail),
+            Some(mapped) => batches(mapped, &self.meta, vec![g], mask, batch, at),
+            None => batches(file, &self.meta, vec![g], mask, batch, at),
         }
     }
 
@@ -227,15 +216,7 @@ impl ParquetParts {
         for (field, array) in schema.fields().iter().zip(arrays) {
             let values = match take_plain(array) {
                 Ok(values) => values,
-                Err(array) => {
-                    let none_is_minus_one = crate::table::empty_means_none(&self.spec, field.name());
-                    convert(&array, field.name(), none_is_minus_one).map_err(|(row, why)| InputError::Cell {
-                        table: self.role.clone(),
-                        column: field.name().clone(),
-                        row: first_row + row + 1,
-                        reason: why,
-                    })?
-                }
+                Err(array) => arrow_values(&array, field.name(), &self.spec, &self.role, first_row)?,
             };
             table.columns.push((field.name().clone(), values));
         }
@@ -277,5 +258,39 @@ impl PartitionStreams for ParquetParts {
             failed = slice.is_err();
             Some(slice.map(|t| vec![t]).map_err(HostError::from))
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn plain_columns_are_taken_without_a_copy_and_others_given_back() {
+        let v: Vec<f64> = (0..1000).map(f64::from).collect();
+        let at = v.as_ptr();
+        let array: ArrayRef = Arc::new(arrow_array::Float64Array::from(v));
+        match take_plain(array) {
+            Ok(crate::Values::F64(got)) => {
+                assert_eq!(got.as_ptr(), at, "the decoder's allocation, not a copy");
+                assert_eq!(got.len(), 1000);
+                assert_eq!(got[999], 999.0);
+            }
+            _ => panic!("a plain f64 column"),
+        }
+        // shared with another holder: copied, the other holder's values untouched
+        let ints: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![5i64, 6, 7]));
+        let keep = ints.clone();
+        match take_plain(ints) {
+            Ok(crate::Values::I64(got)) => assert_eq!(got, vec![5, 6, 7]),
+            _ => panic!("a plain i64 column"),
+        }
+        assert_eq!(keep.len(), 3);
+        // a null, or another type: given back for the checked conversion
+        let nulls: ArrayRef = Arc::new(arrow_array::Float64Array::from(vec![Some(1.0), None]));
+        assert!(take_plain(nulls).is_err());
+        let floats: ArrayRef = Arc::new(arrow_array::Float32Array::from(vec![1.0f32]));
+        assert!(take_plain(floats).is_err());
     }
 }
