@@ -100,11 +100,7 @@ fn work(
             stream_states(pass, streams, (g, firsts[g]), out)
         }))
         .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
+            let why = quiver_sdk::panic_message(panic.as_ref());
             let failed = HostError::Parameter(format!("reading part {} of the input failed: {why}", g + 1));
             let _ = out.send(Done::Failed(failed));
             false

@@ -345,14 +345,19 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> PluginResult<T> {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(e),
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_string());
+            let msg = panic_message(payload.as_ref());
             RResult::RErr(PluginError::new(ErrorKind::Panic, format!("plugin panicked in {what}: {msg}")))
         }
     }
+}
+
+/// The text of a caught panic's payload (`panic!("…")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
 
 /// How many copies of its inputs a method may hold without sizing them itself ([`memory::reserve`]
