@@ -69,25 +69,25 @@ fn parquet_row_groups_run_by_parts_and_give_the_one_table_result() {
     };
     let (one, by_groups) = (run(&csv_path), run(&pq));
     testing::parts::assert_json_close(&one, &by_groups, 1e-12, "parquet row groups against the CSV");
+    // a file `quiver run ope` refuses: its message
+    let refused = |input: &Path| {
+        let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", input.display())]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        text(&o)
+    };
 
     // a null is named with its row, counted from the file's first
     let bad = dir.path().join("bad.parquet");
     write_parquet(&bad, bandit_columns(&a, &rest, Some(200)), 64);
-    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", bad.display())]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("table 'bandit', column 'r', row 201: a null (missing) value in column 'r'"),
-        "{}",
-        text(&o)
-    );
+    let e = refused(&bad);
+    assert!(e.contains("table 'bandit', column 'r', row 201: a null (missing) value in column 'r'"), "{e}");
     // a NaN in a later row group: its row counted from the file's first too
     let mut nan = rest.clone();
     nan[130][0] = f64::NAN;
     let late = dir.path().join("late.parquet");
     write_parquet(&late, bandit_columns(&a, &nan, None), 64);
-    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", late.display())]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("table 'bandit', column 'r', row 131: value NaN is not finite"), "{}", text(&o));
+    let e = refused(&late);
+    assert!(e.contains("table 'bandit', column 'r', row 131: value NaN is not finite"), "{e}");
     // a file with a schema and no row group at all is an empty table, not a crash
     let none = dir.path().join("none.parquet");
     write_parquet(&none, bandit_columns(&[], &[], None), 64);
@@ -97,28 +97,21 @@ fn parquet_row_groups_run_by_parts_and_give_the_one_table_result() {
         ),
         0
     );
-    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", none.display())]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("table 'bandit' is empty"), "{}", text(&o));
+    let e = refused(&none);
+    assert!(e.contains("table 'bandit' is empty"), "{e}");
     // a declared column of text, where the method reads numbers: named with both types, not
     // reported missing
     let mut text_r = bandit_columns(&a, &rest, None);
     text_r[1].1 = Arc::new(StringArray::from(vec!["0.5"; a.len()]));
     let texty = dir.path().join("texty.parquet");
     write_parquet(&texty, text_r, 64);
-    let o = quiver(&["run", "ope", "--set", "ci=t", "--input", &format!("bandit={}", texty.display())]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("column 'r' holds Utf8 values, and the method reads numbers from it (f64)"),
-        "{}",
-        text(&o)
-    );
+    let e = refused(&texty);
+    assert!(e.contains("column 'r' holds Utf8 values, and the method reads numbers from it (f64)"), "{e}");
     // not a Parquet file
     let fake = dir.path().join("fake.parquet");
     std::fs::write(&fake, "a,b\n1,2\n").unwrap();
-    let o = quiver(&["run", "ope", "--input", &format!("bandit={}", fake.display())]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("not a Parquet file"), "{}", text(&o));
+    let e = refused(&fake);
+    assert!(e.contains("not a Parquet file"), "{e}");
 }
 
 #[test]
