@@ -40,9 +40,9 @@ enum Done {
 
 impl Host {
     /// Run `method` by parts over `streams` on `workers` threads (at least one; each takes the
-    /// next stream not yet taken, so that they finish together): like [`Host::run_in_rounds`], with the partitions read,
-    /// checked and computed on the workers, and the states merged in the streams' order — the
-    /// same result for any number of workers. `whole` holds the tables given whole to every
+    /// next stream not yet taken, so that they finish together): like [`Host::run_in_rounds`],
+    /// with the partitions read, checked and computed on the workers, and the states merged in
+    /// the streams' order — the same result for any number of workers. `whole` holds the tables given whole to every
     /// partition. The first error in the streams' order is returned; a panic while reading a
     /// stream is an error, not a crash.
     #[allow(clippy::too_many_arguments)]
@@ -58,15 +58,15 @@ impl Host {
     ) -> Result<RunOutput, HostError> {
         let count = streams.streams();
         let workers = workers.clamp(1, count.max(1));
-        // each stream's first partition, numbered across the streams (for messages)
-        let firsts: Vec<usize> = (0..count)
-            .scan(0usize, |before, g| {
-                let first = *before;
+        // each stream's first partition, numbered across the streams (for messages), and after
+        // the last stream's, the number of partitions
+        let firsts: Vec<usize> = std::iter::once(0)
+            .chain((0..count).scan(0usize, |before, g| {
                 *before = streams.partitions(g).saturating_add(*before);
-                Some(first)
-            })
+                Some(*before)
+            }))
             .collect();
-        let total = (0..count).fold(0u64, |t, g| t.saturating_add(streams.partitions(g) as u64));
+        let total = firsts[count] as u64;
         self.run_passes(method, params, whole, ctx, progress, |pass, merger| {
             let (senders, receivers): (Vec<SyncSender<Done>>, Vec<Receiver<Done>>) =
                 (0..count).map(|g| sync_channel(streams.partitions(g).min(STATES_AHEAD) + 1)).unzip();
