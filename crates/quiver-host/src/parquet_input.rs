@@ -62,6 +62,20 @@ pub fn read_parquet_within(
     // the rows before the first group read: messages count rows from the file's first
     let first_row: usize =
         (0..groups.first().copied().unwrap_or(0)).map(|g| meta.row_group(g).num_rows() as usize).sum();
+    read_row_groups((path, role, spec), &arrow_meta, &groups, first_row, budget)
+}
+
+/// Row groups `groups` (consecutive) of the Parquet file at `path` whose metadata is `arrow_meta`,
+/// as table `role` of `spec`, the first of them after `first_row` rows of the file (for messages);
+/// their memory taken from `budget`.
+pub(crate) fn read_row_groups(
+    (path, role, spec): (&Path, &str, &TableSpec),
+    arrow_meta: &ArrowReaderMetadata,
+    groups: &[usize],
+    first_row: usize,
+    budget: &mut InputBudget,
+) -> Result<Table, InputError> {
+    let meta = arrow_meta.metadata();
     let rows: usize = groups.iter().map(|&g| meta.row_group(g).num_rows() as usize).sum();
     let (keep, ignored) = projection(arrow_meta.schema(), spec, role, path)?;
     budget.take(rows as f64 * 8.0 * keep.len() as f64, role, path, None)?;
@@ -70,7 +84,7 @@ pub fn read_parquet_within(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keep.len()).max(1);
     let shares: Vec<Vec<usize>> =
         (0..threads).map(|t| keep.iter().copied().skip(t).step_by(threads).collect()).collect();
-    let read = Read { path, role, spec, meta: &arrow_meta, groups: &groups, rows, first_row };
+    let read = Read { path, role, spec, meta: arrow_meta, groups, rows, first_row };
     let decoded: Vec<Result<Vec<Decoded>, InputError>> = if threads == 1 {
         vec![read.columns(&shares[0])]
     } else {

@@ -11,7 +11,7 @@
 //! The row group a worker reads is mapped into memory (no copy out of the page cache), and
 //! doubles and 64-bit integers without nulls are taken from the decoder without a copy.
 
-use crate::parquet_input::{arrow_values, batches, file_error, projection};
+use crate::parquet_input::{arrow_values, batches, file_error, projection, read_row_groups};
 use crate::streams::PartitionStreams;
 use crate::{HostError, InputBudget, InputError, Table};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -236,9 +236,11 @@ impl PartitionStreams for ParquetParts {
     }
     fn open(&self, g: usize) -> Result<crate::streams::Partitions<'_>, HostError> {
         let Some(slice_rows) = self.slice_rows else {
-            // a whole row group: read as `quiver run` reads one (its columns on all cores)
+            // a whole row group: read as `quiver run` reads one (its columns on all cores), with
+            // the metadata and the rows before it known
             let mut budget = InputBudget::from_limit();
-            let read = crate::read_parquet_within(&self.path, &self.role, &self.spec, Some(g), &mut budget);
+            let file = (self.path.as_path(), self.role.as_str(), &self.spec);
+            let read = read_row_groups(file, &self.meta, &[g], self.groups[g].1, &mut budget);
             return Ok(Box::new(std::iter::once(read.map(|t| vec![t]).map_err(HostError::from))));
         };
         let reader = self.reader(g, slice_rows)?;
