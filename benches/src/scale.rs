@@ -93,7 +93,7 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
     let manifest = &host.get(method).map_err(|e| e.to_string())?.manifest;
     let part = || PartInput { role: role.into(), path: file.into(), row_group: None };
     let mut read_only = None;
-    let (seconds, cpu_seconds, result) = match source {
+    let ((seconds, cpu_seconds), result) = match source {
         Source::ByParts => {
             // as `quiver run` reads a Parquet input by parts: slices on every core where the
             // method may cut the table anywhere, the row groups one at a time otherwise
@@ -104,21 +104,21 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
                     .map_err(|e| e.to_string())?;
             let workers = if parts.sliced() { cores } else { 1 };
             // the file alone: every partition read and dropped on the same workers (what decoding costs)
-            let t = Instant::now();
-            read_streams(&parts, workers)?;
-            read_only = Some(t.elapsed().as_secs_f64());
-            let (t, cpu) = (Instant::now(), cpu_seconds());
-            let out = host.run_streams(method, &params, Vec::new(), &parts, workers, RunContext::default(), None);
-            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
-            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?.into_json())
+            let (read, done) = timed(|| read_streams(&parts, workers));
+            done?;
+            read_only = Some(read.0);
+            let (spent, out) =
+                timed(|| host.run_streams(method, &params, Vec::new(), &parts, workers, RunContext::default(), None));
+            (spent, out.map_err(|e| format!("{name}: {e}"))?.into_json())
         }
         Source::WholeFile => {
-            let (t, cpu) = (Instant::now(), cpu_seconds());
-            let tables = quiver_host::read_partition(manifest, &[part()]).map_err(|e| e.to_string())?;
-            read_only = Some(t.elapsed().as_secs_f64());
-            let out = host.run(method, &params, &tables, RunContext::default());
-            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
-            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?)
+            let (spent, out) = timed(|| {
+                let t = Instant::now();
+                let tables = quiver_host::read_partition(manifest, &[part()]).map_err(|e| e.to_string())?;
+                read_only = Some(t.elapsed().as_secs_f64());
+                host.run(method, &params, &tables, RunContext::default()).map_err(|e| format!("{name}: {e}"))
+            });
+            (spent, out?)
         }
         Source::InMemory => {
             let mut all: Option<Table> = None;
@@ -129,10 +129,8 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
                 }
             }
             let table = all.ok_or("no rows")?;
-            let (t, cpu) = (Instant::now(), cpu_seconds());
-            let out = host.run(method, &params, std::slice::from_ref(&table), RunContext::default());
-            let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
-            (t.elapsed().as_secs_f64(), cpu, out.map_err(|e| format!("{name}: {e}"))?)
+            let (spent, out) = timed(|| host.run(method, &params, std::slice::from_ref(&table), RunContext::default()));
+            (spent, out.map_err(|e| format!("{name}: {e}"))?)
         }
     };
     let estimate = if method == "ope" { result["dr"]["estimate"].clone() } else { result["j"].clone() };
@@ -142,18 +140,31 @@ pub(crate) fn scale_case(host: &Host, k: usize, n: usize, file: &Path) -> Result
     )
 }
 
-/// Every partition of `streams` read and dropped, stream `g` by worker `g % workers`.
+/// `f`'s value, its seconds and the CPU seconds this process spent meanwhile (all threads).
+fn timed<T>(f: impl FnOnce() -> T) -> ((f64, Option<f64>), T) {
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let out = f();
+    let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+    ((t.elapsed().as_secs_f64(), cpu), out)
+}
+
+/// Every partition of `streams` read and dropped, each of `workers` threads taking the next
+/// stream not yet taken (as [`Host::run_streams`] does).
 fn read_streams(streams: &dyn quiver_host::PartitionStreams, workers: usize) -> Result<(), String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
-            .map(|t| {
-                scope.spawn(move || -> Result<(), String> {
-                    for g in (t..streams.streams()).step_by(workers) {
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if g >= streams.streams() {
+                            return Ok(());
+                        }
                         for p in streams.open(g).map_err(|e| e.to_string())? {
                             drop(p.map_err(|e| e.to_string())?);
                         }
                     }
-                    Ok(())
                 })
             })
             .collect();
