@@ -27,6 +27,51 @@ impl Default for AdamConfig {
     }
 }
 
+/// The scalars of Adam's t-th step, in the network's float: the decays β₁, β₂, the clipping
+/// scale, ε, the bias-corrected step size lr/(1 − β₁ᵗ) and √(1 − β₂ᵗ) — one computation for the
+/// CPU step and the GPU kernel, so that both round alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamScalars<T> {
+    /// β₁.
+    pub b1: T,
+    /// β₂.
+    pub b2: T,
+    /// The factor the gradient is scaled by (clipping; 1 without).
+    pub scale: T,
+    /// ε.
+    pub eps: T,
+    /// lr/(1 − β₁ᵗ).
+    pub step_size: T,
+    /// √(1 − β₂ᵗ).
+    pub sqrt_bc2: T,
+}
+
+impl AdamConfig {
+    /// The factor a gradient of global norm `norm` is scaled by: max/(norm + 1e-6) past
+    /// `max_grad_norm` (as `torch.nn.utils.clip_grad_norm_`), else 1.
+    pub fn clip_scale(&self, norm: f64) -> f64 {
+        match self.max_grad_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        }
+    }
+
+    /// The scalars of step `t` (1-based) with the gradient scaled by `scale`.
+    pub fn scalars<T: Real>(&self, t: u64, scale: f64) -> AdamScalars<T> {
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        let (bc1, bc2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
+        let f = |x: f64| T::from_f64(x).unwrap_or_else(T::zero);
+        AdamScalars {
+            b1: f(self.beta1),
+            b2: f(self.beta2),
+            scale: f(scale),
+            eps: f(self.eps),
+            step_size: f(self.lr / bc1),
+            sqrt_bc2: f(bc2.sqrt()),
+        }
+    }
+}
+
 /// Adam's state for one parameter vector.
 #[derive(Debug, Clone)]
 pub struct Adam<T> {
@@ -63,17 +108,9 @@ impl<T: Real> Adam<T> {
         let partial: Vec<f64> =
             grad.par_chunks(CHUNK).map(|g| g.iter().map(|&x| x.to_f64().unwrap_or(f64::NAN).powi(2)).sum()).collect();
         let norm = partial.iter().sum::<f64>().sqrt();
-        let scale = match self.config.max_grad_norm {
-            Some(max) if norm > max => max / (norm + 1e-6),
-            _ => 1.0,
-        };
         self.steps += 1;
-        let c = self.config;
-        let t = self.steps as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        let f = |x: f64| T::from_f64(x).unwrap_or_else(T::zero);
-        let (b1, b2, scale, eps) = (f(c.beta1), f(c.beta2), f(scale), f(c.eps));
-        let (step_size, sqrt_bc2) = (f(c.lr / bc1), f(bc2.sqrt()));
+        let AdamScalars { b1, b2, scale, eps, step_size, sqrt_bc2 } =
+            self.config.scalars::<T>(self.steps, self.config.clip_scale(norm));
         let one = T::one();
         params
             .par_chunks_mut(CHUNK)

@@ -20,6 +20,9 @@ pub enum NnError {
         /// What is wrong.
         why: String,
     },
+    /// The GPU (its driver, NVRTC or cuBLAS) failed or is not usable.
+    #[error("GPU: {0}")]
+    Device(String),
 }
 
 impl Classify for NnError {
@@ -28,6 +31,7 @@ impl Classify for NnError {
             NnError::Size(_) => ErrorClass::InvalidParameter,
             NnError::Memory(_) => ErrorClass::Unsupported,
             NnError::Checkpoint { .. } => ErrorClass::InvalidInput,
+            NnError::Device(_) => ErrorClass::Device,
         }
     }
 }

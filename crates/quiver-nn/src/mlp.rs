@@ -39,15 +39,15 @@ pub struct MlpSpec {
 
 /// Where one layer's parameters lie in the flat vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LayerAt {
-    fan_in: usize,
-    fan_out: usize,
+pub(crate) struct LayerAt {
+    pub(crate) fan_in: usize,
+    pub(crate) fan_out: usize,
     /// Offset of the weights, `fan_in × fan_out`, row-major (input-major).
-    w: usize,
+    pub(crate) w: usize,
     /// Offset of the biases.
-    b: usize,
+    pub(crate) b: usize,
     /// Offset of the layer norm's gain (its shift follows), when the layer is normalised.
-    norm: Option<usize>,
+    pub(crate) norm: Option<usize>,
 }
 
 impl MlpSpec {
@@ -73,7 +73,7 @@ impl MlpSpec {
         Ok(())
     }
 
-    fn layout(&self) -> (Vec<LayerAt>, usize) {
+    pub(crate) fn layout(&self) -> (Vec<LayerAt>, usize) {
         let mut at = 0;
         let mut layers = Vec::with_capacity(self.hidden.len() + 1);
         let mut fan_in = self.inputs;
