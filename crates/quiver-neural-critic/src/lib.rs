@@ -297,10 +297,10 @@ pub fn answer(
 ) -> Result<Vec<f64>, PluginError> {
     let scale = |v: Vec<f64>| v.into_iter().map(|x| x * value_scale).collect::<Vec<f64>>();
     match tables.opt("queries") {
-        None => Ok(scale(net.values(data, &data.s, At::Logged).map_err(internal)?)),
+        None => Ok(scale(net.values(data, &data.s, At::Logged)?)),
         Some(qt) => {
             let (q, at) = read_queries(&qt, data, false)?;
-            let v = scale(net.values(&q, &q.s, at).map_err(internal)?);
+            let v = scale(net.values(&q, &q.s, at)?);
             out["values"] = json!(v);
             Ok(v)
         }
@@ -321,8 +321,7 @@ pub fn answer_with_value(
     let (queries, at) = read_queries(&qt, data, true)?;
     // Q at given actions from the critic; V from the value network (which reads no action)
     let net = if matches!(at, At::Logged) { q } else { v };
-    let values: Vec<f64> =
-        net.values(&queries, &queries.s, at).map_err(internal)?.into_iter().map(|x| x * value_scale).collect();
+    let values: Vec<f64> = net.values(&queries, &queries.s, at)?.into_iter().map(|x| x * value_scale).collect();
     out["values"] = json!(values);
     Ok(values)
 }

@@ -5,8 +5,12 @@
 //! that unit).
 
 use crate::data::{Actions, Matrix, NeuralData};
+use crate::internal;
 use crate::settings::NetworkSettings;
+use quiver_nn::cuda::CudaBackend;
+use quiver_nn::device::{self, DeviceNets};
 use quiver_nn::{Adam, AdamConfig, Mlp, MlpSpec, NnError, Tape};
+use quiver_sdk::abi::{Device, PluginError};
 
 /// How a network's inputs are put together and its outputs read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,41 +85,83 @@ enum Pass {
     Eval,
 }
 
+/// Where the networks are trained: the CPU (the parameters in [`QNet::online`] and
+/// [`QNet::target`], Adam's moments and the tapes beside them) or an NVIDIA GPU (all of it on the
+/// device; [`QNet::to_host`] copies the parameters back).
+/// (The CPU's state is a few vectors' headers; the variants' sizes matter nothing for a handful of
+/// networks a run.)
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    Cpu { adam: Adam<f32>, tape: Tape<f32>, target_tape: Tape<f32>, eval_tape: Tape<f32>, grad: Vec<f32> },
+    Cuda(Box<DeviceNets<CudaBackend>>),
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Cpu { .. } => "Engine::Cpu",
+            Engine::Cuda(_) => "Engine::Cuda",
+        })
+    }
+}
+
+fn device_error(e: NnError) -> PluginError {
+    quiver_sdk::plugin_error(e)
+}
+
 /// A Q network, its Polyak-averaged target, Adam, and the buffers of a step.
 #[derive(Debug)]
 pub struct QNet {
     /// The head.
     pub head: Head,
-    /// The network trained.
+    /// The network trained (on a GPU: as of the last [`QNet::to_host`]).
     pub online: Mlp<f32>,
-    /// Its target copy θ̄ (updated by Polyak averaging).
+    /// Its target copy θ̄ (updated by Polyak averaging; on a GPU as of the last [`QNet::to_host`]).
     pub target: Mlp<f32>,
-    adam: Adam<f32>,
-    tape: Tape<f32>,
-    target_tape: Tape<f32>,
-    eval_tape: Tape<f32>,
-    grad: Vec<f32>,
+    engine: Engine,
     x: Vec<f32>,
     rows: Vec<u32>,
 }
 
 impl QNet {
-    /// A network and target given (a checkpoint's).
+    /// A network and target given (a checkpoint's), trained on the CPU.
     pub fn from_networks(head: Head, online: Mlp<f32>, target: Mlp<f32>, settings: &NetworkSettings) -> QNet {
         let adam = Adam::new(AdamConfig { lr: settings.lr, ..Default::default() }, online.params.len());
         let grad = vec![0.0; online.params.len()];
-        QNet {
-            head,
-            online,
-            target,
-            adam,
-            tape: Tape::new(),
-            target_tape: Tape::new(),
-            eval_tape: Tape::new(),
-            grad,
-            x: Vec::new(),
-            rows: Vec::new(),
+        let engine = Engine::Cpu { adam, tape: Tape::new(), target_tape: Tape::new(), eval_tape: Tape::new(), grad };
+        QNet { head, online, target, engine, x: Vec::new(), rows: Vec::new() }
+    }
+
+    /// This network trained on `device`: on CUDA its parameters, target and Adam's state move to the
+    /// GPU (before any step: Adam starts there at step 0).
+    pub fn on(mut self, device: Device) -> Result<QNet, PluginError> {
+        if device == Device::Cuda {
+            let Engine::Cpu { adam, .. } = &self.engine else { return Ok(self) };
+            let config = adam.config;
+            let backend = CudaBackend::new().map_err(device_error)?;
+            let nets = DeviceNets::new(backend, &self.online, &self.target, config).map_err(device_error)?;
+            self.engine = Engine::Cuda(Box::new(nets));
         }
+        Ok(self)
+    }
+
+    /// The device the networks are trained on.
+    pub fn device(&self) -> Device {
+        match self.engine {
+            Engine::Cpu { .. } => Device::Cpu,
+            Engine::Cuda(_) => Device::Cuda,
+        }
+    }
+
+    /// Copy the parameters trained on a GPU into [`QNet::online`] and [`QNet::target`] (for a
+    /// checkpoint or a summary); nothing to do on the CPU.
+    pub fn to_host(&mut self) -> Result<(), PluginError> {
+        if let Engine::Cuda(nets) = &self.engine {
+            let (online, target) = nets.parameters().map_err(device_error)?;
+            self.online.params = online;
+            self.target.params = target;
+        }
+        Ok(())
     }
 
     /// Fill `x` with the inputs of `rows` at `states` (and, for a state-action head, their actions).
@@ -161,11 +207,21 @@ impl QNet {
 
     /// The outputs of the network `pass` runs on inputs `x` (rows × inputs); a training pass keeps
     /// its tape for the step (and the rows it read, for [`QNet::step`]).
-    fn run(&mut self, pass: Pass, x: &[f32], rows: usize) -> Vec<f32> {
-        match pass {
-            Pass::Train => self.online.forward(&mut self.tape, x, rows).to_vec(),
-            Pass::Target => self.target.forward(&mut self.target_tape, x, rows).to_vec(),
-            Pass::Eval => self.online.forward(&mut self.eval_tape, x, rows).to_vec(),
+    fn run(&mut self, pass: Pass, x: &[f32], rows: usize) -> Result<Vec<f32>, PluginError> {
+        match &mut self.engine {
+            Engine::Cpu { tape, target_tape, eval_tape, .. } => Ok(match pass {
+                Pass::Train => self.online.forward(tape, x, rows).to_vec(),
+                Pass::Target => self.target.forward(target_tape, x, rows).to_vec(),
+                Pass::Eval => self.online.forward(eval_tape, x, rows).to_vec(),
+            }),
+            Engine::Cuda(nets) => {
+                let pass = match pass {
+                    Pass::Train => device::Pass::Train,
+                    Pass::Target => device::Pass::Target,
+                    Pass::Eval => device::Pass::Eval,
+                };
+                nets.forward(pass, x, rows).map_err(device_error)
+            }
         }
     }
 
@@ -177,8 +233,8 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
-        let actions = self.action_rows(data, at)?;
+    ) -> Result<Vec<f32>, PluginError> {
+        let actions = self.action_rows(data, at).map_err(internal)?;
         self.inputs(states, rows, actions);
         if pass == Pass::Train {
             self.rows.clear();
@@ -187,7 +243,7 @@ impl QNet {
         let x = std::mem::take(&mut self.x);
         let out = self.run(pass, &x, rows.len());
         self.x = x;
-        Ok(out)
+        out
     }
 
     /// Q of the **online** network at `rows` of `states` and the actions `at` names, keeping the
@@ -198,9 +254,9 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
+    ) -> Result<Vec<f32>, PluginError> {
         let out = self.raw(Pass::Train, data, states, rows, at)?;
-        self.read(data, &out, rows, at)
+        self.read(data, &out, rows, at).map_err(internal)
     }
 
     /// Q of the **target** network at `rows` of `states` and the actions `at` names.
@@ -210,9 +266,9 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
+    ) -> Result<Vec<f32>, PluginError> {
         let out = self.raw(Pass::Target, data, states, rows, at)?;
-        self.read(data, &out, rows, at)
+        self.read(data, &out, rows, at).map_err(internal)
     }
 
     /// Q of the **online** network at `rows` of `states` and the actions `at` names, without
@@ -223,9 +279,9 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
+    ) -> Result<Vec<f32>, PluginError> {
         let out = self.raw(Pass::Eval, data, states, rows, at)?;
-        self.read(data, &out, rows, at)
+        self.read(data, &out, rows, at).map_err(internal)
     }
 
     /// The online network's outputs at `rows` of `states` (with, for a state-action head, the
@@ -236,7 +292,7 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
+    ) -> Result<Vec<f32>, PluginError> {
         self.raw(Pass::Train, data, states, rows, at)
     }
 
@@ -247,36 +303,42 @@ impl QNet {
         states: &Matrix,
         rows: &[u32],
         at: At,
-    ) -> Result<Vec<f32>, &'static str> {
+    ) -> Result<Vec<f32>, PluginError> {
         self.raw(Pass::Target, data, states, rows, at)
     }
 
     /// The online network's outputs on `rows` rows of inputs `x` the caller assembled, keeping the
     /// tape for [`QNet::step_raw`].
-    pub fn online_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn online_on(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, PluginError> {
         self.run(Pass::Train, x, rows)
     }
 
     /// The target network's outputs on inputs `x`, as [`QNet::online_on`].
-    pub fn target_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn target_on(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, PluginError> {
         self.run(Pass::Target, x, rows)
     }
 
     /// The online network's outputs on inputs `x`, without touching the step's tape.
-    pub fn eval_on(&mut self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn eval_on(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, PluginError> {
         self.run(Pass::Eval, x, rows)
     }
 
     /// One Adam step along the loss whose gradient in every output of the last
     /// [`QNet::online_raw`] (or [`QNet::online_on`]) is `dout`.
-    pub fn step_raw(&mut self, dout: &[f32]) {
-        self.online.backward(&mut self.tape, dout, &mut self.grad);
-        self.adam.step(&mut self.online.params, &self.grad);
+    pub fn step_raw(&mut self, dout: &[f32]) -> Result<(), PluginError> {
+        match &mut self.engine {
+            Engine::Cpu { adam, tape, grad, .. } => {
+                self.online.backward(tape, dout, grad);
+                adam.step(&mut self.online.params, grad);
+                Ok(())
+            }
+            Engine::Cuda(nets) => nets.step(dout).map_err(device_error),
+        }
     }
 
     /// One Adam step along the loss whose gradient in the values of the last
     /// [`QNet::online_q`] (at the logged actions) is `dq`.
-    pub fn step(&mut self, data: &NeuralData, dq: &[f32]) {
+    pub fn step(&mut self, data: &NeuralData, dq: &[f32]) -> Result<(), PluginError> {
         let outputs = self.online.spec().outputs;
         let mut dout = vec![0.0f32; self.rows.len() * outputs];
         match (&self.head, &data.actions) {
@@ -287,21 +349,30 @@ impl QNet {
             }
             _ => dout.copy_from_slice(dq),
         }
-        self.step_raw(&dout);
+        self.step_raw(&dout)
     }
 
     /// Set Adam's step size (the schedule's, at this step).
     pub fn set_lr(&mut self, lr: f64) {
-        self.adam.set_lr(lr);
+        match &mut self.engine {
+            Engine::Cpu { adam, .. } => adam.set_lr(lr),
+            Engine::Cuda(nets) => nets.set_lr(lr),
+        }
     }
 
     /// θ̄ ← θ̄ + τ(θ − θ̄).
-    pub fn polyak(&mut self, tau: f64) {
-        self.target.polyak_toward(&self.online, tau);
+    pub fn polyak(&mut self, tau: f64) -> Result<(), PluginError> {
+        match &mut self.engine {
+            Engine::Cpu { .. } => {
+                self.target.polyak_toward(&self.online, tau);
+                Ok(())
+            }
+            Engine::Cuda(nets) => nets.polyak(tau).map_err(device_error),
+        }
     }
 
     /// Q of the online network at every row of `states` (in batches), with `at`.
-    pub fn values(&mut self, data: &NeuralData, states: &Matrix, at: At) -> Result<Vec<f64>, &'static str> {
+    pub fn values(&mut self, data: &NeuralData, states: &Matrix, at: At) -> Result<Vec<f64>, PluginError> {
         let mut out = Vec::with_capacity(states.rows);
         let all: Vec<u32> = (0..states.rows as u32).collect();
         for rows in all.chunks(4096) {

@@ -14,7 +14,8 @@ fn device_err(e: impl std::fmt::Display) -> NnError {
 }
 
 fn dim(x: usize, what: &str) -> Result<i32, NnError> {
-    i32::try_from(x).map_err(|_| NnError::Size(format!("{what} = {x}: past the 2^31 that cuBLAS and the kernels index")))
+    i32::try_from(x)
+        .map_err(|_| NnError::Size(format!("{what} = {x}: past the 2^31 that cuBLAS and the kernels index")))
 }
 
 /// quiver-nn's kernels and cuBLAS on device 0.
@@ -58,7 +59,11 @@ impl CudaBackend {
     }
 
     fn rows_config(rows: usize) -> Result<LaunchConfig, NnError> {
-        Ok(LaunchConfig { grid_dim: (dim(rows, "rows")? as u32, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 })
+        Ok(LaunchConfig {
+            grid_dim: (dim(rows, "rows")? as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        })
     }
 }
 

@@ -165,7 +165,15 @@ impl<B: Backend> DeviceTape<B> {
         let norm = |per_row: bool| -> Result<Vec<B::Buf>, NnError> {
             spec.hidden
                 .iter()
-                .map(|&w| backend.alloc(if !spec.layer_norm { 1 } else if per_row { rows } else { rows * w }))
+                .map(|&w| {
+                    backend.alloc(if !spec.layer_norm {
+                        1
+                    } else if per_row {
+                        rows
+                    } else {
+                        rows * w
+                    })
+                })
                 .collect()
         };
         let widest = spec.hidden.iter().copied().chain([spec.inputs, spec.outputs]).max().unwrap_or(1);
@@ -296,7 +304,11 @@ impl<B: Backend> DeviceNets<B> {
             .ok_or_else(|| NnError::Size("a backward pass before a training forward pass".into()))?;
         let rows = tape.rows;
         if dout.len() != rows * self.spec.outputs {
-            return Err(NnError::Size(format!("{} output gradients for {rows} rows of {}", dout.len(), self.spec.outputs)));
+            return Err(NnError::Size(format!(
+                "{} output gradients for {rows} rows of {}",
+                dout.len(),
+                self.spec.outputs
+            )));
         }
         let backend = &self.backend;
         let [delta, spare, masked] = tape.back.as_mut().expect("the training tape keeps the backward buffers");

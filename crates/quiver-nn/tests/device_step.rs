@@ -87,7 +87,8 @@ impl Backend for Emulated {
             None => (unused.as_mut_ptr(), unused.as_mut_ptr()),
         };
         assert!(z.len() >= op.rows * op.width && params.len() >= op.bias + op.width);
-        let (zp, bias, gains) = (z.as_mut_ptr(), params[op.bias..].as_ptr(), params[op.norm.unwrap_or(op.bias)..].as_ptr());
+        let (zp, bias, gains) =
+            (z.as_mut_ptr(), params[op.bias..].as_ptr(), params[op.norm.unwrap_or(op.bias)..].as_ptr());
         let (has, relu) = (i32::from(op.norm.is_some()), i32::from(op.relu));
         // SAFETY: the buffers hold what the kernel reads and writes (DeviceNets sizes them).
         self.module
@@ -108,7 +109,8 @@ impl Backend for Emulated {
         op: RowOp,
         masked: &mut Vec<f32>,
     ) -> Result<(), NnError> {
-        type K = unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, *const f32, i32, i32, i32, *mut f32);
+        type K =
+            unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, *const f32, i32, i32, i32, *mut f32);
         // SAFETY: norm_backward's parameters (mlp.cu).
         let k: K = unsafe { self.module.function("norm_backward") }.unwrap();
         let n = op.rows * op.width;
@@ -253,7 +255,7 @@ fn compare<B: Backend>(backend: B, spec: MlpSpec, rows: usize, steps: usize, con
             let mut eval_tape = Tape::new();
             assert_near("online outputs", &q, &dq, 1e-5);
             assert_near("target outputs", &t, &dt, 1e-5);
-            assert_near("eval outputs", &online.forward(&mut eval_tape, &x_next, rows).to_vec(), &de, 1e-5);
+            assert_near("eval outputs", online.forward(&mut eval_tape, &x_next, rows), &de, 1e-5);
             assert_near("gradient", &grad, &dev.gradient().unwrap(), 1e-4);
         }
     }

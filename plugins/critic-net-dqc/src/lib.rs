@@ -81,19 +81,29 @@ fn specs(data: &NeuralData, s: &Settings) -> [MlpSpec; 3] {
 
 impl CriticNetDqc {
     /// V (the value network) at `rows` of `states`, in the networks' unit.
-    fn value(nets: &mut Nets, states: &quiver_neural_critic::data::Matrix, rows: &[u32]) -> Vec<f64> {
+    fn value(
+        nets: &mut Nets,
+        states: &quiver_neural_critic::data::Matrix,
+        rows: &[u32],
+    ) -> Result<Vec<f64>, PluginError> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(4096) {
             let x = chunks::states(states, chunk);
-            out.extend(nets.value.eval_on(&x, chunk.len()).into_iter().map(f64::from));
+            out.extend(nets.value.eval_on(&x, chunk.len())?.into_iter().map(f64::from));
         }
-        out
+        Ok(out)
     }
 }
 
 /// One step of the three regressions on `rows`: Q_d toward the chunk critic's target (κ_d), V
 /// toward Q_d (κ_b), the chunk critic toward the h-step targets with V.
-fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Settings) -> StepReport {
+fn step(
+    nets: &mut Nets,
+    data: &NeuralData,
+    w: &Windows,
+    rows: &[u32],
+    s: &Settings,
+) -> Result<StepReport, PluginError> {
     let b = rows.len();
     let bf = b as f32;
     let (kd, kb) = (s.kappa_d as f32, s.kappa_b as f32);
@@ -102,7 +112,7 @@ fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Setti
     let here = chunks::states(&data.s, rows);
     let mut loss = 0.0f64;
     let expectile_step = |net: &mut QNet, x: &[f32], toward: &[f32], kappa: f32, loss: &mut f64| {
-        let pred = net.online_on(x, b);
+        let pred = net.online_on(x, b)?;
         let d: Vec<f32> = toward
             .iter()
             .zip(&pred)
@@ -112,16 +122,16 @@ fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Setti
                 g / bf
             })
             .collect();
-        net.step_raw(&d);
+        net.step_raw(&d)
     };
-    let q_bar = nets.chunk.target_on(&full, b);
-    expectile_step(&mut nets.partial, &part, &q_bar, kd, &mut loss);
-    let q_d = nets.partial.eval_on(&part, b);
-    expectile_step(&mut nets.value, &here, &q_d, kb, &mut loss);
+    let q_bar = nets.chunk.target_on(&full, b)?;
+    expectile_step(&mut nets.partial, &part, &q_bar, kd, &mut loss)?;
+    let q_d = nets.partial.eval_on(&part, b)?;
+    expectile_step(&mut nets.value, &here, &q_d, kb, &mut loss)?;
     // the chunk critic: h-step targets bootstrapped from V at the window's last next state
     let last: Vec<u32> = rows.iter().map(|&t| w.last[t as usize]).collect();
-    let v_next = nets.value.eval_on(&chunks::states(&data.s_next, &last), b);
-    let q = nets.chunk.online_on(&full, b);
+    let v_next = nets.value.eval_on(&chunks::states(&data.s_next, &last), b)?;
+    let q = nets.chunk.online_on(&full, b)?;
     let mut largest = 0.0f32;
     let d: Vec<f32> = rows
         .iter()
@@ -134,9 +144,9 @@ fn step(nets: &mut Nets, data: &NeuralData, w: &Windows, rows: &[u32], s: &Setti
             2.0 * err / bf
         })
         .collect();
-    nets.chunk.step_raw(&d);
-    nets.chunk.polyak(s.common.polyak);
-    StepReport { loss: loss / f64::from(bf), largest }
+    nets.chunk.step_raw(&d)?;
+    nets.chunk.polyak(s.common.polyak)?;
+    Ok(StepReport { loss: loss / f64::from(bf), largest })
 }
 
 impl CriticImpl for CriticNetDqc {
@@ -150,10 +160,11 @@ impl CriticImpl for CriticNetDqc {
         let partial = start.network(NAMES[2], &p, seed(2))?;
         let value = start.network(NAMES[3], &v, seed(3))?;
         // the partial-chunk and value networks have no targets (their copies are never read)
+        let device = self.ctx.device();
         let mut nets = Nets {
-            chunk: QNet::from_networks(Head::Value, chunk, chunk_target, &st),
-            partial: QNet::from_networks(Head::Value, partial.clone(), partial, &st),
-            value: QNet::from_networks(Head::Value, value.clone(), value, &st),
+            chunk: QNet::from_networks(Head::Value, chunk, chunk_target, &st).on(device)?,
+            partial: QNet::from_networks(Head::Value, partial.clone(), partial, &st).on(device)?,
+            value: QNet::from_networks(Head::Value, value.clone(), value, &st).on(device)?,
         };
         let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let w = chunks::windows(&data, self.settings.h, st.gamma, scaling.value_scale);
@@ -163,17 +174,20 @@ impl CriticImpl for CriticNetDqc {
                 for net in [&mut nets.chunk, &mut nets.partial, &mut nets.value] {
                     net.set_lr(lr);
                 }
-                Ok(step(&mut nets, &data, &w, rows, &self.settings))
+                step(&mut nets, &data, &w, rows, &self.settings)
             })
         })
         .map_err(quiver_sdk::plugin_error)??;
+        for net in [&mut nets.chunk, &mut nets.partial, &mut nets.value] {
+            net.to_host()?;
+        }
         let last_step = first_step + st.steps as u64;
         if let Some(path) = &st.save {
             let all = [&nets.chunk.online, &nets.chunk.target, &nets.partial.online, &nets.value.online];
             let named: Vec<(&str, &quiver_nn::Mlp<f32>)> = NAMES.iter().copied().zip(all).collect();
             quiver_neural_critic::save(path, METHOD, &named, &scaling, last_step)?;
         }
-        let v0 = Self::value(&mut nets, &data.s, &data.first_rows);
+        let v0 = Self::value(&mut nets, &data.s, &data.first_rows)?;
         let j = v0.iter().sum::<f64>() / v0.len().max(1) as f64 * scaling.value_scale;
         let mut summary =
             quiver_neural_critic::summary(&data, Some(j), &nets.chunk.online, &st, first_step, &curve, &scaling);
@@ -194,7 +208,7 @@ impl CriticImpl for CriticNetDqc {
         let values: Vec<f64> = match tables.opt("queries") {
             None => {
                 let all: Vec<u32> = (0..f.data.n as u32).collect();
-                Self::value(&mut nets, &f.data.s, &all).into_iter().map(|v| v * unit).collect()
+                Self::value(&mut nets, &f.data.s, &all)?.into_iter().map(|v| v * unit).collect()
             }
             Some(qt) => {
                 let (q, at) = quiver_neural_critic::read_queries(&qt, &f.data, true)?;
@@ -204,7 +218,7 @@ impl CriticImpl for CriticNetDqc {
                     ));
                 }
                 let all: Vec<u32> = (0..q.n as u32).collect();
-                let v: Vec<f64> = Self::value(&mut nets, &q.s, &all).into_iter().map(|v| v * unit).collect();
+                let v: Vec<f64> = Self::value(&mut nets, &q.s, &all)?.into_iter().map(|v| v * unit).collect();
                 out["values"] = json!(v);
                 v
             }
@@ -234,6 +248,7 @@ impl Plugin for CriticNetDqcPlugin {
             .config::<Settings>()
             .table(data::transitions_table())
             .table(data::queries_table())
+            .cuda()
             .build()
     }
 

@@ -18,6 +18,7 @@
 use quiver_neural_critic::data::{Actions, NeuralData};
 use quiver_neural_critic::draws::{box_muller, pick, uniform};
 use quiver_neural_critic::qnet::{At, QNet};
+use quiver_sdk::abi::PluginError;
 
 /// The smallest spread, in the networks' value unit.
 pub const SIGMA_MIN: f32 = 1e-3;
@@ -73,7 +74,7 @@ pub fn targets(
     twin: bool,
     key: u64,
     step: u64,
-) -> Result<Targets, &'static str> {
+) -> Result<Targets, PluginError> {
     let k = head_actions(data);
     let used = if twin { critics.len() } else { 1 };
     let raws: Vec<Vec<f32>> = critics[..used]
@@ -125,7 +126,7 @@ pub fn step(
     t: &Targets,
     omega: f32,
     clip: f32,
-) -> Result<Stepped, &'static str> {
+) -> Result<Stepped, PluginError> {
     let k = head_actions(data);
     let raw = critic.online_raw(data, &data.s, rows, At::Logged)?;
     let b = rows.len() as f32;
@@ -149,6 +150,6 @@ pub fn step(
         variance += f64::from(var);
         largest = largest.max(q.abs());
     }
-    critic.step_raw(&dout);
+    critic.step_raw(&dout)?;
     Ok(Stepped { nll: nll / f64::from(b), variance: variance / f64::from(b), largest })
 }

@@ -56,11 +56,8 @@ pub struct CriticNetDsac {
 /// over the critics; in the networks' unit.
 fn moments(critics: &mut [QNet], data: &NeuralData, rows: &[u32], at: At) -> Result<Vec<(f64, f64)>, PluginError> {
     let k = head_actions(data);
-    let raws: Vec<Vec<f32>> = critics
-        .iter_mut()
-        .map(|c| c.online_raw(data, &data.s, rows, at))
-        .collect::<Result<_, _>>()
-        .map_err(internal)?;
+    let raws: Vec<Vec<f32>> =
+        critics.iter_mut().map(|c| c.online_raw(data, &data.s, rows, at)).collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (j, &i) in rows.iter().enumerate() {
         let i = i as usize;
@@ -109,7 +106,7 @@ impl CriticImpl for CriticNetDsac {
         let mut critics = Vec::with_capacity(count);
         for c in 0..count {
             let (online, target) = start.pair((NAMES[c], TARGETS[c]), &spec, st.seed ^ (c as u64 * 0x7477_696e))?;
-            critics.push(QNet::from_networks(head, online, target, &st));
+            critics.push(QNet::from_networks(head, online, target, &st).on(self.ctx.device())?);
         }
         let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let (gamma, clip, twin) = (st.gamma as f32, self.settings.clip as f32, self.settings.twin);
@@ -119,14 +116,13 @@ impl CriticImpl for CriticNetDsac {
         let mut omega: Option<f32> = None;
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
             train::run(&st, first_step, data.n, bound, &self.ctx, |step, lr, rows| {
-                let t =
-                    gaussian::targets(&mut critics, &data, rows, &reward, gamma, twin, key, step).map_err(internal)?;
+                let t = gaussian::targets(&mut critics, &data, rows, &reward, gamma, twin, key, step)?;
                 let (mut nll, mut variance, mut largest) = (0.0, 0.0, 0.0f32);
                 let w = omega.unwrap_or(1.0);
                 for critic in critics.iter_mut() {
                     critic.set_lr(lr);
-                    let s = gaussian::step(critic, &data, rows, &t, w, clip).map_err(internal)?;
-                    critic.polyak(st.polyak);
+                    let s = gaussian::step(critic, &data, rows, &t, w, clip)?;
+                    critic.polyak(st.polyak)?;
                     (nll, variance, largest) = (nll + s.nll, variance + s.variance, largest.max(s.largest));
                 }
                 let n = critics.len() as f64;
@@ -140,6 +136,9 @@ impl CriticImpl for CriticNetDsac {
             })
         })
         .map_err(quiver_sdk::plugin_error)??;
+        for critic in &mut critics {
+            critic.to_host()?;
+        }
         let last_step = first_step + st.steps as u64;
         if let Some(path) = &st.save {
             let mut nets = Vec::new();
@@ -194,6 +193,7 @@ impl Plugin for CriticNetDsacPlugin {
             .config::<Settings>()
             .table(data::transitions_table())
             .table(data::queries_table())
+            .cuda()
             .build()
     }
 

@@ -87,13 +87,13 @@ pub fn inputs(
 
 /// Integrate the velocity field `field` (outputs for inputs) from `x0` over `steps` steps, with
 /// the rows' inputs `base` (their t and x columns overwritten at each evaluation).
-pub fn integrate(
-    mut field: impl FnMut(&[f32], usize) -> Vec<f32>,
+pub fn integrate<E>(
+    mut field: impl FnMut(&[f32], usize) -> Result<Vec<f32>, E>,
     base: &mut [f32],
     x0: &[f32],
     steps: usize,
     integrator: Integrator,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, E> {
     let n = x0.len();
     let width = base.len() / n.max(1);
     let mut x = x0.to_vec();
@@ -107,15 +107,15 @@ pub fn integrate(
     };
     for k in 0..steps {
         let t = k as f32 * h;
-        let v = eval(t, &x, base);
+        let v = eval(t, &x, base)?;
         match integrator {
             Integrator::Euler => x.iter_mut().zip(&v).for_each(|(x, v)| *x += h * v),
             Integrator::Midpoint => {
                 let mid: Vec<f32> = x.iter().zip(&v).map(|(x, v)| x + 0.5 * h * v).collect();
-                let v2 = eval(t + 0.5 * h, &mid, base);
+                let v2 = eval(t + 0.5 * h, &mid, base)?;
                 x.iter_mut().zip(&v2).for_each(|(x, v)| *x += h * v);
             }
         }
     }
-    x
+    Ok(x)
 }

@@ -93,8 +93,13 @@ impl CriticNetFlow {
             let mut base: Vec<f32> = Vec::with_capacity(one.len() * m);
             (0..m).for_each(|_| base.extend_from_slice(&one));
             let x0: Vec<f32> = z.iter().flat_map(|&zk| std::iter::repeat_n(zk, rows.len())).collect();
-            let x1 =
-                integrate(|x, n| net.eval_on(x, n), &mut base, &x0, self.settings.flow_steps, self.settings.integrator);
+            let x1 = integrate(
+                |x, n| net.eval_on(x, n),
+                &mut base,
+                &x0,
+                self.settings.flow_steps,
+                self.settings.integrator,
+            )?;
             for (j, w) in weights.iter().enumerate() {
                 for k in 0..m {
                     let v = f64::from(x1[k * rows.len() + j]);
@@ -123,7 +128,7 @@ impl CriticImpl for CriticNetFlow {
         let st = self.settings.common.clone();
         let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Policy)?;
         let (online, target) = start.pair(("v", "v_target"), &spec(&start.data, &st), st.seed)?;
-        let mut net = QNet::from_networks(Head::Value, online, target, &st);
+        let mut net = QNet::from_networks(Head::Value, online, target, &st).on(self.ctx.device())?;
         let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         // a step trains on batch × interpolants rows: refused before allocating past the limit
         let rows = st.batch.saturating_mul(self.settings.interpolants);
@@ -145,7 +150,7 @@ impl CriticImpl for CriticNetFlow {
                 // TD targets: a draw of the next return, read out by the target network at π's action
                 let mut base = flow::inputs(&data, &data.s_next, rows, Which::Next, None, key, c0).map_err(internal)?;
                 let x0: Vec<f32> = (0..b).map(|j| flow::normal(key, c0 + (b + j) as u64)).collect();
-                let next = integrate(|x, n| net.target_on(x, n), &mut base, &x0, steps, integrator);
+                let next = integrate(|x, n| net.target_on(x, n), &mut base, &x0, steps, integrator)?;
                 let y: Vec<f32> = rows
                     .iter()
                     .zip(&next)
@@ -168,7 +173,7 @@ impl CriticImpl for CriticNetFlow {
                         want.push(y[j] - z);
                     }
                 }
-                let v = net.online_on(&x, b * n_t);
+                let v = net.online_on(&x, b * n_t)?;
                 let scale = 2.0 / (b * n_t) as f32;
                 let mut loss = 0.0f64;
                 let dout: Vec<f32> = v
@@ -179,13 +184,14 @@ impl CriticImpl for CriticNetFlow {
                         scale * (v - w)
                     })
                     .collect();
-                net.step_raw(&dout);
-                net.polyak(st.polyak);
+                net.step_raw(&dout)?;
+                net.polyak(st.polyak)?;
                 let largest = next.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 Ok(StepReport { loss: loss / (b * n_t) as f64, largest })
             })
         })
         .map_err(quiver_sdk::plugin_error)??;
+        net.to_host()?;
         let last_step = first_step + st.steps as u64;
         if let Some(path) = &st.save {
             quiver_neural_critic::save(
@@ -241,6 +247,7 @@ impl Plugin for CriticNetFlowPlugin {
             .config::<Settings>()
             .table(data::transitions_table())
             .table(data::queries_table())
+            .cuda()
             .build()
     }
 

@@ -12,7 +12,13 @@ use std::path::Path;
 const METHOD: &str = "critic-net-flow";
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Value {
-    testing::host().run(METHOD, &testing::params(params), tables, testing::cpu()).unwrap()
+    run_on(testing::Device::Cpu, tables, params)
+}
+
+fn run_on(device: testing::Device, tables: &[Table], params: &[(&str, Value)]) -> Value {
+    let v = testing::host().run(METHOD, &testing::params(params), tables, testing::ctx(device)).unwrap();
+    assert_eq!(v["device"], json!(device.name()), "the result names the device it trained on");
+    v
 }
 
 fn column(v: &Value, key: &str) -> Vec<f64> {
@@ -23,40 +29,42 @@ fn largest_gap(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
-/// With the midpoint rule (the default), the read-out's mean within 5 % of max|Q| of the exact
-/// Q^π at every pair and its standard deviation within 10 % of the largest exact one (measured, 3 000
-/// steps of 512 rows: 3.1 % and 4.1 %; with 2 048 rows 1.4 % and 4.8 % — the mean is learned from
-/// single draws of the next return, so it carries their whole variance, where FQE's expected targets
-/// do not). With Euler's method the mean is as close (3.8 %), but at 10 steps each read-out narrows
-/// the distribution (a Gaussian's spread by ~13 %), and the targets compound it: the spread comes
-/// out narrower than the midpoint rule's at every pair, as documented.
-#[test]
-fn the_read_out_converges_to_the_exact_q_and_the_midpoint_rule_to_the_spread() {
-    let c = one_hot_case();
-    let (q, sd) = (c.exact_q(), c.exact_sd());
-    let (q_scale, sd_scale) = (q.iter().fold(0.0f64, |m, x| m.max(x.abs())), sd.iter().fold(0.0f64, |m, x| m.max(*x)));
-    let mut spreads = Vec::new();
-    for integrator in ["midpoint", "euler"] {
-        let params = [
-            ("hidden", json!(64)),
-            ("steps", json!(3000)),
-            ("batch", json!(512)),
-            ("lr", json!(1e-3)),
-            ("polyak", json!(0.02)),
-            ("integrator", json!(integrator)),
-        ];
-        let v = run(&[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &params);
-        let (got_q, got_sd) = (column(&v, "values"), column(&v, "sd"));
-        let q_gap = largest_gap(&got_q, &q);
-        assert!(q_gap <= 0.05 * q_scale, "{integrator}: Q largest error {q_gap} of {q_scale}: {got_q:?} vs {q:?}");
-        spreads.push(got_sd);
+quiver_testing::device_test!(
+    /// With the midpoint rule (the default), the read-out's mean within 5 % of max|Q| of the exact
+    /// Q^π at every pair and its standard deviation within 10 % of the largest exact one (measured, 3 000
+    /// steps of 512 rows: 3.1 % and 4.1 %; with 2 048 rows 1.4 % and 4.8 % — the mean is learned from
+    /// single draws of the next return, so it carries their whole variance, where FQE's expected targets
+    /// do not). With Euler's method the mean is as close (3.8 %), but at 10 steps each read-out narrows
+    /// the distribution (a Gaussian's spread by ~13 %), and the targets compound it: the spread comes
+    /// out narrower than the midpoint rule's at every pair, as documented.
+    the_read_out_converges_to_the_exact_q_and_the_midpoint_rule_to_the_spread,
+    |device| {
+        let c = one_hot_case();
+        let (q, sd) = (c.exact_q(), c.exact_sd());
+        let (q_scale, sd_scale) = (q.iter().fold(0.0f64, |m, x| m.max(x.abs())), sd.iter().fold(0.0f64, |m, x| m.max(*x)));
+        let mut spreads = Vec::new();
+        for integrator in ["midpoint", "euler"] {
+            let params = [
+                ("hidden", json!(64)),
+                ("steps", json!(3000)),
+                ("batch", json!(512)),
+                ("lr", json!(1e-3)),
+                ("polyak", json!(0.02)),
+                ("integrator", json!(integrator)),
+            ];
+            let v = run_on(device, &[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &params);
+            let (got_q, got_sd) = (column(&v, "values"), column(&v, "sd"));
+            let q_gap = largest_gap(&got_q, &q);
+            assert!(q_gap <= 0.05 * q_scale, "{integrator}: Q largest error {q_gap} of {q_scale}: {got_q:?} vs {q:?}");
+            spreads.push(got_sd);
+        }
+        let sd_gap = largest_gap(&spreads[0], &sd);
+        assert!(sd_gap <= 0.10 * sd_scale, "midpoint: sd largest error {sd_gap} of {sd_scale}: {:?} vs {sd:?}", spreads[0]);
+        for (m, e) in spreads[0].iter().zip(&spreads[1]) {
+            assert!(e < m, "Euler's spread {e} not narrower than the midpoint rule's {m}");
+        }
     }
-    let sd_gap = largest_gap(&spreads[0], &sd);
-    assert!(sd_gap <= 0.10 * sd_scale, "midpoint: sd largest error {sd_gap} of {sd_scale}: {:?} vs {sd:?}", spreads[0]);
-    for (m, e) in spreads[0].iter().zip(&spreads[1]) {
-        assert!(e < m, "Euler's spread {e} not narrower than the midpoint rule's {m}");
-    }
-}
+);
 
 /// Continuous actions: the linear policy a = −0.5 s on s′ = 0.9 s + 0.5 a + N(0, 0.1²),
 /// r = −(s² + 0.1 a²), logged with N(0, 0.3²) dithering (the built-in example's data and

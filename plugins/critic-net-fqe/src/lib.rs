@@ -50,7 +50,7 @@ impl CriticImpl for CriticNetFqe {
         let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Policy)?;
         let head = Head::of(&start.data);
         let (online, target) = start.pair(("q", "q_target"), &head.spec(start.data.s.cols, &st), st.seed)?;
-        let mut net = QNet::from_networks(head, online, target, &st);
+        let mut net = QNet::from_networks(head, online, target, &st).on(self.ctx.device())?;
         let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let gamma = st.gamma as f32;
         let reward = scaling.rewards(&data.r);
@@ -58,8 +58,8 @@ impl CriticImpl for CriticNetFqe {
         let curve = quiver_numerics::with_threads(self.ctx.threads(), || {
             train::run(&st, first_step, data.n, bound, &self.ctx, |_, lr, rows| {
                 net.set_lr(lr);
-                let q = net.online_q(&data, &data.s, rows, At::Logged).map_err(internal)?;
-                let next = net.target_q(&data, &data.s_next, rows, At::PolicyNext).map_err(internal)?;
+                let q = net.online_q(&data, &data.s, rows, At::Logged)?;
+                let next = net.target_q(&data, &data.s_next, rows, At::PolicyNext)?;
                 let b = rows.len() as f32;
                 let (mut loss, mut largest) = (0.0f64, 0.0f32);
                 let dq: Vec<f32> = rows
@@ -74,12 +74,13 @@ impl CriticImpl for CriticNetFqe {
                         2.0 * err / b
                     })
                     .collect();
-                net.step(&data, &dq);
-                net.polyak(st.polyak);
+                net.step(&data, &dq)?;
+                net.polyak(st.polyak)?;
                 Ok(StepReport { loss: loss / f64::from(b), largest })
             })
         })
         .map_err(quiver_sdk::plugin_error)??;
+        net.to_host()?;
         let last_step = first_step + st.steps as u64;
         if let Some(path) = &st.save {
             quiver_neural_critic::save(
@@ -126,6 +127,7 @@ impl Plugin for CriticNetFqePlugin {
             .config::<Settings>()
             .table(data::transitions_table())
             .table(data::queries_table())
+            .cuda()
             .build()
     }
 

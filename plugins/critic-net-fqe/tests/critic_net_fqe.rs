@@ -12,7 +12,15 @@ use std::path::Path;
 const METHOD: &str = "critic-net-fqe";
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Result<Value, quiver_host::HostError> {
-    testing::host().run(METHOD, &testing::params(params), tables, testing::cpu())
+    run_on(testing::Device::Cpu, tables, params)
+}
+
+fn run_on(
+    device: testing::Device,
+    tables: &[Table],
+    params: &[(&str, Value)],
+) -> Result<Value, quiver_host::HostError> {
+    testing::host().run(METHOD, &testing::params(params), tables, testing::ctx(device))
 }
 
 fn small(extra: &[(&str, Value)]) -> Vec<(&'static str, Value)> {
@@ -35,29 +43,40 @@ fn values(v: &Value) -> Vec<f64> {
     v["values"].as_array().expect("values").iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
-/// 5 states one-hot, 3 actions, 300 episodes of at most 30 steps (about 8 000 rows, rewards with
-/// noise of sd 0.5): the largest error over the 15 pairs is within 2 % of the largest |Q| (measured
-/// 0.6 %: 0.0072 of 1.197; with batches of 256 rows instead of 2048 about 1.2 %, the minibatches'
-/// noise, which more rows per step or more steps average away).
-#[test]
-fn it_converges_to_the_exact_q_of_the_empirical_model() {
-    let c = one_hot_case();
-    let exact = c.exact_q();
-    let v = run(&[c.data.clone(), pair_queries(&all_pairs(5, 3), 5)], &small(&[])).unwrap();
-    let q = values(&v);
-    let scale = exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let worst = q.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst <= 0.02 * scale, "largest error {worst} against max |Q| = {scale}: {q:?} vs {:?}", exact);
-    // J: the mean over episodes of V(s0) = sum_a pi(a|s0) Q(s0, a)
-    let starts: Vec<usize> = {
-        let (ep, s) = (ints(&c.log, "episode"), ints(&c.log, "s"));
-        (0..ep.len()).filter(|&i| i == 0 || ep[i] != ep[i - 1]).map(|i| s[i] as usize).collect()
-    };
-    let v0 = c.mdp.v(&c.pi, &exact);
-    let j = starts.iter().map(|&s| v0[s]).sum::<f64>() / starts.len() as f64;
-    let got = v["j"].as_f64().expect("j");
-    assert!((got - j).abs() <= 0.02 * scale, "J {got} vs {j}");
-}
+quiver_testing::device_test!(
+    /// 5 states one-hot, 3 actions, 300 episodes of at most 30 steps (about 8 000 rows, rewards with
+    /// noise of sd 0.5): the largest error over the 15 pairs is within 2 % of the largest |Q| (measured
+    /// 0.6 %: 0.0072 of 1.197; with batches of 256 rows instead of 2048 about 1.2 %, the minibatches'
+    /// noise, which more rows per step or more steps average away).
+    it_converges_to_the_exact_q_of_the_empirical_model,
+    |device| {
+        let c = one_hot_case();
+        let exact = c.exact_q();
+        let tables = [c.data.clone(), pair_queries(&all_pairs(5, 3), 5)];
+        let v = run_on(device, &tables, &small(&[])).unwrap();
+        assert_eq!(v["device"], json!(device.name()), "the result names the device it trained on");
+        let q = values(&v);
+        let scale = exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let worst = q.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 0.02 * scale, "largest error {worst} against max |Q| = {scale}: {q:?} vs {:?}", exact);
+        // J: the mean over episodes of V(s0) = sum_a pi(a|s0) Q(s0, a)
+        let starts: Vec<usize> = {
+            let (ep, s) = (ints(&c.log, "episode"), ints(&c.log, "s"));
+            (0..ep.len()).filter(|&i| i == 0 || ep[i] != ep[i - 1]).map(|i| s[i] as usize).collect()
+        };
+        let v0 = c.mdp.v(&c.pi, &exact);
+        let j = starts.iter().map(|&s| v0[s]).sum::<f64>() / starts.len() as f64;
+        let got = v["j"].as_f64().expect("j");
+        assert!((got - j).abs() <= 0.02 * scale, "J {got} vs {j}");
+        if device == testing::Device::Cuda {
+            // the same minibatches and initial weights: the two trainings differ by the order of
+            // float sums only
+            let cpu = values(&run(&tables, &small(&[])).unwrap());
+            let apart = q.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(apart <= 0.005 * scale, "CUDA and CPU trainings {apart} apart (max |Q| = {scale})");
+        }
+    }
+);
 
 /// A linear-quadratic system s′ = A s + B a + w (w ~ N(0, σ²)), r = −(s² + ρ a²), whose V^π is
 /// exactly quadratic.

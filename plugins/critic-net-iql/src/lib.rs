@@ -58,10 +58,10 @@ impl CriticImpl for CriticNetIql {
         let mut start = quiver_neural_critic::start(&tables.get("transitions")?, &st, METHOD, data::Needs::Actions)?;
         let (head, dim) = (Head::of(&start.data), start.data.s.cols);
         let (online, target) = start.pair(("q", "q_target"), &head.spec(dim, &st), st.seed)?;
-        let mut q = QNet::from_networks(head, online, target, &st);
+        let mut q = QNet::from_networks(head, online, target, &st).on(self.ctx.device())?;
         // the value network's own stream of initial weights (it has no target)
         let v_net = start.network("v", &Head::Value.spec(dim, &st), st.seed ^ 0x5641_4c55_4500_0000)?;
-        let mut v = QNet::from_networks(Head::Value, v_net.clone(), v_net, &st);
+        let mut v = QNet::from_networks(Head::Value, v_net.clone(), v_net, &st).on(self.ctx.device())?;
         let quiver_neural_critic::Start { data, scaling, first_step, .. } = start;
         let (gamma, tau) = (st.gamma as f32, self.settings.tau as f32);
         let reward = scaling.rewards(&data.r);
@@ -72,8 +72,8 @@ impl CriticImpl for CriticNetIql {
                 v.set_lr(lr);
                 let b = rows.len() as f32;
                 // V: the τ-expectile of the target critic at the logged actions
-                let q_bar = q.target_q(&data, &data.s, rows, At::Logged).map_err(internal)?;
-                let vs = v.online_q(&data, &data.s, rows, At::Logged).map_err(internal)?;
+                let q_bar = q.target_q(&data, &data.s, rows, At::Logged)?;
+                let vs = v.online_q(&data, &data.s, rows, At::Logged)?;
                 let mut v_loss = 0.0f64;
                 let dv: Vec<f32> = q_bar
                     .iter()
@@ -84,10 +84,10 @@ impl CriticImpl for CriticNetIql {
                         g / b
                     })
                     .collect();
-                v.step(&data, &dv);
+                v.step(&data, &dv)?;
                 // Q: regressed on r + γ(1 − d) V(s′), with the updated V
-                let v_next = v.eval_online(&data, &data.s_next, rows, At::Logged).map_err(internal)?;
-                let qs = q.online_q(&data, &data.s, rows, At::Logged).map_err(internal)?;
+                let v_next = v.eval_online(&data, &data.s_next, rows, At::Logged)?;
+                let qs = q.online_q(&data, &data.s, rows, At::Logged)?;
                 let (mut q_loss, mut largest) = (0.0f64, 0.0f32);
                 let dq: Vec<f32> = rows
                     .iter()
@@ -101,12 +101,14 @@ impl CriticImpl for CriticNetIql {
                         2.0 * err / b
                     })
                     .collect();
-                q.step(&data, &dq);
-                q.polyak(st.polyak);
+                q.step(&data, &dq)?;
+                q.polyak(st.polyak)?;
                 Ok(StepReport { loss: (q_loss + v_loss) / f64::from(b), largest })
             })
         })
         .map_err(quiver_sdk::plugin_error)??;
+        q.to_host()?;
+        v.to_host()?;
         let last_step = first_step + st.steps as u64;
         if let Some(path) = &st.save {
             quiver_neural_critic::save(
@@ -118,7 +120,7 @@ impl CriticImpl for CriticNetIql {
             )?;
         }
         let weights = advantage_weights(&mut q, &mut v, &data, self.settings.beta)?;
-        let v0 = v.eval_online(&data, &data.s, &data.first_rows, At::Logged).map_err(internal)?;
+        let v0 = v.eval_online(&data, &data.s, &data.first_rows, At::Logged)?;
         let j = v0.iter().map(|&x| f64::from(x)).sum::<f64>() / v0.len().max(1) as f64 * scaling.value_scale;
         let mut summary = quiver_neural_critic::summary(&data, Some(j), &q.online, &st, first_step, &curve, &scaling);
         summary["tau"] = json!(self.settings.tau);
@@ -145,8 +147,8 @@ fn advantage_weights(q: &mut QNet, v: &mut QNet, data: &NeuralData, beta: f64) -
     let all: Vec<u32> = (0..data.n as u32).collect();
     let mut w = Vec::with_capacity(data.n);
     for rows in all.chunks(4096) {
-        let qb = q.target_q(data, &data.s, rows, At::Logged).map_err(internal)?;
-        let vs = v.eval_online(data, &data.s, rows, At::Logged).map_err(internal)?;
+        let qb = q.target_q(data, &data.s, rows, At::Logged)?;
+        let vs = v.eval_online(data, &data.s, rows, At::Logged)?;
         w.extend(qb.iter().zip(&vs).map(|(&a, &b)| (beta * f64::from(a - b)).exp().min(WEIGHT_CAP)));
     }
     let capped = w.iter().filter(|&&x| x >= WEIGHT_CAP).count();
@@ -181,6 +183,7 @@ impl Plugin for CriticNetIqlPlugin {
             .config::<Settings>()
             .table(data::transitions_table())
             .table(data::queries_table())
+            .cuda()
             .build()
     }
 

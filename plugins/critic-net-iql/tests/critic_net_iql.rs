@@ -39,7 +39,13 @@ fn case() -> Case {
 }
 
 fn run(tables: &[Table], params: &[(&str, Value)]) -> Value {
-    testing::host().run(METHOD, &testing::params(params), tables, testing::cpu()).unwrap()
+    run_on(testing::Device::Cpu, tables, params)
+}
+
+fn run_on(device: testing::Device, tables: &[Table], params: &[(&str, Value)]) -> Value {
+    let v = testing::host().run(METHOD, &testing::params(params), tables, testing::ctx(device)).unwrap();
+    assert_eq!(v["device"], json!(device.name()), "the result names the device it ran on");
+    v
 }
 
 fn values(v: &Value) -> Vec<f64> {
@@ -62,13 +68,19 @@ fn largest_gap(a: &[f64], b: &[f64]) -> (f64, f64) {
     (a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max), scale)
 }
 
-/// A training at `tau` saved to `path`, and its values at `queries` read back from the file (no
-/// further training): one fit gives Q and V.
-fn fit_then_query(c: &Case, tau: f64, path: &Path, queries: &[Table]) -> (Value, Vec<Vec<f64>>) {
+/// A training at `tau` on `device` saved to `path`, and its values at `queries` read back from the
+/// file on the CPU (no further training): one fit gives Q and V.
+fn fit_then_query(
+    c: &Case,
+    tau: f64,
+    path: &Path,
+    queries: &[Table],
+    device: testing::Device,
+) -> (Value, Vec<Vec<f64>>) {
     let p = json!(path.to_str().unwrap());
     let mut params = training(tau);
     params.push(("save", p.clone()));
-    let fitted = run(std::slice::from_ref(&c.data), &params);
+    let fitted = run_on(device, std::slice::from_ref(&c.data), &params);
     let read = queries
         .iter()
         .map(|q| {
@@ -79,58 +91,60 @@ fn fit_then_query(c: &Case, tau: f64, path: &Path, queries: &[Table]) -> (Value,
     (fitted, read)
 }
 
-/// τ = 0.5: Q and V are the behaviour's in the empirical model (β̂ its action frequencies); τ = 0.9:
-/// the fixed point `critic-expectile` solves exactly on the discrete data; each within 2 % of
-/// max|Q| (measured, 3 000 steps of 1 024 rows: Q 0.5 % and V 0.3 % at τ = 0.5, Q 0.3 % at
-/// τ = 0.9). V rises with τ at every state; the advantage
-/// weights are reported.
-#[test]
-fn it_reaches_the_exact_fixed_points_at_tau_one_half_and_nine_tenths() {
-    let c = case();
-    let dir = tempfile::tempdir().unwrap();
-    let asked = [queries(&c.pairs, 5, true), queries(&c.pairs, 5, false)];
-    // τ = 0.5
-    let emp = Empirical::of(&c.log, 5, 3);
-    let beta = emp.behaviour();
-    let exact = emp.q(&beta, 0.9, &[0.0; 15]);
-    let want: Vec<f64> = c.pairs.iter().map(|&(s, a)| exact[s * 3 + a].expect("a pair with data")).collect();
-    let v_want: Vec<f64> =
-        (0..5).map(|s| (0..3).map(|a| beta[s * 3 + a] * exact[s * 3 + a].unwrap_or(0.0)).sum()).collect();
-    let (_, half) = fit_then_query(&c, 0.5, &dir.path().join("half.safetensors"), &asked);
-    let (gap, scale) = largest_gap(&half[0], &want);
-    assert!(gap <= 0.02 * scale, "tau 0.5, Q: largest error {gap} of max|Q| {scale}: {:?} vs {want:?}", half[0]);
-    let (gap, _) = largest_gap(&half[1], &v_want);
-    assert!(gap <= 0.02 * scale, "tau 0.5, V: largest error {gap}: {:?} vs {v_want:?}", half[1]);
-    // τ = 0.9
-    let exact = testing::host()
-        .run(
-            "critic-expectile",
-            &testing::params(&[("tau", json!(0.9)), ("tol", json!(1e-12))]),
-            std::slice::from_ref(&c.log),
-            testing::cpu(),
-        )
-        .unwrap();
-    let table = &exact["q"];
-    let want: Vec<f64> = c
-        .pairs
-        .iter()
-        .map(|&(s, a)| {
-            let k = (0..table["q"].as_array().unwrap().len())
-                .find(|&i| table["s"][i] == json!(s) && table["a"][i] == json!(a))
-                .expect("the pair");
-            table["q"][k].as_f64().unwrap()
-        })
-        .collect();
-    let (fitted, high) = fit_then_query(&c, 0.9, &dir.path().join("high.safetensors"), &asked);
-    let (gap, scale) = largest_gap(&high[0], &want);
-    assert!(gap <= 0.02 * scale, "tau 0.9: largest error {gap} of max|Q| {scale}: {:?} vs {want:?}", high[0]);
-    for (lo, hi) in half[1].iter().zip(&high[1]) {
-        assert!(hi > lo, "V at tau 0.9 ({hi}) not above tau 0.5 ({lo})");
+quiver_testing::device_test!(
+    /// τ = 0.5: Q and V are the behaviour's in the empirical model (β̂ its action frequencies); τ = 0.9:
+    /// the fixed point `critic-expectile` solves exactly on the discrete data; each within 2 % of
+    /// max|Q| (measured, 3 000 steps of 1 024 rows: Q 0.5 % and V 0.3 % at τ = 0.5, Q 0.3 % at
+    /// τ = 0.9). V rises with τ at every state; the advantage
+    /// weights are reported.
+    it_reaches_the_exact_fixed_points_at_tau_one_half_and_nine_tenths,
+    |device| {
+        let c = case();
+        let dir = tempfile::tempdir().unwrap();
+        let asked = [queries(&c.pairs, 5, true), queries(&c.pairs, 5, false)];
+        // τ = 0.5
+        let emp = Empirical::of(&c.log, 5, 3);
+        let beta = emp.behaviour();
+        let exact = emp.q(&beta, 0.9, &[0.0; 15]);
+        let want: Vec<f64> = c.pairs.iter().map(|&(s, a)| exact[s * 3 + a].expect("a pair with data")).collect();
+        let v_want: Vec<f64> =
+            (0..5).map(|s| (0..3).map(|a| beta[s * 3 + a] * exact[s * 3 + a].unwrap_or(0.0)).sum()).collect();
+        let (_, half) = fit_then_query(&c, 0.5, &dir.path().join("half.safetensors"), &asked, device);
+        let (gap, scale) = largest_gap(&half[0], &want);
+        assert!(gap <= 0.02 * scale, "tau 0.5, Q: largest error {gap} of max|Q| {scale}: {:?} vs {want:?}", half[0]);
+        let (gap, _) = largest_gap(&half[1], &v_want);
+        assert!(gap <= 0.02 * scale, "tau 0.5, V: largest error {gap}: {:?} vs {v_want:?}", half[1]);
+        // τ = 0.9
+        let exact = testing::host()
+            .run(
+                "critic-expectile",
+                &testing::params(&[("tau", json!(0.9)), ("tol", json!(1e-12))]),
+                std::slice::from_ref(&c.log),
+                testing::cpu(),
+            )
+            .unwrap();
+        let table = &exact["q"];
+        let want: Vec<f64> = c
+            .pairs
+            .iter()
+            .map(|&(s, a)| {
+                let k = (0..table["q"].as_array().unwrap().len())
+                    .find(|&i| table["s"][i] == json!(s) && table["a"][i] == json!(a))
+                    .expect("the pair");
+                table["q"][k].as_f64().unwrap()
+            })
+            .collect();
+        let (fitted, high) = fit_then_query(&c, 0.9, &dir.path().join("high.safetensors"), &asked, device);
+        let (gap, scale) = largest_gap(&high[0], &want);
+        assert!(gap <= 0.02 * scale, "tau 0.9: largest error {gap} of max|Q| {scale}: {:?} vs {want:?}", high[0]);
+        for (lo, hi) in half[1].iter().zip(&high[1]) {
+            assert!(hi > lo, "V at tau 0.9 ({hi}) not above tau 0.5 ({lo})");
+        }
+        let w = &fitted["awr_weights"];
+        assert!(w["mean"].as_f64().unwrap() > 0.0 && w["max"].as_f64().unwrap() <= 100.0, "{w}");
+        assert!((0.0..=1.0).contains(&w["share_capped"].as_f64().unwrap()), "{w}");
     }
-    let w = &fitted["awr_weights"];
-    assert!(w["mean"].as_f64().unwrap() > 0.0 && w["max"].as_f64().unwrap() <= 100.0, "{w}");
-    assert!((0.0..=1.0).contains(&w["share_capped"].as_f64().unwrap()), "{w}");
-}
+);
 
 /// Continuous actions: the behaviour a = −0.5 s + N(0, 0.3²) on s′ = 0.9 s + 0.5 a + N(0, 0.1²),
 /// r = −(s² + 0.1 a²); at τ = 0.5 J is the behaviour's, exactly −p E[s₀²] − c with
