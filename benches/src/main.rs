@@ -238,7 +238,9 @@ fn real_main() -> Result<(), String> {
     cases.extend(ope_many_case(&host, &data.join("om"), if args.quick { 100_000 } else { 1_000_000 }, 100));
     // the neural critic: Quiver's time alone without PyTorch, beside it with `--baselines full`
     let neural_steps = if args.quick { 1_000 } else { 10_000 };
-    cases.extend(neural_fqe_case(&host, &data.join("nf"), 100_000, neural_steps, args.python_full.as_deref()));
+    let neural = (100_000, neural_steps);
+    let torch = args.python_full.as_deref();
+    cases.extend(neural_fqe_case(&host, &data.join("nf"), neural, torch, DeviceRequest::Cpu));
     if let Some(py) = &args.python_full {
         // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
         let name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)";
@@ -308,6 +310,9 @@ fn real_main() -> Result<(), String> {
             DeviceRequest::Cuda,
         ));
         cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
+        let steps = if args.quick { 1_000 } else { 10_000 };
+        let torch = args.python_full.as_deref();
+        cases.extend(neural_fqe_case(&host, &data.join("nfg"), (100_000, steps), torch, DeviceRequest::Cuda));
     }
     if let Some(only) = &args.only {
         cases.retain(|c| only_keeps(only, &c.name));

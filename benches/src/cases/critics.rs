@@ -397,8 +397,19 @@ pub(crate) const NEURAL_FQE: &str = "critic-net-fqe 2x256, 1e4 steps of 256";
 /// PyTorch on the CPU (benches/baselines/neural_baselines.py) when `torch` (an interpreter with
 /// PyTorch) is given. Two trainings from different random draws agree statistically: their J
 /// within 5 % (`compare: statistical`).
-pub(crate) fn neural_fqe_case(host: &Host, dir: &Path, n: usize, steps: usize, torch: Option<&Path>) -> Option<Case> {
-    if skipped(NEURAL_FQE) {
+/// On `DeviceRequest::Cuda` the case is named with ` cuda` after it and trains on the GPU.
+pub(crate) fn neural_fqe_case(
+    host: &Host,
+    dir: &Path,
+    (n, steps): (usize, usize),
+    torch: Option<&Path>,
+    device: DeviceRequest,
+) -> Option<Case> {
+    let name = match device {
+        DeviceRequest::Cuda => format!("{NEURAL_FQE} cuda"),
+        _ => NEURAL_FQE.to_string(),
+    };
+    if skipped(&name) {
         return None;
     }
     let table = critic_files(dir, n, 7);
@@ -415,7 +426,7 @@ pub(crate) fn neural_fqe_case(host: &Host, dir: &Path, n: usize, steps: usize, t
     let host = host.clone();
     let tables = vec![table];
     Some(Case {
-        name: NEURAL_FQE.into(),
+        name,
         sizes: json!({"n": n, "steps": steps, "batch": batch, "hidden": [hidden, hidden]}),
         python: torch.map(Path::to_path_buf),
         script: torch.map(|_| "neural_baselines.py"),
@@ -424,7 +435,8 @@ pub(crate) fn neural_fqe_case(host: &Host, dir: &Path, n: usize, steps: usize, t
         data: dir.to_path_buf(),
         repeats: Some(1),
         quiver: Box::new(move || {
-            let mut h = host.create("critic-net-fqe", &params, RunContext::default()).map_err(|e| e.to_string())?;
+            let ctx = RunContext { device, threads: 0, ..Default::default() };
+            let mut h = host.create("critic-net-fqe", &params, ctx).map_err(|e| e.to_string())?;
             h.step("fit", &tables).map_err(|e| e.to_string())?;
             let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
             Ok(json!({"j": v["j"], "compare": "statistical", "device": v["device"]}))
