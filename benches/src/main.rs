@@ -240,7 +240,11 @@ fn real_main() -> Result<(), String> {
     let neural_steps = if args.quick { 1_000 } else { 10_000 };
     let neural = (100_000, neural_steps);
     let torch = args.python_full.as_deref();
-    cases.extend(neural_fqe_case(&host, &data.join("nf"), neural, torch, DeviceRequest::Cpu));
+    cases.extend(neural_fqe_case(&host, &data.join("nf"), neural, torch, DeviceRequest::Cpu, false));
+    if torch.is_some() {
+        // d3rlpy's own FQE (installed with SCOPE-RL) on the same data
+        cases.extend(neural_fqe_case(&host, &data.join("nf"), neural, torch, DeviceRequest::Cpu, true));
+    }
     if let Some(py) = &args.python_full {
         // the same data and Quiver run, against SCOPE-RL's estimators and bootstrap
         let name = "ope trajectories vs SCOPE-RL (1000 bootstrap resamples)";
@@ -312,7 +316,7 @@ fn real_main() -> Result<(), String> {
         cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
         let steps = if args.quick { 1_000 } else { 10_000 };
         let torch = args.python_full.as_deref();
-        cases.extend(neural_fqe_case(&host, &data.join("nfg"), (100_000, steps), torch, DeviceRequest::Cuda));
+        cases.extend(neural_fqe_case(&host, &data.join("nfg"), (100_000, steps), torch, DeviceRequest::Cuda, false));
     }
     if let Some(only) = &args.only {
         cases.retain(|c| only_keeps(only, &c.name));
@@ -382,6 +386,9 @@ fn real_main() -> Result<(), String> {
                 (_, "python_api_baselines.py") => format!("Quiver from Python (benches/baselines/{script})"),
                 (true, "scope_rl_baselines.py") => format!("SCOPE-RL (benches/baselines/{script})"),
                 (true, "rliable_baselines.py") => format!("rliable 1.2.0 (benches/baselines/{script})"),
+                (true, _) if case.baseline["case"] == "fqe-d3rlpy" => {
+                    format!("d3rlpy's DiscreteFQE, PyTorch on the CPU (benches/baselines/{script})")
+                }
                 (true, _) => format!("PyTorch on the CPU (benches/baselines/{script})"),
                 _ => format!("NumPy/SciPy (benches/baselines/{script})"),
             },

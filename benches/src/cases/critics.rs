@@ -397,16 +397,21 @@ pub(crate) const NEURAL_FQE: &str = "critic-net-fqe 2x256, 1e4 steps of 256";
 /// PyTorch on the CPU (benches/baselines/neural_baselines.py) when `torch` (an interpreter with
 /// PyTorch) is given. Two trainings from different random draws agree statistically: their J
 /// within 5 % (`compare: statistical`).
-/// On `DeviceRequest::Cuda` the case is named with ` cuda` after it and trains on the GPU.
+/// On `DeviceRequest::Cuda` the case is named with ` cuda` after it and trains on the GPU. With
+/// `d3rlpy`, the baseline is d3rlpy's own `DiscreteFQE` (case `fqe-d3rlpy`: the same network size,
+/// step size, batch and steps, its hard target copies and sampled next actions) instead of the
+/// plain PyTorch loop, and the case is named with ` vs d3rlpy FQE` after it.
 pub(crate) fn neural_fqe_case(
     host: &Host,
     dir: &Path,
     (n, steps): (usize, usize),
     torch: Option<&Path>,
     device: DeviceRequest,
+    d3rlpy: bool,
 ) -> Option<Case> {
-    let name = match device {
-        DeviceRequest::Cuda => format!("{NEURAL_FQE} cuda"),
+    let name = match (device, d3rlpy) {
+        (_, true) => format!("{NEURAL_FQE} vs d3rlpy FQE"),
+        (DeviceRequest::Cuda, _) => format!("{NEURAL_FQE} cuda"),
         _ => NEURAL_FQE.to_string(),
     };
     if skipped(&name) {
@@ -430,7 +435,7 @@ pub(crate) fn neural_fqe_case(
         sizes: json!({"n": n, "steps": steps, "batch": batch, "hidden": [hidden, hidden]}),
         python: torch.map(Path::to_path_buf),
         script: torch.map(|_| "neural_baselines.py"),
-        baseline: json!({"case": "fqe-torch", "state_dim": 2, "actions": 2, "hidden": hidden, "layers": layers,
+        baseline: json!({"case": if d3rlpy { "fqe-d3rlpy" } else { "fqe-torch" }, "state_dim": 2, "actions": 2, "hidden": hidden, "layers": layers,
                          "steps": steps, "batch": batch, "lr": lr, "polyak": polyak, "gamma": gamma, "seed": 0}),
         data: dir.to_path_buf(),
         repeats: Some(1),
