@@ -234,6 +234,51 @@ pub fn assert_close(what: &str, cpu: &[f64], kernel: &[f64], rel: f64) {
     }
 }
 
+/// The arguments of a cuBLAS GEMM (`cublas<t>gemm`), column-major: C = α op(A) op(B) + β C with
+/// op(A) m × k, op(B) k × n, C m × n, leading dimensions `lda`, `ldb`, `ldc`; `ta`/`tb`
+/// transpose. Batched products add strides between consecutive matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmArgs {
+    /// Transpose A.
+    pub ta: bool,
+    /// Transpose B.
+    pub tb: bool,
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Columns of op(A), rows of op(B).
+    pub k: usize,
+    /// Leading dimension of A.
+    pub lda: usize,
+    /// Leading dimension of B.
+    pub ldb: usize,
+    /// Leading dimension of C.
+    pub ldc: usize,
+}
+
+/// cuBLAS's GEMM as its documentation defines it, by a plain loop (sums in k order): what a test
+/// runs where a kernel's launch code would call cuBLAS, so that the arguments the code computes —
+/// transposes, leading dimensions, offsets — are checked on machines without a GPU. An argument
+/// that reaches past a slice panics, as it would fault on the device.
+pub fn cublas_gemm<T>(g: &GemmArgs, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T])
+where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    for j in 0..g.n {
+        for i in 0..g.m {
+            let mut acc = T::default();
+            for p in 0..g.k {
+                let x = if g.ta { a[p + i * g.lda] } else { a[i + p * g.lda] };
+                let y = if g.tb { b[j + p * g.ldb] } else { b[p + j * g.ldb] };
+                acc = acc + x * y;
+            }
+            let at = i + j * g.ldc;
+            c[at] = alpha * acc + beta * c[at];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! the backward pass are checked without a GPU; the `cuda` halves run the same on cuBLAS and the
 //! NVRTC-compiled kernels where a GPU is present. Plus: each kernel compiles to PTX for sm_90.
 
-use quiver_cuda_emulator::{skip_or_panic, Module};
+use quiver_cuda_emulator::{cublas_gemm, skip_or_panic, GemmArgs, Module};
 use quiver_nn::device::{Backend, DeviceNets, Pass, RowOp, Sgemm, MLP_KERNELS, ROW_THREADS};
 use quiver_nn::{Adam, AdamConfig, AdamScalars, Mlp, MlpSpec, NnError, Tape};
 use quiver_testing::Device;
@@ -52,22 +52,8 @@ impl Backend for Emulated {
         (b, b_at): (&Vec<f32>, usize),
         (c, c_at): (&mut Vec<f32>, usize),
     ) -> Result<(), NnError> {
-        // cublasSgemm: C[i + j·ldc] = Σ_p op(A)[i, p] op(B)[p, j] + β C, column-major; an index
-        // past a buffer panics here (slice bounds), as it would fault on the GPU
-        let (a, b) = (&a[a_at..], &b[b_at..]);
-        let c = &mut c[c_at..];
-        for j in 0..g.n {
-            for i in 0..g.m {
-                let mut acc = 0.0f32;
-                for p in 0..g.k {
-                    let x = if g.ta { a[p + i * g.lda] } else { a[i + p * g.lda] };
-                    let y = if g.tb { b[j + p * g.ldb] } else { b[p + j * g.ldb] };
-                    acc += x * y;
-                }
-                let at = i + j * g.ldc;
-                c[at] = acc + beta * c[at];
-            }
-        }
+        let args = GemmArgs { ta: g.ta, tb: g.tb, m: g.m, n: g.n, k: g.k, lda: g.lda, ldb: g.ldb, ldc: g.ldc };
+        cublas_gemm(&args, 1.0, &a[a_at..], &b[b_at..], beta, &mut c[c_at..]);
         Ok(())
     }
 

@@ -32,6 +32,7 @@ pub mod features;
 pub mod gpu;
 pub mod linear;
 pub mod low_rank;
+pub mod low_rank_cuda;
 pub mod multi_agent;
 pub mod ope;
 pub mod ope_bounds;

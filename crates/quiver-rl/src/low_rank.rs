@@ -61,7 +61,7 @@ pub struct LowRankFit {
 
 /// The spectral start: the truncated SVD of P_Ω(Y)/p, split evenly into U = U_r S_r^½ and
 /// V = V_r S_r^½.
-fn spectral_start(
+pub fn spectral_start(
     y: &Array2<f64>,
     observed: &Array2<bool>,
     rank: usize,
@@ -99,8 +99,10 @@ fn ridge_row(
     a.solve_into(b).map_err(|e| RlError::Internal(format!("a factor's least squares: {e}")))
 }
 
-/// `sweeps` of alternating least squares of UVᵀ to Y on the observed cells.
-fn alternate(
+/// `sweeps` of alternating least squares of UVᵀ to Y on the observed cells: each sweep solves every
+/// row of U from V (the ridge ρ = `ridge` × the largest observed |y|), then every row of V from the
+/// new U.
+pub fn alternate(
     y: &Array2<f64>,
     observed: &Array2<bool>,
     mut u: Array2<f64>,
@@ -199,6 +201,17 @@ fn singular_values(m: &Array2<f64>) -> Result<Vec<f64>, RlError> {
     Ok(s.to_vec())
 }
 
+/// Where the completions of [`fit`] run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// [`complete`], one matrix after another.
+    Cpu,
+    /// [`crate::low_rank_cuda::complete_batch_cuda`]: the reward matrix, the continuation mass and
+    /// every transition slice at once on the GPU (ranks up to
+    /// [`crate::low_rank_cuda::MAX_GPU_RANK`]).
+    Cuda,
+}
+
 /// Q of π from `model` on the grid of the states with data × `actions` actions: the model
 /// completed at rank `rank` (0: chosen by [`choose_rank`] on the observed rewards, up to
 /// [`MAX_AUTO_RANK`]), then evaluated to relative change `tol` or `max_iter` sweeps (see the
@@ -215,6 +228,7 @@ pub fn fit(
     ridge: f64,
     tol: f64,
     max_iter: usize,
+    completion: Completion,
     progress: &dyn Progress,
 ) -> Result<LowRankFit, RlError> {
     let mut states: Vec<u32> = model.at_state.keys().copied().collect();
@@ -266,14 +280,12 @@ pub fn fit(
         }
         r => (r, None),
     };
-    let r = complete(&r, &observed, rank, ridge)?;
-    // each next state's P̂(s′|·,·) completed, and the continuation mass; the completed cells' laws
-    // cut at 0 and scaled to the completed mass (in [0, 1])
+    // the reward matrix, each next state's P̂(s′|·,·) and the continuation mass, completed; the
+    // completed cells' laws cut at 0 and scaled to the completed mass (in [0, 1])
     let mut next_states: Vec<u32> = model.next.iter().flatten().map(|x| x.0).collect();
     next_states.sort_unstable();
     next_states.dedup();
     let mut mass = Array2::<f64>::zeros((n, actions));
-    let mut laws: Vec<Array2<f64>> = Vec::with_capacity(next_states.len());
     let column: std::collections::HashMap<u32, usize> = next_states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
     let mut slices = vec![Array2::<f64>::zeros((n, actions)); next_states.len()];
     for (k, &(s, a)) in model.pairs.pairs.iter().enumerate() {
@@ -282,11 +294,30 @@ pub fn fit(
             mass[(row[&s], a as usize)] += p;
         }
     }
-    let mass = complete(&mass, &observed, rank, ridge)?.mapv(|x| x.clamp(0.0, 1.0));
-    for (j, slice) in slices.iter().enumerate() {
-        laws.push(complete(slice, &observed, rank, ridge)?.mapv(|x| x.max(0.0)));
-        checkpoint(progress, j as u64 + 1, next_states.len() as u64 + max_iter as u64, "completing the model")?;
-    }
+    let (r, mass, mut laws) = match completion {
+        Completion::Cpu => {
+            let r = complete(&r, &observed, rank, ridge)?;
+            let mass = complete(&mass, &observed, rank, ridge)?;
+            let mut laws: Vec<Array2<f64>> = Vec::with_capacity(next_states.len());
+            for (j, slice) in slices.iter().enumerate() {
+                laws.push(complete(slice, &observed, rank, ridge)?);
+                checkpoint(progress, j as u64 + 1, next_states.len() as u64 + max_iter as u64, "completing the model")?;
+            }
+            (r, mass, laws)
+        }
+        Completion::Cuda => {
+            let mut all = Vec::with_capacity(slices.len() + 2);
+            all.push(r);
+            all.push(mass);
+            all.append(&mut slices);
+            let mut done =
+                crate::low_rank_cuda::complete_batch_cuda(&all, &observed, rank, ridge, progress)?.into_iter();
+            let (r, mass) = (done.next().expect("the rewards"), done.next().expect("the mass"));
+            (r, mass, done.collect())
+        }
+    };
+    let mass = mass.mapv(|x| x.clamp(0.0, 1.0));
+    laws.iter_mut().for_each(|l| l.mapv_inplace(|x| x.max(0.0)));
     for i in 0..n {
         for a in 0..actions {
             if observed[(i, a)] {

@@ -271,3 +271,175 @@ fn ope_many_chunk_kernels_give_the_cpu_co_moments() {
     assert_close("S_CC", &cpu.cc, &cc, 1e-12);
     assert_close("S_CY", &cpu.cy, &cy, 1e-12);
 }
+
+/// Three matrices of one 12 × 7 shape on one random mask (about 40 % observed), each from its
+/// spectral start.
+fn als_case(seed: u64) -> (Vec<ndarray::Array2<f64>>, ndarray::Array2<bool>) {
+    let mut r = lcg(seed);
+    let observed = ndarray::Array2::from_shape_fn((12, 7), |_| r() < 0.4);
+    let ms = (0..3).map(|_| ndarray::Array2::from_shape_fn((12, 7), |_| r() * 2.0 - 0.5)).collect();
+    (ms, observed)
+}
+
+fn als_module() -> Option<Module> {
+    skip_or_panic(Module::compile("als", quiver_rl::low_rank_cuda::ALS_KERNEL))
+}
+
+type AlsLines = unsafe extern "C" fn(
+    *const f64,
+    *const u8,
+    *const f64,
+    *mut f64,
+    *const i32,
+    *const f64,
+    i32,
+    i32,
+    i32,
+    i32,
+    *mut i32,
+);
+
+/// One sweep of `als_lines` (rows, then columns) over a batch, as the GPU path launches it.
+#[allow(clippy::too_many_arguments)]
+fn als_sweep_on_the_emulator(
+    m: &Module,
+    y: &[f64],
+    mask: &[u8],
+    (u, v): (&mut [f64], &mut [f64]),
+    active: &[i32],
+    rho: &[f64],
+    (rows, cols, rank): (usize, usize, usize),
+    failed: &mut i32,
+) {
+    // SAFETY: als_lines's parameters (als.cu).
+    let k: AlsLines = unsafe { m.function("als_lines") }.unwrap();
+    let batch = active.len();
+    let shared = quiver_rl::low_rank_cuda::shared_bytes(rank) as usize;
+    for by_rows in [1, 0] {
+        let (n, other, mine) =
+            if by_rows == 1 { (rows, v.as_ptr(), u.as_mut_ptr()) } else { (cols, u.as_ptr(), v.as_mut_ptr()) };
+        let (yp, mp, ap, rp, fp) = (y.as_ptr(), mask.as_ptr(), active.as_ptr(), rho.as_ptr(), failed as *mut i32);
+        let threads = quiver_rl::low_rank_cuda::ALS_THREADS;
+        // SAFETY: y holds batch × rows × cols values, the mask rows × cols, the factors
+        // batch × lines × rank.
+        m.launch((n as u32, batch as u32, 1), (threads, 1, 1), shared, || unsafe {
+            k(yp, mp, other, mine, ap, rp, rows as i32, cols as i32, rank as i32, by_rows, fp)
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn als_lines_kernel_is_a_sweep_of_the_cpu_least_squares() {
+    let Some(m) = als_module() else { return };
+    for (seed, rank, ridge) in [(21, 1, 1e-6), (22, 2, 1e-6), (23, 3, 1e-3)] {
+        let (ms, observed) = als_case(seed);
+        let (rows, cols) = observed.dim();
+        let mask: Vec<u8> = observed.iter().map(|&o| u8::from(o)).collect();
+        let (mut y, mut u, mut v, mut rho, mut cpu) = (vec![], vec![], vec![], vec![], vec![]);
+        for mat in &ms {
+            let (u0, v0) = quiver_rl::low_rank::spectral_start(mat, &observed, rank).unwrap();
+            y.extend(mat.iter().copied());
+            u.extend(u0.iter().copied());
+            v.extend(v0.iter().copied());
+            let scale = mat.iter().zip(observed.iter()).filter(|(_, &o)| o).fold(0.0f64, |a, (x, _)| a.max(x.abs()));
+            rho.push(ridge * scale);
+            // two sweeps on the CPU
+            cpu.push(quiver_rl::low_rank::alternate(mat, &observed, u0, v0, 2, ridge).unwrap());
+        }
+        // the second matrix stopped: its factors stay as they were
+        let active = [1, 0, 1];
+        let (u_start, v_start) = (u.clone(), v.clone());
+        let mut failed = 0;
+        for _ in 0..2 {
+            als_sweep_on_the_emulator(&m, &y, &mask, (&mut u, &mut v), &active, &rho, (rows, cols, rank), &mut failed);
+        }
+        assert_eq!(failed, 0);
+        for (b, (cu, cv)) in cpu.iter().enumerate() {
+            let (us, vs) = (b * rows * rank..(b + 1) * rows * rank, b * cols * rank..(b + 1) * cols * rank);
+            if active[b] == 0 {
+                assert_eq!(u[us.clone()], u_start[us], "a stopped matrix's U moved");
+                assert_eq!(v[vs.clone()], v_start[vs], "a stopped matrix's V moved");
+                continue;
+            }
+            // the same normal equations; Cholesky here, LU there
+            let what = format!("rank {rank}, matrix {b}");
+            assert_close(&format!("{what}: U"), cu.as_slice().unwrap(), &u[us], 1e-9);
+            assert_close(&format!("{what}: V"), cv.as_slice().unwrap(), &v[vs], 1e-9);
+        }
+    }
+}
+
+#[test]
+fn als_lines_kernel_reports_singular_normal_equations() {
+    let Some(m) = als_module() else { return };
+    // a row with no observed cell and no ridge: its normal equations are 0
+    let (rows, cols, rank) = (3, 3, 1);
+    let mask = [1u8, 1, 0, 0, 0, 0, 1, 0, 1];
+    let y = vec![1.0; 9];
+    let (mut u, mut v) = (vec![1.0; 3], vec![1.0; 3]);
+    let mut failed = 0;
+    als_sweep_on_the_emulator(&m, &y, &mask, (&mut u, &mut v), &[1], &[0.0], (rows, cols, rank), &mut failed);
+    assert_eq!(failed, 1);
+}
+
+#[test]
+fn als_converged_kernel_stops_each_matrix_by_the_cpu_rule() {
+    let Some(m) = als_module() else { return };
+    type K = unsafe extern "C" fn(*const f64, *mut f64, *mut i32, i64);
+    // SAFETY: als_converged's parameters (als.cu).
+    let k: K = unsafe { m.function("als_converged") }.unwrap();
+    let cells = 300; // more than a block's threads
+    let base: Vec<f64> = (0..cells).map(|i| (i as f64 * 0.37).sin() * 4.0).collect();
+    let scale = base.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    // change of 0.5e-12, 2e-12 of the scale, 0 — and a matrix already stopped (its L untouched)
+    let moves = [0.5e-12 * scale, 2e-12 * scale, 0.0, 1.0];
+    let mut z = Vec::new();
+    let mut last = Vec::new();
+    for &d in &moves {
+        last.extend(base.iter().copied());
+        z.extend(base.iter().enumerate().map(|(i, &x)| if i == 250 { x + d } else { x }));
+    }
+    let mut active = vec![1, 1, 1, 0];
+    let (zp, lp, ap) = (z.as_ptr(), last.as_mut_ptr(), active.as_mut_ptr());
+    // SAFETY: z and last hold 4 × cells values, active 4 flags; a block per matrix.
+    m.launch((4, 1, 1), (quiver_rl::low_rank_cuda::ALS_THREADS, 1, 1), 0, || unsafe { k(zp, lp, ap, cells as i64) })
+        .unwrap();
+    assert_eq!(active, vec![0, 1, 0, 0]);
+    assert_eq!(last[..3 * cells], z[..3 * cells], "L takes the new product");
+    assert_eq!(last[3 * cells..], base[..], "a stopped matrix's L is kept");
+}
+
+#[test]
+fn the_completion_product_config_is_u_times_v_transposed() {
+    use quiver_cuda_emulator::{cublas_gemm, GemmArgs};
+    use quiver_gpu::cudarc::cublas::sys::cublasOperation_t;
+    let (rows, cols, rank, batch) = (5, 4, 3, 2);
+    let mut r = lcg(31);
+    let u: Vec<f64> = (0..batch * rows * rank).map(|_| r()).collect();
+    let v: Vec<f64> = (0..batch * cols * rank).map(|_| r()).collect();
+    let c = quiver_rl::low_rank_cuda::product_config(rows, cols, rank, batch).unwrap();
+    let g = c.gemm;
+    let args = GemmArgs {
+        ta: g.transa == cublasOperation_t::CUBLAS_OP_T,
+        tb: g.transb == cublasOperation_t::CUBLAS_OP_T,
+        m: g.m as usize,
+        n: g.n as usize,
+        k: g.k as usize,
+        lda: g.lda as usize,
+        ldb: g.ldb as usize,
+        ldc: g.ldc as usize,
+    };
+    // A is V, B is U (the launch code passes them so)
+    let mut z = vec![0.0; batch * rows * cols];
+    for b in 0..c.batch_size as usize {
+        let (sa, sb, sc) = (c.stride_a as usize * b, c.stride_b as usize * b, c.stride_c as usize * b);
+        cublas_gemm(&args, g.alpha, &v[sa..], &u[sb..], g.beta, &mut z[sc..]);
+    }
+    for b in 0..batch {
+        let ub = ndarray::ArrayView2::from_shape((rows, rank), &u[b * rows * rank..(b + 1) * rows * rank]).unwrap();
+        let vb = ndarray::ArrayView2::from_shape((cols, rank), &v[b * cols * rank..(b + 1) * cols * rank]).unwrap();
+        let want = ub.dot(&vb.t());
+        assert_close("U V^T", want.as_slice().unwrap(), &z[b * rows * cols..(b + 1) * rows * cols], 1e-15);
+    }
+}

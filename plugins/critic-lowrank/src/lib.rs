@@ -4,13 +4,15 @@
 //! empirical model's rewards and transition laws, seen on the observed cells, are completed to the
 //! whole grid at rank r (spectral start from a truncated SVD, then alternating least squares), and
 //! π is evaluated exactly on the completed model (`quiver_rl::low_rank`). Observed cells keep their
-//! data — so with every cell observed the answer is the tabular Q^π of the empirical model.
+//! data — so with every cell observed the answer is the tabular Q^π of the empirical model. On a GPU
+//! (`--device cuda`) the completions run together there (`quiver_rl::low_rank_cuda`).
 
 use quiver_critic_kit::setup::{self, policy_table, transitions_table};
-use quiver_rl::low_rank::{self, LowRankFit};
+use quiver_rl::low_rank::{self, Completion, LowRankFit};
+use quiver_rl::low_rank_cuda::MAX_GPU_RANK;
 use quiver_rl::tabular::EmpiricalModel;
 use quiver_sdk::abi::abi_stable::std_types::RVec;
-use quiver_sdk::abi::{Manifest, PluginError};
+use quiver_sdk::abi::{Device, Manifest, PluginError};
 use quiver_sdk::serde_json::{json, Value};
 use quiver_sdk::{plugin_error, Context, CriticImpl, ManifestBuilder, Plugin, Tables};
 use quiver_sdk::{Created, CriticResult, Family};
@@ -66,8 +68,18 @@ impl CriticImpl for CriticLowRank {
         let model = EmpiricalModel::new(&data).map_err(plugin_error)?;
         let actions = (data.n_actions).max(pi.n_actions());
         let st = &self.settings;
-        let fit = low_rank::fit(&model, &pi, actions, st.gamma, st.rank, st.ridge, st.tol, st.max_iter, &self.ctx)
-            .map_err(plugin_error)?;
+        // the completions on the GPU up to its largest rank; the result reports where they ran
+        if self.ctx.device() == Device::Cuda && st.rank > MAX_GPU_RANK {
+            self.ctx = self.ctx.on_cpu(&format!("rank {} is past the GPU completion's {MAX_GPU_RANK}", st.rank));
+        }
+        let completion = match self.ctx.device() {
+            Device::Cuda => Completion::Cuda,
+            Device::Cpu => Completion::Cpu,
+        };
+        let (ctx, st) = (&self.ctx, &self.settings);
+        let fit =
+            low_rank::fit(&model, &pi, actions, st.gamma, st.rank, st.ridge, st.tol, st.max_iter, completion, ctx)
+                .map_err(plugin_error)?;
         let q: Vec<f64> = fit.q.iter().copied().collect();
         setup::ensure_finite("values", q.iter().copied(), &data)?;
         let cells = fit.observed.len();
@@ -140,6 +152,7 @@ impl Plugin for CriticLowRankPlugin {
             .config::<Settings>()
             .table(transitions_table())
             .table(policy_table().required())
+            .cuda()
             .build()
     }
 

@@ -267,3 +267,31 @@ fn the_error_on_unobserved_cells_falls_with_more_data() {
     println!("unobserved RMSE: {small:.4} at 400 episodes, {large:.4} at 1600");
     assert!(large < 0.65 * small, "{small} -> {large}");
 }
+
+quiver_testing::device_test!(
+    /// The completions on each device give the CPU's Q: the same normal equations, solved by
+    /// Cholesky on the GPU and by LAPACK's LU on the CPU, so equal to 1e-8 of Q's scale (the CUDA
+    /// half runs where a GPU is present; its batch is the rewards, the mass and 40 transition slices).
+    completions_equal_the_cpu_path_on_every_device,
+    |device| {
+        let world = Grid::new(3, 40, 20, 4);
+        let tables = [world.log(4, 400, 50, 0.2), world.policy()];
+        for params in [vec![("rank", json!(1))], vec![("rank", json!(2)), ("ridge", json!(1e-3))]] {
+            let cpu = grid(&run(&tables, &params));
+            let got =
+                testing::host().run(METHOD, &testing::params(&params), &tables, testing::ctx(device)).unwrap();
+            assert_eq!(got["device"], json!(device.name()), "the result names the device the completions ran on");
+            let scale = cpu.iter().fold(0.0f64, |m, c| m.max(c.2.abs()));
+            for ((s, a, x, _), (_, _, y, _)) in grid(&got).into_iter().zip(cpu) {
+                assert!((x - y).abs() <= 1e-8 * scale, "({s}, {a}): {x} on {device:?}, {y} on the CPU");
+            }
+        }
+    }
+);
+
+#[test]
+fn the_completion_kernels_compile_to_ptx() {
+    for entry in ["als_lines", "als_converged"] {
+        testing::assert_kernel_compiles("als", quiver_rl::low_rank_cuda::ALS_KERNEL, entry);
+    }
+}
