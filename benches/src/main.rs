@@ -238,6 +238,8 @@ fn real_main() -> Result<(), String> {
     cases.extend(ope_many_case(&host, &data.join("om"), if args.quick { 100_000 } else { 1_000_000 }, 100));
     // the neural critic: Quiver's time alone without PyTorch, beside it with `--baselines full`
     let neural_steps = if args.quick { 1_000 } else { 10_000 };
+    let lowrank_states = if args.quick { 100 } else { 300 };
+    cases.extend(lowrank_case(&host, lowrank_states, 20, DeviceRequest::Cpu));
     let neural = (100_000, neural_steps);
     let torch = args.python_full.as_deref();
     cases.extend(neural_fqe_case(&host, &data.join("nf"), neural, torch, DeviceRequest::Cpu, false));
@@ -314,6 +316,7 @@ fn real_main() -> Result<(), String> {
             DeviceRequest::Cuda,
         ));
         cases.extend(critic_case(&host, &data.join("clg"), cn, "lstdq", DeviceRequest::Cuda));
+        cases.extend(lowrank_case(&host, lowrank_states, 20, DeviceRequest::Cuda));
         let steps = if args.quick { 1_000 } else { 10_000 };
         let torch = args.python_full.as_deref();
         cases.extend(neural_fqe_case(&host, &data.join("nfg"), (100_000, steps), torch, DeviceRequest::Cuda, false));

@@ -389,6 +389,41 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
     })
 }
 
+/// `critic-lowrank` at rank 2 on a random `states` × `actions` MDP whose behaviour takes a fifth of
+/// the actions at each state (200 episodes of 1 000 steps): the reward, the continuation mass and
+/// one transition slice per next state completed — on the CPU one after another, on the GPU
+/// (`DeviceRequest::Cuda`) as one batch. Quiver's time alone (no baseline); the report keeps J
+/// and the completed reward's leading singular value, which the two devices share.
+pub(crate) fn lowrank_case(host: &Host, states: usize, actions: usize, device: DeviceRequest) -> Option<Case> {
+    let name = format!("critic-lowrank {states}x{actions} rank 2 {}", device_tag(device));
+    if skipped(&name) {
+        return None;
+    }
+    let mut mdp = testing::mdp::FiniteMdp::random(41, states, actions, 0.9);
+    mdp.term = vec![0.0; states * actions];
+    let beta = mdp.random_policy(5, |s, a| (s + a) % 5 == 0);
+    let pi = mdp.random_policy(6, |_, _| true);
+    let tables = vec![mdp.sample(7, &beta, None, 200, 1000), mdp.policy_table(&pi)];
+    let params = testing::params(&[("rank", json!(2)), ("ridge", json!(1e-3)), ("gamma", json!(0.9))]);
+    let host = host.clone();
+    Some(Case {
+        name,
+        sizes: json!({"n": 200_000, "states": states, "actions": actions, "rank": 2}),
+        python: None,
+        script: None,
+        baseline: Value::Null,
+        data: PathBuf::new(),
+        repeats: Some(3),
+        quiver: Box::new(move || {
+            let ctx = RunContext { device, threads: 0, ..Default::default() };
+            let mut h = host.create("critic-lowrank", &params, ctx).map_err(|e| e.to_string())?;
+            h.step("fit", &tables).map_err(|e| e.to_string())?;
+            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            Ok(json!({"j": v["j"], "sigma_1": v["reward_singular_values"][0], "device": v["device"]}))
+        }),
+    })
+}
+
 /// Name of the neural FQE case (PyTorch baseline under `--baselines full`).
 pub(crate) const NEURAL_FQE: &str = "critic-net-fqe 2x256, 1e4 steps of 256";
 

@@ -77,26 +77,69 @@ pub fn spectral_start(
     Ok((uf, vf))
 }
 
-/// Solve (Σ_w f_w f_wᵀ + ρI) x = Σ_w y_w f_w for one row of a factor: the rows `fs` of the other
-/// factor at the observed cells, with values `ys`.
+/// Solve (ρI + Σ_w f_w f_wᵀ) x = Σ_w y_w f_w for one row of a factor, where `cells` lists the
+/// line's observed cells as (row of the other factor `other`, value), in the cells' order: the
+/// normal equations summed in that order, then solved by Cholesky (they are symmetric positive
+/// definite for ρ > 0) — the arithmetic of the GPU kernel `als_lines`, step for step. `a` and `x`
+/// are scratch (r × r and r); the solution is left in `x`.
 fn ridge_row(
-    fs: &[ndarray::ArrayView1<'_, f64>],
-    ys: &[f64],
-    rank: usize,
+    other: &Array2<f64>,
+    cells: &[(usize, f64)],
     rho: f64,
-) -> Result<ndarray::Array1<f64>, RlError> {
-    use ndarray_linalg::Solve;
-    let mut a = Array2::<f64>::eye(rank) * rho;
-    let mut b = ndarray::Array1::<f64>::zeros(rank);
-    for (f, &yv) in fs.iter().zip(ys) {
-        for p in 0..rank {
-            b[p] += yv * f[p];
-            for q in 0..rank {
-                a[(p, q)] += f[p] * f[q];
+    a: &mut [f64],
+    x: &mut [f64],
+) -> Result<(), RlError> {
+    let r = other.ncols();
+    for p in 0..r {
+        for q in 0..r {
+            let mut acc = if p == q { rho } else { 0.0 };
+            for &(o, _) in cells {
+                acc += other[(o, p)] * other[(o, q)];
             }
+            a[p * r + q] = acc;
+        }
+        let mut acc = 0.0;
+        for &(o, y) in cells {
+            acc += y * other[(o, p)];
+        }
+        x[p] = acc;
+    }
+    // A = L Lᵀ in place (lower triangle), then L z = x, Lᵀ w = z
+    for j in 0..r {
+        let mut d = a[j * r + j];
+        for k in 0..j {
+            d -= a[j * r + k] * a[j * r + k];
+        }
+        if d.is_nan() || d <= 0.0 {
+            return Err(RlError::Internal(
+                "a factor's least squares: its normal equations are singular (raise 'ridge')".into(),
+            ));
+        }
+        let l = d.sqrt();
+        a[j * r + j] = l;
+        for i in j + 1..r {
+            let mut t = a[i * r + j];
+            for k in 0..j {
+                t -= a[i * r + k] * a[j * r + k];
+            }
+            a[i * r + j] = t / l;
         }
     }
-    a.solve_into(b).map_err(|e| RlError::Internal(format!("a factor's least squares: {e}")))
+    for i in 0..r {
+        let mut t = x[i];
+        for k in 0..i {
+            t -= a[i * r + k] * x[k];
+        }
+        x[i] = t / a[i * r + i];
+    }
+    for i in (0..r).rev() {
+        let mut t = x[i];
+        for k in i + 1..r {
+            t -= a[k * r + i] * x[k];
+        }
+        x[i] = t / a[i * r + i];
+    }
+    Ok(())
 }
 
 /// `sweeps` of alternating least squares of UVᵀ to Y on the observed cells: each sweep solves every
@@ -114,20 +157,19 @@ pub fn alternate(
     let rank = u.ncols();
     let scale = y.iter().zip(observed.iter()).filter(|(_, &o)| o).fold(0.0f64, |m, (x, _)| m.max(x.abs()));
     let rho = ridge * scale.max(f64::MIN_POSITIVE);
+    let (mut a, mut x, mut cells) = (vec![0.0; rank * rank], vec![0.0; rank], Vec::new());
     for _ in 0..sweeps {
         for i in 0..rows {
-            let seen: Vec<usize> = (0..cols).filter(|&j| observed[(i, j)]).collect();
-            let fs: Vec<_> = seen.iter().map(|&j| v.row(j)).collect();
-            let ys: Vec<f64> = seen.iter().map(|&j| y[(i, j)]).collect();
-            let x = ridge_row(&fs, &ys, rank, rho)?;
-            u.row_mut(i).assign(&x);
+            cells.clear();
+            cells.extend((0..cols).filter(|&j| observed[(i, j)]).map(|j| (j, y[(i, j)])));
+            ridge_row(&v, &cells, rho, &mut a, &mut x)?;
+            u.row_mut(i).iter_mut().zip(&x).for_each(|(d, &s)| *d = s);
         }
         for j in 0..cols {
-            let seen: Vec<usize> = (0..rows).filter(|&i| observed[(i, j)]).collect();
-            let fs: Vec<_> = seen.iter().map(|&i| u.row(i)).collect();
-            let ys: Vec<f64> = seen.iter().map(|&i| y[(i, j)]).collect();
-            let x = ridge_row(&fs, &ys, rank, rho)?;
-            v.row_mut(j).assign(&x);
+            cells.clear();
+            cells.extend((0..rows).filter(|&i| observed[(i, j)]).map(|i| (i, y[(i, j)])));
+            ridge_row(&u, &cells, rho, &mut a, &mut x)?;
+            v.row_mut(j).iter_mut().zip(&x).for_each(|(d, &s)| *d = s);
         }
     }
     Ok((u, v))
@@ -296,12 +338,20 @@ pub fn fit(
     }
     let (r, mass, mut laws) = match completion {
         Completion::Cpu => {
+            use rayon::prelude::*;
+            // each matrix's completion on its own, in groups on every core (the same results in any
+            // order: the matrices are independent); LAPACK on one thread inside the workers
+            crate::linear::single_threaded_blas();
             let r = complete(&r, &observed, rank, ridge)?;
             let mass = complete(&mass, &observed, rank, ridge)?;
             let mut laws: Vec<Array2<f64>> = Vec::with_capacity(next_states.len());
-            for (j, slice) in slices.iter().enumerate() {
-                laws.push(complete(slice, &observed, rank, ridge)?);
-                checkpoint(progress, j as u64 + 1, next_states.len() as u64 + max_iter as u64, "completing the model")?;
+            let group = 4 * rayon::current_num_threads().max(1);
+            for slices in slices.chunks(group) {
+                let done: Vec<Array2<f64>> =
+                    slices.par_iter().map(|slice| complete(slice, &observed, rank, ridge)).collect::<Result<_, _>>()?;
+                laws.extend(done);
+                let total = next_states.len() as u64 + max_iter as u64;
+                checkpoint(progress, laws.len() as u64, total, "completing the model")?;
             }
             (r, mass, laws)
         }

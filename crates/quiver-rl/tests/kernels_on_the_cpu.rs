@@ -362,10 +362,9 @@ fn als_lines_kernel_is_a_sweep_of_the_cpu_least_squares() {
                 assert_eq!(v[vs.clone()], v_start[vs], "a stopped matrix's V moved");
                 continue;
             }
-            // the same normal equations; Cholesky here, LU there
-            let what = format!("rank {rank}, matrix {b}");
-            assert_close(&format!("{what}: U"), cu.as_slice().unwrap(), &u[us], 1e-9);
-            assert_close(&format!("{what}: V"), cv.as_slice().unwrap(), &v[vs], 1e-9);
+            // the same normal equations in the same order, the same Cholesky: the same bits
+            assert_eq!(cu.as_slice().unwrap(), &u[us], "rank {rank}, matrix {b}: U");
+            assert_eq!(cv.as_slice().unwrap(), &v[vs], "rank {rank}, matrix {b}: V");
         }
     }
 }

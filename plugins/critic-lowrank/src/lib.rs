@@ -77,9 +77,11 @@ impl CriticImpl for CriticLowRank {
             Device::Cpu => Completion::Cpu,
         };
         let (ctx, st) = (&self.ctx, &self.settings);
-        let fit =
+        let fit = quiver_numerics::with_threads(ctx.threads(), || {
             low_rank::fit(&model, &pi, actions, st.gamma, st.rank, st.ridge, st.tol, st.max_iter, completion, ctx)
-                .map_err(plugin_error)?;
+        })
+        .map_err(plugin_error)?
+        .map_err(plugin_error)?;
         let q: Vec<f64> = fit.q.iter().copied().collect();
         setup::ensure_finite("values", q.iter().copied(), &data)?;
         let cells = fit.observed.len();
