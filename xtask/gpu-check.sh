@@ -61,7 +61,7 @@ if left 60; then
 fi
 if left 60; then
   CUDA_VISIBLE_DEVICES= timeout 150 $B --out /tmp/qb-cpu --repeats 3 --baselines none \
-    --only "ope trajectories,critic-chunked DQC,ope-many,batch-pi mean cpu,sure-normal cpu,sure-normal xkb-estimated cpu,critic-lstd lstdq cpu,quantile-aggregation gradient medium (Adam),critic-net-fqe 2x256" \
+    --only "ope trajectories,critic-chunked DQC,ope-many,batch-pi mean cpu,sure-normal cpu,sure-normal xkb-estimated cpu,critic-lstd lstdq cpu,quantile-aggregation gradient medium (Adam),critic-net-fqe 2x256,critic-lowrank" \
     > "$OUT/bench-cpu.log" 2>&1
   echo "rc=$?"; grep -E "^[a-z].* n=|failed" "$OUT/bench-cpu.log"; cp /tmp/qb-cpu/report.json "$OUT/bench-cpu.json" 2>/dev/null
 fi
