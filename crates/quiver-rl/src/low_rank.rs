@@ -26,6 +26,11 @@ use crate::RlError;
 use ndarray::Array2;
 use quiver_numerics::{checkpoint, Progress};
 
+/// The completion's error when a line's normal equations are singular (`ridge` 0 and fewer observed
+/// cells than the rank, or collinear ones).
+pub const SINGULAR: &str = "a line of the grid has too few observed cells for its least squares at this rank with \
+                            ridge 0: raise 'ridge' (e.g. 1e-6) or lower 'rank'";
+
 /// Most alternating least-squares sweeps of one completion.
 pub const ALS_SWEEPS: usize = 500;
 
@@ -111,9 +116,7 @@ fn ridge_row(
             d -= a[j * r + k] * a[j * r + k];
         }
         if d.is_nan() || d <= 0.0 {
-            return Err(RlError::Internal(
-                "a factor's least squares: its normal equations are singular (raise 'ridge')".into(),
-            ));
+            return Err(RlError::Parameter(SINGULAR.into()));
         }
         let l = d.sqrt();
         a[j * r + j] = l;

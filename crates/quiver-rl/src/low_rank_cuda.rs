@@ -142,9 +142,7 @@ pub fn complete_batch_cuda(
         // SAFETY: als_converged's arguments in order; Z and L hold batch × cells values, active batch.
         unsafe { launch.launch(per_matrix) }.map_err(GpuError::from)?;
         if stream.clone_dtoh(&failed).map_err(GpuError::from)?[0] != 0 {
-            return Err(RlError::Internal(
-                "a factor's least squares: its normal equations are singular (raise 'ridge')".into(),
-            ));
+            return Err(RlError::Parameter(crate::low_rank::SINGULAR.into()));
         }
         let still = stream.clone_dtoh(&active).map_err(GpuError::from)?.iter().filter(|&&a| a != 0).count();
         checkpoint(progress, sweep as u64 + 1, ALS_SWEEPS as u64, "completing the model (cuda)")?;

@@ -243,6 +243,20 @@ fn rank_and_support_are_checked() {
         host.run(METHOD, &testing::params(&[]), &[huge, world.policy()], testing::cpu()),
         "rescale the rewards",
     );
+    // one tried action per state, rank 2 and no ridge: each state's least squares is singular —
+    // a parameter error that says what to change, not a solver's failure
+    let mut sparse = Grid::new(9, 6, 4, 1);
+    sparse.support = vec![vec![0], vec![1], vec![2], vec![3], vec![0], vec![1]];
+    let err = host
+        .run(
+            METHOD,
+            &testing::params(&[("rank", json!(2)), ("ridge", json!(0.0))]),
+            &[sparse.log(10, 100, 10, 0.1), sparse.policy()],
+            testing::cpu(),
+        )
+        .unwrap_err();
+    assert_eq!(err.plugin_kind(), Some(testing::ErrorKind::InvalidParameter), "{err}");
+    assert!(err.to_string().contains("raise 'ridge'"), "{err}");
 }
 
 #[test]
