@@ -27,20 +27,26 @@ import numpy as np
 from timing import load, time_runs
 
 
+def states_and_rewards(d, cfg):
+    """The states and next states (rows x state_dim), their joint mean and sd (Quiver's
+    standardisation), the rewards and their root mean square (the networks' unit of value)."""
+    dims = cfg["state_dim"]
+    s = np.stack([load(d, f"s_{j}") for j in range(dims)], axis=1)
+    s2 = np.stack([load(d, f"s_next_{j}") for j in range(dims)], axis=1)
+    both = np.concatenate([s, s2])
+    r = load(d, "r")
+    return s, s2, both.mean(axis=0), both.std(axis=0), r, math.sqrt(float(np.mean(r * r))) or 1.0
+
+
 def fqe_torch(d, cfg):
     import torch
 
     torch.set_num_threads(cfg.get("threads", torch.get_num_threads()))
     torch.manual_seed(cfg["seed"])
     k, dims = cfg["actions"], cfg["state_dim"]
-    s = np.stack([load(d, f"s_{j}") for j in range(dims)], axis=1)
-    s2 = np.stack([load(d, f"s_next_{j}") for j in range(dims)], axis=1)
-    both = np.concatenate([s, s2])
-    mean, sd = both.mean(axis=0), both.std(axis=0)
+    s, s2, mean, sd, r, scale = states_and_rewards(d, cfg)
     f32 = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     st, st2 = f32((s - mean) / sd), f32((s2 - mean) / sd)
-    r = load(d, "r")
-    scale = math.sqrt(float(np.mean(r * r))) or 1.0
     rt = f32(r / scale)
     a = torch.from_numpy(load(d, "a").astype(np.int64))
     done = f32(load(d, "done"))
@@ -94,13 +100,8 @@ def fqe_d3rlpy(d, cfg):
 
     torch.set_num_threads(cfg.get("threads", torch.get_num_threads()))
     d3rlpy.seed(cfg["seed"])
-    k, dims = cfg["actions"], cfg["state_dim"]
-    s = np.stack([load(d, f"s_{j}") for j in range(dims)], axis=1)
-    s2 = np.stack([load(d, f"s_next_{j}") for j in range(dims)], axis=1)
-    both = np.concatenate([s, s2])
-    mean, sd = both.mean(axis=0), both.std(axis=0)
-    r = load(d, "r")
-    scale = math.sqrt(float(np.mean(r * r))) or 1.0
+    k = cfg["actions"]
+    s, _, mean, sd, r, scale = states_and_rewards(d, cfg)
     first = load(d, "first").astype(np.int64)
     n = len(r)
     # episodes run from each `first` row to the next; the log's next states are the next rows'

@@ -81,6 +81,21 @@ fn critic_files(dir: &Path, n: usize, seed: u64) -> Table {
     table
 }
 
+/// `method` with `params` on `device` (every core): fitted on `tables`, then asked for its values;
+/// the result's summary.
+fn fit_and_values(
+    host: &Host,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+    device: DeviceRequest,
+    tables: &[Table],
+) -> Result<Value, String> {
+    let ctx = RunContext { device, threads: 0, ..Default::default() };
+    let mut h = host.create(method, params, ctx).map_err(|e| e.to_string())?;
+    h.step("fit", tables).map_err(|e| e.to_string())?;
+    Ok(h.step("values", &[]).map_err(|e| e.to_string())?.summary)
+}
+
 /// critic-lstd on `n` transitions with 2 × 128 random Fourier features, `lstdq` or `fqe`,
 /// against the NumPy version (benches/baselines/critic_baselines.py) on the same data and the
 /// same frequencies.
@@ -107,7 +122,6 @@ pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, devic
         ("tol", json!(tol)),
     ]);
     let host = host.clone();
-    let ctx = RunContext { device, threads: 0, ..Default::default() };
     let tables = vec![table];
     Some(Case {
         name,
@@ -119,9 +133,7 @@ pub(crate) fn critic_case(host: &Host, dir: &Path, n: usize, target: &str, devic
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.create("critic-lstd", &params, ctx).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "critic-lstd", &params, device, &tables)?;
             Ok(json!({"j": v["j"], "iterations": v["iterations"], "device": v["device"]}))
         }),
     })
@@ -208,9 +220,7 @@ pub(crate) fn ope_bandit_case(host: &Host, dir: &Path, n: usize) -> Option<Case>
         data: dir.to_path_buf(),
         repeats: None,
         quiver: Box::new(move || {
-            let mut h = host.create("ope", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "ope", &params, DeviceRequest::Cpu, &tables)?;
             let keys = ["ipw", "snipw", "dm", "dr", "switch_dr", "dros"];
             let mut est: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect();
             est.insert("ess".into(), json!({"estimate": v["ess"]}));
@@ -277,10 +287,7 @@ pub(crate) fn ope_trajectory_case(
         repeats: Some(3),
         quiver: Box::new(move || {
             // `auto`: the bootstrap's resampled sums run on the GPU where there is one
-            let ctx = RunContext { device: DeviceRequest::Auto, threads: 0, ..Default::default() };
-            let mut h = host.create("ope", &params, ctx).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "ope", &params, DeviceRequest::Auto, &tables)?;
             let keys = ["tis", "pdis", "sn_pdis", "dm", "dr"];
             // the estimates must agree; the intervals come from other random draws (reported)
             let est: serde_json::Map<String, Value> =
@@ -322,10 +329,7 @@ pub(crate) fn dqc_case(host: &Host, episodes: usize) -> Option<Case> {
         data: PathBuf::new(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let ctx = RunContext { device: DeviceRequest::Auto, threads: 0, ..Default::default() };
-            let mut h = host.create("critic-chunked", &params, ctx).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "critic-chunked", &params, DeviceRequest::Auto, &tables)?;
             Ok(json!({"iterations": v["iterations"], "converged": v["converged"], "j": v["j"],
                       "chunks": v["q_chunk"]["q"].as_array().map_or(0, Vec::len), "device": v["device"]}))
         }),
@@ -381,9 +385,7 @@ pub(crate) fn quantile_critic_case(host: &Host, dir: &Path, rows: usize, n: usiz
         data: dir.to_path_buf(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let mut h = host.create("critic-quantile", &params, RunContext::default()).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "critic-quantile", &params, DeviceRequest::Cpu, &tables)?;
             Ok(json!({"j": v["j"], "iterations": v["iterations"], "device": v["device"]}))
         }),
     })
@@ -415,10 +417,7 @@ pub(crate) fn lowrank_case(host: &Host, states: usize, actions: usize, device: D
         data: PathBuf::new(),
         repeats: Some(3),
         quiver: Box::new(move || {
-            let ctx = RunContext { device, threads: 0, ..Default::default() };
-            let mut h = host.create("critic-lowrank", &params, ctx).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "critic-lowrank", &params, device, &tables)?;
             Ok(json!({"j": v["j"], "sigma_1": v["reward_singular_values"][0], "device": v["device"]}))
         }),
     })
@@ -475,10 +474,7 @@ pub(crate) fn neural_fqe_case(
         data: dir.to_path_buf(),
         repeats: Some(1),
         quiver: Box::new(move || {
-            let ctx = RunContext { device, threads: 0, ..Default::default() };
-            let mut h = host.create("critic-net-fqe", &params, ctx).map_err(|e| e.to_string())?;
-            h.step("fit", &tables).map_err(|e| e.to_string())?;
-            let v: Value = h.step("values", &[]).map_err(|e| e.to_string())?.summary;
+            let v = fit_and_values(&host, "critic-net-fqe", &params, device, &tables)?;
             Ok(json!({"j": v["j"], "compare": "statistical", "device": v["device"]}))
         }),
     })

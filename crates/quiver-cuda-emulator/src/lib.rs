@@ -234,28 +234,7 @@ pub fn assert_close(what: &str, cpu: &[f64], kernel: &[f64], rel: f64) {
     }
 }
 
-/// The arguments of a cuBLAS GEMM (`cublas<t>gemm`), column-major: C = α op(A) op(B) + β C with
-/// op(A) m × k, op(B) k × n, C m × n, leading dimensions `lda`, `ldb`, `ldc`; `ta`/`tb`
-/// transpose. Batched products add strides between consecutive matrices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemmArgs {
-    /// Transpose A.
-    pub ta: bool,
-    /// Transpose B.
-    pub tb: bool,
-    /// Rows of op(A) and C.
-    pub m: usize,
-    /// Columns of op(B) and C.
-    pub n: usize,
-    /// Columns of op(A), rows of op(B).
-    pub k: usize,
-    /// Leading dimension of A.
-    pub lda: usize,
-    /// Leading dimension of B.
-    pub ldb: usize,
-    /// Leading dimension of C.
-    pub ldc: usize,
-}
+pub use quiver_gpu::GemmArgs;
 
 /// cuBLAS's GEMM as its documentation defines it, by a plain loop (sums in k order): what a test
 /// runs where a kernel's launch code would call cuBLAS, so that the arguments the code computes —

@@ -208,6 +208,96 @@ pub fn driver_err<E: std::fmt::Debug>(e: E) -> GpuError {
     GpuError::Driver(format!("{e:?}"))
 }
 
+/// The arguments of a cuBLAS GEMM (`cublas<t>gemm`), column-major: C = α op(A) op(B) + β C with
+/// op(A) m × k, op(B) k × n and C m × n, leading dimensions `lda`, `ldb`, `ldc`; `ta`/`tb`
+/// transpose A/B. Launch code computes these (the transposes and leading dimensions that make
+/// row-major data column-major), checks the extents against its buffers, and hands cuBLAS
+/// [`GemmArgs::config`]; tests run the same arguments through cuBLAS's definition on the CPU
+/// (quiver-cuda-emulator's `cublas_gemm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmArgs {
+    /// Transpose A.
+    pub ta: bool,
+    /// Transpose B.
+    pub tb: bool,
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Columns of op(A), rows of op(B).
+    pub k: usize,
+    /// Leading dimension of A.
+    pub lda: usize,
+    /// Leading dimension of B.
+    pub ldb: usize,
+    /// Leading dimension of C.
+    pub ldc: usize,
+}
+
+impl GemmArgs {
+    /// Floats of A, B and C the product reads or writes from their starts (0 for an empty operand).
+    pub fn extents(&self) -> [usize; 3] {
+        let extent =
+            |rows: usize, cols: usize, ld: usize| if cols == 0 || rows == 0 { 0 } else { (cols - 1) * ld + rows };
+        let (ar, ac) = if self.ta { (self.k, self.m) } else { (self.m, self.k) };
+        let (br, bc) = if self.tb { (self.n, self.k) } else { (self.k, self.n) };
+        [extent(ar, ac, self.lda), extent(br, bc, self.ldb), extent(self.m, self.n, self.ldc)]
+    }
+
+    /// An error unless each leading dimension covers its operand's rows and each operand, from its
+    /// offset, lies inside its buffer: `(length, offset)` of A, B and C.
+    pub fn check(&self, buffers: [(usize, usize); 3]) -> Result<(), GpuError> {
+        let rows = [if self.ta { self.k } else { self.m }, if self.tb { self.n } else { self.k }, self.m];
+        for ((((len, at), need), (ld, rows)), what) in buffers
+            .into_iter()
+            .zip(self.extents())
+            .zip([self.lda, self.ldb, self.ldc].into_iter().zip(rows))
+            .zip(["A", "B", "C"])
+        {
+            if ld < rows.max(1) || at.checked_add(need).is_none_or(|end| end > len) {
+                return Err(GpuError::Driver(format!(
+                    "GEMM operand {what}: {need} values from offset {at} in a buffer of {len}, leading dimension {ld} for {rows} rows"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// cuBLAS's configuration with `alpha` and `beta` (an error past its 32-bit sizes).
+    pub fn config<T>(&self, alpha: T, beta: T) -> Result<cudarc::cublas::GemmConfig<T>, GpuError> {
+        use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let int = |x: usize| i32::try_from(x).map_err(|_| GpuError::Driver(format!("GEMM size {x} past 2^31")));
+        Ok(cudarc::cublas::GemmConfig {
+            transa: if self.ta { CUBLAS_OP_T } else { CUBLAS_OP_N },
+            transb: if self.tb { CUBLAS_OP_T } else { CUBLAS_OP_N },
+            m: int(self.m)?,
+            n: int(self.n)?,
+            k: int(self.k)?,
+            alpha,
+            lda: int(self.lda)?,
+            ldb: int(self.ldb)?,
+            beta,
+            ldc: int(self.ldc)?,
+        })
+    }
+
+    /// The arguments of a cuBLAS configuration.
+    pub fn of<T>(c: &cudarc::cublas::GemmConfig<T>) -> GemmArgs {
+        use cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N;
+        let size = |x: i32| usize::try_from(x).unwrap_or(0);
+        GemmArgs {
+            ta: c.transa != CUBLAS_OP_N,
+            tb: c.transb != CUBLAS_OP_N,
+            m: size(c.m),
+            n: size(c.n),
+            k: size(c.k),
+            lda: size(c.lda),
+            ldb: size(c.ldb),
+            ldc: size(c.ldc),
+        }
+    }
+}
+
 /// One thread per element launch configuration for `n` elements (256 threads a block).
 pub fn launch_config(n: usize) -> cudarc::driver::LaunchConfig {
     let blocks = n.div_ceil(256).max(1) as u32;
@@ -225,6 +315,20 @@ mod tests {
         if !s.usable() {
             assert!(s.reason.is_some());
         }
+    }
+
+    #[test]
+    fn gemm_arguments_are_checked_against_their_buffers_and_round_trip() {
+        // C (4 × 3) = Aᵀ (A stored 2 × 4, ld 2) · B (2 × 3, ld 2)
+        let g = GemmArgs { ta: true, tb: false, m: 4, n: 3, k: 2, lda: 2, ldb: 2, ldc: 4 };
+        assert_eq!(g.extents(), [8, 6, 12]);
+        assert!(g.check([(8, 0), (6, 0), (12, 0)]).is_ok());
+        assert!(g.check([(8, 1), (6, 0), (12, 0)]).is_err(), "A from offset 1 passes its buffer");
+        assert!(g.check([(8, 0), (6, 0), (11, 0)]).is_err(), "C one short");
+        assert!(GemmArgs { ldc: 3, ..g }.check([(8, 0), (6, 0), (100, 0)]).is_err(), "ldc below C's rows");
+        assert!(g.check([(8, usize::MAX), (6, 0), (12, 0)]).is_err(), "an offset that overflows");
+        assert_eq!(GemmArgs::of(&g.config(1.0f64, 0.0).unwrap()), g);
+        assert!(GemmArgs { m: 1 << 31, ..g }.config(1.0f64, 0.0).is_err());
     }
 
     #[test]

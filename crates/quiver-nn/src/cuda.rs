@@ -3,9 +3,9 @@
 //! is queued on the one stream; a download waits for what was queued before it.
 
 use crate::adam::AdamScalars;
-use crate::device::{Backend, RowOp, Sgemm, MLP_KERNELS, ROW_THREADS};
+use crate::device::{Backend, GemmArgs, RowOp, MLP_KERNELS, ROW_THREADS};
 use crate::NnError;
-use quiver_gpu::cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use quiver_gpu::cudarc::cublas::{CudaBlas, Gemm};
 use quiver_gpu::cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 
@@ -67,14 +67,6 @@ impl CudaBackend {
     }
 }
 
-fn op(t: bool) -> cublasOperation_t {
-    if t {
-        cublasOperation_t::CUBLAS_OP_T
-    } else {
-        cublasOperation_t::CUBLAS_OP_N
-    }
-}
-
 impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
 
@@ -97,37 +89,15 @@ impl Backend for CudaBackend {
 
     fn gemm(
         &self,
-        g: Sgemm,
+        g: GemmArgs,
         beta: f32,
         (a, a_at): (&CudaSlice<f32>, usize),
         (b, b_at): (&CudaSlice<f32>, usize),
         (c, c_at): (&mut CudaSlice<f32>, usize),
     ) -> Result<(), NnError> {
         // the extents each operand is read or written to, checked before cuBLAS gets pointers
-        let extent = |rows: usize, cols: usize, ld: usize| if cols == 0 { 0 } else { (cols - 1) * ld + rows };
-        let (ar, ac) = if g.ta { (g.k, g.m) } else { (g.m, g.k) };
-        let (br, bc) = if g.tb { (g.n, g.k) } else { (g.k, g.n) };
-        for (what, len, at, need, ld, rows) in [
-            ("A", a.len(), a_at, extent(ar, ac, g.lda), g.lda, ar),
-            ("B", b.len(), b_at, extent(br, bc, g.ldb), g.ldb, br),
-            ("C", c.len(), c_at, extent(g.m, g.n, g.ldc), g.ldc, g.m),
-        ] {
-            if ld < rows.max(1) || at + need > len {
-                return Err(NnError::Size(format!("sgemm: operand {what} past its buffer or its leading dimension")));
-            }
-        }
-        let cfg = GemmConfig {
-            transa: op(g.ta),
-            transb: op(g.tb),
-            m: dim(g.m, "m")?,
-            n: dim(g.n, "n")?,
-            k: dim(g.k, "k")?,
-            alpha: 1.0f32,
-            lda: dim(g.lda, "lda")?,
-            ldb: dim(g.ldb, "ldb")?,
-            beta,
-            ldc: dim(g.ldc, "ldc")?,
-        };
+        g.check([(a.len(), a_at), (b.len(), b_at), (c.len(), c_at)]).map_err(device_err)?;
+        let cfg = g.config(1.0f32, beta).map_err(device_err)?;
         let (av, bv) = (a.slice(a_at..), b.slice(b_at..));
         let mut cv = c.slice_mut(c_at..);
         // SAFETY: each operand's extent from its offset was checked against its buffer above.

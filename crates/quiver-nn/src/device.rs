@@ -17,6 +17,7 @@
 use crate::adam::{AdamConfig, AdamScalars};
 use crate::mlp::LayerAt;
 use crate::{Mlp, MlpSpec, NnError};
+pub use quiver_gpu::GemmArgs;
 
 /// CUDA C source of the kernels (layer norm forward and backward, column sums, Adam, Polyak
 /// averaging, a squared norm).
@@ -24,28 +25,6 @@ pub const MLP_KERNELS: &str = include_str!("kernels/mlp.cu");
 
 /// Threads a block of the per-row kernels (`QV_THREADS` in the source).
 pub const ROW_THREADS: u32 = 256;
-
-/// C ← op(A)·op(B) + β·C in column-major storage, as cuBLAS's `cublasSgemm` reads its arguments
-/// (α = 1): op(A) is m × k, op(B) is k × n, C is m × n; `ta`/`tb` transpose A/B.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sgemm {
-    /// Transpose A.
-    pub ta: bool,
-    /// Transpose B.
-    pub tb: bool,
-    /// Rows of op(A) and C.
-    pub m: usize,
-    /// Columns of op(B) and C.
-    pub n: usize,
-    /// Columns of op(A), rows of op(B).
-    pub k: usize,
-    /// Leading dimension of A.
-    pub lda: usize,
-    /// Leading dimension of B.
-    pub ldb: usize,
-    /// Leading dimension of C.
-    pub ldc: usize,
-}
 
 /// What `bias_norm_relu` does to a layer's pre-activations: add the bias at `bias` (an offset
 /// into the parameters), then — for a hidden layer — layer norm with the gains at `norm` (the
@@ -76,10 +55,11 @@ pub trait Backend {
     fn upload(&self, host: &[f32], to: &mut Self::Buf) -> Result<(), NnError>;
     /// The first `len` floats of `from`.
     fn download(&self, from: &Self::Buf, len: usize) -> Result<Vec<f32>, NnError>;
-    /// [`Sgemm`] on A from `a.1`, B from `b.1`, C from `c.1` (offsets into the buffers), β = `beta`.
+    /// cuBLAS's SGEMM of `g` (α = 1) on A from `a.1`, B from `b.1`, C from `c.1` (offsets into the
+    /// buffers), β = `beta`.
     fn gemm(
         &self,
-        g: Sgemm,
+        g: GemmArgs,
         beta: f32,
         a: (&Self::Buf, usize),
         b: (&Self::Buf, usize),
@@ -273,7 +253,7 @@ impl<B: Backend> DeviceNets<B> {
             let (before, after) = tape.acts.split_at_mut(l + 1);
             let z = if l == last { &mut tape.out } else { &mut after[0] };
             // Zᵀ (fan_out × rows) = Wᵀ (fan_out × fan_in) · Xᵀ (fan_in × rows)
-            let g = Sgemm {
+            let g = GemmArgs {
                 ta: false,
                 tb: false,
                 m: at.fan_out,
@@ -326,7 +306,7 @@ impl<B: Backend> DeviceNets<B> {
                 }
             }
             // gWᵀ (fan_out × fan_in) = dZᵀ (fan_out × rows) · X (rows × fan_in)
-            let g = Sgemm {
+            let g = GemmArgs {
                 ta: false,
                 tb: true,
                 m: at.fan_out,
@@ -340,7 +320,7 @@ impl<B: Backend> DeviceNets<B> {
             backend.column_sums(delta, None, rows, at.fan_out, (&mut self.grad, at.b))?;
             if l > 0 {
                 // dXᵀ (fan_in × rows) = W (fan_in × fan_out) · dZᵀ (fan_out × rows)
-                let g = Sgemm {
+                let g = GemmArgs {
                     ta: true,
                     tb: false,
                     m: at.fan_in,

@@ -5,8 +5,8 @@
 //! the backward pass are checked without a GPU; the `cuda` halves run the same on cuBLAS and the
 //! NVRTC-compiled kernels where a GPU is present. Plus: each kernel compiles to PTX for sm_90.
 
-use quiver_cuda_emulator::{cublas_gemm, skip_or_panic, GemmArgs, Module};
-use quiver_nn::device::{Backend, DeviceNets, Pass, RowOp, Sgemm, MLP_KERNELS, ROW_THREADS};
+use quiver_cuda_emulator::{cublas_gemm, skip_or_panic, Module};
+use quiver_nn::device::{Backend, DeviceNets, GemmArgs, Pass, RowOp, MLP_KERNELS, ROW_THREADS};
 use quiver_nn::{Adam, AdamConfig, AdamScalars, Mlp, MlpSpec, NnError, Tape};
 use quiver_testing::Device;
 
@@ -46,14 +46,13 @@ impl Backend for Emulated {
 
     fn gemm(
         &self,
-        g: Sgemm,
+        g: GemmArgs,
         beta: f32,
         (a, a_at): (&Vec<f32>, usize),
         (b, b_at): (&Vec<f32>, usize),
         (c, c_at): (&mut Vec<f32>, usize),
     ) -> Result<(), NnError> {
-        let args = GemmArgs { ta: g.ta, tb: g.tb, m: g.m, n: g.n, k: g.k, lda: g.lda, ldb: g.ldb, ldc: g.ldc };
-        cublas_gemm(&args, 1.0, &a[a_at..], &b[b_at..], beta, &mut c[c_at..]);
+        cublas_gemm(&g, 1.0, &a[a_at..], &b[b_at..], beta, &mut c[c_at..]);
         Ok(())
     }
 

@@ -12,9 +12,9 @@
 use crate::low_rank::{spectral_start, ALS_SWEEPS};
 use crate::RlError;
 use ndarray::Array2;
-use quiver_gpu::cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig, StridedBatchedConfig};
+use quiver_gpu::cudarc::cublas::{Gemm, StridedBatchedConfig};
 use quiver_gpu::cudarc::driver::{LaunchConfig, PushKernelArg};
-use quiver_gpu::GpuError;
+use quiver_gpu::{GemmArgs, GpuError};
 use quiver_numerics::{checkpoint, Progress};
 
 /// CUDA source of the completion's kernels (`als_lines`, `als_converged`).
@@ -37,21 +37,10 @@ pub fn product_config(
     rank: usize,
     batch: usize,
 ) -> Result<StridedBatchedConfig<f64>, RlError> {
-    let int = |x: usize| i32::try_from(x).map_err(|_| RlError::Parameter(format!("{x} past cuBLAS's 32-bit sizes")));
+    let args = GemmArgs { ta: true, tb: false, m: cols, n: rows, k: rank, lda: rank, ldb: rank, ldc: cols };
     Ok(StridedBatchedConfig {
-        gemm: GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_T,
-            transb: cublasOperation_t::CUBLAS_OP_N,
-            m: int(cols)?,
-            n: int(rows)?,
-            k: int(rank)?,
-            alpha: 1.0,
-            lda: int(rank)?,
-            ldb: int(rank)?,
-            beta: 0.0,
-            ldc: int(cols)?,
-        },
-        batch_size: int(batch)?,
+        gemm: args.config(1.0, 0.0)?,
+        batch_size: i32::try_from(batch).map_err(|_| RlError::Parameter(format!("{batch} matrices past 2^31")))?,
         stride_a: (cols * rank) as i64,
         stride_b: (rows * rank) as i64,
         stride_c: (rows * cols) as i64,

@@ -412,23 +412,12 @@ fn als_converged_kernel_stops_each_matrix_by_the_cpu_rule() {
 #[test]
 fn the_completion_product_config_is_u_times_v_transposed() {
     use quiver_cuda_emulator::{cublas_gemm, GemmArgs};
-    use quiver_gpu::cudarc::cublas::sys::cublasOperation_t;
     let (rows, cols, rank, batch) = (5, 4, 3, 2);
     let mut r = lcg(31);
     let u: Vec<f64> = (0..batch * rows * rank).map(|_| r()).collect();
     let v: Vec<f64> = (0..batch * cols * rank).map(|_| r()).collect();
     let c = quiver_rl::low_rank_cuda::product_config(rows, cols, rank, batch).unwrap();
-    let g = c.gemm;
-    let args = GemmArgs {
-        ta: g.transa == cublasOperation_t::CUBLAS_OP_T,
-        tb: g.transb == cublasOperation_t::CUBLAS_OP_T,
-        m: g.m as usize,
-        n: g.n as usize,
-        k: g.k as usize,
-        lda: g.lda as usize,
-        ldb: g.ldb as usize,
-        ldc: g.ldc as usize,
-    };
+    let (g, args) = (c.gemm, GemmArgs::of(&c.gemm));
     // A is V, B is U (the launch code passes them so)
     let mut z = vec![0.0; batch * rows * cols];
     for b in 0..c.batch_size as usize {
