@@ -8,7 +8,7 @@ use crate::data::{Actions, Matrix, NeuralData};
 use crate::internal;
 use crate::settings::NetworkSettings;
 use quiver_nn::cuda::CudaBackend;
-use quiver_nn::device::{self, DeviceNets};
+use quiver_nn::device::{DeviceNets, Pass};
 use quiver_nn::{Adam, AdamConfig, Mlp, MlpSpec, NnError, Tape};
 use quiver_sdk::abi::{Device, PluginError};
 
@@ -72,17 +72,6 @@ pub enum At {
     PolicyNext,
     /// The target policy at the row's state (`pi_<a>` averaged, or `a_pi_<k>`), when given.
     PolicyHere,
-}
-
-/// Which network a forward pass runs, and on which tape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    /// The online network, keeping the tape for the step.
-    Train,
-    /// The target network.
-    Target,
-    /// The online network on a tape of its own (the step's stays as it is).
-    Eval,
 }
 
 /// Where the networks are trained: the CPU (the parameters in [`QNet::online`] and
@@ -214,14 +203,7 @@ impl QNet {
                 Pass::Target => self.target.forward(target_tape, x, rows).to_vec(),
                 Pass::Eval => self.online.forward(eval_tape, x, rows).to_vec(),
             }),
-            Engine::Cuda(nets) => {
-                let pass = match pass {
-                    Pass::Train => device::Pass::Train,
-                    Pass::Target => device::Pass::Target,
-                    Pass::Eval => device::Pass::Eval,
-                };
-                nets.forward(pass, x, rows).map_err(device_error)
-            }
+            Engine::Cuda(nets) => nets.forward(pass, x, rows).map_err(device_error),
         }
     }
 

@@ -113,14 +113,15 @@ pub trait Backend {
     fn sum_squares(&self, g: &Self::Buf, n: usize) -> Result<f64, NnError>;
 }
 
-/// Which network a forward pass runs and on which tape (each keeps its own).
+/// Which network a forward pass runs and on which tape (each keeps its own, on either device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// The online network, keeping the tape for [`DeviceNets::step`].
+    /// The online network, keeping the tape for the step that follows.
     Train,
     /// The target network.
     Target,
-    /// The online network on a tape of its own.
+    /// The online network on a tape of its own (a value read for another network's target),
+    /// leaving the step's tape as it is.
     Eval,
 }
 
