@@ -95,17 +95,19 @@ fn ridge_row(
     x: &mut [f64],
 ) -> Result<(), RlError> {
     let r = other.ncols();
+    let f = other.as_slice().ok_or_else(|| RlError::Internal("a factor not in row-major order".into()))?;
+    // the lower triangle (the factorisation reads no other)
     for p in 0..r {
-        for q in 0..r {
+        for q in 0..=p {
             let mut acc = if p == q { rho } else { 0.0 };
             for &(o, _) in cells {
-                acc += other[(o, p)] * other[(o, q)];
+                acc += f[o * r + p] * f[o * r + q];
             }
             a[p * r + q] = acc;
         }
         let mut acc = 0.0;
         for &(o, y) in cells {
-            acc += y * other[(o, p)];
+            acc += y * f[o * r + p];
         }
         x[p] = acc;
     }

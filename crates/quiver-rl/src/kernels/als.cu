@@ -20,8 +20,10 @@ extern "C" __global__ void als_lines(const double* y, const unsigned char* obser
     if (line >= lines || !active[b]) return;
     const double* yb = y + (long long)b * rows * cols;
     const double* f = other + (long long)b * others * r;
+    // the lower triangle (the factorisation reads no other)
     for (int idx = threadIdx.x; idx < r * r; idx += blockDim.x) {
         int p = idx / r, q = idx % r;
+        if (q > p) continue;
         double acc = p == q ? rho[b] : 0.0;
         for (int o = 0; o < others; o++) {
             long long cell = by_rows ? (long long)line * cols + o : (long long)o * cols + line;
