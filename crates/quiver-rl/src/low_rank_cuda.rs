@@ -24,6 +24,10 @@ pub const ALS_KERNEL: &str = include_str!("kernels/als.cu");
 /// memory); past it the CPU's solver runs.
 pub const MAX_GPU_RANK: usize = 64;
 
+/// Most matrices one batch takes (CUDA's limit on a grid's second dimension); more run in batches
+/// of this size.
+pub const MAX_BATCH: usize = 65_535;
+
 /// Threads a block of `als_lines` and `als_converged`.
 pub const ALS_THREADS: u32 = 256;
 
@@ -68,6 +72,14 @@ pub fn complete_batch_cuda(
 ) -> Result<Vec<Array2<f64>>, RlError> {
     if ms.is_empty() || observed.iter().all(|&o| o) {
         return Ok(ms.to_vec());
+    }
+    if ms.len() > MAX_BATCH {
+        // a launch's second grid dimension (the matrix) holds at most 65 535 blocks
+        let mut out = Vec::with_capacity(ms.len());
+        for group in ms.chunks(MAX_BATCH) {
+            out.extend(complete_batch_cuda(group, observed, rank, ridge, progress)?);
+        }
+        return Ok(out);
     }
     if rank == 0 || rank > MAX_GPU_RANK {
         return Err(RlError::Parameter(format!("rank {rank}: the GPU completion takes ranks 1 to {MAX_GPU_RANK}")));
